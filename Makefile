@@ -1,0 +1,163 @@
+# discovery: one non-recursive Makefile for the whole tree.
+#
+#   make                 build programs into build/bin, libraries into build/lib
+#   make run             install missing Debian packages, build, run discoveryd
+#   make test            install missing Debian packages, build, run every suite
+#   make SANITIZE=address,undefined test
+#
+# Sources are found by folder, so adding a module is adding a file:
+#   libcommon/*.c        -> build/lib/libcommon.a (no daemon state)
+#   discoveryd/*.c       -> build/bin/discoveryd
+#   discoveryd/ctl/*.c   -> build/bin/discoveryctl
+#   agent/lib/*.c        -> build/lib/libagent.so.1, build/lib/libagent.a
+#   agent/sidecar/*.c    -> build/bin/discovery-agent
+#   tests/unit/test_*.c  -> build/tests/test_*
+
+VERSION   := 0.1.0
+SOVERSION := 1
+
+CC       ?= cc
+BUILD    := build
+PREFIX   ?= /usr/local
+SANITIZE ?=
+
+PKGS      := libwebsockets libmicrohttpd libcjson yaml-0.1 libcurl openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Link only what each binary uses (pkg-config per program, not one big list).
+LIBS_COMMON := $(shell pkg-config --libs libcjson yaml-0.1 2>/dev/null)
+LIBS_LWS    := $(shell pkg-config --libs libwebsockets 2>/dev/null)
+LIBS_MHD    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+LIBS_CURL   := $(shell pkg-config --libs libcurl 2>/dev/null)
+LIBS_CMOCKA := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wvla -Wwrite-strings \
+        -Wshadow -Wpointer-arith -Wformat=2 -Wmissing-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) \
+              -Ilibcommon -Iagent/include $(PKG_CFLAGS) \
+              -DDISCOVERY_VERSION='"$(VERSION)"' -MMD -MP
+ALL_LDFLAGS := $(LDFLAGS) -pthread
+ifneq ($(SANITIZE),)
+ALL_CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+ALL_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+# A change of flags (say, SANITIZE) rebuilds everything: objects depend on
+# a stamp whose content is the flags.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW   := $(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)
+$(shell mkdir -p $(BUILD); \
+  [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = "$(FLAGS_NOW)" ] || echo "$(FLAGS_NOW)" > $(FLAGS_STAMP))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+COMMON_SRC  := $(wildcard libcommon/*.c)
+DAEMON_SRC  := $(filter-out discoveryd/main.c,$(wildcard discoveryd/*.c))
+CTL_SRC     := $(wildcard discoveryd/ctl/*.c)
+AGENT_SRC   := $(wildcard agent/lib/*.c)
+SIDECAR_SRC := $(wildcard agent/sidecar/*.c)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+
+COMMON_LIB  := $(BUILD)/lib/libcommon.a
+DAEMON_LIB  := $(BUILD)/lib/libdiscoveryd.a
+AGENT_SO    := $(BUILD)/lib/libagent.so.$(SOVERSION)
+AGENT_A     := $(BUILD)/lib/libagent.a
+AGENT_MAP   := agent/lib/libagent.map
+
+PROGRAMS    := $(BUILD)/bin/discoveryd $(BUILD)/bin/discoveryctl \
+               $(BUILD)/bin/discovery-agent
+UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
+             $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(UNIT_SRC))
+
+.PHONY: all run test unit integration deps clean format-check
+.SECONDARY:
+all: $(PROGRAMS) $(AGENT_SO) $(AGENT_A)
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(COMMON_LIB): $(call obj,$(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(DAEMON_LIB): $(call obj,$(DAEMON_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# libagent carries its own copy of the libcommon code it needs; the version
+# script keeps everything but agent_* out of the dynamic symbol table.
+$(AGENT_SO): $(call obj,$(AGENT_SRC)) $(COMMON_LIB) $(AGENT_MAP)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libagent.so.$(SOVERSION) \
+	  -Wl,--version-script=$(AGENT_MAP) -Wl,--no-undefined \
+	  -o $@ $(call obj,$(AGENT_SRC)) $(COMMON_LIB) \
+	  $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_COMMON)
+	ln -sf libagent.so.$(SOVERSION) $(BUILD)/lib/libagent.so
+
+# The static library is one relocatable object whose only global symbols
+# are agent_*, so a program linking it never collides with our internals.
+$(AGENT_A): $(call obj,$(AGENT_SRC)) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(LD) -r -o $(BUILD)/obj/libagent-all.o $(call obj,$(AGENT_SRC)) \
+	  --whole-archive $(COMMON_LIB) --no-whole-archive
+	objcopy -w --keep-global-symbol='agent_*' $(BUILD)/obj/libagent-all.o
+	rm -f $@ && ar rcs $@ $(BUILD)/obj/libagent-all.o
+
+$(BUILD)/bin/discoveryd: $(call obj,discoveryd/main.c) $(DAEMON_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_COMMON)
+
+$(BUILD)/bin/discoveryctl: $(call obj,$(CTL_SRC)) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_CURL) $(LIBS_COMMON)
+
+# The sidecar uses libagent's public API only (linked against the shared
+# library) and libcommon for its own config keys and logging.
+$(BUILD)/bin/discovery-agent: $(call obj,$(SIDECAR_SRC)) $(AGENT_SO) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $(call obj,$(SIDECAR_SRC)) -L$(BUILD)/lib -lagent \
+	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
+	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_COMMON)
+
+# Unit tests link libcommon; the daemon's module tests (DAEMON_UNIT) also
+# link the daemon's modules (everything but main).
+DAEMON_UNIT := test_registry
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(if $(filter $*,$(DAEMON_UNIT)),$(DAEMON_LIB)) $(COMMON_LIB) \
+	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_COMMON)
+$(addprefix $(BUILD)/tests/,$(DAEMON_UNIT)): $(DAEMON_LIB)
+
+# ---- running -----------------------------------------------------------
+
+# Debian packages the build, the tests and `make run` need.
+DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
+            libcjson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
+            libcmocka-dev libsystemd-dev python3 python3-pytest \
+            python3-websockets curl
+
+deps:
+	@sh tests/install-deps.sh $(DEB_PKGS)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	exec $(BUILD)/bin/discoveryd -c conf/discoveryd.yaml
+
+unit: $(UNIT_TESTS)
+	@sh tests/run-unit.sh $(UNIT_TESTS)
+
+integration: all
+	/usr/bin/python3 -m pytest -q tests/integration
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(ALL_OBJ:.o=.d)

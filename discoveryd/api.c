@@ -1,0 +1,596 @@
+/*
+ * api: routes, body handling and validation of the HTTP API (see api.h).
+ *
+ * A request body is collected up to limits.max_message (413 past it, said
+ * as soon as Content-Length shows it, else when the cap is crossed). JSON
+ * bodies are checked for nesting depth before cJSON parses them, and every
+ * field is validated here, so the hub only ever sees well-formed requests.
+ * Unknown fields are errors: a typo in a script should fail loudly.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "api.h"
+#include "conf.h"
+#include "log.h"
+#include "proto.h"
+
+#define KEYS_MAX     1000       /* keys in one invalidation */
+#define KEY_LEN_MAX  1024       /* bytes in one key */
+#define PREFIX       "/api/discovery"
+
+struct api {
+	struct MHD_Daemon *mhd;
+	struct hub *hub;
+	atomic_size_t max_body;
+	char listen_address[300];
+};
+
+/* Per-request state, from the first call of the handler to completion. */
+struct request {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+/* ---- answers ------------------------------------------------------------ */
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int status,
+				 char *body)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	if (!body)
+		body = strdup("{}");
+	r = MHD_create_response_from_buffer(strlen(body), body,
+					    MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	ret = MHD_queue_response(c, (unsigned)status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status,
+				  const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status,
+				  const char *code, const char *fmt, ...)
+{
+	char message[256];
+	cJSON *o = cJSON_CreateObject();
+	char *body;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	cJSON_AddStringToObject(o, "error", code);
+	cJSON_AddStringToObject(o, "message", message);
+	body = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return send_json(c, status, body);
+}
+
+static enum MHD_Result send_405(struct MHD_Connection *c, const char *allow)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	char body[160];
+
+	snprintf(body, sizeof(body),
+		 "{\"error\":\"method_not_allowed\",\"message\":\"use %s\"}",
+		 allow);
+	r = MHD_create_response_from_buffer(strlen(body), body,
+					    MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result call_hub(struct api *a, struct MHD_Connection *c,
+				struct hub_req *req)
+{
+	hub_call(a->hub, req);
+	return send_json(c, req->status, req->body);
+}
+
+/* ---- body parsing ------------------------------------------------------- */
+
+/*
+ * Parse the body as a JSON object. An empty body is NULL with *ok true when
+ * allow_empty. Otherwise on failure *ok is false and an answer was queued.
+ */
+static cJSON *parse_body(struct MHD_Connection *c, const struct request *r,
+			 bool allow_empty, bool *ok, enum MHD_Result *ret)
+{
+	cJSON *json;
+	size_t i = 0;
+
+	*ok = false;
+	while (i < r->len && strchr(" \t\r\n", r->body[i]))
+		i++;
+	if (i == r->len) {
+		if (allow_empty) {
+			*ok = true;
+			return NULL;
+		}
+		*ret = send_error(c, 400, "bad_request", "a JSON body is required");
+		return NULL;
+	}
+	if (proto_json_depth(r->body, r->len, PROTO_DEPTH_MAX + 1) > PROTO_DEPTH_MAX) {
+		*ret = send_error(c, 400, "bad_request",
+				  "JSON nested deeper than %d levels", PROTO_DEPTH_MAX);
+		return NULL;
+	}
+	json = cJSON_ParseWithLength(r->body, r->len);
+	if (!json || !cJSON_IsObject(json)) {
+		cJSON_Delete(json);
+		*ret = send_error(c, 400, "bad_request",
+				  "the body must be a JSON object");
+		return NULL;
+	}
+	*ok = true;
+	return json;
+}
+
+/* The first field of o not in allowed (NULL-ended), or NULL. */
+static const char *unknown_field(const cJSON *o, const char *const *allowed)
+{
+	const cJSON *f;
+
+	cJSON_ArrayForEach(f, o) {
+		size_t i;
+
+		for (i = 0; allowed[i]; i++)
+			if (strcmp(f->string, allowed[i]) == 0)
+				break;
+		if (!allowed[i])
+			return f->string;
+	}
+	return NULL;
+}
+
+/* An optional service name field: 0 ok (copied into out, "" if absent). */
+static int take_name(const cJSON *o, const char *field, char *out,
+		     size_t size)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
+
+	out[0] = '\0';
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsString(v) || !proto_valid_name(v->valuestring))
+		return -1;
+	snprintf(out, size, "%s", v->valuestring);
+	return 0;
+}
+
+/* ---- routes ------------------------------------------------------------- */
+
+static enum MHD_Result do_declare(struct api *a, struct MHD_Connection *c,
+				  const char *name, enum declaration decl,
+				  const struct request *r)
+{
+	static const char *const fields[] = { "ttl", NULL };
+	struct hub_req req = { .op = HUB_DECLARE, .decl = decl };
+	enum MHD_Result ret = MHD_NO;
+	const char *bad;
+	cJSON *body, *ttl;
+	bool ok;
+
+	body = parse_body(c, r, true, &ok, &ret);
+	if (!ok)
+		return ret;
+	if (body && (bad = unknown_field(body, fields))) {
+		ret = send_error(c, 400, "bad_request", "unknown field '%s'", bad);
+		cJSON_Delete(body);
+		return ret;
+	}
+	ttl = body ? cJSON_GetObjectItemCaseSensitive(body, "ttl") : NULL;
+	if (ttl && !cJSON_IsNull(ttl) &&
+	    (!cJSON_IsString(ttl) ||
+	     conf_parse_duration(ttl->valuestring, &req.ttl_ms) != 0 ||
+	     req.ttl_ms <= 0 || decl == DECL_NONE)) {
+		cJSON_Delete(body);
+		return send_error(c, 400, "bad_request",
+				  "'ttl' must be a positive duration like 30s");
+	}
+	cJSON_Delete(body);
+	snprintf(req.service, sizeof(req.service), "%s", name);
+	return call_hub(a, c, &req);
+}
+
+static enum MHD_Result do_invalidate(struct api *a, struct MHD_Connection *c,
+				     const struct request *r)
+{
+	static const char *const fields[] = { "keys", "service", NULL };
+	struct hub_req req = { .op = HUB_INVALIDATE };
+	enum MHD_Result ret = MHD_NO;
+	const cJSON *keys, *k;
+	const char *bad;
+	cJSON *body, *value;
+	int n = 0;
+	bool ok;
+
+	body = parse_body(c, r, false, &ok, &ret);
+	if (!ok)
+		return ret;
+	if ((bad = unknown_field(body, fields))) {
+		ret = send_error(c, 400, "bad_request", "unknown field '%s'", bad);
+		goto out;
+	}
+	if (take_name(body, "service", req.service, sizeof(req.service)) != 0) {
+		ret = send_error(c, 400, "bad_request",
+				 "'service' must match [a-z0-9][a-z0-9_.-]{0,62}");
+		goto out;
+	}
+	keys = cJSON_GetObjectItemCaseSensitive(body, "keys");
+	if (!cJSON_IsArray(keys) || !(n = cJSON_GetArraySize(keys)) ||
+	    n > KEYS_MAX) {
+		ret = send_error(c, 400, "bad_request",
+				 "'keys' must be an array of 1 to %d strings", KEYS_MAX);
+		goto out;
+	}
+	cJSON_ArrayForEach(k, keys) {
+		if (!cJSON_IsString(k) || !k->valuestring[0] ||
+		    strlen(k->valuestring) > KEY_LEN_MAX) {
+			ret = send_error(c, 400, "bad_request",
+					 "'keys' entries must be strings of 1 to %d bytes",
+					 KEY_LEN_MAX);
+			goto out;
+		}
+	}
+	value = cJSON_CreateObject();
+	cJSON_AddItemToObject(value, "keys",
+			      cJSON_DetachItemFromObjectCaseSensitive(body, "keys"));
+	req.header = cJSON_CreateObject();
+	cJSON_AddBoolToObject(req.header, "CacheInvalidate", true);
+	req.value = value;
+	ret = call_hub(a, c, &req);
+out:
+	cJSON_Delete(body);
+	return ret;
+}
+
+static bool valid_command(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] == '_' || s[i] == '-' || s[i] == '.' ||
+		      (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= 'A' && s[i] <= 'Z')))
+			return false;
+	return true;
+}
+
+static int take_target(const cJSON *body, struct hub_req *req,
+		       const char **why)
+{
+	static const char *const fields[] = { "service", "instance", NULL };
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "target");
+	const cJSON *inst;
+
+	if (!t || cJSON_IsNull(t))
+		return 0;
+	if (!cJSON_IsObject(t) || unknown_field(t, fields)) {
+		*why = "'target' must be an object with 'service' and/or 'instance'";
+		return -1;
+	}
+	if (take_name(t, "service", req->service, sizeof(req->service)) != 0) {
+		*why = "'target.service' must match [a-z0-9][a-z0-9_.-]{0,62}";
+		return -1;
+	}
+	inst = cJSON_GetObjectItemCaseSensitive(t, "instance");
+	if (inst && !cJSON_IsNull(inst)) {
+		if (!cJSON_IsString(inst) || !proto_valid_instance(inst->valuestring)) {
+			*why = "'target.instance' must be 1 to 128 printable characters";
+			return -1;
+		}
+		snprintf(req->instance, sizeof(req->instance), "%s",
+			 inst->valuestring);
+	}
+	return 0;
+}
+
+static enum MHD_Result do_broadcast(struct api *a, struct MHD_Connection *c,
+				    const struct request *r)
+{
+	static const char *const fields[] = { "command", "header", "value",
+					      "target", NULL };
+	struct hub_req req = { .op = HUB_BROADCAST };
+	enum MHD_Result ret = MHD_NO;
+	const char *bad, *why = NULL;
+	const cJSON *cmd, *header;
+	cJSON *body;
+	bool ok;
+
+	body = parse_body(c, r, false, &ok, &ret);
+	if (!ok)
+		return ret;
+	cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
+	header = cJSON_GetObjectItemCaseSensitive(body, "header");
+	if ((bad = unknown_field(body, fields)))
+		ret = send_error(c, 400, "bad_request", "unknown field '%s'", bad);
+	else if (!cJSON_IsString(cmd) || !valid_command(cmd->valuestring))
+		ret = send_error(c, 400, "bad_request",
+				 "'command' must be 1 to 63 of [A-Za-z0-9_.-]");
+	else if (header && !cJSON_IsNull(header) && !cJSON_IsObject(header))
+		ret = send_error(c, 400, "bad_request", "'header' must be an object");
+	else if (take_target(body, &req, &why) != 0)
+		ret = send_error(c, 400, "bad_request", "%s", why);
+	else {
+		snprintf(req.command, sizeof(req.command), "%s", cmd->valuestring);
+		req.header = cJSON_DetachItemFromObjectCaseSensitive(body, "header");
+		if (!req.header || cJSON_IsNull(req.header)) {
+			cJSON_Delete(req.header);
+			req.header = cJSON_CreateObject();
+		}
+		req.value = cJSON_DetachItemFromObjectCaseSensitive(body, "value");
+		if (!req.value)
+			req.value = cJSON_CreateNull();
+		ret = call_hub(a, c, &req);
+	}
+	cJSON_Delete(body);
+	return ret;
+}
+
+/* /api/discovery/services/{name}[/{action}] */
+static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
+				     const char *rest, const char *method,
+				     const struct request *r)
+{
+	char name[PROTO_NAME_MAX + 1];
+	const char *slash = strchr(rest, '/');
+	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+	const char *action = slash ? slash + 1 : "";
+
+	if (n == 0 || n > PROTO_NAME_MAX)
+		return send_error(c, n ? 400 : 404, n ? "bad_request" : "not_found",
+				  n ? "service names are at most 63 characters"
+				    : "no such route");
+	memcpy(name, rest, n);
+	name[n] = '\0';
+	if (!proto_valid_name(name))
+		return send_error(c, 400, "bad_request",
+				  "service names match [a-z0-9][a-z0-9_.-]{0,62}");
+	if (!*action) {
+		struct hub_req req = { .op = HUB_SERVICE };
+
+		if (strcmp(method, "GET") != 0)
+			return send_405(c, "GET");
+		snprintf(req.service, sizeof(req.service), "%s", name);
+		return call_hub(a, c, &req);
+	}
+	if (strcmp(action, "ready") == 0 || strcmp(action, "notready") == 0) {
+		if (strcmp(method, "POST") != 0)
+			return send_405(c, "POST");
+		return do_declare(a, c, name, action[0] == 'r' ? DECL_READY
+							       : DECL_NOTREADY, r);
+	}
+	if (strcmp(action, "declaration") == 0) {
+		if (strcmp(method, "DELETE") != 0)
+			return send_405(c, "DELETE");
+		return do_declare(a, c, name, DECL_NONE, r);
+	}
+	return send_error(c, 404, "not_found", "no such route");
+}
+
+static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
+			     const char *url, const char *method,
+			     const struct request *r)
+{
+	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+	struct hub_req req = { 0 };
+
+	if (strcmp(url, "/healthz") == 0)
+		return get || strcmp(method, "HEAD") == 0 ?
+		       send_json(c, 200, strdup("{\"status\":\"ok\"}")) :
+		       send_405(c, "GET, HEAD");
+	if (strncmp(url, PREFIX "/", sizeof(PREFIX)) != 0 &&
+	    strncasecmp(url, PREFIX "/", sizeof(PREFIX)) != 0)
+		return send_error(c, 404, "not_found", "no such route");
+	url += sizeof(PREFIX);
+
+	/* NetCoreStack's route was /api/Discovery/CacheReady: any case. */
+	if (strcasecmp(url, "cacheready") == 0) {
+		if (!get && !post)
+			return send_405(c, "GET, POST");
+		req.op = HUB_CACHEREADY;
+		return call_hub(a, c, &req);
+	}
+	if (strcmp(url, "services") == 0) {
+		if (!get)
+			return send_405(c, "GET");
+		req.op = HUB_SERVICES;
+		return call_hub(a, c, &req);
+	}
+	if (strncmp(url, "services/", 9) == 0)
+		return route_service(a, c, url + 9, method, r);
+	if (strcmp(url, "agents") == 0) {
+		if (!get)
+			return send_405(c, "GET");
+		req.op = HUB_AGENTS;
+		return call_hub(a, c, &req);
+	}
+	if (strcmp(url, "invalidate") == 0)
+		return post ? do_invalidate(a, c, r) : send_405(c, "POST");
+	if (strcmp(url, "broadcast") == 0)
+		return post ? do_broadcast(a, c, r) : send_405(c, "POST");
+	return send_error(c, 404, "not_found", "no such route");
+}
+
+/* ---- libmicrohttpd glue ------------------------------------------------- */
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
+			       const char *url, const char *method,
+			       const char *version, const char *upload,
+			       size_t *upload_size, void **con_cls)
+{
+	struct api *a = cls;
+	struct request *r = *con_cls;
+	size_t cap = atomic_load(&a->max_body);
+
+	(void)version;
+	if (!r) {
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+			MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		*con_cls = r;
+		if (cl && strtoull(cl, NULL, 10) > cap)
+			return send_error(c, 413, "too_large",
+					  "the body is over limits.max_message (%zu bytes)",
+					  cap);
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!r->too_big && r->len + *upload_size <= cap) {
+			char *grown = realloc(r->body, r->len + *upload_size + 1);
+
+			if (!grown)
+				return MHD_NO;
+			r->body = grown;
+			memcpy(r->body + r->len, upload, *upload_size);
+			r->len += *upload_size;
+			r->body[r->len] = '\0';
+		} else {
+			r->too_big = true;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (r->too_big)
+		return send_error(c, 413, "too_large",
+				  "the body is over limits.max_message (%zu bytes)",
+				  cap);
+	return route(a, c, url, method, r);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct request *r = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (r) {
+		free(r->body);
+		free(r);
+		*con_cls = NULL;
+	}
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char text[512], q[600];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	n = strlen(text);
+	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+		text[--n] = '\0';
+	log_warn("http", "text=%s", log_quote(q, sizeof(q), text));
+}
+
+static int resolve(const struct conf_addr *addr, struct sockaddr_storage *ss,
+		   socklen_t *len)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+				  .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res;
+	char port[8];
+
+	snprintf(port, sizeof(port), "%d", addr->port);
+	if (getaddrinfo(addr->host[0] ? addr->host : NULL, port, &hints, &res) != 0)
+		return -1;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
+		      size_t errlen)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	const union MHD_DaemonInfo *info;
+	struct conf_addr bound = conf->listen_http;
+	char addr[300];
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+
+	conf_addr_format(&conf->listen_http, addr, sizeof(addr));
+	if (!a || resolve(&conf->listen_http, &ss, &sslen) != 0) {
+		snprintf(err, errlen, "cannot resolve the HTTP address %s", addr);
+		free(a);
+		return NULL;
+	}
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	a->hub = hub;
+	atomic_store(&a->max_body, (size_t)conf->max_message);
+	a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handler, a,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->http_threads,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)conf->max_http,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)conf->max_http,
+		MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+		MHD_OPTION_NOTIFY_COMPLETED, completed, a,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+		MHD_OPTION_END);
+	if (!a->mhd) {
+		snprintf(err, errlen, "cannot listen for HTTP on %s", addr);
+		free(a);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	if (info)
+		bound.port = info->port;
+	if (!bound.host[0])
+		snprintf(bound.host, sizeof(bound.host), "0.0.0.0");
+	conf_addr_format(&bound, a->listen_address, sizeof(a->listen_address));
+	return a;
+}
+
+const char *api_listen_address(const struct api *a)
+{
+	return a->listen_address;
+}
+
+void api_reload(struct api *a, const struct dconf *conf)
+{
+	atomic_store(&a->max_body, (size_t)conf->max_message);
+}
+
+void api_stop(struct api *a)
+{
+	if (!a)
+		return;
+	MHD_stop_daemon(a->mhd);
+	free(a);
+}

@@ -1,0 +1,28 @@
+/*
+ * api: the HTTP API (SPEC §4) on libmicrohttpd, in its epoll thread pool.
+ *
+ * Handlers parse and validate on the pool's threads (body cap, JSON depth,
+ * field checks), then hand a struct hub_req to the hub and wait for its
+ * answer. They never touch lws or the registry themselves.
+ */
+#ifndef DISCOVERYD_API_H
+#define DISCOVERYD_API_H
+
+#include <stddef.h>
+
+#include "dconf.h"
+#include "hub.h"
+
+struct api;
+
+/* Bind conf->listen_http and start serving. NULL with a message in err. */
+struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
+		      size_t errlen);
+/* The bound address, port 0 resolved. */
+const char *api_listen_address(const struct api *a);
+/* Change what can change at run time (the body cap). */
+void api_reload(struct api *a, const struct dconf *conf);
+/* Stop accepting, finish the requests in flight, free. */
+void api_stop(struct api *a);
+
+#endif

@@ -1,0 +1,458 @@
+/*
+ * discoveryctl: the command-line client of discoveryd's HTTP API, in the
+ * spirit of `consul catalog` and `consul event`.
+ *
+ * This file owns the command line: the option and command tables, parsing
+ * argv into a struct cmd_args, the usage text, and resolving where the
+ * server is, which token to send and how to print. Everything is checked
+ * before the one request is sent (cmd.c), so a usage error always exits 2
+ * with nothing sent.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "client.h"
+#include "cmd.h"
+#include "conf.h"
+#include "util.h"
+
+#ifndef DISCOVERY_VERSION
+#define DISCOVERY_VERSION "0.0.0"
+#endif
+
+#define DEFAULT_SERVER "http://127.0.0.1:5916"
+#define DEFAULT_TIMEOUT "5s"
+/* A token is a JWT of a few hundred bytes; a bigger file is a mistake. */
+#define TOKEN_FILE_MAX 65536
+
+enum option_kind {
+	OPTION_STRING, /* a const char * field of struct cmd_args */
+	OPTION_FLAG,   /* a bool field */
+	OPTION_LIST,   /* --header: appended to args->headers */
+};
+
+/* Options a command accepts, as bits of struct command.options. */
+enum {
+	ALLOW_TTL = 1u << 0,
+	ALLOW_SERVICE = 1u << 1,
+	ALLOW_INSTANCE = 1u << 2,
+	ALLOW_COMMAND = 1u << 3,
+	ALLOW_HEADER = 1u << 4,
+	ALLOW_VALUE = 1u << 5,
+	ALLOW_AFTER = 1u << 6,
+	GLOBAL = 1u << 15, /* valid anywhere, before or after the command */
+};
+
+struct option {
+	const char *name; /* long name, without "--" */
+	char short_name;  /* 0: none */
+	enum option_kind kind;
+	unsigned scope;   /* GLOBAL, or the ALLOW_ bit commands must have */
+	size_t field;     /* offset in struct cmd_args */
+};
+
+#define FIELD(name) offsetof(struct cmd_args, name)
+
+static const struct option options[] = {
+	{"server", 's', OPTION_STRING, GLOBAL, FIELD(server)},
+	{"token", 0, OPTION_STRING, GLOBAL, FIELD(token)},
+	{"token-file", 0, OPTION_STRING, GLOBAL, FIELD(token_file)},
+	{"timeout", 0, OPTION_STRING, GLOBAL, FIELD(timeout)},
+	{"json", 0, OPTION_FLAG, GLOBAL, FIELD(json)},
+	{"help", 'h', OPTION_FLAG, GLOBAL, FIELD(help)},
+	{"version", 'V', OPTION_FLAG, GLOBAL, FIELD(version)},
+	{"ttl", 0, OPTION_STRING, ALLOW_TTL, FIELD(ttl)},
+	{"service", 0, OPTION_STRING, ALLOW_SERVICE, FIELD(service)},
+	{"instance", 0, OPTION_STRING, ALLOW_INSTANCE, FIELD(instance)},
+	{"command", 0, OPTION_STRING, ALLOW_COMMAND, FIELD(command)},
+	{"header", 0, OPTION_LIST, ALLOW_HEADER, FIELD(headers)},
+	{"value", 0, OPTION_STRING, ALLOW_VALUE, FIELD(value)},
+	{"after", 0, OPTION_STRING, ALLOW_AFTER, FIELD(after)},
+	{NULL, 0, OPTION_FLAG, 0, 0},
+};
+
+struct command {
+	const char *name;
+	cmd_build_fn build; /* NULL: help and version, answered locally */
+	unsigned options;   /* ALLOW_ bits */
+	size_t min_args;
+	size_t max_args;    /* SIZE_MAX: no limit */
+	const char *synopsis;
+};
+
+static const struct command commands[] = {
+	{"ready", cmd_ready, ALLOW_TTL, 1, 1, "ready SERVICE [--ttl DURATION]"},
+	{"notready", cmd_notready, 0, 1, 1, "notready SERVICE"},
+	{"auto", cmd_auto, 0, 1, 1, "auto SERVICE"},
+	{"invalidate", cmd_invalidate, ALLOW_SERVICE, 1, SIZE_MAX,
+	 "invalidate [--service S] KEY..."},
+	{"broadcast", cmd_broadcast,
+	 ALLOW_SERVICE | ALLOW_INSTANCE | ALLOW_COMMAND | ALLOW_HEADER |
+		 ALLOW_VALUE,
+	 0, 0, "broadcast --command C [--service S] [--instance I] ..."},
+	{"services", cmd_services, 0, 0, 0, "services"},
+	{"service", cmd_service, 0, 1, 1, "service NAME"},
+	{"agents", cmd_agents, 0, 0, 0, "agents"},
+	{"cacheready", cmd_cacheready, 0, 0, 0, "cacheready"},
+	{"events", cmd_events, ALLOW_AFTER, 0, 0, "events [--after SEQ]"},
+	{"version", NULL, 0, 0, 0, "version"},
+	{"help", NULL, 0, 0, SIZE_MAX, "help"},
+	{NULL, NULL, 0, 0, 0, NULL},
+};
+
+static const char usage_text[] =
+	"Usage: " CTL_PROG " [OPTIONS] COMMAND [ARGUMENTS]\n"
+	"\n"
+	"Command-line client of the discoveryd HTTP API.\n"
+	"\n"
+	"Commands:\n"
+	"  ready SERVICE [--ttl DURATION]\n"
+	"                        declare SERVICE ready (for DURATION: 30s, 5m)\n"
+	"  notready SERVICE      declare SERVICE not ready (maintenance)\n"
+	"  auto SERVICE          drop the declaration: readiness comes from\n"
+	"                        the instances again\n"
+	"  invalidate [--service S] KEY...\n"
+	"                        tell agents (of S, else all) to drop KEYs\n"
+	"  broadcast --command C [--service S] [--instance I]\n"
+	"            [--header K=V]... [--value JSON]\n"
+	"                        send a custom command to agents (of S or\n"
+	"                        instance I, else all)\n"
+	"  services              list services and their readiness\n"
+	"  service NAME          show one service\n"
+	"  agents                list connected agents\n"
+	"  cacheready            declare service \"cache\" ready (NetCoreStack\n"
+	"                        compatible)\n"
+	"  events [--after SEQ]  list retained events (after SEQ)\n"
+	"  version               print the version\n"
+	"  help                  print this help\n"
+	"\n"
+	"Options (before or after the command):\n"
+	"  -s, --server URL      discoveryd's HTTP API; default $DISCOVERY_ADDR,\n"
+	"                        else " DEFAULT_SERVER "\n"
+	"      --token TOKEN     bearer token; default $DISCOVERY_TOKEN\n"
+	"      --token-file FILE read the token from FILE (keeps it out of ps)\n"
+	"      --json            print the server's JSON answer, on one line\n"
+	"      --timeout DURATION\n"
+	"                        give up after DURATION (default " DEFAULT_TIMEOUT ")\n"
+	"  -h, --help            print this help\n"
+	"  -V, --version         print the version\n"
+	"\n"
+	"A --header value is sent as a JSON number, true, false or null when it\n"
+	"is one, else as a string (quote it, K='\"1\"', to force a string).\n"
+	"Output is a table (coloured on a terminal unless NO_COLOR is set).\n"
+	"ready, notready and auto show the service as it now is; invalidate,\n"
+	"broadcast and cacheready show the event's SEQ and how many agents it\n"
+	"was DELIVERED to.\n"
+	"\n"
+	"Exit status:\n"
+	"  0  success\n"
+	"  1  the server refused the request (HTTP 4xx other than 404:\n"
+	"     bad field, bad or missing token, no right, body too large)\n"
+	"  2  usage error: bad options or arguments; nothing was sent\n"
+	"  3  cannot reach the server, timeout, HTTP 5xx (503: the change could\n"
+	"     not be made durable, nothing was applied) or an unusable answer\n"
+	"  4  not found (HTTP 404): unknown service, or a route this\n"
+	"     discoveryd does not have\n";
+
+static const struct command *find_command(const char *name)
+{
+	for (const struct command *c = commands; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static const struct option *find_option(const char *name, size_t len,
+					char short_name)
+{
+	for (const struct option *o = options; o->name; o++) {
+		if (short_name ? o->short_name == short_name
+			       : strlen(o->name) == len &&
+					 strncmp(o->name, name, len) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+static void store(struct cmd_args *args, const struct option *opt,
+		  const char *value)
+{
+	char *field = (char *)args + opt->field;
+
+	switch (opt->kind) {
+	case OPTION_STRING:
+		memcpy(field, &value, sizeof(value));
+		break;
+	case OPTION_FLAG:
+		*(bool *)field = true;
+		break;
+	case OPTION_LIST:
+		args->headers[args->nheaders++] = value;
+		break;
+	}
+}
+
+/*
+ * argv[*i] is an option: --name, --name=VALUE, --name VALUE, -x, -x VALUE
+ * or -xVALUE. Command options are taken only after a command that has them.
+ */
+static void parse_option(int argc, char **argv, int *i,
+			 const struct command *command, struct cmd_args *args)
+{
+	const char *arg = argv[*i];
+	const char *value = NULL;
+	const struct option *opt;
+
+	if (arg[1] == '-') {
+		const char *name = arg + 2;
+		const char *eq = strchr(name, '=');
+
+		opt = find_option(name,
+				  eq ? (size_t)(eq - name) : strlen(name), 0);
+		value = eq ? eq + 1 : NULL;
+	} else {
+		opt = find_option(NULL, 0, arg[1]);
+		/* -sURL is -s URL; flags are not bundled (-hV is unknown). */
+		if (opt && arg[2] && opt->kind != OPTION_STRING)
+			opt = NULL;
+		else if (opt && arg[2])
+			value = arg + 2;
+	}
+	if (!opt)
+		util_usage_error("unknown option '%s'", arg);
+	if (!(opt->scope & GLOBAL) && !command)
+		util_usage_error("--%s goes after the command", opt->name);
+	if (!(opt->scope & GLOBAL) && !(command->options & opt->scope))
+		util_usage_error("%s does not take --%s", command->name,
+				 opt->name);
+	if (opt->kind == OPTION_FLAG && value)
+		util_usage_error("--%s takes no value", opt->name);
+	if (opt->kind != OPTION_FLAG && !value) {
+		if (*i + 1 >= argc)
+			util_usage_error("--%s needs a value", opt->name);
+		value = argv[++*i];
+	}
+	store(args, opt, value);
+}
+
+/* Fill args from argv; returns the command, or NULL when none was given. */
+static const struct command *parse_args(int argc, char **argv,
+					struct cmd_args *args)
+{
+	const struct command *command = NULL;
+	bool options_done = false;
+
+	args->headers = util_malloc((size_t)argc * sizeof(*args->headers));
+	args->positional =
+		util_malloc((size_t)argc * sizeof(*args->positional));
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (!options_done && strcmp(arg, "--") == 0) {
+			options_done = true;
+		} else if (!options_done && arg[0] == '-' && arg[1]) {
+			parse_option(argc, argv, &i, command, args);
+		} else if (!command) {
+			command = find_command(arg);
+			if (!command)
+				util_usage_error("unknown command '%s'", arg);
+		} else {
+			args->positional[args->npositional++] = arg;
+		}
+	}
+	return command;
+}
+
+/*
+ * The API's base URL: -s, else $DISCOVERY_ADDR, else the default. A bare
+ * "host:port" means http; the path, if any, is kept (a reverse proxy may
+ * serve the API under a prefix) and trailing slashes are dropped.
+ */
+static char *resolve_server(const char *option)
+{
+	const char *env = getenv("DISCOVERY_ADDR");
+	const char *url = option ? option : env && *env ? env : DEFAULT_SERVER;
+	const char *scheme_end = strstr(url, "://");
+	const char *host = scheme_end ? scheme_end + 3 : url;
+	char *base;
+	size_t len;
+
+	if (scheme_end && !((scheme_end - url == 4 &&
+			     strncasecmp(url, "http", 4) == 0) ||
+			    (scheme_end - url == 5 &&
+			     strncasecmp(url, "https", 5) == 0)))
+		util_usage_error("server URL '%s': only http:// and https:// "
+				 "are spoken", url);
+	if (!*host || *host == '/' || strpbrk(url, " ?#") ||
+	    util_has_control(url))
+		util_usage_error("server URL '%s' is not like "
+				 "http://host:port", url);
+	len = strlen(url);
+	base = util_malloc(len + sizeof("http://"));
+	snprintf(base, len + sizeof("http://"), "%s%s",
+		 scheme_end ? "" : "http://", url);
+	len = strlen(base);
+	while (len > 0 && base[len - 1] == '/')
+		base[--len] = '\0';
+	return base;
+}
+
+static char *read_token_file(const char *path)
+{
+	char *buf = util_malloc(TOKEN_FILE_MAX + 1);
+	FILE *f = fopen(path, "r");
+	size_t len;
+
+	if (!f)
+		util_usage_error("cannot read token file %s: %s", path,
+				 strerror(errno));
+	len = fread(buf, 1, TOKEN_FILE_MAX + 1, f);
+	if (ferror(f))
+		util_usage_error("cannot read token file %s: %s", path,
+				 strerror(errno));
+	fclose(f);
+	if (len > TOKEN_FILE_MAX)
+		util_usage_error("token file %s is over %d bytes", path,
+				 TOKEN_FILE_MAX);
+	buf[len] = '\0';
+	return buf;
+}
+
+/*
+ * The bearer token: --token, else --token-file, else $DISCOVERY_TOKEN;
+ * NULL for none. An explicit flag wins over the environment, as with
+ * consul's -token and -token-file over CONSUL_HTTP_TOKEN.
+ */
+static char *resolve_token(const struct cmd_args *args)
+{
+	const char *env = getenv("DISCOVERY_TOKEN");
+	char *token = NULL;
+	char *start;
+	size_t len;
+
+	if (args->token && args->token_file)
+		util_usage_error("give --token or --token-file, not both");
+	if (args->token)
+		token = util_strdup(args->token);
+	else if (args->token_file)
+		token = read_token_file(args->token_file);
+	else if (env && *env)
+		token = util_strdup(env);
+	if (!token)
+		return NULL;
+	/* Files end with a newline; editors add blanks. */
+	for (start = token; *start == ' ' || *start == '\t' ||
+			    *start == '\n' || *start == '\r';
+	     start++)
+		;
+	len = strlen(start);
+	while (len > 0 && strchr(" \t\r\n", start[len - 1]))
+		len--;
+	memmove(token, start, len);
+	token[len] = '\0';
+	/* Anything else could end the header early or inject another one. */
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)token[i] <= 0x20 ||
+		    (unsigned char)token[i] >= 0x7f)
+			util_usage_error("the token holds a character that "
+					 "cannot go in an HTTP header");
+	if (len == 0)
+		util_usage_error("the token is empty");
+	return token;
+}
+
+static long resolve_timeout(const char *option)
+{
+	int64_t ms;
+
+	if (conf_parse_duration(option ? option : DEFAULT_TIMEOUT, &ms) != 0 ||
+	    ms <= 0 || ms > LONG_MAX)
+		util_usage_error("--timeout '%s' is not a positive duration "
+				 "such as 500ms, 5s or 1m",
+				 option ? option : DEFAULT_TIMEOUT);
+	return (long)ms;
+}
+
+/* Colour only for a person at a terminal who has not opted out. */
+static bool want_color(void)
+{
+	const char *term = getenv("TERM");
+
+	return isatty(STDOUT_FILENO) && !getenv("NO_COLOR") &&
+	       !(term && strcmp(term, "dumb") == 0);
+}
+
+static void check_arg_count(const struct command *command, size_t n)
+{
+	if (n < command->min_args || n > command->max_args)
+		util_usage_error("wrong number of arguments; usage: %s %s",
+				 CTL_PROG, command->synopsis);
+}
+
+/* Check everything, build the request, then send it: the order is the
+ * contract that usage errors exit 2 before anything is sent. */
+static int run(const struct command *command, const struct cmd_args *args)
+{
+	struct cmd_request req = {0};
+	struct cmd_settings settings = {0};
+	char *base_url;
+	char *token;
+	int code;
+
+	check_arg_count(command, args->npositional);
+	base_url = resolve_server(args->server);
+	token = resolve_token(args);
+	settings.base_url = base_url;
+	settings.token = token;
+	settings.timeout_ms = resolve_timeout(args->timeout);
+	settings.json = args->json;
+	settings.color = want_color();
+	command->build(args, &req);
+
+	if (client_global_init() != 0) {
+		fprintf(stderr, CTL_PROG ": cannot initialise libcurl\n");
+		code = CTL_EXIT_UNAVAILABLE;
+	} else {
+		code = cmd_run(&settings, &req);
+		client_global_cleanup();
+	}
+	cmd_request_release(&req);
+	if (token) {
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+	free(base_url);
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	cJSON_Hooks hooks = {util_malloc, free};
+	struct cmd_args args = {0};
+	const struct command *command;
+	int code = CTL_EXIT_OK;
+
+	/* cJSON then never returns NULL for lack of memory, only for bad
+	 * input, so callers need no second kind of NULL check. */
+	cJSON_InitHooks(&hooks);
+	command = parse_args(argc, argv, &args);
+	if (args.help || (command && strcmp(command->name, "help") == 0))
+		fputs(usage_text, stdout);
+	else if (args.version || (command && !command->build))
+		printf("%s %s\n", CTL_PROG, DISCOVERY_VERSION);
+	else if (!command)
+		util_usage_error("no command given");
+	else
+		code = run(command, &args);
+	free(args.headers);
+	free(args.positional);
+	return code;
+}

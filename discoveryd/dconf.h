@@ -1,0 +1,62 @@
+/*
+ * dconf: discoveryd's configuration (conf/discoveryd.yaml, SPEC §4): the
+ * table of keys, the struct they land in, and the checks across keys.
+ *
+ * Loading is parse, then validate the whole, then hand the struct over; the
+ * daemon never runs on a half-read file. A reload (SIGHUP) loads a fresh
+ * struct the same way and then copies only what can change at run time.
+ */
+#ifndef DISCOVERYD_DCONF_H
+#define DISCOVERYD_DCONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf.h"
+
+struct dconf_service {
+	int64_t min_ready;
+};
+
+struct dconf {
+	struct conf_addr listen_http;
+	struct conf_addr listen_agents;
+	char *state_dir;
+	int64_t history;
+	char *log_level;
+	char *node;                  /* welcome's "node"; default: hostname */
+
+	int64_t heartbeat_interval_ms;
+	int64_t heartbeat_timeout_ms;
+	int64_t hello_timeout_ms;
+	int64_t restart_grace_ms;
+
+	bool auth_present;
+	char *auth_secret_file;
+	bool tls_present;
+	char *tls_cert;
+	char *tls_key;
+	bool cluster_present;
+	char *cluster_redis;
+	char *cluster_node;
+
+	struct conf_map services;    /* items: struct dconf_service */
+
+	int64_t max_agents;
+	int64_t max_message;
+	int64_t send_queue;
+	int64_t max_http;            /* concurrent HTTP connections */
+	int64_t http_threads;
+};
+
+/*
+ * Load and validate path into c (zeroed by the caller). Returns 0, or -1 with
+ * "path:line:col: message" in err; c is then released already.
+ */
+int dconf_load(const char *path, struct dconf *c, char *err, size_t errlen);
+void dconf_release(struct dconf *c);
+
+/* min_ready for a service: from services:, else 1. */
+int64_t dconf_min_ready(const struct dconf *c, const char *service);
+
+#endif

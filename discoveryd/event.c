@@ -1,0 +1,121 @@
+/*
+ * event: construction, one-time framing and reference counting of the events
+ * the hub fans out. See event.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+
+#include "event.h"
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+struct event *event_new(enum event_kind kind, enum event_scope scope,
+			const char *command, cJSON *header, cJSON *value)
+{
+	struct event *ev = calloc(1, sizeof(*ev));
+
+	if (!ev) {
+		cJSON_Delete(header);
+		cJSON_Delete(value);
+		return NULL;
+	}
+	ev->refs = 1;
+	ev->kind = kind;
+	ev->scope = scope;
+	ev->created_us = now_us();
+	snprintf(ev->command, sizeof(ev->command), "%s",
+		 command ? command : "DataSend");
+	ev->header = header;
+	ev->value = value;
+	return ev;
+}
+
+struct event *event_new_frame(enum event_kind kind, unsigned char *frame,
+			      size_t len)
+{
+	struct event *ev = calloc(1, sizeof(*ev));
+
+	if (!ev)
+		return NULL;
+	ev->refs = 1;
+	ev->kind = kind;
+	ev->scope = SCOPE_INSTANCE;
+	ev->created_us = now_us();
+	ev->frame = frame;
+	ev->len = len;
+	return ev;
+}
+
+int event_seal(struct event *ev, const char *epoch, uint64_t seq)
+{
+	struct proto_event pe;
+
+	memset(&pe, 0, sizeof(pe));
+	snprintf(pe.epoch, sizeof(pe.epoch), "%s", epoch);
+	pe.seq = seq;
+	snprintf(pe.kind, sizeof(pe.kind), "%s", event_kind_name(ev->kind));
+	snprintf(pe.command, sizeof(pe.command), "%s", ev->command);
+	pe.header = ev->header;
+	pe.value = ev->value;
+	ev->seq = seq;
+	ev->frame = (unsigned char *)proto_encode_event(&pe, LWS_PRE, &ev->len);
+	return ev->frame ? 0 : -1;
+}
+
+struct event *event_ref(struct event *ev)
+{
+	ev->refs++;
+	return ev;
+}
+
+void event_unref(struct event *ev)
+{
+	if (!ev || --ev->refs > 0)
+		return;
+	cJSON_Delete(ev->header);
+	cJSON_Delete(ev->value);
+	free(ev->frame);
+	free(ev);
+}
+
+const char *event_kind_name(enum event_kind kind)
+{
+	switch (kind) {
+	case EVENT_READINESS:  return "readiness";
+	case EVENT_INVALIDATE: return "invalidate";
+	case EVENT_COMMAND:    return "command";
+	case EVENT_WELCOME:    return "welcome";
+	}
+	return "unknown";
+}
+
+bool event_addressed_to(const struct event *ev, const char *service,
+			const char *instance, const char *const *deps,
+			size_t n_deps)
+{
+	switch (ev->scope) {
+	case SCOPE_ALL:
+		return true;
+	case SCOPE_DEPENDENTS:
+		for (size_t i = 0; i < n_deps; i++)
+			if (strcmp(deps[i], ev->service) == 0)
+				return true;
+		return false;
+	case SCOPE_SERVICE:
+		return strcmp(service, ev->service) == 0;
+	case SCOPE_INSTANCE:
+		return strcmp(instance, ev->instance) == 0 &&
+		       (!ev->service[0] || strcmp(service, ev->service) == 0);
+	}
+	return false;
+}

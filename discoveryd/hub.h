@@ -1,0 +1,79 @@
+/*
+ * hub: the one libwebsockets service thread (DESIGN.md). It owns the agent
+ * links and the registry, appends events to the log, fans them out, runs the
+ * heartbeat and closes bad links with their codes.
+ *
+ * Other threads (the HTTP API's pool, main's signal loop) never touch lws or
+ * the registry: they fill a struct hub_req and call hub_call(), which queues
+ * it, wakes the hub with lws_cancel_service() (the only thread-safe lws call)
+ * and waits for the answer.
+ */
+#ifndef DISCOVERYD_HUB_H
+#define DISCOVERYD_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "dconf.h"
+#include "proto.h"
+#include "registry.h"
+
+struct hub;
+
+enum hub_op {
+	HUB_DECLARE = 1,   /* service, decl (DECL_NONE: back to derived), ttl_ms */
+	HUB_CACHEREADY,    /* declare `cache` ready and broadcast CacheReady */
+	HUB_INVALIDATE,    /* value {"keys":[...]}, service optional */
+	HUB_BROADCAST,     /* command, header, value, service/instance optional */
+	HUB_SERVICES,      /* list */
+	HUB_SERVICE,       /* one: service */
+	HUB_AGENTS,        /* list */
+	HUB_RELOAD,        /* conf: apply what can change at run time */
+};
+
+struct hub_req {
+	enum hub_op op;
+	char service[PROTO_NAME_MAX + 1];    /* "" = none */
+	char instance[PROTO_INSTANCE_MAX + 1];
+	enum declaration decl;
+	int64_t ttl_ms;                      /* 0 = no TTL */
+	char command[64];
+	cJSON *header;                       /* given to the hub by hub_call */
+	cJSON *value;                        /* given to the hub by hub_call */
+	const struct dconf *conf;            /* HUB_RELOAD; read during the call */
+
+	/* The answer: an HTTP status and a malloc'd JSON body (caller frees). */
+	int status;
+	char *body;
+
+	/* Private to hub.c. */
+	bool done;
+	struct hub_req *next;
+};
+
+/*
+ * Create the hub and bind the agent listener from conf (copied). Returns NULL
+ * with a message in err.
+ */
+struct hub *hub_new(const struct dconf *conf, char *err, size_t errlen);
+/* The bound agent listener, e.g. "127.0.0.1:5917" (port 0 resolved). */
+const char *hub_listen_address(const struct hub *h);
+/* Start the service thread. 0 or -1. */
+int hub_start(struct hub *h);
+/*
+ * Graceful stop: refuse new requests, close every link with 1001, wait for
+ * them to go (at most a few seconds), join the thread.
+ */
+void hub_stop(struct hub *h);
+void hub_free(struct hub *h);
+
+/*
+ * Run req on the hub thread and wait for it. Always fills req->status and
+ * req->body (503 when the hub is stopping). header and value are consumed.
+ */
+void hub_call(struct hub *h, struct hub_req *req);
+
+#endif

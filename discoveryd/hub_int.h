@@ -1,0 +1,131 @@
+/*
+ * hub_int: what hub.c (thread, queue, timers, fan-out), link.c (one agent
+ * link: frames in, frames out, close codes) and hub_req.c (the API's
+ * requests, run on the hub thread) share. Nothing outside the hub includes it.
+ */
+#ifndef DISCOVERYD_HUB_INT_H
+#define DISCOVERYD_HUB_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+
+#include "evlog.h"
+#include "hub.h"
+
+enum link_state {
+	LINK_OPEN = 1,      /* upgraded, waiting for hello */
+	LINK_ACTIVE,        /* hello accepted: an instance */
+	LINK_CLOSING,       /* a close is on its way; deliver nothing more */
+};
+
+/* One agent link; the lws per-session data (lws allocates and frees it). */
+struct link {
+	struct lws *wsi;
+	struct hub *hub;
+	size_t index;                  /* in hub->links */
+	enum link_state state;
+	char peer[64];
+	int64_t connected_ms;          /* monotonic */
+	int64_t connected_wall_ms;     /* for the agents list */
+	int64_t last_rx_ms;            /* any frame, pongs included */
+	int64_t last_pong_wall_ms;     /* 0 = none yet */
+	int64_t last_ping_ms;
+	bool ping_due;
+
+	struct service *svc;           /* from hello */
+	char instance[PROTO_INSTANCE_MAX + 1];
+	char address[PROTO_ADDRESS_MAX + 1];
+	struct service **deps;
+	const char **dep_names;        /* deps[i]->name, for event matching */
+	size_t n_deps;
+	cJSON *meta;
+	bool ready;                    /* the instance's own report */
+
+	char *rx;                      /* a message arriving in fragments */
+	size_t rx_len;
+
+	struct event **queue;          /* ring of references, oldest first */
+	size_t q_head, q_count, q_cap;
+	size_t q_bytes;                /* capped by send_queue */
+
+	int close_code;                /* != 0: close with it when writable */
+	char close_reason[124];
+};
+
+struct hub {
+	/* Settings (hub thread; reload replaces them between services). */
+	int64_t heartbeat_interval_ms;
+	int64_t heartbeat_timeout_ms;
+	int64_t hello_timeout_ms;
+	size_t max_agents;
+	size_t max_message;
+	size_t send_queue;
+	char node[PROTO_INSTANCE_MAX + 1];
+
+	struct lws_context *ctx;
+	struct lws_vhost *vhost;
+	char listen_address[300];
+	pthread_t thread;
+	bool thread_started;
+
+	/* Requests from other threads. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct hub_req *req_head, *req_tail;
+	bool accepting;                /* under mu */
+	atomic_bool stop;
+
+	/* Hub-thread state. */
+	struct registry registry;
+	struct evlog log;
+	struct link **links;
+	size_t n_links, cap_links;
+	size_t n_instances;            /* links past hello */
+	lws_sorted_usec_list_t tick_sul;
+	lws_sorted_usec_list_t ttl_sul;
+	bool stopping;                 /* shutdown under way */
+	int64_t stop_deadline_ms;
+	bool finished;                 /* leave the service loop */
+};
+
+static inline int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* hub.c */
+size_t hub_fanout(struct hub *h, struct event *ev);
+int hub_announce(struct hub *h, struct service *s, uint64_t *seq,
+		 size_t *delivered);
+void hub_announce_all(struct hub *h);
+void hub_apply_settings(struct hub *h, const struct dconf *conf);
+void hub_schedule_ttl(struct hub *h);
+void hub_drain_requests(struct hub *h);
+
+/* link.c */
+extern const struct lws_protocols link_protocols[];
+void link_send(struct link *l, struct event *ev);
+void link_close(struct link *l, int code, const char *reason);
+void link_kill(struct link *l, const char *why);
+void link_ping(struct link *l);
+
+/* hub_req.c */
+void hub_req_run(struct hub *h, struct hub_req *req);
+void hub_apply_services_conf(struct hub *h, const struct dconf *conf);
+cJSON *hub_service_json(const struct hub *h, const struct service *s);
+
+#endif

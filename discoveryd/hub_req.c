@@ -1,0 +1,323 @@
+/*
+ * hub_req: the HTTP API's requests, run on the hub thread (hub.h). Each one
+ * reads or changes the registry, appends at most one event to the log, fans
+ * it out, and writes its answer as JSON. A change whose event the log refuses
+ * is undone before the answer (503): nothing is half-applied.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hub_int.h"
+#include "log.h"
+
+static void answer(struct hub_req *req, int status, cJSON *body)
+{
+	req->status = status;
+	req->body = body ? cJSON_PrintUnformatted(body) : NULL;
+	cJSON_Delete(body);
+	if (!req->body) {
+		req->status = 500;
+		req->body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
+	}
+}
+
+static void answer_error(struct hub_req *req, int status, const char *code,
+			 const char *message)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "error", code);
+	cJSON_AddStringToObject(o, "message", message);
+	answer(req, status, o);
+}
+
+static void add_time(cJSON *o, const char *key, int64_t wall)
+{
+	char buf[80];
+	time_t t = (time_t)(wall / 1000);
+	struct tm tm;
+
+	if (!wall) {
+		cJSON_AddNullToObject(o, key);
+		return;
+	}
+	gmtime_r(&t, &tm);
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (int)(wall % 1000));
+	cJSON_AddStringToObject(o, key, buf);
+}
+
+cJSON *hub_service_json(const struct hub *h, const struct service *s)
+{
+	cJSON *o = cJSON_CreateObject();
+	const char *decl = declaration_name(s->declared);
+
+	(void)h;
+	cJSON_AddStringToObject(o, "name", s->name);
+	cJSON_AddBoolToObject(o, "ready", s->ready);
+	if (decl)
+		cJSON_AddStringToObject(o, "declared", decl);
+	else
+		cJSON_AddNullToObject(o, "declared");
+	if (s->declared && s->expires_ms) {
+		int64_t left = s->expires_ms - mono_ms();
+
+		cJSON_AddNumberToObject(o, "ttl_ms", (double)(left > 0 ? left : 0));
+	} else {
+		cJSON_AddNullToObject(o, "ttl_ms");
+	}
+	cJSON_AddNumberToObject(o, "min_ready", (double)s->min_ready);
+	cJSON_AddNumberToObject(o, "instances", s->instances);
+	cJSON_AddNumberToObject(o, "ready_instances", s->ready_instances);
+	cJSON_AddNumberToObject(o, "dependents", s->dependents);
+	return o;
+}
+
+static void add_seq(cJSON *o, uint64_t seq)
+{
+	char buf[24];
+
+	/* Exact for every uint64: a raw number, not a double. */
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)seq);
+	cJSON_AddRawToObject(o, "seq", buf);
+}
+
+static void run_declare(struct hub *h, struct hub_req *req)
+{
+	struct service *s;
+	enum declaration old_decl;
+	int64_t old_expires;
+	uint64_t seq = 0;
+	size_t delivered = 0;
+	cJSON *o;
+
+	s = req->decl == DECL_NONE ? registry_find(&h->registry, req->service)
+				   : registry_get(&h->registry, req->service);
+	if (!s) {
+		if (req->decl == DECL_NONE)
+			answer_error(req, 404, "not_found", "no such service");
+		else
+			answer_error(req, 503, "full", "the service table is full");
+		return;
+	}
+	old_decl = s->declared;
+	old_expires = s->expires_ms;
+	s->declared = req->decl;
+	s->expires_ms = req->decl && req->ttl_ms ? mono_ms() + req->ttl_ms : 0;
+	if (hub_announce(h, s, &seq, &delivered) != 0) {
+		s->declared = old_decl;
+		s->expires_ms = old_expires;
+		registry_release_service(&h->registry, s);
+		answer_error(req, 503, "unavailable",
+			     "the change could not be made durable");
+		return;
+	}
+	hub_schedule_ttl(h);
+	log_info("declared", "service=%s declaration=%s ttl_ms=%lld",
+		 s->name, req->decl ? declaration_name(req->decl) : "none",
+		 (long long)req->ttl_ms);
+	o = hub_service_json(h, s);
+	if (seq)
+		add_seq(o, seq);
+	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
+	registry_release_service(&h->registry, s);
+	answer(req, 200, o);
+}
+
+/* Append ev, fan it out, answer {"seq","delivered"} (or 503). */
+static int publish(struct hub *h, struct hub_req *req, struct event *ev,
+		   size_t *delivered)
+{
+	if (!ev || evlog_append(&h->log, ev) != 0) {
+		event_unref(ev);
+		answer_error(req, 503, "unavailable",
+			     "the event could not be made durable");
+		return -1;
+	}
+	*delivered = hub_fanout(h, ev);
+	log_info("event", "kind=%s seq=%llu delivered=%zu",
+		 event_kind_name(ev->kind), (unsigned long long)ev->seq,
+		 *delivered);
+	return 0;
+}
+
+/*
+ * NetCoreStack's CacheReady: declare `cache` ready and tell every agent,
+ * whether or not its readiness changed (the original broadcasts each call).
+ */
+static void run_cacheready(struct hub *h, struct hub_req *req)
+{
+	struct service *s = registry_get(&h->registry, "cache");
+	enum declaration old_decl;
+	int64_t old_expires;
+	struct event *ev;
+	cJSON *header, *value, *o;
+	size_t delivered;
+
+	if (!s) {
+		answer_error(req, 503, "full", "the service table is full");
+		return;
+	}
+	old_decl = s->declared;
+	old_expires = s->expires_ms;
+	s->declared = DECL_READY;
+	s->expires_ms = 0;
+	header = cJSON_CreateObject();
+	cJSON_AddNumberToObject(header, "CacheReady", 1);
+	value = cJSON_CreateObject();
+	cJSON_AddStringToObject(value, "service", "cache");
+	cJSON_AddBoolToObject(value, "ready", true);
+	ev = event_new(EVENT_READINESS, SCOPE_ALL, "DataSend", header, value);
+	if (ev)
+		snprintf(ev->service, sizeof(ev->service), "cache");
+	if (publish(h, req, ev, &delivered) != 0) {
+		s->declared = old_decl;
+		s->expires_ms = old_expires;
+		registry_release_service(&h->registry, s);
+		return;
+	}
+	s->ready = true;
+	hub_schedule_ttl(h);
+	o = cJSON_CreateObject();
+	add_seq(o, ev->seq);
+	cJSON_AddStringToObject(o, "service", "cache");
+	cJSON_AddBoolToObject(o, "ready", true);
+	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
+	event_unref(ev);
+	answer(req, 200, o);
+}
+
+static void run_send(struct hub *h, struct hub_req *req, enum event_kind kind)
+{
+	enum event_scope scope = SCOPE_ALL;
+	struct event *ev;
+	size_t delivered;
+	cJSON *o;
+
+	if (req->instance[0])
+		scope = SCOPE_INSTANCE;
+	else if (req->service[0])
+		scope = SCOPE_SERVICE;
+	ev = event_new(kind, scope, req->command[0] ? req->command : "DataSend",
+		       req->header, req->value);
+	req->header = req->value = NULL;
+	if (ev) {
+		snprintf(ev->service, sizeof(ev->service), "%s", req->service);
+		snprintf(ev->instance, sizeof(ev->instance), "%s", req->instance);
+	}
+	if (publish(h, req, ev, &delivered) != 0)
+		return;
+	o = cJSON_CreateObject();
+	add_seq(o, ev->seq);
+	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
+	event_unref(ev);
+	answer(req, 202, o);
+}
+
+static void run_services(struct hub *h, struct hub_req *req)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *list = cJSON_AddArrayToObject(o, "services");
+
+	for (size_t i = 0; i < h->registry.n; i++)
+		cJSON_AddItemToArray(list,
+				     hub_service_json(h, h->registry.services[i]));
+	answer(req, 200, o);
+}
+
+static void run_service(struct hub *h, struct hub_req *req)
+{
+	struct service *s = registry_find(&h->registry, req->service);
+
+	if (!s) {
+		answer_error(req, 404, "not_found", "no such service");
+		return;
+	}
+	answer(req, 200, hub_service_json(h, s));
+}
+
+static cJSON *agent_json(const struct hub *h, const struct link *l)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *deps;
+
+	cJSON_AddStringToObject(o, "service", l->svc->name);
+	cJSON_AddStringToObject(o, "instance", l->instance);
+	cJSON_AddStringToObject(o, "address", l->address);
+	cJSON_AddStringToObject(o, "peer", l->peer);
+	cJSON_AddStringToObject(o, "node", h->node);
+	add_time(o, "connected_at", l->connected_wall_ms);
+	add_time(o, "last_pong", l->last_pong_wall_ms);
+	cJSON_AddBoolToObject(o, "ready", l->ready);
+	deps = cJSON_AddArrayToObject(o, "depends_on");
+	for (size_t i = 0; i < l->n_deps; i++)
+		cJSON_AddItemToArray(deps, cJSON_CreateString(l->dep_names[i]));
+	if (l->meta)
+		cJSON_AddItemToObject(o, "meta", cJSON_Duplicate(l->meta, true));
+	return o;
+}
+
+static void run_agents(struct hub *h, struct hub_req *req)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *list = cJSON_AddArrayToObject(o, "agents");
+
+	for (size_t i = 0; i < h->n_links; i++)
+		if (h->links[i]->state == LINK_ACTIVE)
+			cJSON_AddItemToArray(list, agent_json(h, h->links[i]));
+	answer(req, 200, o);
+}
+
+/* services: in the config set min_ready; a reload re-applies it. */
+void hub_apply_services_conf(struct hub *h, const struct dconf *conf)
+{
+	const struct dconf_service *items = conf->services.items;
+	struct registry *r = &h->registry;
+
+	for (size_t i = 0; i < r->n; i++) {
+		r->services[i]->configured = false;
+		r->services[i]->min_ready = 1;
+	}
+	for (size_t i = 0; i < conf->services.n; i++) {
+		struct service *s = registry_get(r, conf->services.names[i]);
+
+		if (s) {
+			s->configured = true;
+			s->min_ready = items[i].min_ready;
+		}
+	}
+}
+
+static void run_reload(struct hub *h, struct hub_req *req)
+{
+	const struct dconf *conf = req->conf;
+
+	hub_apply_settings(h, conf);
+	hub_apply_services_conf(h, conf);
+	hub_announce_all(h);        /* min_ready may have moved */
+	answer(req, 200, cJSON_CreateObject());
+}
+
+void hub_req_run(struct hub *h, struct hub_req *req)
+{
+	if (h->stopping) {
+		cJSON_Delete(req->header);
+		cJSON_Delete(req->value);
+		req->header = req->value = NULL;
+		answer_error(req, 503, "stopping", "the daemon is stopping");
+		return;
+	}
+	switch (req->op) {
+	case HUB_DECLARE:    run_declare(h, req); break;
+	case HUB_CACHEREADY: run_cacheready(h, req); break;
+	case HUB_INVALIDATE: run_send(h, req, EVENT_INVALIDATE); break;
+	case HUB_BROADCAST:  run_send(h, req, EVENT_COMMAND); break;
+	case HUB_SERVICES:   run_services(h, req); break;
+	case HUB_SERVICE:    run_service(h, req); break;
+	case HUB_AGENTS:     run_agents(h, req); break;
+	case HUB_RELOAD:     run_reload(h, req); break;
+	}
+}

@@ -1,0 +1,539 @@
+/*
+ * link: one agent's WebSocket link, on the hub thread (SPEC §4 "Agent
+ * link"). Frames in: reassembled up to max_message, decoded by proto, then
+ * hello (the link becomes an instance) or status (its readiness). Frames out:
+ * references to events already framed once, written at once when the socket
+ * takes them and queued otherwise, up to send_queue bytes.
+ *
+ * Close codes: 1007 invalid JSON or message, 1008 policy (hello missing,
+ * late or repeated, message out of order, replaced by a newer link), 1009
+ * frame over max_message, 1003 binary frame, 1013 try again later (max_agents
+ * reached, send queue overflow, service table full), 1001 daemon stopping.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub_int.h"
+#include "log.h"
+
+static void unlink_instance(struct link *l);
+
+static int links_add(struct hub *h, struct link *l)
+{
+	if (h->n_links == h->cap_links) {
+		size_t cap = h->cap_links ? h->cap_links * 2 : 256;
+		struct link **v = realloc(h->links, cap * sizeof(*v));
+
+		if (!v)
+			return -1;
+		h->links = v;
+		h->cap_links = cap;
+	}
+	l->index = h->n_links;
+	h->links[h->n_links++] = l;
+	return 0;
+}
+
+static void links_remove(struct hub *h, struct link *l)
+{
+	struct link *last = h->links[--h->n_links];
+
+	h->links[l->index] = last;
+	last->index = l->index;
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static int write_event(struct link *l, struct event *ev)
+{
+	return lws_write(l->wsi, ev->frame + LWS_PRE, ev->len, LWS_WRITE_TEXT);
+}
+
+static int queue_push(struct link *l, struct event *ev)
+{
+	if (l->q_count == l->q_cap) {
+		size_t cap = l->q_cap ? l->q_cap * 2 : 8;
+		struct event **q = malloc(cap * sizeof(*q));
+
+		if (!q)
+			return -1;
+		for (size_t i = 0; i < l->q_count; i++)
+			q[i] = l->queue[(l->q_head + i) % l->q_cap];
+		free(l->queue);
+		l->queue = q;
+		l->q_cap = cap;
+		l->q_head = 0;
+	}
+	l->queue[(l->q_head + l->q_count) % l->q_cap] = event_ref(ev);
+	l->q_count++;
+	l->q_bytes += ev->len;
+	return 0;
+}
+
+static struct event *queue_pop(struct link *l)
+{
+	struct event *ev;
+
+	if (!l->q_count)
+		return NULL;
+	ev = l->queue[l->q_head];
+	l->q_head = (l->q_head + 1) % l->q_cap;
+	l->q_count--;
+	l->q_bytes -= ev->len;
+	return ev;
+}
+
+static void queue_clear(struct link *l)
+{
+	struct event *ev;
+
+	while ((ev = queue_pop(l)))
+		event_unref(ev);
+	free(l->queue);
+	l->queue = NULL;
+	l->q_cap = 0;
+}
+
+/*
+ * Deliver ev: straight onto the socket when nothing is waiting before it (one
+ * write, no poll round trip), else behind the queue. lws keeps whatever the
+ * kernel did not take of a direct write and sends it first, so order holds.
+ */
+void link_send(struct link *l, struct event *ev)
+{
+	if (l->state == LINK_CLOSING)
+		return;
+	if (l->q_count == 0 && !lws_partial_buffered(l->wsi)) {
+		if (write_event(l, ev) < 0)
+			link_kill(l, "write failed");
+		return;
+	}
+	if (l->q_bytes + ev->len > l->hub->send_queue) {
+		link_close(l, 1013, "send queue full");
+		return;
+	}
+	if (queue_push(l, ev) != 0) {
+		link_close(l, 1011, "out of memory");
+		return;
+	}
+	lws_callback_on_writable(l->wsi);
+}
+
+/* Close with a code and reason, sent when the socket is next writable. */
+void link_close(struct link *l, int code, const char *reason)
+{
+	char q[160];
+
+	if (l->state == LINK_CLOSING)
+		return;
+	log_info("closing", "peer=%s service=%s instance=%s code=%d reason=%s",
+		 l->peer, l->svc ? l->svc->name : "-",
+		 l->instance[0] ? l->instance : "-", code,
+		 log_quote(q, sizeof(q), reason));
+	unlink_instance(l);
+	l->close_code = code;
+	snprintf(l->close_reason, sizeof(l->close_reason), "%s", reason);
+	queue_clear(l);
+	lws_callback_on_writable(l->wsi);
+	/* A peer that never reads would hold the close forever. */
+	lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+}
+
+/* Drop the link without a close handshake: the peer is gone or stuck. */
+void link_kill(struct link *l, const char *why)
+{
+	if (l->state != LINK_CLOSING)
+		log_info("dropping", "peer=%s service=%s instance=%s reason=%s",
+			 l->peer, l->svc ? l->svc->name : "-",
+			 l->instance[0] ? l->instance : "-", why);
+	unlink_instance(l);
+	queue_clear(l);
+	lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+void link_ping(struct link *l)
+{
+	l->last_ping_ms = mono_ms();
+	if (l->q_count == 0 && !lws_partial_buffered(l->wsi)) {
+		unsigned char buf[LWS_PRE];
+
+		if (lws_write(l->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+			link_kill(l, "write failed");
+		return;
+	}
+	l->ping_due = true;
+	lws_callback_on_writable(l->wsi);
+}
+
+static int on_writable(struct link *l)
+{
+	struct event *ev;
+
+	if (l->close_code) {
+		lws_close_reason(l->wsi, (enum lws_close_status)l->close_code,
+				 (unsigned char *)l->close_reason,
+				 strlen(l->close_reason));
+		return -1;
+	}
+	if (l->ping_due) {
+		unsigned char buf[LWS_PRE];
+
+		l->ping_due = false;
+		if (lws_write(l->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+			return -1;
+	}
+	/* Write until the kernel pushes back; lws holds any remainder. */
+	while (!lws_partial_buffered(l->wsi) && (ev = queue_pop(l))) {
+		int n = write_event(l, ev);
+
+		event_unref(ev);
+		if (n < 0)
+			return -1;
+	}
+	if (l->q_count)
+		lws_callback_on_writable(l->wsi);
+	return 0;
+}
+
+/* ---- the instance ------------------------------------------------------- */
+
+static void drop_deps(struct link *l)
+{
+	struct registry *reg = &l->hub->registry;
+
+	for (size_t i = 0; i < l->n_deps; i++) {
+		l->deps[i]->dependents--;
+		registry_release_service(reg, l->deps[i]);
+	}
+	free(l->deps);
+	free(l->dep_names);
+	l->deps = NULL;
+	l->dep_names = NULL;
+	l->n_deps = 0;
+}
+
+/*
+ * The link is going: it stops being an instance (counts, dependents,
+ * readiness) and receives nothing more, not even the readiness change its
+ * own leaving may cause.
+ */
+static void unlink_instance(struct link *l)
+{
+	struct hub *h = l->hub;
+	struct service *s = l->svc;
+
+	if (l->state != LINK_ACTIVE) {
+		l->state = LINK_CLOSING;
+		return;
+	}
+	l->state = LINK_CLOSING;
+	h->n_instances--;
+	s->instances--;
+	if (l->ready)
+		s->ready_instances--;
+	drop_deps(l);
+	hub_announce(h, s, NULL, NULL);
+	l->svc = NULL;
+	registry_release_service(&h->registry, s);
+}
+
+/* An older link of the same instance is a zombie: the new one replaces it. */
+static void replace_older(struct link *l)
+{
+	struct hub *h = l->hub;
+
+	for (size_t i = 0; i < h->n_links; i++) {
+		struct link *o = h->links[i];
+
+		if (o != l && o->state == LINK_ACTIVE && o->svc == l->svc &&
+		    strcmp(o->instance, l->instance) == 0)
+			link_close(o, 1008, "replaced by a newer link");
+	}
+}
+
+static int take_deps(struct link *l, const struct proto_hello *hello)
+{
+	struct hub *h = l->hub;
+
+	l->deps = calloc(hello->n_depends + 1, sizeof(*l->deps));
+	l->dep_names = calloc(hello->n_depends + 1, sizeof(*l->dep_names));
+	if (!l->deps || !l->dep_names)
+		return -1;
+	for (size_t i = 0; i < hello->n_depends; i++) {
+		struct service *d = registry_get(&h->registry, hello->depends_on[i]);
+
+		if (!d)
+			return -1;
+		d->dependents++;
+		l->deps[l->n_deps] = d;
+		l->dep_names[l->n_deps++] = d->name;
+	}
+	return 0;
+}
+
+static struct event *make_welcome(struct link *l, bool recovered,
+				  size_t replay)
+{
+	struct hub *h = l->hub;
+	struct proto_welcome w;
+	unsigned char *frame;
+	size_t len;
+
+	memset(&w, 0, sizeof(w));
+	snprintf(w.node, sizeof(w.node), "%s", h->node);
+	snprintf(w.epoch, sizeof(w.epoch), "%s", h->log.epoch);
+	w.seq = h->log.seq;
+	w.recovered = recovered;
+	w.replay = replay;
+	w.services = cJSON_CreateObject();
+	if (!w.services)
+		return NULL;
+	for (size_t i = 0; i < l->n_deps; i++)
+		cJSON_AddBoolToObject(w.services, l->deps[i]->name,
+				      l->deps[i]->ready);
+	frame = (unsigned char *)proto_encode_welcome(&w, LWS_PRE, &len);
+	cJSON_Delete(w.services);
+	return frame ? event_new_frame(EVENT_WELCOME, frame, len) : NULL;
+}
+
+/* After welcome with recovered:true: the missed events addressed to l. */
+static size_t replay_missed(struct link *l, uint64_t after, bool send)
+{
+	struct evlog *log = &l->hub->log;
+	size_t n = 0;
+
+	for (size_t i = evlog_find_after(log, after); i < log->count; i++) {
+		struct event *ev = evlog_at(log, i);
+
+		if (!event_addressed_to(ev, l->svc->name, l->instance,
+					l->dep_names, l->n_deps))
+			continue;
+		n++;
+		if (send)
+			link_send(l, ev);
+	}
+	return n;
+}
+
+static void on_hello(struct link *l, struct proto_hello *hello)
+{
+	struct hub *h = l->hub;
+	struct event *welcome;
+	bool recovered;
+	size_t replay = 0;
+
+	if (l->state != LINK_OPEN) {
+		link_close(l, 1008, "duplicate hello");
+		return;
+	}
+	l->svc = registry_get(&h->registry, hello->service);
+	if (!l->svc || take_deps(l, hello) != 0) {
+		if (l->svc)
+			registry_release_service(&h->registry, l->svc);
+		l->svc = NULL;
+		drop_deps(l);
+		link_close(l, 1013, "service table full");
+		return;
+	}
+	snprintf(l->instance, sizeof(l->instance), "%s", hello->instance);
+	snprintf(l->address, sizeof(l->address), "%s", hello->address);
+	l->meta = hello->meta;
+	hello->meta = NULL;
+	l->svc->instances++;
+	h->n_instances++;
+	l->state = LINK_ACTIVE;
+	replace_older(l);
+
+	recovered = hello->has_resume &&
+		    evlog_covers(&h->log, hello->resume_epoch, hello->resume_seq);
+	if (recovered)
+		replay = replay_missed(l, hello->resume_seq, false);
+	welcome = make_welcome(l, recovered, replay);
+	if (!welcome) {
+		link_close(l, 1011, "out of memory");
+		return;
+	}
+	link_send(l, welcome);
+	event_unref(welcome);
+	if (recovered)
+		replay_missed(l, hello->resume_seq, true);
+	log_info("linked", "peer=%s service=%s instance=%s deps=%zu recovered=%s replay=%zu",
+		 l->peer, l->svc->name, l->instance, l->n_deps,
+		 recovered ? "true" : "false", replay);
+}
+
+static void on_status(struct link *l, const struct proto_status *st)
+{
+	if (l->state != LINK_ACTIVE) {
+		link_close(l, 1008, "hello first");
+		return;
+	}
+	if (st->ready == l->ready)
+		return;
+	l->ready = st->ready;
+	if (l->ready)
+		l->svc->ready_instances++;
+	else
+		l->svc->ready_instances--;
+	log_debug("status", "service=%s instance=%s ready=%s", l->svc->name,
+		  l->instance, l->ready ? "true" : "false");
+	hub_announce(l->hub, l->svc, NULL, NULL);
+}
+
+static void on_message(struct link *l, const char *buf, size_t len)
+{
+	struct proto_msg msg;
+	char err[128];
+	int rc = proto_decode(buf, len, l->hub->max_message, &msg, err,
+			      sizeof(err));
+
+	if (rc != PROTO_OK) {
+		link_close(l, proto_close_code(rc), err);
+		return;
+	}
+	switch (msg.type) {
+	case PROTO_HELLO:
+		on_hello(l, &msg.u.hello);
+		break;
+	case PROTO_STATUS:
+		on_status(l, &msg.u.status);
+		break;
+	default:
+		link_close(l, 1008, "unexpected message type");
+		break;
+	}
+	proto_msg_release(&msg);
+}
+
+/* Reassemble fragments into one message, never past max_message. */
+static void on_receive(struct link *l, const char *in, size_t len)
+{
+	bool first = lws_is_first_fragment(l->wsi);
+	bool final = lws_is_final_fragment(l->wsi);
+	char *grown;
+
+	l->last_rx_ms = mono_ms();
+	if (l->state == LINK_CLOSING)
+		return;
+	if (lws_frame_is_binary(l->wsi)) {
+		link_close(l, 1003, "binary frames are not accepted");
+		return;
+	}
+	if (first && final && !l->rx) {
+		on_message(l, in, len);
+		return;
+	}
+	if (l->rx_len + len > l->hub->max_message) {
+		link_close(l, 1009, "message over max_message");
+		return;
+	}
+	grown = realloc(l->rx, l->rx_len + len + 1);
+	if (!grown) {
+		link_close(l, 1011, "out of memory");
+		return;
+	}
+	l->rx = grown;
+	memcpy(l->rx + l->rx_len, in, len);
+	l->rx_len += len;
+	if (!final)
+		return;
+	on_message(l, l->rx, l->rx_len);
+	free(l->rx);
+	l->rx = NULL;
+	l->rx_len = 0;
+}
+
+/* ---- the lws protocol --------------------------------------------------- */
+
+static int on_established(struct link *l, struct lws *wsi)
+{
+	struct hub *h = lws_context_user(lws_get_context(wsi));
+
+	memset(l, 0, sizeof(*l));
+	l->wsi = wsi;
+	l->hub = h;
+	l->state = LINK_OPEN;
+	l->connected_ms = l->last_rx_ms = l->last_ping_ms = mono_ms();
+	l->connected_wall_ms = wall_ms();
+	lws_get_peer_simple(wsi, l->peer, sizeof(l->peer));
+	if (links_add(h, l) != 0)
+		return -1;
+	if (h->stopping)
+		link_close(l, 1001, "daemon stopping");
+	else if (h->n_links > h->max_agents)
+		link_close(l, 1013, "max_agents reached");
+	return 0;
+}
+
+static void on_closed(struct link *l)
+{
+	if (!l->hub)
+		return;
+	if (l->state != LINK_CLOSING)
+		log_info("unlinked", "peer=%s service=%s instance=%s",
+			 l->peer, l->svc ? l->svc->name : "-",
+			 l->instance[0] ? l->instance : "-");
+	unlink_instance(l);
+	queue_clear(l);
+	links_remove(l->hub, l);
+	cJSON_Delete(l->meta);
+	free(l->rx);
+	l->hub = NULL;
+}
+
+static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
+			 void *user, void *in, size_t len)
+{
+	struct link *l = user;
+	struct hub *h;
+
+	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+		return on_established(l, wsi);
+	case LWS_CALLBACK_RECEIVE:
+		on_receive(l, in, len);
+		return 0;
+	case LWS_CALLBACK_RECEIVE_PONG:
+		l->last_rx_ms = mono_ms();
+		l->last_pong_wall_ms = wall_ms();
+		return 0;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return on_writable(l);
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (l->state != LINK_CLOSING) {
+			int code = len >= 2 ? ((unsigned char *)in)[0] << 8 |
+					      ((unsigned char *)in)[1] : 1005;
+
+			log_info("peer closing", "peer=%s service=%s instance=%s code=%d",
+				 l->peer, l->svc ? l->svc->name : "-",
+				 l->instance[0] ? l->instance : "-", code);
+			unlink_instance(l);
+		}
+		return 0;
+	case LWS_CALLBACK_CLOSED:
+		on_closed(l);
+		return 0;
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		h = lws_context_user(lws_get_context(wsi));
+		if (h)
+			hub_drain_requests(h);
+		return 0;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+const struct lws_protocols link_protocols[] = {
+	{
+		.name = PROTO_SUBPROTOCOL,
+		.callback = link_callback,
+		.per_session_data_size = sizeof(struct link),
+		/* Agents send little; a small buffer keeps idle links cheap.
+		 * Longer messages arrive in fragments and are reassembled. */
+		.rx_buffer_size = 1024,
+		.tx_packet_size = 256 * 1024,
+	},
+	{ .name = NULL },
+};

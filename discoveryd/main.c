@@ -1,0 +1,207 @@
+/*
+ * discoveryd: the discovery daemon (SPEC §4). Reads its config, binds the
+ * agent listener (the hub) and the HTTP API, says where it listens, then
+ * waits for signals on the main thread:
+ *
+ *   SIGTERM, SIGINT   graceful stop: close links with 1001, finish requests
+ *   SIGHUP            reload what can be reloaded, name what needs a restart
+ *
+ * Signals are blocked in every thread and taken with sigwaitinfo() here, so
+ * no work ever runs in a signal handler.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "dconf.h"
+#include "hub.h"
+#include "log.h"
+
+#define DEFAULT_CONFIG "conf/discoveryd.yaml"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: discoveryd [-c FILE] [-t] [-v|-q] [-h] [-V]\n"
+		"  -c FILE  configuration (default: %s)\n"
+		"  -t       check the configuration and exit\n"
+		"  -v       more logging (debug); -q less (warnings and errors)\n"
+		"  -h       this help;  -V  version\n",
+		DEFAULT_CONFIG);
+}
+
+struct options {
+	const char *config;
+	bool test;
+	int verbosity;            /* -1 quiet, 0 as configured, 1 debug */
+};
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	int c;
+
+	o->config = DEFAULT_CONFIG;
+	while ((c = getopt(argc, argv, "c:tvqhV")) != -1) {
+		switch (c) {
+		case 'c': o->config = optarg; break;
+		case 't': o->test = true; break;
+		case 'v': o->verbosity = 1; break;
+		case 'q': o->verbosity = -1; break;
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf("discoveryd %s\n", DISCOVERY_VERSION); exit(0);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+static enum log_level level_for(const struct options *o, const struct dconf *c)
+{
+	if (o->verbosity > 0)
+		return LOG_DEBUG;
+	if (o->verbosity < 0)
+		return LOG_WARN;
+	return (enum log_level)log_level_parse(c->log_level);
+}
+
+/* Say which changed settings only a restart applies. */
+static void note_restart_needed(const struct dconf *old, const struct dconf *now)
+{
+	char a[300], b[300];
+
+	if (strcmp(conf_addr_format(&old->listen_http, a, sizeof(a)),
+		   conf_addr_format(&now->listen_http, b, sizeof(b))) != 0)
+		log_warn("reload", "key=listen.http note=\"needs a restart\"");
+	if (strcmp(conf_addr_format(&old->listen_agents, a, sizeof(a)),
+		   conf_addr_format(&now->listen_agents, b, sizeof(b))) != 0)
+		log_warn("reload", "key=listen.agents note=\"needs a restart\"");
+	if (strcmp(old->state_dir, now->state_dir) != 0)
+		log_warn("reload", "key=state_dir note=\"needs a restart\"");
+	if (old->history != now->history)
+		log_warn("reload", "key=history note=\"needs a restart\"");
+	if (old->max_http != now->max_http || old->http_threads != now->http_threads)
+		log_warn("reload", "key=limits.max_http/http_threads note=\"needs a restart\"");
+	if (strcmp(old->node, now->node) != 0)
+		log_warn("reload", "key=node note=\"needs a restart\"");
+}
+
+static void reload(const struct options *o, struct dconf *conf,
+		   struct hub *hub, struct api *api)
+{
+	struct dconf fresh;
+	struct hub_req req = { .op = HUB_RELOAD };
+	char err[512], q[600];
+
+	memset(&fresh, 0, sizeof(fresh));
+	if (dconf_load(o->config, &fresh, err, sizeof(err)) != 0) {
+		log_error("reload failed", "error=%s", log_quote(q, sizeof(q), err));
+		return;
+	}
+	note_restart_needed(conf, &fresh);
+	log_set_level(level_for(o, &fresh));
+	req.conf = &fresh;
+	hub_call(hub, &req);
+	free(req.body);
+	api_reload(api, &fresh);
+	dconf_release(conf);
+	*conf = fresh;
+	log_info("reloaded", "config=%s", o->config);
+}
+
+static void wait_for_signals(const struct options *o, struct dconf *conf,
+			     struct hub *hub, struct api *api,
+			     const sigset_t *set)
+{
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(set, &si);
+
+		if (sig < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("sigwaitinfo", "errno=%d", errno);
+			return;
+		}
+		if (sig == SIGHUP) {
+			reload(o, conf, hub, api);
+			continue;
+		}
+		log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		return;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	struct dconf conf;
+	struct hub *hub;
+	struct api *api;
+	sigset_t set;
+	char err[512], q[600];
+
+	if (parse_args(argc, argv, &o) != 0)
+		return 2;
+	memset(&conf, 0, sizeof(conf));
+	if (dconf_load(o.config, &conf, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (o.test) {
+		printf("configuration OK\n");
+		dconf_release(&conf);
+		return 0;
+	}
+	log_init("discoveryd", level_for(&o, &conf));
+
+	/* Block the signals we wait for before any thread exists, so every
+	 * thread inherits the mask and only sigwaitinfo() sees them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	hub = hub_new(&conf, err, sizeof(err));
+	if (!hub) {
+		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
+		dconf_release(&conf);
+		return 1;
+	}
+	log_info("listening", "listener=agents addr=%s", hub_listen_address(hub));
+	if (hub_start(hub) != 0) {
+		log_error("fatal", "error=\"cannot start the hub thread\"");
+		hub_free(hub);
+		dconf_release(&conf);
+		return 1;
+	}
+	api = api_start(&conf, hub, err, sizeof(err));
+	if (!api) {
+		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
+		hub_stop(hub);
+		hub_free(hub);
+		dconf_release(&conf);
+		return 1;
+	}
+	log_info("listening", "listener=http addr=%s", api_listen_address(api));
+	log_info("ready", "version=%s node=%s history=%lld", DISCOVERY_VERSION,
+		 conf.node, (long long)conf.history);
+
+	wait_for_signals(&o, &conf, hub, api, &set);
+
+	api_stop(api);
+	hub_stop(hub);
+	hub_free(hub);
+	dconf_release(&conf);
+	log_info("stopped", NULL);
+	return 0;
+}

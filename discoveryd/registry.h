@@ -1,0 +1,71 @@
+/*
+ * registry: the services the daemon knows, and their readiness (SPEC §3).
+ *
+ * A service's readiness is declared through the API (ready / notready, with
+ * an optional TTL), or else derived: ready when at least min_ready of its
+ * instances report ready. Instances themselves live on the agent links (the
+ * hub owns them); the registry keeps only their counts per service.
+ *
+ * `ready` is the readiness last announced to agents. The hub compares it with
+ * service_computed_ready() after each change and, when they differ, emits a
+ * readiness event and updates it: announcing is the hub's job, computing is
+ * the registry's.
+ *
+ * Owned by the hub thread; no locks. Services are allocated once and never
+ * move, so links may keep pointers to them; a service is removed only when
+ * nothing refers to it (registry_release_service).
+ */
+#ifndef DISCOVERYD_REGISTRY_H
+#define DISCOVERYD_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+enum declaration {
+	DECL_NONE = 0,
+	DECL_READY,
+	DECL_NOTREADY,
+};
+
+struct service {
+	char name[PROTO_NAME_MAX + 1];
+	int64_t min_ready;
+	bool configured;           /* listed under services: in the config */
+	enum declaration declared;
+	int64_t expires_ms;        /* declaration's end (monotonic ms), 0 = none */
+	unsigned instances;        /* linked instances (after hello) */
+	unsigned ready_instances;  /* of those, how many report ready */
+	unsigned dependents;       /* links whose depends_on names it */
+	bool ready;                /* last announced readiness */
+};
+
+struct registry {
+	struct service **services; /* sorted by name */
+	size_t n, cap;
+	size_t max;                /* cap on the number of services */
+};
+
+void registry_init(struct registry *r, size_t max_services);
+void registry_release(struct registry *r);
+
+struct service *registry_find(const struct registry *r, const char *name);
+/* Find or add (with min_ready 1); NULL when the cap is reached or no memory. */
+struct service *registry_get(struct registry *r, const char *name);
+/* Drop s if nothing refers to it any more (no instance, dependent,
+ * declaration or config entry). s may be freed: do not use it afterwards. */
+void registry_release_service(struct registry *r, struct service *s);
+
+/* The readiness s should have now: the declaration, else the instances. */
+bool service_computed_ready(const struct service *s);
+const char *declaration_name(enum declaration d);
+
+/* Clear declarations whose TTL ran out at now_ms; returns how many. The
+ * caller then re-announces the services whose readiness changed. */
+size_t registry_expire(struct registry *r, int64_t now_ms);
+/* The earliest declaration expiry (monotonic ms), 0 if none. */
+int64_t registry_next_expiry(const struct registry *r);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * log: one line per event on stderr, key=value style, journald-friendly.
+ *
+ *   ts=2026-11-23T12:00:00.123Z level=info prog=discoveryd msg=listening addr=...
+ *
+ * Only programs (discoveryd, discoveryctl, the sidecar, the gate) log through
+ * this module. Libraries never print: libagent hands its lines to the host
+ * through a callback instead.
+ *
+ * The message is a short word or phrase naming the event; details follow as
+ * key=value pairs written by the caller. Values that may hold spaces, quotes
+ * or control characters (anything from the network) go through log_quote().
+ */
+#ifndef DISCOVERY_LOG_H
+#define DISCOVERY_LOG_H
+
+#include <stddef.h>
+
+enum log_level {
+	LOG_ERROR = 0,
+	LOG_WARN,
+	LOG_INFO,
+	LOG_DEBUG,
+};
+
+/* Set the program name shown in every line and the initial level. */
+void log_init(const char *prog, enum log_level level);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Parse "error", "warn", "info" or "debug"; -1 if unknown. */
+int log_level_parse(const char *name);
+const char *log_level_name(enum log_level level);
+
+/*
+ * Write one line: msg, then the key=value pairs that fmt produces (may be
+ * NULL). Thread-safe: the line is written with one write(2).
+ */
+void log_msg(enum log_level level, const char *msg, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define log_error(msg, ...) log_msg(LOG_ERROR, msg, __VA_ARGS__)
+#define log_warn(msg, ...)  log_msg(LOG_WARN, msg, __VA_ARGS__)
+#define log_info(msg, ...)  log_msg(LOG_INFO, msg, __VA_ARGS__)
+#define log_debug(msg, ...) log_msg(LOG_DEBUG, msg, __VA_ARGS__)
+
+/*
+ * Quote s for use as a value: returned as is when it is a plain token,
+ * otherwise wrapped in double quotes with ", \ and control characters
+ * escaped, truncated to fit. Returns buf.
+ */
+const char *log_quote(char *buf, size_t size, const char *s);
+
+#endif

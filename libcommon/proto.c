@@ -1,0 +1,809 @@
+/*
+ * proto: the agent link's wire messages (SPEC §4), decoded strictly and
+ * encoded compactly. The contract is in proto.h.
+ *
+ * A frame passes four gates before any field is read: the size cap, a
+ * non-recursive nesting scan, a text check (cJSON checks neither UTF-8 nor
+ * control characters), then cJSON with nothing but whitespace left over.
+ * Each message type then has one decoder that validates every known field
+ * and, last of all, detaches the subtrees the caller keeps (meta, services,
+ * header, value).
+ *
+ * Seqs are uint64, but cJSON keeps numbers as doubles, exact only up to
+ * 2^53. So a seq is read back from the frame's own text (read_seq), and
+ * encoded as a raw token printed with PRIu64.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+/* A WebSocket close reason holds 123 bytes; leave a little slack. */
+#define REASON_MAX 120
+
+#define NAME_RULE "[a-z0-9][a-z0-9_.-]{0,62}"
+
+/* What the field decoders share: the frame (for seqs), the tree and where
+ * the reason goes. */
+struct decoder {
+	const char *buf;
+	size_t len;
+	const cJSON *root;
+	const char *type;       /* message type, prefixes reasons; NULL before */
+	char *err;
+	size_t errlen;
+};
+
+static int vreport(struct decoder *d, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static int report(struct decoder *d, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int invalid(struct decoder *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int vreport(struct decoder *d, int code, const char *fmt, va_list ap)
+{
+	size_t cap, used = 0;
+
+	if (!d->err || d->errlen == 0)
+		return code;
+	cap = d->errlen < REASON_MAX + 1 ? d->errlen : REASON_MAX + 1;
+	if (d->type) {
+		int n = snprintf(d->err, cap, "%s: ", d->type);
+
+		if (n > 0)
+			used = (size_t)n < cap ? (size_t)n : cap - 1;
+	}
+	vsnprintf(d->err + used, cap - used, fmt, ap);
+	return code;
+}
+
+static int report(struct decoder *d, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(d, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+static int invalid(struct decoder *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(d, PROTO_E_INVALID, fmt, ap);
+	va_end(ap);
+	return PROTO_E_INVALID;
+}
+
+/* ---- scanning raw text ------------------------------------------------ */
+
+/* From the opening quote at i to just past the closing one (or len). A
+ * \u0000 escape is noted: cJSON would cut the string short there, so a
+ * value could silently differ from what the peer sent. */
+static size_t skip_string(const char *buf, size_t len, size_t i,
+			  bool *nul_escape)
+{
+	for (i++; i < len; i++) {
+		if (buf[i] == '"')
+			return i + 1;
+		if (buf[i] != '\\')
+			continue;
+		if (nul_escape && len - i >= 6 &&
+		    memcmp(buf + i + 1, "u0000", 5) == 0)
+			*nul_escape = true;
+		i++;
+	}
+	return len;
+}
+
+static int scan_depth(const char *buf, size_t len, int limit,
+		      bool *nul_escape)
+{
+	int depth = 0, deepest = 0;
+	size_t i = 0;
+
+	while (i < len) {
+		switch (buf[i]) {
+		case '"':
+			i = skip_string(buf, len, i, nul_escape);
+			continue;
+		case '[':
+		case '{':
+			if (++depth > deepest) {
+				deepest = depth;
+				if (deepest > limit)
+					return deepest;
+			}
+			break;
+		case ']':
+		case '}':
+			if (depth > 0)
+				depth--;
+			break;
+		default:
+			break;
+		}
+		i++;
+	}
+	return deepest;
+}
+
+int proto_json_depth(const char *buf, size_t len, int limit)
+{
+	return scan_depth(buf, len, limit, NULL);
+}
+
+/* Why buf is not acceptable JSON text, or NULL. UTF-8 per RFC 3629 (no
+ * overlongs, surrogates or code points past U+10FFFF); control characters
+ * other than JSON's whitespace are never valid JSON, in or out of strings. */
+static const char *text_problem(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i], lo = 0x80, hi = 0xBF;
+		size_t more;
+
+		if (c >= 0x20 && c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c == 0)
+			return "NUL byte in frame";
+		if (c < 0x20) {
+			if (c != '\t' && c != '\n' && c != '\r')
+				return "control character in frame";
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			more = 1;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			more = 2;
+			lo = c == 0xE0 ? 0xA0 : 0x80;
+			hi = c == 0xED ? 0x9F : 0xBF;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			more = 3;
+			lo = c == 0xF0 ? 0x90 : 0x80;
+			hi = c == 0xF4 ? 0x8F : 0xBF;
+		} else {
+			return "frame is not valid UTF-8";
+		}
+		if (len - i <= more || s[i + 1] < lo || s[i + 1] > hi)
+			return "frame is not valid UTF-8";
+		for (size_t k = 2; k <= more; k++)
+			if ((s[i + k] & 0xC0) != 0x80)
+				return "frame is not valid UTF-8";
+		i += more + 1;
+	}
+	return NULL;
+}
+
+/* ---- seqs: uint64 read from the text --------------------------------- */
+
+/* How many numbers come before target in document order. cJSON keeps
+ * members and elements in the order of the text, so this is also the
+ * index of target's token among the frame's number tokens. The tree is at
+ * most PROTO_DEPTH_MAX deep (checked before parsing). Call it before
+ * anything is detached from the tree. */
+static bool number_index(const cJSON *root, const cJSON *target,
+			 size_t *index)
+{
+	const cJSON *pending[PROTO_DEPTH_MAX + 1];
+	const cJSON *item = root;
+	size_t top = 0, count = 0;
+
+	while (item) {
+		if (item == target) {
+			*index = count;
+			return true;
+		}
+		if (cJSON_IsNumber(item))
+			count++;
+		if ((cJSON_IsObject(item) || cJSON_IsArray(item)) &&
+		    item->child) {
+			if (top == sizeof(pending) / sizeof(pending[0]))
+				return false;
+			pending[top++] = item->next;
+			item = item->child;
+			continue;
+		}
+		item = item->next;
+		while (!item && top > 0)
+			item = pending[--top];
+	}
+	return false;
+}
+
+static bool is_number_char(char c)
+{
+	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' ||
+	       c == 'e' || c == 'E';
+}
+
+/* The index-th number token of buf. Outside strings, a '-' or a digit can
+ * only start a number (the literals true, false, null hold neither). */
+static bool number_token(const char *buf, size_t len, size_t index,
+			 const char **token, size_t *token_len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t start = i;
+
+		if (buf[i] == '"') {
+			i = skip_string(buf, len, i, NULL);
+			continue;
+		}
+		if (buf[i] != '-' && (buf[i] < '0' || buf[i] > '9')) {
+			i++;
+			continue;
+		}
+		while (i < len && is_number_char(buf[i]))
+			i++;
+		if (index-- == 0) {
+			*token = buf + start;
+			*token_len = i - start;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Plain decimal digits, no sign, fraction, exponent or leading zero. */
+static bool parse_u64(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (n == 0 || (s[0] == '0' && n > 1))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned digit = (unsigned)(s[i] - '0');
+
+		if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - digit) / 10)
+			return false;
+		v = v * 10 + digit;
+	}
+	*out = v;
+	return true;
+}
+
+/* The key of a field path ("resume.seq" -> "seq"); reasons show the path. */
+static const char *key_of(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+
+	return dot ? dot + 1 : path;
+}
+
+static int read_seq(struct decoder *d, const cJSON *obj, const char *path,
+		    bool required, uint64_t *out)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key_of(path));
+	const char *token;
+	size_t index, token_len;
+	uint64_t v;
+
+	if (!item)
+		return required ? invalid(d, "'%s' is required", path) : 0;
+	/* The text and the tree must agree: a mismatch would mean the walk
+	 * found the wrong token, and a wrong seq is worse than none. */
+	if (!cJSON_IsNumber(item) || !number_index(d->root, item, &index) ||
+	    !number_token(d->buf, d->len, index, &token, &token_len) ||
+	    !parse_u64(token, token_len, &v) || (double)v != item->valuedouble)
+		return invalid(d, "'%s' must be an integer in [0, 2^64)", path);
+	*out = v;
+	return 0;
+}
+
+/* ---- fields ----------------------------------------------------------- */
+
+static bool absent(const cJSON *item)
+{
+	return !item || cJSON_IsNull(item);
+}
+
+/* obj[path]'s string; NULL with *rc = 0 when absent and optional, NULL
+ * with *rc < 0 when missing or not a string. */
+static const char *string_field(struct decoder *d, const cJSON *obj,
+				const char *path, bool required, int *rc)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key_of(path));
+
+	*rc = 0;
+	if (cJSON_IsString(item))
+		return item->valuestring;
+	if (!item && required)
+		*rc = invalid(d, "'%s' is required", path);
+	else if (required || !absent(item))
+		*rc = invalid(d, "'%s' must be a string", path);
+	return NULL;
+}
+
+/* A string of at most size - 1 bytes, copied into out ("" when absent). */
+static int copy_field(struct decoder *d, const cJSON *obj, const char *path,
+		      bool required, char *out, size_t size)
+{
+	int rc;
+	const char *s = string_field(d, obj, path, required, &rc);
+	size_t n;
+
+	if (!s)
+		return rc;
+	n = strlen(s);
+	if (n >= size)
+		return invalid(d, "'%s' must be at most %zu bytes", path,
+			       size - 1);
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+static int bool_field(struct decoder *d, const cJSON *obj, const char *path,
+		      bool *out)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key_of(path));
+
+	if (!cJSON_IsBool(item))
+		return invalid(d, "'%s' must be true or false", path);
+	*out = cJSON_IsTrue(item);
+	return 0;
+}
+
+/* ---- messages --------------------------------------------------------- */
+
+static int decode_depends(struct decoder *d, const cJSON *root,
+			  struct proto_hello *h)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "depends_on");
+	const cJSON *entry;
+
+	if (absent(list))
+		return 0;
+	if (!cJSON_IsArray(list))
+		return invalid(d, "'depends_on' must be an array");
+	cJSON_ArrayForEach(entry, list) {
+		if (h->n_depends == PROTO_DEPENDS_MAX)
+			return invalid(d, "'depends_on' has more than %d entries",
+				       PROTO_DEPENDS_MAX);
+		if (!cJSON_IsString(entry) || !proto_valid_name(entry->valuestring))
+			return invalid(d, "'depends_on' entries must match "
+				       NAME_RULE);
+		for (size_t i = 0; i < h->n_depends; i++)
+			if (strcmp(h->depends_on[i], entry->valuestring) == 0)
+				return invalid(d, "'depends_on' lists a service twice");
+		strcpy(h->depends_on[h->n_depends++], entry->valuestring);
+	}
+	return 0;
+}
+
+static int decode_resume(struct decoder *d, const cJSON *root,
+			 struct proto_hello *h)
+{
+	const cJSON *resume = cJSON_GetObjectItemCaseSensitive(root, "resume");
+	int rc;
+
+	if (absent(resume))
+		return 0;
+	if (!cJSON_IsObject(resume))
+		return invalid(d, "'resume' must be an object");
+	rc = copy_field(d, resume, "resume.epoch", true, h->resume_epoch,
+			sizeof(h->resume_epoch));
+	if (rc == 0)
+		rc = read_seq(d, resume, "resume.seq", true, &h->resume_seq);
+	h->has_resume = rc == 0;
+	return rc;
+}
+
+static int decode_hello(struct decoder *d, cJSON *root, struct proto_msg *msg)
+{
+	struct proto_hello *h = &msg->u.hello;
+	cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "meta");
+	const char *s;
+	int rc;
+
+	if (!(s = string_field(d, root, "service", true, &rc)))
+		return rc;
+	if (!proto_valid_name(s))
+		return invalid(d, "'service' must match " NAME_RULE);
+	strcpy(h->service, s);
+	if (!(s = string_field(d, root, "instance", true, &rc)))
+		return rc;
+	if (!proto_valid_instance(s))
+		return invalid(d, "'instance' must be 1-%d printable bytes, no spaces",
+			       PROTO_INSTANCE_MAX);
+	strcpy(h->instance, s);
+	if ((rc = copy_field(d, root, "address", false, h->address,
+			     sizeof(h->address))) ||
+	    (rc = decode_depends(d, root, h)) ||
+	    (rc = decode_resume(d, root, h)))
+		return rc;
+	if (!absent(meta) && !cJSON_IsObject(meta))
+		return invalid(d, "'meta' must be an object");
+	if (!absent(meta))
+		h->meta = cJSON_DetachItemViaPointer(root, meta);
+	return 0;
+}
+
+static int decode_status(struct decoder *d, cJSON *root, struct proto_msg *msg)
+{
+	return bool_field(d, root, "ready", &msg->u.status.ready);
+}
+
+static int decode_welcome(struct decoder *d, cJSON *root,
+			  struct proto_msg *msg)
+{
+	struct proto_welcome *w = &msg->u.welcome;
+	cJSON *services = cJSON_GetObjectItemCaseSensitive(root, "services");
+	const cJSON *entry;
+	int rc;
+
+	if ((rc = copy_field(d, root, "node", true, w->node, sizeof(w->node))) ||
+	    (rc = copy_field(d, root, "epoch", true, w->epoch,
+			     sizeof(w->epoch))) ||
+	    (rc = read_seq(d, root, "seq", true, &w->seq)) ||
+	    (rc = bool_field(d, root, "recovered", &w->recovered)) ||
+	    (rc = read_seq(d, root, "replay", false, &w->replay)))
+		return rc;
+	if (!cJSON_IsObject(services))
+		return invalid(d, "'services' must be an object");
+	cJSON_ArrayForEach(entry, services)
+		if (!proto_valid_name(entry->string) || !cJSON_IsBool(entry))
+			return invalid(d, "'services' must map " NAME_RULE
+				       " to true or false");
+	w->services = cJSON_DetachItemViaPointer(root, services);
+	return 0;
+}
+
+static int decode_event(struct decoder *d, cJSON *root, struct proto_msg *msg)
+{
+	struct proto_event *e = &msg->u.event;
+	cJSON *header = cJSON_GetObjectItemCaseSensitive(root, "header");
+	cJSON *value = cJSON_GetObjectItemCaseSensitive(root, "value");
+	int rc;
+
+	if ((rc = copy_field(d, root, "epoch", true, e->epoch,
+			     sizeof(e->epoch))) ||
+	    (rc = read_seq(d, root, "seq", true, &e->seq)) ||
+	    (rc = copy_field(d, root, "kind", true, e->kind, sizeof(e->kind))) ||
+	    (rc = copy_field(d, root, "command", true, e->command,
+			     sizeof(e->command))))
+		return rc;
+	if (!absent(header) && !cJSON_IsObject(header))
+		return invalid(d, "'header' must be an object");
+	if (!absent(header))
+		e->header = cJSON_DetachItemViaPointer(root, header);
+	/* value is any JSON, null included: absent is the only "none". */
+	if (value)
+		e->value = cJSON_DetachItemViaPointer(root, value);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	enum proto_type type;
+	int (*decode)(struct decoder *d, cJSON *root, struct proto_msg *msg);
+} message_types[] = {
+	{ "hello", PROTO_HELLO, decode_hello },
+	{ "status", PROTO_STATUS, decode_status },
+	{ "welcome", PROTO_WELCOME, decode_welcome },
+	{ "event", PROTO_EVENT, decode_event },
+};
+
+static int decode_root(struct decoder *d, cJSON *root, struct proto_msg *msg)
+{
+	const cJSON *type;
+
+	if (!cJSON_IsObject(root))
+		return invalid(d, "a frame must be a JSON object");
+	type = cJSON_GetObjectItemCaseSensitive(root, "type");
+	if (!cJSON_IsString(type))
+		return invalid(d, "'type' must be a string");
+	for (size_t i = 0; i < sizeof(message_types) / sizeof(message_types[0]);
+	     i++) {
+		if (strcmp(type->valuestring, message_types[i].name) != 0)
+			continue;
+		d->type = message_types[i].name;
+		msg->type = message_types[i].type;
+		return message_types[i].decode(d, root, msg);
+	}
+	return invalid(d, "unknown message type");
+}
+
+static bool only_whitespace(const char *p, const char *end)
+{
+	for (; p < end; p++)
+		if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+			return false;
+	return true;
+}
+
+int proto_decode(const char *buf, size_t len, size_t max_len,
+		 struct proto_msg *msg, char *err, size_t errlen)
+{
+	struct decoder d = { .buf = buf, .len = len, .err = err,
+			     .errlen = errlen };
+	const char *problem, *end = NULL;
+	bool nul_escape = false;
+	cJSON *root;
+	int rc;
+
+	memset(msg, 0, sizeof(*msg));
+	if (err && errlen > 0)
+		err[0] = '\0';
+	if (max_len > 0 && len > max_len)
+		return report(&d, PROTO_E_TOOBIG,
+			      "frame of %zu bytes is over the %zu-byte limit",
+			      len, max_len);
+	if (scan_depth(buf, len, PROTO_DEPTH_MAX, &nul_escape) > PROTO_DEPTH_MAX)
+		return report(&d, PROTO_E_JSON, "JSON nested too deep (limit %d)",
+			      PROTO_DEPTH_MAX);
+	problem = text_problem((const unsigned char *)buf, len);
+	if (!problem && nul_escape)
+		problem = "\\u0000 in a string";
+	if (problem)
+		return report(&d, PROTO_E_JSON, "%s", problem);
+	root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+	if (!root)
+		return report(&d, PROTO_E_JSON, "not valid JSON");
+	if (!only_whitespace(end, buf + len)) {
+		cJSON_Delete(root);
+		return report(&d, PROTO_E_JSON, "data after the JSON value");
+	}
+	d.root = root;
+	rc = decode_root(&d, root, msg);
+	cJSON_Delete(root);
+	if (rc != PROTO_OK)
+		proto_msg_release(msg);
+	return rc;
+}
+
+void proto_msg_release(struct proto_msg *msg)
+{
+	if (!msg)
+		return;
+	switch (msg->type) {
+	case PROTO_HELLO:
+		cJSON_Delete(msg->u.hello.meta);
+		msg->u.hello.meta = NULL;
+		break;
+	case PROTO_WELCOME:
+		cJSON_Delete(msg->u.welcome.services);
+		msg->u.welcome.services = NULL;
+		break;
+	case PROTO_EVENT:
+		cJSON_Delete(msg->u.event.header);
+		cJSON_Delete(msg->u.event.value);
+		msg->u.event.header = NULL;
+		msg->u.event.value = NULL;
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- encoding --------------------------------------------------------- */
+
+static char *frame_text(const char *text, size_t n, size_t headroom,
+			size_t *len)
+{
+	char *frame;
+
+	if (headroom > SIZE_MAX - n - 1)
+		return NULL;
+	frame = malloc(headroom + n + 1);
+	if (!frame)
+		return NULL;
+	memcpy(frame + headroom, text, n + 1);
+	if (len)
+		*len = n;
+	return frame;
+}
+
+char *proto_print(const cJSON *json, size_t headroom, size_t *len)
+{
+	char *text = cJSON_PrintUnformatted(json);
+	char *frame;
+
+	if (!text)
+		return NULL;
+	frame = frame_text(text, strlen(text), headroom, len);
+	cJSON_free(text);
+	return frame;
+}
+
+/* Add item under a literal key (the CS variant: no copy of the key). Takes
+ * item, which may be NULL after a failed allocation. */
+static bool put(cJSON *obj, const char *key, cJSON *item)
+{
+	if (!item)
+		return false;
+	if (!cJSON_AddItemToObjectCS(obj, key, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
+}
+
+static cJSON *seq_item(uint64_t seq)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%" PRIu64, seq);
+	return cJSON_CreateRaw(text);
+}
+
+/* A stand-in for item that prints the same and frees none of it, so the
+ * caller's header, value, meta and services are neither copied nor
+ * consumed. */
+static cJSON *reference_of(const cJSON *item)
+{
+	switch (item->type & 0xFF) {
+	case cJSON_Object:
+		return cJSON_CreateObjectReference(item->child);
+	case cJSON_Array:
+		return cJSON_CreateArrayReference(item->child);
+	case cJSON_String:
+		return cJSON_CreateStringReference(item->valuestring);
+	case cJSON_Raw:
+		return cJSON_CreateRaw(item->valuestring);
+	case cJSON_Number:
+		return cJSON_CreateNumber(item->valuedouble);
+	case cJSON_True:
+		return cJSON_CreateTrue();
+	case cJSON_False:
+		return cJSON_CreateFalse();
+	default:
+		return cJSON_CreateNull();
+	}
+}
+
+static char *finish(cJSON *root, bool ok, size_t headroom, size_t *len)
+{
+	char *frame = ok ? proto_print(root, headroom, len) : NULL;
+
+	cJSON_Delete(root);
+	return frame;
+}
+
+char *proto_encode_hello(const struct proto_hello *h, size_t headroom,
+			 size_t *len)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *depends = cJSON_CreateArray();
+	cJSON *resume = NULL;
+	size_t n = h->n_depends < PROTO_DEPENDS_MAX ? h->n_depends
+						    : PROTO_DEPENDS_MAX;
+	bool ok;
+
+	if (!root) {
+		cJSON_Delete(depends);
+		return NULL;
+	}
+	ok = put(root, "type", cJSON_CreateStringReference("hello")) &&
+	     put(root, "service", cJSON_CreateStringReference(h->service)) &&
+	     put(root, "instance", cJSON_CreateStringReference(h->instance));
+	if (ok && h->address[0])
+		ok = put(root, "address", cJSON_CreateStringReference(h->address));
+	/* put even when !ok: it takes depends, so nothing leaks. */
+	ok = put(root, "depends_on", depends) && ok;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = cJSON_AddItemToArray(depends,
+			cJSON_CreateStringReference(h->depends_on[i]));
+	if (ok && h->meta)
+		ok = put(root, "meta", reference_of(h->meta));
+	if (ok && h->has_resume) {
+		resume = cJSON_CreateObject();
+		ok = put(root, "resume", resume) &&
+		     put(resume, "epoch",
+			 cJSON_CreateStringReference(h->resume_epoch)) &&
+		     put(resume, "seq", seq_item(h->resume_seq));
+	}
+	return finish(root, ok, headroom, len);
+}
+
+char *proto_encode_status(bool ready, size_t headroom, size_t *len)
+{
+	static const char yes[] = "{\"type\":\"status\",\"ready\":true}";
+	static const char no[] = "{\"type\":\"status\",\"ready\":false}";
+
+	return ready ? frame_text(yes, sizeof(yes) - 1, headroom, len)
+		     : frame_text(no, sizeof(no) - 1, headroom, len);
+}
+
+char *proto_encode_welcome(const struct proto_welcome *w, size_t headroom,
+			   size_t *len)
+{
+	cJSON *root = cJSON_CreateObject();
+	bool ok;
+
+	if (!root)
+		return NULL;
+	ok = put(root, "type", cJSON_CreateStringReference("welcome")) &&
+	     put(root, "node", cJSON_CreateStringReference(w->node)) &&
+	     put(root, "epoch", cJSON_CreateStringReference(w->epoch)) &&
+	     put(root, "seq", seq_item(w->seq)) &&
+	     put(root, "recovered", cJSON_CreateBool(w->recovered));
+	if (ok && w->recovered)
+		ok = put(root, "replay", seq_item(w->replay));
+	if (ok)
+		ok = put(root, "services", w->services ? reference_of(w->services)
+						       : cJSON_CreateObject());
+	return finish(root, ok, headroom, len);
+}
+
+/* A NULL header goes out as {} (apps ported from NetCoreStack expect an
+ * object), a NULL value as null. */
+char *proto_encode_event(const struct proto_event *e, size_t headroom,
+			 size_t *len)
+{
+	cJSON *root = cJSON_CreateObject();
+	bool ok;
+
+	if (!root)
+		return NULL;
+	ok = put(root, "type", cJSON_CreateStringReference("event")) &&
+	     put(root, "epoch", cJSON_CreateStringReference(e->epoch)) &&
+	     put(root, "seq", seq_item(e->seq)) &&
+	     put(root, "kind", cJSON_CreateStringReference(e->kind)) &&
+	     put(root, "command", cJSON_CreateStringReference(e->command)) &&
+	     put(root, "header", e->header ? reference_of(e->header)
+					   : cJSON_CreateObject()) &&
+	     put(root, "value", e->value ? reference_of(e->value)
+					 : cJSON_CreateNull());
+	return finish(root, ok, headroom, len);
+}
+
+/* ---- names and codes -------------------------------------------------- */
+
+static bool is_name_start(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool proto_valid_name(const char *name)
+{
+	if (!name || !is_name_start(name[0]))
+		return false;
+	for (size_t i = 1; name[i]; i++) {
+		char c = name[i];
+
+		if (i >= PROTO_NAME_MAX)
+			return false;
+		if (!is_name_start(c) && c != '_' && c != '.' && c != '-')
+			return false;
+	}
+	return true;
+}
+
+bool proto_valid_instance(const char *id)
+{
+	size_t i;
+
+	if (!id)
+		return false;
+	for (i = 0; id[i]; i++)
+		if (i >= PROTO_INSTANCE_MAX || id[i] < 0x21 || id[i] > 0x7E)
+			return false;
+	return i > 0;
+}
+
+int proto_close_code(int err)
+{
+	switch (err) {
+	case PROTO_OK:
+		return 1000;
+	case PROTO_E_TOOBIG:
+		return 1009;
+	case PROTO_E_JSON:
+	case PROTO_E_INVALID:
+		return 1007;
+	default:
+		return 1011;
+	}
+}

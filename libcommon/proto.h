@@ -1,0 +1,137 @@
+/*
+ * proto: the agent link's wire protocol (SPEC §4 "Agent link"), subprotocol
+ * discovery.v1, JSON text frames.
+ *
+ *   agent -> daemon   hello, status
+ *   daemon -> agent   welcome, event
+ *
+ * Decoding is strict: a frame must be one JSON object of a known type with
+ * fields of the right types; unknown fields are ignored (forward
+ * compatibility), but every known field is validated (service names by
+ * proto_valid_name, string lengths, list sizes). Before cJSON sees a byte the
+ * frame is checked against the size cap and its nesting depth is measured by
+ * a scan that never recurses, so a hostile frame cannot exhaust the stack.
+ *
+ * Encoding returns a malloc'd buffer with `headroom` spare bytes before the
+ * JSON text (LWS_PRE for libwebsockets, so the daemon can frame an event once
+ * and write the same buffer to every link). The JSON starts at buf + headroom
+ * and is *len bytes long, NUL-terminated after that.
+ */
+#ifndef DISCOVERY_PROTO_H
+#define DISCOVERY_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#define PROTO_SUBPROTOCOL "discovery.v1"
+
+#define PROTO_NAME_MAX     63   /* service names: [a-z0-9][a-z0-9_.-]{0,62} */
+#define PROTO_INSTANCE_MAX 128  /* instance ids: printable, no spaces */
+#define PROTO_ADDRESS_MAX  256
+#define PROTO_EPOCH_MAX    64
+#define PROTO_DEPENDS_MAX  64   /* depends_on entries */
+#define PROTO_DEPTH_MAX    16   /* JSON nesting of a whole frame */
+
+/* Error codes (negative); each maps to a WebSocket close code. */
+enum {
+	PROTO_OK = 0,
+	PROTO_E_TOOBIG = -1,   /* over the size cap: close 1009 */
+	PROTO_E_JSON = -2,     /* not JSON, or nested too deep: close 1007 */
+	PROTO_E_INVALID = -3,  /* JSON, but not a valid message: close 1007 */
+	PROTO_E_NOMEM = -4,    /* close 1011 */
+};
+
+enum proto_type {
+	PROTO_HELLO = 1,
+	PROTO_STATUS,
+	PROTO_WELCOME,
+	PROTO_EVENT,
+};
+
+struct proto_hello {
+	char service[PROTO_NAME_MAX + 1];
+	char instance[PROTO_INSTANCE_MAX + 1];
+	char address[PROTO_ADDRESS_MAX + 1];   /* "" when absent */
+	size_t n_depends;
+	char depends_on[PROTO_DEPENDS_MAX][PROTO_NAME_MAX + 1];
+	cJSON *meta;                /* an object, owned; NULL when absent */
+	bool has_resume;
+	char resume_epoch[PROTO_EPOCH_MAX + 1];
+	uint64_t resume_seq;
+};
+
+struct proto_status {
+	bool ready;
+};
+
+struct proto_welcome {
+	char node[PROTO_INSTANCE_MAX + 1];
+	char epoch[PROTO_EPOCH_MAX + 1];
+	uint64_t seq;
+	bool recovered;
+	uint64_t replay;            /* recovered: how many missed events follow
+	                               (encoded only when recovered) */
+	cJSON *services;            /* object name -> bool, owned */
+};
+
+struct proto_event {
+	char epoch[PROTO_EPOCH_MAX + 1];
+	uint64_t seq;
+	char kind[32];              /* "readiness", "invalidate", "command" */
+	char command[64];           /* e.g. "DataSend" */
+	cJSON *header;              /* object, owned; may be NULL */
+	cJSON *value;               /* any JSON, owned; may be NULL */
+};
+
+struct proto_msg {
+	enum proto_type type;
+	union {
+		struct proto_hello hello;
+		struct proto_status status;
+		struct proto_welcome welcome;
+		struct proto_event event;
+	} u;
+};
+
+/*
+ * Decode one frame of len bytes (need not be NUL-terminated). max_len caps the
+ * frame (0: no cap beyond the depth limit). On success fills *msg, which the
+ * caller releases with proto_msg_release. On failure returns a PROTO_E_* code
+ * and a one-line reason in err (suitable as a close reason: at most 120
+ * bytes); *msg needs no release.
+ */
+int proto_decode(const char *buf, size_t len, size_t max_len,
+		 struct proto_msg *msg, char *err, size_t errlen);
+void proto_msg_release(struct proto_msg *msg);
+
+/*
+ * Measure the maximum nesting depth of JSON text without recursion; stops
+ * counting past limit. Strings (with escapes) are skipped correctly.
+ */
+int proto_json_depth(const char *buf, size_t len, int limit);
+
+/* Encoders: NULL on allocation failure. */
+char *proto_encode_hello(const struct proto_hello *h, size_t headroom,
+			 size_t *len);
+char *proto_encode_status(bool ready, size_t headroom, size_t *len);
+char *proto_encode_welcome(const struct proto_welcome *w, size_t headroom,
+			   size_t *len);
+/* header and value are not consumed. */
+char *proto_encode_event(const struct proto_event *e, size_t headroom,
+			 size_t *len);
+
+/* Serialize any cJSON into a buffer with headroom (helper for the above). */
+char *proto_print(const cJSON *json, size_t headroom, size_t *len);
+
+/* Service names: [a-z0-9][a-z0-9_.-]{0,62}. */
+bool proto_valid_name(const char *name);
+/* Instance ids: 1..PROTO_INSTANCE_MAX printable ASCII bytes, no spaces. */
+bool proto_valid_instance(const char *id);
+
+/* The WebSocket close code for a PROTO_E_* error. */
+int proto_close_code(int err);
+
+#endif

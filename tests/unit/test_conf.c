@@ -1,0 +1,1000 @@
+/*
+ * test_conf: unit tests for libcommon/conf.c, the table-driven YAML loader.
+ *
+ * One table below uses every key type; each test loads a small document
+ * from a string and checks what landed in the struct, or the exact
+ * "name:line:col: message" the loader wrote. Every test ends in conf_free,
+ * so valgrind and ASan also check that nothing leaks, failures included.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "conf.h"
+
+#define ERRLEN 512
+#define KIB (INT64_C(1) << 10)
+#define MIB (INT64_C(1) << 20)
+#define HOUR_MS (INT64_C(3600) * 1000)
+
+struct hook {
+	bool enabled;
+	char *command;
+};
+
+struct service {
+	int64_t weight;
+	char *label;
+	struct conf_strlist tags;
+	bool check_present;
+	int64_t check_interval_ms;
+};
+
+struct cfg {
+	char *name;
+	int64_t count;
+	int64_t total;
+	bool enabled;
+	double ratio;
+	int64_t interval_ms;
+	int64_t buffer;
+	struct conf_addr listen;
+	int color;
+	struct hook hook;
+	struct conf_strlist hosts;
+	bool auth_present;
+	char *auth_secret;
+	int64_t auth_ttl_ms;
+	int64_t hb_interval_ms;
+	int64_t hb_timeout_ms;
+	struct conf_map services;
+};
+
+/* "true", "false" or a command to run. */
+static int parse_hook(const char *s, void *field, char *err, size_t errlen)
+{
+	struct hook *h = field;
+
+	if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+		h->enabled = s[0] == 't';
+		return 0;
+	}
+	if (!s[0]) {
+		snprintf(err, errlen, "must be true, false or a command");
+		return -1;
+	}
+	h->command = strdup(s);
+	h->enabled = true;
+	return h->command ? 0 : -1;
+}
+
+static void free_hook(void *field)
+{
+	struct hook *h = field;
+
+	free(h->command);
+	h->command = NULL;
+}
+
+static bool lowercase_name(const char *name)
+{
+	return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") ==
+	       strlen(name);
+}
+
+#define F(field) offsetof(struct cfg, field)
+#define S(field) offsetof(struct service, field)
+
+static const char *const colors[] = { "red", "green", "blue", NULL };
+
+static const struct conf_key auth_keys[] = {
+	{ .name = "secret", .type = CONF_STRING, .offset = F(auth_secret) },
+	{ .name = "ttl", .type = CONF_DURATION, .offset = F(auth_ttl_ms),
+	  .def = "1h" },
+	{ .name = NULL },
+};
+
+static const struct conf_key heartbeat_keys[] = {
+	{ .name = "interval", .type = CONF_DURATION, .offset = F(hb_interval_ms),
+	  .min = 100, .max = HOUR_MS, .def = "1s" },
+	{ .name = "timeout", .type = CONF_DURATION, .offset = F(hb_timeout_ms),
+	  .def = "3s" },
+	{ .name = NULL },
+};
+
+static const struct conf_key check_keys[] = {
+	{ .name = "interval", .type = CONF_DURATION,
+	  .offset = S(check_interval_ms), .def = "5s" },
+	{ .name = NULL },
+};
+
+static const struct conf_key service_keys[] = {
+	{ .name = "weight", .type = CONF_INT, .offset = S(weight),
+	  .min = 1, .max = 10, .def = "1" },
+	{ .name = "label", .type = CONF_STRING, .offset = S(label) },
+	{ .name = "tags", .type = CONF_STRLIST, .offset = S(tags), .max = 2 },
+	{ .name = "check", .type = CONF_SECTION, .sub = check_keys,
+	  .present = S(check_present) },
+	{ .name = NULL },
+};
+
+static const struct conf_key cfg_keys[] = {
+	{ .name = "name", .type = CONF_STRING, .offset = F(name), .def = "demo" },
+	{ .name = "count", .type = CONF_INT, .offset = F(count),
+	  .min = 1, .max = 100, .def = "10" },
+	{ .name = "total", .type = CONF_INT, .offset = F(total) },
+	{ .name = "enabled", .type = CONF_BOOL, .offset = F(enabled),
+	  .def = "yes" },
+	{ .name = "ratio", .type = CONF_DOUBLE, .offset = F(ratio),
+	  .min = 0, .max = 1, .def = "0.5" },
+	{ .name = "interval", .type = CONF_DURATION, .offset = F(interval_ms),
+	  .min = 100, .max = HOUR_MS, .def = "10s" },
+	{ .name = "buffer", .type = CONF_SIZE, .offset = F(buffer),
+	  .min = KIB, .max = 16 * MIB, .def = "64KiB" },
+	{ .name = "listen", .type = CONF_ADDR, .offset = F(listen),
+	  .def = "127.0.0.1:5916" },
+	{ .name = "color", .type = CONF_ENUM, .offset = F(color),
+	  .choices = colors, .def = "green" },
+	{ .name = "hook", .type = CONF_CUSTOM, .offset = F(hook),
+	  .parse = parse_hook, .free = free_hook, .def = "true" },
+	{ .name = "hosts", .type = CONF_STRLIST, .offset = F(hosts), .max = 3,
+	  .def = "localhost" },
+	{ .name = "auth", .type = CONF_SECTION, .sub = auth_keys,
+	  .present = F(auth_present) },
+	{ .name = "heartbeat", .type = CONF_SECTION, .sub = heartbeat_keys,
+	  .present = CONF_NO_FIELD },
+	{ .name = "services", .type = CONF_MAP, .offset = F(services),
+	  .sub = service_keys, .item_size = sizeof(struct service),
+	  .name_check = lowercase_name },
+	{ .name = "other", .type = CONF_IGNORE },
+	{ .name = NULL },
+};
+
+/* A second table for required keys. */
+struct req {
+	char *token;
+	int64_t max;
+	bool tls_present;
+	char *tls_cert;
+	char *tls_key;
+	char *db_url;
+};
+
+#define R(field) offsetof(struct req, field)
+
+static const struct conf_key tls_keys[] = {
+	{ .name = "cert", .type = CONF_STRING, .offset = R(tls_cert),
+	  .flags = CONF_REQUIRED },
+	{ .name = "key", .type = CONF_STRING, .offset = R(tls_key) },
+	{ .name = NULL },
+};
+
+static const struct conf_key db_keys[] = {
+	{ .name = "url", .type = CONF_STRING, .offset = R(db_url),
+	  .flags = CONF_REQUIRED },
+	{ .name = NULL },
+};
+
+static const struct conf_key req_keys[] = {
+	{ .name = "token", .type = CONF_STRING, .offset = R(token),
+	  .flags = CONF_REQUIRED },
+	{ .name = "max", .type = CONF_INT, .offset = R(max),
+	  .flags = CONF_REQUIRED, .def = "5" },
+	{ .name = "tls", .type = CONF_SECTION, .sub = tls_keys,
+	  .present = R(tls_present) },
+	{ .name = "db", .type = CONF_SECTION, .sub = db_keys,
+	  .present = CONF_NO_FIELD },
+	{ .name = NULL },
+};
+
+static int load(const char *text, struct cfg *c, char *err)
+{
+	return conf_load_string(text, strlen(text), "t.yaml", cfg_keys, c, err,
+				ERRLEN);
+}
+
+/* Load text, expect failure with exactly `want`, and free what was stored. */
+static void expect_error(const char *text, const char *want)
+{
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+
+	assert_int_equal(load(text, &c, err), -1);
+	assert_string_equal(err, want);
+	conf_free(cfg_keys, &c);
+}
+
+static void expect_req_error(const char *text, const char *want)
+{
+	struct req r = { 0 };
+	char err[ERRLEN] = "";
+
+	assert_int_equal(conf_load_string(text, strlen(text), "t.yaml",
+					  req_keys, &r, err, ERRLEN), -1);
+	assert_string_equal(err, want);
+	conf_free(req_keys, &r);
+}
+
+static void check_defaults(const struct cfg *c)
+{
+	assert_string_equal(c->name, "demo");
+	assert_int_equal(c->count, 10);
+	assert_int_equal(c->total, 0);
+	assert_true(c->enabled);
+	assert_true(c->ratio == 0.5);
+	assert_int_equal(c->interval_ms, 10000);
+	assert_int_equal(c->buffer, 64 * KIB);
+	assert_string_equal(c->listen.host, "127.0.0.1");
+	assert_int_equal(c->listen.port, 5916);
+	assert_int_equal(c->color, 1);
+	assert_true(c->hook.enabled);
+	assert_null(c->hook.command);
+	assert_int_equal(c->hosts.n, 1);
+	assert_string_equal(c->hosts.v[0], "localhost");
+	assert_false(c->auth_present);
+	assert_null(c->auth_secret);
+	assert_int_equal(c->auth_ttl_ms, HOUR_MS);
+	assert_int_equal(c->hb_interval_ms, 1000);
+	assert_int_equal(c->hb_timeout_ms, 3000);
+	assert_int_equal(c->services.n, 0);
+	assert_null(c->services.names);
+}
+
+/* ---- whole documents --------------------------------------------------- */
+
+static void test_empty_document_gives_defaults(void **state)
+{
+	static const char *const empties[] = {
+		"", "\n", "# only a comment\n", "~\n", "---\n", "--- ~\n...\n",
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
+		struct cfg c = { 0 };
+		char err[ERRLEN] = "";
+
+		assert_int_equal(load(empties[i], &c, err), 0);
+		assert_string_equal(err, "");
+		check_defaults(&c);
+		conf_free(cfg_keys, &c);
+	}
+}
+
+static void test_every_type(void **state)
+{
+	const char *text =
+		"name: \"my service\"\n"
+		"count: 42\n"
+		"total: -9223372036854775808\n"
+		"enabled: off\n"
+		"ratio: 0.25\n"
+		"interval: 1.5s\n"
+		"buffer: 2MiB\n"
+		"listen: \"[::1]:8080\"\n"
+		"color: blue\n"
+		"hook: /usr/bin/check --quick\n"
+		"hosts: [a.example, b.example]\n"
+		"auth:\n"
+		"  secret: /etc/secret\n"
+		"  ttl: 5m\n"
+		"heartbeat: {interval: 250ms, timeout: 0}\n"
+		"other: {owned: [by, someone, else]}\n";
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_int_equal(load(text, &c, err), 0);
+	assert_string_equal(c.name, "my service");
+	assert_int_equal(c.count, 42);
+	assert_true(c.total == INT64_MIN);
+	assert_false(c.enabled);
+	assert_true(c.ratio == 0.25);
+	assert_int_equal(c.interval_ms, 1500);
+	assert_int_equal(c.buffer, 2 * MIB);
+	assert_string_equal(c.listen.host, "::1");
+	assert_int_equal(c.listen.port, 8080);
+	assert_int_equal(c.color, 2);
+	assert_true(c.hook.enabled);
+	assert_string_equal(c.hook.command, "/usr/bin/check --quick");
+	assert_int_equal(c.hosts.n, 2);
+	assert_string_equal(c.hosts.v[0], "a.example");
+	assert_string_equal(c.hosts.v[1], "b.example");
+	assert_true(c.auth_present);
+	assert_string_equal(c.auth_secret, "/etc/secret");
+	assert_int_equal(c.auth_ttl_ms, 5 * 60 * 1000);
+	assert_int_equal(c.hb_interval_ms, 250);
+	assert_int_equal(c.hb_timeout_ms, 0);
+	conf_free(cfg_keys, &c);
+	assert_null(c.name);
+	assert_null(c.hook.command);
+	assert_null(c.hosts.v);
+	assert_int_equal(c.hosts.n, 0);
+	assert_null(c.auth_secret);
+	conf_free(cfg_keys, &c); /* twice is safe */
+}
+
+static void test_root_must_be_mapping(void **state)
+{
+	(void)state;
+	expect_error("- a\n- b\n",
+		     "t.yaml:1:1: the top level must be a mapping of keys");
+	expect_error("just words\n",
+		     "t.yaml:1:1: the top level must be a mapping of keys");
+}
+
+static void test_yaml_syntax_error(void **state)
+{
+	(void)state;
+	expect_error("name: x\nhosts: [a, b\n",
+		     "t.yaml:3:1: did not find expected ',' or ']' "
+		     "(while parsing a flow sequence at line 2)");
+	expect_error("name: x\n  count: 3\n",
+		     "t.yaml:2:8: mapping values are not allowed in this "
+		     "context");
+	expect_error("name: \"x\xff\"\n",
+		     "t.yaml:1:9: invalid leading UTF-8 octet");
+	/* Columns count characters, as libyaml's own marks do. */
+	expect_error("count: 1\nname: \"\xc3\xa9t\xc3\xa9\xff\"\n",
+		     "t.yaml:2:11: invalid leading UTF-8 octet");
+}
+
+static void test_one_document_only(void **state)
+{
+	(void)state;
+	expect_error("count: 1\n---\ncount: 2\n",
+		     "t.yaml:2:1: only one YAML document is allowed");
+}
+
+static void test_aliases_refused(void **state)
+{
+	(void)state;
+	expect_error("name: &n x\nauth:\n  secret: *n\n",
+		     "t.yaml:3:11: aliases (*n) are not supported");
+	/* The start of a "billion laughs": refused at the first alias. */
+	expect_error("other:\n  a: &a [x, x, x, x, x, x, x, x, x]\n"
+		     "  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n",
+		     "t.yaml:3:10: aliases (*a) are not supported");
+}
+
+static void test_nesting_limit(void **state)
+{
+	char text[256], want[ERRLEN];
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	int n;
+	(void)state;
+
+	/* The root mapping is level 1, so 31 brackets reach level 32. */
+	n = snprintf(text, sizeof(text), "other: %.31s%.31s\n",
+		     "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+		     "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+	assert_true(n > 0 && (size_t)n < sizeof(text));
+	assert_int_equal(load(text, &c, err), 0);
+	conf_free(cfg_keys, &c);
+
+	snprintf(text, sizeof(text), "other: %.32s%.32s\n",
+		 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+		 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+	snprintf(want, sizeof(want),
+		 "t.yaml:1:%d: nested deeper than 32 levels", 7 + 32);
+	expect_error(text, want);
+}
+
+static void test_oversize_input(void **state)
+{
+	size_t limit = 1024 * 1024;
+	char *text = malloc(limit + 2);
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_non_null(text);
+	/* Exactly 1 MiB of comment lines is accepted... */
+	memset(text, '#', limit);
+	for (size_t i = 99; i < limit; i += 100)
+		text[i] = '\n';
+	text[limit - 1] = '\n';
+	assert_int_equal(conf_load_string(text, limit, "t.yaml", cfg_keys, &c,
+					  err, ERRLEN), 0);
+	conf_free(cfg_keys, &c);
+	/* ...one byte more is not. */
+	text[limit] = '\n';
+	assert_int_equal(conf_load_string(text, limit + 1, "t.yaml", cfg_keys,
+					  &c, err, ERRLEN), -1);
+	assert_string_equal(err, "t.yaml: larger than 1048576 bytes (1 MiB), "
+				 "the limit for a config file");
+	conf_free(cfg_keys, &c);
+	free(text);
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+static void test_unknown_key(void **state)
+{
+	(void)state;
+	expect_error("name: x\nfoo: 1\n", "t.yaml:2:1: unknown key 'foo'");
+	expect_error("heartbeat:\n  interval: 1s\n  bogus: 2\n",
+		     "t.yaml:3:3: unknown key 'bogus' in 'heartbeat'");
+	expect_error("services:\n  web:\n    weight: 2\n    port: 80\n",
+		     "t.yaml:4:5: unknown key 'port' in 'services.web'");
+	expect_error("services:\n  web:\n    check: {every: 1s}\n",
+		     "t.yaml:3:13: unknown key 'every' in "
+		     "'services.web.check'");
+	expect_error("? [a, b]\n: 1\n", "t.yaml:1:3: keys must be plain names");
+}
+
+static void test_duplicate_key(void **state)
+{
+	(void)state;
+	expect_error("count: 1\nname: x\ncount: 2\n",
+		     "t.yaml:3:1: duplicate key 'count'");
+	expect_error("auth:\n  secret: a\n  secret: b\n",
+		     "t.yaml:3:3: duplicate key 'secret' in 'auth'");
+	expect_error("auth: {}\nauth: {}\n", "t.yaml:2:1: duplicate key 'auth'");
+}
+
+static void test_wrong_types(void **state)
+{
+	(void)state;
+	expect_error("name: [a]\n", "t.yaml:1:7: 'name' must be a string");
+	expect_error("count: abc\n", "t.yaml:1:8: 'count' must be an integer");
+	expect_error("count: 1.0\n", "t.yaml:1:8: 'count' must be an integer");
+	expect_error("count: 0x10\n", "t.yaml:1:8: 'count' must be an integer");
+	expect_error("count: {a: 1}\n",
+		     "t.yaml:1:8: 'count' must be an integer");
+	expect_error("enabled: maybe\n", "t.yaml:1:10: 'enabled' must be true "
+		     "or false (or yes/no, on/off)");
+	expect_error("ratio: half\n", "t.yaml:1:8: 'ratio' must be a number");
+	expect_error("ratio: nan\n", "t.yaml:1:8: 'ratio' must be a number");
+	expect_error("ratio: 0x1p-1\n", "t.yaml:1:8: 'ratio' must be a number");
+	expect_error("interval: 10\n", "t.yaml:1:11: 'interval' must be a "
+		     "duration like 250ms, 10s, 5m or 1h");
+	expect_error("buffer: 1KB\n", "t.yaml:1:9: 'buffer' must be a size "
+		     "like 512B, 64KiB, 1MiB or 1GiB");
+	expect_error("listen: localhost\n", "t.yaml:1:9: 'listen' must be an "
+		     "address like 127.0.0.1:5916, [::1]:5916 or :5916");
+	expect_error("color: purple\n",
+		     "t.yaml:1:8: 'color' must be one of: red, green, blue");
+	expect_error("color: Red\n",
+		     "t.yaml:1:8: 'color' must be one of: red, green, blue");
+	expect_error("heartbeat: 5\n",
+		     "t.yaml:1:12: 'heartbeat' must be a mapping");
+	expect_error("auth: [a]\n", "t.yaml:1:7: 'auth' must be a mapping");
+	expect_error("services: [web]\n",
+		     "t.yaml:1:11: 'services' must be a mapping");
+	expect_error("hosts: {a: b}\n",
+		     "t.yaml:1:8: 'hosts' must be a string or a list of strings");
+	expect_error("name: \"a\\0b\"\n",
+		     "t.yaml:1:7: 'name' contains a NUL byte");
+}
+
+static void test_null_values(void **state)
+{
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	expect_error("count:\n", "t.yaml:1:7: 'count' has no value");
+	expect_error("name: ~\n", "t.yaml:1:7: 'name' has no value "
+		     "(write \"\" for an empty string)");
+	expect_error("listen: null\n", "t.yaml:1:9: 'listen' has no value");
+
+	/* Quoted, it is a string; null collections are empty. */
+	assert_int_equal(load("name: \"\"\nhosts:\nservices: ~\n", &c, err), 0);
+	assert_string_equal(c.name, "");
+	assert_int_equal(c.hosts.n, 0);
+	assert_int_equal(c.services.n, 0);
+	conf_free(cfg_keys, &c);
+	assert_int_equal(load("name: 'null'\n", &c, err), 0);
+	assert_string_equal(c.name, "null");
+	conf_free(cfg_keys, &c);
+}
+
+static void test_bounds(void **state)
+{
+	(void)state;
+	expect_error("count: 0\n", "t.yaml:1:8: 'count' must be between 1 and 100");
+	expect_error("count: 101\n",
+		     "t.yaml:1:8: 'count' must be between 1 and 100");
+	expect_error("count: -5\n",
+		     "t.yaml:1:8: 'count' must be between 1 and 100");
+	expect_error("count: 99999999999999999999\n",
+		     "t.yaml:1:8: 'count' must be between 1 and 100");
+	expect_error("total: 9223372036854775808\n",
+		     "t.yaml:1:8: 'total' is out of range");
+	expect_error("ratio: 1.5\n", "t.yaml:1:8: 'ratio' must be between 0 and 1");
+	expect_error("ratio: 1e999\n",
+		     "t.yaml:1:8: 'ratio' must be between 0 and 1");
+	expect_error("interval: 50ms\n",
+		     "t.yaml:1:11: 'interval' must be between 100ms and 1h");
+	expect_error("interval: 61m\n",
+		     "t.yaml:1:11: 'interval' must be between 100ms and 1h");
+	expect_error("interval: 99999999999999999999h\n",
+		     "t.yaml:1:11: 'interval' must be between 100ms and 1h");
+	expect_error("heartbeat:\n  timeout: 9999999999999999h\n",
+		     "t.yaml:2:12: 'timeout' is out of range");
+	expect_error("buffer: 512B\n",
+		     "t.yaml:1:9: 'buffer' must be between 1KiB and 16MiB");
+	expect_error("buffer: 17MiB\n",
+		     "t.yaml:1:9: 'buffer' must be between 1KiB and 16MiB");
+}
+
+static void test_bound_edges_accepted(void **state)
+{
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_int_equal(load("count: 1\nratio: 0\ninterval: 100ms\n"
+			      "buffer: 1024\n", &c, err), 0);
+	assert_int_equal(c.count, 1);
+	assert_true(c.ratio == 0.0);
+	assert_int_equal(c.interval_ms, 100);
+	assert_int_equal(c.buffer, KIB);
+	conf_free(cfg_keys, &c);
+	assert_int_equal(load("count: +100\nratio: 1.0\ninterval: 1h\n"
+			      "buffer: 16MiB\n", &c, err), 0);
+	assert_int_equal(c.count, 100);
+	assert_true(c.ratio == 1.0);
+	assert_int_equal(c.interval_ms, HOUR_MS);
+	assert_int_equal(c.buffer, 16 * MIB);
+	conf_free(cfg_keys, &c);
+}
+
+static void test_bools(void **state)
+{
+	static const struct {
+		const char *text;
+		bool value;
+	} cases[] = {
+		{ "true", true }, { "TRUE", true }, { "Yes", true },
+		{ "on", true }, { "false", false }, { "No", false },
+		{ "OFF", false },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cfg c = { 0 };
+		char text[64], err[ERRLEN] = "";
+
+		snprintf(text, sizeof(text), "enabled: %s\n", cases[i].text);
+		assert_int_equal(load(text, &c, err), 0);
+		assert_int_equal(c.enabled, cases[i].value);
+		conf_free(cfg_keys, &c);
+	}
+	expect_error("enabled: 1\n", "t.yaml:1:10: 'enabled' must be true or "
+		     "false (or yes/no, on/off)");
+}
+
+/* ---- sections, maps, lists --------------------------------------------- */
+
+static void test_section_present(void **state)
+{
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_int_equal(load("name: x\n", &c, err), 0);
+	assert_false(c.auth_present);
+	conf_free(cfg_keys, &c);
+
+	assert_int_equal(load("auth:\n", &c, err), 0);
+	assert_true(c.auth_present);
+	assert_null(c.auth_secret);
+	assert_int_equal(c.auth_ttl_ms, HOUR_MS);
+	conf_free(cfg_keys, &c);
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(load("auth: {}\nheartbeat: {}\n", &c, err), 0);
+	assert_true(c.auth_present);
+	assert_int_equal(c.hb_interval_ms, 1000);
+	conf_free(cfg_keys, &c);
+}
+
+static void test_map(void **state)
+{
+	const char *text =
+		"services:\n"
+		"  web:\n"
+		"    weight: 3\n"
+		"    label: front\n"
+		"    tags: [a, b]\n"
+		"    check: {interval: 2s}\n"
+		"  db: {}\n"
+		"  cache:\n";
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	const struct service *s;
+	(void)state;
+
+	assert_int_equal(load(text, &c, err), 0);
+	assert_int_equal(c.services.n, 3);
+	s = c.services.items;
+	assert_string_equal(c.services.names[0], "web");
+	assert_int_equal(s[0].weight, 3);
+	assert_string_equal(s[0].label, "front");
+	assert_int_equal(s[0].tags.n, 2);
+	assert_string_equal(s[0].tags.v[1], "b");
+	assert_true(s[0].check_present);
+	assert_int_equal(s[0].check_interval_ms, 2000);
+	assert_string_equal(c.services.names[1], "db");
+	assert_int_equal(s[1].weight, 1);
+	assert_null(s[1].label);
+	assert_false(s[1].check_present);
+	assert_int_equal(s[1].check_interval_ms, 5000);
+	assert_string_equal(c.services.names[2], "cache");
+	assert_int_equal(s[2].weight, 1);
+	conf_free(cfg_keys, &c);
+	assert_int_equal(c.services.n, 0);
+	assert_null(c.services.names);
+	assert_null(c.services.items);
+}
+
+static void test_map_errors(void **state)
+{
+	(void)state;
+	expect_error("services:\n  web: {}\n  Web: {}\n",
+		     "t.yaml:3:3: invalid name 'Web' in 'services'");
+	expect_error("services:\n  \"\": {}\n",
+		     "t.yaml:2:3: invalid name '' in 'services'");
+	expect_error("services:\n  a: {}\n  b: {}\n  c: {}\n  b: {}\n  a: {}\n",
+		     "t.yaml:5:3: duplicate key 'b' in 'services'");
+	expect_error("services:\n  web: 5\n",
+		     "t.yaml:2:8: 'services.web' must be a mapping");
+	expect_error("services:\n  web: {weight: 11}\n",
+		     "t.yaml:2:17: 'weight' must be between 1 and 10");
+	expect_error("services:\n  web: {tags: [a, b, c]}\n",
+		     "t.yaml:2:15: 'tags' has 3 entries; at most 2 are allowed");
+}
+
+static void test_many_map_items(void **state)
+{
+	size_t n = 5000, size = n * 16 + 16, used;
+	char *text = malloc(size);
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_non_null(text);
+	used = (size_t)snprintf(text, size, "services:\n");
+	for (size_t i = 0; i < n; i++)
+		used += (size_t)snprintf(text + used, size - used,
+					 "  s%zu: {}\n", i);
+	assert_int_equal(conf_load_string(text, used, "t.yaml", cfg_keys, &c,
+					  err, ERRLEN), 0);
+	assert_int_equal(c.services.n, n);
+	assert_string_equal(c.services.names[n - 1], "s4999");
+	conf_free(cfg_keys, &c);
+	free(text);
+}
+
+static void test_strlist(void **state)
+{
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_int_equal(load("hosts: one.example\n", &c, err), 0);
+	assert_int_equal(c.hosts.n, 1);
+	assert_string_equal(c.hosts.v[0], "one.example");
+	conf_free(cfg_keys, &c);
+
+	assert_int_equal(load("hosts:\n  - a\n  - 2\n  - \"\"\n", &c, err), 0);
+	assert_int_equal(c.hosts.n, 3);
+	assert_string_equal(c.hosts.v[1], "2");
+	assert_string_equal(c.hosts.v[2], "");
+	conf_free(cfg_keys, &c);
+
+	assert_int_equal(load("hosts: []\n", &c, err), 0);
+	assert_int_equal(c.hosts.n, 0);
+	conf_free(cfg_keys, &c);
+
+	expect_error("hosts: [a, b, c, d]\n",
+		     "t.yaml:1:8: 'hosts' has 4 entries; at most 3 are allowed");
+	expect_error("hosts:\n  - a\n  - {b: c}\n",
+		     "t.yaml:3:5: entries of 'hosts' must be strings");
+	expect_error("hosts: [a, ~]\n",
+		     "t.yaml:1:12: entries of 'hosts' must be strings");
+}
+
+static void test_ignore(void **state)
+{
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_int_equal(load("other:\n  anything: [1, {a: b}]\n  x: ~\n"
+			      "count: 3\n", &c, err), 0);
+	assert_int_equal(c.count, 3);
+	conf_free(cfg_keys, &c);
+	assert_int_equal(load("other: 5\n", &c, err), 0);
+	conf_free(cfg_keys, &c);
+}
+
+static void test_custom(void **state)
+{
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_int_equal(load("hook: false\n", &c, err), 0);
+	assert_false(c.hook.enabled);
+	assert_null(c.hook.command);
+	conf_free(cfg_keys, &c);
+
+	assert_int_equal(load("hook: ./check.sh\n", &c, err), 0);
+	assert_true(c.hook.enabled);
+	assert_string_equal(c.hook.command, "./check.sh");
+	conf_free(cfg_keys, &c);
+
+	expect_error("hook: ''\n",
+		     "t.yaml:1:7: 'hook': must be true, false or a command");
+	expect_error("hook: [a]\n", "t.yaml:1:7: 'hook' must be a single value");
+}
+
+static void test_required(void **state)
+{
+	struct req r = { 0 };
+	char err[ERRLEN] = "";
+	const char *ok = "token: t\ndb:\n  url: u\n";
+	(void)state;
+
+	assert_int_equal(conf_load_string(ok, strlen(ok), "t.yaml", req_keys,
+					  &r, err, ERRLEN), 0);
+	assert_string_equal(r.token, "t");
+	assert_int_equal(r.max, 5); /* required, but it has a default */
+	assert_false(r.tls_present);
+	conf_free(req_keys, &r);
+
+	expect_req_error("", "t.yaml: missing required key 'token'");
+	expect_req_error("db:\n  url: u\n",
+			 "t.yaml:1:1: missing required key 'token'");
+	/* An always-on section that is absent still needs its keys... */
+	expect_req_error("token: t\n",
+			 "t.yaml:1:1: missing required key 'url' in 'db'");
+	expect_req_error("token: t\ndb: {}\n",
+			 "t.yaml:2:5: missing required key 'url' in 'db'");
+	/* ...an optional one only when it appears. */
+	expect_req_error("token: t\ndb: {url: u}\ntls:\n  key: k\n",
+			 "t.yaml:4:3: missing required key 'cert' in 'tls'");
+	expect_req_error("token: t\ndb: {url: u}\ntls: ~\n",
+			 "t.yaml:3:6: missing required key 'cert' in 'tls'");
+}
+
+static void test_bad_default(void **state)
+{
+	static const struct conf_key bad_keys[] = {
+		{ .name = "n", .type = CONF_INT, .offset = 0, .def = "ten" },
+		{ .name = NULL },
+	};
+	int64_t n = 0;
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_int_equal(conf_load_string("", 0, "t.yaml", bad_keys, &n, err,
+					  ERRLEN), -1);
+	assert_string_equal(err, "t.yaml: bad default in key table: "
+				 "'n' must be an integer");
+}
+
+/* A failure late in the file, after strings, lists and items were stored. */
+static void test_free_after_failed_load(void **state)
+{
+	const char *text =
+		"name: first\n"
+		"hosts: [a, b]\n"
+		"hook: ./run\n"
+		"auth: {secret: s}\n"
+		"services:\n"
+		"  web: {label: w, tags: [x]}\n"
+		"  db: {label: d, tags: [y], weight: 0}\n";
+	struct cfg c = { 0 };
+	char err[ERRLEN] = "";
+	(void)state;
+
+	assert_int_equal(load(text, &c, err), -1);
+	assert_string_equal(err,
+			    "t.yaml:7:37: 'weight' must be between 1 and 10");
+	conf_free(cfg_keys, &c);
+	assert_null(c.name);
+	assert_null(c.hook.command);
+	assert_null(c.auth_secret);
+	assert_null(c.services.items);
+	conf_free(cfg_keys, &c);
+}
+
+/* ---- scalar helpers ---------------------------------------------------- */
+
+static void test_parse_duration(void **state)
+{
+	static const struct {
+		const char *text;
+		int64_t ms;
+	} good[] = {
+		{ "0", 0 }, { "0ms", 0 }, { "250ms", 250 }, { "10s", 10000 },
+		{ "5m", 300000 }, { "1h", HOUR_MS }, { "1.5s", 1500 },
+		{ "0.5m", 30000 }, { "010s", 10000 },
+		{ "9223372036854775807ms", INT64_MAX },
+		{ "2562047788015h", INT64_C(2562047788015) * HOUR_MS },
+	};
+	static const char *const bad[] = {
+		"", "10", "-1s", "+1s", "1.5ms", "10x", "1 s", "s", "1.s",
+		".5s", "1S", "1h30m", "0x10s", "1.0000000001s",
+		"9223372036854775808ms", "2562047788016h",
+		"99999999999999999999999s",
+	};
+	int64_t ms;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		ms = -1;
+		assert_int_equal(conf_parse_duration(good[i].text, &ms), 0);
+		assert_true(ms == good[i].ms);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ms = 77;
+		assert_int_equal(conf_parse_duration(bad[i], &ms), -1);
+		assert_int_equal(ms, 77);
+	}
+	assert_int_equal(conf_parse_duration(NULL, &ms), -1);
+}
+
+static void test_parse_size(void **state)
+{
+	static const struct {
+		const char *text;
+		int64_t bytes;
+	} good[] = {
+		{ "0", 0 }, { "512", 512 }, { "512B", 512 }, { "64KiB", 65536 },
+		{ "1MiB", MIB }, { "1GiB", 1024 * MIB }, { "1.5KiB", 1536 },
+		{ "8589934591GiB", INT64_C(8589934591) << 30 },
+	};
+	static const char *const bad[] = {
+		"", "1KB", "1K", "1kib", "-1", "1 KiB", "B", "0.5B", "1.5",
+		"8589934592GiB", "9223372036854775808",
+	};
+	int64_t bytes;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		bytes = -1;
+		assert_int_equal(conf_parse_size(good[i].text, &bytes), 0);
+		assert_true(bytes == good[i].bytes);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(conf_parse_size(bad[i], &bytes), -1);
+}
+
+static void test_parse_addr(void **state)
+{
+	static const struct {
+		const char *text, *host, *formatted;
+		int port;
+	} good[] = {
+		{ "127.0.0.1:5916", "127.0.0.1", "127.0.0.1:5916", 5916 },
+		{ "localhost:80", "localhost", "localhost:80", 80 },
+		{ "[::1]:5916", "::1", "[::1]:5916", 5916 },
+		{ "[::]:65535", "::", "[::]:65535", 65535 },
+		{ ":8080", "", ":8080", 8080 },
+		{ "0.0.0.0:0", "0.0.0.0", "0.0.0.0:0", 0 },
+	};
+	static const char *const bad[] = {
+		"", "host", "host:", "host:65536", "host:-1", "host:+1",
+		"host:8o", "::1:80", "[::1]", "[::1]80", "[]:80",
+		"[1.2.3.4]:80", "ho st:1", "host:123456", "[::1:80",
+	};
+	struct conf_addr addr;
+	char buf[300], longhost[300];
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(conf_parse_addr(good[i].text, &addr), 0);
+		assert_string_equal(addr.host, good[i].host);
+		assert_int_equal(addr.port, good[i].port);
+		assert_string_equal(conf_addr_format(&addr, buf, sizeof(buf)),
+				    good[i].formatted);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(conf_parse_addr(bad[i], &addr), -1);
+
+	memset(longhost, 'h', 255);
+	snprintf(longhost + 255, sizeof(longhost) - 255, ":1");
+	assert_int_equal(conf_parse_addr(longhost, &addr), 0);
+	snprintf(longhost + 255, sizeof(longhost) - 255, "h:1");
+	assert_int_equal(conf_parse_addr(longhost, &addr), -1);
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+static void test_load_file(void **state)
+{
+	char path[] = "/tmp/test_conf_XXXXXX", want[ERRLEN], err[ERRLEN] = "";
+	const char *text = "count: 7\nbogus: 1\n";
+	struct cfg c = { 0 };
+	int fd = mkstemp(path);
+	(void)state;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (int)strlen(text));
+	close(fd);
+	assert_int_equal(conf_load_file(path, cfg_keys, &c, err, ERRLEN), -1);
+	snprintf(want, sizeof(want), "%s:2:1: unknown key 'bogus'", path);
+	assert_string_equal(err, want);
+	assert_int_equal(c.count, 7);
+	conf_free(cfg_keys, &c);
+	unlink(path);
+
+	assert_int_equal(conf_load_file(path, cfg_keys, &c, err, ERRLEN), -1);
+	snprintf(want, sizeof(want), "%s: cannot open: No such file or "
+		 "directory", path);
+	assert_string_equal(err, want);
+	conf_free(cfg_keys, &c);
+}
+
+static void test_load_big_file(void **state)
+{
+	char path[] = "/tmp/test_conf_XXXXXX", want[ERRLEN], err[ERRLEN] = "";
+	size_t size = 1024 * 1024 + 1;
+	char *text = malloc(size);
+	struct cfg c = { 0 };
+	int fd = mkstemp(path);
+	(void)state;
+
+	assert_non_null(text);
+	assert_true(fd >= 0);
+	memset(text, '\n', size);
+	assert_true(write(fd, text, size) == (ssize_t)size);
+	close(fd);
+	assert_int_equal(conf_load_file(path, cfg_keys, &c, err, ERRLEN), -1);
+	snprintf(want, sizeof(want), "%s: larger than 1048576 bytes (1 MiB), "
+		 "the limit for a config file", path);
+	assert_string_equal(err, want);
+	conf_free(cfg_keys, &c);
+	unlink(path);
+	free(text);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_empty_document_gives_defaults),
+		cmocka_unit_test(test_every_type),
+		cmocka_unit_test(test_root_must_be_mapping),
+		cmocka_unit_test(test_yaml_syntax_error),
+		cmocka_unit_test(test_one_document_only),
+		cmocka_unit_test(test_aliases_refused),
+		cmocka_unit_test(test_nesting_limit),
+		cmocka_unit_test(test_oversize_input),
+		cmocka_unit_test(test_unknown_key),
+		cmocka_unit_test(test_duplicate_key),
+		cmocka_unit_test(test_wrong_types),
+		cmocka_unit_test(test_null_values),
+		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_bound_edges_accepted),
+		cmocka_unit_test(test_bools),
+		cmocka_unit_test(test_section_present),
+		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_map_errors),
+		cmocka_unit_test(test_many_map_items),
+		cmocka_unit_test(test_strlist),
+		cmocka_unit_test(test_ignore),
+		cmocka_unit_test(test_custom),
+		cmocka_unit_test(test_required),
+		cmocka_unit_test(test_bad_default),
+		cmocka_unit_test(test_free_after_failed_load),
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_addr),
+		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_load_big_file),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL) != 0;
+}
