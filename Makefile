@@ -21,7 +21,7 @@ BUILD    := build
 PREFIX   ?= /usr/local
 SANITIZE ?=
 
-PKGS      := libwebsockets libmicrohttpd libcjson yaml-0.1 libcurl openssl
+PKGS      := libwebsockets libmicrohttpd libcjson yaml-0.1 libcurl openssl libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Link only what each binary uses (pkg-config per program, not one big list).
 LIBS_COMMON := $(shell pkg-config --libs libcjson yaml-0.1 2>/dev/null)
@@ -29,6 +29,7 @@ LIBS_LWS    := $(shell pkg-config --libs libwebsockets 2>/dev/null)
 LIBS_MHD    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 LIBS_CURL   := $(shell pkg-config --libs libcurl 2>/dev/null)
 LIBS_CMOCKA := $(shell pkg-config --libs cmocka 2>/dev/null)
+LIBS_SYSTEMD := $(shell pkg-config --libs libsystemd 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wvla -Wwrite-strings \
         -Wshadow -Wpointer-arith -Wformat=2 -Wmissing-prototypes
@@ -108,7 +109,7 @@ $(AGENT_A): $(call obj,$(AGENT_SRC)) $(COMMON_LIB)
 
 $(BUILD)/bin/discoveryd: $(call obj,discoveryd/main.c) $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_COMMON)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_SYSTEMD) $(LIBS_COMMON)
 
 $(BUILD)/bin/discoveryctl: $(call obj,$(CTL_SRC)) $(COMMON_LIB)
 	@mkdir -p $(dir $@)

@@ -553,6 +553,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
 	a->hub = hub;
 	atomic_store(&a->max_body, (size_t)conf->max_message);
 	a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handler, a,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->http_threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)conf->max_http,
@@ -561,7 +562,6 @@ struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 		MHD_OPTION_NOTIFY_COMPLETED, completed, a,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
 		MHD_OPTION_END);
 	if (!a->mhd) {
 		snprintf(err, errlen, "cannot listen for HTTP on %s", addr);

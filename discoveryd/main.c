@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "api.h"
 #include "dconf.h"
 #include "hub.h"
@@ -101,8 +103,10 @@ static void reload(const struct options *o, struct dconf *conf,
 	char err[512], q[600];
 
 	memset(&fresh, 0, sizeof(fresh));
+	sd_notify(0, "RELOADING=1");
 	if (dconf_load(o->config, &fresh, err, sizeof(err)) != 0) {
 		log_error("reload failed", "error=%s", log_quote(q, sizeof(q), err));
+		sd_notify(0, "READY=1");
 		return;
 	}
 	note_restart_needed(conf, &fresh);
@@ -114,6 +118,7 @@ static void reload(const struct options *o, struct dconf *conf,
 	dconf_release(conf);
 	*conf = fresh;
 	log_info("reloaded", "config=%s", o->config);
+	sd_notify(0, "READY=1");
 }
 
 static void wait_for_signals(const struct options *o, struct dconf *conf,
@@ -195,9 +200,13 @@ int main(int argc, char **argv)
 	log_info("listening", "listener=http addr=%s", api_listen_address(api));
 	log_info("ready", "version=%s node=%s history=%lld", DISCOVERY_VERSION,
 		 conf.node, (long long)conf.history);
+	/* Under systemd (Type=notify): only now, with both listeners bound. */
+	sd_notifyf(0, "READY=1\nSTATUS=agents on %s, HTTP on %s",
+		   hub_listen_address(hub), api_listen_address(api));
 
 	wait_for_signals(&o, &conf, hub, api, &set);
 
+	sd_notify(0, "STOPPING=1");
 	api_stop(api);
 	hub_stop(hub);
 	hub_free(hub);

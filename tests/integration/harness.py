@@ -1,0 +1,177 @@
+"""Start the real binaries on port 0 and wait for what they log.
+
+Every process's stderr is read on a thread into a list of lines; tests wait
+for a line matching a pattern (a condition variable, never a sleep). Daemons
+log the address they bound ("msg=listening listener=http addr=...") before
+"msg=ready", so a test reads its ports back from the log.
+"""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.join(ROOT, "build", "bin")
+WAIT = float(os.environ.get("DISCOVERY_TEST_WAIT", "15"))
+
+
+class Proc:
+    """A child process whose stderr lines can be waited for."""
+
+    def __init__(self, argv, name, env=None):
+        self.name = name
+        self.lines = []
+        self.cv = threading.Condition()
+        wrapper = os.environ.get("DISCOVERY_TEST_WRAPPER")
+        if wrapper and name == "discoveryd":
+            argv = wrapper.split() + argv
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True,
+                                  env=env, errors="replace")
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            with self.cv:
+                self.lines.append(line.rstrip("\n"))
+                self.cv.notify_all()
+        with self.cv:
+            self.cv.notify_all()
+
+    def mark(self):
+        """Position in the log; wait_line(start=mark) sees only newer lines."""
+        with self.cv:
+            return len(self.lines)
+
+    def wait_line(self, pattern, start=0, timeout=WAIT):
+        """Wait for a line matching pattern at or after index start."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.p.poll() is not None and
+                                 not self.reader.is_alive()):
+                    raise AssertionError(
+                        "%s: no line matching %r; log:\n%s" %
+                        (self.name, pattern, "\n".join(self.lines[-40:])))
+                self.cv.wait(left)
+
+    def count(self, pattern, start=0):
+        rx = re.compile(pattern)
+        with self.cv:
+            return sum(1 for l in self.lines[start:] if rx.search(l))
+
+    def kill(self, sig):
+        self.p.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=WAIT):
+        if self.p.poll() is None:
+            try:
+                self.p.send_signal(signal.SIGCONT)
+                self.p.send_signal(sig)
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.reader.join(5)
+        return self.p.returncode
+
+    def text(self):
+        with self.cv:
+            return "\n".join(self.lines)
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class Discoveryd(Proc):
+    """discoveryd on free ports with a generated config."""
+
+    def __init__(self, tmp, extra="", http_port=0, agents_port=0,
+                 heartbeat="  interval: 500ms\n  timeout: 1500ms\n"):
+        self.tmp = tmp
+        self.config = write(os.path.join(str(tmp), "discoveryd.yaml"),
+                            "listen:\n  http: 127.0.0.1:%d\n"
+                            "  agents: 127.0.0.1:%d\n"
+                            "state_dir: %s\nnode: test-node\n"
+                            "heartbeat:\n%s%s" %
+                            (http_port, agents_port,
+                             os.path.join(str(tmp), "state"), heartbeat,
+                             extra))
+        super().__init__([os.path.join(BIN, "discoveryd"), "-c", self.config],
+                         "discoveryd")
+        http = self.wait_line(r"msg=listening listener=http addr=(\S+)")
+        agents = self.wait_line(r"msg=listening listener=agents addr=(\S+)")
+        self.wait_line(r"msg=ready")
+        self.http_addr = http.group(1)
+        self.agents_addr = agents.group(1)
+        self.base = "http://" + self.http_addr
+        self.ws_url = "ws://" + self.agents_addr + "/"
+
+    def call(self, method, path, body=None, raw=None, headers=None):
+        """One HTTP call: (status, parsed JSON body or None)."""
+        data = raw if raw is not None else (
+            json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data,
+                                     method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=WAIT) as r:
+                status, text = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read()
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError:
+            return status, text
+
+
+class Sidecar(Proc):
+    """discovery-agent with a generated config; health on a free port."""
+
+    def __init__(self, tmp, daemon_url, service, instance, depends_on=(),
+                 extra="", name=None):
+        name = name or "agent-" + instance
+        self.config = write(os.path.join(str(tmp), name + ".yaml"),
+                            "discovery: [%s]\nservice: %s\ninstance: %s\n"
+                            "depends_on: [%s]\n"
+                            "backoff: { initial: 50ms, max: 500ms }\n"
+                            "heartbeat: { interval: 500ms, timeout: 1500ms }\n"
+                            "health:\n  listen: 127.0.0.1:0\n%s" %
+                            (daemon_url, service, instance,
+                             ", ".join(depends_on), extra))
+        super().__init__([os.path.join(BIN, "discovery-agent"), "-c",
+                          self.config], name)
+        m = self.wait_line(r"msg=listening listener=health addr=(\S+)")
+        self.health = "http://" + m.group(1)
+
+    def ready_status(self):
+        try:
+            with urllib.request.urlopen(self.health + "/ready",
+                                        timeout=WAIT) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+
+def ws_run(coro):
+    """Run one asyncio WebSocket scenario to completion."""
+    return asyncio.run(asyncio.wait_for(coro, WAIT))

@@ -1,0 +1,69 @@
+"""Config checking: -t says OK or names file:line:col."""
+
+import os
+import subprocess
+
+from harness import BIN, write
+
+DAEMON = os.path.join(BIN, "discoveryd")
+
+
+def check(tmp_path, text):
+    path = write(os.path.join(str(tmp_path), "d.yaml"), text)
+    r = subprocess.run([DAEMON, "-t", "-c", path], capture_output=True,
+                       text=True)
+    return r.returncode, r.stdout + r.stderr, path
+
+
+def test_reference_config_is_ok():
+    r = subprocess.run([DAEMON, "-t", "-c",
+                        os.path.join(BIN, "..", "..", "conf",
+                                     "discoveryd.yaml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "configuration OK" in r.stdout
+
+
+def test_unknown_key(tmp_path):
+    rc, out, path = check(tmp_path, "history: 100\nlisten:\n  htttp: 1:2\n")
+    assert rc != 0 and out.startswith(path + ":3:3:")
+    assert "htttp" in out
+
+
+def test_wrong_type(tmp_path):
+    rc, out, path = check(tmp_path, "heartbeat:\n  interval: often\n")
+    assert rc != 0 and out.startswith(path + ":2:13:")
+
+
+def test_out_of_bounds(tmp_path):
+    rc, out, path = check(tmp_path, "limits:\n  max_agents: 0\n")
+    assert rc != 0 and out.startswith(path + ":2:15:")
+
+
+def test_bad_yaml(tmp_path):
+    rc, out, path = check(tmp_path, "listen: [\n")
+    assert rc != 0 and out.startswith(path + ":")
+
+
+def test_cross_key_checks(tmp_path):
+    rc, out, _ = check(tmp_path, "heartbeat:\n  interval: 5s\n  timeout: 1s\n")
+    assert rc != 0 and "heartbeat.timeout" in out
+
+
+def test_unsupported_sections_refused(tmp_path):
+    rc, out, _ = check(tmp_path, "auth:\n  secret_file: /x\n")
+    assert rc != 0 and "auth" in out
+
+
+def test_missing_file(tmp_path):
+    rc, out, _ = check(tmp_path, "")
+    assert rc == 0
+    r = subprocess.run([DAEMON, "-t", "-c", "/nonexistent.yaml"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "/nonexistent.yaml" in r.stderr
+
+
+def test_bad_flag():
+    r = subprocess.run([DAEMON, "-x"], capture_output=True, text=True)
+    assert r.returncode == 2
+    r = subprocess.run([DAEMON, "-V"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("discoveryd ")

@@ -1,0 +1,125 @@
+"""Bad input on the agent link gets its close code; the daemon stays up."""
+
+import asyncio
+import json
+import socket
+
+import websockets
+
+from harness import Discoveryd, WAIT, ws_run
+
+SUB = ["discovery.v1"]
+HELLO = json.dumps({"type": "hello", "service": "web", "instance": "w"})
+
+
+async def closed_with(daemon, *frames, max_size=None):
+    ws = await websockets.connect(daemon.ws_url, subprotocols=SUB,
+                                  max_size=max_size)
+    try:
+        for f in frames:
+            await ws.send(f)
+        while True:
+            await ws.recv()
+    except websockets.ConnectionClosed:
+        pass
+    return ws.close_code, ws.close_reason
+
+
+def test_close_codes(daemon):
+    async def scenario():
+        assert (await closed_with(daemon, "{nope"))[0] == 1007
+        assert (await closed_with(daemon, "\"just a string\""))[0] == 1007
+        code, reason = await closed_with(daemon, json.dumps(
+            {"type": "hello", "service": "Bad Name", "instance": "w"}))
+        assert code == 1007 and "service" in reason
+        assert (await closed_with(daemon, json.dumps(
+            {"type": "status", "ready": True})))[0] == 1008
+        assert (await closed_with(daemon, HELLO, HELLO))[0] == 1008
+        assert (await closed_with(daemon, json.dumps(
+            {"type": "welcome"})))[0] in (1007, 1008)
+        assert (await closed_with(daemon, b"\x00\x01"))[0] == 1003
+        assert (await closed_with(daemon, "[" * 100 + "]" * 100))[0] == 1007
+        big = json.dumps({"type": "hello", "service": "web", "instance": "w",
+                          "meta": {"x": "y" * 70000}})
+        assert (await closed_with(daemon, big))[0] == 1009
+
+    ws_run(scenario())
+    assert daemon.call("GET", "/healthz")[0] == 200
+
+
+def test_fragmented_over_cap(daemon):
+    async def scenario():
+        ws = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+        try:
+            await ws.send(("x" * 8192 for _ in range(10)))
+            await ws.recv()
+        except websockets.ConnectionClosed:
+            pass
+        return ws.close_code
+
+    assert ws_run(scenario()) == 1009
+
+
+def test_hello_timeout(tmp_path):
+    d = Discoveryd(tmp_path, heartbeat="  interval: 2s\n  timeout: 5s\n"
+                                       "  hello_timeout: 300ms\n")
+    try:
+        async def scenario():
+            ws = await websockets.connect(d.ws_url, subprotocols=SUB)
+            await ws.wait_closed()
+            return ws.close_code, ws.close_reason
+        assert ws_run(scenario()) == (1008, "no hello in time")
+    finally:
+        assert d.stop() == 0
+
+
+def test_max_agents(tmp_path):
+    d = Discoveryd(tmp_path, extra="limits:\n  max_agents: 2\n")
+    try:
+        async def scenario():
+            a = await websockets.connect(d.ws_url, subprotocols=SUB)
+            b = await websockets.connect(d.ws_url, subprotocols=SUB)
+            c = await websockets.connect(d.ws_url, subprotocols=SUB)
+            await c.wait_closed()
+            assert c.close_code == 1013
+            await a.close()
+            await b.close()
+        ws_run(scenario())
+    finally:
+        assert d.stop() == 0
+
+
+def test_frozen_peer_dropped(daemon):
+    """A peer that never answers pings is dropped within the timeout."""
+    host, port = daemon.agents_addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=WAIT)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Protocol: discovery.v1\r\n\r\n")
+    assert s.recv(4096).startswith(b"HTTP/1.1 101")
+    mark = daemon.mark()
+    hello = HELLO.encode()
+    # One masked text frame with the hello, then silence.
+    frame = bytes([0x81, 0x80 | len(hello)]) + b"\0\0\0\0" + hello
+    s.sendall(frame)
+    daemon.wait_line(r"msg=linked .*instance=w", start=mark)
+    daemon.wait_line(r"msg=dropping .*reason=\"?heartbeat timeout", start=mark)
+    s.close()
+
+
+def test_graceful_stop_closes_1001(tmp_path):
+    d = Discoveryd(tmp_path)
+
+    async def scenario():
+        ws = await websockets.connect(d.ws_url, subprotocols=SUB)
+        await ws.send(HELLO)
+        await ws.recv()
+        d.kill(15)
+        await ws.wait_closed()
+        return ws.close_code
+
+    try:
+        assert ws_run(scenario()) == 1001
+    finally:
+        assert d.stop() == 0

@@ -1,0 +1,134 @@
+"""The agent link, driven by a third-party client (python3-websockets):
+hello/welcome, status, events and who receives them, resume."""
+
+import asyncio
+import json
+
+import websockets
+
+from harness import ws_run
+
+SUB = ["discovery.v1"]
+
+
+async def link(daemon, service, instance, depends_on=(), resume=None):
+    ws = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+    hello = {"type": "hello", "service": service, "instance": instance,
+             "address": "127.0.0.1:1", "depends_on": list(depends_on)}
+    if resume:
+        hello["resume"] = resume
+    await ws.send(json.dumps(hello))
+    welcome = json.loads(await ws.recv())
+    assert welcome["type"] == "welcome"
+    return ws, welcome
+
+
+async def recv(ws):
+    return json.loads(await ws.recv())
+
+
+async def nothing_more(ws, within=0.3):
+    try:
+        msg = await asyncio.wait_for(ws.recv(), within)
+    except asyncio.TimeoutError:
+        return True
+    raise AssertionError("unexpected message %s" % msg)
+
+
+def test_welcome_snapshot_and_readiness(daemon):
+    daemon.call("POST", "/api/discovery/services/api/ready")
+
+    async def scenario():
+        web, welcome = await link(daemon, "web", "web-1", ["cache", "api"])
+        assert welcome["services"] == {"cache": False, "api": True}
+        assert welcome["node"] == "test-node" and welcome["recovered"] is False
+        cache, _ = await link(daemon, "cache", "cache-1")
+        await cache.send(json.dumps({"type": "status", "ready": True}))
+        ev = await recv(web)
+        assert ev["type"] == "event" and ev["kind"] == "readiness"
+        assert ev["value"] == {"service": "cache", "ready": True}
+        assert ev["epoch"] == welcome["epoch"] and ev["seq"] > welcome["seq"]
+        # The cache instance itself does not depend on cache: nothing.
+        await nothing_more(cache)
+        # Its link going away makes cache not ready again.
+        await cache.close()
+        ev = await recv(web)
+        assert ev["value"] == {"service": "cache", "ready": False}
+        await web.close()
+
+    ws_run(scenario())
+
+
+def test_addressing(daemon):
+    async def scenario():
+        w1, _ = await link(daemon, "web", "web-1")
+        w2, _ = await link(daemon, "web", "web-2")
+        api, _ = await link(daemon, "api", "api-1")
+        st, body = daemon.call("POST", "/api/discovery/invalidate",
+                               {"keys": ["k"], "service": "web"})
+        assert (st, body["delivered"]) == (202, 2)
+        for ws in (w1, w2):
+            ev = await recv(ws)
+            assert ev["kind"] == "invalidate"
+            assert ev["header"] == {"CacheInvalidate": True}
+            assert ev["value"] == {"keys": ["k"]}
+        await nothing_more(api)
+        st, body = daemon.call("POST", "/api/discovery/broadcast",
+                               {"command": "Reload", "value": {"a": 1},
+                                "target": {"service": "web",
+                                           "instance": "web-2"}})
+        assert (st, body["delivered"]) == (202, 1)
+        ev = await recv(w2)
+        assert (ev["kind"], ev["command"], ev["value"]) == \
+            ("command", "Reload", {"a": 1})
+        await nothing_more(w1)
+        st, body = daemon.call("GET", "/api/discovery/cacheready")
+        assert body["delivered"] == 3
+        for ws in (w1, w2, api):
+            ev = await recv(ws)
+            assert ev["header"] == {"CacheReady": 1}
+        st, agents = daemon.call("GET", "/api/discovery/agents")
+        assert sorted(a["instance"] for a in agents["agents"]) == \
+            ["api-1", "web-1", "web-2"]
+        for ws in (w1, w2, api):
+            await ws.close()
+
+    ws_run(scenario())
+
+
+def test_resume(daemon):
+    async def scenario():
+        web, welcome = await link(daemon, "web", "web-1", ["cache"])
+        epoch, seq = welcome["epoch"], welcome["seq"]
+        await web.close()
+        daemon.call("POST", "/api/discovery/invalidate", {"keys": ["a"]})
+        daemon.call("POST", "/api/discovery/services/other/ready")
+        daemon.call("POST", "/api/discovery/services/cache/ready")
+        web, welcome = await link(daemon, "web", "web-1", ["cache"],
+                                  {"epoch": epoch, "seq": seq})
+        assert welcome["recovered"] is True and welcome["replay"] == 2
+        first, second = await recv(web), await recv(web)
+        assert first["kind"] == "invalidate" and second["kind"] == "readiness"
+        assert first["seq"] < second["seq"] <= welcome["seq"]
+        await nothing_more(web)
+        await web.close()
+        # Another epoch: a reset, not a replay.
+        web, welcome = await link(daemon, "web", "web-1", ["cache"],
+                                  {"epoch": "nope", "seq": 1})
+        assert welcome["recovered"] is False
+        await web.close()
+
+    ws_run(scenario())
+
+
+def test_newer_link_replaces_zombie(daemon):
+    async def scenario():
+        old, _ = await link(daemon, "web", "web-1")
+        new, _ = await link(daemon, "web", "web-1")
+        await old.wait_closed()
+        assert old.close_code == 1008
+        st, agents = daemon.call("GET", "/api/discovery/agents")
+        assert len(agents["agents"]) == 1
+        await new.close()
+
+    ws_run(scenario())

@@ -1,0 +1,91 @@
+"""The process: systemd readiness, SIGHUP reload, and running out of file
+descriptors without a busy loop."""
+
+import os
+import socket
+import subprocess
+
+from harness import BIN, Discoveryd, Proc, WAIT, write
+
+
+def test_sd_notify_ready_after_listeners(tmp_path):
+    path = os.path.join(str(tmp_path), "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(WAIT)
+    os.environ["NOTIFY_SOCKET"] = path
+    try:
+        d = Discoveryd(tmp_path)
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    try:
+        msg = sock.recv(4096).decode()
+        assert "READY=1" in msg and d.agents_addr in msg
+        d.kill(15)
+        assert "STOPPING=1" in sock.recv(4096).decode()
+    finally:
+        assert d.stop() == 0
+        sock.close()
+
+
+def test_sighup_reload(tmp_path):
+    d = Discoveryd(tmp_path, extra="services:\n  web: { min_ready: 1 }\n")
+    try:
+        assert d.call("GET", "/api/discovery/services/web")[1]["min_ready"] == 1
+        with open(d.config) as f:
+            text = f.read()
+        write(d.config, text.replace("min_ready: 1", "min_ready: 3")
+              .replace("127.0.0.1:0", "127.0.0.1:1", 1))
+        mark = d.mark()
+        d.kill(1)
+        d.wait_line(r"msg=reloaded", start=mark)
+        assert d.count(r"key=listen.http .*needs a restart", mark) == 1
+        assert d.call("GET", "/api/discovery/services/web")[1]["min_ready"] == 3
+        # A broken file is refused and the daemon keeps its old settings.
+        write(d.config, "limits: [\n")
+        mark = d.mark()
+        d.kill(1)
+        d.wait_line(r"msg=\"reload failed\"", start=mark)
+        assert d.call("GET", "/healthz")[0] == 200
+    finally:
+        assert d.stop() == 0
+
+
+def test_out_of_descriptors(tmp_path):
+    """Under a file limit of 256, excess agent links are refused, the HTTP
+    API keeps answering, and the log does not flood."""
+    cfg = write(os.path.join(str(tmp_path), "d.yaml"),
+                "listen: { http: 127.0.0.1:0, agents: 127.0.0.1:0 }\n"
+                "state_dir: %s\nlimits: { max_http: 32 }\n"
+                "heartbeat: { hello_timeout: 60s, interval: 10s, timeout: 70s }\n"
+                % tmp_path)
+    d = Proc(["prlimit", "--nofile=256", os.path.join(BIN, "discoveryd"),
+              "-c", cfg], "discoveryd")
+    try:
+        agents = d.wait_line(r"listener=agents addr=(\S+):(\d+)")
+        http = d.wait_line(r"listener=http addr=(\S+)")
+        d.wait_line(r"msg=ready")
+        socks = []
+        for _ in range(400):
+            try:
+                s = socket.create_connection((agents.group(1),
+                                              int(agents.group(2))), 2)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n"
+                          b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Version: 13\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          b"Sec-WebSocket-Protocol: discovery.v1\r\n\r\n")
+                socks.append(s)
+            except OSError:
+                break
+        # Every connect above got through to the backlog; lws took only
+        # what its budget allows (256 - max_http - 64), the rest wait.
+        assert len(os.listdir("/proc/%d/fd" % d.p.pid)) <= 256
+        r = subprocess.run(["curl", "-s", "-m", "5", "http://%s/healthz"
+                            % http.group(1)], capture_output=True, text=True)
+        assert r.stdout == '{"status":"ok"}'
+        assert len(d.lines) < 50, "log flood"
+        for s in socks:
+            s.close()
+    finally:
+        assert d.stop() == 0
