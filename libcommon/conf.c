@@ -9,26 +9,24 @@
  * last. Each step bounds its work: the text is at most CONF_MAX_FILE bytes,
  * and with aliases refused the node graph is a tree walked once.
  *
- * Choices the header leaves open:
+ * The scalar parsers, and the messages for a value of the wrong type or out
+ * of bounds, are in conf_value.c (through conf_int.h); this file is the
+ * walk over the YAML, the collections, the defaults and freeing.
+ *
+ * Choices the header leaves open (those about scalar values are listed in
+ * conf_value.c):
  *   - A null value (`key:`, `~`, `null`) for a section means "present, all
  *     defaults"; for a map or a string list it means empty; for any scalar
  *     type, CONF_STRING included, it is an error (write "" for an empty
  *     string), so a forgotten value is never silently a default.
- *   - Bounds: min = max = 0 means unbounded; max = 0 alone means "at least
- *     min". Durations and sizes are never negative.
- *   - Durations and sizes may have a fraction if it comes to a whole number
- *     of milliseconds or bytes ("1.5s", "0.5KiB"; not "1.5ms").
- *   - Enum values and units are case-sensitive; bools are not.
  *   - A CONF_STRLIST default is one entry (the `def` text itself).
  *   - Aliases (*name) are refused: they would let a small file expand into
  *     a huge walk. Anchors alone are harmless and allowed.
  *   - An always-on section (present = CONF_NO_FIELD) that is absent still has
  *     its required keys checked; an optional one only when it appears.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +35,7 @@
 #include <yaml.h>
 
 #include "conf.h"
+#include "conf_int.h"
 
 #define CONF_MAX_FILE (1024 * 1024) /* bytes of YAML text */
 #define CONF_MAX_DEPTH 32           /* nested sequences and mappings */
@@ -49,22 +48,6 @@ struct loader {
 	bool defaults;         /* storing the table's defaults */
 	char *err;
 	size_t errlen;
-};
-
-struct unit {
-	const char *suffix;
-	int64_t scale;
-};
-
-static const struct unit duration_units[] = {
-	{ "ms", 1 }, { "s", 1000 }, { "m", 60 * 1000 }, { "h", 3600 * 1000 },
-	{ NULL, 0 },
-};
-
-/* Ascending, as format_bound expects; a bare number is bytes. */
-static const struct unit size_units[] = {
-	{ "", 1 }, { "B", 1 }, { "KiB", INT64_C(1) << 10 },
-	{ "MiB", INT64_C(1) << 20 }, { "GiB", INT64_C(1) << 30 }, { NULL, 0 },
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -156,277 +139,15 @@ static void join_path(char *buf, size_t size, const char *path,
 		buf[0] = '\0';
 }
 
-/* ---- scalar parsers ---------------------------------------------------- */
-
-/*
- * Digits, an optional fraction, then one of units' suffixes. Returns 0, -1
- * when s is not of that form (or the fraction is not a whole number of the
- * base unit), -2 when the value does not fit in int64_t.
- */
-static int parse_scaled(const char *s, const struct unit *units, int64_t *out)
-{
-	int64_t whole = 0, frac = 0, frac_div = 1, frac_scaled;
-	bool overflow = false;
-	const struct unit *u;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return -1;
-	for (; isdigit((unsigned char)*s); s++) {
-		if (whole > (INT64_MAX - (*s - '0')) / 10)
-			overflow = true;
-		else
-			whole = whole * 10 + (*s - '0');
-	}
-	if (*s == '.') {
-		if (!isdigit((unsigned char)*++s))
-			return -1;
-		for (; isdigit((unsigned char)*s); s++) {
-			if (frac_div == 1000000000)
-				return -1; /* more than 9 decimals */
-			frac = frac * 10 + (*s - '0');
-			frac_div *= 10;
-		}
-	}
-	for (u = units; u->suffix && strcmp(s, u->suffix) != 0; u++)
-		;
-	if (!u->suffix)
-		return -1;
-	/* frac < 1e9 and scale <= 2^30: the product fits. */
-	if ((frac * u->scale) % frac_div != 0)
-		return -1;
-	frac_scaled = frac * u->scale / frac_div;
-	if (overflow || whole > (INT64_MAX - frac_scaled) / u->scale)
-		return -2;
-	*out = whole * u->scale + frac_scaled;
-	return 0;
-}
-
-static int parse_duration(const char *s, int64_t *ms)
-{
-	if (s && strcmp(s, "0") == 0) {
-		*ms = 0;
-		return 0;
-	}
-	return parse_scaled(s, duration_units, ms);
-}
-
-int conf_parse_duration(const char *s, int64_t *ms)
-{
-	return parse_duration(s, ms) == 0 ? 0 : -1;
-}
-
-int conf_parse_size(const char *s, int64_t *bytes)
-{
-	return parse_scaled(s, size_units, bytes) == 0 ? 0 : -1;
-}
-
-/* A decimal integer with an optional sign: 0, -1 (syntax) or -2 (range). */
-static int parse_int(const char *s, int64_t *out)
-{
-	const char *p = s + (*s == '-' || *s == '+');
-	char *end;
-	long long v;
-
-	if (!isdigit((unsigned char)*p))
-		return -1;
-	while (isdigit((unsigned char)*p))
-		p++;
-	if (*p)
-		return -1;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno == ERANGE)
-		return -2;
-	*out = v;
-	return 0;
-}
-
-/* Decimal notation only: no hex, inf or nan. 0, -1 or -2 as parse_int. */
-static int parse_double(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	if (!*s || strspn(s, "0123456789+-.eE") != strlen(s))
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || *end)
-		return -1;
-	if (!isfinite(v))
-		return -2;
-	*out = v;
-	return 0;
-}
-
-static int parse_bool(const char *s, bool *out)
-{
-	static const char *const yes[] = { "true", "yes", "on", NULL };
-	static const char *const no[] = { "false", "no", "off", NULL };
-
-	for (size_t i = 0; yes[i]; i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*out = true;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*out = false;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* The port after the last colon: 1 to 5 digits, at most 65535. */
-static int parse_port(const char *s, int *port)
-{
-	size_t len = strspn(s, "0123456789");
-	long v;
-
-	if (len == 0 || len > 5 || s[len])
-		return -1;
-	v = strtol(s, NULL, 10);
-	if (v > 65535)
-		return -1;
-	*port = (int)v;
-	return 0;
-}
-
-int conf_parse_addr(const char *s, struct conf_addr *addr)
-{
-	const char *host = s, *port_text;
-	size_t host_len;
-	int port;
-
-	if (!s)
-		return -1;
-	if (*s == '[') {
-		const char *close = strchr(s, ']');
-
-		if (!close || close[1] != ':')
-			return -1;
-		host = s + 1;
-		host_len = (size_t)(close - host);
-		port_text = close + 2;
-		if (!memchr(host, ':', host_len))
-			return -1; /* brackets are for IPv6 only */
-	} else {
-		const char *colon = strrchr(s, ':');
-
-		if (!colon)
-			return -1;
-		host_len = (size_t)(colon - s);
-		port_text = colon + 1;
-		if (memchr(s, ':', host_len) || memchr(s, ']', host_len))
-			return -1; /* IPv6 needs brackets */
-	}
-	if (host_len >= sizeof(addr->host) || parse_port(port_text, &port) != 0)
-		return -1;
-	for (size_t i = 0; i < host_len; i++)
-		if (isspace((unsigned char)host[i]) || host[i] == '[')
-			return -1;
-	memcpy(addr->host, host, host_len);
-	addr->host[host_len] = '\0';
-	addr->port = port;
-	return 0;
-}
-
-const char *conf_addr_format(const struct conf_addr *addr, char *buf,
-			     size_t size)
-{
-	bool v6 = strchr(addr->host, ':') != NULL;
-
-	snprintf(buf, size, "%s%s%s:%d", v6 ? "[" : "", addr->host,
-		 v6 ? "]" : "", addr->port);
-	return buf;
-}
-
-void conf_strlist_free(struct conf_strlist *l)
-{
-	if (!l)
-		return;
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
 /* ---- storing one scalar ------------------------------------------------ */
-
-/* A bound as the user would write it: "1h" rather than "3600000". */
-static void format_bound(const struct conf_key *row, int64_t v, char *buf,
-			 size_t size)
-{
-	const struct unit *units = row->type == CONF_DURATION ? duration_units :
-				   row->type == CONF_SIZE ? size_units : NULL;
-	size_t i = 0;
-
-	if (!units || v == 0) {
-		snprintf(buf, size, "%" PRId64, v);
-		return;
-	}
-	while (units[i + 1].suffix)
-		i++; /* the largest unit; the smallest has scale 1 */
-	while (v % units[i].scale != 0)
-		i--;
-	snprintf(buf, size, "%" PRId64 "%s", v / units[i].scale,
-		 units[i].suffix);
-}
-
-static bool bounded(const struct conf_key *row)
-{
-	return row->min != 0 || row->max != 0;
-}
-
-static int bounds_error(const struct loader *ld, const struct conf_key *row,
-			const yaml_node_t *node)
-{
-	char lo[32], hi[32];
-
-	if (!bounded(row))
-		return fail(ld, at(node), "'%s' is out of range", row->name);
-	format_bound(row, row->min, lo, sizeof(lo));
-	if (row->max == 0)
-		return fail(ld, at(node), "'%s' must be at least %s",
-			    row->name, lo);
-	format_bound(row, row->max, hi, sizeof(hi));
-	return fail(ld, at(node), "'%s' must be between %s and %s",
-		    row->name, lo, hi);
-}
-
-static const char *expected(enum conf_type type)
-{
-	switch (type) {
-	case CONF_STRING: return "a string";
-	case CONF_INT: return "an integer";
-	case CONF_BOOL: return "true or false (or yes/no, on/off)";
-	case CONF_DOUBLE: return "a number";
-	case CONF_DURATION: return "a duration like 250ms, 10s, 5m or 1h";
-	case CONF_SIZE: return "a size like 512B, 64KiB, 1MiB or 1GiB";
-	case CONF_ADDR:
-		return "an address like 127.0.0.1:5916, [::1]:5916 or :5916";
-	case CONF_STRLIST: return "a string or a list of strings";
-	case CONF_SECTION: case CONF_MAP: return "a mapping";
-	default: return "a single value";
-	}
-}
 
 static int type_error(const struct loader *ld, const struct conf_key *row,
 		      const yaml_node_t *node)
 {
-	char list[256];
-	size_t used = 0;
+	char msg[512];
 
-	if (row->type != CONF_ENUM || !row->choices)
-		return fail(ld, at(node), "'%s' must be %s", row->name,
-			    expected(row->type));
-	list[0] = '\0';
-	for (size_t i = 0; row->choices[i] && used < sizeof(list); i++)
-		used += (size_t)snprintf(list + used, sizeof(list) - used,
-					 "%s%s", i ? ", " : "",
-					 row->choices[i]);
-	return fail(ld, at(node), "'%s' must be one of: %s", row->name, list);
+	conf_value_type_error(row, msg, sizeof(msg));
+	return fail(ld, at(node), "%s", msg);
 }
 
 static int store_custom(const struct loader *ld, const struct conf_key *row,
@@ -449,12 +170,9 @@ static int store_scalar(const struct loader *ld, const struct conf_key *row,
 			void *base, const char *s, const yaml_node_t *node)
 {
 	void *field = (char *)base + row->offset;
-	int64_t v = 0;
-	double d = 0;
-	int rc;
+	char msg[512];
 
-	switch (row->type) {
-	case CONF_STRING: {
+	if (row->type == CONF_STRING) {
 		char *copy = strdup(s);
 
 		if (!copy)
@@ -463,46 +181,10 @@ static int store_scalar(const struct loader *ld, const struct conf_key *row,
 		*(char **)field = copy;
 		return 0;
 	}
-	case CONF_BOOL:
-		return parse_bool(s, field) == 0 ? 0 :
-		       type_error(ld, row, node);
-	case CONF_ADDR:
-		return conf_parse_addr(s, field) == 0 ? 0 :
-		       type_error(ld, row, node);
-	case CONF_ENUM:
-		for (int i = 0; row->choices && row->choices[i]; i++) {
-			if (strcmp(s, row->choices[i]) == 0) {
-				*(int *)field = i;
-				return 0;
-			}
-		}
-		return type_error(ld, row, node);
-	case CONF_CUSTOM:
+	if (row->type == CONF_CUSTOM)
 		return store_custom(ld, row, field, s, node);
-	case CONF_DOUBLE:
-		rc = parse_double(s, &d);
-		if (rc == 0 && bounded(row) && (d < (double)row->min ||
-		    (row->max && d > (double)row->max)))
-			rc = -2;
-		break;
-	case CONF_INT: rc = parse_int(s, &v); break;
-	case CONF_DURATION: rc = parse_duration(s, &v); break;
-	case CONF_SIZE: rc = parse_scaled(s, size_units, &v); break;
-	default:
-		return fail(ld, at(node), "'%s' is not a scalar key",
-			    row->name);
-	}
-	if (rc == 0 && row->type != CONF_DOUBLE && bounded(row) &&
-	    (v < row->min || (row->max && v > row->max)))
-		rc = -2;
-	if (rc == -1)
-		return type_error(ld, row, node);
-	if (rc == -2)
-		return bounds_error(ld, row, node);
-	if (row->type == CONF_DOUBLE)
-		*(double *)field = d;
-	else
-		*(int64_t *)field = v;
+	if (conf_value_parse(row, field, s, msg, sizeof(msg)) != 0)
+		return fail(ld, at(node), "%s", msg);
 	return 0;
 }
 
@@ -853,6 +535,17 @@ static int walk_mapping(struct loader *ld, const struct conf_key *table,
 }
 
 /* ---- defaults and freeing ---------------------------------------------- */
+
+void conf_strlist_free(struct conf_strlist *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
 
 static int store_default_list(const struct loader *ld,
 			      const struct conf_key *row, void *base)
