@@ -72,7 +72,7 @@ UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
              $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(UNIT_SRC))
 
-.PHONY: all run test unit integration deps clean format-check
+.PHONY: all run test unit integration deps clean format-check bench
 .SECONDARY:
 all: $(PROGRAMS) $(AGENT_SO) $(AGENT_A)
 
@@ -157,6 +157,16 @@ test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+
+# The load generator is the measuring instrument: plain C, no libraries.
+$(BUILD)/bench/loadgen: tests/bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $<
+
+# Fan-out to 1k and 10k links (the full comparison with peers is the
+# benchmark issue's); QUICK=1 runs 1k only.
+bench: all $(BUILD)/bench/loadgen
+	sh tests/bench/fanout.sh $(if $(QUICK),,10k)
 
 clean:
 	rm -rf $(BUILD)

@@ -152,13 +152,25 @@ void link_kill(struct link *l, const char *why)
 	lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
+/*
+ * Pings carry a payload (the send time, in ASCII: lws checks control frames
+ * for valid UTF-8 too): lws reports a pong to us only when it has a payload,
+ * and a pong is what keeps an idle link alive.
+ */
+static int write_ping(struct link *l)
+{
+	unsigned char buf[LWS_PRE + 24];
+	int n = snprintf((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE, "%lld",
+			 (long long)l->last_ping_ms);
+
+	return lws_write(l->wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_PING);
+}
+
 void link_ping(struct link *l)
 {
 	l->last_ping_ms = mono_ms();
 	if (l->q_count == 0 && !lws_partial_buffered(l->wsi)) {
-		unsigned char buf[LWS_PRE];
-
-		if (lws_write(l->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+		if (write_ping(l) < 0)
 			link_kill(l, "write failed");
 		return;
 	}
@@ -177,10 +189,8 @@ static int on_writable(struct link *l)
 		return -1;
 	}
 	if (l->ping_due) {
-		unsigned char buf[LWS_PRE];
-
 		l->ping_due = false;
-		if (lws_write(l->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+		if (write_ping(l) < 0)
 			return -1;
 	}
 	/* Write until the kernel pushes back; lws holds any remainder. */

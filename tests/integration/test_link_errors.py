@@ -123,3 +123,63 @@ def test_graceful_stop_closes_1001(tmp_path):
         assert ws_run(scenario()) == 1001
     finally:
         assert d.stop() == 0
+
+
+def read_frame(s, buf):
+    """One unmasked server frame: (opcode, payload, rest) or None at EOF."""
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        return True
+    if not need(2):
+        return None
+    n, head = buf[1] & 0x7f, 2
+    if n == 126:
+        if not need(4):
+            return None
+        n, head = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        if not need(10):
+            return None
+        n, head = int.from_bytes(buf[2:10], "big"), 10
+    if not need(head + n):
+        return None
+    return buf[0] & 0x0f, buf[head:head + n], buf[head + n:]
+
+
+def test_idle_link_kept_alive_by_pongs(tmp_path):
+    """A link that sends nothing but pongs outlives many timeouts. Waits on
+    pings counted by a raw client, not on the clock."""
+    d = Discoveryd(tmp_path, heartbeat="  interval: 100ms\n  timeout: 300ms\n")
+    try:
+        host, port = d.agents_addr.rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=WAIT)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Protocol: discovery.v1\r\n\r\n")
+        buf = s.recv(4096)
+        assert buf.startswith(b"HTTP/1.1 101")
+        buf = buf[buf.index(b"\r\n\r\n") + 4:]
+        hello = HELLO.encode()
+        s.sendall(bytes([0x81, 0x80 | len(hello)]) + b"\0\0\0\0" + hello)
+        pings = 0
+        while pings < 20:             # 20 pings = 2 s = over 6 timeouts
+            frame = read_frame(s, buf)
+            assert frame, "dropped after %d pings:\n%s" % (pings, d.text())
+            opcode, payload, buf = frame
+            if opcode == 0x9:        # ping: answer with the same payload
+                pings += 1
+                s.sendall(bytes([0x8a, 0x80 | len(payload)]) + b"\0\0\0\0" +
+                          payload)
+        st, agents = d.call("GET", "/api/discovery/agents")
+        assert [a["instance"] for a in agents["agents"]] == ["w"]
+        assert agents["agents"][0]["last_pong"] is not None
+        assert d.count(r"msg=dropping") == 0
+        s.close()
+    finally:
+        assert d.stop() == 0
