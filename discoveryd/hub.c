@@ -413,6 +413,7 @@ void hub_free(struct hub *h)
 	if (h->ctx)
 		lws_context_destroy(h->ctx);
 	free(h->links);
+	free(h->index);
 	evlog_release(&h->log);
 	registry_release(&h->registry);
 	pthread_mutex_destroy(&h->mu);

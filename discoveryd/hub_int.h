@@ -36,6 +36,7 @@ struct link {
 	bool ping_due;
 
 	struct service *svc;           /* from hello */
+	struct link *index_next;       /* chain in hub->index */
 	char instance[PROTO_INSTANCE_MAX + 1];
 	char address[PROTO_ADDRESS_MAX + 1];
 	struct service **deps;
@@ -84,6 +85,8 @@ struct hub {
 	struct link **links;
 	size_t n_links, cap_links;
 	size_t n_instances;            /* links past hello */
+	struct link **index;           /* instances by service and id */
+	size_t index_size;             /* buckets, a power of two */
 	lws_sorted_usec_list_t tick_sul;
 	lws_sorted_usec_list_t ttl_sul;
 	bool stopping;                 /* shutdown under way */

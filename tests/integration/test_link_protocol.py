@@ -128,7 +128,24 @@ def test_newer_link_replaces_zombie(daemon):
         await old.wait_closed()
         assert old.close_code == 1008
         st, agents = daemon.call("GET", "/api/discovery/agents")
+        assert st == 200 and isinstance(agents, dict), (st, agents)
         assert len(agents["agents"]) == 1
         await new.close()
 
     ws_run(scenario())
+
+
+def test_depending_on_own_service(daemon):
+    """An instance may depend on its own service; its leaving frees the
+    service exactly once."""
+    async def scenario():
+        a, welcome = await link(daemon, "web", "web-1", ["web"])
+        assert welcome["services"] == {"web": False}
+        await a.send(json.dumps({"type": "status", "ready": True}))
+        ev = await recv(a)
+        assert ev["value"] == {"service": "web", "ready": True}
+        await a.close()
+
+    ws_run(scenario())
+    assert daemon.call("GET", "/api/discovery/services/web")[0] == 404
+    assert daemon.call("GET", "/api/discovery/services")[1] == {"services": []}
