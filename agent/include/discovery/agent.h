@@ -1,0 +1,382 @@
+/*
+ * libagent: the client side of discovery (SPEC.md §5).
+ *
+ * An agent keeps one WebSocket link (subprotocol "discovery.v1") to a
+ * discoveryd, announces this instance (service, instance, address, the
+ * services it depends on), mirrors the readiness of those dependencies in
+ * atomic flags, reports this instance's own readiness, and hands every event
+ * the daemon sends (readiness changes, cache invalidations, commands) to the
+ * application.
+ *
+ *   agent_t *a = agent_load("/etc/discovery/agent.yaml", err, sizeof err);
+ *   agent_set_callbacks(a, &cb);            optional, before agent_start
+ *   agent_start(a);                         the link runs on its own thread
+ *   ...
+ *   if (agent_is_ready(a, "cache")) ...     lock-free, from any thread
+ *   agent_set_ready(a, true);               from any thread
+ *   ...
+ *   agent_destroy(a);                       closes the link (1000), joins, frees
+ *
+ * Threads. Every agent runs one thread of its own (the "agent thread"),
+ * started by agent_start, which owns the libwebsockets context and the link.
+ * The readers (agent_is_ready, agent_all_ready, agent_ready_flag,
+ * agent_is_linked, agent_info) and agent_set_ready / agent_set_log_level may
+ * be called from any thread at any time between agent_new/agent_load and
+ * agent_destroy. Configuration calls (agent_set_callbacks) belong before
+ * agent_start. agent_destroy must be called once, from a thread that is not
+ * running one of the agent's callbacks, when no other thread still uses the
+ * handle.
+ *
+ * Callbacks run on the agent thread by default (AGENT_DISPATCH_THREAD): keep
+ * them short; a callback that blocks stalls the link (and its heartbeat).
+ * With AGENT_DISPATCH_HOST they are queued instead and run on the thread that
+ * calls agent_dispatch() when agent_fd() becomes readable, so an application
+ * with its own event loop (epoll, libuv, ...) gets them on its loop thread.
+ * Readiness flags are updated on the agent thread in both modes, before the
+ * matching callback is queued.
+ *
+ * Reconnection. A lost link is retried forever with exponential backoff and
+ * full jitter, rotating over the configured URLs; the backoff starts over
+ * after each welcome. The agent remembers the last (epoch, seq) it saw and
+ * asks the daemon to resume from it, so events missed while unlinked are
+ * replayed; when the daemon cannot replay them it says so (recovered:false,
+ * reported as agent_link_info.reset) and the application should treat its
+ * state as reset (for example flush its whole cache).
+ *
+ * Errors. Nothing in libagent prints, exits or aborts. Functions return 0 or
+ * a negative AGENT_E_* code (agent_strerror names it); constructors return
+ * NULL with a one-line message in the caller's buffer. Log lines go to the
+ * on_log callback. libwebsockets' own (process-wide) log is routed to the
+ * on_log callback of the agent whose thread produced the line; its level is
+ * set to errors and warnings when the first agent starts.
+ *
+ * Ownership. Strings and arrays passed in (struct agent_config, the
+ * callbacks struct, paths) are copied: the caller may free them as soon as
+ * the call returns. Pointers passed to callbacks are owned by libagent and
+ * valid only until the callback returns. Pointers returned by the getters
+ * (agent_ready_flag, agent_dependency_name) stay valid until agent_destroy.
+ *
+ * Requires C11 (<stdatomic.h>) for agent_ready_flag; everything else is
+ * plain C and callable from C++.
+ */
+#ifndef DISCOVERY_AGENT_H
+#define DISCOVERY_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#if !defined(__cplusplus)
+#include <stdatomic.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct agent agent_t; /* opaque */
+
+/* ---- error codes ------------------------------------------------------ */
+
+#define AGENT_OK             0
+#define AGENT_E_INVALID     -1  /* an argument or a configuration value is wrong */
+#define AGENT_E_NOMEM       -2  /* out of memory */
+#define AGENT_E_STATE       -3  /* not allowed now (already started, ...) */
+#define AGENT_E_UNSUPPORTED -4  /* not built in (e.g. wss:// without TLS) */
+#define AGENT_E_LWS         -5  /* libwebsockets could not create its context */
+#define AGENT_E_THREAD      -6  /* the agent thread could not be started */
+#define AGENT_E_SYS         -7  /* a system call failed (errno-level cause) */
+#define AGENT_E_NOTHOST     -8  /* agent_fd/agent_dispatch without AGENT_DISPATCH_HOST */
+
+/*
+ * A static English sentence for an AGENT_E_* code (or AGENT_OK); never NULL,
+ * "unknown error" for anything else. Not to be freed.
+ */
+const char *agent_strerror(int code);
+
+/* The library version, "MAJOR.MINOR.PATCH"; static. */
+const char *agent_version(void);
+
+/* ---- configuration ---------------------------------------------------- */
+
+/* What the dependency flags do while the link is down. */
+enum agent_on_disconnect {
+	AGENT_KEEP = 0, /* keep their last known value (default) */
+	AGENT_LOCK = 1, /* drop to not-ready until the next welcome */
+};
+
+/* Where callbacks run. */
+enum agent_dispatch {
+	AGENT_DISPATCH_THREAD = 0, /* on the agent thread (default) */
+	AGENT_DISPATCH_HOST = 1,   /* queued; run by agent_dispatch() */
+};
+
+/* Log levels, most severe first (the same order as syslog's). */
+enum agent_log_level {
+	AGENT_LOG_ERROR = 0,
+	AGENT_LOG_WARN = 1,
+	AGENT_LOG_INFO = 2,
+	AGENT_LOG_DEBUG = 3,
+};
+
+#define AGENT_URLS_MAX    16   /* discovery URLs for failover */
+#define AGENT_DEPENDS_MAX 64   /* depends_on entries */
+#define AGENT_URL_MAX     512  /* bytes of one URL, NUL included */
+#define AGENT_TOKEN_MAX   4096 /* bytes of a token, NUL included */
+
+/*
+ * Everything an agent is made from. Fill with agent_config_init (defaults),
+ * then set fields; agent_new copies what it needs (every string and array),
+ * so the struct and what it points to may be freed right after.
+ */
+struct agent_config {
+	/* "ws://host[:port][/path]" or "wss://..."; tried in turn. Required. */
+	const char *const *urls;
+	size_t n_urls;
+	/* This instance's service name, [a-z0-9][a-z0-9_.-]{0,62}. Required. */
+	const char *service;
+	/* Instance id (printable, no spaces, <= 128 bytes); NULL: the hostname. */
+	const char *instance;
+	/* Where this instance serves, free text such as "10.0.0.5:8080"; NULL: "". */
+	const char *address;
+	/* Services whose readiness the agent mirrors; names as for service. */
+	const char *const *depends_on;
+	size_t n_depends_on;
+	/* A JSON object sent as hello's "meta" (e.g. "{\"zone\":\"eu-1\"}"); NULL: {}. */
+	const char *meta;
+	/* Bearer token for the handshake; NULL: none. At most one of token and
+	 * token_file. */
+	const char *token;
+	/* A file holding the token, read again at every connection attempt (so a
+	 * rotated token is picked up without a restart); NULL: none. */
+	const char *token_file;
+	/* PEM CA bundle to verify wss:// servers with; NULL: the system store. */
+	const char *ca_file;
+	enum agent_on_disconnect on_disconnect; /* default AGENT_KEEP */
+	/* Reconnect delay: uniform in [0, min(max, initial * multiplier^n)]. */
+	uint32_t backoff_initial_ms;            /* default 100 */
+	uint32_t backoff_max_ms;                /* default 30000 */
+	double backoff_multiplier;              /* default 2.0, 1.0 .. 10.0 */
+	/* The agent pings the daemon every interval; a link with nothing heard
+	 * (frame or pong) for timeout is dropped and reconnected. */
+	uint32_t heartbeat_interval_ms;         /* default 10000 */
+	uint32_t heartbeat_timeout_ms;          /* default 30000, > interval */
+	/* Cap on one incoming message (reassembled from its fragments); a larger
+	 * one closes the link with 1009. */
+	size_t max_message;                     /* default 1 MiB */
+	enum agent_dispatch dispatch;           /* default AGENT_DISPATCH_THREAD */
+	/* AGENT_DISPATCH_HOST: callbacks pending before the agent stops reading
+	 * from the link (the daemon then queues, and at its limit drops the link,
+	 * which later resumes: nothing is lost, nothing grows without bound). */
+	size_t queue_max;                       /* default 1024 */
+	enum agent_log_level log_level;         /* default AGENT_LOG_INFO */
+};
+
+/* Fill cfg with the defaults above (and NULL/0 elsewhere). */
+void agent_config_init(struct agent_config *cfg);
+
+/*
+ * Create an agent from cfg (copied). Returns NULL with a one-line message in
+ * err (if err is not NULL) when cfg is invalid or memory runs out. The agent
+ * does nothing until agent_start.
+ */
+agent_t *agent_new(const struct agent_config *cfg, char *err, size_t errlen);
+
+/*
+ * Create an agent from a YAML file (conf/agent.yaml documents the keys:
+ * discovery, service, instance, address, depends_on, meta, token_file,
+ * ca_file, on_disconnect, backoff, heartbeat, max_message). Unknown keys and
+ * wrong types are errors. Returns NULL with "FILE:LINE:COL: message" (or
+ * "FILE: message") in err.
+ */
+agent_t *agent_load(const char *yaml_path, char *err, size_t errlen);
+
+/*
+ * The same, but the top-level keys listed in extra_keys (NULL-terminated; the
+ * array may be NULL) are allowed and skipped: programs built on libagent keep
+ * their own keys in the same file.
+ */
+agent_t *agent_load_ex(const char *yaml_path, const char *const *extra_keys,
+		       char *err, size_t errlen);
+
+/*
+ * The top-level keys agent_load reads, NULL-terminated; static. A program
+ * that reads the same file with its own loader skips these.
+ */
+const char *const *agent_conf_keys(void);
+
+/* ---- callbacks -------------------------------------------------------- */
+
+enum agent_link_state {
+	AGENT_LINK_CONNECTING = 1, /* a connection attempt starts */
+	AGENT_LINK_LINKED,         /* the daemon's welcome arrived: flags are current */
+	AGENT_LINK_UNLINKED,       /* the link (or the attempt) is over */
+};
+
+/* What on_link reports; every pointer is valid during the callback only. */
+struct agent_link_info {
+	const char *url;       /* the URL of this link or attempt */
+	uint32_t attempt;      /* attempts since the last welcome, 1 = first */
+	/* LINKED */
+	const char *node;      /* the daemon node that answered */
+	const char *epoch;     /* the daemon's history epoch */
+	uint64_t seq;          /* the last seq the agent has seen */
+	bool resumed;          /* the hello asked to resume from an earlier seq */
+	bool recovered;        /* the daemon replays every missed event */
+	bool reset;            /* !recovered: state may have been missed; the
+	                        * application should flush what it derived from
+	                        * events (its cache). Also true on the first link. */
+	/* UNLINKED */
+	bool was_linked;       /* false: the attempt failed before a welcome */
+	int close_code;        /* WebSocket close code; 1006 when the connection
+	                        * failed or dropped without a close frame */
+	const char *reason;    /* close reason or error text; "" if none */
+	int http_status;       /* a refused handshake's HTTP status (401, 403, ...), else 0 */
+	uint32_t retry_ms;     /* delay before the next attempt; 0 when stopping */
+};
+
+/*
+ * One event from the daemon; every pointer is valid during the callback only
+ * (copy what you keep). Strings are NUL-terminated.
+ */
+struct agent_event {
+	const char *kind;      /* "readiness", "invalidate", "command" (or a future kind) */
+	const char *epoch;
+	uint64_t seq;
+	const char *command;   /* e.g. "DataSend"; "" when absent */
+	const char *header;    /* compact JSON text; "null" when absent */
+	const char *value;     /* compact JSON text; "null" when absent */
+	const char *json;      /* the whole frame as received */
+	size_t json_len;       /* strlen(json) */
+	bool replayed;         /* part of a resume replay (older than the welcome) */
+	/* kind "readiness": the service and its new state (else NULL/false). */
+	const char *service;
+	bool ready;
+	/* kind "invalidate": the string keys of value.keys (else 0/NULL). */
+	size_t n_keys;
+	const char *const *keys;
+};
+
+/*
+ * Set with agent_set_callbacks before agent_start (copied); any member may be
+ * NULL. They run on the agent thread, or with AGENT_DISPATCH_HOST on the
+ * thread calling agent_dispatch. Within one agent they never run
+ * concurrently and arrive in order. A callback may call any agent_* function
+ * but agent_destroy.
+ */
+struct agent_callbacks {
+	/* A dependency's flag changed (the flag already holds `ready`). */
+	void (*on_readiness)(agent_t *a, const char *service, bool ready,
+			     void *ud);
+	/* Every event, after the flag (if any) was updated and on_readiness ran. */
+	void (*on_event)(agent_t *a, const struct agent_event *ev, void *ud);
+	/* The link changed state. On LINKED, on_link runs before the on_readiness
+	 * calls for the flags the welcome changed; on UNLINKED (with AGENT_LOCK),
+	 * before those for the flags that dropped. */
+	void (*on_link)(agent_t *a, enum agent_link_state state,
+			const struct agent_link_info *info, void *ud);
+	/* One log line: "message key=value ...", the message a single token
+	 * (e.g. "connect_failed url=ws://... reason=\"...\""); values from the
+	 * network are quoted. Lines above the agent's log level are not made. */
+	void (*on_log)(enum agent_log_level level, const char *line, void *ud);
+	void *ud; /* given to every callback; owned by the caller */
+};
+
+/* 0, AGENT_E_INVALID (NULL a or cb), or AGENT_E_STATE once started. */
+int agent_set_callbacks(agent_t *a, const struct agent_callbacks *cb);
+
+/* ---- running ---------------------------------------------------------- */
+
+/*
+ * Start the agent thread, which connects at once. 0, or AGENT_E_STATE
+ * (already started), AGENT_E_LWS, AGENT_E_THREAD, AGENT_E_NOMEM. When it
+ * fails no callback is ever called and the agent may be destroyed (or started
+ * again).
+ */
+int agent_start(agent_t *a);
+
+/*
+ * Stop the link (close 1000), join the agent thread and free everything. With
+ * AGENT_DISPATCH_HOST, callbacks still queued are dropped. NULL is a no-op.
+ * Waits at most about two seconds for the daemon to acknowledge the close.
+ */
+void agent_destroy(agent_t *a);
+
+/* ---- readiness -------------------------------------------------------- */
+
+/*
+ * The flag of dependency `service`: false if it is not ready, unknown, or not
+ * a dependency. A lookup in a table fixed at creation and an acquire load: no
+ * lock, any thread.
+ */
+bool agent_is_ready(const agent_t *a, const char *service);
+
+/* Every depends_on entry is ready (true when there are none). Lock-free. */
+bool agent_all_ready(const agent_t *a);
+
+#if !defined(__cplusplus)
+/*
+ * The flag itself, for hot paths: atomic_load_explicit(flag,
+ * memory_order_acquire). NULL if `service` is not a dependency. Owned by the
+ * agent; valid until agent_destroy.
+ */
+const atomic_bool *agent_ready_flag(const agent_t *a, const char *service);
+#endif
+
+/* The dependencies, in the sorted order the table holds them. Names are owned
+ * by the agent and valid until agent_destroy; NULL past the end. */
+size_t agent_dependency_count(const agent_t *a);
+const char *agent_dependency_name(const agent_t *a, size_t i);
+
+/*
+ * Report this instance's own readiness. Any thread, before or after
+ * agent_start. The agent sends it after every welcome (so a reconnect
+ * restores it) and whenever it changes. 0, or AGENT_E_INVALID.
+ */
+int agent_set_ready(agent_t *a, bool ready);
+
+/* ---- introspection ---------------------------------------------------- */
+
+/* The daemon has welcomed the current link. Lock-free, any thread. */
+bool agent_is_linked(const agent_t *a);
+
+struct agent_info {
+	char service[64];          /* this instance's service */
+	char instance[129];        /* and instance id (the hostname by default) */
+	bool started;
+	bool linked;
+	char url[AGENT_URL_MAX];   /* the current or last URL; "" before any */
+	char node[129];            /* the daemon node of the last welcome */
+	char epoch[65];            /* "" before the first welcome */
+	uint64_t seq;              /* the last event seq seen (or the welcome's) */
+	uint64_t links;            /* welcomes received */
+	uint64_t events;           /* events received (not counting duplicates) */
+	uint32_t attempt;          /* attempts since the last welcome */
+};
+
+/* Fill *out with a consistent snapshot. Any thread. 0 or AGENT_E_INVALID. */
+int agent_info(const agent_t *a, struct agent_info *out);
+
+/* Change the level of the lines given to on_log. Any thread. */
+int agent_set_log_level(agent_t *a, enum agent_log_level level);
+
+/* ---- host event loop (AGENT_DISPATCH_HOST) ---------------------------- */
+
+/*
+ * A file descriptor (an eventfd) that becomes readable when callbacks are
+ * pending. Owned by the agent: do not read or close it; poll it for POLLIN /
+ * EPOLLIN only. AGENT_E_NOTHOST without AGENT_DISPATCH_HOST.
+ */
+int agent_fd(agent_t *a);
+
+/*
+ * Run the pending callbacks on the calling thread, in order; returns how
+ * many ran (0 if none), or AGENT_E_NOTHOST. Call it from one thread at a
+ * time (typically the host loop's). Never blocks.
+ */
+int agent_dispatch(agent_t *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

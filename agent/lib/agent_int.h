@@ -1,0 +1,176 @@
+/*
+ * agent_int: what libagent's modules share. Nothing outside agent/lib
+ * includes it.
+ *
+ *   agent.c    the public handle: creation from a config, the thread, the
+ *              lock-free readers, agent_set_ready, introspection
+ *   link.c     the libwebsockets client on the agent thread: connect,
+ *              reconnect with backoff over the URLs, frames in and out,
+ *              heartbeat, close
+ *   session.c  the protocol state above the link: hello/resume, welcome,
+ *              events, the dependency flags
+ *   notify.c   callbacks: run at once on the agent thread, or queued for
+ *              the host's loop (eventfd + agent_dispatch); log lines
+ *   url.c      ws:// and wss:// URLs
+ *   load.c     agent_load: the YAML file through libcommon's conf
+ *
+ * Ownership of state by thread: the fields under "agent thread" below are
+ * touched only by the agent thread (or by agent_start/agent_destroy while no
+ * agent thread runs). Everything another thread may touch is an atomic or
+ * sits under a named mutex.
+ */
+#ifndef AGENT_INT_H
+#define AGENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#include "backoff.h"
+#include "discovery/agent.h"
+#include "proto.h"
+
+#define LIBAGENT_VERSION "0.1.0"
+
+/* Close reasons travel in a control frame: 125 bytes minus the code. */
+#define CLOSE_REASON_MAX 123
+/* Bytes of one log line handed to on_log. */
+#define LOG_LINE_MAX 1024
+/* How long agent_destroy waits for the daemon to acknowledge our close. */
+#define STOP_GRACE_MS 2000
+/* libwebsockets reads at most this much per callback; we reassemble. */
+#define RX_CHUNK 1024
+
+struct url {
+	char text[AGENT_URL_MAX];
+	char host[256];          /* without brackets */
+	char host_header[300];   /* "host" or "host:port", brackets for IPv6 */
+	char path[AGENT_URL_MAX];
+	int port;
+	bool tls;
+};
+
+struct pending;
+
+/* The link and the session, owned by the agent thread. */
+struct link {
+	struct lws *wsi;
+	size_t url_index;
+	uint32_t attempt;            /* attempts since the last welcome */
+	bool attempting;             /* a connection (attempt) is alive */
+	bool established;            /* upgraded to WebSocket */
+	bool welcomed;
+	bool need_hello;
+	bool ping_due;
+	bool rx_paused;              /* the host's callback queue is full */
+	int sent_ready;              /* -1: no status sent on this link */
+	int64_t established_ms;
+	int64_t last_rx_ms;
+
+	/* Why the link ends: ours (set before closing) or the daemon's. */
+	int close_code;              /* ours; 0 = we are not closing */
+	char close_reason[CLOSE_REASON_MAX + 1];
+	int end_code;                /* what on_link reports */
+	char end_reason[160];
+	int http_status;
+
+	char *rx;                    /* a message arriving in fragments */
+	size_t rx_len, rx_cap;
+
+	/* Session: kept across links for resume. */
+	bool have_session;           /* a welcome was seen: resume from here */
+	bool resumed;                /* this link's hello carried resume */
+	char epoch[PROTO_EPOCH_MAX + 1];
+	uint64_t seq;
+	uint64_t replay_until;       /* events up to here are replays */
+	char node[PROTO_INSTANCE_MAX + 1];
+
+	bool stopping;               /* agent_destroy asked; no reconnect */
+	bool finished;               /* leave the service loop */
+	bool destroying;             /* inside lws_context_destroy: be quiet */
+
+	lws_sorted_usec_list_t retry_sul;
+	lws_sorted_usec_list_t tick_sul;
+	lws_sorted_usec_list_t stop_sul;
+};
+
+struct agent {
+	/* Fixed at creation. */
+	struct url *urls;
+	size_t n_urls;
+	struct proto_hello hello;    /* service, instance, address, deps, meta */
+	char **dep_names;            /* sorted, n_deps */
+	size_t n_deps;
+	atomic_bool *flags;          /* parallel to dep_names */
+	char *token;                 /* fixed token, or NULL */
+	char *token_file;
+	char *ca_file;
+	enum agent_on_disconnect on_disconnect;
+	uint32_t backoff_initial_ms, backoff_max_ms;
+	double backoff_multiplier;
+	uint32_t heartbeat_interval_ms, heartbeat_timeout_ms;
+	size_t max_message;
+	enum agent_dispatch dispatch;
+	size_t queue_max;
+	struct agent_callbacks cb;   /* set before start */
+
+	/* Any thread. */
+	atomic_int log_level;
+	atomic_bool own_ready;
+	atomic_bool own_ready_set;
+	atomic_bool linked;
+	atomic_bool started;
+	atomic_bool stop;            /* agent_destroy asked */
+	atomic_bool rx_resume;       /* agent_dispatch drained the queue */
+
+	pthread_mutex_t info_mu;     /* guards info */
+	struct agent_info info;
+
+	pthread_mutex_t q_mu;        /* guards the queue (AGENT_DISPATCH_HOST) */
+	struct pending *q_head, *q_tail;
+	size_t q_len;
+	uint64_t q_dropped;          /* log lines dropped while full */
+	int efd;                     /* eventfd, -1 in thread mode */
+
+	/* Agent thread (and start/destroy while it does not run). */
+	struct lws_context *ctx;
+	pthread_t thread;
+	struct backoff backoff;
+	char token_buf[AGENT_TOKEN_MAX]; /* the token of the current attempt */
+	struct link link;
+};
+
+/* link.c */
+extern const struct lws_protocols link_protocols[];
+void link_begin(struct agent *a);
+void link_end(struct agent *a);
+void link_close(struct agent *a, int code, const char *reason);
+void link_want_write(struct agent *a);
+void link_release(struct agent *a);
+
+/* session.c */
+int deps_index(const struct agent *a, const char *name);
+int session_hello(struct agent *a, char **buf, size_t *len);
+void session_frame(struct agent *a, const char *buf, size_t len);
+void session_unlinked(struct agent *a);
+
+/* notify.c */
+int notify_init(struct agent *a);
+void notify_release(struct agent *a);
+bool notify_queue_full(struct agent *a);
+void notify_log(struct agent *a, enum agent_log_level level, const char *fmt,
+		...) __attribute__((format(printf, 3, 4)));
+void notify_readiness(struct agent *a, const char *service, bool ready);
+void notify_event(struct agent *a, const struct agent_event *ev);
+void notify_link(struct agent *a, enum agent_link_state state,
+		 const struct agent_link_info *info);
+/* Quote a value from the network for a log line (log_quote's rules). */
+const char *notify_quote(char *buf, size_t size, const char *s);
+
+/* url.c */
+int url_parse(const char *text, struct url *u, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,384 @@
+/*
+ * discovery-agent: the sidecar (SPEC §6) for programs that cannot link C.
+ *
+ * It is libagent plus three things around it: hooks (shell commands run on
+ * invalidations, commands, readiness changes and resets, hooks.c), this
+ * instance's readiness from `ready:` (a constant or a periodic check,
+ * probe.c), and a local HTTP endpoint answering /ready (health.c). It uses
+ * only the public <discovery/agent.h>; the agent's keys in agent.yaml are
+ * read by agent_load_ex, the sidecar's own by sconf.c.
+ *
+ * Threads: main (signals, through sigwait on blocked signals), the agent
+ * thread (whose callbacks only queue hook runs and log), the hook thread,
+ * the probe thread, libmicrohttpd's thread. Link and readiness log lines
+ * (msg=linked, msg=unlinked, msg=readiness) are libagent's, passed through.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <discovery/agent.h>
+
+#include "health.h"
+#include "hooks.h"
+#include "log.h"
+#include "probe.h"
+#include "sconf.h"
+
+#define PROG "discovery-agent"
+#define DEFAULT_CONF "conf/agent.yaml"
+
+struct sidecar {
+	const char *path;
+	int verbosity;            /* -v minus -q */
+	struct sconf conf;
+	agent_t *agent;
+	struct hooks *hooks;
+	struct probe *probe;
+	struct health *health;
+	int cancel_fd;            /* readable at shutdown */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: " PROG " [-c FILE] [-t] [-v|-q]... [-h] [-V]\n"
+		"  -c FILE  configuration (default " DEFAULT_CONF ")\n"
+		"  -t       check the configuration and exit\n"
+		"  -v / -q  more / less logging (repeatable)\n"
+		"  -h       this help\n"
+		"  -V       version\n");
+}
+
+/* systemd's notify protocol, without libsystemd: one datagram. */
+static void notify_systemd(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n;
+	int fd;
+
+	if (!path || !*path || (n = strlen(path)) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, n);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0'; /* abstract namespace */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+		log_warn("sd_notify_failed", "error=%s", strerror(errno));
+	close(fd);
+}
+
+static enum log_level effective_level(const struct sidecar *s)
+{
+	int level = s->conf.log_level + s->verbosity;
+
+	if (level < LOG_ERROR)
+		return LOG_ERROR;
+	return level > LOG_DEBUG ? LOG_DEBUG : (enum log_level)level;
+}
+
+static void apply_level(struct sidecar *s)
+{
+	enum log_level level = effective_level(s);
+
+	log_set_level(level);
+	if (s->agent)
+		agent_set_log_level(s->agent, (enum agent_log_level)level);
+}
+
+/* ---- agent callbacks (agent thread) ------------------------------------ */
+
+/* libagent's "message key=value..." lines, as our own. */
+static void on_log(enum agent_log_level level, const char *line, void *ud)
+{
+	const char *space = strchr(line, ' ');
+	char msg[64];
+	size_t n = space ? (size_t)(space - line) : strlen(line);
+
+	(void)ud;
+	if (n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	memcpy(msg, line, n);
+	msg[n] = '\0';
+	log_msg((enum log_level)level, msg, "%s", space ? space + 1 : "");
+}
+
+static uint64_t current_seq(const agent_t *a)
+{
+	struct agent_info info;
+
+	return agent_info(a, &info) == 0 ? info.seq : 0;
+}
+
+static const char *own_service(const agent_t *a, char *buf, size_t size)
+{
+	struct agent_info info;
+
+	snprintf(buf, size, "%s", agent_info(a, &info) == 0 ? info.service : "");
+	return buf;
+}
+
+static void on_readiness(agent_t *a, const char *service, bool ready, void *ud)
+{
+	struct sidecar *s = ud;
+	struct hook_job job = { 0 };
+	char input[200];
+
+	if (!s->conf.on_readiness)
+		return;
+	snprintf(input, sizeof(input),
+		 "{\"kind\":\"readiness\",\"service\":\"%s\",\"ready\":%s,"
+		 "\"all_ready\":%s}\n",
+		 service, ready ? "true" : "false",
+		 agent_all_ready(a) ? "true" : "false");
+	job.hook = "on_readiness";
+	job.command = s->conf.on_readiness;
+	job.input = input;
+	job.kind = "readiness";
+	job.seq = current_seq(a);
+	job.service = service; /* a valid service name: safe in JSON */
+	job.ready = ready ? "true" : "false";
+	hooks_submit(s->hooks, &job);
+}
+
+static void on_event(agent_t *a, const struct agent_event *ev, void *ud)
+{
+	struct sidecar *s = ud;
+	struct hook_job job = { 0 };
+	char service[64];
+
+	if (!strcmp(ev->kind, "invalidate")) {
+		job.hook = "on_invalidate";
+		job.command = s->conf.on_invalidate;
+	} else if (!strcmp(ev->kind, "command")) {
+		job.hook = "on_command";
+		job.command = s->conf.on_command;
+	}
+	if (!job.command)
+		return;
+	job.input = ev->json;
+	job.kind = ev->kind;
+	job.seq = ev->seq;
+	job.service = own_service(a, service, sizeof(service));
+	job.command_name = ev->command;
+	hooks_submit(s->hooks, &job);
+}
+
+static void on_link(agent_t *a, enum agent_link_state state,
+		    const struct agent_link_info *info, void *ud)
+{
+	struct sidecar *s = ud;
+	struct hook_job job = { 0 };
+	char service[64];
+	char *input;
+	cJSON *o;
+
+	if (state != AGENT_LINK_LINKED || !info->reset || !s->conf.on_reset)
+		return;
+	o = cJSON_CreateObject();
+	if (!o)
+		return;
+	cJSON_AddStringToObject(o, "kind", "reset");
+	cJSON_AddStringToObject(o, "node", info->node);
+	cJSON_AddStringToObject(o, "epoch", info->epoch);
+	cJSON_AddNumberToObject(o, "seq", (double)info->seq);
+	cJSON_AddBoolToObject(o, "resumed", info->resumed);
+	input = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	job.hook = "on_reset";
+	job.command = s->conf.on_reset;
+	job.input = input;
+	job.kind = "reset";
+	job.seq = info->seq;
+	job.service = own_service(a, service, sizeof(service));
+	hooks_submit(s->hooks, &job);
+	cJSON_free(input);
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+static int load(struct sidecar *s, bool check_only)
+{
+	char err[1024];
+
+	if (sconf_load(s->path, &s->conf, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	s->agent = agent_load_ex(s->path, sconf_keys, err, sizeof(err));
+	if (!s->agent) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	if (check_only)
+		printf("configuration OK\n");
+	return 0;
+}
+
+static int start(struct sidecar *s)
+{
+	struct agent_callbacks cb = { on_readiness, on_event, on_link, on_log, s };
+	char err[512];
+	int rc;
+
+	s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s->hooks = hooks_start((size_t)s->conf.hook_queue, s->conf.hook_timeout_ms,
+			       s->cancel_fd);
+	if (s->cancel_fd < 0 || !s->hooks) {
+		log_error("start_failed", "reason=%s", "cannot start the hook thread");
+		return -1;
+	}
+	if (s->conf.health_enabled) {
+		s->health = health_start(&s->conf.health_listen, s->agent, err,
+					 sizeof(err));
+		if (!s->health) {
+			char q[600];
+
+			log_error("start_failed", "reason=%s",
+				  log_quote(q, sizeof(q), err));
+			return -1;
+		}
+	}
+	agent_set_callbacks(s->agent, &cb);
+	if (!s->conf.ready.is_command)
+		agent_set_ready(s->agent, s->conf.ready.value);
+	rc = agent_start(s->agent);
+	if (rc) {
+		log_error("start_failed", "reason=\"%s\"", agent_strerror(rc));
+		return -1;
+	}
+	if (s->conf.ready.is_command) {
+		s->probe = probe_start(s->agent, s->conf.ready.command,
+				       s->conf.ready_interval_ms,
+				       s->conf.ready_timeout_ms, s->cancel_fd);
+		if (!s->probe) {
+			log_error("start_failed", "reason=%s",
+				  "cannot start the ready check");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void reload(struct sidecar *s)
+{
+	struct sconf fresh;
+	char err[1024], q[1100];
+
+	if (sconf_load(s->path, &fresh, err, sizeof(err))) {
+		log_error("reload_failed", "error=%s", log_quote(q, sizeof(q), err));
+		return;
+	}
+	s->conf.log_level = fresh.log_level;
+	sconf_free(&fresh);
+	apply_level(s);
+	log_info("reloaded", "log_level=%s restart_needed_for=\"other keys\"",
+		 log_level_name(effective_level(s)));
+}
+
+static void stop(struct sidecar *s)
+{
+	uint64_t one = 1;
+
+	health_stop(s->health);
+	if (s->cancel_fd >= 0 && write(s->cancel_fd, &one, sizeof(one)) < 0)
+		log_warn("stop", "error=%s", strerror(errno));
+	probe_stop(s->probe);
+	agent_destroy(s->agent); /* no callback runs after this */
+	hooks_stop(s->hooks);
+	if (s->cancel_fd >= 0)
+		close(s->cancel_fd);
+	sconf_free(&s->conf);
+}
+
+static void wait_for_signals(struct sidecar *s, const sigset_t *set)
+{
+	for (;;) {
+		int sig;
+
+		if (sigwait(set, &sig))
+			continue;
+		if (sig == SIGHUP) {
+			reload(s);
+			continue;
+		}
+		log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		return;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct sidecar s = { .path = DEFAULT_CONF, .cancel_fd = -1 };
+	bool check_only = false;
+	sigset_t set;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "c:tvqhV")) != -1) {
+		switch (opt) {
+		case 'c': s.path = optarg; break;
+		case 't': check_only = true; break;
+		case 'v': s.verbosity++; break;
+		case 'q': s.verbosity--; break;
+		case 'h': usage(stdout); return 0;
+		case 'V':
+			printf(PROG " %s (libagent %s)\n", DISCOVERY_VERSION,
+			       agent_version());
+			return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init(PROG, LOG_INFO);
+	if (load(&s, check_only)) {
+		sconf_free(&s.conf);
+		return 1;
+	}
+	if (check_only) {
+		agent_destroy(s.agent);
+		sconf_free(&s.conf);
+		return 0;
+	}
+	apply_level(&s);
+
+	/* Before any thread exists, so every thread inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (start(&s)) {
+		stop(&s);
+		return 1;
+	}
+	{
+		char q[600];
+
+		log_info("started", "config=%s version=%s",
+			 log_quote(q, sizeof(q), s.path), DISCOVERY_VERSION);
+	}
+	notify_systemd("READY=1");
+	wait_for_signals(&s, &set);
+	notify_systemd("STOPPING=1");
+	stop(&s);
+	log_info("stopped", "%s", "");
+	return 0;
+}
