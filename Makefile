@@ -72,7 +72,7 @@ UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
              $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(UNIT_SRC))
 
-.PHONY: all run test unit integration deps clean format-check bench
+.PHONY: all run test unit integration integration-valgrind deps clean format-check bench
 .SECONDARY:
 all: $(PROGRAMS) $(AGENT_SO) $(AGENT_A)
 
@@ -152,6 +152,13 @@ unit: $(UNIT_TESTS)
 
 integration: all
 	/usr/bin/python3 -m pytest -q tests/integration
+
+# The integration suite with discoveryd under valgrind memcheck: no errors,
+# no definite leaks (each test checks the daemon's exit status).
+integration-valgrind: all
+	DISCOVERY_TEST_WAIT=60 DISCOVERY_TEST_WRAPPER="valgrind -q \
+	  --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+	  /usr/bin/python3 -m pytest -q tests/integration
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS)

@@ -60,7 +60,7 @@ def test_out_of_descriptors(tmp_path):
                 "heartbeat: { hello_timeout: 60s, interval: 10s, timeout: 70s }\n"
                 % tmp_path)
     d = Proc(["prlimit", "--nofile=256", os.path.join(BIN, "discoveryd"),
-              "-c", cfg], "discoveryd")
+              "-c", cfg], "discoveryd-fdlimit")
     try:
         agents = d.wait_line(r"listener=agents addr=(\S+):(\d+)")
         http = d.wait_line(r"listener=http addr=(\S+)")
