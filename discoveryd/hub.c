@@ -253,15 +253,7 @@ void hub_call(struct hub *h, struct hub_req *req)
 
 static void lws_log_line(int level, const char *line)
 {
-	char text[512], q[600];
-	size_t n = strlen(line);
-
-	/* lws ends its lines with a newline; our log adds its own. */
-	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		n--;
-	snprintf(text, sizeof(text), "%.*s", (int)n, line);
-	log_msg(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws", "text=%s",
-		log_quote(q, sizeof(q), text));
+	log_text(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws", line);
 }
 
 /*

@@ -257,3 +257,27 @@ void log_msg(enum log_level level, const char *msg, const char *fmt, ...)
 		continue;
 	errno = saved_errno;
 }
+
+void log_text(enum log_level level, const char *msg, const char *text)
+{
+	char trimmed[512], quoted[600];
+	size_t n = strlen(text);
+
+	if (level > log_get_level())
+		return;
+	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+		n--;
+	snprintf(trimmed, sizeof(trimmed), "%.*s", (int)n, text);
+	log_msg(level, msg, "text=%s", log_quote(quoted, sizeof(quoted), trimmed));
+}
+
+void log_vtext(enum log_level level, const char *msg, const char *fmt,
+	       va_list ap)
+{
+	char text[512];
+
+	if (level > log_get_level())
+		return;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	log_text(level, msg, text);
+}

@@ -14,6 +14,7 @@
 #ifndef DISCOVERY_LOG_H
 #define DISCOVERY_LOG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 enum log_level {
@@ -42,6 +43,15 @@ void log_msg(enum log_level level, const char *msg, const char *fmt, ...)
 #define log_warn(msg, ...)  log_msg(LOG_WARN, msg, __VA_ARGS__)
 #define log_info(msg, ...)  log_msg(LOG_INFO, msg, __VA_ARGS__)
 #define log_debug(msg, ...) log_msg(LOG_DEBUG, msg, __VA_ARGS__)
+
+/*
+ * A line from another library's logger (libmicrohttpd, libwebsockets):
+ * trailing newlines dropped, logged as text="...". log_vtext formats it
+ * first, for loggers that hand over printf-style arguments.
+ */
+void log_text(enum log_level level, const char *msg, const char *text);
+void log_vtext(enum log_level level, const char *msg, const char *fmt,
+	       va_list ap) __attribute__((format(printf, 3, 0)));
 
 /*
  * Quote s for use as a value: returned as is when it is a plain token,

@@ -102,16 +102,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	char text[512], q[600];
-	size_t n;
-
 	(void)cls;
-	vsnprintf(text, sizeof(text), fmt, ap);
-	n = strlen(text);
-	while (n && text[n - 1] == '\n')
-		text[--n] = '\0';
-	log_warn("http_error", "listener=health text=%s",
-		 log_quote(q, sizeof(q), text));
+	log_vtext(LOG_WARN, "http_error", fmt, ap);
 }
 
 static int resolve(const struct conf_addr *addr, struct sockaddr_storage *ss,

@@ -156,6 +156,19 @@ static void test_line_format(void **state)
 	assert_true(matches(out, LINE_RE "x v=a b\n$"));
 }
 
+/* Lines from other libraries' loggers: trailing newlines go, text is quoted. */
+static void test_foreign_text(void **state)
+{
+	char out[4096];
+
+	(void)state;
+	log_init("test-prog", LOG_INFO);
+	CAPTURE(out, log_text(LOG_WARN, "lws", "bind failed: in use\n"));
+	assert_true(matches(out, LINE_RE "lws text=\"bind failed: in use\"\n$"));
+	CAPTURE(out, log_text(LOG_DEBUG, "lws", "hidden"));
+	assert_string_equal(out, "");
+}
+
 static void test_filtering(void **state)
 {
 	char out[4096];
@@ -206,6 +219,7 @@ int main(void)
 		cmocka_unit_test(test_quote_truncates),
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_line_format),
+		cmocka_unit_test(test_foreign_text),
 		cmocka_unit_test(test_filtering),
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_errno_kept),
