@@ -11,6 +11,7 @@
 #   discoveryd/ctl/*.c   -> build/bin/discoveryctl
 #   agent/lib/*.c        -> build/lib/libagent.so.1, build/lib/libagent.a
 #   agent/sidecar/*.c    -> build/bin/discovery-agent
+#   agent/gate/*.c       -> build/bin/discovery-gate
 #   tests/unit/test_*.c  -> build/tests/test_*
 
 VERSION   := 0.1.0
@@ -57,6 +58,7 @@ DAEMON_SRC  := $(filter-out discoveryd/main.c,$(wildcard discoveryd/*.c))
 CTL_SRC     := $(wildcard discoveryd/ctl/*.c)
 AGENT_SRC   := $(wildcard agent/lib/*.c)
 SIDECAR_SRC := $(wildcard agent/sidecar/*.c)
+GATE_SRC    := $(wildcard agent/gate/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 
 COMMON_LIB  := $(BUILD)/lib/libcommon.a
@@ -66,11 +68,12 @@ AGENT_A     := $(BUILD)/lib/libagent.a
 AGENT_MAP   := agent/lib/libagent.map
 
 PROGRAMS    := $(BUILD)/bin/discoveryd $(BUILD)/bin/discoveryctl \
-               $(BUILD)/bin/discovery-agent
+               $(BUILD)/bin/discovery-agent \
+               $(if $(GATE_SRC),$(BUILD)/bin/discovery-gate)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
-             $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(UNIT_SRC))
+             $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(GATE_SRC) $(UNIT_SRC))
 
 .PHONY: all run test unit integration integration-valgrind deps clean format-check bench
 .SECONDARY:
@@ -123,14 +126,23 @@ $(BUILD)/bin/discovery-agent: $(call obj,$(SIDECAR_SRC)) $(AGENT_SO) $(COMMON_LI
 	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_COMMON)
 
-# Unit tests link libcommon; the daemon's module tests (DAEMON_UNIT) also
-# link the daemon's modules (everything but main).
-DAEMON_UNIT := test_registry
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB)
+# The gate, like the sidecar, uses libagent's public API only.
+$(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(if $(filter $*,$(DAEMON_UNIT)),$(DAEMON_LIB)) $(COMMON_LIB) \
+	$(CC) -o $@ $(call obj,$(GATE_SRC)) -L$(BUILD)/lib -lagent \
+	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
+	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_CURL) $(LIBS_COMMON)
+
+# Unit tests link libcommon. The daemon's module tests (test_registry,
+# test_d_*) also link the daemon's modules (everything but main); libagent's
+# internal tests (test_agent_*) link libagent's objects.
+DAEMON_LIB_OBJ = $(if $(filter test_registry test_d_%,$*),$(DAEMON_LIB))
+AGENT_OBJ      = $(if $(filter test_agent_%,$*),$(call obj,$(AGENT_SRC)))
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \
+		  $(call obj,$(AGENT_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(DAEMON_LIB_OBJ) $(AGENT_OBJ) $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_COMMON)
-$(addprefix $(BUILD)/tests/,$(DAEMON_UNIT)): $(DAEMON_LIB)
 
 # ---- running -----------------------------------------------------------
 
