@@ -31,6 +31,7 @@ LIBS_MHD    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 LIBS_CURL   := $(shell pkg-config --libs libcurl 2>/dev/null)
 LIBS_CMOCKA := $(shell pkg-config --libs cmocka 2>/dev/null)
 LIBS_SYSTEMD := $(shell pkg-config --libs libsystemd 2>/dev/null)
+LIBS_ZLIB    := $(shell pkg-config --libs zlib 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wvla -Wwrite-strings \
         -Wshadow -Wpointer-arith -Wformat=2 -Wmissing-prototypes
@@ -112,7 +113,8 @@ $(AGENT_A): $(call obj,$(AGENT_SRC)) $(COMMON_LIB)
 
 $(BUILD)/bin/discoveryd: $(call obj,discoveryd/main.c) $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_SYSTEMD) $(LIBS_COMMON)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_SYSTEMD) \
+	  $(LIBS_ZLIB) $(LIBS_COMMON)
 
 $(BUILD)/bin/discoveryctl: $(call obj,$(CTL_SRC)) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
@@ -142,14 +144,22 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \
 		  $(call obj,$(AGENT_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(DAEMON_LIB_OBJ) $(AGENT_OBJ) $(COMMON_LIB) \
-	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_COMMON)
+	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_ZLIB) \
+	  $(LIBS_COMMON)
+
+# Test tools are written against the public agent.h, like any program.
+TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
+$(BUILD)/tests/tools/%: tests/tools/%.c $(AGENT_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(BUILD)/lib -lagent \
+	  -Wl,-rpath,'$$ORIGIN/../../lib' $(ALL_LDFLAGS)
 
 # ---- running -----------------------------------------------------------
 
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             libcjson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
-            libcmocka-dev libsystemd-dev python3 python3-pytest \
+            libcmocka-dev libsystemd-dev zlib1g-dev python3 python3-pytest \
             python3-websockets curl
 
 deps:
@@ -162,7 +172,7 @@ run: deps
 unit: $(UNIT_TESTS)
 	@sh tests/run-unit.sh $(UNIT_TESTS)
 
-integration: all
+integration: all $(TOOLS)
 	/usr/bin/python3 -m pytest -q tests/integration
 
 # The integration suite with discoveryd under valgrind memcheck: no errors,
@@ -173,7 +183,7 @@ integration-valgrind: all
 	  /usr/bin/python3 -m pytest -q tests/integration
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(TOOLS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 

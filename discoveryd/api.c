@@ -8,6 +8,7 @@
  * Unknown fields are errors: a typo in a script should fail loudly.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -352,6 +353,35 @@ static enum MHD_Result do_broadcast(struct api *a, struct MHD_Connection *c,
 	return ret;
 }
 
+/* Parse a whole query value as an unsigned integer. */
+static int query_u64(struct MHD_Connection *c, const char *key, uint64_t *out)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+	char *end;
+
+	if (!v)
+		return 0;
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	return *v && !*end && *v != '-' && errno == 0 ? 0 : -1;
+}
+
+/* GET /api/discovery/events?after=SEQ&limit=N */
+static enum MHD_Result do_events(struct api *a, struct MHD_Connection *c)
+{
+	struct hub_req req = { .op = HUB_EVENTS };
+	uint64_t limit = 0;
+
+	if (query_u64(c, "after", &req.after) != 0)
+		return send_error(c, 400, "bad_request",
+				  "'after' must be a seq (an unsigned integer)");
+	if (query_u64(c, "limit", &limit) != 0 || limit > 1000000)
+		return send_error(c, 400, "bad_request",
+				  "'limit' must be an integer up to 1000000");
+	req.limit = (size_t)limit;
+	return call_hub(a, c, &req);
+}
+
 /* /api/discovery/services/{name}[/{action}] */
 static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 				     const char *rest, const char *method,
@@ -430,6 +460,8 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 		req.op = HUB_AGENTS;
 		return call_hub(a, c, &req);
 	}
+	if (strcmp(url, "events") == 0)
+		return get ? do_events(a, c) : send_405(c, "GET");
 	if (strcmp(url, "invalidate") == 0)
 		return post ? do_invalidate(a, c, r) : send_405(c, "POST");
 	if (strcmp(url, "broadcast") == 0)

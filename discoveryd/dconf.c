@@ -69,6 +69,10 @@ static const struct conf_key limits_keys[] = {
 	  .min = 4, .max = 100000, .def = "1024" },
 	{ .name = "http_threads", .type = CONF_INT, .offset = F(http_threads),
 	  .min = 1, .max = 64, .def = "2" },
+	{ .name = "accept_rate", .type = CONF_INT, .offset = F(accept_rate),
+	  .min = 0, .max = 1000000, .def = "2000" },
+	{ .name = "accept_burst", .type = CONF_INT, .offset = F(accept_burst),
+	  .min = 1, .max = 1000000, .def = "2000" },
 	{ .name = NULL },
 };
 

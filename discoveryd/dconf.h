@@ -46,6 +46,8 @@ struct dconf {
 	int64_t max_message;
 	int64_t send_queue;
 	int64_t max_http;            /* concurrent HTTP connections */
+	int64_t accept_rate;         /* agent connections per second, 0 = any */
+	int64_t accept_burst;
 	int64_t http_threads;
 };
 

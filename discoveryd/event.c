@@ -11,11 +11,11 @@
 
 #include "event.h"
 
-static int64_t now_us(void)
+static int64_t clock_us(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -32,7 +32,8 @@ struct event *event_new(enum event_kind kind, enum event_scope scope,
 	ev->refs = 1;
 	ev->kind = kind;
 	ev->scope = scope;
-	ev->created_us = now_us();
+	ev->created_us = clock_us(CLOCK_MONOTONIC);
+	ev->created_wall_ms = clock_us(CLOCK_REALTIME) / 1000;
 	snprintf(ev->command, sizeof(ev->command), "%s",
 		 command ? command : "DataSend");
 	ev->header = header;
@@ -50,7 +51,7 @@ struct event *event_new_frame(enum event_kind kind, unsigned char *frame,
 	ev->refs = 1;
 	ev->kind = kind;
 	ev->scope = SCOPE_INSTANCE;
-	ev->created_us = now_us();
+	ev->created_us = clock_us(CLOCK_MONOTONIC);
 	ev->frame = frame;
 	ev->len = len;
 	return ev;
@@ -97,6 +98,33 @@ const char *event_kind_name(enum event_kind kind)
 	case EVENT_WELCOME:    return "welcome";
 	}
 	return "unknown";
+}
+
+const char *event_scope_name(enum event_scope scope)
+{
+	switch (scope) {
+	case SCOPE_ALL:        return "all";
+	case SCOPE_DEPENDENTS: return "dependents";
+	case SCOPE_SERVICE:    return "service";
+	case SCOPE_INSTANCE:   return "instance";
+	}
+	return "unknown";
+}
+
+enum event_kind event_kind_parse(const char *name)
+{
+	for (int k = EVENT_READINESS; k <= EVENT_COMMAND; k++)
+		if (strcmp(name, event_kind_name((enum event_kind)k)) == 0)
+			return (enum event_kind)k;
+	return 0;
+}
+
+enum event_scope event_scope_parse(const char *name)
+{
+	for (int k = SCOPE_ALL; k <= SCOPE_INSTANCE; k++)
+		if (strcmp(name, event_scope_name((enum event_scope)k)) == 0)
+			return (enum event_scope)k;
+	return 0;
 }
 
 bool event_addressed_to(const struct event *ev, const char *service,

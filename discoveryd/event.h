@@ -42,7 +42,8 @@ struct event {
 	char service[PROTO_NAME_MAX + 1];
 	char instance[PROTO_INSTANCE_MAX + 1];
 	uint64_t seq;
-	int64_t created_us;        /* when the trigger arrived */
+	int64_t created_us;        /* when the trigger arrived (monotonic) */
+	int64_t created_wall_ms;   /* the same, wall clock, journaled */
 	char command[64];
 	cJSON *header;             /* owned */
 	cJSON *value;              /* owned */
@@ -61,6 +62,10 @@ struct event *event_new_frame(enum event_kind kind, unsigned char *frame,
 struct event *event_ref(struct event *ev);
 void event_unref(struct event *ev);
 const char *event_kind_name(enum event_kind kind);
+const char *event_scope_name(enum event_scope scope);
+/* Parse the names above back; 0 when unknown. */
+enum event_kind event_kind_parse(const char *name);
+enum event_scope event_scope_parse(const char *name);
 
 /*
  * Does an agent with this service, instance and dependencies receive ev?

@@ -1,7 +1,20 @@
 /*
- * evlog: the in-memory log backend. A fixed ring of event references; the
- * epoch is 128 random bits in hex, drawn at start.
+ * evlog: the log's meaning on top of the journal's bytes (see evlog.h).
+ *
+ * Records are JSON objects with a "t" field:
+ *
+ *   {"t":"epoch","epoch":"9f2c...","seq":57}      first record of a file
+ *   {"t":"snap","services":[{"name":"cache","declared":"ready",
+ *                            "expires":0,"ready":true}, ...]}
+ *   {"t":"ev","seq":58,"kind":"readiness","scope":"dependents",
+ *    "service":"cache","instance":"","command":"DataSend","header":{...},
+ *    "value":{...},"ts":1763899200123,"decl":{...}}  "decl" optional
+ *   {"t":"decl","service":"api","declared":"notready","expires":0}
+ *
+ * Declarations keep their TTL as a wall-clock deadline ("expires", ms since
+ * the epoch), since monotonic time does not survive a restart.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +23,10 @@
 #include <unistd.h>
 
 #include "evlog.h"
+
+/* Compact once the journal holds this many records per retained event. */
+#define COMPACT_FACTOR 2
+#define COMPACT_SLACK  1024
 
 static void new_epoch(char *out, size_t size)
 {
@@ -29,30 +46,10 @@ static void new_epoch(char *out, size_t size)
 		off += (size_t)snprintf(out + off, size - off, "%02x", raw[i]);
 }
 
-int evlog_init(struct evlog *log, size_t history)
-{
-	memset(log, 0, sizeof(*log));
-	log->ring = calloc(history, sizeof(*log->ring));
-	if (!log->ring)
-		return -1;
-	log->cap = history;
-	new_epoch(log->epoch, sizeof(log->epoch));
-	return 0;
-}
+/* ---- the ring ------------------------------------------------------------ */
 
-void evlog_release(struct evlog *log)
+static void ring_push(struct evlog *log, struct event *ev)
 {
-	for (size_t i = 0; i < log->count; i++)
-		event_unref(evlog_at(log, i));
-	free(log->ring);
-	memset(log, 0, sizeof(*log));
-}
-
-int evlog_append(struct evlog *log, struct event *ev)
-{
-	if (event_seal(ev, log->epoch, log->seq + 1) != 0)
-		return -1;
-	log->seq++;
 	if (log->count == log->cap) {
 		event_unref(log->ring[log->head]);
 		log->ring[log->head] = event_ref(ev);
@@ -61,7 +58,13 @@ int evlog_append(struct evlog *log, struct event *ev)
 		log->ring[(log->head + log->count) % log->cap] = event_ref(ev);
 		log->count++;
 	}
-	return 0;
+}
+
+static void ring_clear(struct evlog *log)
+{
+	for (size_t i = 0; i < log->count; i++)
+		event_unref(evlog_at(log, i));
+	log->count = log->head = 0;
 }
 
 struct event *evlog_at(const struct evlog *log, size_t i)
@@ -97,4 +100,357 @@ size_t evlog_find_after(const struct evlog *log, uint64_t after)
 			hi = mid;
 	}
 	return lo;
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+static void add_u64(cJSON *o, const char *key, uint64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	cJSON_AddRawToObject(o, key, buf);
+}
+
+static uint64_t get_u64(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	/* Seqs stay below 2^53 in any real journal; cJSON holds doubles. */
+	return cJSON_IsNumber(v) && v->valuedouble >= 0 ?
+	       (uint64_t)v->valuedouble : 0;
+}
+
+static const char *get_str(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* "declared" and "expires"; the caller names the service. */
+static void add_decl(cJSON *o, enum declaration d, int64_t expires)
+{
+	const char *name = declaration_name(d);
+
+	if (name)
+		cJSON_AddStringToObject(o, "declared", name);
+	else
+		cJSON_AddNullToObject(o, "declared");
+	cJSON_AddNumberToObject(o, "expires", (double)expires);
+}
+
+static enum declaration parse_decl(const cJSON *o)
+{
+	const char *d = get_str(o, "declared");
+
+	return strcmp(d, "ready") == 0 ? DECL_READY :
+	       strcmp(d, "notready") == 0 ? DECL_NOTREADY : DECL_NONE;
+}
+
+static cJSON *event_record(const struct event *ev)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "t", "ev");
+	add_u64(o, "seq", ev->seq);
+	cJSON_AddStringToObject(o, "kind", event_kind_name(ev->kind));
+	cJSON_AddStringToObject(o, "scope", event_scope_name(ev->scope));
+	cJSON_AddStringToObject(o, "service", ev->service);
+	cJSON_AddStringToObject(o, "instance", ev->instance);
+	cJSON_AddStringToObject(o, "command", ev->command);
+	if (ev->header)
+		cJSON_AddItemToObject(o, "header", cJSON_Duplicate(ev->header, true));
+	if (ev->value)
+		cJSON_AddItemToObject(o, "value", cJSON_Duplicate(ev->value, true));
+	cJSON_AddNumberToObject(o, "ts", (double)ev->created_wall_ms);
+	return o;
+}
+
+/* Rebuild a retained event from its record (frame included). */
+static struct event *event_from_record(const cJSON *r, const char *epoch)
+{
+	enum event_kind kind = event_kind_parse(get_str(r, "kind"));
+	enum event_scope scope = event_scope_parse(get_str(r, "scope"));
+	const cJSON *h = cJSON_GetObjectItemCaseSensitive(r, "header");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "value");
+	struct event *ev;
+
+	if (!kind || !scope)
+		return NULL;
+	ev = event_new(kind, scope, get_str(r, "command"),
+		       h ? cJSON_Duplicate(h, true) : NULL,
+		       v ? cJSON_Duplicate(v, true) : NULL);
+	if (!ev)
+		return NULL;
+	snprintf(ev->service, sizeof(ev->service), "%s", get_str(r, "service"));
+	snprintf(ev->instance, sizeof(ev->instance), "%s", get_str(r, "instance"));
+	ev->created_wall_ms = (int64_t)cJSON_GetNumberValue(
+		cJSON_GetObjectItemCaseSensitive(r, "ts"));
+	if (event_seal(ev, epoch, get_u64(r, "seq")) != 0) {
+		event_unref(ev);
+		return NULL;
+	}
+	return ev;
+}
+
+/* ---- restored state ------------------------------------------------------ */
+
+static struct evlog_service *restored(struct evlog *log, const char *name)
+{
+	struct evlog_service *v;
+
+	for (size_t i = 0; i < log->n_restored; i++)
+		if (strcmp(log->restored[i].name, name) == 0)
+			return &log->restored[i];
+	if (!proto_valid_name(name))
+		return NULL;
+	v = realloc(log->restored, (log->n_restored + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	log->restored = v;
+	v = &log->restored[log->n_restored++];
+	memset(v, 0, sizeof(*v));
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	return v;
+}
+
+static void restore_decl(struct evlog *log, const cJSON *d)
+{
+	struct evlog_service *s = restored(log, get_str(d, "service"));
+
+	if (s) {
+		s->declared = parse_decl(d);
+		s->expires_wall_ms = (int64_t)cJSON_GetNumberValue(
+			cJSON_GetObjectItemCaseSensitive(d, "expires"));
+	}
+}
+
+static void restore_event(struct evlog *log, const cJSON *r)
+{
+	struct event *ev = event_from_record(r, log->epoch);
+	const cJSON *decl = cJSON_GetObjectItemCaseSensitive(r, "decl");
+
+	if (!ev)
+		return;
+	log->seq = ev->seq;
+	ring_push(log, ev);
+	if (ev->kind == EVENT_READINESS && cJSON_IsObject(ev->value)) {
+		struct evlog_service *s = restored(log, get_str(ev->value, "service"));
+		const cJSON *ready = cJSON_GetObjectItemCaseSensitive(ev->value, "ready");
+
+		if (s)
+			s->ready = cJSON_IsTrue(ready);
+	}
+	event_unref(ev);
+	if (cJSON_IsObject(decl))
+		restore_decl(log, decl);
+}
+
+static void restore_snapshot(struct evlog *log, const cJSON *r)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(r, "services");
+	const cJSON *item;
+
+	log->n_restored = 0;
+	cJSON_ArrayForEach(item, list) {
+		struct evlog_service *s = restored(log, get_str(item, "name"));
+
+		if (s) {
+			s->declared = parse_decl(item);
+			s->expires_wall_ms = (int64_t)cJSON_GetNumberValue(
+				cJSON_GetObjectItemCaseSensitive(item, "expires"));
+			s->ready = cJSON_IsTrue(
+				cJSON_GetObjectItemCaseSensitive(item, "ready"));
+		}
+	}
+}
+
+/* Apply the records in order; returns how many events came back. */
+static size_t replay(struct evlog *log, const cJSON *records)
+{
+	const cJSON *r;
+	size_t events = 0;
+
+	cJSON_ArrayForEach(r, records) {
+		const char *t = get_str(r, "t");
+
+		if (strcmp(t, "epoch") == 0) {
+			snprintf(log->epoch, sizeof(log->epoch), "%s",
+				 get_str(r, "epoch"));
+			log->seq = get_u64(r, "seq");
+			ring_clear(log);
+		} else if (strcmp(t, "snap") == 0) {
+			restore_snapshot(log, r);
+		} else if (strcmp(t, "ev") == 0 && log->epoch[0]) {
+			restore_event(log, r);
+			events++;
+		} else if (strcmp(t, "decl") == 0) {
+			restore_decl(log, r);
+		}
+	}
+	return events;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static char *print_free(cJSON *o)
+{
+	char *s = cJSON_PrintUnformatted(o);
+
+	cJSON_Delete(o);
+	return s;
+}
+
+static char *epoch_record(const struct evlog *log)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "t", "epoch");
+	cJSON_AddStringToObject(o, "epoch", log->epoch);
+	add_u64(o, "seq", log->seq);
+	return print_free(o);
+}
+
+static char *snapshot_record(const struct evlog_service *state, size_t n)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *list;
+
+	cJSON_AddStringToObject(o, "t", "snap");
+	list = cJSON_AddArrayToObject(o, "services");
+	for (size_t i = 0; i < n; i++) {
+		cJSON *s = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(s, "name", state[i].name);
+		add_decl(s, state[i].declared, state[i].expires_wall_ms);
+		cJSON_AddBoolToObject(s, "ready", state[i].ready);
+		cJSON_AddItemToArray(list, s);
+	}
+	return print_free(o);
+}
+
+/*
+ * Write a fresh journal: epoch, state, retained events. Used for compaction
+ * and when a new epoch starts.
+ */
+static int rewrite(struct evlog *log, const struct evlog_service *state,
+		   size_t n)
+{
+	size_t total = 2 + log->count, i = 0;
+	char **records = calloc(total, sizeof(*records));
+	int rc = -1;
+
+	if (!records)
+		return -1;
+	records[i++] = epoch_record(log);
+	records[i++] = snapshot_record(state, n);
+	for (size_t k = 0; k < log->count; k++)
+		records[i++] = print_free(event_record(evlog_at(log, k)));
+	for (i = 0; i < total && records[i]; i++)
+		;
+	if (i == total)
+		rc = journal_rewrite(&log->journal, records, total);
+	for (i = 0; i < total; i++)
+		free(records[i]);
+	free(records);
+	return rc;
+}
+
+int evlog_open(struct evlog *log, size_t history, const char *state_dir,
+	       struct evlog_recovery *rec, char *err, size_t errlen)
+{
+	struct journal_damage damage;
+	cJSON *records = NULL;
+
+	memset(log, 0, sizeof(*log));
+	memset(rec, 0, sizeof(*rec));
+	log->journal.fd = log->journal.dir_fd = -1;
+	log->ring = calloc(history, sizeof(*log->ring));
+	if (!log->ring) {
+		snprintf(err, errlen, "out of memory for history");
+		return -1;
+	}
+	log->cap = history;
+	if (journal_open(&log->journal, state_dir, &records, &damage, err,
+			 errlen) != 0) {
+		cJSON_Delete(records);
+		return -1;
+	}
+	rec->records = damage.valid_records;
+	rec->torn = damage.torn;
+	rec->dropped_bytes = damage.dropped_bytes;
+	rec->events = replay(log, records);
+	cJSON_Delete(records);
+
+	if (!log->epoch[0] || damage.corrupt) {
+		/* History is gone (or never was): a new epoch, so every agent
+		 * resumes with recovered:false. The seq carries on. */
+		rec->new_epoch = true;
+		rec->why = log->epoch[0] ? "corrupt journal" : "new journal";
+		new_epoch(log->epoch, sizeof(log->epoch));
+		ring_clear(log);
+		if (rewrite(log, log->restored, log->n_restored) != 0) {
+			snprintf(err, errlen, "cannot write the journal in %s: %s",
+				 state_dir, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void evlog_release(struct evlog *log)
+{
+	ring_clear(log);
+	free(log->ring);
+	free(log->restored);
+	journal_close(&log->journal);
+	memset(log, 0, sizeof(*log));
+	log->journal.fd = log->journal.dir_fd = -1;
+}
+
+int evlog_append(struct evlog *log, struct event *ev,
+		 const struct evlog_decl *decl)
+{
+	cJSON *o, *d = NULL;
+	char *text;
+	int rc;
+
+	if (ev && event_seal(ev, log->epoch, log->seq + 1) != 0)
+		return -1;
+	if (decl) {
+		d = cJSON_CreateObject();
+		cJSON_AddStringToObject(d, "service", decl->service);
+		add_decl(d, decl->declared, decl->expires_wall_ms);
+	}
+	if (ev) {
+		o = event_record(ev);
+		if (d)
+			cJSON_AddItemToObject(o, "decl", d);
+	} else {
+		o = d;
+		cJSON_AddStringToObject(o, "t", "decl");
+	}
+	text = o ? print_free(o) : NULL;
+	rc = text ? journal_append(&log->journal, text, strlen(text)) : -1;
+	free(text);
+	log->failing = rc != 0;
+	if (rc != 0)
+		return -1;
+	if (ev) {
+		log->seq++;
+		ring_push(log, ev);
+	}
+	return 0;
+}
+
+bool evlog_wants_compaction(const struct evlog *log)
+{
+	return log->journal.records >= COMPACT_FACTOR * log->cap + COMPACT_SLACK;
+}
+
+int evlog_compact(struct evlog *log, const struct evlog_service *state,
+		  size_t n)
+{
+	return rewrite(log, state, n);
 }

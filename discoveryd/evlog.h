@@ -1,13 +1,20 @@
 /*
- * evlog: the log, the one path every broadcast takes (DESIGN.md). It decides
- * the order (epoch and seq) and keeps the last `history` events for resume.
+ * evlog: the log, the one path every change takes (docs/design.md). It
+ * decides the order (epoch and seq), makes each change durable in the
+ * journal before anyone acts on it, and keeps the last `history` events for
+ * resume and for GET /api/discovery/events.
  *
- * The hub appends an event; only once evlog_append has accepted it does the
- * hub deliver it. This build keeps the log in memory: the epoch is new at
- * every start, so an agent that resumes across a restart is told
- * recovered:false. The durable journal and the Redis stream slot in behind
- * this same interface: append may then fail (the caller answers 503 and
- * applies nothing), and the epoch survives restarts.
+ * A change is an event, a declaration, or both in one record (a declaration
+ * that moves a service's readiness): one record, so a crash keeps both or
+ * neither. The hub applies a change and delivers its event only after
+ * evlog_append returned 0; on -1 nothing was written and the seq was not
+ * used, and the hub undoes what it had prepared (503 to the caller).
+ *
+ * Start-up replays the journal (evlog_open): the epoch and seq carry on,
+ * the retained events come back into the ring, and the last declaration and
+ * readiness of each service are handed to the hub (`restored`). A torn tail
+ * is dropped; a corrupt journal keeps its valid prefix's state but starts a
+ * new epoch, since the events after the damage are gone.
  */
 #ifndef DISCOVERYD_EVLOG_H
 #define DISCOVERYD_EVLOG_H
@@ -17,24 +24,72 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "journal.h"
+#include "registry.h"
+
+/* A service's durable state: its declaration and last announced readiness. */
+struct evlog_service {
+	char name[PROTO_NAME_MAX + 1];
+	enum declaration declared;
+	int64_t expires_wall_ms;      /* 0 = no TTL */
+	bool ready;
+};
+
+/* A declaration change to record with (or without) an event. */
+struct evlog_decl {
+	const char *service;
+	enum declaration declared;
+	int64_t expires_wall_ms;
+};
 
 struct evlog {
 	char epoch[PROTO_EPOCH_MAX + 1];
 	uint64_t seq;                 /* last assigned; 0 = none yet */
 	struct event **ring;          /* the retained events, oldest first */
 	size_t cap, head, count;
+	struct journal journal;
+	bool failing;                 /* the last append failed */
+
+	/* Filled by evlog_open; the hub applies and frees them. */
+	struct evlog_service *restored;
+	size_t n_restored;
 };
 
-/* 0, or -1 when out of memory. */
-int evlog_init(struct evlog *log, size_t history);
+/* How start-up went, for one log line. */
+struct evlog_recovery {
+	size_t records;
+	size_t events;
+	bool new_epoch;
+	const char *why;              /* when new_epoch: "new journal", "corrupt journal" */
+	bool torn;
+	size_t dropped_bytes;
+};
+
+/*
+ * Open the journal in state_dir and replay it. 0, or -1 with a message in
+ * err (the journal cannot be opened or written at all: a start-up failure).
+ */
+int evlog_open(struct evlog *log, size_t history, const char *state_dir,
+	       struct evlog_recovery *rec, char *err, size_t errlen);
 void evlog_release(struct evlog *log);
 
 /*
- * Give ev the next seq, frame it, and retain a reference. 0 on success; -1
- * when the event cannot be made durable (then ev is untouched and nothing was
- * applied).
+ * Make a change durable: ev (may be NULL) gets the next seq and its frame,
+ * decl (may be NULL) is recorded with it, then ev is retained. 0, or -1 when
+ * it could not be made durable (ev untouched, nothing recorded).
  */
-int evlog_append(struct evlog *log, struct event *ev);
+int evlog_append(struct evlog *log, struct event *ev,
+		 const struct evlog_decl *decl);
+
+/* Has the journal grown past about twice the history? */
+bool evlog_wants_compaction(const struct evlog *log);
+/*
+ * Compact: the current state of every service (from the hub) plus the
+ * retained events replace the file, atomically. 0, or -1 (errno set; the old
+ * journal stays in use).
+ */
+int evlog_compact(struct evlog *log, const struct evlog_service *state,
+		  size_t n);
 
 /*
  * Can an agent that last saw (epoch, seq) be resumed: same epoch, and every

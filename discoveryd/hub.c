@@ -42,40 +42,94 @@ size_t hub_fanout(struct hub *h, struct event *ev)
 	return delivered;
 }
 
+/* The durable state of every service, for a compaction snapshot. */
+static void compact(struct hub *h)
+{
+	struct registry *r = &h->registry;
+	struct evlog_service *state = calloc(r->n ? r->n : 1, sizeof(*state));
+	int64_t now = mono_ms(), wall = wall_ms();
+	size_t n = 0;
+
+	if (!state)
+		return;
+	for (size_t i = 0; i < r->n; i++) {
+		const struct service *s = r->services[i];
+
+		if (!s->declared && !s->ready)
+			continue;
+		snprintf(state[n].name, sizeof(state[n].name), "%s", s->name);
+		state[n].declared = s->declared;
+		state[n].expires_wall_ms = s->declared && s->expires_ms ?
+					   wall + (s->expires_ms - now) : 0;
+		state[n].ready = s->ready;
+		n++;
+	}
+	if (evlog_compact(&h->log, state, n) != 0)
+		log_warn("compaction failed", "errno=%d", errno);
+	else
+		log_info("compacted", "events=%zu services=%zu", h->log.count, n);
+	free(state);
+}
+
 /*
- * If s's readiness is no longer what agents were last told, log and fan out
- * a readiness event. Returns 0 (nothing to say, or said), -1 when the log
- * refused the event: then nothing changed and the caller may undo its cause.
+ * Make a change durable, then deliver it: the one way an event reaches
+ * agents. ev may be NULL (a declaration alone). Returns 0, or -1 when the
+ * log refused it (nothing recorded, nothing delivered; ev untouched).
  */
-int hub_announce(struct hub *h, struct service *s, uint64_t *seq,
+int hub_publish(struct hub *h, struct event *ev, const struct evlog_decl *decl,
+		size_t *delivered)
+{
+	if (evlog_append(&h->log, ev, decl) != 0) {
+		log_error("journal append failed", "errno=%d kind=%s", errno,
+			  ev ? event_kind_name(ev->kind) : "declaration");
+		return -1;
+	}
+	if (evlog_wants_compaction(&h->log))
+		compact(h);
+	*delivered = ev ? hub_fanout(h, ev) : 0;
+	return 0;
+}
+
+/*
+ * Record decl (may be NULL) and, if s's readiness is no longer what agents
+ * were last told, a readiness event with it, in one durable record; then
+ * fan the event out. Returns 0 (done), -1 when the log refused it: then
+ * nothing changed and the caller undoes the cause.
+ */
+int hub_announce(struct hub *h, struct service *s,
+		 const struct evlog_decl *decl, uint64_t *seq,
 		 size_t *delivered)
 {
-	bool ready = service_computed_ready(s);
-	struct event *ev;
+	bool ready;
+	struct event *ev = NULL;
 	cJSON *header, *value;
-	size_t n;
+	size_t n = 0;
 
-	if (ready == s->ready)
+	/* Instances back and ready: restart grace has done its job. */
+	if (s->grace && s->ready_instances >= s->min_ready)
+		s->grace = false;
+	ready = service_computed_ready(s);
+	if (ready == s->ready && !decl)
 		return 0;
-	header = cJSON_CreateObject();
-	value = cJSON_CreateObject();
-	if (header)
+	if (ready != s->ready) {
+		header = cJSON_CreateObject();
+		value = cJSON_CreateObject();
 		cJSON_AddBoolToObject(header, "Ready", ready);
-	if (value) {
 		cJSON_AddStringToObject(value, "service", s->name);
 		cJSON_AddBoolToObject(value, "ready", ready);
+		ev = event_new(EVENT_READINESS, SCOPE_DEPENDENTS, "DataSend",
+			       header, value);
+		if (!ev)
+			return -1;
+		snprintf(ev->service, sizeof(ev->service), "%s", s->name);
 	}
-	ev = event_new(EVENT_READINESS, SCOPE_DEPENDENTS, "DataSend", header,
-		       value);
-	if (!ev || !header || !value || evlog_append(&h->log, ev) != 0) {
-		log_error("log append failed", "service=%s ready=%s", s->name,
-			  ready ? "true" : "false");
+	if (hub_publish(h, ev, decl, &n) != 0) {
 		event_unref(ev);
 		return -1;
 	}
-	snprintf(ev->service, sizeof(ev->service), "%s", s->name);
+	if (!ev)
+		return 0;
 	s->ready = ready;
-	n = hub_fanout(h, ev);
 	log_info("readiness", "service=%s ready=%s seq=%llu delivered=%zu",
 		 s->name, ready ? "true" : "false",
 		 (unsigned long long)ev->seq, n);
@@ -117,6 +171,10 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 		else if (now - l->last_ping_ms >= h->heartbeat_interval_ms)
 			link_ping(l);
 	}
+	/* The log refused an announcement (disk full?): try again, so a
+	 * readiness change is never left unsaid once the disk is back. */
+	if (h->retry_announce && !h->stopping)
+		h->retry_announce = hub_announce_all(h) != 0;
 	if (h->stopping && (h->n_links == 0 || now >= h->stop_deadline_ms))
 		h->finished = true;
 	lws_sul_schedule(h->ctx, 0, &h->tick_sul, on_tick,
@@ -128,20 +186,22 @@ static void on_tick(lws_sorted_usec_list_t *sul)
  * reload changing min_ready): announce each, then drop the unused. Works
  * from a copy, since announcing and releasing change the registry.
  */
-void hub_announce_all(struct hub *h)
+size_t hub_announce_all(struct hub *h)
 {
 	struct registry *r = &h->registry;
-	size_t n = r->n;
+	size_t n = r->n, failed = 0;
 	struct service **v = malloc((n ? n : 1) * sizeof(*v));
 
 	if (!v)
-		return;
+		return 1;
 	memcpy(v, r->services, n * sizeof(*v));
 	for (size_t i = 0; i < n; i++)
-		hub_announce(h, v[i], NULL, NULL);
+		if (hub_announce(h, v[i], NULL, NULL, NULL) != 0)
+			failed++;
 	for (size_t i = 0; i < n; i++)
 		registry_release_service(r, v[i]);
 	free(v);
+	return failed;
 }
 
 static void on_ttl(lws_sorted_usec_list_t *sul)
@@ -151,6 +211,57 @@ static void on_ttl(lws_sorted_usec_list_t *sul)
 	if (registry_expire(&h->registry, mono_ms()))
 		hub_announce_all(h);
 	hub_schedule_ttl(h);
+}
+
+/* Restart grace is over: restored readiness gives way to the instances. */
+static void on_grace(lws_sorted_usec_list_t *sul)
+{
+	struct hub *h = lws_container_of(sul, struct hub, grace_sul);
+	struct registry *r = &h->registry;
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n; i++)
+		if (r->services[i]->grace) {
+			r->services[i]->grace = false;
+			n++;
+		}
+	log_info("restart grace over", "services=%zu", n);
+	h->retry_announce = hub_announce_all(h) != 0;
+}
+
+/*
+ * Take the state the journal kept: declarations (a TTL that ran out while
+ * the daemon was down is dropped) and the last announced readiness. A
+ * service restored ready without a declaration is held ready by restart
+ * grace until its instances are back or the grace ends, so a restart never
+ * makes a gate lock up while its dependencies are in fact fine.
+ */
+static size_t restore(struct hub *h)
+{
+	int64_t now = mono_ms(), wall = wall_ms();
+	size_t held = 0;
+
+	for (size_t i = 0; i < h->log.n_restored; i++) {
+		const struct evlog_service *r = &h->log.restored[i];
+		struct service *s = registry_get(&h->registry, r->name);
+
+		if (!s)
+			break;
+		s->ready = r->ready;
+		if (r->declared && (!r->expires_wall_ms || r->expires_wall_ms > wall)) {
+			s->declared = r->declared;
+			s->expires_ms = r->expires_wall_ms ?
+					now + (r->expires_wall_ms - wall) : 0;
+		}
+		if (!s->declared && s->ready && h->restart_grace_ms > 0) {
+			s->grace = true;
+			held++;
+		}
+	}
+	free(h->log.restored);
+	h->log.restored = NULL;
+	h->log.n_restored = 0;
+	return held;
 }
 
 void hub_schedule_ttl(struct hub *h)
@@ -282,13 +393,48 @@ void hub_apply_settings(struct hub *h, const struct dconf *conf)
 	h->max_agents = (size_t)conf->max_agents;
 	h->max_message = (size_t)conf->max_message;
 	h->send_queue = (size_t)conf->send_queue;
+	h->restart_grace_ms = conf->restart_grace_ms;
+	h->accept_rate = (double)conf->accept_rate;
+	h->accept_burst = (double)conf->accept_burst;
+}
+
+/*
+ * Admission control: a token bucket of accept_rate per second, accept_burst
+ * deep. A connection beyond it is refused at once (503, Retry-After), so a
+ * thousand agents reconnecting together are spread out by their own
+ * jittered backoff instead of stalling the hub.
+ */
+bool hub_admit(struct hub *h)
+{
+	int64_t now = mono_ms();
+
+	if (h->accept_rate <= 0)
+		return true;
+	if (!h->accept_refill_ms)
+		h->accept_tokens = h->accept_burst;
+	else
+		h->accept_tokens += h->accept_rate *
+				    (double)(now - h->accept_refill_ms) / 1000.0;
+	if (h->accept_tokens > h->accept_burst)
+		h->accept_tokens = h->accept_burst;
+	h->accept_refill_ms = now;
+	if (h->accept_tokens < 1.0) {
+		if (h->accepts_refused++ % 1000 == 0)
+			log_warn("admission", "note=\"accept_rate reached, refusing\" "
+				 "refused=%llu", (unsigned long long)h->accepts_refused);
+		return false;
+	}
+	h->accept_tokens -= 1.0;
+	return true;
 }
 
 struct hub *hub_new(const struct dconf *conf, char *err, size_t errlen)
 {
 	struct lws_context_creation_info info;
 	struct hub *h = calloc(1, sizeof(*h));
+	struct evlog_recovery rec;
 	char addr[300];
+	size_t held;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
@@ -300,11 +446,20 @@ struct hub *hub_new(const struct dconf *conf, char *err, size_t errlen)
 	pthread_cond_init(&h->cv, NULL);
 	registry_init(&h->registry, 100000);
 	hub_apply_services_conf(h, conf);
-	if (evlog_init(&h->log, (size_t)conf->history) != 0) {
-		snprintf(err, errlen, "out of memory for history");
+	if (evlog_open(&h->log, (size_t)conf->history, conf->state_dir, &rec,
+		       err, errlen) != 0) {
 		hub_free(h);
 		return NULL;
 	}
+	held = restore(h);
+	log_info("journal", "state_dir=%s records=%zu events=%zu epoch=%s seq=%llu "
+		 "new_epoch=%s torn_tail=%s dropped_bytes=%zu grace_held=%zu",
+		 conf->state_dir, rec.records, rec.events, h->log.epoch,
+		 (unsigned long long)h->log.seq, rec.new_epoch ? rec.why : "no",
+		 rec.torn ? "dropped" : "no", rec.dropped_bytes, held);
+	if (rec.new_epoch && rec.records)
+		log_warn("journal damaged", "note=\"history lost: a new epoch, "
+			 "agents resume with recovered:false\"");
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
 	memset(&info, 0, sizeof(info));
@@ -360,6 +515,15 @@ static void *hub_thread(void *arg)
 	lws_sul_schedule(h->ctx, 0, &h->tick_sul, on_tick,
 			 tick_period_ms(h) * LWS_US_PER_MS);
 	hub_schedule_ttl(h);
+	for (size_t i = 0; i < h->registry.n; i++)
+		if (h->registry.services[i]->grace) {
+			lws_sul_schedule(h->ctx, 0, &h->grace_sul, on_grace,
+					 h->restart_grace_ms * LWS_US_PER_MS);
+			break;
+		}
+	/* TTLs that ran out while down, min_ready changed in the config:
+	 * tell agents what the state is now. */
+	h->retry_announce = hub_announce_all(h) != 0;
 	while (!h->finished)
 		if (lws_service(h->ctx, 0) < 0)
 			break;

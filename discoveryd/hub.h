@@ -32,6 +32,7 @@ enum hub_op {
 	HUB_SERVICE,       /* one: service */
 	HUB_AGENTS,        /* list */
 	HUB_RELOAD,        /* conf: apply what can change at run time */
+	HUB_EVENTS,        /* retained events with seq > after, at most limit */
 };
 
 struct hub_req {
@@ -44,6 +45,8 @@ struct hub_req {
 	cJSON *header;                       /* given to the hub by hub_call */
 	cJSON *value;                        /* given to the hub by hub_call */
 	const struct dconf *conf;            /* HUB_RELOAD; read during the call */
+	uint64_t after;                      /* HUB_EVENTS */
+	size_t limit;                        /* HUB_EVENTS; 0 = all */
 
 	/* The answer: an HTTP status and a malloc'd JSON body (caller frees). */
 	int status;

@@ -64,6 +64,9 @@ struct hub {
 	size_t max_agents;
 	size_t max_message;
 	size_t send_queue;
+	int64_t restart_grace_ms;
+	double accept_rate;            /* tokens per second; 0 = no limit */
+	double accept_burst;
 	char node[PROTO_INSTANCE_MAX + 1];
 
 	struct lws_context *ctx;
@@ -89,6 +92,11 @@ struct hub {
 	size_t index_size;             /* buckets, a power of two */
 	lws_sorted_usec_list_t tick_sul;
 	lws_sorted_usec_list_t ttl_sul;
+	lws_sorted_usec_list_t grace_sul;
+	bool retry_announce;           /* an announce failed: the log refused */
+	double accept_tokens;          /* admission control's bucket */
+	int64_t accept_refill_ms;
+	uint64_t accepts_refused;
 	bool stopping;                 /* shutdown under way */
 	int64_t stop_deadline_ms;
 	bool finished;                 /* leave the service loop */
@@ -112,9 +120,13 @@ static inline int64_t wall_ms(void)
 
 /* hub.c */
 size_t hub_fanout(struct hub *h, struct event *ev);
-int hub_announce(struct hub *h, struct service *s, uint64_t *seq,
+int hub_announce(struct hub *h, struct service *s,
+		 const struct evlog_decl *decl, uint64_t *seq,
 		 size_t *delivered);
-void hub_announce_all(struct hub *h);
+int hub_publish(struct hub *h, struct event *ev, const struct evlog_decl *decl,
+		size_t *delivered);
+size_t hub_announce_all(struct hub *h);
+bool hub_admit(struct hub *h);
 void hub_apply_settings(struct hub *h, const struct dconf *conf);
 void hub_schedule_ttl(struct hub *h);
 void hub_drain_requests(struct hub *h);

@@ -85,11 +85,21 @@ static void add_seq(cJSON *o, uint64_t seq)
 	cJSON_AddRawToObject(o, "seq", buf);
 }
 
+static struct evlog_decl decl_of(const struct service *s, int64_t ttl_ms)
+{
+	struct evlog_decl d = { .service = s->name, .declared = s->declared };
+
+	if (s->declared && ttl_ms)
+		d.expires_wall_ms = wall_ms() + ttl_ms;
+	return d;
+}
+
 static void run_declare(struct hub *h, struct hub_req *req)
 {
 	struct service *s;
 	enum declaration old_decl;
 	int64_t old_expires;
+	struct evlog_decl decl;
 	uint64_t seq = 0;
 	size_t delivered = 0;
 	cJSON *o;
@@ -107,7 +117,8 @@ static void run_declare(struct hub *h, struct hub_req *req)
 	old_expires = s->expires_ms;
 	s->declared = req->decl;
 	s->expires_ms = req->decl && req->ttl_ms ? mono_ms() + req->ttl_ms : 0;
-	if (hub_announce(h, s, &seq, &delivered) != 0) {
+	decl = decl_of(s, req->ttl_ms);
+	if (hub_announce(h, s, &decl, &seq, &delivered) != 0) {
 		s->declared = old_decl;
 		s->expires_ms = old_expires;
 		registry_release_service(&h->registry, s);
@@ -127,17 +138,16 @@ static void run_declare(struct hub *h, struct hub_req *req)
 	answer(req, 200, o);
 }
 
-/* Append ev, fan it out, answer {"seq","delivered"} (or 503). */
+/* Make ev (and decl) durable, fan it out; on failure answer 503. */
 static int publish(struct hub *h, struct hub_req *req, struct event *ev,
-		   size_t *delivered)
+		   const struct evlog_decl *decl, size_t *delivered)
 {
-	if (!ev || evlog_append(&h->log, ev) != 0) {
+	if (!ev || hub_publish(h, ev, decl, delivered) != 0) {
 		event_unref(ev);
 		answer_error(req, 503, "unavailable",
 			     "the event could not be made durable");
 		return -1;
 	}
-	*delivered = hub_fanout(h, ev);
 	log_info("event", "kind=%s seq=%llu delivered=%zu",
 		 event_kind_name(ev->kind), (unsigned long long)ev->seq,
 		 *delivered);
@@ -147,12 +157,14 @@ static int publish(struct hub *h, struct hub_req *req, struct event *ev,
 /*
  * NetCoreStack's CacheReady: declare `cache` ready and tell every agent,
  * whether or not its readiness changed (the original broadcasts each call).
+ * The declaration and the event are one record.
  */
 static void run_cacheready(struct hub *h, struct hub_req *req)
 {
 	struct service *s = registry_get(&h->registry, "cache");
 	enum declaration old_decl;
 	int64_t old_expires;
+	struct evlog_decl decl;
 	struct event *ev;
 	cJSON *header, *value, *o;
 	size_t delivered;
@@ -165,6 +177,7 @@ static void run_cacheready(struct hub *h, struct hub_req *req)
 	old_expires = s->expires_ms;
 	s->declared = DECL_READY;
 	s->expires_ms = 0;
+	decl = decl_of(s, 0);
 	header = cJSON_CreateObject();
 	cJSON_AddNumberToObject(header, "CacheReady", 1);
 	value = cJSON_CreateObject();
@@ -173,13 +186,14 @@ static void run_cacheready(struct hub *h, struct hub_req *req)
 	ev = event_new(EVENT_READINESS, SCOPE_ALL, "DataSend", header, value);
 	if (ev)
 		snprintf(ev->service, sizeof(ev->service), "cache");
-	if (publish(h, req, ev, &delivered) != 0) {
+	if (publish(h, req, ev, &decl, &delivered) != 0) {
 		s->declared = old_decl;
 		s->expires_ms = old_expires;
 		registry_release_service(&h->registry, s);
 		return;
 	}
 	s->ready = true;
+	s->grace = false;
 	hub_schedule_ttl(h);
 	o = cJSON_CreateObject();
 	add_seq(o, ev->seq);
@@ -208,7 +222,7 @@ static void run_send(struct hub *h, struct hub_req *req, enum event_kind kind)
 		snprintf(ev->service, sizeof(ev->service), "%s", req->service);
 		snprintf(ev->instance, sizeof(ev->instance), "%s", req->instance);
 	}
-	if (publish(h, req, ev, &delivered) != 0)
+	if (publish(h, req, ev, NULL, &delivered) != 0)
 		return;
 	o = cJSON_CreateObject();
 	add_seq(o, ev->seq);
@@ -271,6 +285,33 @@ static void run_agents(struct hub *h, struct hub_req *req)
 	answer(req, 200, o);
 }
 
+/*
+ * The retained events after `after`, oldest first, as the agents got them.
+ * "complete" says whether every event after `after` is still retained (the
+ * API's counterpart of recovered:true).
+ */
+static void run_events(struct hub *h, struct hub_req *req)
+{
+	const struct evlog *log = &h->log;
+	size_t i = evlog_find_after(log, req->after), n = 0;
+	const struct event *oldest = evlog_at(log, 0);
+	cJSON *o = cJSON_CreateObject(), *list;
+
+	cJSON_AddStringToObject(o, "epoch", log->epoch);
+	add_seq(o, log->seq);
+	cJSON_AddBoolToObject(o, "complete", req->after >= log->seq ||
+			      (oldest && oldest->seq <= req->after + 1));
+	list = cJSON_AddArrayToObject(o, "events");
+	for (; i < log->count && (!req->limit || n < req->limit); i++, n++) {
+		const struct event *ev = evlog_at(log, i);
+
+		cJSON_AddItemToArray(list, cJSON_CreateRaw(
+			(const char *)ev->frame + LWS_PRE));
+	}
+	cJSON_AddBoolToObject(o, "more", i < log->count);
+	answer(req, 200, o);
+}
+
 /* services: in the config set min_ready; a reload re-applies it. */
 void hub_apply_services_conf(struct hub *h, const struct dconf *conf)
 {
@@ -319,5 +360,6 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 	case HUB_SERVICE:    run_service(h, req); break;
 	case HUB_AGENTS:     run_agents(h, req); break;
 	case HUB_RELOAD:     run_reload(h, req); break;
+	case HUB_EVENTS:     run_events(h, req); break;
 	}
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hub_int.h"
 #include "log.h"
@@ -332,7 +333,8 @@ static void unlink_instance(struct link *l)
 	if (l->ready)
 		s->ready_instances--;
 	drop_deps(l, s);
-	hub_announce(h, s, NULL, NULL);
+	if (hub_announce(h, s, NULL, NULL, NULL) != 0)
+		h->retry_announce = true;
 	l->svc = NULL;
 	registry_release_service(&h->registry, s);
 }
@@ -471,7 +473,8 @@ static void on_status(struct link *l, const struct proto_status *st)
 		l->svc->ready_instances--;
 	log_debug("status", "service=%s instance=%s ready=%s", l->svc->name,
 		  l->instance, l->ready ? "true" : "false");
-	hub_announce(l->hub, l->svc, NULL, NULL);
+	if (hub_announce(l->hub, l->svc, NULL, NULL, NULL) != 0)
+		l->hub->retry_announce = true;
 }
 
 static void on_message(struct link *l, const char *buf, size_t len)
@@ -582,6 +585,21 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	struct hub *h;
 
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+		/* A new TCP connection, before any byte is read; user is not
+		 * ours yet. Refuse politely past the accept rate. */
+		h = lws_context_user(lws_get_context(wsi));
+		if (h && !hub_admit(h)) {
+			static const char busy[] =
+				"HTTP/1.1 503 Service Unavailable\r\n"
+				"Retry-After: 1\r\nContent-Length: 0\r\n"
+				"Connection: close\r\n\r\n";
+
+			if (write((int)(lws_intptr_t)in, busy, sizeof(busy) - 1) < 0)
+				(void)0;   /* refused either way */
+			return 1;
+		}
+		return 0;
 	case LWS_CALLBACK_ESTABLISHED:
 		return on_established(l, wsi);
 	case LWS_CALLBACK_RECEIVE:

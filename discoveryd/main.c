@@ -175,6 +175,9 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Past a file-size limit write(2) fails with EFBIG, which the journal
+	 * turns into a 503; the signal would kill us instead. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	hub = hub_new(&conf, err, sizeof(err));
 	if (!hub) {

@@ -87,7 +87,8 @@ void registry_release_service(struct registry *r, struct service *s)
 	bool found;
 	size_t i;
 
-	if (s->instances || s->dependents || s->declared || s->configured)
+	if (s->instances || s->dependents || s->declared || s->configured ||
+	    s->grace)
 		return;
 	i = search(r, s->name, &found);
 	if (!found || r->services[i] != s)
@@ -108,7 +109,7 @@ bool service_computed_ready(const struct service *s)
 	case DECL_NONE:
 		break;
 	}
-	return s->ready_instances >= s->min_ready;
+	return s->ready_instances >= s->min_ready || s->grace;
 }
 
 const char *declaration_name(enum declaration d)

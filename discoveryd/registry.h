@@ -40,6 +40,8 @@ struct service {
 	unsigned ready_instances;  /* of those, how many report ready */
 	unsigned dependents;       /* links whose depends_on names it */
 	bool ready;                /* last announced readiness */
+	bool grace;                /* restart grace: restored ready, held until
+	                              its instances are back or the grace ends */
 };
 
 struct registry {
@@ -55,10 +57,11 @@ struct service *registry_find(const struct registry *r, const char *name);
 /* Find or add (with min_ready 1); NULL when the cap is reached or no memory. */
 struct service *registry_get(struct registry *r, const char *name);
 /* Drop s if nothing refers to it any more (no instance, dependent,
- * declaration or config entry). s may be freed: do not use it afterwards. */
+ * declaration, config entry or restart grace). s may be freed: do not use it afterwards. */
 void registry_release_service(struct registry *r, struct service *s);
 
-/* The readiness s should have now: the declaration, else the instances. */
+/* The readiness s should have now: the declaration, else the instances
+ * (or, during restart grace, what the journal said). */
 bool service_computed_ready(const struct service *s);
 const char *declaration_name(enum declaration d);
 

@@ -1,0 +1,284 @@
+/*
+ * journal: the append-only, checksummed record file (see journal.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "journal.h"
+
+#define MAGIC     "DSCJRNL1"
+#define MAGIC_LEN 8
+#define HEAD_LEN  8
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint32_t checksum(const char *data, size_t len)
+{
+	return (uint32_t)crc32(0L, (const Bytef *)data, (uInt)len);
+}
+
+/* write(2) all of buf, retrying short writes. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_record(int fd, const char *json, size_t len)
+{
+	unsigned char head[HEAD_LEN];
+
+	if (len > JOURNAL_RECORD_MAX) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	put_u32(head, (uint32_t)len);
+	put_u32(head + 4, checksum(json, len));
+	if (write_all(fd, head, sizeof(head)) != 0)
+		return -1;
+	return write_all(fd, json, len);
+}
+
+static int mkdir_p(const char *dir)
+{
+	char path[4096];
+
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0750) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(path, 0750) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Read the whole file; NULL with errno on failure. */
+static char *slurp(int fd, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	size_t got = 0;
+
+	if (fstat(fd, &st) != 0)
+		return NULL;
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return NULL;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = pread(fd, buf + got, (size_t)st.st_size - got,
+				  (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	*len = got;
+	return buf;
+}
+
+/* Parse records after the magic; returns the length of the valid prefix. */
+static size_t parse_records(const char *buf, size_t len, cJSON *out,
+			    struct journal_damage *damage)
+{
+	size_t off = MAGIC_LEN;
+
+	while (off < len) {
+		uint32_t rlen, crc;
+		cJSON *rec = NULL;
+
+		if (len - off < HEAD_LEN) {
+			damage->torn = true;
+			break;
+		}
+		rlen = get_u32((const unsigned char *)buf + off);
+		crc = get_u32((const unsigned char *)buf + off + 4);
+		if (rlen > JOURNAL_RECORD_MAX) {
+			damage->corrupt = true;
+			break;
+		}
+		if (len - off - HEAD_LEN < rlen) {
+			damage->torn = true;
+			break;
+		}
+		if (checksum(buf + off + HEAD_LEN, rlen) != crc ||
+		    !(rec = cJSON_ParseWithLength(buf + off + HEAD_LEN, rlen)) ||
+		    !cJSON_IsObject(rec)) {
+			if (rec)
+				cJSON_Delete(rec);
+			damage->corrupt = true;
+			break;
+		}
+		cJSON_AddItemToArray(out, rec);
+		damage->valid_records++;
+		off += HEAD_LEN + rlen;
+	}
+	damage->dropped_bytes = len - off;
+	return off;
+}
+
+static int fail(char *err, size_t errlen, const char *what, const char *path)
+{
+	snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+	return -1;
+}
+
+int journal_open(struct journal *j, const char *state_dir, cJSON **records,
+		 struct journal_damage *damage, char *err, size_t errlen)
+{
+	size_t len = 0, valid;
+	char *buf;
+
+	memset(j, 0, sizeof(*j));
+	memset(damage, 0, sizeof(*damage));
+	j->fd = j->dir_fd = -1;
+	*records = NULL;
+	if (snprintf(j->path, sizeof(j->path), "%s/journal", state_dir) >=
+		    (int)sizeof(j->path) ||
+	    snprintf(j->tmp_path, sizeof(j->tmp_path), "%s/journal.tmp",
+		     state_dir) >= (int)sizeof(j->tmp_path)) {
+		snprintf(err, errlen, "state_dir is too long");
+		return -1;
+	}
+	if (mkdir_p(state_dir) != 0)
+		return fail(err, errlen, "cannot create", state_dir);
+	j->dir_fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->dir_fd < 0)
+		return fail(err, errlen, "cannot open", state_dir);
+	j->fd = open(j->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (j->fd < 0)
+		return fail(err, errlen, "cannot open", j->path);
+	buf = slurp(j->fd, &len);
+	if (!buf)
+		return fail(err, errlen, "cannot read", j->path);
+	*records = cJSON_CreateArray();
+	if (len < MAGIC_LEN || memcmp(buf, MAGIC, MAGIC_LEN) != 0) {
+		/* A new file, or one that never got its magic in full (a crash
+		 * on the very first write), or not ours at all. */
+		if (len > 0 && (len >= MAGIC_LEN || memcmp(buf, MAGIC, len) != 0))
+			damage->corrupt = true;
+		damage->dropped_bytes = len;
+		free(buf);
+		if (ftruncate(j->fd, 0) != 0 ||
+		    write_all(j->fd, MAGIC, MAGIC_LEN) != 0 || fsync(j->fd) != 0)
+			return fail(err, errlen, "cannot initialise", j->path);
+		j->size = MAGIC_LEN;
+		return 0;
+	}
+	valid = parse_records(buf, len, *records, damage);
+	free(buf);
+	if (valid < len && (ftruncate(j->fd, (off_t)valid) != 0 ||
+			    fsync(j->fd) != 0))
+		return fail(err, errlen, "cannot cut the damaged tail of", j->path);
+	j->size = (off_t)valid;
+	j->records = damage->valid_records;
+	return 0;
+}
+
+int journal_append(struct journal *j, const char *json, size_t len)
+{
+	int saved;
+
+	if (j->fd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	if (write_record(j->fd, json, len) == 0 && fdatasync(j->fd) == 0) {
+		j->size += (off_t)(HEAD_LEN + len);
+		j->records++;
+		return 0;
+	}
+	/* Take back whatever part of the record reached the file. */
+	saved = errno;
+	if (ftruncate(j->fd, j->size) != 0)
+		(void)0;        /* the next start drops the torn tail */
+	errno = saved;
+	return -1;
+}
+
+int journal_rewrite(struct journal *j, char *const *records, size_t n)
+{
+	int fd, saved;
+	off_t size = MAGIC_LEN;
+
+	fd = open(j->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -1;
+	if (write_all(fd, MAGIC, MAGIC_LEN) != 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(records[i]);
+
+		if (write_record(fd, records[i], len) != 0)
+			goto fail;
+		size += (off_t)(HEAD_LEN + len);
+	}
+	if (fsync(fd) != 0 || rename(j->tmp_path, j->path) != 0)
+		goto fail;
+	fsync(j->dir_fd);
+	close(j->fd);
+	/* The renamed file is the journal now; append to it from here on. */
+	if (fcntl(fd, F_SETFL, O_APPEND) != 0) {
+		close(fd);
+		j->fd = open(j->path, O_RDWR | O_APPEND | O_CLOEXEC);
+	} else {
+		j->fd = fd;
+	}
+	j->size = size;
+	j->records = n;
+	return j->fd < 0 ? -1 : 0;
+fail:
+	saved = errno;
+	close(fd);
+	unlink(j->tmp_path);
+	errno = saved;
+	return -1;
+}
+
+void journal_close(struct journal *j)
+{
+	if (j->fd >= 0)
+		close(j->fd);
+	if (j->dir_fd >= 0)
+		close(j->dir_fd);
+	j->fd = j->dir_fd = -1;
+}

@@ -1,0 +1,76 @@
+/*
+ * journal: the embedded durable store, one append-only file in state_dir.
+ *
+ *   state_dir/journal:  "DSCJRNL1" then records, each
+ *                       u32 length | u32 crc32(payload) | payload (JSON text)
+ *                       (little-endian)
+ *
+ * Every append is written and fdatasync'd before journal_append returns:
+ * the caller delivers an event or answers a write call only after that. A
+ * write that fails (disk full, I/O error, file-size limit) is cut off again
+ * with ftruncate, so the file never keeps half a record that a later append
+ * would bury; if even that fails, the next start finds a torn tail and
+ * drops it.
+ *
+ * Start-up reads records until the first one that is short (a torn tail: a
+ * crash mid-write, dropped, never fatal) or whose checksum or JSON is bad
+ * (corruption). What follows a bad record is unreadable by definition, so
+ * the valid prefix is kept and the caller is told (it then starts a new
+ * epoch). Either way the file is cut back to the valid prefix.
+ *
+ * Compaction writes a whole new file (a snapshot of the state plus the
+ * retained events) to journal.tmp, fsyncs it, renames it over journal and
+ * fsyncs the directory: a crash at any point leaves one complete file.
+ *
+ * This module knows bytes and files, not what the records mean (evlog.c).
+ */
+#ifndef DISCOVERYD_JOURNAL_H
+#define DISCOVERYD_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cJSON.h>
+
+#define JOURNAL_RECORD_MAX (64u << 20)   /* a record larger than this is corrupt */
+
+struct journal {
+	int fd;                  /* the open journal, O_APPEND; -1 when none */
+	int dir_fd;              /* state_dir, for fsync after rename */
+	char path[4096];
+	char tmp_path[4096];
+	off_t size;              /* bytes in the file */
+	size_t records;          /* records in the file */
+};
+
+/* What start-up found wrong, if anything. */
+struct journal_damage {
+	bool torn;               /* a short last record, dropped */
+	bool corrupt;            /* a bad checksum or JSON: the rest dropped */
+	size_t dropped_bytes;
+	size_t valid_records;
+};
+
+/*
+ * Open (creating state_dir and the file if needed) and read every valid
+ * record into *records, a cJSON array the caller owns (empty for a new
+ * journal). Returns 0, or -1 with a message in err when the journal cannot
+ * be opened or created at all.
+ */
+int journal_open(struct journal *j, const char *state_dir, cJSON **records,
+		 struct journal_damage *damage, char *err, size_t errlen);
+
+/* Append one record and make it durable. 0, or -1 (errno set). */
+int journal_append(struct journal *j, const char *json, size_t len);
+
+/*
+ * Replace the whole journal with these n records, atomically. 0, or -1
+ * (errno set; the old journal is untouched and still in use).
+ */
+int journal_rewrite(struct journal *j, char *const *records, size_t n);
+
+void journal_close(struct journal *j);
+
+#endif
