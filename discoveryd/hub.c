@@ -106,8 +106,11 @@ int hub_announce(struct hub *h, struct service *s,
 	size_t n = 0;
 
 	/* Instances back and ready: restart grace has done its job. */
-	if (s->grace && s->ready_instances >= s->min_ready)
+	if (s->grace && s->ready_instances >= s->min_ready) {
 		s->grace = false;
+		log_info("restart grace done", "service=%s reason=instances",
+			 s->name);
+	}
 	ready = service_computed_ready(s);
 	if (ready == s->ready && !decl)
 		return 0;

@@ -73,6 +73,7 @@ cJSON *hub_service_json(const struct hub *h, const struct service *s)
 	cJSON_AddNumberToObject(o, "instances", s->instances);
 	cJSON_AddNumberToObject(o, "ready_instances", s->ready_instances);
 	cJSON_AddNumberToObject(o, "dependents", s->dependents);
+	cJSON_AddBoolToObject(o, "restart_grace", s->grace);
 	return o;
 }
 

@@ -25,14 +25,14 @@ WAIT = float(os.environ.get("DISCOVERY_TEST_WAIT", "15"))
 class Proc:
     """A child process whose stderr lines can be waited for."""
 
-    def __init__(self, argv, name, env=None):
+    def __init__(self, argv, name, env=None, stdin=subprocess.DEVNULL):
         self.name = name
         self.lines = []
         self.cv = threading.Condition()
         wrapper = os.environ.get("DISCOVERY_TEST_WRAPPER")
         if wrapper and name == "discoveryd":
             argv = wrapper.split() + argv
-        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+        self.p = subprocess.Popen(argv, stdin=stdin,
                                   stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True,
                                   env=env, errors="replace")
@@ -81,6 +81,8 @@ class Proc:
         self.p.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=WAIT):
+        if self.p.stdin:
+            self.p.stdin.close()
         if self.p.poll() is None:
             try:
                 self.p.send_signal(signal.SIGCONT)
