@@ -33,6 +33,9 @@ struct api {
 	struct MHD_Daemon *mhd;
 	struct hub *hub;
 	atomic_size_t max_body;
+	unsigned threads, max_http;
+	char *cert, *key;             /* PEM text while https runs */
+	char *old_cert, *old_key;     /* during a reload */
 	char listen_address[300];
 };
 
@@ -556,6 +559,77 @@ static int resolve(const struct conf_addr *addr, struct sockaddr_storage *ss,
 	return 0;
 }
 
+/* Start libmicrohttpd on a new socket (sa) or on one it had (fd >= 0). */
+static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
+				    int fd)
+{
+	/* MHD_USE_ITC: a reload hands the listening socket over with
+	 * MHD_quiesce_daemon, which needs it in the thread-pool mode. */
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+			 MHD_USE_ITC;
+	struct MHD_OptionItem opts[16];
+	size_t n = 0;
+
+#define OPT(o, v, p) (opts[n++] = (struct MHD_OptionItem){ (o), (intptr_t)(v), (p) })
+	if (sa)
+		OPT(MHD_OPTION_SOCK_ADDR, 0, (void *)sa);
+	else
+		OPT(MHD_OPTION_LISTEN_SOCKET, fd, NULL);
+	OPT(MHD_OPTION_THREAD_POOL_SIZE, a->threads, NULL);
+	OPT(MHD_OPTION_CONNECTION_LIMIT, a->max_http, NULL);
+	OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, a->max_http, NULL);
+	OPT(MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL);
+	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32 * 1024, NULL);
+	OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL);
+	OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, a);
+	if (a->cert) {
+		flags |= MHD_USE_TLS;
+		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, a->cert);
+		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, a->key);
+	}
+	OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+	if (sa && sa->sa_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	/* The logger goes first so that MHD's own messages about the other
+	 * options reach our log; MHD_OPTION_ARRAY cannot carry a function
+	 * pointer with its void * argument, so it is given directly. */
+	return MHD_start_daemon(flags, 0, NULL, NULL, handler, a,
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+				MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+}
+
+/* Keep copies of the PEM text: libmicrohttpd reads it for as long as the
+ * daemon runs. */
+static int take_tls(struct api *a, const struct dconf *conf)
+{
+	char *cert = NULL, *key = NULL;
+
+	if (conf->tls_present) {
+		cert = strndup(conf->tls_cert_pem, conf->tls_cert_len);
+		key = strndup(conf->tls_key_pem, conf->tls_key_len);
+		if (!cert || !key) {
+			free(cert);
+			free(key);
+			return -1;
+		}
+	}
+	a->old_cert = a->cert;
+	a->old_key = a->key;
+	a->cert = cert;
+	a->key = key;
+	return 0;
+}
+
+static void free_pem(char **pem)
+{
+	if (*pem) {
+		explicit_bzero(*pem, strlen(*pem));
+		free(*pem);
+		*pem = NULL;
+	}
+}
+
 struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
 		      size_t errlen)
 {
@@ -565,7 +639,6 @@ struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
 	const union MHD_DaemonInfo *info;
 	struct conf_addr bound = conf->listen_http;
 	char addr[300];
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
 
 	conf_addr_format(&conf->listen_http, addr, sizeof(addr));
 	if (!a || resolve(&conf->listen_http, &ss, &sslen) != 0) {
@@ -573,23 +646,17 @@ struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
 		free(a);
 		return NULL;
 	}
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
 	a->hub = hub;
+	a->threads = (unsigned)conf->http_threads;
+	a->max_http = (unsigned)conf->max_http;
 	atomic_store(&a->max_body, (size_t)conf->max_message);
-	a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handler, a,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->http_threads,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)conf->max_http,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)conf->max_http,
-		MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-		MHD_OPTION_NOTIFY_COMPLETED, completed, a,
-		MHD_OPTION_END);
+	if (take_tls(a, conf) == 0)
+		a->mhd = start_mhd(a, (struct sockaddr *)&ss, -1);
 	if (!a->mhd) {
-		snprintf(err, errlen, "cannot listen for HTTP on %s", addr);
+		snprintf(err, errlen, "cannot listen for HTTP%s on %s",
+			 conf->tls_present ? "S" : "", addr);
+		free_pem(&a->cert);
+		free_pem(&a->key);
 		free(a);
 		return NULL;
 	}
@@ -607,15 +674,60 @@ const char *api_listen_address(const struct api *a)
 	return a->listen_address;
 }
 
+/*
+ * libmicrohttpd cannot swap certificates in place: a new daemon takes over
+ * the listening socket (MHD_quiesce_daemon hands it over), the old one
+ * finishes the requests in flight and stops. If the new certificate does
+ * not load, the old daemon's certificate serves again.
+ */
+static void reload_tls(struct api *a, const struct dconf *conf)
+{
+	struct MHD_Daemon *fresh;
+	MHD_socket fd;
+
+	if (!conf->tls_present || take_tls(a, conf) != 0)
+		return;
+	fd = MHD_quiesce_daemon(a->mhd);
+	if (fd == MHD_INVALID_SOCKET) {
+		log_warn("reload", "note=\"https kept its old certificate\"");
+		free_pem(&a->cert);
+		free_pem(&a->key);
+		a->cert = a->old_cert;
+		a->key = a->old_key;
+		return;
+	}
+	fresh = start_mhd(a, NULL, fd);
+	if (!fresh) {
+		log_error("reload", "note=\"the new certificate does not load; "
+			  "https keeps the old one\"");
+		free_pem(&a->cert);
+		free_pem(&a->key);
+		a->cert = a->old_cert;
+		a->key = a->old_key;
+		a->old_cert = a->old_key = NULL;
+		fresh = start_mhd(a, NULL, fd);
+	}
+	MHD_stop_daemon(a->mhd);
+	a->mhd = fresh;
+	free_pem(&a->old_cert);
+	free_pem(&a->old_key);
+	if (!fresh)
+		log_error("reload", "note=\"the HTTP API stopped listening\"");
+}
+
 void api_reload(struct api *a, const struct dconf *conf)
 {
 	atomic_store(&a->max_body, (size_t)conf->max_message);
+	reload_tls(a, conf);
 }
 
 void api_stop(struct api *a)
 {
 	if (!a)
 		return;
-	MHD_stop_daemon(a->mhd);
+	if (a->mhd)
+		MHD_stop_daemon(a->mhd);
+	free_pem(&a->cert);
+	free_pem(&a->key);
 	free(a);
 }

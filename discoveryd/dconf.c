@@ -2,8 +2,10 @@
  * dconf: discoveryd's config table. One row per key, as conf.h describes;
  * the reference file conf/discoveryd.yaml documents every key for users.
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #define KIB (INT64_C(1) << 10)
 #define MIB (INT64_C(1) << 20)
 #define HOUR_MS (INT64_C(3600) * 1000)
+#define PEM_MAX (256 * 1024)
 
 static const struct conf_key listen_keys[] = {
 	{ .name = "http", .type = CONF_ADDR, .offset = F(listen_http),
@@ -40,8 +43,10 @@ static const struct conf_key auth_keys[] = {
 };
 
 static const struct conf_key tls_keys[] = {
-	{ .name = "cert", .type = CONF_STRING, .offset = F(tls_cert) },
-	{ .name = "key", .type = CONF_STRING, .offset = F(tls_key) },
+	{ .name = "cert", .type = CONF_STRING, .offset = F(tls_cert),
+	  .flags = CONF_REQUIRED },
+	{ .name = "key", .type = CONF_STRING, .offset = F(tls_key),
+	  .flags = CONF_REQUIRED },
 	{ .name = NULL },
 };
 
@@ -110,6 +115,37 @@ static const struct conf_key dconf_keys[] = {
 };
 
 /*
+ * Read a PEM file whole (the same bytes feed lws and libmicrohttpd, and a
+ * reload reads them again). Capped: a certificate chain is kilobytes.
+ */
+static int read_pem(const char *path, const char *key, const char *file,
+		    char **out, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(file, "r");
+	char *buf;
+	size_t n;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s: cannot read %s: %s", path, key,
+			 file, strerror(errno));
+		return -1;
+	}
+	buf = malloc(PEM_MAX + 1);
+	n = buf ? fread(buf, 1, PEM_MAX + 1, f) : 0;
+	fclose(f);
+	if (!buf || n == 0 || n > PEM_MAX || !strstr(buf, "-----BEGIN ")) {
+		free(buf);
+		snprintf(err, errlen, "%s: %s: %s is not a PEM file of at most "
+			 "%d bytes", path, key, file, PEM_MAX);
+		return -1;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/*
  * Checks across keys, and features whose keys the contract reserves but this
  * build does not implement yet: refusing them is safer than running without
  * the auth or TLS the operator asked for.
@@ -127,12 +163,17 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 			 path);
 		return -1;
 	}
-	if (c->auth_present || c->tls_present || c->cluster_present) {
+	if (c->auth_present || c->cluster_present) {
 		snprintf(err, errlen, "%s: '%s' is not supported by this version yet",
-			 path, c->auth_present ? "auth" :
-			 c->tls_present ? "tls" : "cluster");
+			 path, c->auth_present ? "auth" : "cluster");
 		return -1;
 	}
+	if (c->tls_present &&
+	    (read_pem(path, "tls.cert", c->tls_cert, &c->tls_cert_pem,
+		      &c->tls_cert_len, err, errlen) != 0 ||
+	     read_pem(path, "tls.key", c->tls_key, &c->tls_key_pem,
+		      &c->tls_key_len, err, errlen) != 0))
+		return -1;
 	if (!c->node) {
 		char host[256];
 
@@ -157,6 +198,11 @@ int dconf_load(const char *path, struct dconf *c, char *err, size_t errlen)
 void dconf_release(struct dconf *c)
 {
 	conf_free(dconf_keys, c);
+	free(c->tls_cert_pem);
+	if (c->tls_key_pem)
+		explicit_bzero(c->tls_key_pem, c->tls_key_len);
+	free(c->tls_key_pem);
+	c->tls_cert_pem = c->tls_key_pem = NULL;
 }
 
 int64_t dconf_min_ready(const struct dconf *c, const char *service)

@@ -34,8 +34,12 @@ struct dconf {
 	bool auth_present;
 	char *auth_secret_file;
 	bool tls_present;
-	char *tls_cert;
+	char *tls_cert;              /* PEM file paths */
 	char *tls_key;
+	char *tls_cert_pem;          /* their contents, read at load */
+	size_t tls_cert_len;
+	char *tls_key_pem;
+	size_t tls_key_len;
 	bool cluster_present;
 	char *cluster_redis;
 	char *cluster_node;

@@ -476,6 +476,12 @@ struct hub *hub_new(const struct dconf *conf, char *err, size_t errlen)
 	info.count_threads = 1;
 	info.timeout_secs = 10;
 	info.pt_serv_buf_size = 16 * 1024;
+	if (conf->tls_present) {
+		/* wss://, from the same PEM files as the HTTP API's https. */
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = conf->tls_cert;
+		info.ssl_private_key_filepath = conf->tls_key;
+	}
 	if (strchr(conf->listen_agents.host, ':'))
 		info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
 	h->ctx = lws_create_context(&info);

@@ -340,6 +340,12 @@ static void run_reload(struct hub *h, struct hub_req *req)
 	hub_apply_settings(h, conf);
 	hub_apply_services_conf(h, conf);
 	hub_announce_all(h);        /* min_ready may have moved */
+	/* New links get the certificate as the files hold it now. */
+	if (conf->tls_present &&
+	    lws_tls_cert_updated(h->ctx, conf->tls_cert, conf->tls_key,
+				 conf->tls_cert_pem, conf->tls_cert_len,
+				 conf->tls_key_pem, conf->tls_key_len) != 0)
+		log_warn("reload", "note=\"agent listener kept its old certificate\"");
 	answer(req, 200, cJSON_CreateObject());
 }
 

@@ -93,6 +93,8 @@ static void note_restart_needed(const struct dconf *old, const struct dconf *now
 		log_warn("reload", "key=limits.max_http/http_threads note=\"needs a restart\"");
 	if (strcmp(old->node, now->node) != 0)
 		log_warn("reload", "key=node note=\"needs a restart\"");
+	if (old->tls_present != now->tls_present)
+		log_warn("reload", "key=tls note=\"turning TLS on or off needs a restart\"");
 }
 
 static void reload(const struct options *o, struct dconf *conf,

@@ -109,8 +109,14 @@ class Discoveryd(Proc):
     """discoveryd on free ports with a generated config."""
 
     def __init__(self, tmp, extra="", http_port=0, agents_port=0,
-                 heartbeat="  interval: 500ms\n  timeout: 1500ms\n"):
+                 heartbeat="  interval: 500ms\n  timeout: 1500ms\n",
+                 tls=None):
+        """tls: {"cert": path, "key": path, "ca": path} for https/wss."""
         self.tmp = tmp
+        self.tls = tls
+        if tls:
+            extra += "tls:\n  cert: %s\n  key: %s\n" % (tls["cert"],
+                                                       tls["key"])
         self.config = write(os.path.join(str(tmp), "discoveryd.yaml"),
                             "listen:\n  http: 127.0.0.1:%d\n"
                             "  agents: 127.0.0.1:%d\n"
@@ -126,8 +132,13 @@ class Discoveryd(Proc):
         self.wait_line(r"msg=ready")
         self.http_addr = http.group(1)
         self.agents_addr = agents.group(1)
-        self.base = "http://" + self.http_addr
-        self.ws_url = "ws://" + self.agents_addr + "/"
+        scheme = "s" if tls else ""
+        self.base = "http%s://%s" % (scheme, self.http_addr)
+        self.ws_url = "ws%s://%s/" % (scheme, self.agents_addr)
+        self.ssl = None
+        if tls:
+            import ssl
+            self.ssl = ssl.create_default_context(cafile=tls["ca"])
 
     def call(self, method, path, body=None, raw=None, headers=None):
         """One HTTP call: (status, parsed JSON body or None)."""
@@ -136,7 +147,8 @@ class Discoveryd(Proc):
         req = urllib.request.Request(self.base + path, data=data,
                                      method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=WAIT) as r:
+            with urllib.request.urlopen(req, timeout=WAIT,
+                                        context=self.ssl) as r:
                 status, text = r.status, r.read()
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read()
