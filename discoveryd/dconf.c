@@ -42,6 +42,19 @@ static const struct conf_key auth_keys[] = {
 	{ .name = NULL },
 };
 
+/* "auth: none" instead of the section: no tokens, and the operator says so. */
+static int parse_auth_word(const char *s, void *field, char *err,
+			   size_t errlen)
+{
+	if (strcmp(s, "none") != 0) {
+		snprintf(err, errlen,
+			 "must be a mapping (secret_file: ...) or the word none");
+		return -1;
+	}
+	*(bool *)field = true;
+	return 0;
+}
+
 static const struct conf_key tls_keys[] = {
 	{ .name = "cert", .type = CONF_STRING, .offset = F(tls_cert),
 	  .flags = CONF_REQUIRED },
@@ -101,7 +114,8 @@ static const struct conf_key dconf_keys[] = {
 	{ .name = "restart_grace", .type = CONF_DURATION, .offset = F(restart_grace_ms),
 	  .min = 0, .max = 24 * HOUR_MS, .def = "30s" },
 	{ .name = "auth", .type = CONF_SECTION, .sub = auth_keys,
-	  .present = F(auth_present) },
+	  .present = F(auth_present), .offset = F(auth_none),
+	  .parse = parse_auth_word },
 	{ .name = "tls", .type = CONF_SECTION, .sub = tls_keys,
 	  .present = F(tls_present) },
 	{ .name = "cluster", .type = CONF_SECTION, .sub = cluster_keys,
@@ -113,6 +127,12 @@ static const struct conf_key dconf_keys[] = {
 	  .present = CONF_NO_FIELD },
 	{ .name = NULL },
 };
+
+static bool loopback(const struct conf_addr *a)
+{
+	return strncmp(a->host, "127.", 4) == 0 || strcmp(a->host, "::1") == 0 ||
+	       strcmp(a->host, "localhost") == 0;
+}
 
 /*
  * Read a PEM file whole (the same bytes feed lws and libmicrohttpd, and a
@@ -166,6 +186,15 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 	if (c->auth_present || c->cluster_present) {
 		snprintf(err, errlen, "%s: '%s' is not supported by this version yet",
 			 path, c->auth_present ? "auth" : "cluster");
+		return -1;
+	}
+	if (!c->auth_present && !c->auth_none &&
+	    (!loopback(&c->listen_http) || !loopback(&c->listen_agents))) {
+		snprintf(err, errlen, "%s: listen.%s is not a loopback address "
+			 "and no auth is configured: anyone who can reach it could "
+			 "lock every gate; set auth.secret_file, or write "
+			 "'auth: none' to accept that", path,
+			 loopback(&c->listen_http) ? "agents" : "http");
 		return -1;
 	}
 	if (c->tls_present &&

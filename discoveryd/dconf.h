@@ -32,6 +32,7 @@ struct dconf {
 	int64_t restart_grace_ms;
 
 	bool auth_present;
+	bool auth_none;              /* "auth: none": open on purpose */
 	char *auth_secret_file;
 	bool tls_present;
 	char *tls_cert;              /* PEM file paths */

@@ -203,6 +203,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("listening", "listener=http addr=%s", api_listen_address(api));
+	if (!conf.auth_present)
+		log_warn("no auth", "mode=%s note=\"anyone who can reach the "
+			 "listeners can change readiness\"",
+			 conf.auth_none ? "none" : "loopback-only");
 	log_info("ready", "version=%s node=%s history=%lld", DISCOVERY_VERSION,
 		 conf.node, (long long)conf.history);
 	/* Under systemd (Type=notify): only now, with both listeners bound. */

@@ -287,6 +287,17 @@ static int load_section(struct loader *ld, const struct conf_key *row,
 	char sub_path[256];
 
 	join_path(sub_path, sizeof(sub_path), path, row->name);
+	/* A section that also takes one word instead of a mapping (say,
+	 * "auth: none") hands that word to its parse function. */
+	if (row->parse && value->type == YAML_SCALAR_NODE && !is_null(value)) {
+		const char *s = text_of(value);
+
+		if (!s)
+			return fail(ld, at(value), "'%s' contains a NUL byte",
+				    row->name);
+		return store_custom(ld, row, (char *)base + row->offset, s,
+				    value);
+	}
 	if (row->present != CONF_NO_FIELD)
 		*(bool *)((char *)base + row->present) = true;
 	if (is_null(value))

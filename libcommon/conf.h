@@ -33,6 +33,9 @@
  *                  are relative to the same target struct as the parent's. If
  *                  `present` is not CONF_NO_FIELD, a bool there is set when the
  *                  section appears in the file (e.g. "auth:" absent = no auth).
+ *                  If `parse` is set, a plain scalar is accepted instead of
+ *                  the mapping and handed to parse with the field at
+ *                  `offset` (e.g. "auth: none"); `present` is then not set.
  *   CONF_MAP       struct conf_map     a mapping of user-chosen names to items;
  *                  each item is a mapping read with the `sub` table into a
  *                  zeroed block of `item_size` bytes (offsets relative to the

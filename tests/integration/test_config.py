@@ -50,8 +50,8 @@ def test_cross_key_checks(tmp_path):
 
 
 def test_unsupported_sections_refused(tmp_path):
-    rc, out, _ = check(tmp_path, "auth:\n  secret_file: /x\n")
-    assert rc != 0 and "auth" in out
+    rc, out, _ = check(tmp_path, "cluster:\n  redis: redis://x\n")
+    assert rc != 0 and "cluster" in out
 
 
 def test_missing_file(tmp_path):
@@ -67,3 +67,14 @@ def test_bad_flag():
     assert r.returncode == 2
     r = subprocess.run([DAEMON, "-V"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("discoveryd ")
+
+
+def test_open_listener_needs_auth_or_auth_none(tmp_path):
+    rc, out, path = check(tmp_path, "listen:\n  agents: 0.0.0.0:0\n")
+    assert rc != 0 and "listen.agents" in out and "auth: none" in out
+    rc, out, _ = check(tmp_path, "listen:\n  http: :0\n")
+    assert rc != 0 and "listen.http" in out
+    rc, out, _ = check(tmp_path, "listen:\n  http: 0.0.0.0:0\nauth: none\n")
+    assert rc == 0, out
+    rc, out, path = check(tmp_path, "auth: sometimes\n")
+    assert rc != 0 and out.startswith(path + ":1:7:")

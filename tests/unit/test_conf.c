@@ -575,6 +575,62 @@ static void test_bools(void **state)
 
 /* ---- sections, maps, lists --------------------------------------------- */
 
+/* A section that also takes one word: "auth: none" or "auth: {...}". */
+struct wordcfg {
+	bool present;
+	bool none;
+	char *file;
+};
+
+static int parse_none(const char *s, void *field, char *err, size_t errlen)
+{
+	if (strcmp(s, "none") != 0) {
+		snprintf(err, errlen, "must be a mapping or none");
+		return -1;
+	}
+	*(bool *)field = true;
+	return 0;
+}
+
+static const struct conf_key word_sub[] = {
+	{ .name = "file", .type = CONF_STRING,
+	  .offset = offsetof(struct wordcfg, file) },
+	{ .name = NULL },
+};
+
+static const struct conf_key word_keys[] = {
+	{ .name = "auth", .type = CONF_SECTION, .sub = word_sub,
+	  .present = offsetof(struct wordcfg, present),
+	  .offset = offsetof(struct wordcfg, none), .parse = parse_none },
+	{ .name = NULL },
+};
+
+static void test_section_or_word(void **state)
+{
+	struct wordcfg c;
+	char err[ERRLEN];
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conf_load_string("auth: none\n", 11, "w.yaml",
+					  word_keys, &c, err, sizeof(err)), 0);
+	assert_true(c.none);
+	assert_false(c.present);
+	conf_free(word_keys, &c);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conf_load_string("auth: {file: x}\n", 16, "w.yaml",
+					  word_keys, &c, err, sizeof(err)), 0);
+	assert_true(c.present);
+	assert_false(c.none);
+	assert_string_equal(c.file, "x");
+	conf_free(word_keys, &c);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conf_load_string("auth: maybe\n", 12, "w.yaml",
+					  word_keys, &c, err, sizeof(err)), -1);
+	assert_string_equal(err, "w.yaml:1:7: 'auth': must be a mapping or none");
+	conf_free(word_keys, &c);
+}
+
 static void test_section_present(void **state)
 {
 	struct cfg c = { 0 };
@@ -980,6 +1036,7 @@ int main(void)
 		cmocka_unit_test(test_bound_edges_accepted),
 		cmocka_unit_test(test_bools),
 		cmocka_unit_test(test_section_present),
+		cmocka_unit_test(test_section_or_word),
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_map_errors),
 		cmocka_unit_test(test_many_map_items),
