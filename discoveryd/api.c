@@ -33,7 +33,7 @@ struct api {
 	struct MHD_Daemon *mhd;
 	struct hub *hub;
 	atomic_size_t max_body;
-	unsigned threads, max_http;
+	unsigned threads, max_http, max_http_per_ip;
 	char *cert, *key;             /* PEM text while https runs */
 	char *old_cert, *old_key;     /* during a reload */
 	char listen_address[300];
@@ -577,7 +577,7 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 		OPT(MHD_OPTION_LISTEN_SOCKET, fd, NULL);
 	OPT(MHD_OPTION_THREAD_POOL_SIZE, a->threads, NULL);
 	OPT(MHD_OPTION_CONNECTION_LIMIT, a->max_http, NULL);
-	OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, a->max_http, NULL);
+	OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, a->max_http_per_ip, NULL);
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32 * 1024, NULL);
 	OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL);
@@ -649,6 +649,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
 	a->hub = hub;
 	a->threads = (unsigned)conf->http_threads;
 	a->max_http = (unsigned)conf->max_http;
+	a->max_http_per_ip = (unsigned)conf->max_http_per_ip;
 	atomic_store(&a->max_body, (size_t)conf->max_message);
 	if (take_tls(a, conf) == 0)
 		a->mhd = start_mhd(a, (struct sockaddr *)&ss, -1);

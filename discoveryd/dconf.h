@@ -48,9 +48,11 @@ struct dconf {
 	struct conf_map services;    /* items: struct dconf_service */
 
 	int64_t max_agents;
+	int64_t max_agents_per_ip;   /* 0 = no limit */
 	int64_t max_message;
 	int64_t send_queue;
 	int64_t max_http;            /* concurrent HTTP connections */
+	int64_t max_http_per_ip;
 	int64_t accept_rate;         /* agent connections per second, 0 = any */
 	int64_t accept_burst;
 	int64_t http_threads;

@@ -394,6 +394,7 @@ void hub_apply_settings(struct hub *h, const struct dconf *conf)
 	h->heartbeat_timeout_ms = conf->heartbeat_timeout_ms;
 	h->hello_timeout_ms = conf->hello_timeout_ms;
 	h->max_agents = (size_t)conf->max_agents;
+	h->max_agents_per_ip = (size_t)conf->max_agents_per_ip;
 	h->max_message = (size_t)conf->max_message;
 	h->send_queue = (size_t)conf->send_queue;
 	h->restart_grace_ms = conf->restart_grace_ms;
@@ -579,6 +580,7 @@ void hub_free(struct hub *h)
 		lws_context_destroy(h->ctx);
 	free(h->links);
 	free(h->index);
+	peers_release(h);
 	evlog_release(&h->log);
 	registry_release(&h->registry);
 	pthread_mutex_destroy(&h->mu);

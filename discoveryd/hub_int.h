@@ -21,6 +21,12 @@ enum link_state {
 	LINK_CLOSING,       /* a close is on its way; deliver nothing more */
 };
 
+/* Links from one source address (open addressing in hub->peers). */
+struct peer_count {
+	char peer[64];                 /* "" = empty slot */
+	unsigned links;
+};
+
 /* One agent link; the lws per-session data (lws allocates and frees it). */
 struct link {
 	struct lws *wsi;
@@ -28,6 +34,7 @@ struct link {
 	size_t index;                  /* in hub->links */
 	enum link_state state;
 	char peer[64];
+	bool peer_counted;             /* in hub->peers */
 	int64_t connected_ms;          /* monotonic */
 	int64_t connected_wall_ms;     /* for the agents list */
 	int64_t last_rx_ms;            /* any frame, pongs included */
@@ -62,6 +69,7 @@ struct hub {
 	int64_t heartbeat_timeout_ms;
 	int64_t hello_timeout_ms;
 	size_t max_agents;
+	size_t max_agents_per_ip;      /* 0 = no limit */
 	size_t max_message;
 	size_t send_queue;
 	int64_t restart_grace_ms;
@@ -88,6 +96,9 @@ struct hub {
 	struct link **links;
 	size_t n_links, cap_links;
 	size_t n_instances;            /* links past hello */
+	struct peer_count *peers;      /* links per source address */
+	size_t peers_size;             /* slots, a power of two */
+	size_t peers_used;
 	struct link **index;           /* instances by service and id */
 	size_t index_size;             /* buckets, a power of two */
 	lws_sorted_usec_list_t tick_sul;
@@ -130,6 +141,11 @@ bool hub_admit(struct hub *h);
 void hub_apply_settings(struct hub *h, const struct dconf *conf);
 void hub_schedule_ttl(struct hub *h);
 void hub_drain_requests(struct hub *h);
+
+/* peers.c: links per source address, for limits.max_agents_per_ip */
+unsigned peers_add(struct hub *h, const char *peer);   /* the new count */
+void peers_remove(struct hub *h, const char *peer);
+void peers_release(struct hub *h);
 
 /* link.c */
 extern const struct lws_protocols link_protocols[];

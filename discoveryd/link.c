@@ -545,6 +545,7 @@ static void on_receive(struct link *l, const char *in, size_t len)
 static int on_established(struct link *l, struct lws *wsi)
 {
 	struct hub *h = lws_context_user(lws_get_context(wsi));
+	unsigned n;
 
 	memset(l, 0, sizeof(*l));
 	l->wsi = wsi;
@@ -555,10 +556,14 @@ static int on_established(struct link *l, struct lws *wsi)
 	lws_get_peer_simple(wsi, l->peer, sizeof(l->peer));
 	if (links_add(h, l) != 0)
 		return -1;
+	n = peers_add(h, l->peer);
+	l->peer_counted = n > 0;
 	if (h->stopping)
 		link_close(l, 1001, "daemon stopping");
 	else if (h->n_links > h->max_agents)
 		link_close(l, 1013, "max_agents reached");
+	else if (h->max_agents_per_ip && n > h->max_agents_per_ip)
+		link_close(l, 1013, "max_agents_per_ip reached");
 	return 0;
 }
 
@@ -573,6 +578,8 @@ static void on_closed(struct link *l)
 	unlink_instance(l);
 	queue_clear(l);
 	links_remove(l->hub, l);
+	if (l->peer_counted)
+		peers_remove(l->hub, l->peer);
 	cJSON_Delete(l->meta);
 	free(l->rx);
 	l->hub = NULL;

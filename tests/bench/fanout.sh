@@ -62,7 +62,7 @@ start_daemon() {
 	cat >"$dir/discoveryd.yaml" <<-EOF
 	listen: { http: 127.0.0.1:0, agents: 127.0.0.1:0 }
 	state_dir: $dir/state
-	limits: { max_agents: 100000 }
+	limits: { max_agents: 100000, max_agents_per_ip: 0, accept_rate: 0 }
 	EOF
 	mkfifo "$dir/log.fifo"
 	"$DAEMON" -c "$dir/discoveryd.yaml" 2>"$dir/log.fifo" &

@@ -129,3 +129,16 @@ def test_chunked_body_over_cap(daemon):
     reply = s.recv(4096)
     s.close()
     assert reply.startswith(b"HTTP/1.1 413")
+
+
+def test_header_caps(daemon):
+    """Headers are capped at 32 KiB per request: one huge header, or
+    thousands of small ones, get 431 and the daemon carries on."""
+    host, port = daemon.http_addr.rsplit(":", 1)
+    for headers in (b"X-Big: " + b"a" * 40000 + b"\r\n",
+                    b"".join(b"X-H%d: v\r\n" % i for i in range(3000))):
+        s = socket.create_connection((host, int(port)), timeout=WAIT)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 431")
+        s.close()
+    assert daemon.call("GET", "/healthz")[0] == 200

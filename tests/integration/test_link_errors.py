@@ -92,6 +92,37 @@ def test_max_agents(tmp_path):
         assert d.stop() == 0
 
 
+def test_per_ip_limits(tmp_path):
+    d = Discoveryd(tmp_path, extra="limits:\n  max_agents_per_ip: 2\n"
+                                   "  max_http_per_ip: 2\n")
+    try:
+        async def scenario():
+            a = await websockets.connect(d.ws_url, subprotocols=SUB)
+            b = await websockets.connect(d.ws_url, subprotocols=SUB)
+            c = await websockets.connect(d.ws_url, subprotocols=SUB)
+            await c.wait_closed()
+            assert (c.close_code, c.close_reason) == \
+                (1013, "max_agents_per_ip reached")
+            await a.close()
+            # A slot is free again.
+            e = await websockets.connect(d.ws_url, subprotocols=SUB)
+            await e.send(HELLO)
+            assert json.loads(await e.recv())["type"] == "welcome"
+            await b.close()
+            await e.close()
+        ws_run(scenario())
+        host, port = d.http_addr.rsplit(":", 1)
+        held = [socket.create_connection((host, int(port)), WAIT)
+                for _ in range(2)]
+        third = socket.create_connection((host, int(port)), WAIT)
+        third.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert third.recv(100) == b""            # refused: closed at once
+        for s in held + [third]:
+            s.close()
+    finally:
+        assert d.stop() == 0
+
+
 def test_frozen_peer_dropped(daemon):
     """A peer that never answers pings is dropped within the timeout."""
     host, port = daemon.agents_addr.rsplit(":", 1)

@@ -14,7 +14,8 @@ from harness import Discoveryd, WAIT
 
 AGENTS = 2000
 SUB = ["discovery.v1"]
-LIMITS = "limits:\n  accept_rate: 1000\n  accept_burst: 200\n"
+LIMITS = ("limits:\n  accept_rate: 1000\n  accept_burst: 200\n"
+          "  max_agents_per_ip: 0\n")
 
 
 class Storm:
