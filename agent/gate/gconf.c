@@ -1,0 +1,278 @@
+/*
+ * gconf: the gate's keys, one table for libcommon's conf loader (see
+ * gconf.h), plus the one bridge to libagent's loader: SPEC §7 names the
+ * dependencies `requires:`, which libagent knows as `depends_on:`.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "gconf.h"
+
+#define F(field) offsetof(struct gconf, field)
+#define FILE_MAX (4 * 1024 * 1024) /* a config file larger than this is refused */
+
+const char *const gconf_keys[] = {
+	"listen", "upstream", "requires", "locked_status", "retry_after",
+	"pass", "latch", "loading_page", "timeouts", "limits",
+	"trust_forwarded", "log_level", NULL,
+};
+
+static const char *const level_choices[] = { "error", "warn", "info",
+					     "debug", NULL };
+
+static const struct conf_key timeout_keys[] = {
+	{ .name = "connect", .type = CONF_DURATION, .offset = F(connect_timeout_ms),
+	  .min = 1, .max = 600000, .def = "5s",
+	  .help = "connecting to the upstream; then 502" },
+	{ .name = "upstream", .type = CONF_DURATION,
+	  .offset = F(upstream_timeout_ms), .min = 1, .max = 86400000,
+	  .def = "60s", .help = "waiting for the response head; then 504" },
+	{ .name = "drain", .type = CONF_DURATION, .offset = F(drain_timeout_ms),
+	  .min = 0, .max = 3600000, .def = "10s",
+	  .help = "SIGTERM: requests in flight get this long" },
+	{ .name = "idle", .type = CONF_DURATION, .offset = F(idle_timeout_ms),
+	  .min = 1000, .max = 3600000, .def = "60s",
+	  .help = "an idle keep-alive client connection is closed" },
+	{ .name = NULL },
+};
+
+static const struct conf_key limit_keys[] = {
+	{ .name = "connections", .type = CONF_INT, .offset = F(max_connections),
+	  .min = 1, .max = 1000000, .def = "1024",
+	  .help = "client connections at once" },
+	{ .name = "threads", .type = CONF_INT, .offset = F(threads), .min = 0,
+	  .max = 256, .def = "0", .help = "HTTP and upstream threads; 0 = cores" },
+	{ .name = "upstream_idle", .type = CONF_INT, .offset = F(upstream_idle),
+	  .min = 0, .max = 100000, .def = "64",
+	  .help = "idle upstream connections kept per thread" },
+	{ .name = "buffer", .type = CONF_SIZE, .offset = F(buffer),
+	  .min = 32 * 1024, .max = 64 * 1024 * 1024, .def = "128KiB",
+	  .help = "body bytes held per request and direction" },
+	{ .name = NULL },
+};
+
+static const struct conf_key gate_keys[] = {
+	{ .name = "listen", .type = CONF_ADDR, .offset = F(listen),
+	  .def = "127.0.0.1:8080", .help = "where clients connect" },
+	{ .name = "upstream", .type = CONF_STRING, .offset = F(upstream),
+	  .flags = CONF_REQUIRED, .help = "the app: http://host:port[/prefix]" },
+	{ .name = "requires", .type = CONF_STRLIST, .offset = F(requires),
+	  .max = AGENT_DEPENDS_MAX, .help = "services the app waits for" },
+	{ .name = "locked_status", .type = CONF_INT, .offset = F(locked_status),
+	  .min = 423, .max = 503, .def = "423", .help = "423 or 503" },
+	{ .name = "retry_after", .type = CONF_DURATION,
+	  .offset = F(retry_after_ms), .min = 0, .max = 86400000, .def = "5s",
+	  .help = "Retry-After of locked answers" },
+	{ .name = "pass", .type = CONF_STRLIST, .offset = F(pass), .max = 256,
+	  .help = "path prefixes always proxied" },
+	{ .name = "latch", .type = CONF_BOOL, .offset = F(latch), .def = "false",
+	  .help = "once open, stay open" },
+	{ .name = "loading_page", .type = CONF_STRING, .offset = F(loading_page),
+	  .help = "an HTML file for browsers while locked" },
+	{ .name = "timeouts", .type = CONF_SECTION, .sub = timeout_keys,
+	  .present = CONF_NO_FIELD, .help = "proxy timeouts" },
+	{ .name = "limits", .type = CONF_SECTION, .sub = limit_keys,
+	  .present = CONF_NO_FIELD, .help = "proxy limits" },
+	{ .name = "trust_forwarded", .type = CONF_BOOL,
+	  .offset = F(trust_forwarded), .def = "false",
+	  .help = "extend the client's X-Forwarded-* instead of replacing" },
+	{ .name = "log_level", .type = CONF_ENUM, .offset = F(log_level),
+	  .def = "info", .choices = level_choices,
+	  .help = "error, warn, info or debug (SIGHUP reloads it)" },
+	{ .name = NULL },
+};
+
+#define N_GATE_KEYS (sizeof(gate_keys) / sizeof(gate_keys[0]) - 1)
+
+static int check(const char *path, struct gconf *c, char *err, size_t errlen)
+{
+	if (c->locked_status != 423 && c->locked_status != 503) {
+		snprintf(err, errlen, "%s: locked_status: need 423 or 503", path);
+		return -1;
+	}
+	if (strncmp(c->upstream, "http://", 7) || !c->upstream[7]) {
+		snprintf(err, errlen,
+			 "%s: upstream: need http://host[:port][/prefix]", path);
+		return -1;
+	}
+	/* The raw request target is appended to the upstream URL. */
+	for (size_t n = strlen(c->upstream); n > 7 && c->upstream[n - 1] == '/';)
+		c->upstream[--n] = '\0';
+	for (size_t i = 0; i < c->pass.n; i++)
+		if (c->pass.v[i][0] != '/') {
+			snprintf(err, errlen, "%s: pass: \"%s\" must start with /",
+				 path, c->pass.v[i]);
+			return -1;
+		}
+	if (c->loading_page && access(c->loading_page, R_OK)) {
+		snprintf(err, errlen, "%s: loading_page: cannot read %s", path,
+			 c->loading_page);
+		return -1;
+	}
+	return 0;
+}
+
+int gconf_load(const char *path, struct gconf *c, char *err, size_t errlen)
+{
+	const char *const *agent_keys = agent_conf_keys();
+	struct conf_key table[N_GATE_KEYS + 33];
+	size_t n = N_GATE_KEYS;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	memcpy(table, gate_keys, n * sizeof(table[0]));
+	for (size_t i = 0; agent_keys[i]; i++) {
+		if (n + 1 >= sizeof(table) / sizeof(table[0])) {
+			snprintf(err, errlen, "%s: too many agent keys", path);
+			return -1;
+		}
+		memset(&table[n], 0, sizeof(table[n]));
+		table[n].name = agent_keys[i];
+		table[n].type = CONF_IGNORE;
+		n++;
+	}
+	memset(&table[n], 0, sizeof(table[n]));
+	rc = conf_load_file(path, table, c, err, errlen);
+	if (!rc)
+		rc = check(path, c, err, errlen);
+	c->requires_set = c->requires.n > 0;
+	if (rc) {
+		gconf_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+void gconf_free(struct gconf *c)
+{
+	conf_free(gate_keys, c);
+	memset(c, 0, sizeof(*c));
+}
+
+/* ---- `requires:` for libagent ------------------------------------------ */
+
+/* Where the top-level key `name` starts and ends in text; -1 if absent. */
+static int find_key(const char *text, size_t len, const char *name,
+		    size_t *start, size_t *end)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	int depth = 0, found = -1;
+	bool key_next = false, done = false;
+
+	if (!yaml_parser_initialize(&parser))
+		return -1;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	while (!done && yaml_parser_parse(&parser, &ev)) {
+		switch (ev.type) {
+		case YAML_MAPPING_START_EVENT:
+		case YAML_SEQUENCE_START_EVENT:
+			if (depth == 1)
+				key_next = !key_next; /* a value */
+			if (depth++ == 0)
+				key_next = true;
+			break;
+		case YAML_MAPPING_END_EVENT:
+		case YAML_SEQUENCE_END_EVENT:
+			depth--;
+			break;
+		case YAML_SCALAR_EVENT:
+		case YAML_ALIAS_EVENT:
+			if (depth == 1 && key_next && ev.type == YAML_SCALAR_EVENT &&
+			    !strcmp((const char *)ev.data.scalar.value, name)) {
+				*start = ev.start_mark.index;
+				*end = ev.end_mark.index;
+				found = 0;
+			}
+			if (depth == 1)
+				key_next = !key_next;
+			break;
+		case YAML_STREAM_END_EVENT:
+			done = true;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&parser);
+	return found;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *text = f ? malloc(FILE_MAX + 1) : NULL;
+
+	if (text) {
+		*len = fread(text, 1, FILE_MAX + 1, f);
+		if (*len > FILE_MAX || ferror(f)) {
+			free(text);
+			text = NULL;
+		}
+	}
+	if (f)
+		fclose(f);
+	return text;
+}
+
+/* err says /proc/self/fd/N:...; make it say path:... */
+static void fix_path(char *err, size_t errlen, const char *fake,
+		     const char *path)
+{
+	size_t n = strlen(fake);
+	char copy[1024];
+
+	if (strncmp(err, fake, n))
+		return;
+	snprintf(copy, sizeof(copy), "%s", err + n);
+	snprintf(err, errlen, "%s%s", path, copy);
+}
+
+agent_t *gconf_load_agent(const char *path, const struct gconf *c, char *err,
+			  size_t errlen)
+{
+	size_t len = 0, start = 0, end = 0, s2, e2;
+	char fake[64], *text;
+	agent_t *a = NULL;
+	int fd;
+
+	if (!c->requires_set)
+		return agent_load_ex(path, gconf_keys, err, errlen);
+	text = read_file(path, &len);
+	if (!text) {
+		snprintf(err, errlen, "%s: cannot read", path);
+		return NULL;
+	}
+	if (find_key(text, len, "depends_on", &s2, &e2) == 0) {
+		snprintf(err, errlen, "%s: requires and depends_on are the same "
+			 "key; keep one", path);
+	} else if (find_key(text, len, "requires", &start, &end) ||
+		   end - start != strlen("requires")) {
+		snprintf(err, errlen, "%s: requires: write it as a plain key",
+			 path);
+	} else if ((fd = memfd_create("gate.yaml", MFD_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "%s: memfd_create failed", path);
+	} else {
+		/* The key only: every other byte, line and column stays. */
+		if (write(fd, text, start) == (ssize_t)start &&
+		    write(fd, "depends_on", 10) == 10 &&
+		    write(fd, text + end, len - end) == (ssize_t)(len - end)) {
+			snprintf(fake, sizeof(fake), "/proc/self/fd/%d", fd);
+			a = agent_load_ex(fake, gconf_keys, err, errlen);
+			if (!a)
+				fix_path(err, errlen, fake, path);
+		} else {
+			snprintf(err, errlen, "%s: cannot copy", path);
+		}
+		close(fd);
+	}
+	free(text);
+	return a;
+}

@@ -1,0 +1,60 @@
+/*
+ * gconf: the gate's own keys in gate.yaml (SPEC §7: listen, upstream,
+ * requires, locked_status, retry_after, pass, latch, and the proxy's limits
+ * and timeouts). libagent's keys in the same file (discovery, service,
+ * instance, backoff, ...) belong to agent_load_ex and are skipped here; the
+ * gate's keys are skipped there, so each loader refuses what neither knows.
+ */
+#ifndef GATE_GCONF_H
+#define GATE_GCONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <discovery/agent.h>
+
+#include "conf.h"
+
+struct gconf {
+	struct conf_addr listen;
+	char *upstream;              /* http://host[:port][/prefix] */
+	struct conf_strlist requires;
+	bool requires_set;           /* `requires:` appeared (vs depends_on) */
+	int64_t locked_status;       /* 423 or 503 */
+	int64_t retry_after_ms;
+	struct conf_strlist pass;    /* path prefixes always proxied */
+	bool latch;
+	char *loading_page;          /* an HTML file replacing the default page */
+	int64_t connect_timeout_ms;
+	int64_t upstream_timeout_ms; /* no response head by then: 504 */
+	int64_t drain_timeout_ms;    /* SIGTERM: wait this long for requests */
+	int64_t idle_timeout_ms;     /* keep-alive client connections */
+	int64_t max_connections;
+	int64_t threads;             /* MHD pool and upstream workers; 0 = cores */
+	int64_t upstream_idle;       /* idle upstream connections kept per worker */
+	int64_t buffer;              /* per-direction buffer of one request */
+	bool trust_forwarded;        /* extend X-Forwarded-* from the client */
+	int log_level;               /* enum log_level */
+};
+
+/* The gate's top-level keys, NULL-terminated (for agent_load_ex). */
+extern const char *const gconf_keys[];
+
+/*
+ * Load path: the gate's keys, checked for type, bounds and consistency.
+ * 0, or -1 with "FILE:LINE:COL: message" (or "FILE: message") in err.
+ */
+int gconf_load(const char *path, struct gconf *c, char *err, size_t errlen);
+void gconf_free(struct gconf *c);
+
+/*
+ * The agent for this file. SPEC §7 spells the dependencies `requires:`;
+ * libagent reads `depends_on:`. Either works (both at once is an error):
+ * with `requires:` the agent is loaded from a copy of the file in which
+ * the libyaml parser located that one key and renamed it, so libagent still
+ * validates every key of its own. NULL with the message in err.
+ */
+agent_t *gconf_load_agent(const char *path, const struct gconf *c, char *err,
+			  size_t errlen);
+
+#endif

@@ -1,0 +1,669 @@
+/*
+ * proxy: the client side of a proxied request (see proxy.h). The request
+ * head goes to libcurl as options and a header list (hop-by-hop headers
+ * out, X-Forwarded-* and Via in); the body is fed from libmicrohttpd's
+ * upload calls into the `up` ring; the response head comes back from
+ * libcurl's header API and becomes an MHD response whose content reader
+ * drains the `down` ring. No HTTP is parsed here: MHD parses the client's
+ * side, libcurl the upstream's.
+ */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "server.h"
+#include "upstream.h"
+
+#define HEADER_LINE_MAX 16384
+
+/* ---- ring -------------------------------------------------------------- */
+
+size_t ring_put(struct ring *r, const char *p, size_t n)
+{
+	size_t done = 0;
+
+	if (n > ring_room(r))
+		n = ring_room(r);
+	while (done < n) {
+		size_t tail = (r->head + r->len) % r->cap;
+		size_t chunk = r->cap - tail;
+
+		if (chunk > n - done)
+			chunk = n - done;
+		memcpy(r->buf + tail, p + done, chunk);
+		r->len += chunk;
+		done += chunk;
+	}
+	return n;
+}
+
+const char *ring_peek(const struct ring *r, size_t *n)
+{
+	size_t chunk = r->cap - r->head;
+
+	*n = r->len < chunk ? r->len : chunk;
+	return r->buf + r->head;
+}
+
+void ring_drop(struct ring *r, size_t n)
+{
+	r->head = (r->head + n) % r->cap;
+	r->len -= n;
+	if (!r->len)
+		r->head = 0; /* keep the next writes contiguous */
+}
+
+size_t ring_take(struct ring *r, char *p, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n && r->len) {
+		size_t chunk;
+		const char *src = ring_peek(r, &chunk);
+
+		if (chunk > n - done)
+			chunk = n - done;
+		memcpy(p + done, src, chunk);
+		ring_drop(r, chunk);
+		done += chunk;
+	}
+	return done;
+}
+
+/* ---- life -------------------------------------------------------------- */
+
+struct preq *preq_new(struct gate_server *s, const char *uri)
+{
+	struct preq *r = calloc(1, sizeof(*r));
+
+	if (!r || !(r->uri = strdup(uri))) {
+		free(r);
+		return NULL;
+	}
+	atomic_init(&r->refs, 1);
+	pthread_mutex_init(&r->lock, NULL);
+	r->server = s;
+	r->client_fd = -1;
+	for (int i = 0; i < 4; i++)
+		r->upstream_fds[i] = -1;
+	return r;
+}
+
+void preq_ref(struct preq *r)
+{
+	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void preq_unref(struct preq *r)
+{
+	if (!r || atomic_fetch_sub_explicit(&r->refs, 1,
+					    memory_order_acq_rel) != 1)
+		return;
+	if (r->response)
+		MHD_destroy_response(r->response);
+	if (r->easy)
+		curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->headers);
+	pthread_mutex_destroy(&r->lock);
+	free(r->up.buf);
+	free(r->down.buf);
+	free(r->uri);
+	free(r);
+}
+
+void proxy_wake_client(struct preq *r)
+{
+	if (r->suspended && r->conn) {
+		r->suspended = false;
+		MHD_resume_connection(r->conn);
+	}
+}
+
+static void suspend_client(struct preq *r)
+{
+	if (!r->suspended && r->conn) {
+		r->suspended = true;
+		MHD_suspend_connection(r->conn);
+	}
+}
+
+/* ---- the request head -------------------------------------------------- */
+
+struct head {
+	struct preq *r;
+	struct curl_slist *list;
+	bool failed;
+	bool has_body;
+	bool chunked;
+	long long length;            /* Content-Length, -1 if none */
+	const char *connection;      /* the client's Connection header */
+	const char *host, *xff, *xfp, *xfh, *via;
+	bool accept;
+};
+
+static bool hop_by_hop(const char *name)
+{
+	static const char *const names[] = {
+		"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+		"Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
+		"Proxy-Authorization", NULL,
+	};
+
+	for (size_t i = 0; names[i]; i++)
+		if (!strcasecmp(name, names[i]))
+			return true;
+	return false;
+}
+
+/* name is one of the comma-separated tokens of a Connection header. */
+static bool listed(const char *connection, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = connection; p && *p;) {
+		p += strspn(p, " \t,");
+		size_t len = strcspn(p, " \t,");
+
+		if (len == n && !strncasecmp(p, name, n))
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+static void add_header(struct head *h, const char *name, const char *value)
+{
+	char line[HEADER_LINE_MAX];
+	struct curl_slist *l;
+	int n = *value ? snprintf(line, sizeof(line), "%s: %s", name, value)
+		       : snprintf(line, sizeof(line), "%s;", name); /* empty */
+
+	if (n < 0 || (size_t)n >= sizeof(line)) {
+		h->failed = true;
+		return;
+	}
+	l = curl_slist_append(h->list, line);
+	if (!l)
+		h->failed = true;
+	else
+		h->list = l;
+}
+
+static void add_raw(struct head *h, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(h->list, line);
+
+	if (!l)
+		h->failed = true;
+	else
+		h->list = l;
+}
+
+static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
+			       const char *name, const char *value)
+{
+	struct head *h = cls;
+
+	(void)kind;
+	value = value ? value : "";
+	if (!strcasecmp(name, "Connection"))
+		h->connection = value;
+	else if (!strcasecmp(name, "Transfer-Encoding"))
+		h->chunked = h->has_body = true;
+	else if (!strcasecmp(name, "Content-Length")) {
+		h->length = strtoll(value, NULL, 10);
+		h->has_body = true;
+	} else if (!strcasecmp(name, "Host"))
+		h->host = value;
+	else if (!strcasecmp(name, "X-Forwarded-For"))
+		h->xff = value;
+	else if (!strcasecmp(name, "X-Forwarded-Proto"))
+		h->xfp = value;
+	else if (!strcasecmp(name, "X-Forwarded-Host"))
+		h->xfh = value;
+	else if (!strcasecmp(name, "Via"))
+		h->via = value;
+	else if (!strcasecmp(name, "Accept"))
+		h->accept = true;
+	return MHD_YES;
+}
+
+static enum MHD_Result forward(void *cls, enum MHD_ValueKind kind,
+			       const char *name, const char *value)
+{
+	struct head *h = cls;
+
+	(void)kind;
+	if (!strcasecmp(name, "Upgrade") && h->r->upgrade) {
+		add_header(h, name, value ? value : "");
+		return MHD_YES;
+	}
+	if (hop_by_hop(name) || listed(h->connection, name) ||
+	    !strcasecmp(name, "Content-Length") || !strcasecmp(name, "Expect") ||
+	    !strncasecmp(name, "X-Forwarded-", 12) || !strcasecmp(name, "Via"))
+		return MHD_YES;
+	add_header(h, name, value ? value : "");
+	return MHD_YES;
+}
+
+static void client_ip(struct MHD_Connection *conn, char *ip, size_t size)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	socklen_t len = sa && sa->sa_family == AF_INET6
+				? sizeof(struct sockaddr_in6)
+				: sizeof(struct sockaddr_in);
+
+	if (!sa || getnameinfo(sa, len, ip, (socklen_t)size, NULL, 0,
+			       NI_NUMERICHOST))
+		snprintf(ip, size, "unknown");
+}
+
+/* X-Forwarded-*, Via, and the headers that stop curl adding its own. */
+static void add_proxy_headers(struct head *h, struct MHD_Connection *conn)
+{
+	const struct gate_server *s = h->r->server;
+	bool trust = s->conf->trust_forwarded;
+	char ip[80], value[HEADER_LINE_MAX / 2];
+
+	client_ip(conn, ip, sizeof(ip));
+	if (trust && h->xff)
+		snprintf(value, sizeof(value), "%s, %s", h->xff, ip);
+	else
+		snprintf(value, sizeof(value), "%s", ip);
+	add_header(h, "X-Forwarded-For", value);
+	add_header(h, "X-Forwarded-Proto", trust && h->xfp ? h->xfp : "http");
+	if ((trust && h->xfh) || h->host)
+		add_header(h, "X-Forwarded-Host", trust && h->xfh ? h->xfh : h->host);
+	if (h->via)
+		snprintf(value, sizeof(value), "%s, %s", h->via, s->via);
+	else
+		snprintf(value, sizeof(value), "%s", s->via);
+	add_header(h, "Via", value);
+	if (h->r->upgrade)
+		add_header(h, "Connection", "Upgrade");
+	/* "Name:" tells curl not to send a header it would add by itself:
+	 * Expect: 100-continue (MHD already did that with the client) and,
+	 * when the client sent none, Accept. */
+	add_raw(h, "Expect:");
+	if (!h->accept)
+		add_raw(h, "Accept:");
+}
+
+static int set_method(struct preq *r, const char *method, const struct head *h)
+{
+	CURL *e = r->easy;
+	int rc = 0;
+
+	if (!strcmp(method, "GET") && !h->has_body)
+		return curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK;
+	if (!strcmp(method, "HEAD")) {
+		r->is_head = true;
+		return curl_easy_setopt(e, CURLOPT_NOBODY, 1L) != CURLE_OK;
+	}
+	rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	if (h->has_body) {
+		/* Any method may carry a body: UPLOAD streams it through the
+		 * read callback, with Content-Length when the client gave
+		 * one, else chunked; CUSTOMREQUEST keeps the method's name. */
+		rc |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+		rc |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+				       (curl_off_t)(h->chunked ? -1 : h->length));
+		rc |= curl_easy_setopt(e, CURLOPT_READFUNCTION, upstream_on_read);
+		rc |= curl_easy_setopt(e, CURLOPT_READDATA, r);
+	}
+	return rc;
+}
+
+/* The easy handle for r: URL, method, headers, callbacks, limits. */
+static int make_easy(struct preq *r, struct MHD_Connection *conn,
+		     const char *method, struct head *h)
+{
+	const struct gconf *c = r->server->conf;
+	size_t ulen = strlen(c->upstream) + strlen(r->uri) + 1;
+	char *url = malloc(ulen);
+	CURL *e = r->easy = curl_easy_init();
+	int rc = 0;
+
+	if (!url || !e) {
+		free(url);
+		return -1;
+	}
+	snprintf(url, ulen, "%s%s", c->upstream, r->uri);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect, h);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, forward, h);
+	add_proxy_headers(h, conn);
+	r->headers = h->list;
+	rc |= curl_easy_setopt(e, CURLOPT_URL, url);
+	free(url);
+	rc |= set_method(r, method, h);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+	rc |= curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_PROXY, "");
+	rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			       (long)c->connect_timeout_ms);
+	rc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
+	rc |= curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 65536L);
+	rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_on_header);
+	rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_on_write);
+	rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
+	rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	if (r->upgrade) {
+		/* The relay owns the connection once it switches protocols. */
+		rc |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+		rc |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+		rc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
+				       upstream_open_socket);
+		rc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
+		rc |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION,
+				       upstream_close_socket);
+		rc |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r);
+	}
+	return rc || h->failed ? -1 : 0;
+}
+
+/* ---- answers of our own ------------------------------------------------ */
+
+static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status,
+			      const char *code, const char *message)
+{
+	char body[1024];
+	struct MHD_Response *resp;
+	enum MHD_Result rc;
+
+	snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}\n",
+		 code, message);
+	resp = MHD_create_response_from_buffer(strlen(body), body,
+					       MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	rc = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* The transfer failed before a response head: 502 or 504, said plainly. */
+static enum MHD_Result answer_failure(struct preq *r,
+				      struct MHD_Connection *conn)
+{
+	char msg[600], clean[CURL_ERROR_SIZE];
+	size_t k = 0;
+
+	/* curl's message, without quotes or backslashes, for the JSON. */
+	for (const char *p = r->error[0] ? r->error : curl_easy_strerror(r->result);
+	     *p && k + 1 < sizeof(clean); p++)
+		clean[k++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 32)
+				     ? '\'' : *p;
+	clean[k] = '\0';
+	if (r->fail_status == MHD_HTTP_GATEWAY_TIMEOUT) {
+		snprintf(msg, sizeof(msg), "the upstream %s sent no response "
+			 "within %lld ms", r->server->conf->upstream,
+			 (long long)r->server->conf->upstream_timeout_ms);
+		return answer(conn, MHD_HTTP_GATEWAY_TIMEOUT, "upstream_timeout",
+			      msg);
+	}
+	snprintf(msg, sizeof(msg), "the upstream %s failed: %s",
+		 r->server->conf->upstream, clean);
+	return answer(conn, MHD_HTTP_BAD_GATEWAY, "bad_gateway", msg);
+}
+
+/* ---- the MHD side ------------------------------------------------------ */
+
+enum MHD_Result proxy_begin(struct preq *r, struct MHD_Connection *conn,
+			    const char *method, const char *version)
+{
+	struct gate_server *s = r->server;
+	struct head h = { .r = r, .length = -1 };
+	size_t cap = (size_t)s->conf->buffer;
+	const char *up = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     "Upgrade");
+
+	if (r->uri[0] != '/')
+		return answer(conn, MHD_HTTP_BAD_REQUEST, "bad_request",
+			      "the request target must be a path");
+	r->upgrade = up && *up && !strcmp(version, MHD_HTTP_VERSION_1_1);
+	r->conn = conn;
+	r->worker = server_pick_worker(s);
+	r->up.buf = malloc(cap);
+	r->down.buf = malloc(cap);
+	r->up.cap = r->down.cap = cap;
+	if (!r->up.buf || !r->down.buf || make_easy(r, conn, method, &h)) {
+		r->headers = h.list;
+		return answer(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+			      "the gate could not set up the request");
+	}
+	r->up_eof = !h.has_body;
+	preq_ref(r); /* the worker's, until the transfer is gone */
+	if (worker_post(r->worker, r, OP_START)) {
+		preq_unref(r);
+		return answer(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+			      "the gate is shutting down");
+	}
+	return MHD_YES;
+}
+
+static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct preq *r = cls;
+	ssize_t n = 0;
+	bool wake = false;
+
+	(void)pos;
+	pthread_mutex_lock(&r->lock);
+	if (r->down.len) {
+		n = (ssize_t)ring_take(&r->down, buf, max);
+		wake = r->recv_paused && ring_room(&r->down) >= r->down.cap / 2;
+		if (wake)
+			r->recv_paused = false;
+	} else if (r->done) {
+		n = r->result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM
+					  : MHD_CONTENT_READER_END_WITH_ERROR;
+	} else if (!r->conn) {
+		n = MHD_CONTENT_READER_END_WITH_ERROR;
+	} else {
+		suspend_client(r); /* the worker resumes it with data */
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (wake)
+		worker_post(r->worker, r, OP_RECV);
+	return n;
+}
+
+/* Body bytes from the client into `up`; what does not fit waits. */
+static void feed(struct preq *r, const char *data, size_t *size)
+{
+	bool wake;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->done) {
+		*size = 0; /* the upstream has answered: the rest is not needed */
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	*size -= ring_put(&r->up, data, *size);
+	wake = r->send_paused;
+	if (wake)
+		r->send_paused = false;
+	if (*size)
+		suspend_client(r); /* the worker resumes it as it sends */
+	pthread_mutex_unlock(&r->lock);
+	if (wake)
+		worker_post(r->worker, r, OP_SEND);
+}
+
+enum MHD_Result proxy_continue(struct preq *r, struct MHD_Connection *conn,
+			       const char *upload, size_t *upload_size)
+{
+	struct MHD_Response *resp = NULL;
+	enum MHD_Result rc = MHD_YES;
+	unsigned status = 0;
+	bool wake = false, failed = false;
+
+	if (*upload_size) {
+		feed(r, upload, upload_size);
+		return MHD_YES;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (!r->up_eof) {
+		r->up_eof = true;
+		wake = r->send_paused;
+		r->send_paused = false;
+	}
+	if (r->queued) {
+		/* nothing: MHD does not call again once it has a response */
+	} else if (r->response) {
+		resp = r->response;
+		r->response = NULL;
+		status = r->status;
+		r->queued = true;
+	} else if (r->done) {
+		failed = r->queued = true;
+	} else {
+		suspend_client(r); /* until the head arrives or it fails */
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (wake)
+		worker_post(r->worker, r, OP_SEND);
+	if (resp) {
+		rc = MHD_queue_response(conn, status, resp);
+		MHD_destroy_response(resp);
+	} else if (failed) {
+		rc = answer_failure(r, conn);
+	}
+	return rc;
+}
+
+void proxy_end(struct preq *r)
+{
+	bool worker;
+
+	pthread_mutex_lock(&r->lock);
+	r->conn = NULL;
+	r->suspended = false;
+	/* A relay outlives its request: it ends when a side closes. */
+	worker = r->easy && !r->done && !r->urh;
+	pthread_mutex_unlock(&r->lock);
+	if (worker)
+		worker_post(r->worker, r, OP_ABORT);
+	preq_unref(r);
+}
+
+/* ---- the response head (worker thread) --------------------------------- */
+
+struct resp_head {
+	unsigned origin;             /* CURLH_1XX for a 101, else CURLH_HEADER */
+	bool ok;
+	long long length;            /* -1: none */
+	const char *connection;
+};
+
+static void copy_headers(struct preq *r, struct MHD_Response *resp,
+			 struct resp_head *rh)
+{
+	struct curl_header *h, *prev = NULL;
+	const char *via = NULL;
+	char value[HEADER_LINE_MAX];
+
+	while ((h = curl_easy_nextheader(r->easy, rh->origin, -1, prev))) {
+		prev = h;
+		bool keep = r->upgrade && !strcasecmp(h->name, "Upgrade");
+
+		if (!keep && (!strcasecmp(h->name, "Content-Length") ||
+			      hop_by_hop(h->name) ||
+			      listed(rh->connection, h->name)))
+			continue;
+		if (!strcasecmp(h->name, "Via")) {
+			via = h->value;
+			continue;
+		}
+		if (MHD_add_response_header(resp, h->name, h->value) != MHD_YES)
+			rh->ok = false;
+	}
+	snprintf(value, sizeof(value), "%s%s%s", via ? via : "",
+		 via ? ", " : "", r->server->via);
+	MHD_add_response_header(resp, "Via", value);
+}
+
+static void on_upgraded(void *cls, struct MHD_Connection *conn,
+			void *req_cls, const char *extra_in,
+			size_t extra_in_size, MHD_socket sock,
+			struct MHD_UpgradeResponseHandle *urh);
+
+void proxy_head_done(struct preq *r)
+{
+	struct resp_head rh = { .ok = true, .length = -1 };
+	struct curl_header *h;
+	struct MHD_Response *resp;
+	long code = 0;
+	uint64_t size;
+
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	/* curl files a 101's headers as interim ones. */
+	rh.origin = code == 101 ? CURLH_1XX : CURLH_HEADER;
+	if (curl_easy_header(r->easy, "Content-Length", 0, rh.origin, -1,
+			     &h) == CURLHE_OK)
+		rh.length = strtoll(h->value, NULL, 10);
+	if (curl_easy_header(r->easy, "Connection", 0, rh.origin, -1,
+			     &h) == CURLHE_OK)
+		rh.connection = h->value;
+	size = rh.length >= 0 ? (uint64_t)rh.length : MHD_SIZE_UNKNOWN;
+	if (code == 204 || code == 304 || (code < 200 && code != 101))
+		size = 0;
+	if (code == 101)
+		resp = r->upgrade ? MHD_create_response_for_upgrade(on_upgraded, r)
+				  : NULL; /* a switch nobody asked for */
+	else if (size == 0 && !r->is_head)
+		resp = MHD_create_response_from_buffer(0, NULL,
+						       MHD_RESPMEM_PERSISTENT);
+	else
+		resp = MHD_create_response_from_callback(size, 64 * 1024,
+							 read_body, r, NULL);
+	if (resp)
+		copy_headers(r, resp, &rh);
+	pthread_mutex_lock(&r->lock);
+	r->response = resp;
+	r->status = (unsigned)code;
+	if (!resp) {
+		r->fail_status = MHD_HTTP_BAD_GATEWAY;
+		snprintf(r->error, sizeof(r->error), "%s",
+			 "the gate could not build the response");
+	}
+	proxy_wake_client(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* MHD switched the client to the relay: hand its socket to the worker. */
+static void on_upgraded(void *cls, struct MHD_Connection *conn,
+			void *req_cls, const char *extra_in,
+			size_t extra_in_size, MHD_socket sock,
+			struct MHD_UpgradeResponseHandle *urh)
+{
+	struct preq *r = cls;
+
+	(void)conn;
+	(void)req_cls;
+	pthread_mutex_lock(&r->lock);
+	r->client_fd = sock;
+	r->urh = urh;
+	if (extra_in_size > ring_room(&r->up))
+		extra_in_size = ring_room(&r->up); /* cannot happen: MHD's
+						    * buffer is smaller */
+	ring_put(&r->up, extra_in, extra_in_size);
+	pthread_mutex_unlock(&r->lock);
+	if (worker_post(r->worker, r, OP_UPGRADED))
+		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}

@@ -1,0 +1,87 @@
+"""Helpers for the gate's tests: the test upstream (tests/gate/upstream.py),
+a discovery-gate on free ports, and a few HTTP calls that show exactly
+what came back (status, headers, body)."""
+
+import http.client
+import json
+import os
+import sys
+
+from harness import BIN, ROOT, Proc, write
+
+UPSTREAM = os.path.join(ROOT, "tests", "gate", "upstream.py")
+
+
+class Upstream(Proc):
+    """The test app, on a free port (or `port`)."""
+
+    def __init__(self, port=0):
+        super().__init__(["/usr/bin/python3", UPSTREAM, str(port)], "upstream")
+        self.addr = self.wait_line(
+            r"msg=listening listener=upstream addr=(\S+)").group(1)
+        self.url = "http://" + self.addr
+
+
+class Gate(Proc):
+    """discovery-gate with a generated config; listens on a free port."""
+
+    def __init__(self, tmp, daemon, upstream_url, requires=("cache",),
+                 extra="", name="gate", wait_ready=True):
+        self.config = write(os.path.join(str(tmp), name + ".yaml"),
+                            "listen: 127.0.0.1:0\nupstream: %s\n"
+                            "requires: [%s]\ndiscovery: [%s]\n"
+                            "service: web\ninstance: %s\n"
+                            "backoff: { initial: 50ms, max: 500ms }\n"
+                            "heartbeat: { interval: 500ms, timeout: 1500ms }\n"
+                            "%s" % (upstream_url, ", ".join(requires),
+                                    daemon.ws_url if daemon else
+                                    "ws://127.0.0.1:9", name, extra))
+        # DISCOVERY_GATE_WRAPPER="valgrind -q --error-exitcode=99 ..."
+        # runs the gate under a tool (the exit status tells the test).
+        wrapper = os.environ.get("DISCOVERY_GATE_WRAPPER", "").split()
+        super().__init__(wrapper + [os.path.join(BIN, "discovery-gate"), "-c",
+                                    self.config], name)
+        if wait_ready:
+            self.addr = self.wait_line(
+                r"msg=listening listener=http addr=(\S+)").group(1)
+            self.wait_line(r"msg=ready")
+            self.host, self.port = self.addr.rsplit(":", 1)
+            self.port = int(self.port)
+            self.url = "http://" + self.addr
+
+    def conn(self, timeout=15):
+        return http.client.HTTPConnection(self.host, self.port,
+                                          timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None):
+        """(status, headers as a dict of lists, body bytes) on a new connection."""
+        c = self.conn()
+        try:
+            return call(c, method, path, body, headers)
+        finally:
+            c.close()
+
+    def state(self):
+        status, _, body = self.request("GET", "/.well-known/discovery-gate")
+        assert status == 200
+        return json.loads(body)
+
+    def rss_kib(self):
+        """(VmRSS, VmHWM) of the gate, in KiB."""
+        vals = {}
+        with open("/proc/%d/status" % self.p.pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM"):
+                    vals[k] = int(v.split()[0])
+        return vals["VmRSS"], vals["VmHWM"]
+
+
+def call(conn, method, path, body=None, headers=None):
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    hdrs = {}
+    for k, v in r.getheaders():
+        hdrs.setdefault(k.lower(), []).append(v)
+    return r.status, hdrs, data
