@@ -25,7 +25,7 @@ SANITIZE ?=
 PKGS      := libwebsockets libmicrohttpd libcjson yaml-0.1 libcurl openssl libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Link only what each binary uses (pkg-config per program, not one big list).
-LIBS_COMMON := $(shell pkg-config --libs libcjson yaml-0.1 2>/dev/null)
+LIBS_COMMON := $(shell pkg-config --libs libcjson yaml-0.1 libcrypto 2>/dev/null)
 LIBS_LWS    := $(shell pkg-config --libs libwebsockets 2>/dev/null)
 LIBS_MHD    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 LIBS_CURL   := $(shell pkg-config --libs libcurl 2>/dev/null)
@@ -160,7 +160,7 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(AGENT_SO)
 DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             libcjson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
             libcmocka-dev libsystemd-dev zlib1g-dev python3 python3-pytest \
-            python3-websockets curl
+            python3-websockets curl openssl nginx-light chromium wrk
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
@@ -196,6 +196,7 @@ $(BUILD)/bench/loadgen: tests/bench/loadgen.c
 # benchmark issue's); QUICK=1 runs 1k only.
 bench: all $(BUILD)/bench/loadgen
 	sh tests/bench/fanout.sh $(if $(QUICK),,10k)
+	sh tests/gate/bench.sh
 
 clean:
 	rm -rf $(BUILD)

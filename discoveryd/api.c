@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "conf.h"
 #include "log.h"
 #include "proto.h"
@@ -32,6 +33,7 @@
 struct api {
 	struct MHD_Daemon *mhd;
 	struct hub *hub;
+	struct auth *auth;
 	atomic_size_t max_body;
 	unsigned threads, max_http, max_http_per_ip;
 	char *cert, *key;             /* PEM text while https runs */
@@ -102,6 +104,33 @@ static enum MHD_Result send_405(struct MHD_Connection *c, const char *allow)
 				"application/json");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* 401 (with WWW-Authenticate, RFC 6750) or 403. */
+static enum MHD_Result send_denied(struct MHD_Connection *c,
+				   const struct auth_result *ar)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	cJSON *o = cJSON_CreateObject();
+	char *body;
+
+	cJSON_AddStringToObject(o, "error", ar->error);
+	cJSON_AddStringToObject(o, "message", ar->message);
+	body = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!body)
+		return MHD_NO;
+	r = MHD_create_response_from_buffer(strlen(body), body,
+					    MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	if (ar->status == 401)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"discovery\"");
+	ret = MHD_queue_response(c, (unsigned)ar->status, r);
 	MHD_destroy_response(r);
 	return ret;
 }
@@ -441,6 +470,16 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 	    strncasecmp(url, PREFIX "/", sizeof(PREFIX)) != 0)
 		return send_error(c, 404, "not_found", "no such route");
 	url += sizeof(PREFIX);
+	if (auth_enabled(a->auth)) {
+		struct auth_result ar;
+
+		auth_check(a->auth, MHD_lookup_connection_value(c,
+				MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+			   false, get || strcmp(method, "HEAD") == 0 ?
+			   AUTH_READ : AUTH_WRITE, &ar);
+		if (ar.status)
+			return send_denied(c, &ar);
+	}
 
 	/* NetCoreStack's route was /api/Discovery/CacheReady: any case. */
 	if (strcasecmp(url, "cacheready") == 0) {
@@ -630,8 +669,8 @@ static void free_pem(char **pem)
 	}
 }
 
-struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
-		      size_t errlen)
+struct api *api_start(const struct dconf *conf, struct hub *hub,
+		      struct auth *auth, char *err, size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
 	struct sockaddr_storage ss;
@@ -647,6 +686,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
 		return NULL;
 	}
 	a->hub = hub;
+	a->auth = auth;
 	a->threads = (unsigned)conf->http_threads;
 	a->max_http = (unsigned)conf->max_http;
 	a->max_http_per_ip = (unsigned)conf->max_http_per_ip;

@@ -15,9 +15,10 @@
 
 struct api;
 
-/* Bind conf->listen_http and start serving. NULL with a message in err. */
-struct api *api_start(const struct dconf *conf, struct hub *hub, char *err,
-		      size_t errlen);
+/* Bind conf->listen_http and start serving; calls are checked against auth
+ * (not owned). NULL with a message in err. */
+struct api *api_start(const struct dconf *conf, struct hub *hub,
+		      struct auth *auth, char *err, size_t errlen);
 /* The bound address, port 0 resolved. */
 const char *api_listen_address(const struct api *a);
 /* Change what can change at run time (the body cap). */

@@ -38,7 +38,10 @@ static const struct conf_key heartbeat_keys[] = {
 };
 
 static const struct conf_key auth_keys[] = {
-	{ .name = "secret_file", .type = CONF_STRING, .offset = F(auth_secret_file) },
+	{ .name = "secret_file", .type = CONF_STRING, .offset = F(auth_secret_file),
+	  .flags = CONF_REQUIRED },
+	{ .name = "previous_secret_file", .type = CONF_STRING,
+	  .offset = F(auth_previous_secret_file) },
 	{ .name = NULL },
 };
 
@@ -188,9 +191,9 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 			 path);
 		return -1;
 	}
-	if (c->auth_present || c->cluster_present) {
-		snprintf(err, errlen, "%s: '%s' is not supported by this version yet",
-			 path, c->auth_present ? "auth" : "cluster");
+	if (c->cluster_present) {
+		snprintf(err, errlen, "%s: 'cluster' is not supported by this "
+			 "version yet", path);
 		return -1;
 	}
 	if (!c->auth_present && !c->auth_none &&

@@ -34,6 +34,7 @@ struct dconf {
 	bool auth_present;
 	bool auth_none;              /* "auth: none": open on purpose */
 	char *auth_secret_file;
+	char *auth_previous_secret_file;   /* also accepted while rotating */
 	bool tls_present;
 	char *tls_cert;              /* PEM file paths */
 	char *tls_key;

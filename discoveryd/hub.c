@@ -432,7 +432,8 @@ bool hub_admit(struct hub *h)
 	return true;
 }
 
-struct hub *hub_new(const struct dconf *conf, char *err, size_t errlen)
+struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
+		    size_t errlen)
 {
 	struct lws_context_creation_info info;
 	struct hub *h = calloc(1, sizeof(*h));
@@ -445,6 +446,7 @@ struct hub *hub_new(const struct dconf *conf, char *err, size_t errlen)
 		return NULL;
 	}
 	hub_apply_settings(h, conf);
+	h->auth = auth;
 	snprintf(h->node, sizeof(h->node), "%s", conf->node);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);

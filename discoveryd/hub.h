@@ -17,6 +17,7 @@
 
 #include <cJSON.h>
 
+#include "auth.h"
 #include "dconf.h"
 #include "proto.h"
 #include "registry.h"
@@ -58,10 +59,12 @@ struct hub_req {
 };
 
 /*
- * Create the hub and bind the agent listener from conf (copied). Returns NULL
+ * Create the hub and bind the agent listener from conf (copied); links are
+ * checked against auth (not owned, outlives the hub). Returns NULL
  * with a message in err.
  */
-struct hub *hub_new(const struct dconf *conf, char *err, size_t errlen);
+struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
+		    size_t errlen);
 /* The bound agent listener, e.g. "127.0.0.1:5917" (port 0 resolved). */
 const char *hub_listen_address(const struct hub *h);
 /* Start the service thread. 0 or -1. */

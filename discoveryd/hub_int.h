@@ -51,6 +51,8 @@ struct link {
 	size_t n_deps;
 	cJSON *meta;
 	bool ready;                    /* the instance's own report */
+	char token_svc[PROTO_NAME_MAX + 1]; /* an agent token's svc; "" = any */
+	char token_sub[128];           /* who the token names, for the log */
 
 	char *rx;                      /* a message arriving in fragments */
 	size_t rx_len;
@@ -77,6 +79,7 @@ struct hub {
 	double accept_burst;
 	char node[PROTO_INSTANCE_MAX + 1];
 
+	struct auth *auth;
 	struct lws_context *ctx;
 	struct lws_vhost *vhost;
 	char listen_address[300];

@@ -410,9 +410,14 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	struct link *zombie;
 	bool recovered;
 	size_t replay = 0;
+	char sub[160];
 
 	if (l->state != LINK_OPEN) {
 		link_close(l, 1008, "duplicate hello");
+		return;
+	}
+	if (l->token_svc[0] && strcmp(l->token_svc, hello->service) != 0) {
+		link_close(l, 1008, "the token is for another service");
 		return;
 	}
 	l->svc = registry_get(&h->registry, hello->service);
@@ -453,9 +458,10 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	event_unref(welcome);
 	if (recovered)
 		replay_missed(l, hello->resume_seq, true);
-	log_info("linked", "peer=%s service=%s instance=%s deps=%zu recovered=%s replay=%zu",
-		 l->peer, l->svc->name, l->instance, l->n_deps,
-		 recovered ? "true" : "false", replay);
+	log_info("linked", "peer=%s service=%s instance=%s deps=%zu recovered=%s "
+		 "replay=%zu sub=%s", l->peer, l->svc->name, l->instance,
+		 l->n_deps, recovered ? "true" : "false", replay,
+		 log_quote(sub, sizeof(sub), l->token_sub[0] ? l->token_sub : "-"));
 }
 
 static void on_status(struct link *l, const struct proto_status *st)
@@ -542,6 +548,79 @@ static void on_receive(struct link *l, const char *in, size_t len)
 
 /* ---- the lws protocol --------------------------------------------------- */
 
+/*
+ * Answer a refused handshake with 401/403 and the API's JSON error, then
+ * hang up. Written straight to the fresh socket (nothing else is queued on
+ * it yet): lws's own status page speaks HTTP/1.0 and HTML here.
+ */
+static void refuse_handshake(struct lws *wsi, const struct auth_result *ar)
+{
+	char body[256], head[512];
+	int b, n;
+	cJSON *o = cJSON_CreateObject();
+	char *json;
+
+	cJSON_AddStringToObject(o, "error", ar->error);
+	cJSON_AddStringToObject(o, "message", ar->message);
+	json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	b = snprintf(body, sizeof(body), "%s", json ? json : "{}");
+	free(json);
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		     "%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		     ar->status, ar->status == 401 ? "Unauthorized" : "Forbidden",
+		     ar->status == 401 ?
+		     "WWW-Authenticate: Bearer realm=\"discovery\"\r\n" : "",
+		     b, body);
+	if (n > 0 && write(lws_get_socket_fd(wsi), head,
+			   (size_t)n < sizeof(head) ? (size_t)n : sizeof(head) - 1) < 0)
+		(void)0;        /* refused either way */
+}
+
+/*
+ * The token of an agent's handshake: "Authorization: Bearer T", or
+ * "?token=T" for browsers, which cannot set headers on a WebSocket.
+ * Returns 0 when allowed (claims in *claims if not NULL), or 1 after
+ * answering the handshake with 401/403 itself.
+ */
+static int check_token(struct hub *h, struct lws *wsi,
+		       struct token_claims *claims)
+{
+	char header[TOKEN_MAX_LEN + 16], arg[TOKEN_MAX_LEN + 8];
+	struct auth_result ar;
+	const char *value;
+	bool bare = false;
+
+	if (!auth_enabled(h->auth))
+		return 0;
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+	    lws_hdr_copy(wsi, header, sizeof(header),
+			 WSI_TOKEN_HTTP_AUTHORIZATION) > 0) {
+		value = header;
+	} else {
+		/* Returns a pointer into arg, past "token=". */
+		value = lws_get_urlarg_by_name(wsi, "token=", arg, sizeof(arg));
+		bare = true;
+	}
+	auth_check(h->auth, value, bare, AUTH_LINK, &ar);
+	if (!ar.status) {
+		if (claims)
+			*claims = ar.claims;
+		return 0;
+	}
+	{
+		char q[160];
+
+		log_info("refused", "status=%d reason=%s", ar.status,
+			 log_quote(q, sizeof(q), ar.message));
+	}
+	if (claims)
+		return 1;
+	refuse_handshake(wsi, &ar);
+	return -1;
+}
+
 static int on_established(struct link *l, struct lws *wsi)
 {
 	struct hub *h = lws_context_user(lws_get_context(wsi));
@@ -554,6 +633,18 @@ static int on_established(struct link *l, struct lws *wsi)
 	l->connected_ms = l->last_rx_ms = l->last_ping_ms = mono_ms();
 	l->connected_wall_ms = wall_ms();
 	lws_get_peer_simple(wsi, l->peer, sizeof(l->peer));
+	if (auth_enabled(h->auth)) {
+		/* Checked before the upgrade already; again here for the
+		 * claims, which the link keeps (its svc binds the hello). */
+		struct token_claims claims;
+
+		if (check_token(h, wsi, &claims) != 0)
+			return -1;
+		if (claims.role == TOKEN_ROLE_AGENT)
+			snprintf(l->token_svc, sizeof(l->token_svc), "%s",
+				 claims.svc);
+		snprintf(l->token_sub, sizeof(l->token_sub), "%s", claims.sub);
+	}
 	if (links_add(h, l) != 0)
 		return -1;
 	n = peers_add(h, l->peer);
@@ -607,6 +698,10 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			return 1;
 		}
 		return 0;
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		/* Before the upgrade: a bad token gets 401/403, no link. */
+		h = lws_context_user(lws_get_context(wsi));
+		return h ? check_token(h, wsi, NULL) : 0;
 	case LWS_CALLBACK_ESTABLISHED:
 		return on_established(l, wsi);
 	case LWS_CALLBACK_RECEIVE:

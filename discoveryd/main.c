@@ -93,12 +93,14 @@ static void note_restart_needed(const struct dconf *old, const struct dconf *now
 		log_warn("reload", "key=limits.max_http/http_threads note=\"needs a restart\"");
 	if (strcmp(old->node, now->node) != 0)
 		log_warn("reload", "key=node note=\"needs a restart\"");
+	if (old->auth_present != now->auth_present)
+		log_warn("reload", "key=auth note=\"turning auth on or off needs a restart\"");
 	if (old->tls_present != now->tls_present)
 		log_warn("reload", "key=tls note=\"turning TLS on or off needs a restart\"");
 }
 
 static void reload(const struct options *o, struct dconf *conf,
-		   struct hub *hub, struct api *api)
+		   struct hub *hub, struct api *api, struct auth *auth)
 {
 	struct dconf fresh;
 	struct hub_req req = { .op = HUB_RELOAD };
@@ -113,6 +115,9 @@ static void reload(const struct options *o, struct dconf *conf,
 	}
 	note_restart_needed(conf, &fresh);
 	log_set_level(level_for(o, &fresh));
+	if (auth_reload(auth, &fresh, err, sizeof(err)) != 0)
+		log_error("reload", "key=auth note=\"secrets kept\" error=%s",
+			  log_quote(q, sizeof(q), err));
 	req.conf = &fresh;
 	hub_call(hub, &req);
 	free(req.body);
@@ -125,7 +130,7 @@ static void reload(const struct options *o, struct dconf *conf,
 
 static void wait_for_signals(const struct options *o, struct dconf *conf,
 			     struct hub *hub, struct api *api,
-			     const sigset_t *set)
+			     struct auth *auth, const sigset_t *set)
 {
 	for (;;) {
 		siginfo_t si;
@@ -138,7 +143,7 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 			return;
 		}
 		if (sig == SIGHUP) {
-			reload(o, conf, hub, api);
+			reload(o, conf, hub, api, auth);
 			continue;
 		}
 		log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
@@ -150,6 +155,7 @@ int main(int argc, char **argv)
 {
 	struct options o = { 0 };
 	struct dconf conf;
+	struct auth *auth;
 	struct hub *hub;
 	struct api *api;
 	sigset_t set;
@@ -181,9 +187,16 @@ int main(int argc, char **argv)
 	 * turns into a 503; the signal would kill us instead. */
 	signal(SIGXFSZ, SIG_IGN);
 
-	hub = hub_new(&conf, err, sizeof(err));
+	auth = auth_new(&conf, err, sizeof(err));
+	if (!auth) {
+		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
+		dconf_release(&conf);
+		return 1;
+	}
+	hub = hub_new(&conf, auth, err, sizeof(err));
 	if (!hub) {
 		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
+		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
 	}
@@ -191,19 +204,24 @@ int main(int argc, char **argv)
 	if (hub_start(hub) != 0) {
 		log_error("fatal", "error=\"cannot start the hub thread\"");
 		hub_free(hub);
+		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
 	}
-	api = api_start(&conf, hub, err, sizeof(err));
+	api = api_start(&conf, hub, auth, err, sizeof(err));
 	if (!api) {
 		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
 		hub_stop(hub);
 		hub_free(hub);
+		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
 	}
 	log_info("listening", "listener=http addr=%s", api_listen_address(api));
-	if (!conf.auth_present)
+	if (conf.auth_present)
+		log_info("auth", "mode=tokens secrets=%d",
+			 conf.auth_previous_secret_file ? 2 : 1);
+	else
 		log_warn("no auth", "mode=%s note=\"anyone who can reach the "
 			 "listeners can change readiness\"",
 			 conf.auth_none ? "none" : "loopback-only");
@@ -213,12 +231,13 @@ int main(int argc, char **argv)
 	sd_notifyf(0, "READY=1\nSTATUS=agents on %s, HTTP on %s",
 		   hub_listen_address(hub), api_listen_address(api));
 
-	wait_for_signals(&o, &conf, hub, api, &set);
+	wait_for_signals(&o, &conf, hub, api, auth, &set);
 
 	sd_notify(0, "STOPPING=1");
 	api_stop(api);
 	hub_stop(hub);
 	hub_free(hub);
+	auth_free(auth);
 	dconf_release(&conf);
 	log_info("stopped", NULL);
 	return 0;

@@ -32,6 +32,9 @@ struct cmd_args {
 	const char *command;
 	const char *value;
 	const char *after;
+	const char *role;        /* token issue */
+	const char *secret_file; /* token issue */
+	const char *sub;         /* token issue */
 	const char **headers; /* --header K=V, in order */
 	size_t nheaders;
 	const char **positional; /* arguments after the command word */

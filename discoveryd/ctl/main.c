@@ -6,7 +6,8 @@
  * argv into a struct cmd_args, the usage text, and resolving where the
  * server is, which token to send and how to print. Everything is checked
  * before the one request is sent (cmd.c), so a usage error always exits 2
- * with nothing sent.
+ * with nothing sent. `token issue` needs no server: it is a local command
+ * (issue.c) and none of the server's settings are resolved for it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +23,7 @@
 #include "client.h"
 #include "cmd.h"
 #include "conf.h"
+#include "issue.h"
 #include "util.h"
 
 #ifndef DISCOVERY_VERSION
@@ -48,6 +50,9 @@ enum {
 	ALLOW_HEADER = 1u << 4,
 	ALLOW_VALUE = 1u << 5,
 	ALLOW_AFTER = 1u << 6,
+	ALLOW_ROLE = 1u << 7,
+	ALLOW_SECRET_FILE = 1u << 8,
+	ALLOW_SUB = 1u << 9,
 	GLOBAL = 1u << 15, /* valid anywhere, before or after the command */
 };
 
@@ -76,12 +81,19 @@ static const struct option options[] = {
 	{"header", 0, OPTION_LIST, ALLOW_HEADER, FIELD(headers)},
 	{"value", 0, OPTION_STRING, ALLOW_VALUE, FIELD(value)},
 	{"after", 0, OPTION_STRING, ALLOW_AFTER, FIELD(after)},
+	{"role", 0, OPTION_STRING, ALLOW_ROLE, FIELD(role)},
+	{"secret-file", 0, OPTION_STRING, ALLOW_SECRET_FILE, FIELD(secret_file)},
+	{"sub", 0, OPTION_STRING, ALLOW_SUB, FIELD(sub)},
 	{NULL, 0, OPTION_FLAG, 0, 0},
 };
 
+/* A command answered here, with no request: returns the exit code. */
+typedef int (*local_fn)(const struct cmd_args *args);
+
 struct command {
 	const char *name;
-	cmd_build_fn build; /* NULL: help and version, answered locally */
+	cmd_build_fn build; /* one request to the server; or NULL and: */
+	local_fn local;     /* answered here; both NULL: help and version */
 	unsigned options;   /* ALLOW_ bits */
 	size_t min_args;
 	size_t max_args;    /* SIZE_MAX: no limit */
@@ -89,23 +101,30 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"ready", cmd_ready, ALLOW_TTL, 1, 1, "ready SERVICE [--ttl DURATION]"},
-	{"notready", cmd_notready, 0, 1, 1, "notready SERVICE"},
-	{"auto", cmd_auto, 0, 1, 1, "auto SERVICE"},
-	{"invalidate", cmd_invalidate, ALLOW_SERVICE, 1, SIZE_MAX,
+	{"ready", cmd_ready, NULL, ALLOW_TTL, 1, 1,
+	 "ready SERVICE [--ttl DURATION]"},
+	{"notready", cmd_notready, NULL, 0, 1, 1, "notready SERVICE"},
+	{"auto", cmd_auto, NULL, 0, 1, 1, "auto SERVICE"},
+	{"invalidate", cmd_invalidate, NULL, ALLOW_SERVICE, 1, SIZE_MAX,
 	 "invalidate [--service S] KEY..."},
-	{"broadcast", cmd_broadcast,
+	{"broadcast", cmd_broadcast, NULL,
 	 ALLOW_SERVICE | ALLOW_INSTANCE | ALLOW_COMMAND | ALLOW_HEADER |
 		 ALLOW_VALUE,
 	 0, 0, "broadcast --command C [--service S] [--instance I] ..."},
-	{"services", cmd_services, 0, 0, 0, "services"},
-	{"service", cmd_service, 0, 1, 1, "service NAME"},
-	{"agents", cmd_agents, 0, 0, 0, "agents"},
-	{"cacheready", cmd_cacheready, 0, 0, 0, "cacheready"},
-	{"events", cmd_events, ALLOW_AFTER, 0, 0, "events [--after SEQ]"},
-	{"version", NULL, 0, 0, 0, "version"},
-	{"help", NULL, 0, 0, SIZE_MAX, "help"},
-	{NULL, NULL, 0, 0, 0, NULL},
+	{"services", cmd_services, NULL, 0, 0, 0, "services"},
+	{"service", cmd_service, NULL, 0, 1, 1, "service NAME"},
+	{"agents", cmd_agents, NULL, 0, 0, 0, "agents"},
+	{"cacheready", cmd_cacheready, NULL, 0, 0, 0, "cacheready"},
+	{"events", cmd_events, NULL, ALLOW_AFTER, 0, 0, "events [--after SEQ]"},
+	{"token", NULL, issue_run,
+	 ALLOW_ROLE | ALLOW_SERVICE | ALLOW_TTL | ALLOW_SUB |
+		 ALLOW_SECRET_FILE,
+	 1, 1,
+	 "token issue --role agent|admin|reader [--service S] [--ttl 24h] "
+	 "[--sub TEXT] --secret-file FILE"},
+	{"version", NULL, NULL, 0, 0, 0, "version"},
+	{"help", NULL, NULL, 0, 0, SIZE_MAX, "help"},
+	{NULL, NULL, NULL, 0, 0, 0, NULL},
 };
 
 static const char usage_text[] =
@@ -131,6 +150,18 @@ static const char usage_text[] =
 	"  cacheready            declare service \"cache\" ready (NetCoreStack\n"
 	"                        compatible)\n"
 	"  events [--after SEQ]  list retained events (after SEQ)\n"
+	"  token issue --role agent|admin|reader [--service S] [--ttl DURATION]\n"
+	"              [--sub TEXT] --secret-file FILE\n"
+	"                        print a token signed with FILE (the daemon's\n"
+	"                        auth.secret_file); needs no server. --service\n"
+	"                        is required for agent (the only service it\n"
+	"                        may register as) and refused for admin and\n"
+	"                        reader (they cover every service). --ttl:\n"
+	"                        lifetime, default " ISSUE_DEFAULT_TTL " (at most 87840h;\n"
+	"                        the daemon allows 60s of clock skew past it).\n"
+	"                        --sub: who holds it, logged by the daemon\n"
+	"                        (up to 127 printable bytes). FILE must not be\n"
+	"                        readable by others (chmod 600 or 640)\n"
 	"  version               print the version\n"
 	"  help                  print this help\n"
 	"\n"
@@ -155,7 +186,8 @@ static const char usage_text[] =
 	"Exit status:\n"
 	"  0  success\n"
 	"  1  the server refused the request (HTTP 4xx other than 404:\n"
-	"     bad field, bad or missing token, no right, body too large)\n"
+	"     bad field, bad or missing token, no right, body too large);\n"
+	"     token issue: the secret file cannot be read or is unsafe\n"
 	"  2  usage error: bad options or arguments; nothing was sent\n"
 	"  3  cannot reach the server, timeout, HTTP 5xx (503: the change could\n"
 	"     not be made durable, nothing was applied) or an unusable answer\n"
@@ -433,6 +465,15 @@ static int run(const struct command *command, const struct cmd_args *args)
 	return code;
 }
 
+/* A command with no server: nothing of -s, --token or --timeout is
+ * resolved, so a bad $DISCOVERY_ADDR cannot stop it. */
+static int run_local(const struct command *command,
+		     const struct cmd_args *args)
+{
+	check_arg_count(command, args->npositional);
+	return command->local(args);
+}
+
 int main(int argc, char **argv)
 {
 	cJSON_Hooks hooks = {util_malloc, free};
@@ -446,10 +487,13 @@ int main(int argc, char **argv)
 	command = parse_args(argc, argv, &args);
 	if (args.help || (command && strcmp(command->name, "help") == 0))
 		fputs(usage_text, stdout);
-	else if (args.version || (command && !command->build))
+	else if (args.version ||
+		 (command && !command->build && !command->local))
 		printf("%s %s\n", CTL_PROG, DISCOVERY_VERSION);
 	else if (!command)
 		util_usage_error("no command given");
+	else if (command->local)
+		code = run_local(command, &args);
 	else
 		code = run(command, &args);
 	free(args.headers);
