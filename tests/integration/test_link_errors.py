@@ -220,3 +220,20 @@ def test_idle_link_kept_alive_by_pongs(tmp_path):
         s.close()
     finally:
         assert d.stop() == 0
+
+
+def test_very_deep_json(tmp_path):
+    """A 100,000-deep JSON document, within max_message: refused by the
+    depth scan (1007 on a link, 400 on the API) before cJSON recurses."""
+    d = Discoveryd(tmp_path, extra="limits:\n  max_message: 1MiB\n")
+    deep = "[" * 100000 + "]" * 100000
+    try:
+        async def scenario():
+            return (await closed_with(d, deep))[0]
+        assert ws_run(scenario()) == 1007
+        st, body = d.call("POST", "/api/discovery/invalidate",
+                          raw=('{"keys":' + deep + "}").encode())
+        assert st == 400 and "nested" in body["message"]
+        assert d.call("GET", "/healthz")[0] == 200
+    finally:
+        assert d.stop() == 0
