@@ -105,6 +105,13 @@ struct client *client_new(const struct client_config *config, char *err,
 		free(c);
 		return NULL;
 	}
+	if (config->cacert &&
+	    curl_easy_setopt(c->curl, CURLOPT_CAINFO, config->cacert) != CURLE_OK) {
+		snprintf(err, errlen, "cannot use the CA file %s", config->cacert);
+		curl_easy_cleanup(c->curl);
+		free(c);
+		return NULL;
+	}
 	c->base_url = util_strdup(config->base_url);
 	c->timeout_ms = config->timeout_ms;
 	c->auth_header = NULL;

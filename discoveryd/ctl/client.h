@@ -27,6 +27,7 @@ struct client_config {
 	const char *base_url; /* "http://host:port", no trailing slash */
 	const char *token;    /* "Authorization: Bearer TOKEN"; NULL: none */
 	long timeout_ms;      /* connect and whole-request limit, > 0 */
+	const char *cacert;   /* PEM CA file for https; NULL: the system store */
 };
 
 struct client_response {

@@ -396,6 +396,7 @@ int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req)
 		.base_url = settings->base_url,
 		.token = settings->token,
 		.timeout_ms = settings->timeout_ms,
+		.cacert = settings->cacert,
 	};
 	struct client_response resp = {0};
 	char err[CTL_ERR_SIZE];

@@ -21,6 +21,7 @@ struct cmd_args {
 	const char *server;
 	const char *token;
 	const char *token_file;
+	const char *cacert;
 	const char *timeout;
 	bool json;
 	bool help;
@@ -54,6 +55,7 @@ struct cmd_settings {
 	const char *base_url;
 	const char *token; /* NULL: no Authorization header */
 	long timeout_ms;
+	const char *cacert; /* NULL: the system's CA store */
 	bool json;  /* print the body as is, one line */
 	bool color; /* ANSI colours in tables */
 };

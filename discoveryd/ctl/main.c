@@ -70,6 +70,7 @@ static const struct option options[] = {
 	{"server", 's', OPTION_STRING, GLOBAL, FIELD(server)},
 	{"token", 0, OPTION_STRING, GLOBAL, FIELD(token)},
 	{"token-file", 0, OPTION_STRING, GLOBAL, FIELD(token_file)},
+	{"cacert", 0, OPTION_STRING, GLOBAL, FIELD(cacert)},
 	{"timeout", 0, OPTION_STRING, GLOBAL, FIELD(timeout)},
 	{"json", 0, OPTION_FLAG, GLOBAL, FIELD(json)},
 	{"help", 'h', OPTION_FLAG, GLOBAL, FIELD(help)},
@@ -170,6 +171,8 @@ static const char usage_text[] =
 	"                        else " DEFAULT_SERVER "\n"
 	"      --token TOKEN     bearer token; default $DISCOVERY_TOKEN\n"
 	"      --token-file FILE read the token from FILE (keeps it out of ps)\n"
+	"      --cacert FILE     verify an https server against this CA (PEM);\n"
+	"                        default $DISCOVERY_CACERT, else the system store\n"
 	"      --json            print the server's JSON answer, on one line\n"
 	"      --timeout DURATION\n"
 	"                        give up after DURATION (default " DEFAULT_TIMEOUT ")\n"
@@ -445,6 +448,7 @@ static int run(const struct command *command, const struct cmd_args *args)
 	settings.base_url = base_url;
 	settings.token = token;
 	settings.timeout_ms = resolve_timeout(args->timeout);
+	settings.cacert = args->cacert ? args->cacert : getenv("DISCOVERY_CACERT");
 	settings.json = args->json;
 	settings.color = want_color();
 	command->build(args, &req);

@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from certs import make_ca, make_server, serial
-from harness import Discoveryd, Sidecar, WAIT, ws_run
+from harness import BIN, Discoveryd, Sidecar, WAIT, ws_run
 
 
 @pytest.fixture
@@ -144,3 +144,17 @@ def test_bad_tls_config(tmp_path, pki):
     assert rc != 0 and "tls.cert" in out
     rc, out, path = check(tmp_path, "tls:\n  cert: %s\n" % pki["server"][1])
     assert rc != 0 and "key" in out
+
+
+def test_discoveryctl_verifies(tmp_path, pki):
+    ctl = os.path.join(BIN, "discoveryctl")
+    d = tls_daemon(tmp_path, pki)
+    try:
+        ok = subprocess.run([ctl, "-s", d.base, "--cacert", pki["ca"][1],
+                             "services"], capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stderr
+        bad = subprocess.run([ctl, "-s", d.base, "--cacert", pki["rogue"][1],
+                              "services"], capture_output=True, text=True)
+        assert bad.returncode == 3 and "certificate" in bad.stderr.lower()
+    finally:
+        assert d.stop() == 0
