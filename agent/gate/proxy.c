@@ -105,6 +105,8 @@ void preq_unref(struct preq *r)
 	if (!r || atomic_fetch_sub_explicit(&r->refs, 1,
 					    memory_order_acq_rel) != 1)
 		return;
+	if (r->worker)
+		worker_recycle(r->worker, r);
 	if (r->response)
 		MHD_destroy_response(r->response);
 	if (r->easy)
@@ -122,6 +124,7 @@ void proxy_wake_client(struct preq *r)
 	if (r->suspended && r->conn) {
 		r->suspended = false;
 		MHD_resume_connection(r->conn);
+		worker_kick(r->worker);
 	}
 }
 
@@ -329,13 +332,11 @@ static int make_easy(struct preq *r, struct MHD_Connection *conn,
 	const struct gconf *c = r->server->conf;
 	size_t ulen = strlen(c->upstream) + strlen(r->uri) + 1;
 	char *url = malloc(ulen);
-	CURL *e = r->easy = curl_easy_init();
+	CURL *e = r->easy;
 	int rc = 0;
 
-	if (!url || !e) {
-		free(url);
+	if (!url)
 		return -1;
-	}
 	snprintf(url, ulen, "%s%s", c->upstream, r->uri);
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect, h);
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, forward, h);
@@ -438,10 +439,8 @@ enum MHD_Result proxy_begin(struct preq *r, struct MHD_Connection *conn,
 	r->upgrade = up && *up && !strcmp(version, MHD_HTTP_VERSION_1_1);
 	r->conn = conn;
 	r->worker = server_pick_worker(s);
-	r->up.buf = malloc(cap);
-	r->down.buf = malloc(cap);
-	r->up.cap = r->down.cap = cap;
-	if (!r->up.buf || !r->down.buf || make_easy(r, conn, method, &h)) {
+	if (worker_take_parts(r->worker, r, cap) ||
+	    make_easy(r, conn, method, &h)) {
 		r->headers = h.list;
 		return answer(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
 			      "the gate could not set up the request");
@@ -603,6 +602,16 @@ static void on_upgraded(void *cls, struct MHD_Connection *conn,
 			size_t extra_in_size, MHD_socket sock,
 			struct MHD_UpgradeResponseHandle *urh);
 
+/* MHD allocates (and zeroes) the block with every response: no bigger
+ * than the body. A chunked body is framed in the connection's own buffer;
+ * the block serves a close-delimited one (an HTTP/1.0 client). */
+static size_t block_size(uint64_t size)
+{
+	if (size == MHD_SIZE_UNKNOWN)
+		return 16 * 1024;
+	return size < 64 * 1024 ? (size ? (size_t)size : 1) : 64 * 1024;
+}
+
 void proxy_head_done(struct preq *r)
 {
 	struct resp_head rh = { .ok = true, .length = -1 };
@@ -630,7 +639,7 @@ void proxy_head_done(struct preq *r)
 		resp = MHD_create_response_from_buffer(0, NULL,
 						       MHD_RESPMEM_PERSISTENT);
 	else
-		resp = MHD_create_response_from_callback(size, 64 * 1024,
+		resp = MHD_create_response_from_callback(size, block_size(size),
 							 read_body, r, NULL);
 	if (resp)
 		copy_headers(r, resp, &rh);

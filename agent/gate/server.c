@@ -175,38 +175,27 @@ static int resolve(const struct conf_addr *addr, struct sockaddr_storage *ss,
 	return 0;
 }
 
-static int start_workers(struct gate_server *s, char *err, size_t errlen)
-{
-	s->workers = calloc(s->n_workers, sizeof(*s->workers));
-	if (!s->workers) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < s->n_workers; i++)
-		if (!(s->workers[i] = worker_start(s, (int)i, err, errlen)))
-			return -1;
-	return 0;
-}
-
 static struct MHD_Daemon *start_mhd(struct gate_server *s,
 				    const struct sockaddr_storage *ss,
-				    unsigned threads)
+				    unsigned limit)
 {
 	const struct gconf *c = s->conf;
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+	/* No thread of its own: the worker's loop runs it (upstream.c). */
+	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
 			 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
 
 	if (ss->ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	return MHD_start_daemon(
-		flags, (uint16_t)c->listen.port, NULL, NULL, handle, s,
+		flags, 0, NULL, NULL, handle, s,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
-		MHD_OPTION_THREAD_POOL_SIZE, threads,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
+		MHD_OPTION_CONNECTION_LIMIT, limit,
 		MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned)((c->idle_timeout_ms + 999) / 1000),
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+		/* SO_REUSEPORT: each worker's daemon listens on the port, and
+		 * the kernel spreads the connections over them. */
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
@@ -214,12 +203,58 @@ static struct MHD_Daemon *start_mhd(struct gate_server *s,
 		MHD_OPTION_END);
 }
 
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+}
+
+/* One daemon and one worker per thread; the first daemon binds the port
+ * (the kernel's pick for port 0), the others join it. */
+static int start_workers(struct gate_server *s, struct sockaddr_storage *ss,
+			 char *err, size_t errlen)
+{
+	unsigned max = (unsigned)s->conf->max_connections;
+	unsigned n = (unsigned)s->n_workers;
+
+	s->workers = calloc(n, sizeof(*s->workers));
+	s->daemons = calloc(n, sizeof(*s->daemons));
+	if (!s->workers || !s->daemons) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const union MHD_DaemonInfo *info;
+		char text[300];
+
+		s->daemons[i] = start_mhd(s, ss, max / n + (i < max % n));
+		if (!s->daemons[i]) {
+			snprintf(err, errlen, "listen: cannot listen on %s",
+				 conf_addr_format(&s->conf->listen, text,
+						  sizeof(text)));
+			return -1;
+		}
+		info = MHD_get_daemon_info(s->daemons[i],
+					   MHD_DAEMON_INFO_BIND_PORT);
+		if (info && !i) {
+			s->port = info->port;
+			set_port(ss, info->port);
+		}
+		s->workers[i] = worker_start(s, (int)i, s->daemons[i], err,
+					     errlen);
+		if (!s->workers[i])
+			return -1;
+	}
+	return 0;
+}
+
 struct gate_server *server_start(const struct gconf *c, struct gate_state *st,
 				 char *err, size_t errlen)
 {
 	struct gate_server *s = calloc(1, sizeof(*s));
 	struct sockaddr_storage ss;
-	const union MHD_DaemonInfo *info;
 	struct conf_addr bound = c->listen;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned threads = c->threads ? (unsigned)c->threads
@@ -236,20 +271,11 @@ struct gate_server *server_start(const struct gconf *c, struct gate_state *st,
 	s->n_workers = threads;
 	snprintf(s->via, sizeof(s->via), "1.1 discovery-gate");
 	if (resolve(&c->listen, &ss, err, errlen) ||
-	    start_workers(s, err, errlen)) {
+	    start_workers(s, &ss, err, errlen)) {
 		server_stop(s);
 		return NULL;
 	}
-	s->mhd = start_mhd(s, &ss, threads);
-	if (!s->mhd) {
-		snprintf(err, errlen, "listen: cannot listen on %s",
-			 conf_addr_format(&c->listen, text, sizeof(text)));
-		server_stop(s);
-		return NULL;
-	}
-	info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	if (info)
-		bound.port = info->port;
+	bound.port = s->port;
 	log_info("listening", "listener=http addr=%s threads=%u",
 		 conf_addr_format(&bound, text, sizeof(text)), threads);
 	return s;
@@ -257,20 +283,22 @@ struct gate_server *server_start(const struct gconf *c, struct gate_state *st,
 
 struct worker *server_pick_worker(struct gate_server *s)
 {
-	unsigned i = atomic_fetch_add_explicit(&s->next_worker, 1,
-					       memory_order_relaxed);
+	struct worker *w = worker_current();
+	unsigned i;
 
+	if (w)
+		return w; /* the thread that runs the client runs its transfer */
+	i = atomic_fetch_add_explicit(&s->next_worker, 1, memory_order_relaxed);
 	return s->workers[i % s->n_workers];
 }
 
 int server_drain(struct gate_server *s, long long timeout_ms)
 {
 	struct timespec step = { 0, 20 * 1000 * 1000 };
-	MHD_socket fd = MHD_quiesce_daemon(s->mhd);
 	int left;
 
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	for (size_t i = 0; i < s->n_workers; i++)
+		worker_drain(s->workers[i]);
 	/* A daemon's own wait for its clients, not a test's sleep. */
 	for (long long waited = 0;
 	     (left = atomic_load(&s->in_flight)) > 0 && waited < timeout_ms;
@@ -284,13 +312,16 @@ void server_stop(struct gate_server *s)
 	if (!s)
 		return;
 	/* Workers first: they fail what is left and wake its clients, so
-	 * MHD stops with no connection suspended on us. */
+	 * MHD stops with no connection suspended on us; their threads are
+	 * gone, so this one may stop the daemons. */
 	for (size_t i = 0; s->workers && i < s->n_workers; i++)
 		worker_stop(s->workers[i]);
-	if (s->mhd)
-		MHD_stop_daemon(s->mhd);
+	for (size_t i = 0; s->daemons && i < s->n_workers; i++)
+		if (s->daemons[i])
+			MHD_stop_daemon(s->daemons[i]);
 	for (size_t i = 0; s->workers && i < s->n_workers; i++)
 		worker_free(s->workers[i]);
 	free(s->workers);
+	free(s->daemons);
 	free(s);
 }

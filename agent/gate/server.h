@@ -1,5 +1,6 @@
 /*
- * server: the gate's HTTP side on libmicrohttpd (an epoll thread pool).
+ * server: the gate's HTTP side on libmicrohttpd: one daemon in epoll mode
+ * per worker thread (upstream.c runs it next to its curl handle).
  *
  * Each request is decided once, on its first call, against one state view:
  * the gate's own endpoints (/.well-known/discovery-gate and its /check),
@@ -14,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gconf.h"
 #include "state.h"
@@ -23,12 +25,13 @@ struct worker;
 struct gate_server {
 	const struct gconf *conf;        /* the start-up config; lives longer */
 	struct gate_state *state;
-	struct MHD_Daemon *mhd;
+	struct MHD_Daemon **daemons;     /* one per worker, which runs it */
 	struct worker **workers;
 	size_t n_workers;
 	atomic_uint next_worker;
 	atomic_int in_flight;            /* requests MHD has not completed */
 	char via[64];                    /* "1.1 discovery-gate" */
+	uint16_t port;                   /* the bound port */
 };
 
 /* Bind, start the workers and the pool; logs msg=listening. NULL + err. */
@@ -42,7 +45,7 @@ int server_drain(struct gate_server *s, long long timeout_ms);
 /* Abort what is left, stop the pool and the workers, free. */
 void server_stop(struct gate_server *s);
 
-/* The worker for a new request (round robin). */
+/* The worker for a new request: the calling worker's own, else round robin. */
 struct worker *server_pick_worker(struct gate_server *s);
 
 #endif

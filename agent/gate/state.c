@@ -316,10 +316,13 @@ static void update_locked(struct gate_state *s, const char *why)
 		log_error("state_failed", "why=%s reason=out_of_memory", why);
 		return;
 	}
-	if (!cur || cur->open != open)
+	bool flipped = !cur || cur->open != open;
+
+	/* Publish first: whoever reads the line gets the new answers. */
+	publish(s, v);
+	if (flipped)
 		log_info(open ? "open" : "locked", "why=%s latched=%s", why,
 			 s->latched ? "true" : "false");
-	publish(s, v);
 }
 
 void gstate_update(struct gate_state *s, const char *why)

@@ -1,9 +1,15 @@
 /*
- * upstream: the workers (see upstream.h). A worker's loop takes the ops
- * client threads posted, drives its curl multi handle, reaps finished
- * transfers, fails those whose response head is overdue (504), and moves
- * the bytes of its WebSocket relays; curl_multi_poll waits on curl's
- * sockets and the relays' client sockets at once.
+ * upstream: the workers (see upstream.h). Each worker thread owns one
+ * libmicrohttpd daemon (external epoll mode; the daemons share the port
+ * through SO_REUSEPORT) and one curl multi handle driven by
+ * curl_multi_socket_action, all on one epoll set of its own. The client
+ * side and the upstream side of a request therefore run on the same
+ * thread: no hand-off between threads, and a client connection is
+ * suspended only while its data is not there yet. Each loop takes the ops
+ * posted (by MHD's callbacks on this thread, or another thread to stop),
+ * lets curl act on the sockets that are ready and on its timer, runs MHD,
+ * fails transfers whose response head is overdue (504), and moves the
+ * bytes of its WebSocket relays.
  *
  * A relay is an upgraded request: curl sent the request head and parsed
  * the upstream's 101 head (so nothing here parses HTTP), and it keeps
@@ -11,13 +17,17 @@
  * write callback passes to the client socket. The other way, the worker
  * reads the client socket and writes the upstream socket that curl opened
  * for this transfer alone (curl never writes to it again once the request
- * is sent).
+ * is sent). Relays are rare: their sockets are poll()ed next to the epoll
+ * set rather than kept in it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,20 +38,40 @@
 
 #define POLL_IDLE_MS  1000  /* nothing due: look at the clock this often */
 #define POLL_HEAD_MS  50    /* a response head is awaited: finer */
+#define MAX_EVENTS    64
+#define EASY_CACHE    64    /* idle easy handles kept per worker */
+#define RING_CACHE    8     /* idle ring pairs kept per worker */
 
 struct worker {
 	struct gate_server *server;
 	int index;
 	CURLM *multi;
+	struct MHD_Daemon *mhd;
+	int mhd_fd;                     /* MHD's own epoll set */
+	int epfd;                       /* ours: mhd_fd, wake_fd, curl's sockets */
+	int wake_fd;                    /* eventfd: another thread posted */
+	long long curl_due;             /* curl's timer (ms), -1: none */
+	long long next_check;           /* when to look for overdue heads */
+	bool waiting;                   /* some transfer awaits its head */
+	atomic_bool kick;               /* a connection was resumed: run MHD */
+	bool started;                   /* the thread runs */
 	pthread_t thread;
 	pthread_mutex_t qlock;
 	struct preq *q_head, *q_tail;   /* under qlock */
 	bool stopping;                  /* under qlock */
+	atomic_bool quiesce;            /* stop accepting (drain) */
 	struct preq *active;            /* transfers and relays */
-	struct curl_waitfd *fds;        /* relay sockets for curl_multi_poll */
+	struct pollfd *fds;             /* fds[0] = epfd, then relay sockets */
 	struct preq **owners;           /* the relay of each fds[i] */
 	size_t fds_cap;
+	CURL *easy[EASY_CACHE];         /* finished requests' handles, reset */
+	size_t n_easy;
+	struct { char *up, *down; } rings[RING_CACHE];
+	size_t n_rings;
 };
+
+/* The worker whose thread this is (NULL elsewhere). */
+static _Thread_local struct worker *current;
 
 static long long now_ms(void)
 {
@@ -49,6 +79,28 @@ static long long now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct worker *worker_current(void)
+{
+	return current;
+}
+
+static void wake(struct worker *w)
+{
+	uint64_t one = 1;
+
+	if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("wake_failed", "error=%s", strerror(errno));
+}
+
+/* In external mode MHD_resume_connection does not wake the daemon: the
+ * loop must run it again, before it waits. */
+void worker_kick(struct worker *w)
+{
+	atomic_store_explicit(&w->kick, true, memory_order_relaxed);
+	if (current != w)
+		wake(w);
 }
 
 int worker_post(struct worker *w, struct preq *r, unsigned ops)
@@ -70,8 +122,50 @@ int worker_post(struct worker *w, struct preq *r, unsigned ops)
 		w->q_tail = r;
 	}
 	pthread_mutex_unlock(&w->qlock);
-	curl_multi_wakeup(w->multi);
+	/* On its own thread the loop runs the queue before it waits again. */
+	if (current != w)
+		wake(w);
 	return 0;
+}
+
+/* ---- reusable parts ---------------------------------------------------- */
+
+/* An easy handle and two rings of cap bytes, reused when possible: a new
+ * easy handle and fresh buffers per request cost more than the proxying. */
+int worker_take_parts(struct worker *w, struct preq *r, size_t cap)
+{
+	bool mine = current == w;
+
+	r->easy = mine && w->n_easy ? w->easy[--w->n_easy] : curl_easy_init();
+	if (mine && w->n_rings) {
+		w->n_rings--;
+		r->up.buf = w->rings[w->n_rings].up;
+		r->down.buf = w->rings[w->n_rings].down;
+	} else {
+		r->up.buf = malloc(cap);
+		r->down.buf = malloc(cap);
+	}
+	r->up.cap = r->down.cap = cap;
+	return r->easy && r->up.buf && r->down.buf ? 0 : -1;
+}
+
+/* Keep r's parts for the next request, on r's worker's thread only. Few
+ * rings are kept: a big body touches all of theirs, and memory must stay
+ * flat; an upgraded request's handle carries socket callbacks: not kept. */
+void worker_recycle(struct worker *w, struct preq *r)
+{
+	if (current != w)
+		return;
+	if (r->easy && !r->upgrade && w->n_easy < EASY_CACHE) {
+		curl_easy_reset(r->easy);
+		w->easy[w->n_easy++] = r->easy;
+		r->easy = NULL;
+	}
+	if (r->up.buf && r->down.buf && w->n_rings < RING_CACHE) {
+		w->rings[w->n_rings].up = r->up.buf;
+		w->rings[w->n_rings++].down = r->down.buf;
+		r->up.buf = r->down.buf = NULL;
+	}
 }
 
 /* ---- the list of transfers and relays ---------------------------------- */
@@ -160,7 +254,7 @@ static void relay_step(struct worker *w, struct preq *r, short client_ev)
 {
 	int up = upstream_fd(r);
 
-	if (client_ev & CURL_WAIT_POLLIN) {
+	if (client_ev & POLLIN) {
 		char buf[16384];
 		size_t room = ring_room(&r->up) < sizeof(buf) ? ring_room(&r->up)
 							      : sizeof(buf);
@@ -205,7 +299,7 @@ static void relay_start(struct worker *w, struct preq *r)
 static bool grow_fds(struct worker *w, size_t need)
 {
 	size_t cap = w->fds_cap ? w->fds_cap : 64;
-	struct curl_waitfd *fds;
+	struct pollfd *fds;
 	struct preq **owners;
 
 	if (need <= w->fds_cap)
@@ -224,11 +318,15 @@ static bool grow_fds(struct worker *w, size_t need)
 	return true;
 }
 
-/* The pollfds of every relay's client (and upstream, when it must drain). */
+/* fds[0] is our epoll set; then every relay's client (and upstream, when
+ * it must drain). Returns the count, 1 when there is no relay. */
 static size_t relay_fds(struct worker *w)
 {
-	size_t n = 0;
+	size_t n = 1;
 
+	if (!grow_fds(w, 1))
+		return 0;
+	w->fds[0] = (struct pollfd){ w->epfd, POLLIN, 0 };
 	for (struct preq *r = w->active; r; r = r->next) {
 		int up = upstream_fd(r);
 		short ev = 0;
@@ -236,14 +334,14 @@ static size_t relay_fds(struct worker *w)
 		if (!r->relaying || !grow_fds(w, n + 2))
 			continue;
 		if (!r->client_eof && ring_room(&r->up))
-			ev |= CURL_WAIT_POLLIN;
+			ev |= POLLIN;
 		if (r->down.len)
-			ev |= CURL_WAIT_POLLOUT;
+			ev |= POLLOUT;
 		w->owners[n] = r;
-		w->fds[n++] = (struct curl_waitfd){ r->client_fd, ev, 0 };
+		w->fds[n++] = (struct pollfd){ r->client_fd, ev, 0 };
 		if (r->up.len && up >= 0 && r->easy_in_multi) {
 			w->owners[n] = r;
-			w->fds[n++] = (struct curl_waitfd){ up, CURL_WAIT_POLLOUT, 0 };
+			w->fds[n++] = (struct pollfd){ up, POLLOUT, 0 };
 		}
 	}
 	return n;
@@ -251,17 +349,20 @@ static size_t relay_fds(struct worker *w)
 
 static void relay_service(struct worker *w, size_t n)
 {
-	for (size_t i = 0; i < n;) {
+	for (size_t i = 1; i < n;) {
 		struct preq *r = w->owners[i];
 		short client_ev = 0, any = 0;
 
 		/* A relay's entries are adjacent; step it once, then never
-		 * touch it again (relay_step may release it). */
+		 * touch it again (relay_step may release it). A hang-up or an
+		 * error reads as "readable": recv then says which. */
 		for (; i < n && w->owners[i] == r; i++) {
 			any |= w->fds[i].revents;
 			if (w->fds[i].fd == r->client_fd)
 				client_ev |= w->fds[i].revents;
 		}
+		if (client_ev & (POLLHUP | POLLERR))
+			client_ev |= POLLIN;
 		if (any)
 			relay_step(w, r, client_ev);
 	}
@@ -399,6 +500,7 @@ static void finish(struct worker *w, struct preq *r, CURLcode code,
 
 static void start_transfer(struct worker *w, struct preq *r)
 {
+	long long now;
 	bool gone;
 
 	pthread_mutex_lock(&r->lock);
@@ -409,7 +511,10 @@ static void start_transfer(struct worker *w, struct preq *r)
 		return;
 	}
 	r->easy_in_multi = true;
-	r->deadline_ms = now_ms() + w->server->conf->upstream_timeout_ms;
+	now = now_ms();
+	r->deadline_ms = now + w->server->conf->upstream_timeout_ms;
+	if (w->next_check > now + POLL_HEAD_MS) /* look at it in time */
+		w->next_check = now + POLL_HEAD_MS;
 	list_add(w, r);
 }
 
@@ -472,23 +577,21 @@ static void reap(struct worker *w)
 }
 
 /* 504 for each transfer whose response head is overdue. */
-static bool check_deadlines(struct worker *w)
+static void check_deadlines(struct worker *w, long long now)
 {
-	long long now = now_ms();
-	bool waiting = false;
-
+	w->waiting = false;
 	for (struct preq *r = w->active, *next; r; r = next) {
 		next = r->next;
 		if (!r->easy_in_multi || r->head_done)
 			continue;
 		if (now < r->deadline_ms) {
-			waiting = true;
+			w->waiting = true;
 			continue;
 		}
 		snprintf(r->error, sizeof(r->error), "no response head in time");
 		finish(w, r, CURLE_OPERATION_TIMEDOUT, 504);
 	}
-	return waiting;
+	w->next_check = now + (w->waiting ? POLL_HEAD_MS : POLL_IDLE_MS);
 }
 
 static void stop_all(struct worker *w)
@@ -503,61 +606,211 @@ static void stop_all(struct worker *w)
 	}
 }
 
+/* ---- the loop ---------------------------------------------------------- */
+
+/* Keep curl's interest in a socket in our epoll set. */
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud,
+		     void *sockp)
+{
+	struct worker *w = ud;
+	struct epoll_event ev = { .data.fd = fd };
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
+		    (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+	/* A number curl reuses may still be registered, or not yet. */
+	if (epoll_ctl(w->epfd, sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) &&
+	    epoll_ctl(w->epfd, sockp ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev))
+		log_warn("epoll_failed", "fd=%d error=%s", fd, strerror(errno));
+	if (!sockp)
+		curl_multi_assign(w->multi, fd, w);
+	return 0;
+}
+
+static int on_timer(CURLM *m, long ms, void *ud)
+{
+	struct worker *w = ud;
+
+	(void)m;
+	w->curl_due = ms < 0 ? -1 : now_ms() + ms;
+	return 0;
+}
+
+static int wait_ms(struct worker *w, long long now)
+{
+	long long t = w->next_check - now;
+	MHD_UNSIGNED_LONG_LONG mt;
+
+	if (atomic_load_explicit(&w->kick, memory_order_relaxed))
+		return 0;
+	if (w->curl_due >= 0 && w->curl_due - now < t)
+		t = w->curl_due - now;
+	if (MHD_get_timeout(w->mhd, &mt) == MHD_YES && (long long)mt < t)
+		t = (long long)mt;
+	return t < 0 ? 0 : (int)t;
+}
+
+/* Wait for anything, then let curl and MHD act on it. */
+static void step(struct worker *w)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	size_t n = relay_fds(w);
+	int timeout = wait_ms(w, now_ms()), k;
+	bool mhd = false;
+	long long now;
+
+	if (n > 1 && poll(w->fds, n, timeout) > 0)
+		timeout = 0;
+	k = epoll_wait(w->epfd, evs, MAX_EVENTS, n > 1 ? 0 : timeout);
+	for (int i = 0; i < k; i++) {
+		int fd = evs[i].data.fd, running;
+		uint64_t v;
+
+		if (fd == w->mhd_fd) {
+			mhd = true;
+		} else if (fd == w->wake_fd) {
+			if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				log_warn("wake_failed", "error=%s", strerror(errno));
+		} else {
+			curl_multi_socket_action(w->multi, fd,
+				((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+				((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+				((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0),
+				&running);
+		}
+	}
+	now = now_ms();
+	if (w->curl_due >= 0 && now >= w->curl_due) {
+		int running;
+
+		w->curl_due = -1;
+		curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	reap(w);
+	/* Also on a timeout: MHD's own (idle connections) may be due. */
+	if (atomic_exchange_explicit(&w->kick, false, memory_order_relaxed) ||
+	    mhd || k <= 0)
+		MHD_run(w->mhd);
+	if (now >= w->next_check)
+		check_deadlines(w, now);
+	if (n > 1)
+		relay_service(w, n);
+}
+
+/* Drain: stop accepting. On the daemon's own thread, as MHD wants. */
+static void maybe_quiesce(struct worker *w)
+{
+	MHD_socket fd;
+
+	if (!atomic_exchange(&w->quiesce, false))
+		return;
+	fd = MHD_quiesce_daemon(w->mhd);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
 static void *run(void *arg)
 {
 	struct worker *w = arg;
-	int running;
 
+	current = w;
 	while (take_queue(w)) {
-		bool waiting;
-		size_t n;
+		int running;
 
-		curl_multi_perform(w->multi, &running);
-		reap(w);
-		waiting = check_deadlines(w);
-		n = relay_fds(w);
-		curl_multi_poll(w->multi, w->fds, (unsigned)n,
-				waiting ? POLL_HEAD_MS : POLL_IDLE_MS, NULL);
-		relay_service(w, n);
+		maybe_quiesce(w);
+		/* What the queue started is due at once: no wait for it. */
+		if (w->curl_due >= 0 && now_ms() >= w->curl_due) {
+			w->curl_due = -1;
+			curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0,
+						 &running);
+			reap(w);
+		}
+		step(w);
 	}
 	stop_all(w);
+	current = NULL;
 	return NULL;
 }
 
-struct worker *worker_start(struct gate_server *s, int index, char *err,
-			    size_t errlen)
+static int watch(struct worker *w, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static int worker_init(struct worker *w, struct MHD_Daemon *mhd)
+{
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_EPOLL_FD);
+
+	w->mhd = mhd;
+	w->curl_due = -1;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!info || w->epfd < 0 || w->wake_fd < 0 || !(w->multi = curl_multi_init()))
+		return -1;
+	w->mhd_fd = info->epoll_fd;
+	if (watch(w, w->mhd_fd) || watch(w, w->wake_fd))
+		return -1;
+	curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS,
+			  (long)w->server->conf->upstream_idle);
+	curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+	curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
+	return 0;
+}
+
+struct worker *worker_start(struct gate_server *s, int index,
+			    struct MHD_Daemon *mhd, char *err, size_t errlen)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 
-	if (!w || !(w->multi = curl_multi_init())) {
+	if (!w) {
 		snprintf(err, errlen, "out of memory");
-		free(w);
 		return NULL;
 	}
 	w->server = s;
 	w->index = index;
+	w->epfd = w->wake_fd = -1;
 	pthread_mutex_init(&w->qlock, NULL);
-	curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS,
-			  (long)s->conf->upstream_idle);
-	if (pthread_create(&w->thread, NULL, run, w)) {
-		snprintf(err, errlen, "cannot start an upstream thread");
-		curl_multi_cleanup(w->multi);
-		pthread_mutex_destroy(&w->qlock);
-		free(w);
+	atomic_init(&w->quiesce, false);
+	if (worker_init(w, mhd)) {
+		snprintf(err, errlen, "cannot set up an upstream worker: %s",
+			 strerror(errno));
+		worker_free(w);
 		return NULL;
 	}
+	if (pthread_create(&w->thread, NULL, run, w)) {
+		snprintf(err, errlen, "cannot start an upstream thread");
+		worker_free(w);
+		return NULL;
+	}
+	w->started = true;
 	return w;
+}
+
+void worker_drain(struct worker *w)
+{
+	atomic_store(&w->quiesce, true);
+	wake(w);
 }
 
 void worker_stop(struct worker *w)
 {
-	if (!w)
+	if (!w || !w->started)
 		return;
 	pthread_mutex_lock(&w->qlock);
 	w->stopping = true;
 	pthread_mutex_unlock(&w->qlock);
-	curl_multi_wakeup(w->multi);
+	wake(w);
 	pthread_join(w->thread, NULL);
+	w->started = false;
 	take_queue(w); /* what was posted meanwhile: drop the queue's refs */
 }
 
@@ -565,7 +818,18 @@ void worker_free(struct worker *w)
 {
 	if (!w)
 		return;
-	curl_multi_cleanup(w->multi);
+	for (size_t i = 0; i < w->n_easy; i++)
+		curl_easy_cleanup(w->easy[i]);
+	for (size_t i = 0; i < w->n_rings; i++) {
+		free(w->rings[i].up);
+		free(w->rings[i].down);
+	}
+	if (w->multi)
+		curl_multi_cleanup(w->multi);
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
 	pthread_mutex_destroy(&w->qlock);
 	free(w->fds);
 	free(w->owners);

@@ -1,8 +1,9 @@
 /*
- * upstream: the workers that talk to the app, one thread and one libcurl
- * multi handle each (so each keeps its own pool of keep-alive upstream
- * connections). Client threads hand requests over with worker_post; the
- * worker wakes with curl_multi_wakeup. Every curl call on a transfer, and
+ * upstream: the worker threads. Each runs one libmicrohttpd daemon (the
+ * clients) and one libcurl multi handle (the app, with its own pool of
+ * keep-alive upstream connections) on one epoll loop, so a request's two
+ * sides share a thread. MHD's callbacks queue work with worker_post; the
+ * loop runs it before it waits again. Every curl call on a transfer, and
  * the WebSocket byte relay of upgraded requests, runs on its worker.
  */
 #ifndef GATE_UPSTREAM_H
@@ -10,8 +11,25 @@
 
 #include "proxy.h"
 
-struct worker *worker_start(struct gate_server *s, int index, char *err,
-			    size_t errlen);
+/* Start a worker thread that runs mhd (MHD_USE_EPOLL, no thread of its
+ * own; the caller stops it after worker_stop). NULL + err. */
+struct worker *worker_start(struct gate_server *s, int index,
+			    struct MHD_Daemon *mhd, char *err, size_t errlen);
+
+/* The worker whose thread calls this; NULL on any other thread. */
+struct worker *worker_current(void);
+
+/* A new request's easy handle and ring buffers (cap bytes each), reused
+ * from finished requests when called on w's thread. -1 on ENOMEM. */
+int worker_take_parts(struct worker *w, struct preq *r, size_t cap);
+/* r is being freed: keep its easy handle and buffers if on w's thread. */
+void worker_recycle(struct worker *w, struct preq *r);
+
+/* A client connection of w's was resumed: w must run its daemon. */
+void worker_kick(struct worker *w);
+
+/* Stop accepting (the drain); the worker quiesces its daemon. */
+void worker_drain(struct worker *w);
 
 /*
  * Ask w for ops on r (OP_* bits). 0, or -1 once w is stopping (then the

@@ -399,18 +399,11 @@ static void *agent_main(void *arg)
 	return NULL;
 }
 
-int agent_start(agent_t *a)
+static int create_context(struct agent *a)
 {
 	struct lws_context_creation_info info;
-	sigset_t all, old;
+	struct agent *prev;
 	bool tls = false;
-	int rc;
-
-	if (!a)
-		return AGENT_E_INVALID;
-	if (atomic_load(&a->started))
-		return AGENT_E_STATE;
-	pthread_once(&lws_log_once, lws_log_setup);
 
 	for (size_t i = 0; i < a->n_urls; i++)
 		tls = tls || a->urls[i].tls;
@@ -427,20 +420,43 @@ int agent_start(agent_t *a)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.client_ssl_ca_filepath = a->ca_file;
 	}
+	/* What lws logs while it builds the context (an unreadable CA bundle,
+	 * say) is the only account of an AGENT_E_LWS: route it to this agent
+	 * from the calling thread. */
+	prev = thread_agent; /* agent_start may run on another agent's thread */
+	thread_agent = a;
 	a->ctx = lws_create_context(&info);
-	if (!a->ctx)
-		return AGENT_E_LWS;
+	thread_agent = prev;
+	return a->ctx ? 0 : AGENT_E_LWS;
+}
+
+int agent_start(agent_t *a)
+{
+	sigset_t all, old;
+	int rc;
+
+	if (!a)
+		return AGENT_E_INVALID;
+	if (atomic_load(&a->started))
+		return AGENT_E_STATE;
+	pthread_once(&lws_log_once, lws_log_setup);
+	if (!a->ctx && (rc = create_context(a)))
+		return rc;
 
 	/* The agent thread takes no signals: they belong to the host. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* Before the thread exists: an agent_set_ready that sees `started`
+	 * false is read by the thread when it runs; one that sees it true
+	 * finds a context to wake. */
 	atomic_store(&a->started, true);
 	rc = pthread_create(&a->thread, NULL, agent_main, a);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
+		/* Keep the context: another thread may have seen `started` and
+		 * be waking it right now. agent_destroy (or the next
+		 * agent_start) takes it. */
 		atomic_store(&a->started, false);
-		lws_context_destroy(a->ctx);
-		a->ctx = NULL;
 		return AGENT_E_THREAD;
 	}
 	pthread_mutex_lock(&a->info_mu);
@@ -454,9 +470,19 @@ void agent_destroy(agent_t *a)
 	if (!a)
 		return;
 	if (atomic_load(&a->started)) {
+		if (pthread_equal(pthread_self(), a->thread)) {
+			/* From one of our callbacks: joining ourselves would
+			 * deadlock and freeing would pull the loop from under
+			 * us. Refusing (and leaking) is the lesser harm. */
+			notify_log(a, AGENT_LOG_ERROR,
+				   "destroy_refused reason=\"called from a callback\"");
+			return;
+		}
 		atomic_store(&a->stop, true);
 		lws_cancel_service(a->ctx);
 		pthread_join(a->thread, NULL);
+	}
+	if (a->ctx) {
 		/* No thread services the context any more; the link already said
 		 * goodbye, so whatever lws still closes here stays quiet. */
 		a->link.destroying = true;

@@ -39,10 +39,15 @@
 #define CLOSE_REASON_MAX 123
 /* Bytes of one log line handed to on_log. */
 #define LOG_LINE_MAX 1024
-/* How long agent_destroy waits for the daemon to acknowledge our close. */
+/* How long agent_destroy lets our close take before it leaves anyway. */
 #define STOP_GRACE_MS 2000
+/* How long a close we start may take before the connection is dropped
+ * outright (a dead peer never makes the socket writable again). */
+#define CLOSE_GRACE_MS 2000
 /* libwebsockets reads at most this much per callback; we reassemble. */
 #define RX_CHUNK 1024
+/* The reassembly buffer kept between messages; a bigger one is freed. */
+#define RX_KEEP (64 * 1024)
 
 struct url {
 	char text[AGENT_URL_MAX];
@@ -67,12 +72,13 @@ struct link {
 	bool ping_due;
 	bool rx_paused;              /* the host's callback queue is full */
 	int sent_ready;              /* -1: no status sent on this link */
-	int64_t established_ms;
+	int64_t attempt_ms;          /* when this attempt started */
 	int64_t last_rx_ms;
 
 	/* Why the link ends: ours (set before closing) or the daemon's. */
 	int close_code;              /* ours; 0 = we are not closing */
 	char close_reason[CLOSE_REASON_MAX + 1];
+	int64_t close_ms;            /* when we started closing */
 	int end_code;                /* what on_link reports */
 	char end_reason[160];
 	int http_status;
@@ -84,8 +90,12 @@ struct link {
 	bool have_session;           /* a welcome was seen: resume from here */
 	bool resumed;                /* this link's hello carried resume */
 	char epoch[PROTO_EPOCH_MAX + 1];
-	uint64_t seq;
-	uint64_t replay_until;       /* events up to here are replays */
+	uint64_t seq;                /* the position the next hello resumes from */
+	/* After a welcome with recovered:true, `replay_left` of the events that
+	 * follow are replays; once they are in, the agent is at replay_seq (the
+	 * welcome's seq), even if the last replay was older. */
+	uint64_t replay_left;
+	uint64_t replay_seq;
 	char node[PROTO_INSTANCE_MAX + 1];
 
 	bool stopping;               /* agent_destroy asked; no reconnect */

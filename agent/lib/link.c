@@ -18,6 +18,15 @@
  * Heartbeat: we ping every heartbeat_interval; anything heard (a frame, a
  * pong) proves the daemon alive. Silence for heartbeat_timeout kills the
  * connection without a close handshake (the peer is not answering anyway).
+ * The same timeout bounds an attempt from its start to the welcome, so a
+ * server that accepts the connection and never answers cannot hold the
+ * agent forever.
+ *
+ * The wsi we hold is forgotten in lost(), which every end of a connection
+ * reaches: CLIENT_CONNECTION_ERROR, CLIENT_CLOSED, CLOSED_CLIENT_HTTP (lws
+ * reports a connection that dies before the upgrade, while it is still an
+ * HTTP client, that way) and, as a last resort, WSI_DESTROY; so l->wsi
+ * never points at a freed wsi.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,7 +80,9 @@ static void load_token(struct agent *a)
 			   notify_quote(buf, sizeof(buf), strerror(errno)));
 		return;
 	}
-	n = read(fd, buf, sizeof(buf));
+	/* One byte short of buf: a file of AGENT_TOKEN_MAX bytes or more still
+	 * leaves room for the NUL below, and reads as too long. */
+	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	len = n > 0 ? (size_t)n : 0;
 	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
@@ -94,6 +105,18 @@ static void load_token(struct agent *a)
 static void connect_now(lws_sorted_usec_list_t *sul);
 static void tick(lws_sorted_usec_list_t *sul);
 static void lost(struct agent *a);
+
+/*
+ * Leave the service loop. lws runs due timers (sul) before it polls, within
+ * the same lws_service call: when we finish from one (a killed connection,
+ * the stop deadline), that poll would sleep until the next timer before the
+ * loop saw `finished`. Waking our own poll makes it return at once.
+ */
+static void finish(struct agent *a)
+{
+	a->link.finished = true;
+	lws_cancel_service(a->ctx);
+}
 
 static void set_info_url(struct agent *a, const char *url)
 {
@@ -134,6 +157,7 @@ static void connect_now(lws_sorted_usec_list_t *sul)
 		return;
 	reset_link(l);
 	l->attempt++;
+	l->attempt_ms = now_ms();
 	load_token(a);
 	set_info_url(a, u->text);
 
@@ -169,6 +193,11 @@ static void connect_now(lws_sorted_usec_list_t *sul)
 	}
 	if (l->attempting && !l->wsi)
 		l->wsi = wsi;
+	if (l->attempting)
+		schedule_ms(a, &l->tick_sul, tick,
+			    a->heartbeat_interval_ms < a->heartbeat_timeout_ms
+				    ? a->heartbeat_interval_ms
+				    : a->heartbeat_timeout_ms);
 }
 
 /*
@@ -209,7 +238,7 @@ static void lost(struct agent *a)
 		atomic_store(&a->linked, false);
 
 	if (l->stopping) {
-		l->finished = true;
+		finish(a);
 	} else {
 		if (!was_linked)
 			l->url_index = (l->url_index + 1) % a->n_urls;
@@ -239,6 +268,15 @@ void link_want_write(struct agent *a)
 		lws_callback_on_writable(a->link.wsi);
 }
 
+/*
+ * End the connection: with a close frame (code, reason) once upgraded, else
+ * (and for 1006) at once. The kill is synchronous: an asynchronous one is a
+ * wsi timeout, which lws replaces with its own as a connection attempt
+ * moves on (the handshake's 20 s wait for the server), so a stop or a
+ * welcome timeout could be lost. lost() then runs inside this call, so a
+ * caller must not use l->wsi after it. Never called from inside a callback
+ * for the wsi being killed (only from timers and the wake-up).
+ */
 void link_close(struct agent *a, int code, const char *reason)
 {
 	struct link *l = &a->link;
@@ -246,19 +284,24 @@ void link_close(struct agent *a, int code, const char *reason)
 	if (!l->wsi || l->close_code)
 		return;
 	l->close_code = code;
+	l->close_ms = now_ms();
 	snprintf(l->close_reason, sizeof(l->close_reason), "%s", reason);
-	if (l->established && code != 1006)
+	if (l->established && code != 1006) {
+		/* The frame goes out from WRITEABLE; tick() drops the
+		 * connection should that never come (a dead peer). */
 		lws_callback_on_writable(l->wsi);
-	else
+		schedule_ms(a, &l->tick_sul, tick, CLOSE_GRACE_MS);
+	} else {
 		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
-				LWS_TO_KILL_ASYNC);
+				LWS_TO_KILL_SYNC);
+	}
 }
 
 static void stop_deadline(lws_sorted_usec_list_t *sul)
 {
 	struct agent *a = lws_container_of(sul, struct agent, link.stop_sul);
 
-	a->link.finished = true;
+	finish(a);
 }
 
 static void begin_stop(struct agent *a)
@@ -268,7 +311,7 @@ static void begin_stop(struct agent *a)
 	l->stopping = true;
 	lws_sul_cancel(&l->retry_sul);
 	if (!l->attempting || !l->wsi) {
-		l->finished = true;
+		finish(a);
 		return;
 	}
 	link_close(a, 1000, "agent stopping");
@@ -311,32 +354,67 @@ void link_release(struct agent *a)
 
 /* ---- heartbeat -------------------------------------------------------- */
 
+/* Closing: our close frame never went out (or never got the connection
+ * closed) within the grace: drop the connection. */
+static void tick_closing(struct agent *a, int64_t now)
+{
+	struct link *l = &a->link;
+
+	if (now - l->close_ms >= CLOSE_GRACE_MS)
+		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
+				LWS_TO_KILL_SYNC);
+	else
+		schedule_ms(a, &l->tick_sul, tick,
+			    CLOSE_GRACE_MS - (now - l->close_ms));
+}
+
+/*
+ * Every heartbeat_interval from the start of an attempt: no welcome within
+ * heartbeat_timeout of the start ends the attempt (a server that accepts and
+ * never answers); once upgraded, a ping, and silence for heartbeat_timeout
+ * ends the link.
+ */
 static void tick(lws_sorted_usec_list_t *sul)
 {
 	struct agent *a = lws_container_of(sul, struct agent, link.tick_sul);
 	struct link *l = &a->link;
-	int64_t now = now_ms(), silent = now - l->last_rx_ms;
-	int64_t next = a->heartbeat_interval_ms;
+	int64_t now = now_ms(), timeout = a->heartbeat_timeout_ms;
+	int64_t next = a->heartbeat_interval_ms, left;
 
-	if (!l->established || l->close_code)
+	if (!l->attempting || !l->wsi)
 		return;
-	if (l->rx_paused) {
-		/* We stopped reading ourselves; silence proves nothing. */
-		l->last_rx_ms = now;
-	} else if (silent >= a->heartbeat_timeout_ms) {
-		notify_log(a, AGENT_LOG_WARN, "heartbeat_timeout url=%s silent_ms=%lld",
-			   a->urls[l->url_index].text, (long long)silent);
-		link_close(a, 1006, "heartbeat timeout");
-		return;
-	} else if (!l->welcomed &&
-		   now - l->established_ms >= a->heartbeat_timeout_ms) {
-		link_close(a, 1008, "no welcome in time");
+	if (l->close_code) {
+		tick_closing(a, now);
 		return;
 	}
-	l->ping_due = true;
-	lws_callback_on_writable(l->wsi);
-	if (a->heartbeat_timeout_ms - silent < next)
-		next = a->heartbeat_timeout_ms - silent;
+	if (!l->welcomed && now - l->attempt_ms >= timeout) {
+		notify_log(a, AGENT_LOG_WARN, "welcome_timeout url=%s waited_ms=%lld",
+			   a->urls[l->url_index].text,
+			   (long long)(now - l->attempt_ms));
+		link_close(a, l->established ? 1008 : 1006, "no welcome in time");
+		return;
+	}
+	left = l->welcomed ? timeout : timeout - (now - l->attempt_ms);
+	if (l->established) {
+		/* Paused by us (the host's queue is full): silence proves
+		 * nothing. */
+		if (l->rx_paused)
+			l->last_rx_ms = now;
+		if (now - l->last_rx_ms >= timeout) {
+			notify_log(a, AGENT_LOG_WARN,
+				   "heartbeat_timeout url=%s silent_ms=%lld",
+				   a->urls[l->url_index].text,
+				   (long long)(now - l->last_rx_ms));
+			link_close(a, 1006, "heartbeat timeout");
+			return;
+		}
+		if (timeout - (now - l->last_rx_ms) < left)
+			left = timeout - (now - l->last_rx_ms);
+		l->ping_due = true;
+		lws_callback_on_writable(l->wsi);
+	}
+	if (left < next)
+		next = left;
 	schedule_ms(a, &l->tick_sul, tick, next < 10 ? 10 : next);
 }
 
@@ -422,6 +500,8 @@ static void receive(struct agent *a, struct lws *wsi, const char *in,
 
 		while (cap < l->rx_len + len + 1)
 			cap *= 2;
+		if (cap > a->max_message + 1) /* the check above: enough */
+			cap = a->max_message + 1;
 		p = realloc(l->rx, cap);
 		if (!p) {
 			link_close(a, 1011, "out of memory");
@@ -437,6 +517,12 @@ static void receive(struct agent *a, struct lws *wsi, const char *in,
 	l->rx[l->rx_len] = '\0';
 	session_frame(a, l->rx, l->rx_len);
 	l->rx_len = 0;
+	if (l->rx_cap > RX_KEEP) {
+		/* A rare big message: do not hold its buffer for good. */
+		free(l->rx);
+		l->rx = NULL;
+		l->rx_cap = 0;
+	}
 	if (l->wsi && !l->rx_paused && notify_queue_full(a)) {
 		notify_log(a, AGENT_LOG_DEBUG, "rx_paused queue_max=%zu",
 			   a->queue_max);
@@ -532,10 +618,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 			return -1;
 		l->wsi = wsi;
 		l->established = true;
-		l->established_ms = l->last_rx_ms = now_ms();
+		l->last_rx_ms = now_ms();
 		l->need_hello = true;
 		lws_callback_on_writable(wsi);
-		schedule_ms(a, &l->tick_sul, tick, a->heartbeat_interval_ms);
 		notify_log(a, AGENT_LOG_DEBUG, "established url=%s",
 			   a->urls[l->url_index].text);
 		break;
@@ -570,7 +655,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 		break;
 
 	case LWS_CALLBACK_CLIENT_CLOSED:
+	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+		/* The second: the connection died before the upgrade (a
+		 * server that accepted and went silent, lws' own timeout). */
 		if (current(a, wsi))
+			lost(a);
+		break;
+
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* Whatever way lws ended our wsi, never keep pointing at it. */
+		if (a->link.attempting && a->link.wsi == wsi)
 			lost(a);
 		break;
 

@@ -136,9 +136,12 @@ static void enqueue(struct agent *a, struct pending *p)
 	a->q_tail = p;
 	was_empty = a->q_len++ == 0;
 	pthread_mutex_unlock(&a->q_mu);
-	/* The counter saturates long before 2^64; EAGAIN is then harmless. */
-	if (was_empty && write(a->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		a->q_dropped++;
+	/* Only the first entry of a batch signals: agent_dispatch drains the
+	 * eventfd before it takes the queue, so a later batch signals again. */
+	if (was_empty && write(a->efd, &one, sizeof(one)) < 0) {
+		/* Only EAGAIN: the counter is saturated, so the fd is readable
+		 * anyway. (q_dropped is the queue's, under q_mu: not here.) */
+	}
 }
 
 static struct pending *pending_new(enum pending_type type, size_t extra,

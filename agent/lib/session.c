@@ -9,9 +9,13 @@
  * The session outlives links: (epoch, seq) is what the next hello resumes
  * from. The welcome's services snapshot sets every dependency flag. When the
  * daemon resumes us (recovered:true), the welcome's seq is its head and the
- * events up to it that follow are replays of what we missed: they reach
+ * `replay` events that follow are replays of what we missed: they reach
  * on_event (marked replayed) but do not move the flags, which the snapshot
  * already brought up to date, so a flag never flickers through history.
+ * Once the last replay is in, the agent is at the welcome's seq, even when
+ * the last event addressed to it is older: seq only tells the daemon where
+ * to resume, and resuming from an older seq would ask for a history the
+ * daemon may no longer hold (a needless reset).
  *
  * Everything here runs on the agent thread.
  */
@@ -85,13 +89,15 @@ static void on_welcome(struct agent *a, const struct proto_welcome *w)
 		return;
 	}
 	recovered = l->resumed && w->recovered && !strcmp(w->epoch, l->epoch);
-	if (recovered) {
-		/* Keep our seq: the replay that follows moves it. */
-		l->replay_until = w->seq;
+	l->replay_left = 0;
+	if (recovered && w->replay) {
+		/* Keep our seq until the replay that follows is in. */
+		l->replay_left = w->replay;
+		l->replay_seq = w->seq;
 	} else {
 		snprintf(l->epoch, sizeof(l->epoch), "%s", w->epoch);
-		l->seq = w->seq;
-		l->replay_until = 0;
+		if (!recovered || w->seq > l->seq)
+			l->seq = w->seq;
 	}
 	snprintf(l->node, sizeof(l->node), "%s", w->node);
 	l->have_session = true;
@@ -176,11 +182,16 @@ static void apply_readiness(struct agent *a, const cJSON *value,
 		set_flag(a, (size_t)i, ev->ready);
 }
 
-/* Is e new? Moves (epoch, seq) forward when it is. */
-static bool accept_seq(struct agent *a, const struct proto_event *e)
+/*
+ * Is e new? Moves (epoch, seq) forward when it is, and says in *replayed
+ * whether it is one of the welcome's replays.
+ */
+static bool accept_seq(struct agent *a, const struct proto_event *e,
+		       bool *replayed)
 {
 	struct link *l = &a->link;
 
+	*replayed = false;
 	if (!strcmp(e->epoch, l->epoch) && e->seq <= l->seq) {
 		notify_log(a, AGENT_LOG_DEBUG, "duplicate_event seq=%llu last=%llu",
 			   (unsigned long long)e->seq,
@@ -192,9 +203,18 @@ static bool accept_seq(struct agent *a, const struct proto_event *e)
 		notify_log(a, AGENT_LOG_WARN, "epoch_changed seq=%llu",
 			   (unsigned long long)e->seq);
 		snprintf(l->epoch, sizeof(l->epoch), "%s", e->epoch);
-		l->replay_until = 0;
+		l->replay_left = 0;
 	}
 	l->seq = e->seq;
+	if (l->replay_left && e->seq <= l->replay_seq) {
+		*replayed = true;
+		if (--l->replay_left == 0 && l->replay_seq > l->seq)
+			l->seq = l->replay_seq; /* caught up with the welcome */
+	} else if (l->replay_left) {
+		/* Past the welcome's head: the replay is over, whatever the
+		 * count said. */
+		l->replay_left = 0;
+	}
 	/* Before any callback, so agent_info inside one shows this event. */
 	pthread_mutex_lock(&a->info_mu);
 	a->info.events++;
@@ -216,7 +236,7 @@ static void on_event(struct agent *a, const struct proto_event *e,
 		link_close(a, 1008, "event before welcome");
 		return;
 	}
-	if (!accept_seq(a, e))
+	if (!accept_seq(a, e, &ev.replayed))
 		return;
 
 	ev.kind = e->kind;
@@ -225,7 +245,6 @@ static void on_event(struct agent *a, const struct proto_event *e,
 	ev.command = e->command;
 	ev.json = frame;
 	ev.json_len = frame_len;
-	ev.replayed = e->seq <= l->replay_until;
 	header = e->header ? cJSON_PrintUnformatted(e->header) : NULL;
 	value = e->value ? cJSON_PrintUnformatted(e->value) : NULL;
 	ev.header = header ? header : "null";

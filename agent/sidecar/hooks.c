@@ -135,6 +135,10 @@ static void *hook_thread(void *arg)
 				  j->hook, (unsigned long long)j->seq);
 		}
 		job_free(j);
+		/* Shutdown (cancel_fd): start nothing more; hooks_stop drops
+		 * and counts what still waits. */
+		if (r && r->outcome == RUN_CANCELLED)
+			break;
 	}
 	free(r);
 	return NULL;

@@ -24,6 +24,9 @@
 
 #define KILL_GRACE_MS 1000 /* SIGTERM first, SIGKILL this much later */
 #define ENV_PREFIX "DISCOVERY_"
+/* Reads per capture() call: a child that writes as fast as we read must not
+ * keep us from the deadline, the cancel fd or its exit. */
+#define CAPTURE_READS 16
 
 extern char **environ;
 
@@ -94,7 +97,7 @@ static void capture(int *fd, struct run_result *r)
 	char buf[4096];
 	ssize_t n;
 
-	for (;;) {
+	for (int reads = 0; reads < CAPTURE_READS; reads++) {
 		n = read(*fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -114,21 +117,49 @@ static void capture(int *fd, struct run_result *r)
 	}
 }
 
-/* Kill the whole group; wait for the child (it cannot survive SIGKILL). */
+/*
+ * Kill the whole group: SIGTERM, then SIGKILL to whatever is left of it
+ * KILL_GRACE_MS later. The shell often dies at once while a member that
+ * ignores SIGTERM lives on, so we wait for the group, not just the leader.
+ * The group's id stays reserved while any member lives (Linux does not
+ * reuse a pid still in use as a process group id), so signalling -pid after
+ * the leader is reaped reaches only our group; once kill(-pid, 0) fails the
+ * group is gone and we stop. (An orphaned member that died counts until
+ * init reaps it: at worst we wait out the grace.) The leader is always
+ * reaped: no zombie of ours.
+ */
 static void kill_group(pid_t pid, int pidfd, int *status)
 {
-	struct pollfd p = { pidfd, POLLIN, 0 };
+	int64_t deadline = now_ms() + KILL_GRACE_MS, left;
+	bool reaped = false;
 
 	kill(-pid, SIGTERM);
-	if (pidfd >= 0)
-		poll(&p, 1, KILL_GRACE_MS);
-	else
-		usleep(100 * 1000);
-	if (waitpid(pid, status, WNOHANG) == pid)
-		return;
-	kill(-pid, SIGKILL);
-	while (waitpid(pid, status, 0) < 0 && errno == EINTR)
-		;
+	while ((left = deadline - now_ms()) > 0) {
+		if (!reaped && waitpid(pid, status, WNOHANG) == pid)
+			reaped = true;
+		if (reaped && kill(-pid, 0) < 0)
+			return; /* every member is gone */
+		if (!reaped && pidfd >= 0) {
+			struct pollfd p = { pidfd, POLLIN, 0 };
+
+			poll(&p, 1, (int)left);
+		} else {
+			usleep(10 * 1000);
+		}
+	}
+	if (!reaped || kill(-pid, 0) == 0)
+		kill(-pid, SIGKILL);
+	if (!reaped)
+		while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+			;
+}
+
+/* Shutdown already asked: do not start anything. */
+static bool cancelled(int cancel_fd)
+{
+	struct pollfd p = { cancel_fd, POLLIN, 0 };
+
+	return cancel_fd >= 0 && poll(&p, 1, 0) > 0;
 }
 
 static void set_exit(struct run_result *r, int status)
@@ -220,6 +251,10 @@ int run_command(const char *command, const char *input, size_t input_len,
 	struct child c = { .pid = -1, .input = input, .input_len = input_len };
 
 	memset(r, 0, sizeof(*r));
+	if (cancelled(cancel_fd)) {
+		r->outcome = RUN_CANCELLED;
+		return -1;
+	}
 	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) ||
 	    !(envp = build_env(env)) ||
 	    (c.pid = spawn(command, envp, in[0], out[1])) < 0) {

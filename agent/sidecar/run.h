@@ -39,8 +39,11 @@ struct run_result {
 /*
  * Run command. input (input_len bytes, may be NULL) goes to stdin, which is
  * then closed. env is a NULL-terminated list of "NAME=value" added to (and
- * overriding) the environment; may be NULL. cancel_fd < 0: none. Always
- * fills *r; returns 0 when the command exited with 0, else -1.
+ * overriding) the environment; may be NULL. cancel_fd < 0: none; once it is
+ * readable nothing more is started (RUN_CANCELLED at once). Always fills *r;
+ * returns 0 when the command exited with 0, else -1. The caller must ignore
+ * SIGPIPE (the sidecar does): a command that exits without reading all of
+ * its input makes our write fail with EPIPE.
  */
 int run_command(const char *command, const char *input, size_t input_len,
 		const char *const *env, int64_t timeout_ms, int cancel_fd,

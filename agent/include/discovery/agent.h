@@ -25,7 +25,10 @@
  * agent_destroy. Configuration calls (agent_set_callbacks) belong before
  * agent_start. agent_destroy must be called once, from a thread that is not
  * running one of the agent's callbacks, when no other thread still uses the
- * handle.
+ * handle. The agent thread blocks every signal (they are the host's).
+ * Creating the libwebsockets context (agent_start) sets SIGPIPE to SIG_IGN
+ * for the whole process: libwebsockets' doing, which a host that relies on
+ * SIGPIPE must know.
  *
  * Callbacks run on the agent thread by default (AGENT_DISPATCH_THREAD): keep
  * them short; a callback that blocks stalls the link (and its heartbeat).
@@ -33,13 +36,18 @@
  * calls agent_dispatch() when agent_fd() becomes readable, so an application
  * with its own event loop (epoll, libuv, ...) gets them on its loop thread.
  * Readiness flags are updated on the agent thread in both modes, before the
- * matching callback is queued.
+ * matching callback is queued. Two exceptions to "the agent thread": on_log
+ * may also run on the thread calling agent_start, for what libwebsockets
+ * says while it creates its context (the reason for an AGENT_E_LWS); and
+ * the last callbacks of an agent (on_link UNLINKED, with AGENT_LOCK the
+ * on_readiness drops) run on the agent thread while agent_destroy waits for
+ * it, so agent_destroy must not be called with a lock those callbacks take.
  *
  * Reconnection. A lost link is retried forever with exponential backoff and
  * full jitter, rotating over the configured URLs; the backoff starts over
- * after each welcome. The agent remembers the last (epoch, seq) it saw and
- * asks the daemon to resume from it, so events missed while unlinked are
- * replayed; when the daemon cannot replay them it says so (recovered:false,
+ * after each welcome. The agent remembers its position (the last (epoch,
+ * seq) it saw; once a resume's replay is in, the welcome's seq) and asks the
+ * daemon to resume from it, so events missed while unlinked are replayed; when the daemon cannot replay them it says so (recovered:false,
  * reported as agent_link_info.reset) and the application should treat its
  * state as reset (for example flush its whole cache).
  *
@@ -51,10 +59,15 @@
  * set to errors and warnings when the first agent starts.
  *
  * Ownership. Strings and arrays passed in (struct agent_config, the
- * callbacks struct, paths) are copied: the caller may free them as soon as
- * the call returns. Pointers passed to callbacks are owned by libagent and
- * valid only until the callback returns. Pointers returned by the getters
- * (agent_ready_flag, agent_dependency_name) stay valid until agent_destroy.
+ * callbacks struct, paths, extra_keys) are copied or used during the call
+ * only: the caller may free them as soon as the call returns. The callbacks'
+ * `ud` is the caller's and must stay valid until agent_destroy returns.
+ * Pointers passed to callbacks are owned by libagent and valid only until
+ * the callback returns. Pointers returned by the getters (agent_ready_flag,
+ * agent_dependency_name) stay valid until agent_destroy; agent_strerror,
+ * agent_version and agent_conf_keys return static storage. Error messages
+ * are written into the caller's buffer (err, errlen), NUL-terminated and
+ * truncated to fit.
  *
  * Requires C11 (<stdatomic.h>) for agent_ready_flag; everything else is
  * plain C and callable from C++.
@@ -157,7 +170,10 @@ struct agent_config {
 	uint32_t backoff_max_ms;                /* default 30000 */
 	double backoff_multiplier;              /* default 2.0, 1.0 .. 10.0 */
 	/* The agent pings the daemon every interval; a link with nothing heard
-	 * (frame or pong) for timeout is dropped and reconnected. */
+	 * (frame or pong) for timeout is dropped and reconnected. The timeout
+	 * also bounds a connection attempt: no welcome within it of the
+	 * attempt's start (a server that accepts and never answers) ends the
+	 * attempt, and the next URL is tried. */
 	uint32_t heartbeat_interval_ms;         /* default 10000 */
 	uint32_t heartbeat_timeout_ms;          /* default 30000, > interval */
 	/* Cap on one incoming message (reassembled from its fragments); a larger
@@ -192,8 +208,8 @@ agent_t *agent_load(const char *yaml_path, char *err, size_t errlen);
 
 /*
  * The same, but the top-level keys listed in extra_keys (NULL-terminated; the
- * array may be NULL) are allowed and skipped: programs built on libagent keep
- * their own keys in the same file.
+ * array may be NULL; used during the call only) are allowed and skipped:
+ * programs built on libagent keep their own keys in the same file.
  */
 agent_t *agent_load_ex(const char *yaml_path, const char *const *extra_keys,
 		       char *err, size_t errlen);
@@ -215,7 +231,8 @@ enum agent_link_state {
 /* What on_link reports; every pointer is valid during the callback only. */
 struct agent_link_info {
 	const char *url;       /* the URL of this link or attempt */
-	uint32_t attempt;      /* attempts since the last welcome, 1 = first */
+	uint32_t attempt;      /* attempts since the last welcome, 1 = first;
+	                        * 0 on the UNLINKED of a welcomed link */
 	/* LINKED */
 	const char *node;      /* the daemon node that answered */
 	const char *epoch;     /* the daemon's history epoch */
@@ -297,7 +314,11 @@ int agent_start(agent_t *a);
 /*
  * Stop the link (close 1000), join the agent thread and free everything. With
  * AGENT_DISPATCH_HOST, callbacks still queued are dropped. NULL is a no-op.
- * Waits at most about two seconds for the daemon to acknowledge the close.
+ * Waits at most about two seconds for the close to go out. No callback runs
+ * after it returns (see "Threads" for the last ones, which run during it).
+ * Called from a callback on the agent thread it cannot join that thread:
+ * it then does nothing (and logs destroy_refused); from a callback run by
+ * agent_dispatch it is undefined. Both are bugs in the caller.
  */
 void agent_destroy(agent_t *a);
 
@@ -364,7 +385,8 @@ int agent_set_log_level(agent_t *a, enum agent_log_level level);
 /*
  * A file descriptor (an eventfd) that becomes readable when callbacks are
  * pending. Owned by the agent: do not read or close it; poll it for POLLIN /
- * EPOLLIN only. AGENT_E_NOTHOST without AGENT_DISPATCH_HOST.
+ * EPOLLIN only, and take it out of your poll set before agent_destroy,
+ * which closes it. AGENT_E_NOTHOST without AGENT_DISPATCH_HOST.
  */
 int agent_fd(agent_t *a);
 
