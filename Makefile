@@ -14,11 +14,14 @@
 #   agent/gate/*.c       -> build/bin/discovery-gate
 #   tests/unit/test_*.c  -> build/tests/test_*
 
+comma     := ,
 VERSION   := 0.1.0
 SOVERSION := 1
 
 CC       ?= cc
-BUILD    := build
+# Sanitized builds get a tree of their own, so they never clobber (or get
+# mixed with) the plain one.
+BUILD    ?= $(if $(SANITIZE),build/san-$(subst $(comma),-,$(SANITIZE)),build)
 PREFIX   ?= /usr/local
 SANITIZE ?=
 
@@ -126,7 +129,7 @@ $(BUILD)/bin/discovery-agent: $(call obj,$(SIDECAR_SRC)) $(AGENT_SO) $(COMMON_LI
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $(call obj,$(SIDECAR_SRC)) -L$(BUILD)/lib -lagent \
 	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
-	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_COMMON)
+	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_SYSTEMD) $(LIBS_COMMON)
 
 # The gate, like the sidecar, uses libagent's public API only.
 $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
@@ -173,7 +176,8 @@ unit: $(UNIT_TESTS)
 	@sh tests/run-unit.sh $(UNIT_TESTS)
 
 integration: all $(TOOLS)
-	/usr/bin/python3 -m pytest -q tests/integration
+	DISCOVERY_BIN=$(abspath $(BUILD)/bin) DISCOVERY_SANITIZE=$(SANITIZE) \
+	  /usr/bin/python3 -m pytest -q tests/integration
 
 # The integration suite with discoveryd under valgrind memcheck: no errors,
 # no definite leaks (each test checks the daemon's exit status).

@@ -197,7 +197,8 @@ size_t hub_announce_all(struct hub *h)
 
 	if (!v)
 		return 1;
-	memcpy(v, r->services, n * sizeof(*v));
+	if (n)
+		memcpy(v, r->services, n * sizeof(*v));
 	for (size_t i = 0; i < n; i++)
 		if (hub_announce(h, v[i], NULL, NULL, NULL) != 0)
 			failed++;

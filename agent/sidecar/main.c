@@ -21,12 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cJSON.h>
 #include <discovery/agent.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "health.h"
 #include "hooks.h"
@@ -57,28 +57,6 @@ static void usage(FILE *f)
 		"  -v / -q  more / less logging (repeatable)\n"
 		"  -h       this help\n"
 		"  -V       version\n");
-}
-
-/* systemd's notify protocol, without libsystemd: one datagram. */
-static void notify_systemd(const char *state)
-{
-	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t n;
-	int fd;
-
-	if (!path || !*path || (n = strlen(path)) >= sizeof(sa.sun_path))
-		return;
-	memcpy(sa.sun_path, path, n);
-	if (sa.sun_path[0] == '@')
-		sa.sun_path[0] = '\0'; /* abstract namespace */
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
-		log_warn("sd_notify_failed", "error=%s", strerror(errno));
-	close(fd);
 }
 
 static enum log_level effective_level(const struct sidecar *s)
@@ -375,9 +353,9 @@ int main(int argc, char **argv)
 		log_info("started", "config=%s version=%s",
 			 log_quote(q, sizeof(q), s.path), DISCOVERY_VERSION);
 	}
-	notify_systemd("READY=1");
+	sd_notify(0, "READY=1");
 	wait_for_signals(&s, &set);
-	notify_systemd("STOPPING=1");
+	sd_notify(0, "STOPPING=1");
 	stop(&s);
 	log_info("stopped", "%s", "");
 	return 0;

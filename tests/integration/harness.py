@@ -18,7 +18,9 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.join(ROOT, "build", "bin")
+# The programs under test: build/bin, or $DISCOVERY_BIN (make SANITIZE=...
+# builds into a tree of its own and points the tests there).
+BIN = os.environ.get("DISCOVERY_BIN", os.path.join(ROOT, "build", "bin"))
 WAIT = float(os.environ.get("DISCOVERY_TEST_WAIT", "15"))
 
 

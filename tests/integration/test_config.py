@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from harness import BIN, write
+from harness import BIN, ROOT, write
 
 DAEMON = os.path.join(BIN, "discoveryd")
 
@@ -17,7 +17,7 @@ def check(tmp_path, text):
 
 def test_reference_config_is_ok():
     r = subprocess.run([DAEMON, "-t", "-c",
-                        os.path.join(BIN, "..", "..", "conf",
+                        os.path.join(ROOT, "conf",
                                      "discoveryd.yaml")],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "configuration OK" in r.stdout

@@ -19,6 +19,9 @@ import upstream as app  # noqa: E402  (the same pattern the app sends)
 MIB = 1 << 20
 SIZE = 256 * MIB
 RSS_LIMIT_KIB = 64 * 1024  # peak RSS must stay well below the body size
+# Under AddressSanitizer freed memory sits in a quarantine (256 MiB), so RSS
+# says nothing about streaming there; the bound is checked in plain builds.
+SANITIZED = bool(os.environ.get("DISCOVERY_SANITIZE"))
 
 
 def expected_sha(size):
@@ -84,7 +87,7 @@ def test_big_download(gate):
     rss, peak = gate.rss_kib()
     print("gate after %d MiB down: rss=%d KiB peak=%d KiB" %
           (SIZE * 3 // 2 // MIB, rss, peak))
-    assert peak < RSS_LIMIT_KIB
+    assert SANITIZED or peak < RSS_LIMIT_KIB
 
 
 def test_big_upload(gate, tmp_path):
@@ -96,7 +99,7 @@ def test_big_upload(gate, tmp_path):
     rss, peak = gate.rss_kib()
     print("gate after %d MiB up: rss=%d KiB peak=%d KiB" %
           (SIZE * 3 // 2 // MIB, rss, peak))
-    assert peak < RSS_LIMIT_KIB
+    assert SANITIZED or peak < RSS_LIMIT_KIB
 
 
 def test_small_chunked_upload(gate):
