@@ -24,14 +24,35 @@
 #include "auth.h"
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 
 #define KEYS_MAX     1000       /* keys in one invalidation */
 #define KEY_LEN_MAX  1024       /* bytes in one key */
 #define PREFIX       "/api/discovery"
 
+/* Routes, for discovery_http_requests_total{route,code}. */
+enum route {
+	R_OTHER = 0, R_HEALTHZ, R_METRICS, R_CACHEREADY, R_SERVICES, R_SERVICE,
+	R_DECLARE, R_AGENTS, R_EVENTS, R_INVALIDATE, R_BROADCAST, R_COUNT
+};
+
+static const char *const route_names[R_COUNT] = {
+	"other", "/healthz", "/metrics", "/api/discovery/cacheready",
+	"/api/discovery/services", "/api/discovery/services/{name}",
+	"/api/discovery/services/{name}/{declaration}", "/api/discovery/agents",
+	"/api/discovery/events", "/api/discovery/invalidate",
+	"/api/discovery/broadcast",
+};
+
+static const unsigned codes[] = {
+	200, 202, 204, 400, 401, 403, 404, 405, 413, 431, 500, 503, 0 /* other */
+};
+#define N_CODES (sizeof(codes) / sizeof(codes[0]))
+
 struct api {
 	struct MHD_Daemon *mhd;
+	atomic_uint_least64_t requests[R_COUNT][N_CODES];
 	struct hub *hub;
 	struct auth *auth;
 	atomic_size_t max_body;
@@ -46,6 +67,7 @@ struct request {
 	char *body;
 	size_t len;
 	bool too_big;
+	enum route route;
 };
 
 /* ---- answers ------------------------------------------------------------ */
@@ -140,6 +162,67 @@ static enum MHD_Result call_hub(struct api *a, struct MHD_Connection *c,
 {
 	hub_call(a->hub, req);
 	return send_json(c, req->status, req->body);
+}
+
+/* ---- /metrics -------------------------------------------------------------- */
+
+static void http_metrics(struct api *a, struct metrics_text *t)
+{
+	char label[160];
+
+	metrics_family(t, "discovery_http_requests_total", "counter",
+		       "HTTP API requests answered, by route and status code.");
+	for (int r = 0; r < R_COUNT; r++)
+		for (size_t k = 0; k < N_CODES; k++) {
+			uint64_t n = atomic_load_explicit(&a->requests[r][k],
+							  memory_order_relaxed);
+
+			if (!n)
+				continue;
+			if (codes[k])
+				snprintf(label, sizeof(label),
+					 "route=\"%s\",code=\"%u\"",
+					 route_names[r], codes[k]);
+			else
+				snprintf(label, sizeof(label),
+					 "route=\"%s\",code=\"other\"",
+					 route_names[r]);
+			metrics_sample(t, "discovery_http_requests_total", label,
+				       (double)n);
+		}
+}
+
+/* GET /metrics: the hub's numbers, then the API's own. */
+static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
+{
+	struct hub_req req = { .op = HUB_METRICS };
+	struct metrics_text t;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *text;
+
+	hub_call(a->hub, &req);
+	if (req.status != 200) {
+		free(req.body);
+		return send_error(c, 503, "unavailable", "metrics are not available");
+	}
+	metrics_text_init(&t);
+	http_metrics(a, &t);
+	text = metrics_text_finish(&t);
+	if (!text || !(req.body = realloc(req.body, strlen(req.body) +
+					  strlen(text) + 1))) {
+		free(text);
+		return MHD_NO;
+	}
+	strcat(req.body, text);
+	free(text);
+	resp = MHD_create_response_from_buffer(strlen(req.body), req.body,
+					       MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"text/plain; version=0.0.4; charset=utf-8");
+	ret = MHD_queue_response(c, 200, resp);
+	MHD_destroy_response(resp);
+	return ret;
 }
 
 /* ---- body parsing ------------------------------------------------------- */
@@ -457,15 +540,28 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 
 static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 			     const char *url, const char *method,
-			     const struct request *r)
+			     struct request *r)
 {
 	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
 	struct hub_req req = { 0 };
 
-	if (strcmp(url, "/healthz") == 0)
+	if (strcmp(url, "/healthz") == 0) {
+		r->route = R_HEALTHZ;
 		return get || strcmp(method, "HEAD") == 0 ?
 		       send_json(c, 200, strdup("{\"status\":\"ok\"}")) :
 		       send_405(c, "GET, HEAD");
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		struct auth_result ar;
+
+		r->route = R_METRICS;
+		if (!get)
+			return send_405(c, "GET");
+		auth_check(a->auth, MHD_lookup_connection_value(c,
+				MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+			   false, AUTH_READ, &ar);
+		return ar.status ? send_denied(c, &ar) : do_metrics(a, c);
+	}
 	if (strncmp(url, PREFIX "/", sizeof(PREFIX)) != 0 &&
 	    strncasecmp(url, PREFIX "/", sizeof(PREFIX)) != 0)
 		return send_error(c, 404, "not_found", "no such route");
@@ -483,31 +579,42 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 
 	/* NetCoreStack's route was /api/Discovery/CacheReady: any case. */
 	if (strcasecmp(url, "cacheready") == 0) {
+		r->route = R_CACHEREADY;
 		if (!get && !post)
 			return send_405(c, "GET, POST");
 		req.op = HUB_CACHEREADY;
 		return call_hub(a, c, &req);
 	}
 	if (strcmp(url, "services") == 0) {
+		r->route = R_SERVICES;
 		if (!get)
 			return send_405(c, "GET");
 		req.op = HUB_SERVICES;
 		return call_hub(a, c, &req);
 	}
-	if (strncmp(url, "services/", 9) == 0)
+	if (strncmp(url, "services/", 9) == 0) {
+		r->route = strchr(url + 9, '/') ? R_DECLARE : R_SERVICE;
 		return route_service(a, c, url + 9, method, r);
+	}
 	if (strcmp(url, "agents") == 0) {
+		r->route = R_AGENTS;
 		if (!get)
 			return send_405(c, "GET");
 		req.op = HUB_AGENTS;
 		return call_hub(a, c, &req);
 	}
-	if (strcmp(url, "events") == 0)
+	if (strcmp(url, "events") == 0) {
+		r->route = R_EVENTS;
 		return get ? do_events(a, c) : send_405(c, "GET");
-	if (strcmp(url, "invalidate") == 0)
+	}
+	if (strcmp(url, "invalidate") == 0) {
+		r->route = R_INVALIDATE;
 		return post ? do_invalidate(a, c, r) : send_405(c, "POST");
-	if (strcmp(url, "broadcast") == 0)
+	}
+	if (strcmp(url, "broadcast") == 0) {
+		r->route = R_BROADCAST;
 		return post ? do_broadcast(a, c, r) : send_405(c, "POST");
+	}
 	return send_error(c, 404, "not_found", "no such route");
 }
 
@@ -560,14 +667,27 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 	return route(a, c, url, method, r);
 }
 
+static void count_request(struct api *a, struct MHD_Connection *c,
+			  enum route route)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+	unsigned status = ci ? ci->http_status : 0;
+	size_t k = 0;
+
+	while (codes[k] && codes[k] != status)
+		k++;
+	atomic_fetch_add_explicit(&a->requests[route][k], 1,
+				  memory_order_relaxed);
+}
+
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
 	struct request *r = *con_cls;
 
-	(void)cls;
-	(void)c;
-	(void)toe;
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		count_request(cls, c, r ? r->route : R_OTHER);
 	if (r) {
 		free(r->body);
 		free(r);

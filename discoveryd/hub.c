@@ -86,6 +86,8 @@ int hub_publish(struct hub *h, struct event *ev, const struct evlog_decl *decl,
 	}
 	if (evlog_wants_compaction(&h->log))
 		compact(h);
+	if (ev && ev->kind <= EVENT_COMMAND)
+		h->stats.events[ev->kind]++;
 	*delivered = ev ? hub_fanout(h, ev) : 0;
 	return 0;
 }

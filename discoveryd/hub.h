@@ -34,6 +34,7 @@ enum hub_op {
 	HUB_AGENTS,        /* list */
 	HUB_RELOAD,        /* conf: apply what can change at run time */
 	HUB_EVENTS,        /* retained events with seq > after, at most limit */
+	HUB_METRICS,       /* the hub's part of /metrics, as text */
 };
 
 struct hub_req {

@@ -14,11 +14,38 @@
 
 #include "evlog.h"
 #include "hub.h"
+#include "metrics.h"
 
 enum link_state {
 	LINK_OPEN = 1,      /* upgraded, waiting for hello */
 	LINK_ACTIVE,        /* hello accepted: an instance */
 	LINK_CLOSING,       /* a close is on its way; deliver nothing more */
+};
+
+/* Why a link ended, for discovery_links_closed_total{reason}. */
+enum close_kind {
+	CLOSE_GONE = 0,          /* the connection dropped, no close frame */
+	CLOSE_PEER,              /* the agent closed it */
+	CLOSE_HEARTBEAT,
+	CLOSE_HELLO_TIMEOUT,
+	CLOSE_REPLACED,
+	CLOSE_POLICY,
+	CLOSE_INVALID,
+	CLOSE_TOO_BIG,
+	CLOSE_SEND_QUEUE,
+	CLOSE_LIMIT,
+	CLOSE_STOPPING,
+	CLOSE_INTERNAL,
+	CLOSE_WRITE_FAILED,
+	CLOSE_KINDS
+};
+
+/* The hub's counters: written by the hub thread only. */
+struct hub_stats {
+	uint64_t links_opened;
+	uint64_t closed[CLOSE_KINDS];
+	uint64_t events[EVENT_COMMAND + 1];     /* by enum event_kind */
+	struct histogram delivery;              /* trigger to socket, per link */
 };
 
 /* Links from one source address (open addressing in hub->peers). */
@@ -61,6 +88,8 @@ struct link {
 	size_t q_head, q_count, q_cap;
 	size_t q_bytes;                /* capped by send_queue */
 
+	enum close_kind close_kind;    /* set by the first close or kill */
+	bool close_kind_set;
 	int close_code;                /* != 0: close with it when writable */
 	char close_reason[124];
 };
@@ -111,6 +140,7 @@ struct hub {
 	double accept_tokens;          /* admission control's bucket */
 	int64_t accept_refill_ms;
 	uint64_t accepts_refused;
+	struct hub_stats stats;
 	bool stopping;                 /* shutdown under way */
 	int64_t stop_deadline_ms;
 	bool finished;                 /* leave the service loop */
@@ -122,6 +152,14 @@ static inline int64_t mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static inline int64_t wall_ms(void)
@@ -156,6 +194,10 @@ void link_send(struct link *l, struct event *ev);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);
+
+/* hub_metrics.c */
+char *hub_metrics_text(struct hub *h);
+const char *close_kind_name(enum close_kind kind);
 
 /* hub_req.c */
 void hub_req_run(struct hub *h, struct hub_req *req);

@@ -368,5 +368,9 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 	case HUB_AGENTS:     run_agents(h, req); break;
 	case HUB_RELOAD:     run_reload(h, req); break;
 	case HUB_EVENTS:     run_events(h, req); break;
+	case HUB_METRICS:
+		req->body = hub_metrics_text(h);
+		req->status = req->body ? 200 : 500;
+		break;
 	}
 }

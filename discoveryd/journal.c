@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zlib.h>
@@ -216,17 +217,23 @@ int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 
 int journal_append(struct journal *j, const char *json, size_t len)
 {
+	struct timespec t0, t1;
 	int saved;
 
 	if (j->fd < 0) {
 		errno = EBADF;
 		return -1;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (write_record(j->fd, json, len) == 0 && fdatasync(j->fd) == 0) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		histogram_observe(&j->fsync, (double)(t1.tv_sec - t0.tv_sec) +
+				  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 		j->size += (off_t)(HEAD_LEN + len);
 		j->records++;
 		return 0;
 	}
+	j->failures++;
 	/* Take back whatever part of the record reached the file. */
 	saved = errno;
 	if (ftruncate(j->fd, j->size) != 0)

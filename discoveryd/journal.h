@@ -34,6 +34,8 @@
 
 #include <cJSON.h>
 
+#include "metrics.h"
+
 #define JOURNAL_RECORD_MAX (64u << 20)   /* a record larger than this is corrupt */
 
 struct journal {
@@ -43,6 +45,8 @@ struct journal {
 	char tmp_path[4096];
 	off_t size;              /* bytes in the file */
 	size_t records;          /* records in the file */
+	struct histogram fsync;  /* write + fdatasync of each append */
+	uint64_t failures;       /* appends that could not be made durable */
 };
 
 /* What start-up found wrong, if anything. */

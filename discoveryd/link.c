@@ -130,7 +130,43 @@ static void index_remove(struct hub *h, struct link *l)
 
 static int write_event(struct link *l, struct event *ev)
 {
-	return lws_write(l->wsi, ev->frame + LWS_PRE, ev->len, LWS_WRITE_TEXT);
+	int n = lws_write(l->wsi, ev->frame + LWS_PRE, ev->len, LWS_WRITE_TEXT);
+
+	/* From the trigger to the kernel's socket buffer, per link. */
+	if (ev->kind != EVENT_WELCOME)
+		histogram_observe(&l->hub->stats.delivery,
+				  (double)(mono_us() - ev->created_us) / 1e6);
+	return n;
+}
+
+/* What a close means, from its code and (our own, fixed) reason text. */
+static enum close_kind classify(int code, const char *reason)
+{
+	switch (code) {
+	case 1001: return CLOSE_STOPPING;
+	case 1003:
+	case 1007: return CLOSE_INVALID;
+	case 1009: return CLOSE_TOO_BIG;
+	case 1011: return CLOSE_INTERNAL;
+	case 1008:
+		if (strcmp(reason, "no hello in time") == 0)
+			return CLOSE_HELLO_TIMEOUT;
+		if (strcmp(reason, "replaced by a newer link") == 0)
+			return CLOSE_REPLACED;
+		return CLOSE_POLICY;
+	case 1013:
+		return strcmp(reason, "send queue full") == 0 ? CLOSE_SEND_QUEUE
+							      : CLOSE_LIMIT;
+	}
+	return CLOSE_POLICY;
+}
+
+static void set_close_kind(struct link *l, enum close_kind kind)
+{
+	if (!l->close_kind_set) {
+		l->close_kind = kind;
+		l->close_kind_set = true;
+	}
 }
 
 static int queue_push(struct link *l, struct event *ev)
@@ -214,6 +250,7 @@ void link_close(struct link *l, int code, const char *reason)
 		 l->peer, l->svc ? l->svc->name : "-",
 		 l->instance[0] ? l->instance : "-", code,
 		 log_quote(q, sizeof(q), reason));
+	set_close_kind(l, classify(code, reason));
 	unlink_instance(l);
 	l->close_code = code;
 	snprintf(l->close_reason, sizeof(l->close_reason), "%s", reason);
@@ -230,6 +267,8 @@ void link_kill(struct link *l, const char *why)
 		log_info("dropping", "peer=%s service=%s instance=%s reason=%s",
 			 l->peer, l->svc ? l->svc->name : "-",
 			 l->instance[0] ? l->instance : "-", why);
+	set_close_kind(l, strcmp(why, "heartbeat timeout") == 0 ?
+			  CLOSE_HEARTBEAT : CLOSE_WRITE_FAILED);
 	unlink_instance(l);
 	queue_clear(l);
 	lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
@@ -647,6 +686,7 @@ static int on_established(struct link *l, struct lws *wsi)
 	}
 	if (links_add(h, l) != 0)
 		return -1;
+	h->stats.links_opened++;
 	n = peers_add(h, l->peer);
 	l->peer_counted = n > 0;
 	if (h->stopping)
@@ -668,6 +708,7 @@ static void on_closed(struct link *l)
 			 l->instance[0] ? l->instance : "-");
 	unlink_instance(l);
 	queue_clear(l);
+	l->hub->stats.closed[l->close_kind_set ? l->close_kind : CLOSE_GONE]++;
 	links_remove(l->hub, l);
 	if (l->peer_counted)
 		peers_remove(l->hub, l->peer);
@@ -721,6 +762,7 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			log_info("peer closing", "peer=%s service=%s instance=%s code=%d",
 				 l->peer, l->svc ? l->svc->name : "-",
 				 l->instance[0] ? l->instance : "-", code);
+			set_close_kind(l, CLOSE_PEER);
 			unlink_instance(l);
 		}
 		return 0;
