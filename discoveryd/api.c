@@ -68,6 +68,7 @@ struct request {
 	size_t len;
 	bool too_big;
 	enum route route;
+	struct sse *stream;       /* a live event stream, while it runs */
 };
 
 /* ---- answers ------------------------------------------------------------ */
@@ -481,6 +482,63 @@ static int query_u64(struct MHD_Connection *c, const char *key, uint64_t *out)
 	return *v && !*end && *v != '-' && errno == 0 ? 0 : -1;
 }
 
+/*
+ * The live stream (Accept: text/event-stream): retained events after
+ * Last-Event-ID (or ?after=), then every new one as it is logged.
+ */
+static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
+				       struct request *r)
+{
+	const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						       "Last-Event-ID");
+	struct hub_req req = { .op = HUB_SSE_OPEN };
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *end;
+
+	if (last) {
+		errno = 0;
+		req.after = strtoull(last, &end, 10);
+		req.has_after = *last && !*end && *last != '-' && errno == 0;
+		if (!req.has_after)
+			return send_error(c, 400, "bad_request",
+					  "Last-Event-ID must be a seq");
+	} else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after")) {
+		if (query_u64(c, "after", &req.after) != 0)
+			return send_error(c, 400, "bad_request",
+					  "'after' must be a seq (an unsigned integer)");
+		req.has_after = true;
+	}
+	r->stream = req.stream = sse_new(c);
+	if (!req.stream)
+		return MHD_NO;
+	hub_call(a->hub, &req);
+	free(req.body);
+	if (req.status != 200) {
+		sse_free(r->stream);
+		r->stream = NULL;
+		return send_error(c, 503, "stopping", "the daemon is stopping");
+	}
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
+						 sse_read, r->stream, NULL);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"text/event-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	/* nginx: pass it on as it comes, do not buffer a stream. */
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	ret = MHD_queue_response(c, 200, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static bool wants_stream(struct MHD_Connection *c)
+{
+	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_ACCEPT);
+
+	return accept && strstr(accept, "text/event-stream");
+}
+
 /* GET /api/discovery/events?after=SEQ&limit=N */
 static enum MHD_Result do_events(struct api *a, struct MHD_Connection *c)
 {
@@ -605,7 +663,9 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 	}
 	if (strcmp(url, "events") == 0) {
 		r->route = R_EVENTS;
-		return get ? do_events(a, c) : send_405(c, "GET");
+		if (!get)
+			return send_405(c, "GET");
+		return wants_stream(c) ? do_event_stream(a, c, r) : do_events(a, c);
 	}
 	if (strcmp(url, "invalidate") == 0) {
 		r->route = R_INVALIDATE;
@@ -688,6 +748,13 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		count_request(cls, c, r ? r->route : R_OTHER);
+	if (r && r->stream) {
+		struct hub_req req = { .op = HUB_SSE_CLOSE, .stream = r->stream };
+
+		hub_call(((struct api *)cls)->hub, &req);
+		free(req.body);
+		sse_free(r->stream);
+	}
 	if (r) {
 		free(r->body);
 		free(r);
@@ -725,7 +792,7 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 	/* MHD_USE_ITC: a reload hands the listening socket over with
 	 * MHD_quiesce_daemon, which needs it in the thread-pool mode. */
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
-			 MHD_USE_ITC;
+			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
 	struct MHD_OptionItem opts[16];
 	size_t n = 0;
 
@@ -858,6 +925,14 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 		return;
 	}
 	fresh = start_mhd(a, NULL, fd);
+	if (fresh) {
+		/* Live streams on the old daemon end (clients come back with
+		 * Last-Event-ID); suspended, they would hold its stop up. */
+		struct hub_req req = { .op = HUB_SSE_END_ALL };
+
+		hub_call(a->hub, &req);
+		free(req.body);
+	}
 	if (!fresh) {
 		log_error("reload", "note=\"the new certificate does not load; "
 			  "https keeps the old one\"");
@@ -886,8 +961,15 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
-	if (a->mhd)
+	if (a->mhd) {
+		/* Live streams end first: a suspended connection would hold
+		 * MHD_stop_daemon up. */
+		struct hub_req req = { .op = HUB_SSE_END_ALL };
+
+		hub_call(a->hub, &req);
+		free(req.body);
 		MHD_stop_daemon(a->mhd);
+	}
 	free_pem(&a->cert);
 	free_pem(&a->key);
 	free(a);

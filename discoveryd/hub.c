@@ -89,6 +89,8 @@ int hub_publish(struct hub *h, struct event *ev, const struct evlog_decl *decl,
 	if (ev && ev->kind <= EVENT_COMMAND)
 		h->stats.events[ev->kind]++;
 	*delivered = ev ? hub_fanout(h, ev) : 0;
+	if (ev)
+		hub_sse_event(h, ev);
 	return 0;
 }
 
@@ -176,6 +178,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 		else if (now - l->last_ping_ms >= h->heartbeat_interval_ms)
 			link_ping(l);
 	}
+	hub_sse_keepalive(h, now);
 	/* The log refused an announcement (disk full?): try again, so a
 	 * readiness change is never left unsaid once the disk is back. */
 	if (h->retry_announce && !h->stopping)

@@ -21,6 +21,7 @@
 #include "dconf.h"
 #include "proto.h"
 #include "registry.h"
+#include "sse.h"
 
 struct hub;
 
@@ -35,6 +36,9 @@ enum hub_op {
 	HUB_RELOAD,        /* conf: apply what can change at run time */
 	HUB_EVENTS,        /* retained events with seq > after, at most limit */
 	HUB_METRICS,       /* the hub's part of /metrics, as text */
+	HUB_SSE_OPEN,      /* start stream: events after `after` (if has_after), then live */
+	HUB_SSE_CLOSE,     /* stop feeding stream */
+	HUB_SSE_END_ALL,   /* end every stream (before the HTTP side stops) */
 };
 
 struct hub_req {
@@ -47,7 +51,9 @@ struct hub_req {
 	cJSON *header;                       /* given to the hub by hub_call */
 	cJSON *value;                        /* given to the hub by hub_call */
 	const struct dconf *conf;            /* HUB_RELOAD; read during the call */
-	uint64_t after;                      /* HUB_EVENTS */
+	uint64_t after;                      /* HUB_EVENTS, HUB_SSE_OPEN */
+	bool has_after;                      /* HUB_SSE_OPEN */
+	struct sse *stream;                  /* HUB_SSE_*; owned by the caller */
 	size_t limit;                        /* HUB_EVENTS; 0 = all */
 
 	/* The answer: an HTTP status and a malloc'd JSON body (caller frees). */

@@ -141,6 +141,7 @@ struct hub {
 	int64_t accept_refill_ms;
 	uint64_t accepts_refused;
 	struct hub_stats stats;
+	struct sse *streams;           /* live SSE streams */
 	bool stopping;                 /* shutdown under way */
 	int64_t stop_deadline_ms;
 	bool finished;                 /* leave the service loop */
@@ -194,6 +195,11 @@ void link_send(struct link *l, struct event *ev);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);
+
+/* hub_req.c: SSE */
+void hub_sse_event(struct hub *h, const struct event *ev);
+void hub_sse_change(struct hub *h, const char *service);
+void hub_sse_keepalive(struct hub *h, int64_t now_ms);
 
 /* hub_metrics.c */
 char *hub_metrics_text(struct hub *h);

@@ -313,6 +313,73 @@ static void run_events(struct hub *h, struct hub_req *req)
 	answer(req, 200, o);
 }
 
+/* ---- SSE ---------------------------------------------------------------- */
+
+#define SSE_KEEPALIVE_MS 15000
+
+static void push_event(struct sse *s, const struct event *ev)
+{
+	char head[64];
+	int n = snprintf(head, sizeof(head), "id: %llu\nevent: event\ndata: ",
+			 (unsigned long long)ev->seq);
+
+	/* One frame is one line of JSON: data needs no splitting. */
+	sse_push(s, head, (size_t)n);
+	sse_push(s, (const char *)ev->frame + LWS_PRE, ev->len);
+	sse_push(s, "\n\n", 2);
+}
+
+void hub_sse_event(struct hub *h, const struct event *ev)
+{
+	for (struct sse *s = h->streams; s; s = *sse_next(s))
+		push_event(s, ev);
+}
+
+void hub_sse_change(struct hub *h, const char *service)
+{
+	char text[128];
+	int n;
+
+	if (!h->streams)
+		return;
+	n = snprintf(text, sizeof(text),
+		     "event: change\ndata: {\"service\":\"%s\"}\n\n", service);
+	for (struct sse *s = h->streams; s; s = *sse_next(s))
+		sse_push(s, text, (size_t)n);
+}
+
+void hub_sse_keepalive(struct hub *h, int64_t now_ms)
+{
+	for (struct sse *s = h->streams; s; s = *sse_next(s))
+		if (now_ms - sse_last_push_ms(s) >= SSE_KEEPALIVE_MS)
+			sse_push(s, ": keep-alive\n\n", 14);
+}
+
+/* Backlog first (Last-Event-ID), then live: both from this thread, so
+ * nothing can fall between them. */
+static void run_sse_open(struct hub *h, struct hub_req *req)
+{
+	const struct evlog *log = &h->log;
+
+	sse_push(req->stream, "retry: 1000\n\n", 13);
+	if (req->has_after)
+		for (size_t i = evlog_find_after(log, req->after); i < log->count; i++)
+			push_event(req->stream, evlog_at(log, i));
+	*sse_next(req->stream) = h->streams;
+	h->streams = req->stream;
+	req->status = 200;
+}
+
+static void run_sse_close(struct hub *h, struct hub_req *req)
+{
+	for (struct sse **p = &h->streams; *p; p = sse_next(*p))
+		if (*p == req->stream) {
+			*p = *sse_next(req->stream);
+			break;
+		}
+	req->status = 200;
+}
+
 /* services: in the config set min_ready; a reload re-applies it. */
 void hub_apply_services_conf(struct hub *h, const struct dconf *conf)
 {
@@ -351,6 +418,16 @@ static void run_reload(struct hub *h, struct hub_req *req)
 
 void hub_req_run(struct hub *h, struct hub_req *req)
 {
+	if (req->op == HUB_SSE_CLOSE) {       /* even while stopping */
+		run_sse_close(h, req);
+		return;
+	}
+	if (req->op == HUB_SSE_END_ALL) {
+		for (struct sse *s = h->streams; s; s = *sse_next(s))
+			sse_end(s);
+		req->status = 200;
+		return;
+	}
 	if (h->stopping) {
 		cJSON_Delete(req->header);
 		cJSON_Delete(req->value);
@@ -368,6 +445,13 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 	case HUB_AGENTS:     run_agents(h, req); break;
 	case HUB_RELOAD:     run_reload(h, req); break;
 	case HUB_EVENTS:     run_events(h, req); break;
+	case HUB_SSE_OPEN:   run_sse_open(h, req); break;
+	case HUB_SSE_CLOSE:  run_sse_close(h, req); break;
+	case HUB_SSE_END_ALL:
+		for (struct sse *s = h->streams; s; s = *sse_next(s))
+			sse_end(s);
+		req->status = 200;
+		break;
 	case HUB_METRICS:
 		req->body = hub_metrics_text(h);
 		req->status = req->body ? 200 : 500;

@@ -374,6 +374,7 @@ static void unlink_instance(struct link *l)
 	drop_deps(l, s);
 	if (hub_announce(h, s, NULL, NULL, NULL) != 0)
 		h->retry_announce = true;
+	hub_sse_change(h, s->name);
 	l->svc = NULL;
 	registry_release_service(&h->registry, s);
 }
@@ -497,6 +498,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	event_unref(welcome);
 	if (recovered)
 		replay_missed(l, hello->resume_seq, true);
+	hub_sse_change(h, l->svc->name);
 	log_info("linked", "peer=%s service=%s instance=%s deps=%zu recovered=%s "
 		 "replay=%zu sub=%s", l->peer, l->svc->name, l->instance,
 		 l->n_deps, recovered ? "true" : "false", replay,
@@ -520,6 +522,7 @@ static void on_status(struct link *l, const struct proto_status *st)
 		  l->instance, l->ready ? "true" : "false");
 	if (hub_announce(l->hub, l->svc, NULL, NULL, NULL) != 0)
 		l->hub->retry_announce = true;
+	hub_sse_change(l->hub, l->svc->name);
 }
 
 static void on_message(struct link *l, const char *buf, size_t len)
