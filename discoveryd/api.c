@@ -34,7 +34,8 @@
 /* Routes, for discovery_http_requests_total{route,code}. */
 enum route {
 	R_OTHER = 0, R_HEALTHZ, R_METRICS, R_CACHEREADY, R_SERVICES, R_SERVICE,
-	R_DECLARE, R_AGENTS, R_EVENTS, R_INVALIDATE, R_BROADCAST, R_COUNT
+	R_DECLARE, R_AGENTS, R_EVENTS, R_INVALIDATE, R_BROADCAST, R_DASHBOARD,
+	R_COUNT
 };
 
 static const char *const route_names[R_COUNT] = {
@@ -42,7 +43,7 @@ static const char *const route_names[R_COUNT] = {
 	"/api/discovery/services", "/api/discovery/services/{name}",
 	"/api/discovery/services/{name}/{declaration}", "/api/discovery/agents",
 	"/api/discovery/events", "/api/discovery/invalidate",
-	"/api/discovery/broadcast",
+	"/api/discovery/broadcast", "/",
 };
 
 static const unsigned codes[] = {
@@ -163,6 +164,31 @@ static enum MHD_Result call_hub(struct api *a, struct MHD_Connection *c,
 {
 	hub_call(a->hub, req);
 	return send_json(c, req->status, req->body);
+}
+
+/* ---- the dashboard ---------------------------------------------------------- */
+
+/* discoveryd/web/dashboard.html, linked in by the Makefile (ld -b binary). */
+extern const char _binary_dashboard_html_start[];
+extern const char _binary_dashboard_html_end[];
+
+static enum MHD_Result do_dashboard(struct MHD_Connection *c)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+		(size_t)(_binary_dashboard_html_end - _binary_dashboard_html_start),
+		(void *)_binary_dashboard_html_start, MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"text/html; charset=utf-8");
+	/* The page talks only to this origin; nothing may frame it. */
+	MHD_add_response_header(r, "Content-Security-Policy",
+				"default-src 'self'; script-src 'unsafe-inline'; "
+				"style-src 'unsafe-inline'; frame-ancestors 'none'");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 /* ---- /metrics -------------------------------------------------------------- */
@@ -609,6 +635,11 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 		       send_json(c, 200, strdup("{\"status\":\"ok\"}")) :
 		       send_405(c, "GET, HEAD");
 	}
+	if (strcmp(url, "/") == 0) {
+		r->route = R_DASHBOARD;
+		return get || strcmp(method, "HEAD") == 0 ? do_dashboard(c)
+							  : send_405(c, "GET, HEAD");
+	}
 	if (strcmp(url, "/metrics") == 0) {
 		struct auth_result ar;
 
@@ -626,10 +657,15 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 	url += sizeof(PREFIX);
 	if (auth_enabled(a->auth)) {
 		struct auth_result ar;
+		const char *header = MHD_lookup_connection_value(c,
+			MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+		/* A browser's EventSource cannot set headers: reads may carry
+		 * the token as ?token= instead (as agent links may). */
+		const char *query = !header && get ? MHD_lookup_connection_value(
+			c, MHD_GET_ARGUMENT_KIND, "token") : NULL;
 
-		auth_check(a->auth, MHD_lookup_connection_value(c,
-				MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-			   false, get || strcmp(method, "HEAD") == 0 ?
+		auth_check(a->auth, header ? header : query, query != NULL,
+			   get || strcmp(method, "HEAD") == 0 ?
 			   AUTH_READ : AUTH_WRITE, &ar);
 		if (ar.status)
 			return send_denied(c, &ar);
