@@ -91,7 +91,15 @@ $(COMMON_LIB): $(call obj,$(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(DAEMON_LIB): $(call obj,$(DAEMON_SRC))
+# The dashboard is one static page, linked into discoveryd as bytes
+# (_binary_dashboard_html_start/_end): no build step, no files to install.
+DASHBOARD_OBJ := $(BUILD)/obj/dashboard_html.o
+$(DASHBOARD_OBJ): discoveryd/web/dashboard.html
+	@mkdir -p $(dir $@)
+	cd discoveryd/web && $(LD) -r -b binary -z noexecstack \
+	  -o $(abspath $@) dashboard.html
+
+$(DAEMON_LIB): $(call obj,$(DAEMON_SRC)) $(DASHBOARD_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -163,7 +171,8 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(AGENT_SO)
 DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             libcjson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
             libcmocka-dev libsystemd-dev zlib1g-dev python3 python3-pytest \
-            python3-websockets curl openssl nginx-light chromium wrk
+            python3-websockets python3-prometheus-client curl openssl \
+            nginx-light chromium wrk
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
