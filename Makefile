@@ -79,7 +79,7 @@ UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
              $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(GATE_SRC) $(UNIT_SRC))
 
-.PHONY: all run test unit integration integration-valgrind deps clean format-check bench
+.PHONY: all run test unit integration integration-valgrind deps clean bench fuzz
 .SECONDARY:
 all: $(PROGRAMS) $(AGENT_SO) $(AGENT_A)
 
@@ -211,7 +211,17 @@ bench: all $(BUILD)/bench/loadgen
 	sh tests/bench/fanout.sh $(if $(QUICK),,10k)
 	sh tests/gate/bench.sh
 
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c, built with clang), each run for
+# FUZZ_SECONDS; FUZZ="proto conf" runs only those. Crashing inputs stay in
+# build/fuzz/, and the run fails.
+FUZZ_SECONDS ?= 30
+FUZZ ?=
+FUZZ_DEB_PKGS := clang libclang-rt-14-dev
+fuzz:
+	@sh tests/install-deps.sh $(FUZZ_DEB_PKGS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ)
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf build
 
 -include $(ALL_OBJ:.o=.d)

@@ -261,11 +261,14 @@ static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
 static cJSON *parse_body(struct MHD_Connection *c, const struct request *r,
 			 bool allow_empty, bool *ok, enum MHD_Result *ret)
 {
+	char why[128];
 	cJSON *json;
 	size_t i = 0;
 
 	*ok = false;
-	while (i < r->len && strchr(" \t\r\n", r->body[i]))
+	/* Not strchr: it would count the terminating NUL as whitespace. */
+	while (i < r->len && (r->body[i] == ' ' || r->body[i] == '\t' ||
+			      r->body[i] == '\r' || r->body[i] == '\n'))
 		i++;
 	if (i == r->len) {
 		if (allow_empty) {
@@ -275,13 +278,16 @@ static cJSON *parse_body(struct MHD_Connection *c, const struct request *r,
 		*ret = send_error(c, 400, "bad_request", "a JSON body is required");
 		return NULL;
 	}
-	if (proto_json_depth(r->body, r->len, PROTO_DEPTH_MAX + 1) > PROTO_DEPTH_MAX) {
-		*ret = send_error(c, 400, "bad_request",
-				  "JSON nested deeper than %d levels", PROTO_DEPTH_MAX);
+	/* The same strict parse as agent frames: a body that would make a
+	 * frame agents refuse (bad UTF-8, NUL, trailing data) never gets
+	 * into the log, where resume would replay it forever. */
+	json = proto_parse_json(r->body, r->len, PROTO_DEPTH_MAX, why,
+				sizeof(why));
+	if (!json) {
+		*ret = send_error(c, 400, "bad_request", "%s", why);
 		return NULL;
 	}
-	json = cJSON_ParseWithLength(r->body, r->len);
-	if (!json || !cJSON_IsObject(json)) {
+	if (!cJSON_IsObject(json)) {
 		cJSON_Delete(json);
 		*ret = send_error(c, 400, "bad_request",
 				  "the body must be a JSON object");
@@ -664,9 +670,13 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 		const char *query = !header && get ? MHD_lookup_connection_value(
 			c, MHD_GET_ARGUMENT_KIND, "token") : NULL;
 
+		/* cacheready changes state even as a GET (NetCoreStack's
+		 * spelling): it needs the right to write. */
+		bool reads = (get || strcmp(method, "HEAD") == 0) &&
+			     strcasecmp(url, "cacheready") != 0;
+
 		auth_check(a->auth, header ? header : query, query != NULL,
-			   get || strcmp(method, "HEAD") == 0 ?
-			   AUTH_READ : AUTH_WRITE, &ar);
+			   reads ? AUTH_READ : AUTH_WRITE, &ar);
 		if (ar.status)
 			return send_denied(c, &ar);
 	}
@@ -797,6 +807,9 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		*con_cls = NULL;
 	}
 }
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {

@@ -140,8 +140,10 @@ void auth_check(struct auth *a, const char *authorization, bool bare,
 	if (!allowed(out->claims.role, need)) {
 		char why[128];
 
-		snprintf(why, sizeof(why), "a %s token cannot %s",
-			 token_role_name(out->claims.role),
+		const char *role = token_role_name(out->claims.role);
+
+		snprintf(why, sizeof(why), "%s %s token cannot %s",
+			 role[0] == 'a' ? "an" : "a", role,
 			 need == AUTH_WRITE ? "change anything" :
 			 need == AUTH_LINK ? "link as an agent" : "read");
 		deny(out, 403, why);

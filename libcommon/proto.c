@@ -155,10 +155,10 @@ static const char *text_problem(const unsigned char *s, size_t len)
 			continue;
 		}
 		if (c == 0)
-			return "NUL byte in frame";
+			return "NUL byte in the text";
 		if (c < 0x20) {
 			if (c != '\t' && c != '\n' && c != '\r')
-				return "control character in frame";
+				return "control character in the text";
 			i++;
 			continue;
 		}
@@ -173,13 +173,13 @@ static const char *text_problem(const unsigned char *s, size_t len)
 			lo = c == 0xF0 ? 0x90 : 0x80;
 			hi = c == 0xF4 ? 0x8F : 0xBF;
 		} else {
-			return "frame is not valid UTF-8";
+			return "text is not valid UTF-8";
 		}
 		if (len - i <= more || s[i + 1] < lo || s[i + 1] > hi)
-			return "frame is not valid UTF-8";
+			return "text is not valid UTF-8";
 		for (size_t k = 2; k <= more; k++)
 			if ((s[i + k] & 0xC0) != 0x80)
-				return "frame is not valid UTF-8";
+				return "text is not valid UTF-8";
 		i += more + 1;
 	}
 	return NULL;
@@ -523,13 +523,47 @@ static bool only_whitespace(const char *p, const char *end)
 	return true;
 }
 
-int proto_decode(const char *buf, size_t len, size_t max_len,
-		 struct proto_msg *msg, char *err, size_t errlen)
+cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
+			char *err, size_t errlen)
 {
 	struct decoder d = { .buf = buf, .len = len, .err = err,
 			     .errlen = errlen };
 	const char *problem, *end = NULL;
 	bool nul_escape = false;
+	cJSON *root;
+
+	if (err && errlen > 0)
+		err[0] = '\0';
+	if (scan_depth(buf, len, depth_limit, &nul_escape) > depth_limit) {
+		report(&d, PROTO_E_JSON, "JSON nested too deep (limit %d)",
+		       depth_limit);
+		return NULL;
+	}
+	problem = text_problem((const unsigned char *)buf, len);
+	if (!problem && nul_escape)
+		problem = "\\u0000 in a string";
+	if (problem) {
+		report(&d, PROTO_E_JSON, "%s", problem);
+		return NULL;
+	}
+	root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+	if (!root) {
+		report(&d, PROTO_E_JSON, "not valid JSON");
+		return NULL;
+	}
+	if (!only_whitespace(end, buf + len)) {
+		cJSON_Delete(root);
+		report(&d, PROTO_E_JSON, "data after the JSON value");
+		return NULL;
+	}
+	return root;
+}
+
+int proto_decode(const char *buf, size_t len, size_t max_len,
+		 struct proto_msg *msg, char *err, size_t errlen)
+{
+	struct decoder d = { .buf = buf, .len = len, .err = err,
+			     .errlen = errlen };
 	cJSON *root;
 	int rc;
 
@@ -540,21 +574,9 @@ int proto_decode(const char *buf, size_t len, size_t max_len,
 		return report(&d, PROTO_E_TOOBIG,
 			      "frame of %zu bytes is over the %zu-byte limit",
 			      len, max_len);
-	if (scan_depth(buf, len, PROTO_DEPTH_MAX, &nul_escape) > PROTO_DEPTH_MAX)
-		return report(&d, PROTO_E_JSON, "JSON nested too deep (limit %d)",
-			      PROTO_DEPTH_MAX);
-	problem = text_problem((const unsigned char *)buf, len);
-	if (!problem && nul_escape)
-		problem = "\\u0000 in a string";
-	if (problem)
-		return report(&d, PROTO_E_JSON, "%s", problem);
-	root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+	root = proto_parse_json(buf, len, PROTO_DEPTH_MAX, err, errlen);
 	if (!root)
-		return report(&d, PROTO_E_JSON, "not valid JSON");
-	if (!only_whitespace(end, buf + len)) {
-		cJSON_Delete(root);
-		return report(&d, PROTO_E_JSON, "data after the JSON value");
-	}
+		return PROTO_E_JSON;
 	d.root = root;
 	rc = decode_root(&d, root, msg);
 	cJSON_Delete(root);

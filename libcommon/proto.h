@@ -108,6 +108,17 @@ int proto_decode(const char *buf, size_t len, size_t max_len,
 void proto_msg_release(struct proto_msg *msg);
 
 /*
+ * Parse untrusted JSON text as strictly as a frame: nesting at most
+ * depth_limit (measured first, without recursion), valid UTF-8, no NUL or
+ * control characters, no \u0000 escape, nothing but whitespace after the
+ * value. Returns the tree (the caller owns it), or NULL with a one-line
+ * reason in err. The HTTP API parses request bodies with it too, so
+ * nothing reaches the log that an agent would refuse to decode.
+ */
+cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
+			char *err, size_t errlen);
+
+/*
  * Measure the maximum nesting depth of JSON text without recursion; stops
  * counting past limit. Strings (with escapes) are skipped correctly.
  */

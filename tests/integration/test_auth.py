@@ -188,3 +188,14 @@ def test_secret_file_must_be_private(tmp_path):
                         os.path.join(str(tmp_path), "d.yaml")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and s in r.stderr
+
+
+def test_cacheready_needs_admin_even_as_get(secured):
+    """Found by fuzzing: GET cacheready changes state, so a reader token
+    may not call it."""
+    d, s = secured
+    st, body = d.call("GET", "/api/discovery/cacheready",
+                      headers=bearer(issue(s, "reader")))
+    assert st == 403 and body["message"] == "a reader token cannot change anything"
+    assert d.call("GET", "/api/discovery/cacheready",
+                  headers=bearer(issue(s, "admin")))[0] == 200

@@ -142,3 +142,22 @@ def test_header_caps(daemon):
         assert s.recv(100).startswith(b"HTTP/1.1 431")
         s.close()
     assert daemon.call("GET", "/healthz")[0] == 200
+
+
+def test_bodies_parsed_as_strictly_as_frames(daemon):
+    """Found by fuzzing: a body agents could not decode must never reach
+    the log (resume would replay it forever), nor trailing data or NULs."""
+    for raw in (b'{"command":"C","value":"\xff"}',
+                b'{"command":"C","value":"a\x00b"}',
+                b'{"command":"C","value":"\\u0000"}',
+                b'{"command":"C"}{"command":"D"}'):
+        st, body = daemon.call("POST", "/api/discovery/broadcast", raw=raw)
+        assert st == 400, (raw, body)
+    st, _ = daemon.call("POST", "/api/discovery/invalidate",
+                        raw=b'{"keys":["\xc3\x28"]}')
+    assert st == 400
+    st, _ = daemon.call("POST", "/api/discovery/services/x/ready",
+                        raw=b"\x00\x00")
+    assert st == 400
+    _, events = daemon.call("GET", "/api/discovery/events")
+    assert events["events"] == []

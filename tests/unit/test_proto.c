@@ -708,7 +708,7 @@ static void test_text_checks(void **state)
 		snprintf(frame, sizeof(frame), HELLO_WITH("\"meta\":{\"k\":\"%s\"}"),
 			 bad_utf8[i]);
 		assert_int_equal(decode(frame, &msg, err), PROTO_E_JSON);
-		assert_string_equal(err, "frame is not valid UTF-8");
+		assert_string_equal(err, "text is not valid UTF-8");
 	}
 	for (size_t i = 0; i < sizeof(good_utf8) / sizeof(good_utf8[0]); i++) {
 		snprintf(frame, sizeof(frame), HELLO_WITH("\"meta\":{\"k\":\"%s\"}"),
@@ -735,7 +735,7 @@ static void test_nul_bytes(void **state)
 	(void)state;
 	assert_int_equal(decode_len(inside, sizeof(inside) - 1, 0, &msg, err),
 			 PROTO_E_JSON);
-	assert_string_equal(err, "NUL byte in frame");
+	assert_string_equal(err, "NUL byte in the text");
 	assert_int_equal(decode_len(after, sizeof(after) - 1, 0, &msg, err),
 			 PROTO_E_JSON);
 	assert_int_equal(decode_len(in_string, sizeof(in_string) - 1, 0, &msg,
