@@ -107,8 +107,6 @@ void preq_unref(struct preq *r)
 		return;
 	if (r->worker)
 		worker_recycle(r->worker, r);
-	if (r->response)
-		MHD_destroy_response(r->response);
 	if (r->easy)
 		curl_easy_cleanup(r->easy);
 	curl_slist_free_all(r->headers);
@@ -183,13 +181,19 @@ static bool listed(const char *connection, const char *name)
 static void add_header(struct head *h, const char *name, const char *value)
 {
 	char line[HEADER_LINE_MAX];
+	size_t n = strlen(name), v = strlen(value);
 	struct curl_slist *l;
-	int n = *value ? snprintf(line, sizeof(line), "%s: %s", name, value)
-		       : snprintf(line, sizeof(line), "%s;", name); /* empty */
 
-	if (n < 0 || (size_t)n >= sizeof(line)) {
+	if (n + v + 3 > sizeof(line)) {
 		h->failed = true;
 		return;
+	}
+	memcpy(line, name, n);
+	if (v) {
+		memcpy(line + n, ": ", 2);
+		memcpy(line + n + 2, value, v + 1);
+	} else {
+		memcpy(line + n, ";", 2); /* curl's spelling of an empty value */
 	}
 	l = curl_slist_append(h->list, line);
 	if (!l)
@@ -360,13 +364,14 @@ static int make_easy(struct preq *r, struct MHD_Connection *conn,
 	rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
 	rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	/* Tells the worker about each new socket (its epoll bookkeeping). */
+	rc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
+			       upstream_open_socket);
+	rc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
 	if (r->upgrade) {
 		/* The relay owns the connection once it switches protocols. */
 		rc |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 		rc |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-		rc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
-				       upstream_open_socket);
-		rc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
 		rc |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION,
 				       upstream_close_socket);
 		rc |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r);
@@ -423,6 +428,8 @@ static enum MHD_Result answer_failure(struct preq *r,
 }
 
 /* ---- the MHD side ------------------------------------------------------ */
+
+static struct MHD_Response *make_response(struct preq *r);
 
 enum MHD_Result proxy_begin(struct preq *r, struct MHD_Connection *conn,
 			    const char *method, const char *version)
@@ -524,10 +531,10 @@ enum MHD_Result proxy_continue(struct preq *r, struct MHD_Connection *conn,
 	}
 	if (r->queued) {
 		/* nothing: MHD does not call again once it has a response */
-	} else if (r->response) {
-		resp = r->response;
-		r->response = NULL;
+	} else if (r->head_ready) {
+		resp = make_response(r);
 		status = r->status;
+		failed = !resp;
 		r->queued = true;
 	} else if (r->done) {
 		failed = r->queued = true;
@@ -561,7 +568,7 @@ void proxy_end(struct preq *r)
 	preq_unref(r);
 }
 
-/* ---- the response head (worker thread) --------------------------------- */
+/* ---- the response head -------------------------------------------------- */
 
 struct resp_head {
 	unsigned origin;             /* CURLH_1XX for a 101, else CURLH_HEADER */
@@ -612,15 +619,41 @@ static size_t block_size(uint64_t size)
 	return size < 64 * 1024 ? (size ? (size_t)size : 1) : 64 * 1024;
 }
 
-void proxy_head_done(struct preq *r)
+/* The whole body is in `down` (the transfer is over): one buffer, which
+ * MHD sends with the head in one write. */
+static struct MHD_Response *whole_body(struct preq *r)
+{
+	size_t n, len = r->down.len;
+	const char *p = ring_peek(&r->down, &n);
+	struct MHD_Response *resp;
+	char *copy;
+
+	if (n == len)
+		resp = MHD_create_response_from_buffer(len, (void *)p,
+						       MHD_RESPMEM_MUST_COPY);
+	else if ((copy = malloc(len))) {
+		ring_take(&r->down, copy, len);
+		resp = MHD_create_response_from_buffer(len, copy,
+						       MHD_RESPMEM_MUST_FREE);
+		if (!resp)
+			free(copy);
+	} else
+		resp = NULL;
+	if (resp)
+		r->down.len = r->down.head = 0;
+	return resp;
+}
+
+/* The MHD response for the upstream's head (client thread, under r->lock;
+ * the easy handle is at rest: the worker is this thread). */
+static struct MHD_Response *make_response(struct preq *r)
 {
 	struct resp_head rh = { .ok = true, .length = -1 };
 	struct curl_header *h;
 	struct MHD_Response *resp;
-	long code = 0;
+	unsigned code = r->status;
 	uint64_t size;
 
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	/* curl files a 101's headers as interim ones. */
 	rh.origin = code == 101 ? CURLH_1XX : CURLH_HEADER;
 	if (curl_easy_header(r->easy, "Content-Length", 0, rh.origin, -1,
@@ -638,19 +671,31 @@ void proxy_head_done(struct preq *r)
 	else if (size == 0 && !r->is_head)
 		resp = MHD_create_response_from_buffer(0, NULL,
 						       MHD_RESPMEM_PERSISTENT);
+	else if (r->done && r->result == CURLE_OK && !r->is_head)
+		resp = whole_body(r);
 	else
 		resp = MHD_create_response_from_callback(size, block_size(size),
 							 read_body, r, NULL);
 	if (resp)
 		copy_headers(r, resp, &rh);
-	pthread_mutex_lock(&r->lock);
-	r->response = resp;
-	r->status = (unsigned)code;
-	if (!resp) {
+	else {
 		r->fail_status = MHD_HTTP_BAD_GATEWAY;
 		snprintf(r->error, sizeof(r->error), "%s",
 			 "the gate could not build the response");
 	}
+	return resp;
+}
+
+/* The upstream's head is complete. The response is built when the client
+ * side runs next: by then a small body has arrived whole. */
+void proxy_head_done(struct preq *r)
+{
+	long code = 0;
+
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	pthread_mutex_lock(&r->lock);
+	r->status = (unsigned)code;
+	r->head_ready = true;
 	proxy_wake_client(r);
 	pthread_mutex_unlock(&r->lock);
 }

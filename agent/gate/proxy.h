@@ -1,15 +1,16 @@
 /*
- * proxy: one proxied request, shared by the libmicrohttpd thread that
- * serves the client and the upstream worker (upstream.c) that runs its
- * libcurl transfer.
+ * proxy: one proxied request: its client side (libmicrohttpd's callbacks)
+ * and its upstream side (a libcurl transfer), both run by the worker
+ * thread (upstream.c) whose daemon accepted the client.
  *
  * Bodies stream through two bounded rings, one per direction, so a 1 GiB
  * upload or download holds at most `limits.buffer` bytes each way. When a
  * ring is full, the producer stops: the client side suspends its MHD
  * connection, the curl side pauses its transfer; the consumer that makes
  * room resumes it. Suspending, pausing, resuming and the rings are guarded
- * by the request's own mutex, which only these two threads ever take, so
- * no wake-up is lost between "the ring is empty" and "I am waiting".
+ * by the request's own mutex (uncontended: one thread does both sides;
+ * it keeps the request safe should a side ever run elsewhere, as at
+ * shutdown).
  *
  * Lifetime: a reference for the MHD side (dropped when MHD reports the
  * request completed), one for the worker while the transfer exists, one
@@ -69,8 +70,8 @@ struct preq {
 	struct ring up, down;            /* client->upstream, upstream->client */
 	bool up_eof;                     /* the whole request body is in `up` */
 	bool send_paused, recv_paused;   /* curl is paused that way */
-	struct MHD_Response *response;   /* built from the upstream's head */
-	unsigned status;
+	bool head_ready;                 /* the upstream's head is complete */
+	unsigned status;                 /* its status */
 	bool queued;                     /* a response went to MHD */
 	bool done;                       /* the transfer is over */
 	CURLcode result;
@@ -115,7 +116,7 @@ enum MHD_Result proxy_continue(struct preq *r, struct MHD_Connection *conn,
 /* MHD is done with the request (completed or aborted). */
 void proxy_end(struct preq *r);
 
-/* Worker side: the upstream's head is complete; build the MHD response. */
+/* Worker side: the upstream's head is complete; wake the client side. */
 void proxy_head_done(struct preq *r);
 
 /* Resume the client connection if we suspended it. Call under r->lock. */

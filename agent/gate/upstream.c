@@ -35,40 +35,13 @@
 #include "log.h"
 #include "server.h"
 #include "upstream.h"
+#include "worker.h"
 
 #define POLL_IDLE_MS  1000  /* nothing due: look at the clock this often */
 #define POLL_HEAD_MS  50    /* a response head is awaited: finer */
 #define MAX_EVENTS    64
-#define EASY_CACHE    64    /* idle easy handles kept per worker */
-#define RING_CACHE    8     /* idle ring pairs kept per worker */
 
-struct worker {
-	struct gate_server *server;
-	int index;
-	CURLM *multi;
-	struct MHD_Daemon *mhd;
-	int mhd_fd;                     /* MHD's own epoll set */
-	int epfd;                       /* ours: mhd_fd, wake_fd, curl's sockets */
-	int wake_fd;                    /* eventfd: another thread posted */
-	long long curl_due;             /* curl's timer (ms), -1: none */
-	long long next_check;           /* when to look for overdue heads */
-	bool waiting;                   /* some transfer awaits its head */
-	atomic_bool kick;               /* a connection was resumed: run MHD */
-	bool started;                   /* the thread runs */
-	pthread_t thread;
-	pthread_mutex_t qlock;
-	struct preq *q_head, *q_tail;   /* under qlock */
-	bool stopping;                  /* under qlock */
-	atomic_bool quiesce;            /* stop accepting (drain) */
-	struct preq *active;            /* transfers and relays */
-	struct pollfd *fds;             /* fds[0] = epfd, then relay sockets */
-	struct preq **owners;           /* the relay of each fds[i] */
-	size_t fds_cap;
-	CURL *easy[EASY_CACHE];         /* finished requests' handles, reset */
-	size_t n_easy;
-	struct { char *up, *down; } rings[RING_CACHE];
-	size_t n_rings;
-};
+static void forget_fd(struct worker *w, int fd);
 
 /* The worker whose thread this is (NULL elsewhere). */
 static _Thread_local struct worker *current;
@@ -131,7 +104,8 @@ int worker_post(struct worker *w, struct preq *r, unsigned ops)
 /* ---- reusable parts ---------------------------------------------------- */
 
 /* An easy handle and two rings of cap bytes, reused when possible: a new
- * easy handle and fresh buffers per request cost more than the proxying. */
+ * easy handle (calloc'd, its buffers allocated on first use) and fresh
+ * rings per request were a good part of a small request's time. */
 int worker_take_parts(struct worker *w, struct preq *r, size_t cap)
 {
 	bool mine = current == w;
@@ -151,7 +125,7 @@ int worker_take_parts(struct worker *w, struct preq *r, size_t cap)
 
 /* Keep r's parts for the next request, on r's worker's thread only. Few
  * rings are kept: a big body touches all of theirs, and memory must stay
- * flat; an upgraded request's handle carries socket callbacks: not kept. */
+ * flat; an upgraded request's handle (its own socket callbacks): not kept. */
 void worker_recycle(struct worker *w, struct preq *r)
 {
 	if (current != w)
@@ -180,7 +154,7 @@ static void list_add(struct worker *w, struct preq *r)
 }
 
 /* Drop r from the worker once neither its transfer nor its relay lives. */
-static void maybe_release(struct worker *w, struct preq *r)
+void worker_release(struct worker *w, struct preq *r)
 {
 	if (r->easy_in_multi || r->relaying)
 		return;
@@ -194,177 +168,11 @@ static void maybe_release(struct worker *w, struct preq *r)
 	preq_unref(r); /* the worker's */
 }
 
-/* ---- relays ------------------------------------------------------------ */
-
-static int upstream_fd(const struct preq *r)
-{
-	for (int i = 0; i < 4; i++)
-		if (r->upstream_fds[i] >= 0)
-			return r->upstream_fds[i];
-	return -1;
-}
-
-static void relay_close(struct worker *w, struct preq *r, const char *why)
-{
-	if (!r->relaying)
-		return;
-	log_debug("relay_closed", "uri=%.200s why=%s", r->uri, why);
-	r->relaying = false;
-	if (r->easy_in_multi) {
-		curl_multi_remove_handle(w->multi, r->easy);
-		r->easy_in_multi = false;
-	}
-	pthread_mutex_lock(&r->lock);
-	r->done = true;
-	pthread_mutex_unlock(&r->lock);
-	if (r->urh)
-		MHD_upgrade_action(r->urh, MHD_UPGRADE_ACTION_CLOSE);
-	maybe_release(w, r);
-}
-
-/* Write what `ring` holds to fd; -1 on a dead socket. */
-static int flush(struct preq *r, struct ring *ring, int fd)
-{
-	pthread_mutex_lock(&r->lock);
-	while (ring->len) {
-		size_t n;
-		const char *p = ring_peek(ring, &n);
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (k < 0) {
-			pthread_mutex_unlock(&r->lock);
-			return errno == EAGAIN || errno == EINTR ? 0 : -1;
-		}
-		ring_drop(ring, (size_t)k);
-	}
-	pthread_mutex_unlock(&r->lock);
-	return 0;
-}
-
-static void unpause(struct preq *r, int bit)
+void worker_unpause(struct preq *r, int bit)
 {
 	if (r->easy_in_multi && (r->pause_mask & bit)) {
 		r->pause_mask &= ~bit;
 		curl_easy_pause(r->easy, r->pause_mask);
-	}
-}
-
-/* Move what can move; close the relay when both ways are over. */
-static void relay_step(struct worker *w, struct preq *r, short client_ev)
-{
-	int up = upstream_fd(r);
-
-	if (client_ev & POLLIN) {
-		char buf[16384];
-		size_t room = ring_room(&r->up) < sizeof(buf) ? ring_room(&r->up)
-							      : sizeof(buf);
-		ssize_t k = room ? recv(r->client_fd, buf, room, MSG_DONTWAIT) : 0;
-
-		if (k > 0) {
-			pthread_mutex_lock(&r->lock);
-			ring_put(&r->up, buf, (size_t)k);
-			pthread_mutex_unlock(&r->lock);
-		} else if (room && (k == 0 || (errno != EAGAIN && errno != EINTR))) {
-			r->client_eof = true;
-		}
-	}
-	if (flush(r, &r->down, r->client_fd))
-		return relay_close(w, r, "client_error");
-	if (ring_room(&r->down) >= r->down.cap / 2)
-		unpause(r, CURLPAUSE_RECV);
-	if (up >= 0 && r->easy_in_multi && flush(r, &r->up, up))
-		return relay_close(w, r, "upstream_error");
-	if (r->client_eof && !r->up.len && up >= 0 && !r->upstream_shut) {
-		shutdown(up, SHUT_WR); /* the client finished sending */
-		r->upstream_shut = true;
-	}
-	if (r->upstream_eof && !r->down.len)
-		relay_close(w, r, "upstream_closed");
-	else if (r->client_eof && !r->easy_in_multi)
-		relay_close(w, r, "client_closed");
-}
-
-static void relay_start(struct worker *w, struct preq *r)
-{
-	int fl = fcntl(r->client_fd, F_GETFL);
-
-	if (fl >= 0)
-		fcntl(r->client_fd, F_SETFL, fl | O_NONBLOCK);
-	r->relaying = true;
-	r->upstream_eof = r->done;
-	log_debug("relay_started", "uri=%.200s", r->uri);
-	relay_step(w, r, 0);
-}
-
-static bool grow_fds(struct worker *w, size_t need)
-{
-	size_t cap = w->fds_cap ? w->fds_cap : 64;
-	struct pollfd *fds;
-	struct preq **owners;
-
-	if (need <= w->fds_cap)
-		return true;
-	while (cap < need)
-		cap *= 2;
-	fds = realloc(w->fds, cap * sizeof(*fds));
-	if (fds)
-		w->fds = fds;
-	owners = realloc(w->owners, cap * sizeof(*owners));
-	if (owners)
-		w->owners = owners;
-	if (!fds || !owners)
-		return false;
-	w->fds_cap = cap;
-	return true;
-}
-
-/* fds[0] is our epoll set; then every relay's client (and upstream, when
- * it must drain). Returns the count, 1 when there is no relay. */
-static size_t relay_fds(struct worker *w)
-{
-	size_t n = 1;
-
-	if (!grow_fds(w, 1))
-		return 0;
-	w->fds[0] = (struct pollfd){ w->epfd, POLLIN, 0 };
-	for (struct preq *r = w->active; r; r = r->next) {
-		int up = upstream_fd(r);
-		short ev = 0;
-
-		if (!r->relaying || !grow_fds(w, n + 2))
-			continue;
-		if (!r->client_eof && ring_room(&r->up))
-			ev |= POLLIN;
-		if (r->down.len)
-			ev |= POLLOUT;
-		w->owners[n] = r;
-		w->fds[n++] = (struct pollfd){ r->client_fd, ev, 0 };
-		if (r->up.len && up >= 0 && r->easy_in_multi) {
-			w->owners[n] = r;
-			w->fds[n++] = (struct pollfd){ up, POLLOUT, 0 };
-		}
-	}
-	return n;
-}
-
-static void relay_service(struct worker *w, size_t n)
-{
-	for (size_t i = 1; i < n;) {
-		struct preq *r = w->owners[i];
-		short client_ev = 0, any = 0;
-
-		/* A relay's entries are adjacent; step it once, then never
-		 * touch it again (relay_step may release it). A hang-up or an
-		 * error reads as "readable": recv then says which. */
-		for (; i < n && w->owners[i] == r; i++) {
-			any |= w->fds[i].revents;
-			if (w->fds[i].fd == r->client_fd)
-				client_ev |= w->fds[i].revents;
-		}
-		if (client_ev & (POLLHUP | POLLERR))
-			client_ev |= POLLIN;
-		if (any)
-			relay_step(w, r, client_ev);
 	}
 }
 
@@ -407,7 +215,7 @@ size_t upstream_on_write(char *p, size_t size, size_t n, void *ud)
 	ring_put(&r->down, p, len);
 	proxy_wake_client(r);
 	pthread_mutex_unlock(&r->lock);
-	if (r->relaying && flush(r, &r->down, r->client_fd))
+	if (r->relaying && relay_flush(r, &r->down, r->client_fd))
 		r->client_eof = true; /* relay_step closes it */
 	return len;
 }
@@ -443,13 +251,17 @@ curl_socket_t upstream_open_socket(void *ud, curlsocktype purpose,
 
 	(void)purpose;
 	fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
-	for (int i = 0; fd >= 0 && i < 4; i++)
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	forget_fd(r->worker, fd);
+	if (!r->upgrade)
+		return fd;
+	for (int i = 0; i < 4; i++)
 		if (r->upstream_fds[i] < 0) {
 			r->upstream_fds[i] = fd;
 			return fd;
 		}
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	return CURL_SOCKET_BAD;
 }
 
@@ -495,7 +307,7 @@ static void finish(struct worker *w, struct preq *r, CURLcode code,
 		relay_step(w, r, 0);
 		return;
 	}
-	maybe_release(w, r);
+	worker_release(w, r);
 }
 
 static void start_transfer(struct worker *w, struct preq *r)
@@ -525,9 +337,9 @@ static void run_ops(struct worker *w, struct preq *r, unsigned ops)
 	if ((ops & OP_ABORT) && r->easy_in_multi && !r->relaying)
 		finish(w, r, CURLE_ABORTED_BY_CALLBACK, 502);
 	if (ops & OP_SEND)
-		unpause(r, CURLPAUSE_SEND);
+		worker_unpause(r, CURLPAUSE_SEND);
 	if (ops & OP_RECV)
-		unpause(r, CURLPAUSE_RECV);
+		worker_unpause(r, CURLPAUSE_RECV);
 	if ((ops & OP_UPGRADED) && !r->relaying)
 		relay_start(w, r);
 }
@@ -608,27 +420,78 @@ static void stop_all(struct worker *w)
 
 /* ---- the loop ---------------------------------------------------------- */
 
+static struct fdstate *fd_state(struct worker *w, int fd)
+{
+	size_t cap = w->fdst_cap ? w->fdst_cap : 256;
+	struct fdstate *st;
+
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd < w->fdst_cap)
+		return &w->fdst[fd];
+	while (cap <= (size_t)fd)
+		cap *= 2;
+	if (!(st = realloc(w->fdst, cap * sizeof(*st))))
+		return NULL;
+	memset(st + w->fdst_cap, 0, (cap - w->fdst_cap) * sizeof(*st));
+	w->fdst = st;
+	w->fdst_cap = cap;
+	return &st[fd];
+}
+
+/* fd is a new socket: whatever its number was registered as died with the
+ * old socket (the kernel drops a closed one from the epoll set). */
+static void forget_fd(struct worker *w, int fd)
+{
+	if (w && (size_t)fd < w->fdst_cap)
+		w->fdst[fd] = (struct fdstate){ 0, false };
+}
+
 /* Keep curl's interest in a socket in our epoll set. */
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud,
 		     void *sockp)
 {
 	struct worker *w = ud;
+	struct fdstate *st = fd_state(w, fd);
 	struct epoll_event ev = { .data.fd = fd };
+	bool known = st ? st->events != 0 : sockp != NULL;
 
 	(void)e;
 	if (what == CURL_POLL_REMOVE) {
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+		if (st && st->events)
+			st->parked = true;
+		else
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
 		return 0;
 	}
 	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
 		    (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-	/* A number curl reuses may still be registered, or not yet. */
-	if (epoll_ctl(w->epfd, sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) &&
-	    epoll_ctl(w->epfd, sockp ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev))
-		log_warn("epoll_failed", "fd=%d error=%s", fd, strerror(errno));
+	if (!st || st->events != ev.events) {
+		/* Should the table be wrong, the other call is right. */
+		if (epoll_ctl(w->epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+			      fd, &ev) &&
+		    epoll_ctl(w->epfd, known ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
+			      fd, &ev))
+			log_warn("epoll_failed", "fd=%d error=%s", fd,
+				 strerror(errno));
+	}
+	if (st)
+		*st = (struct fdstate){ ev.events, false };
 	if (!sockp)
 		curl_multi_assign(w->multi, fd, w);
 	return 0;
+}
+
+/* An event on a parked socket: curl does not want it; drop it. */
+static bool parked(struct worker *w, int fd)
+{
+	struct fdstate *st = (size_t)fd < w->fdst_cap ? &w->fdst[fd] : NULL;
+
+	if (!st || !st->parked)
+		return false;
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+	*st = (struct fdstate){ 0, false };
+	return true;
 }
 
 static int on_timer(CURLM *m, long ms, void *ud)
@@ -675,7 +538,7 @@ static void step(struct worker *w)
 		} else if (fd == w->wake_fd) {
 			if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				log_warn("wake_failed", "error=%s", strerror(errno));
-		} else {
+		} else if (!parked(w, fd)) {
 			curl_multi_socket_action(w->multi, fd,
 				((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
 				((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
@@ -718,17 +581,10 @@ static void *run(void *arg)
 	struct worker *w = arg;
 
 	current = w;
+	/* What the queue starts is due at once: step() then does not wait,
+	 * and takes the sockets that are ready before curl's timer. */
 	while (take_queue(w)) {
-		int running;
-
 		maybe_quiesce(w);
-		/* What the queue started is due at once: no wait for it. */
-		if (w->curl_due >= 0 && now_ms() >= w->curl_due) {
-			w->curl_due = -1;
-			curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0,
-						 &running);
-			reap(w);
-		}
 		step(w);
 	}
 	stop_all(w);
@@ -833,5 +689,6 @@ void worker_free(struct worker *w)
 	pthread_mutex_destroy(&w->qlock);
 	free(w->fds);
 	free(w->owners);
+	free(w->fdst);
 	free(w);
 }

@@ -43,7 +43,7 @@ service: web
 log_level: warn
 YAML
   "$ROOT/build/bin/discovery-gate" -v -c $T/gate$2.yaml >/dev/null 2>$T/gate$2.log & echo $! >> $T/pids
-  until grep -q 'msg=ready' $T/gate$2.log; do :; done
+  until grep -qs 'msg=ready' $T/gate$2.log; do :; done
   sed -n 's/.*msg=listening listener=http addr=\([^ ]*\).*/\1/p' $T/gate$2.log
 }
 OPEN=$(gate "" 1)
