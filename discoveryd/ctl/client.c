@@ -252,6 +252,70 @@ int client_request(struct client *c, const char *method, const char *path,
 	return CLIENT_OK;
 }
 
+struct stream_ctx {
+	client_data_fn fn;
+	void *ud;
+};
+
+static size_t on_stream(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct stream_ctx *s = userdata;
+	size_t n = size * nmemb;
+
+	return s->fn(data, n, s->ud) == 0 ? n : 0;
+}
+
+int client_stream(struct client *c, const char *path, const char *last_id,
+		  client_data_fn on_data, void *ud, long *status, char *err,
+		  size_t errlen)
+{
+	char detail[CURL_ERROR_SIZE] = "", id_header[64];
+	struct stream_ctx ctx = { on_data, ud };
+	struct curl_slist *headers = NULL;
+	size_t url_len = strlen(c->base_url) + strlen(path) + 1;
+	char *url = util_malloc(url_len);
+	CURLcode rc;
+
+	snprintf(url, url_len, "%s%s", c->base_url, path);
+	headers = curl_slist_append(headers, "Accept: text/event-stream");
+	if (c->auth_header)
+		headers = curl_slist_append(headers, c->auth_header);
+	if (last_id) {
+		snprintf(id_header, sizeof(id_header), "Last-Event-ID: %s",
+			 last_id);
+		headers = curl_slist_append(headers, id_header);
+	}
+	rc = curl_easy_setopt(c->curl, CURLOPT_URL, url) |
+	     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers) |
+	     curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L) |
+	     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 0L) |
+	     curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L) |
+	     curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 45L) |
+	     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_stream) |
+	     curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &ctx) |
+	     curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, detail);
+	if (rc == CURLE_OK)
+		rc = curl_easy_perform(c->curl);
+	/* A stop asked for by on_data is not an error. */
+	if (rc == CURLE_WRITE_ERROR)
+		rc = CURLE_OK;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+	curl_slist_free_all(headers);
+	free(url);
+	if (rc != CURLE_OK) {
+		snprintf(err, errlen, "stream from %s lost: %s", c->base_url,
+			 detail[0] ? detail : curl_easy_strerror(rc));
+		return CLIENT_E_TRANSPORT;
+	}
+	return CLIENT_OK;
+}
+
 void client_response_release(struct client_response *resp)
 {
 	free(resp->body);

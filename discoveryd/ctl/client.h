@@ -62,4 +62,17 @@ int client_request(struct client *c, const char *method, const char *path,
 
 void client_response_release(struct client_response *resp);
 
+/*
+ * A long GET of path as a Server-Sent Events stream: each piece of the body
+ * goes to on_data as it arrives (return 0 to go on, non-zero to stop). No
+ * overall timeout; a stream silent for 45 s (the daemon sends a keep-alive
+ * every 15 s) counts as lost. last_id, when not NULL, is sent as
+ * Last-Event-ID. Returns CLIENT_OK with the HTTP status in *status once the
+ * stream ends, or CLIENT_E_TRANSPORT with a message.
+ */
+typedef int (*client_data_fn)(const char *data, size_t len, void *ud);
+int client_stream(struct client *c, const char *path, const char *last_id,
+		  client_data_fn on_data, void *ud, long *status, char *err,
+		  size_t errlen);
+
 #endif

@@ -33,6 +33,7 @@ struct cmd_args {
 	const char *command;
 	const char *value;
 	const char *after;
+	bool follow;             /* events --follow */
 	const char *role;        /* token issue */
 	const char *secret_file; /* token issue */
 	const char *sub;         /* token issue */
@@ -80,6 +81,9 @@ void cmd_events(const struct cmd_args *args, struct cmd_request *req);
 
 /* Send req and print the answer. Returns the process exit code. */
 int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req);
+
+/* follow.c: events --follow; runs until interrupted or refused. */
+int follow_events(const struct cmd_settings *settings, const char *path);
 
 void cmd_request_release(struct cmd_request *req);
 

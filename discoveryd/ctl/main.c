@@ -53,6 +53,7 @@ enum {
 	ALLOW_ROLE = 1u << 7,
 	ALLOW_SECRET_FILE = 1u << 8,
 	ALLOW_SUB = 1u << 9,
+	ALLOW_FOLLOW = 1u << 10,
 	GLOBAL = 1u << 15, /* valid anywhere, before or after the command */
 };
 
@@ -76,6 +77,7 @@ static const struct option options[] = {
 	{"help", 'h', OPTION_FLAG, GLOBAL, FIELD(help)},
 	{"version", 'V', OPTION_FLAG, GLOBAL, FIELD(version)},
 	{"ttl", 0, OPTION_STRING, ALLOW_TTL, FIELD(ttl)},
+	{"follow", 'f', OPTION_FLAG, ALLOW_FOLLOW, FIELD(follow)},
 	{"service", 0, OPTION_STRING, ALLOW_SERVICE, FIELD(service)},
 	{"instance", 0, OPTION_STRING, ALLOW_INSTANCE, FIELD(instance)},
 	{"command", 0, OPTION_STRING, ALLOW_COMMAND, FIELD(command)},
@@ -116,7 +118,8 @@ static const struct command commands[] = {
 	{"service", cmd_service, NULL, 0, 1, 1, "service NAME"},
 	{"agents", cmd_agents, NULL, 0, 0, 0, "agents"},
 	{"cacheready", cmd_cacheready, NULL, 0, 0, 0, "cacheready"},
-	{"events", cmd_events, NULL, ALLOW_AFTER, 0, 0, "events [--after SEQ]"},
+	{"events", cmd_events, NULL, ALLOW_AFTER | ALLOW_FOLLOW, 0, 0,
+	 "events [--after SEQ] [--follow]"},
 	{"token", NULL, issue_run,
 	 ALLOW_ROLE | ALLOW_SERVICE | ALLOW_TTL | ALLOW_SUB |
 		 ALLOW_SECRET_FILE,
@@ -150,7 +153,10 @@ static const char usage_text[] =
 	"  agents                list connected agents\n"
 	"  cacheready            declare service \"cache\" ready (NetCoreStack\n"
 	"                        compatible)\n"
-	"  events [--after SEQ]  list retained events (after SEQ)\n"
+	"  events [--after SEQ] [--follow]\n"
+	"                        list retained events (after SEQ); --follow (-f):\n"
+	"                        then stream new ones as they come (SSE), until\n"
+	"                        interrupted, picking up where it was after a drop\n"
 	"  token issue --role agent|admin|reader [--service S] [--ttl DURATION]\n"
 	"              [--sub TEXT] --secret-file FILE\n"
 	"                        print a token signed with FILE (the daemon's\n"
@@ -457,7 +463,8 @@ static int run(const struct command *command, const struct cmd_args *args)
 		fprintf(stderr, CTL_PROG ": cannot initialise libcurl\n");
 		code = CTL_EXIT_UNAVAILABLE;
 	} else {
-		code = cmd_run(&settings, &req);
+		code = args->follow ? follow_events(&settings, req.path)
+				    : cmd_run(&settings, &req);
 		client_global_cleanup();
 	}
 	cmd_request_release(&req);

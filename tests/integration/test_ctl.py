@@ -51,3 +51,49 @@ def test_exit_codes(daemon):
     assert ctl(daemon, "broadcast", "--value", "{x")[0] == 2
     assert ctl(daemon, "frobnicate")[0] == 2
     assert ctl(daemon, "services", server="http://127.0.0.1:1")[0] == 3
+
+
+def test_events_follow(tmp_path):
+    """events --follow prints events as they come, and after discoveryd
+    dies and comes back it picks up where it was: none missed, none twice."""
+    import signal
+    from harness import Discoveryd, Proc
+    d = Discoveryd(tmp_path)
+    http = int(d.http_addr.rsplit(":", 1)[1])
+    agents = int(d.agents_addr.rsplit(":", 1)[1])
+    _, first = d.call("POST", "/api/discovery/invalidate", {"keys": ["a"]})
+    f = Proc([CTL, "-s", d.base, "--json", "events", "--after", "0",
+              "--follow"], "follow", env=dict(os.environ, NO_COLOR="1"))
+    try:
+        f.wait_line(r'"seq":%d,' % first["seq"])
+        _, second = d.call("POST", "/api/discovery/broadcast",
+                           {"command": "Live"})
+        f.wait_line(r'"seq":%d,.*"command":"Live"' % second["seq"])
+        d.stop(signal.SIGKILL)
+        d = Discoveryd(tmp_path, http_port=http, agents_port=agents)
+        _, third = d.call("POST", "/api/discovery/invalidate", {"keys": ["c"]})
+        f.wait_line(r'"seq":%d,' % third["seq"])
+        seqs = [json.loads(l)["seq"] for l in f.lines if l.startswith("{")]
+        assert seqs == [first["seq"], second["seq"], third["seq"]]
+    finally:
+        f.stop()
+        assert d.stop() == 0
+
+
+def test_bash_completion():
+    """The completion script loads in bash and completes commands, roles
+    and options."""
+    from harness import ROOT
+    script = os.path.join(ROOT, "discoveryd", "ctl", "discoveryctl.bash")
+
+    def complete(*words):
+        r = subprocess.run(
+            ["bash", "-c", 'source "$0"; COMP_WORDS=("$@"); '
+             'COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _discoveryctl; '
+             'echo "${COMPREPLY[@]}"', script, "discoveryctl"] + list(words),
+            capture_output=True, text=True, check=True)
+        return r.stdout.split()
+    assert complete("inv") == ["invalidate"]
+    assert complete("token", "issue", "--role", "") == ["agent", "admin",
+                                                        "reader"]
+    assert "--follow" in complete("events", "--")
