@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "hub_int.h"
 #include "log.h"
 
@@ -156,8 +158,29 @@ static int64_t tick_period_ms(const struct hub *h)
 
 	if (h->hello_timeout_ms < p)
 		p = h->hello_timeout_ms;
+	if (h->watchdog_us && (int64_t)(h->watchdog_us / 1000) < p)
+		p = (int64_t)(h->watchdog_us / 1000);
 	p /= 4;
 	return p < 25 ? 25 : p > 1000 ? 1000 : p;
+}
+
+/*
+ * systemd: WATCHDOG=1 from this thread (the one that must not stall) at
+ * half the WatchdogSec, and a STATUS line now and then for systemctl status.
+ */
+static void tell_systemd(struct hub *h, int64_t now)
+{
+	if (h->watchdog_us &&
+	    now - h->watchdog_sent_ms >= (int64_t)(h->watchdog_us / 2000)) {
+		sd_notify(0, "WATCHDOG=1");
+		h->watchdog_sent_ms = now;
+	}
+	if (now - h->status_sent_ms >= 5000) {
+		sd_notifyf(0, "STATUS=%zu agents on %zu links, seq %llu",
+			   h->n_instances, h->n_links,
+			   (unsigned long long)h->log.seq);
+		h->status_sent_ms = now;
+	}
 }
 
 static void on_tick(lws_sorted_usec_list_t *sul)
@@ -179,6 +202,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 			link_ping(l);
 	}
 	hub_sse_keepalive(h, now);
+	tell_systemd(h, now);
 	/* The log refused an announcement (disk full?): try again, so a
 	 * readiness change is never left unsaid once the disk is back. */
 	if (h->retry_announce && !h->stopping)
@@ -453,6 +477,8 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	}
 	hub_apply_settings(h, conf);
 	h->auth = auth;
+	if (sd_watchdog_enabled(0, &h->watchdog_us) <= 0)
+		h->watchdog_us = 0;
 	snprintf(h->node, sizeof(h->node), "%s", conf->node);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);

@@ -142,6 +142,9 @@ struct hub {
 	uint64_t accepts_refused;
 	struct hub_stats stats;
 	struct sse *streams;           /* live SSE streams */
+	uint64_t watchdog_us;          /* systemd WatchdogSec; 0 = off */
+	int64_t watchdog_sent_ms;
+	int64_t status_sent_ms;
 	bool stopping;                 /* shutdown under way */
 	int64_t stop_deadline_ms;
 	bool finished;                 /* leave the service loop */

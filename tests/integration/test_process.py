@@ -14,15 +14,22 @@ def test_sd_notify_ready_after_listeners(tmp_path):
     sock.bind(path)
     sock.settimeout(WAIT)
     os.environ["NOTIFY_SOCKET"] = path
+    os.environ["WATCHDOG_USEC"] = "400000"     # WatchdogSec=400ms
     try:
         d = Discoveryd(tmp_path)
     finally:
         del os.environ["NOTIFY_SOCKET"]
+        del os.environ["WATCHDOG_USEC"]
     try:
         msg = sock.recv(4096).decode()
         assert "READY=1" in msg and d.agents_addr in msg
+        seen = set()
+        while not {"WATCHDOG=1", "STATUS"} <= seen:
+            m = sock.recv(4096).decode()
+            seen.add("WATCHDOG=1" if m == "WATCHDOG=1" else m[:6])
         d.kill(15)
-        assert "STOPPING=1" in sock.recv(4096).decode()
+        while "STOPPING=1" not in sock.recv(4096).decode():
+            pass
     finally:
         assert d.stop() == 0
         sock.close()
