@@ -158,3 +158,22 @@ def test_discoveryctl_verifies(tmp_path, pki):
         assert bad.returncode == 3 and "certificate" in bad.stderr.lower()
     finally:
         assert d.stop() == 0
+
+
+def test_gate_verifies(tmp_path, pki):
+    from gate_harness import Gate, Upstream
+    d = tls_daemon(tmp_path, pki)
+    u = Upstream()
+    good = Gate(tmp_path, d, u.url, name="good",
+                extra="ca_file: %s\n" % pki["ca"][1])
+    bad = Gate(tmp_path, d, u.url, name="bad",
+               extra="ca_file: %s\n" % pki["rogue"][1])
+    try:
+        good.wait_line(r"msg=linked")
+        bad.wait_line(r"msg=connect_failed")
+        assert bad.count(r"msg=linked") == 0
+    finally:
+        good.stop()
+        bad.stop()
+        u.stop()
+        assert d.stop() == 0
