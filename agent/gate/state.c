@@ -323,6 +323,8 @@ static void update_locked(struct gate_state *s, const char *why)
 	if (flipped)
 		log_info(open ? "open" : "locked", "why=%s latched=%s", why,
 			 s->latched ? "true" : "false");
+	else
+		log_info("state", "why=%s open=%s", why, open ? "true" : "false");
 }
 
 void gstate_update(struct gate_state *s, const char *why)

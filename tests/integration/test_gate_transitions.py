@@ -45,7 +45,8 @@ def test_locked_open_locked(daemon, upstream, tmp_path):
         # cacheready opens cache; api still missing.
         mark = g.mark()
         daemon.call("POST", "/api/discovery/cacheready")
-        g.wait_line(r"msg=readiness service=cache ready=true", start=mark)
+        # The gate publishes its new state, then logs it.
+        g.wait_line(r"msg=state why=readiness", start=mark)
         assert g.state()["waiting_for"] == ["api"]
         assert json.loads(g.request("GET", "/x")[2])["waiting_for"] == ["api"]
 
@@ -97,7 +98,7 @@ def test_latch_keeps_it_open(daemon, upstream, tmp_path):
         opened(g, mark)
         mark = g.mark()
         daemon.call("POST", "/api/discovery/services/cache/notready")
-        g.wait_line(r"msg=readiness service=cache ready=false", start=mark)
+        g.wait_line(r"msg=state why=readiness", start=mark)
         assert g.request("GET", "/echo")[0] == 200
         st = g.state()
         assert st["open"] is True and st["latched"] is True
