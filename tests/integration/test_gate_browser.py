@@ -5,7 +5,6 @@ manual reload. Screenshots of both are saved as test artefacts (in
 $DISCOVERY_TEST_ARTIFACTS, default build/test-artifacts/)."""
 
 import asyncio
-import base64
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ import urllib.request
 import pytest
 import websockets
 
+from cdp import Page
 from gate_harness import Gate, Upstream
 from harness import ROOT, WAIT, Proc, ws_run
 
@@ -25,49 +25,6 @@ ARTIFACTS = os.environ.get("DISCOVERY_TEST_ARTIFACTS",
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason="chromium is not installed")
-
-
-class Page:
-    """The Chrome DevTools Protocol on one page target."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.next_id = 0
-        self.events = asyncio.Queue()
-
-    async def call(self, method, **params):
-        self.next_id += 1
-        await self.ws.send(json.dumps({"id": self.next_id, "method": method,
-                                       "params": params}))
-        while True:
-            msg = json.loads(await self.ws.recv())
-            if msg.get("id") == self.next_id:
-                assert "error" not in msg, msg
-                return msg["result"]
-            self.events.put_nowait(msg)
-
-    async def event(self, name):
-        while True:
-            while not self.events.empty():
-                msg = self.events.get_nowait()
-                if msg.get("method") == name:
-                    return msg
-            msg = json.loads(await self.ws.recv())
-            if msg.get("method") == name:
-                return msg
-
-    async def eval(self, expr):
-        r = await self.call("Runtime.evaluate", expression=expr,
-                            returnByValue=True)
-        return r["result"].get("value")
-
-    async def screenshot(self, name):
-        os.makedirs(ARTIFACTS, exist_ok=True)
-        r = await self.call("Page.captureScreenshot", format="png")
-        path = os.path.join(ARTIFACTS, name)
-        with open(path, "wb") as f:
-            f.write(base64.b64decode(r["data"]))
-        return path
 
 
 def test_loading_page_then_app(daemon, tmp_path):
