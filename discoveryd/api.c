@@ -35,7 +35,7 @@
 enum route {
 	R_OTHER = 0, R_HEALTHZ, R_METRICS, R_CACHEREADY, R_SERVICES, R_SERVICE,
 	R_DECLARE, R_AGENTS, R_EVENTS, R_INVALIDATE, R_BROADCAST, R_DASHBOARD,
-	R_COUNT
+	R_INFO, R_COUNT
 };
 
 static const char *const route_names[R_COUNT] = {
@@ -43,7 +43,7 @@ static const char *const route_names[R_COUNT] = {
 	"/api/discovery/services", "/api/discovery/services/{name}",
 	"/api/discovery/services/{name}/{declaration}", "/api/discovery/agents",
 	"/api/discovery/events", "/api/discovery/invalidate",
-	"/api/discovery/broadcast", "/",
+	"/api/discovery/broadcast", "/", "/api/discovery/info",
 };
 
 static const unsigned codes[] = {
@@ -699,6 +699,13 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
 	if (strncmp(url, "services/", 9) == 0) {
 		r->route = strchr(url + 9, '/') ? R_DECLARE : R_SERVICE;
 		return route_service(a, c, url + 9, method, r);
+	}
+	if (strcmp(url, "info") == 0) {
+		r->route = R_INFO;
+		if (!get)
+			return send_405(c, "GET");
+		req.op = HUB_INFO;
+		return call_hub(a, c, &req);
 	}
 	if (strcmp(url, "agents") == 0) {
 		r->route = R_AGENTS;

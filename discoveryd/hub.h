@@ -36,6 +36,7 @@ enum hub_op {
 	HUB_RELOAD,        /* conf: apply what can change at run time */
 	HUB_EVENTS,        /* retained events with seq > after, at most limit */
 	HUB_METRICS,       /* the hub's part of /metrics, as text */
+	HUB_INFO,          /* node, epoch, seq, counts */
 	HUB_SSE_OPEN,      /* start stream: events after `after` (if has_after), then live */
 	HUB_SSE_CLOSE,     /* stop feeding stream */
 	HUB_SSE_END_ALL,   /* end every stream (before the HTTP side stops) */

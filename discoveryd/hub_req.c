@@ -128,6 +128,7 @@ static void run_declare(struct hub *h, struct hub_req *req)
 		return;
 	}
 	hub_schedule_ttl(h);
+	hub_sse_change(h, s->name);
 	log_info("declared", "service=%s declaration=%s ttl_ms=%lld",
 		 s->name, req->decl ? declaration_name(req->decl) : "none",
 		 (long long)req->ttl_ms);
@@ -313,6 +314,22 @@ static void run_events(struct hub *h, struct hub_req *req)
 	answer(req, 200, o);
 }
 
+/* GET /api/discovery/info: who this daemon is, for dashboards and scripts. */
+static void run_info(struct hub *h, struct hub_req *req)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "node", h->node);
+	cJSON_AddStringToObject(o, "version", DISCOVERY_VERSION);
+	cJSON_AddStringToObject(o, "epoch", h->log.epoch);
+	add_seq(o, h->log.seq);
+	cJSON_AddNumberToObject(o, "history", (double)h->log.count);
+	cJSON_AddNumberToObject(o, "services", (double)h->registry.n);
+	cJSON_AddNumberToObject(o, "agents", (double)h->n_instances);
+	cJSON_AddBoolToObject(o, "auth", auth_enabled(h->auth));
+	answer(req, 200, o);
+}
+
 /* ---- SSE ---------------------------------------------------------------- */
 
 #define SSE_KEEPALIVE_MS 15000
@@ -445,6 +462,7 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 	case HUB_AGENTS:     run_agents(h, req); break;
 	case HUB_RELOAD:     run_reload(h, req); break;
 	case HUB_EVENTS:     run_events(h, req); break;
+	case HUB_INFO:       run_info(h, req); break;
 	case HUB_SSE_OPEN:   run_sse_open(h, req); break;
 	case HUB_SSE_CLOSE:  run_sse_close(h, req); break;
 	case HUB_SSE_END_ALL:

@@ -161,3 +161,13 @@ def test_bodies_parsed_as_strictly_as_frames(daemon):
     assert st == 400
     _, events = daemon.call("GET", "/api/discovery/events")
     assert events["events"] == []
+
+
+def test_info(daemon):
+    daemon.call("POST", "/api/discovery/invalidate", {"keys": ["k"]})
+    status, info = daemon.call("GET", "/api/discovery/info")
+    assert status == 200
+    assert info["node"] == "test-node" and info["seq"] == 1
+    assert info["auth"] is False and info["version"]
+    assert len(info["epoch"]) == 32 and info["history"] == 1
+    assert daemon.call("POST", "/api/discovery/info")[0] == 405
