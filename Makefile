@@ -79,7 +79,8 @@ UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
              $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(GATE_SRC) $(UNIT_SRC))
 
-.PHONY: all run test unit integration integration-valgrind deps clean bench fuzz
+.PHONY: all run test unit integration integration-valgrind deps clean bench fuzz \
+        install uninstall
 .SECONDARY:
 all: $(PROGRAMS) $(AGENT_SO) $(AGENT_A)
 
@@ -172,7 +173,7 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             libcjson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
             libcmocka-dev libsystemd-dev zlib1g-dev python3 python3-pytest \
             python3-websockets python3-prometheus-client curl openssl \
-            nginx-light chromium wrk
+            nginx-light chromium wrk man-db systemd
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
@@ -220,6 +221,108 @@ FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 fuzz:
 	@sh tests/install-deps.sh $(FUZZ_DEB_PKGS)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ)
+
+# ---- installing --------------------------------------------------------
+
+#   make install   PREFIX=/usr/local DESTDIR=/tmp/stage
+#   make uninstall PREFIX=/usr/local DESTDIR=/tmp/stage
+#
+# installs what `make all` built (it builds nothing with other flags), with
+# PREFIX=/usr/local:
+#   sbin/discoveryd, bin/discoveryctl, bin/discovery-agent, bin/discovery-gate
+#   lib/libagent.so.1, lib/libagent.so -> libagent.so.1, lib/libagent.a
+#   lib/pkgconfig/libagent.pc          from agent/lib/libagent.pc.in
+#   include/discovery/agent.h
+#   share/man/man{1,3,5,8}/            from man/
+#   share/bash-completion/completions/discoveryctl
+#   etc/discovery/                     the reference configs (PREFIX=/usr:
+#                                      /etc/discovery); never overwritten
+#   lib/systemd/system/                the units, ExecStart rewritten to
+#                                      these paths
+# Every directory can be set on its own (LIBDIR=/usr/lib/x86_64-linux-gnu,
+# SYSCONFDIR=/etc, SYSTEMDUNITDIR=...). DESTDIR is prepended to every path
+# written and to none written into a file. ldconfig runs only for a real
+# install (no DESTDIR) by root. uninstall removes what install put there but
+# the configs, which may hold local edits (as a Debian package's conffiles).
+
+BINDIR         ?= $(PREFIX)/bin
+SBINDIR        ?= $(PREFIX)/sbin
+LIBDIR         ?= $(PREFIX)/lib
+INCLUDEDIR     ?= $(PREFIX)/include
+PKGCONFIGDIR   ?= $(LIBDIR)/pkgconfig
+MANDIR         ?= $(PREFIX)/share/man
+SYSCONFDIR     ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR    ?= $(PREFIX)/share/bash-completion/completions
+# The installed discoveryd.yaml keeps its journal where the unit's
+# StateDirectory=discoveryd puts it (the source tree's is relative).
+STATEDIR       ?= /var/lib/discoveryd
+
+INSTALL_SBIN  := discoveryd
+INSTALL_BIN   := $(filter-out $(INSTALL_SBIN),$(notdir $(PROGRAMS)))
+INSTALL_CONF  := discoveryd.yaml agent.yaml gate.yaml nginx-gate.conf
+INSTALL_UNITS := $(notdir $(wildcard systemd/*.service))
+MAN_PAGES     := man/discoveryctl.1 man/libagent.3 man/discoveryd.yaml.5 \
+                 man/discovery-agent.yaml.5 man/discovery-gate.yaml.5 \
+                 man/discoveryd.8 man/discovery-agent.8 man/discovery-gate.8
+# What uninstall removes (without DESTDIR): everything but the configs.
+INSTALLED      = $(SBINDIR)/discoveryd $(addprefix $(BINDIR)/,discoveryctl \
+                 discovery-agent discovery-gate) \
+                 $(addprefix $(LIBDIR)/,libagent.so.$(SOVERSION) libagent.so \
+                 libagent.a) $(PKGCONFIGDIR)/libagent.pc \
+                 $(INCLUDEDIR)/discovery/agent.h $(BASHCOMPDIR)/discoveryctl \
+                 $(foreach m,$(MAN_PAGES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
+                 $(addprefix $(SYSTEMDUNITDIR)/,$(INSTALL_UNITS))
+
+# Files that name install paths go through sed on their way: the units'
+# ExecStart, libagent.pc's prefix, discoveryd.yaml's state_dir.
+SED_UNIT  = -e 's|/usr/local/sbin/|$(SBINDIR)/|g' \
+            -e 's|/usr/local/bin/|$(BINDIR)/|g' \
+            -e 's|/etc/discovery/|$(SYSCONFDIR)/discovery/|g'
+SED_PC    = -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+            -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+SED_CONF  = -e 's|^state_dir: var/discoveryd$$|state_dir: $(STATEDIR)|'
+# $(call sed_install,SED,SOURCE,DEST): install -m 644 SOURCE, edited by SED,
+# as DEST, through a temporary file of its own (installs may run at once,
+# and nothing is left in the tree for root to own).
+sed_install = t=$$(mktemp) && sed $(1) $(2) > "$$t" && \
+              install -m 644 "$$t" $(3); rc=$$?; rm -f "$$t"; [ $$rc = 0 ]
+
+install: all
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(SBINDIR)" \
+	  "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(PKGCONFIGDIR)" \
+	  "$(DESTDIR)$(INCLUDEDIR)/discovery" "$(DESTDIR)$(MANDIR)/man1" \
+	  "$(DESTDIR)$(MANDIR)/man3" "$(DESTDIR)$(MANDIR)/man5" \
+	  "$(DESTDIR)$(MANDIR)/man8" "$(DESTDIR)$(SYSCONFDIR)/discovery" \
+	  "$(DESTDIR)$(SYSTEMDUNITDIR)" "$(DESTDIR)$(BASHCOMPDIR)"
+	install -m 755 $(addprefix $(BUILD)/bin/,$(INSTALL_SBIN)) "$(DESTDIR)$(SBINDIR)"
+	install -m 755 $(addprefix $(BUILD)/bin/,$(INSTALL_BIN)) "$(DESTDIR)$(BINDIR)"
+	install -m 755 $(AGENT_SO) "$(DESTDIR)$(LIBDIR)"
+	ln -sf libagent.so.$(SOVERSION) "$(DESTDIR)$(LIBDIR)/libagent.so"
+	install -m 644 $(AGENT_A) "$(DESTDIR)$(LIBDIR)"
+	$(call sed_install,$(SED_PC),agent/lib/libagent.pc.in,"$(DESTDIR)$(PKGCONFIGDIR)/libagent.pc")
+	install -m 644 agent/include/discovery/agent.h "$(DESTDIR)$(INCLUDEDIR)/discovery"
+	install -m 644 discoveryd/ctl/discoveryctl.bash "$(DESTDIR)$(BASHCOMPDIR)/discoveryctl"
+	for m in $(MAN_PAGES); do \
+	  install -m 644 $$m "$(DESTDIR)$(MANDIR)/man$${m##*.}" || exit 1; \
+	done
+	for u in $(INSTALL_UNITS); do \
+	  $(call sed_install,$(SED_UNIT),systemd/$$u,"$(DESTDIR)$(SYSTEMDUNITDIR)/$$u") || exit 1; \
+	done
+	for f in $(INSTALL_CONF); do \
+	  d="$(DESTDIR)$(SYSCONFDIR)/discovery/$$f"; \
+	  if [ -e "$$d" ]; then echo "keeping $$d (not overwritten)"; \
+	  else $(call sed_install,$(SED_CONF),conf/$$f,"$$d") || exit 1; fi; \
+	done
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo ldconfig; ldconfig; fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rmdir "$(DESTDIR)$(INCLUDEDIR)/discovery" 2>/dev/null || true
+	@echo "kept the configs in $(DESTDIR)$(SYSCONFDIR)/discovery"
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo ldconfig; ldconfig; fi
 
 clean:
 	rm -rf build
