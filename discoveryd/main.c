@@ -23,17 +23,17 @@
 #include "hub.h"
 #include "log.h"
 
-#define DEFAULT_CONFIG "conf/discoveryd.yaml"
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: discoveryd [-c FILE] [-t] [-v|-q] [-h] [-V]\n"
-		"  -c FILE  configuration (default: %s)\n"
+		"  -c FILE  configuration (default: %s; conf/ in the source\n"
+		"           tree, else /etc/discovery/)\n"
 		"  -t       check the configuration and exit\n"
 		"  -v       more logging (debug); -q less (warnings and errors)\n"
 		"  -h       this help;  -V  version\n",
-		DEFAULT_CONFIG);
+		conf_default_path("discoveryd.yaml"));
 }
 
 struct options {
@@ -46,7 +46,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	int c;
 
-	o->config = DEFAULT_CONFIG;
+	o->config = conf_default_path("discoveryd.yaml");
 	while ((c = getopt(argc, argv, "c:tvqhV")) != -1) {
 		switch (c) {
 		case 'c': o->config = optarg; break;

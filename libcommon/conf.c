@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -760,4 +761,15 @@ int conf_load_file(const char *path, const struct conf_key *table,
 	fclose(f);
 	free(buf);
 	return rc;
+}
+
+const char *conf_default_path(const char *name)
+{
+	static __thread char path[256];
+
+	snprintf(path, sizeof(path), "conf/%s", name);
+	if (access(path, R_OK) == 0)
+		return path;
+	snprintf(path, sizeof(path), "/etc/discovery/%s", name);
+	return path;
 }

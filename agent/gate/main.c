@@ -31,7 +31,6 @@
 #include "state.h"
 
 #define PROG "discovery-gate"
-#define DEFAULT_CONF "conf/gate.yaml"
 
 struct gate {
 	const char *path;
@@ -46,7 +45,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " [-c FILE] [-t] [-v|-q]... [-h] [-V]\n"
-		"  -c FILE  configuration (default " DEFAULT_CONF ")\n"
+		"  -c FILE  configuration (default: conf/gate.yaml in the source tree,\n"
+		"           else /etc/discovery/gate.yaml)\n"
 		"  -t       check the configuration and exit\n"
 		"  -v / -q  more / less logging (repeatable)\n"
 		"  -h       this help\n"
@@ -245,12 +245,14 @@ static int parse_args(struct gate *g, int argc, char **argv, bool *check_only)
 		usage(stderr);
 		return 2;
 	}
+	if (!g->path)
+		g->path = conf_default_path("gate.yaml");
 	return -1; /* go on */
 }
 
 int main(int argc, char **argv)
 {
-	struct gate g = { .path = DEFAULT_CONF };
+	struct gate g = { .path = NULL };
 	bool check_only = false;
 	sigset_t set;
 	char q[600];

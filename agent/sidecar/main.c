@@ -35,7 +35,6 @@
 #include "sconf.h"
 
 #define PROG "discovery-agent"
-#define DEFAULT_CONF "conf/agent.yaml"
 
 struct sidecar {
 	const char *path;
@@ -52,7 +51,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " [-c FILE] [-t] [-v|-q]... [-h] [-V]\n"
-		"  -c FILE  configuration (default " DEFAULT_CONF ")\n"
+		"  -c FILE  configuration (default: conf/agent.yaml in the source tree,\n"
+		"           else /etc/discovery/agent.yaml)\n"
 		"  -t       check the configuration and exit\n"
 		"  -v / -q  more / less logging (repeatable)\n"
 		"  -h       this help\n"
@@ -300,7 +300,7 @@ static void wait_for_signals(struct sidecar *s, const sigset_t *set)
 
 int main(int argc, char **argv)
 {
-	struct sidecar s = { .path = DEFAULT_CONF, .cancel_fd = -1 };
+	struct sidecar s = { .path = NULL, .cancel_fd = -1 };
 	bool check_only = false;
 	sigset_t set;
 	int opt;
@@ -323,6 +323,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!s.path)
+		s.path = conf_default_path("agent.yaml");
 	log_init(PROG, LOG_INFO);
 	if (load(&s, check_only)) {
 		sconf_free(&s.conf);
