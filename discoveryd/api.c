@@ -824,23 +824,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_vtext(LOG_WARN, "http", fmt, ap);
 }
 
-static int resolve(const struct conf_addr *addr, struct sockaddr_storage *ss,
-		   socklen_t *len)
-{
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-				  .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res;
-	char port[8];
-
-	snprintf(port, sizeof(port), "%d", addr->port);
-	if (getaddrinfo(addr->host[0] ? addr->host : NULL, port, &hints, &res) != 0)
-		return -1;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
-
 /* Start libmicrohttpd on a new socket (sa) or on one it had (fd >= 0). */
 static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 				    int fd)
@@ -917,14 +900,13 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 {
 	struct api *a = calloc(1, sizeof(*a));
 	struct sockaddr_storage ss;
-	socklen_t sslen;
 	const union MHD_DaemonInfo *info;
 	struct conf_addr bound = conf->listen_http;
 	char addr[300];
 
 	conf_addr_format(&conf->listen_http, addr, sizeof(addr));
-	if (!a || resolve(&conf->listen_http, &ss, &sslen) != 0) {
-		snprintf(err, errlen, "cannot resolve the HTTP address %s", addr);
+	if (!a || conf_addr_resolve(&conf->listen_http, "listen.http", &ss,
+				    err, errlen) != 0) {
 		free(a);
 		return NULL;
 	}

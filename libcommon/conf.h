@@ -143,6 +143,13 @@ void conf_free(const struct conf_key *table, void *target);
 int conf_parse_duration(const char *s, int64_t *ms);  /* 0 or -1 */
 int conf_parse_size(const char *s, int64_t *bytes);   /* 0 or -1 */
 int conf_parse_addr(const char *s, struct conf_addr *addr); /* 0 or -1 */
+/*
+ * Resolve addr for a listening socket (AF_UNSPEC, passive: "" is every
+ * interface) into *ss. 0, or -1 with "what: host: reason" in err.
+ */
+struct sockaddr_storage;
+int conf_addr_resolve(const struct conf_addr *addr, const char *what,
+		      struct sockaddr_storage *ss, char *err, size_t errlen);
 /* Format "host:port" (brackets for IPv6) into buf; returns buf. */
 const char *conf_addr_format(const struct conf_addr *addr, char *buf,
 			     size_t size);

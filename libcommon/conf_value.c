@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <strings.h>
 
 #include "conf.h"
@@ -360,5 +362,29 @@ int conf_value_parse(const struct conf_key *row, void *field, const char *s,
 		*(double *)field = d;
 	else
 		*(int64_t *)field = v;
+	return 0;
+}
+
+int conf_addr_resolve(const struct conf_addr *addr, const char *what,
+		      struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char port[8];
+	int rc;
+
+	snprintf(port, sizeof(port), "%d", addr->port);
+	rc = getaddrinfo(addr->host[0] ? addr->host : NULL, port, &hints, &res);
+	if (rc || !res) {
+		snprintf(err, errlen, "%s: %s: %s", what, addr->host,
+			 rc ? gai_strerror(rc) : "no address");
+		if (res)
+			freeaddrinfo(res);
+		return -1;
+	}
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
 	return 0;
 }

@@ -281,3 +281,16 @@ void log_vtext(enum log_level level, const char *msg, const char *fmt,
 	vsnprintf(text, sizeof(text), fmt, ap);
 	log_text(level, msg, text);
 }
+
+void log_agent_line(int level, const char *line)
+{
+	const char *space = strchr(line, ' ');
+	char msg[64];
+	size_t n = space ? (size_t)(space - line) : strlen(line);
+
+	if (n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	memcpy(msg, line, n);
+	msg[n] = '\0';
+	log_msg((enum log_level)level, msg, "%s", space ? space + 1 : "");
+}

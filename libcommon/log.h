@@ -54,6 +54,13 @@ void log_vtext(enum log_level level, const char *msg, const char *fmt,
 	       va_list ap) __attribute__((format(printf, 3, 0)));
 
 /*
+ * A line from libagent's on_log callback ("message key=value ..."): logged
+ * with its first word as msg and the rest as the key=value tail. The levels
+ * of libagent and this module share their numbering.
+ */
+void log_agent_line(int level, const char *line);
+
+/*
  * Quote s for use as a value: returned as is when it is a plain token,
  * otherwise wrapped in double quotes with ", \ and control characters
  * escaped, truncated to fit. Returns buf.

@@ -97,16 +97,8 @@ static void apply_level(struct gate *g)
 
 static void on_log(enum agent_log_level level, const char *line, void *ud)
 {
-	const char *space = strchr(line, ' ');
-	char msg[64];
-	size_t n = space ? (size_t)(space - line) : strlen(line);
-
 	(void)ud;
-	if (n >= sizeof(msg))
-		n = sizeof(msg) - 1;
-	memcpy(msg, line, n);
-	msg[n] = '\0';
-	log_msg((enum log_level)level, msg, "%s", space ? space + 1 : "");
+	log_agent_line((int)level, line);
 }
 
 static void on_readiness(agent_t *a, const char *service, bool ready, void *ud)

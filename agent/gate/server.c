@@ -155,28 +155,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_vtext(LOG_WARN, "http_error", fmt, ap);
 }
 
-static int resolve(const struct conf_addr *addr, struct sockaddr_storage *ss,
-		   char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-				  .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE };
-	struct addrinfo *res = NULL;
-	char port[8];
-	int rc;
-
-	snprintf(port, sizeof(port), "%d", addr->port);
-	rc = getaddrinfo(addr->host[0] ? addr->host : NULL, port, &hints, &res);
-	if (rc || !res) {
-		snprintf(err, errlen, "listen: %s: %s", addr->host,
-			 gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
-	return 0;
-}
-
 static struct MHD_Daemon *start_mhd(struct gate_server *s,
 				    const struct sockaddr_storage *ss,
 				    unsigned limit)
@@ -272,7 +250,7 @@ struct gate_server *server_start(const struct gconf *c, struct gate_state *st,
 	s->state = st;
 	s->n_workers = threads;
 	snprintf(s->via, sizeof(s->via), "1.1 discovery-gate");
-	if (resolve(&c->listen, &ss, err, errlen) ||
+	if (conf_addr_resolve(&c->listen, "listen", &ss, err, errlen) ||
 	    start_workers(s, &ss, err, errlen)) {
 		server_stop(s);
 		return NULL;

@@ -106,28 +106,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_vtext(LOG_WARN, "http_error", fmt, ap);
 }
 
-static int resolve(const struct conf_addr *addr, struct sockaddr_storage *ss,
-		   char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-				  .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE };
-	struct addrinfo *res = NULL;
-	char port[8];
-	int rc;
-
-	snprintf(port, sizeof(port), "%d", addr->port);
-	rc = getaddrinfo(addr->host[0] ? addr->host : NULL, port, &hints, &res);
-	if (rc || !res) {
-		snprintf(err, errlen, "health.listen: %s: %s", addr->host,
-			 gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
-	return 0;
-}
-
 struct health *health_start(const struct conf_addr *addr, const agent_t *a,
 			    char *err, size_t errlen)
 {
@@ -139,7 +117,7 @@ struct health *health_start(const struct conf_addr *addr, const agent_t *a,
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
 
 	memset(&ss, 0, sizeof(ss));
-	if (resolve(addr, &ss, err, errlen))
+	if (conf_addr_resolve(addr, "health.listen", &ss, err, errlen))
 		return NULL;
 	h = calloc(1, sizeof(*h));
 	if (!h) {

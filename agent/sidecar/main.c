@@ -82,16 +82,8 @@ static void apply_level(struct sidecar *s)
 /* libagent's "message key=value..." lines, as our own. */
 static void on_log(enum agent_log_level level, const char *line, void *ud)
 {
-	const char *space = strchr(line, ' ');
-	char msg[64];
-	size_t n = space ? (size_t)(space - line) : strlen(line);
-
 	(void)ud;
-	if (n >= sizeof(msg))
-		n = sizeof(msg) - 1;
-	memcpy(msg, line, n);
-	msg[n] = '\0';
-	log_msg((enum log_level)level, msg, "%s", space ? space + 1 : "");
+	log_agent_line((int)level, line);
 }
 
 static uint64_t current_seq(const agent_t *a)

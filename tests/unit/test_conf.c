@@ -17,6 +17,10 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "conf.h"
 
 #define ERRLEN 512
@@ -631,6 +635,26 @@ static void test_section_or_word(void **state)
 	conf_free(word_keys, &c);
 }
 
+static void test_addr_resolve(void **state)
+{
+	struct conf_addr a = { .host = "127.0.0.1", .port = 5916 };
+	struct sockaddr_storage ss;
+	char err[ERRLEN];
+
+	(void)state;
+	assert_int_equal(conf_addr_resolve(&a, "listen.http", &ss, err,
+					   sizeof(err)), 0);
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 5916);
+	snprintf(a.host, sizeof(a.host), "::1");
+	assert_int_equal(conf_addr_resolve(&a, "x", &ss, err, sizeof(err)), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	snprintf(a.host, sizeof(a.host), "no such host.invalid");
+	assert_int_equal(conf_addr_resolve(&a, "listen.http", &ss, err,
+					   sizeof(err)), -1);
+	assert_true(strncmp(err, "listen.http: no such host.invalid: ", 35) == 0);
+}
+
 static void test_section_present(void **state)
 {
 	struct cfg c = { 0 };
@@ -1037,6 +1061,7 @@ int main(void)
 		cmocka_unit_test(test_bools),
 		cmocka_unit_test(test_section_present),
 		cmocka_unit_test(test_section_or_word),
+		cmocka_unit_test(test_addr_resolve),
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_map_errors),
 		cmocka_unit_test(test_many_map_items),

@@ -169,6 +169,18 @@ static void test_foreign_text(void **state)
 	assert_string_equal(out, "");
 }
 
+static void test_agent_line(void **state)
+{
+	char out[4096];
+
+	(void)state;
+	log_init("test-prog", LOG_INFO);
+	CAPTURE(out, log_agent_line(LOG_INFO, "linked url=ws://x/ node=n"));
+	assert_true(matches(out, LINE_RE "linked url=ws://x/ node=n\n$"));
+	CAPTURE(out, log_agent_line(LOG_WARN, "alone"));
+	assert_true(matches(out, LINE_RE "alone\n$"));
+}
+
 static void test_filtering(void **state)
 {
 	char out[4096];
@@ -220,6 +232,7 @@ int main(void)
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_line_format),
 		cmocka_unit_test(test_foreign_text),
+		cmocka_unit_test(test_agent_line),
 		cmocka_unit_test(test_filtering),
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_errno_kept),
