@@ -1,42 +1,23 @@
 /*
- * api: routes, body handling and validation of the HTTP API (see api.h).
- *
- * A request body is collected up to limits.max_message (413 past it, said
- * as soon as Content-Length shows it, else when the cap is crossed). JSON
- * bodies are checked for nesting depth before cJSON parses them, and every
- * field is validated here, so the hub only ever sees well-formed requests.
- * Unknown fields are errors: a typo in a script should fail loudly.
+ * api: the HTTP API (see api.h) on libmicrohttpd: the daemon and its TLS,
+ * the per-request state from the first byte to completion (body collected
+ * up to limits.max_message: 413 past it, said as soon as Content-Length
+ * shows it, else when the cap is crossed), the request counters, and the
+ * answers every route uses. The routes themselves are in api_route.c.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
-#include <microhttpd.h>
-
-#include "api.h"
-#include "auth.h"
+#include "api_int.h"
 #include "conf.h"
+#include "hub.h"
 #include "log.h"
-#include "metrics.h"
-#include "proto.h"
-
-#define KEYS_MAX     1000       /* keys in one invalidation */
-#define KEY_LEN_MAX  1024       /* bytes in one key */
-#define PREFIX       "/api/discovery"
-
-/* Routes, for discovery_http_requests_total{route,code}. */
-enum route {
-	R_OTHER = 0, R_HEALTHZ, R_METRICS, R_CACHEREADY, R_SERVICES, R_SERVICE,
-	R_DECLARE, R_AGENTS, R_EVENTS, R_INVALIDATE, R_BROADCAST, R_DASHBOARD,
-	R_INFO, R_COUNT
-};
 
 static const char *const route_names[R_COUNT] = {
 	"other", "/healthz", "/metrics", "/api/discovery/cacheready",
@@ -46,36 +27,15 @@ static const char *const route_names[R_COUNT] = {
 	"/api/discovery/broadcast", "/", "/api/discovery/info",
 };
 
-static const unsigned codes[] = {
+static const unsigned codes[API_CODES] = {
 	200, 202, 204, 400, 401, 403, 404, 405, 413, 431, 500, 503, 0 /* other */
 };
-#define N_CODES (sizeof(codes) / sizeof(codes[0]))
-
-struct api {
-	struct MHD_Daemon *mhd;
-	atomic_uint_least64_t requests[R_COUNT][N_CODES];
-	struct hub *hub;
-	struct auth *auth;
-	atomic_size_t max_body;
-	unsigned threads, max_http, max_http_per_ip;
-	char *cert, *key;             /* PEM text while https runs */
-	char *old_cert, *old_key;     /* during a reload */
-	char listen_address[300];
-};
-
-/* Per-request state, from the first call of the handler to completion. */
-struct request {
-	char *body;
-	size_t len;
-	bool too_big;
-	enum route route;
-	struct sse *stream;       /* a live event stream, while it runs */
-};
+#define N_CODES API_CODES
 
 /* ---- answers ------------------------------------------------------------ */
 
-static enum MHD_Result send_json(struct MHD_Connection *c, int status,
-				 char *body)
+enum MHD_Result api_send_json(struct MHD_Connection *c, int status,
+			      char *body)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -91,12 +51,8 @@ static enum MHD_Result send_json(struct MHD_Connection *c, int status,
 	return ret;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, int status,
-				  const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static enum MHD_Result send_error(struct MHD_Connection *c, int status,
-				  const char *code, const char *fmt, ...)
+enum MHD_Result api_send_error(struct MHD_Connection *c, int status,
+			       const char *code, const char *fmt, ...)
 {
 	char message[256];
 	cJSON *o = cJSON_CreateObject();
@@ -110,10 +66,10 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int status,
 	cJSON_AddStringToObject(o, "message", message);
 	body = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	return send_json(c, status, body);
+	return api_send_json(c, status, body);
 }
 
-static enum MHD_Result send_405(struct MHD_Connection *c, const char *allow)
+enum MHD_Result api_send_405(struct MHD_Connection *c, const char *allow)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -133,8 +89,8 @@ static enum MHD_Result send_405(struct MHD_Connection *c, const char *allow)
 }
 
 /* 401 (with WWW-Authenticate, RFC 6750) or 403. */
-static enum MHD_Result send_denied(struct MHD_Connection *c,
-				   const struct auth_result *ar)
+enum MHD_Result api_send_denied(struct MHD_Connection *c,
+				const struct auth_result *ar)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -159,41 +115,16 @@ static enum MHD_Result send_denied(struct MHD_Connection *c,
 	return ret;
 }
 
-static enum MHD_Result call_hub(struct api *a, struct MHD_Connection *c,
-				struct hub_req *req)
+enum MHD_Result api_call_hub(struct api *a, struct MHD_Connection *c,
+			     struct hub_req *req)
 {
 	hub_call(a->hub, req);
-	return send_json(c, req->status, req->body);
+	return api_send_json(c, req->status, req->body);
 }
 
-/* ---- the dashboard ---------------------------------------------------------- */
+/* ---- request counters ----------------------------------------------------- */
 
-/* discoveryd/web/dashboard.html, linked in by the Makefile (ld -b binary). */
-extern const char _binary_dashboard_html_start[];
-extern const char _binary_dashboard_html_end[];
-
-static enum MHD_Result do_dashboard(struct MHD_Connection *c)
-{
-	struct MHD_Response *r = MHD_create_response_from_buffer(
-		(size_t)(_binary_dashboard_html_end - _binary_dashboard_html_start),
-		(void *)_binary_dashboard_html_start, MHD_RESPMEM_PERSISTENT);
-	enum MHD_Result ret;
-
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"text/html; charset=utf-8");
-	/* The page talks only to this origin; nothing may frame it. */
-	MHD_add_response_header(r, "Content-Security-Policy",
-				"default-src 'self'; script-src 'unsafe-inline'; "
-				"style-src 'unsafe-inline'; frame-ancestors 'none'");
-	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	ret = MHD_queue_response(c, 200, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-/* ---- /metrics -------------------------------------------------------------- */
-
-static void http_metrics(struct api *a, struct metrics_text *t)
+void api_http_metrics(struct api *a, struct metrics_text *t)
 {
 	char label[160];
 
@@ -219,518 +150,6 @@ static void http_metrics(struct api *a, struct metrics_text *t)
 		}
 }
 
-/* GET /metrics: the hub's numbers, then the API's own. */
-static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
-{
-	struct hub_req req = { .op = HUB_METRICS };
-	struct metrics_text t;
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	char *text;
-
-	hub_call(a->hub, &req);
-	if (req.status != 200) {
-		free(req.body);
-		return send_error(c, 503, "unavailable", "metrics are not available");
-	}
-	metrics_text_init(&t);
-	http_metrics(a, &t);
-	text = metrics_text_finish(&t);
-	if (!text || !(req.body = realloc(req.body, strlen(req.body) +
-					  strlen(text) + 1))) {
-		free(text);
-		return MHD_NO;
-	}
-	strcat(req.body, text);
-	free(text);
-	resp = MHD_create_response_from_buffer(strlen(req.body), req.body,
-					       MHD_RESPMEM_MUST_FREE);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"text/plain; version=0.0.4; charset=utf-8");
-	ret = MHD_queue_response(c, 200, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-/* ---- body parsing ------------------------------------------------------- */
-
-/*
- * Parse the body as a JSON object. An empty body is NULL with *ok true when
- * allow_empty. Otherwise on failure *ok is false and an answer was queued.
- */
-static cJSON *parse_body(struct MHD_Connection *c, const struct request *r,
-			 bool allow_empty, bool *ok, enum MHD_Result *ret)
-{
-	char why[128];
-	cJSON *json;
-	size_t i = 0;
-
-	*ok = false;
-	/* Not strchr: it would count the terminating NUL as whitespace. */
-	while (i < r->len && (r->body[i] == ' ' || r->body[i] == '\t' ||
-			      r->body[i] == '\r' || r->body[i] == '\n'))
-		i++;
-	if (i == r->len) {
-		if (allow_empty) {
-			*ok = true;
-			return NULL;
-		}
-		*ret = send_error(c, 400, "bad_request", "a JSON body is required");
-		return NULL;
-	}
-	/* The same strict parse as agent frames: a body that would make a
-	 * frame agents refuse (bad UTF-8, NUL, trailing data) never gets
-	 * into the log, where resume would replay it forever. */
-	json = proto_parse_json(r->body, r->len, PROTO_DEPTH_MAX, why,
-				sizeof(why));
-	if (!json) {
-		*ret = send_error(c, 400, "bad_request", "%s", why);
-		return NULL;
-	}
-	if (!cJSON_IsObject(json)) {
-		cJSON_Delete(json);
-		*ret = send_error(c, 400, "bad_request",
-				  "the body must be a JSON object");
-		return NULL;
-	}
-	*ok = true;
-	return json;
-}
-
-/* The first field of o not in allowed (NULL-ended), or NULL. */
-static const char *unknown_field(const cJSON *o, const char *const *allowed)
-{
-	const cJSON *f;
-
-	cJSON_ArrayForEach(f, o) {
-		size_t i;
-
-		for (i = 0; allowed[i]; i++)
-			if (strcmp(f->string, allowed[i]) == 0)
-				break;
-		if (!allowed[i])
-			return f->string;
-	}
-	return NULL;
-}
-
-/* An optional service name field: 0 ok (copied into out, "" if absent). */
-static int take_name(const cJSON *o, const char *field, char *out,
-		     size_t size)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-
-	out[0] = '\0';
-	if (!v || cJSON_IsNull(v))
-		return 0;
-	if (!cJSON_IsString(v) || !proto_valid_name(v->valuestring))
-		return -1;
-	snprintf(out, size, "%s", v->valuestring);
-	return 0;
-}
-
-/* ---- routes ------------------------------------------------------------- */
-
-static enum MHD_Result do_declare(struct api *a, struct MHD_Connection *c,
-				  const char *name, enum declaration decl,
-				  const struct request *r)
-{
-	static const char *const fields[] = { "ttl", NULL };
-	struct hub_req req = { .op = HUB_DECLARE, .decl = decl };
-	enum MHD_Result ret = MHD_NO;
-	const char *bad;
-	cJSON *body, *ttl;
-	bool ok;
-
-	body = parse_body(c, r, true, &ok, &ret);
-	if (!ok)
-		return ret;
-	if (body && (bad = unknown_field(body, fields))) {
-		ret = send_error(c, 400, "bad_request", "unknown field '%s'", bad);
-		cJSON_Delete(body);
-		return ret;
-	}
-	ttl = body ? cJSON_GetObjectItemCaseSensitive(body, "ttl") : NULL;
-	if (ttl && !cJSON_IsNull(ttl) &&
-	    (!cJSON_IsString(ttl) ||
-	     conf_parse_duration(ttl->valuestring, &req.ttl_ms) != 0 ||
-	     req.ttl_ms <= 0 || decl == DECL_NONE)) {
-		cJSON_Delete(body);
-		return send_error(c, 400, "bad_request",
-				  "'ttl' must be a positive duration like 30s");
-	}
-	cJSON_Delete(body);
-	snprintf(req.service, sizeof(req.service), "%s", name);
-	return call_hub(a, c, &req);
-}
-
-static enum MHD_Result do_invalidate(struct api *a, struct MHD_Connection *c,
-				     const struct request *r)
-{
-	static const char *const fields[] = { "keys", "service", NULL };
-	struct hub_req req = { .op = HUB_INVALIDATE };
-	enum MHD_Result ret = MHD_NO;
-	const cJSON *keys, *k;
-	const char *bad;
-	cJSON *body, *value;
-	int n = 0;
-	bool ok;
-
-	body = parse_body(c, r, false, &ok, &ret);
-	if (!ok)
-		return ret;
-	if ((bad = unknown_field(body, fields))) {
-		ret = send_error(c, 400, "bad_request", "unknown field '%s'", bad);
-		goto out;
-	}
-	if (take_name(body, "service", req.service, sizeof(req.service)) != 0) {
-		ret = send_error(c, 400, "bad_request",
-				 "'service' must match [a-z0-9][a-z0-9_.-]{0,62}");
-		goto out;
-	}
-	keys = cJSON_GetObjectItemCaseSensitive(body, "keys");
-	if (!cJSON_IsArray(keys) || !(n = cJSON_GetArraySize(keys)) ||
-	    n > KEYS_MAX) {
-		ret = send_error(c, 400, "bad_request",
-				 "'keys' must be an array of 1 to %d strings", KEYS_MAX);
-		goto out;
-	}
-	cJSON_ArrayForEach(k, keys) {
-		if (!cJSON_IsString(k) || !k->valuestring[0] ||
-		    strlen(k->valuestring) > KEY_LEN_MAX) {
-			ret = send_error(c, 400, "bad_request",
-					 "'keys' entries must be strings of 1 to %d bytes",
-					 KEY_LEN_MAX);
-			goto out;
-		}
-	}
-	value = cJSON_CreateObject();
-	cJSON_AddItemToObject(value, "keys",
-			      cJSON_DetachItemFromObjectCaseSensitive(body, "keys"));
-	req.header = cJSON_CreateObject();
-	cJSON_AddBoolToObject(req.header, "CacheInvalidate", true);
-	req.value = value;
-	ret = call_hub(a, c, &req);
-out:
-	cJSON_Delete(body);
-	return ret;
-}
-
-static bool valid_command(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 63)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!(s[i] == '_' || s[i] == '-' || s[i] == '.' ||
-		      (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
-		      (s[i] >= 'A' && s[i] <= 'Z')))
-			return false;
-	return true;
-}
-
-static int take_target(const cJSON *body, struct hub_req *req,
-		       const char **why)
-{
-	static const char *const fields[] = { "service", "instance", NULL };
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "target");
-	const cJSON *inst;
-
-	if (!t || cJSON_IsNull(t))
-		return 0;
-	if (!cJSON_IsObject(t) || unknown_field(t, fields)) {
-		*why = "'target' must be an object with 'service' and/or 'instance'";
-		return -1;
-	}
-	if (take_name(t, "service", req->service, sizeof(req->service)) != 0) {
-		*why = "'target.service' must match [a-z0-9][a-z0-9_.-]{0,62}";
-		return -1;
-	}
-	inst = cJSON_GetObjectItemCaseSensitive(t, "instance");
-	if (inst && !cJSON_IsNull(inst)) {
-		if (!cJSON_IsString(inst) || !proto_valid_instance(inst->valuestring)) {
-			*why = "'target.instance' must be 1 to 128 printable characters";
-			return -1;
-		}
-		snprintf(req->instance, sizeof(req->instance), "%s",
-			 inst->valuestring);
-	}
-	return 0;
-}
-
-static enum MHD_Result do_broadcast(struct api *a, struct MHD_Connection *c,
-				    const struct request *r)
-{
-	static const char *const fields[] = { "command", "header", "value",
-					      "target", NULL };
-	struct hub_req req = { .op = HUB_BROADCAST };
-	enum MHD_Result ret = MHD_NO;
-	const char *bad, *why = NULL;
-	const cJSON *cmd, *header;
-	cJSON *body;
-	bool ok;
-
-	body = parse_body(c, r, false, &ok, &ret);
-	if (!ok)
-		return ret;
-	cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
-	header = cJSON_GetObjectItemCaseSensitive(body, "header");
-	if ((bad = unknown_field(body, fields)))
-		ret = send_error(c, 400, "bad_request", "unknown field '%s'", bad);
-	else if (!cJSON_IsString(cmd) || !valid_command(cmd->valuestring))
-		ret = send_error(c, 400, "bad_request",
-				 "'command' must be 1 to 63 of [A-Za-z0-9_.-]");
-	else if (header && !cJSON_IsNull(header) && !cJSON_IsObject(header))
-		ret = send_error(c, 400, "bad_request", "'header' must be an object");
-	else if (take_target(body, &req, &why) != 0)
-		ret = send_error(c, 400, "bad_request", "%s", why);
-	else {
-		snprintf(req.command, sizeof(req.command), "%s", cmd->valuestring);
-		req.header = cJSON_DetachItemFromObjectCaseSensitive(body, "header");
-		if (!req.header || cJSON_IsNull(req.header)) {
-			cJSON_Delete(req.header);
-			req.header = cJSON_CreateObject();
-		}
-		req.value = cJSON_DetachItemFromObjectCaseSensitive(body, "value");
-		if (!req.value)
-			req.value = cJSON_CreateNull();
-		ret = call_hub(a, c, &req);
-	}
-	cJSON_Delete(body);
-	return ret;
-}
-
-/* Parse a whole query value as an unsigned integer. */
-static int query_u64(struct MHD_Connection *c, const char *key, uint64_t *out)
-{
-	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
-	char *end;
-
-	if (!v)
-		return 0;
-	errno = 0;
-	*out = strtoull(v, &end, 10);
-	return *v && !*end && *v != '-' && errno == 0 ? 0 : -1;
-}
-
-/*
- * The live stream (Accept: text/event-stream): retained events after
- * Last-Event-ID (or ?after=), then every new one as it is logged.
- */
-static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
-				       struct request *r)
-{
-	const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-						       "Last-Event-ID");
-	struct hub_req req = { .op = HUB_SSE_OPEN };
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	char *end;
-
-	if (last) {
-		errno = 0;
-		req.after = strtoull(last, &end, 10);
-		req.has_after = *last && !*end && *last != '-' && errno == 0;
-		if (!req.has_after)
-			return send_error(c, 400, "bad_request",
-					  "Last-Event-ID must be a seq");
-	} else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after")) {
-		if (query_u64(c, "after", &req.after) != 0)
-			return send_error(c, 400, "bad_request",
-					  "'after' must be a seq (an unsigned integer)");
-		req.has_after = true;
-	}
-	r->stream = req.stream = sse_new(c);
-	if (!req.stream)
-		return MHD_NO;
-	hub_call(a->hub, &req);
-	free(req.body);
-	if (req.status != 200) {
-		sse_free(r->stream);
-		r->stream = NULL;
-		return send_error(c, 503, "stopping", "the daemon is stopping");
-	}
-	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
-						 sse_read, r->stream, NULL);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"text/event-stream");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-	/* nginx: pass it on as it comes, do not buffer a stream. */
-	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-	ret = MHD_queue_response(c, 200, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-static bool wants_stream(struct MHD_Connection *c)
-{
-	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-							 MHD_HTTP_HEADER_ACCEPT);
-
-	return accept && strstr(accept, "text/event-stream");
-}
-
-/* GET /api/discovery/events?after=SEQ&limit=N */
-static enum MHD_Result do_events(struct api *a, struct MHD_Connection *c)
-{
-	struct hub_req req = { .op = HUB_EVENTS };
-	uint64_t limit = 0;
-
-	if (query_u64(c, "after", &req.after) != 0)
-		return send_error(c, 400, "bad_request",
-				  "'after' must be a seq (an unsigned integer)");
-	if (query_u64(c, "limit", &limit) != 0 || limit > 1000000)
-		return send_error(c, 400, "bad_request",
-				  "'limit' must be an integer up to 1000000");
-	req.limit = (size_t)limit;
-	return call_hub(a, c, &req);
-}
-
-/* /api/discovery/services/{name}[/{action}] */
-static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
-				     const char *rest, const char *method,
-				     const struct request *r)
-{
-	char name[PROTO_NAME_MAX + 1];
-	const char *slash = strchr(rest, '/');
-	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-	const char *action = slash ? slash + 1 : "";
-
-	if (n == 0 || n > PROTO_NAME_MAX)
-		return send_error(c, n ? 400 : 404, n ? "bad_request" : "not_found",
-				  n ? "service names are at most 63 characters"
-				    : "no such route");
-	memcpy(name, rest, n);
-	name[n] = '\0';
-	if (!proto_valid_name(name))
-		return send_error(c, 400, "bad_request",
-				  "service names match [a-z0-9][a-z0-9_.-]{0,62}");
-	if (!*action) {
-		struct hub_req req = { .op = HUB_SERVICE };
-
-		if (strcmp(method, "GET") != 0)
-			return send_405(c, "GET");
-		snprintf(req.service, sizeof(req.service), "%s", name);
-		return call_hub(a, c, &req);
-	}
-	if (strcmp(action, "ready") == 0 || strcmp(action, "notready") == 0) {
-		if (strcmp(method, "POST") != 0)
-			return send_405(c, "POST");
-		return do_declare(a, c, name, action[0] == 'r' ? DECL_READY
-							       : DECL_NOTREADY, r);
-	}
-	if (strcmp(action, "declaration") == 0) {
-		if (strcmp(method, "DELETE") != 0)
-			return send_405(c, "DELETE");
-		return do_declare(a, c, name, DECL_NONE, r);
-	}
-	return send_error(c, 404, "not_found", "no such route");
-}
-
-static enum MHD_Result route(struct api *a, struct MHD_Connection *c,
-			     const char *url, const char *method,
-			     struct request *r)
-{
-	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-	struct hub_req req = { 0 };
-
-	if (strcmp(url, "/healthz") == 0) {
-		r->route = R_HEALTHZ;
-		return get || strcmp(method, "HEAD") == 0 ?
-		       send_json(c, 200, strdup("{\"status\":\"ok\"}")) :
-		       send_405(c, "GET, HEAD");
-	}
-	if (strcmp(url, "/") == 0) {
-		r->route = R_DASHBOARD;
-		return get || strcmp(method, "HEAD") == 0 ? do_dashboard(c)
-							  : send_405(c, "GET, HEAD");
-	}
-	if (strcmp(url, "/metrics") == 0) {
-		struct auth_result ar;
-
-		r->route = R_METRICS;
-		if (!get)
-			return send_405(c, "GET");
-		auth_check(a->auth, MHD_lookup_connection_value(c,
-				MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-			   false, AUTH_READ, &ar);
-		return ar.status ? send_denied(c, &ar) : do_metrics(a, c);
-	}
-	if (strncmp(url, PREFIX "/", sizeof(PREFIX)) != 0 &&
-	    strncasecmp(url, PREFIX "/", sizeof(PREFIX)) != 0)
-		return send_error(c, 404, "not_found", "no such route");
-	url += sizeof(PREFIX);
-	if (auth_enabled(a->auth)) {
-		struct auth_result ar;
-		const char *header = MHD_lookup_connection_value(c,
-			MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-		/* A browser's EventSource cannot set headers: reads may carry
-		 * the token as ?token= instead (as agent links may). */
-		const char *query = !header && get ? MHD_lookup_connection_value(
-			c, MHD_GET_ARGUMENT_KIND, "token") : NULL;
-
-		/* cacheready changes state even as a GET (NetCoreStack's
-		 * spelling): it needs the right to write. */
-		bool reads = (get || strcmp(method, "HEAD") == 0) &&
-			     strcasecmp(url, "cacheready") != 0;
-
-		auth_check(a->auth, header ? header : query, query != NULL,
-			   reads ? AUTH_READ : AUTH_WRITE, &ar);
-		if (ar.status)
-			return send_denied(c, &ar);
-	}
-
-	/* NetCoreStack's route was /api/Discovery/CacheReady: any case. */
-	if (strcasecmp(url, "cacheready") == 0) {
-		r->route = R_CACHEREADY;
-		if (!get && !post)
-			return send_405(c, "GET, POST");
-		req.op = HUB_CACHEREADY;
-		return call_hub(a, c, &req);
-	}
-	if (strcmp(url, "services") == 0) {
-		r->route = R_SERVICES;
-		if (!get)
-			return send_405(c, "GET");
-		req.op = HUB_SERVICES;
-		return call_hub(a, c, &req);
-	}
-	if (strncmp(url, "services/", 9) == 0) {
-		r->route = strchr(url + 9, '/') ? R_DECLARE : R_SERVICE;
-		return route_service(a, c, url + 9, method, r);
-	}
-	if (strcmp(url, "info") == 0) {
-		r->route = R_INFO;
-		if (!get)
-			return send_405(c, "GET");
-		req.op = HUB_INFO;
-		return call_hub(a, c, &req);
-	}
-	if (strcmp(url, "agents") == 0) {
-		r->route = R_AGENTS;
-		if (!get)
-			return send_405(c, "GET");
-		req.op = HUB_AGENTS;
-		return call_hub(a, c, &req);
-	}
-	if (strcmp(url, "events") == 0) {
-		r->route = R_EVENTS;
-		if (!get)
-			return send_405(c, "GET");
-		return wants_stream(c) ? do_event_stream(a, c, r) : do_events(a, c);
-	}
-	if (strcmp(url, "invalidate") == 0) {
-		r->route = R_INVALIDATE;
-		return post ? do_invalidate(a, c, r) : send_405(c, "POST");
-	}
-	if (strcmp(url, "broadcast") == 0) {
-		r->route = R_BROADCAST;
-		return post ? do_broadcast(a, c, r) : send_405(c, "POST");
-	}
-	return send_error(c, 404, "not_found", "no such route");
-}
-
 /* ---- libmicrohttpd glue ------------------------------------------------- */
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
@@ -752,9 +171,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			return MHD_NO;
 		*con_cls = r;
 		if (cl && strtoull(cl, NULL, 10) > cap)
-			return send_error(c, 413, "too_large",
-					  "the body is over limits.max_message (%zu bytes)",
-					  cap);
+			return api_send_error(c, 413, "too_large",
+					      "the body is over limits.max_message (%zu bytes)",
+					      cap);
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -774,10 +193,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (r->too_big)
-		return send_error(c, 413, "too_large",
-				  "the body is over limits.max_message (%zu bytes)",
-				  cap);
-	return route(a, c, url, method, r);
+		return api_send_error(c, 413, "too_large",
+				      "the body is over limits.max_message (%zu bytes)",
+				      cap);
+	return api_route(a, c, url, method, r);
 }
 
 static void count_request(struct api *a, struct MHD_Connection *c,

@@ -1,6 +1,6 @@
 /*
  * fuzz_api: libFuzzer harness for the HTTP API's request handling
- * (discoveryd/api.c): routing, the body cap, JSON body parsing and the
+ * (discoveryd/api.c and api_route.c): routing, the body cap, JSON body parsing and the
  * field checks, everything between libmicrohttpd and the hub.
  *
  * api.c has no seam between its checks and libmicrohttpd: the checks queue
@@ -59,6 +59,7 @@
 #include <unistd.h>
 
 #include "../../discoveryd/api.c"
+#include "../../discoveryd/api_route.c"
 #include "token.h"
 
 #define BODY_CAP 4096  /* limits.max_message, small so the fuzzer passes it */
