@@ -152,6 +152,33 @@ void api_http_metrics(struct api *a, struct metrics_text *t)
 
 /* ---- libmicrohttpd glue ------------------------------------------------- */
 
+static void count_request(struct api *a, struct MHD_Connection *c,
+			  enum route route)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+	unsigned status = ci ? ci->http_status : 0;
+	size_t k = 0;
+
+	while (codes[k] && codes[k] != status)
+		k++;
+	atomic_fetch_add_explicit(&a->requests[route][k], 1,
+				  memory_order_relaxed);
+}
+
+/*
+ * A response was queued: count it now, not when libmicrohttpd completes
+ * the request, so a client that reads /metrics right after an answer sees
+ * that answer counted.
+ */
+static enum MHD_Result counted(struct api *a, struct MHD_Connection *c,
+			       const struct request *r, enum MHD_Result ret)
+{
+	if (ret == MHD_YES)
+		count_request(a, c, r->route);
+	return ret;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			       const char *url, const char *method,
 			       const char *version, const char *upload,
@@ -171,9 +198,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			return MHD_NO;
 		*con_cls = r;
 		if (cl && strtoull(cl, NULL, 10) > cap)
-			return api_send_error(c, 413, "too_large",
-					      "the body is over limits.max_message (%zu bytes)",
-					      cap);
+			return counted(a, c, r, api_send_error(c, 413, "too_large",
+				"the body is over limits.max_message (%zu bytes)",
+				cap));
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -193,24 +220,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (r->too_big)
-		return api_send_error(c, 413, "too_large",
-				      "the body is over limits.max_message (%zu bytes)",
-				      cap);
-	return api_route(a, c, url, method, r);
-}
-
-static void count_request(struct api *a, struct MHD_Connection *c,
-			  enum route route)
-{
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
-	unsigned status = ci ? ci->http_status : 0;
-	size_t k = 0;
-
-	while (codes[k] && codes[k] != status)
-		k++;
-	atomic_fetch_add_explicit(&a->requests[route][k], 1,
-				  memory_order_relaxed);
+		return counted(a, c, r, api_send_error(c, 413, "too_large",
+			"the body is over limits.max_message (%zu bytes)", cap));
+	return counted(a, c, r, api_route(a, c, url, method, r));
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -218,8 +230,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct request *r = *con_cls;
 
-	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-		count_request(cls, c, r ? r->route : R_OTHER);
+	(void)c;
+	(void)toe;
 	if (r && r->stream) {
 		struct hub_req req = { .op = HUB_SSE_CLOSE, .stream = r->stream };
 
