@@ -773,3 +773,30 @@ const char *conf_default_path(const char *name)
 	snprintf(path, sizeof(path), "/etc/discovery/%s", name);
 	return path;
 }
+
+int conf_load_file_ignoring(const char *path, const struct conf_key *table,
+			    const char *const *ignore, void *target, char *err,
+			    size_t errlen)
+{
+	size_t n = 0, extra = 0;
+	struct conf_key *all;
+	int rc;
+
+	while (table[n].name)
+		n++;
+	while (ignore && ignore[extra])
+		extra++;
+	all = calloc(n + extra + 1, sizeof(*all));
+	if (!all) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	memcpy(all, table, n * sizeof(*all));
+	for (size_t i = 0; i < extra; i++) {
+		all[n + i].name = ignore[i];
+		all[n + i].type = CONF_IGNORE;
+	}
+	rc = conf_load_file(path, all, target, err, errlen);
+	free(all);
+	return rc;
+}

@@ -131,6 +131,15 @@ struct conf_key {
 int conf_load_file(const char *path, const struct conf_key *table,
 		   void *target, char *err, size_t errlen);
 
+/*
+ * conf_load_file, with the top-level keys named in ignore (NULL-ended) also
+ * allowed and skipped: programs that share a file with libagent (the
+ * sidecar, the gate) pass agent_conf_keys().
+ */
+int conf_load_file_ignoring(const char *path, const struct conf_key *table,
+			    const char *const *ignore, void *target, char *err,
+			    size_t errlen);
+
 /* The same from a string already in memory; name is used in messages. */
 int conf_load_string(const char *text, size_t len, const char *name,
 		     const struct conf_key *table, void *target, char *err,

@@ -88,7 +88,6 @@ static const struct conf_key gate_keys[] = {
 	{ .name = NULL },
 };
 
-#define N_GATE_KEYS (sizeof(gate_keys) / sizeof(gate_keys[0]) - 1)
 
 static int check(const char *path, struct gconf *c, char *err, size_t errlen)
 {
@@ -120,25 +119,12 @@ static int check(const char *path, struct gconf *c, char *err, size_t errlen)
 
 int gconf_load(const char *path, struct gconf *c, char *err, size_t errlen)
 {
-	const char *const *agent_keys = agent_conf_keys();
-	struct conf_key table[N_GATE_KEYS + 33];
-	size_t n = N_GATE_KEYS;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
-	memcpy(table, gate_keys, n * sizeof(table[0]));
-	for (size_t i = 0; agent_keys[i]; i++) {
-		if (n + 1 >= sizeof(table) / sizeof(table[0])) {
-			snprintf(err, errlen, "%s: too many agent keys", path);
-			return -1;
-		}
-		memset(&table[n], 0, sizeof(table[n]));
-		table[n].name = agent_keys[i];
-		table[n].type = CONF_IGNORE;
-		n++;
-	}
-	memset(&table[n], 0, sizeof(table[n]));
-	rc = conf_load_file(path, table, c, err, errlen);
+	/* libagent reads its own keys from the same file. */
+	rc = conf_load_file_ignoring(path, gate_keys, agent_conf_keys(), c, err,
+				     errlen);
 	if (!rc)
 		rc = check(path, c, err, errlen);
 	c->requires_set = c->requires.n > 0;

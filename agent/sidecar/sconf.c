@@ -98,30 +98,15 @@ static const struct conf_key sidecar_keys[] = {
 	{ .name = NULL },
 };
 
-static const size_t n_sidecar_keys =
-	sizeof(sidecar_keys) / sizeof(sidecar_keys[0]) - 1;
 
 int sconf_load(const char *path, struct sconf *c, char *err, size_t errlen)
 {
-	const char *const *agent_keys = agent_conf_keys();
-	struct conf_key table[sizeof(sidecar_keys) / sizeof(sidecar_keys[0]) + 32];
-	size_t n = n_sidecar_keys;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
-	memcpy(table, sidecar_keys, n * sizeof(table[0]));
-	for (size_t i = 0; agent_keys[i]; i++) {
-		if (n + 1 >= sizeof(table) / sizeof(table[0])) {
-			snprintf(err, errlen, "%s: too many agent keys", path);
-			return -1;
-		}
-		memset(&table[n], 0, sizeof(table[n]));
-		table[n].name = agent_keys[i];
-		table[n].type = CONF_IGNORE;
-		n++;
-	}
-	memset(&table[n], 0, sizeof(table[n]));
-	rc = conf_load_file(path, table, c, err, errlen);
+	/* libagent reads its own keys from the same file. */
+	rc = conf_load_file_ignoring(path, sidecar_keys, agent_conf_keys(), c,
+				     err, errlen);
 	if (rc) {
 		conf_free(sidecar_keys, c);
 		memset(c, 0, sizeof(*c));

@@ -635,6 +635,31 @@ static void test_section_or_word(void **state)
 	conf_free(word_keys, &c);
 }
 
+static void test_load_ignoring(void **state)
+{
+	static const char *const foreign[] = { "depends_on", "hooks", NULL };
+	struct wordcfg c;
+	char path[] = "/tmp/test_conf_XXXXXX", err[ERRLEN];
+	int fd = mkstemp(path);
+	static const char text[] = "auth: none\nhooks: {a: 1}\ndepends_on: [x]\n";
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (int)sizeof(text) - 1);
+	close(fd);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conf_load_file_ignoring(path, word_keys, foreign, &c,
+						 err, sizeof(err)), 0);
+	assert_true(c.none);
+	conf_free(word_keys, &c);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conf_load_file_ignoring(path, word_keys, NULL, &c, err,
+						 sizeof(err)), -1);
+	assert_non_null(strstr(err, ":2:1: unknown key 'hooks'"));
+	conf_free(word_keys, &c);
+	unlink(path);
+}
+
 static void test_addr_resolve(void **state)
 {
 	struct conf_addr a = { .host = "127.0.0.1", .port = 5916 };
@@ -1062,6 +1087,7 @@ int main(void)
 		cmocka_unit_test(test_section_present),
 		cmocka_unit_test(test_section_or_word),
 		cmocka_unit_test(test_addr_resolve),
+		cmocka_unit_test(test_load_ignoring),
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_map_errors),
 		cmocka_unit_test(test_many_map_items),
