@@ -113,8 +113,15 @@ def test_per_ip_limits(tmp_path):
             await e.close()
         ws_run(scenario())
         host, port = d.http_addr.rsplit(":", 1)
-        held = [socket.create_connection((host, int(port)), WAIT)
-                for _ in range(2)]
+        # Each held connection is answered (and so counted) before the
+        # next opens: which of several racing connections libmicrohttpd's
+        # threads refuse is not defined. Keep-alive holds them open.
+        held = []
+        for _ in range(2):
+            s = socket.create_connection((host, int(port)), WAIT)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            held.append(s)
         third = socket.create_connection((host, int(port)), WAIT)
         try:                                    # refused: closed at once
             third.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
