@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -186,6 +187,69 @@ class Sidecar(Proc):
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
+
+
+# A WebSocket upgrade to the agent listener, written by hand, for peers that
+# misbehave on purpose (frozen, not reading) where a library would not.
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Protocol: discovery.v1\r\n\r\n")
+
+
+def masked_frame(opcode, payload):
+    """One client frame (masked with a zero key), payload under 64 KiB."""
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    head += bytes([0x80 | n]) if n < 126 else bytes([0xfe]) + n.to_bytes(2, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def raw_link(addr, hello=None, rcvbuf=None):
+    """Upgrade a plain socket to an agent link and send hello (a dict) if
+    given. Returns (socket, the bytes that came after the 101 head)."""
+    host, port = addr.rsplit(":", 1)
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(WAIT)
+    s.connect((host, int(port)))
+    s.sendall(UPGRADE)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        assert chunk, "closed during the upgrade"
+        buf += chunk
+    assert buf.startswith(b"HTTP/1.1 101"), buf[:80]
+    if hello is not None:
+        s.sendall(masked_frame(0x1, json.dumps(hello).encode()))
+    return s, buf[buf.index(b"\r\n\r\n") + 4:]
+
+
+def read_frame(s, buf):
+    """One unmasked server frame: (opcode, payload, rest) or None at EOF."""
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        return True
+    if not need(2):
+        return None
+    n, head = buf[1] & 0x7f, 2
+    if n == 126:
+        if not need(4):
+            return None
+        n, head = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        if not need(10):
+            return None
+        n, head = int.from_bytes(buf[2:10], "big"), 10
+    if not need(head + n):
+        return None
+    return buf[0] & 0x0f, buf[head:head + n], buf[head + n:]
 
 
 def ws_run(coro):

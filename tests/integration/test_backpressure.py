@@ -1,38 +1,20 @@
 """An agent that stops reading is closed with 1013 once its send queue
 passes limits.send_queue; the others keep getting every event."""
 
-import asyncio
 import json
-import socket
 
 import websockets
 
-from harness import Discoveryd, WAIT, ws_run
-
-
-def raw_link(addr, hello):
-    host, port = addr.rsplit(":", 1)
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.settimeout(WAIT)
-    s.connect((host, int(port)))
-    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-              b"Sec-WebSocket-Protocol: discovery.v1\r\n\r\n")
-    assert s.recv(4096).startswith(b"HTTP/1.1 101")
-    payload = json.dumps(hello).encode()
-    assert len(payload) < 126
-    s.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
-    return s
+from harness import Discoveryd, raw_link, ws_run
 
 
 def test_slow_agent_closed_others_unharmed(tmp_path):
     d = Discoveryd(tmp_path, extra="limits:\n  send_queue: 64KiB\n",
                    heartbeat="  interval: 5s\n  timeout: 60s\n")
     try:
-        slow = raw_link(d.agents_addr, {"type": "hello", "service": "slow",
-                                        "instance": "s-1"})
+        # A tiny receive buffer: it stops taking bytes soon.
+        slow, _ = raw_link(d.agents_addr, {"type": "hello", "service": "slow",
+                                           "instance": "s-1"}, rcvbuf=4096)
         d.wait_line(r"msg=linked .*instance=s-1")
         blob = "x" * 60000
 

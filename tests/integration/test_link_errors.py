@@ -1,13 +1,13 @@
 """Bad input on the agent link gets its close code; the daemon stays up."""
 
-import asyncio
 import json
 import os
 import socket
 
 import websockets
 
-from harness import Discoveryd, WAIT, ws_run
+from harness import (Discoveryd, WAIT, masked_frame, raw_link, read_frame,
+                     ws_run)
 
 SUB = ["discovery.v1"]
 HELLO = json.dumps({"type": "hello", "service": "web", "instance": "w"})
@@ -136,18 +136,9 @@ def test_per_ip_limits(tmp_path):
 
 def test_frozen_peer_dropped(daemon):
     """A peer that never answers pings is dropped within the timeout."""
-    host, port = daemon.agents_addr.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=WAIT)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-              b"Sec-WebSocket-Protocol: discovery.v1\r\n\r\n")
-    assert s.recv(4096).startswith(b"HTTP/1.1 101")
     mark = daemon.mark()
-    hello = HELLO.encode()
-    # One masked text frame with the hello, then silence.
-    frame = bytes([0x81, 0x80 | len(hello)]) + b"\0\0\0\0" + hello
-    s.sendall(frame)
+    # The hello, then silence: no pong, no read.
+    s, _ = raw_link(daemon.agents_addr, json.loads(HELLO))
     daemon.wait_line(r"msg=linked .*instance=w", start=mark)
     daemon.wait_line(r"msg=dropping .*reason=\"?heartbeat timeout", start=mark)
     s.close()
@@ -170,32 +161,6 @@ def test_graceful_stop_closes_1001(tmp_path):
         assert d.stop() == 0
 
 
-def read_frame(s, buf):
-    """One unmasked server frame: (opcode, payload, rest) or None at EOF."""
-    def need(n):
-        nonlocal buf
-        while len(buf) < n:
-            chunk = s.recv(65536)
-            if not chunk:
-                return False
-            buf += chunk
-        return True
-    if not need(2):
-        return None
-    n, head = buf[1] & 0x7f, 2
-    if n == 126:
-        if not need(4):
-            return None
-        n, head = int.from_bytes(buf[2:4], "big"), 4
-    elif n == 127:
-        if not need(10):
-            return None
-        n, head = int.from_bytes(buf[2:10], "big"), 10
-    if not need(head + n):
-        return None
-    return buf[0] & 0x0f, buf[head:head + n], buf[head + n:]
-
-
 def test_idle_link_kept_alive_by_pongs(tmp_path):
     """A link that sends nothing but pongs outlives many timeouts. Waits on
     pings counted by a raw client, not on the clock."""
@@ -204,17 +169,7 @@ def test_idle_link_kept_alive_by_pongs(tmp_path):
     d = Discoveryd(tmp_path, heartbeat="  interval: %s\n  timeout: %s\n" %
                    (("500ms", "2s") if slow else ("100ms", "300ms")))
     try:
-        host, port = d.agents_addr.rsplit(":", 1)
-        s = socket.create_connection((host, int(port)), timeout=WAIT)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  b"Sec-WebSocket-Protocol: discovery.v1\r\n\r\n")
-        buf = s.recv(4096)
-        assert buf.startswith(b"HTTP/1.1 101")
-        buf = buf[buf.index(b"\r\n\r\n") + 4:]
-        hello = HELLO.encode()
-        s.sendall(bytes([0x81, 0x80 | len(hello)]) + b"\0\0\0\0" + hello)
+        s, buf = raw_link(d.agents_addr, json.loads(HELLO))
         pings = 0
         while pings < 20:             # 20 pings: over six timeouts
             frame = read_frame(s, buf)
@@ -222,8 +177,7 @@ def test_idle_link_kept_alive_by_pongs(tmp_path):
             opcode, payload, buf = frame
             if opcode == 0x9:        # ping: answer with the same payload
                 pings += 1
-                s.sendall(bytes([0x8a, 0x80 | len(payload)]) + b"\0\0\0\0" +
-                          payload)
+                s.sendall(masked_frame(0xa, payload))
         st, agents = d.call("GET", "/api/discovery/agents")
         assert [a["instance"] for a in agents["agents"]] == ["w"]
         assert agents["agents"][0]["last_pong"] is not None

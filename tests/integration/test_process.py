@@ -5,7 +5,7 @@ import os
 import socket
 import subprocess
 
-from harness import BIN, Discoveryd, Proc, WAIT, write
+from harness import BIN, UPGRADE, Discoveryd, Proc, WAIT, write
 
 
 def test_sd_notify_ready_after_listeners(tmp_path):
@@ -77,11 +77,7 @@ def test_out_of_descriptors(tmp_path):
             try:
                 s = socket.create_connection((agents.group(1),
                                               int(agents.group(2))), 2)
-                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n"
-                          b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                          b"Sec-WebSocket-Version: 13\r\n"
-                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                          b"Sec-WebSocket-Protocol: discovery.v1\r\n\r\n")
+                s.sendall(UPGRADE)
                 socks.append(s)
             except OSError:
                 break

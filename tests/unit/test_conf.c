@@ -17,10 +17,6 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include "conf.h"
 
 #define ERRLEN 512
@@ -660,26 +656,6 @@ static void test_load_ignoring(void **state)
 	unlink(path);
 }
 
-static void test_addr_resolve(void **state)
-{
-	struct conf_addr a = { .host = "127.0.0.1", .port = 5916 };
-	struct sockaddr_storage ss;
-	char err[ERRLEN];
-
-	(void)state;
-	assert_int_equal(conf_addr_resolve(&a, "listen.http", &ss, err,
-					   sizeof(err)), 0);
-	assert_int_equal(ss.ss_family, AF_INET);
-	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 5916);
-	snprintf(a.host, sizeof(a.host), "::1");
-	assert_int_equal(conf_addr_resolve(&a, "x", &ss, err, sizeof(err)), 0);
-	assert_int_equal(ss.ss_family, AF_INET6);
-	snprintf(a.host, sizeof(a.host), "no such host.invalid");
-	assert_int_equal(conf_addr_resolve(&a, "listen.http", &ss, err,
-					   sizeof(err)), -1);
-	assert_true(strncmp(err, "listen.http: no such host.invalid: ", 35) == 0);
-}
-
 static void test_section_present(void **state)
 {
 	struct cfg c = { 0 };
@@ -917,105 +893,6 @@ static void test_free_after_failed_load(void **state)
 
 /* ---- scalar helpers ---------------------------------------------------- */
 
-static void test_parse_duration(void **state)
-{
-	static const struct {
-		const char *text;
-		int64_t ms;
-	} good[] = {
-		{ "0", 0 }, { "0ms", 0 }, { "250ms", 250 }, { "10s", 10000 },
-		{ "5m", 300000 }, { "1h", HOUR_MS }, { "1.5s", 1500 },
-		{ "0.5m", 30000 }, { "010s", 10000 },
-		{ "9223372036854775807ms", INT64_MAX },
-		{ "2562047788015h", INT64_C(2562047788015) * HOUR_MS },
-	};
-	static const char *const bad[] = {
-		"", "10", "-1s", "+1s", "1.5ms", "10x", "1 s", "s", "1.s",
-		".5s", "1S", "1h30m", "0x10s", "1.0000000001s",
-		"9223372036854775808ms", "2562047788016h",
-		"99999999999999999999999s",
-	};
-	int64_t ms;
-	(void)state;
-
-	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		ms = -1;
-		assert_int_equal(conf_parse_duration(good[i].text, &ms), 0);
-		assert_true(ms == good[i].ms);
-	}
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ms = 77;
-		assert_int_equal(conf_parse_duration(bad[i], &ms), -1);
-		assert_int_equal(ms, 77);
-	}
-	assert_int_equal(conf_parse_duration(NULL, &ms), -1);
-}
-
-static void test_parse_size(void **state)
-{
-	static const struct {
-		const char *text;
-		int64_t bytes;
-	} good[] = {
-		{ "0", 0 }, { "512", 512 }, { "512B", 512 }, { "64KiB", 65536 },
-		{ "1MiB", MIB }, { "1GiB", 1024 * MIB }, { "1.5KiB", 1536 },
-		{ "8589934591GiB", INT64_C(8589934591) << 30 },
-	};
-	static const char *const bad[] = {
-		"", "1KB", "1K", "1kib", "-1", "1 KiB", "B", "0.5B", "1.5",
-		"8589934592GiB", "9223372036854775808",
-	};
-	int64_t bytes;
-	(void)state;
-
-	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		bytes = -1;
-		assert_int_equal(conf_parse_size(good[i].text, &bytes), 0);
-		assert_true(bytes == good[i].bytes);
-	}
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(conf_parse_size(bad[i], &bytes), -1);
-}
-
-static void test_parse_addr(void **state)
-{
-	static const struct {
-		const char *text, *host, *formatted;
-		int port;
-	} good[] = {
-		{ "127.0.0.1:5916", "127.0.0.1", "127.0.0.1:5916", 5916 },
-		{ "localhost:80", "localhost", "localhost:80", 80 },
-		{ "[::1]:5916", "::1", "[::1]:5916", 5916 },
-		{ "[::]:65535", "::", "[::]:65535", 65535 },
-		{ ":8080", "", ":8080", 8080 },
-		{ "0.0.0.0:0", "0.0.0.0", "0.0.0.0:0", 0 },
-	};
-	static const char *const bad[] = {
-		"", "host", "host:", "host:65536", "host:-1", "host:+1",
-		"host:8o", "::1:80", "[::1]", "[::1]80", "[]:80",
-		"[1.2.3.4]:80", "ho st:1", "host:123456", "[::1:80",
-	};
-	struct conf_addr addr;
-	char buf[300], longhost[300];
-	(void)state;
-
-	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		assert_int_equal(conf_parse_addr(good[i].text, &addr), 0);
-		assert_string_equal(addr.host, good[i].host);
-		assert_int_equal(addr.port, good[i].port);
-		assert_string_equal(conf_addr_format(&addr, buf, sizeof(buf)),
-				    good[i].formatted);
-	}
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(conf_parse_addr(bad[i], &addr), -1);
-
-	memset(longhost, 'h', 255);
-	snprintf(longhost + 255, sizeof(longhost) - 255, ":1");
-	assert_int_equal(conf_parse_addr(longhost, &addr), 0);
-	snprintf(longhost + 255, sizeof(longhost) - 255, "h:1");
-	assert_int_equal(conf_parse_addr(longhost, &addr), -1);
-}
-
 /* ---- files ------------------------------------------------------------- */
 
 static void test_load_file(void **state)
@@ -1086,7 +963,6 @@ int main(void)
 		cmocka_unit_test(test_bools),
 		cmocka_unit_test(test_section_present),
 		cmocka_unit_test(test_section_or_word),
-		cmocka_unit_test(test_addr_resolve),
 		cmocka_unit_test(test_load_ignoring),
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_map_errors),
@@ -1097,9 +973,6 @@ int main(void)
 		cmocka_unit_test(test_required),
 		cmocka_unit_test(test_bad_default),
 		cmocka_unit_test(test_free_after_failed_load),
-		cmocka_unit_test(test_parse_duration),
-		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_load_big_file),
 	};
