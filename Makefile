@@ -35,6 +35,9 @@ LIBS_CURL   := $(shell pkg-config --libs libcurl 2>/dev/null)
 LIBS_CMOCKA := $(shell pkg-config --libs cmocka 2>/dev/null)
 LIBS_SYSTEMD := $(shell pkg-config --libs libsystemd 2>/dev/null)
 LIBS_ZLIB    := $(shell pkg-config --libs zlib 2>/dev/null)
+LIBS_HIREDIS := $(shell pkg-config --libs hiredis 2>/dev/null)
+# http-parser (nodejs/http-parser 2.9) ships no pkg-config file.
+LIBS_HTTP_PARSER := -lhttp_parser
 
 WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wvla -Wwrite-strings \
         -Wshadow -Wpointer-arith -Wformat=2 -Wmissing-prototypes
@@ -126,7 +129,7 @@ $(AGENT_A): $(call obj,$(AGENT_SRC)) $(COMMON_LIB)
 $(BUILD)/bin/discoveryd: $(call obj,discoveryd/main.c) $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_SYSTEMD) \
-	  $(LIBS_ZLIB) $(LIBS_COMMON)
+	  $(LIBS_HIREDIS) $(LIBS_ZLIB) $(LIBS_COMMON)
 
 $(BUILD)/bin/discoveryctl: $(call obj,$(CTL_SRC)) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
@@ -145,7 +148,8 @@ $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $(call obj,$(GATE_SRC)) -L$(BUILD)/lib -lagent \
 	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
-	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_CURL) $(LIBS_COMMON)
+	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_CURL) $(LIBS_HTTP_PARSER) \
+	  $(LIBS_COMMON)
 
 # Unit tests link libcommon. The daemon's module tests (test_registry,
 # test_d_*) also link the daemon's modules (everything but main); libagent's
@@ -156,8 +160,8 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \
 		  $(call obj,$(AGENT_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(DAEMON_LIB_OBJ) $(AGENT_OBJ) $(COMMON_LIB) \
-	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_ZLIB) \
-	  $(LIBS_COMMON)
+	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_HIREDIS) \
+	  $(LIBS_ZLIB) $(LIBS_COMMON)
 
 # Test tools are written against the public agent.h, like any program.
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
@@ -173,7 +177,8 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             libcjson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
             libcmocka-dev libsystemd-dev zlib1g-dev python3 python3-pytest \
             python3-websockets python3-prometheus-client curl openssl \
-            nginx-light chromium wrk man-db systemd
+            nginx-light chromium wrk man-db systemd libhiredis-dev \
+            redis-server libhttp-parser-dev
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
