@@ -103,7 +103,14 @@ $(DASHBOARD_OBJ): discoveryd/web/dashboard.html
 	cd discoveryd/web && $(LD) -r -b binary -z noexecstack \
 	  -o $(abspath $@) dashboard.html
 
-$(DAEMON_LIB): $(call obj,$(DAEMON_SRC)) $(DASHBOARD_OBJ)
+# The cluster's Redis script, the same way (_binary_cluster_lua_start/_end).
+CLUSTER_LUA_OBJ := $(BUILD)/obj/cluster_lua.o
+$(CLUSTER_LUA_OBJ): discoveryd/cluster.lua
+	@mkdir -p $(dir $@)
+	cd discoveryd && $(LD) -r -b binary -z noexecstack \
+	  -o $(abspath $@) cluster.lua
+
+$(DAEMON_LIB): $(call obj,$(DAEMON_SRC)) $(DASHBOARD_OBJ) $(CLUSTER_LUA_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 

@@ -67,8 +67,15 @@ static const struct conf_key tls_keys[] = {
 };
 
 static const struct conf_key cluster_keys[] = {
-	{ .name = "redis", .type = CONF_STRING, .offset = F(cluster_redis) },
+	{ .name = "redis", .type = CONF_STRING, .offset = F(cluster_redis),
+	  .flags = CONF_REQUIRED },
 	{ .name = "node", .type = CONF_STRING, .offset = F(cluster_node) },
+	{ .name = "prefix", .type = CONF_STRING, .offset = F(cluster_prefix),
+	  .def = "discovery:" },
+	{ .name = "node_ttl", .type = CONF_DURATION, .offset = F(cluster_node_ttl_ms),
+	  .min = 300, .max = 10 * 60 * 1000, .def = "5s" },
+	{ .name = "timeout", .type = CONF_DURATION, .offset = F(cluster_timeout_ms),
+	  .min = 50, .max = 60 * 1000, .def = "2s" },
 	{ .name = NULL },
 };
 
@@ -191,9 +198,17 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 			 path);
 		return -1;
 	}
-	if (c->cluster_present) {
-		snprintf(err, errlen, "%s: 'cluster' is not supported by this "
-			 "version yet", path);
+	if (c->cluster_present &&
+	    conf_redis_url_parse(c->cluster_redis, &c->redis, err, errlen) != 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errlen, "%s: cluster.redis: %s", path, why);
+		return -1;
+	}
+	if (c->cluster_present && !proto_valid_instance(c->cluster_prefix)) {
+		snprintf(err, errlen, "%s: cluster.prefix must be 1 to 128 "
+			 "printable characters", path);
 		return -1;
 	}
 	if (!c->auth_present && !c->auth_none &&
@@ -218,6 +233,16 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 			snprintf(host, sizeof(host), "discoveryd");
 		host[sizeof(host) - 1] = '\0';
 		c->node = strdup(host);
+	}
+	/* One name per node: cluster.node, else node, else the hostname. */
+	if (c->cluster_present && c->cluster_node) {
+		free(c->node);
+		c->node = strdup(c->cluster_node);
+	}
+	if (!c->node || !proto_valid_instance(c->node)) {
+		snprintf(err, errlen, "%s: node must be 1 to 128 printable "
+			 "characters", path);
+		return -1;
 	}
 	return 0;
 }

@@ -43,8 +43,12 @@ struct dconf {
 	char *tls_key_pem;
 	size_t tls_key_len;
 	bool cluster_present;
-	char *cluster_redis;
-	char *cluster_node;
+	char *cluster_redis;         /* redis://[:password@]host[:port][/db] */
+	char *cluster_node;          /* overrides node */
+	char *cluster_prefix;        /* key prefix in Redis */
+	int64_t cluster_node_ttl_ms; /* a silent node is dead after this */
+	int64_t cluster_timeout_ms;  /* one Redis call, at most */
+	struct redis_url redis;      /* cluster_redis, parsed */
 
 	struct conf_map services;    /* items: struct dconf_service */
 

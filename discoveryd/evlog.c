@@ -444,8 +444,65 @@ int evlog_append(struct evlog *log, struct event *ev,
 	return 0;
 }
 
+/* ---- cluster mode: a mirror of the Redis stream -------------------------- */
+
+int evlog_open_mirror(struct evlog *log, size_t history)
+{
+	memset(log, 0, sizeof(*log));
+	log->journal.fd = log->journal.dir_fd = -1;
+	log->ring = calloc(history, sizeof(*log->ring));
+	if (!log->ring)
+		return -1;
+	log->cap = history;
+	log->mirror = true;
+	return 0;
+}
+
+void evlog_reset(struct evlog *log, const char *epoch, uint64_t seq)
+{
+	ring_clear(log);
+	snprintf(log->epoch, sizeof(log->epoch), "%s", epoch);
+	log->seq = seq;
+}
+
+void evlog_adopt(struct evlog *log, struct event *ev)
+{
+	log->seq = ev->seq;
+	ring_push(log, ev);
+}
+
+char *evlog_event_text(const struct event *ev)
+{
+	cJSON *o = event_record(ev);
+
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "t");
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "seq");
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "ts");
+	return print_free(o);
+}
+
+struct event *evlog_event_parse(const char *text, size_t len,
+				const char *epoch, uint64_t seq,
+				int64_t wall_ms)
+{
+	cJSON *r = cJSON_ParseWithLength(text, len);
+	struct event *ev = NULL;
+
+	if (cJSON_IsObject(r)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(r, "seq");
+		cJSON_DeleteItemFromObjectCaseSensitive(r, "ts");
+		cJSON_AddNumberToObject(r, "seq", (double)seq);
+		cJSON_AddNumberToObject(r, "ts", (double)wall_ms);
+		ev = event_from_record(r, epoch);
+	}
+	cJSON_Delete(r);
+	return ev;
+}
+
 bool evlog_wants_compaction(const struct evlog *log)
 {
+	if (log->mirror)
+		return false;
 	return log->journal.records >= COMPACT_FACTOR * log->cap + COMPACT_SLACK;
 }
 

@@ -49,6 +49,8 @@ struct evlog {
 	size_t cap, head, count;
 	struct journal journal;
 	bool failing;                 /* the last append failed */
+	bool mirror;                  /* cluster mode: no journal, the ring
+	                                 mirrors the Redis stream */
 
 	/* Filled by evlog_open; the hub applies and frees them. */
 	struct evlog_service *restored;
@@ -80,6 +82,23 @@ void evlog_release(struct evlog *log);
  */
 int evlog_append(struct evlog *log, struct event *ev,
 		 const struct evlog_decl *decl);
+
+/*
+ * Cluster mode (docs/cluster.md): the log lives in Redis and this one only
+ * mirrors it: no journal, the ring holds the last `history` events read from
+ * the stream. evlog_append is not used.
+ */
+int evlog_open_mirror(struct evlog *log, size_t history);
+/* A new epoch (or a gap in what was read): forget the ring. */
+void evlog_reset(struct evlog *log, const char *epoch, uint64_t seq);
+/* Retain a sealed event read from the stream (its seq follows log->seq). */
+void evlog_adopt(struct evlog *log, struct event *ev);
+/* An event's record for the stream (malloc'd JSON; no seq: Redis gives it). */
+char *evlog_event_text(const struct event *ev);
+/* An event from a stream record, sealed with epoch and seq; NULL if bad. */
+struct event *evlog_event_parse(const char *text, size_t len,
+				const char *epoch, uint64_t seq,
+				int64_t wall_ms);
 
 /* Has the journal grown past about twice the history? */
 bool evlog_wants_compaction(const struct evlog *log);

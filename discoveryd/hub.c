@@ -15,6 +15,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "cluster.h"
 #include "hub_int.h"
 #include "log.h"
 
@@ -34,7 +35,7 @@ size_t hub_fanout(struct hub *h, struct event *ev)
 	for (size_t i = 0; i < h->n_links; i++) {
 		struct link *l = h->links[i];
 
-		if (l->state != LINK_ACTIVE ||
+		if (l->state != LINK_ACTIVE || ev->seq <= l->skip_until ||
 		    !event_addressed_to(ev, l->svc->name, l->instance,
 					l->dep_names, l->n_deps))
 			continue;
@@ -111,6 +112,13 @@ int hub_announce(struct hub *h, struct service *s,
 	cJSON *header, *value;
 	size_t n = 0;
 
+	/* Cluster: Redis decides readiness from every node's counts
+	 * (cluster.lua); this node only reports its own. */
+	if (h->cluster) {
+		if (!decl)
+			hub_cluster_note_service(h, s);
+		return decl ? -1 : 0;
+	}
 	/* Instances back and ready: restart grace has done its job. */
 	if (s->grace && s->ready_instances >= s->min_ready) {
 		s->grace = false;
@@ -202,6 +210,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 			link_ping(l);
 	}
 	hub_sse_keepalive(h, now);
+	if (h->waiters)
+		hub_cluster_expire_waiters(h, now);
 	tell_systemd(h, now);
 	/* The log refused an announcement (disk full?): try again, so a
 	 * readiness change is never left unsaid once the disk is back. */
@@ -312,7 +322,7 @@ void hub_schedule_ttl(struct hub *h)
 
 /* ---- requests from other threads --------------------------------------- */
 
-static void reply(struct hub *h, struct hub_req *req)
+void hub_reply(struct hub *h, struct hub_req *req)
 {
 	pthread_mutex_lock(&h->mu);
 	req->done = true;
@@ -347,8 +357,10 @@ void hub_drain_requests(struct hub *h)
 		pthread_mutex_unlock(&h->mu);
 		if (!req)
 			break;
+		req->deferred = false;
 		hub_req_run(h, req);
-		reply(h, req);
+		if (!req->deferred)
+			hub_reply(h, req);
 	}
 	if (atomic_load(&h->stop))
 		begin_stop(h);
@@ -367,6 +379,15 @@ static char *error_body(const char *code, const char *message)
 }
 
 void hub_call(struct hub *h, struct hub_req *req)
+{
+	if (h->cluster && cluster_takes(req->op)) {
+		cluster_call(h->cluster, req);
+		return;
+	}
+	hub_call_local(h, req);
+}
+
+void hub_call_local(struct hub *h, struct hub_req *req)
 {
 	req->done = false;
 	req->next = NULL;
@@ -462,14 +483,53 @@ bool hub_admit(struct hub *h)
 	return true;
 }
 
+/*
+ * The log: the journal in state_dir, replayed (single node), or a mirror
+ * of the Redis stream (cluster mode). 0, or -1 with a message in err.
+ */
+static int open_log(struct hub *h, const struct dconf *conf, char *err,
+		    size_t errlen)
+{
+	struct evlog_recovery rec;
+	size_t held;
+
+	if (conf->cluster_present) {
+		/* The log is Redis; this node mirrors it (cluster.h). */
+		h->cluster_timeout_ms = conf->cluster_timeout_ms;
+		if (evlog_open_mirror(&h->log, (size_t)conf->history) != 0 ||
+		    !(h->cluster = cluster_new(conf, h, err, errlen))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		log_info("cluster", "redis=%s:%d db=%d node=%s prefix=%s "
+			 "node_ttl_ms=%lld timeout_ms=%lld",
+			 conf->redis.addr.host, conf->redis.addr.port,
+			 conf->redis.db, conf->node, conf->cluster_prefix,
+			 (long long)conf->cluster_node_ttl_ms,
+			 (long long)conf->cluster_timeout_ms);
+		return 0;
+	}
+	if (evlog_open(&h->log, (size_t)conf->history, conf->state_dir, &rec,
+		       err, errlen) != 0)
+		return -1;
+	held = restore(h);
+	log_info("journal", "state_dir=%s records=%zu events=%zu epoch=%s seq=%llu "
+		 "new_epoch=%s torn_tail=%s dropped_bytes=%zu grace_held=%zu",
+		 conf->state_dir, rec.records, rec.events, h->log.epoch,
+		 (unsigned long long)h->log.seq, rec.new_epoch ? rec.why : "no",
+		 rec.torn ? "dropped" : "no", rec.dropped_bytes, held);
+	if (rec.new_epoch && rec.records)
+		log_warn("journal damaged", "note=\"history lost: a new epoch, "
+			 "agents resume with recovered:false\"");
+	return 0;
+}
+
 struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 		    size_t errlen)
 {
 	struct lws_context_creation_info info;
 	struct hub *h = calloc(1, sizeof(*h));
-	struct evlog_recovery rec;
 	char addr[300];
-	size_t held;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
@@ -484,20 +544,10 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	pthread_cond_init(&h->cv, NULL);
 	registry_init(&h->registry, 100000);
 	hub_apply_services_conf(h, conf);
-	if (evlog_open(&h->log, (size_t)conf->history, conf->state_dir, &rec,
-		       err, errlen) != 0) {
+	if (open_log(h, conf, err, errlen) != 0) {
 		hub_free(h);
 		return NULL;
 	}
-	held = restore(h);
-	log_info("journal", "state_dir=%s records=%zu events=%zu epoch=%s seq=%llu "
-		 "new_epoch=%s torn_tail=%s dropped_bytes=%zu grace_held=%zu",
-		 conf->state_dir, rec.records, rec.events, h->log.epoch,
-		 (unsigned long long)h->log.seq, rec.new_epoch ? rec.why : "no",
-		 rec.torn ? "dropped" : "no", rec.dropped_bytes, held);
-	if (rec.new_epoch && rec.records)
-		log_warn("journal damaged", "note=\"history lost: a new epoch, "
-			 "agents resume with recovered:false\"");
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
 	memset(&info, 0, sizeof(info));
@@ -578,6 +628,7 @@ static void *hub_thread(void *arg)
 	pthread_mutex_unlock(&h->mu);
 	h->stopping = true;
 	hub_drain_requests(h);
+	hub_cluster_expire_waiters(h, INT64_MAX);
 	return NULL;
 }
 
@@ -590,6 +641,11 @@ int hub_start(struct hub *h)
 		return -1;
 	}
 	h->thread_started = true;
+	if (h->cluster && cluster_start(h->cluster) != 0) {
+		hub_stop(h);
+		errno = EAGAIN;
+		return -1;
+	}
 	return 0;
 }
 
@@ -597,6 +653,7 @@ void hub_stop(struct hub *h)
 {
 	if (!h->thread_started)
 		return;
+	cluster_stop(h->cluster);
 	atomic_store(&h->stop, true);
 	lws_cancel_service(h->ctx);
 	pthread_join(h->thread, NULL);
@@ -610,6 +667,7 @@ void hub_free(struct hub *h)
 	pthread_mutex_lock(&h->mu);
 	h->accepting = false;
 	pthread_mutex_unlock(&h->mu);
+	cluster_free(h->cluster);
 	if (h->ctx)
 		lws_context_destroy(h->ctx);
 	free(h->links);

@@ -24,6 +24,7 @@
 #include "sse.h"
 
 struct hub;
+struct cluster_batch;
 
 enum hub_op {
 	HUB_DECLARE = 1,   /* service, decl (DECL_NONE: back to derived), ttl_ms */
@@ -40,6 +41,11 @@ enum hub_op {
 	HUB_SSE_OPEN,      /* start stream: events after `after` (if has_after), then live */
 	HUB_SSE_CLOSE,     /* stop feeding stream */
 	HUB_SSE_END_ALL,   /* end every stream (before the HTTP side stops) */
+	/* Cluster mode (cluster.h): */
+	HUB_AWAIT,         /* answer once event `after` of `epoch` is delivered
+	                      here (delivered), or after the cluster timeout */
+	HUB_CLUSTER_APPLY, /* batch: events read from the stream */
+	HUB_CLUSTER_SNAPSHOT, /* body: this node's counts and agents, JSON */
 };
 
 struct hub_req {
@@ -56,6 +62,9 @@ struct hub_req {
 	bool has_after;                      /* HUB_SSE_OPEN */
 	struct sse *stream;                  /* HUB_SSE_*; owned by the caller */
 	size_t limit;                        /* HUB_EVENTS; 0 = all */
+	char epoch[PROTO_EPOCH_MAX + 1];     /* HUB_AWAIT */
+	struct cluster_batch *batch;         /* HUB_CLUSTER_APPLY; not owned */
+	size_t delivered;                    /* HUB_AWAIT's answer */
 
 	/* The answer: an HTTP status and a malloc'd JSON body (caller frees). */
 	int status;
@@ -63,6 +72,8 @@ struct hub_req {
 
 	/* Private to hub.c. */
 	bool done;
+	bool deferred;                       /* answered later (HUB_AWAIT) */
+	int64_t deadline_ms;
 	struct hub_req *next;
 };
 
@@ -89,5 +100,7 @@ void hub_free(struct hub *h);
  * req->body (503 when the hub is stopping). header and value are consumed.
  */
 void hub_call(struct hub *h, struct hub_req *req);
+/* The same, always on this node's hub (cluster mode calls it itself). */
+void hub_call_local(struct hub *h, struct hub_req *req);
 
 #endif

@@ -92,6 +92,8 @@ struct link {
 	bool close_kind_set;
 	int close_code;                /* != 0: close with it when writable */
 	char close_reason[124];
+	uint64_t skip_until;           /* cluster: resumed ahead of this node;
+	                                  events up to it were delivered */
 };
 
 struct hub {
@@ -148,6 +150,17 @@ struct hub {
 	bool stopping;                 /* shutdown under way */
 	int64_t stop_deadline_ms;
 	bool finished;                 /* leave the service loop */
+
+	/* Cluster mode (cluster.h); NULL = single node. */
+	struct cluster *cluster;
+	bool cluster_synced;           /* the stream's state is here: hellos
+	                                  are welcome */
+	int64_t cluster_timeout_ms;
+	struct hub_req *waiters;       /* HUB_AWAIT calls not yet answered */
+	struct {
+		uint64_t seq;
+		size_t delivered;
+	} recent[256];                 /* delivered per recent seq, by seq % 256 */
 };
 
 static inline int64_t mono_ms(void)
@@ -208,8 +221,18 @@ void hub_sse_keepalive(struct hub *h, int64_t now_ms);
 char *hub_metrics_text(struct hub *h);
 const char *close_kind_name(enum close_kind kind);
 
+/* hub_cluster.c: the hub's side of cluster mode */
+void hub_cluster_apply(struct hub *h, struct hub_req *req);
+void hub_cluster_snapshot(struct hub *h, struct hub_req *req);
+void hub_cluster_await(struct hub *h, struct hub_req *req);
+void hub_cluster_expire_waiters(struct hub *h, int64_t now_ms);
+void hub_cluster_note_link(struct hub *h, struct link *l, bool gone);
+void hub_cluster_note_service(struct hub *h, const struct service *s);
+void hub_reply(struct hub *h, struct hub_req *req);
+
 /* hub_req.c */
 void hub_req_run(struct hub *h, struct hub_req *req);
+cJSON *hub_agent_json(const struct hub *h, const struct link *l);
 void hub_apply_services_conf(struct hub *h, const struct dconf *conf);
 cJSON *hub_service_json(const struct hub *h, const struct service *s);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "hub_int.h"
 #include "log.h"
 
@@ -255,7 +256,7 @@ static void run_service(struct hub *h, struct hub_req *req)
 	answer(req, 200, hub_service_json(h, s));
 }
 
-static cJSON *agent_json(const struct hub *h, const struct link *l)
+cJSON *hub_agent_json(const struct hub *h, const struct link *l)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON *deps;
@@ -283,7 +284,7 @@ static void run_agents(struct hub *h, struct hub_req *req)
 
 	for (size_t i = 0; i < h->n_links; i++)
 		if (h->links[i]->state == LINK_ACTIVE)
-			cJSON_AddItemToArray(list, agent_json(h, h->links[i]));
+			cJSON_AddItemToArray(list, hub_agent_json(h, h->links[i]));
 	answer(req, 200, o);
 }
 
@@ -327,6 +328,14 @@ static void run_info(struct hub *h, struct hub_req *req)
 	cJSON_AddNumberToObject(o, "services", (double)h->registry.n);
 	cJSON_AddNumberToObject(o, "agents", (double)h->n_instances);
 	cJSON_AddBoolToObject(o, "auth", auth_enabled(h->auth));
+	if (h->cluster) {
+		cJSON *c = cJSON_AddObjectToObject(o, "cluster");
+
+		cJSON_AddBoolToObject(c, "redis", cluster_redis_up(h->cluster));
+		cJSON_AddBoolToObject(c, "synced", h->cluster_synced);
+	} else {
+		cJSON_AddNullToObject(o, "cluster");
+	}
 	answer(req, 200, o);
 }
 
@@ -423,6 +432,8 @@ static void run_reload(struct hub *h, struct hub_req *req)
 
 	hub_apply_settings(h, conf);
 	hub_apply_services_conf(h, conf);
+	if (h->cluster)
+		cluster_apply_conf(h->cluster, conf);
 	hub_announce_all(h);        /* min_ready may have moved */
 	/* New links get the certificate as the files hold it now. */
 	if (conf->tls_present &&
@@ -470,6 +481,9 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 			sse_end(s);
 		req->status = 200;
 		break;
+	case HUB_AWAIT:            hub_cluster_await(h, req); break;
+	case HUB_CLUSTER_APPLY:    hub_cluster_apply(h, req); break;
+	case HUB_CLUSTER_SNAPSHOT: hub_cluster_snapshot(h, req); break;
 	case HUB_METRICS:
 		req->body = hub_metrics_text(h);
 		req->status = req->body ? 200 : 500;

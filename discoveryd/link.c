@@ -371,6 +371,7 @@ static void unlink_instance(struct link *l)
 	s->instances--;
 	if (l->ready)
 		s->ready_instances--;
+	hub_cluster_note_link(h, l, true);
 	drop_deps(l, s);
 	if (hub_announce(h, s, NULL, NULL, NULL) != 0)
 		h->retry_announce = true;
@@ -410,7 +411,7 @@ static struct event *make_welcome(struct link *l, bool recovered,
 	memset(&w, 0, sizeof(w));
 	snprintf(w.node, sizeof(w.node), "%s", h->node);
 	snprintf(w.epoch, sizeof(w.epoch), "%s", h->log.epoch);
-	w.seq = h->log.seq;
+	w.seq = h->log.seq > l->skip_until ? h->log.seq : l->skip_until;
 	w.recovered = recovered;
 	w.replay = replay;
 	w.services = cJSON_CreateObject();
@@ -456,6 +457,11 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		link_close(l, 1008, "duplicate hello");
 		return;
 	}
+	if (h->cluster && !h->cluster_synced) {
+		/* No state from Redis yet: a welcome now would be wrong. */
+		link_close(l, 1013, "cluster state not loaded yet");
+		return;
+	}
 	if (l->token_svc[0] && strcmp(l->token_svc, hello->service) != 0) {
 		link_close(l, 1008, "the token is for another service");
 		return;
@@ -487,6 +493,15 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 
 	recovered = hello->has_resume &&
 		    evlog_covers(&h->log, hello->resume_epoch, hello->resume_seq);
+	/* Cluster: an agent failing over from a node that read the stream
+	 * further than this one has seen everything up to its seq; nothing
+	 * to replay, and nothing up to it is sent again. */
+	if (h->cluster && !recovered && hello->has_resume &&
+	    strcmp(hello->resume_epoch, h->log.epoch) == 0 &&
+	    hello->resume_seq > h->log.seq) {
+		recovered = true;
+		l->skip_until = hello->resume_seq;
+	}
 	if (recovered)
 		replay = replay_missed(l, hello->resume_seq, false);
 	welcome = make_welcome(l, recovered, replay);
@@ -498,6 +513,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	event_unref(welcome);
 	if (recovered)
 		replay_missed(l, hello->resume_seq, true);
+	hub_cluster_note_link(h, l, false);
 	hub_sse_change(h, l->svc->name);
 	log_info("linked", "peer=%s service=%s instance=%s deps=%zu recovered=%s "
 		 "replay=%zu sub=%s", l->peer, l->svc->name, l->instance,
@@ -522,6 +538,7 @@ static void on_status(struct link *l, const struct proto_status *st)
 		  l->instance, l->ready ? "true" : "false");
 	if (hub_announce(l->hub, l->svc, NULL, NULL, NULL) != 0)
 		l->hub->retry_announce = true;
+	hub_cluster_note_link(l->hub, l, false);
 	hub_sse_change(l->hub, l->svc->name);
 }
 

@@ -87,8 +87,10 @@ void registry_release_service(struct registry *r, struct service *s)
 	bool found;
 	size_t i;
 
+	/* Ready counts too: in cluster mode a service may be ready through
+	 * other nodes' instances alone, and welcomes must say so. */
 	if (s->instances || s->dependents || s->declared || s->configured ||
-	    s->grace)
+	    s->grace || s->ready)
 		return;
 	i = search(r, s->name, &found);
 	if (!found || r->services[i] != s)

@@ -57,7 +57,8 @@ struct service *registry_find(const struct registry *r, const char *name);
 /* Find or add (with min_ready 1); NULL when the cap is reached or no memory. */
 struct service *registry_get(struct registry *r, const char *name);
 /* Drop s if nothing refers to it any more (no instance, dependent,
- * declaration, config entry or restart grace). s may be freed: do not use it afterwards. */
+ * declaration, config entry or restart grace) and it is not ready. s may
+ * be freed: do not use it afterwards. */
 void registry_release_service(struct registry *r, struct service *s);
 
 /* The readiness s should have now: the declaration, else the instances

@@ -152,6 +152,16 @@ void conf_free(const struct conf_key *table, void *target);
 int conf_parse_duration(const char *s, int64_t *ms);  /* 0 or -1 */
 int conf_parse_size(const char *s, int64_t *bytes);   /* 0 or -1 */
 int conf_parse_addr(const char *s, struct conf_addr *addr); /* 0 or -1 */
+
+/* redis://[[user]:password@]host[:port][/db] (cluster.redis). */
+struct redis_url {
+	struct conf_addr addr;  /* port 6379 when absent */
+	char password[256];     /* "" = none */
+	int db;                 /* 0..(1<<20) */
+};
+/* 0, or -1 with a message naming what is wrong in err. */
+int conf_redis_url_parse(const char *s, struct redis_url *u, char *err,
+			 size_t errlen);
 /*
  * Resolve addr for a listening socket (AF_UNSPEC, passive: "" is every
  * interface) into *ss. 0, or -1 with "what: host: reason" in err.

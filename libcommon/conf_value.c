@@ -221,6 +221,63 @@ int conf_parse_addr(const char *s, struct conf_addr *addr)
 	return 0;
 }
 
+int conf_redis_url_parse(const char *s, struct redis_url *u, char *err,
+			 size_t errlen)
+{
+	const char *rest, *at, *slash;
+	char hostport[300];
+	size_t len;
+
+	memset(u, 0, sizeof(*u));
+	if (!s || strncmp(s, "redis://", 8) != 0) {
+		snprintf(err, errlen, "must start with redis:// (rediss:// and "
+			 "unix sockets are not supported)");
+		return -1;
+	}
+	rest = s + 8;
+	slash = strchr(rest, '/');
+	at = memrchr(rest, '@', slash ? (size_t)(slash - rest) : strlen(rest));
+	if (at) {
+		const char *colon = memchr(rest, ':', (size_t)(at - rest));
+
+		/* "user:password@" or ":password@"; a user alone is refused,
+		 * since Redis ACL users are not supported by hiredis 0.14's AUTH. */
+		len = colon ? (size_t)(at - colon - 1) : 0;
+		if (!colon || colon != rest || len == 0 ||
+		    len >= sizeof(u->password)) {
+			snprintf(err, errlen, "credentials must be written "
+				 ":password@ (at most 255 bytes)");
+			return -1;
+		}
+		memcpy(u->password, colon + 1, len);
+		u->password[len] = '\0';
+		rest = at + 1;
+	}
+	len = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (len == 0 || len + 6 >= sizeof(hostport)) {
+		snprintf(err, errlen, "no host");
+		return -1;
+	}
+	memcpy(hostport, rest, len);
+	hostport[len] = '\0';
+	if (!strrchr(hostport, ':') || (hostport[len - 1] == ']'))
+		snprintf(hostport + len, sizeof(hostport) - len, ":6379");
+	if (conf_parse_addr(hostport, &u->addr) != 0 || u->addr.port == 0) {
+		snprintf(err, errlen, "host[:port] is not valid");
+		return -1;
+	}
+	if (slash && slash[1]) {
+		size_t digits = strspn(slash + 1, "0123456789");
+
+		if (digits == 0 || digits > 7 || slash[1 + digits] ||
+		    (u->db = atoi(slash + 1)) > (1 << 20)) {
+			snprintf(err, errlen, "the database must be a number");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 const char *conf_addr_format(const struct conf_addr *addr, char *buf,
 			     size_t size)
 {

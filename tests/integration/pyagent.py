@@ -13,7 +13,9 @@ import websockets
 
 class PyAgent:
     def __init__(self, url, service, instance, depends_on=()):
-        self.url, self.service, self.instance = url, service, instance
+        # url: one, or a list tried in turn after each drop (failover).
+        self.urls = list(url) if isinstance(url, (list, tuple)) else [url]
+        self.url, self.service, self.instance = self.urls[0], service, instance
         self.depends_on = list(depends_on)
         self.epoch, self.seq = None, 0
         self.events = []          # (seq, kind) in arrival order
@@ -37,6 +39,8 @@ class PyAgent:
                     asyncio.TimeoutError):
                 pass
             if not self.stopping:
+                self.url = self.urls[(self.urls.index(self.url) + 1)
+                                     % len(self.urls)]
                 await asyncio.sleep(random.uniform(0, delay))  # full jitter
                 delay = min(delay * 2, 0.5)
 

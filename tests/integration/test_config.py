@@ -49,9 +49,22 @@ def test_cross_key_checks(tmp_path):
     assert rc != 0 and "heartbeat.timeout" in out
 
 
-def test_unsupported_sections_refused(tmp_path):
-    rc, out, _ = check(tmp_path, "cluster:\n  redis: redis://x\n")
-    assert rc != 0 and "cluster" in out
+def test_cluster_section_checked(tmp_path):
+    rc, out, _ = check(tmp_path, "cluster:\n  redis: redis://127.0.0.1:6379/2\n"
+                       "  node: n1\n  node_ttl: 3s\n")
+    assert rc == 0, out
+    for bad, why in (("cluster:\n  node: n1\n", "redis"),
+                     ("cluster:\n  redis: http://x\n", "cluster.redis"),
+                     ("cluster:\n  redis: redis://x:0\n", "cluster.redis"),
+                     ("cluster:\n  redis: redis://x/db\n", "cluster.redis"),
+                     ("cluster:\n  redis: redis://x\n  node_ttl: 1ms\n",
+                      "node_ttl"),
+                     ("cluster:\n  redis: redis://x\n  timeout: 0s\n",
+                      "timeout"),
+                     ("cluster:\n  redis: redis://x\n  colour: red\n",
+                      "colour")):
+        rc, out, _ = check(tmp_path, bad)
+        assert rc != 0 and why in out, (bad, out)
 
 
 def test_missing_file(tmp_path):

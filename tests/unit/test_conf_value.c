@@ -142,6 +142,42 @@ static void test_addr_resolve(void **state)
 	assert_true(strncmp(err, "listen.http: no such host.invalid: ", 35) == 0);
 }
 
+static void test_redis_url(void **state)
+{
+	struct redis_url u;
+	char err[ERRLEN];
+	static const char *const bad[] = {
+		NULL, "", "http://h:1", "rediss://h", "redis://", "redis:///0",
+		"redis://h:0", "redis://h:99999", "redis://h/x", "redis://h/-1",
+		"redis://h/99999999", "redis://user@h", "redis://u:p@h",
+		"redis://:@h", "redis://::1:6379", "redis://h /0",
+	};
+
+	(void)state;
+	assert_int_equal(conf_redis_url_parse("redis://127.0.0.1", &u, err,
+					      sizeof(err)), 0);
+	assert_string_equal(u.addr.host, "127.0.0.1");
+	assert_int_equal(u.addr.port, 6379);
+	assert_int_equal(u.db, 0);
+	assert_string_equal(u.password, "");
+	assert_int_equal(conf_redis_url_parse("redis://:s3@cr:et@r.example:6380/2",
+					      &u, err, sizeof(err)), 0);
+	assert_string_equal(u.password, "s3@cr:et");
+	assert_string_equal(u.addr.host, "r.example");
+	assert_int_equal(u.addr.port, 6380);
+	assert_int_equal(u.db, 2);
+	assert_int_equal(conf_redis_url_parse("redis://[::1]/", &u, err,
+					      sizeof(err)), 0);
+	assert_string_equal(u.addr.host, "::1");
+	assert_int_equal(u.addr.port, 6379);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(conf_redis_url_parse(bad[i], &u, err,
+						      sizeof(err)), -1);
+		assert_true(err[0] != '\0');
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -149,6 +185,7 @@ int main(void)
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_addr_resolve),
+		cmocka_unit_test(test_redis_url),
 	};
 
 	return cmocka_run_group_tests_name("conf_value", tests, NULL, NULL);

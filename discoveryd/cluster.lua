@@ -1,0 +1,326 @@
+-- cluster.lua: every change discoveryd makes to the shared state in Redis,
+-- as one script so that each change is atomic (docs/cluster.md).
+--
+-- Redis runs a script alone and writes its effects to the AOF as one
+-- transaction: the seq counter, the stream entry and the state it describes
+-- move together or not at all, and two nodes seeing the same transition
+-- produce one event, not two.
+--
+-- Called as EVALSHA sha 0 op prefix node epoch_candidate history now_ms ...
+--   op               what to do (below)
+--   prefix           key prefix, "discovery:" by default
+--   node             the calling node
+--   epoch_candidate  a fresh random epoch, used only if none exists yet
+--   history          stream length to keep (MAXLEN ~)
+--   deadline_ms      writes: the caller's wall-clock deadline; a script that
+--                    runs after it (Redis was frozen, the caller gave up and
+--                    answered 503) changes nothing
+--
+-- Keys (P = prefix):
+--   P.."epoch"          the log's epoch: changes only when Redis lost data
+--   P.."seq"            the last seq given
+--   P.."log"            the stream; entry id "<seq>-0", fields "e" (the
+--                       event's record, JSON) and "ts" (ms, Redis clock)
+--   P.."services"       set of service names
+--   P.."svc:"..name     hash: min_ready, ready ("1"/"0", last announced),
+--                       decl ("ready"/"notready"), expires (ms, Redis clock),
+--                       and per node n: "i:"..n instances, "r:"..n ready
+--                       instances, "d:"..n dependents
+--   P.."nodes"          set of nodes that have reported
+--   P.."node:"..n       exists while node n is alive (PX node_ttl)
+--   P.."agents:"..n     hash "service/instance" -> agent JSON, node n's links
+--   P.."ack:"..seq      list "node delivered", for the caller's answer
+
+local op = ARGV[1]
+local P = ARGV[2]
+local node = ARGV[3]
+local epoch_candidate = ARGV[4]
+local history = tonumber(ARGV[5])
+local deadline = tonumber(ARGV[6])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function fail(msg)
+	return redis.error_reply(msg)
+end
+
+-- The epoch; a new one starts a new history (seq from 1, empty stream).
+local function epoch()
+	local e = redis.call('GET', P .. 'epoch')
+	if e then
+		return e
+	end
+	redis.call('DEL', P .. 'seq', P .. 'log')
+	redis.call('SET', P .. 'epoch', epoch_candidate)
+	return epoch_candidate
+end
+
+-- record: a table, or JSON text from a node (kept byte for byte, so no
+-- number in it goes through Lua's doubles).
+local function append(record)
+	local seq = redis.call('INCR', P .. 'seq')
+	if type(record) == 'table' then
+		record = cjson.encode(record)
+	end
+	redis.call('XADD', P .. 'log', 'MAXLEN', '~', history, seq .. '-0',
+		   'e', record, 'ts', now)
+	return seq
+end
+
+local alive_cache = {}
+local function alive(n)
+	local a = alive_cache[n]
+	if a == nil then
+		a = redis.call('EXISTS', P .. 'node:' .. n) == 1
+		alive_cache[n] = a
+	end
+	return a
+end
+
+-- A service's state, counting only live nodes' instances.
+local function state(name)
+	local h = redis.call('HGETALL', P .. 'svc:' .. name)
+	local s = { name = name, min_ready = 1, ready = false, decl = false,
+		    expires = 0, instances = 0, ready_instances = 0,
+		    dependents = 0, fields = 0 }
+	for i = 1, #h, 2 do
+		local k, v = h[i], h[i + 1]
+		local kind, n = string.match(k, '^([ird]):(.+)$')
+		if kind then
+			s.fields = s.fields + 1
+			if alive(n) then
+				local c = tonumber(v)
+				if kind == 'i' then
+					s.instances = s.instances + c
+				elseif kind == 'r' then
+					s.ready_instances = s.ready_instances + c
+				else
+					s.dependents = s.dependents + c
+				end
+			end
+		elseif k == 'min_ready' then
+			s.min_ready = tonumber(v)
+		elseif k == 'ready' then
+			s.ready = v == '1'
+		elseif k == 'decl' then
+			s.decl = v
+		elseif k == 'expires' then
+			s.expires = tonumber(v)
+		end
+	end
+	return s
+end
+
+local function computed(s)
+	if s.decl == 'ready' then
+		return true
+	elseif s.decl == 'notready' then
+		return false
+	end
+	return s.ready_instances >= s.min_ready
+end
+
+-- The service object of the API (docs/api.md).
+local function service_json(s)
+	local ttl = cjson.null
+	if s.decl and s.expires > 0 then
+		ttl = math.max(s.expires - now, 0)
+	end
+	return { name = s.name, ready = s.ready,
+		 declared = s.decl or cjson.null, ttl_ms = ttl,
+		 min_ready = s.min_ready, instances = s.instances,
+		 ready_instances = s.ready_instances,
+		 dependents = s.dependents, restart_grace = false }
+end
+
+-- Announce name's readiness if it moved: one readiness event. Returns the
+-- seq (0 when nothing moved) and the state.
+local function recompute(name)
+	local s = state(name)
+	local r = computed(s)
+	if r == s.ready then
+		return 0, s
+	end
+	redis.call('HSET', P .. 'svc:' .. name, 'ready', r and '1' or '0')
+	s.ready = r
+	local seq = append({ kind = 'readiness', scope = 'dependents',
+			     service = name, instance = '', command = 'DataSend',
+			     header = { Ready = r },
+			     value = { service = name, ready = r } })
+	return seq, s
+end
+
+-- Forget a service nobody refers to any more.
+local function tidy(name)
+	local s = state(name)
+	if s.fields == 0 and not s.decl and not s.ready then
+		redis.call('DEL', P .. 'svc:' .. name)
+		redis.call('SREM', P .. 'services', name)
+	end
+end
+
+local function check_deadline()
+	if deadline > 0 and now > deadline then
+		return fail('DEADLINE the call timed out before Redis ran it')
+	end
+end
+
+local e = epoch()
+
+if op == 'declare' then
+	-- name decl(ready|notready|none) ttl_ms min_ready
+	local err = check_deadline()
+	if err then return err end
+	local name, decl, ttl = ARGV[7], ARGV[8], tonumber(ARGV[9])
+	local key = P .. 'svc:' .. name
+	if decl == 'none' and redis.call('EXISTS', key) == 0 then
+		return cjson.encode({ epoch = e, seq = 0, missing = true })
+	end
+	redis.call('SADD', P .. 'services', name)
+	if redis.call('HEXISTS', key, 'min_ready') == 0 then
+		redis.call('HSET', key, 'min_ready', ARGV[10])
+	end
+	if decl == 'none' then
+		redis.call('HDEL', key, 'decl', 'expires')
+	else
+		redis.call('HSET', key, 'decl', decl)
+		if ttl > 0 then
+			redis.call('HSET', key, 'expires', now + ttl)
+		else
+			redis.call('HDEL', key, 'expires')
+		end
+	end
+	local seq, s = recompute(name)
+	if decl == 'none' then
+		tidy(name)
+	end
+	return cjson.encode({ epoch = e, seq = seq, service = service_json(s) })
+
+elseif op == 'cacheready' then
+	-- min_ready: declare cache ready and tell every agent, changed or not
+	local err = check_deadline()
+	if err then return err end
+	local key = P .. 'svc:cache'
+	redis.call('SADD', P .. 'services', 'cache')
+	if redis.call('HEXISTS', key, 'min_ready') == 0 then
+		redis.call('HSET', key, 'min_ready', ARGV[7])
+	end
+	redis.call('HSET', key, 'decl', 'ready', 'ready', '1')
+	redis.call('HDEL', key, 'expires')
+	local seq = append({ kind = 'readiness', scope = 'all',
+			     service = 'cache', instance = '',
+			     command = 'DataSend', header = { CacheReady = 1 },
+			     value = { service = 'cache', ready = true } })
+	return cjson.encode({ epoch = e, seq = seq })
+
+elseif op == 'publish' then
+	-- record (JSON: kind scope service instance command header value)
+	local err = check_deadline()
+	if err then return err end
+	local seq = append(ARGV[7])
+	return cjson.encode({ epoch = e, seq = seq })
+
+elseif op == 'counts' then
+	-- full(0|1) then per service: name min_ready instances ready dependents.
+	-- full: services not listed have none of this node's instances.
+	local listed = {}
+	local seqs = {}
+	for i = 8, #ARGV, 5 do
+		local name = ARGV[i]
+		local key = P .. 'svc:' .. name
+		listed[name] = true
+		redis.call('SADD', P .. 'services', name)
+		redis.call('HSET', key, 'min_ready', ARGV[i + 1])
+		if ARGV[i + 2] == '0' and ARGV[i + 3] == '0' and ARGV[i + 4] == '0' then
+			redis.call('HDEL', key, 'i:' .. node, 'r:' .. node, 'd:' .. node)
+		else
+			redis.call('HSET', key, 'i:' .. node, ARGV[i + 2],
+				   'r:' .. node, ARGV[i + 3], 'd:' .. node, ARGV[i + 4])
+		end
+		local seq = recompute(name)
+		if seq > 0 then seqs[#seqs + 1] = seq end
+		tidy(name)
+	end
+	if ARGV[7] == '1' then
+		for _, name in ipairs(redis.call('SMEMBERS', P .. 'services')) do
+			if not listed[name] then
+				redis.call('HDEL', P .. 'svc:' .. name, 'i:' .. node,
+					   'r:' .. node, 'd:' .. node)
+				local seq = recompute(name)
+				if seq > 0 then seqs[#seqs + 1] = seq end
+				tidy(name)
+			end
+		end
+	end
+	return cjson.encode({ epoch = e, events = #seqs })
+
+elseif op == 'heartbeat' then
+	-- node_ttl_ms: this node is alive; then sweep the dead and the expired
+	redis.call('SET', P .. 'node:' .. node, '1', 'PX', ARGV[7])
+	redis.call('SADD', P .. 'nodes', node)
+	alive_cache[node] = true
+	local dead = {}
+	for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+		if not alive(n) then
+			dead[#dead + 1] = n
+		end
+	end
+	local events = 0
+	for _, name in ipairs(redis.call('SMEMBERS', P .. 'services')) do
+		local key = P .. 'svc:' .. name
+		for _, n in ipairs(dead) do
+			redis.call('HDEL', key, 'i:' .. n, 'r:' .. n, 'd:' .. n)
+		end
+		local exp = tonumber(redis.call('HGET', key, 'expires') or '0')
+		if exp > 0 and exp <= now then
+			redis.call('HDEL', key, 'decl', 'expires')
+		end
+		if recompute(name) > 0 then events = events + 1 end
+		tidy(name)
+	end
+	for _, n in ipairs(dead) do
+		redis.call('DEL', P .. 'agents:' .. n)
+		redis.call('SREM', P .. 'nodes', n)
+	end
+	return cjson.encode({ epoch = e, events = events, dead = dead })
+
+elseif op == 'services' then
+	-- name (optional): one service, or all
+	if ARGV[7] and ARGV[7] ~= '' then
+		if redis.call('EXISTS', P .. 'svc:' .. ARGV[7]) == 0 then
+			return cjson.encode({ epoch = e })
+		end
+		return cjson.encode({ epoch = e, service = service_json(state(ARGV[7])) })
+	end
+	local names = redis.call('SMEMBERS', P .. 'services')
+	table.sort(names)
+	local list = {}
+	for _, name in ipairs(names) do
+		list[#list + 1] = service_json(state(name))
+	end
+	return cjson.encode({ epoch = e, services = list })
+
+elseif op == 'agents' then
+	-- every live node's agents but the caller's, as JSON texts
+	local out = {}
+	for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+		if n ~= node and alive(n) then
+			for _, a in ipairs(redis.call('HVALS', P .. 'agents:' .. n)) do
+				out[#out + 1] = a
+			end
+		end
+	end
+	return out
+
+elseif op == 'state' then
+	-- what a node needs to start serving: epoch, seq, announced readiness
+	local ready = {}
+	for _, name in ipairs(redis.call('SMEMBERS', P .. 'services')) do
+		ready[#ready + 1] = name
+		ready[#ready + 1] = redis.call('HGET', P .. 'svc:' .. name, 'ready') or '0'
+	end
+	return { e, redis.call('GET', P .. 'seq') or '0', ready }
+end
+
+return fail('ERR unknown op ' .. tostring(op))

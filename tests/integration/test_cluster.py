@@ -1,0 +1,278 @@
+"""Cluster mode: three discoveryd nodes over a real redis-server.
+
+Delivery across nodes, cluster-wide lists, a SIGKILLed node whose agents
+fail over and lose nothing, Redis frozen and restarted (with and without
+AOF), and one node that alone loses Redis.
+"""
+
+import signal
+import time
+
+import pytest
+
+from cluster_harness import Cut, Redis, free_port, node
+from harness import Discoveryd, Sidecar
+from pyagent import PyAgent
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path / "redis")
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path, redis):
+    ns = [node(tmp_path, "node-%s" % c, redis.url) for c in "abc"]
+    yield ns
+    for n in ns:
+        n.stop()
+
+
+def seqs(agent):
+    with agent.cv:
+        return [s for s, _ in agent.events]
+
+
+def exactly_once(agent, wanted):
+    got = seqs(agent)
+    missing = sorted(set(wanted) - set(got))
+    assert not missing, "missing %s" % missing
+    dups = sorted(s for s in set(got) if got.count(s) > 1)
+    assert not dups, "delivered twice: %s" % dups
+
+
+def names(status_body, key="agents"):
+    return sorted((a["service"], a["instance"], a["node"])
+                  for a in status_body[key])
+
+
+def wait_until(fn, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def test_cross_node_delivery_and_cluster_lists(tmp_path, nodes):
+    a, b, c = nodes
+    web = PyAgent(a.ws_url, "web", "web-1", ["cache"])
+    web.wait_for(lambda s: s.welcomes)
+    assert web.welcomes[0]["services"] == {"cache": False}
+    # A cache instance on node b reports ready: readiness is derived from
+    # the whole cluster, so web on node a hears it.
+    cache = Sidecar(tmp_path, b.ws_url, "cache", "cache-1",
+                    extra="ready: true\n")
+    web.wait_for(lambda s: any(k == "readiness" for _, k in s.events))
+
+    st, svc = c.call("GET", "/api/discovery/services/cache")
+    assert st == 200 and svc["ready"] and svc["instances"] == 1
+    assert svc["ready_instances"] == 1 and svc["dependents"] == 1
+    st, body = c.call("GET", "/api/discovery/agents")
+    assert names(body) == [("cache", "cache-1", "node-b"),
+                           ("web", "web-1", "node-a")]
+
+    # A write on node c reaches the agent on node a; every node tells the
+    # same history.
+    st, inv = c.call("POST", "/api/discovery/invalidate",
+                     {"keys": ["k1"], "service": "web"})
+    assert st == 202
+    web.wait_for(lambda s: inv["seq"] in [q for q, _ in s.events])
+    histories = [n.call("GET", "/api/discovery/events")[1] for n in nodes]
+    assert len({h["epoch"] for h in histories}) == 1
+    assert all([e["seq"] for e in h["events"]] ==
+               [e["seq"] for e in histories[0]["events"]] for h in histories)
+    # Declarations are shared: maintenance declared on a, seen on b.
+    st, d = a.call("POST", "/api/discovery/services/cache/notready")
+    assert st == 200 and d["ready"] is False and d["declared"] == "notready"
+    st, s = b.call("GET", "/api/discovery/services/cache")
+    assert s["declared"] == "notready" and s["ready"] is False
+    wait_until(lambda: cache.ready_status() == 200)   # its own flag: ready
+    st, s = c.call("GET", "/api/discovery/services/nope")
+    assert st == 404
+    web.stop()
+    cache.stop()
+
+
+def test_sigkilled_node_agents_fail_over_and_lose_nothing(tmp_path, nodes):
+    a, b, c = nodes
+    agent = PyAgent([a.ws_url, b.ws_url], "web", "web-1", ["cache"])
+    agent.wait_for(lambda s: s.welcomes)
+    side = Sidecar(tmp_path, "%s, %s" % (a.ws_url, c.ws_url), "api", "api-1",
+                   extra="ready: true\n")
+    side.wait_line(r"msg=linked")
+    wait_until(lambda: c.call("GET", "/api/discovery/services/api")[1]
+               .get("ready"))
+    published = []
+    for i in range(5):
+        published.append(b.call("POST", "/api/discovery/broadcast",
+                                {"command": "Tick", "value": i})[1]["seq"])
+    agent.wait_for(lambda s: published[-1] in [q for q, _ in s.events])
+
+    a.kill(signal.SIGKILL)
+    a.p.wait()
+    # Events go on while the agent has no link: it resumes on node b.
+    for i in range(5, 25):
+        published.append(c.call("POST", "/api/discovery/broadcast",
+                                {"command": "Tick", "value": i})[1]["seq"])
+    agent.wait_for(lambda s: published[-1] in [q for q, _ in s.events])
+    exactly_once(agent, published)
+    assert agent.welcomes[-1]["recovered"] is True
+    assert agent.welcomes[-1]["node"] == "node-b"
+    side.wait_line(r"msg=linked.*node=node-c")
+
+    # Node a's instances are gone from the cluster within node_ttl (1.5s)
+    # plus a heartbeat; the agents that moved are listed on their new nodes.
+    wait_until(lambda: names(c.call("GET", "/api/discovery/agents")[1]) ==
+               [("api", "api-1", "node-c"), ("web", "web-1", "node-b")],
+               timeout=6)
+    st, s = b.call("GET", "/api/discovery/services/api")
+    assert s["instances"] == 1 and s["ready"] is True
+    assert side.ready_status() == 200
+    agent.stop()
+    side.stop()
+
+
+def test_redis_frozen_writes_503_agents_served(tmp_path, redis, nodes):
+    a, b, c = nodes
+    cache = Sidecar(tmp_path, a.ws_url, "cache", "cache-1",
+                    extra="ready: true\n")
+    web = Sidecar(tmp_path, b.ws_url, "web", "web-1", ["cache"],
+                  extra="ready: true\n")
+    wait_until(lambda: web.ready_status() == 200)
+    before = a.call("GET", "/api/discovery/events")[1]["seq"]
+
+    redis.kill(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        st, body = a.call("POST", "/api/discovery/broadcast",
+                          {"command": "Lost"})
+        assert st == 503 and body["error"] == "unavailable"
+        assert time.monotonic() - t0 < 5
+        st, _ = b.call("POST", "/api/discovery/services/cache/notready")
+        assert st == 503
+        # Reads fall back to the node's own view; agents keep their state.
+        st, body = b.call("GET", "/api/discovery/agents")
+        assert st == 200
+        assert web.ready_status() == 200
+        assert cache.ready_status() == 200
+    finally:
+        redis.kill(signal.SIGCONT)
+    # Delivery resumes by itself; the refused writes never happened.
+    for n in nodes:
+        n.wait_line(r"msg=\"cluster reconnected\"|msg=\"cluster synced\"",
+                    start=0)
+    st, body = wait_until(lambda: (lambda r: r if r[0] == 202 else None)(
+        c.call("POST", "/api/discovery/broadcast", {"command": "Back"})))
+    events = a.call("GET", "/api/discovery/events?after=%d" % before)[1]
+    commands = [e["command"] for e in events["events"]]
+    assert "Lost" not in commands and "Back" in commands
+    st, s = c.call("GET", "/api/discovery/services/cache")
+    assert s["declared"] is None and s["ready"] is True
+    cache.stop()
+    web.stop()
+
+
+@pytest.mark.parametrize("aof", [True, False])
+def test_redis_restart(tmp_path, aof):
+    redis = Redis(tmp_path / "redis", aof=aof)
+    ns = [node(tmp_path, "node-%s" % c, redis.url) for c in "ab"]
+    a, b = ns
+    try:
+        agent = PyAgent(a.ws_url, "web", "web-1")
+        agent.wait_for(lambda s: s.welcomes)
+        seq = b.call("POST", "/api/discovery/broadcast",
+                     {"command": "One"})[1]["seq"]
+        agent.wait_for(lambda s: seq in [q for q, _ in s.events])
+        epoch = a.call("GET", "/api/discovery/info")[1]["epoch"]
+        marks = [n.mark() for n in ns]
+
+        redis = redis.restart()
+        for n, m in zip(ns, marks):
+            n.wait_line(r"msg=\"cluster (reconnected|synced)\"", start=m)
+        seq2 = wait_until(lambda: (lambda r: r[1]["seq"] if r[0] == 202
+                                   else None)(
+            b.call("POST", "/api/discovery/broadcast", {"command": "Two"})))
+        agent.wait_for(lambda s: seq2 in [q for q, _ in s.events])
+        info = a.call("GET", "/api/discovery/info")[1]
+        if aof:
+            # Nothing lost: same epoch, the seq goes on, the link stayed.
+            assert info["epoch"] == epoch and seq2 == seq + 1
+            assert len(agent.welcomes) == 1
+            hist = b.call("GET", "/api/discovery/events")[1]
+            assert [e["command"] for e in hist["events"]] == ["One", "Two"]
+        else:
+            # History is gone: a new epoch, and agents are told so.
+            assert info["epoch"] != epoch
+            agent.wait_for(lambda s: len(s.welcomes) >= 2)
+            assert agent.welcomes[-1]["recovered"] is False
+            assert agent.welcomes[-1]["epoch"] == info["epoch"]
+        agent.stop()
+    finally:
+        for n in ns:
+            n.stop()
+        redis.stop()
+
+
+def test_node_that_alone_loses_redis(tmp_path, redis):
+    cut = Cut(redis.port)
+    a = node(tmp_path, "node-a", cut.url)
+    b = node(tmp_path, "node-b", redis.url)
+    try:
+        agent = PyAgent(a.ws_url, "web", "web-1")
+        agent.wait_for(lambda s: s.welcomes)
+        wait_until(lambda: len(b.call("GET", "/api/discovery/agents")[1]
+                               ["agents"]) == 1)
+        m = a.mark()
+        cut.sever()
+        a.wait_line(r"msg=\"cluster redis lost\"", start=m)
+        st, _ = a.call("POST", "/api/discovery/broadcast", {"command": "X"})
+        assert st == 503
+        # The rest of the cluster carries on, and forgets node a's agents
+        # once its heartbeat is older than node_ttl.
+        missed = [b.call("POST", "/api/discovery/broadcast",
+                         {"command": "Missed", "value": i})[1]["seq"]
+                  for i in range(3)]
+        wait_until(lambda: b.call("GET", "/api/discovery/agents")[1]
+                   ["agents"] == [], timeout=6)
+        assert agent.welcomes[-1] and len(agent.welcomes) == 1
+
+        cut.mend()
+        a.wait_line(r"msg=\"cluster reconnected\"", start=m)
+        # What was missed is delivered, once, on the same link; node a's
+        # agents are back in the cluster's list.
+        agent.wait_for(lambda s: missed[-1] in [q for q, _ in s.events])
+        exactly_once(agent, missed)
+        assert len(agent.welcomes) == 1
+        wait_until(lambda: len(b.call("GET", "/api/discovery/agents")[1]
+                               ["agents"]) == 1)
+        agent.stop()
+    finally:
+        a.stop()
+        b.stop()
+        cut.close()
+
+
+def test_hello_waits_for_cluster_state(tmp_path):
+    """A node whose Redis is not there yet refuses hellos with 1013 (try
+    again later) rather than welcome agents with a made-up state."""
+    port = free_port()
+    d = Discoveryd(tmp_path, extra="cluster:\n  redis: redis://127.0.0.1:%d\n"
+                   "  node: lonely\n  timeout: 200ms\n" % port)
+    try:
+        agent = PyAgent(d.ws_url, "web", "web-1")
+        d.wait_line(r"cluster state not loaded yet|code=1013")
+        st, body = d.call("POST", "/api/discovery/broadcast", {"command": "x"})
+        assert st == 503
+        redis = Redis(tmp_path / "redis", port=port)
+        d.wait_line(r"msg=\"cluster synced\"")
+        agent.wait_for(lambda s: s.welcomes, timeout=15)
+        agent.stop()
+        redis.stop()
+    finally:
+        d.stop()
