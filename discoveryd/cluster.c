@@ -31,10 +31,16 @@ extern const char _binary_cluster_lua_end[];
 #define RETRY_MIN_MS    100
 #define RETRY_MAX_MS    2000
 
-/* A change to report: a service's counts, or an agent (json NULL = gone). */
+/*
+ * A change to report: a service's counts, an agent (json NULL = gone), or
+ * an ack (how many links here an event went to).
+ */
 struct note {
 	struct note *next;
 	bool agent;
+	bool ack;
+	uint64_t seq;                /* ack */
+	size_t delivered;            /* ack */
 	char key[PROTO_NAME_MAX + PROTO_INSTANCE_MAX + 2];  /* name, or svc/inst */
 	int64_t min_ready;
 	unsigned instances, ready, dependents;
@@ -296,6 +302,50 @@ static void unavailable(struct cluster *c, struct hub_req *req,
 }
 
 /*
+ * How many links the other nodes delivered seq to: their acks, waited for
+ * a short while (a slow or dying node's count is left out, not waited for).
+ */
+static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
+			   int others)
+{
+	int64_t wait_ms = c->timeout_ms / 2 < 1000 ? c->timeout_ms / 2 : 1000;
+	int64_t end = wall_now_ms() + wait_ms;
+	size_t sum = 0;
+	char key[300], secs[32];
+
+	snprintf(key, sizeof(key), "%sack:%llu", c->prefix,
+		 (unsigned long long)seq);
+	while (others > 0) {
+		int64_t left = end - wall_now_ms();
+		redisReply *r;
+
+		if (left <= 0)
+			break;
+		snprintf(secs, sizeof(secs), "%.3f", (double)left / 1000.0);
+		r = redisCommand(ctx, "BLPOP %s %s", key, secs);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[1]->type != REDIS_REPLY_STRING) {
+			if (!r || ctx->err)
+				api_conn_failed(c);
+			freeReplyObject(r);
+			break;
+		}
+		{
+			const char *v = r->element[1]->str, *sp = strrchr(v, ' ');
+
+			/* Our own ack is already counted (the hub told us). */
+			if (sp && !((size_t)(sp - v) == strlen(c->node) &&
+				    strncmp(v, c->node, strlen(c->node)) == 0)) {
+				sum += strtoull(sp + 1, NULL, 10);
+				others--;
+			}
+		}
+		freeReplyObject(r);
+	}
+	return sum;
+}
+
+/*
  * A write: run op; its reply is JSON with epoch and seq. Then wait until
  * this node has delivered that seq, so the caller reads its own write and
  * learns `delivered`. Returns the reply's JSON (caller deletes), or NULL
@@ -335,7 +385,9 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 		wait.after = (uint64_t)seq->valuedouble;
 		hub_call_local(c->hub, &wait);
 		free(wait.body);
-		req->delivered = wait.delivered;
+		req->delivered = wait.delivered +
+			collect_acks(c, ctx, wait.after, (int)cJSON_GetNumberValue(
+				cJSON_GetObjectItemCaseSensitive(o, "nodes")) - 1);
 	}
 	return o;
 }
@@ -872,6 +924,18 @@ void cluster_note_agent(struct cluster *c, const char *service,
 	note_push(c, n);
 }
 
+void cluster_note_ack(struct cluster *c, uint64_t seq, size_t delivered)
+{
+	struct note *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return;
+	n->ack = true;
+	n->seq = seq;
+	n->delivered = delivered;
+	note_push(c, n);
+}
+
 static void notes_free(struct note *n)
 {
 	while (n) {
@@ -901,8 +965,9 @@ static void coalesce(struct note **list)
 	for (struct note **p = list; *p;) {
 		bool later = false;
 
-		for (struct note *q = (*p)->next; q && !later; q = q->next)
-			later = q->agent == (*p)->agent &&
+		for (struct note *q = (*p)->next; q && !later && !(*p)->ack;
+		     q = q->next)
+			later = !q->ack && q->agent == (*p)->agent &&
 				strcmp(q->key, (*p)->key) == 0;
 		if (later) {
 			struct note *dead = *p;
@@ -954,7 +1019,7 @@ static int send_counts(struct cluster *c, redisContext *ctx,
 	int rc;
 
 	for (const struct note *p = list; p; p = p->next)
-		n += !p->agent;
+		n += !p->agent && !p->ack;
 	if (!n && !full)
 		return 0;
 	args = calloc(1 + 5 * n, sizeof(*args));
@@ -967,7 +1032,7 @@ static int send_counts(struct cluster *c, redisContext *ctx,
 	args[k++] = full ? "1" : "0";
 	n = 0;
 	for (const struct note *p = list; p; p = p->next) {
-		if (p->agent)
+		if (p->agent || p->ack)
 			continue;
 		snprintf(nums[n], 24, "%lld", (long long)p->min_ready);
 		snprintf(nums[n + 1], 24, "%u", p->instances);
@@ -986,7 +1051,7 @@ static int send_counts(struct cluster *c, redisContext *ctx,
 	return rc;
 }
 
-/* Agents: HSET/HDEL, pipelined. */
+/* Agents (HSET/HDEL) and acks (RPUSH), pipelined. */
 static int send_agents(struct cluster *c, redisContext *ctx,
 		       const struct note *list, bool full)
 {
@@ -1000,13 +1065,25 @@ static int send_agents(struct cluster *c, redisContext *ctx,
 		pending++;
 	}
 	for (const struct note *p = list; p; p = p->next) {
-		if (!p->agent)
+		if (p->ack) {
+			char ack[300], val[200];
+
+			snprintf(ack, sizeof(ack), "%sack:%llu", c->prefix,
+				 (unsigned long long)p->seq);
+			snprintf(val, sizeof(val), "%s %zu", c->node, p->delivered);
+			redisAppendCommand(ctx, "RPUSH %s %s", ack, val);
+			redisAppendCommand(ctx, "PEXPIRE %s 60000", ack);
+			pending += 2;
+		} else if (!p->agent) {
 			continue;
-		if (p->json)
+		} else if (p->json) {
 			redisAppendCommand(ctx, "HSET %s %s %s", key, p->key, p->json);
-		else
+			pending++;
+		} else {
 			redisAppendCommand(ctx, "HDEL %s %s", key, p->key);
-		if (++pending < AGENTS_CHUNK && p->next)
+			pending++;
+		}
+		if (pending < AGENTS_CHUNK && p->next)
 			continue;
 		while (pending) {
 			redisReply *r = NULL;

@@ -75,6 +75,9 @@ void cluster_note_service(struct cluster *c, const char *name,
 void cluster_note_agent(struct cluster *c, const char *service,
 			const char *instance, char *json);
 
+/* An event read from the stream went to `delivered` links here. */
+void cluster_note_ack(struct cluster *c, uint64_t seq, size_t delivered);
+
 /* For /metrics. */
 bool cluster_redis_up(const struct cluster *c);
 uint64_t cluster_redis_errors(const struct cluster *c);

@@ -29,7 +29,9 @@
 --   P.."nodes"          set of nodes that have reported
 --   P.."node:"..n       exists while node n is alive (PX node_ttl)
 --   P.."agents:"..n     hash "service/instance" -> agent JSON, node n's links
---   P.."ack:"..seq      list "node delivered", for the caller's answer
+--   P.."ack:"..seq      list of "node delivered": each node pushes how many
+--                       of its links an event went to, so the node that
+--                       took the call can answer with the cluster's count
 
 local op = ARGV[1]
 local P = ARGV[2]
@@ -160,6 +162,15 @@ local function tidy(name)
 	end
 end
 
+-- How many nodes are alive (for the caller's count of acks to wait for).
+local function alive_count()
+	local n = 0
+	for _, m in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+		if alive(m) then n = n + 1 end
+	end
+	return n
+end
+
 local function check_deadline()
 	if deadline > 0 and now > deadline then
 		return fail('DEADLINE the call timed out before Redis ran it')
@@ -195,7 +206,8 @@ if op == 'declare' then
 	if decl == 'none' then
 		tidy(name)
 	end
-	return cjson.encode({ epoch = e, seq = seq, service = service_json(s) })
+	return cjson.encode({ epoch = e, seq = seq, service = service_json(s),
+			      nodes = alive_count() })
 
 elseif op == 'cacheready' then
 	-- min_ready: declare cache ready and tell every agent, changed or not
@@ -212,14 +224,14 @@ elseif op == 'cacheready' then
 			     service = 'cache', instance = '',
 			     command = 'DataSend', header = { CacheReady = 1 },
 			     value = { service = 'cache', ready = true } })
-	return cjson.encode({ epoch = e, seq = seq })
+	return cjson.encode({ epoch = e, seq = seq, nodes = alive_count() })
 
 elseif op == 'publish' then
 	-- record (JSON: kind scope service instance command header value)
 	local err = check_deadline()
 	if err then return err end
 	local seq = append(ARGV[7])
-	return cjson.encode({ epoch = e, seq = seq })
+	return cjson.encode({ epoch = e, seq = seq, nodes = alive_count() })
 
 elseif op == 'counts' then
 	-- full(0|1) then per service: name min_ready instances ready dependents.

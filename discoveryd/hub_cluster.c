@@ -161,6 +161,7 @@ static void apply_entry(struct hub *h, const struct cluster_entry *e,
 		hub_sse_event(h, ev);
 		if (ev->kind == EVENT_READINESS)
 			hub_sse_change(h, ev->service);
+		cluster_note_ack(h->cluster, ev->seq, delivered);
 	}
 	remember(h, ev->seq, delivered);
 	event_unref(ev);

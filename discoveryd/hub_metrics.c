@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 
+#include "cluster.h"
 #include "hub_int.h"
 
 static const char *const close_names[CLOSE_KINDS] = {
@@ -115,10 +116,22 @@ static void journal(struct metrics_text *t, const struct hub *h)
 		       "Size of the journal file.");
 	metrics_sample(t, "discovery_journal_bytes", NULL,
 		       (double)h->log.journal.size);
-	/* Single node: the Redis bridge of cluster mode reports here too. */
 	metrics_family(t, "discovery_cluster_enabled", "gauge",
 		       "1 when nodes share state over Redis (cluster mode).");
-	metrics_sample(t, "discovery_cluster_enabled", NULL, 0);
+	metrics_sample(t, "discovery_cluster_enabled", NULL, h->cluster ? 1 : 0);
+	if (!h->cluster)
+		return;
+	metrics_family(t, "discovery_cluster_redis_up", "gauge",
+		       "1 while this node reads the Redis stream.");
+	metrics_sample(t, "discovery_cluster_redis_up", NULL,
+		       cluster_redis_up(h->cluster) ? 1 : 0);
+	metrics_family(t, "discovery_cluster_redis_errors_total", "counter",
+		       "Redis calls that failed (the connection is then made again).");
+	metrics_sample(t, "discovery_cluster_redis_errors_total", NULL,
+		       (double)cluster_redis_errors(h->cluster));
+	metrics_family(t, "discovery_cluster_seq", "gauge",
+		       "The last seq of the shared log this node has applied.");
+	metrics_sample(t, "discovery_cluster_seq", NULL, (double)h->log.seq);
 }
 
 char *hub_metrics_text(struct hub *h)

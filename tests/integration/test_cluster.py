@@ -48,14 +48,15 @@ def names(status_body, key="agents"):
                   for a in status_body[key])
 
 
-def wait_until(fn, timeout=15):
+def wait_until(fn, timeout=15, show=None):
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
+            raise AssertionError("timed out waiting; %s" %
+                                 (show() if show else ""))
         time.sleep(0.05)
 
 
@@ -81,8 +82,11 @@ def test_cross_node_delivery_and_cluster_lists(tmp_path, nodes):
     # same history.
     st, inv = c.call("POST", "/api/discovery/invalidate",
                      {"keys": ["k1"], "service": "web"})
-    assert st == 202
+    # delivered counts every node's links (their acks), not just node c's.
+    assert st == 202 and inv["delivered"] == 1
     web.wait_for(lambda s: inv["seq"] in [q for q, _ in s.events])
+    st, bc = b.call("POST", "/api/discovery/broadcast", {"command": "All"})
+    assert st == 202 and bc["delivered"] == 2
     histories = [n.call("GET", "/api/discovery/events")[1] for n in nodes]
     assert len({h["epoch"] for h in histories}) == 1
     assert all([e["seq"] for e in h["events"]] ==
@@ -128,9 +132,11 @@ def test_sigkilled_node_agents_fail_over_and_lose_nothing(tmp_path, nodes):
 
     # Node a's instances are gone from the cluster within node_ttl (1.5s)
     # plus a heartbeat; the agents that moved are listed on their new nodes.
-    wait_until(lambda: names(c.call("GET", "/api/discovery/agents")[1]) ==
-               [("api", "api-1", "node-c"), ("web", "web-1", "node-b")],
-               timeout=6)
+    def listed():
+        return names(c.call("GET", "/api/discovery/agents")[1])
+    wait_until(lambda: listed() == [("api", "api-1", "node-c"),
+                                    ("web", "web-1", "node-b")],
+               timeout=10, show=listed)
     st, s = b.call("GET", "/api/discovery/services/api")
     assert s["instances"] == 1 and s["ready"] is True
     assert side.ready_status() == 200
