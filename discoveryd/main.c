@@ -97,6 +97,13 @@ static void note_restart_needed(const struct dconf *old, const struct dconf *now
 		log_warn("reload", "key=auth note=\"turning auth on or off needs a restart\"");
 	if (old->tls_present != now->tls_present)
 		log_warn("reload", "key=tls note=\"turning TLS on or off needs a restart\"");
+	if (old->cluster_present != now->cluster_present ||
+	    (old->cluster_present &&
+	     (strcmp(old->cluster_redis, now->cluster_redis) != 0 ||
+	      strcmp(old->cluster_prefix, now->cluster_prefix) != 0 ||
+	      old->cluster_node_ttl_ms != now->cluster_node_ttl_ms ||
+	      old->cluster_timeout_ms != now->cluster_timeout_ms)))
+		log_warn("reload", "key=cluster note=\"needs a restart\"");
 }
 
 static void reload(const struct options *o, struct dconf *conf,

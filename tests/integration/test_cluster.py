@@ -282,3 +282,58 @@ def test_hello_waits_for_cluster_state(tmp_path):
         redis.stop()
     finally:
         d.stop()
+
+
+def test_gate_fails_over_and_follows_the_cluster(tmp_path, nodes):
+    """A gate linked to node a, polled without pause: node a is SIGKILLed,
+    the gate moves to node b and answers 200 throughout; a notready
+    declared on node c then locks it, and ready opens it again."""
+    import threading
+    import types
+
+    from gate_harness import Gate, Upstream
+
+    a, b, c = nodes
+    u = Upstream()
+    cache = Sidecar(tmp_path, c.ws_url, "cache", "cache-1",
+                    extra="ready: true\n")
+    g = Gate(tmp_path, types.SimpleNamespace(
+        ws_url="%s, %s" % (a.ws_url, b.ws_url)), u.url)
+    statuses, stop = [], threading.Event()
+
+    def poll():
+        conn = g.conn()
+        while not stop.is_set():
+            conn.request("GET", "/echo")
+            r = conn.getresponse()
+            r.read()
+            statuses.append(r.status)
+
+    try:
+        g.wait_line(r"msg=open why=")
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        mark = g.mark()
+        a.kill(signal.SIGKILL)
+        a.p.wait()
+        g.wait_line(r"msg=linked.*node=node-b", start=mark)
+        n = len(statuses)
+        while len(statuses) < n + 50 and poller.is_alive():
+            poller.join(0.01)
+        stop.set()
+        poller.join(10)
+        assert len(statuses) > 50 and set(statuses) == {200}, statuses
+        assert g.count(r"msg=locked", mark) == 0, g.text()
+
+        st, _ = c.call("POST", "/api/discovery/services/cache/notready")
+        assert st == 200
+        g.wait_line(r"msg=locked", start=mark)
+        assert g.request("GET", "/echo")[0] == 423
+        st, _ = b.call("POST", "/api/discovery/services/cache/ready")
+        g.wait_line(r"msg=open why=", start=mark)
+        assert g.request("GET", "/echo")[0] == 200
+    finally:
+        stop.set()
+        g.stop()
+        cache.stop()
+        u.stop()
