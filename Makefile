@@ -218,16 +218,46 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 
-# The load generator is the measuring instrument: plain C, no libraries.
-$(BUILD)/bench/loadgen: tests/bench/loadgen.c
-	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $<
+# ---- benchmarks --------------------------------------------------------
 
-# Fan-out to 1k and 10k links (the full comparison with peers is the
-# benchmark issue's); QUICK=1 runs 1k only.
-bench: all $(BUILD)/bench/loadgen
-	sh tests/bench/fanout.sh $(if $(QUICK),,10k)
-	sh tests/gate/bench.sh
+# make bench [QUICK=1]: fan-out from discoveryd, the floor, socket.io and
+# FastAPI to 100..10k links, memory and the connect storm, and the gate
+# against nginx, in one run (tests/bench/run.sh, docs/bench.md). Writes
+# build/bench/results.json, REPORT.md and the PNG plots. The load generator
+# and the floor are measuring instruments: plain C, no library but
+# libcrypto's SHA-1 for the floor's handshake. Always the plain build/.
+BENCH          := build/bench
+BENCH_DEB_PKGS := gnuplot-nox nginx wrk python3-fastapi python3-uvicorn \
+                  python3-uvloop python3-websockets libssl-dev
+BENCH_NODE      = $(if $(shell command -v node),,nodejs) \
+                  $(if $(shell command -v npm),,npm)
+LOADGEN_SRC    := $(wildcard tests/bench/loadgen/*.c)
+SOCKETIO_PEER  := tests/bench/peers/socketio
+
+$(BENCH)/loadgen: $(LOADGEN_SRC) tests/bench/loadgen/loadgen.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $(LOADGEN_SRC)
+
+$(BENCH)/floor: tests/bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $< \
+	  $(shell pkg-config --cflags --libs libcrypto)
+
+# socket.io from npm, as package-lock.json pins it.
+$(BENCH)/socketio/.installed: $(SOCKETIO_PEER)/package.json \
+                              $(SOCKETIO_PEER)/package-lock.json
+	@mkdir -p $(dir $@)
+	cp $^ $(dir $@)
+	cd $(dir $@) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: bench-tools
+bench-tools: $(BENCH)/loadgen $(BENCH)/floor $(BENCH)/socketio/.installed
+
+bench:
+	@sh tests/install-deps.sh $(BENCH_DEB_PKGS) $(BENCH_NODE)
+	@$(MAKE) --no-print-directory all bench-tools
+	QUICK=$(QUICK) sh tests/bench/run.sh
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c, built with clang), each run for
 # FUZZ_SECONDS; FUZZ="proto conf" runs only those. Crashing inputs stay in

@@ -1,39 +1,41 @@
 #!/bin/sh
-# fanout.sh: the fan-out benchmark. For each size it starts a fresh
-# build/bin/discoveryd on kernel-chosen ports, with a generated config in a
-# temporary directory, waits for its "msg=ready" log line (no sleeps: the
-# log comes through a FIFO and is read line by line), runs
-# build/bench/loadgen against it with the daemon's pid (for VmRSS), prints
-# loadgen's JSON line on stdout, stops the daemon with SIGTERM, and sums up
-# the daemon's warnings and errors on stderr.
+# fanout.sh: one fan-out run against one system. It starts a fresh server on
+# kernel-chosen ports, waits for the line that says it listens (no sleeps:
+# its output comes through a FIFO and is read line by line), runs
+# build/bench/loadgen against it with the server's pid (for VmRSS), prints
+# loadgen's JSON line on stdout, stops the server with SIGTERM, and sums up
+# what it complained of on stderr.
 #
-#   tests/bench/fanout.sh              1,000 links
-#   tests/bench/fanout.sh 10k          1,000 links, then 10,000 (-P 2, two
-#                                      source addresses)
-#   tests/bench/fanout.sh 10k -r 20    arguments after the size go to loadgen
+#   tests/bench/fanout.sh SYSTEM N [LOADGEN-ARGS...]
 #
-# KEEP=1 keeps the temporary directory (config and daemon logs).
+#   SYSTEM  discoveryd   build/bin/discoveryd, trigger POST /api/discovery/broadcast
+#           floor        build/bench/floor (tests/bench/floor.c)
+#           socket.io    tests/bench/peers/socketio/server.js on node
+#           fastapi      tests/bench/peers/fastapi/server.py on uvicorn
+#   N       links, spread over LOADGEN_PROCS workers (2) and the source
+#           addresses 127.0.0.1-127.0.0.4
+#
+# e.g. tests/bench/fanout.sh floor 10000 -r 10 -W 1 -w 2
+# Builds what is missing (make bench-tools). KEEP=1 keeps the temporary
+# directory (logs, config). The peers' servers print
+# "ready agents=HOST:PORT http=HOST:PORT" once they listen.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DAEMON=$ROOT/build/bin/discoveryd
-LOADGEN=$ROOT/build/bench/loadgen
-SRC=$ROOT/tests/bench/loadgen.c
+OUT=$ROOT/build/bench
+LOADGEN=$OUT/loadgen
+PROCS=${LOADGEN_PROCS:-2}
+SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
+BODY='{"command":"Reload","header":{"source":"bench"},"value":{"why":"bench"}}'
 
-big=
-if [ "${1:-}" = 10k ]; then
-	big=1
-	shift
+if [ $# -lt 2 ]; then
+	sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+	exit 2
 fi
+system=$1 n=$2
+shift 2
 
-if [ ! -x "$DAEMON" ]; then
-	make -C "$ROOT" --no-print-directory build/bin/discoveryd >&2
-fi
-if [ ! -x "$LOADGEN" ] || [ -n "$(find "$SRC" -newer "$LOADGEN")" ]; then
-	mkdir -p "$(dirname "$LOADGEN")"
-	gcc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Wstrict-prototypes \
-	    -Wvla -Wwrite-strings -Wshadow -o "$LOADGEN" "$SRC"
-fi
+make -C "$ROOT" --no-print-directory -s bench-tools >&2
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout.XXXXXX")
 pid=
@@ -45,6 +47,9 @@ cleanup() {
 		kill -TERM "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	fi
+	if [ -n "$catpid" ]; then
+		wait "$catpid" 2>/dev/null || true
+	fi
 	if [ -n "${KEEP:-}" ]; then
 		echo "fanout: kept $TMP" >&2
 	else
@@ -54,74 +59,88 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_daemon NAME: run discoveryd with its log in $TMP/NAME.log; sets pid,
-# catpid, agents and http.
-start_daemon() {
-	dir=$TMP/$1
-	mkdir -p "$dir"
-	cat >"$dir/discoveryd.yaml" <<-EOF
-	listen: { http: 127.0.0.1:0, agents: 127.0.0.1:0 }
-	state_dir: $dir/state
-	limits: { max_agents: 100000, max_agents_per_ip: 0, accept_rate: 0 }
-	EOF
-	mkfifo "$dir/log.fifo"
-	"$DAEMON" -c "$dir/discoveryd.yaml" 2>"$dir/log.fifo" &
+# start CMD...: run the server with its output in $TMP/server.log until it
+# says where it listens; sets pid, catpid, agents and http.
+start() {
+	mkfifo "$TMP/log.fifo"
+	"$@" >"$TMP/log.fifo" 2>&1 &
 	pid=$!
-	exec 3<"$dir/log.fifo"
+	exec 3<"$TMP/log.fifo"
 	agents='' http='' ready=''
 	while IFS= read -r line <&3; do
-		printf '%s\n' "$line" >>"$dir/discoveryd.log"
+		printf '%s\n' "$line" >>"$TMP/server.log"
 		case $line in
+		ready\ agents=*)
+			agents=${line#ready agents=}; agents=${agents%% *}
+			http=${line##* http=}; ready=1; break ;;
 		*msg=listening*listener=agents*) agents=${line##*addr=} ;;
 		*msg=listening*listener=http*) http=${line##*addr=} ;;
 		*msg=ready*) ready=1; break ;;
 		esac
 	done
 	if [ -z "$ready" ] || [ -z "$agents" ] || [ -z "$http" ]; then
-		echo "fanout: discoveryd did not get ready:" >&2
-		cat "$dir/discoveryd.log" >&2
+		echo "fanout: $system did not get ready:" >&2
+		cat "$TMP/server.log" >&2
 		exit 1
 	fi
 	agents=${agents%% *}
 	http=${http%% *}
-	cat <&3 >>"$dir/discoveryd.log" &
+	cat <&3 >>"$TMP/server.log" &
 	catpid=$!
 	exec 3<&-
 }
 
-# stop_daemon NAME: SIGTERM, wait, and sum up what the daemon complained of.
-stop_daemon() {
-	log=$TMP/$1/discoveryd.log
+# stop: SIGTERM, wait, and sum up the warnings and errors it logged.
+stop() {
 	kill -TERM "$pid"
-	wait "$pid" || echo "fanout: discoveryd exited with $?" >&2
+	wait "$pid" || true
 	pid=
 	wait "$catpid" || true
-	n=$(grep -c -E 'level=(warn|error)' "$log" || true)
-	if [ "$n" -gt 0 ]; then
-		echo "fanout: $1: discoveryd logged $n warnings/errors, by message:" >&2
-		grep -E 'level=(warn|error)' "$log" |
-		    sed -E 's/^.*level=([a-z]+) prog=[^ ]* (msg=("[^"]*"|[^ ]*)).*$/\1 \2/' |
-		    sort | uniq -c | sort -rn | head -n 10 >&2
+	catpid=
+	log=$TMP/server.log
+	pat='level=(warn|error)|Error|Traceback|WARNING|ERROR'
+	count=$(grep -v 'msg="no auth"' "$log" | grep -c -E "$pat" || true)
+	if [ "$count" -gt 0 ]; then
+		echo "fanout: $system $n: $count warning/error lines, the first:" >&2
+		grep -v 'msg="no auth"' "$log" | grep -E "$pat" | head -n 5 >&2
 	fi
 }
 
-# run NAME LOADGEN-ARGS...: one size against a fresh daemon.
-run() {
-	name=$1
-	shift
-	start_daemon "$name"
-	status=0
-	"$LOADGEN" -a "$agents" -H "$http" -p "$pid" "$@" || status=$?
-	stop_daemon "$name"
-	if [ "$status" -ne 0 ]; then
-		echo "fanout: $name: loadgen exited with $status" >&2
-		rc=1
-	fi
-}
+case $system in
+discoveryd)
+	mkdir -p "$TMP/state"
+	cat >"$TMP/discoveryd.yaml" <<-EOF
+	listen: { http: 127.0.0.1:0, agents: 127.0.0.1:0 }
+	state_dir: $TMP/state
+	limits: { max_agents: 100000, max_agents_per_ip: 0, accept_rate: 0 }
+	EOF
+	start "$ROOT/build/bin/discoveryd" -c "$TMP/discoveryd.yaml"
+	set -- -m discovery -t 'POST /api/discovery/broadcast' -d "$BODY" "$@"
+	;;
+floor)
+	start "$OUT/floor"
+	set -- -m plain -t 'POST /broadcast' "$@"
+	;;
+socket.io)
+	export NODE_PATH="$OUT/socketio/node_modules"
+	start node "$ROOT/tests/bench/peers/socketio/server.js"
+	set -- -m engineio -t 'POST /broadcast' "$@"
+	;;
+fastapi)
+	start /usr/bin/python3 "$ROOT/tests/bench/peers/fastapi/server.py"
+	set -- -m plain -u /ws/0 -t 'POST /broadcast' "$@"
+	;;
+*)
+	echo "fanout: unknown system $system" >&2
+	exit 2
+	;;
+esac
 
-rc=0
-run 1k -n 1000 "$@"
-if [ -n "$big" ]; then
-	run 10k -n 10000 -P 2 -b 127.0.0.1,127.0.0.2 "$@"
+status=0
+"$LOADGEN" -a "$agents" -H "$http" -p "$pid" -n "$n" -P "$PROCS" \
+	-b "$SOURCES" "$@" || status=$?
+stop
+if [ "$status" -ne 0 ]; then
+	echo "fanout: $system $n: loadgen exited with $status" >&2
 fi
-exit $rc
+exit "$status"

@@ -1,13 +1,23 @@
 #!/bin/sh
 # Gate throughput against nginx proxy_pass, both in front of the same fast
-# upstream (nginx answering a small body itself), driven by wrk with 64
-# connections; and the gate's locked answers per second.
+# upstream (nginx answering a small body itself, keepalive upstreams), driven
+# by wrk with 2 threads and 64 connections; and the gate's locked answers
+# per second.
 #
-#   sh tests/gate/bench.sh [DURATION]      (default 5s; needs nginx and wrk)
+#   sh tests/gate/bench.sh [-o FILE] [DURATION]
 #
-# Prints requests/s and p99 for each; it asserts nothing (STYLE §6).
+# DURATION is wrk's (default 5s); needs nginx and wrk. It prints requests/s
+# and p99 for each; with -o it also writes one JSON object a line to FILE:
+# {"system","case","rps","p99_ms","non2xx","command"} (make bench reads it).
+# It asserts nothing (STYLE §6).
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=
+if [ "${1:-}" = -o ]; then
+  OUT=$2
+  shift 2
+  : > "$OUT"
+fi
 DUR=${1:-5s}
 T=$(mktemp -d)
 trap 'kill $(cat $T/pids 2>/dev/null) 2>/dev/null; rm -rf $T' EXIT
@@ -48,7 +58,26 @@ YAML
 }
 OPEN=$(gate "" 1)
 LOCKED=$(gate "cache" 2)
-run() { echo "== $1"; wrk -t2 -c64 -d$DUR --latency "$2" | grep -E 'Requests/sec|99%|Non-2xx'; }
-run "nginx proxy_pass" http://127.0.0.1:$NGX/
-run "discovery-gate, open" http://$OPEN/
-run "discovery-gate, locked (423)" http://$LOCKED/
+# run SYSTEM CASE TITLE URL: one wrk run, its summary, and its JSON line.
+run() {
+  echo "== $3"
+  wrk -t2 -c64 -d$DUR --latency "$4" > $T/wrk.out
+  grep -E 'Requests/sec|99%|Non-2xx' $T/wrk.out
+  [ -n "$OUT" ] || return 0
+  awk -v sys="$1" -v kind="$2" -v cmd="wrk -t2 -c64 -d$DUR --latency $4" '
+    function ms(v) {
+      if (v ~ /us$/) return v * 0.001
+      if (v ~ /ms$/) return v + 0
+      if (v ~ /s$/) return v * 1000
+      if (v ~ /m$/) return v * 60000
+      return v
+    }
+    /Requests\/sec/ { rps = $2 }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx/ { non2xx = $NF }
+    END { printf "{\"system\":\"%s\",\"case\":\"%s\",\"rps\":%s,\"p99_ms\":%.3f,\"non2xx\":%d,\"command\":\"%s\"}\n",
+                 sys, kind, rps, p99, non2xx, cmd }' $T/wrk.out >> "$OUT"
+}
+run nginx proxy "nginx proxy_pass" http://127.0.0.1:$NGX/
+run discovery-gate proxy "discovery-gate, open" http://$OPEN/
+run discovery-gate locked "discovery-gate, locked (423)" http://$LOCKED/

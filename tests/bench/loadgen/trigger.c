@@ -1,0 +1,87 @@
+/*
+ * trigger.c: the HTTP call that makes the server broadcast. A fresh
+ * connection per call (Connection: close), t0 taken just before the
+ * request is written, the whole answer read; the status and the "seq" of
+ * the answer's body (the event the links must get) are kept.
+ */
+#include "loadgen.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define ANSWER_MAX 8192                /* bytes of the answer kept */
+
+static int http_connect(const struct opts *o)
+{
+	struct timeval tv = { .tv_sec = 30 };
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (const struct sockaddr *)&o->http_sa,
+		    sizeof(o->http_sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Read the whole answer (the request said Connection: close). */
+static int http_answer(int fd, struct trigger *t)
+{
+	char buf[ANSWER_MAX];
+	size_t len = 0;
+	ssize_t r;
+	const char *body;
+
+	while (len < sizeof(buf) - 1 &&
+	       (r = read(fd, buf + len, sizeof(buf) - 1 - len)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		len += (size_t)r;
+	}
+	t->http_ms = (double)(mono_ns() - t->t0) / 1e6;
+	buf[len] = '\0';
+	if (sscanf(buf, "HTTP/1.%*d %d", &t->status) != 1)
+		return -1;
+	body = strstr(buf, "\r\n\r\n");
+	t->seq = body ? dialect_find_seq(body, strlen(body)) : 0;
+	return 0;
+}
+
+int trigger_call(const struct opts *o, struct trigger *t)
+{
+	size_t blen = o->body ? strlen(o->body) : 0, cap = blen + 1024;
+	char *req = malloc(cap);
+	int n, fd, rc = -1;
+
+	memset(t, 0, sizeof(*t));
+	if (!req)
+		return -1;
+	n = snprintf(req, cap,
+		     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+		     "%sContent-Length: %zu\r\n\r\n%s", o->method,
+		     o->trigger_path, o->http,
+		     blen ? "Content-Type: application/json\r\n" : "", blen,
+		     blen ? o->body : "");
+	fd = http_connect(o);
+	if (fd >= 0 && n > 0 && (size_t)n < cap) {
+		t->t0 = mono_ns();
+		rc = write_full(fd, req, (size_t)n) == 0 ? http_answer(fd, t) : -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(req);
+	return rc;
+}

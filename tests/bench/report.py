@@ -1,0 +1,424 @@
+"""The benchmark's report: raw runs in, results.json, REPORT.md and plots out.
+
+    /usr/bin/python3 tests/bench/report.py RAW OUT [--quick]
+
+RAW is what tests/bench/run.sh left: SYSTEM-N.json (loadgen's JSON line),
+SYSTEM-N.status and .log for each fan-out run, gate.json (one line per wrk
+run), commands.txt, started, seconds, loadavg.start and loadavg.end. OUT
+gets results.json (an array of {"metric","system","value","unit"}),
+REPORT.md (the metric x system table with ratios, the issue's targets met
+or missed, the machine, the versions, the commands) and, drawn by gnuplot
+with tests/bench/fanout.gp, fanout-last.png and fanout-p50.png.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+SYSTEMS = ["discoveryd", "floor", "socket.io", "fastapi", "discovery-gate",
+           "nginx"]
+FANOUT_SYSTEMS = SYSTEMS[:4]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+# (metric, unit, where it comes from, what it means)
+METRICS = [
+    ("fanout_1k_p50_ms", "ms", (1000, "p50_ms"), "median link, 1k links"),
+    ("fanout_1k_p99_ms", "ms", (1000, "p99_ms"), "99th percentile link, 1k"),
+    ("fanout_1k_last_ms", "ms", (1000, "last_ms"), "last link, 1k"),
+    ("fanout_10k_p50_ms", "ms", (10000, "p50_ms"), "median link, 10k links"),
+    ("fanout_10k_p99_ms", "ms", (10000, "p99_ms"), "99th percentile link, 10k"),
+    ("fanout_10k_last_ms", "ms", (10000, "last_ms"), "last link, 10k"),
+    ("idle_bytes_per_agent_10k", "B", (10000, "bytes_per_link"),
+     "server RSS growth / links, after 2 s idle"),
+    ("connect_storm_10k_s", "s", (10000, "connect_storm_s"),
+     "first connect to last welcome, 10k"),
+    ("proxy_rps", "req/s", ("proxy", "rps"), "wrk -t2 -c64, small body"),
+    ("proxy_p99_ms", "ms", ("proxy", "p99_ms"), "wrk's p99"),
+    ("locked_rps", "req/s", ("locked", "rps"), "423 answers"),
+]
+
+
+def read(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def load_fanout(raw):
+    """{(system, n): run} for every run that printed its JSON."""
+    runs = {}
+    for name in sorted(os.listdir(raw)):
+        m = re.fullmatch(r"(.+)-(\d+)\.json", name)
+        if not m:
+            continue
+        text = read(os.path.join(raw, name), "")
+        try:
+            run = json.loads(text.splitlines()[-1]) if text else None
+        except ValueError:
+            run = None
+        key = (m.group(1), int(m.group(2)))
+        status = read(os.path.join(raw, "%s-%s.status" % key), "?")
+        runs[key] = {"run": run, "status": status,
+                     "log": read(os.path.join(raw, "%s-%s.log" % key), "")}
+    return runs
+
+
+def load_gate(raw):
+    """{(system, case): wrk line}."""
+    gate = {}
+    for line in (read(os.path.join(raw, "gate.json"), "") or "").splitlines():
+        try:
+            g = json.loads(line)
+        except ValueError:
+            continue
+        gate[(g["system"], g["case"])] = g
+    return gate
+
+
+def complete(run):
+    """Did every link link, and get every event?"""
+    return run and run["welcomed"] == run["links"] and run["missed"] == 0
+
+
+def results(runs, gate):
+    out = []
+    for metric, unit, (where, field), _ in METRICS:
+        if isinstance(where, int):
+            for system in FANOUT_SYSTEMS:
+                r = (runs.get((system, where)) or {}).get("run")
+                value = r.get(field) if r else None
+                # A storm or memory figure over part of the links says
+                # nothing about all of them.
+                if field in ("connect_storm_s", "bytes_per_link") and \
+                        r and r["welcomed"] != r["links"]:
+                    value = None
+                out.append({"metric": metric, "system": system,
+                            "value": value, "unit": unit})
+        else:
+            for system in ("discovery-gate", "nginx"):
+                if where == "locked" and system == "nginx":
+                    continue
+                g = gate.get((system, where))
+                out.append({"metric": metric, "system": system,
+                            "value": g[field] if g else None, "unit": unit})
+    return out
+
+
+def value(res, metric, system):
+    for r in res:
+        if r["metric"] == metric and r["system"] == system:
+            return r["value"]
+    return None
+
+
+def fmt(v, unit):
+    if v is None:
+        return "—"
+    if unit == "B":
+        return "{:,.0f} B".format(v)
+    if unit == "req/s":
+        return "{:,.0f}".format(v)
+    return "{:.3g}".format(v) if v < 100 else "{:.0f}".format(v)
+
+
+def table(res):
+    ref = {}
+    lines = ["| metric | unit | " + " | ".join(SYSTEMS) + " |",
+             "|---|---|" + "---|" * len(SYSTEMS)]
+    for metric, unit, (where, _), _ in METRICS:
+        base_sys = "discoveryd" if isinstance(where, int) else "discovery-gate"
+        base = value(res, metric, base_sys)
+        ref[metric] = base_sys
+        cells = []
+        for system in SYSTEMS:
+            v = value(res, metric, system)
+            if v is None:
+                cells.append("" if not any(
+                    r["metric"] == metric and r["system"] == system
+                    for r in res) else "—")
+                continue
+            cell = fmt(v, unit)
+            if system != base_sys and base:
+                cell += " (×%.2f)" % (v / base)
+            cells.append(cell)
+        lines.append("| %s | %s | %s |" % (metric, unit, " | ".join(cells)))
+    return "\n".join(lines)
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def targets(res):
+    d_last = value(res, "fanout_10k_last_ms", "discoveryd")
+    rows = [
+        ("10k last ≤ 1.5× floor", ratio(d_last, value(
+            res, "fanout_10k_last_ms", "floor")), lambda r: r <= 1.5,
+         "discoveryd ÷ floor = ×%.2f"),
+        ("10k last ≥ 5× faster than socket.io", ratio(value(
+            res, "fanout_10k_last_ms", "socket.io"), d_last),
+         lambda r: r >= 5, "socket.io ÷ discoveryd = ×%.2f"),
+        ("idle ≤ 2 KiB per agent", value(
+            res, "idle_bytes_per_agent_10k", "discoveryd"),
+         lambda v: v <= 2048, "%.0f B"),
+        ("connect storm ≤ 3 s", value(
+            res, "connect_storm_10k_s", "discoveryd"),
+         lambda v: v <= 3, "%.2f s"),
+        ("gate ≥ 0.8× nginx rps", ratio(value(
+            res, "proxy_rps", "discovery-gate"), value(
+            res, "proxy_rps", "nginx")), lambda r: r >= 0.8,
+         "gate ÷ nginx = ×%.2f"),
+        ("gate p99 ≤ 1.25× nginx", ratio(value(
+            res, "proxy_p99_ms", "discovery-gate"), value(
+            res, "proxy_p99_ms", "nginx")), lambda r: r <= 1.25,
+         "gate ÷ nginx = ×%.2f"),
+    ]
+    bound = ratio(value(res, "fanout_10k_last_ms", "socket.io"),
+                  value(res, "fanout_10k_last_ms", "floor"))
+    lines = ["| target | measured | |", "|---|---|---|"]
+    for name, v, ok, form in rows:
+        if v is None:
+            lines.append("| %s | — | not measured |" % name)
+        else:
+            lines.append("| %s | %s | **%s** |" % (
+                name, form % v, "met" if ok(v) else "missed"))
+    if bound:
+        lines += ["", "For scale: the floor reaches the last of 10k links "
+                  "×%.2f faster than socket.io, so no server on this machine "
+                  "can be more than about that much faster than socket.io "
+                  "here." % bound]
+    return "\n".join(lines)
+
+
+def sizes_table(runs):
+    sizes = sorted({n for (_, n) in runs})
+    lines = ["| links | system | p50 ms | p99 ms | last ms | trigger answer ms "
+             "| storm s | linked | missed | bytes/link |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for n in sizes:
+        for system in FANOUT_SYSTEMS:
+            entry = runs.get((system, n))
+            if not entry:
+                continue
+            r = entry["run"]
+            if not r:
+                lines.append("| %d | %s | no result (exit %s) |||||||| |" % (
+                    n, system, entry["status"]))
+                continue
+            lines.append("| %d | %s | %s | %s | %s | %s | %s | %d/%d | %d | %s |" % (
+                n, system, fmt(r["p50_ms"], "ms"), fmt(r["p99_ms"], "ms"),
+                fmt(r["last_ms"], "ms"), fmt(r.get("http_ms"), "ms"),
+                fmt(r["connect_storm_s"], "s"), r["welcomed"], r["links"],
+                r["missed"], fmt(r.get("bytes_per_link"), "B")))
+    return "\n".join(lines)
+
+
+def problems(runs):
+    """What went wrong in which run, from its status, JSON and log."""
+    out = []
+    for (system, n), entry in sorted(runs.items()):
+        r, log = entry["run"], entry["log"]
+        notes = []
+        if entry["status"] == "124":
+            notes.append("killed by the run's time limit")
+        elif entry["status"] not in ("0", "3"):
+            notes.append("exit %s" % entry["status"])
+        if r and r["failed"]:
+            notes.append("%d of %d links never linked" % (r["failed"], r["links"]))
+        if r and r["missed"]:
+            notes.append("%d events missed over %d rounds" % (
+                r["missed"], r["rounds"]))
+        if r and r["closed"]:
+            notes.append("%d links closed by the server" % r["closed"])
+        if notes:
+            first = [line for line in log.splitlines()
+                     if "loadgen[" in line or "fanout:" in line][:3]
+            out.append("- %s, %d links: %s.%s" % (
+                system, n, "; ".join(notes),
+                "".join("\n  `%s`" % line.strip()[:200] for line in first)))
+    return "\n".join(out) if out else "None: every link linked and got " \
+        "every event."
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True,
+                              timeout=20).stdout.strip() or \
+            subprocess.run(cmd, shell=True, capture_output=True, text=True,
+                           timeout=20).stderr.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def npm_version(pkg):
+    path = os.path.join(ROOT, "build/bench/socketio/node_modules", pkg,
+                        "package.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["version"]
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
+def py_version(mod):
+    return sh("/usr/bin/python3 -c 'import %s; print(%s.__version__)'" % (
+        mod, mod))
+
+
+def machine(raw):
+    mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
+    cpu = sh("sed -n 's/^model name\\s*: //p' /proc/cpuinfo | head -n 1")
+    return [
+        ("nproc", sh("nproc")), ("CPU", cpu), ("memory", mem),
+        ("kernel", sh("uname -r")),
+        ("open files per process", sh("sh -c 'ulimit -Hn'")),
+        ("load average at start / end", "%s / %s" % (
+            " ".join((read(os.path.join(raw, "loadavg.start"), "?")).split()[:3]),
+            " ".join((read(os.path.join(raw, "loadavg.end"), "?")).split()[:3]))),
+    ]
+
+
+def deb(pkg):
+    return sh("dpkg-query -W -f='${Version}' %s" % pkg) + " (Debian)"
+
+
+def versions():
+    gcc = sh("gcc --version | head -n 1")
+    return [
+        ("discoveryd", sh("git -C %s describe --always --dirty" % ROOT)),
+        ("gcc", gcc),
+        ("libwebsockets", deb("libwebsockets-dev")),
+        ("libmicrohttpd", deb("libmicrohttpd-dev")),
+        ("node", sh("node --version")),
+        ("socket.io / engine.io / ws", "%s / %s / %s" % (
+            npm_version("socket.io"), npm_version("engine.io"),
+            npm_version("ws"))),
+        ("python3", sh("/usr/bin/python3 --version")),
+        ("fastapi / starlette", "%s / %s" % (py_version("fastapi"),
+                                             py_version("starlette"))),
+        ("uvicorn / uvloop / websockets", "%s / %s / %s" % (
+            py_version("uvicorn"), py_version("uvloop"),
+            py_version("websockets"))),
+        ("nginx", sh("nginx -v 2>&1")),
+        ("wrk", sh("wrk -v 2>&1 | head -n 1")),
+        ("gnuplot", sh("gnuplot --version")),
+    ]
+
+
+def plots(runs, out):
+    """One data file per system (links, p50, p99, last), then gnuplot."""
+    drawn = []
+    for system in FANOUT_SYSTEMS:
+        rows = sorted((n, e["run"]) for (s, n), e in runs.items()
+                      if s == system and e["run"] and e["run"]["last_ms"])
+        with open(os.path.join(out, "fanout-%s.dat" % system), "w") as f:
+            f.write("# links p50_ms p99_ms last_ms (%s)\n" % system)
+            for n, r in rows:
+                f.write("%d %.3f %.3f %.3f\n" % (n, r["p50_ms"], r["p99_ms"],
+                                                  r["last_ms"]))
+        if rows:
+            drawn.append(system)
+    gp = os.path.join(ROOT, "tests/bench/fanout.gp")
+    rc = subprocess.run(["gnuplot", "-e", "dir='%s'; systems='%s'" % (
+        out, " ".join(drawn)), gp]).returncode
+    return rc == 0
+
+
+HOW = """\
+## How it was measured
+
+One C load generator (tests/bench/loadgen/) drives every fan-out system:
+N WebSocket links spread over 2 worker processes and the source
+addresses 127.0.0.1–127.0.0.4, on plain epoll, on the same two cores as the
+server (so the numbers include the generator's own reading cost; the floor
+shows what that leaves). For each size and system a fresh server is
+started. The storm is timed from the first connect() to the last link
+being welcomed, at most 500 links in their handshake at once: for
+discoveryd the `welcome` after `hello`; for socket.io the `40{"sid"}`
+answer to the namespace connect; for the floor and FastAPI the 101. Then
+the links idle 2 s (answering pings) and the server's VmRSS is read:
+idle bytes per agent = (RSS then − RSS before the first link) ÷ links,
+user space only (kernel socket buffers are not in it).
+
+Then 1 warm-up round and R measured rounds. A round: every worker clears
+its links' timestamps; the parent opens the HTTP connection, takes t0
+(CLOCK_MONOTONIC, shared by all processes) just before writing the trigger
+request, and each worker stamps a link when the event's last byte has been
+read from it; the event is matched to the trigger by the `seq` in the
+trigger's answer. A round's p50/p99/last are over the links (nearest
+rank); the figures above are medians over the rounds. The triggers:
+
+- discoveryd: `POST /api/discovery/broadcast` with
+  `{"command":"Reload","header":{"source":"bench"},"value":{"why":"bench"}}`;
+  its event goes out as a discovery.v1 `event` (~190 bytes).
+- floor (tests/bench/floor.c): `POST /broadcast` on its second port; it
+  frames one event of the same shape once and write()s it to every socket.
+- socket.io (tests/bench/peers/socketio/server.js, one Node process,
+  websocket transport only): `POST /broadcast` → `io.emit('event', {...})`
+  with the same fields. The load generator speaks Engine.IO v4 itself
+  (`GET /socket.io/?EIO=4&transport=websocket`, `0{..}` open, `40`
+  connect, `40{"sid"}`, pings `2` answered `3`) and stamps the
+  `42["event",{...}]` frame like any other.
+- fastapi (tests/bench/peers/fastapi/server.py): the seed's
+  ConnectionManager on uvicorn (uvloop, websockets), `POST /broadcast` →
+  `await manager.broadcast(...)` of the same text.
+
+The gate rows come from tests/gate/bench.sh: nginx and discovery-gate in
+front of the same upstream (an nginx `return 200`), wrk -t2 -c64; locked
+is the gate answering 423 itself.
+"""
+
+
+def report(raw, out, quick):
+    runs = load_fanout(raw)
+    gate = load_gate(raw)
+    res = results(runs, gate)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+        f.write("\n")
+    plotted = plots(runs, out)
+    seconds = read(os.path.join(raw, "seconds"), "?")
+    commands = read(os.path.join(raw, "commands.txt"), "")
+    md = ["# make bench%s" % (" QUICK=1" if quick else ""), "",
+          "Run %s, %s s of benchmarks. The machine is shared with other work "
+          "(builds, other benchmarks), so single figures are noisy: compare "
+          "the ratios, and repeat before trusting a difference under "
+          "about 20 %%." % (read(os.path.join(raw, "started"), "?"), seconds),
+          "", "## Results", "",
+          "Ratios are this system's value ÷ discoveryd's (fan-out rows) or "
+          "discovery-gate's (proxy rows). Fan-out figures: median over the "
+          "rounds of each round's p50 / p99 / last link.", "",
+          table(res), "", "## The issue's targets (discoveryd, the gate)", "",
+          targets(res), "", "## Fan-out by size", "", sizes_table(runs), "",
+          "`trigger answer` is when the trigger's HTTP answer arrived.", ""]
+    if plotted:
+        md += ["![last link](fanout-last.png)", "",
+               "![median link](fanout-p50.png)", ""]
+    md += ["## Runs that went wrong", "", problems(runs), "", HOW,
+           "## Machine", ""]
+    md += ["- %s: %s" % kv for kv in machine(raw)]
+    md += ["", "## Versions", ""]
+    md += ["- %s: %s" % kv for kv in versions()]
+    md += ["", "## Commands", "", "From the top of the tree, after "
+           "`make all bench-tools`:", "", "```"]
+    md += [commands, "/usr/bin/python3 tests/bench/report.py build/bench/raw "
+           "build/bench%s" % (" --quick" if quick else ""), "```", ""]
+    with open(os.path.join(out, "REPORT.md"), "w") as f:
+        f.write("\n".join(md))
+    print("bench: wrote %s/results.json, REPORT.md%s" % (
+        out, " and the plots" if plotted else " (no plots)"), file=sys.stderr)
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(args) != 2:
+        sys.exit(__doc__)
+    report(args[0], args[1], "--quick" in sys.argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+#!/bin/sh
+# run.sh: the whole benchmark, as `make bench` runs it (docs/bench.md).
+# For each size, for each system, one fresh server and one load generator
+# run (tests/bench/fanout.sh): the connect storm, the idle memory, then
+# warm-up and measured fan-out rounds. Then the gate against nginx
+# (tests/gate/bench.sh). Every run's JSON, log and exit status lands in
+# build/bench/raw/; tests/bench/report.py turns them into
+# build/bench/results.json, REPORT.md and the PNG plots.
+#
+#   sh tests/bench/run.sh            sizes 100 1k 2k 5k 10k, 20 rounds, wrk 10s
+#   QUICK=1 sh tests/bench/run.sh    sizes 1k 10k, 3 rounds, wrk 3s
+#
+# SYSTEMS="floor discoveryd" and SIZES="1000" narrow a run (the report
+# then lacks the rest). Expects the tools built (make bench-tools).
+# A run that goes wrong is reported as such; it never stops the others.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=$ROOT/build/bench
+RAW=$OUT/raw
+
+if [ -n "${QUICK:-}" ]; then
+	sizes=${SIZES:-1000 10000} rounds=3 gate_time=3s
+else
+	sizes=${SIZES:-100 1000 2000 5000 10000} rounds=20 gate_time=10s
+fi
+systems=${SYSTEMS:-discoveryd floor socket.io fastapi}
+# A round waits ROUND_S for its last link; a storm gets STORM_S in all; a
+# whole run gets RUN_S, then it is killed (a peer that cannot hold the
+# links must not eat the time budget).
+round_s=5 storm_s=30 run_s=240
+
+rm -rf "$RAW"
+mkdir -p "$RAW"
+cd "$ROOT"
+date -u +%Y-%m-%dT%H:%M:%SZ >"$RAW/started"
+cat /proc/loadavg >"$RAW/loadavg.start"
+t0=$(date +%s)
+
+for n in $sizes; do
+	for system in $systems; do
+		name=$system-$n
+		set -- -r "$rounds" -W 1 -w 2 -T "$round_s" -S "$storm_s"
+		echo "sh tests/bench/fanout.sh $system $n $*" >>"$RAW/commands.txt"
+		printf 'bench: %-10s %6s links ... ' "$system" "$n" >&2
+		status=0
+		timeout "$run_s" sh tests/bench/fanout.sh "$system" "$n" "$@" \
+			>"$RAW/$name.json" 2>"$RAW/$name.log" || status=$?
+		echo "$status" >"$RAW/$name.status"
+		if [ "$status" -eq 0 ]; then
+			echo ok >&2
+		else
+			echo "exit $status (build/bench/raw/$name.log)" >&2
+		fi
+	done
+done
+
+echo "sh tests/gate/bench.sh -o build/bench/raw/gate.json $gate_time" \
+	>>"$RAW/commands.txt"
+echo "bench: discovery-gate and nginx, wrk $gate_time each" >&2
+sh tests/gate/bench.sh -o "$RAW/gate.json" "$gate_time" >"$RAW/gate.log" 2>&1 ||
+	echo "bench: gate: exit $? (build/bench/raw/gate.log)" >&2
+
+cat /proc/loadavg >"$RAW/loadavg.end"
+echo $(($(date +%s) - t0)) >"$RAW/seconds"
+/usr/bin/python3 tests/bench/report.py "$RAW" "$OUT" ${QUICK:+--quick}
