@@ -1107,18 +1107,23 @@ static int send_agents(struct cluster *c, redisContext *ctx,
 	return rc;
 }
 
-/* The hub's whole state, as notes: after a (re)connect. */
-static struct note *snapshot(struct cluster *c)
+/*
+ * The hub's whole state, as notes: after a (re)connect. -1 when the hub
+ * could not say (it is stopping): then nothing must be sent, since a full
+ * report of nothing would take this node's instances away at once.
+ */
+static int snapshot(struct cluster *c, struct note **out)
 {
 	struct hub_req req = { .op = HUB_CLUSTER_SNAPSHOT };
 	struct note *list = NULL, **tail = &list;
 	cJSON *o, *item;
 
+	*out = NULL;
 	hub_call_local(c->hub, &req);
 	o = req.status == 200 ? cJSON_Parse(req.body) : NULL;
 	free(req.body);
 	if (!o)
-		return NULL;
+		return -1;
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(o, "services")) {
 		struct note *n = calloc(1, sizeof(*n));
 
@@ -1147,7 +1152,8 @@ static struct note *snapshot(struct cluster *c)
 		tail = &n->next;
 	}
 	cJSON_Delete(o);
-	return list;
+	*out = list;
+	return 0;
 }
 
 static void *writer_main(void *arg)
@@ -1193,7 +1199,8 @@ static void *writer_main(void *arg)
 			break;
 		if (full) {
 			notes_free(notes_take(c));
-			list = snapshot(c);
+			if (snapshot(c, &list) != 0)
+				continue;
 		} else {
 			list = notes_take(c);
 			coalesce(&list);
