@@ -1270,6 +1270,7 @@ struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
 			    char *err, size_t errlen)
 {
 	struct cluster *c = calloc(1, sizeof(*c));
+	pthread_condattr_t attr;
 
 	if (!c || pthread_key_create(&c->conn_key, drop_conn) != 0) {
 		free(c);
@@ -1285,7 +1286,11 @@ struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
 	c->history = (size_t)conf->history;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->sha_mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
+	/* The writer waits until a monotonic deadline (its next heartbeat). */
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &attr);
+	pthread_condattr_destroy(&attr);
 	c->notes_tail = &c->notes;
 	cluster_apply_conf(c, conf);
 	return c;
