@@ -10,8 +10,8 @@
 #   sh tests/bench/run.sh            sizes 100 1k 2k 5k 10k, 20 rounds, wrk 10s
 #   QUICK=1 sh tests/bench/run.sh    sizes 1k 10k, 3 rounds, wrk 3s
 #
-# SYSTEMS="floor discoveryd" and SIZES="1000" narrow a run (the report
-# then lacks the rest). Expects the tools built (make bench-tools).
+# SYSTEMS="floor discoveryd", SIZES="1000" and CLUSTER_SIZES="" (no cluster
+# runs) narrow a run (the report then lacks the rest). Expects the tools built (make bench-tools).
 # A run that goes wrong is reported as such; it never stops the others.
 set -eu
 
@@ -25,6 +25,7 @@ else
 	sizes=${SIZES:-100 1000 2000 5000 10000} rounds=20 gate_time=10s
 fi
 systems=${SYSTEMS:-discoveryd floor socket.io fastapi}
+cluster_sizes=${CLUSTER_SIZES-10000 30000}
 # A round waits ROUND_S for its last link; a storm gets STORM_S in all; a
 # whole run gets RUN_S, then it is killed (a peer that cannot hold the
 # links must not eat the time budget).
@@ -53,6 +54,25 @@ for n in $sizes; do
 			echo "exit $status (build/bench/raw/$name.log)" >&2
 		fi
 	done
+done
+
+# Cluster mode (docs/cluster.md): three nodes over one redis-server, the
+# links spread over them, the trigger on the first; 10k (to compare with
+# one node) and 30k (more than one process here can hold).
+for n in $cluster_sizes; do
+	name=cluster3-$n
+	set -- -r "$rounds" -W 1 -w 2 -T "$round_s" -S 60
+	echo "sh tests/bench/cluster.sh $n $*" >>"$RAW/commands.txt"
+	printf 'bench: %-10s %6s links ... ' "3 nodes" "$n" >&2
+	status=0
+	timeout "$run_s" sh tests/bench/cluster.sh "$n" "$@" \
+		>"$RAW/$name.json" 2>"$RAW/$name.log" || status=$?
+	echo "$status" >"$RAW/$name.status"
+	if [ "$status" -eq 0 ]; then
+		echo ok >&2
+	else
+		echo "exit $status (build/bench/raw/$name.log)" >&2
+	fi
 done
 
 echo "sh tests/gate/bench.sh -o build/bench/raw/gate.json $gate_time" \
