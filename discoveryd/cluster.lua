@@ -20,7 +20,10 @@
 --   P.."epoch"          the log's epoch: changes only when Redis lost data
 --   P.."seq"            the last seq given
 --   P.."log"            the stream; entry id "<seq>-0", fields "e" (the
---                       event's record, JSON) and "ts" (ms, Redis clock)
+--                       event's record, JSON), "ts" (ms, Redis clock) and
+--                       "ep" (the epoch, so a reader can tell a new history
+--                       from the one it was following)
+--   P.."expiry"         sorted set: declarations with a TTL, by expiry
 --   P.."services"       set of service names
 --   P.."svc:"..name     hash: min_ready, ready ("1"/"0", last announced),
 --                       decl ("ready"/"notready"), expires (ms, Redis clock),
@@ -66,7 +69,7 @@ local function append(record)
 		record = cjson.encode(record)
 	end
 	redis.call('XADD', P .. 'log', 'MAXLEN', '~', history, seq .. '-0',
-		   'e', record, 'ts', now)
+		   'e', record, 'ts', now, 'ep', redis.call('GET', P .. 'epoch'))
 	return seq
 end
 
@@ -194,12 +197,15 @@ if op == 'declare' then
 	end
 	if decl == 'none' then
 		redis.call('HDEL', key, 'decl', 'expires')
+		redis.call('ZREM', P .. 'expiry', name)
 	else
 		redis.call('HSET', key, 'decl', decl)
 		if ttl > 0 then
 			redis.call('HSET', key, 'expires', now + ttl)
+			redis.call('ZADD', P .. 'expiry', now + ttl, name)
 		else
 			redis.call('HDEL', key, 'expires')
+			redis.call('ZREM', P .. 'expiry', name)
 		end
 	end
 	local seq, s = recompute(name)
@@ -220,6 +226,7 @@ elseif op == 'cacheready' then
 	end
 	redis.call('HSET', key, 'decl', 'ready', 'ready', '1')
 	redis.call('HDEL', key, 'expires')
+	redis.call('ZREM', P .. 'expiry', 'cache')
 	local seq = append({ kind = 'readiness', scope = 'all',
 			     service = 'cache', instance = '',
 			     command = 'DataSend', header = { CacheReady = 1 },
@@ -268,9 +275,11 @@ elseif op == 'counts' then
 	return cjson.encode({ epoch = e, events = #seqs })
 
 elseif op == 'heartbeat' then
-	-- node_ttl_ms: this node is alive; then sweep the dead and the expired
+	-- node_ttl_ms: this node is alive; then sweep the dead and the expired.
+	-- rejoined: this node was not a member (first beat, or the others
+	-- swept it while it was stalled): it must report all it holds again.
 	redis.call('SET', P .. 'node:' .. node, '1', 'PX', ARGV[7])
-	redis.call('SADD', P .. 'nodes', node)
+	local rejoined = redis.call('SADD', P .. 'nodes', node) == 1
 	alive_cache[node] = true
 	local dead = {}
 	for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
@@ -279,23 +288,42 @@ elseif op == 'heartbeat' then
 		end
 	end
 	local events = 0
-	for _, name in ipairs(redis.call('SMEMBERS', P .. 'services')) do
-		local key = P .. 'svc:' .. name
+	-- Dead nodes (rare): every service loses their counts.
+	if #dead > 0 then
+		for _, name in ipairs(redis.call('SMEMBERS', P .. 'services')) do
+			local key = P .. 'svc:' .. name
+			for _, n in ipairs(dead) do
+				redis.call('HDEL', key, 'i:' .. n, 'r:' .. n, 'd:' .. n)
+			end
+			if recompute(name) > 0 then events = events + 1 end
+			tidy(name)
+		end
 		for _, n in ipairs(dead) do
-			redis.call('HDEL', key, 'i:' .. n, 'r:' .. n, 'd:' .. n)
+			redis.call('DEL', P .. 'agents:' .. n)
+			redis.call('SREM', P .. 'nodes', n)
 		end
-		local exp = tonumber(redis.call('HGET', key, 'expires') or '0')
-		if exp > 0 and exp <= now then
-			redis.call('HDEL', key, 'decl', 'expires')
-		end
+	end
+	-- Declarations whose TTL ran out, on Redis's clock.
+	for _, name in ipairs(redis.call('ZRANGEBYSCORE', P .. 'expiry',
+					 '-inf', now)) do
+		redis.call('ZREM', P .. 'expiry', name)
+		redis.call('HDEL', P .. 'svc:' .. name, 'decl', 'expires')
 		if recompute(name) > 0 then events = events + 1 end
 		tidy(name)
 	end
-	for _, n in ipairs(dead) do
-		redis.call('DEL', P .. 'agents:' .. n)
-		redis.call('SREM', P .. 'nodes', n)
+	return cjson.encode({ epoch = e, events = events, dead = dead,
+			      rejoined = rejoined })
+
+elseif op == 'rotate' then
+	-- old_epoch seq: Redis went back in time within one epoch (an AOF
+	-- that lost its last second, a replica promoted): events a node has
+	-- applied are gone. Start a new epoch, once, whoever notices first.
+	if e == ARGV[7] and tonumber(redis.call('GET', P .. 'seq') or '0') <
+	   tonumber(ARGV[8]) then
+		redis.call('DEL', P .. 'epoch')
+		e = epoch()
 	end
-	return cjson.encode({ epoch = e, events = events, dead = dead })
+	return e
 
 elseif op == 'services' then
 	-- name (optional): one service, or all

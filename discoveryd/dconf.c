@@ -206,6 +206,13 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cluster.redis: %s", path, why);
 		return -1;
 	}
+	if (c->cluster_present &&
+	    c->cluster_timeout_ms * 2 > c->cluster_node_ttl_ms) {
+		snprintf(err, errlen, "%s: cluster.timeout must be at most half of "
+			 "cluster.node_ttl (a node stalled on one Redis call must "
+			 "not look dead)", path);
+		return -1;
+	}
 	if (c->cluster_present && !proto_valid_instance(c->cluster_prefix)) {
 		snprintf(err, errlen, "%s: cluster.prefix must be 1 to 128 "
 			 "printable characters", path);

@@ -31,14 +31,18 @@ static bool recall(const struct hub *h, uint64_t seq, size_t *delivered)
 	return true;
 }
 
-/* Answer the waiters whose event is here (or whose epoch is gone). */
-static void wake_waiters(struct hub *h)
+/*
+ * Answer the waiters whose event is here. One of another epoch is answered
+ * only right after a sync (synced): its epoch is then the one replaced;
+ * otherwise it may be the next one, not read yet.
+ */
+static void wake_waiters(struct hub *h, bool synced)
 {
 	for (struct hub_req **p = &h->waiters; *p;) {
 		struct hub_req *req = *p;
 		bool same = strcmp(req->epoch, h->log.epoch) == 0;
 
-		if (same && req->after > h->log.seq) {
+		if ((same && req->after > h->log.seq) || (!same && !synced)) {
 			p = &req->next;
 			continue;
 		}
@@ -113,10 +117,11 @@ static void apply_sync(struct hub *h, const struct cluster_batch *b)
 	for (size_t i = 0; i < r->n; i++)
 		r->services[i]->ready = false;
 	for (size_t i = 0; i < b->n_ready; i++) {
-		struct service *s = registry_get(r, b->ready_names[i]);
+		struct service *s = b->ready[i] ? registry_get(r, b->ready_names[i])
+						: NULL;
 
 		if (s)
-			s->ready = b->ready[i];
+			s->ready = true;
 	}
 	h->cluster_synced = true;
 }
@@ -179,7 +184,7 @@ void hub_cluster_apply(struct hub *h, struct hub_req *req)
 		for (; i < b->n; i++)
 			apply_entry(h, &b->entries[i], false);
 		h->log.seq = b->seq > h->log.seq ? b->seq : h->log.seq;
-		wake_waiters(h);
+		wake_waiters(h, true);
 		return;
 	}
 	if (!h->cluster_synced || strcmp(b->epoch, h->log.epoch) != 0) {
@@ -202,7 +207,7 @@ void hub_cluster_apply(struct hub *h, struct hub_req *req)
 		}
 		apply_entry(h, e, true);
 	}
-	wake_waiters(h);
+	wake_waiters(h, false);
 }
 
 /* This node's counts per service and its agents, for a full report. */

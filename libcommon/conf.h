@@ -156,6 +156,7 @@ int conf_parse_addr(const char *s, struct conf_addr *addr); /* 0 or -1 */
 /* redis://[[user]:password@]host[:port][/db] (cluster.redis). */
 struct redis_url {
 	struct conf_addr addr;  /* port 6379 when absent */
+	char user[128];         /* "" = the default user */
 	char password[256];     /* "" = none */
 	int db;                 /* 0..(1<<20) */
 };

@@ -235,24 +235,28 @@ int conf_redis_url_parse(const char *s, struct redis_url *u, char *err,
 		return -1;
 	}
 	rest = s + 8;
-	slash = strchr(rest, '/');
-	at = memrchr(rest, '@', slash ? (size_t)(slash - rest) : strlen(rest));
+	/* The credentials end at the last '@' (a password may hold '/' or
+	 * '@'); the user at the first ':'. Written as they are: no
+	 * percent-decoding. */
+	at = strrchr(rest, '@');
 	if (at) {
 		const char *colon = memchr(rest, ':', (size_t)(at - rest));
+		size_t ulen = colon ? (size_t)(colon - rest) : 0;
 
-		/* "user:password@" or ":password@"; a user alone is refused,
-		 * since Redis ACL users are not supported by hiredis 0.14's AUTH. */
 		len = colon ? (size_t)(at - colon - 1) : 0;
-		if (!colon || colon != rest || len == 0 ||
-		    len >= sizeof(u->password)) {
+		if (!colon || len == 0 || len >= sizeof(u->password) ||
+		    ulen >= sizeof(u->user)) {
 			snprintf(err, errlen, "credentials must be written "
-				 ":password@ (at most 255 bytes)");
+				 "[user]:password@ (at most 127 and 255 bytes)");
 			return -1;
 		}
+		memcpy(u->user, rest, ulen);
+		u->user[ulen] = '\0';
 		memcpy(u->password, colon + 1, len);
 		u->password[len] = '\0';
 		rest = at + 1;
 	}
+	slash = strchr(rest, '/');
 	len = slash ? (size_t)(slash - rest) : strlen(rest);
 	if (len == 0 || len + 6 >= sizeof(hostport)) {
 		snprintf(err, errlen, "no host");

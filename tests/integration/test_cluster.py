@@ -346,3 +346,75 @@ def test_gate_fails_over_and_follows_the_cluster(tmp_path, nodes):
         g.stop()
         cache.stop()
         u.stop()
+
+
+def test_stalled_node_swept_then_rejoins(tmp_path, redis):
+    """A node frozen for longer than node_ttl is given up by the others
+    (its agents leave the cluster's list); once it runs again its heartbeat
+    learns that, and it reports its agents and counts afresh."""
+    a = node(tmp_path, "node-a", redis.url)
+    b = node(tmp_path, "node-b", redis.url)
+    try:
+        agent = PyAgent(a.ws_url, "web", "web-1")
+        agent.wait_for(lambda s: s.welcomes)
+
+        def listed():
+            return names(b.call("GET", "/api/discovery/agents")[1])
+        wait_until(lambda: listed() == [("web", "web-1", "node-a")],
+                   show=listed)
+        a.kill(signal.SIGSTOP)
+        try:
+            b.wait_line(r"msg=\"cluster nodes dead\".*node-a")
+            assert listed() == []
+        finally:
+            a.kill(signal.SIGCONT)
+        a.wait_line(r"msg=\"cluster rejoined\"")
+        wait_until(lambda: listed() == [("web", "web-1", "node-a")],
+                   show=listed)
+        st, s = b.call("GET", "/api/discovery/services/web")
+        assert st == 200 and s["instances"] == 1
+        agent.stop()
+    finally:
+        stopped_cleanly([a, b])
+
+
+def test_frozen_redis_answers_fast_after_the_first_refusal(tmp_path, redis,
+                                                            nodes):
+    """With Redis frozen, the first write waits out cluster.timeout; the
+    calls after it are refused (or read locally) at once instead of holding
+    an HTTP thread each."""
+    a = nodes[0]
+    redis.kill(signal.SIGSTOP)
+    try:
+        assert a.call("POST", "/api/discovery/broadcast",
+                      {"command": "One"})[0] == 503
+        for _ in range(5):
+            t0 = time.monotonic()
+            assert a.call("POST", "/api/discovery/broadcast",
+                          {"command": "Two"})[0] == 503
+            assert a.call("GET", "/api/discovery/services")[0] == 200
+            assert a.call("GET", "/api/discovery/info")[0] == 200
+            assert time.monotonic() - t0 < 0.4
+    finally:
+        redis.kill(signal.SIGCONT)
+
+
+def test_flushed_redis_is_a_new_history(tmp_path, redis, nodes):
+    """FLUSHALL under the nodes: the next write starts a new epoch; every
+    node notices (the stream's entries carry their epoch), relinks its
+    agents (recovered:false) and reports its agents again."""
+    a, b, c = nodes
+    agent = PyAgent(a.ws_url, "web", "web-1")
+    agent.wait_for(lambda s: s.welcomes)
+    old = a.call("GET", "/api/discovery/info")[1]["epoch"]
+    assert redis.cli("FLUSHALL") == "OK"
+    st, body = b.call("POST", "/api/discovery/broadcast", {"command": "New"})
+    assert st == 202
+    agent.wait_for(lambda s: len(s.welcomes) >= 2 and
+                   s.welcomes[-1]["epoch"] != old)
+    assert agent.welcomes[-1]["recovered"] is False
+
+    def listed():
+        return names(c.call("GET", "/api/discovery/agents")[1])
+    wait_until(lambda: listed() == [("web", "web-1", "node-a")], show=listed)
+    agent.stop()

@@ -51,7 +51,7 @@ def test_cross_key_checks(tmp_path):
 
 def test_cluster_section_checked(tmp_path):
     rc, out, _ = check(tmp_path, "cluster:\n  redis: redis://127.0.0.1:6379/2\n"
-                       "  node: n1\n  node_ttl: 3s\n")
+                       "  node: n1\n  node_ttl: 6s\n")
     assert rc == 0, out
     for bad, why in (("cluster:\n  node: n1\n", "redis"),
                      ("cluster:\n  redis: http://x\n", "cluster.redis"),
@@ -62,7 +62,9 @@ def test_cluster_section_checked(tmp_path):
                      ("cluster:\n  redis: redis://x\n  timeout: 0s\n",
                       "timeout"),
                      ("cluster:\n  redis: redis://x\n  colour: red\n",
-                      "colour")):
+                      "colour"),
+                     ("cluster:\n  redis: redis://x\n  node_ttl: 3s\n",
+                      "at most half")):
         rc, out, _ = check(tmp_path, bad)
         assert rc != 0 and why in out, (bad, out)
 

@@ -149,7 +149,7 @@ static void test_redis_url(void **state)
 	static const char *const bad[] = {
 		NULL, "", "http://h:1", "rediss://h", "redis://", "redis:///0",
 		"redis://h:0", "redis://h:99999", "redis://h/x", "redis://h/-1",
-		"redis://h/99999999", "redis://user@h", "redis://u:p@h",
+		"redis://h/99999999", "redis://user@h", "redis://u:@h",
 		"redis://:@h", "redis://::1:6379", "redis://h /0",
 	};
 
@@ -166,6 +166,12 @@ static void test_redis_url(void **state)
 	assert_string_equal(u.addr.host, "r.example");
 	assert_int_equal(u.addr.port, 6380);
 	assert_int_equal(u.db, 2);
+	assert_int_equal(conf_redis_url_parse("redis://app:pa/ss@h/3", &u, err,
+					      sizeof(err)), 0);
+	assert_string_equal(u.user, "app");
+	assert_string_equal(u.password, "pa/ss");
+	assert_string_equal(u.addr.host, "h");
+	assert_int_equal(u.db, 3);
 	assert_int_equal(conf_redis_url_parse("redis://[::1]/", &u, err,
 					      sizeof(err)), 0);
 	assert_string_equal(u.addr.host, "::1");

@@ -1,0 +1,416 @@
+/*
+ * cluster_api: the HTTP API's calls in cluster mode (cluster.h), run on the
+ * libmicrohttpd thread that took them, each on its own Redis connection.
+ * Writes run the script and then wait for this node to deliver the event;
+ * reads are answered for the whole cluster, or from this node's view while
+ * Redis is away.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_int.h"
+#include "evlog.h"
+#include "log.h"
+
+/*
+ * This thread's connection, made on first use; NULL when Redis is away.
+ * While the reader cannot follow the stream, or shortly after a call
+ * failed, no connection is tried: the caller answers at once (503, or
+ * from this node's view) rather than hold an HTTP thread for the timeout.
+ */
+static redisContext *api_conn(struct cluster *c)
+{
+	redisContext *ctx = pthread_getspecific(c->conn_key);
+
+	if (!atomic_load(&c->up) ||
+	    cluster_wall_ms() < atomic_load(&c->api_pause_until))
+		return NULL;
+
+	if (ctx && ctx->err) {
+		redisFree(ctx);
+		ctx = NULL;
+		pthread_setspecific(c->conn_key, NULL);
+	}
+	if (!ctx) {
+		ctx = cluster_connect(c, "api");
+		pthread_setspecific(c->conn_key, ctx);
+		if (!ctx)
+			atomic_store(&c->api_pause_until,
+				     cluster_wall_ms() + API_PAUSE_MS);
+	}
+	return ctx;
+}
+
+static void api_conn_failed(struct cluster *c)
+{
+	redisContext *ctx = pthread_getspecific(c->conn_key);
+
+	atomic_fetch_add(&c->errors, 1);
+	atomic_store(&c->api_pause_until, cluster_wall_ms() + API_PAUSE_MS);
+	redisFree(ctx);
+	pthread_setspecific(c->conn_key, NULL);
+}
+
+static void answer_json(struct hub_req *req, int status, cJSON *o)
+{
+	req->status = status;
+	req->body = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	if (!req->body) {
+		req->status = 500;
+		req->body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
+	}
+}
+
+static void answer_error(struct hub_req *req, int status, const char *code,
+			 const char *message)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "error", code);
+	cJSON_AddStringToObject(o, "message", message);
+	answer_json(req, status, o);
+}
+
+static void unavailable(struct hub_req *req, const redisContext *ctx,
+			const redisReply *r)
+{
+	const char *why = r && r->type == REDIS_REPLY_ERROR ? r->str :
+			  ctx && ctx->err ? ctx->errstr : "not connected";
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "the cluster backend (Redis) is unavailable, "
+		 "nothing was changed: %s", why);
+	log_warn("cluster write refused", "error=\"%s\"", why);
+	answer_error(req, 503, "unavailable", msg);
+}
+
+/*
+ * How many links the other nodes delivered seq to: their acks, waited for
+ * a short while (a slow or dying node's count is left out, not waited for).
+ */
+static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
+			   int others)
+{
+	int64_t wait_ms = c->timeout_ms / 2 < 1000 ? c->timeout_ms / 2 : 1000;
+	int64_t end = cluster_wall_ms() + wait_ms;
+	size_t sum = 0;
+	char key[300], secs[32];
+
+	snprintf(key, sizeof(key), "%sack:%llu", c->prefix,
+		 (unsigned long long)seq);
+	while (others > 0) {
+		int64_t left = end - cluster_wall_ms();
+		redisReply *r;
+
+		if (left <= 0)
+			break;
+		snprintf(secs, sizeof(secs), "%.3f", (double)left / 1000.0);
+		r = redisCommand(ctx, "BLPOP %s %s", key, secs);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[1]->type != REDIS_REPLY_STRING) {
+			if (!r || ctx->err)
+				api_conn_failed(c);
+			freeReplyObject(r);
+			break;
+		}
+		{
+			const char *v = r->element[1]->str, *sp = strrchr(v, ' ');
+
+			/* Our own ack is already counted (the hub told us). */
+			if (sp && !((size_t)(sp - v) == strlen(c->node) &&
+				    strncmp(v, c->node, strlen(c->node)) == 0)) {
+				sum += strtoull(sp + 1, NULL, 10);
+				others--;
+			}
+		}
+		freeReplyObject(r);
+	}
+	return sum;
+}
+
+/*
+ * A write: run op; its reply is JSON with epoch and seq. Then wait until
+ * this node has delivered that seq, so the caller reads its own write and
+ * learns `delivered`. Returns the reply's JSON (caller deletes), or NULL
+ * once req holds an error answer.
+ */
+static cJSON *write_call(struct cluster *c, struct hub_req *req,
+			 const char *op, int argc, const char **args)
+{
+	redisContext *ctx = api_conn(c);
+	redisReply *r = NULL;
+	cJSON *o = NULL;
+	const cJSON *seq;
+	struct hub_req wait = { .op = HUB_AWAIT };
+
+	/* The deadline is half the socket's timeout: a script that runs at
+	 * all has its answer back before this thread gives up and says 503
+	 * (unless the network drops the answer itself: docs/cluster.md). */
+	if (ctx)
+		r = cluster_script(c, ctx, cluster_wall_ms() + c->timeout_ms / 2,
+				   op, argc, args);
+	if (!r || r->type != REDIS_REPLY_STRING) {
+		unavailable(req, ctx, r);
+		if (ctx && (!r || ctx->err))
+			api_conn_failed(c);
+		freeReplyObject(r);
+		return NULL;
+	}
+	o = cJSON_ParseWithLength(r->str, r->len);
+	freeReplyObject(r);
+	seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
+	if (!cJSON_IsObject(o)) {
+		cJSON_Delete(o);
+		answer_error(req, 500, "internal", "unexpected answer from Redis");
+		return NULL;
+	}
+	req->delivered = 0;
+	if (cJSON_IsNumber(seq) && seq->valuedouble > 0) {
+		const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(o, "nodes");
+
+		snprintf(wait.epoch, sizeof(wait.epoch), "%s", cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(o, "epoch")) ?: "");
+		wait.after = (uint64_t)seq->valuedouble;
+		hub_call_local(c->hub, &wait);
+		free(wait.body);
+		req->delivered = wait.delivered;
+		if (cJSON_IsNumber(nodes) && nodes->valuedouble >= 2)
+			req->delivered += collect_acks(c, ctx, wait.after,
+						       (int)nodes->valuedouble - 1);
+	}
+	return o;
+}
+
+static void add_seq(cJSON *o, const cJSON *seq)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%llu",
+		 (unsigned long long)(cJSON_IsNumber(seq) ? seq->valuedouble : 0));
+	cJSON_AddRawToObject(o, "seq", buf);
+}
+
+static int64_t min_ready_of(struct cluster *c, const char *name)
+{
+	int64_t v = 1;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->n_min; i++)
+		if (strcmp(c->min[i].name, name) == 0)
+			v = c->min[i].value;
+	pthread_mutex_unlock(&c->mu);
+	return v;
+}
+
+static void call_declare(struct cluster *c, struct hub_req *req)
+{
+	char ttl[24], min[24];
+	const char *args[4] = { req->service, req->decl == DECL_READY ? "ready" :
+				req->decl == DECL_NOTREADY ? "notready" : "none",
+				ttl, min };
+	cJSON *o, *svc;
+
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)req->ttl_ms);
+	snprintf(min, sizeof(min), "%lld", (long long)min_ready_of(c, req->service));
+	o = write_call(c, req, "declare", 4, args);
+	if (!o)
+		return;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "missing"))) {
+		cJSON_Delete(o);
+		answer_error(req, 404, "not_found", "no such service");
+		return;
+	}
+	svc = cJSON_DetachItemFromObjectCaseSensitive(o, "service");
+	if (!cJSON_IsObject(svc))
+		svc = cJSON_CreateObject();
+	if (cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "seq")) > 0)
+		add_seq(svc, cJSON_GetObjectItemCaseSensitive(o, "seq"));
+	cJSON_AddNumberToObject(svc, "delivered", (double)req->delivered);
+	cJSON_Delete(o);
+	log_info("declared", "service=%s declaration=%s ttl_ms=%lld cluster=true",
+		 req->service, args[1], (long long)req->ttl_ms);
+	answer_json(req, 200, svc);
+}
+
+static void call_cacheready(struct cluster *c, struct hub_req *req)
+{
+	char min[24];
+	const char *args[1] = { min };
+	cJSON *o, *a;
+
+	snprintf(min, sizeof(min), "%lld", (long long)min_ready_of(c, "cache"));
+	o = write_call(c, req, "cacheready", 1, args);
+	if (!o)
+		return;
+	a = cJSON_CreateObject();
+	add_seq(a, cJSON_GetObjectItemCaseSensitive(o, "seq"));
+	cJSON_AddStringToObject(a, "service", "cache");
+	cJSON_AddBoolToObject(a, "ready", true);
+	cJSON_AddNumberToObject(a, "delivered", (double)req->delivered);
+	cJSON_Delete(o);
+	answer_json(req, 200, a);
+}
+
+static void call_send(struct cluster *c, struct hub_req *req,
+		      enum event_kind kind)
+{
+	enum event_scope scope = req->instance[0] ? SCOPE_INSTANCE :
+				 req->service[0] ? SCOPE_SERVICE : SCOPE_ALL;
+	struct event *ev = event_new(kind, scope,
+				     req->command[0] ? req->command : "DataSend",
+				     req->header, req->value);
+	const char *args[1];
+	char *text;
+	cJSON *o, *a;
+
+	req->header = req->value = NULL;
+	if (!ev) {
+		answer_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	snprintf(ev->service, sizeof(ev->service), "%s", req->service);
+	snprintf(ev->instance, sizeof(ev->instance), "%s", req->instance);
+	text = evlog_event_text(ev);
+	event_unref(ev);
+	if (!text) {
+		answer_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	args[0] = text;
+	o = write_call(c, req, "publish", 1, args);
+	free(text);
+	if (!o)
+		return;
+	a = cJSON_CreateObject();
+	add_seq(a, cJSON_GetObjectItemCaseSensitive(o, "seq"));
+	cJSON_AddNumberToObject(a, "delivered", (double)req->delivered);
+	log_info("event", "kind=%s seq=%.0f delivered=%zu cluster=true",
+		 event_kind_name(kind),
+		 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "seq")),
+		 req->delivered);
+	cJSON_Delete(o);
+	answer_json(req, 202, a);
+}
+
+/* A read the script answers for the whole cluster; NULL when Redis is away. */
+static redisReply *read_call(struct cluster *c, const char *op, int argc,
+			     const char **args)
+{
+	redisContext *ctx = api_conn(c);
+	redisReply *r = ctx ? cluster_script(c, ctx, 0, op, argc, args) : NULL;
+
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		if (ctx && (!r || ctx->err))
+			api_conn_failed(c);
+		log_debug("cluster read failed", "op=%s note=\"answered from this "
+			  "node's view\"", op);
+		freeReplyObject(r);
+		return NULL;
+	}
+	return r;
+}
+
+static void call_services(struct cluster *c, struct hub_req *req)
+{
+	const char *args[1] = { req->op == HUB_SERVICE ? req->service : "" };
+	redisReply *r = read_call(c, "services", 1, args);
+	cJSON *o, *item;
+
+	if (!r || r->type != REDIS_REPLY_STRING) {
+		freeReplyObject(r);
+		hub_call_local(c->hub, req);
+		return;
+	}
+	o = cJSON_ParseWithLength(r->str, r->len);
+	freeReplyObject(r);
+	if (req->op == HUB_SERVICES) {
+		item = cJSON_DetachItemFromObjectCaseSensitive(o, "services");
+		cJSON_Delete(o);
+		o = cJSON_CreateObject();
+		cJSON_AddItemToObject(o, "services",
+				      cJSON_IsArray(item) ? item :
+				      cJSON_CreateArray());
+		if (!cJSON_IsArray(item))
+			cJSON_Delete(item);
+		answer_json(req, 200, o);
+		return;
+	}
+	item = cJSON_DetachItemFromObjectCaseSensitive(o, "service");
+	cJSON_Delete(o);
+	if (!cJSON_IsObject(item)) {
+		cJSON_Delete(item);
+		answer_error(req, 404, "not_found", "no such service");
+		return;
+	}
+	answer_json(req, 200, item);
+}
+
+/* This node's agents from its hub (live), the others' from Redis. */
+static void call_agents(struct cluster *c, struct hub_req *req)
+{
+	redisReply *r;
+	cJSON *o, *list;
+
+	hub_call_local(c->hub, req);
+	if (req->status != 200)
+		return;
+	r = read_call(c, "agents", 0, NULL);
+	if (!r)
+		return;
+	o = cJSON_Parse(req->body);
+	list = cJSON_GetObjectItemCaseSensitive(o, "agents");
+	if (cJSON_IsArray(list) && r->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < r->elements; i++) {
+			const redisReply *e = r->element[i];
+			cJSON *a = e->type == REDIS_REPLY_STRING ?
+				   cJSON_ParseWithLength(e->str, e->len) : NULL;
+
+			if (cJSON_IsObject(a))
+				cJSON_AddItemToArray(list, a);
+			else
+				cJSON_Delete(a);
+		}
+		free(req->body);
+		answer_json(req, 200, o);
+		o = NULL;
+	}
+	cJSON_Delete(o);
+	freeReplyObject(r);
+}
+
+bool cluster_takes(enum hub_op op)
+{
+	switch (op) {
+	case HUB_DECLARE:
+	case HUB_CACHEREADY:
+	case HUB_INVALIDATE:
+	case HUB_BROADCAST:
+	case HUB_SERVICES:
+	case HUB_SERVICE:
+	case HUB_AGENTS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+void cluster_call(struct cluster *c, struct hub_req *req)
+{
+	req->status = 0;
+	req->body = NULL;
+	switch (req->op) {
+	case HUB_DECLARE:    call_declare(c, req); break;
+	case HUB_CACHEREADY: call_cacheready(c, req); break;
+	case HUB_INVALIDATE: call_send(c, req, EVENT_INVALIDATE); break;
+	case HUB_BROADCAST:  call_send(c, req, EVENT_COMMAND); break;
+	case HUB_SERVICES:
+	case HUB_SERVICE:    call_services(c, req); break;
+	case HUB_AGENTS:     call_agents(c, req); break;
+	default:             hub_call_local(c->hub, req); break;
+	}
+	cJSON_Delete(req->header);
+	cJSON_Delete(req->value);
+	req->header = req->value = NULL;
+}

@@ -1,0 +1,111 @@
+/*
+ * cluster_int: what the parts of cluster mode share (see cluster.h).
+ *
+ *   cluster.c         connections, the script, lifecycle
+ *   cluster_api.c     the API threads' calls
+ *   cluster_reader.c  the reader thread: the stream into the hub
+ *   cluster_writer.c  the writer thread: this node's state into Redis
+ *
+ * hiredis 0.14 is used in blocking mode with a timeout on every call
+ * (cluster.timeout): a frozen Redis makes a call fail, never hang. A
+ * connection that failed once is thrown away and made again.
+ */
+#ifndef DISCOVERYD_CLUSTER_INT_H
+#define DISCOVERYD_CLUSTER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cluster.h"
+
+#define READ_BLOCK_MS   1000     /* XREAD BLOCK: how often the reader looks up */
+#define READ_COUNT      1024     /* entries per XREAD */
+#define AGENTS_CHUNK    256      /* commands per pipelined batch */
+#define RETRY_MIN_MS    100
+#define RETRY_MAX_MS    2000
+#define API_PAUSE_MS    1000     /* after an API call failed, answer 503 at
+                                    once for this long */
+#define NOTE_SLOTS      4096     /* the notes' hash table, a power of two */
+
+enum note_kind {
+	NOTE_SERVICE = 1,            /* a service's counts on this node */
+	NOTE_AGENT,                  /* an agent (json NULL = gone) */
+	NOTE_ACK,                    /* how many links here an event went to */
+};
+
+/*
+ * A change to report. Services and agents are absolute state, so a newer
+ * note replaces an older one for the same key in place (the queue holds at
+ * most one per key, however long Redis is away); acks are each their own.
+ */
+struct note {
+	struct note *next;           /* the queue, oldest first */
+	struct note *chain;          /* the hash table's bucket */
+	enum note_kind kind;
+	char key[PROTO_NAME_MAX + PROTO_INSTANCE_MAX + 2];  /* name, or svc/inst */
+	int64_t min_ready;
+	unsigned instances, ready, dependents;
+	char *json;
+	uint64_t seq;                /* ack */
+	size_t delivered;            /* ack */
+};
+
+struct min_ready {
+	char *name;
+	int64_t value;
+};
+
+struct cluster {
+	struct hub *hub;
+	struct redis_url url;
+	char prefix[PROTO_INSTANCE_MAX + 1];
+	char node[PROTO_INSTANCE_MAX + 1];
+	int64_t node_ttl_ms;
+	int64_t timeout_ms;
+	size_t history;
+	char sha[41];                /* the script's SHA-1, once loaded */
+	pthread_mutex_t sha_mu;
+
+	pthread_key_t conn_key;      /* API threads: one connection each */
+
+	pthread_mutex_t mu;          /* notes, note_table, min */
+	pthread_cond_t cv;           /* on the monotonic clock */
+	struct note *notes, **notes_tail;
+	struct note **note_table;    /* NOTE_SLOTS buckets */
+	struct min_ready *min;
+	size_t n_min;
+	pthread_t reader, writer;
+	bool started;
+	atomic_bool stop;
+	atomic_bool up;              /* the reader follows the stream */
+	atomic_bool writer_up;       /* the writer is connected */
+	atomic_llong api_pause_until; /* wall ms: an API call failed */
+	atomic_ullong errors;
+};
+
+/* cluster.c */
+struct timeval cluster_tv(int64_t ms);
+int64_t cluster_wall_ms(void);
+bool cluster_reply_ok(const redisReply *r);
+/* A new connection named discoveryd:NODE:ROLE, or NULL (logged). */
+redisContext *cluster_connect(struct cluster *c, const char *role);
+/*
+ * Run the script: op, then argc extra arguments. A write carries its
+ * deadline (wall ms; 0 = none): a script that Redis runs after it changes
+ * nothing. NULL when the connection failed (the caller drops it).
+ */
+redisReply *cluster_script(struct cluster *c, redisContext *ctx,
+			   int64_t deadline, const char *op, int argc,
+			   const char **args);
+/* Wait before reconnecting (doubling, capped), in steps that see a stop. */
+void cluster_backoff(struct cluster *c, int64_t *delay);
+
+/* cluster_reader.c, cluster_writer.c */
+void *cluster_reader_main(void *arg);
+void *cluster_writer_main(void *arg);
+void cluster_notes_free(struct note *n);
+
+#endif
