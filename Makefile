@@ -155,7 +155,7 @@ $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $(call obj,$(GATE_SRC)) -L$(BUILD)/lib -lagent \
 	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
-	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_CURL) $(LIBS_HTTP_PARSER) \
+	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_HTTP_PARSER) \
 	  $(LIBS_COMMON)
 
 # Unit tests link libcommon. The daemon's module tests (test_registry,

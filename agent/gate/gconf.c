@@ -33,6 +33,9 @@ static const struct conf_key timeout_keys[] = {
 	{ .name = "upstream", .type = CONF_DURATION,
 	  .offset = F(upstream_timeout_ms), .min = 1, .max = 86400000,
 	  .def = "60s", .help = "waiting for the response head; then 504" },
+	{ .name = "stall", .type = CONF_DURATION, .offset = F(stall_timeout_ms),
+	  .min = 0, .max = 86400000, .def = "60s",
+	  .help = "no byte of a response body for this long: cut; 0 = never" },
 	{ .name = "drain", .type = CONF_DURATION, .offset = F(drain_timeout_ms),
 	  .min = 0, .max = 3600000, .def = "10s",
 	  .help = "SIGTERM: requests in flight get this long" },
@@ -89,20 +92,65 @@ static const struct conf_key gate_keys[] = {
 };
 
 
+/* http://host[:port][/prefix] into its parts; -1 if it is not that. */
+static int split_upstream(struct gconf *c)
+{
+	const char *auth = c->upstream + 7, *end, *host = auth, *colon;
+	size_t alen, hlen;
+	char *digits_end;
+	long port = 80;
+
+	if (strncmp(c->upstream, "http://", 7))
+		return -1;
+	/* The raw request target is appended to the prefix. */
+	for (size_t n = strlen(c->upstream); n > 7 && c->upstream[n - 1] == '/';)
+		c->upstream[--n] = '\0';
+	end = auth + strcspn(auth, "/?#@");
+	if (*end && *end != '/')
+		return -1;
+	alen = (size_t)(end - auth);
+	c->upstream_prefix = end;
+	if (*auth == '[') {
+		const char *close = memchr(auth, ']', alen);
+
+		if (!close)
+			return -1;
+		host = auth + 1;
+		hlen = (size_t)(close - host);
+		colon = close + 1 < end && close[1] == ':' ? close + 1 : NULL;
+		if (!colon && close + 1 != end)
+			return -1;
+	} else {
+		colon = memchr(auth, ':', alen);
+		hlen = (size_t)((colon ? colon : end) - auth);
+	}
+	if (colon) {
+		port = strtol(colon + 1, &digits_end, 10);
+		if (digits_end != end || colon + 1 == end)
+			return -1;
+	}
+	if (!hlen || hlen >= sizeof(c->upstream_host) || port < 1 ||
+	    port > 65535 || alen >= sizeof(c->upstream_authority))
+		return -1;
+	memcpy(c->upstream_host, host, hlen);
+	c->upstream_host[hlen] = '\0';
+	memcpy(c->upstream_authority, auth, alen);
+	c->upstream_authority[alen] = '\0';
+	snprintf(c->upstream_port, sizeof(c->upstream_port), "%ld", port);
+	return 0;
+}
+
 static int check(const char *path, struct gconf *c, char *err, size_t errlen)
 {
 	if (c->locked_status != 423 && c->locked_status != 503) {
 		snprintf(err, errlen, "%s: locked_status: need 423 or 503", path);
 		return -1;
 	}
-	if (strncmp(c->upstream, "http://", 7) || !c->upstream[7]) {
+	if (split_upstream(c)) {
 		snprintf(err, errlen,
 			 "%s: upstream: need http://host[:port][/prefix]", path);
 		return -1;
 	}
-	/* The raw request target is appended to the upstream URL. */
-	for (size_t n = strlen(c->upstream); n > 7 && c->upstream[n - 1] == '/';)
-		c->upstream[--n] = '\0';
 	for (size_t i = 0; i < c->pass.n; i++)
 		if (c->pass.v[i][0] != '/') {
 			snprintf(err, errlen, "%s: pass: \"%s\" must start with /",

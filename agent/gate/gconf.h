@@ -18,6 +18,10 @@
 struct gconf {
 	struct conf_addr listen;
 	char *upstream;              /* http://host[:port][/prefix] */
+	char upstream_host[256];     /* its host, without [] */
+	char upstream_port[8];       /* its port, "80" by default */
+	char upstream_authority[300];/* host[:port] as written (Host, if none) */
+	const char *upstream_prefix; /* its path, "" or "/prefix" (in upstream) */
 	struct conf_strlist requires;
 	bool requires_set;           /* `requires:` appeared (vs depends_on) */
 	int64_t locked_status;       /* 423 or 503 */
@@ -27,6 +31,7 @@ struct gconf {
 	char *loading_page;          /* an HTML file replacing the default page */
 	int64_t connect_timeout_ms;
 	int64_t upstream_timeout_ms; /* no response head by then: 504 */
+	int64_t stall_timeout_ms;    /* no body byte for this long: cut; 0 never */
 	int64_t drain_timeout_ms;    /* SIGTERM: wait this long for requests */
 	int64_t idle_timeout_ms;     /* keep-alive client connections */
 	int64_t max_connections;

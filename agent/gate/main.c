@@ -6,7 +6,8 @@
  * It is libagent (the link to discoveryd and the readiness flags, through
  * the public <discovery/agent.h> only), state.c (open or locked, and the
  * answers the gate gives itself), server.c and proxy.c (libmicrohttpd on
- * the client side) and upstream.c (libcurl workers on the app's side).
+ * the client side), upstream.c (the worker threads) and fetch.c (an HTTP/1.1
+ * client on http-parser for the app's side).
  *
  * Threads: main (signals, through sigwait on blocked signals), the agent
  * thread (its callbacks rebuild the state view), libmicrohttpd's pool and
@@ -22,8 +23,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <discovery/agent.h>
+#include <http_parser.h>
+#include <microhttpd.h>
 
 #include "gconf.h"
 #include "log.h"
@@ -227,8 +229,12 @@ static int parse_args(struct gate *g, int argc, char **argv, bool *check_only)
 		case 'q': g->verbosity--; break;
 		case 'h': usage(stdout); return 0;
 		case 'V':
-			printf(PROG " %s (libagent %s, %s)\n", DISCOVERY_VERSION,
-			       agent_version(), curl_version());
+			printf(PROG " %s (libagent %s, libmicrohttpd %s, "
+			       "http-parser %lu.%lu.%lu)\n", DISCOVERY_VERSION,
+			       agent_version(), MHD_get_version(),
+			       (http_parser_version() >> 16) & 255,
+			       (http_parser_version() >> 8) & 255,
+			       http_parser_version() & 255);
 			return 0;
 		default: usage(stderr); return 2;
 		}
@@ -259,7 +265,6 @@ int main(int argc, char **argv)
 		return check_only && g.agent ? 0 : 1;
 	}
 	apply_level(&g);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 
 	/* Before any thread exists, so every thread inherits the mask. */
 	sigemptyset(&set);
@@ -271,7 +276,6 @@ int main(int argc, char **argv)
 
 	if (start(&g)) {
 		stop(&g);
-		curl_global_cleanup();
 		return 1;
 	}
 	log_info("ready", "config=%s version=%s upstream=%s", 
@@ -281,7 +285,6 @@ int main(int argc, char **argv)
 	wait_for_signals(&g, &set);
 	notify_systemd("STOPPING=1");
 	stop(&g);
-	curl_global_cleanup();
 	log_info("stopped", "%s", "");
 	return 0;
 }

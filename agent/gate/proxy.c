@@ -1,13 +1,13 @@
 /*
  * proxy: the client side of a proxied request (see proxy.h). The request
- * head goes to libcurl as options and a header list (hop-by-hop headers
- * out, X-Forwarded-* and Via in); the body is fed from libmicrohttpd's
- * upload calls into the `up` ring; the response head comes back from
- * libcurl's header API and becomes an MHD response whose content reader
- * drains the `down` ring. No HTTP is parsed here: MHD parses the client's
- * side, libcurl the upstream's.
+ * head is written for the upstream into r->out (hop-by-hop headers out,
+ * X-Forwarded-* and Via in); the body is fed from libmicrohttpd's upload
+ * calls into the `up` ring; the response head, as http-parser split it
+ * (fetch.c), becomes an MHD response whose content reader drains the
+ * `down` ring. No HTTP is parsed here: MHD parses the client's side,
+ * http-parser the upstream's.
  */
-#include <netdb.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +76,26 @@ size_t ring_take(struct ring *r, char *p, size_t n)
 	return done;
 }
 
+int buf_add(struct buf *b, const char *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *q;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		if (cap > HEAD_MAX + 1024)
+			cap = HEAD_MAX + 1024; /* room for chunk framing after it */
+		if (b->len + n > cap || !(q = realloc(b->p, cap)))
+			return -1;
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
 /* ---- life -------------------------------------------------------------- */
 
 struct preq *preq_new(struct gate_server *s, const char *uri)
@@ -90,8 +110,7 @@ struct preq *preq_new(struct gate_server *s, const char *uri)
 	pthread_mutex_init(&r->lock, NULL);
 	r->server = s;
 	r->client_fd = -1;
-	for (int i = 0; i < 4; i++)
-		r->upstream_fds[i] = -1;
+	r->resp_length = -1;
 	return r;
 }
 
@@ -107,12 +126,11 @@ void preq_unref(struct preq *r)
 		return;
 	if (r->worker)
 		worker_recycle(r->worker, r);
-	if (r->easy)
-		curl_easy_cleanup(r->easy);
-	curl_slist_free_all(r->headers);
 	pthread_mutex_destroy(&r->lock);
 	free(r->up.buf);
 	free(r->down.buf);
+	free(r->out.p);
+	free(r->head.p);
 	free(r->uri);
 	free(r);
 }
@@ -138,14 +156,11 @@ static void suspend_client(struct preq *r)
 
 struct head {
 	struct preq *r;
-	struct curl_slist *list;
 	bool failed;
-	bool has_body;
 	bool chunked;
 	long long length;            /* Content-Length, -1 if none */
 	const char *connection;      /* the client's Connection header */
 	const char *host, *xff, *xfp, *xfh, *via;
-	bool accept;
 };
 
 static bool hop_by_hop(const char *name)
@@ -178,38 +193,25 @@ static bool listed(const char *connection, const char *name)
 	return false;
 }
 
-static void add_header(struct head *h, const char *name, const char *value)
+static void put(struct head *h, const char *p, size_t n)
 {
-	char line[HEADER_LINE_MAX];
-	size_t n = strlen(name), v = strlen(value);
-	struct curl_slist *l;
-
-	if (n + v + 3 > sizeof(line)) {
+	if (buf_add(&h->r->out, p, n))
 		h->failed = true;
-		return;
-	}
-	memcpy(line, name, n);
-	if (v) {
-		memcpy(line + n, ": ", 2);
-		memcpy(line + n + 2, value, v + 1);
-	} else {
-		memcpy(line + n, ";", 2); /* curl's spelling of an empty value */
-	}
-	l = curl_slist_append(h->list, line);
-	if (!l)
-		h->failed = true;
-	else
-		h->list = l;
 }
 
-static void add_raw(struct head *h, const char *line)
+static void puts_(struct head *h, const char *p)
 {
-	struct curl_slist *l = curl_slist_append(h->list, line);
+	put(h, p, strlen(p));
+}
 
-	if (!l)
+static void add_header(struct head *h, const char *name, const char *value)
+{
+	puts_(h, name);
+	put(h, ": ", 2);
+	puts_(h, value);
+	put(h, "\r\n", 2);
+	if (h->r->out.len > HEAD_MAX)
 		h->failed = true;
-	else
-		h->list = l;
 }
 
 static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
@@ -222,10 +224,10 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
 	if (!strcasecmp(name, "Connection"))
 		h->connection = value;
 	else if (!strcasecmp(name, "Transfer-Encoding"))
-		h->chunked = h->has_body = true;
+		h->chunked = h->r->has_body = true;
 	else if (!strcasecmp(name, "Content-Length")) {
 		h->length = strtoll(value, NULL, 10);
-		h->has_body = true;
+		h->r->has_body = true;
 	} else if (!strcasecmp(name, "Host"))
 		h->host = value;
 	else if (!strcasecmp(name, "X-Forwarded-For"))
@@ -236,8 +238,6 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
 		h->xfh = value;
 	else if (!strcasecmp(name, "Via"))
 		h->via = value;
-	else if (!strcasecmp(name, "Accept"))
-		h->accept = true;
 	return MHD_YES;
 }
 
@@ -264,16 +264,18 @@ static void client_ip(struct MHD_Connection *conn, char *ip, size_t size)
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
 		conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-	socklen_t len = sa && sa->sa_family == AF_INET6
-				? sizeof(struct sockaddr_in6)
-				: sizeof(struct sockaddr_in);
+	const void *addr = !sa ? NULL
+			   : sa->sa_family == AF_INET6
+				? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+			   : sa->sa_family == AF_INET
+				? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+				: NULL;
 
-	if (!sa || getnameinfo(sa, len, ip, (socklen_t)size, NULL, 0,
-			       NI_NUMERICHOST))
+	if (!addr || !inet_ntop(sa->sa_family, addr, ip, (socklen_t)size))
 		snprintf(ip, size, "unknown");
 }
 
-/* X-Forwarded-*, Via, and the headers that stop curl adding its own. */
+/* X-Forwarded-*, Via, the body's framing, the end of the head. */
 static void add_proxy_headers(struct head *h, struct MHD_Connection *conn)
 {
 	const struct gate_server *s = h->r->server;
@@ -294,89 +296,41 @@ static void add_proxy_headers(struct head *h, struct MHD_Connection *conn)
 	else
 		snprintf(value, sizeof(value), "%s", s->via);
 	add_header(h, "Via", value);
+	if (!h->host) /* HTTP/1.0 clients may send none; HTTP/1.1 needs one */
+		add_header(h, "Host", s->conf->upstream_authority);
 	if (h->r->upgrade)
 		add_header(h, "Connection", "Upgrade");
-	/* "Name:" tells curl not to send a header it would add by itself:
-	 * Expect: 100-continue (MHD already did that with the client) and,
-	 * when the client sent none, Accept. */
-	add_raw(h, "Expect:");
-	if (!h->accept)
-		add_raw(h, "Accept:");
+	if (h->r->has_body && h->chunked) {
+		add_header(h, "Transfer-Encoding", "chunked");
+	} else if (h->r->has_body) {
+		snprintf(value, sizeof(value), "%lld", h->length);
+		add_header(h, "Content-Length", value);
+	}
+	put(h, "\r\n", 2);
 }
 
-static int set_method(struct preq *r, const char *method, const struct head *h)
-{
-	CURL *e = r->easy;
-	int rc = 0;
-
-	if (!strcmp(method, "GET") && !h->has_body)
-		return curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK;
-	if (!strcmp(method, "HEAD")) {
-		r->is_head = true;
-		return curl_easy_setopt(e, CURLOPT_NOBODY, 1L) != CURLE_OK;
-	}
-	rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-	if (h->has_body) {
-		/* Any method may carry a body: UPLOAD streams it through the
-		 * read callback, with Content-Length when the client gave
-		 * one, else chunked; CUSTOMREQUEST keeps the method's name. */
-		rc |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-		rc |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
-				       (curl_off_t)(h->chunked ? -1 : h->length));
-		rc |= curl_easy_setopt(e, CURLOPT_READFUNCTION, upstream_on_read);
-		rc |= curl_easy_setopt(e, CURLOPT_READDATA, r);
-	}
-	return rc;
-}
-
-/* The easy handle for r: URL, method, headers, callbacks, limits. */
-static int make_easy(struct preq *r, struct MHD_Connection *conn,
+/* The request head for the upstream, in r->out: the method and the raw
+ * target (after the upstream's prefix) as sent, then the headers. */
+static int make_head(struct preq *r, struct MHD_Connection *conn,
 		     const char *method, struct head *h)
 {
 	const struct gconf *c = r->server->conf;
-	size_t ulen = strlen(c->upstream) + strlen(r->uri) + 1;
-	char *url = malloc(ulen);
-	CURL *e = r->easy;
-	int rc = 0;
 
-	if (!url)
-		return -1;
-	snprintf(url, ulen, "%s%s", c->upstream, r->uri);
+	r->is_head = !strcmp(method, "HEAD");
+	r->out.len = r->out.off = 0;
+	puts_(h, method);
+	put(h, " ", 1);
+	puts_(h, c->upstream_prefix);
+	puts_(h, r->uri);
+	put(h, " HTTP/1.1\r\n", 11);
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect, h);
+	if (h->r->has_body && !h->chunked && h->length < 0)
+		h->r->has_body = false; /* a Content-Length MHD took as none */
+	r->chunked = h->chunked;
+	r->body_left = h->length;
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, forward, h);
 	add_proxy_headers(h, conn);
-	r->headers = h->list;
-	rc |= curl_easy_setopt(e, CURLOPT_URL, url);
-	free(url);
-	rc |= set_method(r, method, h);
-	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-	rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-	rc |= curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-	rc |= curl_easy_setopt(e, CURLOPT_PROXY, "");
-	rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-			       (long)c->connect_timeout_ms);
-	rc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
-	rc |= curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 65536L);
-	rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_on_header);
-	rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-	rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_on_write);
-	rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
-	rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	/* Tells the worker about each new socket (its epoll bookkeeping). */
-	rc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
-			       upstream_open_socket);
-	rc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
-	if (r->upgrade) {
-		/* The relay owns the connection once it switches protocols. */
-		rc |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-		rc |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-		rc |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION,
-				       upstream_close_socket);
-		rc |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r);
-	}
-	return rc || h->failed ? -1 : 0;
+	return h->failed ? -1 : 0;
 }
 
 /* ---- answers of our own ------------------------------------------------ */
@@ -406,11 +360,11 @@ static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status,
 static enum MHD_Result answer_failure(struct preq *r,
 				      struct MHD_Connection *conn)
 {
-	char msg[600], clean[CURL_ERROR_SIZE];
+	char msg[600], clean[sizeof(r->error)];
 	size_t k = 0;
 
-	/* curl's message, without quotes or backslashes, for the JSON. */
-	for (const char *p = r->error[0] ? r->error : curl_easy_strerror(r->result);
+	/* The reason, without quotes or backslashes, for the JSON. */
+	for (const char *p = r->error[0] ? r->error : "unknown";
 	     *p && k + 1 < sizeof(clean); p++)
 		clean[k++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 32)
 				     ? '\'' : *p;
@@ -447,12 +401,11 @@ enum MHD_Result proxy_begin(struct preq *r, struct MHD_Connection *conn,
 	r->conn = conn;
 	r->worker = server_pick_worker(s);
 	if (worker_take_parts(r->worker, r, cap) ||
-	    make_easy(r, conn, method, &h)) {
-		r->headers = h.list;
+	    make_head(r, conn, method, &h)) {
 		return answer(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
 			      "the gate could not set up the request");
 	}
-	r->up_eof = !h.has_body;
+	r->up_eof = !r->has_body;
 	preq_ref(r); /* the worker's, until the transfer is gone */
 	if (worker_post(r->worker, r, OP_START)) {
 		preq_unref(r);
@@ -476,8 +429,8 @@ static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
 		if (wake)
 			r->recv_paused = false;
 	} else if (r->done) {
-		n = r->result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM
-					  : MHD_CONTENT_READER_END_WITH_ERROR;
+		n = !r->failed ? MHD_CONTENT_READER_END_OF_STREAM
+			       : MHD_CONTENT_READER_END_WITH_ERROR;
 	} else if (!r->conn) {
 		n = MHD_CONTENT_READER_END_WITH_ERROR;
 	} else {
@@ -561,7 +514,7 @@ void proxy_end(struct preq *r)
 	r->conn = NULL;
 	r->suspended = false;
 	/* A relay outlives its request: it ends when a side closes. */
-	worker = r->easy && !r->done && !r->urh;
+	worker = r->worker && !r->done && !r->urh;
 	pthread_mutex_unlock(&r->lock);
 	if (worker)
 		worker_post(r->worker, r, OP_ABORT);
@@ -570,38 +523,55 @@ void proxy_end(struct preq *r)
 
 /* ---- the response head -------------------------------------------------- */
 
-struct resp_head {
-	unsigned origin;             /* CURLH_1XX for a 101, else CURLH_HEADER */
-	bool ok;
-	long long length;            /* -1: none */
-	const char *connection;
-};
-
-static void copy_headers(struct preq *r, struct MHD_Response *resp,
-			 struct resp_head *rh)
+/* The next "name\0value\0" pair of the upstream's head after *pos. */
+static bool next_field(const struct buf *head, size_t *pos, const char **name,
+		       const char **value)
 {
-	struct curl_header *h, *prev = NULL;
-	const char *via = NULL;
-	char value[HEADER_LINE_MAX];
+	if (*pos >= head->len)
+		return false;
+	*name = head->p + *pos;
+	*pos += strlen(*name) + 1;
+	*value = head->p + *pos;
+	*pos += strlen(*value) + 1;
+	return true;
+}
 
-	while ((h = curl_easy_nextheader(r->easy, rh->origin, -1, prev))) {
-		prev = h;
-		bool keep = r->upgrade && !strcasecmp(h->name, "Upgrade");
+/* The upstream's header `name`, or NULL. */
+static const char *field(const struct buf *head, const char *name)
+{
+	const char *n, *v;
+	size_t pos = 0;
 
-		if (!keep && (!strcasecmp(h->name, "Content-Length") ||
-			      hop_by_hop(h->name) ||
-			      listed(rh->connection, h->name)))
+	while (next_field(head, &pos, &n, &v))
+		if (!strcasecmp(n, name))
+			return v;
+	return NULL;
+}
+
+static bool copy_headers(struct preq *r, struct MHD_Response *resp)
+{
+	const char *connection = field(&r->head, "Connection");
+	const char *name, *value, *via = NULL;
+	char line[HEADER_LINE_MAX];
+	size_t pos = 0;
+
+	while (next_field(&r->head, &pos, &name, &value)) {
+		bool keep = r->upgrade && !strcasecmp(name, "Upgrade");
+
+		if (!keep && (!strcasecmp(name, "Content-Length") ||
+			      hop_by_hop(name) || listed(connection, name)))
 			continue;
-		if (!strcasecmp(h->name, "Via")) {
-			via = h->value;
+		if (!strcasecmp(name, "Via")) {
+			via = value;
 			continue;
 		}
-		if (MHD_add_response_header(resp, h->name, h->value) != MHD_YES)
-			rh->ok = false;
+		/* libmicrohttpd refuses an empty value (and the names it
+		 * sets itself): such a header is left out, not the answer. */
+		MHD_add_response_header(resp, name, value);
 	}
-	snprintf(value, sizeof(value), "%s%s%s", via ? via : "",
-		 via ? ", " : "", r->server->via);
-	MHD_add_response_header(resp, "Via", value);
+	snprintf(line, sizeof(line), "%s%s%s", via ? via : "", via ? ", " : "",
+		 r->server->via);
+	return MHD_add_response_header(resp, "Via", line) == MHD_YES;
 }
 
 static void on_upgraded(void *cls, struct MHD_Connection *conn,
@@ -644,41 +614,31 @@ static struct MHD_Response *whole_body(struct preq *r)
 	return resp;
 }
 
-/* The MHD response for the upstream's head (client thread, under r->lock;
- * the easy handle is at rest: the worker is this thread). */
+/* The MHD response for the upstream's head (under r->lock). */
 static struct MHD_Response *make_response(struct preq *r)
 {
-	struct resp_head rh = { .ok = true, .length = -1 };
-	struct curl_header *h;
 	struct MHD_Response *resp;
 	unsigned code = r->status;
-	uint64_t size;
+	uint64_t size = r->resp_length >= 0 ? (uint64_t)r->resp_length
+					     : MHD_SIZE_UNKNOWN;
 
-	/* curl files a 101's headers as interim ones. */
-	rh.origin = code == 101 ? CURLH_1XX : CURLH_HEADER;
-	if (curl_easy_header(r->easy, "Content-Length", 0, rh.origin, -1,
-			     &h) == CURLHE_OK)
-		rh.length = strtoll(h->value, NULL, 10);
-	if (curl_easy_header(r->easy, "Connection", 0, rh.origin, -1,
-			     &h) == CURLHE_OK)
-		rh.connection = h->value;
-	size = rh.length >= 0 ? (uint64_t)rh.length : MHD_SIZE_UNKNOWN;
 	if (code == 204 || code == 304 || (code < 200 && code != 101))
 		size = 0;
 	if (code == 101)
-		resp = r->upgrade ? MHD_create_response_for_upgrade(on_upgraded, r)
-				  : NULL; /* a switch nobody asked for */
+		resp = MHD_create_response_for_upgrade(on_upgraded, r);
 	else if (size == 0 && !r->is_head)
 		resp = MHD_create_response_from_buffer(0, NULL,
 						       MHD_RESPMEM_PERSISTENT);
-	else if (r->done && r->result == CURLE_OK && !r->is_head)
+	else if (r->done && !r->failed && !r->is_head)
 		resp = whole_body(r);
 	else
 		resp = MHD_create_response_from_callback(size, block_size(size),
 							 read_body, r, NULL);
-	if (resp)
-		copy_headers(r, resp, &rh);
-	else {
+	if (resp && !copy_headers(r, resp)) {
+		MHD_destroy_response(resp);
+		resp = NULL;
+	}
+	if (!resp) {
 		r->fail_status = MHD_HTTP_BAD_GATEWAY;
 		snprintf(r->error, sizeof(r->error), "%s",
 			 "the gate could not build the response");
@@ -688,13 +648,10 @@ static struct MHD_Response *make_response(struct preq *r)
 
 /* The upstream's head is complete. The response is built when the client
  * side runs next: by then a small body has arrived whole. */
-void proxy_head_done(struct preq *r)
+void proxy_head_done(struct preq *r, unsigned status)
 {
-	long code = 0;
-
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	pthread_mutex_lock(&r->lock);
-	r->status = (unsigned)code;
+	r->status = status;
 	r->head_ready = true;
 	proxy_wake_client(r);
 	pthread_mutex_unlock(&r->lock);

@@ -1,6 +1,6 @@
 /*
  * server: the gate's HTTP side on libmicrohttpd: one daemon in epoll mode
- * per worker thread (upstream.c runs it next to its curl handle).
+ * per worker thread (upstream.c runs it next to the upstream side).
  *
  * Each request is decided once, on its first call, against one state view:
  * the gate's own endpoints (/.well-known/discovery-gate and its /check),

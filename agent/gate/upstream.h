@@ -1,10 +1,11 @@
 /*
  * upstream: the worker threads. Each runs one libmicrohttpd daemon (the
- * clients) and one libcurl multi handle (the app, with its own pool of
- * keep-alive upstream connections) on one epoll loop, so a request's two
- * sides share a thread. MHD's callbacks queue work with worker_post; the
- * loop runs it before it waits again. Every curl call on a transfer, and
- * the WebSocket byte relay of upgraded requests, runs on its worker.
+ * clients) and the upstream side of its requests (fetch.c, with its own
+ * pool of keep-alive upstream connections) on one epoll loop, so a
+ * request's two sides share a thread. MHD's callbacks queue work with
+ * worker_post; the loop runs it before it waits again. Every upstream
+ * socket, and the WebSocket byte relay of upgraded requests, is handled
+ * on its worker.
  */
 #ifndef GATE_UPSTREAM_H
 #define GATE_UPSTREAM_H
@@ -19,10 +20,10 @@ struct worker *worker_start(struct gate_server *s, int index,
 /* The worker whose thread calls this; NULL on any other thread. */
 struct worker *worker_current(void);
 
-/* A new request's easy handle and ring buffers (cap bytes each), reused
+/* A new request's ring buffers (cap bytes each) and head buffers, reused
  * from finished requests when called on w's thread. -1 on ENOMEM. */
 int worker_take_parts(struct worker *w, struct preq *r, size_t cap);
-/* r is being freed: keep its easy handle and buffers if on w's thread. */
+/* r is being freed: keep its buffers if on w's thread. */
 void worker_recycle(struct worker *w, struct preq *r);
 
 /* A client connection of w's was resumed: w must run its daemon. */
@@ -42,13 +43,5 @@ int worker_post(struct worker *w, struct preq *r, unsigned ops);
 void worker_stop(struct worker *w);
 /* Free a stopped worker, once no thread can post to it. */
 void worker_free(struct worker *w);
-
-/* Curl callbacks for a request's easy handle (set up by proxy.c). */
-size_t upstream_on_header(char *p, size_t size, size_t n, void *ud);
-size_t upstream_on_write(char *p, size_t size, size_t n, void *ud);
-size_t upstream_on_read(char *p, size_t size, size_t n, void *ud);
-curl_socket_t upstream_open_socket(void *ud, curlsocktype purpose,
-				   struct curl_sockaddr *addr);
-int upstream_close_socket(void *ud, curl_socket_t fd);
 
 #endif

@@ -85,3 +85,79 @@ def call(conn, method, path, body=None, headers=None):
     for k, v in r.getheaders():
         hdrs.setdefault(k.lower(), []).append(v)
     return r.status, hdrs, data
+
+
+class RawUpstream:
+    """An upstream of a few lines for answers the test app does not give
+    (a keep-alive socket closed under the gate, 1xx heads, a body that
+    stalls): a real TCP server in this process that calls
+    `answer(sock, head, index)` for each request head it reads, `index`
+    counting the requests on that connection. `answer` returns False to
+    close the connection. `connections` counts the connections."""
+
+    def __init__(self, answer):
+        import socket
+        import threading
+        self.answer = answer
+        self.connections = 0
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.url = "http://127.0.0.1:%d" % self.srv.getsockname()[1]
+        self.threads = []
+        self.open = []
+        self.running = True
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _accept(self):
+        import threading
+        while self.running:
+            try:
+                s, _ = self.srv.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.open.append(s)
+            t = threading.Thread(target=self._serve, args=(s,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, s):
+        buf, index = b"", 0
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buf) < length:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                buf = buf[length:]
+                if self.answer(s, head.decode("latin-1"), index) is False:
+                    return
+                index += 1
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def stop(self):
+        self.running = False
+        self.srv.close()
+        for s in self.open:
+            try:
+                s.close()
+            except OSError:
+                pass
