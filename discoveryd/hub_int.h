@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <time.h>
 
 #include <libwebsockets.h>
@@ -54,46 +55,57 @@ struct peer_count {
 	unsigned links;
 };
 
-/* One agent link; the lws per-session data (lws allocates and frees it). */
+/*
+ * A peer's numeric address: at most 39 characters (IPv6), but lws writes
+ * each group only with 8 bytes of room left.
+ */
+#define LINK_PEER_MAX 48
+
+/*
+ * One agent link; the lws per-session data (lws allocates and frees it).
+ * Every idle link pays for each byte here, so only what every link needs is
+ * inline: strings are allocated to their length when the link gets them and
+ * freed with it (on_closed in link.c), the send queue once an event has had
+ * to wait.
+ */
 struct link {
 	struct lws *wsi;
 	struct hub *hub;
 	size_t index;                  /* in hub->links */
 	enum link_state state;
-	char peer[64];
 	bool peer_counted;             /* in hub->peers */
+	bool ping_due;
+	bool ready;                    /* the instance's own report */
+	bool close_kind_set;
+	char peer[LINK_PEER_MAX];
 	int64_t connected_ms;          /* monotonic */
 	int64_t connected_wall_ms;     /* for the agents list */
 	int64_t last_rx_ms;            /* any frame, pongs included */
 	int64_t last_pong_wall_ms;     /* 0 = none yet */
 	int64_t last_ping_ms;
-	bool ping_due;
 
-	struct service *svc;           /* from hello */
+	/* From the hello. */
+	struct service *svc;
 	struct link *index_next;       /* chain in hub->index */
-	char instance[PROTO_INSTANCE_MAX + 1];
-	char address[PROTO_ADDRESS_MAX + 1];
-	struct service **deps;
+	char *instance;                /* NULL until the hello; its address
+	                                  follows it (link_address) */
+	struct service **deps;         /* one allocation with dep_names */
 	const char **dep_names;        /* deps[i]->name, for event matching */
 	size_t n_deps;
 	cJSON *meta;
-	bool ready;                    /* the instance's own report */
-	char token_svc[PROTO_NAME_MAX + 1]; /* an agent token's svc; "" = any */
-	char token_sub[128];           /* who the token names, for the log */
-
-	char *rx;                      /* a message arriving in fragments */
-	size_t rx_len;
-
-	struct event **queue;          /* ring of references, oldest first */
-	size_t q_head, q_count, q_cap;
-	size_t q_bytes;                /* capped by send_queue */
-
-	enum close_kind close_kind;    /* set by the first close or kill */
-	bool close_kind_set;
-	int close_code;                /* != 0: close with it when writable */
-	char close_reason[124];
 	uint64_t skip_until;           /* cluster: resumed ahead of this node;
 	                                  events up to it were delivered */
+
+	/* From an agent token (auth on): NULL = any service, no subject. */
+	char *token_svc;
+	char *token_sub;               /* who the token names, for the log */
+
+	struct link_rx *rx;            /* a message arriving in pieces */
+	struct link_queue *queue;      /* NULL until an event has to wait */
+
+	enum close_kind close_kind;    /* set by the first close or kill */
+	int close_code;                /* != 0: close with it when writable */
+	char *close_reason;            /* with close_code; NULL = none */
 };
 
 struct hub {
@@ -185,6 +197,12 @@ static inline int64_t wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The hello's address ("" when absent), kept just past the instance. */
+static inline const char *link_address(const struct link *l)
+{
+	return l->instance + strlen(l->instance) + 1;
 }
 
 /* hub.c */

@@ -263,7 +263,7 @@ cJSON *hub_agent_json(const struct hub *h, const struct link *l)
 
 	cJSON_AddStringToObject(o, "service", l->svc->name);
 	cJSON_AddStringToObject(o, "instance", l->instance);
-	cJSON_AddStringToObject(o, "address", l->address);
+	cJSON_AddStringToObject(o, "address", link_address(l));
 	cJSON_AddStringToObject(o, "peer", l->peer);
 	cJSON_AddStringToObject(o, "node", h->node);
 	add_time(o, "connected_at", l->connected_wall_ms);

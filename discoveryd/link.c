@@ -18,7 +18,16 @@
 #include "hub_int.h"
 #include "log.h"
 
+/* A close frame's payload is at most 125 bytes: the code, then this. */
+#define CLOSE_REASON_MAX 123
+
 static void unlink_instance(struct link *l);
+
+/* For the log: the instance, or "-" before the hello. */
+static const char *instance_or_dash(const struct link *l)
+{
+	return l->instance ? l->instance : "-";
+}
 
 static int links_add(struct hub *h, struct link *l)
 {
@@ -169,37 +178,64 @@ static void set_close_kind(struct link *l, enum close_kind kind)
 	}
 }
 
+/*
+ * The events waiting for a link's socket: a ring of references, oldest
+ * first. Allocated when the first event has to wait, so an idle link holds
+ * none; kept once the link has needed it.
+ */
+struct link_queue {
+	size_t head, count, cap;
+	size_t bytes;                  /* capped by send_queue */
+	struct event *ring[];
+};
+
+static size_t queue_count(const struct link *l)
+{
+	return l->queue ? l->queue->count : 0;
+}
+
+static size_t queue_bytes(const struct link *l)
+{
+	return l->queue ? l->queue->bytes : 0;
+}
+
 static int queue_push(struct link *l, struct event *ev)
 {
-	if (l->q_count == l->q_cap) {
-		size_t cap = l->q_cap ? l->q_cap * 2 : 8;
-		struct event **q = malloc(cap * sizeof(*q));
+	struct link_queue *q = l->queue;
 
-		if (!q)
+	if (!q || q->count == q->cap) {
+		size_t cap = q ? q->cap * 2 : 8;
+		struct link_queue *grown = malloc(sizeof(*grown) +
+						  cap * sizeof(grown->ring[0]));
+
+		if (!grown)
 			return -1;
-		for (size_t i = 0; i < l->q_count; i++)
-			q[i] = l->queue[(l->q_head + i) % l->q_cap];
-		free(l->queue);
-		l->queue = q;
-		l->q_cap = cap;
-		l->q_head = 0;
+		grown->head = 0;
+		grown->count = q ? q->count : 0;
+		grown->cap = cap;
+		grown->bytes = q ? q->bytes : 0;
+		for (size_t i = 0; i < grown->count; i++)
+			grown->ring[i] = q->ring[(q->head + i) % q->cap];
+		free(q);
+		l->queue = q = grown;
 	}
-	l->queue[(l->q_head + l->q_count) % l->q_cap] = event_ref(ev);
-	l->q_count++;
-	l->q_bytes += ev->len;
+	q->ring[(q->head + q->count) % q->cap] = event_ref(ev);
+	q->count++;
+	q->bytes += ev->len;
 	return 0;
 }
 
 static struct event *queue_pop(struct link *l)
 {
+	struct link_queue *q = l->queue;
 	struct event *ev;
 
-	if (!l->q_count)
+	if (!q || !q->count)
 		return NULL;
-	ev = l->queue[l->q_head];
-	l->q_head = (l->q_head + 1) % l->q_cap;
-	l->q_count--;
-	l->q_bytes -= ev->len;
+	ev = q->ring[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->count--;
+	q->bytes -= ev->len;
 	return ev;
 }
 
@@ -211,7 +247,6 @@ static void queue_clear(struct link *l)
 		event_unref(ev);
 	free(l->queue);
 	l->queue = NULL;
-	l->q_cap = 0;
 }
 
 /*
@@ -223,12 +258,12 @@ void link_send(struct link *l, struct event *ev)
 {
 	if (l->state == LINK_CLOSING)
 		return;
-	if (l->q_count == 0 && !lws_partial_buffered(l->wsi)) {
+	if (queue_count(l) == 0 && !lws_partial_buffered(l->wsi)) {
 		if (write_event(l, ev) < 0)
 			link_kill(l, "write failed");
 		return;
 	}
-	if (l->q_bytes + ev->len > l->hub->send_queue) {
+	if (queue_bytes(l) + ev->len > l->hub->send_queue) {
 		link_close(l, 1013, "send queue full");
 		return;
 	}
@@ -248,12 +283,12 @@ void link_close(struct link *l, int code, const char *reason)
 		return;
 	log_info("closing", "peer=%s service=%s instance=%s code=%d reason=%s",
 		 l->peer, l->svc ? l->svc->name : "-",
-		 l->instance[0] ? l->instance : "-", code,
-		 log_quote(q, sizeof(q), reason));
+		 instance_or_dash(l), code, log_quote(q, sizeof(q), reason));
 	set_close_kind(l, classify(code, reason));
 	unlink_instance(l);
 	l->close_code = code;
-	snprintf(l->close_reason, sizeof(l->close_reason), "%s", reason);
+	/* Out of memory: the close goes out with its code alone. */
+	l->close_reason = strndup(reason, CLOSE_REASON_MAX);
 	queue_clear(l);
 	lws_callback_on_writable(l->wsi);
 	/* A peer that never reads would hold the close forever. */
@@ -266,7 +301,7 @@ void link_kill(struct link *l, const char *why)
 	if (l->state != LINK_CLOSING)
 		log_info("dropping", "peer=%s service=%s instance=%s reason=%s",
 			 l->peer, l->svc ? l->svc->name : "-",
-			 l->instance[0] ? l->instance : "-", why);
+			 instance_or_dash(l), why);
 	set_close_kind(l, strcmp(why, "heartbeat timeout") == 0 ?
 			  CLOSE_HEARTBEAT : CLOSE_WRITE_FAILED);
 	unlink_instance(l);
@@ -291,7 +326,7 @@ static int write_ping(struct link *l)
 void link_ping(struct link *l)
 {
 	l->last_ping_ms = mono_ms();
-	if (l->q_count == 0 && !lws_partial_buffered(l->wsi)) {
+	if (queue_count(l) == 0 && !lws_partial_buffered(l->wsi)) {
 		if (write_ping(l) < 0)
 			link_kill(l, "write failed");
 		return;
@@ -305,9 +340,10 @@ static int on_writable(struct link *l)
 	struct event *ev;
 
 	if (l->close_code) {
+		const char *reason = l->close_reason ? l->close_reason : "";
+
 		lws_close_reason(l->wsi, (enum lws_close_status)l->close_code,
-				 (unsigned char *)l->close_reason,
-				 strlen(l->close_reason));
+				 (unsigned char *)reason, strlen(reason));
 		return -1;
 	}
 	if (l->ping_due) {
@@ -323,7 +359,7 @@ static int on_writable(struct link *l)
 		if (n < 0)
 			return -1;
 	}
-	if (l->q_count)
+	if (queue_count(l))
 		lws_callback_on_writable(l->wsi);
 	return 0;
 }
@@ -345,7 +381,6 @@ static void drop_deps(struct link *l, const struct service *keep)
 			registry_release_service(reg, l->deps[i]);
 	}
 	free(l->deps);
-	free(l->dep_names);
 	l->deps = NULL;
 	l->dep_names = NULL;
 	l->n_deps = 0;
@@ -380,14 +415,16 @@ static void unlink_instance(struct link *l)
 	registry_release_service(&h->registry, s);
 }
 
+/* deps and dep_names share one allocation (freed as deps). */
 static int take_deps(struct link *l, const struct proto_hello *hello)
 {
 	struct hub *h = l->hub;
+	size_t n = hello->n_depends + 1;
 
-	l->deps = calloc(hello->n_depends + 1, sizeof(*l->deps));
-	l->dep_names = calloc(hello->n_depends + 1, sizeof(*l->dep_names));
-	if (!l->deps || !l->dep_names)
+	l->deps = calloc(n, sizeof(*l->deps) + sizeof(*l->dep_names));
+	if (!l->deps)
 		return -1;
+	l->dep_names = (const char **)(l->deps + n);
 	for (size_t i = 0; i < hello->n_depends; i++) {
 		struct service *d = registry_get(&h->registry, hello->depends_on[i]);
 
@@ -397,6 +434,29 @@ static int take_deps(struct link *l, const struct proto_hello *hello)
 		l->deps[l->n_deps] = d;
 		l->dep_names[l->n_deps++] = d->name;
 	}
+	return 0;
+}
+
+/* A hello that failed half-way: let go of its service and dependencies. */
+static void forget_service(struct link *l)
+{
+	drop_deps(l, l->svc);
+	if (l->svc)
+		registry_release_service(&l->hub->registry, l->svc);
+	l->svc = NULL;
+}
+
+/* The hello's instance, then its address: one allocation (link_address). */
+static int take_names(struct link *l, const struct proto_hello *hello)
+{
+	size_t ni = strlen(hello->instance) + 1;
+	size_t na = strlen(hello->address) + 1;
+
+	l->instance = malloc(ni + na);
+	if (!l->instance)
+		return -1;
+	memcpy(l->instance, hello->instance, ni);
+	memcpy(l->instance + ni, hello->address, na);
 	return 0;
 }
 
@@ -462,21 +522,21 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		link_close(l, 1013, "cluster state not loaded yet");
 		return;
 	}
-	if (l->token_svc[0] && strcmp(l->token_svc, hello->service) != 0) {
+	if (l->token_svc && strcmp(l->token_svc, hello->service) != 0) {
 		link_close(l, 1008, "the token is for another service");
 		return;
 	}
 	l->svc = registry_get(&h->registry, hello->service);
 	if (!l->svc || take_deps(l, hello) != 0) {
-		drop_deps(l, l->svc);
-		if (l->svc)
-			registry_release_service(&h->registry, l->svc);
-		l->svc = NULL;
+		forget_service(l);
 		link_close(l, 1013, "service table full");
 		return;
 	}
-	snprintf(l->instance, sizeof(l->instance), "%s", hello->instance);
-	snprintf(l->address, sizeof(l->address), "%s", hello->address);
+	if (take_names(l, hello) != 0) {
+		forget_service(l);
+		link_close(l, 1011, "out of memory");
+		return;
+	}
 	l->meta = hello->meta;
 	hello->meta = NULL;
 	/* Count this instance first: closing the zombie below must not see
@@ -518,7 +578,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	log_info("linked", "peer=%s service=%s instance=%s deps=%zu recovered=%s "
 		 "replay=%zu sub=%s", l->peer, l->svc->name, l->instance,
 		 l->n_deps, recovered ? "true" : "false", replay,
-		 log_quote(sub, sizeof(sub), l->token_sub[0] ? l->token_sub : "-"));
+		 log_quote(sub, sizeof(sub), l->token_sub ? l->token_sub : "-"));
 }
 
 static void on_status(struct link *l, const struct proto_status *st)
@@ -567,12 +627,54 @@ static void on_message(struct link *l, const char *buf, size_t len)
 	proto_msg_release(&msg);
 }
 
-/* Reassemble fragments into one message, never past max_message. */
+/*
+ * A message arriving in pieces: in fragments, or in one frame longer than
+ * rx_buffer_size, which lws hands over that many bytes at a time.
+ */
+struct link_rx {
+	size_t len, cap;
+	char data[];
+};
+
+/*
+ * Add a piece of a message (the caller keeps it within max_message). Room
+ * for the rest of its frame, which the frame's header announced, is made at
+ * once, up to max_message; fragments grow it by doubling.
+ */
+static int rx_append(struct link *l, const char *in, size_t len)
+{
+	struct link_rx *rx = l->rx;
+	size_t max = l->hub->max_message;
+	size_t used = rx ? rx->len : 0;
+	size_t rest = lws_remaining_packet_payload(l->wsi);
+
+	if (!rx || used + len > rx->cap) {
+		size_t cap = rest < max - used - len ? used + len + rest : max;
+		struct link_rx *grown;
+
+		if (rx && cap < 2 * rx->cap)
+			cap = 2 * rx->cap < max ? 2 * rx->cap : max;
+		grown = realloc(rx, sizeof(*grown) + cap);
+		if (!grown)
+			return -1;
+		grown->len = used;
+		grown->cap = cap;
+		l->rx = rx = grown;
+	}
+	memcpy(rx->data + rx->len, in, len);
+	rx->len += len;
+	return 0;
+}
+
+/*
+ * A piece of a text message: lws's is_final_fragment is true only for the
+ * last piece of the last frame. Whole messages go to on_message without a
+ * copy; the rest are gathered, never past max_message.
+ */
 static void on_receive(struct link *l, const char *in, size_t len)
 {
 	bool first = lws_is_first_fragment(l->wsi);
 	bool final = lws_is_final_fragment(l->wsi);
-	char *grown;
 
 	l->last_rx_ms = mono_ms();
 	if (l->state == LINK_CLOSING)
@@ -585,24 +687,19 @@ static void on_receive(struct link *l, const char *in, size_t len)
 		on_message(l, in, len);
 		return;
 	}
-	if (l->rx_len + len > l->hub->max_message) {
+	if ((l->rx ? l->rx->len : 0) + len > l->hub->max_message) {
 		link_close(l, 1009, "message over max_message");
 		return;
 	}
-	grown = realloc(l->rx, l->rx_len + len + 1);
-	if (!grown) {
+	if (rx_append(l, in, len) != 0) {
 		link_close(l, 1011, "out of memory");
 		return;
 	}
-	l->rx = grown;
-	memcpy(l->rx + l->rx_len, in, len);
-	l->rx_len += len;
 	if (!final)
 		return;
-	on_message(l, l->rx, l->rx_len);
+	on_message(l, l->rx->data, l->rx->len);
 	free(l->rx);
 	l->rx = NULL;
-	l->rx_len = 0;
 }
 
 /* ---- the lws protocol --------------------------------------------------- */
@@ -680,32 +777,63 @@ static int check_token(struct hub *h, struct lws *wsi,
 	return -1;
 }
 
+static void forget_claims(struct link *l)
+{
+	free(l->token_svc);
+	free(l->token_sub);
+	l->token_svc = NULL;
+	l->token_sub = NULL;
+}
+
+/* What the link keeps of its token: an agent token's svc binds the hello. */
+static int keep_claims(struct link *l, const struct token_claims *claims)
+{
+	if (claims->role == TOKEN_ROLE_AGENT && claims->svc[0]) {
+		l->token_svc = strdup(claims->svc);
+		if (!l->token_svc)
+			return -1;
+	}
+	if (claims->sub[0]) {
+		l->token_sub = strdup(claims->sub);
+		if (!l->token_sub)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * A new link. It is ours (on_closed undoes it) only once l->hub is set:
+ * lws reports LWS_CALLBACK_CLOSED even when this fails, so a failure frees
+ * what it took and leaves l->hub NULL.
+ */
 static int on_established(struct link *l, struct lws *wsi)
 {
 	struct hub *h = lws_context_user(lws_get_context(wsi));
 	unsigned n;
 
 	memset(l, 0, sizeof(*l));
+	if (auth_enabled(h->auth)) {
+		/* Checked before the upgrade already; again here for the
+		 * claims, which the link keeps. */
+		struct token_claims claims;
+
+		if (check_token(h, wsi, &claims) != 0)
+			return -1;
+		if (keep_claims(l, &claims) != 0) {
+			forget_claims(l);
+			return -1;
+		}
+	}
+	if (links_add(h, l) != 0) {
+		forget_claims(l);
+		return -1;
+	}
 	l->wsi = wsi;
 	l->hub = h;
 	l->state = LINK_OPEN;
 	l->connected_ms = l->last_rx_ms = l->last_ping_ms = mono_ms();
 	l->connected_wall_ms = wall_ms();
 	lws_get_peer_simple(wsi, l->peer, sizeof(l->peer));
-	if (auth_enabled(h->auth)) {
-		/* Checked before the upgrade already; again here for the
-		 * claims, which the link keeps (its svc binds the hello). */
-		struct token_claims claims;
-
-		if (check_token(h, wsi, &claims) != 0)
-			return -1;
-		if (claims.role == TOKEN_ROLE_AGENT)
-			snprintf(l->token_svc, sizeof(l->token_svc), "%s",
-				 claims.svc);
-		snprintf(l->token_sub, sizeof(l->token_sub), "%s", claims.sub);
-	}
-	if (links_add(h, l) != 0)
-		return -1;
 	h->stats.links_opened++;
 	n = peers_add(h, l->peer);
 	l->peer_counted = n > 0;
@@ -725,7 +853,7 @@ static void on_closed(struct link *l)
 	if (l->state != LINK_CLOSING)
 		log_info("unlinked", "peer=%s service=%s instance=%s",
 			 l->peer, l->svc ? l->svc->name : "-",
-			 l->instance[0] ? l->instance : "-");
+			 instance_or_dash(l));
 	unlink_instance(l);
 	queue_clear(l);
 	l->hub->stats.closed[l->close_kind_set ? l->close_kind : CLOSE_GONE]++;
@@ -733,6 +861,9 @@ static void on_closed(struct link *l)
 	if (l->peer_counted)
 		peers_remove(l->hub, l->peer);
 	cJSON_Delete(l->meta);
+	free(l->instance);
+	forget_claims(l);
+	free(l->close_reason);
 	free(l->rx);
 	l->hub = NULL;
 }
@@ -781,7 +912,7 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 			log_info("peer closing", "peer=%s service=%s instance=%s code=%d",
 				 l->peer, l->svc ? l->svc->name : "-",
-				 l->instance[0] ? l->instance : "-", code);
+				 instance_or_dash(l), code);
 			set_close_kind(l, CLOSE_PEER);
 			unlink_instance(l);
 		}
@@ -805,9 +936,11 @@ const struct lws_protocols link_protocols[] = {
 		.name = PROTO_SUBPROTOCOL,
 		.callback = link_callback,
 		.per_session_data_size = sizeof(struct link),
-		/* Agents send little; a small buffer keeps idle links cheap.
-		 * Longer messages arrive in fragments and are reassembled. */
-		.rx_buffer_size = 1024,
+		/* Every link holds this buffer, idle or not, so it is as
+		 * small as lws allows: a control frame (payload at most 125
+		 * bytes) must fit whole. Agents send little; longer messages
+		 * come in pieces of this size and on_receive gathers them. */
+		.rx_buffer_size = 128,
 		.tx_packet_size = 256 * 1024,
 	},
 	{ .name = NULL },

@@ -64,6 +64,20 @@ def test_fragmented_over_cap(daemon):
     assert ws_run(scenario()) == 1009
 
 
+def test_one_frame_over_cap(daemon):
+    """One frame one byte over max_message: lws hands it over in pieces,
+    and the last one crosses the cap."""
+    hello = json.dumps({"type": "hello", "service": "web", "instance": "w",
+                        "meta": {"x": ""}})
+    big = hello.replace('""', '"' + "y" * (64 * 1024 + 1 - len(hello)) + '"')
+    assert len(big) == 64 * 1024 + 1
+
+    async def scenario():
+        return await closed_with(daemon, big)
+
+    assert ws_run(scenario())[0] == 1009
+
+
 def test_hello_timeout(tmp_path):
     d = Discoveryd(tmp_path, heartbeat="  interval: 2s\n  timeout: 5s\n"
                                        "  hello_timeout: 300ms\n")

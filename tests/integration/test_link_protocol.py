@@ -149,3 +149,54 @@ def test_depending_on_own_service(daemon):
     ws_run(scenario())
     assert daemon.call("GET", "/api/discovery/services/web")[0] == 404
     assert daemon.call("GET", "/api/discovery/services")[1] == {"services": []}
+
+
+def hello_of_size(instance, size):
+    """A hello of exactly size bytes of UTF-8 whose meta is mostly
+    multi-byte characters, so the pieces lws hands over split some."""
+    hello = {"type": "hello", "service": "web", "instance": instance,
+             "address": "127.0.0.1:1", "meta": {"blob": ""}}
+    room = size - len(json.dumps(hello, ensure_ascii=False).encode())
+    blob = "é€😀x" * (room // 10)      # 2 + 3 + 4 + 1 bytes
+    blob += "x" * (room - len(blob.encode()))
+    hello["meta"]["blob"] = blob
+    text = json.dumps(hello, ensure_ascii=False)
+    assert len(text.encode()) == size
+    return hello, text
+
+
+def test_large_hello_arrives_whole(daemon):
+    """Hellos up to max_message (64 KiB), hundreds of times what lws reads
+    at a time, arrive whole: in one frame and in fragments. The meta comes
+    back unchanged, and the status after it is read on its own."""
+    async def one(watcher, instance, size, fragments):
+        hello, text = hello_of_size(instance, size)
+        ws = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+        if fragments > 1:
+            step = len(text) // fragments + 1
+            await ws.send([text[i:i + step]
+                           for i in range(0, len(text), step)])
+        else:
+            await ws.send(text)
+        assert (await recv(ws))["type"] == "welcome"
+        st, agents = daemon.call("GET", "/api/discovery/agents")
+        mine = [a for a in agents["agents"] if a["instance"] == instance]
+        assert st == 200 and len(mine) == 1
+        assert mine[0]["meta"] == hello["meta"]
+        assert mine[0]["address"] == "127.0.0.1:1"
+        await ws.send(json.dumps({"type": "status", "ready": True}))
+        ev = await recv(watcher)
+        assert ev["value"] == {"service": "web", "ready": True}
+        await ws.close()
+        ev = await recv(watcher)
+        assert ev["value"] == {"service": "web", "ready": False}
+
+    async def scenario():
+        watcher, _ = await link(daemon, "api", "api-1", ["web"])
+        await one(watcher, "one-frame", 60 * 1024, 1)
+        await one(watcher, "fragments", 60 * 1024, 3)
+        await one(watcher, "max-one-frame", 64 * 1024, 1)
+        await one(watcher, "max-fragments", 64 * 1024, 8)
+        await watcher.close()
+
+    ws_run(scenario())
