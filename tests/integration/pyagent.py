@@ -81,6 +81,8 @@ class PyAgent:
 
     def stop(self):
         self.stopping = True
+        if not self.thread.is_alive():
+            return                 # stopped already
 
         async def close():
             ws = getattr(self, "ws", None)

@@ -15,6 +15,27 @@ from harness import Discoveryd, Sidecar
 from pyagent import PyAgent
 
 
+_made = []
+
+
+def sidecar(*args, **kw):
+    _made.append(Sidecar(*args, **kw))
+    return _made[-1]
+
+
+def pyagent(*args, **kw):
+    _made.append(PyAgent(*args, **kw))
+    return _made[-1]
+
+
+@pytest.fixture(autouse=True)
+def reap():
+    """Agents and sidecars stop with their test, even a failed one."""
+    yield
+    while _made:
+        _made.pop().stop()
+
+
 @pytest.fixture
 def redis(tmp_path):
     r = Redis(tmp_path / "redis")
@@ -75,12 +96,12 @@ def wait_until(fn, timeout=15, show=None):
 
 def test_cross_node_delivery_and_cluster_lists(tmp_path, nodes):
     a, b, c = nodes
-    web = PyAgent(a.ws_url, "web", "web-1", ["cache"])
+    web = pyagent(a.ws_url, "web", "web-1", ["cache"])
     web.wait_for(lambda s: s.welcomes)
     assert web.welcomes[0]["services"] == {"cache": False}
     # A cache instance on node b reports ready: readiness is derived from
     # the whole cluster, so web on node a hears it.
-    cache = Sidecar(tmp_path, b.ws_url, "cache", "cache-1",
+    cache = sidecar(tmp_path, b.ws_url, "cache", "cache-1",
                     extra="ready: true\n")
     web.wait_for(lambda s: any(k == "readiness" for _, k in s.events))
 
@@ -118,9 +139,9 @@ def test_cross_node_delivery_and_cluster_lists(tmp_path, nodes):
 
 def test_sigkilled_node_agents_fail_over_and_lose_nothing(tmp_path, nodes):
     a, b, c = nodes
-    agent = PyAgent([a.ws_url, b.ws_url], "web", "web-1", ["cache"])
+    agent = pyagent([a.ws_url, b.ws_url], "web", "web-1", ["cache"])
     agent.wait_for(lambda s: s.welcomes)
-    side = Sidecar(tmp_path, "%s, %s" % (a.ws_url, c.ws_url), "api", "api-1",
+    side = sidecar(tmp_path, "%s, %s" % (a.ws_url, c.ws_url), "api", "api-1",
                    extra="ready: true\n")
     side.wait_line(r"msg=linked")
     wait_until(lambda: c.call("GET", "/api/discovery/services/api")[1]
@@ -158,9 +179,9 @@ def test_sigkilled_node_agents_fail_over_and_lose_nothing(tmp_path, nodes):
 
 def test_redis_frozen_writes_503_agents_served(tmp_path, redis, nodes):
     a, b, c = nodes
-    cache = Sidecar(tmp_path, a.ws_url, "cache", "cache-1",
+    cache = sidecar(tmp_path, a.ws_url, "cache", "cache-1",
                     extra="ready: true\n")
-    web = Sidecar(tmp_path, b.ws_url, "web", "web-1", ["cache"],
+    web = sidecar(tmp_path, b.ws_url, "web", "web-1", ["cache"],
                   extra="ready: true\n")
     wait_until(lambda: web.ready_status() == 200)
     before = a.call("GET", "/api/discovery/events")[1]["seq"]
@@ -202,7 +223,7 @@ def test_redis_restart(tmp_path, aof):
     ns = [node(tmp_path, "node-%s" % c, redis.url) for c in "ab"]
     a, b = ns
     try:
-        agent = PyAgent(a.ws_url, "web", "web-1")
+        agent = pyagent(a.ws_url, "web", "web-1")
         agent.wait_for(lambda s: s.welcomes)
         seq = b.call("POST", "/api/discovery/broadcast",
                      {"command": "One"})[1]["seq"]
@@ -241,7 +262,7 @@ def test_node_that_alone_loses_redis(tmp_path, redis):
     a = node(tmp_path, "node-a", cut.url)
     b = node(tmp_path, "node-b", redis.url)
     try:
-        agent = PyAgent(a.ws_url, "web", "web-1")
+        agent = pyagent(a.ws_url, "web", "web-1")
         agent.wait_for(lambda s: s.welcomes)
         wait_until(lambda: len(b.call("GET", "/api/discovery/agents")[1]
                                ["agents"]) == 1)
@@ -281,7 +302,7 @@ def test_hello_waits_for_cluster_state(tmp_path):
     d = Discoveryd(tmp_path, extra="cluster:\n  redis: redis://127.0.0.1:%d\n"
                    "  node: lonely\n  timeout: 200ms\n" % port)
     try:
-        agent = PyAgent(d.ws_url, "web", "web-1")
+        agent = pyagent(d.ws_url, "web", "web-1")
         d.wait_line(r"cluster state not loaded yet|code=1013")
         st, body = d.call("POST", "/api/discovery/broadcast", {"command": "x"})
         assert st == 503
@@ -305,7 +326,7 @@ def test_gate_fails_over_and_follows_the_cluster(tmp_path, nodes):
 
     a, b, c = nodes
     u = Upstream()
-    cache = Sidecar(tmp_path, c.ws_url, "cache", "cache-1",
+    cache = sidecar(tmp_path, c.ws_url, "cache", "cache-1",
                     extra="ready: true\n")
     g = Gate(tmp_path, types.SimpleNamespace(
         ws_url="%s, %s" % (a.ws_url, b.ws_url)), u.url)
@@ -355,7 +376,7 @@ def test_stalled_node_swept_then_rejoins(tmp_path, redis):
     a = node(tmp_path, "node-a", redis.url)
     b = node(tmp_path, "node-b", redis.url)
     try:
-        agent = PyAgent(a.ws_url, "web", "web-1")
+        agent = pyagent(a.ws_url, "web", "web-1")
         agent.wait_for(lambda s: s.welcomes)
 
         def listed():
@@ -404,7 +425,7 @@ def test_flushed_redis_is_a_new_history(tmp_path, redis, nodes):
     node notices (the stream's entries carry their epoch), relinks its
     agents (recovered:false) and reports its agents again."""
     a, b, c = nodes
-    agent = PyAgent(a.ws_url, "web", "web-1")
+    agent = pyagent(a.ws_url, "web", "web-1")
     agent.wait_for(lambda s: s.welcomes)
     old = a.call("GET", "/api/discovery/info")[1]["epoch"]
     assert redis.cli("FLUSHALL") == "OK"
