@@ -35,7 +35,7 @@ size_t hub_fanout(struct hub *h, struct event *ev)
 	for (size_t i = 0; i < h->n_links; i++) {
 		struct link *l = h->links[i];
 
-		if (l->state != LINK_ACTIVE || ev->seq <= l->skip_until ||
+		if (l->state != LINK_ACTIVE ||
 		    !event_addressed_to(ev, l->svc->name, l->instance,
 					l->dep_names, l->n_deps))
 			continue;
@@ -212,6 +212,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 	hub_sse_keepalive(h, now);
 	if (h->waiters)
 		hub_cluster_expire_waiters(h, now);
+	if (h->n_parked)
+		link_unpark(h, false);
 	tell_systemd(h, now);
 	/* The log refused an announcement (disk full?): try again, so a
 	 * readiness change is never left unsaid once the disk is back. */

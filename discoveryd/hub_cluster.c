@@ -185,6 +185,8 @@ void hub_cluster_apply(struct hub *h, struct hub_req *req)
 			apply_entry(h, &b->entries[i], false);
 		h->log.seq = b->seq > h->log.seq ? b->seq : h->log.seq;
 		wake_waiters(h, true);
+		if (h->n_parked)
+			link_unpark(h, false);
 		return;
 	}
 	if (!h->cluster_synced || strcmp(b->epoch, h->log.epoch) != 0) {
@@ -208,6 +210,8 @@ void hub_cluster_apply(struct hub *h, struct hub_req *req)
 		apply_entry(h, e, true);
 	}
 	wake_waiters(h, false);
+	if (h->n_parked)
+		link_unpark(h, false);
 }
 
 /* This node's counts per service and its agents, for a full report. */

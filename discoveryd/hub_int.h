@@ -77,6 +77,7 @@ struct link {
 	bool ping_due;
 	bool ready;                    /* the instance's own report */
 	bool close_kind_set;
+	bool parked_once;              /* cluster: its hello waited already */
 	char peer[LINK_PEER_MAX];
 	int64_t connected_ms;          /* monotonic */
 	int64_t connected_wall_ms;     /* for the agents list */
@@ -93,8 +94,8 @@ struct link {
 	const char **dep_names;        /* deps[i]->name, for event matching */
 	size_t n_deps;
 	cJSON *meta;
-	uint64_t skip_until;           /* cluster: resumed ahead of this node;
-	                                  events up to it were delivered */
+	struct link_parked *parked;    /* cluster: a hello waiting for this
+	                                  node to read as far as the agent */
 
 	/* From an agent token (auth on): NULL = any service, no subject. */
 	char *token_svc;
@@ -169,6 +170,7 @@ struct hub {
 	                                  are welcome */
 	int64_t cluster_timeout_ms;
 	struct hub_req *waiters;       /* HUB_AWAIT calls not yet answered */
+	size_t n_parked;               /* links whose hello waits */
 	struct {
 		uint64_t seq;
 		size_t delivered;
@@ -229,6 +231,7 @@ void link_send(struct link *l, struct event *ev);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);
+void link_unpark(struct hub *h, bool all);
 
 /* hub_req.c: SSE */
 void hub_sse_event(struct hub *h, const struct event *ev);

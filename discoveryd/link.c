@@ -471,7 +471,7 @@ static struct event *make_welcome(struct link *l, bool recovered,
 	memset(&w, 0, sizeof(w));
 	snprintf(w.node, sizeof(w.node), "%s", h->node);
 	snprintf(w.epoch, sizeof(w.epoch), "%s", h->log.epoch);
-	w.seq = h->log.seq > l->skip_until ? h->log.seq : l->skip_until;
+	w.seq = h->log.seq;
 	w.recovered = recovered;
 	w.replay = replay;
 	w.services = cJSON_CreateObject();
@@ -553,15 +553,6 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 
 	recovered = hello->has_resume &&
 		    evlog_covers(&h->log, hello->resume_epoch, hello->resume_seq);
-	/* Cluster: an agent failing over from a node that read the stream
-	 * further than this one has seen everything up to its seq; nothing
-	 * to replay, and nothing up to it is sent again. */
-	if (h->cluster && !recovered && hello->has_resume &&
-	    strcmp(hello->resume_epoch, h->log.epoch) == 0 &&
-	    hello->resume_seq > h->log.seq) {
-		recovered = true;
-		l->skip_until = hello->resume_seq;
-	}
 	if (recovered)
 		replay = replay_missed(l, hello->resume_seq, false);
 	welcome = make_welcome(l, recovered, replay);
@@ -602,12 +593,97 @@ static void on_status(struct link *l, const struct proto_status *st)
 	hub_sse_change(l->hub, l->svc->name);
 }
 
+/* ---- cluster: hellos that wait for the stream ---------------------------- */
+
+struct link_parked {
+	uint64_t seq;                  /* the agent's position */
+	int64_t deadline_ms;
+	size_t len;
+	char text[];                   /* the hello as it came */
+};
+
+/*
+ * Cluster mode: an agent failing over from a node that had read the
+ * stream further than this one resumes from a seq this node has not
+ * applied yet. Its hello waits (at most cluster.timeout) until this node
+ * has caught up, so that the welcome's snapshot is as new as what the
+ * agent holds and the replay starts right after it. True when parked.
+ */
+static bool park_hello(struct link *l, const struct proto_hello *hello,
+		       const char *buf, size_t len)
+{
+	struct hub *h = l->hub;
+	struct link_parked *p;
+
+	if (!h->cluster || l->parked_once || l->parked || !hello->has_resume ||
+	    strcmp(hello->resume_epoch, h->log.epoch) != 0 ||
+	    hello->resume_seq <= h->log.seq)
+		return false;
+	p = malloc(sizeof(*p) + len);
+	if (!p)
+		return false;
+	p->seq = hello->resume_seq;
+	p->deadline_ms = mono_ms() + h->cluster_timeout_ms;
+	p->len = len;
+	memcpy(p->text, buf, len);
+	l->parked = p;
+	l->parked_once = true;
+	h->n_parked++;
+	log_debug("hello parked", "peer=%s seq=%llu have=%llu", l->peer,
+		  (unsigned long long)p->seq, (unsigned long long)h->log.seq);
+	return true;
+}
+
+static void drop_parked(struct link *l)
+{
+	if (!l->parked)
+		return;
+	free(l->parked);
+	l->parked = NULL;
+	l->hub->n_parked--;
+}
+
+static void on_message(struct link *l, const char *buf, size_t len);
+
+/*
+ * Run the parked hellos whose seq this node has reached, or whose wait is
+ * over (all: every one). One still ahead after its wait is answered as
+ * any hello this node cannot resume: recovered:false and a snapshot.
+ */
+static void unpark(struct link *l)
+{
+	struct link_parked *p = l->parked;
+
+	l->parked = NULL;
+	l->hub->n_parked--;
+	if (l->state == LINK_OPEN)
+		on_message(l, p->text, p->len);
+	free(p);
+}
+
+void link_unpark(struct hub *h, bool all)
+{
+	int64_t now = mono_ms();
+
+	for (size_t i = 0; i < h->n_links && h->n_parked; i++) {
+		struct link *l = h->links[i];
+		const struct link_parked *p = l->parked;
+
+		if (p && (all || p->seq <= h->log.seq || now >= p->deadline_ms))
+			unpark(l);
+	}
+}
+
 static void on_message(struct link *l, const char *buf, size_t len)
 {
 	struct proto_msg msg;
 	char err[128];
-	int rc = proto_decode(buf, len, l->hub->max_message, &msg, err,
-			      sizeof(err));
+	int rc;
+
+	/* A message behind a parked hello: the hello goes first, now. */
+	if (l->parked)
+		unpark(l);
+	rc = proto_decode(buf, len, l->hub->max_message, &msg, err, sizeof(err));
 
 	if (rc != PROTO_OK) {
 		link_close(l, proto_close_code(rc), err);
@@ -615,6 +691,9 @@ static void on_message(struct link *l, const char *buf, size_t len)
 	}
 	switch (msg.type) {
 	case PROTO_HELLO:
+		if (l->state == LINK_OPEN &&
+		    park_hello(l, &msg.u.hello, buf, len))
+			break;
 		on_hello(l, &msg.u.hello);
 		break;
 	case PROTO_STATUS:
@@ -856,6 +935,7 @@ static void on_closed(struct link *l)
 			 instance_or_dash(l));
 	unlink_instance(l);
 	queue_clear(l);
+	drop_parked(l);
 	l->hub->stats.closed[l->close_kind_set ? l->close_kind : CLOSE_GONE]++;
 	links_remove(l->hub, l);
 	if (l->peer_counted)

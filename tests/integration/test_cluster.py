@@ -439,3 +439,31 @@ def test_flushed_redis_is_a_new_history(tmp_path, redis, nodes):
         return names(c.call("GET", "/api/discovery/agents")[1])
     wait_until(lambda: listed() == [("web", "web-1", "node-a")], show=listed)
     agent.stop()
+
+
+def test_failover_to_a_node_that_is_behind(tmp_path, redis):
+    """An agent fails over to a node that has read less of the stream than
+    the agent has (that node was cut from Redis): its flags must end up
+    right once the node catches up, never stay on the node's stale view."""
+    cut = Cut(redis.port)
+    a = node(tmp_path, "node-a", redis.url)
+    b = node(tmp_path, "node-b", cut.url)
+    c = node(tmp_path, "node-c", redis.url)
+    try:
+        web = sidecar(tmp_path, "%s, %s" % (a.ws_url, b.ws_url), "web",
+                      "web-1", ["cache"], extra="ready: true\n")
+        web.wait_line(r"msg=linked.*node=node-a")
+        m = b.mark()
+        cut.sever()
+        b.wait_line(r"msg=\"cluster redis lost\"", start=m)
+        sidecar(tmp_path, c.ws_url, "cache", "cache-1", extra="ready: true\n")
+        wait_until(lambda: web.ready_status() == 200)
+        wm = web.mark()
+        sigkill(a)
+        web.wait_line(r"msg=linked.*node=node-b", start=wm)
+        cut.mend()
+        b.wait_line(r"msg=\"cluster reconnected\"", start=m)
+        wait_until(lambda: web.ready_status() == 200)
+    finally:
+        stopped_cleanly([a, b, c])
+        cut.close()
