@@ -52,27 +52,6 @@ static void api_conn_failed(struct cluster *c)
 	pthread_setspecific(c->conn_key, NULL);
 }
 
-static void answer_json(struct hub_req *req, int status, cJSON *o)
-{
-	req->status = status;
-	req->body = o ? cJSON_PrintUnformatted(o) : NULL;
-	cJSON_Delete(o);
-	if (!req->body) {
-		req->status = 500;
-		req->body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
-	}
-}
-
-static void answer_error(struct hub_req *req, int status, const char *code,
-			 const char *message)
-{
-	cJSON *o = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(o, "error", code);
-	cJSON_AddStringToObject(o, "message", message);
-	answer_json(req, status, o);
-}
-
 static void unavailable(struct hub_req *req, const redisContext *ctx,
 			const redisReply *r)
 {
@@ -83,7 +62,7 @@ static void unavailable(struct hub_req *req, const redisContext *ctx,
 	snprintf(msg, sizeof(msg), "the cluster backend (Redis) is unavailable, "
 		 "nothing was changed: %s", why);
 	log_warn("cluster write refused", "error=\"%s\"", why);
-	answer_error(req, 503, "unavailable", msg);
+	hub_answer_error(req, 503, "unavailable", msg);
 }
 
 /*
@@ -163,7 +142,7 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 	seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
 	if (!cJSON_IsObject(o)) {
 		cJSON_Delete(o);
-		answer_error(req, 500, "internal", "unexpected answer from Redis");
+		hub_answer_error(req, 500, "internal", "unexpected answer from Redis");
 		return NULL;
 	}
 	req->delivered = 0;
@@ -219,7 +198,7 @@ static void call_declare(struct cluster *c, struct hub_req *req)
 		return;
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "missing"))) {
 		cJSON_Delete(o);
-		answer_error(req, 404, "not_found", "no such service");
+		hub_answer_error(req, 404, "not_found", "no such service");
 		return;
 	}
 	svc = cJSON_DetachItemFromObjectCaseSensitive(o, "service");
@@ -231,7 +210,7 @@ static void call_declare(struct cluster *c, struct hub_req *req)
 	cJSON_Delete(o);
 	log_info("declared", "service=%s declaration=%s ttl_ms=%lld cluster=true",
 		 req->service, args[1], (long long)req->ttl_ms);
-	answer_json(req, 200, svc);
+	hub_answer(req, 200, svc);
 }
 
 static void call_cacheready(struct cluster *c, struct hub_req *req)
@@ -250,7 +229,7 @@ static void call_cacheready(struct cluster *c, struct hub_req *req)
 	cJSON_AddBoolToObject(a, "ready", true);
 	cJSON_AddNumberToObject(a, "delivered", (double)req->delivered);
 	cJSON_Delete(o);
-	answer_json(req, 200, a);
+	hub_answer(req, 200, a);
 }
 
 static void call_send(struct cluster *c, struct hub_req *req,
@@ -267,7 +246,7 @@ static void call_send(struct cluster *c, struct hub_req *req,
 
 	req->header = req->value = NULL;
 	if (!ev) {
-		answer_error(req, 500, "internal", "out of memory");
+		hub_answer_error(req, 500, "internal", "out of memory");
 		return;
 	}
 	snprintf(ev->service, sizeof(ev->service), "%s", req->service);
@@ -275,7 +254,7 @@ static void call_send(struct cluster *c, struct hub_req *req,
 	text = evlog_event_text(ev);
 	event_unref(ev);
 	if (!text) {
-		answer_error(req, 500, "internal", "out of memory");
+		hub_answer_error(req, 500, "internal", "out of memory");
 		return;
 	}
 	args[0] = text;
@@ -291,7 +270,7 @@ static void call_send(struct cluster *c, struct hub_req *req,
 		 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "seq")),
 		 req->delivered);
 	cJSON_Delete(o);
-	answer_json(req, 202, a);
+	hub_answer(req, 202, a);
 }
 
 /* A read the script answers for the whole cluster; NULL when Redis is away. */
@@ -334,17 +313,17 @@ static void call_services(struct cluster *c, struct hub_req *req)
 				      cJSON_CreateArray());
 		if (!cJSON_IsArray(item))
 			cJSON_Delete(item);
-		answer_json(req, 200, o);
+		hub_answer(req, 200, o);
 		return;
 	}
 	item = cJSON_DetachItemFromObjectCaseSensitive(o, "service");
 	cJSON_Delete(o);
 	if (!cJSON_IsObject(item)) {
 		cJSON_Delete(item);
-		answer_error(req, 404, "not_found", "no such service");
+		hub_answer_error(req, 404, "not_found", "no such service");
 		return;
 	}
-	answer_json(req, 200, item);
+	hub_answer(req, 200, item);
 }
 
 /* This node's agents from its hub (live), the others' from Redis. */
@@ -373,7 +352,7 @@ static void call_agents(struct cluster *c, struct hub_req *req)
 				cJSON_Delete(a);
 		}
 		free(req->body);
-		answer_json(req, 200, o);
+		hub_answer(req, 200, o);
 		o = NULL;
 	}
 	cJSON_Delete(o);

@@ -100,6 +100,10 @@ void hub_free(struct hub *h);
  * req->body (503 when the hub is stopping). header and value are consumed.
  */
 void hub_call(struct hub *h, struct hub_req *req);
+/* Fill req's answer: body (taken; NULL = none), or an error body. */
+void hub_answer(struct hub_req *req, int status, cJSON *body);
+void hub_answer_error(struct hub_req *req, int status, const char *code,
+		      const char *message);
 /* The same, always on this node's hub (cluster mode calls it itself). */
 void hub_call_local(struct hub *h, struct hub_req *req);
 

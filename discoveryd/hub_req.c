@@ -13,7 +13,7 @@
 #include "hub_int.h"
 #include "log.h"
 
-static void answer(struct hub_req *req, int status, cJSON *body)
+void hub_answer(struct hub_req *req, int status, cJSON *body)
 {
 	req->status = status;
 	req->body = body ? cJSON_PrintUnformatted(body) : NULL;
@@ -24,14 +24,14 @@ static void answer(struct hub_req *req, int status, cJSON *body)
 	}
 }
 
-static void answer_error(struct hub_req *req, int status, const char *code,
-			 const char *message)
+void hub_answer_error(struct hub_req *req, int status, const char *code,
+		      const char *message)
 {
 	cJSON *o = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(o, "error", code);
 	cJSON_AddStringToObject(o, "message", message);
-	answer(req, status, o);
+	hub_answer(req, status, o);
 }
 
 static void add_time(cJSON *o, const char *key, int64_t wall)
@@ -110,9 +110,9 @@ static void run_declare(struct hub *h, struct hub_req *req)
 				   : registry_get(&h->registry, req->service);
 	if (!s) {
 		if (req->decl == DECL_NONE)
-			answer_error(req, 404, "not_found", "no such service");
+			hub_answer_error(req, 404, "not_found", "no such service");
 		else
-			answer_error(req, 503, "full", "the service table is full");
+			hub_answer_error(req, 503, "full", "the service table is full");
 		return;
 	}
 	old_decl = s->declared;
@@ -124,7 +124,7 @@ static void run_declare(struct hub *h, struct hub_req *req)
 		s->declared = old_decl;
 		s->expires_ms = old_expires;
 		registry_release_service(&h->registry, s);
-		answer_error(req, 503, "unavailable",
+		hub_answer_error(req, 503, "unavailable",
 			     "the change could not be made durable");
 		return;
 	}
@@ -138,7 +138,7 @@ static void run_declare(struct hub *h, struct hub_req *req)
 		add_seq(o, seq);
 	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
 	registry_release_service(&h->registry, s);
-	answer(req, 200, o);
+	hub_answer(req, 200, o);
 }
 
 /* Make ev (and decl) durable, fan it out; on failure answer 503. */
@@ -147,7 +147,7 @@ static int publish(struct hub *h, struct hub_req *req, struct event *ev,
 {
 	if (!ev || hub_publish(h, ev, decl, delivered) != 0) {
 		event_unref(ev);
-		answer_error(req, 503, "unavailable",
+		hub_answer_error(req, 503, "unavailable",
 			     "the event could not be made durable");
 		return -1;
 	}
@@ -173,7 +173,7 @@ static void run_cacheready(struct hub *h, struct hub_req *req)
 	size_t delivered;
 
 	if (!s) {
-		answer_error(req, 503, "full", "the service table is full");
+		hub_answer_error(req, 503, "full", "the service table is full");
 		return;
 	}
 	old_decl = s->declared;
@@ -204,7 +204,7 @@ static void run_cacheready(struct hub *h, struct hub_req *req)
 	cJSON_AddBoolToObject(o, "ready", true);
 	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
 	event_unref(ev);
-	answer(req, 200, o);
+	hub_answer(req, 200, o);
 }
 
 static void run_send(struct hub *h, struct hub_req *req, enum event_kind kind)
@@ -231,7 +231,7 @@ static void run_send(struct hub *h, struct hub_req *req, enum event_kind kind)
 	add_seq(o, ev->seq);
 	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
 	event_unref(ev);
-	answer(req, 202, o);
+	hub_answer(req, 202, o);
 }
 
 static void run_services(struct hub *h, struct hub_req *req)
@@ -242,7 +242,7 @@ static void run_services(struct hub *h, struct hub_req *req)
 	for (size_t i = 0; i < h->registry.n; i++)
 		cJSON_AddItemToArray(list,
 				     hub_service_json(h, h->registry.services[i]));
-	answer(req, 200, o);
+	hub_answer(req, 200, o);
 }
 
 static void run_service(struct hub *h, struct hub_req *req)
@@ -250,10 +250,10 @@ static void run_service(struct hub *h, struct hub_req *req)
 	struct service *s = registry_find(&h->registry, req->service);
 
 	if (!s) {
-		answer_error(req, 404, "not_found", "no such service");
+		hub_answer_error(req, 404, "not_found", "no such service");
 		return;
 	}
-	answer(req, 200, hub_service_json(h, s));
+	hub_answer(req, 200, hub_service_json(h, s));
 }
 
 cJSON *hub_agent_json(const struct hub *h, const struct link *l)
@@ -285,7 +285,7 @@ static void run_agents(struct hub *h, struct hub_req *req)
 	for (size_t i = 0; i < h->n_links; i++)
 		if (h->links[i]->state == LINK_ACTIVE)
 			cJSON_AddItemToArray(list, hub_agent_json(h, h->links[i]));
-	answer(req, 200, o);
+	hub_answer(req, 200, o);
 }
 
 /*
@@ -312,7 +312,7 @@ static void run_events(struct hub *h, struct hub_req *req)
 			(const char *)ev->frame + LWS_PRE));
 	}
 	cJSON_AddBoolToObject(o, "more", i < log->count);
-	answer(req, 200, o);
+	hub_answer(req, 200, o);
 }
 
 /* GET /api/discovery/info: who this daemon is, for dashboards and scripts. */
@@ -336,7 +336,7 @@ static void run_info(struct hub *h, struct hub_req *req)
 	} else {
 		cJSON_AddNullToObject(o, "cluster");
 	}
-	answer(req, 200, o);
+	hub_answer(req, 200, o);
 }
 
 /* ---- SSE ---------------------------------------------------------------- */
@@ -441,7 +441,7 @@ static void run_reload(struct hub *h, struct hub_req *req)
 				 conf->tls_cert_pem, conf->tls_cert_len,
 				 conf->tls_key_pem, conf->tls_key_len) != 0)
 		log_warn("reload", "note=\"agent listener kept its old certificate\"");
-	answer(req, 200, cJSON_CreateObject());
+	hub_answer(req, 200, cJSON_CreateObject());
 }
 
 void hub_req_run(struct hub *h, struct hub_req *req)
@@ -460,7 +460,7 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 		cJSON_Delete(req->header);
 		cJSON_Delete(req->value);
 		req->header = req->value = NULL;
-		answer_error(req, 503, "stopping", "the daemon is stopping");
+		hub_answer_error(req, 503, "stopping", "the daemon is stopping");
 		return;
 	}
 	switch (req->op) {

@@ -38,21 +38,28 @@ date -u +%Y-%m-%dT%H:%M:%SZ >"$RAW/started"
 cat /proc/loadavg >"$RAW/loadavg.start"
 t0=$(date +%s)
 
+# one NAME LABEL N SCRIPT ARGS...: one run of a fan-out script, its JSON,
+# log and exit status in $RAW/NAME.*, its command in commands.txt.
+one() {
+	name=$1 label=$2 n=$3
+	shift 3
+	echo "sh $*" >>"$RAW/commands.txt"
+	printf 'bench: %-10s %6s links ... ' "$label" "$n" >&2
+	status=0
+	timeout "$run_s" sh "$@" >"$RAW/$name.json" 2>"$RAW/$name.log" ||
+		status=$?
+	echo "$status" >"$RAW/$name.status"
+	if [ "$status" -eq 0 ]; then
+		echo ok >&2
+	else
+		echo "exit $status (build/bench/raw/$name.log)" >&2
+	fi
+}
+
 for n in $sizes; do
 	for system in $systems; do
-		name=$system-$n
-		set -- -r "$rounds" -W 1 -w 2 -T "$round_s" -S "$storm_s"
-		echo "sh tests/bench/fanout.sh $system $n $*" >>"$RAW/commands.txt"
-		printf 'bench: %-10s %6s links ... ' "$system" "$n" >&2
-		status=0
-		timeout "$run_s" sh tests/bench/fanout.sh "$system" "$n" "$@" \
-			>"$RAW/$name.json" 2>"$RAW/$name.log" || status=$?
-		echo "$status" >"$RAW/$name.status"
-		if [ "$status" -eq 0 ]; then
-			echo ok >&2
-		else
-			echo "exit $status (build/bench/raw/$name.log)" >&2
-		fi
+		one "$system-$n" "$system" "$n" tests/bench/fanout.sh "$system" \
+			"$n" -r "$rounds" -W 1 -w 2 -T "$round_s" -S "$storm_s"
 	done
 done
 
@@ -60,19 +67,8 @@ done
 # links spread over them, the trigger on the first; 10k (to compare with
 # one node) and 30k (more than one process here can hold).
 for n in $cluster_sizes; do
-	name=cluster3-$n
-	set -- -r "$rounds" -W 1 -w 2 -T "$round_s" -S 60
-	echo "sh tests/bench/cluster.sh $n $*" >>"$RAW/commands.txt"
-	printf 'bench: %-10s %6s links ... ' "3 nodes" "$n" >&2
-	status=0
-	timeout "$run_s" sh tests/bench/cluster.sh "$n" "$@" \
-		>"$RAW/$name.json" 2>"$RAW/$name.log" || status=$?
-	echo "$status" >"$RAW/$name.status"
-	if [ "$status" -eq 0 ]; then
-		echo ok >&2
-	else
-		echo "exit $status (build/bench/raw/$name.log)" >&2
-	fi
+	one "cluster3-$n" "3 nodes" "$n" tests/bench/cluster.sh "$n" \
+		-r "$rounds" -W 1 -w 2 -T "$round_s" -S 60
 done
 
 echo "sh tests/gate/bench.sh -o build/bench/raw/gate.json $gate_time" \
