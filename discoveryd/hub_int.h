@@ -225,6 +225,12 @@ unsigned peers_add(struct hub *h, const char *peer);   /* the new count */
 void peers_remove(struct hub *h, const char *peer);
 void peers_release(struct hub *h);
 
+/* link_index.c: instances by (service, instance id) */
+struct link *link_index_find(const struct hub *h, const struct service *svc,
+			    const char *instance);
+void link_index_add(struct hub *h, struct link *l);
+void link_index_remove(struct hub *h, struct link *l);
+
 /* link.c */
 extern const struct lws_protocols link_protocols[];
 void link_send(struct link *l, struct event *ev);
