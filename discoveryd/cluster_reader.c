@@ -232,9 +232,10 @@ static int read_once(struct cluster *c, redisContext *ctx, const char *epoch,
 		return -1;
 	}
 	if (r->type == REDIS_REPLY_NIL) {
-		/* Quiet: make sure the history was not replaced meanwhile. */
+		/* Quiet: make sure the history was not replaced (or cut
+		 * back) meanwhile. */
 		freeReplyObject(r);
-		rc = epoch_changed(c, ctx, epoch);
+		rc = still_ours(c, ctx, epoch, *seq);
 		if (rc > 0)
 			log_warn("cluster epoch changed", "old=%s", epoch);
 		return rc;

@@ -467,3 +467,31 @@ def test_failover_to_a_node_that_is_behind(tmp_path, redis):
     finally:
         stopped_cleanly([a, b, c])
         cut.close()
+
+
+def test_redis_gone_back_in_time_starts_a_new_epoch(tmp_path, redis, nodes):
+    """Redis loses the tail of its history but keeps its epoch (an AOF
+    with appendfsync everysec after a crash, a replica promoted with
+    less): the nodes, which applied more than Redis now holds, notice and
+    start a new epoch, so agents resync instead of silently missing the
+    events that will reuse those seqs."""
+    a, b, c = nodes
+    agent = pyagent(a.ws_url, "web", "web-1")
+    agent.wait_for(lambda s: s.welcomes)
+    seqs_sent = [b.call("POST", "/api/discovery/broadcast",
+                        {"command": "Tick", "value": i})[1]["seq"]
+                 for i in range(3)]
+    agent.wait_for(lambda s: seqs_sent[-1] in [q for q, _ in s.events])
+    old = a.call("GET", "/api/discovery/info")[1]["epoch"]
+    first = redis.cli("XRANGE", "discovery:log", "-", "+", "COUNT", "1")
+    fields = first.split("\n")[1:]
+    assert redis.cli("DEL", "discovery:log") == "1"
+    redis.cli("XADD", "discovery:log", "%d-0" % seqs_sent[0], *fields)
+    redis.cli("SET", "discovery:seq", str(seqs_sent[0]))
+    a.wait_line(r"msg=\"cluster went back\"|msg=\"cluster epoch changed\"")
+    agent.wait_for(lambda s: len(s.welcomes) >= 2, timeout=15)
+    assert agent.welcomes[-1]["recovered"] is False
+    assert agent.welcomes[-1]["epoch"] != old
+    st, body = c.call("POST", "/api/discovery/broadcast", {"command": "After"})
+    assert st == 202
+    agent.wait_for(lambda s: body["seq"] in [q for q, _ in s.events])
