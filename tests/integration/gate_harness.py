@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import sys
+import threading
 
 from harness import BIN, ROOT, Proc, write
 
@@ -75,6 +76,38 @@ class Gate(Proc):
                 if k in ("VmRSS", "VmHWM"):
                     vals[k] = int(v.split()[0])
         return vals["VmRSS"], vals["VmHWM"]
+
+
+class Poller:
+    """GET PATH through the gate without pause, on one keep-alive
+    connection, on a thread of its own; `statuses` holds every answer."""
+
+    def __init__(self, gate, path="/echo"):
+        self.gate, self.path = gate, path
+        self.statuses = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        conn = self.gate.conn()
+        while not self.stopping.is_set():
+            conn.request("GET", self.path)
+            r = conn.getresponse()
+            r.read()
+            self.statuses.append(r.status)
+
+    def more(self, n):
+        """Wait for n more answers (or the thread's end), then stop."""
+        start = len(self.statuses)
+        while len(self.statuses) < start + n and self.thread.is_alive():
+            self.thread.join(0.01)
+        self.stop()
+        return self.statuses
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(10)
 
 
 def call(conn, method, path, body=None, headers=None):

@@ -319,10 +319,9 @@ def test_gate_fails_over_and_follows_the_cluster(tmp_path, nodes):
     """A gate linked to node a, polled without pause: node a is SIGKILLed,
     the gate moves to node b and answers 200 throughout; a notready
     declared on node c then locks it, and ready opens it again."""
-    import threading
     import types
 
-    from gate_harness import Gate, Upstream
+    from gate_harness import Gate, Poller, Upstream
 
     a, b, c = nodes
     u = Upstream()
@@ -330,28 +329,14 @@ def test_gate_fails_over_and_follows_the_cluster(tmp_path, nodes):
                     extra="ready: true\n")
     g = Gate(tmp_path, types.SimpleNamespace(
         ws_url="%s, %s" % (a.ws_url, b.ws_url)), u.url)
-    statuses, stop = [], threading.Event()
-
-    def poll():
-        conn = g.conn()
-        while not stop.is_set():
-            conn.request("GET", "/echo")
-            r = conn.getresponse()
-            r.read()
-            statuses.append(r.status)
-
+    poller = None
     try:
         g.wait_line(r"msg=open why=")
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
+        poller = Poller(g)
         mark = g.mark()
         sigkill(a)
         g.wait_line(r"msg=linked.*node=node-b", start=mark)
-        n = len(statuses)
-        while len(statuses) < n + 50 and poller.is_alive():
-            poller.join(0.01)
-        stop.set()
-        poller.join(10)
+        statuses = poller.more(50)
         assert len(statuses) > 50 and set(statuses) == {200}, statuses
         assert g.count(r"msg=locked", mark) == 0, g.text()
 
@@ -363,7 +348,8 @@ def test_gate_fails_over_and_follows_the_cluster(tmp_path, nodes):
         g.wait_line(r"msg=open why=", start=mark)
         assert g.request("GET", "/echo")[0] == 200
     finally:
-        stop.set()
+        if poller:
+            poller.stop()
         g.stop()
         cache.stop()
         u.stop()
