@@ -13,6 +13,7 @@
 #   agent/sidecar/*.c    -> build/bin/discovery-agent
 #   agent/gate/*.c       -> build/bin/discovery-gate
 #   tests/unit/test_*.c  -> build/tests/test_*
+#   (tests/unit/support/*.c: shared by the test_agent_* tests)
 
 comma     := ,
 VERSION   := 0.1.0
@@ -67,6 +68,8 @@ AGENT_SRC   := $(wildcard agent/lib/*.c)
 SIDECAR_SRC := $(wildcard agent/sidecar/*.c)
 GATE_SRC    := $(wildcard agent/gate/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+# Scripted peers (a fake daemon's socket side) for the test_agent_* tests.
+TEST_SUPPORT_SRC := $(wildcard tests/unit/support/*.c)
 
 COMMON_LIB  := $(BUILD)/lib/libcommon.a
 DAEMON_LIB  := $(BUILD)/lib/libdiscoveryd.a
@@ -80,7 +83,8 @@ PROGRAMS    := $(BUILD)/bin/discoveryd $(BUILD)/bin/discoveryctl \
 UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
-             $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(GATE_SRC) $(UNIT_SRC))
+             $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(GATE_SRC) $(UNIT_SRC) \
+             $(TEST_SUPPORT_SRC))
 
 .PHONY: all run test unit integration integration-valgrind deps clean bench fuzz \
         install uninstall
@@ -162,9 +166,10 @@ $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 # test_d_*) also link the daemon's modules (everything but main); libagent's
 # internal tests (test_agent_*) link libagent's objects.
 DAEMON_LIB_OBJ = $(if $(filter test_registry test_d_%,$*),$(DAEMON_LIB))
-AGENT_OBJ      = $(if $(filter test_agent_%,$*),$(call obj,$(AGENT_SRC)))
+AGENT_OBJ      = $(if $(filter test_agent_%,$*),$(call obj,$(AGENT_SRC) \
+                   $(TEST_SUPPORT_SRC)))
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \
-		  $(call obj,$(AGENT_SRC))
+		  $(call obj,$(AGENT_SRC) $(TEST_SUPPORT_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(DAEMON_LIB_OBJ) $(AGENT_OBJ) $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_HIREDIS) \
