@@ -46,8 +46,7 @@ struct cluster_batch {
 	char epoch[PROTO_EPOCH_MAX + 1];
 	bool sync;                  /* a fresh start: reset to (epoch, seq) */
 	uint64_t seq;               /* sync: the stream's head */
-	char **ready_names;         /* sync: announced readiness */
-	bool *ready;
+	char **ready;               /* sync: the services announced ready */
 	size_t n_ready;
 	struct cluster_entry *entries;
 	size_t n;
@@ -81,7 +80,5 @@ void cluster_note_ack(struct cluster *c, uint64_t seq, size_t delivered);
 /* For /metrics. */
 bool cluster_redis_up(const struct cluster *c);
 uint64_t cluster_redis_errors(const struct cluster *c);
-
-void cluster_batch_free(struct cluster_batch *b);
 
 #endif

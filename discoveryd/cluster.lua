@@ -354,11 +354,13 @@ elseif op == 'agents' then
 	return out
 
 elseif op == 'state' then
-	-- what a node needs to start serving: epoch, seq, announced readiness
+	-- what a node needs to start serving: epoch, seq, and the services
+	-- last announced ready
 	local ready = {}
 	for _, name in ipairs(redis.call('SMEMBERS', P .. 'services')) do
-		ready[#ready + 1] = name
-		ready[#ready + 1] = redis.call('HGET', P .. 'svc:' .. name, 'ready') or '0'
+		if redis.call('HGET', P .. 'svc:' .. name, 'ready') == '1' then
+			ready[#ready + 1] = name
+		end
 	end
 	return { e, redis.call('GET', P .. 'seq') or '0', ready }
 end

@@ -75,16 +75,15 @@ static struct cluster_batch *batch_new(size_t cap)
 	return b;
 }
 
-void cluster_batch_free(struct cluster_batch *b)
+static void batch_free(struct cluster_batch *b)
 {
 	if (!b)
 		return;
 	for (size_t i = 0; i < b->n; i++)
 		free(b->entries[i].text);
 	for (size_t i = 0; i < b->n_ready; i++)
-		free(b->ready_names[i]);
+		free(b->ready[i]);
 	free(b->entries);
-	free(b->ready_names);
 	free(b->ready);
 	free(b);
 }
@@ -127,17 +126,17 @@ static int sync_state(struct cluster *c, redisContext *ctx, char *epoch,
 		goto out;
 	ready = st->element[2];
 	b = batch_new(h->elements);
-	if (!b || !(b->ready_names = calloc(ready->elements / 2 + 1, sizeof(char *))) ||
-	    !(b->ready = calloc(ready->elements / 2 + 1, sizeof(bool))))
+	if (!b || !(b->ready = calloc(ready->elements + 1, sizeof(*b->ready))))
 		goto out;
 	b->sync = true;
 	snprintf(b->epoch, sizeof(b->epoch), "%s", st->element[0]->str);
 	b->seq = strtoull(st->element[1]->str, NULL, 10);
-	for (size_t i = 0; i + 1 < ready->elements; i += 2) {
-		b->ready_names[b->n_ready] = strdup(ready->element[i]->str);
-		if (!b->ready_names[b->n_ready])
+	for (size_t i = 0; i < ready->elements; i++) {
+		b->ready[b->n_ready] = ready->element[i]->type == REDIS_REPLY_STRING ?
+				       strdup(ready->element[i]->str) : NULL;
+		if (!b->ready[b->n_ready])
 			goto out;
-		b->ready[b->n_ready++] = strcmp(ready->element[i + 1]->str, "1") == 0;
+		b->n_ready++;
 	}
 	/* XREVRANGE is newest first; the hub wants them in order. */
 	for (size_t i = h->elements; i-- > 0;)
@@ -153,7 +152,7 @@ static int sync_state(struct cluster *c, redisContext *ctx, char *epoch,
 		 b->epoch, (unsigned long long)b->seq, b->n, b->n_ready);
 	rc = 0;
 out:
-	cluster_batch_free(b);
+	batch_free(b);
 	freeReplyObject(st);
 	freeReplyObject(h);
 	return rc;
@@ -262,7 +261,7 @@ static int read_once(struct cluster *c, redisContext *ctx, const char *epoch,
 	if (b->n && hand_over(c, b) != 0 && !atomic_load(&c->stop))
 		log_warn("cluster apply failed", "seq=%llu",
 			 (unsigned long long)*seq);
-	cluster_batch_free(b);
+	batch_free(b);
 	freeReplyObject(r);
 	return rc;
 }

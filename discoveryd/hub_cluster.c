@@ -117,8 +117,7 @@ static void apply_sync(struct hub *h, const struct cluster_batch *b)
 	for (size_t i = 0; i < r->n; i++)
 		r->services[i]->ready = false;
 	for (size_t i = 0; i < b->n_ready; i++) {
-		struct service *s = b->ready[i] ? registry_get(r, b->ready_names[i])
-						: NULL;
+		struct service *s = registry_get(r, b->ready[i]);
 
 		if (s)
 			s->ready = true;
