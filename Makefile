@@ -4,6 +4,7 @@
 #   make run             install missing Debian packages, build, run discoveryd
 #   make test            install missing Debian packages, build, run every suite
 #   make SANITIZE=address,undefined test
+#   make attack          the adversarial suite (tests/attack)
 #
 # Sources are found by folder, so adding a module is adding a file:
 #   libcommon/*.c        -> build/lib/libcommon.a (no daemon state)
@@ -86,8 +87,8 @@ ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
              $(CTL_SRC) $(AGENT_SRC) $(SIDECAR_SRC) $(GATE_SRC) $(UNIT_SRC) \
              $(TEST_SUPPORT_SRC))
 
-.PHONY: all run test unit integration integration-valgrind deps clean bench fuzz \
-        install uninstall
+.PHONY: all run test unit integration integration-valgrind attack deps clean \
+        bench fuzz install uninstall
 .SECONDARY:
 all: $(PROGRAMS) $(AGENT_SO) $(AGENT_A)
 
@@ -217,6 +218,13 @@ VALGRIND_ENV := DISCOVERY_TEST_WAIT=60 DISCOVERY_TEST_WRAPPER="valgrind -q \
 integration-valgrind: all $(TOOLS)
 	$(VALGRIND_ENV) /usr/bin/python3 -m pytest -q tests/integration || \
 	  $(VALGRIND_ENV) /usr/bin/python3 -m pytest -q --lf tests/integration
+
+# The adversarial suite (tests/attack): attackers and harsh operators
+# against the real binaries; SANITIZE=... runs it on the sanitized build.
+attack: deps
+	@$(MAKE) --no-print-directory all $(TOOLS)
+	DISCOVERY_BIN=$(abspath $(BUILD)/bin) DISCOVERY_SANITIZE=$(SANITIZE) \
+	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/attack
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(TOOLS)
