@@ -160,8 +160,7 @@ $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $(call obj,$(GATE_SRC)) -L$(BUILD)/lib -lagent \
 	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
-	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_HTTP_PARSER) \
-	  $(LIBS_COMMON)
+	  $(ALL_LDFLAGS) $(LIBS_HTTP_PARSER) $(LIBS_COMMON)
 
 # Unit tests link libcommon. The daemon's module tests (test_registry,
 # test_d_*) also link the daemon's modules (everything but main); libagent's

@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "gconf.h"
+#include "path.h"
 
 #define F(field) offsetof(struct gconf, field)
 #define FILE_MAX (4 * 1024 * 1024) /* a config file larger than this is refused */
@@ -42,6 +43,14 @@ static const struct conf_key timeout_keys[] = {
 	{ .name = "idle", .type = CONF_DURATION, .offset = F(idle_timeout_ms),
 	  .min = 1000, .max = 3600000, .def = "60s",
 	  .help = "an idle keep-alive client connection is closed" },
+	{ .name = "header", .type = CONF_DURATION,
+	  .offset = F(header_timeout_ms), .min = 100, .max = 600000,
+	  .def = "10s", .help = "a request head must be whole this long after "
+	  "its first byte; then 408" },
+	{ .name = "client", .type = CONF_DURATION,
+	  .offset = F(client_timeout_ms), .min = 100, .max = 3600000,
+	  .def = "60s", .help = "a client that sends no body byte, or takes no "
+	  "response byte, for this long is cut" },
 	{ .name = NULL },
 };
 
@@ -49,8 +58,14 @@ static const struct conf_key limit_keys[] = {
 	{ .name = "connections", .type = CONF_INT, .offset = F(max_connections),
 	  .min = 1, .max = 1000000, .def = "1024",
 	  .help = "client connections at once" },
+	{ .name = "connections_per_ip", .type = CONF_INT, .offset = F(max_per_ip),
+	  .min = 0, .max = 1000000, .def = "256",
+	  .help = "of them from one address (IPv6: one /64); 0 = no cap" },
+	{ .name = "head", .type = CONF_SIZE, .offset = F(head_max),
+	  .min = 4 * 1024, .max = 1024 * 1024, .def = "32KiB",
+	  .help = "bytes of a request head; more is 431" },
 	{ .name = "threads", .type = CONF_INT, .offset = F(threads), .min = 0,
-	  .max = 256, .def = "0", .help = "HTTP and upstream threads; 0 = cores" },
+	  .max = 256, .def = "0", .help = "worker threads; 0 = cores" },
 	{ .name = "upstream_idle", .type = CONF_INT, .offset = F(upstream_idle),
 	  .min = 0, .max = 100000, .def = "64",
 	  .help = "idle upstream connections kept per thread" },
@@ -152,8 +167,9 @@ static int check(const char *path, struct gconf *c, char *err, size_t errlen)
 		return -1;
 	}
 	for (size_t i = 0; i < c->pass.n; i++)
-		if (c->pass.v[i][0] != '/') {
-			snprintf(err, errlen, "%s: pass: \"%s\" must start with /",
+		if (!path_valid_prefix(c->pass.v[i])) {
+			snprintf(err, errlen, "%s: pass: \"%s\" must be a plain "
+				 "path: / then no dot segment, %%, ;, \\, ? or #",
 				 path, c->pass.v[i]);
 			return -1;
 		}

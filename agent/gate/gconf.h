@@ -34,8 +34,12 @@ struct gconf {
 	int64_t stall_timeout_ms;    /* no body byte for this long: cut; 0 never */
 	int64_t drain_timeout_ms;    /* SIGTERM: wait this long for requests */
 	int64_t idle_timeout_ms;     /* keep-alive client connections */
+	int64_t header_timeout_ms;   /* a whole request head, from its first byte */
+	int64_t client_timeout_ms;   /* a client that sends or takes nothing */
 	int64_t max_connections;
-	int64_t threads;             /* MHD pool and upstream workers; 0 = cores */
+	int64_t max_per_ip;          /* connections from one address; 0 = any */
+	int64_t head_max;            /* bytes of a request head */
+	int64_t threads;             /* worker threads; 0 = cores */
 	int64_t upstream_idle;       /* idle upstream connections kept per worker */
 	int64_t buffer;              /* per-direction buffer of one request */
 	bool trust_forwarded;        /* extend X-Forwarded-* from the client */

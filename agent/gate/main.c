@@ -5,13 +5,15 @@
  *
  * It is libagent (the link to discoveryd and the readiness flags, through
  * the public <discovery/agent.h> only), state.c (open or locked, and the
- * answers the gate gives itself), server.c and proxy.c (libmicrohttpd on
- * the client side), upstream.c (the worker threads) and fetch.c (an HTTP/1.1
- * client on http-parser for the app's side).
+ * answers the gate gives itself), and the proxy: server.c (listeners and
+ * workers), worker.c (a thread's loop over loop.c), client.c (the clients'
+ * side, strict, on http-parser), upstream.c (an HTTP/1.1 client to the
+ * app, on http-parser), relay.c (WebSocket tunnels), with forward.c (the
+ * heads that cross), path.c (what passes a locked gate), admit.c (who may
+ * connect) and ring.c (the buffers).
  *
  * Threads: main (signals, through sigwait on blocked signals), the agent
- * thread (its callbacks rebuild the state view), libmicrohttpd's pool and
- * the upstream workers.
+ * thread (its callbacks rebuild the state view), and the workers.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -25,7 +27,6 @@
 
 #include <discovery/agent.h>
 #include <http_parser.h>
-#include <microhttpd.h>
 
 #include "gconf.h"
 #include "log.h"
@@ -229,9 +230,8 @@ static int parse_args(struct gate *g, int argc, char **argv, bool *check_only)
 		case 'q': g->verbosity--; break;
 		case 'h': usage(stdout); return 0;
 		case 'V':
-			printf(PROG " %s (libagent %s, libmicrohttpd %s, "
-			       "http-parser %lu.%lu.%lu)\n", DISCOVERY_VERSION,
-			       agent_version(), MHD_get_version(),
+			printf(PROG " %s (libagent %s, http-parser %lu.%lu.%lu)\n",
+			       DISCOVERY_VERSION, agent_version(),
 			       (http_parser_version() >> 16) & 255,
 			       (http_parser_version() >> 8) & 255,
 			       http_parser_version() & 255);

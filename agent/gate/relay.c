@@ -1,188 +1,110 @@
 /*
- * relay: the WebSocket byte relay of upgraded requests, run by the worker
- * thread. fetch.c sent the request on a connection of its own and read
- * the 101 head (what came after it waits in `down`); MHD sent the 101 on
- * and handed over the client's socket (what the client sent early waits
- * in `up`). From then on bytes move both ways through the two rings until
- * the upstream closes, or either side fails.
+ * relay: the byte tunnel of an upgraded request (see relay.h). Both
+ * sockets are in the worker's epoll set; each side is read only while the
+ * ring it fills has room, and written while the ring it drains has bytes.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <stdlib.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include "log.h"
-#include "upstream.h"
-#include "worker.h"
+#include "relay.h"
 
-static int upstream_fd(const struct preq *r)
-{
-	return r->uc ? r->uc->fd : -1;
-}
+#define RELAY_READ_MAX 16384
 
-void relay_close(struct worker *w, struct preq *r, const char *why)
+void relay_close(struct relay *r, const char *why)
 {
-	if (!r->relaying)
+	if (!r->running)
 		return;
 	log_debug("relay_closed", "uri=%.200s why=%s", r->uri, why);
-	r->relaying = false;
-	w->n_relays--;
-	fetch_close(w, r);
-	pthread_mutex_lock(&r->lock);
-	r->done = true;
-	pthread_mutex_unlock(&r->lock);
-	if (r->urh)
-		MHD_upgrade_action(r->urh, MHD_UPGRADE_ACTION_CLOSE);
-	worker_release(w, r);
+	r->running = false;
+	loop_retire(r->loop, &r->upstream);
+	r->over(r);
 }
 
 /* Write what `ring` holds to fd; -1 on a dead socket. */
-static int flush(struct preq *r, struct ring *ring, int fd)
+static int flush(struct ring *ring, int fd)
 {
-	pthread_mutex_lock(&r->lock);
 	while (ring->len) {
 		size_t n;
 		const char *p = ring_peek(ring, &n);
 		ssize_t k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-		if (k < 0) {
-			pthread_mutex_unlock(&r->lock);
+		if (k < 0)
 			return errno == EAGAIN || errno == EINTR ? 0 : -1;
-		}
 		ring_drop(ring, (size_t)k);
 	}
-	pthread_mutex_unlock(&r->lock);
 	return 0;
 }
 
 /* Read what fd has into `ring`, as much as fits; true at its end. */
-static bool fill(struct preq *r, struct ring *ring, int fd)
+static bool fill(struct ring *ring, int fd)
 {
-	char buf[16384];
+	char buf[RELAY_READ_MAX];
 	size_t room = ring_room(ring) < sizeof(buf) ? ring_room(ring)
 						    : sizeof(buf);
 	ssize_t k = room ? recv(fd, buf, room, MSG_DONTWAIT) : 0;
 
 	if (k > 0) {
-		pthread_mutex_lock(&r->lock);
 		ring_put(ring, buf, (size_t)k);
-		pthread_mutex_unlock(&r->lock);
 		return false;
 	}
 	return room && (k == 0 || (errno != EAGAIN && errno != EINTR));
 }
 
-/* Move what can move; close the relay when both ways are over. */
-void relay_step(struct worker *w, struct preq *r, short client_ev,
-		short upstream_ev)
+/* Interest follows the rings: read into room, write what is held. */
+static void interest(struct relay *r)
 {
-	int up = upstream_fd(r);
+	loop_set(r->loop, r->client,
+		 (!r->client_eof && ring_room(r->up) ? EPOLLIN : 0u) |
+		 (r->down->len ? EPOLLOUT : 0u));
+	loop_set(r->loop, &r->upstream,
+		 (!r->upstream_eof && ring_room(r->down) ? EPOLLIN : 0u) |
+		 (r->up->len ? EPOLLOUT : 0u));
+}
 
-	if ((client_ev & POLLIN) && !r->client_eof)
-		r->client_eof = fill(r, &r->up, r->client_fd);
-	if ((upstream_ev & POLLIN) && up >= 0 && !r->upstream_eof)
-		r->upstream_eof = fill(r, &r->down, up);
-	if (flush(r, &r->down, r->client_fd))
-		return relay_close(w, r, "client_error");
-	if (up >= 0 && flush(r, &r->up, up))
-		return relay_close(w, r, "upstream_error");
-	if (r->client_eof && !r->up.len && up >= 0 && !r->upstream_shut) {
-		shutdown(up, SHUT_WR); /* the client finished sending */
+/* Move what can move; end the relay when both ways are over. */
+static void step(struct relay *r, uint32_t client_ev, uint32_t upstream_ev)
+{
+	const uint32_t readable = EPOLLIN | EPOLLHUP | EPOLLERR;
+
+	if ((client_ev & readable) && !r->client_eof)
+		r->client_eof = fill(r->up, r->client->fd);
+	if ((upstream_ev & readable) && !r->upstream_eof)
+		r->upstream_eof = fill(r->down, r->upstream.fd);
+	if (flush(r->down, r->client->fd))
+		return relay_close(r, "client_error");
+	if (flush(r->up, r->upstream.fd))
+		return relay_close(r, "upstream_error");
+	if (r->client_eof && !r->up->len && !r->upstream_shut) {
+		shutdown(r->upstream.fd, SHUT_WR); /* the client is done */
 		r->upstream_shut = true;
 	}
-	if (up < 0 || (r->upstream_eof && !r->down.len))
-		relay_close(w, r, "upstream_closed");
+	if (r->upstream_eof && !r->down->len)
+		return relay_close(r, "upstream_closed");
+	interest(r);
 }
 
-void relay_start(struct worker *w, struct preq *r)
+static void on_upstream(struct watch *w, uint32_t events)
 {
-	int fl = fcntl(r->client_fd, F_GETFL);
+	struct relay *r = (struct relay *)((char *)w -
+					   offsetof(struct relay, upstream));
 
-	if (!r->in_transfer || !r->uc) { /* it failed since the 101 */
-		MHD_upgrade_action(r->urh, MHD_UPGRADE_ACTION_CLOSE);
-		return;
-	}
-	if (fl >= 0)
-		fcntl(r->client_fd, F_SETFL, fl | O_NONBLOCK);
-	/* The connection is the relay's now; the transfer is over. */
-	r->in_transfer = false;
-	r->relaying = true;
-	w->n_relays++;
+	step(r, 0, events);
+}
+
+void relay_client_event(struct relay *r, uint32_t events)
+{
+	if (r->running)
+		step(r, events, 0);
+}
+
+void relay_start(struct relay *r, int upstream_fd)
+{
+	r->upstream = (struct watch){ .fd = upstream_fd, .fn = on_upstream };
+	r->client_eof = r->upstream_eof = r->upstream_shut = false;
+	r->running = true;
 	log_debug("relay_started", "uri=%.200s", r->uri);
-	relay_step(w, r, 0, 0);
-}
-
-static bool grow_fds(struct worker *w, size_t need)
-{
-	size_t cap = w->fds_cap ? w->fds_cap : 64;
-	struct pollfd *fds;
-	struct preq **owners;
-
-	if (need <= w->fds_cap)
-		return true;
-	while (cap < need)
-		cap *= 2;
-	fds = realloc(w->fds, cap * sizeof(*fds));
-	if (fds)
-		w->fds = fds;
-	owners = realloc(w->owners, cap * sizeof(*owners));
-	if (owners)
-		w->owners = owners;
-	if (!fds || !owners)
-		return false;
-	w->fds_cap = cap;
-	return true;
-}
-
-/* fds[0] is our epoll set; then every relay's client and upstream
- * sockets. Returns the count, 1 when there is no relay. */
-size_t relay_fds(struct worker *w)
-{
-	size_t n = 1;
-
-	if (!grow_fds(w, 1))
-		return 0;
-	w->fds[0] = (struct pollfd){ w->epfd, POLLIN, 0 };
-	for (struct preq *r = w->n_relays ? w->active : NULL; r; r = r->next) {
-		short client = 0, upstream = 0;
-
-		if (!r->relaying || !grow_fds(w, n + 2))
-			continue;
-		if (!r->client_eof && ring_room(&r->up))
-			client |= POLLIN;
-		if (r->down.len)
-			client |= POLLOUT;
-		if (!r->upstream_eof && ring_room(&r->down))
-			upstream |= POLLIN;
-		if (r->up.len)
-			upstream |= POLLOUT;
-		/* A side that is over and has nothing to take is left out
-		 * (a negative fd): its hang-up would wake poll() for ever. */
-		w->owners[n] = r;
-		w->fds[n++] = (struct pollfd){ client ? r->client_fd : -1,
-					       client, 0 };
-		w->owners[n] = r;
-		w->fds[n++] = (struct pollfd){ upstream ? upstream_fd(r) : -1,
-					       upstream, 0 };
-	}
-	return n;
-}
-
-void relay_service(struct worker *w, size_t n)
-{
-	/* A relay's two entries are adjacent; step it once, then never
-	 * touch it again (relay_step may release it). A hang-up or an
-	 * error reads as "readable": recv then says which. */
-	for (size_t i = 1; i + 1 < n; i += 2) {
-		struct preq *r = w->owners[i];
-		short client = w->fds[i].revents, upstream = w->fds[i + 1].revents;
-
-		if (client & (POLLHUP | POLLERR))
-			client |= POLLIN;
-		if (upstream & (POLLHUP | POLLERR))
-			upstream |= POLLIN;
-		if (client || upstream)
-			relay_step(w, r, client, upstream);
-	}
+	/* Bytes that came with the heads may wait in the rings already. */
+	step(r, 0, 0);
 }

@@ -13,6 +13,7 @@
 #include <cJSON.h>
 
 #include "log.h"
+#include "path.h"
 #include "state.h"
 
 #define VIEW_GRACE_MS 10000
@@ -89,24 +90,49 @@ static long long now_ms(void)
 
 /* ---- building ---------------------------------------------------------- */
 
-static struct MHD_Response *make_response(const char *body, const char *type,
-					  const struct policy *p, bool locked)
+static const char *reason(unsigned status)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(
-		strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-	char retry[32];
-
-	if (!r)
-		return NULL;
-	if (type)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	if (locked) {
-		snprintf(retry, sizeof(retry), "%lld", p->retry_after_s);
-		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry);
-		MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept");
+	switch (status) {
+	case 200: return "OK";
+	case 204: return "No Content";
+	case 403: return "Forbidden";
+	case 423: return "Locked";
+	case 503: return "Service Unavailable";
 	}
-	return r;
+	return "Unknown";
+}
+
+/* An answer with body, type and the locked headers when locked; -1 on
+ * ENOMEM. */
+static int make_answer(struct answer *a, unsigned status, const char *body,
+		       const char *type, const struct policy *p, bool locked)
+{
+	char head[512];
+	int n;
+
+	n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s%s%s"
+		     "Cache-Control: no-store\r\n", status, reason(status),
+		     type ? "Content-Type: " : "", type ? type : "",
+		     type ? "\r\n" : "");
+	if (locked)
+		n += snprintf(head + n, sizeof(head) - (size_t)n,
+			      "Retry-After: %lld\r\nVary: Accept\r\n",
+			      p->retry_after_s);
+	if (status != 204)
+		n += snprintf(head + n, sizeof(head) - (size_t)n,
+			      "Content-Length: %zu\r\n", strlen(body));
+	a->status = status;
+	a->head = strdup(head);
+	a->head_len = (size_t)n;
+	a->body = strdup(body);
+	a->body_len = strlen(body);
+	return a->head && a->body ? 0 : -1;
+}
+
+static void answer_free(struct answer *a)
+{
+	free(a->head);
+	free(a->body);
 }
 
 /* The template with {{waiting_for}} and {{retry_after}} filled in. */
@@ -187,14 +213,10 @@ static void view_free(struct gate_view *v)
 {
 	if (!v)
 		return;
-	if (v->locked_html)
-		MHD_destroy_response(v->locked_html);
-	if (v->locked_json)
-		MHD_destroy_response(v->locked_json);
-	if (v->state_json)
-		MHD_destroy_response(v->state_json);
-	if (v->check)
-		MHD_destroy_response(v->check);
+	answer_free(&v->locked_html);
+	answer_free(&v->locked_json);
+	answer_free(&v->state_json);
+	answer_free(&v->check);
 	for (size_t i = 0; i < v->n_pass; i++)
 		free(v->pass[i]);
 	free(v->pass);
@@ -222,6 +244,8 @@ static int build_locked(struct gate_state *s, struct gate_view *v,
 	const cJSON *wait;
 	cJSON *o = cJSON_CreateObject(), *parsed = cJSON_Parse(state);
 	char *json = NULL, *page;
+	unsigned status = s->policy.locked_status;
+	int rc = -1;
 
 	if (o && parsed) {
 		wait = cJSON_GetObjectItemCaseSensitive(parsed, "waiting_for");
@@ -238,15 +262,15 @@ static int build_locked(struct gate_state *s, struct gate_view *v,
 	page = fill_page(s->policy.page,
 			 waiting[0] ? waiting : "the link to discoveryd",
 			 s->policy.retry_after_s);
-	if (json && page) {
-		v->locked_json = make_response(json, "application/json",
-					       &s->policy, true);
-		v->locked_html = make_response(page, "text/html; charset=utf-8",
-					       &s->policy, true);
-	}
+	if (json && page &&
+	    !make_answer(&v->locked_json, status, json, "application/json",
+			 &s->policy, true) &&
+	    !make_answer(&v->locked_html, status, page,
+			 "text/html; charset=utf-8", &s->policy, true))
+		rc = 0;
 	cJSON_free(json);
 	free(page);
-	return v->locked_json && v->locked_html ? 0 : -1;
+	return rc;
 }
 
 static struct gate_view *build(struct gate_state *s, bool open)
@@ -267,14 +291,15 @@ static struct gate_view *build(struct gate_state *s, bool open)
 		view_free(v);
 		return NULL;
 	}
-	v->state_json = make_response(state, "application/json", &s->policy,
-				      false);
-	v->check = make_response("", NULL, &s->policy, !open);
-	cJSON_free(state);
-	if (!v->state_json || !v->check) {
+	if (make_answer(&v->state_json, 200, state, "application/json",
+			&s->policy, false) ||
+	    make_answer(&v->check, open ? 204 : 403, "", NULL, &s->policy,
+			!open)) {
+		cJSON_free(state);
 		view_free(v);
 		return NULL;
 	}
+	cJSON_free(state);
 	return v;
 }
 
@@ -422,20 +447,9 @@ const struct gate_view *gstate_view(const struct gate_state *s)
 				    memory_order_acquire);
 }
 
-bool gview_passes(const struct gate_view *v, const char *path)
+bool gview_passes(const struct gate_view *v, const char *target)
 {
-	for (size_t i = 0; i < v->n_pass; i++) {
-		const char *p = v->pass[i];
-		size_t n = strlen(p);
-
-		/* "/healthz" passes /healthz, /healthz/x, /healthz?q, not
-		 * /healthzz; "/static/" passes everything below it. */
-		if (!strncmp(path, p, n) &&
-		    (p[n - 1] == '/' || path[n] == '\0' || path[n] == '/' ||
-		     path[n] == '?'))
-			return true;
-	}
-	return false;
+	return path_passes(target, v->pass, v->n_pass);
 }
 
 void gstate_free(struct gate_state *s)

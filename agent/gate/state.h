@@ -3,7 +3,7 @@
  *
  * The gate's state is an immutable view, published through one atomic
  * pointer: whether the gate is open, the pass paths, and ready-made
- * libmicrohttpd responses for the locked answers (HTML loading page and
+ * answers (bytes) for the locked answers (HTML loading page and
  * JSON), /.well-known/discovery-gate and its /check. A new view is built
  * only when something changes (a readiness flag, the link, a SIGHUP), on
  * the thread that saw the change; a request loads the pointer once and
@@ -12,8 +12,8 @@
  *
  * A replaced view is freed only after a grace period (VIEW_GRACE_MS) and at
  * shutdown: a request thread holds the pointer for the few microseconds
- * between loading it and MHD_queue_response, which takes its own reference
- * on the response.
+ * between loading it and sending (a sender that cannot send an answer at
+ * once copies what is left).
  */
 #ifndef GATE_STATE_H
 #define GATE_STATE_H
@@ -22,9 +22,19 @@
 #include <stddef.h>
 
 #include <discovery/agent.h>
-#include <microhttpd.h>
 
 #include "gconf.h"
+
+/* An answer the gate gives itself, ready to send: the status line and
+ * headers up to Content-Length (the sender adds Date, Connection and the
+ * blank line), then the body. */
+struct answer {
+	char *head;
+	size_t head_len;
+	char *body;
+	size_t body_len;
+	unsigned status;
+};
 
 struct gate_view {
 	bool open;
@@ -32,10 +42,10 @@ struct gate_view {
 	unsigned locked_status;             /* 423 or 503 */
 	size_t n_pass;
 	char **pass;                        /* path prefixes always proxied */
-	struct MHD_Response *locked_html;   /* the loading page */
-	struct MHD_Response *locked_json;   /* {"error":"locked",...} */
-	struct MHD_Response *state_json;    /* /.well-known/discovery-gate */
-	struct MHD_Response *check;         /* 204 open, 403 locked */
+	struct answer locked_html;          /* the loading page */
+	struct answer locked_json;          /* {"error":"locked",...} */
+	struct answer state_json;           /* /.well-known/discovery-gate */
+	struct answer check;                /* 204 open, 403 locked */
 	/* private */
 	struct gate_view *retired_next;
 	long long retired_at_ms;
@@ -60,8 +70,8 @@ int gstate_reload(struct gate_state *s, const struct gconf *c, char *err,
 /* The current view; valid for VIEW_GRACE_MS after the next change. */
 const struct gate_view *gstate_view(const struct gate_state *s);
 
-/* True when path is one of the view's pass paths (or below one). */
-bool gview_passes(const struct gate_view *v, const char *path);
+/* True when the raw request target may pass the locked gate (path.h). */
+bool gview_passes(const struct gate_view *v, const char *target);
 
 void gstate_free(struct gate_state *s);
 

@@ -1,389 +1,630 @@
 /*
- * upstream: the workers (see upstream.h). Each worker thread owns one
- * libmicrohttpd daemon (external epoll mode; the daemons share the port
- * through SO_REUSEPORT) and the upstream side of its requests (fetch.c:
- * a pool of keep-alive connections to the app), all on one epoll set of
- * its own. The client side and the upstream side of a request therefore
- * run on the same thread: no hand-off between threads, and a client
- * connection is suspended only while its data is not there yet. Each loop
- * takes the ops posted (by MHD's callbacks on this thread, or another
- * thread to stop), reads and writes the upstream sockets that are ready,
- * runs MHD, fails transfers whose deadline passed (502, 504, or a cut
- * mid-body), and moves the bytes of its WebSocket relays.
+ * upstream: the app's side of a proxied request (see upstream.h).
  *
- * A relay is an upgraded request: fetch.c sent the request head on a
- * connection of its own and http-parser read the 101 head; then the relay
- * (relay.c) moves bytes between that socket and the client's. Relays are
- * rare: their sockets are poll()ed next to the epoll set rather than kept
- * in it.
+ * The request head (built by the owner in x->out) and the body (the `up`
+ * ring, framed as chunks when it goes chunked) leave with one sendmsg when
+ * they can. Each response is parsed by http-parser, whose callbacks only
+ * file the head's fields in x->head and the body in the `down` ring;
+ * reads never take more than the ring has room for, so a body cannot
+ * overrun it: when `down` is full the connection stops reading until the
+ * owner drains it. The owner hears of what a read brought after the
+ * parser returns.
+ *
+ * Connections are registered in the worker's epoll set for their whole
+ * life, pooled or busy, so a request costs no epoll_ctl here; a pooled
+ * connection that turns readable (the app closed it) is closed at once.
+ * Upgrades get a fresh connection that is never pooled.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "log.h"
-#include "server.h"
 #include "upstream.h"
-#include "worker.h"
 
-#define POLL_IDLE_MS  1000  /* nothing due: look at the clock this often */
-#define MAX_EVENTS    64
+#define READ_MAX      (64 * 1024)  /* one recv at most */
+#define RESOLVE_TTL   30000        /* ms a resolved upstream address is used */
 
-/* The worker whose thread this is (NULL elsewhere). */
-static _Thread_local struct worker *current;
+struct uconn {
+	struct watch watch;             /* first: the loop's events name it */
+	struct upstream_pool *pool;
+	bool connecting;                /* the non-blocking connect runs */
+	bool reused;                    /* it served a request before */
+	size_t addr;                    /* the address it connects to */
+	struct exchange *x;             /* NULL: pooled */
+	struct uconn *next;             /* the pool */
+};
 
-long long worker_now_ms(void)
+static const http_parser_settings settings;
+static void on_event(struct watch *wt, uint32_t events);
+
+/* ---- connections ------------------------------------------------------- */
+
+static void uconn_release(struct watch *wt)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	free(wt);
 }
 
-struct worker *worker_current(void)
+static void conn_close(struct uconn *c)
 {
-	return current;
+	if (c->x && c->x->uc == c)
+		c->x->uc = NULL;
+	c->x = NULL;
+	loop_retire(c->pool->loop, &c->watch);
 }
 
-static void wake(struct worker *w)
+static void pool_unlink(struct upstream_pool *p, struct uconn *c)
 {
-	uint64_t one = 1;
-
-	if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("wake_failed", "error=%s", strerror(errno));
+	for (struct uconn **pp = &p->idle; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			p->n_idle--;
+			return;
+		}
 }
 
-/* In external mode MHD_resume_connection does not wake the daemon: the
- * loop must run it again, before it waits. */
-void worker_kick(struct worker *w)
+/* The exchange on c is over and the connection can serve another. */
+static void pool_put(struct uconn *c)
 {
-	atomic_store_explicit(&w->kick, true, memory_order_relaxed);
-	if (current != w)
-		wake(w);
+	struct upstream_pool *p = c->pool;
+
+	if (c->x)
+		c->x->uc = NULL;
+	c->x = NULL;
+	if (p->n_idle >= (size_t)p->conf->upstream_idle)
+		return conn_close(c);
+	c->reused = true;
+	loop_set(p->loop, &c->watch, EPOLLIN); /* now: the app closed it */
+	c->next = p->idle;
+	p->idle = c;
+	p->n_idle++;
 }
 
-int worker_post(struct worker *w, struct preq *r, unsigned ops)
+void upstream_pool_init(struct upstream_pool *p, struct loop *loop,
+			const struct gconf *conf)
 {
-	pthread_mutex_lock(&w->qlock);
-	if (w->stopping) {
-		pthread_mutex_unlock(&w->qlock);
+	memset(p, 0, sizeof(*p));
+	p->loop = loop;
+	p->conf = conf;
+}
+
+void upstream_pool_close(struct upstream_pool *p)
+{
+	while (p->idle) {
+		struct uconn *c = p->idle;
+
+		pool_unlink(p, c);
+		conn_close(c);
+	}
+}
+
+/* The upstream's addresses, looked up again every RESOLVE_TTL. The lookup
+ * blocks this thread; it is rare (connections are pooled), and a numeric
+ * host costs nothing. */
+static int resolve(struct upstream_pool *p, char *err, size_t errlen)
+{
+	const struct gconf *c = p->conf;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_ADDRCONFIG };
+	struct addrinfo *res, *ai;
+	int rc;
+
+	if (p->n_addrs && loop_now_ms() < p->addrs_until)
+		return 0;
+	rc = getaddrinfo(c->upstream_host, c->upstream_port, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "cannot resolve %s: %s", c->upstream_host,
+			 gai_strerror(rc));
 		return -1;
 	}
-	r->ops |= ops;
-	if (!r->in_queue) {
-		r->in_queue = true;
-		r->q_next = NULL;
-		preq_ref(r);
-		if (w->q_tail)
-			w->q_tail->q_next = r;
-		else
-			w->q_head = r;
-		w->q_tail = r;
+	p->n_addrs = 0;
+	for (ai = res; ai && p->n_addrs < UPSTREAM_ADDRS_MAX; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(p->addrs[0]))
+			continue;
+		memcpy(&p->addrs[p->n_addrs], ai->ai_addr, ai->ai_addrlen);
+		p->addr_lens[p->n_addrs++] = ai->ai_addrlen;
 	}
-	pthread_mutex_unlock(&w->qlock);
-	/* On its own thread the loop runs the queue before it waits again. */
-	if (current != w)
-		wake(w);
+	freeaddrinfo(res);
+	p->addrs_until = loop_now_ms() + RESOLVE_TTL;
+	if (!p->n_addrs) {
+		snprintf(err, errlen, "no address for %s", c->upstream_host);
+		return -1;
+	}
 	return 0;
 }
 
-/* ---- reusable parts ---------------------------------------------------- */
-
-/* Two rings of cap bytes and the head buffers, reused when possible:
- * fresh ones per request were a good part of a small request's time. */
-int worker_take_parts(struct worker *w, struct preq *r, size_t cap)
+/* A new connection for x, to the first address from `first` that takes a
+ * non-blocking connect; -1 with the reason in err. */
+static int conn_open(struct upstream_pool *p, struct exchange *x,
+		     size_t first, char *err, size_t errlen)
 {
-	if (current == w && w->n_parts) {
-		struct parts *p = &w->parts[--w->n_parts];
+	int fd = -1, one = 1, e = 0;
+	size_t i;
+	struct uconn *c;
 
-		r->up.buf = p->up;
-		r->down.buf = p->down;
-		r->out = p->out;
-		r->head = p->head;
-	} else {
-		r->up.buf = malloc(cap);
-		r->down.buf = malloc(cap);
+	if (resolve(p, err, errlen))
+		return -1;
+	for (i = first; i < p->n_addrs; i++) {
+		const struct sockaddr *sa = (const struct sockaddr *)&p->addrs[i];
+
+		fd = socket(sa->sa_family,
+			    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (!connect(fd, sa, p->addr_lens[i]) || errno == EINPROGRESS)
+			break;
+		e = errno;
+		close(fd);
+		fd = -1;
 	}
-	r->up.cap = r->down.cap = cap;
-	return r->up.buf && r->down.buf ? 0 : -1;
+	if (fd < 0 || !(c = calloc(1, sizeof(*c)))) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errlen, "connect to %s:%s: %s", p->conf->upstream_host,
+			 p->conf->upstream_port, strerror(fd < 0 ? e : ENOMEM));
+		return -1;
+	}
+	c->watch = (struct watch){ .fd = fd, .fn = on_event,
+				   .release = uconn_release };
+	c->pool = p;
+	c->addr = i;
+	c->connecting = true;
+	c->x = x;
+	x->uc = c;
+	loop_set(p->loop, &c->watch, EPOLLIN | EPOLLOUT);
+	return 0;
 }
 
-/* Keep r's buffers for the next request, on r's worker's thread only. */
-void worker_recycle(struct worker *w, struct preq *r)
-{
-	struct parts *p;
+/* ---- the end of an exchange ------------------------------------------- */
 
-	if (current != w || w->n_parts >= PARTS_CACHE || !r->up.buf ||
-	    !r->down.buf)
+static void list_remove(struct exchange *x)
+{
+	struct upstream_pool *p = x->pool;
+
+	if (x->prev)
+		x->prev->next = x->next;
+	else if (p->active == x)
+		p->active = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	x->prev = x->next = NULL;
+}
+
+/* Out of flight: its connection closed (unless already given back). */
+static void leave(struct exchange *x)
+{
+	if (x->uc)
+		conn_close(x->uc);
+	if (x->in_flight)
+		list_remove(x);
+	x->in_flight = false;
+}
+
+/* The exchange is over; the owner hears it last. why: NULL on success. */
+static void finish(struct exchange *x, unsigned status, const char *why)
+{
+	const struct upstream_ops *ops = x->ops;
+
+	leave(x);
+	if (why) {
+		char q[300], e[300];
+
+		log_warn("upstream_failed", "uri=%s status=%u error=%s",
+			 log_quote(q, sizeof(q), x->uri),
+			 x->head_done ? 0 : status, log_quote(e, sizeof(e), why));
+	}
+	ops->done(x, status, why);
+}
+
+void upstream_abort(struct exchange *x)
+{
+	leave(x);
+}
+
+int upstream_detach(struct exchange *x)
+{
+	struct uconn *c = x->uc;
+	int fd;
+
+	if (!c)
+		return -1;
+	loop_set(c->pool->loop, &c->watch, 0);
+	fd = c->watch.fd;
+	c->watch.fd = -1; /* the owner's now: retiring does not close it */
+	conn_close(c);
+	if (x->in_flight)
+		list_remove(x);
+	x->in_flight = false;
+	return fd;
+}
+
+static void send_some(struct exchange *x);
+
+/* Begin again on another connection: the one it had died before any
+ * answer, and nothing but the head has left (it is sent again). */
+static void attach(struct exchange *x)
+{
+	struct upstream_pool *p = x->pool;
+	char err[300];
+
+	x->out.off = 0;
+	x->sent = x->resp_started = false;
+	http_parser_init(&x->parser, HTTP_RESPONSE);
+	x->parser.data = x;
+	if (!x->upgrade && p->idle) {
+		struct uconn *c = p->idle;
+
+		pool_unlink(p, c);
+		c->x = x;
+		x->uc = c;
+		return send_some(x);
+	}
+	if (conn_open(p, x, 0, err, sizeof(err)))
+		return finish(x, 502, err);
+	loop_due(p->loop, loop_now_ms() + p->conf->connect_timeout_ms);
+}
+
+void upstream_start(struct upstream_pool *p, struct exchange *x)
+{
+	x->pool = p;
+	x->in_flight = true;
+	x->head.len = 0;
+	x->head_done = x->complete = x->switched = x->interim = false;
+	x->recv_paused = false;
+	x->framing.keep_out = true; /* sent again on a retry */
+	x->status = 0;
+	x->resp_length = -1;
+	x->prev = NULL;
+	x->next = p->active;
+	if (p->active)
+		p->active->prev = x;
+	p->active = x;
+	x->deadline_ms = loop_now_ms() + p->conf->upstream_timeout_ms;
+	loop_due(p->loop, x->deadline_ms);
+	attach(x);
+}
+
+/* A failure on x's connection (err: an errno, 0 for an early close). */
+static void conn_failed(struct exchange *x, int err)
+{
+	struct uconn *c = x->uc;
+	char why[300];
+
+	if (c && c->reused && !x->resp_started && !x->framing.started &&
+	    !x->head_done) {
+		log_debug("upstream_retry", "uri=%.200s error=%s", x->uri,
+			  err ? strerror(err) : "closed");
+		conn_close(c);
+		return attach(x);
+	}
+	snprintf(why, sizeof(why), "%s", !err ? "the upstream closed the "
+		 "connection" : strerror(err));
+	finish(x, 502, why);
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+/* Send what can go; then wait for the socket, the body, or the answer. */
+static void send_some(struct exchange *x)
+{
+	struct uconn *c = x->uc;
+	bool blocked, half = ring_room(&x->up) < x->up.cap / 2, room;
+	size_t moved;
+
+	if (!c || c->connecting || x->sent || x->switched)
 		return;
-	p = &w->parts[w->n_parts++];
-	p->up = r->up.buf;
-	p->down = r->down.buf;
-	p->out = (struct buf){ r->out.p, 0, 0, r->out.cap };
-	p->head = (struct buf){ r->head.p, 0, 0, r->head.cap };
-	r->up.buf = r->down.buf = r->out.p = r->head.p = NULL;
+	if (ring_send(c->watch.fd, &x->out, &x->up, &x->framing, x->up_eof,
+		      &blocked, &moved))
+		return conn_failed(x, errno);
+	if (!x->head_done) /* the head is due timeouts.upstream after the
+			    * request's last byte left */
+		x->deadline_ms = loop_now_ms() +
+				 x->pool->conf->upstream_timeout_ms;
+	room = half && ring_room(&x->up) >= x->up.cap / 2;
+	x->sent = framing_done(&x->framing, &x->out, &x->up, x->up_eof);
+	(void)moved;
+	loop_set(x->pool->loop, &c->watch,
+			 (x->recv_paused ? 0u : EPOLLIN) |
+			 (blocked ? EPOLLOUT : 0u));
+	if (room && !x->sent)
+		x->ops->room(x);
 }
 
-/* ---- the list of transfers and relays ---------------------------------- */
-
-/* Drop r from the worker once neither its transfer nor its relay lives. */
-void worker_release(struct worker *w, struct preq *r)
+void upstream_send(struct exchange *x)
 {
-	if (r->in_transfer || r->relaying)
+	/* Also after an early answer: the rest of the body may still go. */
+	if (x->in_flight && x->uc)
+		send_some(x);
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+static void stall_deadline(struct exchange *x)
+{
+	long long stall = x->pool->conf->stall_timeout_ms;
+
+	x->deadline_ms = stall && !x->recv_paused ? loop_now_ms() + stall : -1;
+	if (x->deadline_ms >= 0)
+		loop_due(x->pool->loop, x->deadline_ms);
+}
+
+/* The response ended: keep the connection for another if it can. */
+static void complete(struct exchange *x, bool clean)
+{
+	struct uconn *c = x->uc;
+
+	/* A request whose body did not wholly leave leaves the app waiting
+	 * for the rest: that connection is never used again. */
+	if (c && clean && x->sent && !x->upgrade &&
+	    http_should_keep_alive(&x->parser))
+		pool_put(c);
+	finish(x, 0, NULL);
+}
+
+/* Tell the owner what the bytes just parsed brought; false once x is no
+ * longer in flight (the owner may have given it up). */
+static bool report(struct exchange *x, size_t before)
+{
+	if (x->head_new) {
+		x->head_new = false;
+		x->ops->head(x);
+		if (!x->in_flight)
+			return false;
+	}
+	if (x->down.len > before || (x->down.len && x->complete)) {
+		x->ops->body(x);
+		if (!x->in_flight)
+			return false;
+	}
+	return true;
+}
+
+static void read_some(struct exchange *x)
+{
+	char buf[READ_MAX];
+	size_t room = ring_room(&x->down), parsed, before = x->down.len;
+	ssize_t k;
+	enum http_errno e;
+
+	x->recv_paused = !room;
+	if (!room) {
+		x->deadline_ms = -1; /* the client is slow, not the upstream */
+		return loop_set(x->pool->loop, &x->uc->watch,
+				x->uc->watch.events & ~(uint32_t)EPOLLIN);
+	}
+	k = recv(x->uc->watch.fd, buf, room < sizeof(buf) ? room : sizeof(buf),
+		 0);
+	if (k < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (r->prev)
-		r->prev->next = r->next;
-	else if (w->active == r)
-		w->active = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	r->prev = r->next = NULL;
-	preq_unref(r); /* the worker's */
-}
-
-void worker_check_by(struct worker *w, long long when)
-{
-	if (w->next_check > when)
-		w->next_check = when;
-}
-
-static void run_ops(struct worker *w, struct preq *r, unsigned ops)
-{
-	if (ops & OP_START)
-		fetch_start(w, r);
-	if ((ops & OP_ABORT) && !r->relaying)
-		fetch_fail(w, r, 502, "the client went away");
-	if (ops & OP_SEND)
-		fetch_send(w, r);
-	if (ops & OP_RECV)
-		fetch_recv(w, r);
-	if ((ops & OP_UPGRADED) && !r->relaying)
-		relay_start(w, r);
-}
-
-/* Run what client threads asked; false once the worker must stop. */
-static bool take_queue(struct worker *w)
-{
-	struct preq *r;
-	bool stopping;
-
-	pthread_mutex_lock(&w->qlock);
-	r = w->q_head;
-	w->q_head = w->q_tail = NULL;
-	stopping = w->stopping;
-	pthread_mutex_unlock(&w->qlock);
-	while (r) {
-		struct preq *next;
-		unsigned ops;
-
-		pthread_mutex_lock(&w->qlock);
-		next = r->q_next;
-		ops = r->ops;
-		r->ops = 0;
-		r->in_queue = false;
-		pthread_mutex_unlock(&w->qlock);
-		run_ops(w, r, ops);
-		preq_unref(r); /* the queue's */
-		r = next;
+	if (k < 0)
+		return conn_failed(x, errno);
+	if (k > 0)
+		x->resp_started = true;
+	if (x->head_done)
+		stall_deadline(x);
+	parsed = http_parser_execute(&x->parser, &settings, buf, (size_t)k);
+	e = HTTP_PARSER_ERRNO(&x->parser);
+	if (x->switched && x->parser.upgrade && e == HPE_OK) {
+		ring_put(&x->down, buf + parsed, (size_t)k - parsed);
+		x->deadline_ms = -1;
+		loop_set(x->pool->loop, &x->uc->watch, 0);
+		x->head_new = false;
+		x->ops->head(x); /* the owner detaches the socket */
+		return;
 	}
-	return !stopping;
-}
+	if (!report(x, before))
+		return;
+	if (x->complete)
+		return complete(x, parsed == (size_t)k);
+	if (!k && e == HPE_OK)
+		return conn_failed(x, 0);
+	if (e != HPE_OK) {
+		char why[200];
 
-static void stop_all(struct worker *w)
-{
-	while (w->active) {
-		struct preq *r = w->active;
-
-		if (r->relaying)
-			relay_close(w, r, "stopping");
-		else
-			fetch_fail(w, r, 503, "the gate is stopping");
+		snprintf(why, sizeof(why), "%s", e == HPE_CB_header_field ||
+			 e == HPE_CB_header_value ? "the response head is too big"
+			 : e == HPE_CB_headers_complete ? "a switch of protocols "
+			 "nobody asked for" : http_errno_description(e));
+		finish(x, 502, why);
 	}
-	fetch_close_pool(w);
 }
 
-/* ---- the loop ---------------------------------------------------------- */
-
-static int wait_ms(struct worker *w, long long now)
+void upstream_recv(struct exchange *x)
 {
-	long long t = w->next_check - now;
-	MHD_UNSIGNED_LONG_LONG mt;
+	struct uconn *c = x->uc;
 
-	if (atomic_load_explicit(&w->kick, memory_order_relaxed))
-		return 0;
-	if (MHD_get_timeout(w->mhd, &mt) == MHD_YES && (long long)mt < t)
-		t = (long long)mt;
-	return t < 0 ? 0 : (int)t;
+	if (!x->in_flight || !c || !x->head_done || x->switched)
+		return;
+	if (!x->recv_paused)
+		return;
+	x->recv_paused = false;
+	loop_set(x->pool->loop, &c->watch, c->watch.events | EPOLLIN);
+	stall_deadline(x);
 }
 
-/* Wait for anything, then let the upstream side and MHD act on it. */
-static void step(struct worker *w)
+/* The non-blocking connect is over: send, or try the next address. */
+static void connected(struct uconn *c)
 {
-	struct epoll_event evs[MAX_EVENTS];
-	size_t n = relay_fds(w);
-	int timeout = wait_ms(w, worker_now_ms()), k;
-	bool mhd = false;
-	long long now;
+	struct upstream_pool *p = c->pool;
+	struct exchange *x = c->x;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	char why[300];
 
-	if (n > 1 && poll(w->fds, n, timeout) > 0)
-		timeout = 0;
-	k = epoll_wait(w->epfd, evs, MAX_EVENTS, n > 1 ? 0 : timeout);
-	for (int i = 0; i < k; i++) {
-		int tag = *(const int *)evs[i].data.ptr;
-		uint64_t v;
+	if (getsockopt(c->watch.fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		err = errno;
+	if (!err) {
+		c->connecting = false;
+		return send_some(x);
+	}
+	conn_close(c);
+	if (c->addr + 1 < p->n_addrs &&
+	    !conn_open(p, x, c->addr + 1, why, sizeof(why)))
+		return;
+	snprintf(why, sizeof(why), "connect to %s:%s: %s",
+		 p->conf->upstream_host, p->conf->upstream_port, strerror(err));
+	finish(x, 502, why);
+}
 
-		if (tag == TAG_MHD) {
-			mhd = true;
-		} else if (tag == TAG_WAKE) {
-			if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				log_warn("wake_failed", "error=%s", strerror(errno));
+static void on_event(struct watch *wt, uint32_t events)
+{
+	struct uconn *c = (struct uconn *)wt;
+	struct exchange *x = c->x;
+
+	if (!x) { /* pooled: the app closed it, or sent what nobody asked */
+		pool_unlink(c->pool, c);
+		return conn_close(c);
+	}
+	if (c->connecting)
+		return connected(c);
+	if (events & EPOLLOUT) {
+		send_some(x);
+		if (x->uc != c || !x->in_flight)
+			return;
+	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		read_some(x);
+}
+
+/* ---- deadlines ---------------------------------------------------------- */
+
+long long upstream_deadlines(struct upstream_pool *p, long long now)
+{
+	const struct gconf *conf = p->conf;
+	long long next = -1;
+
+	for (struct exchange *x = p->active, *after; x; x = after) {
+		struct uconn *c = x->uc;
+		long long due = x->deadline_ms, conn_due = -1;
+		char why[400];
+
+		after = x->next;
+		if (c && c->connecting)
+			conn_due = x->deadline_ms - conf->upstream_timeout_ms +
+				   conf->connect_timeout_ms;
+		if (conn_due >= 0 && now >= conn_due && conn_due < due) {
+			snprintf(why, sizeof(why), "connect to %s:%s: timed out "
+				 "after %lld ms", conf->upstream_host,
+				 conf->upstream_port,
+				 (long long)conf->connect_timeout_ms);
+			finish(x, 502, why);
+		} else if (due >= 0 && now >= due) {
+			finish(x, 504, x->head_done
+				       ? "the upstream stalled mid-body"
+				       : "no response head in time");
 		} else {
-			fetch_event(w, evs[i].data.ptr, evs[i].events);
+			if (conn_due >= 0 && conn_due < due)
+				due = conn_due;
+			if (due >= 0 && (next < 0 || due < next))
+				next = due;
 		}
 	}
-	/* Also on a timeout: MHD's own (idle connections) may be due. */
-	if (atomic_exchange_explicit(&w->kick, false, memory_order_relaxed) ||
-	    mhd || k <= 0)
-		MHD_run(w->mhd);
-	now = worker_now_ms();
-	if (now >= w->next_check) {
-		long long next = fetch_deadlines(w, now);
-
-		w->next_check = now + POLL_IDLE_MS;
-		if (next >= 0)
-			worker_check_by(w, next);
-	}
-	if (n > 1)
-		relay_service(w, n);
-	fetch_reap(w);
+	return next;
 }
 
-/* Drain: stop accepting. On the daemon's own thread, as MHD wants. */
-static void maybe_quiesce(struct worker *w)
+/* ---- http-parser's callbacks ---------------------------------------------- */
+
+static int on_message_begin(http_parser *hp)
 {
-	MHD_socket fd;
+	struct exchange *x = hp->data;
 
-	if (!atomic_exchange(&w->quiesce, false))
-		return;
-	fd = MHD_quiesce_daemon(w->mhd);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
-}
-
-static void *run(void *arg)
-{
-	struct worker *w = arg;
-
-	current = w;
-	/* What the queue starts is sent at once; step() then waits. */
-	while (take_queue(w)) {
-		maybe_quiesce(w);
-		step(w);
-	}
-	stop_all(w);
-	current = NULL;
-	return NULL;
-}
-
-static int watch(struct worker *w, int fd, int *tag)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
-
-	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
-}
-
-static int worker_init(struct worker *w, struct MHD_Daemon *mhd)
-{
-	const union MHD_DaemonInfo *info =
-		MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_EPOLL_FD);
-
-	w->mhd = mhd;
-	w->mhd_tag = TAG_MHD;
-	w->wake_tag = TAG_WAKE;
-	w->next_check = worker_now_ms() + POLL_IDLE_MS;
-	w->epfd = epoll_create1(EPOLL_CLOEXEC);
-	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!info || w->epfd < 0 || w->wake_fd < 0)
-		return -1;
-	w->mhd_fd = info->epoll_fd;
-	if (watch(w, w->mhd_fd, &w->mhd_tag) || watch(w, w->wake_fd, &w->wake_tag))
-		return -1;
+	x->head.len = 0;
+	x->field_state = 0;
 	return 0;
 }
 
-struct worker *worker_start(struct gate_server *s, int index,
-			    struct MHD_Daemon *mhd, char *err, size_t errlen)
+/* The head's fields as "name\0value\0" pairs; a field or value may come
+ * in pieces, across reads. */
+static int on_field(http_parser *hp, const char *at, size_t n)
 {
-	struct worker *w = calloc(1, sizeof(*w));
+	struct exchange *x = hp->data;
 
-	if (!w) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	w->server = s;
-	w->index = index;
-	w->epfd = w->wake_fd = -1;
-	pthread_mutex_init(&w->qlock, NULL);
-	atomic_init(&w->quiesce, false);
-	if (worker_init(w, mhd)) {
-		snprintf(err, errlen, "cannot set up an upstream worker: %s",
-			 strerror(errno));
-		worker_free(w);
-		return NULL;
-	}
-	if (pthread_create(&w->thread, NULL, run, w)) {
-		snprintf(err, errlen, "cannot start an upstream thread");
-		worker_free(w);
-		return NULL;
-	}
-	w->started = true;
-	return w;
+	if (x->field_state == 2 && buf_add(&x->head, "", 1))
+		return -1; /* ends the value before */
+	x->field_state = 1;
+	return buf_add(&x->head, at, n);
 }
 
-void worker_drain(struct worker *w)
+static int on_value(http_parser *hp, const char *at, size_t n)
 {
-	atomic_store(&w->quiesce, true);
-	wake(w);
+	struct exchange *x = hp->data;
+
+	if (x->field_state == 1 && buf_add(&x->head, "", 1))
+		return -1; /* ends the name */
+	x->field_state = 2;
+	return buf_add(&x->head, at, n);
 }
 
-void worker_stop(struct worker *w)
+static int on_headers_complete(http_parser *hp)
 {
-	if (!w || !w->started)
-		return;
-	pthread_mutex_lock(&w->qlock);
-	w->stopping = true;
-	pthread_mutex_unlock(&w->qlock);
-	wake(w);
-	pthread_join(w->thread, NULL);
-	w->started = false;
-	take_queue(w); /* what was posted meanwhile: drop the queue's refs */
-}
+	struct exchange *x = hp->data;
+	unsigned status = hp->status_code;
 
-void worker_free(struct worker *w)
-{
-	if (!w)
-		return;
-	for (size_t i = 0; i < w->n_parts; i++) {
-		free(w->parts[i].up);
-		free(w->parts[i].down);
-		free(w->parts[i].out.p);
-		free(w->parts[i].head.p);
+	if ((x->field_state == 1 && buf_add(&x->head, "\0", 2)) ||
+	    (x->field_state == 2 && buf_add(&x->head, "", 1)))
+		return -1;
+	x->field_state = 0;
+	if (status == 101 && !x->upgrade)
+		return -1;
+	if (status < 200 && status != 101) {
+		x->interim = true; /* 100 Continue, 103 Early Hints: skipped */
+		return 0;
 	}
-	fetch_close_pool(w);
-	if (w->epfd >= 0)
-		close(w->epfd);
-	if (w->wake_fd >= 0)
-		close(w->wake_fd);
-	pthread_mutex_destroy(&w->qlock);
-	free(w->fds);
-	free(w->owners);
-	free(w);
+	x->resp_length = (hp->flags & F_CHUNKED) ||
+			 hp->content_length == ULLONG_MAX
+				 ? -1 : (long long)hp->content_length;
+	x->status = status;
+	x->head_done = x->head_new = true;
+	if (status == 101) {
+		/* 2: no body, and what follows the head is the relay's (the
+		 * parser stops right after it). */
+		x->switched = true;
+		return 2;
+	}
+	stall_deadline(x);
+	/* 1: no body, whatever the head says (RFC 9110 6.4.1). */
+	return x->is_head || status == 204 || status == 304 ? 1 : 0;
 }
+
+static int on_body(http_parser *hp, const char *at, size_t n)
+{
+	struct exchange *x = hp->data;
+
+	/* reads are sized to fit: a body cannot overrun the ring */
+	return ring_put(&x->down, at, n) == n ? 0 : -1;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+	struct exchange *x = hp->data;
+
+	if (x->interim) {
+		x->interim = false;
+		return 0;
+	}
+	if (x->switched)
+		return 0; /* the 101 */
+	x->complete = true;
+	http_parser_pause(hp, 1); /* anything after it is not ours */
+	return 0;
+}
+
+static const http_parser_settings settings = {
+	.on_message_begin = on_message_begin,
+	.on_header_field = on_field,
+	.on_header_value = on_value,
+	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_message_complete = on_message_complete,
+};
