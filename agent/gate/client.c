@@ -435,6 +435,12 @@ static int scan_head(struct client *c, size_t *len)
 		n -= 2;
 	}
 	for (size_t i = c->scanned; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if ((ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t') ||
+		    ch == 0x7f)
+			return refuse(c, 400, "bad_request", "a control byte in "
+				      "the request head"), -1;
 		if (p[i] == '\r') {
 			if (i + 1 == n)
 				break;

@@ -13,13 +13,19 @@
 bool fields_next(const struct buf *fields, size_t *pos, const char **name,
 		 const char **value)
 {
+	size_t n;
+
 	if (*pos >= fields->len)
 		return false;
 	*name = fields->p + *pos;
-	*pos += strlen(*name) + 1;
+	n = strnlen(*name, fields->len - *pos);
+	*pos += n + 1;
+	if (*pos >= fields->len)
+		return false; /* not a whole pair: cannot happen */
 	*value = fields->p + *pos;
-	*pos += strlen(*value) + 1;
-	return true;
+	n = strnlen(*value, fields->len - *pos);
+	*pos += n + 1;
+	return *pos <= fields->len;
 }
 
 const char *fields_get(const struct buf *fields, const char *name,

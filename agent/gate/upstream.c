@@ -281,6 +281,7 @@ void upstream_start(struct upstream_pool *p, struct exchange *x)
 	x->in_flight = true;
 	x->head.len = 0;
 	x->head_done = x->complete = x->switched = x->interim = false;
+	x->bad_byte = false;
 	x->recv_paused = false;
 	x->framing.keep_out = true; /* sent again on a retry */
 	x->status = 0;
@@ -432,7 +433,8 @@ static void read_some(struct exchange *x)
 	if (e != HPE_OK) {
 		char why[200];
 
-		snprintf(why, sizeof(why), "%s", e == HPE_CB_header_field ||
+		snprintf(why, sizeof(why), "%s", x->bad_byte ? "a control byte "
+			 "in the response head" : e == HPE_CB_header_field ||
 			 e == HPE_CB_header_value ? "the response head is too big"
 			 : e == HPE_CB_headers_complete ? "a switch of protocols "
 			 "nobody asked for" : http_errno_description(e));
@@ -544,12 +546,25 @@ static int on_message_begin(http_parser *hp)
 	return 0;
 }
 
+/* A control byte (but HT) in a field: http-parser does not look at a
+ * value's first byte, and a NUL would split the pairs below. */
+static bool has_control(struct exchange *x, const char *at, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)at[i] < 0x20 && at[i] != '\t') ||
+		    at[i] == 0x7f)
+			return x->bad_byte = true;
+	return false;
+}
+
 /* The head's fields as "name\0value\0" pairs; a field or value may come
  * in pieces, across reads. */
 static int on_field(http_parser *hp, const char *at, size_t n)
 {
 	struct exchange *x = hp->data;
 
+	if (has_control(x, at, n))
+		return -1;
 	if (x->field_state == 2 && buf_add(&x->head, "", 1))
 		return -1; /* ends the value before */
 	x->field_state = 1;
@@ -560,6 +575,8 @@ static int on_value(http_parser *hp, const char *at, size_t n)
 {
 	struct exchange *x = hp->data;
 
+	if (has_control(x, at, n))
+		return -1;
 	if (x->field_state == 1 && buf_add(&x->head, "", 1))
 		return -1; /* ends the name */
 	x->field_state = 2;

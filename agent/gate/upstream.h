@@ -91,6 +91,7 @@ struct exchange {
 	bool interim;                   /* a 1xx head is being read */
 	bool head_new;                  /* the head completed in this read */
 	bool resp_started, complete, switched;
+	bool bad_byte;                  /* a control byte in the response head */
 	bool sent, recv_paused;
 	long long deadline_ms;
 	struct exchange *prev, *next;

@@ -78,6 +78,8 @@ CASES = [
     (b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\tx\r\n\r\n", 400),
     # control bytes
     (b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: \x00X-B: 1\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: \x7f\r\n\r\n", 400),
     (b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-\x01: b\r\n\r\n", 400),
     # request lines
     (b"GET http://a/secret HTTP/1.1\r\nHost: a\r\n\r\n", 400),
@@ -172,3 +174,22 @@ def test_long_forwarded_headers_keep_the_gate_s_own_entry(daemon, tmp_path,
         assert fields["Via"] == via + ", 1.1 discovery-gate"
     finally:
         assert g.stop() == 0, g.text()
+
+
+def test_control_bytes_in_the_app_s_head_are_a_502(daemon, tmp_path):
+    from gate_harness import Gate, RawUpstream
+
+    def answer(sock, head, index):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nX-A: \x00Set-Cookie: s=1\r\n"
+                     b"Content-Length: 2\r\n\r\nok")
+        return False
+    u = RawUpstream(answer)
+    g = Gate(tmp_path, daemon, u.url, requires=())
+    try:
+        got = raw_exchange(g, b"GET / HTTP/1.1\r\nHost: a\r\n"
+                           b"Connection: close\r\n\r\n")
+        assert status_of(got) == [502], got
+        assert b"Set-Cookie" not in got
+    finally:
+        assert g.stop() == 0, g.text()
+        u.stop()

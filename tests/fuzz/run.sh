@@ -70,6 +70,14 @@ extra_srcs() {
 	case $1 in
 	api) echo discoveryd/auth.c discoveryd/metrics.c discoveryd/sse.c \
 		"$OUT/dashboard_html.o" ;;
+	gate) echo agent/gate/path.c agent/gate/forward.c agent/gate/ring.c \
+		agent/gate/loop.c agent/gate/admit.c agent/gate/relay.c ;;
+	esac
+}
+
+extra_cflags() {
+	case $1 in
+	gate) echo -Iagent/gate -Iagent/include ;;
 	esac
 }
 
@@ -82,13 +90,14 @@ build_dashboard() {
 extra_libs() {
 	case $1 in
 	api) pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd ;;
+	gate) echo -lhttp_parser ;;
 	esac
 }
 
 build_harness() {
 	[ "$1" = api ] && build_dashboard
 	# shellcheck disable=SC2046,SC2086
-	$CC $CFLAGS -fsanitize=fuzzer,$SANITIZE -o "$OUT/fuzz_$1" \
+	$CC $CFLAGS $(extra_cflags "$1") -fsanitize=fuzzer,$SANITIZE -o "$OUT/fuzz_$1" \
 		"tests/fuzz/fuzz_$1.c" $(extra_srcs "$1") \
 		"$OUT/libcommon-fuzz.a" $(extra_libs "$1") $LIBS -pthread
 }
