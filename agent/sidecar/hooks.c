@@ -33,6 +33,7 @@ struct hooks {
 	bool stopping;
 	int64_t timeout_ms;
 	int cancel_fd;
+	uint64_t runs;         /* hook thread only: run= of the log lines */
 	pthread_t thread;
 };
 
@@ -82,25 +83,43 @@ static struct job *job_new(const struct hook_job *in)
 	return j;
 }
 
-static void log_result(const struct job *j, const struct run_result *r)
+/*
+ * One run's lines. The output goes in the hook line when its quoted form
+ * fits in one part; else the hook line says how many parts follow, and
+ * log_parts writes them, each tagged with the run's id: every byte of the
+ * captured output reaches the log, in lines that are never cut. The
+ * truncated flag comes before the output, so no cut could lose it.
+ */
+static void log_result(struct hooks *h, const struct job *j,
+		       const struct run_result *r)
 {
-	char status[96], output[RUN_OUTPUT_MAX * 2 + 8];
+	char status[96], head[300], output[LOG_PART_BYTES], run[32];
 	bool ok = r->outcome == RUN_EXITED && r->status == 0;
 	enum log_level level = ok ? LOG_INFO : LOG_WARN;
+	size_t parts = log_parts_count(r->output, r->output_len), used;
+	unsigned long long id = ++h->runs;
 
-	run_describe(r, status, sizeof(status));
 	if (r->outcome == RUN_CANCELLED)
 		level = LOG_INFO;
-	if (r->output_len)
-		log_msg(level, "hook", "hook=%s seq=%llu status=%s ms=%lld output=%s%s",
-			j->hook, (unsigned long long)j->seq, status,
-			(long long)r->elapsed_ms,
-			log_quote(output, sizeof(output), r->output),
-			r->truncated ? " truncated=true" : "");
-	else
-		log_msg(level, "hook", "hook=%s seq=%llu status=%s ms=%lld",
-			j->hook, (unsigned long long)j->seq, status,
-			(long long)r->elapsed_ms);
+	snprintf(head, sizeof(head), "hook=%s seq=%llu status=%s ms=%lld run=%llu%s",
+		 j->hook, (unsigned long long)j->seq,
+		 run_describe(r, status, sizeof(status)),
+		 (long long)r->elapsed_ms, id,
+		 r->truncated ? " truncated=true" : "");
+	if (!parts) {
+		log_msg(level, "hook", "%s", head);
+	} else if (parts == 1) {
+		log_msg(level, "hook", "%s output_bytes=%zu output=%s", head,
+			r->output_len,
+			log_quote_bytes(output, sizeof(output), r->output,
+					r->output_len, &used));
+	} else {
+		log_msg(level, "hook", "%s output_bytes=%zu parts=%zu", head,
+			r->output_len, parts);
+		snprintf(run, sizeof(run), "run=%llu", id);
+		log_parts(level, "hook_output", run, "output", r->output,
+			  r->output_len);
+	}
 }
 
 static void *hook_thread(void *arg)
@@ -129,7 +148,7 @@ static void *hook_thread(void *arg)
 			run_command(j->command, j->input, j->input_len,
 				    (const char *const *)j->env, h->timeout_ms,
 				    h->cancel_fd, r);
-			log_result(j, r);
+			log_result(h, j, r);
 		} else {
 			log_error("hook", "hook=%s seq=%llu status=error:out-of-memory",
 				  j->hook, (unsigned long long)j->seq);

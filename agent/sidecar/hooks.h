@@ -7,8 +7,11 @@
  * Each run: `/bin/sh -c COMMAND`, the event JSON on stdin, the environment
  * plus DISCOVERY_KIND, DISCOVERY_SEQ, DISCOVERY_SERVICE (and
  * DISCOVERY_COMMAND, DISCOVERY_READY where they apply); killed with its
- * process group past the timeout; one log line
- *   msg=hook hook=on_invalidate seq=N status=exit:0 ms=12 output="..."
+ * process group past the timeout; logged as
+ *   msg=hook hook=on_invalidate seq=N status=exit:0 ms=12 run=R
+ *            [truncated=true] output_bytes=B output="..."
+ * or, when the quoted output does not fit in one line, with parts=N in
+ * place of output= and N lines msg=hook_output run=R part=I/N output="...".
  */
 #ifndef SIDECAR_HOOKS_H
 #define SIDECAR_HOOKS_H
