@@ -81,8 +81,9 @@ const char *log_quote(char *buf, size_t size, const char *s);
  * is 0), each at most LOG_PART_BYTES of quoted value:
  *   msg=MSG FIELDS part=I/N KEY="..."
  * with I from 1 to N; fields are key=value pairs repeated in every part
- * ("" for none) so that a reader can match the parts to their event. Short
- * enough (below 1 KiB) for the line never to be cut.
+ * ("" for none) so that a reader can match the parts to their event. A
+ * part leaves a line about 1 KiB for its head and fields, so with short
+ * fields no part is ever cut.
  */
 #define LOG_PART_BYTES 1024
 const char *log_quote_bytes(char *buf, size_t size, const void *data,
