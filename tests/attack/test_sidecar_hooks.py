@@ -101,18 +101,26 @@ def invalidate(daemon, key="k"):
     return body["seq"]
 
 
-def hooked_sidecar(tmp, daemon, reset_modes=(), timeout="30s", queue=2):
-    """A sidecar whose on_invalidate blocks until tmp/release exists, and
-    whose on_reset saves its stdin and environment, then does what the
-    next line of tmp/reset-modes says: ok, fail (exit 3), block (until
-    tmp/reset-release exists) or hang (until killed)."""
+def held_hook(tmp):
+    """An on_invalidate that notes its seq in tmp/order, then holds until
+    tmp/release exists."""
     d = str(tmp)
     write(os.path.join(d, "order"), "")
+    return script(tmp, "inv.sh",
+                  'echo "inv $DISCOVERY_SEQ" >> %s/order\n'
+                  'while [ ! -e %s/release ]; do sleep 0.02; done\n'
+                  % (d, d))
+
+
+def hooked_sidecar(tmp, daemon, reset_modes=(), timeout="30s", queue=2):
+    """A sidecar with held_hook as on_invalidate, and an on_reset that
+    saves its stdin and environment, then does what the next line of
+    tmp/reset-modes says: ok, fail (exit 3), block (until
+    tmp/reset-release exists) or hang (until killed)."""
+    d = str(tmp)
+    inv = held_hook(tmp)
     write(os.path.join(d, "reset-modes"), "".join(m + "\n"
                                                   for m in reset_modes))
-    inv = script(tmp, "inv.sh",
-                 'echo "inv $DISCOVERY_SEQ" >> %s/order\n'
-                 'while [ ! -e %s/release ]; do sleep 0.02; done\n' % (d, d))
     reset = script(tmp, "reset.sh",
                    'cd %s\n'
                    'echo "reset $DISCOVERY_REASON" >> order\n'
@@ -163,9 +171,9 @@ def test_overflow_ends_in_one_reset_and_ready_waits_for_it(daemon, tmp_path):
         assert body["services"] == {} and body["linked"] is True
         assert body["hooks"]["waiting"] == 0
         # Overflows coalesce: one warning, not one per dropped run.
-        assert a.count(r"level=warn .*msg=hook_overflow ", mark) == 1
         a.wait_line(r"msg=hook_overflow hook=on_invalidate seq=%d "
                     r"queue=2 reset=pending" % seqs[2], start=mark)
+        assert a.count(r"level=warn .*msg=hook_overflow ", mark) == 1
 
         # An event after the overflow waits behind the reset.
         late = invalidate(daemon, "late")
@@ -237,16 +245,14 @@ def test_reset_that_times_out_is_retried(daemon, tmp_path):
     and /ready is never 200 before a reset succeeded."""
     write(os.path.join(str(tmp_path), "release"), "")
     a = hooked_sidecar(tmp_path, daemon, reset_modes=["hang", "ok"],
-                       timeout="300ms")
+                       timeout="1s")
     try:
         a.wait_line(r"msg=hook hook=on_reset seq=\d+ status=timeout .*"
                     r"reason=link dropped=0 retry_ms=\d+")
-        while True:
-            status, body = ready(a)
-            if status == 200:
-                break
-            assert body["reset_pending"] is True
-            time.sleep(0.02)
+        # Every answer until the retry succeeds is 503, pending.
+        wait_ready(a, lambda s, b: s == 200 or b["reset_pending"] is not True,
+                   "the retried reset")
+        assert ready(a)[0] == 200
         # 200 only once the retried reset succeeded.
         a.wait_line(r"msg=hook hook=on_reset seq=\d+ status=exit:0 .*"
                     r"reason=link")
@@ -260,12 +266,9 @@ def test_overflow_without_reset_hook_is_logged_once(daemon, tmp_path):
     """No on_reset: nothing can tell the app, so start-up warns, the
     overflow drops only what did not fit and says reset=none, once."""
     d = str(tmp_path)
-    write(os.path.join(d, "order"), "")
-    inv = script(tmp_path, "inv.sh",
-                 'echo "inv $DISCOVERY_SEQ" >> %s/order\n'
-                 'while [ ! -e %s/release ]; do sleep 0.02; done\n' % (d, d))
     a = Sidecar(tmp_path, daemon.ws_url, "web", "web-1",
-                extra="hooks:\n  on_invalidate: %s\n  queue: 2\n" % inv)
+                extra="hooks:\n  on_invalidate: %s\n  queue: 2\n"
+                      % held_hook(tmp_path))
     try:
         a.wait_line(r"level=warn .*msg=no_reset_hook ")
         a.wait_line(r"msg=linked")
@@ -277,9 +280,9 @@ def test_overflow_without_reset_hook_is_logged_once(daemon, tmp_path):
             a, lambda s, b: b.get("hooks", {}).get("dropped") == 5,
             "the burst dropped")
         assert status == 200 and body["reset_pending"] is False
-        assert a.count(r"msg=hook_overflow ", mark) == 1
         a.wait_line(r"level=warn .*msg=hook_overflow hook=on_invalidate "
                     r"seq=%d queue=2 reset=none" % seqs[3], start=mark)
+        assert a.count(r"msg=hook_overflow ", mark) == 1
         write(os.path.join(d, "release"), "")
         for seq in seqs[:3]:
             a.wait_line(r"msg=hook hook=on_invalidate seq=%d status=exit:0"
