@@ -41,7 +41,7 @@ struct hooks {
 	size_t len;
 	bool stopping;
 	bool overflowing;            /* no on_reset: this episode was logged */
-	bool reset_asked;            /* a reset waits to start, as in reset */
+	bool reset_asked;            /* a reset waits to start; reset says what */
 	struct hook_reset reset;
 	struct hooks_config conf;
 
