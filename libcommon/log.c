@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -84,10 +85,10 @@ static bool is_plain(const char *s)
 	return true;
 }
 
-/* The length of the well-formed UTF-8 sequence at s, or 0. s is
- * NUL-terminated and NUL is no continuation byte, so this never reads past
- * the end. */
-static size_t utf8_len(const unsigned char *s)
+/* The length of the well-formed UTF-8 sequence at s, or 0; left is how
+ * many bytes s has (a NUL-terminated string may pass SIZE_MAX: NUL is no
+ * continuation byte, so the scan stops there). */
+static size_t utf8_len(const unsigned char *s, size_t left)
 {
 	unsigned char lo = 0x80, hi = 0xBF;
 	size_t n;
@@ -105,7 +106,7 @@ static size_t utf8_len(const unsigned char *s)
 	} else {
 		return 0;
 	}
-	if (s[1] < lo || s[1] > hi)
+	if (n > left || s[1] < lo || s[1] > hi)
 		return 0;
 	for (size_t k = 2; k < n; k++)
 		if ((s[k] & 0xC0) != 0x80)
@@ -113,11 +114,12 @@ static size_t utf8_len(const unsigned char *s)
 	return n;
 }
 
-/* The quoted form of the character at s into out; *used gets the input
- * bytes it covers. Valid UTF-8 passes through (names in other scripts stay
- * readable); a stray byte becomes \xNN so the line stays valid UTF-8 for
- * journald. */
-static size_t escape_one(const unsigned char *s, char out[4], size_t *used)
+/* The quoted form of the character at s (left bytes remain) into out;
+ * *used gets the input bytes it covers. Valid UTF-8 passes through (names
+ * in other scripts stay readable); a stray byte, NUL included, becomes \xNN
+ * so the line stays valid UTF-8 for journald. */
+static size_t escape_one(const unsigned char *s, size_t left, char out[4],
+			 size_t *used)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t n;
@@ -135,7 +137,7 @@ static size_t escape_one(const unsigned char *s, char out[4], size_t *used)
 		out[0] = (char)s[0];
 		return 1;
 	}
-	if (s[0] >= 0x80 && (n = utf8_len(s)) > 0) {
+	if (s[0] >= 0x80 && (n = utf8_len(s, left)) > 0) {
 		memcpy(out, s, n);
 		*used = n;
 		return n;
@@ -163,7 +165,7 @@ const char *log_quote(char *buf, size_t size, const char *s)
 	}
 	/* Measure first, so that a cut leaves room for the ellipsis. */
 	for (p = (const unsigned char *)s; *p; p += used)
-		need += escape_one(p, piece, &used);
+		need += escape_one(p, SIZE_MAX, piece, &used);
 	if (need >= size && size < sizeof("\"...\"")) {
 		/* Too small for even the ellipsis: as much of it as fits. */
 		memcpy(buf, "\"...\"", size - 1);
@@ -174,7 +176,7 @@ const char *log_quote(char *buf, size_t size, const char *s)
 	budget = need < size ? need - 2 : size - sizeof("\"...\"");
 	buf[0] = '"';
 	for (p = (const unsigned char *)s; *p; p += used) {
-		k = escape_one(p, piece, &used);
+		k = escape_one(p, SIZE_MAX, piece, &used);
 		if (n - 1 + k > budget)
 			break;
 		memcpy(buf + n, piece, k);
@@ -187,6 +189,66 @@ const char *log_quote(char *buf, size_t size, const char *s)
 	buf[n++] = '"';
 	buf[n] = '\0';
 	return buf;
+}
+
+const char *log_quote_bytes(char *buf, size_t size, const void *data,
+			    size_t len, size_t *used)
+{
+	const unsigned char *s = data;
+	size_t n = 1, off = 0, k, took;
+	char piece[4];
+
+	*used = 0;
+	if (size < sizeof("\"\"")) { /* no room for the quotes */
+		if (size)
+			buf[0] = '\0';
+		return size ? buf : "";
+	}
+	buf[0] = '"';
+	while (off < len) {
+		k = escape_one(s + off, len - off, piece, &took);
+		if (n + k + sizeof("\"") > size)  /* the closing quote, NUL */
+			break;
+		memcpy(buf + n, piece, k);
+		n += k;
+		off += took;
+	}
+	buf[n++] = '"';
+	buf[n] = '\0';
+	*used = off;
+	return buf;
+}
+
+size_t log_parts_count(const void *data, size_t len)
+{
+	char part[LOG_PART_BYTES];
+	size_t parts = 0, off = 0, used;
+
+	while (off < len) {
+		log_quote_bytes(part, sizeof(part), (const char *)data + off,
+				len - off, &used);
+		off += used;
+		parts++;
+	}
+	return parts; /* a part always holds a character: used > 0 */
+}
+
+void log_parts(enum log_level level, const char *msg, const char *fields,
+	       const char *key, const void *data, size_t len)
+{
+	char part[LOG_PART_BYTES];
+	size_t parts, off = 0, used;
+
+	if (level > log_get_level())
+		return;
+	parts = log_parts_count(data, len);
+	for (size_t i = 1; i <= parts; i++) {
+		log_quote_bytes(part, sizeof(part), (const char *)data + off,
+				len - off, &used);
+		off += used;
+		log_msg(level, msg, "%s%spart=%zu/%zu %s=%s", fields,
+			*fields ? " " : "", i, parts, key, part);
+	}
 }
 
 /* ---- lines -------------------------------------------------------------- */

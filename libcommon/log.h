@@ -67,4 +67,29 @@ void log_agent_line(int level, const char *line);
  */
 const char *log_quote(char *buf, size_t size, const char *s);
 
+/*
+ * Values longer than a line (a hook's output): any bytes, NUL included,
+ * logged whole over several lines rather than cut.
+ *
+ * log_quote_bytes quotes the longest prefix of data (len bytes) that fits
+ * in size bytes, the quotes and the NUL included, never cutting a
+ * character or an escape; *used gets the input bytes it covers. Unlike
+ * log_quote it always quotes, and a byte that is not UTF-8 (or NUL)
+ * becomes \xNN, so the unquoted value is data byte for byte.
+ *
+ * log_parts writes data as log_parts_count(data, len) lines (none when len
+ * is 0), each at most LOG_PART_BYTES of quoted value:
+ *   msg=MSG FIELDS part=I/N KEY="..."
+ * with I from 1 to N; fields are key=value pairs repeated in every part
+ * ("" for none) so that a reader can match the parts to their event. A
+ * part leaves a line about 1 KiB for its head and fields, so with short
+ * fields no part is ever cut.
+ */
+#define LOG_PART_BYTES 1024
+const char *log_quote_bytes(char *buf, size_t size, const void *data,
+			    size_t len, size_t *used);
+size_t log_parts_count(const void *data, size_t len);
+void log_parts(enum log_level level, const char *msg, const char *fields,
+	       const char *key, const void *data, size_t len);
+
 #endif

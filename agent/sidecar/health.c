@@ -23,6 +23,7 @@
 struct health {
 	struct MHD_Daemon *mhd;
 	const agent_t *agent;
+	struct hooks *hooks;
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
@@ -46,13 +47,17 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
 static enum MHD_Result ready(struct health *h, struct MHD_Connection *c)
 {
 	const agent_t *a = h->agent;
-	cJSON *root = cJSON_CreateObject(), *services;
-	bool all = agent_all_ready(a);
+	cJSON *root = cJSON_CreateObject(), *services, *hooks;
+	struct hooks_status hs;
+	bool all;
 	enum MHD_Result rc;
 	char *body;
 
 	if (!root)
 		return MHD_NO;
+	/* The app's state is stale until a pending reset has run. */
+	hooks_status(h->hooks, &hs);
+	all = agent_all_ready(a) && !hs.reset_pending;
 	cJSON_AddBoolToObject(root, "ready", all);
 	services = cJSON_AddObjectToObject(root, "services");
 	for (size_t i = 0; services && i < agent_dependency_count(a); i++) {
@@ -61,6 +66,12 @@ static enum MHD_Result ready(struct health *h, struct MHD_Connection *c)
 		cJSON_AddBoolToObject(services, name, agent_is_ready(a, name));
 	}
 	cJSON_AddBoolToObject(root, "linked", agent_is_linked(a));
+	cJSON_AddBoolToObject(root, "reset_pending", hs.reset_pending);
+	hooks = cJSON_AddObjectToObject(root, "hooks");
+	if (hooks) {
+		cJSON_AddNumberToObject(hooks, "waiting", (double)hs.waiting);
+		cJSON_AddNumberToObject(hooks, "dropped", (double)hs.dropped);
+	}
 	body = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
 	if (!body)
@@ -107,7 +118,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 struct health *health_start(const struct conf_addr *addr, const agent_t *a,
-			    char *err, size_t errlen)
+			    struct hooks *hooks, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	struct health *h;
@@ -125,6 +136,7 @@ struct health *health_start(const struct conf_addr *addr, const agent_t *a,
 		return NULL;
 	}
 	h->agent = a;
+	h->hooks = hooks;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	h->mhd = MHD_start_daemon(

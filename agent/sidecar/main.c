@@ -42,6 +42,7 @@ struct sidecar {
 	struct sconf conf;
 	agent_t *agent;
 	struct hooks *hooks;
+	char service[64];         /* a reset's DISCOVERY_SERVICE */
 	struct probe *probe;
 	struct health *health;
 	int cancel_fd;            /* readable at shutdown */
@@ -151,31 +152,52 @@ static void on_link(agent_t *a, enum agent_link_state state,
 		    const struct agent_link_info *info, void *ud)
 {
 	struct sidecar *s = ud;
-	struct hook_job job = { 0 };
-	char service[64];
-	char *input;
-	cJSON *o;
 
-	if (state != AGENT_LINK_LINKED || !info->reset || !s->conf.on_reset)
-		return;
-	o = cJSON_CreateObject();
-	if (!o)
-		return;
+	(void)a;
+	if (state == AGENT_LINK_LINKED && info->reset)
+		hooks_reset(s->hooks, info->seq, info->resumed);
+}
+
+/* ---- hook thread ------------------------------------------------------- */
+
+/*
+ * The stdin of on_reset, made when it is about to run: why, what it covers,
+ * and the flags as they are now, since the readiness runs it dropped will
+ * not come. A flag that changes after this gets a run queued behind it.
+ */
+static char *reset_input(const struct hook_reset *reset, void *ud)
+{
+	const struct sidecar *s = ud;
+	struct agent_info info;
+	cJSON *o = cJSON_CreateObject(), *services;
+	char *text, *copy;
+
+	if (!o || agent_info(s->agent, &info))
+		goto fail;
 	cJSON_AddStringToObject(o, "kind", "reset");
-	cJSON_AddStringToObject(o, "node", info->node);
-	cJSON_AddStringToObject(o, "epoch", info->epoch);
-	cJSON_AddNumberToObject(o, "seq", (double)info->seq);
-	cJSON_AddBoolToObject(o, "resumed", info->resumed);
-	input = cJSON_PrintUnformatted(o);
+	cJSON_AddStringToObject(o, "reason", reset->reason);
+	cJSON_AddStringToObject(o, "node", info.node);
+	cJSON_AddStringToObject(o, "epoch", info.epoch);
+	cJSON_AddNumberToObject(o, "seq", (double)reset->seq);
+	cJSON_AddBoolToObject(o, "resumed", reset->resumed);
+	cJSON_AddNumberToObject(o, "dropped", (double)reset->dropped);
+	cJSON_AddBoolToObject(o, "all_ready", agent_all_ready(s->agent));
+	services = cJSON_AddObjectToObject(o, "services");
+	for (size_t i = 0; services && i < agent_dependency_count(s->agent); i++) {
+		const char *name = agent_dependency_name(s->agent, i);
+
+		cJSON_AddBoolToObject(services, name,
+				      agent_is_ready(s->agent, name));
+	}
+	text = services ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
-	job.hook = "on_reset";
-	job.command = s->conf.on_reset;
-	job.input = input;
-	job.kind = "reset";
-	job.seq = info->seq;
-	job.service = own_service(a, service, sizeof(service));
-	hooks_submit(s->hooks, &job);
-	cJSON_free(input);
+	/* cJSON's allocator need not be ours: hand over a malloc'd copy. */
+	copy = text ? strdup(text) : NULL;
+	cJSON_free(text);
+	return copy;
+fail:
+	cJSON_Delete(o);
+	return NULL;
 }
 
 /* ---- life cycle -------------------------------------------------------- */
@@ -201,19 +223,34 @@ static int load(struct sidecar *s, bool check_only)
 static int start(struct sidecar *s)
 {
 	struct agent_callbacks cb = { on_readiness, on_event, on_link, on_log, s };
+	struct hooks_config hc = { 0 };
 	char err[512];
 	int rc;
 
+	if (!s->conf.on_reset && (s->conf.on_invalidate || s->conf.on_command ||
+				  s->conf.on_readiness))
+		log_warn("no_reset_hook", "reason=%s",
+			 "\"hooks.on_reset is not set: runs dropped from a full "
+			 "queue, and events the daemon could not replay, cannot "
+			 "be told to the application\"");
+
 	s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	s->hooks = hooks_start((size_t)s->conf.hook_queue, s->conf.hook_timeout_ms,
-			       s->cancel_fd);
-	if (s->cancel_fd < 0 || !s->hooks) {
+	own_service(s->agent, s->service, sizeof(s->service));
+	hc.queue_max = (size_t)s->conf.hook_queue;
+	hc.timeout_ms = s->conf.hook_timeout_ms;
+	hc.cancel_fd = s->cancel_fd;
+	hc.on_reset = s->conf.on_reset;
+	hc.service = s->service;
+	hc.reset_input = reset_input;
+	hc.ud = s;
+	s->hooks = s->cancel_fd >= 0 ? hooks_start(&hc) : NULL;
+	if (!s->hooks) {
 		log_error("start_failed", "reason=%s", "cannot start the hook thread");
 		return -1;
 	}
 	if (s->conf.health_enabled) {
-		s->health = health_start(&s->conf.health_listen, s->agent, err,
-					 sizeof(err));
+		s->health = health_start(&s->conf.health_listen, s->agent,
+					 s->hooks, err, sizeof(err));
 		if (!s->health) {
 			char q[600];
 

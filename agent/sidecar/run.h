@@ -49,6 +49,9 @@ int run_command(const char *command, const char *input, size_t input_len,
 		const char *const *env, int64_t timeout_ms, int cancel_fd,
 		struct run_result *r);
 
+/* The monotonic clock deadlines are measured on, in ms. */
+int64_t run_clock_ms(void);
+
 /* "exit:0", "exit:3", "signal:9", "timeout", "cancelled", "error:..." */
 const char *run_describe(const struct run_result *r, char *buf, size_t size);
 

@@ -7,7 +7,7 @@
  * output out (capped), the environment, the deadline and the cancel fd
  * killing the whole process group, grandchildren that ignore SIGTERM or
  * keep the output pipe open, no zombie left behind, and the hook queue's
- * bound and shutdown.
+ * bound, the reset that stands in for what it dropped, and shutdown.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -272,7 +272,10 @@ static void test_hooks_queue_bound(void **state)
 {
 	char path[] = "/tmp/test_agent_run_hooksXXXXXX", slow[300], fast[300];
 	int fd = mkstemp(path);
-	struct hooks *h = hooks_start(2, 5000, -1);
+	struct hooks_config conf = { .queue_max = 2, .timeout_ms = 5000,
+				     .cancel_fd = -1 };
+	struct hooks *h = hooks_start(&conf);
+	struct hooks_status st;
 
 	(void)state;
 	assert_true(fd >= 0);
@@ -288,6 +291,10 @@ static void test_hooks_queue_bound(void **state)
 	wait_lines(path, 3); /* 2 and 3 ran, 4 and 5 were dropped */
 	usleep(100 * 1000);
 	assert_int_equal(count_lines(path), 3);
+	/* No on_reset: nothing stands in for them, nothing is pending. */
+	hooks_status(h, &st);
+	assert_false(st.reset_pending);
+	assert_int_equal(st.dropped, 2);
 
 	submit(h, slow, 6);
 	wait_lines(path, 4);
@@ -304,7 +311,9 @@ static void test_hooks_cancel(void **state)
 {
 	char path[] = "/tmp/test_agent_run_cancelXXXXXX", cmd[300];
 	int fd = mkstemp(path), efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	struct hooks *h = hooks_start(8, 30000, efd);
+	struct hooks_config conf = { .queue_max = 8, .timeout_ms = 30000,
+				     .cancel_fd = efd };
+	struct hooks *h = hooks_start(&conf);
 	uint64_t one = 1;
 	int64_t t0;
 
@@ -327,6 +336,154 @@ static void test_hooks_cancel(void **state)
 	assert_no_children();
 }
 
+/* The whole file, NUL-terminated, in buf. */
+static const char *slurp(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+static char *reset_input(const struct hook_reset *r, void *ud)
+{
+	char *s;
+
+	(void)ud;
+	if (asprintf(&s, "%s %llu %zu %d\n", r->reason,
+		     (unsigned long long)r->seq, r->dropped, r->resumed) < 0)
+		return NULL;
+	return s;
+}
+
+/* A hook that logs its seq into log, then holds until release exists. */
+struct held {
+	char dir[40], log[80], release[80], hold[400], reset[400];
+};
+
+static void held_init(struct held *t, const char *reset_tail)
+{
+	strcpy(t->dir, "/tmp/test_agent_run_resetXXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(t->log, sizeof(t->log), "%s/log", t->dir);
+	snprintf(t->release, sizeof(t->release), "%s/release", t->dir);
+	snprintf(t->hold, sizeof(t->hold),
+		 "echo \"$DISCOVERY_SEQ\" >> %s; "
+		 "while [ ! -e %s ]; do sleep 0.01; done", t->log, t->release);
+	snprintf(t->reset, sizeof(t->reset),
+		 "echo \"$DISCOVERY_KIND:$DISCOVERY_REASON:$DISCOVERY_SEQ:"
+		 "$DISCOVERY_SERVICE $(cat)\" >> %s%s", t->log, reset_tail);
+}
+
+static void held_release(struct held *t)
+{
+	FILE *f = fopen(t->release, "w");
+
+	assert_non_null(f);
+	fclose(f);
+}
+
+static void held_clean(struct held *t)
+{
+	char cmd[100];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", t->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A full queue drops what waits for one reset, which runs next (before
+ * what came after), however many overflows came before it started. */
+static void test_hooks_overflow_resets(void **state)
+{
+	struct held t;
+	struct hooks_config conf = { .queue_max = 2, .timeout_ms = 5000,
+				     .cancel_fd = -1, .service = "web",
+				     .reset_input = reset_input };
+	struct hooks *h;
+	struct hooks_status st;
+	char text[1000];
+
+	(void)state;
+	held_init(&t, "");
+	conf.on_reset = t.reset;
+	h = hooks_start(&conf);
+	assert_non_null(h);
+	hooks_status(h, &st);
+	assert_true(st.reset_pending); /* until the first link's has run */
+	hooks_reset(h, 0, false);
+	wait_lines(t.log, 1);
+	submit(h, t.hold, 1);
+	wait_lines(t.log, 2);          /* 1 runs, held */
+	for (uint64_t seq = 2; seq <= 7; seq++)
+		submit(h, t.hold, seq);    /* 2, 3 wait; 4 drops them; ... */
+	hooks_status(h, &st);
+	assert_true(st.reset_pending);
+	assert_int_equal(st.dropped, 6);
+	assert_int_equal(st.waiting, 0);
+	submit(h, t.hold, 8);          /* after the overflow: behind it */
+	held_release(&t);
+	wait_lines(t.log, 4);
+	assert_string_equal(slurp(t.log, text, sizeof(text)),
+			    "reset:link:0:web link 0 0 0\n"
+			    "1\n"
+			    "reset:overflow:7:web overflow 7 6 0\n"
+			    "8\n");
+	hooks_status(h, &st);
+	assert_false(st.reset_pending);
+	hooks_stop(h);
+	held_clean(&t);
+	assert_no_children();
+}
+
+/* A link reset supersedes what waits; a failed reset is tried again, and
+ * stays pending until then, with what came after it waiting. */
+static void test_hooks_reset_retried(void **state)
+{
+	struct held t;
+	struct hooks_config conf = { .queue_max = 8, .timeout_ms = 5000,
+				     .cancel_fd = -1, .service = "web",
+				     .reset_input = reset_input };
+	struct hooks *h;
+	struct hooks_status st;
+	char text[1000], fail[500];
+	int64_t t0;
+
+	(void)state;
+	held_init(&t, "; [ -e failed ] || { touch failed; exit 1; }");
+	snprintf(fail, sizeof(fail), "cd %s && %s", t.dir, t.reset);
+	conf.on_reset = fail;
+	h = hooks_start(&conf);
+	assert_non_null(h);
+	submit(h, t.hold, 1);
+	wait_lines(t.log, 1);
+	submit(h, t.hold, 2);
+	submit(h, t.hold, 3);
+	hooks_reset(h, 3, true);       /* 2 and 3 are superseded */
+	submit(h, t.hold, 4);
+	t0 = clock_ms();
+	held_release(&t);
+	wait_lines(t.log, 2);          /* the reset, which fails */
+	hooks_status(h, &st);
+	assert_true(st.reset_pending);
+	assert_int_equal(st.dropped, 2);
+	wait_lines(t.log, 4);          /* tried again, then 4 */
+	/* A lower bound, which no load can break: the retry waited. */
+	assert_true(clock_ms() - t0 >= HOOKS_RETRY_FIRST_MS);
+	assert_string_equal(slurp(t.log, text, sizeof(text)),
+			    "1\n"
+			    "reset:link:3:web link 3 2 1\n"
+			    "reset:link:3:web link 3 2 1\n"
+			    "4\n");
+	hooks_status(h, &st);
+	assert_false(st.reset_pending);
+	hooks_stop(h);
+	held_clean(&t);
+	assert_no_children();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +496,8 @@ int main(void)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_hooks_queue_bound),
 		cmocka_unit_test(test_hooks_cancel),
+		cmocka_unit_test(test_hooks_overflow_resets),
+		cmocka_unit_test(test_hooks_reset_retried),
 	};
 
 	log_init("test_agent_run", LOG_ERROR);

@@ -112,6 +112,116 @@ static void test_quote_truncates(void **state)
 	assert_int_equal(strlen(log_quote(buf, sizeof(buf), big)), 11);
 }
 
+/* Undo log.c's escapes: the bytes a quoted value stands for. */
+static size_t unquote(const char *q, unsigned char *out)
+{
+	size_t n = 0, len = strlen(q);
+
+	assert_true(len >= 2 && q[0] == '"' && q[len - 1] == '"');
+	for (size_t i = 1; i < len - 1; i++) {
+		if (q[i] != '\\') {
+			out[n++] = (unsigned char)q[i];
+			continue;
+		}
+		switch (q[++i]) {
+		case 'n': out[n++] = '\n'; break;
+		case 'r': out[n++] = '\r'; break;
+		case 't': out[n++] = '\t'; break;
+		case 'x': {
+			unsigned v;
+
+			assert_int_equal(sscanf(q + i + 1, "%2x", &v), 1);
+			out[n++] = (unsigned char)v;
+			i += 2;
+			break;
+		}
+		default: out[n++] = (unsigned char)q[i]; break;
+		}
+	}
+	return n;
+}
+
+static void test_quote_bytes(void **state)
+{
+	static const char data[] = "a\0b\"c\xe2\x82\xac\xff";
+	char buf[64], tiny[8];
+	unsigned char back[64];
+	size_t used;
+
+	(void)state;
+	/* Every byte, NUL included; always quoted, even a plain token. */
+	assert_string_equal(log_quote_bytes(buf, sizeof(buf), data,
+					    sizeof(data) - 1, &used),
+			    "\"a\\x00b\\\"c\xe2\x82\xac\\xff\"");
+	assert_int_equal(used, sizeof(data) - 1);
+	assert_int_equal(unquote(buf, back), sizeof(data) - 1);
+	assert_memory_equal(back, data, sizeof(data) - 1);
+	assert_string_equal(log_quote_bytes(buf, sizeof(buf), "ok", 2, &used),
+			    "\"ok\"");
+	assert_string_equal(log_quote_bytes(buf, sizeof(buf), "", 0, &used),
+			    "\"\"");
+	assert_int_equal(used, 0);
+	/* A prefix, cut between characters, never inside one: no ellipsis. */
+	assert_string_equal(log_quote_bytes(tiny, sizeof(tiny), "abcdefgh", 8,
+					    &used), "\"abcde\"");
+	assert_int_equal(used, 5);
+	assert_string_equal(log_quote_bytes(tiny, sizeof(tiny),
+					    "abc\xe2\x82\xac", 6, &used),
+			    "\"abc\"");
+	assert_int_equal(used, 3);
+	assert_string_equal(log_quote_bytes(tiny, sizeof(tiny),
+					    "ab\xe2\x82\xac", 5, &used),
+			    "\"ab\xe2\x82\xac\"");  /* exactly fits */
+	assert_string_equal(log_quote_bytes(tiny, sizeof(tiny), "abcd\x01", 5,
+					    &used), "\"abcd\"");
+	assert_int_equal(used, 4);
+	/* A UTF-8 sequence cut by the end of the data is stray bytes. */
+	assert_string_equal(log_quote_bytes(buf, sizeof(buf), "\xe2\x82", 2,
+					    &used), "\"\\xe2\\x82\"");
+	assert_string_equal(log_quote_bytes(tiny, 2, "a", 1, &used), "");
+	assert_int_equal(used, 0);
+}
+
+/* A long value over several lines: none cut, the parts give it back. */
+static void test_parts(void **state)
+{
+	static unsigned char data[4096], back[4096];
+	static char out[65536];
+	size_t parts, n = 0, lines = 0;
+	char *line, *save = NULL;
+
+	(void)state;
+	log_init("t", LOG_INFO);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (unsigned char)(i * 7);
+	parts = log_parts_count(data, sizeof(data));
+	assert_true(parts > 4);   /* mostly \xNN: about 12 KiB quoted */
+	assert_int_equal(log_parts_count(data, 0), 0);
+	assert_int_equal(log_parts_count("short", 5), 1);
+	CAPTURE(out, log_parts(LOG_INFO, "hook_output", "run=7", "output",
+			       data, sizeof(data)));
+	for (line = strtok_r(out, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char want[64];
+		const char *value;
+
+		lines++;
+		assert_true(strlen(line) + 1 < 2048); /* never cut */
+		assert_true(matches(line, LINE_RE "hook_output run=7 part="));
+		snprintf(want, sizeof(want), "part=%zu/%zu output=", lines,
+			 parts);
+		value = strstr(line, want);
+		assert_non_null(value);
+		n += unquote(value + strlen(want), back + n);
+	}
+	assert_int_equal(lines, parts);
+	assert_int_equal(n, sizeof(data));
+	assert_memory_equal(back, data, sizeof(data));
+	/* Below the level: nothing. */
+	CAPTURE(out, log_parts(LOG_DEBUG, "x", "", "v", data, 10));
+	assert_string_equal(out, "");
+}
+
 static void test_levels(void **state)
 {
 	(void)state;
@@ -229,6 +339,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_quote),
 		cmocka_unit_test(test_quote_truncates),
+		cmocka_unit_test(test_quote_bytes),
+		cmocka_unit_test(test_parts),
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_line_format),
 		cmocka_unit_test(test_foreign_text),
