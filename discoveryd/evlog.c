@@ -488,7 +488,7 @@ struct event *evlog_event_parse(const char *text, size_t len,
 	cJSON *r = cJSON_ParseWithLength(text, len);
 	struct event *ev = NULL;
 
-	if (cJSON_IsObject(r)) {
+	if (cJSON_IsObject(r) && proto_json_exact(r, text, len) == 0) {
 		cJSON_DeleteItemFromObjectCaseSensitive(r, "seq");
 		cJSON_DeleteItemFromObjectCaseSensitive(r, "ts");
 		cJSON_AddNumberToObject(r, "seq", (double)seq);

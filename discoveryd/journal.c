@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "journal.h"
+#include "proto.h"
 
 #define MAGIC     "DSCJRNL1"
 #define MAGIC_LEN 8
@@ -141,9 +142,12 @@ static size_t parse_records(const char *buf, size_t len, cJSON *out,
 			damage->torn = true;
 			break;
 		}
+		/* Numbers a double would change keep their text (as an
+		 * event's value must), so a record reads back as written. */
 		if (checksum(buf + off + HEAD_LEN, rlen) != crc ||
 		    !(rec = cJSON_ParseWithLength(buf + off + HEAD_LEN, rlen)) ||
-		    !cJSON_IsObject(rec)) {
+		    !cJSON_IsObject(rec) ||
+		    proto_json_exact(rec, buf + off + HEAD_LEN, rlen) != 0) {
 			if (rec)
 				cJSON_Delete(rec);
 			damage->corrupt = true;

@@ -11,7 +11,10 @@
  *
  * Seqs are uint64, but cJSON keeps numbers as doubles, exact only up to
  * 2^53. So a seq is read back from the frame's own text (read_seq), and
- * encoded as a raw token printed with PRIu64.
+ * encoded as a raw token printed with PRIu64. For the same reason an
+ * event's header and value keep each number's own text where a double
+ * would print it back differently (proto_json_exact): they reach every
+ * agent byte for byte as the caller wrote them.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -185,40 +188,43 @@ static const char *text_problem(const unsigned char *s, size_t len)
 	return NULL;
 }
 
-/* ---- seqs: uint64 read from the text --------------------------------- */
+/* ---- numbers: the tree's and the text's --------------------------------- */
 
-/* How many numbers come before target in document order. cJSON keeps
- * members and elements in the order of the text, so this is also the
- * index of target's token among the frame's number tokens. The tree is at
- * most PROTO_DEPTH_MAX deep (checked before parsing). Call it before
- * anything is detached from the tree. */
-static bool number_index(const cJSON *root, const cJSON *target,
-			 size_t *index)
+/* Trees are walked without recursion; deeper than this is refused (frames
+ * and bodies are PROTO_DEPTH_MAX deep at most, journal records one more). */
+#define WALK_DEPTH_MAX 64
+
+/*
+ * Call visit for every number of root, in document order: cJSON keeps
+ * members and elements in the order of the text, so the n-th number visited
+ * is the n-th number token of the text root was parsed from. root's own
+ * siblings are not walked. Returns 1 when visit stopped the walk (by
+ * returning false), 0 when every number was visited, -1 when root is nested
+ * deeper than WALK_DEPTH_MAX.
+ */
+static int walk_numbers(const cJSON *root,
+			bool (*visit)(const cJSON *number, void *ctx), void *ctx)
 {
-	const cJSON *pending[PROTO_DEPTH_MAX + 1];
+	const cJSON *parents[WALK_DEPTH_MAX];
 	const cJSON *item = root;
-	size_t top = 0, count = 0;
+	size_t top = 0;
 
-	while (item) {
-		if (item == target) {
-			*index = count;
-			return true;
-		}
-		if (cJSON_IsNumber(item))
-			count++;
-		if ((cJSON_IsObject(item) || cJSON_IsArray(item)) &&
-		    item->child) {
-			if (top == sizeof(pending) / sizeof(pending[0]))
-				return false;
-			pending[top++] = item->next;
+	for (;;) {
+		if (cJSON_IsNumber(item) && !visit(item, ctx))
+			return 1;
+		if ((cJSON_IsObject(item) || cJSON_IsArray(item)) && item->child) {
+			if (top == WALK_DEPTH_MAX)
+				return -1;
+			parents[top++] = item;
 			item = item->child;
 			continue;
 		}
+		while (top > 0 && !item->next)
+			item = parents[--top];
+		if (top == 0)
+			return 0;
 		item = item->next;
-		while (!item && top > 0)
-			item = pending[--top];
 	}
-	return false;
 }
 
 static bool is_number_char(char c)
@@ -227,12 +233,13 @@ static bool is_number_char(char c)
 	       c == 'e' || c == 'E';
 }
 
-/* The index-th number token of buf. Outside strings, a '-' or a digit can
- * only start a number (the literals true, false, null hold neither). */
-static bool number_token(const char *buf, size_t len, size_t index,
-			 const char **token, size_t *token_len)
+/* The next number token of buf at or after *pos, which moves past it.
+ * Outside strings, a '-' or a digit can only start a number (the literals
+ * true, false, null hold neither); a token runs as far as cJSON reads one. */
+static bool next_number(const char *buf, size_t len, size_t *pos,
+			const char **token, size_t *token_len)
 {
-	size_t i = 0;
+	size_t i = *pos;
 
 	while (i < len) {
 		size_t start = i;
@@ -247,17 +254,145 @@ static bool number_token(const char *buf, size_t len, size_t index,
 		}
 		while (i < len && is_number_char(buf[i]))
 			i++;
-		if (index-- == 0) {
-			*token = buf + start;
-			*token_len = i - start;
-			return true;
-		}
+		*token = buf + start;
+		*token_len = i - start;
+		*pos = i;
+		return true;
 	}
+	*pos = len;
 	return false;
 }
 
-/* Plain decimal digits, no sign, fraction, exponent or leading zero. */
-static bool parse_u64(const char *s, size_t n, uint64_t *out)
+static size_t skip_digits(const char *s, size_t n, size_t i)
+{
+	while (i < n && s[i] >= '0' && s[i] <= '9')
+		i++;
+	return i;
+}
+
+/* Is s[0..n) a number as RFC 8259 spells one? cJSON (strtod) also takes
+ * 01, 1., .5 after a sign, 1.e5: passed on byte for byte, they would reach
+ * agents whose parsers refuse them. */
+static bool json_number(const char *s, size_t n)
+{
+	size_t i = s[0] == '-' ? 1 : 0, j;
+
+	if (i < n && s[i] == '0')
+		i++;
+	else if ((j = skip_digits(s, n, i)) > i)
+		i = j;
+	else
+		return false;
+	if (i < n && s[i] == '.') {
+		if ((j = skip_digits(s, n, i + 1)) == i + 1)
+			return false;
+		i = j;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if ((j = skip_digits(s, n, i)) == i)
+			return false;
+		i = j;
+	}
+	return i == n;
+}
+
+static bool numbers_valid(const char *buf, size_t len)
+{
+	const char *token;
+	size_t pos = 0, n;
+
+	while (next_number(buf, len, &pos, &token, &n))
+		if (!json_number(token, n))
+			return false;
+	return true;
+}
+
+struct number_search {
+	const cJSON *target;
+	size_t index;
+};
+
+static bool count_until(const cJSON *number, void *ctx)
+{
+	struct number_search *s = ctx;
+
+	if (number == s->target)
+		return false;
+	s->index++;
+	return true;
+}
+
+/* The text of number, one of root's, as buf (root's text) spells it.
+ * Call it before anything is detached from the tree. */
+static bool number_text(const cJSON *root, const cJSON *number,
+			const char *buf, size_t len, const char **token,
+			size_t *token_len)
+{
+	struct number_search s = { .target = number };
+	size_t pos = 0;
+
+	if (walk_numbers(root, count_until, &s) != 1)
+		return false;
+	do {
+		if (!next_number(buf, len, &pos, token, token_len))
+			return false;
+	} while (s.index-- > 0);
+	return true;
+}
+
+/* ---- exact numbers ------------------------------------------------------ */
+
+struct exact {
+	const char *buf;
+	size_t len, pos;
+	bool failed;
+};
+
+/* A number whose token would not print back as written (past 2^53, 1.50,
+ * 1E3, -0, 1e999) becomes a raw node holding the token. */
+static bool keep_text(const cJSON *number, void *ctx)
+{
+	struct exact *x = ctx;
+	cJSON *item = (cJSON *)number;     /* ours: proto_json_exact's tree */
+	const char *token;
+	char printed[64];
+	size_t n;
+	char *text;
+
+	if (!next_number(x->buf, x->len, &x->pos, &token, &n)) {
+		x->failed = true;
+		return false;
+	}
+	if (cJSON_PrintPreallocated(item, printed, sizeof(printed), 0) &&
+	    strlen(printed) == n && memcmp(printed, token, n) == 0)
+		return true;
+	text = cJSON_malloc(n + 1);
+	if (!text) {
+		x->failed = true;
+		return false;
+	}
+	memcpy(text, token, n);
+	text[n] = '\0';
+	item->type = cJSON_Raw;
+	item->valuestring = text;
+	return true;
+}
+
+int proto_json_exact(cJSON *tree, const char *buf, size_t len)
+{
+	struct exact x = { .buf = buf, .len = len };
+
+	if (walk_numbers(tree, keep_text, &x) != 0 || x.failed)
+		return -1;
+	return 0;
+}
+
+/* ---- seqs: uint64 read from the text --------------------------------- */
+
+bool proto_parse_u64(const char *s, size_t n, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -287,16 +422,16 @@ static int read_seq(struct decoder *d, const cJSON *obj, const char *path,
 {
 	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key_of(path));
 	const char *token;
-	size_t index, token_len;
+	size_t token_len;
 	uint64_t v;
 
 	if (!item)
 		return required ? invalid(d, "'%s' is required", path) : 0;
 	/* The text and the tree must agree: a mismatch would mean the walk
 	 * found the wrong token, and a wrong seq is worse than none. */
-	if (!cJSON_IsNumber(item) || !number_index(d->root, item, &index) ||
-	    !number_token(d->buf, d->len, index, &token, &token_len) ||
-	    !parse_u64(token, token_len, &v) || (double)v != item->valuedouble)
+	if (!cJSON_IsNumber(item) ||
+	    !number_text(d->root, item, d->buf, d->len, &token, &token_len) ||
+	    !proto_parse_u64(token, token_len, &v) || (double)v != item->valuedouble)
 		return invalid(d, "'%s' must be an integer in [0, 2^64)", path);
 	*out = v;
 	return 0;
@@ -476,6 +611,10 @@ static int decode_event(struct decoder *d, cJSON *root, struct proto_msg *msg)
 		return rc;
 	if (!absent(header) && !cJSON_IsObject(header))
 		return invalid(d, "'header' must be an object");
+	/* The seq is read: the rest keeps its numbers as the daemon wrote
+	 * them, so the app sees header and value byte for byte. */
+	if (proto_json_exact(root, d->buf, d->len) != 0)
+		return report(d, PROTO_E_NOMEM, "out of memory");
 	if (!absent(header))
 		e->header = cJSON_DetachItemViaPointer(root, header);
 	/* value is any JSON, null included: absent is the only "none". */
@@ -542,6 +681,9 @@ cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
 	problem = text_problem((const unsigned char *)buf, len);
 	if (!problem && nul_escape)
 		problem = "\\u0000 in a string";
+	if (!problem && !numbers_valid(buf, len))
+		problem = "a number that is not JSON (a leading zero, or a bare "
+			  "'.', 'e' or sign)";
 	if (problem) {
 		report(&d, PROTO_E_JSON, "%s", problem);
 		return NULL;
