@@ -28,7 +28,8 @@ static const char *const route_names[R_COUNT] = {
 };
 
 static const unsigned codes[API_CODES] = {
-	200, 202, 204, 400, 401, 403, 404, 405, 413, 431, 500, 503, 0 /* other */
+	200, 202, 204, 400, 401, 403, 404, 405, 413, 421, 431, 500, 503,
+	0 /* other */
 };
 #define N_CODES API_CODES
 
@@ -343,6 +344,12 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	}
 	a->hub = hub;
 	a->auth = auth;
+	a->origin = api_origin_new(conf);
+	if (!a->origin) {
+		snprintf(err, errlen, "out of memory");
+		free(a);
+		return NULL;
+	}
 	a->threads = (unsigned)conf->http_threads;
 	a->max_http = (unsigned)conf->max_http;
 	a->max_http_per_ip = (unsigned)conf->max_http_per_ip;
@@ -354,6 +361,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 			 conf->tls_present ? "S" : "", addr);
 		free_pem(&a->cert);
 		free_pem(&a->key);
+		api_origin_free(a->origin);
 		free(a);
 		return NULL;
 	}
@@ -423,6 +431,9 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 void api_reload(struct api *a, const struct dconf *conf)
 {
 	atomic_store(&a->max_body, (size_t)conf->max_message);
+	if (api_origin_reload(a->origin, conf) != 0)
+		log_error("reload", "key=allowed_hosts note=\"out of memory, "
+			  "the old names stay\"");
 	reload_tls(a, conf);
 }
 
@@ -441,5 +452,6 @@ void api_stop(struct api *a)
 	}
 	free_pem(&a->cert);
 	free_pem(&a->key);
+	api_origin_free(a->origin);
 	free(a);
 }

@@ -24,10 +24,20 @@ enum route {
 	R_INFO, R_COUNT
 };
 
-#define API_CODES 13   /* the status codes counted one by one, and "other" */
+#define API_CODES 14   /* the status codes counted one by one, and "other" */
+
+/* Why a request is refused before any route runs. */
+struct api_refusal {
+	int status;
+	const char *error;            /* the JSON body's "error" */
+	char message[200];
+};
+
+struct api_origin;
 
 struct api {
 	struct MHD_Daemon *mhd;
+	struct api_origin *origin;
 	atomic_uint_least64_t requests[R_COUNT][API_CODES];
 	struct hub *hub;
 	struct auth *auth;
@@ -60,6 +70,16 @@ enum MHD_Result api_call_hub(struct api *a, struct MHD_Connection *c,
 			     struct hub_req *req);
 /* api.c: the request counters, as /metrics text. */
 void api_http_metrics(struct api *a, struct metrics_text *t);
+
+/* api_origin.c: Host, Origin, Sec-Fetch-Site and Referer (see there). */
+struct api_origin *api_origin_new(const struct dconf *conf);
+/* New allowed names from conf; 0, or -1 (out of memory: the old stay). */
+int api_origin_reload(struct api_origin *o, const struct dconf *conf);
+void api_origin_free(struct api_origin *o);
+/* True when a browser marked the request as foreign; *why says how. */
+bool api_origin_refuse(struct api_origin *o, struct MHD_Connection *c,
+		       const char *url, const char *method,
+		       struct api_refusal *why);
 
 /* api_route.c: answer one whole request (body already collected). */
 enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,

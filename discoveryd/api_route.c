@@ -483,7 +483,10 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 	bool get = head || strcmp(method, "GET") == 0;
 	bool post = strcmp(method, "POST") == 0;
 	struct hub_req req = { 0 };
+	struct api_refusal why;
 
+	if (api_origin_refuse(a->origin, c, url, method, &why))
+		return api_send_error(c, why.status, why.error, "%s", why.message);
 	if (strcmp(url, "/healthz") == 0) {
 		r->route = R_HEALTHZ;
 		return get ? api_send_json(c, 200, strdup("{\"status\":\"ok\"}"))

@@ -117,6 +117,8 @@ static bool valid_service_name(const char *name)
 static const struct conf_key dconf_keys[] = {
 	{ .name = "listen", .type = CONF_SECTION, .sub = listen_keys,
 	  .present = CONF_NO_FIELD },
+	{ .name = "allowed_hosts", .type = CONF_STRLIST,
+	  .offset = F(allowed_hosts), .max = 64 },
 	{ .name = "state_dir", .type = CONF_STRING, .offset = F(state_dir),
 	  .def = "var/discoveryd" },
 	{ .name = "history", .type = CONF_INT, .offset = F(history),
@@ -142,6 +144,27 @@ static const struct conf_key dconf_keys[] = {
 	  .present = CONF_NO_FIELD },
 	{ .name = NULL },
 };
+
+/* An allowed_hosts entry: a DNS name, "*.domain" or "*" (the API's Host
+ * check matches them case-insensitively, without the port). */
+static bool valid_host_pattern(const char *name)
+{
+	size_t n = strlen(name), i = 0;
+
+	if (strcmp(name, "*") == 0)
+		return true;
+	if (strncmp(name, "*.", 2) == 0)
+		i = 2;
+	if (n == i || n > 253)
+		return false;
+	for (; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		      (name[i] >= 'A' && name[i] <= 'Z') ||
+		      (name[i] >= '0' && name[i] <= '9') || name[i] == '-' ||
+		      name[i] == '.'))
+			return false;
+	return true;
+}
 
 static bool loopback(const struct conf_addr *a)
 {
@@ -192,6 +215,13 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 			 path);
 		return -1;
 	}
+	for (size_t i = 0; i < c->allowed_hosts.n; i++)
+		if (!valid_host_pattern(c->allowed_hosts.v[i])) {
+			snprintf(err, errlen, "%s: allowed_hosts: '%s' is not a "
+				 "host name, '*.domain' or '*'", path,
+				 c->allowed_hosts.v[i]);
+			return -1;
+		}
 	if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms) {
 		snprintf(err, errlen,
 			 "%s: heartbeat.timeout must be longer than heartbeat.interval",

@@ -21,6 +21,7 @@ struct dconf_service {
 struct dconf {
 	struct conf_addr listen_http;
 	struct conf_addr listen_agents;
+	struct conf_strlist allowed_hosts; /* Host names the API answers to */
 	char *state_dir;
 	int64_t history;
 	char *log_level;
