@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "api_int.h"
 #include "conf.h"
 #include "hub.h"
 #include "log.h"
+#include "proto.h"
 
 static const char *const route_names[R_COUNT] = {
 	"other", "/healthz", "/metrics", "/api/discovery/cacheready",
@@ -180,6 +182,34 @@ static enum MHD_Result counted(struct api *a, struct MHD_Connection *c,
 	return ret;
 }
 
+static enum MHD_Result send_too_large(struct api *a, struct MHD_Connection *c,
+				      const struct request *r, size_t cap)
+{
+	return counted(a, c, r, api_send_error(c, 413, "too_large",
+		"the body is over limits.max_message (%zu bytes)", cap));
+}
+
+/* The first call, headers read: is the body refused already, and must the
+ * answer go now (the client waits for 100 Continue, or announced more than
+ * is worth draining)? */
+static bool refuse_early(struct MHD_Connection *c, struct request *r,
+			 size_t cap)
+{
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		MHD_HTTP_HEADER_EXPECT);
+	uint64_t n;
+
+	/* libmicrohttpd refused a Content-Length that is not a number; one
+	 * with leading zeros is left to the cap as the body comes. */
+	if (!cl || !proto_parse_u64(cl, strlen(cl), &n) || n <= cap)
+		return false;
+	r->too_big = true;
+	return (expect && strcasecmp(expect, "100-continue") == 0) ||
+	       n - cap > API_DRAIN_MAX;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			       const char *url, const char *method,
 			       const char *version, const char *upload,
@@ -191,38 +221,37 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 
 	(void)version;
 	if (!r) {
-		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-			MHD_HTTP_HEADER_CONTENT_LENGTH);
-
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
-		if (cl && strtoull(cl, NULL, 10) > cap)
-			return counted(a, c, r, api_send_error(c, 413, "too_large",
-				"the body is over limits.max_message (%zu bytes)",
-				cap));
-		return MHD_YES;
+		return refuse_early(c, r, cap) ? send_too_large(a, c, r, cap)
+					       : MHD_YES;
 	}
 	if (*upload_size) {
-		if (!r->too_big && r->len + *upload_size <= cap) {
-			char *grown = realloc(r->body, r->len + *upload_size + 1);
+		size_t n = *upload_size;
+
+		*upload_size = 0;
+		if (!r->too_big && r->len + n <= cap) {
+			char *grown = realloc(r->body, r->len + n + 1);
 
 			if (!grown)
 				return MHD_NO;
 			r->body = grown;
-			memcpy(r->body + r->len, upload, *upload_size);
-			r->len += *upload_size;
+			memcpy(r->body + r->len, upload, n);
+			r->len += n;
 			r->body[r->len] = '\0';
-		} else {
-			r->too_big = true;
+			return MHD_YES;
 		}
-		*upload_size = 0;
+		/* Dropped, counted: the body is refused and only drained. */
+		r->too_big = true;
+		r->dropped += n;
+		if (r->len + r->dropped > cap + API_DRAIN_MAX)
+			return send_too_large(a, c, r, cap);
 		return MHD_YES;
 	}
 	if (r->too_big)
-		return counted(a, c, r, api_send_error(c, 413, "too_large",
-			"the body is over limits.max_message (%zu bytes)", cap));
+		return send_too_large(a, c, r, cap);
 	return counted(a, c, r, api_route(a, c, url, method, r));
 }
 

@@ -48,11 +48,20 @@ struct api {
 	char listen_address[300];
 };
 
+/*
+ * A body over limits.max_message is read and dropped, up to this much past
+ * it, before the 413: a client still sending when the connection closes
+ * gets a reset instead of its answer (nginx lingers the same way). Past
+ * it, or with Expect: 100-continue, the 413 goes at once.
+ */
+#define API_DRAIN_MAX (1u << 20)
+
 /* Per-request state, from the first call of the handler to completion. */
 struct request {
 	char *body;
 	size_t len;
 	bool too_big;
+	size_t dropped;           /* body bytes read and dropped */
 	enum route route;
 	struct sse *stream;       /* a live event stream, while it runs */
 };
