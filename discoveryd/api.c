@@ -91,6 +91,24 @@ enum MHD_Result api_send_405(struct MHD_Connection *c, const char *allow)
 	return ret;
 }
 
+enum MHD_Result api_send_full(struct MHD_Connection *c, const char *limit)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	char body[200];
+
+	snprintf(body, sizeof(body), "{\"error\":\"full\",\"message\":\"too "
+		 "many live streams (limits.%s); try again later\"}", limit);
+	r = MHD_create_response_from_buffer(strlen(body), body,
+					    MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+	ret = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* 401 (with WWW-Authenticate, RFC 6750) or 403. */
 enum MHD_Result api_send_denied(struct MHD_Connection *c,
 				const struct auth_result *ar)
@@ -131,6 +149,7 @@ void api_http_metrics(struct api *a, struct metrics_text *t)
 {
 	char label[160];
 
+	api_conns_metrics(a->conns, t);
 	metrics_family(t, "discovery_http_requests_total", "counter",
 		       "HTTP API requests answered, by route and status code.");
 	for (int r = 0; r < R_COUNT; r++)
@@ -225,6 +244,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
+		r->conn = api_conns_of(c);
+		api_conns_head(a->conns, r->conn);
 		return refuse_early(c, r, cap) ? send_too_large(a, c, r, cap)
 					       : MHD_YES;
 	}
@@ -250,6 +271,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			return send_too_large(a, c, r, cap);
 		return MHD_YES;
 	}
+	api_conns_busy(a->conns, r->conn);
 	if (r->too_big)
 		return send_too_large(a, c, r, cap);
 	return counted(a, c, r, api_route(a, c, url, method, r));
@@ -258,14 +280,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
+	struct api *a = cls;
 	struct request *r = *con_cls;
 
 	(void)c;
 	(void)toe;
+	if (r)
+		api_conns_done(a->conns, r->conn);
 	if (r && r->stream) {
 		struct hub_req req = { .op = HUB_SSE_CLOSE, .stream = r->stream };
 
-		hub_call(((struct api *)cls)->hub, &req);
+		hub_call(a->hub, &req);
 		free(req.body);
 		sse_free(r->stream);
 	}
@@ -302,8 +327,13 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 	else
 		OPT(MHD_OPTION_LISTEN_SOCKET, fd, NULL);
 	OPT(MHD_OPTION_THREAD_POOL_SIZE, a->threads, NULL);
-	OPT(MHD_OPTION_CONNECTION_LIMIT, a->max_http, NULL);
-	OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, a->max_http_per_ip, NULL);
+	/* api_conn.c admits, evicts and refuses (and logs none of it one
+	 * by one). libmicrohttpd's own limit, which splits evenly among its
+	 * threads and then leaves clients in the backlog with a log line
+	 * each, is a backstop each thread can never reach. */
+	OPT(MHD_OPTION_CONNECTION_LIMIT,
+	    a->threads * (a->max_http + 2 * API_CONN_SLACK), NULL);
+	OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)api_conns_notify, a->conns);
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32 * 1024, NULL);
 	OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL);
@@ -320,9 +350,21 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 	/* The logger goes first so that MHD's own messages about the other
 	 * options reach our log; MHD_OPTION_ARRAY cannot carry a function
 	 * pointer with its void * argument, so it is given directly. */
-	return MHD_start_daemon(flags, 0, NULL, NULL, handler, a,
+	return MHD_start_daemon(flags, 0, api_conns_admit, a->conns, handler, a,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
 				MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+}
+
+static void limits_of(const struct dconf *conf, struct api_conn_limits *lim)
+{
+	lim->max_http = (unsigned)conf->max_http;
+	lim->max_http_per_ip = (unsigned)conf->max_http_per_ip;
+	lim->max_streams = (unsigned)dconf_max_streams(conf);
+	lim->max_streams_per_ip = (unsigned)conf->max_streams_per_ip;
+	if (lim->max_streams_per_ip > lim->max_streams)
+		lim->max_streams_per_ip = lim->max_streams;
+	lim->header_timeout_ms = conf->header_timeout_ms;
+	lim->body_timeout_ms = conf->body_timeout_ms;
 }
 
 /* Keep copies of the PEM text: libmicrohttpd reads it for as long as the
@@ -363,6 +405,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
 	struct conf_addr bound = conf->listen_http;
+	struct api_conn_limits lim;
 	char addr[300];
 
 	conf_addr_format(&conf->listen_http, addr, sizeof(addr));
@@ -381,15 +424,17 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	}
 	a->threads = (unsigned)conf->http_threads;
 	a->max_http = (unsigned)conf->max_http;
-	a->max_http_per_ip = (unsigned)conf->max_http_per_ip;
 	atomic_store(&a->max_body, (size_t)conf->max_message);
-	if (take_tls(a, conf) == 0)
+	limits_of(conf, &lim);
+	a->conns = api_conns_new(&lim);
+	if (a->conns && take_tls(a, conf) == 0)
 		a->mhd = start_mhd(a, (struct sockaddr *)&ss, -1);
 	if (!a->mhd) {
 		snprintf(err, errlen, "cannot listen for HTTP%s on %s",
 			 conf->tls_present ? "S" : "", addr);
 		free_pem(&a->cert);
 		free_pem(&a->key);
+		api_conns_free(a->conns);
 		api_origin_free(a->origin);
 		free(a);
 		return NULL;
@@ -459,6 +504,11 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 
 void api_reload(struct api *a, const struct dconf *conf)
 {
+	struct api_conn_limits lim;
+
+	limits_of(conf, &lim);
+	lim.max_http = a->max_http;           /* needs a restart */
+	api_conns_set_limits(a->conns, &lim);
 	atomic_store(&a->max_body, (size_t)conf->max_message);
 	if (api_origin_reload(a->origin, conf) != 0)
 		log_error("reload", "key=allowed_hosts note=\"out of memory, "
@@ -481,6 +531,7 @@ void api_stop(struct api *a)
 	}
 	free_pem(&a->cert);
 	free_pem(&a->key);
+	api_conns_free(a->conns);
 	api_origin_free(a->origin);
 	free(a);
 }

@@ -371,6 +371,7 @@ static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
 	struct hub_req req = { .op = HUB_SSE_OPEN };
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
+	const char *full;
 
 	if (last) {
 		if (value_u64(c, MHD_HEADER_KIND, "Last-Event-ID", &req.after) != 0)
@@ -382,8 +383,10 @@ static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
 			return api_send_error(c, 400, "bad_request", AFTER_RULE);
 		req.has_after = true;
 	}
+	if (!head && (full = api_conns_stream(a->conns, r->conn)))
+		return api_send_full(c, full);
 	if (head) {            /* what a stream would answer, without one */
-		resp = MHD_create_response_from_buffer(0, NULL,
+		resp = MHD_create_response_from_buffer(0, (void *)"",
 						       MHD_RESPMEM_PERSISTENT);
 		add_stream_headers(resp);
 		ret = MHD_queue_response(c, 200, resp);

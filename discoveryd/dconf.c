@@ -86,6 +86,26 @@ static const struct conf_key service_keys[] = {
 	{ .name = NULL },
 };
 
+/* limits.max_streams: "auto" (0: a quarter of max_http) or 1 to 50000. */
+static int parse_streams(const char *s, void *field, char *err, size_t errlen)
+{
+	char *end;
+	long long n;
+
+	if (strcmp(s, "auto") == 0) {
+		*(int64_t *)field = 0;
+		return 0;
+	}
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end || errno || n < 1 || n > 50000) {
+		snprintf(err, errlen, "must be auto or an integer from 1 to 50000");
+		return -1;
+	}
+	*(int64_t *)field = n;
+	return 0;
+}
+
 static const struct conf_key limits_keys[] = {
 	{ .name = "max_agents", .type = CONF_INT, .offset = F(max_agents),
 	  .min = 1, .max = 1000000, .def = "100000" },
@@ -100,6 +120,16 @@ static const struct conf_key limits_keys[] = {
 	  .min = 4, .max = 100000, .def = "1024" },
 	{ .name = "max_http_per_ip", .type = CONF_INT, .offset = F(max_http_per_ip),
 	  .min = 1, .max = 100000, .def = "64" },
+	{ .name = "max_streams", .type = CONF_CUSTOM, .offset = F(max_streams),
+	  .def = "auto", .parse = parse_streams },
+	{ .name = "max_streams_per_ip", .type = CONF_INT,
+	  .offset = F(max_streams_per_ip), .min = 1, .max = 50000, .def = "8" },
+	{ .name = "header_timeout", .type = CONF_DURATION,
+	  .offset = F(header_timeout_ms), .min = 100, .max = HOUR_MS,
+	  .def = "10s" },
+	{ .name = "body_timeout", .type = CONF_DURATION,
+	  .offset = F(body_timeout_ms), .min = 100, .max = HOUR_MS,
+	  .def = "30s" },
 	{ .name = "http_threads", .type = CONF_INT, .offset = F(http_threads),
 	  .min = 1, .max = 64, .def = "2" },
 	{ .name = "accept_rate", .type = CONF_INT, .offset = F(accept_rate),
@@ -222,6 +252,12 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 				 c->allowed_hosts.v[i]);
 			return -1;
 		}
+	if (c->max_streams * 2 > c->max_http) {
+		snprintf(err, errlen, "%s: limits.max_streams must be at most "
+			 "half of limits.max_http (streams must leave room for "
+			 "calls)", path);
+		return -1;
+	}
 	if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms) {
 		snprintf(err, errlen,
 			 "%s: heartbeat.timeout must be longer than heartbeat.interval",
@@ -302,6 +338,13 @@ void dconf_release(struct dconf *c)
 		explicit_bzero(c->tls_key_pem, c->tls_key_len);
 	free(c->tls_key_pem);
 	c->tls_cert_pem = c->tls_key_pem = NULL;
+}
+
+int64_t dconf_max_streams(const struct dconf *c)
+{
+	if (c->max_streams)
+		return c->max_streams;
+	return c->max_http / 4 > 0 ? c->max_http / 4 : 1;
 }
 
 int64_t dconf_min_ready(const struct dconf *c, const char *service)
