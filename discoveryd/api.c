@@ -72,41 +72,43 @@ enum MHD_Result api_send_error(struct MHD_Connection *c, int status,
 	return api_send_json(c, status, body);
 }
 
-enum MHD_Result api_send_405(struct MHD_Connection *c, const char *allow)
+/* A JSON body (copied) with one header besides Content-Type. */
+static enum MHD_Result send_with_header(struct MHD_Connection *c,
+					unsigned status, const char *body,
+					const char *header, const char *value)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(strlen(body), (void *)body,
+					    MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	MHD_add_response_header(r, header, value);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result api_send_405(struct MHD_Connection *c, const char *allow)
+{
 	char body[160];
 
 	snprintf(body, sizeof(body),
 		 "{\"error\":\"method_not_allowed\",\"message\":\"use %s\"}",
 		 allow);
-	r = MHD_create_response_from_buffer(strlen(body), body,
-					    MHD_RESPMEM_MUST_COPY);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"application/json");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-	ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-	MHD_destroy_response(r);
-	return ret;
+	return send_with_header(c, MHD_HTTP_METHOD_NOT_ALLOWED, body,
+				MHD_HTTP_HEADER_ALLOW, allow);
 }
 
 enum MHD_Result api_send_full(struct MHD_Connection *c, const char *limit)
 {
-	struct MHD_Response *r;
-	enum MHD_Result ret;
 	char body[200];
 
 	snprintf(body, sizeof(body), "{\"error\":\"full\",\"message\":\"too "
 		 "many live streams (limits.%s); try again later\"}", limit);
-	r = MHD_create_response_from_buffer(strlen(body), body,
-					    MHD_RESPMEM_MUST_COPY);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"application/json");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "5");
-	ret = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
-	MHD_destroy_response(r);
-	return ret;
+	return send_with_header(c, MHD_HTTP_SERVICE_UNAVAILABLE, body,
+				MHD_HTTP_HEADER_RETRY_AFTER, "5");
 }
 
 /* 401 (with WWW-Authenticate, RFC 6750) or 403. */

@@ -587,44 +587,48 @@ void api_conns_free(struct api_conns *t)
 	free(t);
 }
 
+/* One sample per label value: name{key="names[i]"} values[i]. */
+static void samples(struct metrics_text *m, const char *name, const char *key,
+		    const char *const *names, const double *values, int n)
+{
+	char label[64];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(label, sizeof(label), "%s=\"%s\"", key, names[i]);
+		metrics_sample(m, name, label, values[i]);
+	}
+}
+
 void api_conns_metrics(struct api_conns *t, struct metrics_text *m)
 {
-	size_t n[N_STATES];
-	uint64_t refused[N_RF], evicted, timeouts[2];
-	char label[64];
+	static const char *const phases[2] = { "head", "body" };
+	double open[N_STATES], refused[N_RF], timeouts[2], evicted;
 
 	pthread_mutex_lock(&t->mu);
 	for (int s = 0; s < N_STATES; s++)
-		n[s] = t->lists[s].n;
-	memcpy(refused, t->refused, sizeof(refused));
-	evicted = t->evicted;
-	memcpy(timeouts, t->timeouts, sizeof(timeouts));
+		open[s] = (double)t->lists[s].n;
+	for (int r = 0; r < N_RF; r++)
+		refused[r] = (double)t->refused[r];
+	timeouts[0] = (double)t->timeouts[0];
+	timeouts[1] = (double)t->timeouts[1];
+	evicted = (double)t->evicted;
 	pthread_mutex_unlock(&t->mu);
 
 	metrics_family(m, "discovery_http_connections", "gauge",
 		       "Open HTTP connections, by state (docs/design.md).");
-	for (int s = 0; s < N_STATES; s++) {
-		snprintf(label, sizeof(label), "state=\"%s\"", state_names[s]);
-		metrics_sample(m, "discovery_http_connections", label,
-			       (double)n[s]);
-	}
+	samples(m, "discovery_http_connections", "state", state_names, open,
+		N_STATES);
 	metrics_family(m, "discovery_http_refused_total", "counter",
 		       "HTTP connections refused, and live streams refused "
 		       "with 503, by the limit they met.");
-	for (int r = 0; r < N_RF; r++) {
-		snprintf(label, sizeof(label), "reason=\"%s\"", refusal_names[r]);
-		metrics_sample(m, "discovery_http_refused_total", label,
-			       (double)refused[r]);
-	}
+	samples(m, "discovery_http_refused_total", "reason", refusal_names,
+		refused, N_RF);
 	metrics_family(m, "discovery_http_evicted_total", "counter",
 		       "Connections with no complete request closed to make "
 		       "room for a new one at limits.max_http.");
-	metrics_sample(m, "discovery_http_evicted_total", NULL, (double)evicted);
+	metrics_sample(m, "discovery_http_evicted_total", NULL, evicted);
 	metrics_family(m, "discovery_http_timeouts_total", "counter",
 		       "Connections closed for taking longer than "
 		       "limits.header_timeout or body_timeout.");
-	metrics_sample(m, "discovery_http_timeouts_total", "phase=\"head\"",
-		       (double)timeouts[0]);
-	metrics_sample(m, "discovery_http_timeouts_total", "phase=\"body\"",
-		       (double)timeouts[1]);
+	samples(m, "discovery_http_timeouts_total", "phase", phases, timeouts, 2);
 }
