@@ -357,11 +357,19 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 				MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 }
 
-static void limits_of(const struct dconf *conf, struct api_conn_limits *lim)
+/* conf's limits for a daemon of max_http connections (max_http needs a
+ * restart: a reload keeps the running one, and streams stay within it). */
+static void limits_of(const struct dconf *conf, unsigned max_http,
+		      struct api_conn_limits *lim)
 {
-	lim->max_http = (unsigned)conf->max_http;
+	lim->max_http = max_http;
 	lim->max_http_per_ip = (unsigned)conf->max_http_per_ip;
-	lim->max_streams = (unsigned)dconf_max_streams(conf);
+	lim->max_streams = conf->max_streams ? (unsigned)conf->max_streams
+					     : max_http / 4;
+	if (lim->max_streams > max_http / 2)
+		lim->max_streams = max_http / 2;
+	if (lim->max_streams == 0)
+		lim->max_streams = 1;
 	lim->max_streams_per_ip = (unsigned)conf->max_streams_per_ip;
 	if (lim->max_streams_per_ip > lim->max_streams)
 		lim->max_streams_per_ip = lim->max_streams;
@@ -427,7 +435,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	a->threads = (unsigned)conf->http_threads;
 	a->max_http = (unsigned)conf->max_http;
 	atomic_store(&a->max_body, (size_t)conf->max_message);
-	limits_of(conf, &lim);
+	limits_of(conf, a->max_http, &lim);
 	a->conns = api_conns_new(&lim);
 	if (a->conns && take_tls(a, conf) == 0)
 		a->mhd = start_mhd(a, (struct sockaddr *)&ss, -1);
@@ -508,8 +516,7 @@ void api_reload(struct api *a, const struct dconf *conf)
 {
 	struct api_conn_limits lim;
 
-	limits_of(conf, &lim);
-	lim.max_http = a->max_http;           /* needs a restart */
+	limits_of(conf, a->max_http, &lim);
 	api_conns_set_limits(a->conns, &lim);
 	atomic_store(&a->max_body, (size_t)conf->max_message);
 	if (api_origin_reload(a->origin, conf) != 0)

@@ -350,10 +350,6 @@ static int value_u64(struct MHD_Connection *c, enum MHD_ValueKind kind,
 	return proto_parse_u64(v, strlen(v), out) ? 0 : -1;
 }
 
-/*
- * The live stream (Accept: text/event-stream): retained events after
- * Last-Event-ID (or ?after=), then every new one as it is logged.
- */
 static void add_stream_headers(struct MHD_Response *resp)
 {
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -362,6 +358,12 @@ static void add_stream_headers(struct MHD_Response *resp)
 	/* nginx: pass it on as it comes, do not buffer a stream. */
 	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
 }
+
+/*
+ * The live stream (Accept: text/event-stream): retained events after
+ * Last-Event-ID (or ?after=), then every new one as it is logged. Past
+ * limits.max_streams or max_streams_per_ip, 503.
+ */
 
 static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
 				       struct request *r, bool head)

@@ -340,13 +340,6 @@ void dconf_release(struct dconf *c)
 	c->tls_cert_pem = c->tls_key_pem = NULL;
 }
 
-int64_t dconf_max_streams(const struct dconf *c)
-{
-	if (c->max_streams)
-		return c->max_streams;
-	return c->max_http / 4 > 0 ? c->max_http / 4 : 1;
-}
-
 int64_t dconf_min_ready(const struct dconf *c, const char *service)
 {
 	const struct dconf_service *items = c->services.items;

@@ -59,7 +59,7 @@ struct dconf {
 	int64_t send_queue;
 	int64_t max_http;            /* concurrent HTTP connections */
 	int64_t max_http_per_ip;
-	int64_t max_streams;         /* live event streams; 0 = auto */
+	int64_t max_streams;         /* live event streams; 0 = auto: max_http/4 */
 	int64_t max_streams_per_ip;
 	int64_t header_timeout_ms;   /* a whole request head, at most */
 	int64_t body_timeout_ms;     /* then its whole body */
@@ -74,9 +74,6 @@ struct dconf {
  */
 int dconf_load(const char *path, struct dconf *c, char *err, size_t errlen);
 void dconf_release(struct dconf *c);
-
-/* limits.max_streams, "auto" resolved: a quarter of max_http. */
-int64_t dconf_max_streams(const struct dconf *c);
 
 /* min_ready for a service: from services:, else 1. */
 int64_t dconf_min_ready(const struct dconf *c, const char *service);
