@@ -308,8 +308,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	(void)cls;
-	log_vtext(LOG_WARN, "http", fmt, ap);
+	struct api *a = cls;
+
+	if (api_conns_may_log(a->conns))
+		log_vtext(LOG_WARN, "http", fmt, ap);
 }
 
 /* Start libmicrohttpd on a new socket (sa) or on one it had (fd >= 0). */

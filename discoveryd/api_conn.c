@@ -54,6 +54,7 @@
 
 #define ADMISSION_LOG_MS 10000      /* at most one line about refusals */
 #define GUARD_TICK_MS    1000       /* the guard's longest sleep */
+#define MHD_LOG_BURST    20         /* libmicrohttpd's lines per 10 s */
 
 enum conn_state { ST_WAITING, ST_BODY, ST_BUSY, ST_STREAM, ST_GONE, N_STATES };
 
@@ -98,8 +99,11 @@ struct api_conns {
 	struct peer **buckets;          /* a power of two of them */
 	size_t n_buckets, n_peers;
 	uint64_t refused[N_RF], evicted, timeouts[2];   /* head, body */
-	uint64_t logged;                /* refused + evicted at the last line */
-	int64_t logged_ms;
+	uint64_t logged;                /* refused + evicted + suppressed, */
+	int64_t logged_ms;              /* at the last line */
+	uint64_t suppressed;            /* libmicrohttpd's lines not logged */
+	unsigned log_lines;             /* its lines in this window */
+	int64_t log_window_ms;
 };
 
 static int64_t now_ms(void)
@@ -506,19 +510,22 @@ static void *guard_main(void *arg)
 		next = d < next ? d : next;
 		for (int r = 0; r < N_RF; r++)
 			refused += t->refused[r];
-		total = refused + t->evicted;
+		total = refused + t->evicted + t->suppressed;
 		if (total != t->logged && now - t->logged_ms >= ADMISSION_LOG_MS) {
-			uint64_t evicted = t->evicted;
+			uint64_t evicted = t->evicted, suppressed = t->suppressed;
 
 			t->logged = total;
 			t->logged_ms = now;
 			pthread_mutex_unlock(&t->mu);
 			log_warn("http admission", "refused=%llu evicted=%llu "
-				 "note=\"in all so far; limits.max_http, "
-				 "max_http_per_ip, max_streams; /metrics has "
-				 "them by reason\"",
+				 "suppressed=%llu note=\"in all so far: "
+				 "connections refused or evicted (limits.max_http, "
+				 "max_http_per_ip, max_streams; /metrics has them "
+				 "by reason), libmicrohttpd lines past %d per 10 s "
+				 "not logged\"",
 				 (unsigned long long)refused,
-				 (unsigned long long)evicted);
+				 (unsigned long long)evicted,
+				 (unsigned long long)suppressed, MHD_LOG_BURST);
 			pthread_mutex_lock(&t->mu);
 			continue;
 		}
@@ -528,6 +535,28 @@ static void *guard_main(void *arg)
 	}
 	pthread_mutex_unlock(&t->mu);
 	return NULL;
+}
+
+/* libmicrohttpd logs some things once per connection (a client gone
+ * mid-request, as every connection we cut is): a flood of them must not
+ * fill the disk. */
+bool api_conns_may_log(struct api_conns *t)
+{
+	int64_t now = now_ms();
+	bool ok;
+
+	pthread_mutex_lock(&t->mu);
+	if (now - t->log_window_ms >= ADMISSION_LOG_MS) {
+		t->log_window_ms = now;
+		t->log_lines = 0;
+	}
+	ok = t->log_lines < MHD_LOG_BURST;
+	if (ok)
+		t->log_lines++;
+	else
+		t->suppressed++;
+	pthread_mutex_unlock(&t->mu);
+	return ok;
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -540,7 +569,7 @@ struct api_conns *api_conns_new(const struct api_conn_limits *lim)
 	if (!t)
 		return NULL;
 	t->lim = *lim;
-	t->logged_ms = -ADMISSION_LOG_MS;
+	t->logged_ms = t->log_window_ms = -ADMISSION_LOG_MS;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

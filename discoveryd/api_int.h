@@ -131,6 +131,9 @@ void api_conns_done(struct api_conns *t, struct api_conn *k);
 /* Become a live stream: NULL, or the name of the limit that refuses it. */
 const char *api_conns_stream(struct api_conns *t, struct api_conn *k);
 void api_conns_metrics(struct api_conns *t, struct metrics_text *m);
+/* May libmicrohttpd's next line be logged? At most 20 per 10 s; the guard
+ * says how many were not. */
+bool api_conns_may_log(struct api_conns *t);
 
 /* api_route.c: answer one whole request (body already collected). */
 enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
