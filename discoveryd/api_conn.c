@@ -20,11 +20,13 @@
  * when libmicrohttpd starts the connection: an address at
  * limits.max_http_per_ip is refused; at limits.max_http the oldest
  * connection that has not sent a complete request (waiting or body) is
- * evicted to make room, and only when there is none is the new one refused.
- * An attacker can hold connections without sending requests, from as many
- * addresses as he likes, but each newcomer takes the place of the oldest of
- * them; what he cannot hold that way (complete requests, streams) is capped
- * per address and, for streams, in total below max_http. Refusals and
+ * evicted to make room, else one whose answer has not been taken within
+ * header_timeout, and only when there is neither is the new one refused.
+ * An attacker can hold connections without sending requests (or without
+ * reading answers), from as many addresses as he likes, but each newcomer
+ * takes the place of the oldest of them; what he cannot hold that way
+ * (requests being answered, streams) is capped per address and, for
+ * streams, in total below max_http. Refusals and
  * evictions are counted (/metrics) and logged at most once per
  * ADMISSION_LOG_MS, never once each.
  *
@@ -293,15 +295,26 @@ static void cut(struct api_conns *t, struct api_conn *k)
 		shutdown(k->fd, SHUT_RDWR);
 }
 
-/* The connection that has waited longest without a complete request. */
-static struct api_conn *oldest_idle(const struct api_conns *t)
+/*
+ * Whom to evict for a newcomer: the connection that has waited longest
+ * without a complete request; else one whose answer has not been taken in
+ * header_timeout (a client that pipelines requests and reads nothing holds
+ * its connection busy for as long as libmicrohttpd's idle timeout, 30 s,
+ * allows: treated like a request that has not come).
+ */
+static struct api_conn *victim(const struct api_conns *t)
 {
 	struct api_conn *w = t->lists[ST_WAITING].head;
 	struct api_conn *b = t->lists[ST_BODY].head;
+	struct api_conn *busy = t->lists[ST_BUSY].head;
 
-	if (!w || (b && b->since_ms < w->since_ms))
+	if (w && (!b || w->since_ms <= b->since_ms))
+		return w;
+	if (b)
 		return b;
-	return w;
+	if (busy && busy->since_ms + t->lim.header_timeout_ms <= now_ms())
+		return busy;
+	return NULL;
 }
 
 /*
@@ -312,6 +325,8 @@ static struct api_conn *oldest_idle(const struct api_conns *t)
 static enum refusal admission(struct api_conns *t, const struct peer *p,
 			      bool evict)
 {
+	struct api_conn *k;
+
 	/* Shut down but not yet closed: descriptors all the same. */
 	if (t->lists[ST_GONE].n >= API_CONN_SLACK)
 		return RF_MAX_HTTP;
@@ -319,10 +334,10 @@ static enum refusal admission(struct api_conns *t, const struct peer *p,
 		return RF_PER_IP;
 	if (admitted(t) < t->lim.max_http)
 		return N_RF;
-	if (!oldest_idle(t))
+	if (!(k = victim(t)))
 		return RF_MAX_HTTP;
 	if (evict) {
-		cut(t, oldest_idle(t));
+		cut(t, k);
 		t->evicted++;
 	}
 	return N_RF;

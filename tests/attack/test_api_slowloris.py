@@ -4,9 +4,10 @@ as long as it liked, and limits.max_http_per_ip (64) times 16 loopback
 addresses filled limits.max_http: every other client, /healthz included,
 waited in the backlog. Now a request head must arrive within
 limits.header_timeout and its body within limits.body_timeout; at
-max_http the oldest connection that has sent no complete request makes
-room for a new one; refusals are counted in /metrics and logged at most
-once per 10 s, never one line each."""
+max_http the oldest connection that has sent no complete request (or has
+not taken its answer within header_timeout) makes room for a new one;
+refusals are counted in /metrics and logged at most once per 10 s, never
+one line each."""
 
 import re
 import socket
@@ -105,6 +106,44 @@ def test_sixteen_addresses_cannot_fill_max_http(tmp_path):
                       '{state="waiting"}') <= 32
         # And the attackers' oldest were the ones cut.
         assert closed_by_server(held[0], b"", time.monotonic() + WAIT)
+    finally:
+        for s in held:
+            s.close()
+        assert d.stop() == 0
+
+
+def test_clients_that_read_nothing_are_evicted(tmp_path):
+    """Pipelined requests whose answers are never read keep a connection
+    busy (not idle) for as long as libmicrohttpd's idle timeout, 30 s: at
+    max_http such a connection makes room once it has been stalled for
+    header_timeout."""
+    d = Discoveryd(tmp_path, extra="limits:\n  max_http: 32\n"
+                                   "  max_http_per_ip: 4\n"
+                                   "  header_timeout: 1s\n")
+    host, port = d.http_addr.rsplit(":", 1)
+    held = []
+    try:
+        for source in ATTACKERS:
+            for _ in range(4):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.bind((source, 0))
+                s.connect((host, int(port)))
+                s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 200)
+                held.append(s)
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                with urllib.request.urlopen(d.base + "/healthz",
+                                            timeout=WAIT) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                # Refused while every connection is busy and younger
+                # than header_timeout.
+                assert time.monotonic() < deadline, "never answered"
+                time.sleep(0.2)
+        assert metric(d, "discovery_http_evicted_total") >= 1
     finally:
         for s in held:
             s.close()
