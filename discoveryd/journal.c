@@ -142,17 +142,18 @@ static size_t parse_records(const char *buf, size_t len, cJSON *out,
 			damage->torn = true;
 			break;
 		}
-		/* Numbers a double would change keep their text (as an
-		 * event's value must), so a record reads back as written. */
 		if (checksum(buf + off + HEAD_LEN, rlen) != crc ||
 		    !(rec = cJSON_ParseWithLength(buf + off + HEAD_LEN, rlen)) ||
-		    !cJSON_IsObject(rec) ||
-		    proto_json_exact(rec, buf + off + HEAD_LEN, rlen) != 0) {
+		    !cJSON_IsObject(rec)) {
 			if (rec)
 				cJSON_Delete(rec);
 			damage->corrupt = true;
 			break;
 		}
+		/* Numbers a double would change keep their text (as an
+		 * event's value must), so a record reads back as written; one
+		 * it cannot walk (out of memory) keeps doubles, not corrupt. */
+		proto_json_exact(rec, buf + off + HEAD_LEN, rlen);
 		cJSON_AddItemToArray(out, rec);
 		damage->valid_records++;
 		off += HEAD_LEN + rlen;
