@@ -26,9 +26,8 @@
  * reading answers), from as many addresses as he likes, but each newcomer
  * takes the place of the oldest of them; what he cannot hold that way
  * (requests being answered, streams) is capped per address and, for
- * streams, in total below max_http. Refusals and
- * evictions are counted (/metrics) and logged at most once per
- * ADMISSION_LOG_MS, never once each.
+ * streams, in total below max_http. Refusals and evictions are counted
+ * (/metrics) and logged at most once per ADMISSION_LOG_MS, never once each.
  *
  * To refuse, evict or time out is to shutdown(2) the socket: libmicrohttpd,
  * on whichever of its threads owns the connection, then reads the end and
@@ -41,8 +40,6 @@
  * Everything here is under one mutex: libmicrohttpd's threads, the guard
  * and /metrics touch it, for a few pointer moves each.
  */
-#include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
