@@ -9,9 +9,11 @@ not taken its answer within header_timeout) makes room for a new one;
 refusals are counted in /metrics and logged at most once per 10 s, never
 one line each."""
 
+import fcntl
 import re
 import socket
-import threading
+import struct
+import termios
 import time
 import urllib.request
 
@@ -112,38 +114,51 @@ def test_sixteen_addresses_cannot_fill_max_http(tmp_path):
         assert d.stop() == 0
 
 
+def waiting_bytes(s):
+    return struct.unpack("i", fcntl.ioctl(s, termios.FIONREAD, b"\0" * 4))[0]
+
+
+def answered(d, path):
+    """GET path, again while refused (every connection busy and younger
+    than header_timeout), until answered: the body."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            with urllib.request.urlopen(d.base + path, timeout=WAIT) as r:
+                return r.read().decode()
+        except OSError:
+            assert time.monotonic() < deadline, "never answered"
+            time.sleep(0.2)
+
+
 def test_clients_that_read_nothing_are_evicted(tmp_path):
     """Pipelined requests whose answers are never read keep a connection
     busy (not idle) for as long as libmicrohttpd's idle timeout, 30 s: at
     max_http such a connection makes room once it has been stalled for
     header_timeout."""
     d = Discoveryd(tmp_path, extra="limits:\n  max_http: 32\n"
-                                   "  max_http_per_ip: 4\n"
+                                   "  max_http_per_ip: 2\n"
                                    "  header_timeout: 1s\n")
     host, port = d.http_addr.rsplit(":", 1)
     held = []
     try:
         for source in ATTACKERS:
-            for _ in range(4):
+            for _ in range(2):
                 s = socket.socket()
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 s.bind((source, 0))
                 s.connect((host, int(port)))
                 s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 200)
                 held.append(s)
+        # Every one of max_http connections is answering (and stalled):
+        # none is waiting for a request.
         deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                with urllib.request.urlopen(d.base + "/healthz",
-                                            timeout=WAIT) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                # Refused while every connection is busy and younger
-                # than header_timeout.
-                assert time.monotonic() < deadline, "never answered"
-                time.sleep(0.2)
-        assert metric(d, "discovery_http_evicted_total") >= 1
+        while not all(waiting_bytes(s) for s in held):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert answered(d, "/healthz") == '{"status":"ok"}'
+        text = answered(d, "/metrics")
+        assert re.search(r"^discovery_http_evicted_total [1-9]", text, re.M)
     finally:
         for s in held:
             s.close()
