@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "api_int.h"
 #include "conf.h"
 #include "hub.h"
 #include "log.h"
+#include "proto.h"
 
 static const char *const route_names[R_COUNT] = {
 	"other", "/healthz", "/metrics", "/api/discovery/cacheready",
@@ -28,7 +30,8 @@ static const char *const route_names[R_COUNT] = {
 };
 
 static const unsigned codes[API_CODES] = {
-	200, 202, 204, 400, 401, 403, 404, 405, 413, 431, 500, 503, 0 /* other */
+	200, 202, 204, 400, 401, 403, 404, 405, 413, 421, 431, 500, 503,
+	0 /* other */
 };
 #define N_CODES API_CODES
 
@@ -69,23 +72,43 @@ enum MHD_Result api_send_error(struct MHD_Connection *c, int status,
 	return api_send_json(c, status, body);
 }
 
-enum MHD_Result api_send_405(struct MHD_Connection *c, const char *allow)
+/* A JSON body (copied) with one header besides Content-Type. */
+static enum MHD_Result send_with_header(struct MHD_Connection *c,
+					unsigned status, const char *body,
+					const char *header, const char *value)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(strlen(body), (void *)body,
+					    MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	MHD_add_response_header(r, header, value);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result api_send_405(struct MHD_Connection *c, const char *allow)
+{
 	char body[160];
 
 	snprintf(body, sizeof(body),
 		 "{\"error\":\"method_not_allowed\",\"message\":\"use %s\"}",
 		 allow);
-	r = MHD_create_response_from_buffer(strlen(body), body,
-					    MHD_RESPMEM_MUST_COPY);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"application/json");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-	ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-	MHD_destroy_response(r);
-	return ret;
+	return send_with_header(c, MHD_HTTP_METHOD_NOT_ALLOWED, body,
+				MHD_HTTP_HEADER_ALLOW, allow);
+}
+
+enum MHD_Result api_send_full(struct MHD_Connection *c, const char *limit)
+{
+	char body[200];
+
+	snprintf(body, sizeof(body), "{\"error\":\"full\",\"message\":\"too "
+		 "many live streams (limits.%s); try again later\"}", limit);
+	return send_with_header(c, MHD_HTTP_SERVICE_UNAVAILABLE, body,
+				MHD_HTTP_HEADER_RETRY_AFTER, "5");
 }
 
 /* 401 (with WWW-Authenticate, RFC 6750) or 403. */
@@ -128,6 +151,7 @@ void api_http_metrics(struct api *a, struct metrics_text *t)
 {
 	char label[160];
 
+	api_conns_metrics(a->conns, t);
 	metrics_family(t, "discovery_http_requests_total", "counter",
 		       "HTTP API requests answered, by route and status code.");
 	for (int r = 0; r < R_COUNT; r++)
@@ -179,6 +203,34 @@ static enum MHD_Result counted(struct api *a, struct MHD_Connection *c,
 	return ret;
 }
 
+static enum MHD_Result send_too_large(struct api *a, struct MHD_Connection *c,
+				      const struct request *r, size_t cap)
+{
+	return counted(a, c, r, api_send_error(c, 413, "too_large",
+		"the body is over limits.max_message (%zu bytes)", cap));
+}
+
+/* The first call, headers read: is the body refused already, and must the
+ * answer go now (the client waits for 100 Continue, or announced more than
+ * is worth draining)? */
+static bool refuse_early(struct MHD_Connection *c, struct request *r,
+			 size_t cap)
+{
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		MHD_HTTP_HEADER_EXPECT);
+	uint64_t n;
+
+	/* libmicrohttpd refused a Content-Length that is not a number; one
+	 * with leading zeros is left to the cap as the body comes. */
+	if (!cl || !proto_parse_u64(cl, strlen(cl), &n) || n <= cap)
+		return false;
+	r->too_big = true;
+	return (expect && strcasecmp(expect, "100-continue") == 0) ||
+	       n - cap > API_DRAIN_MAX;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			       const char *url, const char *method,
 			       const char *version, const char *upload,
@@ -190,52 +242,57 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 
 	(void)version;
 	if (!r) {
-		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-			MHD_HTTP_HEADER_CONTENT_LENGTH);
-
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
-		if (cl && strtoull(cl, NULL, 10) > cap)
-			return counted(a, c, r, api_send_error(c, 413, "too_large",
-				"the body is over limits.max_message (%zu bytes)",
-				cap));
-		return MHD_YES;
+		r->conn = api_conns_of(c);
+		api_conns_head(a->conns, r->conn);
+		return refuse_early(c, r, cap) ? send_too_large(a, c, r, cap)
+					       : MHD_YES;
 	}
 	if (*upload_size) {
-		if (!r->too_big && r->len + *upload_size <= cap) {
-			char *grown = realloc(r->body, r->len + *upload_size + 1);
+		size_t n = *upload_size;
+
+		*upload_size = 0;
+		if (!r->too_big && r->len + n <= cap) {
+			char *grown = realloc(r->body, r->len + n + 1);
 
 			if (!grown)
 				return MHD_NO;
 			r->body = grown;
-			memcpy(r->body + r->len, upload, *upload_size);
-			r->len += *upload_size;
+			memcpy(r->body + r->len, upload, n);
+			r->len += n;
 			r->body[r->len] = '\0';
-		} else {
-			r->too_big = true;
+			return MHD_YES;
 		}
-		*upload_size = 0;
+		/* Dropped, counted: the body is refused and only drained. */
+		r->too_big = true;
+		r->dropped += n;
+		if (r->len + r->dropped > cap + API_DRAIN_MAX)
+			return send_too_large(a, c, r, cap);
 		return MHD_YES;
 	}
+	api_conns_busy(a->conns, r->conn);
 	if (r->too_big)
-		return counted(a, c, r, api_send_error(c, 413, "too_large",
-			"the body is over limits.max_message (%zu bytes)", cap));
+		return send_too_large(a, c, r, cap);
 	return counted(a, c, r, api_route(a, c, url, method, r));
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
+	struct api *a = cls;
 	struct request *r = *con_cls;
 
 	(void)c;
 	(void)toe;
+	if (r)
+		api_conns_done(a->conns, r->conn);
 	if (r && r->stream) {
 		struct hub_req req = { .op = HUB_SSE_CLOSE, .stream = r->stream };
 
-		hub_call(((struct api *)cls)->hub, &req);
+		hub_call(a->hub, &req);
 		free(req.body);
 		sse_free(r->stream);
 	}
@@ -251,8 +308,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	(void)cls;
-	log_vtext(LOG_WARN, "http", fmt, ap);
+	struct api *a = cls;
+
+	if (api_conns_may_log(a->conns))
+		log_vtext(LOG_WARN, "http", fmt, ap);
 }
 
 /* Start libmicrohttpd on a new socket (sa) or on one it had (fd >= 0). */
@@ -272,8 +331,13 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 	else
 		OPT(MHD_OPTION_LISTEN_SOCKET, fd, NULL);
 	OPT(MHD_OPTION_THREAD_POOL_SIZE, a->threads, NULL);
-	OPT(MHD_OPTION_CONNECTION_LIMIT, a->max_http, NULL);
-	OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, a->max_http_per_ip, NULL);
+	/* api_conn.c admits, evicts and refuses (and logs none of it one
+	 * by one). libmicrohttpd's own limit, which splits evenly among its
+	 * threads and then leaves clients in the backlog with a log line
+	 * each, is a backstop each thread can never reach. */
+	OPT(MHD_OPTION_CONNECTION_LIMIT,
+	    a->threads * (a->max_http + 2 * API_CONN_SLACK), NULL);
+	OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)api_conns_notify, a->conns);
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32 * 1024, NULL);
 	OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL);
@@ -290,9 +354,29 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 	/* The logger goes first so that MHD's own messages about the other
 	 * options reach our log; MHD_OPTION_ARRAY cannot carry a function
 	 * pointer with its void * argument, so it is given directly. */
-	return MHD_start_daemon(flags, 0, NULL, NULL, handler, a,
+	return MHD_start_daemon(flags, 0, api_conns_admit, a->conns, handler, a,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
 				MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+}
+
+/* conf's limits for a daemon of max_http connections (max_http needs a
+ * restart: a reload keeps the running one, and streams stay within it). */
+static void limits_of(const struct dconf *conf, unsigned max_http,
+		      struct api_conn_limits *lim)
+{
+	lim->max_http = max_http;
+	lim->max_http_per_ip = (unsigned)conf->max_http_per_ip;
+	lim->max_streams = conf->max_streams ? (unsigned)conf->max_streams
+					     : max_http / 4;
+	if (lim->max_streams > max_http / 2)
+		lim->max_streams = max_http / 2;
+	if (lim->max_streams == 0)
+		lim->max_streams = 1;
+	lim->max_streams_per_ip = (unsigned)conf->max_streams_per_ip;
+	if (lim->max_streams_per_ip > lim->max_streams)
+		lim->max_streams_per_ip = lim->max_streams;
+	lim->header_timeout_ms = conf->header_timeout_ms;
+	lim->body_timeout_ms = conf->body_timeout_ms;
 }
 
 /* Keep copies of the PEM text: libmicrohttpd reads it for as long as the
@@ -333,6 +417,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
 	struct conf_addr bound = conf->listen_http;
+	struct api_conn_limits lim;
 	char addr[300];
 
 	conf_addr_format(&conf->listen_http, addr, sizeof(addr));
@@ -343,17 +428,26 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	}
 	a->hub = hub;
 	a->auth = auth;
+	a->origin = api_origin_new(conf);
+	if (!a->origin) {
+		snprintf(err, errlen, "out of memory");
+		free(a);
+		return NULL;
+	}
 	a->threads = (unsigned)conf->http_threads;
 	a->max_http = (unsigned)conf->max_http;
-	a->max_http_per_ip = (unsigned)conf->max_http_per_ip;
 	atomic_store(&a->max_body, (size_t)conf->max_message);
-	if (take_tls(a, conf) == 0)
+	limits_of(conf, a->max_http, &lim);
+	a->conns = api_conns_new(&lim);
+	if (a->conns && take_tls(a, conf) == 0)
 		a->mhd = start_mhd(a, (struct sockaddr *)&ss, -1);
 	if (!a->mhd) {
 		snprintf(err, errlen, "cannot listen for HTTP%s on %s",
 			 conf->tls_present ? "S" : "", addr);
 		free_pem(&a->cert);
 		free_pem(&a->key);
+		api_conns_free(a->conns);
+		api_origin_free(a->origin);
 		free(a);
 		return NULL;
 	}
@@ -422,7 +516,14 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 
 void api_reload(struct api *a, const struct dconf *conf)
 {
+	struct api_conn_limits lim;
+
+	limits_of(conf, a->max_http, &lim);
+	api_conns_set_limits(a->conns, &lim);
 	atomic_store(&a->max_body, (size_t)conf->max_message);
+	if (api_origin_reload(a->origin, conf) != 0)
+		log_error("reload", "key=allowed_hosts note=\"out of memory, "
+			  "the old names stay\"");
 	reload_tls(a, conf);
 }
 
@@ -441,5 +542,7 @@ void api_stop(struct api *a)
 	}
 	free_pem(&a->cert);
 	free_pem(&a->key);
+	api_conns_free(a->conns);
+	api_origin_free(a->origin);
 	free(a);
 }

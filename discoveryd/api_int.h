@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include <microhttpd.h>
 
@@ -24,27 +26,62 @@ enum route {
 	R_INFO, R_COUNT
 };
 
-#define API_CODES 13   /* the status codes counted one by one, and "other" */
+#define API_CODES 14   /* the status codes counted one by one, and "other" */
+
+/* Connections shut down by api_conn.c (refused, evicted, timed out) but
+ * not yet closed by libmicrohttpd: past this many, new ones are refused.
+ * The descriptor budget leaves max_http + 64 to the API (hub.c). */
+#define API_CONN_SLACK 32
+
+struct api_conn_limits {
+	unsigned max_http, max_http_per_ip;
+	unsigned max_streams, max_streams_per_ip;
+	int64_t header_timeout_ms, body_timeout_ms;
+};
+
+struct api_conns;        /* every connection (api_conn.c) */
+struct api_conn;         /* one of them */
+
+/* Why a request is refused before any route runs. */
+struct api_refusal {
+	int status;
+	const char *error;            /* the JSON body's "error" */
+	char message[200];
+};
+
+struct api_origin;
 
 struct api {
 	struct MHD_Daemon *mhd;
+	struct api_origin *origin;
+	struct api_conns *conns;
 	atomic_uint_least64_t requests[R_COUNT][API_CODES];
 	struct hub *hub;
 	struct auth *auth;
 	atomic_size_t max_body;
-	unsigned threads, max_http, max_http_per_ip;
+	unsigned threads, max_http;
 	char *cert, *key;             /* PEM text while https runs */
 	char *old_cert, *old_key;     /* during a reload */
 	char listen_address[300];
 };
+
+/*
+ * A body over limits.max_message is read and dropped, up to this much past
+ * it, before the 413: a client still sending when the connection closes
+ * gets a reset instead of its answer (nginx lingers the same way). Past
+ * it, or with Expect: 100-continue, the 413 goes at once.
+ */
+#define API_DRAIN_MAX (1u << 20)
 
 /* Per-request state, from the first call of the handler to completion. */
 struct request {
 	char *body;
 	size_t len;
 	bool too_big;
+	size_t dropped;           /* body bytes read and dropped */
 	enum route route;
 	struct sse *stream;       /* a live event stream, while it runs */
+	struct api_conn *conn;    /* its connection's entry (NULL: untracked) */
 };
 
 /* api.c: answers. Each queues one response on c. */
@@ -54,12 +91,49 @@ enum MHD_Result api_send_error(struct MHD_Connection *c, int status,
 			       const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 enum MHD_Result api_send_405(struct MHD_Connection *c, const char *allow);
+/* 503 full, Retry-After: a live stream over limits.<limit>. */
+enum MHD_Result api_send_full(struct MHD_Connection *c, const char *limit);
 enum MHD_Result api_send_denied(struct MHD_Connection *c,
 				const struct auth_result *ar);
 enum MHD_Result api_call_hub(struct api *a, struct MHD_Connection *c,
 			     struct hub_req *req);
 /* api.c: the request counters, as /metrics text. */
 void api_http_metrics(struct api *a, struct metrics_text *t);
+
+/* api_origin.c: Host, Origin, Sec-Fetch-Site and Referer (see there). */
+struct api_origin *api_origin_new(const struct dconf *conf);
+/* New allowed names from conf; 0, or -1 (out of memory: the old stay). */
+int api_origin_reload(struct api_origin *o, const struct dconf *conf);
+void api_origin_free(struct api_origin *o);
+/* True when a browser marked the request as foreign; *why says how. */
+bool api_origin_refuse(struct api_origin *o, struct MHD_Connection *c,
+		       const char *url, const char *method,
+		       struct api_refusal *why);
+
+/* api_conn.c: admission, deadlines and stream caps (see there). The
+ * table starts its guard thread; free it after libmicrohttpd stopped. */
+struct api_conns *api_conns_new(const struct api_conn_limits *lim);
+void api_conns_set_limits(struct api_conns *t,
+			  const struct api_conn_limits *lim);
+void api_conns_free(struct api_conns *t);
+/* MHD_OPTION_APPLY_POLICY and MHD_OPTION_NOTIFY_CONNECTION (cls = t). */
+enum MHD_Result api_conns_admit(void *cls, const struct sockaddr *addr,
+				socklen_t addrlen);
+void api_conns_notify(void *cls, struct MHD_Connection *c,
+		      void **socket_context,
+		      enum MHD_ConnectionNotificationCode code);
+/* A request's course on its connection's entry (NULL is a no-op): head
+ * read, request complete, request done (waiting for the next). */
+struct api_conn *api_conns_of(struct MHD_Connection *c);
+void api_conns_head(struct api_conns *t, struct api_conn *k);
+void api_conns_busy(struct api_conns *t, struct api_conn *k);
+void api_conns_done(struct api_conns *t, struct api_conn *k);
+/* Become a live stream: NULL, or the name of the limit that refuses it. */
+const char *api_conns_stream(struct api_conns *t, struct api_conn *k);
+void api_conns_metrics(struct api_conns *t, struct metrics_text *m);
+/* May libmicrohttpd's next line be logged? At most 20 per 10 s; the guard
+ * says how many were not. */
+bool api_conns_may_log(struct api_conns *t);
 
 /* api_route.c: answer one whole request (body already collected). */
 enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,

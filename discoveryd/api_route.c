@@ -7,7 +7,6 @@
  * well-formed requests. Unknown fields are errors: a typo in a script
  * should fail loudly.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,8 @@
 #define KEYS_MAX     1000       /* keys in one invalidation */
 #define KEY_LEN_MAX  1024       /* bytes in one key */
 #define PREFIX       "/api/discovery"
+#define AFTER_RULE   "'after' must be a seq (plain decimal digits)"
+#define READS        "GET, HEAD"          /* Allow: for the read routes */
 
 /* ---- the dashboard ---------------------------------------------------------- */
 
@@ -305,6 +306,11 @@ static enum MHD_Result do_broadcast(struct api *a, struct MHD_Connection *c,
 	body = parse_body(c, r, false, &ok, &ret);
 	if (!ok)
 		return ret;
+	/* header and value reach agents with their numbers as written. */
+	if (proto_json_exact(body, r->body, r->len) != 0) {
+		cJSON_Delete(body);
+		return MHD_NO;
+	}
 	cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
 	header = cJSON_GetObjectItemCaseSensitive(body, "header");
 	if ((bad = unknown_field(body, fields)))
@@ -332,45 +338,62 @@ static enum MHD_Result do_broadcast(struct api *a, struct MHD_Connection *c,
 	return ret;
 }
 
-/* Parse a whole query value as an unsigned integer. */
-static int query_u64(struct MHD_Connection *c, const char *key, uint64_t *out)
+/* A query value (kind MHD_GET_ARGUMENT_KIND) or header as a plain decimal
+ * uint64: 0 when absent (out untouched) or valid, -1 otherwise. */
+static int value_u64(struct MHD_Connection *c, enum MHD_ValueKind kind,
+		     const char *key, uint64_t *out)
 {
-	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
-	char *end;
+	const char *v = MHD_lookup_connection_value(c, kind, key);
 
 	if (!v)
 		return 0;
-	errno = 0;
-	*out = strtoull(v, &end, 10);
-	return *v && !*end && *v != '-' && errno == 0 ? 0 : -1;
+	return proto_parse_u64(v, strlen(v), out) ? 0 : -1;
+}
+
+static void add_stream_headers(struct MHD_Response *resp)
+{
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"text/event-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	/* nginx: pass it on as it comes, do not buffer a stream. */
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
 }
 
 /*
  * The live stream (Accept: text/event-stream): retained events after
- * Last-Event-ID (or ?after=), then every new one as it is logged.
+ * Last-Event-ID (or ?after=), then every new one as it is logged. Past
+ * limits.max_streams or max_streams_per_ip, 503.
  */
+
 static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
-				       struct request *r)
+				       struct request *r, bool head)
 {
 	const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						       "Last-Event-ID");
 	struct hub_req req = { .op = HUB_SSE_OPEN };
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
-	char *end;
+	const char *full;
 
 	if (last) {
-		errno = 0;
-		req.after = strtoull(last, &end, 10);
-		req.has_after = *last && !*end && *last != '-' && errno == 0;
-		if (!req.has_after)
+		if (value_u64(c, MHD_HEADER_KIND, "Last-Event-ID", &req.after) != 0)
 			return api_send_error(c, 400, "bad_request",
 					      "Last-Event-ID must be a seq");
-	} else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after")) {
-		if (query_u64(c, "after", &req.after) != 0)
-			return api_send_error(c, 400, "bad_request",
-					      "'after' must be a seq (an unsigned integer)");
 		req.has_after = true;
+	} else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after")) {
+		if (value_u64(c, MHD_GET_ARGUMENT_KIND, "after", &req.after) != 0)
+			return api_send_error(c, 400, "bad_request", AFTER_RULE);
+		req.has_after = true;
+	}
+	if (!head && (full = api_conns_stream(a->conns, r->conn)))
+		return api_send_full(c, full);
+	if (head) {            /* what a stream would answer, without one */
+		resp = MHD_create_response_from_buffer(0, (void *)"",
+						       MHD_RESPMEM_PERSISTENT);
+		add_stream_headers(resp);
+		ret = MHD_queue_response(c, 200, resp);
+		MHD_destroy_response(resp);
+		return ret;
 	}
 	r->stream = req.stream = sse_new(c);
 	if (!req.stream)
@@ -384,11 +407,7 @@ static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
 	}
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
 						 sse_read, r->stream, NULL);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"text/event-stream");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-	/* nginx: pass it on as it comes, do not buffer a stream. */
-	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	add_stream_headers(resp);
 	ret = MHD_queue_response(c, 200, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -408,12 +427,13 @@ static enum MHD_Result do_events(struct api *a, struct MHD_Connection *c)
 	struct hub_req req = { .op = HUB_EVENTS };
 	uint64_t limit = 0;
 
-	if (query_u64(c, "after", &req.after) != 0)
+	if (value_u64(c, MHD_GET_ARGUMENT_KIND, "after", &req.after) != 0)
+		return api_send_error(c, 400, "bad_request", AFTER_RULE);
+	if (value_u64(c, MHD_GET_ARGUMENT_KIND, "limit", &limit) != 0 ||
+	    limit > 1000000)
 		return api_send_error(c, 400, "bad_request",
-				      "'after' must be a seq (an unsigned integer)");
-	if (query_u64(c, "limit", &limit) != 0 || limit > 1000000)
-		return api_send_error(c, 400, "bad_request",
-				      "'limit' must be an integer up to 1000000");
+				      "'limit' must be a plain decimal integer "
+				      "up to 1000000");
 	req.limit = (size_t)limit;
 	return api_call_hub(a, c, &req);
 }
@@ -440,8 +460,8 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 	if (!*action) {
 		struct hub_req req = { .op = HUB_SERVICE };
 
-		if (strcmp(method, "GET") != 0)
-			return api_send_405(c, "GET");
+		if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+			return api_send_405(c, "GET, HEAD");
 		snprintf(req.service, sizeof(req.service), "%s", name);
 		return api_call_hub(a, c, &req);
 	}
@@ -463,26 +483,30 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 			  const char *url, const char *method,
 			  struct request *r)
 {
-	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+	/* HEAD answers as GET does; libmicrohttpd leaves the body out. */
+	bool head = strcmp(method, "HEAD") == 0;
+	bool get = head || strcmp(method, "GET") == 0;
+	bool post = strcmp(method, "POST") == 0;
 	struct hub_req req = { 0 };
+	struct api_refusal why;
 
+	if (api_origin_refuse(a->origin, c, url, method, &why))
+		return api_send_error(c, why.status, why.error, "%s", why.message);
 	if (strcmp(url, "/healthz") == 0) {
 		r->route = R_HEALTHZ;
-		return get || strcmp(method, "HEAD") == 0 ?
-		       api_send_json(c, 200, strdup("{\"status\":\"ok\"}")) :
-		       api_send_405(c, "GET, HEAD");
+		return get ? api_send_json(c, 200, strdup("{\"status\":\"ok\"}"))
+			   : api_send_405(c, READS);
 	}
 	if (strcmp(url, "/") == 0) {
 		r->route = R_DASHBOARD;
-		return get || strcmp(method, "HEAD") == 0 ? do_dashboard(c)
-							  : api_send_405(c, "GET, HEAD");
+		return get ? do_dashboard(c) : api_send_405(c, READS);
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		struct auth_result ar;
 
 		r->route = R_METRICS;
 		if (!get)
-			return api_send_405(c, "GET");
+			return api_send_405(c, READS);
 		auth_check(a->auth, MHD_lookup_connection_value(c,
 				MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
 			   false, AUTH_READ, &ar);
@@ -496,26 +520,34 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 		struct auth_result ar;
 		const char *header = MHD_lookup_connection_value(c,
 			MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+		/* cacheready changes state even as a GET (NetCoreStack's
+		 * spelling): it needs the right to write. */
+		bool reads = get && strcasecmp(url, "cacheready") != 0;
 		/* A browser's EventSource cannot set headers: reads may carry
-		 * the token as ?token= instead (as agent links may). */
+		 * the token as ?token= instead (as agent links may). A URL
+		 * ends up in logs, history and Referer: never for a write. */
 		const char *query = !header && get ? MHD_lookup_connection_value(
 			c, MHD_GET_ARGUMENT_KIND, "token") : NULL;
 
-		/* cacheready changes state even as a GET (NetCoreStack's
-		 * spelling): it needs the right to write. */
-		bool reads = (get || strcmp(method, "HEAD") == 0) &&
-			     strcasecmp(url, "cacheready") != 0;
-
+		if (query && !reads) {
+			ar = (struct auth_result){ .status = 401,
+						   .error = "unauthorized" };
+			snprintf(ar.message, sizeof(ar.message), "a token in the "
+				 "URL never authorizes a change: send "
+				 "Authorization: Bearer TOKEN");
+			return api_send_denied(c, &ar);
+		}
 		auth_check(a->auth, header ? header : query, query != NULL,
 			   reads ? AUTH_READ : AUTH_WRITE, &ar);
 		if (ar.status)
 			return api_send_denied(c, &ar);
 	}
 
-	/* NetCoreStack's route was /api/Discovery/CacheReady: any case. */
+	/* NetCoreStack's route was /api/Discovery/CacheReady: any case. A
+	 * HEAD must change nothing, so this GET has none. */
 	if (strcasecmp(url, "cacheready") == 0) {
 		r->route = R_CACHEREADY;
-		if (!get && !post)
+		if (head || (!get && !post))
 			return api_send_405(c, "GET, POST");
 		req.op = HUB_CACHEREADY;
 		return api_call_hub(a, c, &req);
@@ -523,7 +555,7 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 	if (strcmp(url, "services") == 0) {
 		r->route = R_SERVICES;
 		if (!get)
-			return api_send_405(c, "GET");
+			return api_send_405(c, READS);
 		req.op = HUB_SERVICES;
 		return api_call_hub(a, c, &req);
 	}
@@ -534,22 +566,23 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 	if (strcmp(url, "info") == 0) {
 		r->route = R_INFO;
 		if (!get)
-			return api_send_405(c, "GET");
+			return api_send_405(c, READS);
 		req.op = HUB_INFO;
 		return api_call_hub(a, c, &req);
 	}
 	if (strcmp(url, "agents") == 0) {
 		r->route = R_AGENTS;
 		if (!get)
-			return api_send_405(c, "GET");
+			return api_send_405(c, READS);
 		req.op = HUB_AGENTS;
 		return api_call_hub(a, c, &req);
 	}
 	if (strcmp(url, "events") == 0) {
 		r->route = R_EVENTS;
 		if (!get)
-			return api_send_405(c, "GET");
-		return wants_stream(c) ? do_event_stream(a, c, r) : do_events(a, c);
+			return api_send_405(c, READS);
+		return wants_stream(c) ? do_event_stream(a, c, r, head)
+				       : do_events(a, c);
 	}
 	if (strcmp(url, "invalidate") == 0) {
 		r->route = R_INVALIDATE;

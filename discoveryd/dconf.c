@@ -86,6 +86,26 @@ static const struct conf_key service_keys[] = {
 	{ .name = NULL },
 };
 
+/* limits.max_streams: "auto" (0: a quarter of max_http) or 1 to 50000. */
+static int parse_streams(const char *s, void *field, char *err, size_t errlen)
+{
+	char *end;
+	long long n;
+
+	if (strcmp(s, "auto") == 0) {
+		*(int64_t *)field = 0;
+		return 0;
+	}
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end || errno || n < 1 || n > 50000) {
+		snprintf(err, errlen, "must be auto or an integer from 1 to 50000");
+		return -1;
+	}
+	*(int64_t *)field = n;
+	return 0;
+}
+
 static const struct conf_key limits_keys[] = {
 	{ .name = "max_agents", .type = CONF_INT, .offset = F(max_agents),
 	  .min = 1, .max = 1000000, .def = "100000" },
@@ -100,6 +120,16 @@ static const struct conf_key limits_keys[] = {
 	  .min = 4, .max = 100000, .def = "1024" },
 	{ .name = "max_http_per_ip", .type = CONF_INT, .offset = F(max_http_per_ip),
 	  .min = 1, .max = 100000, .def = "64" },
+	{ .name = "max_streams", .type = CONF_CUSTOM, .offset = F(max_streams),
+	  .def = "auto", .parse = parse_streams },
+	{ .name = "max_streams_per_ip", .type = CONF_INT,
+	  .offset = F(max_streams_per_ip), .min = 1, .max = 50000, .def = "8" },
+	{ .name = "header_timeout", .type = CONF_DURATION,
+	  .offset = F(header_timeout_ms), .min = 100, .max = HOUR_MS,
+	  .def = "10s" },
+	{ .name = "body_timeout", .type = CONF_DURATION,
+	  .offset = F(body_timeout_ms), .min = 100, .max = HOUR_MS,
+	  .def = "30s" },
 	{ .name = "http_threads", .type = CONF_INT, .offset = F(http_threads),
 	  .min = 1, .max = 64, .def = "2" },
 	{ .name = "accept_rate", .type = CONF_INT, .offset = F(accept_rate),
@@ -117,6 +147,8 @@ static bool valid_service_name(const char *name)
 static const struct conf_key dconf_keys[] = {
 	{ .name = "listen", .type = CONF_SECTION, .sub = listen_keys,
 	  .present = CONF_NO_FIELD },
+	{ .name = "allowed_hosts", .type = CONF_STRLIST,
+	  .offset = F(allowed_hosts), .max = 64 },
 	{ .name = "state_dir", .type = CONF_STRING, .offset = F(state_dir),
 	  .def = "var/discoveryd" },
 	{ .name = "history", .type = CONF_INT, .offset = F(history),
@@ -142,6 +174,27 @@ static const struct conf_key dconf_keys[] = {
 	  .present = CONF_NO_FIELD },
 	{ .name = NULL },
 };
+
+/* An allowed_hosts entry: a DNS name, "*.domain" or "*" (the API's Host
+ * check matches them case-insensitively, without the port). */
+static bool valid_host_pattern(const char *name)
+{
+	size_t n = strlen(name), i = 0;
+
+	if (strcmp(name, "*") == 0)
+		return true;
+	if (strncmp(name, "*.", 2) == 0)
+		i = 2;
+	if (n == i || n > 253)
+		return false;
+	for (; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		      (name[i] >= 'A' && name[i] <= 'Z') ||
+		      (name[i] >= '0' && name[i] <= '9') || name[i] == '-' ||
+		      name[i] == '.'))
+			return false;
+	return true;
+}
 
 static bool loopback(const struct conf_addr *a)
 {
@@ -190,6 +243,19 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 	if (log_level_parse(c->log_level) < 0) {
 		snprintf(err, errlen, "%s: log_level must be error, warn, info or debug",
 			 path);
+		return -1;
+	}
+	for (size_t i = 0; i < c->allowed_hosts.n; i++)
+		if (!valid_host_pattern(c->allowed_hosts.v[i])) {
+			snprintf(err, errlen, "%s: allowed_hosts: '%s' is not a "
+				 "host name, '*.domain' or '*'", path,
+				 c->allowed_hosts.v[i]);
+			return -1;
+		}
+	if (c->max_streams * 2 > c->max_http) {
+		snprintf(err, errlen, "%s: limits.max_streams must be at most "
+			 "half of limits.max_http (streams must leave room for "
+			 "calls)", path);
 		return -1;
 	}
 	if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms) {

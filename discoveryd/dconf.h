@@ -21,6 +21,7 @@ struct dconf_service {
 struct dconf {
 	struct conf_addr listen_http;
 	struct conf_addr listen_agents;
+	struct conf_strlist allowed_hosts; /* Host names the API answers to */
 	char *state_dir;
 	int64_t history;
 	char *log_level;
@@ -58,6 +59,10 @@ struct dconf {
 	int64_t send_queue;
 	int64_t max_http;            /* concurrent HTTP connections */
 	int64_t max_http_per_ip;
+	int64_t max_streams;         /* live event streams; 0 = auto: max_http/4 */
+	int64_t max_streams_per_ip;
+	int64_t header_timeout_ms;   /* a whole request head, at most */
+	int64_t body_timeout_ms;     /* then its whole body */
 	int64_t accept_rate;         /* agent connections per second, 0 = any */
 	int64_t accept_burst;
 	int64_t http_threads;

@@ -489,6 +489,8 @@ struct event *evlog_event_parse(const char *text, size_t len,
 	struct event *ev = NULL;
 
 	if (cJSON_IsObject(r)) {
+		/* header and value as the caller wrote them, numbers too. */
+		proto_json_exact(r, text, len);
 		cJSON_DeleteItemFromObjectCaseSensitive(r, "seq");
 		cJSON_DeleteItemFromObjectCaseSensitive(r, "ts");
 		cJSON_AddNumberToObject(r, "seq", (double)seq);

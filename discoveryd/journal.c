@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "journal.h"
+#include "proto.h"
 
 #define MAGIC     "DSCJRNL1"
 #define MAGIC_LEN 8
@@ -149,6 +150,10 @@ static size_t parse_records(const char *buf, size_t len, cJSON *out,
 			damage->corrupt = true;
 			break;
 		}
+		/* Numbers a double would change keep their text (as an
+		 * event's value must), so a record reads back as written; one
+		 * it cannot walk (out of memory) keeps doubles, not corrupt. */
+		proto_json_exact(rec, buf + off + HEAD_LEN, rlen);
 		cJSON_AddItemToArray(out, rec);
 		damage->valid_records++;
 		off += HEAD_LEN + rlen;

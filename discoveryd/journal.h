@@ -60,7 +60,9 @@ struct journal_damage {
 /*
  * Open (creating state_dir and the file if needed) and read every valid
  * record into *records, a cJSON array the caller owns (empty for a new
- * journal). Returns 0, or -1 with a message in err when the journal cannot
+ * journal). A number that a double would not print back as written is a
+ * raw node holding its text (proto_json_exact), so records read back byte
+ * for byte. Returns 0, or -1 with a message in err when the journal cannot
  * be opened or created at all.
  */
 int journal_open(struct journal *j, const char *state_dir, cJSON **records,

@@ -2,16 +2,17 @@
  * proto: the agent link's wire messages (SPEC §4), decoded strictly and
  * encoded compactly. The contract is in proto.h.
  *
- * A frame passes four gates before any field is read: the size cap, a
- * non-recursive nesting scan, a text check (cJSON checks neither UTF-8 nor
- * control characters), then cJSON with nothing but whitespace left over.
- * Each message type then has one decoder that validates every known field
- * and, last of all, detaches the subtrees the caller keeps (meta, services,
- * header, value).
+ * A frame passes the size cap, then the strict JSON parse of proto_json.c
+ * (nesting, text, numbers, nothing left over). Each message type then has
+ * one decoder that validates every known field and, last of all, detaches
+ * the subtrees the caller keeps (meta, services, header, value).
  *
  * Seqs are uint64, but cJSON keeps numbers as doubles, exact only up to
  * 2^53. So a seq is read back from the frame's own text (read_seq), and
- * encoded as a raw token printed with PRIu64.
+ * encoded as a raw token printed with PRIu64. For the same reason an
+ * event's header and value keep each number's own text where a double
+ * would print it back differently (proto_json_exact): they reach every
+ * agent byte for byte as the caller wrote them.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -20,9 +21,9 @@
 #include <string.h>
 
 #include "proto.h"
+#include "proto_int.h"
 
-/* A WebSocket close reason holds 123 bytes; leave a little slack. */
-#define REASON_MAX 120
+#define REASON_MAX PROTO_REASON_MAX
 
 #define NAME_RULE "[a-z0-9][a-z0-9_.-]{0,62}"
 
@@ -81,198 +82,7 @@ static int invalid(struct decoder *d, const char *fmt, ...)
 	return PROTO_E_INVALID;
 }
 
-/* ---- scanning raw text ------------------------------------------------ */
-
-/* From the opening quote at i to just past the closing one (or len). A
- * \u0000 escape is noted: cJSON would cut the string short there, so a
- * value could silently differ from what the peer sent. */
-static size_t skip_string(const char *buf, size_t len, size_t i,
-			  bool *nul_escape)
-{
-	for (i++; i < len; i++) {
-		if (buf[i] == '"')
-			return i + 1;
-		if (buf[i] != '\\')
-			continue;
-		if (nul_escape && len - i >= 6 &&
-		    memcmp(buf + i + 1, "u0000", 5) == 0)
-			*nul_escape = true;
-		i++;
-	}
-	return len;
-}
-
-static int scan_depth(const char *buf, size_t len, int limit,
-		      bool *nul_escape)
-{
-	int depth = 0, deepest = 0;
-	size_t i = 0;
-
-	while (i < len) {
-		switch (buf[i]) {
-		case '"':
-			i = skip_string(buf, len, i, nul_escape);
-			continue;
-		case '[':
-		case '{':
-			if (++depth > deepest) {
-				deepest = depth;
-				if (deepest > limit)
-					return deepest;
-			}
-			break;
-		case ']':
-		case '}':
-			if (depth > 0)
-				depth--;
-			break;
-		default:
-			break;
-		}
-		i++;
-	}
-	return deepest;
-}
-
-int proto_json_depth(const char *buf, size_t len, int limit)
-{
-	return scan_depth(buf, len, limit, NULL);
-}
-
-/* Why buf is not acceptable JSON text, or NULL. UTF-8 per RFC 3629 (no
- * overlongs, surrogates or code points past U+10FFFF); control characters
- * other than JSON's whitespace are never valid JSON, in or out of strings. */
-static const char *text_problem(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i], lo = 0x80, hi = 0xBF;
-		size_t more;
-
-		if (c >= 0x20 && c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c == 0)
-			return "NUL byte in the text";
-		if (c < 0x20) {
-			if (c != '\t' && c != '\n' && c != '\r')
-				return "control character in the text";
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			more = 1;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			more = 2;
-			lo = c == 0xE0 ? 0xA0 : 0x80;
-			hi = c == 0xED ? 0x9F : 0xBF;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			more = 3;
-			lo = c == 0xF0 ? 0x90 : 0x80;
-			hi = c == 0xF4 ? 0x8F : 0xBF;
-		} else {
-			return "text is not valid UTF-8";
-		}
-		if (len - i <= more || s[i + 1] < lo || s[i + 1] > hi)
-			return "text is not valid UTF-8";
-		for (size_t k = 2; k <= more; k++)
-			if ((s[i + k] & 0xC0) != 0x80)
-				return "text is not valid UTF-8";
-		i += more + 1;
-	}
-	return NULL;
-}
-
 /* ---- seqs: uint64 read from the text --------------------------------- */
-
-/* How many numbers come before target in document order. cJSON keeps
- * members and elements in the order of the text, so this is also the
- * index of target's token among the frame's number tokens. The tree is at
- * most PROTO_DEPTH_MAX deep (checked before parsing). Call it before
- * anything is detached from the tree. */
-static bool number_index(const cJSON *root, const cJSON *target,
-			 size_t *index)
-{
-	const cJSON *pending[PROTO_DEPTH_MAX + 1];
-	const cJSON *item = root;
-	size_t top = 0, count = 0;
-
-	while (item) {
-		if (item == target) {
-			*index = count;
-			return true;
-		}
-		if (cJSON_IsNumber(item))
-			count++;
-		if ((cJSON_IsObject(item) || cJSON_IsArray(item)) &&
-		    item->child) {
-			if (top == sizeof(pending) / sizeof(pending[0]))
-				return false;
-			pending[top++] = item->next;
-			item = item->child;
-			continue;
-		}
-		item = item->next;
-		while (!item && top > 0)
-			item = pending[--top];
-	}
-	return false;
-}
-
-static bool is_number_char(char c)
-{
-	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' ||
-	       c == 'e' || c == 'E';
-}
-
-/* The index-th number token of buf. Outside strings, a '-' or a digit can
- * only start a number (the literals true, false, null hold neither). */
-static bool number_token(const char *buf, size_t len, size_t index,
-			 const char **token, size_t *token_len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		size_t start = i;
-
-		if (buf[i] == '"') {
-			i = skip_string(buf, len, i, NULL);
-			continue;
-		}
-		if (buf[i] != '-' && (buf[i] < '0' || buf[i] > '9')) {
-			i++;
-			continue;
-		}
-		while (i < len && is_number_char(buf[i]))
-			i++;
-		if (index-- == 0) {
-			*token = buf + start;
-			*token_len = i - start;
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Plain decimal digits, no sign, fraction, exponent or leading zero. */
-static bool parse_u64(const char *s, size_t n, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (n == 0 || (s[0] == '0' && n > 1))
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned digit = (unsigned)(s[i] - '0');
-
-		if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - digit) / 10)
-			return false;
-		v = v * 10 + digit;
-	}
-	*out = v;
-	return true;
-}
 
 /* The key of a field path ("resume.seq" -> "seq"); reasons show the path. */
 static const char *key_of(const char *path)
@@ -287,16 +97,17 @@ static int read_seq(struct decoder *d, const cJSON *obj, const char *path,
 {
 	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key_of(path));
 	const char *token;
-	size_t index, token_len;
+	size_t token_len;
 	uint64_t v;
 
 	if (!item)
 		return required ? invalid(d, "'%s' is required", path) : 0;
 	/* The text and the tree must agree: a mismatch would mean the walk
 	 * found the wrong token, and a wrong seq is worse than none. */
-	if (!cJSON_IsNumber(item) || !number_index(d->root, item, &index) ||
-	    !number_token(d->buf, d->len, index, &token, &token_len) ||
-	    !parse_u64(token, token_len, &v) || (double)v != item->valuedouble)
+	if (!cJSON_IsNumber(item) ||
+	    !proto_number_text(d->root, item, d->buf, d->len, &token,
+			       &token_len) ||
+	    !proto_parse_u64(token, token_len, &v) || (double)v != item->valuedouble)
 		return invalid(d, "'%s' must be an integer in [0, 2^64)", path);
 	*out = v;
 	return 0;
@@ -476,6 +287,10 @@ static int decode_event(struct decoder *d, cJSON *root, struct proto_msg *msg)
 		return rc;
 	if (!absent(header) && !cJSON_IsObject(header))
 		return invalid(d, "'header' must be an object");
+	/* The seq is read: the rest keeps its numbers as the daemon wrote
+	 * them, so the app sees header and value byte for byte. */
+	if (proto_json_exact(root, d->buf, d->len) != 0)
+		return report(d, PROTO_E_NOMEM, "out of memory");
 	if (!absent(header))
 		e->header = cJSON_DetachItemViaPointer(root, header);
 	/* value is any JSON, null included: absent is the only "none". */
@@ -513,50 +328,6 @@ static int decode_root(struct decoder *d, cJSON *root, struct proto_msg *msg)
 		return message_types[i].decode(d, root, msg);
 	}
 	return invalid(d, "unknown message type");
-}
-
-static bool only_whitespace(const char *p, const char *end)
-{
-	for (; p < end; p++)
-		if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-			return false;
-	return true;
-}
-
-cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
-			char *err, size_t errlen)
-{
-	struct decoder d = { .buf = buf, .len = len, .err = err,
-			     .errlen = errlen };
-	const char *problem, *end = NULL;
-	bool nul_escape = false;
-	cJSON *root;
-
-	if (err && errlen > 0)
-		err[0] = '\0';
-	if (scan_depth(buf, len, depth_limit, &nul_escape) > depth_limit) {
-		report(&d, PROTO_E_JSON, "JSON nested too deep (limit %d)",
-		       depth_limit);
-		return NULL;
-	}
-	problem = text_problem((const unsigned char *)buf, len);
-	if (!problem && nul_escape)
-		problem = "\\u0000 in a string";
-	if (problem) {
-		report(&d, PROTO_E_JSON, "%s", problem);
-		return NULL;
-	}
-	root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-	if (!root) {
-		report(&d, PROTO_E_JSON, "not valid JSON");
-		return NULL;
-	}
-	if (!only_whitespace(end, buf + len)) {
-		cJSON_Delete(root);
-		report(&d, PROTO_E_JSON, "data after the JSON value");
-		return NULL;
-	}
-	return root;
 }
 
 int proto_decode(const char *buf, size_t len, size_t max_len,

@@ -110,13 +110,32 @@ void proto_msg_release(struct proto_msg *msg);
 /*
  * Parse untrusted JSON text as strictly as a frame: nesting at most
  * depth_limit (measured first, without recursion), valid UTF-8, no NUL or
- * control characters, no \u0000 escape, nothing but whitespace after the
- * value. Returns the tree (the caller owns it), or NULL with a one-line
+ * control characters, no \u0000 escape, numbers as RFC 8259 spells them
+ * (cJSON alone takes 01 and 1.), nothing but whitespace after the value. Returns the tree (the caller owns it), or NULL with a one-line
  * reason in err. The HTTP API parses request bodies with it too, so
  * nothing reaches the log that an agent would refuse to decode.
  */
 cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
 			char *err, size_t errlen);
+
+/*
+ * Keep numbers as written. cJSON holds numbers as doubles, so
+ * 9007199254740993 would print back as 9007199254740992, 1.50 as 1.5 and
+ * 1e999 as null. Every number of tree (parsed from the len bytes of buf,
+ * as proto_parse_json or cJSON read them) that would not print back
+ * byte for byte becomes a raw node holding its own text (cJSON_IsRaw,
+ * printed verbatim); the others stay numbers, so code that reads them is
+ * unaffected. Returns 0, or -1 (out of memory, or a tree deeper than 64):
+ * the tree is then partly converted, and still valid. Event payloads go
+ * through it on every path: the API body, the journal, Redis, libagent.
+ */
+int proto_json_exact(cJSON *tree, const char *buf, size_t len);
+
+/*
+ * A plain decimal uint64 in the n bytes of s: digits only, no sign, space
+ * or leading zero, at most 2^64 - 1 (strtoull takes " -1" as 2^64 - 1).
+ */
+bool proto_parse_u64(const char *s, size_t n, uint64_t *out);
 
 /*
  * Measure the maximum nesting depth of JSON text without recursion; stops

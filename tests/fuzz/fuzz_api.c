@@ -1,7 +1,9 @@
 /*
  * fuzz_api: libFuzzer harness for the HTTP API's request handling
- * (discoveryd/api.c and api_route.c): routing, the body cap, JSON body parsing and the
- * field checks, everything between libmicrohttpd and the hub.
+ * (discoveryd/api.c and api_route.c): routing, the body cap and its drain,
+ * the browser checks (api_origin.c: Host, Origin, Sec-Fetch-Site, Referer),
+ * JSON body parsing and the field checks, everything between
+ * libmicrohttpd and the hub.
  *
  * api.c has no seam between its checks and libmicrohttpd: the checks queue
  * their answers on a struct MHD_Connection. Until it grows one, this
@@ -103,6 +105,8 @@ struct MHD_Connection {
 static struct MHD_Connection *current;
 static enum hub_op last_op;
 static struct auth *fuzz_auth;
+static struct api_origin *fuzz_origin;
+static struct api_conns *fuzz_conns;
 static struct token_secret secret;
 
 struct MHD_Response *MHD_create_response_from_buffer(size_t size, void *buffer,
@@ -144,6 +148,10 @@ MHD_get_connection_info(struct MHD_Connection *c,
 {
 	static union MHD_ConnectionInfo info;
 
+	/* No entry in api_conn.c's table: its calls on a request are no-ops
+	 * (admission and deadlines are tested with real sockets). */
+	if (type == MHD_CONNECTION_INFO_SOCKET_CONTEXT)
+		return NULL;
 	CHECK(type == MHD_CONNECTION_INFO_HTTP_STATUS);
 	info.http_status = (unsigned)c->status;
 	return &info;
@@ -307,6 +315,9 @@ void hub_call(struct hub *h, struct hub_req *req)
 	case HUB_EVENTS:
 		CHECK(req->limit <= 1000000);
 		break;
+	case HUB_SSE_OPEN:          /* a live stream: refused below */
+		CHECK(req->stream != NULL);
+		break;
 	case HUB_CACHEREADY:
 	case HUB_SERVICES:
 	case HUB_AGENTS:
@@ -319,6 +330,9 @@ void hub_call(struct hub *h, struct hub_req *req)
 	req->header = req->value = NULL;
 	req->status = req->op == HUB_INVALIDATE || req->op == HUB_BROADCAST ?
 		      202 : 200;
+	/* There is no hub thread to feed a stream: answer as one stopping. */
+	if (req->op == HUB_SSE_OPEN)
+		req->status = 503;
 	req->body = strdup("{\"fuzz\":true}");
 	CHECK(req->body != NULL);
 }
@@ -465,7 +479,8 @@ static void check_accepted_body(const struct MHD_Connection *c,
 static void play(struct MHD_Connection *c, const char *method, char *target,
 		 const char *body, size_t body_len)
 {
-	struct api a = { .mhd = NULL, .hub = NULL, .auth = fuzz_auth };
+	struct api a = { .mhd = NULL, .hub = NULL, .auth = fuzz_auth,
+			 .origin = fuzz_origin, .conns = fuzz_conns };
 	char *query = strchr(target, '?');
 	void *con_cls = NULL;
 	size_t zero = 0, done = 0;
@@ -526,6 +541,17 @@ static void start_auth(void)
 	CHECK(token_load_secret(path, &secret, err, sizeof(err)) == 0);
 	unlink(path);
 	rmdir(dir);
+	/* listen.http 127.0.0.1: Host names 127.0.0.1 and localhost pass. */
+	snprintf(conf.listen_http.host, sizeof(conf.listen_http.host),
+		 "127.0.0.1");
+	fuzz_origin = api_origin_new(&conf);
+	CHECK(fuzz_origin != NULL);
+	{
+		struct api_conn_limits lim = { 4, 4, 1, 1, 1000, 1000 };
+
+		fuzz_conns = api_conns_new(&lim);
+		CHECK(fuzz_conns != NULL);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

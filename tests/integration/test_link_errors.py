@@ -133,12 +133,12 @@ def test_per_ip_limits(tmp_path):
         held = []
         for _ in range(2):
             s = socket.create_connection((host, int(port)), WAIT)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert s.recv(4096).startswith(b"HTTP/1.1 200")
             held.append(s)
         third = socket.create_connection((host, int(port)), WAIT)
         try:                                    # refused: closed at once
-            third.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            third.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert third.recv(100) == b""
         except ConnectionResetError:
             pass

@@ -17,7 +17,7 @@ class Stream:
     def __init__(self, d, last_id=None, query=""):
         host, port = d.http_addr.rsplit(":", 1)
         self.s = socket.create_connection((host, int(port)), timeout=WAIT)
-        head = ("GET /api/discovery/events%s HTTP/1.1\r\nHost: x\r\n"
+        head = ("GET /api/discovery/events%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 "Accept: text/event-stream\r\n" % query)
         if last_id is not None:
             head += "Last-Event-ID: %s\r\n" % last_id

@@ -6,7 +6,7 @@
  *   link state=linked epoch=E seq=N recovered=1 reset=0
  *   link state=unlinked code=1006
  *   readiness service=cache ready=1
- *   event seq=N kind=invalidate replayed=0
+ *   event seq=N kind=invalidate replayed=0 value={"keys":["k"]}
  *
  * usage: agent_probe URL SERVICE INSTANCE [DEPENDENCY...]
  * It runs until stdin closes (or SIGTERM), then destroys the agent.
@@ -45,8 +45,8 @@ static void on_event(agent_t *a, const struct agent_event *ev, void *ud)
 {
 	(void)a;
 	(void)ud;
-	printf("event seq=%" PRIu64 " kind=%s replayed=%d\n", ev->seq, ev->kind,
-	       ev->replayed);
+	printf("event seq=%" PRIu64 " kind=%s replayed=%d value=%s\n", ev->seq,
+	       ev->kind, ev->replayed, ev->value);
 	fflush(stdout);
 }
 

@@ -467,8 +467,9 @@ static const struct bad_frame {
 	  "'resume.seq' must be an integer" },
 	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":-0}"), PROTO_E_INVALID,
 	  "'resume.seq' must be an integer" },
-	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":041}"), PROTO_E_INVALID,
-	  "'resume.seq' must be an integer" },
+	/* Not JSON at all (cJSON alone would read 41). */
+	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":041}"), PROTO_E_JSON,
+	  "a number that is not JSON" },
 	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":\"41\"}"),
 	  PROTO_E_INVALID, "'resume.seq' must be an integer" },
 	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":18446744073709551616}"),

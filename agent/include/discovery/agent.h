@@ -260,8 +260,10 @@ struct agent_event {
 	const char *epoch;
 	uint64_t seq;
 	const char *command;   /* e.g. "DataSend"; "" when absent */
-	const char *header;    /* compact JSON text; "null" when absent */
-	const char *value;     /* compact JSON text; "null" when absent */
+	/* Compact JSON text, "null" when absent; numbers exactly as the
+	 * sender wrote them (not rounded through a double). */
+	const char *header;
+	const char *value;
 	const char *json;      /* the whole frame as received */
 	size_t json_len;       /* strlen(json) */
 	bool replayed;         /* part of a resume replay (older than the welcome) */
