@@ -106,6 +106,8 @@ static const struct conf_key limits_keys[] = {
 	  .min = 0, .max = 1000000, .def = "2000" },
 	{ .name = "accept_burst", .type = CONF_INT, .offset = F(accept_burst),
 	  .min = 1, .max = 1000000, .def = "2000" },
+	{ .name = "accept_share_per_ip", .type = CONF_INT,
+	  .offset = F(accept_share_per_ip), .min = 1, .max = 100, .def = "10" },
 	{ .name = NULL },
 };
 

@@ -60,6 +60,7 @@ struct dconf {
 	int64_t max_http_per_ip;
 	int64_t accept_rate;         /* agent connections per second, 0 = any */
 	int64_t accept_burst;
+	int64_t accept_share_per_ip; /* percent of both, for one address */
 	int64_t http_threads;
 };
 

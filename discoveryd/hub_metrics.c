@@ -74,9 +74,14 @@ static void links(struct metrics_text *t, const struct hub *h)
 	metrics_sample(t, "discovery_send_queue_drops_total", NULL,
 		       (double)h->stats.closed[CLOSE_SEND_QUEUE]);
 	metrics_family(t, "discovery_accepts_refused_total", "counter",
-		       "Connections refused by admission control (accept_rate).");
-	metrics_sample(t, "discovery_accepts_refused_total", NULL,
-		       (double)h->accepts_refused);
+		       "Agent connections refused at the accept, or cut before "
+		       "their upgrade, by reason.");
+	for (int k = 0; k < REFUSED_KINDS; k++) {
+		snprintf(label, sizeof(label), "reason=\"%s\"",
+			 link_admit_refusal_name((enum admit_refusal)k));
+		metrics_sample(t, "discovery_accepts_refused_total", label,
+			       (double)h->refused[k].total);
+	}
 }
 
 static void events(struct metrics_text *t, const struct hub *h)

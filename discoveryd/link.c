@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "hub_int.h"
 #include "log.h"
@@ -702,144 +701,40 @@ static void on_receive(struct link *l, const char *in, size_t len)
 /* ---- the lws protocol --------------------------------------------------- */
 
 /*
- * Answer a refused handshake with 401/403 and the API's JSON error, then
- * hang up. Written straight to the fresh socket (nothing else is queued on
- * it yet): lws's own status page speaks HTTP/1.0 and HTML here.
- */
-static void refuse_handshake(struct lws *wsi, const struct auth_result *ar)
-{
-	char body[256], head[512];
-	int b, n;
-	cJSON *o = cJSON_CreateObject();
-	char *json;
-
-	cJSON_AddStringToObject(o, "error", ar->error);
-	cJSON_AddStringToObject(o, "message", ar->message);
-	json = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	b = snprintf(body, sizeof(body), "%s", json ? json : "{}");
-	free(json);
-	n = snprintf(head, sizeof(head),
-		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-		     "%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		     ar->status, ar->status == 401 ? "Unauthorized" : "Forbidden",
-		     ar->status == 401 ?
-		     "WWW-Authenticate: Bearer realm=\"discovery\"\r\n" : "",
-		     b, body);
-	if (n > 0 && write(lws_get_socket_fd(wsi), head,
-			   (size_t)n < sizeof(head) ? (size_t)n : sizeof(head) - 1) < 0)
-		(void)0;        /* refused either way */
-}
-
-/*
- * The token of an agent's handshake: "Authorization: Bearer T", or
- * "?token=T" for browsers, which cannot set headers on a WebSocket.
- * Returns 0 when allowed (claims in *claims if not NULL), or 1 after
- * answering the handshake with 401/403 itself.
- */
-static int check_token(struct hub *h, struct lws *wsi,
-		       struct token_claims *claims)
-{
-	char header[TOKEN_MAX_LEN + 16], arg[TOKEN_MAX_LEN + 8];
-	struct auth_result ar;
-	const char *value;
-	bool bare = false;
-
-	if (!auth_enabled(h->auth))
-		return 0;
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
-	    lws_hdr_copy(wsi, header, sizeof(header),
-			 WSI_TOKEN_HTTP_AUTHORIZATION) > 0) {
-		value = header;
-	} else {
-		/* Returns a pointer into arg, past "token=". */
-		value = lws_get_urlarg_by_name(wsi, "token=", arg, sizeof(arg));
-		bare = true;
-	}
-	auth_check(h->auth, value, bare, AUTH_LINK, &ar);
-	if (!ar.status) {
-		if (claims)
-			*claims = ar.claims;
-		return 0;
-	}
-	{
-		char q[160];
-
-		log_info("refused", "status=%d reason=%s", ar.status,
-			 log_quote(q, sizeof(q), ar.message));
-	}
-	if (claims)
-		return 1;
-	refuse_handshake(wsi, &ar);
-	return -1;
-}
-
-static void forget_claims(struct link *l)
-{
-	free(l->token_svc);
-	free(l->token_sub);
-	l->token_svc = NULL;
-	l->token_sub = NULL;
-}
-
-/* What the link keeps of its token: an agent token's svc binds the hello. */
-static int keep_claims(struct link *l, const struct token_claims *claims)
-{
-	if (claims->role == TOKEN_ROLE_AGENT && claims->svc[0]) {
-		l->token_svc = strdup(claims->svc);
-		if (!l->token_svc)
-			return -1;
-	}
-	if (claims->sub[0]) {
-		l->token_sub = strdup(claims->sub);
-		if (!l->token_sub)
-			return -1;
-	}
-	return 0;
-}
-
-/*
  * A new link. It is ours (on_closed undoes it) only once l->hub is set:
  * lws reports LWS_CALLBACK_CLOSED even when this fails, so a failure frees
- * what it took and leaves l->hub NULL.
+ * what it took and leaves l->hub NULL (and the connection's count to
+ * link_admit_destroyed).
  */
 static int on_established(struct link *l, struct lws *wsi)
 {
 	struct hub *h = lws_context_user(lws_get_context(wsi));
-	unsigned n;
+	struct peer *peer;
 
 	memset(l, 0, sizeof(*l));
-	if (auth_enabled(h->auth)) {
-		/* Checked before the upgrade already; again here for the
-		 * claims, which the link keeps. */
-		struct token_claims claims;
-
-		if (check_token(h, wsi, &claims) != 0)
-			return -1;
-		if (keep_claims(l, &claims) != 0) {
-			forget_claims(l);
-			return -1;
-		}
-	}
+	if (link_auth_take(h, wsi, l) != 0)
+		return -1;
 	if (links_add(h, l) != 0) {
-		forget_claims(l);
+		link_auth_forget(l);
+		return -1;
+	}
+	peer = link_admit_upgraded(h, wsi);
+	if (!peer) {
+		links_remove(h, l);
+		link_auth_forget(l);
 		return -1;
 	}
 	l->wsi = wsi;
 	l->hub = h;
+	l->peer = peers_addr(peer);
 	l->state = LINK_OPEN;
 	l->connected_ms = l->last_rx_ms = l->last_ping_ms = mono_ms();
 	l->connected_wall_ms = wall_ms();
-	lws_get_peer_simple(wsi, l->peer, sizeof(l->peer));
 	h->stats.links_opened++;
-	n = peers_add(h, l->peer);
-	l->peer_counted = n > 0;
 	if (h->stopping)
 		link_close(l, 1001, "daemon stopping");
 	else if (h->n_links > h->max_agents)
 		link_close(l, 1013, "max_agents reached");
-	else if (h->max_agents_per_ip && n > h->max_agents_per_ip)
-		link_close(l, 1013, "max_agents_per_ip reached");
 	return 0;
 }
 
@@ -856,11 +751,10 @@ static void on_closed(struct link *l)
 	drop_parked(l);
 	l->hub->stats.closed[l->close_kind_set ? l->close_kind : CLOSE_GONE]++;
 	links_remove(l->hub, l);
-	if (l->peer_counted)
-		peers_remove(l->hub, l->peer);
+	peers_put(l->hub, peer_of_addr(l->peer));
 	cJSON_Delete(l->meta);
 	free(l->instance);
-	forget_claims(l);
+	link_auth_forget(l);
 	free(l->close_reason);
 	free(l->rx);
 	l->hub = NULL;
@@ -874,24 +768,22 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-		/* A new TCP connection, before any byte is read; user is not
-		 * ours yet. Refuse politely past the accept rate. */
+		/* A new TCP connection, before any byte is read; user is the
+		 * lws_filter_network_conn_args, not ours. */
 		h = lws_context_user(lws_get_context(wsi));
-		if (h && !hub_admit(h)) {
-			static const char busy[] =
-				"HTTP/1.1 503 Service Unavailable\r\n"
-				"Retry-After: 1\r\nContent-Length: 0\r\n"
-				"Connection: close\r\n\r\n";
-
-			if (write((int)(lws_intptr_t)in, busy, sizeof(busy) - 1) < 0)
-				(void)0;   /* refused either way */
-			return 1;
-		}
-		return 0;
+		return h ? link_admit_filter(h, user) : 0;
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		h = lws_context_user(lws_get_context(wsi));
+		return h ? link_admit_adopt(h, wsi) : 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 		/* Before the upgrade: a bad token gets 401/403, no link. */
 		h = lws_context_user(lws_get_context(wsi));
-		return h ? check_token(h, wsi, NULL) : 0;
+		return h ? link_auth_confirm(h, wsi) : 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		h = lws_context_user(lws_get_context(wsi));
+		if (h)
+			link_admit_destroyed(h, wsi);
+		return 0;
 	case LWS_CALLBACK_ESTABLISHED:
 		return on_established(l, wsi);
 	case LWS_CALLBACK_RECEIVE:
