@@ -194,12 +194,16 @@ static void tell_systemd(struct hub *h, int64_t now)
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
 	struct hub *h = lws_container_of(sul, struct hub, tick_sul);
-	int64_t now = mono_ms();
+	int64_t now = mono_ms(), now_s = wall_ms() / 1000;
+	unsigned secrets = auth_generation(h->auth);
+	bool secrets_changed = secrets != h->auth_generation;
 
+	h->auth_generation = secrets;
 	for (size_t i = 0; i < h->n_links; i++) {
 		struct link *l = h->links[i];
 
-		if (l->state == LINK_CLOSING)
+		if (l->state == LINK_CLOSING ||
+		    link_auth_lapsed(h, l, now_s, secrets_changed))
 			continue;
 		if (now - l->last_rx_ms > h->heartbeat_timeout_ms)
 			link_kill(l, "heartbeat timeout");
@@ -512,6 +516,7 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	hub_apply_settings(h, conf);
 	h->tls = conf->tls_present;
 	h->auth = auth;
+	h->auth_generation = auth_generation(auth);
 	if (sd_watchdog_enabled(0, &h->watchdog_us) <= 0)
 		h->watchdog_us = 0;
 	snprintf(h->node, sizeof(h->node), "%s", conf->node);

@@ -38,6 +38,7 @@ enum close_kind {
 	CLOSE_STOPPING,
 	CLOSE_INTERNAL,
 	CLOSE_WRITE_FAILED,
+	CLOSE_TOKEN,             /* its token expired, or its secret went */
 	CLOSE_KINDS
 };
 
@@ -109,9 +110,11 @@ struct link {
 	struct link_parked *parked;    /* cluster: a hello waiting for this
 	                                  node to read as far as the agent */
 
-	/* From an agent token (auth on): NULL = any service, no subject. */
+	/* From its token (auth on): NULL = any service, no subject. */
 	char *token_svc;
 	char *token_sub;               /* who the token names, for the log */
+	int64_t token_exp;             /* seconds since the epoch; 0 = none */
+	unsigned token_secret;         /* the id of the secret that signed it */
 
 	struct link_rx *rx;            /* a message arriving in pieces */
 	struct link_queue *queue;      /* NULL until an event has to wait */
@@ -139,6 +142,7 @@ struct hub {
 	char node[PROTO_INSTANCE_MAX + 1];
 
 	struct auth *auth;
+	unsigned auth_generation;      /* of its secrets, as the tick saw */
 	struct lws_context *ctx;
 	struct lws_vhost *vhost;
 	char listen_address[300];
@@ -274,6 +278,8 @@ void link_index_remove(struct hub *h, struct link *l);
 int link_auth_confirm(struct hub *h, struct lws *wsi);   /* CONFIRM_UPGRADE */
 int link_auth_take(struct hub *h, struct lws *wsi, struct link *l);
 void link_auth_forget(struct link *l);
+bool link_auth_lapsed(struct hub *h, struct link *l, int64_t now_s,
+		      bool secrets_changed);
 
 /* link.c */
 extern const struct lws_protocols link_protocols[];

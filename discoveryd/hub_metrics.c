@@ -22,6 +22,7 @@ static const char *const close_names[CLOSE_KINDS] = {
 	[CLOSE_STOPPING] = "stopping",
 	[CLOSE_INTERNAL] = "internal",
 	[CLOSE_WRITE_FAILED] = "write_failed",
+	[CLOSE_TOKEN] = "token",
 };
 
 const char *close_kind_name(enum close_kind kind)

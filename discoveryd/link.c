@@ -79,6 +79,8 @@ static enum close_kind classify(int code, const char *reason)
 			return CLOSE_HELLO_TIMEOUT;
 		if (strcmp(reason, "replaced by a newer link") == 0)
 			return CLOSE_REPLACED;
+		if (strncmp(reason, "token ", 6) == 0)
+			return CLOSE_TOKEN;
 		return CLOSE_POLICY;
 	case 1013:
 		return strcmp(reason, "send queue full") == 0 ? CLOSE_SEND_QUEUE

@@ -5,7 +5,9 @@
  * too; lws then closes gracefully (it shuts its side and reads until the
  * client closes, or its timeout), so a client still sending never turns
  * the answer into a reset. At the upgrade the link keeps what it needs: the
- * service an agent token binds the hello to, and the subject for the log.
+ * service an agent token binds the hello to, the subject for the log, the
+ * expiry, and which secret signed it. The hub's tick closes a link (1008)
+ * whose token has expired, or whose secret a reload dropped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +103,8 @@ int link_auth_take(struct hub *h, struct lws *wsi, struct link *l)
 	if (check_token(h, wsi, &ar) != 0)
 		return -1;
 	claims = &ar.claims;
+	l->token_exp = claims->exp;
+	l->token_secret = ar.secret;
 	if (claims->role == TOKEN_ROLE_AGENT && claims->svc[0] &&
 	    !(l->token_svc = strdup(claims->svc)))
 		goto fail;
@@ -110,4 +114,25 @@ int link_auth_take(struct hub *h, struct lws *wsi, struct link *l)
 fail:
 	link_auth_forget(l);
 	return -1;
+}
+
+/*
+ * From the tick: true when l was closed because its token ran out (with
+ * the same leeway as at the handshake) or, the secrets having changed, the
+ * one that signed it is gone.
+ */
+bool link_auth_lapsed(struct hub *h, struct link *l, int64_t now_s,
+		      bool secrets_changed)
+{
+	if (!l->token_exp)
+		return false;
+	if (now_s >= l->token_exp + TOKEN_LEEWAY) {
+		link_close(l, 1008, "token expired");
+		return true;
+	}
+	if (secrets_changed && !auth_secret_kept(h->auth, l->token_secret)) {
+		link_close(l, 1008, "token secret dropped");
+		return true;
+	}
+	return false;
 }
