@@ -210,6 +210,9 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 		else if (l->state == LINK_OPEN &&
 			 now - l->connected_ms > h->hello_timeout_ms)
 			link_close(l, 1008, "no hello in time");
+		else if (l->inherited &&
+			 now - l->connected_ms > h->heartbeat_timeout_ms)
+			link_set_ready(l, false);   /* it never reported */
 		else if (now - l->last_ping_ms >= h->heartbeat_interval_ms)
 			link_ping(l);
 	}

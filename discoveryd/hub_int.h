@@ -85,10 +85,14 @@ struct link {
 	struct hub *hub;
 	size_t index;                  /* in hub->links */
 	enum link_state state;
+	unsigned token_secret;         /* the id of the secret that signed its
+	                                  token (auth on) */
 	bool ping_due;
 	bool ready;                    /* the instance's own report */
 	bool close_kind_set;
 	bool parked_once;              /* cluster: its hello waited already */
+	bool inherited;                /* ready is its zombie's, until it
+	                                  reports (link_set_ready) */
 	const char *peer;              /* the source address: the text of its
 	                                  peers.c record, held while the link
 	                                  lives (peer_of_addr) */
@@ -114,7 +118,6 @@ struct link {
 	char *token_svc;
 	char *token_sub;               /* who the token names, for the log */
 	int64_t token_exp;             /* seconds since the epoch; 0 = none */
-	unsigned token_secret;         /* the id of the secret that signed it */
 
 	struct link_rx *rx;            /* a message arriving in pieces */
 	struct link_queue *queue;      /* NULL until an event has to wait */
@@ -287,6 +290,7 @@ void link_send(struct link *l, struct event *ev);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);
+void link_set_ready(struct link *l, bool ready);
 void link_unpark(struct hub *h, bool all);
 
 /* hub_req.c: SSE */

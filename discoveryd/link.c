@@ -462,10 +462,19 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	 * the service unused and release it. */
 	l->svc->instances++;
 	/* An older link of the same instance is a zombie: this one replaces
-	 * it, so a reconnecting agent never waits out its own timeout. */
+	 * it, so a reconnecting agent never waits out its own timeout. It
+	 * stands in for the zombie until it reports its own readiness (or
+	 * for heartbeat.timeout at most, as long as the zombie would have
+	 * lingered): the handover moves no count and announces nothing, so
+	 * dependents never see the service flap. */
 	zombie = link_index_find(h, l->svc, l->instance);
-	if (zombie)
+	if (zombie) {
+		l->ready = zombie->ready;
+		l->inherited = true;
+		if (l->ready)
+			l->svc->ready_instances++;
 		link_close(zombie, 1008, "replaced by a newer link");
+	}
 	l->state = LINK_ACTIVE;
 	link_index_add(h, l);
 	h->n_instances++;
@@ -491,15 +500,13 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		 log_quote(sub, sizeof(sub), l->token_sub ? l->token_sub : "-"));
 }
 
-static void on_status(struct link *l, const struct proto_status *st)
+/* The instance's readiness is now ready: count it, announce what moved. */
+void link_set_ready(struct link *l, bool ready)
 {
-	if (l->state != LINK_ACTIVE) {
-		link_close(l, 1008, "hello first");
+	l->inherited = false;
+	if (ready == l->ready)
 		return;
-	}
-	if (st->ready == l->ready)
-		return;
-	l->ready = st->ready;
+	l->ready = ready;
 	if (l->ready)
 		l->svc->ready_instances++;
 	else
@@ -510,6 +517,15 @@ static void on_status(struct link *l, const struct proto_status *st)
 		l->hub->retry_announce = true;
 	hub_cluster_note_link(l->hub, l, false);
 	hub_sse_change(l->hub, l->svc->name);
+}
+
+static void on_status(struct link *l, const struct proto_status *st)
+{
+	if (l->state != LINK_ACTIVE) {
+		link_close(l, 1008, "hello first");
+		return;
+	}
+	link_set_ready(l, st->ready);
 }
 
 /* ---- cluster: hellos that wait for the stream ---------------------------- */
