@@ -462,6 +462,8 @@ void hub_apply_settings(struct hub *h, const struct dconf *conf)
 	h->accept_rate = (double)conf->accept_rate;
 	h->accept_burst = (double)conf->accept_burst;
 	h->accept_share = (double)conf->accept_share_per_ip / 100.0;
+	h->drain_batch = (size_t)conf->drain_batch;
+	h->drain_interval_ms = conf->drain_interval_ms;
 }
 
 /*

@@ -39,6 +39,7 @@ enum close_kind {
 	CLOSE_INTERNAL,
 	CLOSE_WRITE_FAILED,
 	CLOSE_TOKEN,             /* its token expired, or its secret went */
+	CLOSE_DRAIN,             /* the node is being drained */
 	CLOSE_KINDS
 };
 
@@ -190,6 +191,14 @@ struct hub {
 	int64_t stop_deadline_ms;
 	bool finished;                 /* leave the service loop */
 
+	/* Drain (hub_drain.c). */
+	atomic_int drain;              /* enum hub_drain_state; any thread */
+	size_t drain_batch;            /* links per step (drain.batch) */
+	int64_t drain_interval_ms;     /* between steps; the agents' spread */
+	int64_t drain_started_ms;
+	size_t drain_closed;
+	lws_sorted_usec_list_t drain_sul;
+
 	/* Cluster mode (cluster.h); NULL = single node. */
 	struct cluster *cluster;
 	bool cluster_synced;           /* the stream's state is here: hellos
@@ -298,6 +307,9 @@ void hub_sse_event(struct hub *h, const struct event *ev);
 void hub_sse_change(struct hub *h, const char *service);
 void hub_sse_keepalive(struct hub *h, int64_t now_ms);
 
+/* hub_drain.c */
+void hub_drain_run(struct hub *h, struct hub_req *req);
+
 /* hub_metrics.c */
 char *hub_metrics_text(struct hub *h);
 const char *close_kind_name(enum close_kind kind);
@@ -309,6 +321,7 @@ void hub_cluster_await(struct hub *h, struct hub_req *req);
 void hub_cluster_expire_waiters(struct hub *h, int64_t now_ms);
 void hub_cluster_note_link(struct hub *h, struct link *l, bool gone);
 void hub_cluster_note_service(struct hub *h, const struct service *s);
+void hub_cluster_note_moved(struct hub *h, struct link *l);
 void hub_reply(struct hub *h, struct hub_req *req);
 
 /* hub_req.c */

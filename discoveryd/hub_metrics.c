@@ -23,6 +23,7 @@ static const char *const close_names[CLOSE_KINDS] = {
 	[CLOSE_INTERNAL] = "internal",
 	[CLOSE_WRITE_FAILED] = "write_failed",
 	[CLOSE_TOKEN] = "token",
+	[CLOSE_DRAIN] = "drain",
 };
 
 const char *close_kind_name(enum close_kind kind)
@@ -74,6 +75,10 @@ static void links(struct metrics_text *t, const struct hub *h)
 		       "Links closed because their send queue passed limits.send_queue.");
 	metrics_sample(t, "discovery_send_queue_drops_total", NULL,
 		       (double)h->stats.closed[CLOSE_SEND_QUEUE]);
+	metrics_family(t, "discovery_node_draining", "gauge",
+		       "1 while this node is drained or being drained.");
+	metrics_sample(t, "discovery_node_draining", NULL,
+		       hub_drain_state(h) != HUB_SERVING);
 	metrics_family(t, "discovery_accepts_refused_total", "counter",
 		       "Agent connections refused at the accept, or cut before "
 		       "their upgrade, by reason.");

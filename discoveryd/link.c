@@ -6,9 +6,12 @@
  * takes them and queued otherwise, up to send_queue bytes.
  *
  * Close codes: 1007 invalid JSON or message, 1008 policy (hello missing,
- * late or repeated, message out of order, replaced by a newer link), 1009
- * frame over max_message, 1003 binary frame, 1013 try again later (max_agents
- * reached, send queue overflow, service table full), 1001 daemon stopping.
+ * late or repeated, message out of order, replaced by a newer link, a token
+ * expired or its secret dropped), 1009 frame over max_message, 1003 binary
+ * frame, 1012 the node is draining (with the drain hint; cluster mode also:
+ * the history was reset), 1013 try again later (max_agents reached, send
+ * queue overflow, service table full, the node draining), 1001 daemon
+ * stopping.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +77,11 @@ static enum close_kind classify(int code, const char *reason)
 	case 1007: return CLOSE_INVALID;
 	case 1009: return CLOSE_TOO_BIG;
 	case 1011: return CLOSE_INTERNAL;
+	case 1012: {
+		uint32_t spread;
+
+		return proto_drain_hint(reason, &spread) ? CLOSE_DRAIN : CLOSE_POLICY;
+	}
 	case 1008:
 		if (strcmp(reason, "no hello in time") == 0)
 			return CLOSE_HELLO_TIMEOUT;
@@ -322,6 +330,19 @@ static void unlink_instance(struct link *l)
 	l->state = LINK_CLOSING;
 	link_index_remove(h, l);
 	h->n_instances--;
+	if (l->close_kind_set && l->close_kind == CLOSE_DRAIN) {
+		/* Its agent moves to another node: until this one stops, the
+		 * instance keeps counting here (its counts stay, as do its
+		 * service and dependencies), so its leaving announces nothing. */
+		hub_cluster_note_moved(h, l);
+		free(l->deps);
+		l->deps = NULL;
+		l->dep_names = NULL;
+		l->n_deps = 0;
+		hub_sse_change(h, s->name);
+		l->svc = NULL;
+		return;
+	}
 	s->instances--;
 	if (l->ready)
 		s->ready_instances--;
@@ -434,6 +455,11 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 
 	if (l->state != LINK_OPEN) {
 		link_close(l, 1008, "duplicate hello");
+		return;
+	}
+	if (hub_drain_state(h) != HUB_SERVING) {
+		/* Its agent goes to the next node of its list. */
+		link_close(l, 1013, "node draining");
 		return;
 	}
 	if (h->cluster && !h->cluster_synced) {
