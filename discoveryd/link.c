@@ -526,7 +526,8 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		 log_quote(sub, sizeof(sub), l->token_sub ? l->token_sub : "-"));
 }
 
-/* The instance's readiness is now ready: count it, announce what moved. */
+/* The instance says it is ready, or not (or is taken to, when its stand-in
+ * time is over): count it, announce what moved. */
 void link_set_ready(struct link *l, bool ready)
 {
 	l->inherited = false;

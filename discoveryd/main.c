@@ -154,7 +154,7 @@ static void start_drain(const struct dconf *conf, struct hub *hub)
 
 	log_info("stopping", "signal=TERM drain=true timeout_ms=%lld",
 		 (long long)conf->drain_timeout_ms);
-	sd_notify(0, "STATUS=draining");
+	sd_notify(0, "STOPPING=1\nSTATUS=draining");
 	hub_call_local(hub, &req);          /* instance "": this node */
 	free(req.body);
 }

@@ -37,11 +37,12 @@ def redis(tmp_path):
 
 @pytest.fixture
 def made():
-    """Agents and nodes, stopped with the test even when it fails."""
+    """Agents and nodes, stopped with the test even when it fails; every
+    node must have exited 0 (a sanitizer's or valgrind's error is not)."""
     procs = []
     yield procs
-    for p in reversed(procs):
-        p.stop()
+    codes = [(p.name, p.stop()) for p in reversed(procs)]
+    assert all(rc == 0 for name, rc in codes if name == "discoveryd"), codes
 
 
 def cluster(tmp_path, redis, made):

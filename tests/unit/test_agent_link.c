@@ -503,6 +503,19 @@ static void test_welcome_timeout(void **state)
 	seen_release(&s);
 }
 
+/* An agent given two URLs (buffers of 64 bytes) on those ports. */
+static agent_t *start_two(struct opts *o, struct seen *s, char *url0,
+			  int port0, char *url1, int port1)
+{
+	seen_init(s);
+	snprintf(url0, 64, "ws://127.0.0.1:%d/", port0);
+	snprintf(url1, 64, "ws://127.0.0.1:%d/", port1);
+	o->urls[0] = url0;
+	o->urls[1] = url1;
+	o->n_urls = 2;
+	return start_agent(o, s);
+}
+
 /*
  * The first URL accepts connections and never answers the handshake; the
  * attempt must end (it used to hang until libwebsockets gave up, then keep
@@ -519,12 +532,7 @@ static void test_silent_server_then_next_url(void **state)
 	int held, fd;
 
 	(void)state;
-	seen_init(&s);
-	snprintf(url0, sizeof(url0), "ws://127.0.0.1:%d/", port0);
-	snprintf(url1, sizeof(url1), "ws://127.0.0.1:%d/", port1);
-	o.urls[0] = url0;
-	o.urls[1] = url1;
-	a = start_agent(&o, &s);
+	a = start_two(&o, &s, url0, port0, url1, port1);
 	held = accept_within(silent, WAIT_MS);
 	assert_true(held >= 0);
 	fd = link_up(lfd, req, sizeof(req), &hello);
@@ -561,12 +569,7 @@ static void test_drain_moves_on(void **state)
 	int fd;
 
 	(void)state;
-	seen_init(&s);
-	snprintf(url0, sizeof(url0), "ws://127.0.0.1:%d/", port0);
-	snprintf(url1, sizeof(url1), "ws://127.0.0.1:%d/", port1);
-	o.urls[0] = url0;
-	o.urls[1] = url1;
-	a = start_agent(&o, &s);
+	a = start_two(&o, &s, url0, port0, url1, port1);
 	fd = link_up(lfd0, req, sizeof(req), &hello);
 	cJSON_Delete(hello);
 	send_welcome(fd, 1, false, 0, "{}");
