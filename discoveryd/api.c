@@ -27,6 +27,7 @@ static const char *const route_names[R_COUNT] = {
 	"/api/discovery/services/{name}/{declaration}", "/api/discovery/agents",
 	"/api/discovery/events", "/api/discovery/invalidate",
 	"/api/discovery/broadcast", "/", "/api/discovery/info",
+	"/api/discovery/nodes/{node}/drain",
 };
 
 static const unsigned codes[API_CODES] = {

@@ -23,7 +23,7 @@
 enum route {
 	R_OTHER = 0, R_HEALTHZ, R_METRICS, R_CACHEREADY, R_SERVICES, R_SERVICE,
 	R_DECLARE, R_AGENTS, R_EVENTS, R_INVALIDATE, R_BROADCAST, R_DASHBOARD,
-	R_INFO, R_COUNT
+	R_INFO, R_DRAIN, R_COUNT
 };
 
 #define API_CODES 14   /* the status codes counted one by one, and "other" */

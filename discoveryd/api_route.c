@@ -479,6 +479,29 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 	return api_send_error(c, 404, "not_found", "no such route");
 }
 
+/* /api/discovery/nodes/{node}/drain: the node's name may hold '/'. */
+static enum MHD_Result route_node(struct api *a, struct MHD_Connection *c,
+				  const char *rest, const char *method)
+{
+	struct hub_req req = { .op = HUB_DRAIN };
+	size_t n = strlen(rest);
+
+	if (n <= 6 || strcmp(rest + n - 6, "/drain") != 0)
+		return api_send_error(c, 404, "not_found", "no such route");
+	n -= 6;
+	if (n > PROTO_INSTANCE_MAX)
+		return api_send_error(c, 400, "bad_request",
+				      "node names are 1 to 128 printable characters");
+	memcpy(req.instance, rest, n);
+	req.instance[n] = '\0';
+	if (!proto_valid_instance(req.instance))
+		return api_send_error(c, 400, "bad_request",
+				      "node names are 1 to 128 printable characters");
+	if (strcmp(method, "POST") != 0)
+		return api_send_405(c, "POST");
+	return api_call_hub(a, c, &req);
+}
+
 enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 			  const char *url, const char *method,
 			  struct request *r)
@@ -494,8 +517,12 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 		return api_send_error(c, why.status, why.error, "%s", why.message);
 	if (strcmp(url, "/healthz") == 0) {
 		r->route = R_HEALTHZ;
-		return get ? api_send_json(c, 200, strdup("{\"status\":\"ok\"}"))
-			   : api_send_405(c, READS);
+		/* Draining: a balancer's health check takes the node out. */
+		if (!get)
+			return api_send_405(c, READS);
+		return hub_drain_state(a->hub) != HUB_SERVING ?
+		       api_send_json(c, 503, strdup("{\"status\":\"draining\"}")) :
+		       api_send_json(c, 200, strdup("{\"status\":\"ok\"}"));
 	}
 	if (strcmp(url, "/") == 0) {
 		r->route = R_DASHBOARD;
@@ -591,6 +618,10 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 	if (strcmp(url, "broadcast") == 0) {
 		r->route = R_BROADCAST;
 		return post ? do_broadcast(a, c, r) : api_send_405(c, "POST");
+	}
+	if (strncmp(url, "nodes/", 6) == 0) {
+		r->route = R_DRAIN;
+		return route_node(a, c, url + 6, method);
 	}
 	return api_send_error(c, 404, "not_found", "no such route");
 }

@@ -3,6 +3,7 @@
  * rights (see auth.h).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,35 @@ struct auth {
 	bool enabled;
 	pthread_rwlock_t lock;
 	struct token_secret secrets[2];   /* current, previous */
+	unsigned ids[2];                  /* theirs (auth_result.secret) */
 	size_t n_secrets;
+	unsigned last_id;
+	atomic_uint generation;
 };
+
+/*
+ * Give each of fresh an id: the id of the same secret among the loaded
+ * ones, else a new one. Returns whether the set of secrets changed.
+ */
+static bool assign_ids(struct auth *a, const struct token_secret *fresh,
+		       size_t n, unsigned *ids)
+{
+	bool changed = n != a->n_secrets;
+
+	for (size_t i = 0; i < n; i++) {
+		ids[i] = 0;
+		for (size_t j = 0; j < a->n_secrets && !ids[i]; j++)
+			if (fresh[i].len == a->secrets[j].len &&
+			    memcmp(fresh[i].key, a->secrets[j].key,
+				   fresh[i].len) == 0)
+				ids[i] = a->ids[j];
+		if (!ids[i]) {
+			ids[i] = ++a->last_id;
+			changed = true;
+		}
+	}
+	return changed;
+}
 
 static int load(const struct dconf *conf, struct token_secret *secrets,
 		size_t *n, char *err, size_t errlen)
@@ -52,6 +80,8 @@ struct auth *auth_new(const struct dconf *conf, char *err, size_t errlen)
 		auth_free(a);
 		return NULL;
 	}
+	for (size_t i = 0; i < a->n_secrets; i++)
+		a->ids[i] = ++a->last_id;
 	return a;
 }
 
@@ -59,6 +89,7 @@ int auth_reload(struct auth *a, const struct dconf *conf, char *err,
 		size_t errlen)
 {
 	struct token_secret fresh[2];
+	unsigned ids[2];
 	size_t n;
 
 	if (!a->enabled || !conf->auth_present)
@@ -66,7 +97,10 @@ int auth_reload(struct auth *a, const struct dconf *conf, char *err,
 	if (load(conf, fresh, &n, err, errlen) != 0)
 		return -1;
 	pthread_rwlock_wrlock(&a->lock);
+	if (assign_ids(a, fresh, n, ids))
+		atomic_fetch_add(&a->generation, 1);
 	memcpy(a->secrets, fresh, sizeof(fresh));
+	memcpy(a->ids, ids, sizeof(ids));
 	a->n_secrets = n;
 	pthread_rwlock_unlock(&a->lock);
 	token_secret_wipe(&fresh[0]);
@@ -87,6 +121,42 @@ void auth_free(struct auth *a)
 bool auth_enabled(const struct auth *a)
 {
 	return a->enabled;
+}
+
+unsigned auth_generation(const struct auth *a)
+{
+	return atomic_load(&a->generation);
+}
+
+bool auth_secret_kept(struct auth *a, unsigned secret)
+{
+	bool kept = false;
+
+	pthread_rwlock_rdlock(&a->lock);
+	for (size_t i = 0; i < a->n_secrets; i++)
+		kept = kept || a->ids[i] == secret;
+	pthread_rwlock_unlock(&a->lock);
+	return kept;
+}
+
+/*
+ * The token against each secret in turn, so that the one that signed it
+ * is known: the first answer that is not "another secret signed this"
+ * settles it (an expired token is refused as expired, whichever secret).
+ */
+static int verify(struct auth *a, const char *token, struct auth_result *out)
+{
+	int rc = TOKEN_E_SIGNATURE;
+
+	pthread_rwlock_rdlock(&a->lock);
+	for (size_t i = 0; i < a->n_secrets && rc == TOKEN_E_SIGNATURE; i++) {
+		rc = token_verify(token, &a->secrets[i], 1, (int64_t)time(NULL),
+				  &out->claims);
+		if (rc == TOKEN_OK)
+			out->secret = a->ids[i];
+	}
+	pthread_rwlock_unlock(&a->lock);
+	return rc;
 }
 
 static void deny(struct auth_result *out, int status, const char *message)
@@ -126,10 +196,7 @@ void auth_check(struct auth *a, const char *authorization, bool bare,
 		}
 		token += 7;
 	}
-	pthread_rwlock_rdlock(&a->lock);
-	rc = token_verify(token, a->secrets, a->n_secrets, (int64_t)time(NULL),
-			  &out->claims);
-	pthread_rwlock_unlock(&a->lock);
+	rc = verify(a, token, out);
 	if (rc != TOKEN_OK) {
 		deny(out, token_http_status(rc) == 401 ? 401 : 500,
 		     token_strerror(rc));

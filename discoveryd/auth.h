@@ -11,6 +11,10 @@
  *
  * Checked from the HTTP pool's threads and from the hub thread at once; the
  * secrets sit behind a read-write lock that only a reload takes for writing.
+ *
+ * Each secret loaded gets an id, kept by a reload that loads the same bytes
+ * again: a link remembers the id of the secret its token was signed with,
+ * and is closed when a reload drops that secret (auth_secret_kept).
  */
 #ifndef DISCOVERYD_AUTH_H
 #define DISCOVERYD_AUTH_H
@@ -35,6 +39,7 @@ struct auth_result {
 	const char *error;              /* "unauthorized", "forbidden" */
 	char message[128];
 	struct token_claims claims;     /* when allowed with a token */
+	unsigned secret;                /* its secret's id (0: no token) */
 };
 
 /*
@@ -47,6 +52,10 @@ int auth_reload(struct auth *a, const struct dconf *conf, char *err,
 		size_t errlen);
 void auth_free(struct auth *a);
 bool auth_enabled(const struct auth *a);
+/* Moves on with every reload that changed the secrets. */
+unsigned auth_generation(const struct auth *a);
+/* Whether the secret of this id (auth_result.secret) is still loaded. */
+bool auth_secret_kept(struct auth *a, unsigned secret);
 
 /*
  * Check a bearer token (the whole Authorization header value, or a bare

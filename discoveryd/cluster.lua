@@ -35,6 +35,8 @@
 --   P.."ack:"..seq      list of "node delivered": each node pushes how many
 --                       of its links an event went to, so the node that
 --                       took the call can answer with the cluster's count
+--   P.."drain:"..n      exists (PX node_ttl) while node n is asked to drain;
+--                       n's next heartbeat takes it
 
 local op = ARGV[1]
 local P = ARGV[2]
@@ -311,8 +313,25 @@ elseif op == 'heartbeat' then
 		if recompute(name) > 0 then events = events + 1 end
 		tidy(name)
 	end
+	-- A drain asked of this node through another (op drain).
+	local drain = redis.call('GET', P .. 'drain:' .. node)
+	if drain then
+		redis.call('DEL', P .. 'drain:' .. node)
+	end
 	return cjson.encode({ epoch = e, events = events, dead = dead,
-			      rejoined = rejoined })
+			      rejoined = rejoined, drain = drain ~= false })
+
+elseif op == 'drain' then
+	-- target ttl_ms: ask a live node to drain itself; its next heartbeat
+	-- takes the request. Unread, it expires: a node that died first is
+	-- not drained when it starts again later.
+	local err = check_deadline()
+	if err then return err end
+	if not alive(ARGV[7]) then
+		return cjson.encode({ epoch = e, missing = true })
+	end
+	redis.call('SET', P .. 'drain:' .. ARGV[7], '1', 'PX', ARGV[8])
+	return cjson.encode({ epoch = e })
 
 elseif op == 'rotate' then
 	-- old_epoch seq: Redis went back in time within one epoch (an AOF

@@ -359,9 +359,54 @@ static void call_agents(struct cluster *c, struct hub_req *req)
 	freeReplyObject(r);
 }
 
+/*
+ * Drain a node: this one at once; another through Redis, whose heartbeat
+ * hands it the request (within node_ttl/3). 404 for a node not alive.
+ */
+static void call_drain(struct cluster *c, struct hub_req *req)
+{
+	redisContext *ctx;
+	redisReply *r = NULL;
+	char ttl[24];
+	const char *args[2] = { req->instance, ttl };
+	cJSON *o;
+
+	if (strcmp(req->instance, c->node) == 0) {
+		hub_call_local(c->hub, req);
+		return;
+	}
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)c->node_ttl_ms);
+	ctx = api_conn(c);
+	if (ctx)
+		r = cluster_script(c, ctx, cluster_wall_ms() + c->timeout_ms / 2,
+				   "drain", 2, args);
+	if (!r || r->type != REDIS_REPLY_STRING) {
+		unavailable(req, ctx, r);
+		if (ctx && (!r || ctx->err))
+			api_conn_failed(c);
+		freeReplyObject(r);
+		return;
+	}
+	o = cJSON_ParseWithLength(r->str, r->len);
+	freeReplyObject(r);
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "missing"))) {
+		cJSON_Delete(o);
+		hub_answer_error(req, 404, "not_found", "no such node");
+		return;
+	}
+	cJSON_Delete(o);
+	log_info("drain requested", "node=%s cluster=true", req->instance);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "node", req->instance);
+	cJSON_AddBoolToObject(o, "draining", true);
+	cJSON_AddNullToObject(o, "links");      /* that node's to tell */
+	hub_answer(req, 202, o);
+}
+
 bool cluster_takes(enum hub_op op)
 {
 	switch (op) {
+	case HUB_DRAIN:
 	case HUB_DECLARE:
 	case HUB_CACHEREADY:
 	case HUB_INVALIDATE:
@@ -387,6 +432,7 @@ void cluster_call(struct cluster *c, struct hub_req *req)
 	case HUB_SERVICES:
 	case HUB_SERVICE:    call_services(c, req); break;
 	case HUB_AGENTS:     call_agents(c, req); break;
+	case HUB_DRAIN:      call_drain(c, req); break;
 	default:             hub_call_local(c->hub, req); break;
 	}
 	cJSON_Delete(req->header);

@@ -136,6 +136,17 @@ static struct note *notes_take(struct cluster *c)
 
 /* ---- the writer thread --------------------------------------------------- */
 
+/* Another node asked this one to drain (cluster_api.c, call_drain). */
+static void drain(struct cluster *c)
+{
+	struct hub_req req = { .op = HUB_DRAIN };
+
+	log_info("drain requested", "node=%s via=redis", c->node);
+	snprintf(req.instance, sizeof(req.instance), "%s", c->node);
+	hub_call_local(c->hub, &req);
+	free(req.body);
+}
+
 /*
  * Beat: this node is alive. 1 when the others had swept it (or it is new):
  * then it must report everything; 0; -1 when the call failed.
@@ -165,6 +176,8 @@ static int heartbeat(struct cluster *c, redisContext *ctx)
 		free(dead);
 	}
 	rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "rejoined"));
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "drain")))
+		drain(c);
 	cJSON_Delete(o);
 	return rc;
 }

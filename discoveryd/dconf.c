@@ -79,6 +79,16 @@ static const struct conf_key cluster_keys[] = {
 	{ .name = NULL },
 };
 
+static const struct conf_key drain_keys[] = {
+	{ .name = "batch", .type = CONF_INT, .offset = F(drain_batch),
+	  .min = 1, .max = 1000000, .def = "100" },
+	{ .name = "interval", .type = CONF_DURATION, .offset = F(drain_interval_ms),
+	  .min = 10, .max = 10 * 60 * 1000, .def = "1s" },
+	{ .name = "timeout", .type = CONF_DURATION, .offset = F(drain_timeout_ms),
+	  .min = 100, .max = 24 * HOUR_MS, .def = "60s" },
+	{ .name = NULL },
+};
+
 static const struct conf_key service_keys[] = {
 	{ .name = "min_ready", .type = CONF_INT,
 	  .offset = offsetof(struct dconf_service, min_ready),
@@ -136,6 +146,8 @@ static const struct conf_key limits_keys[] = {
 	  .min = 0, .max = 1000000, .def = "2000" },
 	{ .name = "accept_burst", .type = CONF_INT, .offset = F(accept_burst),
 	  .min = 1, .max = 1000000, .def = "2000" },
+	{ .name = "accept_share_per_ip", .type = CONF_INT,
+	  .offset = F(accept_share_per_ip), .min = 1, .max = 100, .def = "10" },
 	{ .name = NULL },
 };
 
@@ -167,6 +179,8 @@ static const struct conf_key dconf_keys[] = {
 	  .present = F(tls_present) },
 	{ .name = "cluster", .type = CONF_SECTION, .sub = cluster_keys,
 	  .present = F(cluster_present) },
+	{ .name = "drain", .type = CONF_SECTION, .sub = drain_keys,
+	  .present = F(drain_present) },
 	{ .name = "services", .type = CONF_MAP, .offset = F(services),
 	  .sub = service_keys, .item_size = sizeof(struct dconf_service),
 	  .name_check = valid_service_name },

@@ -53,6 +53,11 @@ struct dconf {
 
 	struct conf_map services;    /* items: struct dconf_service */
 
+	bool drain_present;          /* SIGTERM drains the node first */
+	int64_t drain_batch;         /* links closed per step */
+	int64_t drain_interval_ms;   /* between steps; the agents' spread */
+	int64_t drain_timeout_ms;    /* SIGTERM: stop anyway after this */
+
 	int64_t max_agents;
 	int64_t max_agents_per_ip;   /* 0 = no limit */
 	int64_t max_message;
@@ -65,6 +70,7 @@ struct dconf {
 	int64_t body_timeout_ms;     /* then its whole body */
 	int64_t accept_rate;         /* agent connections per second, 0 = any */
 	int64_t accept_burst;
+	int64_t accept_share_per_ip; /* percent of both, for one address */
 	int64_t http_threads;
 };
 

@@ -194,21 +194,29 @@ static void tell_systemd(struct hub *h, int64_t now)
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
 	struct hub *h = lws_container_of(sul, struct hub, tick_sul);
-	int64_t now = mono_ms();
+	int64_t now = mono_ms(), now_s = wall_ms() / 1000;
+	unsigned secrets = auth_generation(h->auth);
+	bool secrets_changed = secrets != h->auth_generation;
 
+	h->auth_generation = secrets;
 	for (size_t i = 0; i < h->n_links; i++) {
 		struct link *l = h->links[i];
 
-		if (l->state == LINK_CLOSING)
+		if (l->state == LINK_CLOSING ||
+		    link_auth_lapsed(h, l, now_s, secrets_changed))
 			continue;
 		if (now - l->last_rx_ms > h->heartbeat_timeout_ms)
 			link_kill(l, "heartbeat timeout");
 		else if (l->state == LINK_OPEN &&
 			 now - l->connected_ms > h->hello_timeout_ms)
 			link_close(l, 1008, "no hello in time");
+		else if (l->inherited &&
+			 now - l->connected_ms > h->heartbeat_timeout_ms)
+			link_set_ready(l, false);   /* it never reported */
 		else if (now - l->last_ping_ms >= h->heartbeat_interval_ms)
 			link_ping(l);
 	}
+	link_admit_tick(h, now);
 	hub_sse_keepalive(h, now);
 	if (h->waiters)
 		hub_cluster_expire_waiters(h, now);
@@ -453,36 +461,9 @@ void hub_apply_settings(struct hub *h, const struct dconf *conf)
 	h->restart_grace_ms = conf->restart_grace_ms;
 	h->accept_rate = (double)conf->accept_rate;
 	h->accept_burst = (double)conf->accept_burst;
-}
-
-/*
- * Admission control: a token bucket of accept_rate per second, accept_burst
- * deep. A connection beyond it is refused at once (503, Retry-After), so a
- * thousand agents reconnecting together are spread out by their own
- * jittered backoff instead of stalling the hub.
- */
-bool hub_admit(struct hub *h)
-{
-	int64_t now = mono_ms();
-
-	if (h->accept_rate <= 0)
-		return true;
-	if (!h->accept_refill_ms)
-		h->accept_tokens = h->accept_burst;
-	else
-		h->accept_tokens += h->accept_rate *
-				    (double)(now - h->accept_refill_ms) / 1000.0;
-	if (h->accept_tokens > h->accept_burst)
-		h->accept_tokens = h->accept_burst;
-	h->accept_refill_ms = now;
-	if (h->accept_tokens < 1.0) {
-		if (h->accepts_refused++ % 1000 == 0)
-			log_warn("admission", "note=\"accept_rate reached, refusing\" "
-				 "refused=%llu", (unsigned long long)h->accepts_refused);
-		return false;
-	}
-	h->accept_tokens -= 1.0;
-	return true;
+	h->accept_share = (double)conf->accept_share_per_ip / 100.0;
+	h->drain_batch = (size_t)conf->drain_batch;
+	h->drain_interval_ms = conf->drain_interval_ms;
 }
 
 /*
@@ -538,7 +519,9 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 		return NULL;
 	}
 	hub_apply_settings(h, conf);
+	h->tls = conf->tls_present;
 	h->auth = auth;
+	h->auth_generation = auth_generation(auth);
 	if (sd_watchdog_enabled(0, &h->watchdog_us) <= 0)
 		h->watchdog_us = 0;
 	snprintf(h->node, sizeof(h->node), "%s", conf->node);

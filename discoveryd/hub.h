@@ -46,6 +46,15 @@ enum hub_op {
 	                      here (delivered), or after the cluster timeout */
 	HUB_CLUSTER_APPLY, /* batch: events read from the stream */
 	HUB_CLUSTER_SNAPSHOT, /* body: this node's counts and agents, JSON */
+	HUB_DRAIN,         /* drain the node named by instance, "" = this one
+	                      (hub_drain.c) */
+};
+
+/* Where a drain stands (hub_drain.c). */
+enum hub_drain_state {
+	HUB_SERVING = 0,
+	HUB_DRAINING,      /* closing its links in steps, refusing hellos */
+	HUB_DRAINED,       /* no link left; the API still serves */
 };
 
 struct hub_req {
@@ -106,5 +115,7 @@ void hub_answer_error(struct hub_req *req, int status, const char *code,
 		      const char *message);
 /* The same, always on this node's hub (cluster mode calls it itself). */
 void hub_call_local(struct hub *h, struct hub_req *req);
+/* Any thread: is this node draining, or drained? */
+enum hub_drain_state hub_drain_state(const struct hub *h);
 
 #endif

@@ -245,6 +245,14 @@ void hub_cluster_snapshot(struct hub *h, struct hub_req *req)
 	req->status = req->body ? 200 : 500;
 }
 
+/* A drained link's agent left for another node: it leaves this node's
+ * agents; its counts stay (hub_drain.c). */
+void hub_cluster_note_moved(struct hub *h, struct link *l)
+{
+	if (h->cluster)
+		cluster_note_agent(h->cluster, l->svc->name, l->instance, NULL);
+}
+
 void hub_cluster_note_service(struct hub *h, const struct service *s)
 {
 	cluster_note_service(h->cluster, s->name, s->min_ready, s->instances,

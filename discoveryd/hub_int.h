@@ -38,6 +38,8 @@ enum close_kind {
 	CLOSE_STOPPING,
 	CLOSE_INTERNAL,
 	CLOSE_WRITE_FAILED,
+	CLOSE_TOKEN,             /* its token expired, or its secret went */
+	CLOSE_DRAIN,             /* the node is being drained */
 	CLOSE_KINDS
 };
 
@@ -49,17 +51,28 @@ struct hub_stats {
 	struct histogram delivery;              /* trigger to socket, per link */
 };
 
-/* Links from one source address (open addressing in hub->peers). */
-struct peer_count {
-	char peer[64];                 /* "" = empty slot */
-	unsigned links;
+/* A source address as text: at most 45 characters (inet_ntop). */
+#define LINK_PEER_MAX 48
+
+struct peer;                       /* peers.c */
+struct link_conn;                  /* link_admit.c */
+
+/* Why the listener refused a connection, or cut it before its upgrade. */
+enum admit_refusal {
+	REFUSED_RATE = 0,              /* limits.accept_rate */
+	REFUSED_RATE_PER_IP,           /* limits.accept_share_per_ip */
+	REFUSED_PER_IP,                /* limits.max_agents_per_ip */
+	REFUSED_HANDSHAKE,             /* no upgrade within hello_timeout */
+	REFUSED_KINDS
 };
 
-/*
- * A peer's numeric address: at most 39 characters (IPv6), but lws writes
- * each group only with 8 bytes of room left.
- */
-#define LINK_PEER_MAX 48
+/* Refusals of one kind: counted always, logged in summary. */
+struct admit_log {
+	uint64_t total;
+	uint64_t unlogged;             /* since the last line */
+	int64_t logged_ms;             /* 0 = never */
+	char last_peer[LINK_PEER_MAX];
+};
 
 /*
  * One agent link; the lws per-session data (lws allocates and frees it).
@@ -73,12 +86,17 @@ struct link {
 	struct hub *hub;
 	size_t index;                  /* in hub->links */
 	enum link_state state;
-	bool peer_counted;             /* in hub->peers */
+	unsigned token_secret;         /* the id of the secret that signed its
+	                                  token (auth on) */
 	bool ping_due;
 	bool ready;                    /* the instance's own report */
 	bool close_kind_set;
 	bool parked_once;              /* cluster: its hello waited already */
-	char peer[LINK_PEER_MAX];
+	bool inherited;                /* ready is its zombie's, until it
+	                                  reports (link_set_ready) */
+	const char *peer;              /* the source address: the text of its
+	                                  peers.c record, held while the link
+	                                  lives (peer_of_addr) */
 	int64_t connected_ms;          /* monotonic */
 	int64_t connected_wall_ms;     /* for the agents list */
 	int64_t last_rx_ms;            /* any frame, pongs included */
@@ -97,9 +115,10 @@ struct link {
 	struct link_parked *parked;    /* cluster: a hello waiting for this
 	                                  node to read as far as the agent */
 
-	/* From an agent token (auth on): NULL = any service, no subject. */
+	/* From its token (auth on): NULL = any service, no subject. */
 	char *token_svc;
 	char *token_sub;               /* who the token names, for the log */
+	int64_t token_exp;             /* seconds since the epoch; 0 = none */
 
 	struct link_rx *rx;            /* a message arriving in pieces */
 	struct link_queue *queue;      /* NULL until an event has to wait */
@@ -121,9 +140,13 @@ struct hub {
 	int64_t restart_grace_ms;
 	double accept_rate;            /* tokens per second; 0 = no limit */
 	double accept_burst;
+	double accept_share;           /* of both, one address's bucket */
+	bool tls;                      /* wss: refusals cannot be answered
+	                                  before the TLS handshake */
 	char node[PROTO_INSTANCE_MAX + 1];
 
 	struct auth *auth;
+	unsigned auth_generation;      /* of its secrets, as the tick saw */
 	struct lws_context *ctx;
 	struct lws_vhost *vhost;
 	char listen_address[300];
@@ -143,9 +166,14 @@ struct hub {
 	struct link **links;
 	size_t n_links, cap_links;
 	size_t n_instances;            /* links past hello */
-	struct peer_count *peers;      /* links per source address */
-	size_t peers_size;             /* slots, a power of two */
+	struct peer **peers;           /* per source address: buckets */
+	size_t peers_size;             /* a power of two */
 	size_t peers_used;
+	uint64_t peers_seed;
+	struct peer *idle_head, *idle_tail;   /* holding no connection */
+	size_t n_idle;
+	struct link_conn *pending_head, *pending_tail; /* not upgraded yet */
+	struct admit_log refused[REFUSED_KINDS];
 	struct link **index;           /* instances by service and id */
 	size_t index_size;             /* buckets, a power of two */
 	lws_sorted_usec_list_t tick_sul;
@@ -154,7 +182,6 @@ struct hub {
 	bool retry_announce;           /* an announce failed: the log refused */
 	double accept_tokens;          /* admission control's bucket */
 	int64_t accept_refill_ms;
-	uint64_t accepts_refused;
 	struct hub_stats stats;
 	struct sse *streams;           /* live SSE streams */
 	uint64_t watchdog_us;          /* systemd WatchdogSec; 0 = off */
@@ -163,6 +190,14 @@ struct hub {
 	bool stopping;                 /* shutdown under way */
 	int64_t stop_deadline_ms;
 	bool finished;                 /* leave the service loop */
+
+	/* Drain (hub_drain.c). */
+	atomic_int drain;              /* enum hub_drain_state; any thread */
+	size_t drain_batch;            /* links per step (drain.batch) */
+	int64_t drain_interval_ms;     /* between steps; the agents' spread */
+	int64_t drain_started_ms;
+	size_t drain_closed;
+	lws_sorted_usec_list_t drain_sul;
 
 	/* Cluster mode (cluster.h); NULL = single node. */
 	struct cluster *cluster;
@@ -215,15 +250,35 @@ int hub_announce(struct hub *h, struct service *s,
 int hub_publish(struct hub *h, struct event *ev, const struct evlog_decl *decl,
 		size_t *delivered);
 size_t hub_announce_all(struct hub *h);
-bool hub_admit(struct hub *h);
 void hub_apply_settings(struct hub *h, const struct dconf *conf);
 void hub_schedule_ttl(struct hub *h);
 void hub_drain_requests(struct hub *h);
 
-/* peers.c: links per source address, for limits.max_agents_per_ip */
-unsigned peers_add(struct hub *h, const char *peer);   /* the new count */
-void peers_remove(struct hub *h, const char *peer);
+/*
+ * peers.c: per source address, its connections and accept bucket. A record
+ * from peers_get lives while held (peers_hold, peers_put) and may go some
+ * time after; NULL when out of memory.
+ */
+struct peer *peers_get(struct hub *h, const char *addr);
+void peers_hold(struct hub *h, struct peer *p);
+void peers_put(struct hub *h, struct peer *p);
+unsigned peers_conns(const struct peer *p);
+const char *peers_addr(const struct peer *p);
+struct peer *peer_of_addr(const char *addr);     /* from peers_addr */
+bool peers_admit(struct hub *h, struct peer *p, double rate, double burst,
+		 int64_t now_ms);
 void peers_release(struct hub *h);
+
+/* link_admit.c: the listener's door (LWS_CALLBACK_* of the same names) */
+int link_admit_filter(struct hub *h,
+		      const struct lws_filter_network_conn_args *f);
+int link_admit_adopt(struct hub *h, struct lws *wsi);
+/* The upgraded connection's address record, held for the link; NULL if
+ * it was never counted. */
+struct peer *link_admit_upgraded(struct hub *h, struct lws *wsi);
+void link_admit_destroyed(struct hub *h, struct lws *wsi);
+void link_admit_tick(struct hub *h, int64_t now);
+const char *link_admit_refusal_name(enum admit_refusal why);
 
 /* link_index.c: instances by (service, instance id) */
 struct link *link_index_find(const struct hub *h, const struct service *svc,
@@ -231,18 +286,29 @@ struct link *link_index_find(const struct hub *h, const struct service *svc,
 void link_index_add(struct hub *h, struct link *l);
 void link_index_remove(struct hub *h, struct link *l);
 
+/* link_auth.c: the link's token (auth on) */
+int link_auth_confirm(struct hub *h, struct lws *wsi);   /* CONFIRM_UPGRADE */
+int link_auth_take(struct hub *h, struct lws *wsi, struct link *l);
+void link_auth_forget(struct link *l);
+bool link_auth_lapsed(struct hub *h, struct link *l, int64_t now_s,
+		      bool secrets_changed);
+
 /* link.c */
 extern const struct lws_protocols link_protocols[];
 void link_send(struct link *l, struct event *ev);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);
+void link_set_ready(struct link *l, bool ready);
 void link_unpark(struct hub *h, bool all);
 
 /* hub_req.c: SSE */
 void hub_sse_event(struct hub *h, const struct event *ev);
 void hub_sse_change(struct hub *h, const char *service);
 void hub_sse_keepalive(struct hub *h, int64_t now_ms);
+
+/* hub_drain.c */
+void hub_drain_run(struct hub *h, struct hub_req *req);
 
 /* hub_metrics.c */
 char *hub_metrics_text(struct hub *h);
@@ -255,6 +321,7 @@ void hub_cluster_await(struct hub *h, struct hub_req *req);
 void hub_cluster_expire_waiters(struct hub *h, int64_t now_ms);
 void hub_cluster_note_link(struct hub *h, struct link *l, bool gone);
 void hub_cluster_note_service(struct hub *h, const struct service *s);
+void hub_cluster_note_moved(struct hub *h, struct link *l);
 void hub_reply(struct hub *h, struct hub_req *req);
 
 /* hub_req.c */

@@ -22,6 +22,8 @@ static const char *const close_names[CLOSE_KINDS] = {
 	[CLOSE_STOPPING] = "stopping",
 	[CLOSE_INTERNAL] = "internal",
 	[CLOSE_WRITE_FAILED] = "write_failed",
+	[CLOSE_TOKEN] = "token",
+	[CLOSE_DRAIN] = "drain",
 };
 
 const char *close_kind_name(enum close_kind kind)
@@ -73,10 +75,19 @@ static void links(struct metrics_text *t, const struct hub *h)
 		       "Links closed because their send queue passed limits.send_queue.");
 	metrics_sample(t, "discovery_send_queue_drops_total", NULL,
 		       (double)h->stats.closed[CLOSE_SEND_QUEUE]);
+	metrics_family(t, "discovery_node_draining", "gauge",
+		       "1 while this node is drained or being drained.");
+	metrics_sample(t, "discovery_node_draining", NULL,
+		       hub_drain_state(h) != HUB_SERVING);
 	metrics_family(t, "discovery_accepts_refused_total", "counter",
-		       "Connections refused by admission control (accept_rate).");
-	metrics_sample(t, "discovery_accepts_refused_total", NULL,
-		       (double)h->accepts_refused);
+		       "Agent connections refused at the accept, or cut before "
+		       "their upgrade, by reason.");
+	for (int k = 0; k < REFUSED_KINDS; k++) {
+		snprintf(label, sizeof(label), "reason=\"%s\"",
+			 link_admit_refusal_name((enum admit_refusal)k));
+		metrics_sample(t, "discovery_accepts_refused_total", label,
+			       (double)h->refused[k].total);
+	}
 }
 
 static void events(struct metrics_text *t, const struct hub *h)

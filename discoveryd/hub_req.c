@@ -328,6 +328,9 @@ static void run_info(struct hub *h, struct hub_req *req)
 	cJSON_AddNumberToObject(o, "services", (double)h->registry.n);
 	cJSON_AddNumberToObject(o, "agents", (double)h->n_instances);
 	cJSON_AddBoolToObject(o, "auth", auth_enabled(h->auth));
+	cJSON_AddStringToObject(o, "state", hub_drain_state(h) == HUB_SERVING ?
+				"serving" : hub_drain_state(h) == HUB_DRAINING ?
+				"draining" : "drained");
 	if (h->cluster) {
 		cJSON *c = cJSON_AddObjectToObject(o, "cluster");
 
@@ -484,6 +487,7 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 	case HUB_AWAIT:            hub_cluster_await(h, req); break;
 	case HUB_CLUSTER_APPLY:    hub_cluster_apply(h, req); break;
 	case HUB_CLUSTER_SNAPSHOT: hub_cluster_snapshot(h, req); break;
+	case HUB_DRAIN:            hub_drain_run(h, req); break;
 	case HUB_METRICS:
 		req->body = hub_metrics_text(h);
 		req->status = req->body ? 200 : 500;

@@ -6,14 +6,16 @@
  * takes them and queued otherwise, up to send_queue bytes.
  *
  * Close codes: 1007 invalid JSON or message, 1008 policy (hello missing,
- * late or repeated, message out of order, replaced by a newer link), 1009
- * frame over max_message, 1003 binary frame, 1013 try again later (max_agents
- * reached, send queue overflow, service table full), 1001 daemon stopping.
+ * late or repeated, message out of order, replaced by a newer link, a token
+ * expired or its secret dropped), 1009 frame over max_message, 1003 binary
+ * frame, 1012 the node is draining (with the drain hint; cluster mode also:
+ * the history was reset), 1013 try again later (max_agents reached, send
+ * queue overflow, service table full, the node draining), 1001 daemon
+ * stopping.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "hub_int.h"
 #include "log.h"
@@ -75,11 +77,18 @@ static enum close_kind classify(int code, const char *reason)
 	case 1007: return CLOSE_INVALID;
 	case 1009: return CLOSE_TOO_BIG;
 	case 1011: return CLOSE_INTERNAL;
+	case 1012: {
+		uint32_t spread;
+
+		return proto_drain_hint(reason, &spread) ? CLOSE_DRAIN : CLOSE_POLICY;
+	}
 	case 1008:
 		if (strcmp(reason, "no hello in time") == 0)
 			return CLOSE_HELLO_TIMEOUT;
 		if (strcmp(reason, "replaced by a newer link") == 0)
 			return CLOSE_REPLACED;
+		if (strncmp(reason, "token ", 6) == 0)
+			return CLOSE_TOKEN;
 		return CLOSE_POLICY;
 	case 1013:
 		return strcmp(reason, "send queue full") == 0 ? CLOSE_SEND_QUEUE
@@ -321,6 +330,19 @@ static void unlink_instance(struct link *l)
 	l->state = LINK_CLOSING;
 	link_index_remove(h, l);
 	h->n_instances--;
+	if (l->close_kind_set && l->close_kind == CLOSE_DRAIN) {
+		/* Its agent moves to another node: until this one stops, the
+		 * instance keeps counting here (its counts stay, as do its
+		 * service and dependencies), so its leaving announces nothing. */
+		hub_cluster_note_moved(h, l);
+		free(l->deps);
+		l->deps = NULL;
+		l->dep_names = NULL;
+		l->n_deps = 0;
+		hub_sse_change(h, s->name);
+		l->svc = NULL;
+		return;
+	}
 	s->instances--;
 	if (l->ready)
 		s->ready_instances--;
@@ -435,6 +457,11 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		link_close(l, 1008, "duplicate hello");
 		return;
 	}
+	if (hub_drain_state(h) != HUB_SERVING) {
+		/* Its agent goes to the next node of its list. */
+		link_close(l, 1013, "node draining");
+		return;
+	}
 	if (h->cluster && !h->cluster_synced) {
 		/* No state from Redis yet: a welcome now would be wrong. */
 		link_close(l, 1013, "cluster state not loaded yet");
@@ -461,10 +488,19 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	 * the service unused and release it. */
 	l->svc->instances++;
 	/* An older link of the same instance is a zombie: this one replaces
-	 * it, so a reconnecting agent never waits out its own timeout. */
+	 * it, so a reconnecting agent never waits out its own timeout. It
+	 * stands in for the zombie until it reports its own readiness (or
+	 * for heartbeat.timeout at most, as long as the zombie would have
+	 * lingered): the handover moves no count and announces nothing, so
+	 * dependents never see the service flap. */
 	zombie = link_index_find(h, l->svc, l->instance);
-	if (zombie)
+	if (zombie) {
+		l->ready = zombie->ready;
+		l->inherited = true;
+		if (l->ready)
+			l->svc->ready_instances++;
 		link_close(zombie, 1008, "replaced by a newer link");
+	}
 	l->state = LINK_ACTIVE;
 	link_index_add(h, l);
 	h->n_instances++;
@@ -490,15 +526,14 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		 log_quote(sub, sizeof(sub), l->token_sub ? l->token_sub : "-"));
 }
 
-static void on_status(struct link *l, const struct proto_status *st)
+/* The instance says it is ready, or not (or is taken to, when its stand-in
+ * time is over): count it, announce what moved. */
+void link_set_ready(struct link *l, bool ready)
 {
-	if (l->state != LINK_ACTIVE) {
-		link_close(l, 1008, "hello first");
+	l->inherited = false;
+	if (ready == l->ready)
 		return;
-	}
-	if (st->ready == l->ready)
-		return;
-	l->ready = st->ready;
+	l->ready = ready;
 	if (l->ready)
 		l->svc->ready_instances++;
 	else
@@ -509,6 +544,15 @@ static void on_status(struct link *l, const struct proto_status *st)
 		l->hub->retry_announce = true;
 	hub_cluster_note_link(l->hub, l, false);
 	hub_sse_change(l->hub, l->svc->name);
+}
+
+static void on_status(struct link *l, const struct proto_status *st)
+{
+	if (l->state != LINK_ACTIVE) {
+		link_close(l, 1008, "hello first");
+		return;
+	}
+	link_set_ready(l, st->ready);
 }
 
 /* ---- cluster: hellos that wait for the stream ---------------------------- */
@@ -702,144 +746,40 @@ static void on_receive(struct link *l, const char *in, size_t len)
 /* ---- the lws protocol --------------------------------------------------- */
 
 /*
- * Answer a refused handshake with 401/403 and the API's JSON error, then
- * hang up. Written straight to the fresh socket (nothing else is queued on
- * it yet): lws's own status page speaks HTTP/1.0 and HTML here.
- */
-static void refuse_handshake(struct lws *wsi, const struct auth_result *ar)
-{
-	char body[256], head[512];
-	int b, n;
-	cJSON *o = cJSON_CreateObject();
-	char *json;
-
-	cJSON_AddStringToObject(o, "error", ar->error);
-	cJSON_AddStringToObject(o, "message", ar->message);
-	json = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	b = snprintf(body, sizeof(body), "%s", json ? json : "{}");
-	free(json);
-	n = snprintf(head, sizeof(head),
-		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-		     "%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		     ar->status, ar->status == 401 ? "Unauthorized" : "Forbidden",
-		     ar->status == 401 ?
-		     "WWW-Authenticate: Bearer realm=\"discovery\"\r\n" : "",
-		     b, body);
-	if (n > 0 && write(lws_get_socket_fd(wsi), head,
-			   (size_t)n < sizeof(head) ? (size_t)n : sizeof(head) - 1) < 0)
-		(void)0;        /* refused either way */
-}
-
-/*
- * The token of an agent's handshake: "Authorization: Bearer T", or
- * "?token=T" for browsers, which cannot set headers on a WebSocket.
- * Returns 0 when allowed (claims in *claims if not NULL), or 1 after
- * answering the handshake with 401/403 itself.
- */
-static int check_token(struct hub *h, struct lws *wsi,
-		       struct token_claims *claims)
-{
-	char header[TOKEN_MAX_LEN + 16], arg[TOKEN_MAX_LEN + 8];
-	struct auth_result ar;
-	const char *value;
-	bool bare = false;
-
-	if (!auth_enabled(h->auth))
-		return 0;
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
-	    lws_hdr_copy(wsi, header, sizeof(header),
-			 WSI_TOKEN_HTTP_AUTHORIZATION) > 0) {
-		value = header;
-	} else {
-		/* Returns a pointer into arg, past "token=". */
-		value = lws_get_urlarg_by_name(wsi, "token=", arg, sizeof(arg));
-		bare = true;
-	}
-	auth_check(h->auth, value, bare, AUTH_LINK, &ar);
-	if (!ar.status) {
-		if (claims)
-			*claims = ar.claims;
-		return 0;
-	}
-	{
-		char q[160];
-
-		log_info("refused", "status=%d reason=%s", ar.status,
-			 log_quote(q, sizeof(q), ar.message));
-	}
-	if (claims)
-		return 1;
-	refuse_handshake(wsi, &ar);
-	return -1;
-}
-
-static void forget_claims(struct link *l)
-{
-	free(l->token_svc);
-	free(l->token_sub);
-	l->token_svc = NULL;
-	l->token_sub = NULL;
-}
-
-/* What the link keeps of its token: an agent token's svc binds the hello. */
-static int keep_claims(struct link *l, const struct token_claims *claims)
-{
-	if (claims->role == TOKEN_ROLE_AGENT && claims->svc[0]) {
-		l->token_svc = strdup(claims->svc);
-		if (!l->token_svc)
-			return -1;
-	}
-	if (claims->sub[0]) {
-		l->token_sub = strdup(claims->sub);
-		if (!l->token_sub)
-			return -1;
-	}
-	return 0;
-}
-
-/*
  * A new link. It is ours (on_closed undoes it) only once l->hub is set:
  * lws reports LWS_CALLBACK_CLOSED even when this fails, so a failure frees
- * what it took and leaves l->hub NULL.
+ * what it took and leaves l->hub NULL (and the connection's count to
+ * link_admit_destroyed).
  */
 static int on_established(struct link *l, struct lws *wsi)
 {
 	struct hub *h = lws_context_user(lws_get_context(wsi));
-	unsigned n;
+	struct peer *peer;
 
 	memset(l, 0, sizeof(*l));
-	if (auth_enabled(h->auth)) {
-		/* Checked before the upgrade already; again here for the
-		 * claims, which the link keeps. */
-		struct token_claims claims;
-
-		if (check_token(h, wsi, &claims) != 0)
-			return -1;
-		if (keep_claims(l, &claims) != 0) {
-			forget_claims(l);
-			return -1;
-		}
-	}
+	if (link_auth_take(h, wsi, l) != 0)
+		return -1;
 	if (links_add(h, l) != 0) {
-		forget_claims(l);
+		link_auth_forget(l);
+		return -1;
+	}
+	peer = link_admit_upgraded(h, wsi);
+	if (!peer) {
+		links_remove(h, l);
+		link_auth_forget(l);
 		return -1;
 	}
 	l->wsi = wsi;
 	l->hub = h;
+	l->peer = peers_addr(peer);
 	l->state = LINK_OPEN;
 	l->connected_ms = l->last_rx_ms = l->last_ping_ms = mono_ms();
 	l->connected_wall_ms = wall_ms();
-	lws_get_peer_simple(wsi, l->peer, sizeof(l->peer));
 	h->stats.links_opened++;
-	n = peers_add(h, l->peer);
-	l->peer_counted = n > 0;
 	if (h->stopping)
 		link_close(l, 1001, "daemon stopping");
 	else if (h->n_links > h->max_agents)
 		link_close(l, 1013, "max_agents reached");
-	else if (h->max_agents_per_ip && n > h->max_agents_per_ip)
-		link_close(l, 1013, "max_agents_per_ip reached");
 	return 0;
 }
 
@@ -856,11 +796,10 @@ static void on_closed(struct link *l)
 	drop_parked(l);
 	l->hub->stats.closed[l->close_kind_set ? l->close_kind : CLOSE_GONE]++;
 	links_remove(l->hub, l);
-	if (l->peer_counted)
-		peers_remove(l->hub, l->peer);
+	peers_put(l->hub, peer_of_addr(l->peer));
 	cJSON_Delete(l->meta);
 	free(l->instance);
-	forget_claims(l);
+	link_auth_forget(l);
 	free(l->close_reason);
 	free(l->rx);
 	l->hub = NULL;
@@ -874,24 +813,22 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-		/* A new TCP connection, before any byte is read; user is not
-		 * ours yet. Refuse politely past the accept rate. */
+		/* A new TCP connection, before any byte is read; user is the
+		 * lws_filter_network_conn_args, not ours. */
 		h = lws_context_user(lws_get_context(wsi));
-		if (h && !hub_admit(h)) {
-			static const char busy[] =
-				"HTTP/1.1 503 Service Unavailable\r\n"
-				"Retry-After: 1\r\nContent-Length: 0\r\n"
-				"Connection: close\r\n\r\n";
-
-			if (write((int)(lws_intptr_t)in, busy, sizeof(busy) - 1) < 0)
-				(void)0;   /* refused either way */
-			return 1;
-		}
-		return 0;
+		return h ? link_admit_filter(h, user) : 0;
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		h = lws_context_user(lws_get_context(wsi));
+		return h ? link_admit_adopt(h, wsi) : 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 		/* Before the upgrade: a bad token gets 401/403, no link. */
 		h = lws_context_user(lws_get_context(wsi));
-		return h ? check_token(h, wsi, NULL) : 0;
+		return h ? link_auth_confirm(h, wsi) : 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		h = lws_context_user(lws_get_context(wsi));
+		if (h)
+			link_admit_destroyed(h, wsi);
+		return 0;
 	case LWS_CALLBACK_ESTABLISHED:
 		return on_established(l, wsi);
 	case LWS_CALLBACK_RECEIVE:

@@ -3,7 +3,10 @@
  * agent listener (the hub) and the HTTP API, says where it listens, then
  * waits for signals on the main thread:
  *
- *   SIGTERM, SIGINT   graceful stop: close links with 1001, finish requests
+ *   SIGTERM, SIGINT   graceful stop: close links with 1001, finish requests;
+ *                     with drain: set, SIGTERM drains the node first (its
+ *                     links move to other nodes in steps), then stops; a
+ *                     second SIGTERM, or SIGINT, stops at once
  *   SIGHUP            reload what can be reloaded, name what needs a restart
  *
  * Signals are blocked in every thread and taken with sigwaitinfo() here, so
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -135,14 +139,52 @@ static void reload(const struct options *o, struct dconf *conf,
 	sd_notify(0, "READY=1");
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SIGTERM with drain: the node's links move elsewhere first (hub_drain.c). */
+static void start_drain(const struct dconf *conf, struct hub *hub)
+{
+	struct hub_req req = { .op = HUB_DRAIN };
+
+	log_info("stopping", "signal=TERM drain=true timeout_ms=%lld",
+		 (long long)conf->drain_timeout_ms);
+	sd_notify(0, "STOPPING=1\nSTATUS=draining");
+	hub_call_local(hub, &req);          /* instance "": this node */
+	free(req.body);
+}
+
+/*
+ * Until a signal says stop. While a SIGTERM drain runs, the wait wakes every
+ * 100 ms to see whether the drain is over (or its timeout has passed).
+ */
 static void wait_for_signals(const struct options *o, struct dconf *conf,
 			     struct hub *hub, struct api *api,
 			     struct auth *auth, const sigset_t *set)
 {
+	const struct timespec step = { .tv_nsec = 100 * 1000000 };
+	int64_t drain_deadline = 0;
+
 	for (;;) {
 		siginfo_t si;
-		int sig = sigwaitinfo(set, &si);
+		int sig = drain_deadline ? sigtimedwait(set, &si, &step)
+					 : sigwaitinfo(set, &si);
 
+		if (sig < 0 && errno == EAGAIN) {
+			if (hub_drain_state(hub) == HUB_DRAINED)
+				return;
+			if (now_ms() >= drain_deadline) {
+				log_warn("drain timeout", "note=\"stopping with "
+					 "links left\"");
+				return;
+			}
+			continue;
+		}
 		if (sig < 0) {
 			if (errno == EINTR)
 				continue;
@@ -151,6 +193,11 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 		}
 		if (sig == SIGHUP) {
 			reload(o, conf, hub, api, auth);
+			continue;
+		}
+		if (sig == SIGTERM && conf->drain_present && !drain_deadline) {
+			start_drain(conf, hub);
+			drain_deadline = now_ms() + conf->drain_timeout_ms;
 			continue;
 		}
 		log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");

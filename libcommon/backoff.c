@@ -101,3 +101,10 @@ void backoff_reset(struct backoff *b)
 {
 	b->attempt = 0;
 }
+
+uint32_t backoff_jitter(struct backoff *b, uint32_t max_ms)
+{
+	uint64_t r = next_random(b) >> 32;
+
+	return (uint32_t)((r * ((uint64_t)max_ms + 1)) >> 32);
+}

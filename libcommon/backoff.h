@@ -30,5 +30,8 @@ uint32_t backoff_ceiling(const struct backoff *b);
 uint32_t backoff_next(struct backoff *b);
 /* After a success: start again from the initial ceiling. */
 void backoff_reset(struct backoff *b);
+/* A delay uniform in [0, max_ms] from the same source; the attempt count
+ * is left alone (a drain hint's spread, which is not a failure). */
+uint32_t backoff_jitter(struct backoff *b, uint32_t max_ms);
 
 #endif

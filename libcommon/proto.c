@@ -600,3 +600,29 @@ int proto_close_code(int err)
 		return 1011;
 	}
 }
+
+void proto_drain_reason(char *out, size_t size, uint32_t spread_ms)
+{
+	snprintf(out, size, "drain spread_ms=%u", (unsigned)spread_ms);
+}
+
+bool proto_drain_hint(const char *reason, uint32_t *spread_ms)
+{
+	const char *p;
+
+	*spread_ms = 0;
+	if (strncmp(reason, "drain", 5) != 0 || (reason[5] && reason[5] != ' '))
+		return false;
+	for (p = reason + 5; (p = strchr(p, ' ')); ) {
+		unsigned long long v = 0;
+
+		p++;
+		if (strncmp(p, "spread_ms=", 10) != 0)
+			continue;
+		for (p += 10; *p >= '0' && *p <= '9'; p++)
+			if ((v = v * 10 + (unsigned)(*p - '0')) > PROTO_DRAIN_SPREAD_MAX)
+				v = PROTO_DRAIN_SPREAD_MAX;
+		*spread_ms = (uint32_t)v;
+	}
+	return true;
+}

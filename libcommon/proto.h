@@ -164,4 +164,19 @@ bool proto_valid_instance(const char *id);
 /* The WebSocket close code for a PROTO_E_* error. */
 int proto_close_code(int err);
 
+/*
+ * The drain hint: a node being drained closes its links with 1012 and the
+ * reason "drain spread_ms=N": link again elsewhere (the next URL), after a
+ * delay uniform in [0, N] ms, so that the node's agents arrive on the
+ * others spread over N ms instead of at once. Any other 1012 reason keeps
+ * its meaning (cluster mode: the history was reset; link again at once).
+ * Unknown "key=value" words after "drain" are ignored (later additions).
+ */
+#define PROTO_DRAIN_SPREAD_MAX 600000   /* a hint never delays more */
+/* Write the reason for spread_ms into out (at least 32 bytes). */
+void proto_drain_reason(char *out, size_t size, uint32_t spread_ms);
+/* True when reason is a drain hint; *spread_ms then holds its spread,
+ * capped at PROTO_DRAIN_SPREAD_MAX (0 when it gives none). */
+bool proto_drain_hint(const char *reason, uint32_t *spread_ms);
+
 #endif

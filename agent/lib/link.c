@@ -202,7 +202,11 @@ static void connect_now(lws_sorted_usec_list_t *sul)
 
 /*
  * The connection (or attempt) is over: report it once, apply on_disconnect,
- * and schedule the next attempt unless we are stopping.
+ * and schedule the next attempt unless we are stopping. An attempt that got
+ * no welcome moves on to the next URL; so does a link the daemon closed
+ * because its node is draining (1012 with the drain hint, proto.h), after a
+ * delay uniform over the hint's spread, so that a drained node's agents
+ * reach the others spread out rather than at once.
  */
 static void lost(struct agent *a)
 {
@@ -210,6 +214,9 @@ static void lost(struct agent *a)
 	struct agent_link_info info = { 0 };
 	char q[200], status[32] = "";
 	bool was_linked = l->welcomed;
+	uint32_t spread = 0;
+	bool drained = !l->close_code && l->end_code &&
+		       proto_drain_hint(l->end_reason, &spread);
 
 	if (!l->attempting)
 		return;
@@ -240,9 +247,10 @@ static void lost(struct agent *a)
 	if (l->stopping) {
 		finish(a);
 	} else {
-		if (!was_linked)
+		if (!was_linked || drained)
 			l->url_index = (l->url_index + 1) % a->n_urls;
-		info.retry_ms = backoff_next(&a->backoff);
+		info.retry_ms = drained ? backoff_jitter(&a->backoff, spread)
+					: backoff_next(&a->backoff);
 		schedule_ms(a, &l->retry_sul, connect_now, info.retry_ms);
 	}
 
@@ -550,6 +558,7 @@ static void wake(struct agent *a)
 static void peer_close(struct agent *a, const unsigned char *in, size_t len)
 {
 	struct link *l = &a->link;
+	uint32_t spread;
 	size_t n;
 
 	if (len < 2) {
@@ -561,6 +570,11 @@ static void peer_close(struct agent *a, const unsigned char *in, size_t len)
 						 : sizeof(l->end_reason) - 1;
 	memcpy(l->end_reason, in + 2, n);
 	l->end_reason[n] = '\0';
+	/* libwebsockets 4.1's client turns the codes it does not know, 1012
+	 * and 1013 among them, into 1002 before we see them; the reason
+	 * survives, and the drain hint comes only with 1012. */
+	if (l->end_code == 1002 && proto_drain_hint(l->end_reason, &spread))
+		l->end_code = 1012;
 }
 
 static void connection_error(struct agent *a, struct lws *wsi, const char *in,

@@ -340,6 +340,35 @@ void cmd_events(const struct cmd_args *args, struct cmd_request *req)
 	req->render = RENDER_EVENTS;
 }
 
+/* A node name as one path segment: what is not unreserved is %-encoded. */
+static char *path_segment(const char *text)
+{
+	char *out = util_malloc(strlen(text) * 3 + 1), *p = out;
+
+	for (; *text; text++) {
+		unsigned char c = (unsigned char)*text;
+
+		if (is_lower_or_digit((char)c) || (c >= 'A' && c <= 'Z') ||
+		    strchr("-._~", c))
+			*p++ = (char)c;
+		else
+			p += sprintf(p, "%%%02X", c);
+	}
+	*p = '\0';
+	return out;
+}
+
+void cmd_drain(const struct cmd_args *args, struct cmd_request *req)
+{
+	char *node = path_segment(checked_name("NODE", args->positional[0]));
+
+	req->method = "POST";
+	req->path = format_path(API "/nodes/%s/drain", node);
+	req->body = NULL;
+	req->render = RENDER_DRAIN;
+	free(node);
+}
+
 void cmd_request_release(struct cmd_request *req)
 {
 	free(req->path);

@@ -120,6 +120,7 @@ static const struct command commands[] = {
 	{"cacheready", cmd_cacheready, NULL, 0, 0, 0, "cacheready"},
 	{"events", cmd_events, NULL, ALLOW_AFTER | ALLOW_FOLLOW, 0, 0,
 	 "events [--after SEQ] [--follow]"},
+	{"drain", cmd_drain, NULL, 0, 1, 1, "drain NODE"},
 	{"token", NULL, issue_run,
 	 ALLOW_ROLE | ALLOW_SERVICE | ALLOW_TTL | ALLOW_SUB |
 		 ALLOW_SECRET_FILE,
@@ -157,6 +158,10 @@ static const char usage_text[] =
 	"                        list retained events (after SEQ); --follow (-f):\n"
 	"                        then stream new ones as they come (SSE), until\n"
 	"                        interrupted, picking up where it was after a drop\n"
+	"  drain NODE            take NODE out of service (a rolling upgrade): it\n"
+	"                        closes its links in steps so that their agents\n"
+	"                        move to other nodes, and refuses new ones; in\n"
+	"                        cluster mode any node passes it on to NODE\n"
 	"  token issue --role agent|admin|reader [--service S] [--ttl DURATION]\n"
 	"              [--sub TEXT] --secret-file FILE\n"
 	"                        print a token signed with FILE (the daemon's\n"

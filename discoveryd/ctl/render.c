@@ -74,6 +74,13 @@ static const struct column cacheready_columns[] = {
 	END_COLUMNS,
 };
 
+static const struct column drain_columns[] = {
+	{"NODE", "node", CELL_TEXT},
+	{"DRAINING", "draining", CELL_READY},
+	{"LINKS", "links", CELL_TEXT},
+	END_COLUMNS,
+};
+
 static const struct column event_columns[] = {
 	{"SEQ", "seq", CELL_TEXT},
 	{"KIND", "kind", CELL_TEXT},
@@ -280,6 +287,9 @@ int render_table(enum render_kind kind, const cJSON *root, FILE *out,
 	case RENDER_EVENTS:
 		columns = event_columns;
 		rows = list_of(root, "events", true);
+		break;
+	case RENDER_DRAIN:
+		columns = drain_columns;
 		break;
 	}
 	/* A lone object with none of the fields is another kind of answer. */

@@ -23,6 +23,7 @@ enum render_kind {
 	RENDER_ACK,      /* {"seq":N,"delivered":K} */
 	RENDER_CACHEREADY, /* {"seq","service","ready","delivered"} */
 	RENDER_EVENTS,   /* {"events":[event...]} or [event...] */
+	RENDER_DRAIN,    /* {"node","draining","links"} */
 };
 
 /*

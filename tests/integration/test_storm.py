@@ -15,6 +15,7 @@ from harness import Discoveryd, WAIT
 AGENTS = 2000
 SUB = ["discovery.v1"]
 LIMITS = ("limits:\n  accept_rate: 1000\n  accept_burst: 200\n"
+          "  accept_share_per_ip: 100\n"
           "  max_agents_per_ip: 0\n")
 
 

@@ -3,18 +3,19 @@
  * against the public header. It links to a daemon and prints one line per
  * thing libagent tells it, flushed at once, so a test can follow along:
  *
- *   link state=linked epoch=E seq=N recovered=1 reset=0
- *   link state=unlinked code=1006
+ *   link state=linked epoch=E seq=N recovered=1 reset=0 node=NODE
+ *   link state=unlinked code=1006 retry_ms=N
  *   readiness service=cache ready=1
  *   event seq=N kind=invalidate replayed=0 value={"keys":["k"]}
  *
- * usage: agent_probe URL SERVICE INSTANCE [DEPENDENCY...]
+ * usage: agent_probe URL[,URL...] SERVICE INSTANCE [DEPENDENCY...]
  * It runs until stdin closes (or SIGTERM), then destroys the agent.
  */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <discovery/agent.h>
@@ -26,10 +27,11 @@ static void on_link(agent_t *a, enum agent_link_state state,
 	(void)ud;
 	if (state == AGENT_LINK_LINKED)
 		printf("link state=linked epoch=%s seq=%" PRIu64
-		       " recovered=%d reset=%d\n", info->epoch, info->seq,
-		       info->recovered, info->reset);
+		       " recovered=%d reset=%d node=%s\n", info->epoch, info->seq,
+		       info->recovered, info->reset, info->node);
 	else if (state == AGENT_LINK_UNLINKED)
-		printf("link state=unlinked code=%d\n", info->close_code);
+		printf("link state=unlinked code=%d retry_ms=%u\n",
+		       info->close_code, info->retry_ms);
 	fflush(stdout);
 }
 
@@ -55,8 +57,9 @@ int main(int argc, char **argv)
 	struct agent_config cfg;
 	struct agent_callbacks cb = { .on_readiness = on_readiness,
 				      .on_event = on_event, .on_link = on_link };
-	const char *urls[1];
-	char err[256], buf[64];
+	const char *urls[8];
+	char err[256], buf[64], *list, *url;
+	size_t n_urls = 0;
 	agent_t *a;
 	int rc;
 
@@ -66,9 +69,11 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	agent_config_init(&cfg);
-	urls[0] = argv[1];
+	list = argv[1];
+	while (n_urls < 8 && (url = strsep(&list, ",")))
+		urls[n_urls++] = url;
 	cfg.urls = urls;
-	cfg.n_urls = 1;
+	cfg.n_urls = n_urls;
 	cfg.service = argv[2];
 	cfg.instance = argv[3];
 	cfg.depends_on = (const char *const *)argv + 4;

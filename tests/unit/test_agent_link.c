@@ -503,6 +503,19 @@ static void test_welcome_timeout(void **state)
 	seen_release(&s);
 }
 
+/* An agent given two URLs (buffers of 64 bytes) on those ports. */
+static agent_t *start_two(struct opts *o, struct seen *s, char *url0,
+			  int port0, char *url1, int port1)
+{
+	seen_init(s);
+	snprintf(url0, 64, "ws://127.0.0.1:%d/", port0);
+	snprintf(url1, 64, "ws://127.0.0.1:%d/", port1);
+	o->urls[0] = url0;
+	o->urls[1] = url1;
+	o->n_urls = 2;
+	return start_agent(o, s);
+}
+
 /*
  * The first URL accepts connections and never answers the handshake; the
  * attempt must end (it used to hang until libwebsockets gave up, then keep
@@ -519,12 +532,7 @@ static void test_silent_server_then_next_url(void **state)
 	int held, fd;
 
 	(void)state;
-	seen_init(&s);
-	snprintf(url0, sizeof(url0), "ws://127.0.0.1:%d/", port0);
-	snprintf(url1, sizeof(url1), "ws://127.0.0.1:%d/", port1);
-	o.urls[0] = url0;
-	o.urls[1] = url1;
-	a = start_agent(&o, &s);
+	a = start_two(&o, &s, url0, port0, url1, port1);
 	held = accept_within(silent, WAIT_MS);
 	assert_true(held >= 0);
 	fd = link_up(lfd, req, sizeof(req), &hello);
@@ -542,6 +550,53 @@ static void test_silent_server_then_next_url(void **state)
 	close(held);
 	close(silent);
 	close(lfd);
+	seen_release(&s);
+}
+
+/*
+ * A link closed with 1012 and the drain hint goes on to the next URL, after
+ * a delay within the hint's spread (not the backoff); a 1012 without the
+ * hint (a cluster's history reset) links again to the same URL.
+ */
+static void test_drain_moves_on(void **state)
+{
+	struct opts o = { .n_urls = 2 };
+	char url0[64], url1[64], req[4096], reason[128];
+	int port0, port1, lfd0 = listen_any(&port0), lfd1 = listen_any(&port1);
+	struct seen s;
+	cJSON *hello;
+	agent_t *a;
+	int fd;
+
+	(void)state;
+	a = start_two(&o, &s, url0, port0, url1, port1);
+	fd = link_up(lfd0, req, sizeof(req), &hello);
+	cJSON_Delete(hello);
+	send_welcome(fd, 1, false, 0, "{}");
+	assert_true(wait_for(&s, &s.linked, 1, WAIT_MS));
+	send_close(fd, 1012, "cluster history reset");
+	expect_close(fd, WAIT_MS, reason, sizeof(reason));  /* lws says 1002 */
+	close(fd);
+	fd = link_up(lfd0, req, sizeof(req), &hello);    /* the same URL */
+	assert_true(hello_resume_seq(hello) >= 0);
+	cJSON_Delete(hello);
+	send_welcome(fd, 1, true, 0, "{}");
+	assert_true(wait_for(&s, &s.linked, 2, WAIT_MS));
+	send_close(fd, 1012, "drain spread_ms=300");
+	expect_close(fd, WAIT_MS, reason, sizeof(reason));
+	close(fd);
+	fd = link_up(lfd1, req, sizeof(req), &hello);    /* the next one */
+	cJSON_Delete(hello);
+	assert_int_equal(s.close_code, 1012);
+	assert_string_equal(s.reason, "drain spread_ms=300");
+	assert_true(s.was_linked);
+	assert_true(s.retry_ms <= 300);
+	assert_string_equal(s.connect_url[s.connecting - 1], url1);
+	send_welcome(fd, 1, true, 0, "{}");
+	assert_true(wait_for(&s, &s.linked, 3, WAIT_MS));
+	destroy_linked(a, fd);
+	close(lfd0);
+	close(lfd1);
 	seen_release(&s);
 }
 
@@ -726,6 +781,7 @@ int main(void)
 		cmocka_unit_test(test_welcome_timeout),
 		cmocka_unit_test(test_silent_server_then_next_url),
 		cmocka_unit_test(test_refused_rotation),
+		cmocka_unit_test(test_drain_moves_on),
 		cmocka_unit_test(test_destroy_while_connecting),
 		cmocka_unit_test(test_token_file),
 		cmocka_unit_test(test_host_queue_pauses_reading),

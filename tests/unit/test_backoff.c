@@ -167,6 +167,28 @@ static void test_distribution(void **state)
 	assert_int_equal(highest, 999);
 }
 
+/* A jitter draw stays in [0, max], reaches both ends, and leaves the
+ * attempt count (the backoff's growth) alone. */
+static void test_jitter(void **state)
+{
+	struct backoff b;
+	uint32_t lowest = UINT32_MAX, highest = 0;
+
+	(void)state;
+	backoff_init(&b, 100, 1000, 2.0, 42);
+	for (int i = 0; i < 100000; i++) {
+		uint32_t d = backoff_jitter(&b, 50);
+
+		lowest = d < lowest ? d : lowest;
+		highest = d > highest ? d : highest;
+	}
+	assert_int_equal(lowest, 0);
+	assert_int_equal(highest, 50);
+	assert_int_equal(b.attempt, 0);
+	assert_int_equal(backoff_jitter(&b, 0), 0);
+	assert_true(backoff_jitter(&b, UINT32_MAX) <= UINT32_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -177,6 +199,7 @@ int main(void)
 		cmocka_unit_test(test_out_of_contract_values),
 		cmocka_unit_test(test_seeds),
 		cmocka_unit_test(test_distribution),
+		cmocka_unit_test(test_jitter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

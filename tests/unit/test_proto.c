@@ -858,6 +858,30 @@ static void test_close_codes(void **state)
 	assert_int_equal(proto_close_code(PROTO_E_NOMEM), 1011);
 }
 
+/* The drain hint: one format, written and read here, and lenient reads of
+ * what a newer daemon may add. */
+static void test_drain_hint(void **state)
+{
+	char reason[64];
+	uint32_t spread = 7;
+
+	(void)state;
+	proto_drain_reason(reason, sizeof(reason), 1500);
+	assert_string_equal(reason, "drain spread_ms=1500");
+	assert_true(proto_drain_hint(reason, &spread));
+	assert_int_equal(spread, 1500);
+	assert_true(proto_drain_hint("drain", &spread));
+	assert_int_equal(spread, 0);
+	assert_true(proto_drain_hint("drain node=a spread_ms=20 x=y", &spread));
+	assert_int_equal(spread, 20);
+	assert_true(proto_drain_hint("drain spread_ms=99999999999999999999",
+				     &spread));
+	assert_int_equal(spread, PROTO_DRAIN_SPREAD_MAX);
+	assert_false(proto_drain_hint("cluster history reset", &spread));
+	assert_false(proto_drain_hint("draining", &spread));
+	assert_false(proto_drain_hint("", &spread));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -883,6 +907,7 @@ int main(void)
 		cmocka_unit_test(test_headroom),
 		cmocka_unit_test(test_valid_name),
 		cmocka_unit_test(test_close_codes),
+		cmocka_unit_test(test_drain_hint),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -245,7 +245,10 @@ struct agent_link_info {
 	/* UNLINKED */
 	bool was_linked;       /* false: the attempt failed before a welcome */
 	int close_code;        /* WebSocket close code; 1006 when the connection
-	                        * failed or dropped without a close frame */
+	                        * failed or dropped without a close frame;
+	                        * 1012 with reason "drain spread_ms=N": the
+	                        * node is draining, the next attempt goes to
+	                        * the next URL after retry_ms <= N */
 	const char *reason;    /* close reason or error text; "" if none */
 	int http_status;       /* a refused handshake's HTTP status (401, 403, ...), else 0 */
 	uint32_t retry_ms;     /* delay before the next attempt; 0 when stopping */
