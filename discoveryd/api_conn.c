@@ -384,7 +384,9 @@ static void started(struct api_conns *t, struct MHD_Connection *c,
 	if (addr_info && peer_key(addr_info->client_addr, key, &len))
 		p = find_peer(t, key, len);
 	why = admission(t, p, true);
-	if (why == N_RF && !p && len && !(p = add_peer(t, key, len)))
+	/* The one evicted may have been p's last connection, and p freed. */
+	if (why == N_RF && len && !(p = find_peer(t, key, len)) &&
+	    !(p = add_peer(t, key, len)))
 		why = RF_MAX_HTTP;      /* out of memory */
 	if (why == N_RF) {
 		k->peer = p;

@@ -95,6 +95,10 @@ class Proc:
                 self.p.kill()
                 self.p.wait()
         self.reader.join(5)
+        if self.p.returncode != 0:
+            # Shown only when the test fails: why it did not exit 0 (a
+            # sanitizer's report, say).
+            print("exit %d; log:\n%s" % (self.p.returncode, self.text()[-20000:]))
         return self.p.returncode
 
     def text(self):
