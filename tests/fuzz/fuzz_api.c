@@ -270,7 +270,14 @@ static enum token_role caller_role(void)
 static bool changes_state(enum hub_op op)
 {
 	return op == HUB_DECLARE || op == HUB_CACHEREADY ||
-	       op == HUB_INVALIDATE || op == HUB_BROADCAST;
+	       op == HUB_INVALIDATE || op == HUB_BROADCAST || op == HUB_DRAIN;
+}
+
+/* /healthz asks; the hub is always serving here. */
+enum hub_drain_state hub_drain_state(const struct hub *h)
+{
+	(void)h;
+	return HUB_SERVING;
 }
 
 void hub_call(struct hub *h, struct hub_req *req)
@@ -318,9 +325,14 @@ void hub_call(struct hub *h, struct hub_req *req)
 	case HUB_SSE_OPEN:          /* a live stream: refused below */
 		CHECK(req->stream != NULL);
 		break;
+	case HUB_DRAIN:
+		CHECK(proto_valid_instance(req->instance));
+		break;
 	case HUB_CACHEREADY:
 	case HUB_SERVICES:
 	case HUB_AGENTS:
+	case HUB_METRICS:
+	case HUB_INFO:
 		break;
 	default:
 		CHECK(!"api.c sent an op it has no route for");
