@@ -1,5 +1,5 @@
 /*
- * api: the HTTP API (SPEC §4) on libmicrohttpd, in its epoll thread pool.
+ * api: the HTTP API (docs/api.md) on libmicrohttpd, in its epoll thread pool.
  *
  * Handlers parse and validate on the pool's threads (body cap, JSON depth,
  * field checks), then hand a struct hub_req to the hub and wait for its

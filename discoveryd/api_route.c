@@ -1,6 +1,6 @@
 /*
- * api_route: the HTTP API's routes, body handling and validation (SPEC §4,
- * docs/api.md), the dashboard page and /metrics.
+ * api_route: the HTTP API's routes, body handling and validation
+ * (docs/api.md), the dashboard page and /metrics.
  *
  * JSON bodies go through proto_parse_json, the same strict parse as agent
  * frames, and every field is validated here, so the hub only ever sees

@@ -1,8 +1,8 @@
 /*
- * auth: who may do what (SPEC §4). With `auth` configured, every HTTP call
- * but /healthz needs "Authorization: Bearer TOKEN": role admin for writes,
- * admin or reader for reads; an agent link needs an agent token (which may
- * register only as its svc) or an admin token, checked before the
+ * auth: who may do what (docs/security.md, "Tokens"). With `auth` configured,
+ * every HTTP call but /healthz needs "Authorization: Bearer TOKEN": role admin
+ * for writes, admin or reader for reads; an agent link needs an agent token
+ * (which may register only as its svc) or an admin token, checked before the
  * WebSocket upgrade.
  *
  * Tokens are HS256 JWTs (libcommon/token.h). During a secret rotation the

@@ -1,6 +1,7 @@
 /*
- * dconf: discoveryd's configuration (conf/discoveryd.yaml, SPEC §4): the
- * table of keys, the struct they land in, and the checks across keys.
+ * dconf: discoveryd's configuration (conf/discoveryd.yaml, man
+ * discoveryd.yaml): the table of keys, the struct they land in, and the checks
+ * across keys.
  *
  * Loading is parse, then validate the whole, then hand the struct over; the
  * daemon never runs on a half-read file. A reload (SIGHUP) loads a fresh

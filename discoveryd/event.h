@@ -1,7 +1,7 @@
 /*
- * event: one thing broadcast to agents (SPEC §3): a readiness change, a cache
- * invalidation or a custom command, with its address (who receives it) and
- * its frame.
+ * event: one thing broadcast to agents (docs/protocol.md, "Concepts"): a
+ * readiness change, a cache invalidation or a custom command, with its address
+ * (who receives it) and its frame.
  *
  * An event is serialized and framed exactly once, into a buffer with LWS_PRE
  * bytes of headroom, when the log has given it its epoch and seq. Every link

@@ -1,5 +1,5 @@
 /*
- * hub: the one libwebsockets service thread (DESIGN.md). It owns the agent
+ * hub: the one libwebsockets service thread (docs/design.md). It owns the agent
  * links and the registry, appends events to the log, fans them out, runs the
  * heartbeat and closes bad links with their codes.
  *

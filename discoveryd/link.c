@@ -1,7 +1,7 @@
 /*
- * link: one agent's WebSocket link, on the hub thread (SPEC §4 "Agent
- * link"). Frames in: reassembled up to max_message, decoded by proto, then
- * hello (the link becomes an instance) or status (its readiness). Frames out:
+ * link: one agent's WebSocket link, on the hub thread (docs/protocol.md).
+ * Frames in: reassembled up to max_message, decoded by proto, then hello
+ * (the link becomes an instance) or status (its readiness). Frames out:
  * references to events already framed once, written at once when the socket
  * takes them and queued otherwise, up to send_queue bytes.
  *

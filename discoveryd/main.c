@@ -1,6 +1,6 @@
 /*
- * discoveryd: the discovery daemon (SPEC §4). Reads its config, binds the
- * agent listener (the hub) and the HTTP API, says where it listens, then
+ * discoveryd: the discovery daemon (man discoveryd). Reads its config, binds
+ * the agent listener (the hub) and the HTTP API, says where it listens, then
  * waits for signals on the main thread:
  *
  *   SIGTERM, SIGINT   graceful stop: close links with 1001, finish requests;

@@ -1,5 +1,6 @@
 /*
- * registry: the services the daemon knows, and their readiness (SPEC §3).
+ * registry: the services the daemon knows, and their readiness
+ * (docs/protocol.md, "Concepts").
  *
  * A service's readiness is declared through the API (ready / notready, with
  * an optional TTL), or else derived: ready when at least min_ready of its

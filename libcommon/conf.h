@@ -176,8 +176,9 @@ const char *conf_addr_format(const struct conf_addr *addr, char *buf,
 void conf_strlist_free(struct conf_strlist *l);
 
 /*
- * The config file a program reads without -c (SPEC §4): conf/NAME when
- * run from the source tree (it exists there), else /etc/discovery/NAME.
+ * The config file a program reads without -c (man discoveryd, FILES):
+ * conf/NAME when run from the source tree (it exists there), else
+ * /etc/discovery/NAME.
  * Returns a static string.
  */
 const char *conf_default_path(const char *name);

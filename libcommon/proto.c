@@ -1,6 +1,6 @@
 /*
- * proto: the agent link's wire messages (SPEC §4), decoded strictly and
- * encoded compactly. The contract is in proto.h.
+ * proto: the agent link's wire messages (docs/protocol.md), decoded strictly
+ * and encoded compactly. The contract is in proto.h.
  *
  * A frame passes the size cap, then the strict JSON parse of proto_json.c
  * (nesting, text, numbers, nothing left over). Each message type then has

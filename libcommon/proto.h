@@ -1,5 +1,5 @@
 /*
- * proto: the agent link's wire protocol (SPEC §4 "Agent link"), subprotocol
+ * proto: the agent link's wire protocol (docs/protocol.md), subprotocol
  * discovery.v1, JSON text frames.
  *
  *   agent -> daemon   hello, status
@@ -108,12 +108,13 @@ int proto_decode(const char *buf, size_t len, size_t max_len,
 void proto_msg_release(struct proto_msg *msg);
 
 /*
- * Parse untrusted JSON text as strictly as a frame: nesting at most
- * depth_limit (measured first, without recursion), valid UTF-8, no NUL or
- * control characters, no \u0000 escape, numbers as RFC 8259 spells them
- * (cJSON alone takes 01 and 1.), nothing but whitespace after the value. Returns the tree (the caller owns it), or NULL with a one-line
- * reason in err. The HTTP API parses request bodies with it too, so
- * nothing reaches the log that an agent would refuse to decode.
+ * Parse untrusted JSON text as strictly as a frame: nesting at most depth_limit
+ * (measured first, without recursion), valid UTF-8, no NUL or control
+ * characters, no \u0000 escape, numbers as RFC 8259 spells them (cJSON alone
+ * takes 01 and 1.), nothing but whitespace after the value. Returns the tree
+ * (the caller owns it), or NULL with a one-line reason in err. The HTTP API
+ * parses request bodies with it too, so nothing reaches the log that an agent
+ * would refuse to decode.
  */
 cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
 			char *err, size_t errlen);

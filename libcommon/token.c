@@ -1,10 +1,10 @@
 /*
- * token: HS256 JSON Web Tokens for SPEC §4's roles, issued by discoveryctl
- * and verified by discoveryd. See token.h for the contract; this file is
- * base64url, the HMAC (OpenSSL's libcrypto), and the checks in the order
- * token_verify makes them: size, shape, header, signature, then claims.
- * Claims are parsed only once the signature holds, so an unauthenticated
- * peer reaches cJSON with a header of at most TOKEN_HEADER_MAX bytes.
+ * token: HS256 JSON Web Tokens for the roles of docs/security.md, issued by
+ * discoveryctl and verified by discoveryd. See token.h for the contract; this
+ * file is base64url, the HMAC (OpenSSL's libcrypto), and the checks in the
+ * order token_verify makes them: size, shape, header, signature, then claims.
+ * Claims are parsed only once the signature holds, so an unauthenticated peer
+ * reaches cJSON with a header of at most TOKEN_HEADER_MAX bytes.
  */
 #include "token.h"
 

@@ -1,6 +1,6 @@
 /*
- * token: the bearer tokens of SPEC §4, HS256 JSON Web Tokens (RFC 7519)
- * signed with the shared secret of `auth.secret_file`.
+ * token: the bearer tokens of docs/security.md, HS256 JSON Web Tokens (RFC
+ * 7519) signed with the shared secret of `auth.secret_file`.
  *
  *   header   {"alg":"HS256","typ":"JWT"}
  *   claims   role  "agent" | "admin" | "reader"       required

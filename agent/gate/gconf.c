@@ -1,6 +1,6 @@
 /*
  * gconf: the gate's keys, one table for libcommon's conf loader (see
- * gconf.h), plus the one bridge to libagent's loader: SPEC §7 names the
+ * gconf.h), plus the one bridge to libagent's loader: docs/gate.md names the
  * dependencies `requires:`, which libagent knows as `depends_on:`.
  */
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * gconf: the gate's own keys in gate.yaml (SPEC §7: listen, upstream,
+ * gconf: the gate's own keys in gate.yaml (docs/gate.md: listen, upstream,
  * requires, locked_status, retry_after, pass, latch, and the proxy's limits
  * and timeouts). libagent's keys in the same file (discovery, service,
  * instance, backoff, ...) belong to agent_load_ex and are skipped here; the
@@ -57,7 +57,7 @@ int gconf_load(const char *path, struct gconf *c, char *err, size_t errlen);
 void gconf_free(struct gconf *c);
 
 /*
- * The agent for this file. SPEC §7 spells the dependencies `requires:`;
+ * The agent for this file. docs/gate.md spells the dependencies `requires:`;
  * libagent reads `depends_on:`. Either works (both at once is an error):
  * with `requires:` the agent is loaded from a copy of the file in which
  * the libyaml parser located that one key and renamed it, so libagent still

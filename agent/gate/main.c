@@ -1,6 +1,6 @@
 /*
- * discovery-gate: the 423 gate (SPEC §7), a reverse proxy in front of a web
- * app that answers `locked_status` until the services the app requires are
+ * discovery-gate: the 423 gate (docs/gate.md), a reverse proxy in front of a
+ * web app that answers `locked_status` until the services the app requires are
  * ready, then proxies every request to it.
  *
  * It is libagent (the link to discoveryd and the readiness flags, through

@@ -1,5 +1,5 @@
 /*
- * session: the discovery.v1 conversation above the link (SPEC §4).
+ * session: the discovery.v1 conversation above the link (docs/protocol.md).
  *
  *   agent  -> hello {service, instance, address, depends_on, meta,
  *                    resume{epoch, seq} once a welcome was seen}

@@ -1,5 +1,6 @@
 /*
- * discovery-agent: the sidecar (SPEC §6) for programs that cannot link C.
+ * discovery-agent: the sidecar (man discovery-agent) for programs that cannot
+ * link C.
  *
  * It is libagent plus three things around it: hooks (shell commands run on
  * invalidations, commands, readiness changes and resets, hooks.c), this

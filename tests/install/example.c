@@ -1,5 +1,5 @@
 /*
- * example: a program written only against the names SPEC §5 fixes, built
+ * example: a program written only against the names man libagent fixes, built
  * by tests/integration/test_install.py against an installed tree (with
  * `pkg-config --cflags --libs libagent`, shared and static) to prove that
  * what `make install` puts there is enough to build and run a client.

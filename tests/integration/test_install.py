@@ -7,7 +7,7 @@ tree only:
 - every file is where the layout says, with its mode, and is the very file
   `make all` built (install rebuilds nothing, and never with other flags);
 - libagent.pc works through pkg-config (shared and --static);
-- tests/install/example.c, written only against the names SPEC §5 fixes,
+- tests/install/example.c, written only against the names man libagent fixes,
   builds with `cc $(pkg-config --cflags --libs libagent)` and statically
   against libagent.a, and both programs run against a real discoveryd: they
   link, and exit 0 once the test declares the cache ready;

@@ -2,10 +2,10 @@
  * test_proto: the agent link's wire messages (libcommon/proto.c).
  *
  * Every message type goes through encode -> decode -> encode and is compared
- * with the shape SPEC §4 shows; every validation rule is broken once and
- * must give its code and a reason naming the field. Frames are decoded from
- * exact-size heap copies with no NUL after them, so ASan and valgrind catch
- * any read past the end.
+ * with the shape docs/protocol.md shows; every validation rule is broken once
+ * and must give its code and a reason naming the field. Frames are decoded from
+ * exact-size heap copies with no NUL after them, so ASan and valgrind catch any
+ * read past the end.
  */
 #include <stdarg.h>
 #include <stddef.h>

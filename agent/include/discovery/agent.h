@@ -1,5 +1,5 @@
 /*
- * libagent: the client side of discovery (SPEC.md §5).
+ * libagent: the client side of discovery (man libagent).
  *
  * An agent keeps one WebSocket link (subprotocol "discovery.v1") to a
  * discoveryd, announces this instance (service, instance, address, the
