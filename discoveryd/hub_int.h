@@ -312,7 +312,6 @@ void hub_drain_run(struct hub *h, struct hub_req *req);
 
 /* hub_metrics.c */
 char *hub_metrics_text(struct hub *h);
-const char *close_kind_name(enum close_kind kind);
 
 /* hub_cluster.c: the hub's side of cluster mode */
 void hub_cluster_apply(struct hub *h, struct hub_req *req);

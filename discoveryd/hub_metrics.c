@@ -26,11 +26,6 @@ static const char *const close_names[CLOSE_KINDS] = {
 	[CLOSE_DRAIN] = "drain",
 };
 
-const char *close_kind_name(enum close_kind kind)
-{
-	return kind < CLOSE_KINDS ? close_names[kind] : "unknown";
-}
-
 static void services(struct metrics_text *t, const struct registry *r)
 {
 	char label[160], esc[140];
