@@ -33,7 +33,11 @@
 #include "discovery/agent.h"
 #include "proto.h"
 
-#define LIBAGENT_VERSION "0.1.0"
+/* The Makefile's VERSION, as every program's. */
+#ifndef DISCOVERY_VERSION
+#error "DISCOVERY_VERSION comes from the Makefile"
+#endif
+#define LIBAGENT_VERSION DISCOVERY_VERSION
 
 /* Close reasons travel in a control frame: 125 bytes minus the code. */
 #define CLOSE_REASON_MAX 123
