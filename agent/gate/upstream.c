@@ -595,8 +595,11 @@ static int on_headers_complete(http_parser *hp)
 	if (status == 101 && !x->upgrade)
 		return -1;
 	if (status < 200 && status != 101) {
-		x->interim = true; /* 100 Continue, 103 Early Hints: skipped */
-		return 0;
+		/* 100 Continue, 103 Early Hints: skipped. 1: a 1xx has no
+		 * body whatever its head says (RFC 9110 15.2); what follows
+		 * is the final response, not bytes of this one. */
+		x->interim = true;
+		return 1;
 	}
 	x->resp_length = (hp->flags & F_CHUNKED) ||
 			 hp->content_length == ULLONG_MAX
