@@ -26,6 +26,7 @@
 
 #include <http_parser.h>
 
+#include "chunk.h"
 #include "client.h"
 #include "log.h"
 #include "relay.h"
@@ -65,6 +66,7 @@ struct client {
 	http_parser parser;
 	struct buf target;              /* as sent, NUL-terminated */
 	struct buf fields;              /* "name\0value\0"... */
+	struct chunk_check chunks;      /* a chunked body's framing, strictly */
 	int field_state;                /* 0, 1 in a name, 2 in a value */
 	size_t n_fields;
 	bool in_request;                /* counted in env->busy */
@@ -394,6 +396,7 @@ static void feed_body(struct client *c)
 	bool proxying = c->phase == PH_PROXY && c->x.in_flight && !c->discard;
 	size_t before = c->x.up.len, n, parsed;
 	enum http_errno e;
+	const char *why;
 
 	if (c->body_done || !c->in.len || c->closed)
 		return;
@@ -404,14 +407,18 @@ static void feed_body(struct client *c)
 		return;
 	parsed = http_parser_execute(&c->parser, &settings, c->in.p, n);
 	e = HTTP_PARSER_ERRNO(&c->parser);
+	why = e != HPE_OK && e != HPE_PAUSED ? http_errno_description(e)
+	      : (c->parser.flags & F_CHUNKED) &&
+		!chunk_check(&c->chunks, c->in.p, parsed)
+	      ? "the chunked framing is not CRLF-exact" : NULL;
 	buf_shift(&c->in, parsed);
-	if (e != HPE_OK && e != HPE_PAUSED) {
+	if (why) {
 		if (c->x.in_flight)
 			upstream_abort(&c->x);
 		if (c->head_out) /* an answer has begun: it cannot be whole */
 			return client_close(c);
 		c->discard = true;
-		return refuse(c, 400, "bad_request", http_errno_description(e));
+		return refuse(c, 400, "bad_request", why);
 	}
 	if (proxying) {
 		c->x.up_eof = c->body_done;
@@ -663,6 +670,7 @@ static void parse_head(struct client *c, size_t len)
 	atomic_fetch_add(&c->set->env->busy, 1);
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
+	chunk_check_init(&c->chunks);
 	parsed = http_parser_execute(&c->parser, &settings, c->in.p, len);
 	e = HTTP_PARSER_ERRNO(&c->parser);
 	buf_shift(&c->in, parsed);
