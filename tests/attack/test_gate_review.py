@@ -104,3 +104,34 @@ def test_a_1xx_head_has_no_body(daemon, tmp_path):
     finally:
         assert g.stop() == 0, g.text()
         u.stop()
+
+
+def test_a_bodiless_post_is_never_sent_twice(daemon, tmp_path):
+    """A pooled connection that the app closes after reading a request:
+    the app may have acted on it. A GET may be sent again (RFC 9110
+    9.2.2); a POST, even without a body, may not: the client gets the
+    502, and the app sees the POST once."""
+    from gate_harness import Gate, RawUpstream
+
+    seen = []
+
+    def first_only(sock, head, index):
+        seen.append(head.split("\r\n")[0])
+        if index == 0:
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        return False  # read it, acted on it, and died before answering
+    u = RawUpstream(first_only)
+    g = Gate(tmp_path, daemon, u.url, requires=(),
+             extra="limits: { threads: 1 }\n")
+    try:
+        got = raw_exchange(g, b"GET /warm HTTP/1.1\r\nHost: a\r\n"
+                           b"Connection: close\r\n\r\n")
+        assert status_of(got) == [200], got  # one pooled connection
+        got = raw_exchange(g, b"POST /pay HTTP/1.1\r\nHost: a\r\n"
+                           b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        assert seen.count("POST /pay HTTP/1.1") == 1, seen
+        assert status_of(got) == [502], got
+    finally:
+        assert g.stop() == 0, g.text()
+        u.stop()
