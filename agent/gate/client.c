@@ -578,6 +578,13 @@ static void answer_own(struct client *c, const struct answer *a)
 		feed_body(c);
 }
 
+/* RFC 9110 9.2.2: a request that may go to the app twice. */
+static bool idempotent(enum http_method m)
+{
+	return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS ||
+	       m == HTTP_TRACE || m == HTTP_PUT || m == HTTP_DELETE;
+}
+
 static void start_proxy(struct client *c, bool upgrade)
 {
 	struct gate_env *env = c->set->env;
@@ -603,6 +610,7 @@ static void start_proxy(struct client *c, bool upgrade)
 	x->uri = c->target.p;
 	x->upgrade = upgrade;
 	x->is_head = c->is_head;
+	x->idempotent = idempotent((enum http_method)c->parser.method);
 	x->up_eof = c->body_done;
 	x->framing = (struct framing){
 		.mode = q.body && q.chunked ? FRAME_CHUNKED : FRAME_LENGTH,

@@ -302,8 +302,10 @@ static void conn_failed(struct exchange *x, int err)
 	struct uconn *c = x->uc;
 	char why[300];
 
-	if (c && c->reused && !x->resp_started && !x->framing.started &&
-	    !x->head_done) {
+	/* The app may have read the request and acted on it before it
+	 * closed: only a request that means the same sent twice goes again. */
+	if (c && c->reused && x->idempotent && !x->resp_started &&
+	    !x->framing.started && !x->head_done) {
 		log_debug("upstream_retry", "uri=%.200s error=%s", x->uri,
 			  err ? strerror(err) : "closed");
 		conn_close(c);
