@@ -135,3 +135,53 @@ def test_a_bodiless_post_is_never_sent_twice(daemon, tmp_path):
     finally:
         assert g.stop() == 0, g.text()
         u.stop()
+
+
+def test_dead_tunnels_do_not_hold_every_connection(daemon, tmp_path):
+    """Tunnels whose clients went away, in front of an app that keeps its
+    side open, were never closed: no timeout covers a tunnel, and
+    eviction passes them over, so a few addresses could hold every
+    connection of an open gate for good. A tunnel in which nothing moved
+    for timeouts.idle is closed, and its connection goes to another."""
+    import socket
+    import threading
+    import time
+    from gate_harness import Gate, RawUpstream
+    from harness import WAIT
+
+    done = threading.Event()
+
+    def switch(sock, head, index):
+        if "Upgrade: x" not in head:
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
+                     b"Connection: Upgrade\r\n\r\n")
+        done.wait(WAIT * 2)  # an app that never closes its side
+        return False
+    u = RawUpstream(switch)
+    g = Gate(tmp_path, daemon, u.url, requires=(),
+             extra="limits: { connections: 4, connections_per_ip: 0 }\n"
+                   "timeouts: { idle: 1s }\n")
+    try:
+        for _ in range(4):
+            s = socket.create_connection((g.host, g.port))
+            s.settimeout(WAIT)
+            s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\n"
+                      b"Connection: Upgrade\r\nUpgrade: x\r\n\r\n")
+            assert s.recv(1000).startswith(b"HTTP/1.1 101 "), "no tunnel"
+            s.close()  # the client is gone
+        # Every connection is a dead tunnel now; a new client must get
+        # in once they are past timeouts.idle.
+        deadline = time.monotonic() + WAIT
+        while True:
+            got = raw_exchange(g, b"GET / HTTP/1.1\r\nHost: a\r\n"
+                               b"Connection: close\r\n\r\n")
+            if status_of(got) != [503] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # polling a state the gate does not log
+        assert status_of(got) == [200], got
+    finally:
+        done.set()
+        assert g.stop() == 0, g.text()
+        u.stop()
