@@ -868,7 +868,10 @@ static void switch_to_relay(struct client *c)
 		return client_close(c);
 	leave_request(c);
 	c->phase = PH_RELAY;
-	c->deadline_ms = -1;
+	/* Checked against the relay's last move when due (see
+	 * clients_deadlines): a tunnel idle for timeouts.idle is closed. */
+	c->deadline_ms = loop_now_ms() + c->set->env->conf->idle_timeout_ms;
+	loop_due(c->set->loop, c->deadline_ms);
 	c->relay.client = &c->watch;
 	c->relay.up = &x->up;
 	c->relay.down = &x->down;
@@ -1057,6 +1060,10 @@ long long clients_deadlines(struct clients *s, long long now)
 		after = c->next;
 		if (c->deadline_ms < 0)
 			continue;
+		if (c->phase == PH_RELAY && c->relay.running &&
+		    now < c->relay.moved_ms + c->set->env->conf->idle_timeout_ms)
+			c->deadline_ms = c->relay.moved_ms +
+					 c->set->env->conf->idle_timeout_ms;
 		if (now < c->deadline_ms) {
 			if (next < 0 || c->deadline_ms < next)
 				next = c->deadline_ms;
