@@ -26,6 +26,7 @@
 
 #include <http_parser.h>
 
+#include "chunk.h"
 #include "client.h"
 #include "log.h"
 #include "relay.h"
@@ -65,6 +66,7 @@ struct client {
 	http_parser parser;
 	struct buf target;              /* as sent, NUL-terminated */
 	struct buf fields;              /* "name\0value\0"... */
+	struct chunk_check chunks;      /* a chunked body's framing, strictly */
 	int field_state;                /* 0, 1 in a name, 2 in a value */
 	size_t n_fields;
 	bool in_request;                /* counted in env->busy */
@@ -394,6 +396,7 @@ static void feed_body(struct client *c)
 	bool proxying = c->phase == PH_PROXY && c->x.in_flight && !c->discard;
 	size_t before = c->x.up.len, n, parsed;
 	enum http_errno e;
+	const char *why;
 
 	if (c->body_done || !c->in.len || c->closed)
 		return;
@@ -404,14 +407,18 @@ static void feed_body(struct client *c)
 		return;
 	parsed = http_parser_execute(&c->parser, &settings, c->in.p, n);
 	e = HTTP_PARSER_ERRNO(&c->parser);
+	why = e != HPE_OK && e != HPE_PAUSED ? http_errno_description(e)
+	      : (c->parser.flags & F_CHUNKED) &&
+		!chunk_check(&c->chunks, c->in.p, parsed)
+	      ? "the chunked framing is not CRLF-exact" : NULL;
 	buf_shift(&c->in, parsed);
-	if (e != HPE_OK && e != HPE_PAUSED) {
+	if (why) {
 		if (c->x.in_flight)
 			upstream_abort(&c->x);
 		if (c->head_out) /* an answer has begun: it cannot be whole */
 			return client_close(c);
 		c->discard = true;
-		return refuse(c, 400, "bad_request", http_errno_description(e));
+		return refuse(c, 400, "bad_request", why);
 	}
 	if (proxying) {
 		c->x.up_eof = c->body_done;
@@ -571,6 +578,13 @@ static void answer_own(struct client *c, const struct answer *a)
 		feed_body(c);
 }
 
+/* RFC 9110 9.2.2: a request that may go to the app twice. */
+static bool idempotent(enum http_method m)
+{
+	return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS ||
+	       m == HTTP_TRACE || m == HTTP_PUT || m == HTTP_DELETE;
+}
+
 static void start_proxy(struct client *c, bool upgrade)
 {
 	struct gate_env *env = c->set->env;
@@ -596,6 +610,7 @@ static void start_proxy(struct client *c, bool upgrade)
 	x->uri = c->target.p;
 	x->upgrade = upgrade;
 	x->is_head = c->is_head;
+	x->idempotent = idempotent((enum http_method)c->parser.method);
 	x->up_eof = c->body_done;
 	x->framing = (struct framing){
 		.mode = q.body && q.chunked ? FRAME_CHUNKED : FRAME_LENGTH,
@@ -663,6 +678,7 @@ static void parse_head(struct client *c, size_t len)
 	atomic_fetch_add(&c->set->env->busy, 1);
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
+	chunk_check_init(&c->chunks);
 	parsed = http_parser_execute(&c->parser, &settings, c->in.p, len);
 	e = HTTP_PARSER_ERRNO(&c->parser);
 	buf_shift(&c->in, parsed);
@@ -852,7 +868,10 @@ static void switch_to_relay(struct client *c)
 		return client_close(c);
 	leave_request(c);
 	c->phase = PH_RELAY;
-	c->deadline_ms = -1;
+	/* Checked against the relay's last move when due (see
+	 * clients_deadlines): a tunnel idle for timeouts.idle is closed. */
+	c->deadline_ms = loop_now_ms() + c->set->env->conf->idle_timeout_ms;
+	loop_due(c->set->loop, c->deadline_ms);
 	c->relay.client = &c->watch;
 	c->relay.up = &x->up;
 	c->relay.down = &x->down;
@@ -1041,6 +1060,10 @@ long long clients_deadlines(struct clients *s, long long now)
 		after = c->next;
 		if (c->deadline_ms < 0)
 			continue;
+		if (c->phase == PH_RELAY && c->relay.running &&
+		    now < c->relay.moved_ms + c->set->env->conf->idle_timeout_ms)
+			c->deadline_ms = c->relay.moved_ms +
+					 c->set->env->conf->idle_timeout_ms;
 		if (now < c->deadline_ms) {
 			if (next < 0 || c->deadline_ms < next)
 				next = c->deadline_ms;

@@ -1,6 +1,7 @@
 /*
  * forward: the heads written across the gate (see forward.h).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -88,6 +89,31 @@ static bool dropped(const char *name, const char *connection)
 	       (connection && !essential(name) && fields_lists(connection, name));
 }
 
+/* A CGI-style gateway (WSGI, PHP, Rack) reads a name upper-cased with
+ * '-' as '_': X_Forwarded_For is HTTP_X_FORWARDED_FOR there, as the
+ * gate's own X-Forwarded-For is. True when name, so read, is `want` (or
+ * starts with it, for a prefix). */
+static bool cgi_alias(const char *name, const char *want, bool prefix)
+{
+	for (; *want; name++, want++) {
+		int a = *name == '_' ? '-' : tolower((unsigned char)*name);
+
+		if (!a || a != tolower((unsigned char)*want))
+			return false;
+	}
+	return prefix || !*name;
+}
+
+/* A client's header an app could take for one the gate writes or frames
+ * the message with. */
+static bool aliases_own(const char *name)
+{
+	return strchr(name, '_') &&
+	       (cgi_alias(name, "X-Forwarded-", true) ||
+		cgi_alias(name, "Content-Length", false) ||
+		cgi_alias(name, "Transfer-Encoding", false));
+}
+
 struct out {
 	struct buf *b;
 	bool failed;
@@ -151,7 +177,7 @@ int forward_request_head(struct buf *out, const struct forward_request *q,
 		    !strcasecmp(name, "Content-Length") ||
 		    !strcasecmp(name, "Expect") ||
 		    !strncasecmp(name, "X-Forwarded-", 12) ||
-		    !strcasecmp(name, "Via"))
+		    !strcasecmp(name, "Via") || aliases_own(name))
 			continue;
 		header(&o, name, value);
 	}

@@ -67,15 +67,23 @@ static void interest(struct relay *r)
 static void step(struct relay *r, uint32_t client_ev, uint32_t upstream_ev)
 {
 	const uint32_t readable = EPOLLIN | EPOLLHUP | EPOLLERR;
+	size_t up = r->up->len, down = r->down->len;
+	bool moved;
 
 	if ((client_ev & readable) && !r->client_eof)
 		r->client_eof = fill(r->up, r->client->fd);
 	if ((upstream_ev & readable) && !r->upstream_eof)
 		r->upstream_eof = fill(r->down, r->upstream.fd);
+	moved = r->up->len != up || r->down->len != down;
+	up = r->up->len;
+	down = r->down->len;
 	if (flush(r->down, r->client->fd))
 		return relay_close(r, "client_error");
 	if (flush(r->up, r->upstream.fd))
 		return relay_close(r, "upstream_error");
+	/* The owner closes a tunnel in which nothing moved for a while. */
+	if (moved || r->up->len != up || r->down->len != down)
+		r->moved_ms = loop_now_ms();
 	if (r->client_eof && !r->up->len && !r->upstream_shut) {
 		shutdown(r->upstream.fd, SHUT_WR); /* the client is done */
 		r->upstream_shut = true;
@@ -104,6 +112,7 @@ void relay_start(struct relay *r, int upstream_fd)
 	r->upstream = (struct watch){ .fd = upstream_fd, .fn = on_upstream };
 	r->client_eof = r->upstream_eof = r->upstream_shut = false;
 	r->running = true;
+	r->moved_ms = loop_now_ms();
 	log_debug("relay_started", "uri=%.200s", r->uri);
 	/* Bytes that came with the heads may wait in the rings already. */
 	step(r, 0, 0);

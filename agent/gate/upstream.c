@@ -302,8 +302,10 @@ static void conn_failed(struct exchange *x, int err)
 	struct uconn *c = x->uc;
 	char why[300];
 
-	if (c && c->reused && !x->resp_started && !x->framing.started &&
-	    !x->head_done) {
+	/* The app may have read the request and acted on it before it
+	 * closed: only a request that means the same sent twice goes again. */
+	if (c && c->reused && x->idempotent && !x->resp_started &&
+	    !x->framing.started && !x->head_done) {
 		log_debug("upstream_retry", "uri=%.200s error=%s", x->uri,
 			  err ? strerror(err) : "closed");
 		conn_close(c);
@@ -595,8 +597,11 @@ static int on_headers_complete(http_parser *hp)
 	if (status == 101 && !x->upgrade)
 		return -1;
 	if (status < 200 && status != 101) {
-		x->interim = true; /* 100 Continue, 103 Early Hints: skipped */
-		return 0;
+		/* 100 Continue, 103 Early Hints: skipped. 1: a 1xx has no
+		 * body whatever its head says (RFC 9110 15.2); what follows
+		 * is the final response, not bytes of this one. */
+		x->interim = true;
+		return 1;
 	}
 	x->resp_length = (hp->flags & F_CHUNKED) ||
 			 hp->content_length == ULLONG_MAX

@@ -74,6 +74,7 @@ struct exchange {
 	                                 * (left 0: none) or FRAME_CHUNKED */
 	bool upgrade;                   /* a request to switch protocols */
 	bool is_head;
+	bool idempotent;                /* may be sent again (RFC 9110 9.2.2) */
 	struct ring down;               /* response body bytes, decoded */
 
 	/* the response, for the owner to read */

@@ -72,6 +72,7 @@ extra_srcs() {
 		discoveryd/api_origin.c discoveryd/api_conn.c \
 		"$OUT/dashboard_html.o" ;;
 	gate) echo agent/gate/path.c agent/gate/forward.c agent/gate/ring.c \
+		agent/gate/chunk.c \
 		agent/gate/loop.c agent/gate/admit.c agent/gate/relay.c ;;
 	esac
 }
