@@ -126,7 +126,8 @@ static void journal(struct metrics_text *t, const struct hub *h)
 		       "Writes answered with the first answer of their "
 		       "Idempotency-Key.");
 	metrics_sample(t, "discovery_idempotent_replays_total", NULL,
-		       (double)h->idem.replays);
+		       (double)(h->idem.replays + (h->cluster ?
+			       cluster_idem_replays(h->cluster) : 0)));
 	metrics_family(t, "discovery_idempotency_keys", "gauge",
 		       "Idempotency keys kept (idempotency.max_keys at most).");
 	metrics_sample(t, "discovery_idempotency_keys", NULL,
