@@ -98,10 +98,11 @@ int cluster_idem_args(struct cluster *c, const struct hub_req *req,
 	a->fp[2 * IDEM_FP_LEN] = '\0';
 	snprintf(a->retention, sizeof(a->retention), "%lld",
 		 (long long)atomic_load(&c->idem_retention_ms));
-	/* The first node answers within its script call, its wait for its
-	 * own delivery (timeout) and the others' acks (at most 1 s). */
+	/* The first node answers after its script call: its wait for its
+	 * own delivery (timeout) and for the others' acks (timeout/2 at
+	 * most), and a second of slack for a busy machine. */
 	snprintf(a->window, sizeof(a->window), "%lld",
-		 (long long)(2 * c->timeout_ms + 1000));
+		 (long long)(c->timeout_ms + c->timeout_ms / 2 + 1000));
 	a->argv[0] = req->idem_key;
 	a->argv[1] = a->fp;
 	a->argv[2] = a->retention;

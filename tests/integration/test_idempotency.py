@@ -261,3 +261,37 @@ def test_keys_are_per_token_subject(tmp_path):
         assert b == a and h["idempotent-replayed"] == "true"
     finally:
         assert d.stop() == 0
+
+
+def ctl(d, *args):
+    r = subprocess.run([CTL, "-s", d.base, "--json"] + list(args),
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_discoveryctl_sends_a_key_on_every_write(tmp_path):
+    d = Discoveryd(tmp_path)
+    try:
+        # A fresh key each time: two runs are two changes.
+        rc, one, _ = ctl(d, "invalidate", "k")
+        assert rc == 0
+        rc, two, _ = ctl(d, "invalidate", "k")
+        assert rc == 0
+        assert json.loads(two)["seq"] == json.loads(one)["seq"] + 1
+        assert metric(d, "discovery_idempotency_keys") == 2
+        # Reads carry none.
+        assert ctl(d, "services")[0] == 0
+        assert metric(d, "discovery_idempotency_keys") == 2
+        # An explicit key: the second run replays the first.
+        rc, a, _ = ctl(d, "--idempotency-key", "deploy-42", "invalidate", "k")
+        rc2, b, _ = ctl(d, "invalidate", "k", "--idempotency-key=deploy-42")
+        assert rc == rc2 == 0 and a == b
+        assert seq(d) == json.loads(a)["seq"]
+        rc, _, err = ctl(d, "--idempotency-key", "deploy-42", "invalidate",
+                         "other")
+        assert rc == 1 and "Idempotency-Key" in err
+        for bad in ("", "a b", "x" * 256):
+            rc, _, err = ctl(d, "--idempotency-key", bad, "invalidate", "k")
+            assert rc == 2 and "--idempotency-key" in err
+    finally:
+        assert d.stop() == 0

@@ -6,15 +6,20 @@ same key twice at once on one node is 409, and keys expire in Redis after
 idempotency.retention."""
 
 import json
+import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from cluster_harness import Redis, free_port, node
+from cluster_harness import Redis, node
+from harness import BIN
 from test_idempotency import raw_call
+
+CTL = os.path.join(BIN, "discoveryctl")
 
 INV = "/api/discovery/invalidate"
 
@@ -266,3 +271,26 @@ def test_keys_expire_in_redis(tmp_path, redis):
         assert json.loads(two)["seq"] == json.loads(one)["seq"] + 1
     finally:
         stopped([a])
+
+
+def test_discoveryctl_retries_a_lost_reply_once(tmp_path, redis):
+    """discoveryctl's own retries: the first try's reply is lost after the
+    script ran (503), the retries get 503 (the node rests after a failed
+    call), 409 (the first run may still be answering), then the replay."""
+    relay = LosingRelay(redis.port, b"ctl-lost-key")
+    a = node(tmp_path, "node-a", relay.url)
+    try:
+        before = seq(a)
+        relay.armed.set()
+        r = subprocess.run([CTL, "-s", a.base, "--json", "--idempotency-key",
+                            "ctl-lost-key", "invalidate", "k"],
+                           capture_output=True, text=True, timeout=120)
+        assert relay.lost.is_set()
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["seq"] == before + 1
+        assert wait_until(lambda: seq(a) == before + 1)
+        events = a.call("GET", "/api/discovery/events?after=%d" % before)[1]
+        assert len(events["events"]) == 1
+    finally:
+        stopped([a])
+        relay.close()
