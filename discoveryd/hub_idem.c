@@ -125,13 +125,13 @@ void hub_idem_end(struct hub *h, struct hub_req *req)
 	h->log.tag = NULL;
 	cJSON_Delete(h->idem_tag);
 	h->idem_tag = NULL;
-	e->applied = h->log.tag_written;
+	/* A failure changed nothing (the hub undoes what it prepared
+	 * before it answers one): its retry runs again. */
 	if (req->status < 200 || req->status > 299) {
-		if (!e->applied) {
-			idem_remove(&h->idem, e);
-			return;
-		}
+		idem_remove(&h->idem, e);
+		return;
 	}
+	e->applied = h->log.tag_written;
 	body = req->body ? cJSON_Parse(req->body) : NULL;
 	seq = cJSON_GetObjectItemCaseSensitive(body, "seq");
 	if (cJSON_IsNumber(seq))
@@ -151,20 +151,20 @@ cJSON *hub_idem_records(struct hub *h)
 		return NULL;
 	idem_expire(&h->idem, wall_ms());
 	for (struct idem_entry *e = h->idem.oldest; e; e = e->newer) {
-		if (!e->applied && e != h->idem_current)
-			continue;
-		/* The write under way: its record is the one compacted. */
-		if (e == h->idem_current && !e->status) {
-			if (!h->log.tag_written)
-				continue;
-			cJSON *r = cJSON_Duplicate(h->idem_tag, true);
+		cJSON *r;
 
-			if (r)
-				cJSON_AddStringToObject(r, "t", "idem");
-			cJSON_AddItemToArray(list, r);
+		if (e->status) {                    /* answered: all of it */
+			cJSON_AddItemToArray(list, idem_record(e));
 			continue;
 		}
-		cJSON_AddItemToArray(list, idem_record(e));
+		/* The write under way, whose tagged record was just written
+		 * and is being compacted away: its tag goes on. */
+		if (e != h->idem_current || !h->log.tag_written)
+			continue;
+		r = cJSON_Duplicate(h->idem_tag, true);
+		if (r)
+			cJSON_AddStringToObject(r, "t", "idem");
+		cJSON_AddItemToArray(list, r);
 	}
 	return list;
 }
