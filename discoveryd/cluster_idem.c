@@ -144,7 +144,8 @@ int cluster_idem_reply(struct cluster *c, struct hub_req *req, cJSON **o)
 	first = reply ? cJSON_Parse(reply) : NULL;
 	if (!cJSON_IsObject(first)) {
 		cJSON_Delete(first);
-		hub_answer_error(req, 500, "internal", "unexpected answer from Redis");
+		hub_answer_error(req, 500, "internal",
+				 "unexpected answer from Redis");
 		return 1;
 	}
 	cJSON_Delete(*o);
@@ -174,8 +175,9 @@ void cluster_idem_end(struct cluster *c, redisContext *ctx,
 	args[3] = req->body;
 	r = cluster_script(c, ctx, 0, "idem_answer", 4, args);
 	if (!r || r->type == REDIS_REPLY_ERROR)
-		log_warn("idempotency answer not stored", "error=\"%s\" note=\"a "
-			 "retry gets an answer rebuilt from the change\"",
+		log_warn("idempotency answer not stored", "error=\"%s\" "
+			 "note=\"a retry gets an answer rebuilt from the "
+			 "change\"",
 			 r ? r->str : ctx->errstr);
 	freeReplyObject(r);
 }

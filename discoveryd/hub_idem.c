@@ -107,8 +107,9 @@ static void record_answer(struct hub *h, struct idem_entry *e)
 	cJSON *r = idem_record(e);
 
 	if (!r || evlog_append_record(&h->log, r) != 0)
-		log_warn("journal append failed", "errno=%d what=idempotency_answer "
-			 "note=\"a retry after a restart gets a shorter body\"",
+		log_warn("journal append failed", "errno=%d "
+			 "what=idempotency_answer note=\"a retry after a "
+			 "restart gets a shorter body\"",
 			 errno);
 	cJSON_Delete(r);
 }

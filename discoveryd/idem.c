@@ -236,20 +236,24 @@ cJSON *idem_record(const struct idem_entry *e)
 	return o;
 }
 
+static double number(const cJSON *o, const char *name)
+{
+	return cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
 void idem_restore(struct idem *t, const cJSON *r, uint64_t seq,
 		  int64_t now_wall_ms)
 {
 	const cJSON *k = cJSON_GetObjectItemCaseSensitive(r, "k");
 	const cJSON *body = cJSON_GetObjectItemCaseSensitive(r, "body");
-	double st = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "st"));
-	double ts = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "ts"));
-	double s = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "seq"));
+	double st = number(r, "st"), ts = number(r, "ts"), s = number(r, "seq");
+	const char *hexfp = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(r, "fp"));
 	unsigned char fp[IDEM_FP_LEN];
 	struct idem_entry *e;
 
 	if (!cJSON_IsString(k) || strlen(k->valuestring) > IDEM_SCOPED_MAX ||
-	    unhex(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "fp")),
-		  fp) != 0 || !(st >= 200 && st < 300) || !(ts > 0) ||
+	    unhex(hexfp, fp) != 0 || !(st >= 200 && st < 300) || !(ts > 0) ||
 	    now_wall_ms - (int64_t)ts >= t->retention_ms)
 		return;
 	e = idem_find(t, k->valuestring, now_wall_ms);

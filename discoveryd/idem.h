@@ -68,8 +68,9 @@ int idem_answer(struct idem_entry *e, int status, const char *body);
 /*
  * Journal records. idem_tag is what a change's record carries ("idem"):
  * key, fingerprint and the status a success answers (what a retry gets
- * when the daemon died before the answer was written). idem_record is the whole entry ("t":"idem"): the
- * answer after a change, and each entry in a compacted journal.
+ * when the daemon died before the answer was written). idem_record is
+ * the whole entry ("t":"idem"): the answer after a change, and each entry
+ * in a compacted journal.
  * idem_restore takes either back (an answer completes its tag).
  */
 cJSON *idem_tag(const struct idem_entry *e, int status);
