@@ -162,10 +162,10 @@ $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_HTTP_PARSER) $(LIBS_COMMON)
 
-# Unit tests link libcommon. The daemon's module test (test_registry) also
-# links the daemon's modules (everything but main); libagent's internal
-# tests (test_agent_*) link libagent's objects.
-DAEMON_LIB_OBJ = $(if $(filter test_registry,$*),$(DAEMON_LIB))
+# Unit tests link libcommon. The daemon's module tests (test_registry,
+# test_d_*) also link the daemon's modules (everything but main); libagent's
+# internal tests (test_agent_*) link libagent's objects.
+DAEMON_LIB_OBJ = $(if $(filter test_registry test_d_%,$*),$(DAEMON_LIB))
 AGENT_OBJ      = $(if $(filter test_agent_%,$*),$(call obj,$(AGENT_SRC) \
                    $(TEST_SUPPORT_SRC)))
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \

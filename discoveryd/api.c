@@ -31,7 +31,8 @@ static const char *const route_names[R_COUNT] = {
 };
 
 static const unsigned codes[API_CODES] = {
-	200, 202, 204, 400, 401, 403, 404, 405, 413, 421, 431, 500, 503,
+	200, 202, 204, 400, 401, 403, 404, 405, 409, 413, 421, 422, 431, 500,
+	503,
 	0 /* other */
 };
 #define N_CODES API_CODES
@@ -144,6 +145,31 @@ enum MHD_Result api_call_hub(struct api *a, struct MHD_Connection *c,
 {
 	hub_call(a->hub, req);
 	return api_send_json(c, req->status, req->body);
+}
+
+enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
+			       const struct request *r, struct hub_req *req)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	memcpy(req->idem_key, r->idem_key, sizeof(req->idem_key));
+	memcpy(req->idem_fp, r->idem_fp, sizeof(req->idem_fp));
+	hub_call(a->hub, req);
+	if (!req->replayed)
+		return api_send_json(c, req->status, req->body);
+	if (!req->body)
+		req->body = strdup("{}");
+	if (!req->body)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(req->body), req->body,
+					       MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+	ret = MHD_queue_response(c, (unsigned)req->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
 }
 
 /* ---- request counters ----------------------------------------------------- */

@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "idem.h"
 #include "metrics.h"
 #include "sse.h"
 
@@ -26,7 +27,7 @@ enum route {
 	R_INFO, R_DRAIN, R_COUNT
 };
 
-#define API_CODES 14   /* the status codes counted one by one, and "other" */
+#define API_CODES 16   /* the status codes counted one by one, and "other" */
 
 /* Connections shut down by api_conn.c (refused, evicted, timed out) but
  * not yet closed by libmicrohttpd: past this many, new ones are refused.
@@ -82,6 +83,10 @@ struct request {
 	enum route route;
 	struct sse *stream;       /* a live event stream, while it runs */
 	struct api_conn *conn;    /* its connection's entry (NULL: untracked) */
+	/* A write's Idempotency-Key, scoped by its sender ("" = none), and
+	 * the request's fingerprint (api_route.c). */
+	char idem_key[IDEM_SCOPED_MAX + 1];
+	unsigned char idem_fp[IDEM_FP_LEN];
 };
 
 /* api.c: answers. Each queues one response on c. */
@@ -97,6 +102,10 @@ enum MHD_Result api_send_denied(struct MHD_Connection *c,
 				const struct auth_result *ar);
 enum MHD_Result api_call_hub(struct api *a, struct MHD_Connection *c,
 			     struct hub_req *req);
+/* The same for a write: with r's Idempotency-Key, and a replayed answer
+ * marked Idempotent-Replayed. */
+enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
+			       const struct request *r, struct hub_req *req);
 /* api.c: the request counters, as /metrics text. */
 void api_http_metrics(struct api *a, struct metrics_text *t);
 

@@ -193,7 +193,7 @@ static enum MHD_Result do_declare(struct api *a, struct MHD_Connection *c,
 	}
 	cJSON_Delete(body);
 	snprintf(req.service, sizeof(req.service), "%s", name);
-	return api_call_hub(a, c, &req);
+	return api_call_write(a, c, r, &req);
 }
 
 static enum MHD_Result do_invalidate(struct api *a, struct MHD_Connection *c,
@@ -242,7 +242,7 @@ static enum MHD_Result do_invalidate(struct api *a, struct MHD_Connection *c,
 	req.header = cJSON_CreateObject();
 	cJSON_AddBoolToObject(req.header, "CacheInvalidate", true);
 	req.value = value;
-	ret = api_call_hub(a, c, &req);
+	ret = api_call_write(a, c, r, &req);
 out:
 	cJSON_Delete(body);
 	return ret;
@@ -332,7 +332,7 @@ static enum MHD_Result do_broadcast(struct api *a, struct MHD_Connection *c,
 		req.value = cJSON_DetachItemFromObjectCaseSensitive(body, "value");
 		if (!req.value)
 			req.value = cJSON_CreateNull();
-		ret = api_call_hub(a, c, &req);
+		ret = api_call_write(a, c, r, &req);
 	}
 	cJSON_Delete(body);
 	return ret;
@@ -481,7 +481,8 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 
 /* /api/discovery/nodes/{node}/drain: the node's name may hold '/'. */
 static enum MHD_Result route_node(struct api *a, struct MHD_Connection *c,
-				  const char *rest, const char *method)
+				  const char *rest, const char *method,
+				  const struct request *r)
 {
 	struct hub_req req = { .op = HUB_DRAIN };
 	size_t n = strlen(rest);
@@ -499,13 +500,54 @@ static enum MHD_Result route_node(struct api *a, struct MHD_Connection *c,
 				      "node names are 1 to 128 printable characters");
 	if (strcmp(method, "POST") != 0)
 		return api_send_405(c, "POST");
-	return api_call_hub(a, c, &req);
+	return api_call_write(a, c, r, &req);
+}
+
+/*
+ * A write's Idempotency-Key (the IETF draft's header): 1 to 255 visible
+ * ASCII characters, bare or as the draft's quoted string. Stored scoped by
+ * who sent it, so one caller's key never answers another. 0, or -1 with
+ * a 400 queued in *ret.
+ */
+static int take_idem_key(struct MHD_Connection *c, const char *target,
+			 const char *method, const char *principal,
+			 struct request *r, enum MHD_Result *ret)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						    "Idempotency-Key");
+	char key[IDEM_KEY_MAX + 3];
+	size_t n;
+
+	r->idem_key[0] = '\0';
+	if (!v)
+		return 0;
+	n = strlen(v);
+	if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+		v++;
+		n -= 2;
+	}
+	if (n > IDEM_KEY_MAX)
+		n = IDEM_KEY_MAX + 1;       /* refused below */
+	memcpy(key, v, n);
+	key[n] = '\0';
+	if (!idem_valid_key(key) || strchr(key, '"')) {
+		*ret = api_send_error(c, 400, "bad_request", "'Idempotency-Key' "
+				      "must be 1 to %d visible ASCII characters",
+				      IDEM_KEY_MAX);
+		return -1;
+	}
+	snprintf(r->idem_key, sizeof(r->idem_key), "%s\n%s", principal, key);
+	idem_fingerprint(method, target, r->body, r->len, r->idem_fp);
+	return 0;
 }
 
 enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 			  const char *url, const char *method,
 			  struct request *r)
 {
+	const char *target = url;
+	char principal[TOKEN_SUB_MAX + 8] = "";
+	enum MHD_Result ret;
 	/* HEAD answers as GET does; libmicrohttpd leaves the body out. */
 	bool head = strcmp(method, "HEAD") == 0;
 	bool get = head || strcmp(method, "GET") == 0;
@@ -568,7 +610,12 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 			   reads ? AUTH_READ : AUTH_WRITE, &ar);
 		if (ar.status)
 			return api_send_denied(c, &ar);
+		snprintf(principal, sizeof(principal), "sub:%s", ar.claims.sub);
 	}
+	/* Reads never change anything: a key on one means nothing. */
+	if ((!get || strcasecmp(url, "cacheready") == 0) &&
+	    take_idem_key(c, target, method, principal, r, &ret) != 0)
+		return ret;
 
 	/* NetCoreStack's route was /api/Discovery/CacheReady: any case. A
 	 * HEAD must change nothing, so this GET has none. */
@@ -577,7 +624,7 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 		if (head || (!get && !post))
 			return api_send_405(c, "GET, POST");
 		req.op = HUB_CACHEREADY;
-		return api_call_hub(a, c, &req);
+		return api_call_write(a, c, r, &req);
 	}
 	if (strcmp(url, "services") == 0) {
 		r->route = R_SERVICES;
@@ -621,7 +668,7 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 	}
 	if (strncmp(url, "nodes/", 6) == 0) {
 		r->route = R_DRAIN;
-		return route_node(a, c, url + 6, method);
+		return route_node(a, c, url + 6, method, r);
 	}
 	return api_send_error(c, 404, "not_found", "no such route");
 }

@@ -205,6 +205,7 @@ void cluster_apply_conf(struct cluster *c, const struct dconf *conf)
 		if (min[n].name)
 			n++;
 	}
+	atomic_store(&c->idem_retention_ms, conf->idem_retention_ms);
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < c->n_min; i++)
 		free(c->min[i].name);
@@ -283,6 +284,7 @@ void cluster_free(struct cluster *c)
 	for (size_t i = 0; i < c->n_min; i++)
 		free(c->min[i].name);
 	free(c->min);
+	cluster_idem_release(c);
 	/* This thread's API connection, if it made one. */
 	redisFree(pthread_getspecific(c->conn_key));
 	pthread_key_delete(c->conn_key);

@@ -80,5 +80,7 @@ void cluster_note_ack(struct cluster *c, uint64_t seq, size_t delivered);
 /* For /metrics. */
 bool cluster_redis_up(const struct cluster *c);
 uint64_t cluster_redis_errors(const struct cluster *c);
+/* Keyed writes answered again (cluster_idem.c). */
+uint64_t cluster_idem_replays(const struct cluster *c);
 
 #endif

@@ -37,6 +37,11 @@
 --                       took the call can answer with the cluster's count
 --   P.."drain:"..n      exists (PX node_ttl) while node n is asked to drain;
 --                       n's next heartbeat takes it
+--   P.."idem:"..k       hash: a write's Idempotency-Key k (as the node scoped
+--                       it): fp (the request's fingerprint), reply (what
+--                       this script answered), at (ms); once the node
+--                       answered, status and answer (its HTTP body).
+--                       PEXPIRE idempotency.retention
 
 local op = ARGV[1]
 local P = ARGV[2]
@@ -184,9 +189,47 @@ end
 
 local e = epoch()
 
+-- Idempotency keys (docs/api.md): a write's key is looked up and recorded
+-- in the run that makes its change, so that a retry on any node, after a
+-- reply lost on the way back, finds it, and two nodes given the same key
+-- at once make one change. ARGV[i] the key ('' = none), ARGV[i + 1] the
+-- fingerprint, ARGV[i + 2] the retention (ms), ARGV[i + 3] how long the
+-- node that ran it may still be answering (ms): until then, or until it
+-- stored its answer, a retry is told the call is in flight.
+local function idem_seen(i)
+	local k = ARGV[i]
+	if not k or k == '' then
+		return nil
+	end
+	local h = redis.call('HMGET', P .. 'idem:' .. k, 'fp', 'reply', 'at',
+			     'status', 'answer')
+	if not h[1] then
+		return nil
+	end
+	if h[1] ~= ARGV[i + 1] then
+		return cjson.encode({ epoch = e, idem = 'reused' })
+	end
+	if not h[4] and now - tonumber(h[3]) < tonumber(ARGV[i + 3]) then
+		return cjson.encode({ epoch = e, idem = 'in_flight' })
+	end
+	return cjson.encode({ epoch = e, idem = 'replay', reply = h[2],
+			      status = h[4] and tonumber(h[4]) or cjson.null,
+			      answer = h[5] or cjson.null })
+end
+
+local function idem_keep(i, reply)
+	local k = ARGV[i]
+	if k and k ~= '' then
+		local key = P .. 'idem:' .. k
+		redis.call('HSET', key, 'fp', ARGV[i + 1], 'reply', reply, 'at', now)
+		redis.call('PEXPIRE', key, ARGV[i + 2])
+	end
+	return reply
+end
+
 if op == 'declare' then
 	-- name decl(ready|notready|none) ttl_ms min_ready
-	local err = check_deadline()
+	local err = check_deadline() or idem_seen(11)
 	if err then return err end
 	local name, decl, ttl = ARGV[7], ARGV[8], tonumber(ARGV[9])
 	local key = P .. 'svc:' .. name
@@ -214,12 +257,13 @@ if op == 'declare' then
 	if decl == 'none' then
 		tidy(name)
 	end
-	return cjson.encode({ epoch = e, seq = seq, service = service_json(s),
-			      nodes = alive_count() })
+	return idem_keep(11, cjson.encode({ epoch = e, seq = seq,
+					    service = service_json(s),
+					    nodes = alive_count() }))
 
 elseif op == 'cacheready' then
 	-- min_ready: declare cache ready and tell every agent, changed or not
-	local err = check_deadline()
+	local err = check_deadline() or idem_seen(8)
 	if err then return err end
 	local key = P .. 'svc:cache'
 	redis.call('SADD', P .. 'services', 'cache')
@@ -233,14 +277,16 @@ elseif op == 'cacheready' then
 			     service = 'cache', instance = '',
 			     command = 'DataSend', header = { CacheReady = 1 },
 			     value = { service = 'cache', ready = true } })
-	return cjson.encode({ epoch = e, seq = seq, nodes = alive_count() })
+	return idem_keep(8, cjson.encode({ epoch = e, seq = seq,
+					   nodes = alive_count() }))
 
 elseif op == 'publish' then
 	-- record (JSON: kind scope service instance command header value)
-	local err = check_deadline()
+	local err = check_deadline() or idem_seen(8)
 	if err then return err end
 	local seq = append(ARGV[7])
-	return cjson.encode({ epoch = e, seq = seq, nodes = alive_count() })
+	return idem_keep(8, cjson.encode({ epoch = e, seq = seq,
+					   nodes = alive_count() }))
 
 elseif op == 'counts' then
 	-- full(0|1) then per service: name min_ready instances ready dependents.
@@ -325,13 +371,22 @@ elseif op == 'drain' then
 	-- target ttl_ms: ask a live node to drain itself; its next heartbeat
 	-- takes the request. Unread, it expires: a node that died first is
 	-- not drained when it starts again later.
-	local err = check_deadline()
+	local err = check_deadline() or idem_seen(9)
 	if err then return err end
 	if not alive(ARGV[7]) then
 		return cjson.encode({ epoch = e, missing = true })
 	end
 	redis.call('SET', P .. 'drain:' .. ARGV[7], '1', 'PX', ARGV[8])
-	return cjson.encode({ epoch = e })
+	return idem_keep(9, cjson.encode({ epoch = e }))
+
+elseif op == 'idem_answer' then
+	-- key fp status answer: what the node answered a keyed write, for its
+	-- retries to get byte for byte (the key's own run recorded the rest)
+	local key = P .. 'idem:' .. ARGV[7]
+	if redis.call('HGET', key, 'fp') == ARGV[8] then
+		redis.call('HSET', key, 'status', ARGV[9], 'answer', ARGV[10])
+	end
+	return 'OK'
 
 elseif op == 'rotate' then
 	-- old_epoch seq: Redis went back in time within one epoch (an AOF

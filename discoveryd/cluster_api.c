@@ -123,13 +123,24 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 	cJSON *o = NULL;
 	const cJSON *seq;
 	struct hub_req wait = { .op = HUB_AWAIT };
+	const char *argv[8];
+	struct cluster_idem_args idem;
+	int n = argc;
 
+	/* The key's four arguments follow the op's (cluster.lua). */
+	memcpy(argv, args, (size_t)argc * sizeof(*argv));
+	if (req->idem_key[0]) {
+		cluster_idem_args(c, req, &idem);
+		memcpy(argv + argc, idem.argv, sizeof(idem.argv));
+		n += 4;
+	}
 	/* The deadline is half the socket's timeout: a script that runs at
 	 * all has its answer back before this thread gives up and says 503
-	 * (unless the network drops the answer itself: docs/cluster.md). */
+	 * (unless the network drops the answer itself: docs/cluster.md; the
+	 * caller's retry with the same Idempotency-Key is then safe). */
 	if (ctx)
 		r = cluster_script(c, ctx, cluster_wall_ms() + c->timeout_ms / 2,
-				   op, argc, args);
+				   op, n, argv);
 	if (!r || r->type != REDIS_REPLY_STRING) {
 		unavailable(req, ctx, r);
 		if (ctx && (!r || ctx->err))
@@ -139,14 +150,19 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 	}
 	o = cJSON_ParseWithLength(r->str, r->len);
 	freeReplyObject(r);
-	seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
 	if (!cJSON_IsObject(o)) {
 		cJSON_Delete(o);
 		hub_answer_error(req, 500, "internal", "unexpected answer from Redis");
 		return NULL;
 	}
+	if (cluster_idem_reply(c, req, &o)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
 	req->delivered = 0;
-	if (cJSON_IsNumber(seq) && seq->valuedouble > 0) {
+	/* A replay rebuilt from the first run: delivered then, not now. */
+	if (!req->replayed && cJSON_IsNumber(seq) && seq->valuedouble > 0) {
 		const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(o, "nodes");
 
 		snprintf(wait.epoch, sizeof(wait.epoch), "%s", cJSON_GetStringValue(
@@ -368,7 +384,9 @@ static void call_drain(struct cluster *c, struct hub_req *req)
 	redisContext *ctx;
 	redisReply *r = NULL;
 	char ttl[24];
-	const char *args[2] = { req->instance, ttl };
+	const char *args[6] = { req->instance, ttl };
+	struct cluster_idem_args idem;
+	int n = 2;
 	cJSON *o;
 
 	if (strcmp(req->instance, c->node) == 0) {
@@ -376,10 +394,15 @@ static void call_drain(struct cluster *c, struct hub_req *req)
 		return;
 	}
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)c->node_ttl_ms);
+	if (req->idem_key[0]) {
+		cluster_idem_args(c, req, &idem);
+		memcpy(args + 2, idem.argv, sizeof(idem.argv));
+		n += 4;
+	}
 	ctx = api_conn(c);
 	if (ctx)
 		r = cluster_script(c, ctx, cluster_wall_ms() + c->timeout_ms / 2,
-				   "drain", 2, args);
+				   "drain", n, args);
 	if (!r || r->type != REDIS_REPLY_STRING) {
 		unavailable(req, ctx, r);
 		if (ctx && (!r || ctx->err))
@@ -389,6 +412,10 @@ static void call_drain(struct cluster *c, struct hub_req *req)
 	}
 	o = cJSON_ParseWithLength(r->str, r->len);
 	freeReplyObject(r);
+	if (cJSON_IsObject(o) && cluster_idem_reply(c, req, &o)) {
+		cJSON_Delete(o);
+		return;
+	}
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "missing"))) {
 		cJSON_Delete(o);
 		hub_answer_error(req, 404, "not_found", "no such node");
@@ -424,6 +451,8 @@ void cluster_call(struct cluster *c, struct hub_req *req)
 {
 	req->status = 0;
 	req->body = NULL;
+	if (cluster_idem_begin(c, req))
+		goto out;
 	switch (req->op) {
 	case HUB_DECLARE:    call_declare(c, req); break;
 	case HUB_CACHEREADY: call_cacheready(c, req); break;
@@ -435,6 +464,8 @@ void cluster_call(struct cluster *c, struct hub_req *req)
 	case HUB_DRAIN:      call_drain(c, req); break;
 	default:             hub_call_local(c->hub, req); break;
 	}
+	cluster_idem_end(c, pthread_getspecific(c->conn_key), req);
+out:
 	cJSON_Delete(req->header);
 	cJSON_Delete(req->value);
 	req->header = req->value = NULL;

@@ -84,6 +84,11 @@ struct cluster {
 	atomic_bool writer_up;       /* the writer is connected */
 	atomic_llong api_pause_until; /* wall ms: an API call failed */
 	atomic_ullong errors;
+
+	/* Idempotency keys (cluster_idem.c). */
+	struct idem_flight *idem_flights;   /* in flight here, under mu */
+	atomic_llong idem_retention_ms;
+	atomic_ullong idem_replays;
 };
 
 /* cluster.c */
@@ -102,6 +107,24 @@ redisReply *cluster_script(struct cluster *c, redisContext *ctx,
 			   const char **args);
 /* Wait before reconnecting (doubling, capped), in steps that see a stop. */
 void cluster_backoff(struct cluster *c, int64_t *delay);
+
+/* cluster_idem.c: a write's Idempotency-Key around its call. begin: true
+ * when it answered (409: in flight here). args: the script's last four
+ * arguments. reply: 1 when the script's reply *o was the answer (a replay,
+ * 422, 409), 0 to go on with *o (perhaps the first run's reply, to rebuild
+ * a replay). end: store a 2xx answer on ctx (may be NULL). */
+struct cluster_idem_args {
+	char fp[2 * IDEM_FP_LEN + 1];
+	char retention[24], window[24];
+	const char *argv[4];
+};
+bool cluster_idem_begin(struct cluster *c, struct hub_req *req);
+int cluster_idem_args(struct cluster *c, const struct hub_req *req,
+		      struct cluster_idem_args *a);
+int cluster_idem_reply(struct cluster *c, struct hub_req *req, cJSON **o);
+void cluster_idem_end(struct cluster *c, redisContext *ctx,
+		      struct hub_req *req);
+void cluster_idem_release(struct cluster *c);
 
 /* cluster_reader.c, cluster_writer.c */
 void *cluster_reader_main(void *arg);

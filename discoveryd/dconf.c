@@ -89,6 +89,15 @@ static const struct conf_key drain_keys[] = {
 	{ .name = NULL },
 };
 
+static const struct conf_key idem_keys[] = {
+	{ .name = "retention", .type = CONF_DURATION,
+	  .offset = F(idem_retention_ms), .min = 1000, .max = 7 * 24 * HOUR_MS,
+	  .def = "24h" },
+	{ .name = "max_keys", .type = CONF_INT, .offset = F(idem_max_keys),
+	  .min = 1, .max = 10000000, .def = "100000" },
+	{ .name = NULL },
+};
+
 static const struct conf_key service_keys[] = {
 	{ .name = "min_ready", .type = CONF_INT,
 	  .offset = offsetof(struct dconf_service, min_ready),
@@ -181,6 +190,8 @@ static const struct conf_key dconf_keys[] = {
 	  .present = F(cluster_present) },
 	{ .name = "drain", .type = CONF_SECTION, .sub = drain_keys,
 	  .present = F(drain_present) },
+	{ .name = "idempotency", .type = CONF_SECTION, .sub = idem_keys,
+	  .present = CONF_NO_FIELD },
 	{ .name = "services", .type = CONF_MAP, .offset = F(services),
 	  .sub = service_keys, .item_size = sizeof(struct dconf_service),
 	  .name_check = valid_service_name },

@@ -266,6 +266,20 @@ static void restore_snapshot(struct evlog *log, const cJSON *r)
 	}
 }
 
+/* A change's idempotency key, as an "idem" record of its own. */
+static void keep_tag(struct evlog *log, const cJSON *r)
+{
+	const cJSON *tag = cJSON_GetObjectItemCaseSensitive(r, "idem");
+	cJSON *rec;
+
+	if (!cJSON_IsObject(tag) || !(rec = cJSON_Duplicate(tag, true)))
+		return;
+	cJSON_AddStringToObject(rec, "t", "idem");
+	if (strcmp(get_str(r, "t"), "ev") == 0)
+		add_u64(rec, "seq", get_u64(r, "seq"));
+	cJSON_AddItemToArray(log->idem_records, rec);
+}
+
 /* Apply the records in order; returns how many events came back. */
 static size_t replay(struct evlog *log, const cJSON *records)
 {
@@ -287,7 +301,12 @@ static size_t replay(struct evlog *log, const cJSON *records)
 			events++;
 		} else if (strcmp(t, "decl") == 0) {
 			restore_decl(log, r);
+		} else if (strcmp(t, "idem") == 0) {
+			cJSON_AddItemToArray(log->idem_records,
+					     cJSON_Duplicate(r, true));
 		}
+		if (strcmp(t, "ev") == 0 || strcmp(t, "decl") == 0)
+			keep_tag(log, r);
 	}
 	return events;
 }
@@ -335,10 +354,12 @@ static char *snapshot_record(const struct evlog_service *state, size_t n)
  * and when a new epoch starts.
  */
 static int rewrite(struct evlog *log, const struct evlog_service *state,
-		   size_t n)
+		   size_t n, const cJSON *extra)
 {
-	size_t total = 2 + log->count, i = 0;
+	size_t n_extra = (size_t)cJSON_GetArraySize(extra);
+	size_t total = 2 + log->count + n_extra, i = 0;
 	char **records = calloc(total, sizeof(*records));
+	const cJSON *x;
 	int rc = -1;
 
 	if (!records)
@@ -347,10 +368,14 @@ static int rewrite(struct evlog *log, const struct evlog_service *state,
 	records[i++] = snapshot_record(state, n);
 	for (size_t k = 0; k < log->count; k++)
 		records[i++] = print_free(event_record(evlog_at(log, k)));
+	cJSON_ArrayForEach(x, extra)
+		records[i++] = cJSON_PrintUnformatted(x);
 	for (i = 0; i < total && records[i]; i++)
 		;
 	if (i == total)
 		rc = journal_rewrite(&log->journal, records, total);
+	if (rc == 0)
+		log->extra_records = n_extra;
 	for (i = 0; i < total; i++)
 		free(records[i]);
 	free(records);
@@ -372,6 +397,11 @@ int evlog_open(struct evlog *log, size_t history, const char *state_dir,
 		return -1;
 	}
 	log->cap = history;
+	log->idem_records = cJSON_CreateArray();
+	if (!log->idem_records) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	if (journal_open(&log->journal, state_dir, &records, &damage, err,
 			 errlen) != 0) {
 		cJSON_Delete(records);
@@ -390,7 +420,8 @@ int evlog_open(struct evlog *log, size_t history, const char *state_dir,
 		rec->why = log->epoch[0] ? "corrupt journal" : "new journal";
 		new_epoch(log->epoch, sizeof(log->epoch));
 		ring_clear(log);
-		if (rewrite(log, log->restored, log->n_restored) != 0) {
+		if (rewrite(log, log->restored, log->n_restored,
+			    log->idem_records) != 0) {
 			snprintf(err, errlen, "cannot write the journal in %s: %s",
 				 state_dir, strerror(errno));
 			return -1;
@@ -404,6 +435,7 @@ void evlog_release(struct evlog *log)
 	ring_clear(log);
 	free(log->ring);
 	free(log->restored);
+	cJSON_Delete(log->idem_records);
 	journal_close(&log->journal);
 	memset(log, 0, sizeof(*log));
 	log->journal.fd = log->journal.dir_fd = -1;
@@ -431,12 +463,19 @@ int evlog_append(struct evlog *log, struct event *ev,
 		o = d;
 		cJSON_AddStringToObject(o, "t", "decl");
 	}
+	/* The key rides on its change: a crash keeps both or neither. */
+	if (o && log->tag)
+		cJSON_AddItemToObject(o, "idem", cJSON_Duplicate(log->tag, true));
 	text = o ? print_free(o) : NULL;
 	rc = text ? journal_append(&log->journal, text, strlen(text)) : -1;
 	free(text);
 	log->failing = rc != 0;
 	if (rc != 0)
 		return -1;
+	if (log->tag) {
+		log->tag = NULL;
+		log->tag_written = true;
+	}
 	if (ev) {
 		log->seq++;
 		ring_push(log, ev);
@@ -505,11 +544,21 @@ bool evlog_wants_compaction(const struct evlog *log)
 {
 	if (log->mirror)
 		return false;
-	return log->journal.records >= COMPACT_FACTOR * log->cap + COMPACT_SLACK;
+	return log->journal.records - log->extra_records >=
+	       COMPACT_FACTOR * log->cap + COMPACT_SLACK;
 }
 
 int evlog_compact(struct evlog *log, const struct evlog_service *state,
-		  size_t n)
+		  size_t n, const cJSON *extra)
 {
-	return rewrite(log, state, n);
+	return rewrite(log, state, n, extra);
+}
+
+int evlog_append_record(struct evlog *log, const cJSON *record)
+{
+	char *text = cJSON_PrintUnformatted(record);
+	int rc = text ? journal_append(&log->journal, text, strlen(text)) : -1;
+
+	free(text);
+	return rc;
 }

@@ -55,6 +55,19 @@ struct evlog {
 	/* Filled by evlog_open; the hub applies and frees them. */
 	struct evlog_service *restored;
 	size_t n_restored;
+
+	/*
+	 * Idempotency keys (idem.h). The next record evlog_append writes
+	 * carries tag (not owned; the hub sets and clears it) and says so in
+	 * tag_written. evlog_open fills idem_records, a cJSON array of the
+	 * journal's "idem" records in order, tags turned into such records;
+	 * the hub takes it. extra_records: how many of those the last
+	 * rewrite wrote, not counted towards the next compaction.
+	 */
+	const cJSON *tag;
+	bool tag_written;
+	cJSON *idem_records;
+	size_t extra_records;
 };
 
 /* How start-up went, for one log line. */
@@ -104,11 +117,14 @@ struct event *evlog_event_parse(const char *text, size_t len,
 bool evlog_wants_compaction(const struct evlog *log);
 /*
  * Compact: the current state of every service (from the hub) plus the
- * retained events replace the file, atomically. 0, or -1 (errno set; the old
- * journal stays in use).
+ * retained events, then the records in extra (a cJSON array, may be NULL:
+ * the live idempotency keys), replace the file, atomically. 0, or -1 (errno
+ * set; the old journal stays in use).
  */
 int evlog_compact(struct evlog *log, const struct evlog_service *state,
-		  size_t n);
+		  size_t n, const cJSON *extra);
+/* Append a record of the hub's own (an idempotency answer). 0 or -1. */
+int evlog_append_record(struct evlog *log, const cJSON *record);
 
 /*
  * Can an agent that last saw (epoch, seq) be resumed: same epoch, and every

@@ -51,10 +51,14 @@ static void compact(struct hub *h)
 	struct registry *r = &h->registry;
 	struct evlog_service *state = calloc(r->n ? r->n : 1, sizeof(*state));
 	int64_t now = mono_ms(), wall = wall_ms();
+	cJSON *keys = hub_idem_records(h);
 	size_t n = 0;
 
-	if (!state)
+	if (!state || !keys) {
+		free(state);
+		cJSON_Delete(keys);
 		return;
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		const struct service *s = r->services[i];
 
@@ -67,10 +71,12 @@ static void compact(struct hub *h)
 		state[n].ready = s->ready;
 		n++;
 	}
-	if (evlog_compact(&h->log, state, n) != 0)
+	if (evlog_compact(&h->log, state, n, keys) != 0)
 		log_warn("compaction failed", "errno=%d", errno);
 	else
-		log_info("compacted", "events=%zu services=%zu", h->log.count, n);
+		log_info("compacted", "events=%zu services=%zu keys=%d",
+			 h->log.count, n, cJSON_GetArraySize(keys));
+	cJSON_Delete(keys);
 	free(state);
 }
 
@@ -464,6 +470,8 @@ void hub_apply_settings(struct hub *h, const struct dconf *conf)
 	h->accept_share = (double)conf->accept_share_per_ip / 100.0;
 	h->drain_batch = (size_t)conf->drain_batch;
 	h->drain_interval_ms = conf->drain_interval_ms;
+	idem_configure(&h->idem, (size_t)conf->idem_max_keys,
+		       conf->idem_retention_ms, wall_ms());
 }
 
 /*
@@ -496,6 +504,7 @@ static int open_log(struct hub *h, const struct dconf *conf, char *err,
 		       err, errlen) != 0)
 		return -1;
 	held = restore(h);
+	hub_idem_restore(h);
 	log_info("journal", "state_dir=%s records=%zu events=%zu epoch=%s seq=%llu "
 		 "new_epoch=%s torn_tail=%s dropped_bytes=%zu grace_held=%zu",
 		 conf->state_dir, rec.records, rec.events, h->log.epoch,
@@ -514,7 +523,9 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	struct hub *h = calloc(1, sizeof(*h));
 	char addr[300];
 
-	if (!h) {
+	if (!h || idem_init(&h->idem, (size_t)conf->idem_max_keys,
+			    conf->idem_retention_ms) != 0) {
+		free(h);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -659,6 +670,8 @@ void hub_free(struct hub *h)
 	free(h->index);
 	peers_release(h);
 	evlog_release(&h->log);
+	idem_release(&h->idem);
+	cJSON_Delete(h->idem_tag);
 	registry_release(&h->registry);
 	pthread_mutex_destroy(&h->mu);
 	pthread_cond_destroy(&h->cv);

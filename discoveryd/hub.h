@@ -19,6 +19,7 @@
 
 #include "auth.h"
 #include "dconf.h"
+#include "idem.h"
 #include "proto.h"
 #include "registry.h"
 #include "sse.h"
@@ -74,6 +75,10 @@ struct hub_req {
 	char epoch[PROTO_EPOCH_MAX + 1];     /* HUB_AWAIT */
 	struct cluster_batch *batch;         /* HUB_CLUSTER_APPLY; not owned */
 	size_t delivered;                    /* HUB_AWAIT's answer */
+	/* A write's Idempotency-Key, scoped ("" = none), and fingerprint. */
+	char idem_key[IDEM_SCOPED_MAX + 1];
+	unsigned char idem_fp[IDEM_FP_LEN];
+	bool replayed;                       /* the answer is the first one's */
 
 	/* The answer: an HTTP status and a malloc'd JSON body (caller frees). */
 	int status;

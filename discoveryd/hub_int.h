@@ -199,6 +199,11 @@ struct hub {
 	size_t drain_closed;
 	lws_sorted_usec_list_t drain_sul;
 
+	/* Idempotency keys (hub_idem.c). */
+	struct idem idem;
+	struct idem_entry *idem_current;  /* the write running now */
+	cJSON *idem_tag;                  /* its key, for its journal record */
+
 	/* Cluster mode (cluster.h); NULL = single node. */
 	struct cluster *cluster;
 	bool cluster_synced;           /* the stream's state is here: hellos
@@ -309,6 +314,13 @@ void hub_sse_keepalive(struct hub *h, int64_t now_ms);
 
 /* hub_drain.c */
 void hub_drain_run(struct hub *h, struct hub_req *req);
+
+/* hub_idem.c: around a write. begin: true when it answered (a replay,
+ * 422); end: after the write answered. */
+bool hub_idem_begin(struct hub *h, struct hub_req *req);
+void hub_idem_end(struct hub *h, struct hub_req *req);
+cJSON *hub_idem_records(struct hub *h);   /* the live keys, for compaction */
+void hub_idem_restore(struct hub *h);     /* from the journal, at start-up */
 
 /* hub_metrics.c */
 char *hub_metrics_text(struct hub *h);

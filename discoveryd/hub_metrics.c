@@ -122,6 +122,21 @@ static void journal(struct metrics_text *t, const struct hub *h)
 		       "Size of the journal file.");
 	metrics_sample(t, "discovery_journal_bytes", NULL,
 		       (double)h->log.journal.size);
+	metrics_family(t, "discovery_idempotent_replays_total", "counter",
+		       "Writes answered with the first answer of their "
+		       "Idempotency-Key.");
+	metrics_sample(t, "discovery_idempotent_replays_total", NULL,
+		       (double)(h->idem.replays + (h->cluster ?
+			       cluster_idem_replays(h->cluster) : 0)));
+	metrics_family(t, "discovery_idempotency_keys", "gauge",
+		       "Idempotency keys kept (idempotency.max_keys at most).");
+	metrics_sample(t, "discovery_idempotency_keys", NULL,
+		       (double)h->idem.count);
+	metrics_family(t, "discovery_idempotency_evicted_total", "counter",
+		       "Idempotency keys dropped before their retention "
+		       "because idempotency.max_keys was reached.");
+	metrics_sample(t, "discovery_idempotency_evicted_total", NULL,
+		       (double)h->idem.evicted);
 	metrics_family(t, "discovery_cluster_enabled", "gauge",
 		       "1 when nodes share state over Redis (cluster mode).");
 	metrics_sample(t, "discovery_cluster_enabled", NULL, h->cluster ? 1 : 0);

@@ -466,6 +466,8 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 		hub_answer_error(req, 503, "stopping", "the daemon is stopping");
 		return;
 	}
+	if (hub_idem_begin(h, req))
+		return;
 	switch (req->op) {
 	case HUB_DECLARE:    run_declare(h, req); break;
 	case HUB_CACHEREADY: run_cacheready(h, req); break;
@@ -493,4 +495,5 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 		req->status = req->body ? 200 : 500;
 		break;
 	}
+	hub_idem_end(h, req);
 }

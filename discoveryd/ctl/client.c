@@ -139,11 +139,12 @@ void client_free(struct client *c)
 	free(c);
 }
 
-static struct curl_slist *request_headers(const struct client *c, int has_body)
+static struct curl_slist *request_headers(const struct client *c, int has_body,
+					  const char *key_line)
 {
 	struct curl_slist *headers = NULL;
 	struct curl_slist *next;
-	const char *lines[4];
+	const char *lines[5];
 	size_t n = 0;
 
 	lines[n++] = "Accept: application/json";
@@ -156,6 +157,8 @@ static struct curl_slist *request_headers(const struct client *c, int has_body)
 			      : "Content-Type:";
 	if (c->auth_header)
 		lines[n++] = c->auth_header;
+	if (key_line)
+		lines[n++] = key_line;
 	for (size_t i = 0; i < n; i++) {
 		next = curl_slist_append(headers, lines[i]);
 		if (!next) {
@@ -210,16 +213,21 @@ static int transfer_error(const struct client *c, CURLcode rc,
 }
 
 int client_request(struct client *c, const char *method, const char *path,
-		   const char *body, struct client_response *resp, char *err,
-		   size_t errlen)
+		   const char *body, const char *idempotency_key,
+		   struct client_response *resp, char *err, size_t errlen)
 {
-	char detail[CURL_ERROR_SIZE] = "";
+	char detail[CURL_ERROR_SIZE] = "", key_line[300];
 	struct body_buf buf = {0};
-	struct curl_slist *headers = request_headers(c, body != NULL);
+	struct curl_slist *headers;
 	size_t url_len = strlen(c->base_url) + strlen(path) + 1;
 	char *url = util_malloc(url_len);
 	CURLcode rc;
 
+	if (idempotency_key)
+		snprintf(key_line, sizeof(key_line), "Idempotency-Key: %s",
+			 idempotency_key);
+	headers = request_headers(c, body != NULL,
+				  idempotency_key ? key_line : NULL);
 	snprintf(url, url_len, "%s%s", c->base_url, path);
 	rc = headers ? CURLE_OK : CURLE_OUT_OF_MEMORY;
 	if (rc == CURLE_OK)

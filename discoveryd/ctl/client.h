@@ -52,13 +52,13 @@ void client_free(struct client *c);
 
 /*
  * Send method path (path starts with '/') with body (a JSON text, or NULL
- * for none). On CLIENT_OK, resp holds the answer whatever its status, and
+ * for none) and, when not NULL, an Idempotency-Key header. On CLIENT_OK, resp holds the answer whatever its status, and
  * the caller releases it with client_response_release. On error, err holds
  * a sentence and resp holds nothing to release.
  */
 int client_request(struct client *c, const char *method, const char *path,
-		   const char *body, struct client_response *resp, char *err,
-		   size_t errlen);
+		   const char *body, const char *idempotency_key,
+		   struct client_response *resp, char *err, size_t errlen);
 
 void client_response_release(struct client_response *resp);
 

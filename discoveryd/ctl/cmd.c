@@ -15,14 +15,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cJSON.h>
+#include <openssl/rand.h>
 
+#include "backoff.h"
 #include "client.h"
 #include "conf.h"
 #include "util.h"
 
 #define API "/api/discovery"
+/* A write is tried this many times in all, the delays growing from
+ * RETRY_INITIAL_MS (jittered). */
+#define RETRY_ATTEMPTS   7
+#define RETRY_INITIAL_MS 250
+#define RETRY_MAX_MS     4000
 /* Longest instance id or command name we send; the server has its own cap. */
 #define NAME_MAX_LEN 255
 
@@ -419,6 +427,63 @@ static int show_answer(const struct cmd_settings *settings,
 	return CTL_EXIT_OK;
 }
 
+/* A fresh Idempotency-Key: 128 random bits in hex. 0, or -1. */
+static int new_key(char *out)
+{
+	unsigned char raw[16];
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return -1;
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(out + 2 * i, 3, "%02x", raw[i]);
+	return 0;
+}
+
+static void sleep_ms(uint32_t ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/*
+ * Send req. A write carries an Idempotency-Key and is sent again with the
+ * same key when the answer is lost (no connection, timeout), 503 (Redis
+ * or the disk could not take it) or 409 (the first try is still running):
+ * the server makes the change once whichever try got through. A read is
+ * sent once.
+ */
+static int send_request(struct client *client,
+			const struct cmd_settings *settings,
+			const struct cmd_request *req,
+			struct client_response *resp, char *err, size_t errlen)
+{
+	bool write = strcmp(req->method, "GET") != 0;
+	const char *key = settings->idempotency_key;
+	char fresh[33];
+	struct backoff b;
+	int rc;
+
+	if (!write)
+		return client_request(client, req->method, req->path, req->body,
+				      NULL, resp, err, errlen);
+	if (!key && new_key(fresh) == 0)
+		key = fresh;
+	backoff_init(&b, RETRY_INITIAL_MS, RETRY_MAX_MS, 2.0, 0);
+	for (int attempt = 1;; attempt++) {
+		rc = client_request(client, req->method, req->path, req->body,
+				    key, resp, err, errlen);
+		if (!key || attempt == RETRY_ATTEMPTS || rc == CLIENT_E_TOO_BIG ||
+		    (rc == CLIENT_OK && resp->status != 503 &&
+		     resp->status != 409))
+			return rc;
+		if (rc == CLIENT_OK)
+			client_response_release(resp);
+		sleep_ms(backoff_ceiling(&b) / 2 + backoff_next(&b) / 2);
+	}
+}
+
 int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req)
 {
 	struct client_config config = {
@@ -436,8 +501,8 @@ int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req)
 		fprintf(stderr, CTL_PROG ": %s\n", err);
 		return CTL_EXIT_UNAVAILABLE;
 	}
-	if (client_request(client, req->method, req->path, req->body, &resp,
-			   err, sizeof(err)) != CLIENT_OK) {
+	if (send_request(client, settings, req, &resp, err,
+			 sizeof(err)) != CLIENT_OK) {
 		fprintf(stderr, CTL_PROG ": %s\n", err);
 		code = CTL_EXIT_UNAVAILABLE;
 	} else {

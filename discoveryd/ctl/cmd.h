@@ -23,6 +23,7 @@ struct cmd_args {
 	const char *token_file;
 	const char *cacert;
 	const char *timeout;
+	const char *idempotency_key;
 	bool json;
 	bool help;
 	bool version;
@@ -57,6 +58,8 @@ struct cmd_settings {
 	const char *token; /* NULL: no Authorization header */
 	long timeout_ms;
 	const char *cacert; /* NULL: the system's CA store */
+	/* A write's Idempotency-Key; NULL: a fresh random one per write. */
+	const char *idempotency_key;
 	bool json;  /* print the body as is, one line */
 	bool color; /* ANSI colours in tables */
 };

@@ -10,7 +10,7 @@ _discoveryctl()
 		cword=$COMP_CWORD
 	}
 	local commands="ready notready auto invalidate broadcast services service agents cacheready events drain token version help"
-	local global="-s --server --token --token-file --cacert --json --timeout -h --help -V --version"
+	local global="-s --server --token --token-file --cacert --json --timeout --idempotency-key -h --help -V --version"
 
 	case $prev in
 	-s|--server)
@@ -29,7 +29,7 @@ _discoveryctl()
 	local i command=
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
-		-s|--server|--token|--token-file|--cacert|--timeout|--ttl|--service|--instance|--command|--header|--value|--after|--role|--secret-file|--sub)
+		-s|--server|--token|--token-file|--cacert|--timeout|--idempotency-key|--ttl|--service|--instance|--command|--header|--value|--after|--role|--secret-file|--sub)
 			((i++)) ;;
 		-*) ;;
 		*) command=${words[i]}; break ;;

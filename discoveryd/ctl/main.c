@@ -73,6 +73,7 @@ static const struct option options[] = {
 	{"token-file", 0, OPTION_STRING, GLOBAL, FIELD(token_file)},
 	{"cacert", 0, OPTION_STRING, GLOBAL, FIELD(cacert)},
 	{"timeout", 0, OPTION_STRING, GLOBAL, FIELD(timeout)},
+	{"idempotency-key", 0, OPTION_STRING, GLOBAL, FIELD(idempotency_key)},
 	{"json", 0, OPTION_FLAG, GLOBAL, FIELD(json)},
 	{"help", 'h', OPTION_FLAG, GLOBAL, FIELD(help)},
 	{"version", 'V', OPTION_FLAG, GLOBAL, FIELD(version)},
@@ -187,6 +188,12 @@ static const char usage_text[] =
 	"      --json            print the server's JSON answer, on one line\n"
 	"      --timeout DURATION\n"
 	"                        give up after DURATION (default " DEFAULT_TIMEOUT ")\n"
+	"      --idempotency-key KEY\n"
+	"                        send KEY (1 to 255 visible ASCII characters) as\n"
+	"                        the write's Idempotency-Key instead of a fresh\n"
+	"                        random one: the same KEY again, within the\n"
+	"                        daemon's idempotency.retention, gets the first\n"
+	"                        answer and changes nothing\n"
 	"  -h, --help            print this help\n"
 	"  -V, --version         print the version\n"
 	"\n"
@@ -196,6 +203,10 @@ static const char usage_text[] =
 	"ready, notready and auto show the service as it now is; invalidate,\n"
 	"broadcast and cacheready show the event's SEQ and how many agents it\n"
 	"was DELIVERED to.\n"
+	"\n"
+	"Every write carries an Idempotency-Key and is tried again, up to 7\n"
+	"times in all, with the same key when no answer came or the answer was\n"
+	"503 or 409: the daemon makes the change once.\n"
 	"\n"
 	"Exit status:\n"
 	"  0  success\n"
@@ -427,6 +438,22 @@ static long resolve_timeout(const char *option)
 	return (long)ms;
 }
 
+/* --idempotency-key: what the daemon accepts (docs/api.md), or exit 2. */
+static const char *resolve_key(const char *option)
+{
+	size_t n = option ? strlen(option) : 0;
+
+	if (!option)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (option[i] < 0x21 || option[i] > 0x7e || option[i] == '"')
+			n = 0;
+	if (n == 0 || n > 255)
+		util_usage_error("--idempotency-key must be 1 to 255 visible "
+				 "ASCII characters");
+	return option;
+}
+
 /* Colour only for a person at a terminal who has not opted out. */
 static bool want_color(void)
 {
@@ -459,6 +486,7 @@ static int run(const struct command *command, const struct cmd_args *args)
 	settings.base_url = base_url;
 	settings.token = token;
 	settings.timeout_ms = resolve_timeout(args->timeout);
+	settings.idempotency_key = resolve_key(args->idempotency_key);
 	settings.cacert = args->cacert ? args->cacert : getenv("DISCOVERY_CACERT");
 	settings.json = args->json;
 	settings.color = want_color();

@@ -296,6 +296,15 @@ void hub_call(struct hub *h, struct hub_req *req)
 	CHECK(req->instance[sizeof(req->instance) - 1] == '\0');
 	CHECK(valid_name_or_none(req->service));
 	CHECK(!req->instance[0] || proto_valid_instance(req->instance));
+	/* An Idempotency-Key reaches the hub only on a write, valid and
+	 * scoped ("sub:SUB" or "", a newline, the key). */
+	CHECK(req->idem_key[sizeof(req->idem_key) - 1] == '\0');
+	if (req->idem_key[0]) {
+		const char *nl = strchr(req->idem_key, '\n');
+
+		CHECK(changes_state(req->op));
+		CHECK(nl && idem_valid_key(nl + 1) && !strchr(nl + 1, '"'));
+	}
 	switch (req->op) {
 	case HUB_DECLARE:
 		CHECK(proto_valid_name(req->service));

@@ -69,7 +69,7 @@ build_common() {
 extra_srcs() {
 	case $1 in
 	api) echo discoveryd/auth.c discoveryd/metrics.c discoveryd/sse.c \
-		discoveryd/api_origin.c discoveryd/api_conn.c \
+		discoveryd/api_origin.c discoveryd/api_conn.c discoveryd/idem.c \
 		"$OUT/dashboard_html.o" ;;
 	gate) echo agent/gate/path.c agent/gate/forward.c agent/gate/ring.c \
 		agent/gate/chunk.c \
