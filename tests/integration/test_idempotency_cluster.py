@@ -258,12 +258,13 @@ def test_lost_reply_then_retry_makes_one_event(tmp_path, redis):
 
 
 def test_keys_expire_in_redis(tmp_path, redis):
-    a = node(tmp_path, "node-a", redis.url,
-             extra="idempotency:\n  retention: 1s\n")
+    # timeout 2s: a loaded machine is not what this case is about.
+    a = node(tmp_path, "node-a", redis.url, timeout="2s", node_ttl="4s",
+             extra="idempotency:\n  retention: 5s\n")
     try:
         st, _, one = raw_call(a, "POST", INV, {"keys": ["k"]}, key="brief")
-        assert st == 202
-        assert 0 < int(redis.cli("PTTL", "discovery:idem:\nbrief")) <= 1000
+        assert st == 202, one
+        assert 0 < int(redis.cli("PTTL", "discovery:idem:\nbrief")) <= 5000
         wait_until(lambda: redis.cli("EXISTS", "discovery:idem:\nbrief")
                    == "0")
         st, h, two = raw_call(a, "POST", INV, {"keys": ["k"]}, key="brief")
