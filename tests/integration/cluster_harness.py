@@ -121,12 +121,12 @@ class Cut:
 
 
 def node(tmp, name, redis_url, node_ttl="1500ms", timeout="500ms",
-         extra=""):
-    """One discoveryd node of the cluster, in tmp/name."""
+         extra="", **kw):
+    """One discoveryd node of the cluster, in tmp/name (kw: Discoveryd's)."""
     d = os.path.join(str(tmp), name)
     os.makedirs(d, exist_ok=True)
     n = Discoveryd(d, extra="cluster:\n  redis: %s\n  node: %s\n"
                    "  node_ttl: %s\n  timeout: %s\n%s" %
-                   (redis_url, name, node_ttl, timeout, extra))
+                   (redis_url, name, node_ttl, timeout, extra), **kw)
     n.wait_line(r"msg=\"cluster synced\"")
     return n

@@ -79,6 +79,16 @@ class PyAgent:
                 raise AssertionError("pyagent %s: timed out; events %s"
                                      % (self.instance, self.events[-5:]))
 
+    def status(self, ready):
+        """Say this instance's own readiness (docs/protocol.md, "status"),
+        once linked."""
+        self.wait_for(lambda a: a.welcomes)
+
+        async def send():
+            await self.ws.send(json.dumps({"type": "status",
+                                           "ready": ready}))
+        asyncio.run_coroutine_threadsafe(send(), self.loop).result(10)
+
     def stop(self):
         self.stopping = True
         if not self.thread.is_alive():
