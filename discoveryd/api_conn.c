@@ -49,6 +49,7 @@
 #include <time.h>
 
 #include "api_int.h"
+#include "clock.h"
 #include "log.h"
 
 #define ADMISSION_LOG_MS 10000      /* at most one line about refusals */
@@ -105,14 +106,6 @@ struct api_conns {
 	int64_t log_window_ms;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- lists ------------------------------------------------------------ */
 
 static void unlink_conn(struct api_conns *t, struct api_conn *k)
@@ -156,7 +149,7 @@ static void move(struct api_conns *t, struct api_conn *k,
 		 enum conn_state state)
 {
 	unlink_conn(t, k);
-	enter(t, k, state, now_ms());
+	enter(t, k, state, clock_mono_ms());
 }
 
 static size_t admitted(const struct api_conns *t)
@@ -309,7 +302,7 @@ static struct api_conn *victim(const struct api_conns *t)
 		return w;
 	if (b)
 		return b;
-	if (busy && busy->since_ms + t->lim.header_timeout_ms <= now_ms())
+	if (busy && busy->since_ms + t->lim.header_timeout_ms <= clock_mono_ms())
 		return busy;
 	return NULL;
 }
@@ -392,10 +385,10 @@ static void started(struct api_conns *t, struct MHD_Connection *c,
 		k->peer = p;
 		if (p)
 			p->conns++;
-		enter(t, k, ST_WAITING, now_ms());
+		enter(t, k, ST_WAITING, clock_mono_ms());
 	} else {
 		t->refused[why]++;
-		enter(t, k, ST_GONE, now_ms());
+		enter(t, k, ST_GONE, clock_mono_ms());
 		if (fd >= 0)
 			shutdown(fd, SHUT_RDWR);
 	}
@@ -512,7 +505,7 @@ static void *guard_main(void *arg)
 
 	pthread_mutex_lock(&t->mu);
 	while (!t->stopping) {
-		int64_t now = now_ms(), next = now + GUARD_TICK_MS, d;
+		int64_t now = clock_mono_ms(), next = now + GUARD_TICK_MS, d;
 		uint64_t refused = 0, total;
 		struct timespec until;
 
@@ -543,8 +536,7 @@ static void *guard_main(void *arg)
 			pthread_mutex_lock(&t->mu);
 			continue;
 		}
-		until.tv_sec = (time_t)(next / 1000);
-		until.tv_nsec = (long)(next % 1000) * 1000000;
+		until = clock_mono_ts(next);
 		pthread_cond_timedwait(&t->wake, &t->mu, &until);
 	}
 	pthread_mutex_unlock(&t->mu);
@@ -556,7 +548,7 @@ static void *guard_main(void *arg)
  * fill the disk. */
 bool api_conns_may_log(struct api_conns *t)
 {
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 	bool ok;
 
 	pthread_mutex_lock(&t->mu);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cluster_int.h"
 #include "log.h"
 
@@ -324,16 +325,7 @@ static int snapshot(struct cluster *c, struct note **out)
 
 static struct timespec after_ms(int64_t ms)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (t.tv_nsec >= 1000000000) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000;
-	}
-	return t;
+	return clock_mono_ts(clock_mono_ms() + ms);
 }
 
 static bool passed(const struct timespec *t)

@@ -9,15 +9,8 @@
 
 #include <libwebsockets.h>
 
+#include "clock.h"
 #include "event.h"
-
-static int64_t clock_us(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 struct event *event_new(enum event_kind kind, enum event_scope scope,
 			const char *command, cJSON *header, cJSON *value)
@@ -32,8 +25,8 @@ struct event *event_new(enum event_kind kind, enum event_scope scope,
 	ev->refs = 1;
 	ev->kind = kind;
 	ev->scope = scope;
-	ev->created_us = clock_us(CLOCK_MONOTONIC);
-	ev->created_wall_ms = clock_us(CLOCK_REALTIME) / 1000;
+	ev->created_us = clock_mono_us();
+	ev->created_wall_ms = clock_wall_ms();
 	snprintf(ev->command, sizeof(ev->command), "%s",
 		 command ? command : "DataSend");
 	ev->header = header;
@@ -51,7 +44,7 @@ struct event *event_new_frame(enum event_kind kind, unsigned char *frame,
 	ev->refs = 1;
 	ev->kind = kind;
 	ev->scope = SCOPE_INSTANCE;
-	ev->created_us = clock_us(CLOCK_MONOTONIC);
+	ev->created_us = clock_mono_us();
 	ev->frame = frame;
 	ev->len = len;
 	return ev;

@@ -50,7 +50,7 @@ static void compact(struct hub *h)
 {
 	struct registry *r = &h->registry;
 	struct evlog_service *state = calloc(r->n ? r->n : 1, sizeof(*state));
-	int64_t now = mono_ms(), wall = wall_ms();
+	int64_t now = clock_mono_ms(), wall = clock_wall_ms();
 	cJSON *keys = hub_idem_records(h);
 	size_t n = 0;
 
@@ -200,7 +200,7 @@ static void tell_systemd(struct hub *h, int64_t now)
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
 	struct hub *h = lws_container_of(sul, struct hub, tick_sul);
-	int64_t now = mono_ms(), now_s = wall_ms() / 1000;
+	int64_t now = clock_mono_ms(), now_s = clock_wall_ms() / 1000;
 	unsigned secrets = auth_generation(h->auth);
 	bool secrets_changed = secrets != h->auth_generation;
 
@@ -267,7 +267,7 @@ static void on_ttl(lws_sorted_usec_list_t *sul)
 {
 	struct hub *h = lws_container_of(sul, struct hub, ttl_sul);
 
-	if (registry_expire(&h->registry, mono_ms()))
+	if (registry_expire(&h->registry, clock_mono_ms()))
 		hub_announce_all(h);
 	hub_schedule_ttl(h);
 }
@@ -297,7 +297,7 @@ static void on_grace(lws_sorted_usec_list_t *sul)
  */
 static size_t restore(struct hub *h)
 {
-	int64_t now = mono_ms(), wall = wall_ms();
+	int64_t now = clock_mono_ms(), wall = clock_wall_ms();
 	size_t held = 0;
 
 	for (size_t i = 0; i < h->log.n_restored; i++) {
@@ -326,7 +326,7 @@ static size_t restore(struct hub *h)
 void hub_schedule_ttl(struct hub *h)
 {
 	int64_t next = registry_next_expiry(&h->registry);
-	int64_t now = mono_ms();
+	int64_t now = clock_mono_ms();
 
 	if (!next) {
 		lws_sul_cancel(&h->ttl_sul);
@@ -351,7 +351,7 @@ static void begin_stop(struct hub *h)
 	if (h->stopping)
 		return;
 	h->stopping = true;
-	h->stop_deadline_ms = mono_ms() + STOP_GRACE_MS;
+	h->stop_deadline_ms = clock_mono_ms() + STOP_GRACE_MS;
 	for (size_t i = 0; i < h->n_links; i++)
 		link_close(h->links[i], 1001, "daemon stopping");
 	if (h->n_links == 0)
@@ -471,7 +471,7 @@ void hub_apply_settings(struct hub *h, const struct dconf *conf)
 	h->drain_batch = (size_t)conf->drain_batch;
 	h->drain_interval_ms = conf->drain_interval_ms;
 	idem_configure(&h->idem, (size_t)conf->idem_max_keys,
-		       conf->idem_retention_ms, wall_ms());
+		       conf->idem_retention_ms, clock_wall_ms());
 }
 
 /*

@@ -67,7 +67,7 @@ void hub_cluster_await(struct hub *h, struct hub_req *req)
 	 * tick once the cluster timeout has passed (delivered 0: the event
 	 * is durable in Redis and will still be delivered). */
 	req->deferred = true;
-	req->deadline_ms = mono_ms() + h->cluster_timeout_ms;
+	req->deadline_ms = clock_mono_ms() + h->cluster_timeout_ms;
 	req->next = h->waiters;
 	h->waiters = req;
 }
@@ -129,7 +129,7 @@ static void apply_sync(struct hub *h, const struct cluster_batch *b)
 static void apply_entry(struct hub *h, const struct cluster_entry *e,
 			bool deliver)
 {
-	int64_t now_wall = wall_ms();
+	int64_t now_wall = clock_wall_ms();
 	struct event *ev = evlog_event_parse(e->text, e->len, h->log.epoch,
 					     e->seq, e->wall_ms);
 	size_t delivered = 0;
@@ -142,7 +142,7 @@ static void apply_entry(struct hub *h, const struct cluster_entry *e,
 		return;
 	}
 	/* Delivery latency counts from when Redis appended it. */
-	ev->created_us = mono_us() - (now_wall > e->wall_ms ?
+	ev->created_us = clock_mono_us() - (now_wall > e->wall_ms ?
 				      (now_wall - e->wall_ms) * 1000 : 0);
 	evlog_adopt(&h->log, ev);
 	if (ev->kind == EVENT_READINESS) {

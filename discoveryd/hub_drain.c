@@ -68,7 +68,7 @@ static void step(lws_sorted_usec_list_t *sul)
 	}
 	atomic_store(&h->drain, HUB_DRAINED);
 	log_info("drained", "links=%zu took_ms=%lld", h->drain_closed,
-		 (long long)(mono_ms() - h->drain_started_ms));
+		 (long long)(clock_mono_ms() - h->drain_started_ms));
 }
 
 /*
@@ -85,7 +85,7 @@ void hub_drain_run(struct hub *h, struct hub_req *req)
 	}
 	if (hub_drain_state(h) == HUB_SERVING) {
 		atomic_store(&h->drain, HUB_DRAINING);
-		h->drain_started_ms = mono_ms();
+		h->drain_started_ms = clock_mono_ms();
 		h->drain_closed = 0;
 		log_info("draining", "links=%zu batch=%zu interval_ms=%lld",
 			 active_links(h), h->drain_batch,

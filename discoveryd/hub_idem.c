@@ -69,7 +69,7 @@ bool hub_idem_begin(struct hub *h, struct hub_req *req)
 
 	if (!req->idem_key[0] || !is_write(req->op))
 		return false;
-	e = idem_find(&h->idem, req->idem_key, wall_ms());
+	e = idem_find(&h->idem, req->idem_key, clock_wall_ms());
 	if (e && memcmp(e->fp, req->idem_fp, IDEM_FP_LEN) != 0) {
 		drop_input(req);
 		hub_answer_error(req, 422, "key_reused", "this Idempotency-Key "
@@ -87,7 +87,7 @@ bool hub_idem_begin(struct hub *h, struct hub_req *req)
 		replay(h, req, e);
 		return true;
 	}
-	if (!(e = idem_add(&h->idem, req->idem_key, req->idem_fp, wall_ms())) ||
+	if (!(e = idem_add(&h->idem, req->idem_key, req->idem_fp, clock_wall_ms())) ||
 	    !(h->idem_tag = idem_tag(e, success_status(req->op)))) {
 		if (e)
 			idem_remove(&h->idem, e);
@@ -150,7 +150,7 @@ cJSON *hub_idem_records(struct hub *h)
 
 	if (!list)
 		return NULL;
-	idem_expire(&h->idem, wall_ms());
+	idem_expire(&h->idem, clock_wall_ms());
 	for (struct idem_entry *e = h->idem.oldest; e; e = e->newer) {
 		cJSON *r;
 
@@ -173,7 +173,7 @@ cJSON *hub_idem_records(struct hub *h)
 void hub_idem_restore(struct hub *h)
 {
 	const cJSON *r;
-	int64_t now = wall_ms();
+	int64_t now = clock_wall_ms();
 
 	cJSON_ArrayForEach(r, h->log.idem_records)
 		idem_restore(&h->idem, r, 0, now);

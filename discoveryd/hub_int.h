@@ -13,6 +13,7 @@
 
 #include <libwebsockets.h>
 
+#include "clock.h"
 #include "evlog.h"
 #include "hub.h"
 #include "metrics.h"
@@ -216,30 +217,6 @@ struct hub {
 		size_t delivered;
 	} recent[256];                 /* delivered per recent seq, by seq % 256 */
 };
-
-static inline int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline int64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static inline int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The hello's address ("" when absent), kept just past the instance. */
 static inline const char *link_address(const struct link *l)

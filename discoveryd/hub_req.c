@@ -64,7 +64,7 @@ cJSON *hub_service_json(const struct hub *h, const struct service *s)
 	else
 		cJSON_AddNullToObject(o, "declared");
 	if (s->declared && s->expires_ms) {
-		int64_t left = s->expires_ms - mono_ms();
+		int64_t left = s->expires_ms - clock_mono_ms();
 
 		cJSON_AddNumberToObject(o, "ttl_ms", (double)(left > 0 ? left : 0));
 	} else {
@@ -92,7 +92,7 @@ static struct evlog_decl decl_of(const struct service *s, int64_t ttl_ms)
 	struct evlog_decl d = { .service = s->name, .declared = s->declared };
 
 	if (s->declared && ttl_ms)
-		d.expires_wall_ms = wall_ms() + ttl_ms;
+		d.expires_wall_ms = clock_wall_ms() + ttl_ms;
 	return d;
 }
 
@@ -118,7 +118,7 @@ static void run_declare(struct hub *h, struct hub_req *req)
 	old_decl = s->declared;
 	old_expires = s->expires_ms;
 	s->declared = req->decl;
-	s->expires_ms = req->decl && req->ttl_ms ? mono_ms() + req->ttl_ms : 0;
+	s->expires_ms = req->decl && req->ttl_ms ? clock_mono_ms() + req->ttl_ms : 0;
 	decl = decl_of(s, req->ttl_ms);
 	if (hub_announce(h, s, &decl, &seq, &delivered) != 0) {
 		s->declared = old_decl;

@@ -13,6 +13,7 @@
 
 #include <zlib.h>
 
+#include "clock.h"
 #include "journal.h"
 #include "proto.h"
 
@@ -222,18 +223,17 @@ int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 
 int journal_append(struct journal *j, const char *json, size_t len)
 {
-	struct timespec t0, t1;
+	int64_t t0;
 	int saved;
 
 	if (j->fd < 0) {
 		errno = EBADF;
 		return -1;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = clock_mono_us();
 	if (write_record(j->fd, json, len) == 0 && fdatasync(j->fd) == 0) {
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		histogram_observe(&j->fsync, (double)(t1.tv_sec - t0.tv_sec) +
-				  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		histogram_observe(&j->fsync,
+				  (double)(clock_mono_us() - t0) / 1e6);
 		j->size += (off_t)(HEAD_LEN + len);
 		j->records++;
 		return 0;

@@ -64,7 +64,7 @@ static int write_event(struct link *l, struct event *ev)
 	/* From the trigger to the kernel's socket buffer, per link. */
 	if (ev->kind != EVENT_WELCOME)
 		histogram_observe(&l->hub->stats.delivery,
-				  (double)(mono_us() - ev->created_us) / 1e6);
+				  (double)(clock_mono_us() - ev->created_us) / 1e6);
 	return n;
 }
 
@@ -252,7 +252,7 @@ static int write_ping(struct link *l)
 
 void link_ping(struct link *l)
 {
-	l->last_ping_ms = mono_ms();
+	l->last_ping_ms = clock_mono_ms();
 	if (queue_count(l) == 0 && !lws_partial_buffered(l->wsi)) {
 		if (write_ping(l) < 0)
 			link_kill(l, "write failed");
@@ -585,7 +585,7 @@ static bool park_hello(struct link *l, const struct proto_hello *hello,
 	if (!p)
 		return false;
 	p->seq = hello->resume_seq;
-	p->deadline_ms = mono_ms() + h->cluster_timeout_ms;
+	p->deadline_ms = clock_mono_ms() + h->cluster_timeout_ms;
 	p->len = len;
 	memcpy(p->text, buf, len);
 	l->parked = p;
@@ -625,7 +625,7 @@ static void unpark(struct link *l)
 
 void link_unpark(struct hub *h, bool all)
 {
-	int64_t now = mono_ms();
+	int64_t now = clock_mono_ms();
 
 	for (size_t i = 0; i < h->n_links && h->n_parked; i++) {
 		struct link *l = h->links[i];
@@ -717,7 +717,7 @@ static void on_receive(struct link *l, const char *in, size_t len)
 	bool first = lws_is_first_fragment(l->wsi);
 	bool final = lws_is_final_fragment(l->wsi);
 
-	l->last_rx_ms = mono_ms();
+	l->last_rx_ms = clock_mono_ms();
 	if (l->state == LINK_CLOSING)
 		return;
 	if (lws_frame_is_binary(l->wsi)) {
@@ -773,8 +773,8 @@ static int on_established(struct link *l, struct lws *wsi)
 	l->hub = h;
 	l->peer = peers_addr(peer);
 	l->state = LINK_OPEN;
-	l->connected_ms = l->last_rx_ms = l->last_ping_ms = mono_ms();
-	l->connected_wall_ms = wall_ms();
+	l->connected_ms = l->last_rx_ms = l->last_ping_ms = clock_mono_ms();
+	l->connected_wall_ms = clock_wall_ms();
 	h->stats.links_opened++;
 	if (h->stopping)
 		link_close(l, 1001, "daemon stopping");
@@ -835,8 +835,8 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		on_receive(l, in, len);
 		return 0;
 	case LWS_CALLBACK_RECEIVE_PONG:
-		l->last_rx_ms = mono_ms();
-		l->last_pong_wall_ms = wall_ms();
+		l->last_rx_ms = clock_mono_ms();
+		l->last_pong_wall_ms = clock_wall_ms();
 		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return on_writable(l);

@@ -136,7 +136,7 @@ static void refuse_fd(const struct hub *h, int fd)
 int link_admit_filter(struct hub *h, const struct lws_filter_network_conn_args *f)
 {
 	double share = h->accept_share;
-	int64_t now = mono_ms();
+	int64_t now = clock_mono_ms();
 	char addr[LINK_PEER_MAX];
 	enum admit_refusal why;
 	struct peer *p;
@@ -189,7 +189,7 @@ int link_admit_adopt(struct hub *h, struct lws *wsi)
 	}
 	peers_hold(h, c->peer);
 	c->wsi = wsi;
-	c->accepted_ms = mono_ms();
+	c->accepted_ms = clock_mono_ms();
 	c->prev = h->pending_tail;
 	*(h->pending_tail ? &h->pending_tail->next : &h->pending_head) = c;
 	h->pending_tail = c;

@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "api.h"
+#include "clock.h"
 #include "dconf.h"
 #include "hub.h"
 #include "log.h"
@@ -139,14 +140,6 @@ static void reload(const struct options *o, struct dconf *conf,
 	sd_notify(0, "READY=1");
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* SIGTERM with drain: the node's links move elsewhere first (hub_drain.c). */
 static void start_drain(const struct dconf *conf, struct hub *hub)
 {
@@ -178,7 +171,7 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 		if (sig < 0 && errno == EAGAIN) {
 			if (hub_drain_state(hub) == HUB_DRAINED)
 				return;
-			if (now_ms() >= drain_deadline) {
+			if (clock_mono_ms() >= drain_deadline) {
 				log_warn("drain timeout", "note=\"stopping with "
 					 "links left\"");
 				return;
@@ -197,7 +190,7 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 		}
 		if (sig == SIGTERM && conf->drain_present && !drain_deadline) {
 			start_drain(conf, hub);
-			drain_deadline = now_ms() + conf->drain_timeout_ms;
+			drain_deadline = clock_mono_ms() + conf->drain_timeout_ms;
 			continue;
 		}
 		log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");

@@ -81,7 +81,7 @@ static int grow(struct hub *h)
 	if (!h->peers_size &&
 	    getrandom(&h->peers_seed, sizeof(h->peers_seed), GRND_NONBLOCK) !=
 	    (ssize_t)sizeof(h->peers_seed))
-		h->peers_seed = (uint64_t)(uintptr_t)t ^ (uint64_t)mono_us();
+		h->peers_seed = (uint64_t)(uintptr_t)t ^ (uint64_t)clock_mono_us();
 	for (size_t i = 0; i < h->peers_size; i++) {
 		struct peer *p = h->peers[i], *next;
 

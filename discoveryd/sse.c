@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "sse.h"
 
 struct sse {
@@ -20,14 +21,6 @@ struct sse {
 	struct sse *next;         /* hub's list; hub thread only */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct sse *sse_new(struct MHD_Connection *c)
 {
 	struct sse *s = calloc(1, sizeof(*s));
@@ -35,7 +28,7 @@ struct sse *sse_new(struct MHD_Connection *c)
 	if (!s)
 		return NULL;
 	s->c = c;
-	s->last_push_ms = now_ms();
+	s->last_push_ms = clock_mono_ms();
 	pthread_mutex_init(&s->mu, NULL);
 	return s;
 }
@@ -63,7 +56,7 @@ void sse_push(struct sse *s, const char *text, size_t len)
 {
 	bool wake;
 
-	s->last_push_ms = now_ms();
+	s->last_push_ms = clock_mono_ms();
 	pthread_mutex_lock(&s->mu);
 	if (s->overflow) {
 		pthread_mutex_unlock(&s->mu);

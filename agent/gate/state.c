@@ -12,6 +12,7 @@
 
 #include <cJSON.h>
 
+#include "clock.h"
 #include "log.h"
 #include "path.h"
 #include "state.h"
@@ -79,14 +80,6 @@ struct gate_state {
 	_Atomic(struct gate_view *) view;
 	struct gate_view *retired;  /* oldest last */
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- building ---------------------------------------------------------- */
 
@@ -307,7 +300,7 @@ static struct gate_view *build(struct gate_state *s, bool open)
 static void publish(struct gate_state *s, struct gate_view *v)
 {
 	struct gate_view *old = atomic_exchange(&s->view, v), **pp;
-	long long now = now_ms();
+	long long now = clock_mono_ms();
 
 	if (old) {
 		old->retired_at_ms = now;

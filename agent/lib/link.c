@@ -37,14 +37,7 @@
 #include <unistd.h>
 
 #include "agent_int.h"
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "clock.h"
 
 static void schedule_ms(struct agent *a, lws_sorted_usec_list_t *sul,
 			sul_cb_t cb, int64_t ms)
@@ -157,7 +150,7 @@ static void connect_now(lws_sorted_usec_list_t *sul)
 		return;
 	reset_link(l);
 	l->attempt++;
-	l->attempt_ms = now_ms();
+	l->attempt_ms = clock_mono_ms();
 	load_token(a);
 	set_info_url(a, u->text);
 
@@ -292,7 +285,7 @@ void link_close(struct agent *a, int code, const char *reason)
 	if (!l->wsi || l->close_code)
 		return;
 	l->close_code = code;
-	l->close_ms = now_ms();
+	l->close_ms = clock_mono_ms();
 	snprintf(l->close_reason, sizeof(l->close_reason), "%s", reason);
 	if (l->established && code != 1006) {
 		/* The frame goes out from WRITEABLE; tick() drops the
@@ -386,7 +379,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 {
 	struct agent *a = lws_container_of(sul, struct agent, link.tick_sul);
 	struct link *l = &a->link;
-	int64_t now = now_ms(), timeout = a->heartbeat_timeout_ms;
+	int64_t now = clock_mono_ms(), timeout = a->heartbeat_timeout_ms;
 	int64_t next = a->heartbeat_interval_ms, left;
 
 	if (!l->attempting || !l->wsi)
@@ -632,7 +625,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 			return -1;
 		l->wsi = wsi;
 		l->established = true;
-		l->last_rx_ms = now_ms();
+		l->last_rx_ms = clock_mono_ms();
 		l->need_hello = true;
 		lws_callback_on_writable(wsi);
 		notify_log(a, AGENT_LOG_DEBUG, "established url=%s",
@@ -641,14 +634,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	case LWS_CALLBACK_CLIENT_RECEIVE:
 		if (current(a, wsi)) {
-			l->last_rx_ms = now_ms();
+			l->last_rx_ms = clock_mono_ms();
 			receive(a, wsi, in, len);
 		}
 		break;
 
 	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
 		if (current(a, wsi))
-			l->last_rx_ms = now_ms();
+			l->last_rx_ms = clock_mono_ms();
 		break;
 
 	case LWS_CALLBACK_CLIENT_WRITEABLE:

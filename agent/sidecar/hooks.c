@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "hooks.h"
 #include "log.h"
 #include "run.h"
@@ -239,7 +240,7 @@ static bool run_reset(struct hooks *h)
 	if (!ok && !cancelled) {
 		uint32_t delay = retry_delay(++h->failures);
 
-		h->retry_at = run_clock_ms() + delay;
+		h->retry_at = clock_mono_ms() + delay;
 		snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
 			 " retry_ms=%u", delay);
 	}
@@ -271,8 +272,7 @@ static bool run_reset(struct hooks *h)
 /* Sleep (mu held) until ms on the monotonic clock, or a signal of cv. */
 static void wait_until(struct hooks *h, int64_t ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000,
-			       .tv_nsec = (ms % 1000) * 1000000 };
+	struct timespec ts = clock_mono_ts(ms);
 
 	pthread_cond_timedwait(&h->cv, &h->mu, &ts);
 }
@@ -287,7 +287,7 @@ static void *hook_thread(void *arg)
 	/* Shutdown (cancel_fd) ends a run as cancelled: start nothing more;
 	 * hooks_stop drops and counts what still waits. */
 	while (!h->stopping && !cancelled) {
-		if (h->reset_asked && run_clock_ms() < h->retry_at) {
+		if (h->reset_asked && clock_mono_ms() < h->retry_at) {
 			wait_until(h, h->retry_at);
 		} else if (h->reset_asked) {
 			cancelled = run_reset(h);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "run.h"
 
 #define KILL_GRACE_MS 1000 /* SIGTERM first, SIGKILL this much later */
@@ -29,14 +30,6 @@
 #define CAPTURE_READS 16
 
 extern char **environ;
-
-int64_t run_clock_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Our environment without DISCOVERY_*, then `extra`. Caller frees the array. */
 static char **build_env(const char *const *extra)
@@ -130,11 +123,11 @@ static void capture(int *fd, struct run_result *r)
  */
 static void kill_group(pid_t pid, int pidfd, int *status)
 {
-	int64_t deadline = run_clock_ms() + KILL_GRACE_MS, left;
+	int64_t deadline = clock_mono_ms() + KILL_GRACE_MS, left;
 	bool reaped = false;
 
 	kill(-pid, SIGTERM);
-	while ((left = deadline - run_clock_ms()) > 0) {
+	while ((left = deadline - clock_mono_ms()) > 0) {
 		if (!reaped && waitpid(pid, status, WNOHANG) == pid)
 			reaped = true;
 		if (reaped && kill(-pid, 0) < 0)
@@ -211,7 +204,7 @@ static void watch(struct child *c, int64_t deadline, int cancel_fd,
 			{ c->in_fd, POLLOUT, 0 },
 			{ cancel_fd, POLLIN, 0 },
 		}; /* poll skips negative fds */
-		int64_t left = deadline - run_clock_ms();
+		int64_t left = deadline - clock_mono_ms();
 
 		if (left <= 0) {
 			kill_group(c->pid, c->pidfd, &status);
@@ -245,7 +238,7 @@ int run_command(const char *command, const char *input, size_t input_len,
 		const char *const *env, int64_t timeout_ms, int cancel_fd,
 		struct run_result *r)
 {
-	int64_t start = run_clock_ms();
+	int64_t start = clock_mono_ms();
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
 	char **envp = NULL;
 	struct child c = { .pid = -1, .input = input, .input_len = input_len };
@@ -293,7 +286,7 @@ int run_command(const char *command, const char *input, size_t input_len,
 	if (c.pidfd >= 0)
 		close(c.pidfd);
 	r->output[r->output_len] = '\0';
-	r->elapsed_ms = run_clock_ms() - start;
+	r->elapsed_ms = clock_mono_ms() - start;
 	return r->outcome == RUN_EXITED && r->status == 0 ? 0 : -1;
 }
 

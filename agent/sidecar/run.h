@@ -50,7 +50,6 @@ int run_command(const char *command, const char *input, size_t input_len,
 		struct run_result *r);
 
 /* The monotonic clock deadlines are measured on, in ms. */
-int64_t run_clock_ms(void);
 
 /* "exit:0", "exit:3", "signal:9", "timeout", "cancelled", "error:..." */
 const char *run_describe(const struct run_result *r, char *buf, size_t size);
