@@ -1,12 +1,9 @@
 /*
- * client: one worker's client connections (see client.h).
- *
- * A connection goes through phases: IDLE (between requests), HEAD (a
- * request head is arriving), then OWN (the gate answers it) or PROXY (an
- * exchange with the app runs), back to IDLE, or to RELAY after a 101, or
- * to LINGER (the answer is out and the write side shut; what the client
- * still sends is read and dropped for a moment, so that closing never
- * resets an answer it has not read yet).
+ * client: one worker's client connections (see client.h): the set, each
+ * connection's phases (client_int.h), the answers the gate gives itself,
+ * writing the answer out, the exchange with the app (upstream.h) and the
+ * switch to a relay after a 101, and the deadlines. Reading a request, its
+ * head and its body, is request.c's; this file decides what follows.
  *
  * Everything runs on the worker's thread: no locks. Bytes read wait in
  * `in` until they are parsed: the head as a whole, the body as the ring
@@ -15,26 +12,20 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
-#include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <http_parser.h>
-
-#include "chunk.h"
-#include "client.h"
+#include "client_int.h"
 #include "log.h"
-#include "relay.h"
+#include "request.h"
 
 #define WELL_KNOWN     "/.well-known/discovery-gate"
 #define IN_SLACK       (16 * 1024)   /* read beyond a head: body, pipelining */
 #define IN_FIRST       4096          /* what `in` starts with */
-#define FIELDS_MAX     128           /* header fields in one request */
 #define DISCARD_MAX    (64 * 1024)   /* a body we answer ourselves is read
                                       * and dropped up to this; larger, the
                                       * connection closes after the answer */
@@ -42,52 +33,6 @@
 #define LINGER_BYTES   (1024 * 1024)
 #define OUT_MAX        (1024 * 1024 + 64 * 1024) /* the loading page, at most */
 
-enum phase { PH_IDLE, PH_HEAD, PH_OWN, PH_PROXY, PH_RELAY, PH_LINGER };
-
-struct client {
-	struct watch watch;             /* first: the loop's events name it */
-	struct clients *set;
-	struct client *prev, *next;
-	struct sockaddr_storage peer;
-	char ip[INET6_ADDRSTRLEN];
-	enum phase phase;
-	long long since_ms;             /* the phase began */
-	long long progress_ms;          /* a byte last moved to or from it */
-	long long deadline_ms;          /* -1: none */
-	bool closed;
-	bool ready;                     /* a pipelined request waits in `in` */
-
-	struct buf in;                  /* read, not parsed yet */
-	size_t scanned;                 /* of a head in `in`: checked so far */
-	size_t lingered;                /* bytes dropped while lingering */
-	bool peer_eof;                  /* the client shut its side */
-
-	/* the request */
-	http_parser parser;
-	struct buf target;              /* as sent, NUL-terminated */
-	struct buf fields;              /* "name\0value\0"... */
-	struct chunk_check chunks;      /* a chunked body's framing, strictly */
-	int field_state;                /* 0, 1 in a name, 2 in a value */
-	size_t n_fields;
-	bool in_request;                /* counted in env->busy */
-	bool body_done;                 /* the request is wholly read */
-	bool discard;                   /* its body is read and dropped */
-	bool keep_alive, http10, is_head, expect;
-
-	/* the answer */
-	struct buf out;                 /* what goes out before body bytes */
-	struct framing resp;            /* how the body goes to the client */
-	bool resp_eof;                  /* the whole body is in x.down */
-	bool head_out;                  /* an answer's head is in `out` */
-	bool close_after;
-	bool refused;                   /* an error of ours, then the close */
-	bool blocked;                   /* the socket took less than offered */
-
-	struct exchange x;
-	struct relay relay;
-};
-
-static const http_parser_settings settings;
 static const struct upstream_ops exchange_ops;
 static void process(struct client *c);
 static void flush(struct client *c);
@@ -295,6 +240,16 @@ static void refuse(struct client *c, unsigned status, const char *code,
 	answer_error(c, status, code, message);
 }
 
+/* Refused on reading it (request.h): the error code goes with the status. */
+static void refuse_request(struct client *c, unsigned status, const char *why)
+{
+	refuse(c, status, status == 505 ? "version_not_supported"
+	       : status == 501 ? "not_implemented"
+	       : status == 405 ? "method_not_allowed"
+	       : status == 417 ? "expectation_failed"
+	       : status == 431 ? "head_too_large" : "bad_request", why);
+}
+
 /* ---- writing ------------------------------------------------------------- */
 
 /* The deadline that fits the phase. */
@@ -394,8 +349,7 @@ static void flush(struct client *c)
 static void feed_body(struct client *c)
 {
 	bool proxying = c->phase == PH_PROXY && c->x.in_flight && !c->discard;
-	size_t before = c->x.up.len, n, parsed;
-	enum http_errno e;
+	size_t before = c->x.up.len, n;
 	const char *why;
 
 	if (c->body_done || !c->in.len || c->closed)
@@ -405,14 +359,7 @@ static void feed_body(struct client *c)
 		n = ring_room(&c->x.up); /* decoded bytes never exceed raw ones */
 	if (!n)
 		return;
-	parsed = http_parser_execute(&c->parser, &settings, c->in.p, n);
-	e = HTTP_PARSER_ERRNO(&c->parser);
-	why = e != HPE_OK && e != HPE_PAUSED ? http_errno_description(e)
-	      : (c->parser.flags & F_CHUNKED) &&
-		!chunk_check(&c->chunks, c->in.p, parsed)
-	      ? "the chunked framing is not CRLF-exact" : NULL;
-	buf_shift(&c->in, parsed);
-	if (why) {
+	if ((why = request_body(c, n))) {
 		if (c->x.in_flight)
 			upstream_abort(&c->x);
 		if (c->head_out) /* an answer has begun: it cannot be whole */
@@ -427,126 +374,7 @@ static void feed_body(struct client *c)
 	}
 }
 
-/* ---- the request head ------------------------------------------------------ */
-
-/* Check the line endings of what arrived of the head. 1: the head is
- * whole (its length in *len), 0: more is needed, -1: refused. */
-static int scan_head(struct client *c, size_t *len)
-{
-	const char *p = c->in.p;
-	size_t n = c->in.len, max = (size_t)c->set->env->conf->head_max;
-
-	/* Empty lines before a request are ignored (RFC 9112 2.2). */
-	while (n >= 2 && p[0] == '\r' && p[1] == '\n') {
-		buf_shift(&c->in, 2);
-		n -= 2;
-	}
-	for (size_t i = c->scanned; i < n; i++) {
-		unsigned char ch = (unsigned char)p[i];
-
-		if ((ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t') ||
-		    ch == 0x7f)
-			return refuse(c, 400, "bad_request", "a control byte in "
-				      "the request head"), -1;
-		if (p[i] == '\r') {
-			if (i + 1 == n)
-				break;
-			if (p[i + 1] != '\n')
-				return refuse(c, 400, "bad_request", "a bare CR in "
-					      "the request head"), -1;
-		} else if (p[i] == '\n') {
-			if (!i || p[i - 1] != '\r')
-				return refuse(c, 400, "bad_request", "a line of the "
-					      "request head ends in LF, not CRLF"), -1;
-			if (i + 1 == n)
-				break;
-			if (p[i + 1] == ' ' || p[i + 1] == '\t')
-				return refuse(c, 400, "bad_request", "a folded "
-					      "header line (obs-fold)"), -1;
-			if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n') {
-				*len = i + 3;
-				return *len > max ? refuse(c, 431, "head_too_large",
-					"the request head is over limits.head"), -1 : 1;
-			}
-		}
-		c->scanned = i + 1;
-	}
-	if (n >= max)
-		return refuse(c, 431, "head_too_large",
-			      "the request head is over limits.head"), -1;
-	return 0;
-}
-
-/* RFC 9110 5.6.2: a field name is a token. (Debian builds http-parser
- * lenient, which lets a space into a name: "Content-Length : 5".) */
-static bool is_token(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s)))
-			return false;
-	return true;
-}
-
-/* A request target of visible ASCII only (the lenient parser lets bytes
- * past 0x7f through). */
-static bool is_visible(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
-			return false;
-	return true;
-}
-
-/* The request's header checks; NULL if it is fine, else why not (and
- * *status). */
-static const char *check_head(struct client *c, unsigned *status)
-{
-	const http_parser *hp = &c->parser;
-	const char *te, *expect, *name, *value;
-	size_t hosts, tes;
-
-	*status = 400;
-	if (hp->http_major != 1 || hp->http_minor > 1) {
-		*status = 505;
-		return "only HTTP/1.0 and HTTP/1.1 are served";
-	}
-	if (hp->method == HTTP_CONNECT) {
-		*status = 405;
-		return "CONNECT is not served: the gate is not a forward proxy";
-	}
-	if (c->target.p[0] != '/' || !is_visible(c->target.p))
-		return "the request target must be a path of visible ASCII";
-	for (size_t pos = 0; fields_next(&c->fields, &pos, &name, &value);)
-		if (!is_token(name))
-			return "a header field name that is not a token";
-	fields_get(&c->fields, "Host", &hosts);
-	if (hosts > 1 || (!hosts && !c->http10))
-		return "an HTTP/1.1 request needs exactly one Host";
-	te = fields_get(&c->fields, "Transfer-Encoding", &tes);
-	if (tes && c->http10)
-		return "Transfer-Encoding in an HTTP/1.0 request";
-	if (tes > 1 || (te && strcasecmp(te, "chunked"))) {
-		*status = 501;
-		return "the only transfer coding served is chunked";
-	}
-	expect = fields_get(&c->fields, "Expect", NULL);
-	if (expect && strcasecmp(expect, "100-continue")) {
-		*status = 417;
-		return "the only expectation served is 100-continue";
-	}
-	c->expect = expect != NULL && !c->http10;
-	return NULL;
-}
-
-static bool has_body(const struct client *c)
-{
-	return (c->parser.flags & F_CHUNKED) ||
-	       (c->parser.content_length > 0 &&
-		c->parser.content_length != ULLONG_MAX);
-}
+/* ---- the request: answer, or proxy --------------------------------------- */
 
 static bool path_is(const char *target, const char *path)
 {
@@ -592,7 +420,7 @@ static void start_proxy(struct client *c, bool upgrade)
 	struct forward_request q = {
 		.method = http_method_str((enum http_method)c->parser.method),
 		.target = c->target.p, .fields = &c->fields, .peer_ip = c->ip,
-		.body = has_body(c), .chunked = c->parser.flags & F_CHUNKED,
+		.body = request_has_body(c), .chunked = c->parser.flags & F_CHUNKED,
 		.length = c->parser.content_length, .upgrade = upgrade,
 	};
 
@@ -632,26 +460,14 @@ static void start_proxy(struct client *c, bool upgrade)
 		set_interest(c);
 }
 
-/* The head is whole and parsed: answer, or proxy. */
+/* The head is whole, parsed and checked: answer, or proxy. */
 static void decide(struct client *c)
 {
 	const struct gate_view *v = gstate_view(c->set->env->state);
-	const char *why;
-	unsigned status;
 	bool upgrade;
 
-	c->http10 = c->parser.http_minor == 0;
-	c->is_head = c->parser.method == HTTP_HEAD;
-	c->keep_alive = http_should_keep_alive(&c->parser);
-	c->body_done = c->body_done || !has_body(c);
-	if ((why = check_head(c, &status)))
-		return refuse(c, status, status == 505 ? "version_not_supported"
-			      : status == 501 ? "not_implemented"
-			      : status == 405 ? "method_not_allowed"
-			      : status == 417 ? "expectation_failed"
-					      : "bad_request", why);
 	/* An upgrade with a body is proxied as a plain request. */
-	upgrade = c->parser.upgrade && !has_body(c) && !c->http10;
+	upgrade = c->parser.upgrade && !request_has_body(c) && !c->http10;
 	if (path_is(c->target.p, WELL_KNOWN))
 		return answer_own(c, &v->state_json);
 	if (path_is(c->target.p, WELL_KNOWN "/check"))
@@ -663,39 +479,25 @@ static void decide(struct client *c)
 	answer_own(c, wants_html(c) ? &v->locked_html : &v->locked_json);
 }
 
-/* Parse the whole head in `in` (len bytes). */
-static void parse_head(struct client *c, size_t len)
+/* A request's head is whole in `in` (len bytes): it begins. */
+static void begin_request(struct client *c, size_t len)
 {
-	size_t parsed;
-	enum http_errno e;
+	const char *why;
+	unsigned status;
 
-	c->target.len = c->fields.len = 0;
-	c->field_state = 0;
-	c->n_fields = 0;
-	c->body_done = c->discard = c->close_after = c->expect = false;
-	c->refused = false;
+	c->discard = c->close_after = c->refused = false;
 	c->in_request = true;
 	atomic_fetch_add(&c->set->env->busy, 1);
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
-	chunk_check_init(&c->chunks);
-	parsed = http_parser_execute(&c->parser, &settings, c->in.p, len);
-	e = HTTP_PARSER_ERRNO(&c->parser);
-	buf_shift(&c->in, parsed);
-	c->scanned = 0;
-	if (e == HPE_CB_header_field || e == HPE_CB_header_value ||
-	    e == HPE_CB_url)
-		return refuse(c, 431, "head_too_large", "too many header fields");
-	if ((e != HPE_OK && e != HPE_PAUSED) || parsed != len ||
-	    buf_add(&c->target, "", 1))
-		return refuse(c, 400, "bad_request", e != HPE_OK && e != HPE_PAUSED
-			      ? http_errno_description(e) : "a malformed head");
+	if ((why = request_parse(c, len, &status)))
+		return refuse_request(c, status, why);
 	decide(c);
 }
 
 /* Do what the bytes in `in` allow. */
 static void process(struct client *c)
 {
+	const char *why;
+	unsigned status;
 	size_t len;
 
 	switch (c->phase) {
@@ -706,11 +508,12 @@ static void process(struct client *c)
 		c->since_ms = loop_now_ms();
 		/* fall through */
 	case PH_HEAD:
-		switch (scan_head(c, &len)) {
+		switch (request_scan(c, &len, &status, &why)) {
 		case 1:
-			parse_head(c, len);
+			begin_request(c, len);
 			return;
 		case -1:
+			refuse_request(c, status, why);
 			return;
 		}
 		break;
@@ -956,79 +759,7 @@ static const struct upstream_ops exchange_ops = {
 	.head = on_head, .body = on_body, .room = on_room, .done = on_done,
 };
 
-/* ---- http-parser's callbacks --------------------------------------------- */
-
-static int on_url(http_parser *hp, const char *at, size_t n)
-{
-	struct client *c = hp->data;
-
-	return buf_add(&c->target, at, n);
-}
-
-static int on_field(http_parser *hp, const char *at, size_t n)
-{
-	struct client *c = hp->data;
-
-	if (c->field_state != 1) {
-		if (c->field_state == 2 && buf_add(&c->fields, "", 1))
-			return -1; /* ends the value before */
-		if (++c->n_fields > FIELDS_MAX)
-			return -1;
-	}
-	c->field_state = 1;
-	return buf_add(&c->fields, at, n);
-}
-
-static int on_value(http_parser *hp, const char *at, size_t n)
-{
-	struct client *c = hp->data;
-
-	if (c->field_state == 1 && buf_add(&c->fields, "", 1))
-		return -1; /* ends the name */
-	c->field_state = 2;
-	return buf_add(&c->fields, at, n);
-}
-
-static int on_headers_complete(http_parser *hp)
-{
-	struct client *c = hp->data;
-
-	if ((c->field_state == 1 && buf_add(&c->fields, "\0", 2)) ||
-	    (c->field_state == 2 && buf_add(&c->fields, "", 1)))
-		return -1;
-	c->field_state = 0;
-	return 0;
-}
-
-static int on_body_data(http_parser *hp, const char *at, size_t n)
-{
-	struct client *c = hp->data;
-
-	if (c->discard || c->phase != PH_PROXY || !c->x.in_flight)
-		return 0; /* not needed (any more) */
-	/* feed_body sizes what it feeds to the ring's room */
-	return ring_put(&c->x.up, at, n) == n ? 0 : -1;
-}
-
-static int on_message_complete(http_parser *hp)
-{
-	struct client *c = hp->data;
-
-	c->body_done = true;
-	http_parser_pause(hp, 1); /* what follows is the next request */
-	return 0;
-}
-
-static const http_parser_settings settings = {
-	.on_url = on_url,
-	.on_header_field = on_field,
-	.on_header_value = on_value,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body_data,
-	.on_message_complete = on_message_complete,
-};
-
-/* ---- the set's upkeep ------------------------------------------------------ */
+/* ---- the set's upkeep ---------------------------------------------------- */
 
 bool clients_evict(struct clients *s)
 {

@@ -7,9 +7,10 @@
  * the public <discovery/agent.h> only), state.c (open or locked, and the
  * answers the gate gives itself), and the proxy: server.c (listeners and
  * workers), worker.c (a thread's loop over loop.c), client.c (the clients'
- * side, strict, on http-parser), upstream.c (an HTTP/1.1 client to the
- * app, on http-parser), relay.c (WebSocket tunnels), with forward.c (the
- * heads that cross), path.c (what passes a locked gate), admit.c (who may
+ * side) with request.c (reading their requests, strictly, on
+ * http-parser), upstream.c (an HTTP/1.1 client to the app, on
+ * http-parser), relay.c (WebSocket tunnels), with forward.c (the heads
+ * that cross), path.c (what passes a locked gate), admit.c (who may
  * connect) and ring.c (the buffers).
  *
  * Threads: main (signals, through sigwait on blocked signals), the agent

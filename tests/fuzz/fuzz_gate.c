@@ -1,13 +1,13 @@
 /*
  * fuzz_gate: libFuzzer harness for the gate's client side
- * (agent/gate/client.c): the strict head checks, the body framing, the
- * pass decision of a locked gate, pipelining and the answers, as one
- * connection plays them.
+ * (agent/gate/client.c and request.c): the strict head checks, the body
+ * framing, the pass decision of a locked gate, pipelining and the answers,
+ * as one connection plays them.
  *
  * The input is what a client sends, byte for byte. The harness #includes
  * client.c and runs it for real on an event loop (loop.c), over one end of
- * a socketpair, with the admission table, forward.c, path.c and ring.c as
- * they are. Two seams: the gate's state is a fixed locked view passing
+ * a socketpair, with request.c, the admission table, forward.c, path.c and
+ * ring.c as they are. Two seams: the gate's state is a fixed locked view passing
  * /healthz and /static/ (state.c needs libagent), and the upstream side is
  * replaced by a stand-in that answers every exchange it is given at once
  * (a 200 with a small body, or a failure) instead of connecting.

@@ -71,8 +71,8 @@ extra_srcs() {
 	api) echo discoveryd/auth.c discoveryd/metrics.c discoveryd/sse.c \
 		discoveryd/api_origin.c discoveryd/api_conn.c discoveryd/idem.c \
 		"$OUT/dashboard_html.o" ;;
-	gate) echo agent/gate/path.c agent/gate/forward.c agent/gate/ring.c \
-		agent/gate/chunk.c \
+	gate) echo agent/gate/request.c agent/gate/path.c agent/gate/forward.c \
+		agent/gate/ring.c agent/gate/chunk.c \
 		agent/gate/loop.c agent/gate/admit.c agent/gate/relay.c ;;
 	esac
 }
