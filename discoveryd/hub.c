@@ -529,6 +529,8 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	htab_init(&h->peers, true);
+	htab_init(&h->index, true);
 	hub_apply_settings(h, conf);
 	h->tls = conf->tls_present;
 	h->auth = auth;
@@ -667,7 +669,7 @@ void hub_free(struct hub *h)
 	if (h->ctx)
 		lws_context_destroy(h->ctx);
 	free(h->links);
-	free(h->index);
+	htab_release(&h->index);
 	peers_release(h);
 	evlog_release(&h->log);
 	idem_release(&h->idem);

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "evlog.h"
+#include "htab.h"
 #include "hub.h"
 #include "metrics.h"
 
@@ -106,7 +107,8 @@ struct link {
 
 	/* From the hello. */
 	struct service *svc;
-	struct link *index_next;       /* chain in hub->index */
+	struct hnode index_node;       /* in hub->index */
+	bool indexed;
 	char *instance;                /* NULL until the hello; its address
 	                                  follows it (link_address) */
 	struct service **deps;         /* one allocation with dep_names */
@@ -167,16 +169,12 @@ struct hub {
 	struct link **links;
 	size_t n_links, cap_links;
 	size_t n_instances;            /* links past hello */
-	struct peer **peers;           /* per source address: buckets */
-	size_t peers_size;             /* a power of two */
-	size_t peers_used;
-	uint64_t peers_seed;
+	struct htab peers;             /* struct peer by source address */
 	struct peer *idle_head, *idle_tail;   /* holding no connection */
 	size_t n_idle;
 	struct link_conn *pending_head, *pending_tail; /* not upgraded yet */
 	struct admit_log refused[REFUSED_KINDS];
-	struct link **index;           /* instances by service and id */
-	size_t index_size;             /* buckets, a power of two */
+	struct htab index;             /* links by service and instance id */
 	lws_sorted_usec_list_t tick_sul;
 	lws_sorted_usec_list_t ttl_sul;
 	lws_sorted_usec_list_t grace_sul;

@@ -11,30 +11,18 @@
 
 #include "idem.h"
 
-#define MIN_BUCKETS 64
-
-static uint64_t hash(const char *s)
+static uint64_t key_hash(const struct idem *t, const char *key)
 {
-	uint64_t h = 1469598103934665603ULL;      /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-static struct idem_entry **slot(struct idem *t, const char *key)
-{
-	return &t->buckets[hash(key) & (t->n_buckets - 1)];
+	return htab_hash(&t->tab, key);
 }
 
 int idem_init(struct idem *t, size_t max_keys, int64_t retention_ms)
 {
 	memset(t, 0, sizeof(*t));
-	t->n_buckets = MIN_BUCKETS;
-	t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
+	htab_init(&t->tab, true);     /* keys are the callers' choice */
 	t->max_keys = max_keys;
 	t->retention_ms = retention_ms;
-	return t->buckets ? 0 : -1;
+	return 0;
 }
 
 static void free_entry(struct idem_entry *e)
@@ -52,17 +40,13 @@ void idem_release(struct idem *t)
 		next = e->newer;
 		free_entry(e);
 	}
-	free(t->buckets);
+	htab_release(&t->tab);
 	memset(t, 0, sizeof(*t));
 }
 
 void idem_remove(struct idem *t, struct idem_entry *e)
 {
-	struct idem_entry **p = slot(t, e->key);
-
-	while (*p != e)
-		p = &(*p)->chain;
-	*p = e->chain;
+	htab_remove(&t->tab, &e->node);
 	if (e->older)
 		e->older->newer = e->newer;
 	else
@@ -113,52 +97,35 @@ void idem_configure(struct idem *t, size_t max_keys, int64_t retention_ms,
 struct idem_entry *idem_find(struct idem *t, const char *key,
 			     int64_t now_wall_ms)
 {
-	struct idem_entry *e;
+	uint64_t hv = key_hash(t, key);
 
 	idem_expire(t, now_wall_ms);
-	for (e = *slot(t, key); e; e = e->chain)
+	for (struct hnode *n = htab_first(&t->tab, hv); n;
+	     n = htab_next(n, hv)) {
+		struct idem_entry *e = htab_entry(n, struct idem_entry, node);
+
 		if (strcmp(e->key, key) == 0)
 			return e;
-	return NULL;
-}
-
-/* Double the buckets once entries outnumber them (nothing moves in the
- * age list). On no memory the table stays as it is, only slower. */
-static void grow(struct idem *t)
-{
-	size_t n = t->n_buckets * 2;
-	struct idem_entry **b = calloc(n, sizeof(*b));
-
-	if (!b)
-		return;
-	for (struct idem_entry *e = t->oldest; e; e = e->newer) {
-		struct idem_entry **p = &b[hash(e->key) & (n - 1)];
-
-		e->chain = *p;
-		*p = e;
 	}
-	free(t->buckets);
-	t->buckets = b;
-	t->n_buckets = n;
+	return NULL;
 }
 
 struct idem_entry *idem_add(struct idem *t, const char *key,
 			    const unsigned char *fp, int64_t created_wall_ms)
 {
-	struct idem_entry *e = calloc(1, sizeof(*e)), **p;
+	struct idem_entry *e = calloc(1, sizeof(*e));
 
 	if (!e || !(e->key = strdup(key))) {
 		free(e);
 		return NULL;
 	}
 	make_room(t);
-	if (t->count >= t->n_buckets)
-		grow(t);
+	if (htab_add(&t->tab, &e->node, key_hash(t, key)) != 0) {
+		free_entry(e);
+		return NULL;
+	}
 	memcpy(e->fp, fp, IDEM_FP_LEN);
 	e->created_wall_ms = created_wall_ms;
-	p = slot(t, key);
-	e->chain = *p;
-	*p = e;
 	e->older = t->newest;
 	if (t->newest)
 		t->newest->newer = e;

@@ -19,6 +19,8 @@
 
 #include <cJSON.h>
 
+#include "htab.h"
+
 #define IDEM_KEY_MAX   255      /* bytes in an Idempotency-Key */
 #define IDEM_FP_LEN    32       /* SHA-256 */
 /* A key as stored: the caller's identity, a newline, the key. */
@@ -32,13 +34,12 @@ struct idem_entry {
 	uint64_t seq;                 /* its change's seq, 0 = none */
 	bool applied;                 /* its change is in the journal */
 	int64_t created_wall_ms;
-	struct idem_entry *chain;     /* in its bucket */
+	struct hnode node;            /* in idem->tab, by key */
 	struct idem_entry *older, *newer;
 };
 
 struct idem {
-	struct idem_entry **buckets;
-	size_t n_buckets;             /* a power of two */
+	struct htab tab;
 	struct idem_entry *oldest, *newest;
 	size_t count;
 	size_t max_keys;

@@ -3,8 +3,8 @@
  * its open connections, counted from the accept whether or not they ever
  * upgrade (limits.max_agents_per_ip), and its own accept-rate bucket
  * (limits.accept_share_per_ip). A hash table of records keyed by the
- * address text, chained, with a random seed so that chains cannot be aimed
- * at; hub thread only.
+ * address text (htab.h, seeded so that chains cannot be aimed at); hub
+ * thread only.
  *
  * A record lives while its address holds a connection, and for a while
  * after (idle), so that its bucket remembers an address that churns. Idle
@@ -17,29 +17,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "hub_int.h"
 
 #define PEERS_IDLE_MAX 16384
 
 struct peer {
-	struct peer *chain;            /* the bucket's chain */
+	struct hnode node;             /* in hub->peers, by addr */
 	struct peer *idle_prev, *idle_next;   /* while it holds nothing */
 	unsigned conns;                /* connections open, upgraded or not */
 	double tokens;                 /* its accept bucket */
 	int64_t refill_ms;             /* 0 = never used: a full bucket */
 	char addr[LINK_PEER_MAX];      /* what links keep (peer_of_addr) */
 };
-
-static size_t slot_of(const struct hub *h, const char *addr, size_t size)
-{
-	uint64_t x = 1469598103934665603ULL ^ h->peers_seed;   /* FNV-1a */
-
-	for (const char *p = addr; *p; p++)
-		x = (x ^ (unsigned char)*p) * 1099511628211ULL;
-	return (size_t)(x ^ (x >> 29)) & (size - 1);
-}
 
 static void idle_unlink(struct hub *h, struct peer *p)
 {
@@ -60,65 +50,30 @@ static void idle_append(struct hub *h, struct peer *p)
 
 static void drop(struct hub *h, struct peer *p)
 {
-	struct peer **q = &h->peers[slot_of(h, p->addr, h->peers_size)];
-
-	while (*q != p)
-		q = &(*q)->chain;
-	*q = p->chain;
+	htab_remove(&h->peers, &p->node);
 	idle_unlink(h, p);
-	h->peers_used--;
 	free(p);
-}
-
-/* Double the buckets (records stay where they are: links point at them). */
-static int grow(struct hub *h)
-{
-	size_t size = h->peers_size ? h->peers_size * 2 : 256;
-	struct peer **t = calloc(size, sizeof(*t));
-
-	if (!t)
-		return -1;
-	if (!h->peers_size &&
-	    getrandom(&h->peers_seed, sizeof(h->peers_seed), GRND_NONBLOCK) !=
-	    (ssize_t)sizeof(h->peers_seed))
-		h->peers_seed = (uint64_t)(uintptr_t)t ^ (uint64_t)clock_mono_us();
-	for (size_t i = 0; i < h->peers_size; i++) {
-		struct peer *p = h->peers[i], *next;
-
-		for (; p; p = next) {
-			size_t s = slot_of(h, p->addr, size);
-
-			next = p->chain;
-			p->chain = t[s];
-			t[s] = p;
-		}
-	}
-	free(h->peers);
-	h->peers = t;
-	h->peers_size = size;
-	return 0;
 }
 
 struct peer *peers_get(struct hub *h, const char *addr)
 {
+	uint64_t hv = htab_hash(&h->peers, addr);
 	struct peer *p;
-	size_t s;
 
-	if (h->peers_size) {
-		for (p = h->peers[slot_of(h, addr, h->peers_size)]; p; p = p->chain)
-			if (strcmp(p->addr, addr) == 0)
-				return p;
+	for (struct hnode *n = htab_first(&h->peers, hv); n;
+	     n = htab_next(n, hv)) {
+		p = htab_entry(n, struct peer, node);
+		if (strcmp(p->addr, addr) == 0)
+			return p;
 	}
-	if (h->peers_used + 1 > h->peers_size && grow(h) != 0)
-		return NULL;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
 	snprintf(p->addr, sizeof(p->addr), "%s", addr);
-	s = slot_of(h, addr, h->peers_size);
-	p->chain = h->peers[s];
-	h->peers[s] = p;
-	h->peers_used++;
+	if (htab_add(&h->peers, &p->node, hv) != 0) {
+		free(p);
+		return NULL;
+	}
 	idle_append(h, p);
 	if (h->n_idle > PEERS_IDLE_MAX)
 		drop(h, h->idle_head);          /* never p: it is the newest */
@@ -181,16 +136,11 @@ bool peers_admit(struct hub *h, struct peer *p, double rate, double burst,
 
 void peers_release(struct hub *h)
 {
-	for (size_t i = 0; i < h->peers_size; i++) {
-		struct peer *p = h->peers[i], *next;
+	struct hnode *n;
 
-		for (; p; p = next) {
-			next = p->chain;
-			free(p);
-		}
-	}
-	free(h->peers);
-	h->peers = NULL;
-	h->peers_size = h->peers_used = h->n_idle = 0;
+	while ((n = htab_pop(&h->peers)))
+		free(htab_entry(n, struct peer, node));
+	htab_release(&h->peers);
+	h->n_idle = 0;
 	h->idle_head = h->idle_tail = NULL;
 }

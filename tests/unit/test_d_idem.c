@@ -74,7 +74,7 @@ static void test_many_keys_grow(void **state)
 		answered(&t, key, i + 1);
 	}
 	assert_int_equal(t.count, 5000);
-	assert_true(t.n_buckets >= 4096);
+	assert_true(t.tab.size >= 4096);
 	assert_null(idem_find(&t, "\nk999", 6001));
 	assert_non_null(idem_find(&t, "\nk1000", 6001));
 	assert_non_null(idem_find(&t, "\nk5999", 6001));
