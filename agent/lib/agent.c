@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent_int.h"
+#include "log.h"
 
 #define META_MAX 8192 /* bytes of hello's meta as JSON text */
 
@@ -39,7 +40,7 @@ static void lws_log_emit(int level, const char *line)
 		text[--n] = '\0';
 	/* lws warns about every refused connection we already report. */
 	notify_log(a, level == LLL_ERR ? AGENT_LOG_WARN : AGENT_LOG_DEBUG,
-		   "libwebsockets text=%s", notify_quote(q, sizeof(q), text));
+		   "libwebsockets text=%s", log_quote(q, sizeof(q), text));
 }
 
 static void lws_log_setup(void)

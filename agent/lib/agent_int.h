@@ -181,8 +181,6 @@ void notify_readiness(struct agent *a, const char *service, bool ready);
 void notify_event(struct agent *a, const struct agent_event *ev);
 void notify_link(struct agent *a, enum agent_link_state state,
 		 const struct agent_link_info *info);
-/* Quote a value from the network for a log line (log_quote's rules). */
-const char *notify_quote(char *buf, size_t size, const char *s);
 
 /* url.c */
 int url_parse(const char *text, struct url *u, char *err, size_t errlen);

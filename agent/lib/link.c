@@ -38,6 +38,7 @@
 
 #include "agent_int.h"
 #include "clock.h"
+#include "log.h"
 
 static void schedule_ms(struct agent *a, lws_sorted_usec_list_t *sul,
 			sul_cb_t cb, int64_t ms)
@@ -69,8 +70,8 @@ static void load_token(struct agent *a)
 	fd = open(a->token_file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		notify_log(a, AGENT_LOG_WARN, "token_file_unreadable path=%s error=%s",
-			   notify_quote(q, sizeof(q), a->token_file),
-			   notify_quote(buf, sizeof(buf), strerror(errno)));
+			   log_quote(q, sizeof(q), a->token_file),
+			   log_quote(buf, sizeof(buf), strerror(errno)));
 		return;
 	}
 	/* One byte short of buf: a file of AGENT_TOKEN_MAX bytes or more still
@@ -85,7 +86,7 @@ static void load_token(struct agent *a)
 	if (n < 0 || len == 0 || len >= AGENT_TOKEN_MAX || !token_ok(buf)) {
 		notify_log(a, AGENT_LOG_WARN,
 			   "token_file_invalid path=%s reason=%s",
-			   notify_quote(q, sizeof(q), a->token_file),
+			   log_quote(q, sizeof(q), a->token_file),
 			   n < 0 ? "read-error" : len == 0 ? "empty" :
 			   len >= AGENT_TOKEN_MAX ? "too-long" : "bad-character");
 		return;
@@ -253,7 +254,7 @@ static void lost(struct agent *a)
 	notify_log(a, was_linked && !l->stopping ? AGENT_LOG_WARN : AGENT_LOG_INFO,
 		   "%s url=%s code=%d reason=%s%s retry_ms=%u",
 		   was_linked ? "unlinked" : "connect_failed", info.url,
-		   info.close_code, notify_quote(q, sizeof(q), info.reason),
+		   info.close_code, log_quote(q, sizeof(q), info.reason),
 		   status, info.retry_ms);
 	notify_link(a, AGENT_LINK_UNLINKED, &info);
 	if (was_linked)

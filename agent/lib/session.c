@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "agent_int.h"
+#include "log.h"
 
 static int name_cmp(const void *key, const void *elem)
 {
@@ -275,7 +276,7 @@ void session_frame(struct agent *a, const char *buf, size_t len)
 		char q[160];
 
 		notify_log(a, AGENT_LOG_WARN, "bad_frame error=%s",
-			   notify_quote(q, sizeof(q), err));
+			   log_quote(q, sizeof(q), err));
 		link_close(a, proto_close_code(rc), err);
 		return;
 	}
