@@ -445,7 +445,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	const union MHD_DaemonInfo *info;
 	struct conf_addr bound = conf->listen_http;
 	struct api_conn_limits lim;
-	char addr[300];
+	char addr[CONF_ADDR_TEXT];
 
 	conf_addr_format(&conf->listen_http, addr, sizeof(addr));
 	if (!a || conf_addr_resolve(&conf->listen_http, "listen.http", &ss,

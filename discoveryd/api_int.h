@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "conf.h"
 #include "idem.h"
 #include "metrics.h"
 #include "sse.h"
@@ -63,7 +64,7 @@ struct api {
 	unsigned threads, max_http;
 	char *cert, *key;             /* PEM text while https runs */
 	char *old_cert, *old_key;     /* during a reload */
-	char listen_address[300];
+	char listen_address[CONF_ADDR_TEXT];
 };
 
 /*

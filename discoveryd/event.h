@@ -44,7 +44,7 @@ struct event {
 	uint64_t seq;
 	int64_t created_us;        /* when the trigger arrived (monotonic) */
 	int64_t created_wall_ms;   /* the same, wall clock, journaled */
-	char command[64];
+	char command[PROTO_COMMAND_MAX];
 	cJSON *header;             /* owned */
 	cJSON *value;              /* owned */
 	unsigned char *frame;      /* LWS_PRE headroom, then len bytes of JSON */

@@ -521,7 +521,7 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 {
 	struct lws_context_creation_info info;
 	struct hub *h = calloc(1, sizeof(*h));
-	char addr[300];
+	char addr[CONF_ADDR_TEXT];
 
 	if (!h || idem_init(&h->idem, (size_t)conf->idem_max_keys,
 			    conf->idem_retention_ms) != 0) {
@@ -540,7 +540,7 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	snprintf(h->node, sizeof(h->node), "%s", conf->node);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);
-	registry_init(&h->registry, 100000);
+	registry_init(&h->registry, REGISTRY_MAX_SERVICES);
 	hub_apply_services_conf(h, conf);
 	if (open_log(h, conf, err, errlen) != 0) {
 		hub_free(h);

@@ -64,7 +64,7 @@ struct hub_req {
 	char instance[PROTO_INSTANCE_MAX + 1];
 	enum declaration decl;
 	int64_t ttl_ms;                      /* 0 = no TTL */
-	char command[64];
+	char command[PROTO_COMMAND_MAX];
 	cJSON *header;                       /* given to the hub by hub_call */
 	cJSON *value;                        /* given to the hub by hub_call */
 	const struct dconf *conf;            /* HUB_RELOAD; read during the call */

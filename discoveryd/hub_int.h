@@ -152,7 +152,7 @@ struct hub {
 	unsigned auth_generation;      /* of its secrets, as the tick saw */
 	struct lws_context *ctx;
 	struct lws_vhost *vhost;
-	char listen_address[300];
+	char listen_address[CONF_ADDR_TEXT];
 	pthread_t thread;
 	bool thread_started;
 

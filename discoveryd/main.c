@@ -82,7 +82,7 @@ static enum log_level level_for(const struct options *o, const struct dconf *c)
 /* Say which changed settings only a restart applies. */
 static void note_restart_needed(const struct dconf *old, const struct dconf *now)
 {
-	char a[300], b[300];
+	char a[CONF_ADDR_TEXT], b[CONF_ADDR_TEXT];
 
 	if (strcmp(conf_addr_format(&old->listen_http, a, sizeof(a)),
 		   conf_addr_format(&now->listen_http, b, sizeof(b))) != 0)

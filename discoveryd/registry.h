@@ -51,6 +51,8 @@ struct registry {
 	size_t max;                /* cap on the number of services */
 };
 
+/* The daemon's service table: past it a new service is 503 "full". */
+#define REGISTRY_MAX_SERVICES 100000
 void registry_init(struct registry *r, size_t max_services);
 void registry_release(struct registry *r);
 

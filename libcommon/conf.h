@@ -170,7 +170,9 @@ int conf_redis_url_parse(const char *s, struct redis_url *u, char *err,
 struct sockaddr_storage;
 int conf_addr_resolve(const struct conf_addr *addr, const char *what,
 		      struct sockaddr_storage *ss, char *err, size_t errlen);
-/* Format "host:port" (brackets for IPv6) into buf; returns buf. */
+/* Format "host:port" (brackets for IPv6) into buf; returns buf.
+ * CONF_ADDR_TEXT holds any: a 255-byte name, the brackets, a port. */
+#define CONF_ADDR_TEXT 300
 const char *conf_addr_format(const struct conf_addr *addr, char *buf,
 			     size_t size);
 void conf_strlist_free(struct conf_strlist *l);

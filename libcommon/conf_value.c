@@ -225,7 +225,7 @@ int conf_redis_url_parse(const char *s, struct redis_url *u, char *err,
 			 size_t errlen)
 {
 	const char *rest, *at, *slash;
-	char hostport[300];
+	char hostport[CONF_ADDR_TEXT];
 	size_t len;
 
 	memset(u, 0, sizeof(*u));

@@ -66,6 +66,9 @@ void log_agent_line(int level, const char *line);
  * escaped, truncated to fit. Returns buf.
  */
 const char *log_quote(char *buf, size_t size, const char *s);
+/* A buffer for one quoted value (a URI, a reason, a file name): longer
+ * values are cut with an ellipsis. */
+#define LOG_QUOTE_MAX 300
 
 /*
  * Values longer than a line (a hook's output): any bytes, NUL included,

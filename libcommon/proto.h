@@ -34,6 +34,7 @@
 #define PROTO_EPOCH_MAX    64
 #define PROTO_DEPENDS_MAX  64   /* depends_on entries */
 #define PROTO_DEPTH_MAX    16   /* JSON nesting of a whole frame */
+#define PROTO_COMMAND_MAX  64   /* an event's command, NUL included */
 
 /* Error codes (negative); each maps to a WebSocket close code. */
 enum {
@@ -81,7 +82,7 @@ struct proto_event {
 	char epoch[PROTO_EPOCH_MAX + 1];
 	uint64_t seq;
 	char kind[32];              /* "readiness", "invalidate", "command" */
-	char command[64];           /* e.g. "DataSend" */
+	char command[PROTO_COMMAND_MAX];   /* e.g. "DataSend" */
 	cJSON *header;              /* object, owned; may be NULL */
 	cJSON *value;               /* any JSON, owned; may be NULL */
 };

@@ -229,7 +229,7 @@ static void answer_error(struct client *c, unsigned status, const char *code,
 static void refuse(struct client *c, unsigned status, const char *code,
 		   const char *message)
 {
-	char q[300];
+	char q[LOG_QUOTE_MAX];
 
 	log_debug("bad_request", "client=%s status=%u why=%s", c->ip, status,
 		  log_quote(q, sizeof(q), message));

@@ -20,7 +20,7 @@ struct gconf {
 	char *upstream;              /* http://host[:port][/prefix] */
 	char upstream_host[256];     /* its host, without [] */
 	char upstream_port[8];       /* its port, "80" by default */
-	char upstream_authority[300];/* host[:port] as written (Host, if none) */
+	char upstream_authority[CONF_ADDR_TEXT];/* host[:port] as written (Host, if none) */
 	const char *upstream_prefix; /* its path, "" or "/prefix" (in upstream) */
 	struct conf_strlist requires;
 	bool requires_set;           /* `requires:` appeared (vs depends_on) */

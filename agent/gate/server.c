@@ -70,7 +70,7 @@ static int start_workers(struct gate_server *s, struct sockaddr_storage *ss,
 	}
 	for (size_t i = 0; i < s->n_workers; i++) {
 		int fd = listen_on(ss);
-		char text[300];
+		char text[CONF_ADDR_TEXT];
 
 		if (fd < 0) {
 			snprintf(err, errlen, "listen: cannot listen on %s: %s",
@@ -98,7 +98,7 @@ struct gate_server *server_start(const struct gconf *c, struct gate_state *st,
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned threads = c->threads ? (unsigned)c->threads
 			   : cores > 0 ? (unsigned)cores : 1;
-	char text[300];
+	char text[CONF_ADDR_TEXT];
 
 	memset(&ss, 0, sizeof(ss));
 	if (!s) {

@@ -218,7 +218,7 @@ static void finish(struct exchange *x, unsigned status, const char *why)
 
 	leave(x);
 	if (why) {
-		char q[300], e[300];
+		char q[LOG_QUOTE_MAX], e[LOG_QUOTE_MAX];
 
 		log_warn("upstream_failed", "uri=%s status=%u error=%s",
 			 log_quote(q, sizeof(q), x->uri),

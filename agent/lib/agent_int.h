@@ -30,6 +30,7 @@
 #include <libwebsockets.h>
 
 #include "backoff.h"
+#include "conf.h"
 #include "discovery/agent.h"
 #include "proto.h"
 
@@ -56,7 +57,7 @@
 struct url {
 	char text[AGENT_URL_MAX];
 	char host[256];          /* without brackets */
-	char host_header[300];   /* "host" or "host:port", brackets for IPv6 */
+	char host_header[CONF_ADDR_TEXT];   /* "host" or "host:port", brackets for IPv6 */
 	char path[AGENT_URL_MAX];
 	int port;
 	bool tls;

@@ -60,7 +60,7 @@ static bool token_ok(const char *t)
 /* Read token_file into token_buf; keep the previous token on failure. */
 static void load_token(struct agent *a)
 {
-	char buf[AGENT_TOKEN_MAX + 1], q[300];
+	char buf[AGENT_TOKEN_MAX + 1], q[LOG_QUOTE_MAX];
 	ssize_t n;
 	size_t len;
 	int fd;

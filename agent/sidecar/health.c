@@ -124,7 +124,7 @@ struct health *health_start(const struct conf_addr *addr, const agent_t *a,
 	struct health *h;
 	const union MHD_DaemonInfo *info;
 	struct conf_addr bound = *addr;
-	char text[300];
+	char text[CONF_ADDR_TEXT];
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
 
 	memset(&ss, 0, sizeof(ss));
