@@ -14,7 +14,8 @@
 #   agent/sidecar/*.c    -> build/bin/discovery-agent
 #   agent/gate/*.c       -> build/bin/discovery-gate
 #   tests/unit/test_*.c  -> build/tests/test_*
-#   (tests/unit/support/*.c: shared by the test_agent_* tests)
+#   (tests/unit/support/*.c: shared by the test_agent_* tests;
+#   test_gate_X.c tests agent/gate/X.c)
 
 comma     := ,
 VERSION   := 0.1.0
@@ -164,14 +165,17 @@ $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 
 # Unit tests link libcommon. The daemon's module tests (test_registry,
 # test_d_*) also link the daemon's modules (everything but main); libagent's
-# internal tests (test_agent_*) link libagent's objects.
+# internal tests (test_agent_*) link libagent's objects; a gate module's
+# test (test_gate_X) links that one module (agent/gate/X.c).
 DAEMON_LIB_OBJ = $(if $(filter test_registry test_d_%,$*),$(DAEMON_LIB))
 AGENT_OBJ      = $(if $(filter test_agent_%,$*),$(call obj,$(AGENT_SRC) \
                    $(TEST_SUPPORT_SRC)))
+GATE_OBJ       = $(if $(filter test_gate_%,$*),$(call obj,\
+                   agent/gate/$(*:test_gate_%=%).c))
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \
-		  $(call obj,$(AGENT_SRC) $(TEST_SUPPORT_SRC))
+		  $(call obj,$(AGENT_SRC) $(TEST_SUPPORT_SRC) $(GATE_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(DAEMON_LIB_OBJ) $(AGENT_OBJ) $(COMMON_LIB) \
+	$(CC) -o $@ $< $(DAEMON_LIB_OBJ) $(AGENT_OBJ) $(GATE_OBJ) $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_HIREDIS) \
 	  $(LIBS_ZLIB) $(LIBS_COMMON)
 

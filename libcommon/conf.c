@@ -24,6 +24,9 @@
  *     a huge walk. Anchors alone are harmless and allowed.
  *   - An always-on section (present = CONF_NO_FIELD) that is absent still has
  *     its required keys checked; an optional one only when it appears.
+ *   - A row's alias (conf.h) has nothing to do with YAML's: it is a second
+ *     name of the key. Both names in one mapping are refused like a
+ *     duplicate, so a file never says two things and keeps the last.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -221,11 +224,13 @@ static yaml_node_t *node_at(const struct loader *ld, int index)
 	return yaml_document_get_node(ld->doc, index);
 }
 
+/* The row spelt name, under its name or its alias; NULL if none. */
 static const struct conf_key *find_row(const struct conf_key *table,
 				       const char *name)
 {
 	for (; table->name; table++)
-		if (strcmp(table->name, name) == 0)
+		if (strcmp(table->name, name) == 0 ||
+		    (table->alias && strcmp(table->alias, name) == 0))
 			return table;
 	return NULL;
 }
@@ -265,9 +270,12 @@ static int check_required(struct loader *ld, const struct conf_key *table,
 	char in[300], sub_path[256];
 
 	for (const struct conf_key *row = table; row->name; row++) {
-		if (mapping && find_key(ld, mapping,
-					mapping->data.mapping.pairs.top,
-					row->name))
+		const yaml_node_pair_t *end =
+			mapping ? mapping->data.mapping.pairs.top : NULL;
+
+		if (mapping && (find_key(ld, mapping, end, row->name) ||
+				(row->alias &&
+				 find_key(ld, mapping, end, row->alias))))
 			continue;
 		if ((row->flags & CONF_REQUIRED) && !row->def)
 			return fail(ld, at(near), "missing required key '%s'%s",
@@ -529,6 +537,7 @@ static int walk_mapping(struct loader *ld, const struct conf_key *table,
 		const yaml_node_t *key = node_at(ld, p->key);
 		const char *name = text_of(key);
 		const struct conf_key *row;
+		struct conf_key spelt;
 
 		if (!name)
 			return fail(ld, at(key), "keys must be plain names%s",
@@ -540,7 +549,16 @@ static int walk_mapping(struct loader *ld, const struct conf_key *table,
 		if (find_key(ld, mapping, p, name))
 			return fail(ld, at(key), "duplicate key '%s'%s", name,
 				    in);
-		if (set_value(ld, row, base, node_at(ld, p->value), path) != 0)
+		if (row->alias && find_key(ld, mapping, p,
+					   strcmp(name, row->name) ?
+					   row->name : row->alias))
+			return fail(ld, at(key), "'%s' and '%s' are the same "
+				    "key; keep one%s", row->name, row->alias,
+				    in);
+		/* Messages about the value use the file's name for the key. */
+		spelt = *row;
+		spelt.name = name;
+		if (set_value(ld, &spelt, base, node_at(ld, p->value), path))
 			return -1;
 	}
 	return check_required(ld, table, mapping, mapping, path);

@@ -8,9 +8,10 @@
  *
  *   1. every key with a default gets it (parsed by the same code as the file);
  *   2. the document is read; each value is checked for type and bounds;
- *   3. unknown keys, duplicate keys, wrong types and missing required keys are
- *      errors, reported as "FILE:LINE:COL: message" (1-based line and column of
- *      the offending node).
+ *   3. unknown keys, duplicate keys (a key and its alias count as one),
+ *      wrong types and missing required keys are errors, reported as
+ *      "FILE:LINE:COL: message" (1-based line and column of the offending
+ *      node).
  *
  * Cross-field checks are the caller's, after conf_load returns. On error
  * nothing needs freeing by the caller beyond conf_free (which is always safe
@@ -106,6 +107,9 @@ typedef bool (*conf_name_fn)(const char *name);
 
 struct conf_key {
 	const char *name;
+	/* Another spelling of the same key (Redis's "slaveof" for "replicaof"):
+	 * the file may use either, not both; messages say the one it used. */
+	const char *alias;
 	enum conf_type type;
 	size_t offset;  /* of the field in the target (or item) struct */
 	int64_t min;    /* INT/DOUBLE/DURATION/SIZE lower bound */

@@ -1,22 +1,19 @@
 /*
  * gconf: the gate's keys, one table for libcommon's conf loader (see
- * gconf.h), plus the one bridge to libagent's loader: docs/gate.md names the
- * dependencies `requires:`, which libagent knows as `depends_on:`.
+ * gconf.h), and the agent from the same file: docs/gate.md names the
+ * dependencies `requires:`, which libagent reads as its `depends_on:` under
+ * that alias.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
-
-#include <yaml.h>
 
 #include "gconf.h"
 #include "path.h"
 
 #define F(field) offsetof(struct gconf, field)
-#define FILE_MAX (4 * 1024 * 1024) /* a config file larger than this is refused */
 
 const char *const gconf_keys[] = {
 	"listen", "upstream", "requires", "locked_status", "retry_after",
@@ -80,8 +77,8 @@ static const struct conf_key gate_keys[] = {
 	  .def = "127.0.0.1:8080", .help = "where clients connect" },
 	{ .name = "upstream", .type = CONF_STRING, .offset = F(upstream),
 	  .flags = CONF_REQUIRED, .help = "the app: http://host:port[/prefix]" },
-	{ .name = "requires", .type = CONF_STRLIST, .offset = F(requires),
-	  .max = AGENT_DEPENDS_MAX, .help = "services the app waits for" },
+	{ .name = "requires", .type = CONF_IGNORE,
+	  .help = "services the app waits for (libagent's depends_on)" },
 	{ .name = "locked_status", .type = CONF_INT, .offset = F(locked_status),
 	  .min = 423, .max = 503, .def = "423", .help = "423 or 503" },
 	{ .name = "retry_after", .type = CONF_DURATION,
@@ -191,7 +188,6 @@ int gconf_load(const char *path, struct gconf *c, char *err, size_t errlen)
 				     errlen);
 	if (!rc)
 		rc = check(path, c, err, errlen);
-	c->requires_set = c->requires.n > 0;
 	if (rc) {
 		gconf_free(c);
 		return -1;
@@ -205,124 +201,15 @@ void gconf_free(struct gconf *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* ---- `requires:` for libagent ------------------------------------------ */
+/* ---- the agent ---------------------------------------------------------- */
 
-/* Where the top-level key `name` starts and ends in text; -1 if absent. */
-static int find_key(const char *text, size_t len, const char *name,
-		    size_t *start, size_t *end)
+/* docs/gate.md names the dependencies as the app sees them. */
+static const struct agent_key_alias gate_aliases[] = {
+	{ "requires", "depends_on" },
+	{ NULL, NULL },
+};
+
+agent_t *gconf_load_agent(const char *path, char *err, size_t errlen)
 {
-	yaml_parser_t parser;
-	yaml_event_t ev;
-	int depth = 0, found = -1;
-	bool key_next = false, done = false;
-
-	if (!yaml_parser_initialize(&parser))
-		return -1;
-	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	while (!done && yaml_parser_parse(&parser, &ev)) {
-		switch (ev.type) {
-		case YAML_MAPPING_START_EVENT:
-		case YAML_SEQUENCE_START_EVENT:
-			if (depth == 1)
-				key_next = !key_next; /* a value */
-			if (depth++ == 0)
-				key_next = true;
-			break;
-		case YAML_MAPPING_END_EVENT:
-		case YAML_SEQUENCE_END_EVENT:
-			depth--;
-			break;
-		case YAML_SCALAR_EVENT:
-		case YAML_ALIAS_EVENT:
-			if (depth == 1 && key_next && ev.type == YAML_SCALAR_EVENT &&
-			    !strcmp((const char *)ev.data.scalar.value, name)) {
-				*start = ev.start_mark.index;
-				*end = ev.end_mark.index;
-				found = 0;
-			}
-			if (depth == 1)
-				key_next = !key_next;
-			break;
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
-		default:
-			break;
-		}
-		yaml_event_delete(&ev);
-	}
-	yaml_parser_delete(&parser);
-	return found;
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *text = f ? malloc(FILE_MAX + 1) : NULL;
-
-	if (text) {
-		*len = fread(text, 1, FILE_MAX + 1, f);
-		if (*len > FILE_MAX || ferror(f)) {
-			free(text);
-			text = NULL;
-		}
-	}
-	if (f)
-		fclose(f);
-	return text;
-}
-
-/* err says /proc/self/fd/N:...; make it say path:... */
-static void fix_path(char *err, size_t errlen, const char *fake,
-		     const char *path)
-{
-	size_t n = strlen(fake);
-	char copy[1024];
-
-	if (strncmp(err, fake, n))
-		return;
-	snprintf(copy, sizeof(copy), "%s", err + n);
-	snprintf(err, errlen, "%s%s", path, copy);
-}
-
-agent_t *gconf_load_agent(const char *path, const struct gconf *c, char *err,
-			  size_t errlen)
-{
-	size_t len = 0, start = 0, end = 0, s2, e2;
-	char fake[64], *text;
-	agent_t *a = NULL;
-	int fd;
-
-	if (!c->requires_set)
-		return agent_load_ex(path, gconf_keys, err, errlen);
-	text = read_file(path, &len);
-	if (!text) {
-		snprintf(err, errlen, "%s: cannot read", path);
-		return NULL;
-	}
-	if (find_key(text, len, "depends_on", &s2, &e2) == 0) {
-		snprintf(err, errlen, "%s: requires and depends_on are the same "
-			 "key; keep one", path);
-	} else if (find_key(text, len, "requires", &start, &end) ||
-		   end - start != strlen("requires")) {
-		snprintf(err, errlen, "%s: requires: write it as a plain key",
-			 path);
-	} else if ((fd = memfd_create("gate.yaml", MFD_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "%s: memfd_create failed", path);
-	} else {
-		/* The key only: every other byte, line and column stays. */
-		if (write(fd, text, start) == (ssize_t)start &&
-		    write(fd, "depends_on", 10) == 10 &&
-		    write(fd, text + end, len - end) == (ssize_t)(len - end)) {
-			snprintf(fake, sizeof(fake), "/proc/self/fd/%d", fd);
-			a = agent_load_ex(fake, gconf_keys, err, errlen);
-			if (!a)
-				fix_path(err, errlen, fake, path);
-		} else {
-			snprintf(err, errlen, "%s: cannot copy", path);
-		}
-		close(fd);
-	}
-	free(text);
-	return a;
+	return agent_load_aliased(path, gconf_keys, gate_aliases, err, errlen);
 }

@@ -1,9 +1,10 @@
 /*
  * gconf: the gate's own keys in gate.yaml (docs/gate.md: listen, upstream,
- * requires, locked_status, retry_after, pass, latch, and the proxy's limits
- * and timeouts). libagent's keys in the same file (discovery, service,
- * instance, backoff, ...) belong to agent_load_ex and are skipped here; the
- * gate's keys are skipped there, so each loader refuses what neither knows.
+ * locked_status, retry_after, pass, latch, and the proxy's limits and
+ * timeouts). libagent's keys in the same file (discovery, service,
+ * instance, backoff, ..., and `requires`, its depends_on) belong to
+ * agent_load_aliased and are skipped here; the gate's keys are skipped
+ * there, so each loader refuses what neither knows.
  */
 #ifndef GATE_GCONF_H
 #define GATE_GCONF_H
@@ -22,8 +23,6 @@ struct gconf {
 	char upstream_port[8];       /* its port, "80" by default */
 	char upstream_authority[CONF_ADDR_TEXT];/* host[:port] as written (Host, if none) */
 	const char *upstream_prefix; /* its path, "" or "/prefix" (in upstream) */
-	struct conf_strlist requires;
-	bool requires_set;           /* `requires:` appeared (vs depends_on) */
 	int64_t locked_status;       /* 423 or 503 */
 	int64_t retry_after_ms;
 	struct conf_strlist pass;    /* path prefixes always proxied */
@@ -46,7 +45,7 @@ struct gconf {
 	int log_level;               /* enum log_level */
 };
 
-/* The gate's top-level keys, NULL-terminated (for agent_load_ex). */
+/* The gate's top-level keys, NULL-terminated (libagent skips them). */
 extern const char *const gconf_keys[];
 
 /*
@@ -57,13 +56,11 @@ int gconf_load(const char *path, struct gconf *c, char *err, size_t errlen);
 void gconf_free(struct gconf *c);
 
 /*
- * The agent for this file. docs/gate.md spells the dependencies `requires:`;
- * libagent reads `depends_on:`. Either works (both at once is an error):
- * with `requires:` the agent is loaded from a copy of the file in which
- * the libyaml parser located that one key and renamed it, so libagent still
- * validates every key of its own. NULL with the message in err.
+ * The agent for this file (libagent's keys). docs/gate.md spells the
+ * dependencies `requires:`, libagent `depends_on:`: either works, both at
+ * once is an error, and libagent's loader checks the value with the
+ * position in path either way. NULL with the message in err.
  */
-agent_t *gconf_load_agent(const char *path, const struct gconf *c, char *err,
-			  size_t errlen);
+agent_t *gconf_load_agent(const char *path, char *err, size_t errlen);
 
 #endif

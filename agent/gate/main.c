@@ -136,7 +136,7 @@ static int load(struct gate *g, bool check_only)
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
-	g->agent = gconf_load_agent(g->path, &g->conf, err, sizeof(err));
+	g->agent = gconf_load_agent(g->path, err, sizeof(err));
 	if (!g->agent) {
 		fprintf(stderr, "%s\n", err);
 		return -1;

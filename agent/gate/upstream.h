@@ -10,7 +10,7 @@
  * another upstream_* call but upstream_start, upstream_send and
  * upstream_recv, and never from inside http-parser: after a callback
  * returns, upstream.c looks at the exchange again only if it is still in
- * flight. See fetch notes in docs/gate.md.
+ * flight. Why a client of its own: docs/gate.md, "The upstream client".
  *
  * Responses are parsed by http-parser (nodejs); nothing here parses HTTP
  * by hand. A pooled connection that died between two requests (the app

@@ -1,5 +1,6 @@
 /*
- * load: agent_load, an agent from a YAML file (conf/agent.yaml).
+ * load: agent_load, an agent from a YAML file (conf/agent.yaml), and its
+ * variants for programs that share the file (extra keys, aliases).
  *
  * The keys are one table for libcommon's conf loader (types, bounds,
  * defaults, FILE:LINE:COL errors); the file is read into a struct file,
@@ -114,8 +115,46 @@ static bool ours(const char *name)
 	return false;
 }
 
-/* file_keys plus an ignore row per extra key; NULL on allocation failure. */
-static struct conf_key *build_table(const char *const *extra_keys)
+static bool is_alias(const struct agent_key_alias *aliases, const char *name)
+{
+	for (size_t i = 0; aliases && aliases[i].alias; i++)
+		if (!strcmp(aliases[i].alias, name))
+			return true;
+	return false;
+}
+
+/* Give the rows of t (the first n_ours are ours) the aliases. A program's
+ * mistake, not the file's: 0, or -1 with the reason in msg. */
+static int set_aliases(struct conf_key *t, size_t n_ours,
+		       const struct agent_key_alias *aliases, char *msg,
+		       size_t size)
+{
+	for (size_t i = 0; aliases && aliases[i].alias; i++) {
+		const struct agent_key_alias *al = &aliases[i];
+		struct conf_key *row = NULL;
+
+		for (size_t k = 0; k < n_ours && al->key; k++)
+			if (!strcmp(t[k].name, al->key))
+				row = &t[k];
+		if (!row || ours(al->alias) || row->alias ||
+		    is_alias(aliases + i + 1, al->alias)) {
+			snprintf(msg, size, "aliases: %.64s for %.64s: need "
+				 "one new name per key of libagent",
+				 al->alias, al->key ? al->key : "(null)");
+			return -1;
+		}
+		row->alias = al->alias;
+	}
+	return 0;
+}
+
+/*
+ * file_keys with the aliases, plus an ignore row per extra key (an alias is
+ * ours, even if listed there). NULL with the reason in msg.
+ */
+static struct conf_key *build_table(const char *const *extra_keys,
+				    const struct agent_key_alias *aliases,
+				    char *msg, size_t size)
 {
 	size_t n_ours = sizeof(file_keys) / sizeof(file_keys[0]) - 1;
 	size_t n_extra = 0, k;
@@ -124,18 +163,33 @@ static struct conf_key *build_table(const char *const *extra_keys)
 	while (extra_keys && extra_keys[n_extra])
 		n_extra++;
 	t = calloc(n_ours + n_extra + 1, sizeof(*t));
-	if (!t)
+	if (!t) {
+		snprintf(msg, size, "out of memory");
 		return NULL;
+	}
 	memcpy(t, file_keys, n_ours * sizeof(*t));
+	if (set_aliases(t, n_ours, aliases, msg, size)) {
+		free(t);
+		return NULL;
+	}
 	k = n_ours;
 	for (size_t i = 0; i < n_extra; i++) {
-		if (ours(extra_keys[i]))
+		if (ours(extra_keys[i]) || is_alias(aliases, extra_keys[i]))
 			continue;
 		t[k].name = extra_keys[i];
 		t[k].type = CONF_IGNORE;
 		k++;
 	}
 	return t;
+}
+
+/* The name the file may give `meta` besides its own; NULL if none. */
+static const char *meta_alias(const struct conf_key *t)
+{
+	for (; t->name; t++)
+		if (!strcmp(t->name, "meta"))
+			return t->alias;
+	return NULL;
 }
 
 static int meta_error(char *err, size_t errlen, const char *path,
@@ -181,10 +235,12 @@ static int meta_read(yaml_document_t *doc, yaml_node_t *map, const char *path,
 }
 
 /*
- * Read the top-level `meta` mapping of path (already checked by conf) into
- * *json (malloc'd compact JSON; NULL when absent). 0 or -1 with err.
+ * Read the top-level `meta` mapping of path (already checked by conf; named
+ * alias there, if not NULL) into *json (malloc'd compact JSON; NULL when
+ * absent). 0 or -1 with err.
  */
-static int meta_load(const char *path, char **json, char *err, size_t errlen)
+static int meta_load(const char *path, const char *alias, char **json,
+		     char *err, size_t errlen)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -216,9 +272,13 @@ static int meta_load(const char *path, char **json, char *err, size_t errlen)
 		for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
 		     p < root->data.mapping.pairs.top; p++) {
 			yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+			const char *name;
 
-			if (!k || k->type != YAML_SCALAR_NODE ||
-			    strcmp((const char *)k->data.scalar.value, "meta"))
+			if (!k || k->type != YAML_SCALAR_NODE)
+				continue;
+			name = (const char *)k->data.scalar.value;
+			if (strcmp(name, "meta") &&
+			    (!alias || strcmp(name, alias)))
 				continue;
 			obj = cJSON_CreateObject();
 			rc = obj ? meta_read(&doc, yaml_document_get_node(&doc, p->value),
@@ -270,8 +330,10 @@ static agent_t *from_file(const char *path, const struct file *fl,
 	return a;
 }
 
-agent_t *agent_load_ex(const char *yaml_path, const char *const *extra_keys,
-		       char *err, size_t errlen)
+agent_t *agent_load_aliased(const char *yaml_path,
+			    const char *const *extra_keys,
+			    const struct agent_key_alias *aliases, char *err,
+			    size_t errlen)
 {
 	struct conf_key *table;
 	struct file fl;
@@ -283,15 +345,16 @@ agent_t *agent_load_ex(const char *yaml_path, const char *const *extra_keys,
 			snprintf(err, errlen, "no configuration file");
 		return NULL;
 	}
-	table = build_table(extra_keys);
+	table = build_table(extra_keys, aliases, msg, sizeof(msg));
 	if (!table) {
 		if (err && errlen)
-			snprintf(err, errlen, "%s: out of memory", yaml_path);
+			snprintf(err, errlen, "%s: %s", yaml_path, msg);
 		return NULL;
 	}
 	memset(&fl, 0, sizeof(fl));
 	if (conf_load_file(yaml_path, table, &fl, msg, sizeof(msg)) == 0 &&
-	    meta_load(yaml_path, &meta, msg, sizeof(msg)) == 0)
+	    meta_load(yaml_path, meta_alias(table), &meta, msg,
+		      sizeof(msg)) == 0)
 		a = from_file(yaml_path, &fl, meta, err, errlen);
 	else if (err && errlen)
 		snprintf(err, errlen, "%s", msg);
@@ -301,7 +364,13 @@ agent_t *agent_load_ex(const char *yaml_path, const char *const *extra_keys,
 	return a;
 }
 
+agent_t *agent_load_ex(const char *yaml_path, const char *const *extra_keys,
+		       char *err, size_t errlen)
+{
+	return agent_load_aliased(yaml_path, extra_keys, NULL, err, errlen);
+}
+
 agent_t *agent_load(const char *yaml_path, char *err, size_t errlen)
 {
-	return agent_load_ex(yaml_path, NULL, err, errlen);
+	return agent_load_aliased(yaml_path, NULL, NULL, err, errlen);
 }

@@ -214,7 +214,7 @@ static const struct conf_key agent_keys[] = {
 	{ .name = "instance", .type = CONF_STRING, .offset = A(instance) },
 	{ .name = "address", .type = CONF_STRING, .offset = A(address) },
 	{ .name = "depends_on", .type = CONF_STRLIST, .offset = A(depends_on),
-	  .max = 64 },
+	  .alias = "requires", .max = 64 },  /* the gate's spelling */
 	{ .name = "meta", .type = CONF_IGNORE },
 	{ .name = "token_file", .type = CONF_STRING, .offset = A(token_file) },
 	{ .name = "ca_file", .type = CONF_STRING, .offset = A(ca_file) },

@@ -32,17 +32,43 @@ def test_flags_and_check(tmp_path):
                 "service: web\nlatch: maybe\n")
     rc, out = run("-t", "-c", bad)
     assert rc != 0 and out.startswith(bad + ":4:8: "), out
-    both = write(os.path.join(str(tmp_path), "c.yaml"),
-                 "upstream: http://127.0.0.1:3000\ndiscovery: ws://x:1\n"
-                 "service: web\nrequires: [a]\ndepends_on: [b]\n")
-    rc, out = run("-t", "-c", both)
-    assert rc != 0 and "requires and depends_on" in out
     odd = write(os.path.join(str(tmp_path), "d.yaml"),
                 "upstream: http://127.0.0.1:3000\ndiscovery: ws://x:1\n"
                 "service: web\nrequires: [Bad Name]\n")
     rc, out = run("-t", "-c", odd)
     assert rc != 0 and out.startswith(odd), out
     assert run("-t", "-c", "/nonexistent.yaml")[0] != 0
+
+
+def test_requires_is_depends_on(tmp_path):
+    """`requires:` is libagent's depends_on under the gate's name: either
+    spelling, not both, and libagent's errors about its value point into
+    the user's file, at the line and column."""
+    head = ("upstream: http://127.0.0.1:3000\ndiscovery: ws://x:1\n"
+            "service: web\n")
+
+    def check(name, text):
+        path = write(os.path.join(str(tmp_path), name), head + text)
+        rc, out = run("-t", "-c", path)
+        return rc, out, path
+
+    for text in ("requires: [a, b]\n", "depends_on: [a, b]\n",
+                 "\"requires\": [a]\n", "requires: []\n"):
+        assert check("ok.yaml", text)[:2] == (0, "configuration OK\n"), text
+    rc, out, path = check("both.yaml", "requires: [a]\nlatch: true\n"
+                          "depends_on: [b]\n")
+    assert rc != 0 and out == (path + ":6:1: 'depends_on' and 'requires' "
+                               "are the same key; keep one\n"), out
+    rc, out, path = check("map.yaml", "requires: {a: b}\n")
+    assert rc != 0 and out == (path + ":4:11: 'requires' must be a string "
+                               "or a list of strings\n"), out
+    rc, out, path = check("entry.yaml", "requires:\n  - a\n  - [b]\n")
+    assert rc != 0 and out == (path + ":6:5: entries of 'requires' must "
+                               "be strings\n"), out
+    rc, out, path = check("many.yaml", "requires: [%s]\n" % ", ".join(
+        "s%d" % i for i in range(65)))
+    assert rc != 0 and out.startswith(path + ":4:11: 'requires' has 65 "
+                                      "entries"), out
 
 
 def test_reload_and_loading_page(daemon, tmp_path):

@@ -59,9 +59,10 @@
  * set to errors and warnings when the first agent starts.
  *
  * Ownership. Strings and arrays passed in (struct agent_config, the
- * callbacks struct, paths, extra_keys) are copied or used during the call
- * only: the caller may free them as soon as the call returns. The callbacks'
- * `ud` is the caller's and must stay valid until agent_destroy returns.
+ * callbacks struct, paths, extra_keys, aliases) are copied or used during
+ * the call only: the caller may free them as soon as the call returns. The
+ * callbacks' `ud` is the caller's and must stay valid until agent_destroy
+ * returns.
  * Pointers passed to callbacks are owned by libagent and valid only until
  * the callback returns. Pointers returned by the getters (agent_ready_flag,
  * agent_dependency_name) stay valid until agent_destroy; agent_strerror,
@@ -213,6 +214,29 @@ agent_t *agent_load(const char *yaml_path, char *err, size_t errlen);
  */
 agent_t *agent_load_ex(const char *yaml_path, const char *const *extra_keys,
 		       char *err, size_t errlen);
+
+/*
+ * Another name for one of libagent's top-level keys, under which a program
+ * documents it in its own file (the gate's `requires` is depends_on).
+ */
+struct agent_key_alias {
+	const char *alias; /* the program's name for the key */
+	const char *key;   /* the key of agent_conf_keys() it stands for */
+};
+
+/*
+ * agent_load_ex, where the file may also spell libagent's keys as aliases
+ * says (an array ended by an entry whose alias is NULL; the array may be
+ * NULL; used during the call only). A key and its alias are one key: both
+ * in one file is an error, and messages about the value use the name the
+ * file used. Each key takes at most one alias, which must not be a key of
+ * libagent; an alias may also be listed in extra_keys. A wrong aliases
+ * array gives NULL with "FILE: aliases: ..." in err.
+ */
+agent_t *agent_load_aliased(const char *yaml_path,
+			    const char *const *extra_keys,
+			    const struct agent_key_alias *aliases, char *err,
+			    size_t errlen);
 
 /*
  * The top-level keys agent_load reads, NULL-terminated; static. A program
