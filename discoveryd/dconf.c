@@ -357,7 +357,7 @@ int dconf_load(const char *path, struct dconf *c, char *err, size_t errlen)
 
 void dconf_release(struct dconf *c)
 {
-	conf_free(dconf_keys, c);
+	conf_release(dconf_keys, c);
 	free(c->tls_cert_pem);
 	if (c->tls_key_pem)
 		explicit_bzero(c->tls_key_pem, c->tls_key_len);

@@ -378,7 +378,7 @@ static void free_map(const struct conf_key *row, struct conf_map *map)
 {
 	for (size_t i = 0; i < map->n; i++) {
 		if (map->items)
-			conf_free(row->sub,
+			conf_release(row->sub,
 				  (char *)map->items + i * row->item_size);
 		if (map->names)
 			free(map->names[i]);
@@ -474,18 +474,18 @@ static int load_strlist(const struct loader *ld, const struct conf_key *row,
 		const char *s = text_of(entry);
 
 		if (!s || is_null(entry)) {
-			conf_strlist_free(&list);
+			conf_strlist_release(&list);
 			return fail(ld, at(entry),
 				    "entries of '%s' must be strings",
 				    row->name);
 		}
 		if (!(list.v[i] = strdup(s))) {
-			conf_strlist_free(&list);
+			conf_strlist_release(&list);
 			return fail(ld, at(entry), "out of memory");
 		}
 		list.n++;
 	}
-	conf_strlist_free(field);
+	conf_strlist_release(field);
 	*field = list;
 	return 0;
 }
@@ -566,7 +566,7 @@ static int walk_mapping(struct loader *ld, const struct conf_key *table,
 
 /* ---- defaults and freeing ---------------------------------------------- */
 
-void conf_strlist_free(struct conf_strlist *l)
+void conf_strlist_release(struct conf_strlist *l)
 {
 	if (!l)
 		return;
@@ -587,7 +587,7 @@ static int store_default_list(const struct loader *ld,
 		free(v);
 		return fail(ld, NULL, "out of memory");
 	}
-	conf_strlist_free(field);
+	conf_strlist_release(field);
 	field->v = v;
 	field->n = 1;
 	return 0;
@@ -615,7 +615,7 @@ static int store_defaults(struct loader *ld, const struct conf_key *table,
 	return rc;
 }
 
-void conf_free(const struct conf_key *table, void *target)
+void conf_release(const struct conf_key *table, void *target)
 {
 	if (!table || !target)
 		return;
@@ -628,14 +628,14 @@ void conf_free(const struct conf_key *table, void *target)
 			*(char **)field = NULL;
 			break;
 		case CONF_STRLIST:
-			conf_strlist_free(field);
+			conf_strlist_release(field);
 			break;
 		case CONF_CUSTOM:
 			if (row->free)
 				row->free(field);
 			break;
 		case CONF_SECTION:
-			conf_free(row->sub, target);
+			conf_release(row->sub, target);
 			break;
 		case CONF_MAP:
 			free_map(row, field);

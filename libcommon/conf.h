@@ -14,7 +14,7 @@
  *      node).
  *
  * Cross-field checks are the caller's, after conf_load returns. On error
- * nothing needs freeing by the caller beyond conf_free (which is always safe
+ * nothing needs freeing by the caller beyond conf_release (which is always safe
  * to call on a target that conf_load filled, even partly).
  *
  * Scalars:
@@ -98,7 +98,7 @@ typedef int (*conf_parse_fn)(const char *scalar, void *field, char *err,
 /*
  * Free what a conf_parse_fn allocated in field (may be NULL: nothing to free),
  * and leave field empty (pointers NULL): the loader calls it before storing a
- * value over the default, conf_free may run twice, and a map item's field
+ * value over the default, conf_release may run twice, and a map item's field
  * may be all zero bytes.
  */
 typedef void (*conf_free_fn)(void *field);
@@ -128,7 +128,7 @@ struct conf_key {
 
 /*
  * Load path into target according to table (ended by a row with name NULL).
- * target must be zeroed (or emptied by conf_free) beforehand. Returns 0, or
+ * target must be zeroed (or emptied by conf_release) beforehand. Returns 0, or
  * -1 with "path:line:col: message" (or "path: message" when there is no
  * position, e.g. the file cannot be opened) in err.
  */
@@ -150,7 +150,7 @@ int conf_load_string(const char *text, size_t len, const char *name,
 		     size_t errlen);
 
 /* Free every string, list and map that a load stored in target. */
-void conf_free(const struct conf_key *table, void *target);
+void conf_release(const struct conf_key *table, void *target);
 
 /* Helpers, also used by programs for command-line flags. */
 int conf_parse_duration(const char *s, int64_t *ms);  /* 0 or -1 */
@@ -179,7 +179,7 @@ int conf_addr_resolve(const struct conf_addr *addr, const char *what,
 #define CONF_ADDR_TEXT 300
 const char *conf_addr_format(const struct conf_addr *addr, char *buf,
 			     size_t size);
-void conf_strlist_free(struct conf_strlist *l);
+void conf_strlist_release(struct conf_strlist *l);
 
 /*
  * The config file a program reads without -c (man discoveryd, FILES):

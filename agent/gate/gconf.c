@@ -189,15 +189,15 @@ int gconf_load(const char *path, struct gconf *c, char *err, size_t errlen)
 	if (!rc)
 		rc = check(path, c, err, errlen);
 	if (rc) {
-		gconf_free(c);
+		gconf_release(c);
 		return -1;
 	}
 	return 0;
 }
 
-void gconf_free(struct gconf *c)
+void gconf_release(struct gconf *c)
 {
-	conf_free(gate_keys, c);
+	conf_release(gate_keys, c);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -53,7 +53,7 @@ extern const char *const gconf_keys[];
  * 0, or -1 with "FILE:LINE:COL: message" (or "FILE: message") in err.
  */
 int gconf_load(const char *path, struct gconf *c, char *err, size_t errlen);
-void gconf_free(struct gconf *c);
+void gconf_release(struct gconf *c);
 
 /*
  * The agent for this file (libagent's keys). docs/gate.md spells the

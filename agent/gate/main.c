@@ -177,12 +177,12 @@ static void reload(struct gate *g)
 	if (gconf_load(g->path, &fresh, err, sizeof(err)) ||
 	    gstate_reload(g->state, &fresh, err, sizeof(err))) {
 		log_error("reload_failed", "error=%s", log_quote(q, sizeof(q), err));
-		gconf_free(&fresh);
+		gconf_release(&fresh);
 		return;
 	}
 	g->conf.log_level = fresh.log_level;
 	apply_level(g);
-	gconf_free(&fresh);
+	gconf_release(&fresh);
 	log_info("reloaded", "log_level=%s reloaded=\"log_level locked_status "
 		 "retry_after pass latch loading_page\" restart_needed_for=\"other "
 		 "keys\"", log_level_name(effective_level(g, g->conf.log_level)));
@@ -200,7 +200,7 @@ static void stop(struct gate *g)
 	g->agent = NULL;
 	server_stop(g->server);
 	gstate_free(g->state);
-	gconf_free(&g->conf);
+	gconf_release(&g->conf);
 }
 
 static void wait_for_signals(struct gate *g, const sigset_t *set)
@@ -262,7 +262,7 @@ int main(int argc, char **argv)
 	log_init(PROG, LOG_INFO);
 	if (load(&g, check_only) || check_only) {
 		agent_destroy(g.agent);
-		gconf_free(&g.conf);
+		gconf_release(&g.conf);
 		return check_only && g.agent ? 0 : 1;
 	}
 	apply_level(&g);

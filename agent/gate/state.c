@@ -375,7 +375,7 @@ static int policy_load(struct policy *p, const struct gconf *c, char *err,
 		if (!p->page || n > PAGE_MAX) {
 			snprintf(err, errlen, "loading_page: cannot read %s "
 				 "(or larger than 1 MiB)", c->loading_page);
-			conf_strlist_free(&p->pass);
+			conf_strlist_release(&p->pass);
 			free(p->page);
 			return -1;
 		}
@@ -385,7 +385,7 @@ static int policy_load(struct policy *p, const struct gconf *c, char *err,
 	}
 	if (!p->page || p->pass.n != c->pass.n) {
 		snprintf(err, errlen, "out of memory");
-		conf_strlist_free(&p->pass);
+		conf_strlist_release(&p->pass);
 		free(p->page);
 		return -1;
 	}
@@ -429,7 +429,7 @@ int gstate_reload(struct gate_state *s, const struct gconf *c, char *err,
 		s->latched = false;
 	update_locked(s, "reload");
 	pthread_mutex_unlock(&s->lock);
-	conf_strlist_free(&old.pass);
+	conf_strlist_release(&old.pass);
 	free(old.page);
 	return 0;
 }
@@ -456,7 +456,7 @@ void gstate_free(struct gate_state *s)
 		s->retired = v->retired_next;
 		view_free(v);
 	}
-	conf_strlist_free(&s->policy.pass);
+	conf_strlist_release(&s->policy.pass);
 	free(s->policy.page);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

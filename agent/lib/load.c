@@ -359,7 +359,7 @@ agent_t *agent_load_aliased(const char *yaml_path,
 	else if (err && errlen)
 		snprintf(err, errlen, "%s", msg);
 	cJSON_free(meta);
-	conf_free(table, &fl);
+	conf_release(table, &fl);
 	free(table);
 	return a;
 }

@@ -291,7 +291,7 @@ static void reload(struct sidecar *s)
 		return;
 	}
 	s->conf.log_level = fresh.log_level;
-	sconf_free(&fresh);
+	sconf_release(&fresh);
 	apply_level(s);
 	log_info("reloaded", "log_level=%s restart_needed_for=\"other keys\"",
 		 log_level_name(effective_level(s)));
@@ -309,7 +309,7 @@ static void stop(struct sidecar *s)
 	hooks_stop(s->hooks);
 	if (s->cancel_fd >= 0)
 		close(s->cancel_fd);
-	sconf_free(&s->conf);
+	sconf_release(&s->conf);
 }
 
 static void wait_for_signals(struct sidecar *s, const sigset_t *set)
@@ -357,12 +357,12 @@ int main(int argc, char **argv)
 		s.path = conf_default_path("agent.yaml");
 	log_init(PROG, LOG_INFO);
 	if (load(&s, check_only)) {
-		sconf_free(&s.conf);
+		sconf_release(&s.conf);
 		return 1;
 	}
 	if (check_only) {
 		agent_destroy(s.agent);
-		sconf_free(&s.conf);
+		sconf_release(&s.conf);
 		return 0;
 	}
 	apply_level(&s);

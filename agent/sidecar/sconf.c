@@ -108,14 +108,14 @@ int sconf_load(const char *path, struct sconf *c, char *err, size_t errlen)
 	rc = conf_load_file_ignoring(path, sidecar_keys, agent_conf_keys(), c,
 				     err, errlen);
 	if (rc) {
-		conf_free(sidecar_keys, c);
+		conf_release(sidecar_keys, c);
 		memset(c, 0, sizeof(*c));
 	}
 	return rc;
 }
 
-void sconf_free(struct sconf *c)
+void sconf_release(struct sconf *c)
 {
-	conf_free(sidecar_keys, c);
+	conf_release(sidecar_keys, c);
 	memset(c, 0, sizeof(*c));
 }

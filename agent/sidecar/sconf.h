@@ -39,6 +39,6 @@ extern const char *const sconf_keys[];
 
 /* Load path; 0, or -1 with "FILE:LINE:COL: message" in err. */
 int sconf_load(const char *path, struct sconf *c, char *err, size_t errlen);
-void sconf_free(struct sconf *c);
+void sconf_release(struct sconf *c);
 
 #endif

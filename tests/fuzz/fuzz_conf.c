@@ -25,7 +25,7 @@
  * Besides "no crash, no leak, no undefined behaviour", it checks conf.h's
  * contract: an error says "NAME:..." and fits the buffer; after a success
  * every value obeys its row (bounds, choices, list sizes, required keys,
- * map names), checked by walking the table itself; conf_free may run
+ * map names), checked by walking the table itself; conf_release may run
  * twice.
  */
 #include <math.h>
@@ -399,7 +399,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_error(rc, err, sizeof(err));
 	}
 	dconf_release(&dc);
-	dconf_release(&dc); /* conf.h: conf_free may run twice */
+	dconf_release(&dc); /* conf.h: conf_release may run twice */
 
 	memset(&af, 0, sizeof(af));
 	memset(err, 'x', sizeof(err));
@@ -411,7 +411,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		check_error(rc, err, sizeof(err));
 	}
-	conf_free(agent_keys, &af);
-	conf_free(agent_keys, &af);
+	conf_release(agent_keys, &af);
+	conf_release(agent_keys, &af);
 	return 0;
 }

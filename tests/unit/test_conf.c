@@ -3,7 +3,7 @@
  *
  * One table below uses every key type; each test loads a small document
  * from a string and checks what landed in the struct, or the exact
- * "name:line:col: message" the loader wrote. Every test ends in conf_free,
+ * "name:line:col: message" the loader wrote. Every test ends in conf_release,
  * so valgrind and ASan also check that nothing leaks, failures included.
  */
 #include <setjmp.h>
@@ -208,7 +208,7 @@ static void expect_error(const char *text, const char *want)
 
 	assert_int_equal(load(text, &c, err), -1);
 	assert_string_equal(err, want);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 }
 
 static void expect_req_error(const char *text, const char *want)
@@ -219,7 +219,7 @@ static void expect_req_error(const char *text, const char *want)
 	assert_int_equal(conf_load_string(text, strlen(text), "t.yaml",
 					  req_keys, &r, err, ERRLEN), -1);
 	assert_string_equal(err, want);
-	conf_free(req_keys, &r);
+	conf_release(req_keys, &r);
 }
 
 static void check_defaults(const struct cfg *c)
@@ -263,7 +263,7 @@ static void test_empty_document_gives_defaults(void **state)
 		assert_int_equal(load(empties[i], &c, err), 0);
 		assert_string_equal(err, "");
 		check_defaults(&c);
-		conf_free(cfg_keys, &c);
+		conf_release(cfg_keys, &c);
 	}
 }
 
@@ -311,13 +311,13 @@ static void test_every_type(void **state)
 	assert_int_equal(c.auth_ttl_ms, 5 * 60 * 1000);
 	assert_int_equal(c.hb_interval_ms, 250);
 	assert_int_equal(c.hb_timeout_ms, 0);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	assert_null(c.name);
 	assert_null(c.hook.command);
 	assert_null(c.hosts.v);
 	assert_int_equal(c.hosts.n, 0);
 	assert_null(c.auth_secret);
-	conf_free(cfg_keys, &c); /* twice is safe */
+	conf_release(cfg_keys, &c); /* twice is safe */
 }
 
 static void test_root_must_be_mapping(void **state)
@@ -377,7 +377,7 @@ static void test_nesting_limit(void **state)
 		     "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
 	assert_true(n > 0 && (size_t)n < sizeof(text));
 	assert_int_equal(load(text, &c, err), 0);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 
 	snprintf(text, sizeof(text), "other: %.32s%.32s\n",
 		 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
@@ -403,14 +403,14 @@ static void test_oversize_input(void **state)
 	text[limit - 1] = '\n';
 	assert_int_equal(conf_load_string(text, limit, "t.yaml", cfg_keys, &c,
 					  err, ERRLEN), 0);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	/* ...one byte more is not. */
 	text[limit] = '\n';
 	assert_int_equal(conf_load_string(text, limit + 1, "t.yaml", cfg_keys,
 					  &c, err, ERRLEN), -1);
 	assert_string_equal(err, "t.yaml: larger than 1048576 bytes (1 MiB), "
 				 "the limit for a config file");
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	free(text);
 }
 
@@ -491,10 +491,10 @@ static void test_null_values(void **state)
 	assert_string_equal(c.name, "");
 	assert_int_equal(c.hosts.n, 0);
 	assert_int_equal(c.services.n, 0);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	assert_int_equal(load("name: 'null'\n", &c, err), 0);
 	assert_string_equal(c.name, "null");
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 }
 
 static void test_bounds(void **state)
@@ -538,14 +538,14 @@ static void test_bound_edges_accepted(void **state)
 	assert_true(c.ratio == 0.0);
 	assert_int_equal(c.interval_ms, 100);
 	assert_int_equal(c.buffer, KIB);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	assert_int_equal(load("count: +100\nratio: 1.0\ninterval: 1h\n"
 			      "buffer: 16MiB\n", &c, err), 0);
 	assert_int_equal(c.count, 100);
 	assert_true(c.ratio == 1.0);
 	assert_int_equal(c.interval_ms, HOUR_MS);
 	assert_int_equal(c.buffer, 16 * MIB);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 }
 
 static void test_bools(void **state)
@@ -567,7 +567,7 @@ static void test_bools(void **state)
 		snprintf(text, sizeof(text), "enabled: %s\n", cases[i].text);
 		assert_int_equal(load(text, &c, err), 0);
 		assert_int_equal(c.enabled, cases[i].value);
-		conf_free(cfg_keys, &c);
+		conf_release(cfg_keys, &c);
 	}
 	expect_error("enabled: 1\n", "t.yaml:1:10: 'enabled' must be true or "
 		     "false (or yes/no, on/off)");
@@ -616,19 +616,19 @@ static void test_section_or_word(void **state)
 					  word_keys, &c, err, sizeof(err)), 0);
 	assert_true(c.none);
 	assert_false(c.present);
-	conf_free(word_keys, &c);
+	conf_release(word_keys, &c);
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conf_load_string("auth: {file: x}\n", 16, "w.yaml",
 					  word_keys, &c, err, sizeof(err)), 0);
 	assert_true(c.present);
 	assert_false(c.none);
 	assert_string_equal(c.file, "x");
-	conf_free(word_keys, &c);
+	conf_release(word_keys, &c);
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conf_load_string("auth: maybe\n", 12, "w.yaml",
 					  word_keys, &c, err, sizeof(err)), -1);
 	assert_string_equal(err, "w.yaml:1:7: 'auth': must be a mapping or none");
-	conf_free(word_keys, &c);
+	conf_release(word_keys, &c);
 }
 
 static void test_load_ignoring(void **state)
@@ -647,12 +647,12 @@ static void test_load_ignoring(void **state)
 	assert_int_equal(conf_load_file_ignoring(path, word_keys, foreign, &c,
 						 err, sizeof(err)), 0);
 	assert_true(c.none);
-	conf_free(word_keys, &c);
+	conf_release(word_keys, &c);
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conf_load_file_ignoring(path, word_keys, NULL, &c, err,
 						 sizeof(err)), -1);
 	assert_non_null(strstr(err, ":2:1: unknown key 'hooks'"));
-	conf_free(word_keys, &c);
+	conf_release(word_keys, &c);
 	unlink(path);
 }
 
@@ -664,19 +664,19 @@ static void test_section_present(void **state)
 
 	assert_int_equal(load("name: x\n", &c, err), 0);
 	assert_false(c.auth_present);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 
 	assert_int_equal(load("auth:\n", &c, err), 0);
 	assert_true(c.auth_present);
 	assert_null(c.auth_secret);
 	assert_int_equal(c.auth_ttl_ms, HOUR_MS);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(load("auth: {}\nheartbeat: {}\n", &c, err), 0);
 	assert_true(c.auth_present);
 	assert_int_equal(c.hb_interval_ms, 1000);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 }
 
 static void test_map(void **state)
@@ -712,7 +712,7 @@ static void test_map(void **state)
 	assert_int_equal(s[1].check_interval_ms, 5000);
 	assert_string_equal(c.services.names[2], "cache");
 	assert_int_equal(s[2].weight, 1);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	assert_int_equal(c.services.n, 0);
 	assert_null(c.services.names);
 	assert_null(c.services.items);
@@ -752,7 +752,7 @@ static void test_many_map_items(void **state)
 					  err, ERRLEN), 0);
 	assert_int_equal(c.services.n, n);
 	assert_string_equal(c.services.names[n - 1], "s4999");
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	free(text);
 }
 
@@ -765,17 +765,17 @@ static void test_strlist(void **state)
 	assert_int_equal(load("hosts: one.example\n", &c, err), 0);
 	assert_int_equal(c.hosts.n, 1);
 	assert_string_equal(c.hosts.v[0], "one.example");
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 
 	assert_int_equal(load("hosts:\n  - a\n  - 2\n  - \"\"\n", &c, err), 0);
 	assert_int_equal(c.hosts.n, 3);
 	assert_string_equal(c.hosts.v[1], "2");
 	assert_string_equal(c.hosts.v[2], "");
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 
 	assert_int_equal(load("hosts: []\n", &c, err), 0);
 	assert_int_equal(c.hosts.n, 0);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 
 	expect_error("hosts: [a, b, c, d]\n",
 		     "t.yaml:1:8: 'hosts' has 4 entries; at most 3 are allowed");
@@ -794,9 +794,9 @@ static void test_ignore(void **state)
 	assert_int_equal(load("other:\n  anything: [1, {a: b}]\n  x: ~\n"
 			      "count: 3\n", &c, err), 0);
 	assert_int_equal(c.count, 3);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	assert_int_equal(load("other: 5\n", &c, err), 0);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 }
 
 static void test_custom(void **state)
@@ -808,12 +808,12 @@ static void test_custom(void **state)
 	assert_int_equal(load("hook: false\n", &c, err), 0);
 	assert_false(c.hook.enabled);
 	assert_null(c.hook.command);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 
 	assert_int_equal(load("hook: ./check.sh\n", &c, err), 0);
 	assert_true(c.hook.enabled);
 	assert_string_equal(c.hook.command, "./check.sh");
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 
 	expect_error("hook: ''\n",
 		     "t.yaml:1:7: 'hook': must be true, false or a command");
@@ -832,7 +832,7 @@ static void test_required(void **state)
 	assert_string_equal(r.token, "t");
 	assert_int_equal(r.max, 5); /* required, but it has a default */
 	assert_false(r.tls_present);
-	conf_free(req_keys, &r);
+	conf_release(req_keys, &r);
 
 	expect_req_error("", "t.yaml: missing required key 'token'");
 	expect_req_error("db:\n  url: u\n",
@@ -883,12 +883,12 @@ static void test_free_after_failed_load(void **state)
 	assert_int_equal(load(text, &c, err), -1);
 	assert_string_equal(err,
 			    "t.yaml:7:37: 'weight' must be between 1 and 10");
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	assert_null(c.name);
 	assert_null(c.hook.command);
 	assert_null(c.auth_secret);
 	assert_null(c.services.items);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 }
 
 /* ---- scalar helpers ---------------------------------------------------- */
@@ -910,14 +910,14 @@ static void test_load_file(void **state)
 	snprintf(want, sizeof(want), "%s:2:1: unknown key 'bogus'", path);
 	assert_string_equal(err, want);
 	assert_int_equal(c.count, 7);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	unlink(path);
 
 	assert_int_equal(conf_load_file(path, cfg_keys, &c, err, ERRLEN), -1);
 	snprintf(want, sizeof(want), "%s: cannot open: No such file or "
 		 "directory", path);
 	assert_string_equal(err, want);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 }
 
 static void test_load_big_file(void **state)
@@ -938,7 +938,7 @@ static void test_load_big_file(void **state)
 	snprintf(want, sizeof(want), "%s: larger than 1048576 bytes (1 MiB), "
 		 "the limit for a config file", path);
 	assert_string_equal(err, want);
-	conf_free(cfg_keys, &c);
+	conf_release(cfg_keys, &c);
 	unlink(path);
 	free(text);
 }

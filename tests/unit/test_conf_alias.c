@@ -54,7 +54,7 @@ static void expect_error(const char *text, const char *want)
 
 	assert_int_equal(load(text, &c, err), -1);
 	assert_string_equal(err, want);
-	conf_free(keys, &c);
+	conf_release(keys, &c);
 }
 
 static void test_either_name(void **state)
@@ -69,11 +69,11 @@ static void test_either_name(void **state)
 	assert_string_equal(c.hosts.v[1], "b");
 	assert_string_equal(c.token, "t");
 	assert_int_equal(c.interval_ms, 250);
-	conf_free(keys, &c);
+	conf_release(keys, &c);
 	assert_int_equal(load("hosts: [a]\ntoken: t\n", &c, err), 0);
 	assert_int_equal(c.hosts.n, 1);
 	assert_int_equal(c.interval_ms, 1000);
-	conf_free(keys, &c);
+	conf_release(keys, &c);
 }
 
 static void test_both_names(void **state)
