@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
                                 "integration"))
 
+from cluster_harness import redis  # noqa: E402,F401 (a fixture)
 from harness import Discoveryd  # noqa: E402
 
 

@@ -16,23 +16,15 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
 
-from cluster_harness import Redis, node
+from cluster_harness import node
 from harness import BIN, WAIT, Proc, Sidecar, raw_link, read_frame, write
 from pyagent import PyAgent
 
 DRAIN = "drain:\n  batch: 2\n  interval: 300ms\n"
 PROBE = os.path.join(BIN, "..", "tests", "tools", "agent_probe")
-
-
-@pytest.fixture
-def redis(tmp_path):
-    r = Redis(tmp_path / "redis")
-    yield r
-    r.stop()
 
 
 @pytest.fixture

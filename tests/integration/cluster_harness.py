@@ -11,6 +11,8 @@ import socket
 import subprocess
 import threading
 
+import pytest
+
 from harness import Discoveryd, Proc
 
 
@@ -130,3 +132,11 @@ def node(tmp, name, redis_url, node_ttl="1500ms", timeout="500ms",
                    (redis_url, name, node_ttl, timeout, extra), **kw)
     n.wait_line(r"msg=\"cluster synced\"")
     return n
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A redis-server of the test's own (tests' conftest.py offer it)."""
+    r = Redis(tmp_path / "redis")
+    yield r
+    r.stop()

@@ -5,6 +5,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from cluster_harness import redis  # noqa: E402,F401 (a fixture)
 from harness import Discoveryd  # noqa: E402
 
 

@@ -36,13 +36,6 @@ def reap():
         _made.pop().stop()
 
 
-@pytest.fixture
-def redis(tmp_path):
-    r = Redis(tmp_path / "redis")
-    yield r
-    r.stop()
-
-
 def stopped_cleanly(ns):
     """Every node not SIGKILLed on purpose exits 0 (99: valgrind found
     an error)."""

@@ -13,22 +13,14 @@ import subprocess
 import threading
 import time
 
-import pytest
 
-from cluster_harness import Redis, node
+from cluster_harness import node
 from harness import BIN
 from test_idempotency import raw_call
 
 CTL = os.path.join(BIN, "discoveryctl")
 
 INV = "/api/discovery/invalidate"
-
-
-@pytest.fixture
-def redis(tmp_path):
-    r = Redis(tmp_path / "redis")
-    yield r
-    r.stop()
 
 
 def seq(n):

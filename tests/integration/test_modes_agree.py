@@ -21,9 +21,7 @@ origin (compared from where the script began).
 import json
 import time
 
-import pytest
-
-from cluster_harness import Redis, node
+from cluster_harness import node
 from harness import WAIT, Discoveryd
 from pyagent import PyAgent
 
@@ -210,13 +208,6 @@ def step(d, action):
     else:
         return answer_view(*d.call(*action[1:]), d.base)
     return None
-
-
-@pytest.fixture
-def redis(tmp_path):
-    r = Redis(tmp_path / "redis")
-    yield r
-    r.stop()
 
 
 def test_a_single_node_and_a_cluster_agree(tmp_path, redis):
