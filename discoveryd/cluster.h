@@ -1,6 +1,7 @@
 /*
  * cluster: several discoveryd nodes sharing one log and one registry in
- * Redis (docs/cluster.md), when cluster.redis is set.
+ * Redis (docs/cluster.md), when cluster.redis or cluster.sentinels is
+ * set.
  *
  * Redis holds the truth: the epoch, the seq, the event stream, the
  * declarations, every node's instance counts and agents, and which nodes are
@@ -80,5 +81,9 @@ void cluster_note_ack(struct cluster *c, uint64_t seq, size_t delivered);
 /* For /metrics. */
 bool cluster_redis_up(const struct cluster *c);
 uint64_t cluster_redis_errors(const struct cluster *c);
+/* With sentinels: how often the master changed, and where it is now
+ * (false, buf untouched, before one is found or without sentinels). */
+uint64_t cluster_failovers(const struct cluster *c);
+bool cluster_master(struct cluster *c, char *buf, size_t size);
 
 #endif

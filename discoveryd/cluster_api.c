@@ -66,6 +66,29 @@ static void unavailable(struct hub_req *req, const redisContext *ctx,
 }
 
 /*
+ * cluster.min_replicas: the script ran on the master, but WAIT did not see
+ * enough replicas take it. It is not delivered until they do (the readers
+ * wait for the same count), and a failover meanwhile may lose it: the
+ * caller can only be told that it may or may not take effect.
+ */
+static void unreplicated(struct cluster *c, struct hub_req *req,
+			 const redisContext *ctx, int rc)
+{
+	char msg[400];
+
+	snprintf(msg, sizeof(msg), "the cluster backend (Redis) did not confirm "
+		 "the write on %lld replica(s) within %lld ms (%s): it may still "
+		 "take effect, or be lost in a failover", (long long)c->min_replicas,
+		 (long long)(c->timeout_ms / 2),
+		 rc < 0 && ctx && ctx->err ? ctx->errstr : "too few replicas");
+	log_warn("cluster write unconfirmed", "min_replicas=%lld error=\"%s\"",
+		 (long long)c->min_replicas, rc < 0 ? "connection" : "replicas");
+	if (rc < 0)
+		api_conn_failed(c);    /* ctx is gone from here on */
+	hub_answer_error(req, 503, "unavailable", msg);
+}
+
+/*
  * How many links the other nodes delivered seq to: their acks, waited for
  * a short while (a slow or dying node's count is left out, not waited for).
  */
@@ -123,6 +146,7 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 	cJSON *o = NULL;
 	const cJSON *seq;
 	struct hub_req wait = { .op = HUB_AWAIT };
+	int rc;
 
 	/* The deadline is half the socket's timeout: a script that runs at
 	 * all has its answer back before this thread gives up and says 503
@@ -134,6 +158,12 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 		unavailable(req, ctx, r);
 		if (ctx && (!r || ctx->err))
 			api_conn_failed(c);
+		freeReplyObject(r);
+		return NULL;
+	}
+	rc = cluster_wait_replicas(c, ctx);
+	if (rc != 0) {
+		unreplicated(c, req, ctx, rc);
 		freeReplyObject(r);
 		return NULL;
 	}
