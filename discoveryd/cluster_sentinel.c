@@ -93,9 +93,27 @@ static void found(struct cluster *c, size_t i, const struct conf_addr *m,
 	}
 }
 
+/* addr is one of the n in list. */
+static bool among(const struct conf_addr *addr, const struct conf_addr *list,
+		  size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i].port == addr->port &&
+		    strcmp(list[i].host, addr->host) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A master that failed to open (down, frozen, or a replica) is not tried
+ * again in the same round when the next sentinel names it too, as they all
+ * do until a failover: each try can cost several cluster.timeout, and this
+ * runs on API threads as well as the reader's and the writer's.
+ */
 redisContext *cluster_sentinel_connect(struct cluster *c, const char *role)
 {
-	size_t first;
+	struct conf_addr failed[DCONF_SENTINELS_MAX];
+	size_t first, n_failed = 0;
 
 	pthread_mutex_lock(&c->master_mu);
 	first = c->next_sentinel;
@@ -105,13 +123,15 @@ redisContext *cluster_sentinel_connect(struct cluster *c, const char *role)
 		struct conf_addr m;
 		redisContext *ctx;
 
-		if (ask(c, &c->sentinels[i], &m) != 0)
+		if (ask(c, &c->sentinels[i], &m) != 0 ||
+		    among(&m, failed, n_failed))
 			continue;
 		ctx = cluster_open(c, &m, role);
 		if (ctx) {
 			found(c, i, &m, role);
 			return ctx;
 		}
+		failed[n_failed++] = m;
 	}
 	return NULL;
 }
