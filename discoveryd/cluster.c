@@ -61,7 +61,8 @@ redisReply *cluster_check(redisContext *ctx, redisReply *r)
 		if (strncmp(r->str, demoted[i], strlen(demoted[i])) == 0) {
 			/* hiredis refuses every further command on it. */
 			ctx->err = REDIS_ERR_OTHER;
-			snprintf(ctx->errstr, sizeof(ctx->errstr), "%s", r->str);
+			snprintf(ctx->errstr, sizeof(ctx->errstr), "%s",
+				 r->str);
 			break;
 		}
 	return r;
@@ -98,8 +99,8 @@ static int setup(struct cluster *c, redisContext *ctx, const char *role)
 		freeReplyObject(r);
 	}
 	if (c->n_sentinels && !cluster_is_master(ctx)) {
-		log_info("redis not master", "role=%s note=\"a sentinel named a "
-			 "replica; asking the next\"", role);
+		log_info("redis not master", "role=%s note=\"a sentinel "
+			 "named a replica; asking the next\"", role);
 		return -1;
 	}
 	if (c->url.db) {

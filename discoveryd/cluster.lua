@@ -346,7 +346,8 @@ elseif op == 'rotate' then
 				      ARGV[8] .. '-0')
 		local f = at[1] and at[1][2] or {}
 		for i = 1, #f, 2 do
-			if f[i] == 'ts' and tonumber(f[i + 1]) ~= tonumber(ARGV[9]) then
+			if f[i] == 'ts' and
+			   tonumber(f[i + 1]) ~= tonumber(ARGV[9]) then
 				back = true
 			end
 		end

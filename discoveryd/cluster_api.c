@@ -76,13 +76,14 @@ static void unreplicated(struct cluster *c, struct hub_req *req,
 {
 	char msg[400];
 
-	snprintf(msg, sizeof(msg), "the cluster backend (Redis) did not confirm "
-		 "the write on %lld replica(s) within %lld ms (%s): it may still "
-		 "take effect, or be lost in a failover", (long long)c->min_replicas,
-		 (long long)(c->timeout_ms / 2),
+	snprintf(msg, sizeof(msg), "the cluster backend (Redis) did not "
+		 "confirm the write on %lld replica(s) within %lld ms (%s): it "
+		 "may still take effect, or be lost in a failover",
+		 (long long)c->min_replicas, (long long)(c->timeout_ms / 2),
 		 rc < 0 && ctx && ctx->err ? ctx->errstr : "too few replicas");
 	log_warn("cluster write unconfirmed", "min_replicas=%lld error=\"%s\"",
-		 (long long)c->min_replicas, rc < 0 ? "connection" : "replicas");
+		 (long long)c->min_replicas,
+		 rc < 0 ? "connection" : "replicas");
 	if (rc < 0)
 		api_conn_failed(c);    /* ctx is gone from here on */
 	hub_answer_error(req, 503, "unavailable", msg);

@@ -412,8 +412,9 @@ void *cluster_reader_main(void *arg)
 				goto failed;
 			synced = rc == 0;
 			if (synced)
-				log_info("cluster reconnected", "epoch=%s seq=%llu",
-					 pos.epoch, (unsigned long long)pos.seq);
+				log_info("cluster reconnected",
+					 "epoch=%s seq=%llu", pos.epoch,
+					 (unsigned long long)pos.seq);
 		}
 		if (!synced) {
 			if (sync_state(c, ctx, &pos) != 0)

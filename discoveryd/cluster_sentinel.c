@@ -37,8 +37,9 @@ static int ask(struct cluster *c, const struct conf_addr *s,
 	if (c->sentinel_password[0]) {
 		r = redisCommand(ctx, "AUTH %s", c->sentinel_password);
 		if (!cluster_reply_ok(r)) {
-			log_error("sentinel auth failed", "sentinel=%s:%d error=\"%s\"",
-				  s->host, s->port, r ? r->str : ctx->errstr);
+			log_error("sentinel auth failed",
+				  "sentinel=%s:%d error=\"%s\"", s->host, s->port,
+				  r ? r->str : ctx->errstr);
 			goto out;
 		}
 		freeReplyObject(r);
@@ -88,8 +89,8 @@ static void found(struct cluster *c, size_t i, const struct conf_addr *m,
 		log_warn("cluster master changed", "master=%s role=%s "
 			 "master_name=%s", addr, role, c->master_name);
 	} else if (first) {
-		log_info("cluster master", "master=%s master_name=%s via=sentinel",
-			 addr, c->master_name);
+		log_info("cluster master", "master=%s master_name=%s "
+			 "via=sentinel", addr, c->master_name);
 	}
 }
 

@@ -486,14 +486,16 @@ static int open_log(struct hub *h, const struct dconf *conf, char *err,
 			return -1;
 		}
 		if (conf->cluster_sentinels.n)
-			snprintf(where, sizeof(where), "sentinels=%s master_name=%s",
+			snprintf(where, sizeof(where),
+				 "sentinels=%s master_name=%s",
 				 conf->cluster_sentinels.v[0],
 				 conf->cluster_master_name);
 		else
 			snprintf(where, sizeof(where), "redis=%s:%d",
 				 conf->redis.addr.host, conf->redis.addr.port);
-		log_info("cluster", "%s db=%d node=%s prefix=%s node_ttl_ms=%lld "
-			 "timeout_ms=%lld min_replicas=%lld", where,
+		log_info("cluster", "%s db=%d node=%s prefix=%s "
+			 "node_ttl_ms=%lld timeout_ms=%lld min_replicas=%lld",
+			 where,
 			 conf->redis.db, conf->node, conf->cluster_prefix,
 			 (long long)conf->cluster_node_ttl_ms,
 			 (long long)conf->cluster_timeout_ms,

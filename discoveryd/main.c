@@ -97,7 +97,8 @@ static bool cluster_changed(const struct dconf *old, const struct dconf *now)
 		       !same_str(old->cluster_sentinel_password,
 				 now->cluster_sentinel_password) ||
 		       !same_str(old->cluster_user, now->cluster_user) ||
-		       !same_str(old->cluster_password, now->cluster_password) ||
+		       !same_str(old->cluster_password,
+				 now->cluster_password) ||
 		       !same_str(old->cluster_prefix, now->cluster_prefix) ||
 		       old->cluster_db != now->cluster_db ||
 		       old->cluster_min_replicas != now->cluster_min_replicas ||
