@@ -57,7 +57,12 @@ class Redis(Proc):
 
 class Sentinel(Proc):
     """redis-sentinel on 127.0.0.1:port watching the master on master_port
-    as `name`; quick to act (down after 1 s) so that tests stay short."""
+    as `name`; quick to act (down after 2 s) so that tests stay short.
+
+    Not 1 s: Sentinel pings every second at most, and with
+    down-after-milliseconds 1000 a master it has just switched to can be
+    found "down" before its first PING is answered, all sentinels at once:
+    they fail over again, back to the old master."""
 
     def __init__(self, dir, master_port, name="disc", quorum=2):
         self.port = free_port()
@@ -67,7 +72,7 @@ class Sentinel(Proc):
                                        self.port),
                           "port %d\nbind 127.0.0.1\ndir %s\n"
                           "sentinel monitor %s 127.0.0.1 %d %d\n"
-                          "sentinel down-after-milliseconds %s 1000\n"
+                          "sentinel down-after-milliseconds %s 2000\n"
                           "sentinel failover-timeout %s 5000\n"
                           "sentinel parallel-syncs %s 1\n" %
                           (self.port, self.dir, name, master_port, quorum,
@@ -155,15 +160,17 @@ class Cut:
 
 
 def node(tmp, name, redis_url, node_ttl="1500ms", timeout="500ms",
-         extra=""):
+         extra="", heartbeat=None):
     """One discoveryd node of the cluster, in tmp/name. redis_url may also
-    be a list of sentinels (HOST:PORT), watching the master "disc"."""
+    be a list of sentinels (HOST:PORT), watching the master "disc".
+    heartbeat: the links' section, if not the harness's."""
     d = os.path.join(str(tmp), name)
     os.makedirs(d, exist_ok=True)
     where = "redis: %s\n" % redis_url if isinstance(redis_url, str) else \
         "sentinels: [%s]\n  master_name: disc\n" % ", ".join(redis_url)
+    kw = {"heartbeat": heartbeat} if heartbeat else {}
     n = Discoveryd(d, extra="cluster:\n  %s  node: %s\n"
                    "  node_ttl: %s\n  timeout: %s\n%s" %
-                   (where, name, node_ttl, timeout, extra))
+                   (where, name, node_ttl, timeout, extra), **kw)
     n.wait_line(r"msg=\"cluster synced\"")
     return n
