@@ -13,21 +13,28 @@
 #include "evlog.h"
 #include "log.h"
 
+/* The reader's conn_gen when this thread's connection was made. */
+static _Thread_local unsigned conn_gen;
+
 /*
  * This thread's connection, made on first use; NULL when Redis is away.
  * While the reader cannot follow the stream, or shortly after a call
  * failed, no connection is tried: the caller answers at once (503, or
  * from this node's view) rather than hold an HTTP thread for the timeout.
+ * A connection made before the reader last lost Redis is made again
+ * unused: it is to a server that went away (a dead master, a restart),
+ * and its first call would fail and pause every thread's calls in turn.
  */
 static redisContext *api_conn(struct cluster *c)
 {
 	redisContext *ctx = pthread_getspecific(c->conn_key);
+	unsigned gen = atomic_load(&c->conn_gen);
 
 	if (!atomic_load(&c->up) ||
 	    cluster_wall_ms() < atomic_load(&c->api_pause_until))
 		return NULL;
 
-	if (ctx && ctx->err) {
+	if (ctx && (ctx->err || conn_gen != gen)) {
 		redisFree(ctx);
 		ctx = NULL;
 		pthread_setspecific(c->conn_key, NULL);
@@ -35,6 +42,7 @@ static redisContext *api_conn(struct cluster *c)
 	if (!ctx) {
 		ctx = cluster_connect(c, "api");
 		pthread_setspecific(c->conn_key, ctx);
+		conn_gen = gen;
 		if (!ctx)
 			atomic_store(&c->api_pause_until,
 				     cluster_wall_ms() + API_PAUSE_MS);

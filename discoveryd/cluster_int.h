@@ -80,6 +80,7 @@ struct cluster {
 	pthread_mutex_t sha_mu;
 
 	pthread_key_t conn_key;      /* API threads: one connection each */
+	atomic_uint conn_gen;        /* +1 each time the reader lost Redis */
 
 	pthread_mutex_t mu;          /* notes, note_table, min */
 	pthread_cond_t cv;           /* on the monotonic clock */

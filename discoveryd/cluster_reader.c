@@ -433,6 +433,7 @@ failed:
 			log_warn("cluster redis lost", "role=reader error=\"%s\"",
 				 ctx && ctx->err ? ctx->errstr : "reply");
 		atomic_fetch_add(&c->errors, 1);
+		atomic_fetch_add(&c->conn_gen, 1);
 		atomic_store(&c->up, false);
 		redisFree(ctx);
 		ctx = NULL;
