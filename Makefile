@@ -194,7 +194,7 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             libcmocka-dev libsystemd-dev zlib1g-dev python3 python3-pytest \
             python3-websockets python3-prometheus-client curl openssl \
             nginx-light chromium wrk man-db systemd libhiredis-dev \
-            redis-server libhttp-parser-dev
+            redis-server redis-sentinel libhttp-parser-dev
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)

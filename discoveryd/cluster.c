@@ -49,21 +49,42 @@ static int load_script(struct cluster *c, redisContext *ctx)
 	return rc;
 }
 
-redisContext *cluster_connect(struct cluster *c, const char *role)
+redisReply *cluster_check(redisContext *ctx, redisReply *r)
 {
-	redisContext *ctx = redisConnectWithTimeout(c->url.addr.host,
-						    c->url.addr.port,
-						    cluster_tv(c->timeout_ms));
+	static const char *const demoted[] = { "READONLY", "UNBLOCKED",
+		"MASTERDOWN", "LOADING", "ERR WAIT cannot be used with replica",
+		NULL };
+
+	if (!r || r->type != REDIS_REPLY_ERROR || ctx->err)
+		return r;
+	for (int i = 0; demoted[i]; i++)
+		if (strncmp(r->str, demoted[i], strlen(demoted[i])) == 0) {
+			/* hiredis refuses every further command on it. */
+			ctx->err = REDIS_ERR_OTHER;
+			snprintf(ctx->errstr, sizeof(ctx->errstr), "%s",
+				 r->str);
+			break;
+		}
+	return r;
+}
+
+/* ROLE: is this server a master? A sentinel may still name a demoted one. */
+bool cluster_is_master(redisContext *ctx)
+{
+	redisReply *r = redisCommand(ctx, "ROLE");
+	bool master = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+		      r->element[0]->type == REDIS_REPLY_STRING &&
+		      strcmp(r->element[0]->str, "master") == 0;
+
+	freeReplyObject(r);
+	return master;
+}
+
+static int setup(struct cluster *c, redisContext *ctx, const char *role)
+{
 	redisReply *r;
 	char name[300];
 
-	if (!ctx || ctx->err) {
-		log_debug("redis connect failed", "role=%s error=\"%s\"", role,
-			  ctx ? ctx->errstr : "out of memory");
-		redisFree(ctx);
-		return NULL;
-	}
-	redisSetTimeout(ctx, cluster_tv(c->timeout_ms));
 	if (c->url.password[0]) {
 		/* Redis 6 ACL users, or the classic requirepass. */
 		r = c->url.user[0] ?
@@ -73,10 +94,14 @@ redisContext *cluster_connect(struct cluster *c, const char *role)
 			log_error("redis auth failed", "role=%s error=\"%s\"", role,
 				  r ? r->str : ctx->errstr);
 			freeReplyObject(r);
-			redisFree(ctx);
-			return NULL;
+			return -1;
 		}
 		freeReplyObject(r);
+	}
+	if (c->n_sentinels && !cluster_is_master(ctx)) {
+		log_info("redis not master", "role=%s note=\"a sentinel "
+			 "named a replica; asking the next\"", role);
+		return -1;
 	}
 	if (c->url.db) {
 		r = redisCommand(ctx, "SELECT %d", c->url.db);
@@ -84,18 +109,59 @@ redisContext *cluster_connect(struct cluster *c, const char *role)
 			log_error("redis select failed", "role=%s db=%d error=\"%s\"",
 				  role, c->url.db, r ? r->str : ctx->errstr);
 			freeReplyObject(r);
-			redisFree(ctx);
-			return NULL;
+			return -1;
 		}
 		freeReplyObject(r);
 	}
 	snprintf(name, sizeof(name), "discoveryd:%s:%s", c->node, role);
 	freeReplyObject(redisCommand(ctx, "CLIENT SETNAME %s", name));
-	if (ctx->err || load_script(c, ctx) != 0) {
+	return ctx->err || load_script(c, ctx) != 0 ? -1 : 0;
+}
+
+redisContext *cluster_open(struct cluster *c, const struct conf_addr *addr,
+			   const char *role)
+{
+	redisContext *ctx = redisConnectWithTimeout(addr->host, addr->port,
+						    cluster_tv(c->timeout_ms));
+
+	if (!ctx || ctx->err) {
+		log_debug("redis connect failed", "role=%s error=\"%s\"", role,
+			  ctx ? ctx->errstr : "out of memory");
+		redisFree(ctx);
+		return NULL;
+	}
+	redisSetTimeout(ctx, cluster_tv(c->timeout_ms));
+	if (setup(c, ctx, role) != 0) {
 		redisFree(ctx);
 		return NULL;
 	}
 	return ctx;
+}
+
+redisContext *cluster_connect(struct cluster *c, const char *role)
+{
+	if (c->n_sentinels)
+		return cluster_sentinel_connect(c, role);
+	return cluster_open(c, &c->url.addr, role);
+}
+
+int cluster_wait_replicas(struct cluster *c, redisContext *ctx)
+{
+	int64_t wait_ms = c->timeout_ms / 2;
+	redisReply *r;
+	int rc;
+
+	if (c->min_replicas <= 0)
+		return 0;
+	r = cluster_check(ctx, redisCommand(ctx, "WAIT %lld %lld",
+					     (long long)c->min_replicas,
+					     (long long)wait_ms));
+	if (!r || r->type != REDIS_REPLY_INTEGER)
+		rc = -1;
+	else
+		rc = r->integer >= c->min_replicas ? 0 : 1;
+	freeReplyObject(r);
+	return rc;
 }
 
 static void new_epoch(char out[33])
@@ -162,6 +228,7 @@ redisReply *cluster_script(struct cluster *c, redisContext *ctx,
 			r = redisCommandArgv(ctx, n, argv, lens);
 		}
 	}
+	cluster_check(ctx, r);
 out:
 	free(argv);
 	free(lens);
@@ -231,6 +298,15 @@ struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
 	}
 	c->hub = h;
 	c->url = conf->redis;
+	c->n_sentinels = conf->cluster_sentinels.n;
+	memcpy(c->sentinels, conf->sentinel_addrs, sizeof(c->sentinels));
+	snprintf(c->master_name, sizeof(c->master_name), "%s",
+		 conf->cluster_master_name ? conf->cluster_master_name : "");
+	snprintf(c->sentinel_password, sizeof(c->sentinel_password), "%s",
+		 conf->cluster_sentinel_password ?
+		 conf->cluster_sentinel_password : "");
+	c->min_replicas = conf->cluster_min_replicas;
+	pthread_mutex_init(&c->master_mu, NULL);
 	snprintf(c->prefix, sizeof(c->prefix), "%s", conf->cluster_prefix);
 	snprintf(c->node, sizeof(c->node), "%s", conf->node);
 	c->node_ttl_ms = conf->cluster_node_ttl_ms;
@@ -290,8 +366,10 @@ void cluster_free(struct cluster *c)
 	pthread_key_delete(c->conn_key);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->sha_mu);
+	pthread_mutex_destroy(&c->master_mu);
 	pthread_cond_destroy(&c->cv);
 	explicit_bzero(&c->url, sizeof(c->url));
+	explicit_bzero(c->sentinel_password, sizeof(c->sentinel_password));
 	free(c);
 }
 
@@ -303,4 +381,21 @@ bool cluster_redis_up(const struct cluster *c)
 uint64_t cluster_redis_errors(const struct cluster *c)
 {
 	return atomic_load(&c->errors);
+}
+
+uint64_t cluster_failovers(const struct cluster *c)
+{
+	return atomic_load(&c->failovers);
+}
+
+bool cluster_master(struct cluster *c, char *buf, size_t size)
+{
+	bool known;
+
+	pthread_mutex_lock(&c->master_mu);
+	known = c->n_sentinels && c->master.port;
+	if (known)
+		conf_addr_format(&c->master, buf, size);
+	pthread_mutex_unlock(&c->master_mu);
+	return known;
 }

@@ -1,6 +1,7 @@
 /*
  * cluster: several discoveryd nodes sharing one log and one registry in
- * Redis (docs/cluster.md), when cluster.redis is set.
+ * Redis (docs/cluster.md), when cluster.redis or cluster.sentinels is
+ * set.
  *
  * Redis holds the truth: the epoch, the seq, the event stream, the
  * declarations, every node's instance counts and agents, and which nodes are
@@ -82,5 +83,9 @@ bool cluster_redis_up(const struct cluster *c);
 uint64_t cluster_redis_errors(const struct cluster *c);
 /* Keyed writes answered again (cluster_idem.c). */
 uint64_t cluster_idem_replays(const struct cluster *c);
+/* With sentinels: how often the master changed, and where it is now
+ * (false, buf untouched, before one is found or without sentinels). */
+uint64_t cluster_failovers(const struct cluster *c);
+bool cluster_master(struct cluster *c, char *buf, size_t size);
 
 #endif

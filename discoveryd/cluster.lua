@@ -389,11 +389,25 @@ elseif op == 'idem_answer' then
 	return 'OK'
 
 elseif op == 'rotate' then
-	-- old_epoch seq: Redis went back in time within one epoch (an AOF
+	-- old_epoch seq [ts]: Redis went back in time within one epoch (an AOF
 	-- that lost its last second, a replica promoted): events a node has
-	-- applied are gone. Start a new epoch, once, whoever notices first.
-	if e == ARGV[7] and tonumber(redis.call('GET', P .. 'seq') or '0') <
-	   tonumber(ARGV[8]) then
+	-- applied are gone; or the entry at seq is not the one the node
+	-- applied (ts differs: a promoted replica was written to past it).
+	-- Start a new epoch, once, whoever notices first.
+	local back = tonumber(redis.call('GET', P .. 'seq') or '0') <
+		     tonumber(ARGV[8])
+	if not back and tonumber(ARGV[9] or '0') > 0 then
+		local at = redis.call('XRANGE', P .. 'log', ARGV[8] .. '-0',
+				      ARGV[8] .. '-0')
+		local f = at[1] and at[1][2] or {}
+		for i = 1, #f, 2 do
+			if f[i] == 'ts' and
+			   tonumber(f[i + 1]) ~= tonumber(ARGV[9]) then
+				back = true
+			end
+		end
+	end
+	if e == ARGV[7] and back then
 		redis.call('DEL', P .. 'epoch')
 		e = epoch()
 	end

@@ -13,21 +13,28 @@
 #include "evlog.h"
 #include "log.h"
 
+/* The reader's conn_gen when this thread's connection was made. */
+static _Thread_local unsigned conn_gen;
+
 /*
  * This thread's connection, made on first use; NULL when Redis is away.
  * While the reader cannot follow the stream, or shortly after a call
  * failed, no connection is tried: the caller answers at once (503, or
  * from this node's view) rather than hold an HTTP thread for the timeout.
+ * A connection made before the reader last lost Redis is made again
+ * unused: it is to a server that went away (a dead master, a restart),
+ * and its first call would fail and pause every thread's calls in turn.
  */
 static redisContext *api_conn(struct cluster *c)
 {
 	redisContext *ctx = pthread_getspecific(c->conn_key);
+	unsigned gen = atomic_load(&c->conn_gen);
 
 	if (!atomic_load(&c->up) ||
 	    cluster_wall_ms() < atomic_load(&c->api_pause_until))
 		return NULL;
 
-	if (ctx && ctx->err) {
+	if (ctx && (ctx->err || conn_gen != gen)) {
 		redisFree(ctx);
 		ctx = NULL;
 		pthread_setspecific(c->conn_key, NULL);
@@ -35,6 +42,7 @@ static redisContext *api_conn(struct cluster *c)
 	if (!ctx) {
 		ctx = cluster_connect(c, "api");
 		pthread_setspecific(c->conn_key, ctx);
+		conn_gen = gen;
 		if (!ctx)
 			atomic_store(&c->api_pause_until,
 				     cluster_wall_ms() + API_PAUSE_MS);
@@ -62,6 +70,30 @@ static void unavailable(struct hub_req *req, const redisContext *ctx,
 	snprintf(msg, sizeof(msg), "the cluster backend (Redis) is unavailable, "
 		 "nothing was changed: %s", why);
 	log_warn("cluster write refused", "error=\"%s\"", why);
+	hub_answer_error(req, 503, "unavailable", msg);
+}
+
+/*
+ * cluster.min_replicas: the script ran on the master, but WAIT did not see
+ * enough replicas take it. It is not delivered until they do (the readers
+ * wait for the same count), and a failover meanwhile may lose it: the
+ * caller can only be told that it may or may not take effect.
+ */
+static void unreplicated(struct cluster *c, struct hub_req *req,
+			 const redisContext *ctx, int rc)
+{
+	char msg[400];
+
+	snprintf(msg, sizeof(msg), "the cluster backend (Redis) did not "
+		 "confirm the write on %lld replica(s) within %lld ms (%s): it "
+		 "may still take effect, or be lost in a failover",
+		 (long long)c->min_replicas, (long long)(c->timeout_ms / 2),
+		 rc < 0 && ctx && ctx->err ? ctx->errstr : "too few replicas");
+	log_warn("cluster write unconfirmed", "min_replicas=%lld error=\"%s\"",
+		 (long long)c->min_replicas,
+		 rc < 0 ? "connection" : "replicas");
+	if (rc < 0)
+		api_conn_failed(c);    /* ctx is gone from here on */
 	hub_answer_error(req, 503, "unavailable", msg);
 }
 
@@ -125,7 +157,7 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 	struct hub_req wait = { .op = HUB_AWAIT };
 	const char *argv[8];
 	struct cluster_idem_args idem;
-	int n = argc;
+	int n = argc, rc;
 
 	/* The key's four arguments follow the op's (cluster.lua). */
 	memcpy(argv, args, (size_t)argc * sizeof(*argv));
@@ -145,6 +177,12 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 		unavailable(req, ctx, r);
 		if (ctx && (!r || ctx->err))
 			api_conn_failed(c);
+		freeReplyObject(r);
+		return NULL;
+	}
+	rc = cluster_wait_replicas(c, ctx);
+	if (rc != 0) {
+		unreplicated(c, req, ctx, rc);
 		freeReplyObject(r);
 		return NULL;
 	}

@@ -2,6 +2,7 @@
  * cluster_int: what the parts of cluster mode share (see cluster.h).
  *
  *   cluster.c         connections, the script, lifecycle
+ *   cluster_sentinel.c  finding the master through Redis Sentinel
  *   cluster_api.c     the API threads' calls
  *   cluster_reader.c  the reader thread: the stream into the hub
  *   cluster_writer.c  the writer thread: this node's state into Redis
@@ -60,7 +61,16 @@ struct min_ready {
 
 struct cluster {
 	struct hub *hub;
-	struct redis_url url;
+	struct redis_url url;        /* with sentinels: credentials, db only */
+	struct conf_addr sentinels[DCONF_SENTINELS_MAX];
+	size_t n_sentinels;          /* 0: url.addr is the one server */
+	char master_name[PROTO_INSTANCE_MAX + 1];
+	char sentinel_password[256];
+	int64_t min_replicas;        /* WAIT for this many before a 2xx */
+	pthread_mutex_t master_mu;   /* master, next_sentinel */
+	struct conf_addr master;     /* the last master found (metrics, logs) */
+	size_t next_sentinel;        /* the one to ask first */
+	atomic_ullong failovers;     /* times the master found was another */
 	char prefix[PROTO_INSTANCE_MAX + 1];
 	char node[PROTO_INSTANCE_MAX + 1];
 	int64_t node_ttl_ms;
@@ -70,6 +80,7 @@ struct cluster {
 	pthread_mutex_t sha_mu;
 
 	pthread_key_t conn_key;      /* API threads: one connection each */
+	atomic_uint conn_gen;        /* +1 each time the reader lost Redis */
 
 	pthread_mutex_t mu;          /* notes, note_table, min */
 	pthread_cond_t cv;           /* on the monotonic clock */
@@ -105,6 +116,21 @@ redisContext *cluster_connect(struct cluster *c, const char *role);
 redisReply *cluster_script(struct cluster *c, redisContext *ctx,
 			   int64_t deadline, const char *op, int argc,
 			   const char **args);
+/*
+ * A reply that says this server is no longer the master (READONLY, a
+ * replica refusing WAIT, UNBLOCKED by a role change, MASTERDOWN, LOADING)
+ * marks ctx failed, so that every caller drops it and finds the master
+ * again, as after a lost connection. Returns r.
+ */
+redisReply *cluster_check(redisContext *ctx, redisReply *r);
+/* ROLE says master. */
+bool cluster_is_master(redisContext *ctx);
+/*
+ * With cluster.min_replicas: wait until that many replicas have everything
+ * this connection wrote. 0 when they have, 1 when fewer confirmed within
+ * timeout_ms/2, -1 when the connection failed.
+ */
+int cluster_wait_replicas(struct cluster *c, redisContext *ctx);
 /* Wait before reconnecting (doubling, capped), in steps that see a stop. */
 void cluster_backoff(struct cluster *c, int64_t *delay);
 
@@ -125,6 +151,19 @@ int cluster_idem_reply(struct cluster *c, struct hub_req *req, cJSON **o);
 void cluster_idem_end(struct cluster *c, redisContext *ctx,
 		      struct hub_req *req);
 void cluster_idem_release(struct cluster *c);
+
+/*
+ * A connection to the server at addr, authenticated, on the database, named,
+ * with the script loaded; with sentinels, also checked to be a master (a
+ * sentinel that has not seen a failover yet names a demoted one). NULL
+ * (logged) otherwise.
+ */
+redisContext *cluster_open(struct cluster *c, const struct conf_addr *addr,
+			   const char *role);
+
+/* cluster_sentinel.c: the sentinels, asked in turn, name the master;
+ * cluster_open connects to it. NULL when none names one that answers. */
+redisContext *cluster_sentinel_connect(struct cluster *c, const char *role);
 
 /* cluster_reader.c, cluster_writer.c */
 void *cluster_reader_main(void *arg);

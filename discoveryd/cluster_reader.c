@@ -5,6 +5,11 @@
  * still Redis's, and syncs afresh (epoch, head, readiness, retained
  * history) when it is not. There is no subscription to lose: a reconnect
  * reads on from a position.
+ *
+ * With cluster.min_replicas, nothing read is handed over before WAIT has
+ * seen that many replicas hold it (the reader writes its own position to
+ * P.."reader:"..node, so that WAIT has an offset to wait for): an event is
+ * never delivered that a failover could take back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +17,15 @@
 
 #include "cluster_int.h"
 #include "log.h"
+
+/* Where the reader is in the history it follows. */
+struct position {
+	char epoch[PROTO_EPOCH_MAX + 1];
+	uint64_t seq;               /* the last seq applied */
+	int64_t ts;                 /* its entry's ts (0: unknown): the same
+				       seq on another history has another */
+	bool held;                  /* min_replicas: entries wait for WAIT */
+};
 
 static uint64_t id_seq(const char *id)
 {
@@ -98,12 +112,35 @@ static int hand_over(struct cluster *c, struct cluster_batch *b)
 }
 
 /*
+ * min_replicas: do that many replicas hold everything up to seq? A write of
+ * the reader's own (its position, for operators too) gives WAIT an offset
+ * past every entry read so far. 0, 1 (not yet), -1 (connection failed).
+ */
+static int replicated(struct cluster *c, redisContext *ctx, uint64_t seq)
+{
+	redisReply *r;
+
+	if (c->min_replicas <= 0)
+		return 0;
+	r = cluster_check(ctx, redisCommand(ctx, "SET %sreader:%s %llu PX %lld",
+					     c->prefix, c->node,
+					     (unsigned long long)seq,
+					     (long long)c->node_ttl_ms));
+	if (!cluster_reply_ok(r)) {
+		freeReplyObject(r);
+		return -1;
+	}
+	freeReplyObject(r);
+	return cluster_wait_replicas(c, ctx);
+}
+
+/*
  * A fresh start on this connection: the epoch, the head, the announced
  * readiness and the retained history, handed over as one sync batch.
- * *epoch and *seq become the position to read on from.
+ * *pos becomes the position to read on from.
  */
-static int sync_state(struct cluster *c, redisContext *ctx, char *epoch,
-		      uint64_t *seq)
+static int sync_state(struct cluster *c, redisContext *ctx,
+		      struct position *pos)
 {
 	redisReply *st = cluster_script(c, ctx, 0, "state", 0, NULL), *h = NULL;
 	struct cluster_batch *b = NULL;
@@ -144,10 +181,12 @@ static int sync_state(struct cluster *c, redisContext *ctx, char *epoch,
 			goto out;      /* replaced while we read: again */
 	if (b->n && b->entries[b->n - 1].seq > b->seq)
 		b->seq = b->entries[b->n - 1].seq;
-	if (hand_over(c, b) != 0)
+	if (replicated(c, ctx, b->seq) != 0 || hand_over(c, b) != 0)
 		goto out;
-	snprintf(epoch, PROTO_EPOCH_MAX + 1, "%s", b->epoch);
-	*seq = b->seq;
+	snprintf(pos->epoch, sizeof(pos->epoch), "%s", b->epoch);
+	pos->seq = b->seq;
+	pos->ts = b->n && b->entries[b->n - 1].seq == b->seq ?
+		  b->entries[b->n - 1].wall_ms : 0;
 	log_info("cluster synced", "epoch=%s seq=%llu history=%zu services=%zu",
 		 b->epoch, (unsigned long long)b->seq, b->n, b->n_ready);
 	rc = 0;
@@ -173,21 +212,52 @@ static int epoch_changed(struct cluster *c, redisContext *ctx, const char *epoch
 }
 
 /*
- * The reader is back on a connection after a break. Is the history it
- * follows still Redis's? 0 (read on), 1 (it is not: sync afresh), -1 (the
- * connection failed). A new epoch means Redis lost its data; the same epoch
- * with a lower seq means it went back in time (an AOF that lost its last
- * second, a replica promoted): the events this node applied past Redis's
- * seq are gone, so the epoch is rotated for everyone.
+ * The ts of the entry at seq, 0 when there is none (trimmed, or never
+ * written), -1 when the connection failed.
  */
-static int still_ours(struct cluster *c, redisContext *ctx, const char *epoch,
-		      uint64_t seq)
+static int64_t entry_ts(struct cluster *c, redisContext *ctx, uint64_t seq)
+{
+	redisReply *r = redisCommand(ctx, "XRANGE %slog %llu-0 %llu-0",
+				     c->prefix, (unsigned long long)seq,
+				     (unsigned long long)seq);
+	const redisReply *f;
+	int64_t ts = 0;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		freeReplyObject(r);
+		return -1;
+	}
+	if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+	    r->element[0]->elements == 2 &&
+	    (f = r->element[0]->element[1])->type == REDIS_REPLY_ARRAY)
+		for (size_t i = 0; i + 1 < f->elements; i += 2)
+			if (f->element[i]->type == REDIS_REPLY_STRING &&
+			    strcmp(f->element[i]->str, "ts") == 0 &&
+			    f->element[i + 1]->type == REDIS_REPLY_STRING)
+				ts = strtoll(f->element[i + 1]->str, NULL, 10);
+	freeReplyObject(r);
+	return ts;
+}
+
+/*
+ * The reader is back on a connection after a break, or the stream was
+ * quiet. Is the history it follows still Redis's? 0 (read on), 1 (it is
+ * not: sync afresh), -1 (the connection failed). A new epoch means Redis
+ * lost its data. The same epoch with a lower seq means it went back in
+ * time (an AOF that lost its last second, a replica promoted with less);
+ * so does another entry at this node's seq (a replica promoted with less,
+ * then written to past it). Either way the events this node applied past
+ * what Redis holds are gone, so the epoch is rotated for everyone.
+ */
+static int still_ours(struct cluster *c, redisContext *ctx,
+		      const struct position *pos)
 {
 	redisReply *r;
 	uint64_t head;
-	char mine[24];
-	const char *args[2] = { epoch, mine };
-	int changed = epoch_changed(c, ctx, epoch);
+	int64_t ts = 0;
+	char mine[24], mine_ts[24];
+	const char *args[3] = { pos->epoch, mine, mine_ts };
+	int changed = epoch_changed(c, ctx, pos->epoch);
 
 	if (changed != 0)
 		return changed;
@@ -198,46 +268,90 @@ static int still_ours(struct cluster *c, redisContext *ctx, const char *epoch,
 	}
 	head = r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10) : 0;
 	freeReplyObject(r);
-	if (head >= seq)
+	if (head >= pos->seq && pos->ts > 0 && pos->seq > 0) {
+		ts = entry_ts(c, ctx, pos->seq);
+		if (ts < 0)
+			return -1;
+	}
+	if (head >= pos->seq && (ts == 0 || ts == pos->ts))
 		return 0;
 	log_warn("cluster went back", "epoch=%s seq=%llu redis_seq=%llu "
-		 "note=\"a new epoch: agents resync\"", epoch,
-		 (unsigned long long)seq, (unsigned long long)head);
-	snprintf(mine, sizeof(mine), "%llu", (unsigned long long)seq);
-	r = cluster_script(c, ctx, 0, "rotate", 2, args);
+		 "ts=%lld redis_ts=%lld note=\"a new epoch: agents resync\"",
+		 pos->epoch, (unsigned long long)pos->seq,
+		 (unsigned long long)head, (long long)pos->ts, (long long)ts);
+	snprintf(mine, sizeof(mine), "%llu", (unsigned long long)pos->seq);
+	snprintf(mine_ts, sizeof(mine_ts), "%lld", (long long)pos->ts);
+	r = cluster_script(c, ctx, 0, "rotate", 3, args);
 	changed = r && r->type == REDIS_REPLY_STRING ? 1 : -1;
 	freeReplyObject(r);
 	return changed;
 }
 
 /*
+ * A quiet stream: has the history been replaced (or cut back) meanwhile?
+ * With sentinels, is this still the master (a demoted one, cut off from
+ * the new, would keep a reader here quiet for ever)?
+ */
+static int quiet(struct cluster *c, redisContext *ctx,
+		 const struct position *pos)
+{
+	int rc = still_ours(c, ctx, pos);
+
+	if (rc > 0)
+		log_warn("cluster epoch changed", "old=%s", pos->epoch);
+	if (rc == 0 && c->n_sentinels && !cluster_is_master(ctx)) {
+		if (!ctx->err)
+			log_warn("cluster master demoted", "role=reader");
+		return -1;
+	}
+	return rc;
+}
+
+/*
+ * min_replicas: the batch waits until enough replicas hold it. 0 (hand it
+ * over), 1 (not yet: read it again), -1 (the connection failed).
+ */
+static int hold(struct cluster *c, redisContext *ctx, struct position *pos,
+		uint64_t last)
+{
+	int rc = replicated(c, ctx, last);
+
+	if (rc > 0 && !pos->held)
+		log_warn("cluster delivery held", "seq=%llu min_replicas=%lld "
+			 "note=\"fewer replicas confirmed it\"",
+			 (unsigned long long)last, (long long)c->min_replicas);
+	else if (rc == 0 && pos->held)
+		log_info("cluster delivery resumed", "seq=%llu",
+			 (unsigned long long)last);
+	if (rc >= 0)
+		pos->held = rc > 0;
+	return rc;
+}
+
+/*
  * One XREAD: hand what came to the hub. 0 (read on), 1 (the history was
  * replaced: sync afresh), -1 (the connection failed).
  */
-static int read_once(struct cluster *c, redisContext *ctx, const char *epoch,
-		     uint64_t *seq)
+static int read_once(struct cluster *c, redisContext *ctx,
+		     struct position *pos)
 {
 	struct cluster_batch *b = NULL;
 	const redisReply *list;
 	redisReply *r;
 	char from[32];
-	int rc = 0;
+	int rc = 0, held;
 
-	snprintf(from, sizeof(from), "%llu-0", (unsigned long long)*seq);
-	r = redisCommand(ctx, "XREAD COUNT %d BLOCK %d STREAMS %slog %s",
-			 READ_COUNT, READ_BLOCK_MS, c->prefix, from);
+	snprintf(from, sizeof(from), "%llu-0", (unsigned long long)pos->seq);
+	r = cluster_check(ctx, redisCommand(ctx, "XREAD COUNT %d BLOCK %d "
+					     "STREAMS %slog %s", READ_COUNT,
+					     READ_BLOCK_MS, c->prefix, from));
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		freeReplyObject(r);
 		return -1;
 	}
 	if (r->type == REDIS_REPLY_NIL) {
-		/* Quiet: make sure the history was not replaced (or cut
-		 * back) meanwhile. */
 		freeReplyObject(r);
-		rc = still_ours(c, ctx, epoch, *seq);
-		if (rc > 0)
-			log_warn("cluster epoch changed", "old=%s", epoch);
-		return rc;
+		return quiet(c, ctx, pos);
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
 	    r->element[0]->elements != 2) {
@@ -250,17 +364,26 @@ static int read_once(struct cluster *c, redisContext *ctx, const char *epoch,
 		freeReplyObject(r);
 		return -1;
 	}
-	snprintf(b->epoch, sizeof(b->epoch), "%s", epoch);
+	snprintf(b->epoch, sizeof(b->epoch), "%s", pos->epoch);
 	for (size_t i = 0; i < list->elements && rc == 0; i++)
 		if (take_entry(b, list->element[i]) > 0) {
-			log_warn("cluster epoch changed", "old=%s", epoch);
+			log_warn("cluster epoch changed", "old=%s", pos->epoch);
 			rc = 1;
 		}
-	if (b->n)
-		*seq = b->entries[b->n - 1].seq;
+	held = b->n ? hold(c, ctx, pos, b->entries[b->n - 1].seq) : 0;
+	if (held != 0) {
+		/* Not delivered, nor the position moved: read again. */
+		batch_free(b);
+		freeReplyObject(r);
+		return held < 0 ? -1 : 0;
+	}
+	if (b->n) {
+		pos->seq = b->entries[b->n - 1].seq;
+		pos->ts = b->entries[b->n - 1].wall_ms;
+	}
 	if (b->n && hand_over(c, b) != 0 && !atomic_load(&c->stop))
 		log_warn("cluster apply failed", "seq=%llu",
-			 (unsigned long long)*seq);
+			 (unsigned long long)pos->seq);
 	batch_free(b);
 	freeReplyObject(r);
 	return rc;
@@ -270,8 +393,7 @@ void *cluster_reader_main(void *arg)
 {
 	struct cluster *c = arg;
 	redisContext *ctx = NULL;
-	char epoch[PROTO_EPOCH_MAX + 1] = "";
-	uint64_t seq = 0;
+	struct position pos = { .seq = 0 };
 	int64_t delay = RETRY_MIN_MS;
 	bool synced = false;
 	int rc;
@@ -285,22 +407,23 @@ void *cluster_reader_main(void *arg)
 			}
 			/* Reading blocks up to READ_BLOCK_MS on top of a call. */
 			redisSetTimeout(ctx, cluster_tv(c->timeout_ms + READ_BLOCK_MS));
-			rc = epoch[0] ? still_ours(c, ctx, epoch, seq) : 1;
+			rc = pos.epoch[0] ? still_ours(c, ctx, &pos) : 1;
 			if (rc < 0)
 				goto failed;
 			synced = rc == 0;
 			if (synced)
-				log_info("cluster reconnected", "epoch=%s seq=%llu",
-					 epoch, (unsigned long long)seq);
+				log_info("cluster reconnected",
+					 "epoch=%s seq=%llu", pos.epoch,
+					 (unsigned long long)pos.seq);
 		}
 		if (!synced) {
-			if (sync_state(c, ctx, epoch, &seq) != 0)
+			if (sync_state(c, ctx, &pos) != 0)
 				goto failed;
 			synced = true;
 		}
 		delay = RETRY_MIN_MS;
 		atomic_store(&c->up, true);
-		rc = read_once(c, ctx, epoch, &seq);
+		rc = read_once(c, ctx, &pos);
 		if (rc < 0)
 			goto failed;
 		synced = rc == 0;
@@ -310,6 +433,7 @@ failed:
 			log_warn("cluster redis lost", "role=reader error=\"%s\"",
 				 ctx && ctx->err ? ctx->errstr : "reply");
 		atomic_fetch_add(&c->errors, 1);
+		atomic_fetch_add(&c->conn_gen, 1);
 		atomic_store(&c->up, false);
 		redisFree(ctx);
 		ctx = NULL;

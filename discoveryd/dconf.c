@@ -67,8 +67,21 @@ static const struct conf_key tls_keys[] = {
 };
 
 static const struct conf_key cluster_keys[] = {
-	{ .name = "redis", .type = CONF_STRING, .offset = F(cluster_redis),
-	  .flags = CONF_REQUIRED },
+	{ .name = "redis", .type = CONF_STRING, .offset = F(cluster_redis) },
+	{ .name = "sentinels", .type = CONF_STRLIST,
+	  .offset = F(cluster_sentinels), .max = DCONF_SENTINELS_MAX },
+	{ .name = "master_name", .type = CONF_STRING,
+	  .offset = F(cluster_master_name) },
+	{ .name = "sentinel_password", .type = CONF_STRING,
+	  .offset = F(cluster_sentinel_password) },
+	{ .name = "user", .type = CONF_STRING, .offset = F(cluster_user) },
+	{ .name = "password", .type = CONF_STRING,
+	  .offset = F(cluster_password) },
+	{ .name = "db", .type = CONF_INT, .offset = F(cluster_db),
+	  .min = 0, .max = 1 << 20, .def = "0" },
+	{ .name = "min_replicas", .type = CONF_INT,
+	  .offset = F(cluster_min_replicas), .min = 0,
+	  .max = DCONF_MIN_REPLICAS_MAX, .def = "0" },
 	{ .name = "node", .type = CONF_STRING, .offset = F(cluster_node) },
 	{ .name = "prefix", .type = CONF_STRING, .offset = F(cluster_prefix),
 	  .def = "discovery:" },
@@ -258,6 +271,85 @@ static int read_pem(const char *path, const char *key, const char *file,
 	return 0;
 }
 
+/* cluster.redis: one server, its credentials and database in the URL. */
+static int validate_redis_url(const char *path, struct dconf *c, char *err,
+			      size_t errlen)
+{
+	char why[256];
+
+	if (c->cluster_master_name || c->cluster_sentinel_password ||
+	    c->cluster_user || c->cluster_password || c->cluster_db) {
+		snprintf(err, errlen, "%s: cluster.master_name, "
+			 "sentinel_password, user, password and db go with "
+			 "cluster.sentinels; with cluster.redis, write the "
+			 "credentials and database in its URL", path);
+		return -1;
+	}
+	if (conf_redis_url_parse(c->cluster_redis, &c->redis, why,
+				 sizeof(why)) != 0) {
+		snprintf(err, errlen, "%s: cluster.redis: %s", path, why);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * cluster.sentinels and master_name: whichever server the sentinels say is
+ * the master. The data nodes' credentials and database are keys of their
+ * own, since there is no URL to hold them.
+ */
+static int validate_sentinels(const char *path, struct dconf *c, char *err,
+			      size_t errlen)
+{
+	const char *user = c->cluster_user, *password = c->cluster_password;
+
+	if (!c->cluster_master_name ||
+	    !proto_valid_instance(c->cluster_master_name)) {
+		snprintf(err, errlen, "%s: cluster.master_name (the name the "
+			 "sentinels monitor) is required with "
+			 "cluster.sentinels, 1 to 128 printable characters",
+			 path);
+		return -1;
+	}
+	for (size_t i = 0; i < c->cluster_sentinels.n; i++)
+		if (conf_parse_addr(c->cluster_sentinels.v[i],
+				    &c->sentinel_addrs[i]) != 0 ||
+		    c->sentinel_addrs[i].port == 0) {
+			snprintf(err, errlen, "%s: cluster.sentinels: '%s' is "
+				 "not HOST:PORT", path, c->cluster_sentinels.v[i]);
+			return -1;
+		}
+	if ((user && !password) ||
+	    (password && (!password[0] ||
+			  strlen(password) >= sizeof(c->redis.password))) ||
+	    (user && strlen(user) >= sizeof(c->redis.user))) {
+		snprintf(err, errlen, "%s: cluster.password must be 1 to 255 "
+			 "bytes, and cluster.user (at most 127) needs it",
+			 path);
+		return -1;
+	}
+	snprintf(c->redis.user, sizeof(c->redis.user), "%s", user ? user : "");
+	snprintf(c->redis.password, sizeof(c->redis.password), "%s",
+		 password ? password : "");
+	c->redis.db = (int)c->cluster_db;
+	return 0;
+}
+
+/* Where Redis is: cluster.redis or cluster.sentinels, never both. */
+static int validate_redis(const char *path, struct dconf *c, char *err,
+			  size_t errlen)
+{
+	if (!c->cluster_redis == !c->cluster_sentinels.n) {
+		snprintf(err, errlen, "%s: cluster: set either redis (one "
+			 "server) or sentinels and master_name (Redis "
+			 "Sentinel), not %s", path,
+			 c->cluster_redis ? "both" : "neither");
+		return -1;
+	}
+	return c->cluster_redis ? validate_redis_url(path, c, err, errlen) :
+	       validate_sentinels(path, c, err, errlen);
+}
+
 /*
  * Checks across keys, and features whose keys the contract reserves but this
  * build does not implement yet: refusing them is safer than running without
@@ -289,14 +381,8 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 			 path);
 		return -1;
 	}
-	if (c->cluster_present &&
-	    conf_redis_url_parse(c->cluster_redis, &c->redis, err, errlen) != 0) {
-		char why[256];
-
-		snprintf(why, sizeof(why), "%s", err);
-		snprintf(err, errlen, "%s: cluster.redis: %s", path, why);
+	if (c->cluster_present && validate_redis(path, c, err, errlen) != 0)
 		return -1;
-	}
 	if (c->cluster_present &&
 	    c->cluster_timeout_ms * 2 > c->cluster_node_ttl_ms) {
 		snprintf(err, errlen, "%s: cluster.timeout must be at most half of "

@@ -15,6 +15,9 @@
 
 #include "conf.h"
 
+#define DCONF_SENTINELS_MAX 16
+#define DCONF_MIN_REPLICAS_MAX 16
+
 struct dconf_service {
 	int64_t min_ready;
 };
@@ -46,11 +49,20 @@ struct dconf {
 	size_t tls_key_len;
 	bool cluster_present;
 	char *cluster_redis;         /* redis://[:password@]host[:port][/db] */
+	struct conf_strlist cluster_sentinels; /* or these: HOST:PORT each */
+	char *cluster_master_name;   /* the name the sentinels monitor */
+	char *cluster_sentinel_password; /* the sentinels' requirepass */
+	char *cluster_user;          /* with sentinels: the data nodes' */
+	char *cluster_password;
+	int64_t cluster_db;
+	int64_t cluster_min_replicas; /* writes wait for this many replicas */
+	struct conf_addr sentinel_addrs[DCONF_SENTINELS_MAX]; /* parsed */
 	char *cluster_node;          /* overrides node */
 	char *cluster_prefix;        /* key prefix in Redis */
 	int64_t cluster_node_ttl_ms; /* a silent node is dead after this */
 	int64_t cluster_timeout_ms;  /* one Redis call, at most */
-	struct redis_url redis;      /* cluster_redis, parsed */
+	struct redis_url redis;      /* cluster_redis, parsed (with sentinels:
+					user, password, db; no address) */
 
 	struct conf_map services;    /* items: struct dconf_service */
 

@@ -483,6 +483,7 @@ static int open_log(struct hub *h, const struct dconf *conf, char *err,
 {
 	struct evlog_recovery rec;
 	size_t held;
+	char where[600];
 
 	if (conf->cluster_present) {
 		/* The log is Redis; this node mirrors it (cluster.h). */
@@ -492,12 +493,21 @@ static int open_log(struct hub *h, const struct dconf *conf, char *err,
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		log_info("cluster", "redis=%s:%d db=%d node=%s prefix=%s "
-			 "node_ttl_ms=%lld timeout_ms=%lld",
-			 conf->redis.addr.host, conf->redis.addr.port,
+		if (conf->cluster_sentinels.n)
+			snprintf(where, sizeof(where),
+				 "sentinels=%s master_name=%s",
+				 conf->cluster_sentinels.v[0],
+				 conf->cluster_master_name);
+		else
+			snprintf(where, sizeof(where), "redis=%s:%d",
+				 conf->redis.addr.host, conf->redis.addr.port);
+		log_info("cluster", "%s db=%d node=%s prefix=%s "
+			 "node_ttl_ms=%lld timeout_ms=%lld min_replicas=%lld",
+			 where,
 			 conf->redis.db, conf->node, conf->cluster_prefix,
 			 (long long)conf->cluster_node_ttl_ms,
-			 (long long)conf->cluster_timeout_ms);
+			 (long long)conf->cluster_timeout_ms,
+			 (long long)conf->cluster_min_replicas);
 		return 0;
 	}
 	if (evlog_open(&h->log, (size_t)conf->history, conf->state_dir, &rec,

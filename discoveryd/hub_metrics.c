@@ -109,6 +109,24 @@ static void events(struct metrics_text *t, const struct hub *h)
 			  &h->stats.delivery);
 }
 
+/* With cluster.sentinels: where the master is, and how often it moved. */
+static void metrics_cluster_master(struct metrics_text *t, struct cluster *c)
+{
+	char addr[300], esc[300], label[340];
+
+	if (!cluster_master(c, addr, sizeof(addr)))
+		return;
+	snprintf(label, sizeof(label), "addr=\"%s\"",
+		 metrics_label(esc, sizeof(esc), addr));
+	metrics_family(t, "discovery_cluster_master_info", "gauge",
+		       "The Redis master the sentinels named, by address.");
+	metrics_sample(t, "discovery_cluster_master_info", label, 1);
+	metrics_family(t, "discovery_cluster_failovers_total", "counter",
+		       "Times this node found the master at another address.");
+	metrics_sample(t, "discovery_cluster_failovers_total", NULL,
+		       (double)cluster_failovers(c));
+}
+
 static void journal(struct metrics_text *t, const struct hub *h)
 {
 	metrics_histogram(t, "discovery_journal_fsync_seconds",
@@ -150,6 +168,7 @@ static void journal(struct metrics_text *t, const struct hub *h)
 		       "Redis calls that failed (the connection is then made again).");
 	metrics_sample(t, "discovery_cluster_redis_errors_total", NULL,
 		       (double)cluster_redis_errors(h->cluster));
+	metrics_cluster_master(t, h->cluster);
 	metrics_family(t, "discovery_cluster_seq", "gauge",
 		       "The last seq of the shared log this node has applied.");
 	metrics_sample(t, "discovery_cluster_seq", NULL, (double)h->log.seq);

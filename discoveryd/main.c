@@ -80,6 +80,39 @@ static enum log_level level_for(const struct options *o, const struct dconf *c)
 }
 
 /* Say which changed settings only a restart applies. */
+/* Two optional strings (NULL: the key is absent) are the same. */
+static bool same_str(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/*
+ * Any cluster key but the ones read anew: where Redis is (cluster.redis,
+ * or the sentinels, whose keys are absent with the other), how it is used.
+ */
+static bool cluster_changed(const struct dconf *old, const struct dconf *now)
+{
+	bool changed = !same_str(old->cluster_redis, now->cluster_redis) ||
+		       !same_str(old->cluster_master_name,
+				 now->cluster_master_name) ||
+		       !same_str(old->cluster_sentinel_password,
+				 now->cluster_sentinel_password) ||
+		       !same_str(old->cluster_user, now->cluster_user) ||
+		       !same_str(old->cluster_password,
+				 now->cluster_password) ||
+		       !same_str(old->cluster_prefix, now->cluster_prefix) ||
+		       old->cluster_db != now->cluster_db ||
+		       old->cluster_min_replicas != now->cluster_min_replicas ||
+		       old->cluster_node_ttl_ms != now->cluster_node_ttl_ms ||
+		       old->cluster_timeout_ms != now->cluster_timeout_ms ||
+		       old->cluster_sentinels.n != now->cluster_sentinels.n;
+
+	for (size_t i = 0; !changed && i < old->cluster_sentinels.n; i++)
+		changed = !same_str(old->cluster_sentinels.v[i],
+				    now->cluster_sentinels.v[i]);
+	return changed;
+}
+
 static void note_restart_needed(const struct dconf *old, const struct dconf *now)
 {
 	char a[CONF_ADDR_TEXT], b[CONF_ADDR_TEXT];
@@ -103,11 +136,7 @@ static void note_restart_needed(const struct dconf *old, const struct dconf *now
 	if (old->tls_present != now->tls_present)
 		log_warn("reload", "key=tls note=\"turning TLS on or off needs a restart\"");
 	if (old->cluster_present != now->cluster_present ||
-	    (old->cluster_present &&
-	     (strcmp(old->cluster_redis, now->cluster_redis) != 0 ||
-	      strcmp(old->cluster_prefix, now->cluster_prefix) != 0 ||
-	      old->cluster_node_ttl_ms != now->cluster_node_ttl_ms ||
-	      old->cluster_timeout_ms != now->cluster_timeout_ms)))
+	    (old->cluster_present && cluster_changed(old, now)))
 		log_warn("reload", "key=cluster note=\"needs a restart\"");
 }
 

@@ -17,3 +17,16 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq || exit 1
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null || exit 1
+# Debian starts a redis-sentinel service (127.0.0.1:26379, watching
+# 127.0.0.1:6379) on install. The tests run sentinels of their own, on free
+# ports with their own files, and never use it: one this script installed
+# is stopped and disabled rather than left running. One installed before
+# is the machine's own and is left alone.
+case " $missing " in
+*" redis-sentinel "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now redis-sentinel.service >/dev/null 2>&1 ||
+			true
+	fi
+	;;
+esac

@@ -1,7 +1,9 @@
 """A real redis-server and discoveryd nodes sharing it (cluster mode).
 
 Redis runs on a free port in the test's directory, with or without AOF, and
-can be frozen, killed and started again on the same port and files. A Cut
+can be frozen, killed and started again on the same port and files, or as a
+replica of another; Sentinel runs redis-sentinel on a free port with its own
+config file (sentinel rewrites it) watching a master. A Cut
 is a TCP relay between one node and Redis that the test can sever, so that
 node alone loses Redis while the others keep it.
 """
@@ -13,7 +15,7 @@ import threading
 
 import pytest
 
-from harness import Discoveryd, Proc
+from harness import Discoveryd, Proc, write
 
 
 def free_port():
@@ -27,16 +29,21 @@ def free_port():
 class Redis(Proc):
     """redis-server on 127.0.0.1:port with its files in dir."""
 
-    def __init__(self, dir, port=None, aof=False):
+    def __init__(self, dir, port=None, aof=False, replicaof=None):
         self.dir, self.aof = str(dir), aof
         self.port = port or free_port()
         os.makedirs(self.dir, exist_ok=True)
+        extra = ["--replicaof", "127.0.0.1", str(replicaof)] if replicaof \
+            else []
         super().__init__(["redis-server", "--port", str(self.port),
                           "--bind", "127.0.0.1", "--dir", self.dir,
                           "--save", "", "--appendonly",
                           "yes" if aof else "no",
-                          "--appendfsync", "always"], "redis")
+                          "--appendfsync", "always",
+                          "--repl-diskless-sync-delay", "0"] + extra, "redis")
         self.wait_line(r"Ready to accept connections")
+        if replicaof:
+            self.wait_line(r"MASTER <-> REPLICA sync: Finished with success")
         self.url = "redis://127.0.0.1:%d" % self.port
 
     def cli(self, *args):
@@ -48,6 +55,38 @@ class Redis(Proc):
         """Stop (SIGTERM: AOF flushed) and start again, same port and files."""
         self.stop()
         return Redis(self.dir, self.port, self.aof)
+
+
+class Sentinel(Proc):
+    """redis-sentinel on 127.0.0.1:port watching the master on master_port
+    as `name`; quick to act (down after 2 s) so that tests stay short.
+
+    Not 1 s: Sentinel pings every second at most, and with
+    down-after-milliseconds 1000 a master it has just switched to can be
+    found "down" before its first PING is answered, all sentinels at once:
+    they fail over again, back to the old master."""
+
+    def __init__(self, dir, master_port, name="disc", quorum=2):
+        self.port = free_port()
+        self.dir = str(dir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = write(os.path.join(self.dir, "sentinel-%d.conf" %
+                                       self.port),
+                          "port %d\nbind 127.0.0.1\ndir %s\n"
+                          "sentinel monitor %s 127.0.0.1 %d %d\n"
+                          "sentinel down-after-milliseconds %s 2000\n"
+                          "sentinel failover-timeout %s 5000\n"
+                          "sentinel parallel-syncs %s 1\n" %
+                          (self.port, self.dir, name, master_port, quorum,
+                           name, name, name))
+        super().__init__(["redis-sentinel", self.conf], "sentinel")
+        self.wait_line(r"\+monitor master %s " % name)
+        self.addr = "127.0.0.1:%d" % self.port
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port)] +
+                              list(args), capture_output=True, text=True,
+                              timeout=10).stdout.strip()
 
 
 class Cut:
@@ -123,13 +162,18 @@ class Cut:
 
 
 def node(tmp, name, redis_url, node_ttl="1500ms", timeout="500ms",
-         extra="", **kw):
-    """One discoveryd node of the cluster, in tmp/name (kw: Discoveryd's)."""
+         extra="", heartbeat=None):
+    """One discoveryd node of the cluster, in tmp/name. redis_url may also
+    be a list of sentinels (HOST:PORT), watching the master "disc".
+    heartbeat: the links' section, if not the harness's."""
     d = os.path.join(str(tmp), name)
     os.makedirs(d, exist_ok=True)
-    n = Discoveryd(d, extra="cluster:\n  redis: %s\n  node: %s\n"
+    where = "redis: %s\n" % redis_url if isinstance(redis_url, str) else \
+        "sentinels: [%s]\n  master_name: disc\n" % ", ".join(redis_url)
+    kw = {"heartbeat": heartbeat} if heartbeat else {}
+    n = Discoveryd(d, extra="cluster:\n  %s  node: %s\n"
                    "  node_ttl: %s\n  timeout: %s\n%s" %
-                   (redis_url, name, node_ttl, timeout, extra), **kw)
+                   (where, name, node_ttl, timeout, extra), **kw)
     n.wait_line(r"msg=\"cluster synced\"")
     return n
 

@@ -69,6 +69,31 @@ def test_cluster_section_checked(tmp_path):
         assert rc != 0 and why in out, (bad, out)
 
 
+def test_cluster_sentinels_checked(tmp_path):
+    ok = ("cluster:\n  sentinels: [10.0.0.1:26379, '[::1]:26380', s3:26379]\n"
+          "  master_name: disc\n  password: secret\n  db: 2\n"
+          "  sentinel_password: s\n  min_replicas: 1\n")
+    rc, out, _ = check(tmp_path, ok)
+    assert rc == 0, out
+    S = "cluster:\n  sentinels: [10.0.0.1:26379]\n"
+    for bad, why in (
+            ("cluster:\n  redis: redis://x\n  sentinels: [a:1]\n"
+             "  master_name: m\n", "not both"),
+            (S, "master_name"),
+            (S + "  master_name: 'a b'\n", "master_name"),
+            ("cluster:\n  sentinels: [a]\n  master_name: m\n", "'a'"),
+            ("cluster:\n  sentinels: ['a:0']\n  master_name: m\n", "'a:0'"),
+            ("cluster:\n  sentinels: []\n  master_name: m\n", "neither"),
+            (S + "  master_name: m\n  user: u\n", "cluster.password"),
+            (S + "  master_name: m\n  min_replicas: 17\n", "min_replicas"),
+            (S + "  master_name: m\n  min_replicas: -1\n", "min_replicas"),
+            ("cluster:\n  redis: redis://x\n  password: p\n", "in its URL"),
+            ("cluster:\n  redis: redis://x\n  master_name: m\n",
+             "in its URL")):
+        rc, out, _ = check(tmp_path, bad)
+        assert rc != 0 and why in out, (bad, out)
+
+
 def test_missing_file(tmp_path):
     rc, out, _ = check(tmp_path, "")
     assert rc == 0
