@@ -83,7 +83,7 @@ bool cluster_is_master(redisContext *ctx)
 static int setup(struct cluster *c, redisContext *ctx, const char *role)
 {
 	redisReply *r;
-	char name[300];
+	char name[CLUSTER_KEY_MAX];
 
 	if (c->url.password[0]) {
 		/* Redis 6 ACL users, or the classic requirepass. */
@@ -174,14 +174,6 @@ static void new_epoch(char out[33])
 		snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
-int64_t cluster_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 redisReply *cluster_script(struct cluster *c, redisContext *ctx,
 			   int64_t deadline, const char *op, int argc,
 			   const char **args)
@@ -243,11 +235,12 @@ static void sleep_ms(int64_t ms)
 	nanosleep(&ts, NULL);
 }
 
-void cluster_backoff(struct cluster *c, int64_t *delay)
+void cluster_backoff(struct cluster *c, struct backoff *b)
 {
-	for (int64_t left = *delay; left > 0 && !atomic_load(&c->stop); left -= 50)
+	int64_t left = backoff_next(b);
+
+	for (; left > 0 && !atomic_load(&c->stop); left -= 50)
 		sleep_ms(left < 50 ? left : 50);
-	*delay = *delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : *delay * 2;
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
@@ -288,14 +281,12 @@ struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
 	struct cluster *c = calloc(1, sizeof(*c));
 	pthread_condattr_t attr;
 
-	if (!c || !(c->note_table = calloc(NOTE_SLOTS, sizeof(*c->note_table))) ||
-	    pthread_key_create(&c->conn_key, drop_conn) != 0) {
-		if (c)
-			free(c->note_table);
+	if (!c || pthread_key_create(&c->conn_key, drop_conn) != 0) {
 		free(c);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	htab_init(&c->note_table, true);
 	c->hub = h;
 	c->url = conf->redis;
 	c->n_sentinels = conf->cluster_sentinels.n;
@@ -356,7 +347,7 @@ void cluster_free(struct cluster *c)
 		return;
 	cluster_stop(c);
 	cluster_notes_free(c->notes);
-	free(c->note_table);
+	htab_release(&c->note_table);
 	for (size_t i = 0; i < c->n_min; i++)
 		free(c->min[i].name);
 	free(c->min);

@@ -31,7 +31,7 @@ static redisContext *api_conn(struct cluster *c)
 	unsigned gen = atomic_load(&c->conn_gen);
 
 	if (!atomic_load(&c->up) ||
-	    cluster_wall_ms() < atomic_load(&c->api_pause_until))
+	    clock_wall_ms() < atomic_load(&c->api_pause_until))
 		return NULL;
 
 	if (ctx && (ctx->err || conn_gen != gen)) {
@@ -45,7 +45,7 @@ static redisContext *api_conn(struct cluster *c)
 		conn_gen = gen;
 		if (!ctx)
 			atomic_store(&c->api_pause_until,
-				     cluster_wall_ms() + API_PAUSE_MS);
+				     clock_wall_ms() + API_PAUSE_MS);
 	}
 	return ctx;
 }
@@ -55,7 +55,7 @@ static void api_conn_failed(struct cluster *c)
 	redisContext *ctx = pthread_getspecific(c->conn_key);
 
 	atomic_fetch_add(&c->errors, 1);
-	atomic_store(&c->api_pause_until, cluster_wall_ms() + API_PAUSE_MS);
+	atomic_store(&c->api_pause_until, clock_wall_ms() + API_PAUSE_MS);
 	redisFree(ctx);
 	pthread_setspecific(c->conn_key, NULL);
 }
@@ -105,14 +105,14 @@ static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
 			   int others)
 {
 	int64_t wait_ms = c->timeout_ms / 2 < 1000 ? c->timeout_ms / 2 : 1000;
-	int64_t end = cluster_wall_ms() + wait_ms;
+	int64_t end = clock_wall_ms() + wait_ms;
 	size_t sum = 0;
-	char key[300], secs[32];
+	char key[CLUSTER_KEY_MAX], secs[32];
 
 	snprintf(key, sizeof(key), "%sack:%llu", c->prefix,
 		 (unsigned long long)seq);
 	while (others > 0) {
-		int64_t left = end - cluster_wall_ms();
+		int64_t left = end - clock_wall_ms();
 		redisReply *r;
 
 		if (left <= 0)
@@ -171,7 +171,7 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 	 * (unless the network drops the answer itself: docs/cluster.md; the
 	 * caller's retry with the same Idempotency-Key is then safe). */
 	if (ctx)
-		r = cluster_script(c, ctx, cluster_wall_ms() + c->timeout_ms / 2,
+		r = cluster_script(c, ctx, clock_wall_ms() + c->timeout_ms / 2,
 				   op, n, argv);
 	if (!r || r->type != REDIS_REPLY_STRING) {
 		unavailable(req, ctx, r);
@@ -439,7 +439,7 @@ static void call_drain(struct cluster *c, struct hub_req *req)
 	}
 	ctx = api_conn(c);
 	if (ctx)
-		r = cluster_script(c, ctx, cluster_wall_ms() + c->timeout_ms / 2,
+		r = cluster_script(c, ctx, clock_wall_ms() + c->timeout_ms / 2,
 				   "drain", n, args);
 	if (!r || r->type != REDIS_REPLY_STRING) {
 		unavailable(req, ctx, r);

@@ -20,8 +20,14 @@
 
 #include <hiredis/hiredis.h>
 
+#include "backoff.h"
+#include "clock.h"
 #include "cluster.h"
+#include "htab.h"
 
+/* A Redis key or client name: the prefix, a fixed word, a node's name or
+ * a number. */
+#define CLUSTER_KEY_MAX 300
 #define READ_BLOCK_MS   1000     /* XREAD BLOCK: how often the reader looks up */
 #define READ_COUNT      1024     /* entries per XREAD */
 #define AGENTS_CHUNK    256      /* commands per pipelined batch */
@@ -29,7 +35,6 @@
 #define RETRY_MAX_MS    2000
 #define API_PAUSE_MS    1000     /* after an API call failed, answer 503 at
                                     once for this long */
-#define NOTE_SLOTS      4096     /* the notes' hash table, a power of two */
 
 enum note_kind {
 	NOTE_SERVICE = 1,            /* a service's counts on this node */
@@ -44,7 +49,7 @@ enum note_kind {
  */
 struct note {
 	struct note *next;           /* the queue, oldest first */
-	struct note *chain;          /* the hash table's bucket */
+	struct hnode node;           /* in note_table (not acks) */
 	enum note_kind kind;
 	char key[PROTO_NAME_MAX + PROTO_INSTANCE_MAX + 2];  /* name, or svc/inst */
 	int64_t min_ready;
@@ -85,7 +90,7 @@ struct cluster {
 	pthread_mutex_t mu;          /* notes, note_table, min */
 	pthread_cond_t cv;           /* on the monotonic clock */
 	struct note *notes, **notes_tail;
-	struct note **note_table;    /* NOTE_SLOTS buckets */
+	struct htab note_table;      /* queued notes by kind and key */
 	struct min_ready *min;
 	size_t n_min;
 	pthread_t reader, writer;
@@ -104,7 +109,6 @@ struct cluster {
 
 /* cluster.c */
 struct timeval cluster_tv(int64_t ms);
-int64_t cluster_wall_ms(void);
 bool cluster_reply_ok(const redisReply *r);
 /* A new connection named discoveryd:NODE:ROLE, or NULL (logged). */
 redisContext *cluster_connect(struct cluster *c, const char *role);
@@ -131,8 +135,9 @@ bool cluster_is_master(redisContext *ctx);
  * timeout_ms/2, -1 when the connection failed.
  */
 int cluster_wait_replicas(struct cluster *c, redisContext *ctx);
-/* Wait before reconnecting (doubling, capped), in steps that see a stop. */
-void cluster_backoff(struct cluster *c, int64_t *delay);
+/* Wait before reconnecting: the next delay of b (libcommon's backoff: full
+ * jitter, doubling, capped), in steps that see a stop. */
+void cluster_backoff(struct cluster *c, struct backoff *b);
 
 /* cluster_idem.c: a write's Idempotency-Key around its call. begin: true
  * when it answered (409: in flight here). args: the script's last four

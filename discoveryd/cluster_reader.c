@@ -394,15 +394,16 @@ void *cluster_reader_main(void *arg)
 	struct cluster *c = arg;
 	redisContext *ctx = NULL;
 	struct position pos = { .seq = 0 };
-	int64_t delay = RETRY_MIN_MS;
+	struct backoff retry;
 	bool synced = false;
 	int rc;
 
+	backoff_init(&retry, RETRY_MIN_MS, RETRY_MAX_MS, 2.0, 0);
 	while (!atomic_load(&c->stop)) {
 		if (!ctx) {
 			ctx = cluster_connect(c, "reader");
 			if (!ctx) {
-				cluster_backoff(c, &delay);
+				cluster_backoff(c, &retry);
 				continue;
 			}
 			/* Reading blocks up to READ_BLOCK_MS on top of a call. */
@@ -421,7 +422,7 @@ void *cluster_reader_main(void *arg)
 				goto failed;
 			synced = true;
 		}
-		delay = RETRY_MIN_MS;
+		backoff_reset(&retry);
 		atomic_store(&c->up, true);
 		rc = read_once(c, ctx, &pos);
 		if (rc < 0)
@@ -437,7 +438,7 @@ failed:
 		atomic_store(&c->up, false);
 		redisFree(ctx);
 		ctx = NULL;
-		cluster_backoff(c, &delay);
+		cluster_backoff(c, &retry);
 	}
 	atomic_store(&c->up, false);
 	redisFree(ctx);

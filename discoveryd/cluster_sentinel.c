@@ -74,7 +74,7 @@ static void found(struct cluster *c, size_t i, const struct conf_addr *m,
 		  const char *role)
 {
 	bool first, changed;
-	char addr[300];
+	char addr[CONF_ADDR_TEXT];
 
 	pthread_mutex_lock(&c->master_mu);
 	c->next_sentinel = i;

@@ -17,13 +17,23 @@
 
 /* ---- notes: from the hub thread ----------------------------------------- */
 
-static size_t note_hash(enum note_kind kind, const char *key)
+static uint64_t note_hash(const struct cluster *c, const struct note *n)
 {
-	size_t h = (size_t)kind * 16777619u;
+	return htab_hash(&c->note_table, n->key) ^ (uint64_t)n->kind;
+}
 
-	for (; *key; key++)
-		h = (h ^ (unsigned char)*key) * 16777619u;
-	return h & (NOTE_SLOTS - 1);
+/* The queued note of n's kind and key (mu held). */
+static struct note *note_find(struct cluster *c, const struct note *n,
+			      uint64_t hv)
+{
+	for (struct hnode *e = htab_first(&c->note_table, hv); e;
+	     e = htab_next(e, hv)) {
+		struct note *old = htab_entry(e, struct note, node);
+
+		if (old->kind == n->kind && strcmp(old->key, n->key) == 0)
+			return old;
+	}
+	return NULL;
 }
 
 /*
@@ -33,15 +43,11 @@ static size_t note_hash(enum note_kind kind, const char *key)
  */
 static void note_push(struct cluster *c, struct note *n)
 {
-	struct note **slot = NULL, *old = NULL;
+	uint64_t hv = note_hash(c, n);
+	struct note *old;
 
 	pthread_mutex_lock(&c->mu);
-	if (n->kind != NOTE_ACK && c->note_table) {
-		slot = &c->note_table[note_hash(n->kind, n->key)];
-		for (old = *slot; old; old = old->chain)
-			if (old->kind == n->kind && strcmp(old->key, n->key) == 0)
-				break;
-	}
+	old = n->kind != NOTE_ACK ? note_find(c, n, hv) : NULL;
 	if (old) {
 		free(old->json);
 		old->json = n->json;
@@ -53,10 +59,9 @@ static void note_push(struct cluster *c, struct note *n)
 	} else if (n->kind == NOTE_ACK && !atomic_load(&c->writer_up)) {
 		free(n);
 	} else {
-		if (slot) {
-			n->chain = *slot;
-			*slot = n;
-		}
+		/* A note the table has no room for is only not folded. */
+		if (n->kind != NOTE_ACK)
+			(void)htab_add(&c->note_table, &n->node, hv);
 		n->next = NULL;
 		*c->notes_tail = n;
 		c->notes_tail = &n->next;
@@ -129,8 +134,7 @@ static struct note *notes_take(struct cluster *c)
 	n = c->notes;
 	c->notes = NULL;
 	c->notes_tail = &c->notes;
-	if (c->note_table)
-		memset(c->note_table, 0, NOTE_SLOTS * sizeof(*c->note_table));
+	htab_clear(&c->note_table);
 	pthread_mutex_unlock(&c->mu);
 	return n;
 }
@@ -235,14 +239,14 @@ static int send_agents(struct cluster *c, redisContext *ctx,
 {
 	size_t pending = 0;
 	int rc = 0;
-	char key[300];
+	char key[CLUSTER_KEY_MAX];
 
 	snprintf(key, sizeof(key), "%sagents:%s", c->prefix, c->node);
 	if (full && redisAppendCommand(ctx, "DEL %s", key) == REDIS_OK)
 		pending++;
 	for (const struct note *p = list; p || pending; p = p ? p->next : NULL) {
 		if (p && p->kind == NOTE_ACK) {
-			char ack[300], val[200];
+			char ack[CLUSTER_KEY_MAX], val[200];
 
 			snprintf(ack, sizeof(ack), "%sack:%llu", c->prefix,
 				 (unsigned long long)p->seq);
@@ -376,16 +380,18 @@ void *cluster_writer_main(void *arg)
 {
 	struct cluster *c = arg;
 	redisContext *ctx = NULL;
-	int64_t delay = RETRY_MIN_MS, beat_every = c->node_ttl_ms / 3;
+	int64_t beat_every = c->node_ttl_ms / 3;
+	struct backoff retry;
 	struct timespec beat = { 0 };
 	bool full = true;
 	int rc;
 
+	backoff_init(&retry, RETRY_MIN_MS, RETRY_MAX_MS, 2.0, 0);
 	while (!atomic_load(&c->stop)) {
 		if (!ctx) {
 			ctx = cluster_connect(c, "writer");
 			if (!ctx) {
-				cluster_backoff(c, &delay);
+				cluster_backoff(c, &retry);
 				continue;
 			}
 			/* Alive first, so the counts that follow are counted;
@@ -404,7 +410,7 @@ void *cluster_writer_main(void *arg)
 		if (rc < 0)
 			goto failed;
 		if (rc > 0)
-			cluster_backoff(c, &delay);
+			cluster_backoff(c, &retry);
 		if (passed(&beat)) {
 			rc = heartbeat(c, ctx);
 			if (rc < 0)
@@ -418,7 +424,7 @@ void *cluster_writer_main(void *arg)
 			beat = after_ms(beat_every);
 		}
 		if (rc == 0)
-			delay = RETRY_MIN_MS;
+			backoff_reset(&retry);
 		continue;
 failed:
 		if (!atomic_load(&c->stop))
@@ -428,7 +434,7 @@ failed:
 		atomic_fetch_add(&c->errors, 1);
 		redisFree(ctx);
 		ctx = NULL;
-		cluster_backoff(c, &delay);
+		cluster_backoff(c, &retry);
 	}
 	atomic_store(&c->writer_up, false);
 	redisFree(ctx);

@@ -112,7 +112,7 @@ static void events(struct metrics_text *t, const struct hub *h)
 /* With cluster.sentinels: where the master is, and how often it moved. */
 static void metrics_cluster_master(struct metrics_text *t, struct cluster *c)
 {
-	char addr[300], esc[300], label[340];
+	char addr[CONF_ADDR_TEXT], esc[CONF_ADDR_TEXT], label[340];
 
 	if (!cluster_master(c, addr, sizeof(addr)))
 		return;

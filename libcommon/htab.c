@@ -135,3 +135,10 @@ struct hnode *htab_pop(struct htab *t)
 		}
 	return NULL;
 }
+
+void htab_clear(struct htab *t)
+{
+	if (t->size)
+		memset(t->buckets, 0, t->size * sizeof(*t->buckets));
+	t->count = 0;
+}

@@ -48,6 +48,8 @@ void htab_remove(struct htab *t, struct hnode *n);
 /* The first (next) entry of hv's chain whose hash is hv, or NULL. */
 struct hnode *htab_first(const struct htab *t, uint64_t hv);
 struct hnode *htab_next(const struct hnode *n, uint64_t hv);
+/* Forget every entry at once (they are the caller's); the buckets stay. */
+void htab_clear(struct htab *t);
 /* Take any entry out (NULL: empty): to free every entry at the end. */
 struct hnode *htab_pop(struct htab *t);
 
