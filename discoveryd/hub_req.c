@@ -480,12 +480,8 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 	case HUB_EVENTS:     run_events(h, req); break;
 	case HUB_INFO:       run_info(h, req); break;
 	case HUB_SSE_OPEN:   run_sse_open(h, req); break;
-	case HUB_SSE_CLOSE:  run_sse_close(h, req); break;
-	case HUB_SSE_END_ALL:
-		for (struct sse *s = h->streams; s; s = *sse_next(s))
-			sse_end(s);
-		req->status = 200;
-		break;
+	case HUB_SSE_CLOSE:             /* both answered above, before */
+	case HUB_SSE_END_ALL: break;    /* the stopping check */
 	case HUB_AWAIT:            hub_cluster_await(h, req); break;
 	case HUB_CLUSTER_APPLY:    hub_cluster_apply(h, req); break;
 	case HUB_CLUSTER_SNAPSHOT: hub_cluster_snapshot(h, req); break;
