@@ -89,7 +89,7 @@ ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
              $(TEST_SUPPORT_SRC))
 
 .PHONY: all run test unit integration integration-valgrind attack deps clean \
-        bench fuzz install uninstall
+        bench fuzz install uninstall format format-check
 .SECONDARY:
 all: $(PROGRAMS) $(AGENT_SO) $(AGENT_A)
 
@@ -274,6 +274,21 @@ bench:
 	@sh tests/install-deps.sh $(BENCH_DEB_PKGS) $(BENCH_NODE)
 	@$(MAKE) --no-print-directory all bench-tools
 	QUICK=$(QUICK) sh tests/bench/run.sh
+
+# The C sources in the style of .clang-format (docs/design.md, "Code
+# conventions"): `make format` rewrites them, `make format-check` (which
+# .ci/run runs) fails on any file that differs. Key tables sit between
+# clang-format off/on comments: their rows are laid out by hand.
+FORMAT_DEB_PKGS := clang-format
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	@sh tests/install-deps.sh $(FORMAT_DEB_PKGS)
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@sh tests/install-deps.sh $(FORMAT_DEB_PKGS)
+	@clang-format --dry-run --Werror $(FORMAT_SRC) && \
+	  echo "format-check: $(words $(FORMAT_SRC)) files as .clang-format says"
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c, built with clang), each run for
 # FUZZ_SECONDS; FUZZ="proto conf" runs only those. Crashing inputs stay in

@@ -22,25 +22,31 @@
 #include "proto.h"
 
 static const char *const route_names[R_COUNT] = {
-	"other", "/healthz", "/metrics", "/api/discovery/cacheready",
-	"/api/discovery/services", "/api/discovery/services/{name}",
-	"/api/discovery/services/{name}/{declaration}", "/api/discovery/agents",
-	"/api/discovery/events", "/api/discovery/invalidate",
-	"/api/discovery/broadcast", "/", "/api/discovery/info",
+	"other",
+	"/healthz",
+	"/metrics",
+	"/api/discovery/cacheready",
+	"/api/discovery/services",
+	"/api/discovery/services/{name}",
+	"/api/discovery/services/{name}/{declaration}",
+	"/api/discovery/agents",
+	"/api/discovery/events",
+	"/api/discovery/invalidate",
+	"/api/discovery/broadcast",
+	"/",
+	"/api/discovery/info",
 	"/api/discovery/nodes/{node}/drain",
 };
 
 static const unsigned codes[API_CODES] = {
-	200, 202, 204, 400, 401, 403, 404, 405, 409, 413, 421, 422, 431, 500,
-	503,
-	0 /* other */
+	200, 202, 204, 400, 401, 403, 404, 405,
+	409, 413, 421, 422, 431, 500, 503, 0 /* other */
 };
 #define N_CODES API_CODES
 
 /* ---- answers ------------------------------------------------------------ */
 
-enum MHD_Result api_send_json(struct MHD_Connection *c, int status,
-			      char *body)
+enum MHD_Result api_send_json(struct MHD_Connection *c, int status, char *body)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -107,8 +113,10 @@ enum MHD_Result api_send_full(struct MHD_Connection *c, const char *limit)
 {
 	char body[200];
 
-	snprintf(body, sizeof(body), "{\"error\":\"full\",\"message\":\"too "
-		 "many live streams (limits.%s); try again later\"}", limit);
+	snprintf(body, sizeof(body),
+		 "{\"error\":\"full\",\"message\":\"too "
+		 "many live streams (limits.%s); try again later\"}",
+		 limit);
 	return send_with_header(c, MHD_HTTP_SERVICE_UNAVAILABLE, body,
 				MHD_HTTP_HEADER_RETRY_AFTER, "5");
 }
@@ -172,7 +180,7 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 	return ret;
 }
 
-/* ---- request counters ----------------------------------------------------- */
+/* ---- request counters ---------------------------------------------------- */
 
 void api_http_metrics(struct api *a, struct metrics_text *t)
 {
@@ -196,8 +204,8 @@ void api_http_metrics(struct api *a, struct metrics_text *t)
 				snprintf(label, sizeof(label),
 					 "route=\"%s\",code=\"other\"",
 					 route_names[r]);
-			metrics_sample(t, "discovery_http_requests_total", label,
-				       (double)n);
+			metrics_sample(t, "discovery_http_requests_total",
+				       label, (double)n);
 		}
 }
 
@@ -233,8 +241,11 @@ static enum MHD_Result counted(struct api *a, struct MHD_Connection *c,
 static enum MHD_Result send_too_large(struct api *a, struct MHD_Connection *c,
 				      const struct request *r, size_t cap)
 {
-	return counted(a, c, r, api_send_error(c, 413, "too_large",
-		"the body is over limits.max_message (%zu bytes)", cap));
+	return counted(a, c, r,
+		       api_send_error(c, 413, "too_large",
+				      "the body is over limits.max_message "
+				      "(%zu bytes)",
+				      cap));
 }
 
 /* The first call, headers read: is the body refused already, and must the
@@ -243,10 +254,12 @@ static enum MHD_Result send_too_large(struct api *a, struct MHD_Connection *c,
 static bool refuse_early(struct MHD_Connection *c, struct request *r,
 			 size_t cap)
 {
-	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-		MHD_HTTP_HEADER_CONTENT_LENGTH);
-	const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-		MHD_HTTP_HEADER_EXPECT);
+	const char *cl =
+		MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					    MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *expect =
+		MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					    MHD_HTTP_HEADER_EXPECT);
 	uint64_t n;
 
 	/* libmicrohttpd refused a Content-Length that is not a number; one
@@ -275,8 +288,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		*con_cls = r;
 		r->conn = api_conns_of(c);
 		api_conns_head(a->conns, r->conn);
-		return refuse_early(c, r, cap) ? send_too_large(a, c, r, cap)
-					       : MHD_YES;
+		return refuse_early(c, r, cap) ? send_too_large(a, c, r, cap) :
+						 MHD_YES;
 	}
 	if (*upload_size) {
 		size_t n = *upload_size;
@@ -317,7 +330,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (r)
 		api_conns_done(a->conns, r->conn);
 	if (r && r->stream) {
-		struct hub_req req = { .op = HUB_SSE_CLOSE, .stream = r->stream };
+		struct hub_req req = { .op = HUB_SSE_CLOSE,
+				       .stream = r->stream };
 
 		hub_call(a->hub, &req);
 		free(req.body);
@@ -352,7 +366,8 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 	struct MHD_OptionItem opts[16];
 	size_t n = 0;
 
-#define OPT(o, v, p) (opts[n++] = (struct MHD_OptionItem){ (o), (intptr_t)(v), (p) })
+#define OPT(o, v, p)                                                           \
+	(opts[n++] = (struct MHD_OptionItem){ (o), (intptr_t)(v), (p) })
 	if (sa)
 		OPT(MHD_OPTION_SOCK_ADDR, 0, (void *)sa);
 	else
@@ -393,8 +408,8 @@ static void limits_of(const struct dconf *conf, unsigned max_http,
 {
 	lim->max_http = max_http;
 	lim->max_http_per_ip = (unsigned)conf->max_http_per_ip;
-	lim->max_streams = conf->max_streams ? (unsigned)conf->max_streams
-					     : max_http / 4;
+	lim->max_streams = conf->max_streams ? (unsigned)conf->max_streams :
+					       max_http / 4;
 	if (lim->max_streams > max_http / 2)
 		lim->max_streams = max_http / 2;
 	if (lim->max_streams == 0)
@@ -448,8 +463,8 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	char addr[CONF_ADDR_TEXT];
 
 	conf_addr_format(&conf->listen_http, addr, sizeof(addr));
-	if (!a || conf_addr_resolve(&conf->listen_http, "listen.http", &ss,
-				    err, errlen) != 0) {
+	if (!a || conf_addr_resolve(&conf->listen_http, "listen.http", &ss, err,
+				    errlen) != 0) {
 		free(a);
 		return NULL;
 	}
@@ -525,7 +540,7 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 	}
 	if (!fresh) {
 		log_error("reload", "note=\"the new certificate does not load; "
-			  "https keeps the old one\"");
+				    "https keeps the old one\"");
 		free_pem(&a->cert);
 		free_pem(&a->key);
 		a->cert = a->old_cert;
@@ -550,7 +565,7 @@ void api_reload(struct api *a, const struct dconf *conf)
 	atomic_store(&a->max_body, (size_t)conf->max_message);
 	if (api_origin_reload(a->origin, conf) != 0)
 		log_error("reload", "key=allowed_hosts note=\"out of memory, "
-			  "the old names stay\"");
+				    "the old names stay\"");
 	reload_tls(a, conf);
 }
 

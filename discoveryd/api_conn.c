@@ -52,9 +52,9 @@
 #include "clock.h"
 #include "log.h"
 
-#define ADMISSION_LOG_MS 10000      /* at most one line about refusals */
-#define GUARD_TICK_MS    1000       /* the guard's longest sleep */
-#define MHD_LOG_BURST    20         /* libmicrohttpd's lines per 10 s */
+#define ADMISSION_LOG_MS 10000 /* at most one line about refusals */
+#define GUARD_TICK_MS    1000  /* the guard's longest sleep */
+#define MHD_LOG_BURST    20    /* libmicrohttpd's lines per 10 s */
 
 enum conn_state { ST_WAITING, ST_BODY, ST_BUSY, ST_STREAM, ST_GONE, N_STATES };
 
@@ -65,27 +65,30 @@ static const char *const state_names[N_STATES] = {
 enum refusal { RF_MAX_HTTP, RF_PER_IP, RF_STREAMS, RF_STREAMS_PER_IP, N_RF };
 
 static const char *const refusal_names[N_RF] = {
-	"max_http", "max_http_per_ip", "max_streams", "max_streams_per_ip",
+	"max_http",
+	"max_http_per_ip",
+	"max_streams",
+	"max_streams_per_ip",
 };
 
 /* One source address (an IPv4-mapped IPv6 address counts as IPv4). */
 struct peer {
-	struct peer *next;              /* in its bucket */
+	struct peer *next; /* in its bucket */
 	unsigned char addr[16];
-	unsigned char len;              /* 4 or 16 */
-	unsigned conns, streams;        /* admitted (not gone), streaming */
+	unsigned char len;       /* 4 or 16 */
+	unsigned conns, streams; /* admitted (not gone), streaming */
 };
 
 struct api_conn {
-	struct api_conn *prev, *next;   /* in its state's list */
-	struct peer *peer;              /* NULL once gone */
+	struct api_conn *prev, *next; /* in its state's list */
+	struct peer *peer;            /* NULL once gone */
 	int fd;
 	enum conn_state state;
-	int64_t since_ms;               /* when it entered the state */
+	int64_t since_ms; /* when it entered the state */
 };
 
 struct conn_list {
-	struct api_conn *head, *tail;   /* oldest first */
+	struct api_conn *head, *tail; /* oldest first */
 	size_t n;
 };
 
@@ -96,13 +99,13 @@ struct api_conns {
 	bool stopping;
 	struct api_conn_limits lim;
 	struct conn_list lists[N_STATES];
-	struct peer **buckets;          /* a power of two of them */
+	struct peer **buckets; /* a power of two of them */
 	size_t n_buckets, n_peers;
-	uint64_t refused[N_RF], evicted, timeouts[2];   /* head, body */
-	uint64_t logged;                /* refused + evicted + suppressed, */
-	int64_t logged_ms;              /* at the last line */
-	uint64_t suppressed;            /* libmicrohttpd's lines not logged */
-	unsigned log_lines;             /* its lines in this window */
+	uint64_t refused[N_RF], evicted, timeouts[2]; /* head, body */
+	uint64_t logged;     /* refused + evicted + suppressed, */
+	int64_t logged_ms;   /* at the last line */
+	uint64_t suppressed; /* libmicrohttpd's lines not logged */
+	unsigned log_lines;  /* its lines in this window */
 	int64_t log_window_ms;
 };
 
@@ -145,8 +148,7 @@ static void enter(struct api_conns *t, struct api_conn *k,
 		pthread_cond_signal(&t->wake);
 }
 
-static void move(struct api_conns *t, struct api_conn *k,
-		 enum conn_state state)
+static void move(struct api_conns *t, struct api_conn *k, enum conn_state state)
 {
 	unlink_conn(t, k);
 	enter(t, k, state, clock_mono_ms());
@@ -166,8 +168,8 @@ static size_t admitted(const struct api_conns *t)
 static bool peer_key(const struct sockaddr *sa, unsigned char *addr,
 		     unsigned char *len)
 {
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-						  0xff, 0xff };
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0,    0,
+						  0, 0, 0, 0, 0xff, 0xff };
 
 	if (sa && sa->sa_family == AF_INET) {
 		memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
@@ -188,7 +190,7 @@ static bool peer_key(const struct sockaddr *sa, unsigned char *addr,
 static size_t bucket_of(const unsigned char *addr, unsigned char len,
 			size_t n_buckets)
 {
-	uint64_t x = 1469598103934665603ULL;     /* FNV-1a */
+	uint64_t x = 1469598103934665603ULL; /* FNV-1a */
 
 	for (unsigned char i = 0; i < len; i++)
 		x = (x ^ addr[i]) * 1099511628211ULL;
@@ -215,7 +217,7 @@ static void grow_buckets(struct api_conns *t)
 	struct peer **b = calloc(n, sizeof(*b));
 
 	if (!b)
-		return;           /* longer chains, nothing worse */
+		return; /* longer chains, nothing worse */
 	for (size_t i = 0; i < t->n_buckets; i++)
 		while (t->buckets[i]) {
 			struct peer *p = t->buckets[i];
@@ -251,7 +253,8 @@ static struct peer *add_peer(struct api_conns *t, const unsigned char *addr,
 
 static void drop_peer(struct api_conns *t, struct peer *p)
 {
-	struct peer **pp = &t->buckets[bucket_of(p->addr, p->len, t->n_buckets)];
+	struct peer **pp =
+		&t->buckets[bucket_of(p->addr, p->len, t->n_buckets)];
 
 	while (*pp != p)
 		pp = &(*pp)->next;
@@ -302,7 +305,8 @@ static struct api_conn *victim(const struct api_conns *t)
 		return w;
 	if (b)
 		return b;
-	if (busy && busy->since_ms + t->lim.header_timeout_ms <= clock_mono_ms())
+	if (busy &&
+	    busy->since_ms + t->lim.header_timeout_ms <= clock_mono_ms())
 		return busy;
 	return NULL;
 }
@@ -344,7 +348,7 @@ enum MHD_Result api_conns_admit(void *cls, const struct sockaddr *addr,
 
 	(void)addrlen;
 	if (!peer_key(addr, key, &len))
-		return MHD_YES;           /* not IP: counted when it starts */
+		return MHD_YES; /* not IP: counted when it starts */
 	pthread_mutex_lock(&t->mu);
 	why = admission(t, find_peer(t, key, len), false);
 	if (why != N_RF)
@@ -367,7 +371,7 @@ static void started(struct api_conns *t, struct MHD_Connection *c,
 	int fd = fd_info ? fd_info->connect_fd : -1;
 
 	if (!k) {
-		if (fd >= 0)          /* untracked, it could never be cut */
+		if (fd >= 0) /* untracked, it could never be cut */
 			shutdown(fd, SHUT_RDWR);
 		return;
 	}
@@ -380,7 +384,7 @@ static void started(struct api_conns *t, struct MHD_Connection *c,
 	/* The one evicted may have been p's last connection, and p freed. */
 	if (why == N_RF && len && !(p = find_peer(t, key, len)) &&
 	    !(p = add_peer(t, key, len)))
-		why = RF_MAX_HTTP;      /* out of memory */
+		why = RF_MAX_HTTP; /* out of memory */
 	if (why == N_RF) {
 		k->peer = p;
 		if (p)
@@ -518,17 +522,23 @@ static void *guard_main(void *arg)
 		for (int r = 0; r < N_RF; r++)
 			refused += t->refused[r];
 		total = refused + t->evicted + t->suppressed;
-		if (total != t->logged && now - t->logged_ms >= ADMISSION_LOG_MS) {
-			uint64_t evicted = t->evicted, suppressed = t->suppressed;
+		if (total != t->logged &&
+		    now - t->logged_ms >= ADMISSION_LOG_MS) {
+			uint64_t evicted = t->evicted,
+				 suppressed = t->suppressed;
 
 			t->logged = total;
 			t->logged_ms = now;
 			pthread_mutex_unlock(&t->mu);
-			log_warn("http admission", "refused=%llu evicted=%llu "
+			log_warn("http admission",
+				 "refused=%llu evicted=%llu "
 				 "suppressed=%llu note=\"in all so far: "
-				 "connections refused or evicted (limits.max_http, "
-				 "max_http_per_ip, max_streams; /metrics has them "
-				 "by reason), libmicrohttpd lines past %d per 10 s "
+				 "connections refused or evicted "
+				 "(limits.max_http, "
+				 "max_http_per_ip, max_streams; /metrics has "
+				 "them "
+				 "by reason), libmicrohttpd lines past %d per "
+				 "10 s "
 				 "not logged\"",
 				 (unsigned long long)refused,
 				 (unsigned long long)evicted,
@@ -665,5 +675,6 @@ void api_conns_metrics(struct api_conns *t, struct metrics_text *m)
 	metrics_family(m, "discovery_http_timeouts_total", "counter",
 		       "Connections closed for taking longer than "
 		       "limits.header_timeout or body_timeout.");
-	samples(m, "discovery_http_timeouts_total", "phase", phases, timeouts, 2);
+	samples(m, "discovery_http_timeouts_total", "phase", phases, timeouts,
+		2);
 }

@@ -23,12 +23,24 @@
 
 /* Routes, for discovery_http_requests_total{route,code}. */
 enum route {
-	R_OTHER = 0, R_HEALTHZ, R_METRICS, R_CACHEREADY, R_SERVICES, R_SERVICE,
-	R_DECLARE, R_AGENTS, R_EVENTS, R_INVALIDATE, R_BROADCAST, R_DASHBOARD,
-	R_INFO, R_DRAIN, R_COUNT
+	R_OTHER = 0,
+	R_HEALTHZ,
+	R_METRICS,
+	R_CACHEREADY,
+	R_SERVICES,
+	R_SERVICE,
+	R_DECLARE,
+	R_AGENTS,
+	R_EVENTS,
+	R_INVALIDATE,
+	R_BROADCAST,
+	R_DASHBOARD,
+	R_INFO,
+	R_DRAIN,
+	R_COUNT
 };
 
-#define API_CODES 16   /* the status codes counted one by one, and "other" */
+#define API_CODES 16 /* the status codes counted one by one, and "other" */
 
 /* Connections shut down by api_conn.c (refused, evicted, timed out) but
  * not yet closed by libmicrohttpd: past this many, new ones are refused.
@@ -41,13 +53,13 @@ struct api_conn_limits {
 	int64_t header_timeout_ms, body_timeout_ms;
 };
 
-struct api_conns;        /* every connection (api_conn.c) */
-struct api_conn;         /* one of them */
+struct api_conns; /* every connection (api_conn.c) */
+struct api_conn;  /* one of them */
 
 /* Why a request is refused before any route runs. */
 struct api_refusal {
 	int status;
-	const char *error;            /* the JSON body's "error" */
+	const char *error; /* the JSON body's "error" */
 	char message[200];
 };
 
@@ -62,8 +74,8 @@ struct api {
 	struct auth *auth;
 	atomic_size_t max_body;
 	unsigned threads, max_http;
-	char *cert, *key;             /* PEM text while https runs */
-	char *old_cert, *old_key;     /* during a reload */
+	char *cert, *key;         /* PEM text while https runs */
+	char *old_cert, *old_key; /* during a reload */
 	char listen_address[CONF_ADDR_TEXT];
 };
 
@@ -80,10 +92,10 @@ struct request {
 	char *body;
 	size_t len;
 	bool too_big;
-	size_t dropped;           /* body bytes read and dropped */
+	size_t dropped; /* body bytes read and dropped */
 	enum route route;
-	struct sse *stream;       /* a live event stream, while it runs */
-	struct api_conn *conn;    /* its connection's entry (NULL: untracked) */
+	struct sse *stream;    /* a live event stream, while it runs */
+	struct api_conn *conn; /* its connection's entry (NULL: untracked) */
 	/* A write's Idempotency-Key, scoped by its sender ("" = none), and
 	 * the request's fingerprint (api_route.c). */
 	char idem_key[IDEM_SCOPED_MAX + 1];
@@ -91,8 +103,7 @@ struct request {
 };
 
 /* api.c: answers. Each queues one response on c. */
-enum MHD_Result api_send_json(struct MHD_Connection *c, int status,
-			      char *body);
+enum MHD_Result api_send_json(struct MHD_Connection *c, int status, char *body);
 enum MHD_Result api_send_error(struct MHD_Connection *c, int status,
 			       const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -32,13 +32,13 @@
 
 #include "api_int.h"
 
-#define HOST_MAX 255              /* a DNS name, in Host or allowed_hosts */
+#define HOST_MAX 255 /* a DNS name, in Host or allowed_hosts */
 
 struct api_origin {
 	pthread_rwlock_t lock;
-	char **names;                 /* listen.http's host, allowed_hosts */
+	char **names; /* listen.http's host, allowed_hosts */
 	size_t n;
-	bool any;                     /* allowed_hosts holds "*" */
+	bool any; /* allowed_hosts holds "*" */
 };
 
 /* ---- the allowed names ------------------------------------------------ */
@@ -59,7 +59,8 @@ static int take_names(struct api_origin *o, const struct dconf *conf)
 
 	if (!names)
 		return -1;
-	if (conf->listen_http.host[0] && !(names[n++] = strdup(conf->listen_http.host)))
+	if (conf->listen_http.host[0] &&
+	    !(names[n++] = strdup(conf->listen_http.host)))
 		goto fail;
 	for (size_t i = 0; i < l->n; i++) {
 		if (strcmp(l->v[i], "*") == 0)
@@ -141,7 +142,7 @@ static bool host_part(const char *host, char *out, size_t size, bool *v6)
 	}
 	n = (size_t)(end - host);
 	if (n > 0 && !*v6 && host[n - 1] == '.')
-		n--;                      /* "localhost." is localhost */
+		n--; /* "localhost." is localhost */
 	if (n == 0 || n >= size)
 		return false;
 	memcpy(out, host, n);
@@ -163,7 +164,8 @@ static bool host_allowed(struct api_origin *o, const char *host)
 	if (v6)
 		return false;
 	n = strlen(name);
-	if (name_matches(name, n, "localhost") || name_matches(name, n, "*.localhost"))
+	if (name_matches(name, n, "localhost") ||
+	    name_matches(name, n, "*.localhost"))
 		return true;
 	pthread_rwlock_rdlock(&o->lock);
 	ok = o->any;
@@ -187,7 +189,7 @@ static bool same_origin(const char *url, const char *host, bool whole_url)
 	else if (strncasecmp(url, "https://", 8) == 0)
 		authority = url + 8;
 	else
-		return false;             /* "null", file:, chrome-extension: */
+		return false; /* "null", file:, chrome-extension: */
 	end = authority + strcspn(authority, "/?#");
 	if (!whole_url && *end)
 		return false;
@@ -211,31 +213,41 @@ bool api_origin_refuse(struct api_origin *o, struct MHD_Connection *c,
 {
 	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						       MHD_HTTP_HEADER_HOST);
-	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-							 MHD_HTTP_HEADER_ORIGIN);
+	const char *origin =
+		MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					    MHD_HTTP_HEADER_ORIGIN);
 	const char *site = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						       "Sec-Fetch-Site");
-	const char *referer = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-							  MHD_HTTP_HEADER_REFERER);
+	const char *referer =
+		MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					    MHD_HTTP_HEADER_REFERER);
 	bool page = strcmp(url, "/") == 0 &&
 		    (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
 
 	/* HTTP/1.0 may leave Host out (libmicrohttpd refuses that in 1.1);
 	 * a browser never does. */
 	if (host && !host_allowed(o, host))
-		return refuse(why, 421, "misdirected", "this daemon does not "
-			      "answer to Host (see allowed_hosts):", host);
+		return refuse(why, 421, "misdirected",
+			      "this daemon does not "
+			      "answer to Host (see allowed_hosts):",
+			      host);
 	if (page)
 		return false;
 	if (origin && (!host || !same_origin(origin, host, false)))
-		return refuse(why, 403, "cross_site", "a request from another "
-			      "site is refused: Origin", origin);
+		return refuse(why, 403, "cross_site",
+			      "a request from another "
+			      "site is refused: Origin",
+			      origin);
 	if (site && (strcasecmp(site, "cross-site") == 0 ||
 		     strcasecmp(site, "same-site") == 0))
-		return refuse(why, 403, "cross_site", "a request from another "
-			      "site is refused: Sec-Fetch-Site", site);
+		return refuse(why, 403, "cross_site",
+			      "a request from another "
+			      "site is refused: Sec-Fetch-Site",
+			      site);
 	if (referer && (!host || !same_origin(referer, host, true)))
-		return refuse(why, 403, "cross_site", "a request from another "
-			      "site is refused: Referer", referer);
+		return refuse(why, 403, "cross_site",
+			      "a request from another "
+			      "site is refused: Referer",
+			      referer);
 	return false;
 }

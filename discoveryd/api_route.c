@@ -18,13 +18,13 @@
 #include "log.h"
 #include "proto.h"
 
-#define KEYS_MAX     1000       /* keys in one invalidation */
-#define KEY_LEN_MAX  1024       /* bytes in one key */
-#define PREFIX       "/api/discovery"
-#define AFTER_RULE   "'after' must be a seq (plain decimal digits)"
-#define READS        "GET, HEAD"          /* Allow: for the read routes */
+#define KEYS_MAX    1000 /* keys in one invalidation */
+#define KEY_LEN_MAX 1024 /* bytes in one key */
+#define PREFIX      "/api/discovery"
+#define AFTER_RULE  "'after' must be a seq (plain decimal digits)"
+#define READS       "GET, HEAD" /* Allow: for the read routes */
 
-/* ---- the dashboard ---------------------------------------------------------- */
+/* ---- the dashboard ------------------------------------------------------- */
 
 /* discoveryd/web/dashboard.html, linked in by the Makefile (ld -b binary). */
 extern const char _binary_dashboard_html_start[];
@@ -33,23 +33,25 @@ extern const char _binary_dashboard_html_end[];
 static enum MHD_Result do_dashboard(struct MHD_Connection *c)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(
-		(size_t)(_binary_dashboard_html_end - _binary_dashboard_html_start),
+		(size_t)(_binary_dashboard_html_end -
+			 _binary_dashboard_html_start),
 		(void *)_binary_dashboard_html_start, MHD_RESPMEM_PERSISTENT);
 	enum MHD_Result ret;
 
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
 				"text/html; charset=utf-8");
 	/* The page talks only to this origin; nothing may frame it. */
-	MHD_add_response_header(r, "Content-Security-Policy",
-				"default-src 'self'; script-src 'unsafe-inline'; "
-				"style-src 'unsafe-inline'; frame-ancestors 'none'");
+	MHD_add_response_header(
+		r, "Content-Security-Policy",
+		"default-src 'self'; script-src 'unsafe-inline'; "
+		"style-src 'unsafe-inline'; frame-ancestors 'none'");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	ret = MHD_queue_response(c, 200, r);
 	MHD_destroy_response(r);
 	return ret;
 }
 
-/* ---- /metrics -------------------------------------------------------------- */
+/* ---- /metrics ------------------------------------------------------------ */
 
 /* GET /metrics: the hub's numbers, then the API's own. */
 static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
@@ -63,13 +65,15 @@ static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
 	hub_call(a->hub, &req);
 	if (req.status != 200) {
 		free(req.body);
-		return api_send_error(c, 503, "unavailable", "metrics are not available");
+		return api_send_error(c, 503, "unavailable",
+				      "metrics are not available");
 	}
 	metrics_text_init(&t);
 	api_http_metrics(a, &t);
 	text = metrics_text_finish(&t);
-	if (!text || !(req.body = realloc(req.body, strlen(req.body) +
-					  strlen(text) + 1))) {
+	if (!text ||
+	    !(req.body =
+		      realloc(req.body, strlen(req.body) + strlen(text) + 1))) {
 		free(text);
 		return MHD_NO;
 	}
@@ -107,7 +111,8 @@ static cJSON *parse_body(struct MHD_Connection *c, const struct request *r,
 			*ok = true;
 			return NULL;
 		}
-		*ret = api_send_error(c, 400, "bad_request", "a JSON body is required");
+		*ret = api_send_error(c, 400, "bad_request",
+				      "a JSON body is required");
 		return NULL;
 	}
 	/* The same strict parse as agent frames: a body that would make a
@@ -134,7 +139,7 @@ static const char *unknown_field(const cJSON *o, const char *const *allowed)
 {
 	const cJSON *f;
 
-	cJSON_ArrayForEach(f, o) {
+	cJSON_ArrayForEach (f, o) {
 		size_t i;
 
 		for (i = 0; allowed[i]; i++)
@@ -147,8 +152,7 @@ static const char *unknown_field(const cJSON *o, const char *const *allowed)
 }
 
 /* An optional service name field: 0 ok (copied into out, "" if absent). */
-static int take_name(const cJSON *o, const char *field, char *out,
-		     size_t size)
+static int take_name(const cJSON *o, const char *field, char *out, size_t size)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
 
@@ -178,7 +182,8 @@ static enum MHD_Result do_declare(struct api *a, struct MHD_Connection *c,
 	if (!ok)
 		return ret;
 	if (body && (bad = unknown_field(body, fields))) {
-		ret = api_send_error(c, 400, "bad_request", "unknown field '%s'", bad);
+		ret = api_send_error(c, 400, "bad_request",
+				     "unknown field '%s'", bad);
 		cJSON_Delete(body);
 		return ret;
 	}
@@ -189,7 +194,8 @@ static enum MHD_Result do_declare(struct api *a, struct MHD_Connection *c,
 	     req.ttl_ms <= 0 || decl == DECL_NONE)) {
 		cJSON_Delete(body);
 		return api_send_error(c, 400, "bad_request",
-				      "'ttl' must be a positive duration like 30s");
+				      "'ttl' must be a positive duration like "
+				      "30s");
 	}
 	cJSON_Delete(body);
 	snprintf(req.service, sizeof(req.service), "%s", name);
@@ -212,33 +218,39 @@ static enum MHD_Result do_invalidate(struct api *a, struct MHD_Connection *c,
 	if (!ok)
 		return ret;
 	if ((bad = unknown_field(body, fields))) {
-		ret = api_send_error(c, 400, "bad_request", "unknown field '%s'", bad);
+		ret = api_send_error(c, 400, "bad_request",
+				     "unknown field '%s'", bad);
 		goto out;
 	}
 	if (take_name(body, "service", req.service, sizeof(req.service)) != 0) {
 		ret = api_send_error(c, 400, "bad_request",
-				     "'service' must match [a-z0-9][a-z0-9_.-]{0,62}");
+				     "'service' must match "
+				     "[a-z0-9][a-z0-9_.-]{0,62}");
 		goto out;
 	}
 	keys = cJSON_GetObjectItemCaseSensitive(body, "keys");
 	if (!cJSON_IsArray(keys) || !(n = cJSON_GetArraySize(keys)) ||
 	    n > KEYS_MAX) {
 		ret = api_send_error(c, 400, "bad_request",
-				     "'keys' must be an array of 1 to %d strings", KEYS_MAX);
+				     "'keys' must be an array of 1 to %d "
+				     "strings",
+				     KEYS_MAX);
 		goto out;
 	}
-	cJSON_ArrayForEach(k, keys) {
+	cJSON_ArrayForEach (k, keys) {
 		if (!cJSON_IsString(k) || !k->valuestring[0] ||
 		    strlen(k->valuestring) > KEY_LEN_MAX) {
 			ret = api_send_error(c, 400, "bad_request",
-					     "'keys' entries must be strings of 1 to %d bytes",
+					     "'keys' entries must be strings "
+					     "of 1 to %d bytes",
 					     KEY_LEN_MAX);
 			goto out;
 		}
 	}
 	value = cJSON_CreateObject();
 	cJSON_AddItemToObject(value, "keys",
-			      cJSON_DetachItemFromObjectCaseSensitive(body, "keys"));
+			      cJSON_DetachItemFromObjectCaseSensitive(body,
+								      "keys"));
 	req.header = cJSON_CreateObject();
 	cJSON_AddBoolToObject(req.header, "CacheInvalidate", true);
 	req.value = value;
@@ -256,14 +268,14 @@ static bool valid_command(const char *s)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!(s[i] == '_' || s[i] == '-' || s[i] == '.' ||
-		      (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'z') ||
 		      (s[i] >= 'A' && s[i] <= 'Z')))
 			return false;
 	return true;
 }
 
-static int take_target(const cJSON *body, struct hub_req *req,
-		       const char **why)
+static int take_target(const cJSON *body, struct hub_req *req, const char **why)
 {
 	static const char *const fields[] = { "service", "instance", NULL };
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "target");
@@ -272,7 +284,8 @@ static int take_target(const cJSON *body, struct hub_req *req,
 	if (!t || cJSON_IsNull(t))
 		return 0;
 	if (!cJSON_IsObject(t) || unknown_field(t, fields)) {
-		*why = "'target' must be an object with 'service' and/or 'instance'";
+		*why = "'target' must be an object with 'service' and/or "
+		       "'instance'";
 		return -1;
 	}
 	if (take_name(t, "service", req->service, sizeof(req->service)) != 0) {
@@ -281,8 +294,10 @@ static int take_target(const cJSON *body, struct hub_req *req,
 	}
 	inst = cJSON_GetObjectItemCaseSensitive(t, "instance");
 	if (inst && !cJSON_IsNull(inst)) {
-		if (!cJSON_IsString(inst) || !proto_valid_instance(inst->valuestring)) {
-			*why = "'target.instance' must be 1 to 128 printable characters";
+		if (!cJSON_IsString(inst) ||
+		    !proto_valid_instance(inst->valuestring)) {
+			*why = "'target.instance' must be 1 to 128 printable "
+			       "characters";
 			return -1;
 		}
 		snprintf(req->instance, sizeof(req->instance), "%s",
@@ -314,22 +329,28 @@ static enum MHD_Result do_broadcast(struct api *a, struct MHD_Connection *c,
 	cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
 	header = cJSON_GetObjectItemCaseSensitive(body, "header");
 	if ((bad = unknown_field(body, fields)))
-		ret = api_send_error(c, 400, "bad_request", "unknown field '%s'", bad);
+		ret = api_send_error(c, 400, "bad_request",
+				     "unknown field '%s'", bad);
 	else if (!cJSON_IsString(cmd) || !valid_command(cmd->valuestring))
 		ret = api_send_error(c, 400, "bad_request",
-				     "'command' must be 1 to 63 of [A-Za-z0-9_.-]");
+				     "'command' must be 1 to 63 of "
+				     "[A-Za-z0-9_.-]");
 	else if (header && !cJSON_IsNull(header) && !cJSON_IsObject(header))
-		ret = api_send_error(c, 400, "bad_request", "'header' must be an object");
+		ret = api_send_error(c, 400, "bad_request",
+				     "'header' must be an object");
 	else if (take_target(body, &req, &why) != 0)
 		ret = api_send_error(c, 400, "bad_request", "%s", why);
 	else {
-		snprintf(req.command, sizeof(req.command), "%s", cmd->valuestring);
-		req.header = cJSON_DetachItemFromObjectCaseSensitive(body, "header");
+		snprintf(req.command, sizeof(req.command), "%s",
+			 cmd->valuestring);
+		req.header =
+			cJSON_DetachItemFromObjectCaseSensitive(body, "header");
 		if (!req.header || cJSON_IsNull(req.header)) {
 			cJSON_Delete(req.header);
 			req.header = cJSON_CreateObject();
 		}
-		req.value = cJSON_DetachItemFromObjectCaseSensitive(body, "value");
+		req.value =
+			cJSON_DetachItemFromObjectCaseSensitive(body, "value");
 		if (!req.value)
 			req.value = cJSON_CreateNull();
 		ret = api_call_write(a, c, r, &req);
@@ -354,7 +375,8 @@ static void add_stream_headers(struct MHD_Response *resp)
 {
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 				"text/event-stream");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+				"no-cache");
 	/* nginx: pass it on as it comes, do not buffer a stream. */
 	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
 }
@@ -376,18 +398,22 @@ static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
 	const char *full;
 
 	if (last) {
-		if (value_u64(c, MHD_HEADER_KIND, "Last-Event-ID", &req.after) != 0)
+		if (value_u64(c, MHD_HEADER_KIND, "Last-Event-ID",
+			      &req.after) != 0)
 			return api_send_error(c, 400, "bad_request",
 					      "Last-Event-ID must be a seq");
 		req.has_after = true;
-	} else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after")) {
-		if (value_u64(c, MHD_GET_ARGUMENT_KIND, "after", &req.after) != 0)
-			return api_send_error(c, 400, "bad_request", AFTER_RULE);
+	} else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+					       "after")) {
+		if (value_u64(c, MHD_GET_ARGUMENT_KIND, "after", &req.after) !=
+		    0)
+			return api_send_error(c, 400, "bad_request",
+					      AFTER_RULE);
 		req.has_after = true;
 	}
 	if (!head && (full = api_conns_stream(a->conns, r->conn)))
 		return api_send_full(c, full);
-	if (head) {            /* what a stream would answer, without one */
+	if (head) { /* what a stream would answer, without one */
 		resp = MHD_create_response_from_buffer(0, (void *)"",
 						       MHD_RESPMEM_PERSISTENT);
 		add_stream_headers(resp);
@@ -403,7 +429,8 @@ static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
 	if (req.status != 200) {
 		sse_free(r->stream);
 		r->stream = NULL;
-		return api_send_error(c, 503, "stopping", "the daemon is stopping");
+		return api_send_error(c, 503, "stopping",
+				      "the daemon is stopping");
 	}
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
 						 sse_read, r->stream, NULL);
@@ -415,8 +442,9 @@ static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
 
 static bool wants_stream(struct MHD_Connection *c)
 {
-	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-							 MHD_HTTP_HEADER_ACCEPT);
+	const char *accept =
+		MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					    MHD_HTTP_HEADER_ACCEPT);
 
 	return accept && strstr(accept, "text/event-stream");
 }
@@ -449,14 +477,17 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 	const char *action = slash ? slash + 1 : "";
 
 	if (n == 0 || n > PROTO_NAME_MAX)
-		return api_send_error(c, n ? 400 : 404, n ? "bad_request" : "not_found",
-				      n ? "service names are at most 63 characters"
-					: "no such route");
+		return api_send_error(c, n ? 400 : 404,
+				      n ? "bad_request" : "not_found",
+				      n ? "service names are at most 63 "
+					  "characters" :
+					  "no such route");
 	memcpy(name, rest, n);
 	name[n] = '\0';
 	if (!proto_valid_name(name))
 		return api_send_error(c, 400, "bad_request",
-				      "service names match [a-z0-9][a-z0-9_.-]{0,62}");
+				      "service names match "
+				      "[a-z0-9][a-z0-9_.-]{0,62}");
 	if (!*action) {
 		struct hub_req req = { .op = HUB_SERVICE };
 
@@ -468,8 +499,9 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 	if (strcmp(action, "ready") == 0 || strcmp(action, "notready") == 0) {
 		if (strcmp(method, "POST") != 0)
 			return api_send_405(c, "POST");
-		return do_declare(a, c, name, action[0] == 'r' ? DECL_READY
-							       : DECL_NOTREADY, r);
+		return do_declare(a, c, name,
+				  action[0] == 'r' ? DECL_READY : DECL_NOTREADY,
+				  r);
 	}
 	if (strcmp(action, "declaration") == 0) {
 		if (strcmp(method, "DELETE") != 0)
@@ -492,12 +524,14 @@ static enum MHD_Result route_node(struct api *a, struct MHD_Connection *c,
 	n -= 6;
 	if (n > PROTO_INSTANCE_MAX)
 		return api_send_error(c, 400, "bad_request",
-				      "node names are 1 to 128 printable characters");
+				      "node names are 1 to 128 printable "
+				      "characters");
 	memcpy(req.instance, rest, n);
 	req.instance[n] = '\0';
 	if (!proto_valid_instance(req.instance))
 		return api_send_error(c, 400, "bad_request",
-				      "node names are 1 to 128 printable characters");
+				      "node names are 1 to 128 printable "
+				      "characters");
 	if (strcmp(method, "POST") != 0)
 		return api_send_405(c, "POST");
 	return api_call_write(a, c, r, &req);
@@ -527,12 +561,14 @@ static int take_idem_key(struct MHD_Connection *c, const char *target,
 		n -= 2;
 	}
 	if (n > IDEM_KEY_MAX)
-		n = IDEM_KEY_MAX + 1;       /* refused below */
+		n = IDEM_KEY_MAX + 1; /* refused below */
 	memcpy(key, v, n);
 	key[n] = '\0';
 	if (!idem_valid_key(key) || strchr(key, '"')) {
-		*ret = api_send_error(c, 400, "bad_request", "'Idempotency-Key' "
-				      "must be 1 to %d visible ASCII characters",
+		*ret = api_send_error(c, 400, "bad_request",
+				      "'Idempotency-Key' "
+				      "must be 1 to %d visible ASCII "
+				      "characters",
 				      IDEM_KEY_MAX);
 		return -1;
 	}
@@ -556,15 +592,19 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 	struct api_refusal why;
 
 	if (api_origin_refuse(a->origin, c, url, method, &why))
-		return api_send_error(c, why.status, why.error, "%s", why.message);
+		return api_send_error(c, why.status, why.error, "%s",
+				      why.message);
 	if (strcmp(url, "/healthz") == 0) {
 		r->route = R_HEALTHZ;
 		/* Draining: a balancer's health check takes the node out. */
 		if (!get)
 			return api_send_405(c, READS);
 		return hub_drain_state(a->hub) != HUB_SERVING ?
-		       api_send_json(c, 503, strdup("{\"status\":\"draining\"}")) :
-		       api_send_json(c, 200, strdup("{\"status\":\"ok\"}"));
+			       api_send_json(c, 503,
+					     strdup("{\"status\":"
+						    "\"draining\"}")) :
+			       api_send_json(c, 200,
+					     strdup("{\"status\":\"ok\"}"));
 	}
 	if (strcmp(url, "/") == 0) {
 		r->route = R_DASHBOARD;
@@ -576,8 +616,10 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 		r->route = R_METRICS;
 		if (!get)
 			return api_send_405(c, READS);
-		auth_check(a->auth, MHD_lookup_connection_value(c,
-				MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+		auth_check(a->auth,
+			   MHD_lookup_connection_value(
+				   c, MHD_HEADER_KIND,
+				   MHD_HTTP_HEADER_AUTHORIZATION),
 			   false, AUTH_READ, &ar);
 		return ar.status ? api_send_denied(c, &ar) : do_metrics(a, c);
 	}
@@ -587,21 +629,25 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 	url += sizeof(PREFIX);
 	if (auth_enabled(a->auth)) {
 		struct auth_result ar;
-		const char *header = MHD_lookup_connection_value(c,
-			MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+		const char *header = MHD_lookup_connection_value(
+			c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 		/* cacheready changes state even as a GET (NetCoreStack's
 		 * spelling): it needs the right to write. */
 		bool reads = get && strcasecmp(url, "cacheready") != 0;
 		/* A browser's EventSource cannot set headers: reads may carry
 		 * the token as ?token= instead (as agent links may). A URL
 		 * ends up in logs, history and Referer: never for a write. */
-		const char *query = !header && get ? MHD_lookup_connection_value(
-			c, MHD_GET_ARGUMENT_KIND, "token") : NULL;
+		const char *query =
+			!header && get ?
+				MHD_lookup_connection_value(
+					c, MHD_GET_ARGUMENT_KIND, "token") :
+				NULL;
 
 		if (query && !reads) {
 			ar = (struct auth_result){ .status = 401,
 						   .error = "unauthorized" };
-			snprintf(ar.message, sizeof(ar.message), "a token in the "
+			snprintf(ar.message, sizeof(ar.message),
+				 "a token in the "
 				 "URL never authorizes a change: send "
 				 "Authorization: Bearer TOKEN");
 			return api_send_denied(c, &ar);
@@ -655,8 +701,8 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 		r->route = R_EVENTS;
 		if (!get)
 			return api_send_405(c, READS);
-		return wants_stream(c) ? do_event_stream(a, c, r, head)
-				       : do_events(a, c);
+		return wants_stream(c) ? do_event_stream(a, c, r, head) :
+					 do_events(a, c);
 	}
 	if (strcmp(url, "invalidate") == 0) {
 		r->route = R_INVALIDATE;

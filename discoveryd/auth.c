@@ -15,8 +15,8 @@
 struct auth {
 	bool enabled;
 	pthread_rwlock_t lock;
-	struct token_secret secrets[2];   /* current, previous */
-	unsigned ids[2];                  /* theirs (auth_result.secret) */
+	struct token_secret secrets[2]; /* current, previous */
+	unsigned ids[2];                /* theirs (auth_result.secret) */
 	size_t n_secrets;
 	unsigned last_id;
 	atomic_uint generation;
@@ -93,7 +93,7 @@ int auth_reload(struct auth *a, const struct dconf *conf, char *err,
 	size_t n;
 
 	if (!a->enabled || !conf->auth_present)
-		return 0;   /* turning auth on or off needs a restart */
+		return 0; /* turning auth on or off needs a restart */
 	if (load(conf, fresh, &n, err, errlen) != 0)
 		return -1;
 	pthread_rwlock_wrlock(&a->lock);
@@ -171,8 +171,7 @@ static bool allowed(enum token_role role, enum auth_need need)
 	switch (need) {
 	case AUTH_READ:
 		return role == TOKEN_ROLE_ADMIN || role == TOKEN_ROLE_READER;
-	case AUTH_WRITE:
-		return role == TOKEN_ROLE_ADMIN;
+	case AUTH_WRITE: return role == TOKEN_ROLE_ADMIN;
 	case AUTH_LINK:
 		return role == TOKEN_ROLE_ADMIN || role == TOKEN_ROLE_AGENT;
 	}
@@ -212,7 +211,8 @@ void auth_check(struct auth *a, const char *authorization, bool bare,
 		snprintf(why, sizeof(why), "%s %s token cannot %s",
 			 role[0] == 'a' ? "an" : "a", role,
 			 need == AUTH_WRITE ? "change anything" :
-			 need == AUTH_LINK ? "link as an agent" : "read");
+			 need == AUTH_LINK  ? "link as an agent" :
+					      "read");
 		deny(out, 403, why);
 	}
 }

@@ -28,18 +28,18 @@ struct auth;
 
 /* What a call needs. */
 enum auth_need {
-	AUTH_READ = 1,    /* reader or admin */
-	AUTH_WRITE,       /* admin */
-	AUTH_LINK,        /* agent (its svc only) or admin (any service) */
+	AUTH_READ = 1, /* reader or admin */
+	AUTH_WRITE,    /* admin */
+	AUTH_LINK,     /* agent (its svc only) or admin (any service) */
 };
 
 /* The outcome of a check: status 0 (allowed), 401 or 403. */
 struct auth_result {
 	int status;
-	const char *error;              /* "unauthorized", "forbidden" */
+	const char *error; /* "unauthorized", "forbidden" */
 	char message[128];
-	struct token_claims claims;     /* when allowed with a token */
-	unsigned secret;                /* its secret's id (0: no token) */
+	struct token_claims claims; /* when allowed with a token */
+	unsigned secret;            /* its secret's id (0: no token) */
 };
 
 /*

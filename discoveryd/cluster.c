@@ -20,7 +20,8 @@ extern const char _binary_cluster_lua_end[];
 
 struct timeval cluster_tv(int64_t ms)
 {
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = (ms % 1000) * 1000 };
 
 	return tv;
 }
@@ -34,8 +35,9 @@ bool cluster_reply_ok(const redisReply *r)
 static int load_script(struct cluster *c, redisContext *ctx)
 {
 	const char *argv[3] = { "SCRIPT", "LOAD", _binary_cluster_lua_start };
-	size_t lens[3] = { 6, 4, (size_t)(_binary_cluster_lua_end -
-					  _binary_cluster_lua_start) };
+	size_t lens[3] = { 6, 4,
+			   (size_t)(_binary_cluster_lua_end -
+				    _binary_cluster_lua_start) };
 	redisReply *r = redisCommandArgv(ctx, 3, argv, lens);
 	int rc = -1;
 
@@ -51,9 +53,14 @@ static int load_script(struct cluster *c, redisContext *ctx)
 
 redisReply *cluster_check(redisContext *ctx, redisReply *r)
 {
-	static const char *const demoted[] = { "READONLY", "UNBLOCKED",
-		"MASTERDOWN", "LOADING", "ERR WAIT cannot be used with replica",
-		NULL };
+	static const char *const demoted[] = {
+		"READONLY",
+		"UNBLOCKED",
+		"MASTERDOWN",
+		"LOADING",
+		"ERR WAIT cannot be used with replica",
+		NULL
+	};
 
 	if (!r || r->type != REDIS_REPLY_ERROR || ctx->err)
 		return r;
@@ -88,26 +95,30 @@ static int setup(struct cluster *c, redisContext *ctx, const char *role)
 	if (c->url.password[0]) {
 		/* Redis 6 ACL users, or the classic requirepass. */
 		r = c->url.user[0] ?
-		    redisCommand(ctx, "AUTH %s %s", c->url.user, c->url.password) :
-		    redisCommand(ctx, "AUTH %s", c->url.password);
+			    redisCommand(ctx, "AUTH %s %s", c->url.user,
+					 c->url.password) :
+			    redisCommand(ctx, "AUTH %s", c->url.password);
 		if (!cluster_reply_ok(r)) {
-			log_error("redis auth failed", "role=%s error=\"%s\"", role,
-				  r ? r->str : ctx->errstr);
+			log_error("redis auth failed", "role=%s error=\"%s\"",
+				  role, r ? r->str : ctx->errstr);
 			freeReplyObject(r);
 			return -1;
 		}
 		freeReplyObject(r);
 	}
 	if (c->n_sentinels && !cluster_is_master(ctx)) {
-		log_info("redis not master", "role=%s note=\"a sentinel "
-			 "named a replica; asking the next\"", role);
+		log_info("redis not master",
+			 "role=%s note=\"a sentinel "
+			 "named a replica; asking the next\"",
+			 role);
 		return -1;
 	}
 	if (c->url.db) {
 		r = redisCommand(ctx, "SELECT %d", c->url.db);
 		if (!cluster_reply_ok(r)) {
-			log_error("redis select failed", "role=%s db=%d error=\"%s\"",
-				  role, c->url.db, r ? r->str : ctx->errstr);
+			log_error("redis select failed",
+				  "role=%s db=%d error=\"%s\"", role, c->url.db,
+				  r ? r->str : ctx->errstr);
 			freeReplyObject(r);
 			return -1;
 		}
@@ -154,8 +165,8 @@ int cluster_wait_replicas(struct cluster *c, redisContext *ctx)
 	if (c->min_replicas <= 0)
 		return 0;
 	r = cluster_check(ctx, redisCommand(ctx, "WAIT %lld %lld",
-					     (long long)c->min_replicas,
-					     (long long)wait_ms));
+					    (long long)c->min_replicas,
+					    (long long)wait_ms));
 	if (!r || r->type != REDIS_REPLY_INTEGER)
 		rc = -1;
 	else
@@ -275,8 +286,8 @@ void cluster_apply_conf(struct cluster *c, const struct dconf *conf)
 	pthread_mutex_unlock(&c->mu);
 }
 
-struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
-			    char *err, size_t errlen)
+struct cluster *cluster_new(const struct dconf *conf, struct hub *h, char *err,
+			    size_t errlen)
 {
 	struct cluster *c = calloc(1, sizeof(*c));
 	pthread_condattr_t attr;
@@ -295,7 +306,8 @@ struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
 		 conf->cluster_master_name ? conf->cluster_master_name : "");
 	snprintf(c->sentinel_password, sizeof(c->sentinel_password), "%s",
 		 conf->cluster_sentinel_password ?
-		 conf->cluster_sentinel_password : "");
+			 conf->cluster_sentinel_password :
+			 "");
 	c->min_replicas = conf->cluster_min_replicas;
 	pthread_mutex_init(&c->master_mu, NULL);
 	snprintf(c->prefix, sizeof(c->prefix), "%s", conf->cluster_prefix);

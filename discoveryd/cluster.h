@@ -38,24 +38,24 @@ struct cluster;
 /* What the reader hands the hub (HUB_CLUSTER_APPLY). */
 struct cluster_entry {
 	uint64_t seq;
-	int64_t wall_ms;            /* when Redis appended it */
-	char *text;                 /* the record, JSON */
+	int64_t wall_ms; /* when Redis appended it */
+	char *text;      /* the record, JSON */
 	size_t len;
 };
 
 struct cluster_batch {
 	char epoch[PROTO_EPOCH_MAX + 1];
-	bool sync;                  /* a fresh start: reset to (epoch, seq) */
-	uint64_t seq;               /* sync: the stream's head */
-	char **ready;               /* sync: the services announced ready */
+	bool sync;    /* a fresh start: reset to (epoch, seq) */
+	uint64_t seq; /* sync: the stream's head */
+	char **ready; /* sync: the services announced ready */
 	size_t n_ready;
 	struct cluster_entry *entries;
 	size_t n;
 };
 
 /* Parse the config's cluster section; NULL with a message in err. */
-struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
-			    char *err, size_t errlen);
+struct cluster *cluster_new(const struct dconf *conf, struct hub *h, char *err,
+			    size_t errlen);
 /* Start the reader and writer threads. 0 or -1. */
 int cluster_start(struct cluster *c);
 void cluster_stop(struct cluster *c);
@@ -69,8 +69,8 @@ void cluster_call(struct cluster *c, struct hub_req *req);
 
 /* Hub thread: absolute state to report (coalesced by the writer). */
 void cluster_note_service(struct cluster *c, const char *name,
-			  int64_t min_ready, unsigned instances,
-			  unsigned ready, unsigned dependents);
+			  int64_t min_ready, unsigned instances, unsigned ready,
+			  unsigned dependents);
 /* json: the agent object (taken), or NULL when the agent is gone. */
 void cluster_note_agent(struct cluster *c, const char *service,
 			const char *instance, char *json);

@@ -64,11 +64,14 @@ static void unavailable(struct hub_req *req, const redisContext *ctx,
 			const redisReply *r)
 {
 	const char *why = r && r->type == REDIS_REPLY_ERROR ? r->str :
-			  ctx && ctx->err ? ctx->errstr : "not connected";
+			  ctx && ctx->err                   ? ctx->errstr :
+							      "not connected";
 	char msg[300];
 
-	snprintf(msg, sizeof(msg), "the cluster backend (Redis) is unavailable, "
-		 "nothing was changed: %s", why);
+	snprintf(msg, sizeof(msg),
+		 "the cluster backend (Redis) is unavailable, "
+		 "nothing was changed: %s",
+		 why);
 	log_warn("cluster write refused", "error=\"%s\"", why);
 	hub_answer_error(req, 503, "unavailable", msg);
 }
@@ -84,7 +87,8 @@ static void unreplicated(struct cluster *c, struct hub_req *req,
 {
 	char msg[400];
 
-	snprintf(msg, sizeof(msg), "the cluster backend (Redis) did not "
+	snprintf(msg, sizeof(msg),
+		 "the cluster backend (Redis) did not "
 		 "confirm the write on %lld replica(s) within %lld ms (%s): it "
 		 "may still take effect, or be lost in a failover",
 		 (long long)c->min_replicas, (long long)(c->timeout_ms / 2),
@@ -93,7 +97,7 @@ static void unreplicated(struct cluster *c, struct hub_req *req,
 		 (long long)c->min_replicas,
 		 rc < 0 ? "connection" : "replicas");
 	if (rc < 0)
-		api_conn_failed(c);    /* ctx is gone from here on */
+		api_conn_failed(c); /* ctx is gone from here on */
 	hub_answer_error(req, 503, "unavailable", msg);
 }
 
@@ -127,11 +131,13 @@ static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
 			break;
 		}
 		{
-			const char *v = r->element[1]->str, *sp = strrchr(v, ' ');
+			const char *v = r->element[1]->str,
+				   *sp = strrchr(v, ' ');
 
 			/* Our own ack is already counted (the hub told us). */
-			if (sp && !((size_t)(sp - v) == strlen(c->node) &&
-				    strncmp(v, c->node, strlen(c->node)) == 0)) {
+			if (sp &&
+			    !((size_t)(sp - v) == strlen(c->node) &&
+			      strncmp(v, c->node, strlen(c->node)) == 0)) {
 				sum += strtoull(sp + 1, NULL, 10);
 				others--;
 			}
@@ -147,8 +153,8 @@ static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
  * learns `delivered`. Returns the reply's JSON (caller deletes), or NULL
  * once req holds an error answer.
  */
-static cJSON *write_call(struct cluster *c, struct hub_req *req,
-			 const char *op, int argc, const char **args)
+static cJSON *write_call(struct cluster *c, struct hub_req *req, const char *op,
+			 int argc, const char **args)
 {
 	redisContext *ctx = api_conn(c);
 	redisReply *r = NULL;
@@ -190,7 +196,8 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 	freeReplyObject(r);
 	if (!cJSON_IsObject(o)) {
 		cJSON_Delete(o);
-		hub_answer_error(req, 500, "internal", "unexpected answer from Redis");
+		hub_answer_error(req, 500, "internal",
+				 "unexpected answer from Redis");
 		return NULL;
 	}
 	if (cluster_idem_reply(c, req, &o)) {
@@ -201,17 +208,21 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req,
 	req->delivered = 0;
 	/* A replay rebuilt from the first run: delivered then, not now. */
 	if (!req->replayed && cJSON_IsNumber(seq) && seq->valuedouble > 0) {
-		const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(o, "nodes");
+		const cJSON *nodes =
+			cJSON_GetObjectItemCaseSensitive(o, "nodes");
 
-		snprintf(wait.epoch, sizeof(wait.epoch), "%s", cJSON_GetStringValue(
-			cJSON_GetObjectItemCaseSensitive(o, "epoch")) ?: "");
+		snprintf(
+			wait.epoch, sizeof(wait.epoch), "%s",
+			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "epoch")) ?:
+				"");
 		wait.after = (uint64_t)seq->valuedouble;
 		hub_call_local(c->hub, &wait);
 		free(wait.body);
 		req->delivered = wait.delivered;
 		if (cJSON_IsNumber(nodes) && nodes->valuedouble >= 2)
-			req->delivered += collect_acks(c, ctx, wait.after,
-						       (int)nodes->valuedouble - 1);
+			req->delivered +=
+				collect_acks(c, ctx, wait.after,
+					     (int)nodes->valuedouble - 1);
 	}
 	return o;
 }
@@ -221,7 +232,8 @@ static void add_seq(cJSON *o, const cJSON *seq)
 	char buf[24];
 
 	snprintf(buf, sizeof(buf), "%llu",
-		 (unsigned long long)(cJSON_IsNumber(seq) ? seq->valuedouble : 0));
+		 (unsigned long long)(cJSON_IsNumber(seq) ? seq->valuedouble :
+							    0));
 	cJSON_AddRawToObject(o, "seq", buf);
 }
 
@@ -240,13 +252,16 @@ static int64_t min_ready_of(struct cluster *c, const char *name)
 static void call_declare(struct cluster *c, struct hub_req *req)
 {
 	char ttl[24], min[24];
-	const char *args[4] = { req->service, req->decl == DECL_READY ? "ready" :
-				req->decl == DECL_NOTREADY ? "notready" : "none",
+	const char *args[4] = { req->service,
+				req->decl == DECL_READY    ? "ready" :
+				req->decl == DECL_NOTREADY ? "notready" :
+							     "none",
 				ttl, min };
 	cJSON *o, *svc;
 
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)req->ttl_ms);
-	snprintf(min, sizeof(min), "%lld", (long long)min_ready_of(c, req->service));
+	snprintf(min, sizeof(min), "%lld",
+		 (long long)min_ready_of(c, req->service));
 	o = write_call(c, req, "declare", 4, args);
 	if (!o)
 		return;
@@ -258,11 +273,13 @@ static void call_declare(struct cluster *c, struct hub_req *req)
 	svc = cJSON_DetachItemFromObjectCaseSensitive(o, "service");
 	if (!cJSON_IsObject(svc))
 		svc = cJSON_CreateObject();
-	if (cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "seq")) > 0)
+	if (cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "seq")) >
+	    0)
 		add_seq(svc, cJSON_GetObjectItemCaseSensitive(o, "seq"));
 	cJSON_AddNumberToObject(svc, "delivered", (double)req->delivered);
 	cJSON_Delete(o);
-	log_info("declared", "service=%s declaration=%s ttl_ms=%lld cluster=true",
+	log_info("declared",
+		 "service=%s declaration=%s ttl_ms=%lld cluster=true",
 		 req->service, args[1], (long long)req->ttl_ms);
 	hub_answer(req, 200, svc);
 }
@@ -290,10 +307,12 @@ static void call_send(struct cluster *c, struct hub_req *req,
 		      enum event_kind kind)
 {
 	enum event_scope scope = req->instance[0] ? SCOPE_INSTANCE :
-				 req->service[0] ? SCOPE_SERVICE : SCOPE_ALL;
-	struct event *ev = event_new(kind, scope,
-				     req->command[0] ? req->command : "DataSend",
-				     req->header, req->value);
+				 req->service[0]  ? SCOPE_SERVICE :
+						    SCOPE_ALL;
+	struct event *ev =
+		event_new(kind, scope,
+			  req->command[0] ? req->command : "DataSend",
+			  req->header, req->value);
 	const char *args[1];
 	char *text;
 	cJSON *o, *a;
@@ -321,7 +340,8 @@ static void call_send(struct cluster *c, struct hub_req *req,
 	cJSON_AddNumberToObject(a, "delivered", (double)req->delivered);
 	log_info("event", "kind=%s seq=%.0f delivered=%zu cluster=true",
 		 event_kind_name(kind),
-		 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "seq")),
+		 cJSON_GetNumberValue(
+			 cJSON_GetObjectItemCaseSensitive(o, "seq")),
 		 req->delivered);
 	cJSON_Delete(o);
 	hub_answer(req, 202, a);
@@ -337,8 +357,10 @@ static redisReply *read_call(struct cluster *c, const char *op, int argc,
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		if (ctx && (!r || ctx->err))
 			api_conn_failed(c);
-		log_debug("cluster read failed", "op=%s note=\"answered from this "
-			  "node's view\"", op);
+		log_debug("cluster read failed",
+			  "op=%s note=\"answered from this "
+			  "node's view\"",
+			  op);
 		freeReplyObject(r);
 		return NULL;
 	}
@@ -363,8 +385,9 @@ static void call_services(struct cluster *c, struct hub_req *req)
 		cJSON_Delete(o);
 		o = cJSON_CreateObject();
 		cJSON_AddItemToObject(o, "services",
-				      cJSON_IsArray(item) ? item :
-				      cJSON_CreateArray());
+				      cJSON_IsArray(item) ?
+					      item :
+					      cJSON_CreateArray());
 		if (!cJSON_IsArray(item))
 			cJSON_Delete(item);
 		hub_answer(req, 200, o);
@@ -397,8 +420,10 @@ static void call_agents(struct cluster *c, struct hub_req *req)
 	if (cJSON_IsArray(list) && r->type == REDIS_REPLY_ARRAY) {
 		for (size_t i = 0; i < r->elements; i++) {
 			const redisReply *e = r->element[i];
-			cJSON *a = e->type == REDIS_REPLY_STRING ?
-				   cJSON_ParseWithLength(e->str, e->len) : NULL;
+			cJSON *a =
+				e->type == REDIS_REPLY_STRING ?
+					cJSON_ParseWithLength(e->str, e->len) :
+					NULL;
 
 			if (cJSON_IsObject(a))
 				cJSON_AddItemToArray(list, a);
@@ -464,7 +489,7 @@ static void call_drain(struct cluster *c, struct hub_req *req)
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "node", req->instance);
 	cJSON_AddBoolToObject(o, "draining", true);
-	cJSON_AddNullToObject(o, "links");      /* that node's to tell */
+	cJSON_AddNullToObject(o, "links"); /* that node's to tell */
 	hub_answer(req, 202, o);
 }
 
@@ -478,10 +503,8 @@ bool cluster_takes(enum hub_op op)
 	case HUB_BROADCAST:
 	case HUB_SERVICES:
 	case HUB_SERVICE:
-	case HUB_AGENTS:
-		return true;
-	default:
-		return false;
+	case HUB_AGENTS: return true;
+	default: return false;
 	}
 }
 
@@ -492,15 +515,15 @@ void cluster_call(struct cluster *c, struct hub_req *req)
 	if (cluster_idem_begin(c, req))
 		goto out;
 	switch (req->op) {
-	case HUB_DECLARE:    call_declare(c, req); break;
+	case HUB_DECLARE: call_declare(c, req); break;
 	case HUB_CACHEREADY: call_cacheready(c, req); break;
 	case HUB_INVALIDATE: call_send(c, req, EVENT_INVALIDATE); break;
-	case HUB_BROADCAST:  call_send(c, req, EVENT_COMMAND); break;
+	case HUB_BROADCAST: call_send(c, req, EVENT_COMMAND); break;
 	case HUB_SERVICES:
-	case HUB_SERVICE:    call_services(c, req); break;
-	case HUB_AGENTS:     call_agents(c, req); break;
-	case HUB_DRAIN:      call_drain(c, req); break;
-	default:             hub_call_local(c->hub, req); break;
+	case HUB_SERVICE: call_services(c, req); break;
+	case HUB_AGENTS: call_agents(c, req); break;
+	case HUB_DRAIN: call_drain(c, req); break;
+	default: hub_call_local(c->hub, req); break;
 	}
 	cluster_idem_end(c, pthread_getspecific(c->conn_key), req);
 out:

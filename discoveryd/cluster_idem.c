@@ -69,7 +69,8 @@ void cluster_idem_release(struct cluster *c)
 
 static void in_flight(struct hub_req *req)
 {
-	hub_answer_error(req, 409, "in_flight", "a request with this "
+	hub_answer_error(req, 409, "in_flight",
+			 "a request with this "
 			 "Idempotency-Key is still being processed; try again");
 }
 
@@ -82,7 +83,7 @@ bool cluster_idem_begin(struct cluster *c, struct hub_req *req)
 		return false;
 	}
 	in_flight(req);
-	req->idem_key[0] = '\0';            /* not ours to end */
+	req->idem_key[0] = '\0'; /* not ours to end */
 	return true;
 }
 
@@ -121,7 +122,8 @@ int cluster_idem_reply(struct cluster *c, struct hub_req *req, cJSON **o)
 	if (!idem)
 		return 0;
 	if (strcmp(idem, "reused") == 0) {
-		hub_answer_error(req, 422, "key_reused", "this Idempotency-Key "
+		hub_answer_error(req, 422, "key_reused",
+				 "this Idempotency-Key "
 				 "was used with another request");
 		return 1;
 	}
@@ -139,8 +141,8 @@ int cluster_idem_reply(struct cluster *c, struct hub_req *req, cJSON **o)
 		return 1;
 	}
 	/* The first node never answered: rebuild from its run's reply. */
-	reply = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*o,
-								      "reply"));
+	reply = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(*o, "reply"));
 	first = reply ? cJSON_Parse(reply) : NULL;
 	if (!cJSON_IsObject(first)) {
 		cJSON_Delete(first);
@@ -153,8 +155,7 @@ int cluster_idem_reply(struct cluster *c, struct hub_req *req, cJSON **o)
 	return 0;
 }
 
-void cluster_idem_end(struct cluster *c, redisContext *ctx,
-		      struct hub_req *req)
+void cluster_idem_end(struct cluster *c, redisContext *ctx, struct hub_req *req)
 {
 	char status[8];
 	struct cluster_idem_args a;
@@ -175,7 +176,8 @@ void cluster_idem_end(struct cluster *c, redisContext *ctx,
 	args[3] = req->body;
 	r = cluster_script(c, ctx, 0, "idem_answer", 4, args);
 	if (!r || r->type == REDIS_REPLY_ERROR)
-		log_warn("idempotency answer not stored", "error=\"%s\" "
+		log_warn("idempotency answer not stored",
+			 "error=\"%s\" "
 			 "note=\"a retry gets an answer rebuilt from the "
 			 "change\"",
 			 r ? r->str : ctx->errstr);

@@ -28,18 +28,19 @@
 /* A Redis key or client name: the prefix, a fixed word, a node's name or
  * a number. */
 #define CLUSTER_KEY_MAX 300
-#define READ_BLOCK_MS   1000     /* XREAD BLOCK: how often the reader looks up */
-#define READ_COUNT      1024     /* entries per XREAD */
-#define AGENTS_CHUNK    256      /* commands per pipelined batch */
+#define READ_BLOCK_MS   1000 /* XREAD BLOCK: how often the reader looks up */
+#define READ_COUNT      1024 /* entries per XREAD */
+#define AGENTS_CHUNK    256  /* commands per pipelined batch */
 #define RETRY_MIN_MS    100
 #define RETRY_MAX_MS    2000
-#define API_PAUSE_MS    1000     /* after an API call failed, answer 503 at
-                                    once for this long */
+#define API_PAUSE_MS                                                           \
+	1000 /* after an API call failed, answer 503 at                        \
+		once for this long */
 
 enum note_kind {
-	NOTE_SERVICE = 1,            /* a service's counts on this node */
-	NOTE_AGENT,                  /* an agent (json NULL = gone) */
-	NOTE_ACK,                    /* how many links here an event went to */
+	NOTE_SERVICE = 1, /* a service's counts on this node */
+	NOTE_AGENT,       /* an agent (json NULL = gone) */
+	NOTE_ACK,         /* how many links here an event went to */
 };
 
 /*
@@ -48,15 +49,16 @@ enum note_kind {
  * most one per key, however long Redis is away); acks are each their own.
  */
 struct note {
-	struct note *next;           /* the queue, oldest first */
-	struct hnode node;           /* in note_table (not acks) */
+	struct note *next; /* the queue, oldest first */
+	struct hnode node; /* in note_table (not acks) */
 	enum note_kind kind;
-	char key[PROTO_NAME_MAX + PROTO_INSTANCE_MAX + 2];  /* name, or svc/inst */
+	char key[PROTO_NAME_MAX + PROTO_INSTANCE_MAX +
+		 2]; /* name, or svc/inst */
 	int64_t min_ready;
 	unsigned instances, ready, dependents;
 	char *json;
-	uint64_t seq;                /* ack */
-	size_t delivered;            /* ack */
+	uint64_t seq;     /* ack */
+	size_t delivered; /* ack */
 };
 
 struct min_ready {
@@ -66,43 +68,43 @@ struct min_ready {
 
 struct cluster {
 	struct hub *hub;
-	struct redis_url url;        /* with sentinels: credentials, db only */
+	struct redis_url url; /* with sentinels: credentials, db only */
 	struct conf_addr sentinels[DCONF_SENTINELS_MAX];
-	size_t n_sentinels;          /* 0: url.addr is the one server */
+	size_t n_sentinels; /* 0: url.addr is the one server */
 	char master_name[PROTO_INSTANCE_MAX + 1];
 	char sentinel_password[256];
-	int64_t min_replicas;        /* WAIT for this many before a 2xx */
-	pthread_mutex_t master_mu;   /* master, next_sentinel */
-	struct conf_addr master;     /* the last master found (metrics, logs) */
-	size_t next_sentinel;        /* the one to ask first */
-	atomic_ullong failovers;     /* times the master found was another */
+	int64_t min_replicas;      /* WAIT for this many before a 2xx */
+	pthread_mutex_t master_mu; /* master, next_sentinel */
+	struct conf_addr master;   /* the last master found (metrics, logs) */
+	size_t next_sentinel;      /* the one to ask first */
+	atomic_ullong failovers;   /* times the master found was another */
 	char prefix[PROTO_INSTANCE_MAX + 1];
 	char node[PROTO_INSTANCE_MAX + 1];
 	int64_t node_ttl_ms;
 	int64_t timeout_ms;
 	size_t history;
-	char sha[41];                /* the script's SHA-1, once loaded */
+	char sha[41]; /* the script's SHA-1, once loaded */
 	pthread_mutex_t sha_mu;
 
-	pthread_key_t conn_key;      /* API threads: one connection each */
-	atomic_uint conn_gen;        /* +1 each time the reader lost Redis */
+	pthread_key_t conn_key; /* API threads: one connection each */
+	atomic_uint conn_gen;   /* +1 each time the reader lost Redis */
 
-	pthread_mutex_t mu;          /* notes, note_table, min */
-	pthread_cond_t cv;           /* on the monotonic clock */
+	pthread_mutex_t mu; /* notes, note_table, min */
+	pthread_cond_t cv;  /* on the monotonic clock */
 	struct note *notes, **notes_tail;
-	struct htab note_table;      /* queued notes by kind and key */
+	struct htab note_table; /* queued notes by kind and key */
 	struct min_ready *min;
 	size_t n_min;
 	pthread_t reader, writer;
 	bool started;
 	atomic_bool stop;
-	atomic_bool up;              /* the reader follows the stream */
-	atomic_bool writer_up;       /* the writer is connected */
+	atomic_bool up;               /* the reader follows the stream */
+	atomic_bool writer_up;        /* the writer is connected */
 	atomic_llong api_pause_until; /* wall ms: an API call failed */
 	atomic_ullong errors;
 
 	/* Idempotency keys (cluster_idem.c). */
-	struct idem_flight *idem_flights;   /* in flight here, under mu */
+	struct idem_flight *idem_flights; /* in flight here, under mu */
 	atomic_llong idem_retention_ms;
 	atomic_ullong idem_replays;
 };

@@ -21,10 +21,10 @@
 /* Where the reader is in the history it follows. */
 struct position {
 	char epoch[PROTO_EPOCH_MAX + 1];
-	uint64_t seq;               /* the last seq applied */
-	int64_t ts;                 /* its entry's ts (0: unknown): the same
-				       seq on another history has another */
-	bool held;                  /* min_replicas: entries wait for WAIT */
+	uint64_t seq; /* the last seq applied */
+	int64_t ts;   /* its entry's ts (0: unknown): the same
+			 seq on another history has another */
+	bool held;    /* min_replicas: entries wait for WAIT */
 };
 
 static uint64_t id_seq(const char *id)
@@ -53,7 +53,8 @@ static int take_entry(struct cluster_batch *b, const redisReply *e)
 	for (size_t i = 0; i + 1 < f->elements; i += 2) {
 		const redisReply *k = f->element[i], *v = f->element[i + 1];
 
-		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+		if (k->type != REDIS_REPLY_STRING ||
+		    v->type != REDIS_REPLY_STRING)
 			continue;
 		if (strcmp(k->str, "ep") == 0 && b->epoch[0] &&
 		    strcmp(v->str, b->epoch) != 0) {
@@ -123,9 +124,9 @@ static int replicated(struct cluster *c, redisContext *ctx, uint64_t seq)
 	if (c->min_replicas <= 0)
 		return 0;
 	r = cluster_check(ctx, redisCommand(ctx, "SET %sreader:%s %llu PX %lld",
-					     c->prefix, c->node,
-					     (unsigned long long)seq,
-					     (long long)c->node_ttl_ms));
+					    c->prefix, c->node,
+					    (unsigned long long)seq,
+					    (long long)c->node_ttl_ms));
 	if (!cluster_reply_ok(r)) {
 		freeReplyObject(r);
 		return -1;
@@ -169,8 +170,10 @@ static int sync_state(struct cluster *c, redisContext *ctx,
 	snprintf(b->epoch, sizeof(b->epoch), "%s", st->element[0]->str);
 	b->seq = strtoull(st->element[1]->str, NULL, 10);
 	for (size_t i = 0; i < ready->elements; i++) {
-		b->ready[b->n_ready] = ready->element[i]->type == REDIS_REPLY_STRING ?
-				       strdup(ready->element[i]->str) : NULL;
+		b->ready[b->n_ready] = ready->element[i]->type ==
+						       REDIS_REPLY_STRING ?
+					       strdup(ready->element[i]->str) :
+					       NULL;
 		if (!b->ready[b->n_ready])
 			goto out;
 		b->n_ready++;
@@ -178,7 +181,7 @@ static int sync_state(struct cluster *c, redisContext *ctx,
 	/* XREVRANGE is newest first; the hub wants them in order. */
 	for (size_t i = h->elements; i-- > 0;)
 		if (take_entry(b, h->element[i]) > 0)
-			goto out;      /* replaced while we read: again */
+			goto out; /* replaced while we read: again */
 	if (b->n && b->entries[b->n - 1].seq > b->seq)
 		b->seq = b->entries[b->n - 1].seq;
 	if (replicated(c, ctx, b->seq) != 0 || hand_over(c, b) != 0)
@@ -186,7 +189,8 @@ static int sync_state(struct cluster *c, redisContext *ctx,
 	snprintf(pos->epoch, sizeof(pos->epoch), "%s", b->epoch);
 	pos->seq = b->seq;
 	pos->ts = b->n && b->entries[b->n - 1].seq == b->seq ?
-		  b->entries[b->n - 1].wall_ms : 0;
+			  b->entries[b->n - 1].wall_ms :
+			  0;
 	log_info("cluster synced", "epoch=%s seq=%llu history=%zu services=%zu",
 		 b->epoch, (unsigned long long)b->seq, b->n, b->n_ready);
 	rc = 0;
@@ -198,7 +202,8 @@ out:
 }
 
 /* Has Redis a different epoch (it lost its data, or was flushed)? */
-static int epoch_changed(struct cluster *c, redisContext *ctx, const char *epoch)
+static int epoch_changed(struct cluster *c, redisContext *ctx,
+			 const char *epoch)
 {
 	redisReply *r = redisCommand(ctx, "GET %sepoch", c->prefix);
 	int rc;
@@ -206,7 +211,8 @@ static int epoch_changed(struct cluster *c, redisContext *ctx, const char *epoch
 	if (!r || r->type == REDIS_REPLY_ERROR)
 		rc = -1;
 	else
-		rc = r->type != REDIS_REPLY_STRING || strcmp(r->str, epoch) != 0;
+		rc = r->type != REDIS_REPLY_STRING ||
+		     strcmp(r->str, epoch) != 0;
 	freeReplyObject(r);
 	return rc;
 }
@@ -275,7 +281,8 @@ static int still_ours(struct cluster *c, redisContext *ctx,
 	}
 	if (head >= pos->seq && (ts == 0 || ts == pos->ts))
 		return 0;
-	log_warn("cluster went back", "epoch=%s seq=%llu redis_seq=%llu "
+	log_warn("cluster went back",
+		 "epoch=%s seq=%llu redis_seq=%llu "
 		 "ts=%lld redis_ts=%lld note=\"a new epoch: agents resync\"",
 		 pos->epoch, (unsigned long long)pos->seq,
 		 (unsigned long long)head, (long long)pos->ts, (long long)ts);
@@ -317,7 +324,8 @@ static int hold(struct cluster *c, redisContext *ctx, struct position *pos,
 	int rc = replicated(c, ctx, last);
 
 	if (rc > 0 && !pos->held)
-		log_warn("cluster delivery held", "seq=%llu min_replicas=%lld "
+		log_warn("cluster delivery held",
+			 "seq=%llu min_replicas=%lld "
 			 "note=\"fewer replicas confirmed it\"",
 			 (unsigned long long)last, (long long)c->min_replicas);
 	else if (rc == 0 && pos->held)
@@ -332,8 +340,7 @@ static int hold(struct cluster *c, redisContext *ctx, struct position *pos,
  * One XREAD: hand what came to the hub. 0 (read on), 1 (the history was
  * replaced: sync afresh), -1 (the connection failed).
  */
-static int read_once(struct cluster *c, redisContext *ctx,
-		     struct position *pos)
+static int read_once(struct cluster *c, redisContext *ctx, struct position *pos)
 {
 	struct cluster_batch *b = NULL;
 	const redisReply *list;
@@ -342,9 +349,11 @@ static int read_once(struct cluster *c, redisContext *ctx,
 	int rc = 0, held;
 
 	snprintf(from, sizeof(from), "%llu-0", (unsigned long long)pos->seq);
-	r = cluster_check(ctx, redisCommand(ctx, "XREAD COUNT %d BLOCK %d "
-					     "STREAMS %slog %s", READ_COUNT,
-					     READ_BLOCK_MS, c->prefix, from));
+	r = cluster_check(ctx, redisCommand(ctx,
+					    "XREAD COUNT %d BLOCK %d "
+					    "STREAMS %slog %s",
+					    READ_COUNT, READ_BLOCK_MS,
+					    c->prefix, from));
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		freeReplyObject(r);
 		return -1;
@@ -406,8 +415,10 @@ void *cluster_reader_main(void *arg)
 				cluster_backoff(c, &retry);
 				continue;
 			}
-			/* Reading blocks up to READ_BLOCK_MS on top of a call. */
-			redisSetTimeout(ctx, cluster_tv(c->timeout_ms + READ_BLOCK_MS));
+			/* Reading blocks up to READ_BLOCK_MS on top of a call.
+			 */
+			redisSetTimeout(ctx, cluster_tv(c->timeout_ms +
+							READ_BLOCK_MS));
 			rc = pos.epoch[0] ? still_ours(c, ctx, &pos) : 1;
 			if (rc < 0)
 				goto failed;
@@ -429,9 +440,10 @@ void *cluster_reader_main(void *arg)
 			goto failed;
 		synced = rc == 0;
 		continue;
-failed:
+	failed:
 		if (!atomic_load(&c->stop))
-			log_warn("cluster redis lost", "role=reader error=\"%s\"",
+			log_warn("cluster redis lost",
+				 "role=reader error=\"%s\"",
 				 ctx && ctx->err ? ctx->errstr : "reply");
 		atomic_fetch_add(&c->errors, 1);
 		atomic_fetch_add(&c->conn_gen, 1);

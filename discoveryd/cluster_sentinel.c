@@ -38,8 +38,8 @@ static int ask(struct cluster *c, const struct conf_addr *s,
 		r = redisCommand(ctx, "AUTH %s", c->sentinel_password);
 		if (!cluster_reply_ok(r)) {
 			log_error("sentinel auth failed",
-				  "sentinel=%s:%d error=\"%s\"", s->host, s->port,
-				  r ? r->str : ctx->errstr);
+				  "sentinel=%s:%d error=\"%s\"", s->host,
+				  s->port, r ? r->str : ctx->errstr);
 			goto out;
 		}
 		freeReplyObject(r);
@@ -59,11 +59,13 @@ static int ask(struct cluster *c, const struct conf_addr *s,
 	rc = 0;
 out:
 	if (rc != 0)
-		log_debug("sentinel asked", "sentinel=%s:%d master_name=%s "
-			  "error=\"%s\"", s->host, s->port, c->master_name,
-			  ctx && ctx->err ? ctx->errstr :
+		log_debug("sentinel asked",
+			  "sentinel=%s:%d master_name=%s "
+			  "error=\"%s\"",
+			  s->host, s->port, c->master_name,
+			  ctx && ctx->err                   ? ctx->errstr :
 			  r && r->type == REDIS_REPLY_ERROR ? r->str :
-			  "no such master");
+							      "no such master");
 	freeReplyObject(r);
 	redisFree(ctx);
 	return rc;
@@ -86,11 +88,15 @@ static void found(struct cluster *c, size_t i, const struct conf_addr *m,
 	conf_addr_format(m, addr, sizeof(addr));
 	if (changed) {
 		atomic_fetch_add(&c->failovers, 1);
-		log_warn("cluster master changed", "master=%s role=%s "
-			 "master_name=%s", addr, role, c->master_name);
+		log_warn("cluster master changed",
+			 "master=%s role=%s "
+			 "master_name=%s",
+			 addr, role, c->master_name);
 	} else if (first) {
-		log_info("cluster master", "master=%s master_name=%s "
-			 "via=sentinel", addr, c->master_name);
+		log_info("cluster master",
+			 "master=%s master_name=%s "
+			 "via=sentinel",
+			 addr, c->master_name);
 	}
 }
 

@@ -71,8 +71,8 @@ static void note_push(struct cluster *c, struct note *n)
 }
 
 void cluster_note_service(struct cluster *c, const char *name,
-			  int64_t min_ready, unsigned instances,
-			  unsigned ready, unsigned dependents)
+			  int64_t min_ready, unsigned instances, unsigned ready,
+			  unsigned dependents)
 {
 	struct note *n = calloc(1, sizeof(*n));
 
@@ -172,12 +172,15 @@ static int heartbeat(struct cluster *c, redisContext *ctx)
 	}
 	o = cJSON_ParseWithLength(r->str, r->len);
 	freeReplyObject(r);
-	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "dead")) > 0) {
+	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "dead")) >
+	    0) {
 		char *dead = cJSON_PrintUnformatted(
 			cJSON_GetObjectItemCaseSensitive(o, "dead"));
 
-		log_warn("cluster nodes dead", "nodes=%s note=\"their instances "
-			 "are gone\"", dead ? dead : "?");
+		log_warn("cluster nodes dead",
+			 "nodes=%s note=\"their instances "
+			 "are gone\"",
+			 dead ? dead : "?");
 		free(dead);
 	}
 	rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "rejoined"));
@@ -196,7 +199,7 @@ static int send_counts(struct cluster *c, redisContext *ctx,
 {
 	size_t n = 0, k = 0;
 	const char **args;
-	char (*nums)[24];
+	char(*nums)[24];
 	redisReply *r;
 	int rc;
 
@@ -244,23 +247,28 @@ static int send_agents(struct cluster *c, redisContext *ctx,
 	snprintf(key, sizeof(key), "%sagents:%s", c->prefix, c->node);
 	if (full && redisAppendCommand(ctx, "DEL %s", key) == REDIS_OK)
 		pending++;
-	for (const struct note *p = list; p || pending; p = p ? p->next : NULL) {
+	for (const struct note *p = list; p || pending;
+	     p = p ? p->next : NULL) {
 		if (p && p->kind == NOTE_ACK) {
 			char ack[CLUSTER_KEY_MAX], val[200];
 
 			snprintf(ack, sizeof(ack), "%sack:%llu", c->prefix,
 				 (unsigned long long)p->seq);
-			snprintf(val, sizeof(val), "%s %zu", c->node, p->delivered);
+			snprintf(val, sizeof(val), "%s %zu", c->node,
+				 p->delivered);
 			pending += redisAppendCommand(ctx, "RPUSH %s %s", ack,
 						      val) == REDIS_OK;
 			pending += redisAppendCommand(ctx, "PEXPIRE %s 60000",
 						      ack) == REDIS_OK;
 		} else if (p && p->kind == NOTE_AGENT) {
-			pending += (p->json ?
-				    redisAppendCommand(ctx, "HSET %s %s %s", key,
-						       p->key, p->json) :
-				    redisAppendCommand(ctx, "HDEL %s %s", key,
-						       p->key)) == REDIS_OK;
+			pending +=
+				(p->json ? redisAppendCommand(ctx,
+							      "HSET %s %s %s",
+							      key, p->key,
+							      p->json) :
+					   redisAppendCommand(ctx, "HDEL %s %s",
+							      key, p->key)) ==
+				REDIS_OK;
 		}
 		if (p && p->next && pending < AGENTS_CHUNK)
 			continue;
@@ -294,7 +302,8 @@ static int snapshot(struct cluster *c, struct note **out)
 	free(req.body);
 	if (!o)
 		return -1;
-	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(o, "services")) {
+	cJSON_ArrayForEach (item,
+			    cJSON_GetObjectItemCaseSensitive(o, "services")) {
 		struct note *n = calloc(1, sizeof(*n));
 
 		if (!n || cJSON_GetArraySize(item) != 5) {
@@ -303,15 +312,21 @@ static int snapshot(struct cluster *c, struct note **out)
 		}
 		n->kind = NOTE_SERVICE;
 		snprintf(n->key, sizeof(n->key), "%s",
-			 cJSON_GetStringValue(cJSON_GetArrayItem(item, 0)) ?: "");
-		n->min_ready = (int64_t)cJSON_GetNumberValue(cJSON_GetArrayItem(item, 1));
-		n->instances = (unsigned)cJSON_GetNumberValue(cJSON_GetArrayItem(item, 2));
-		n->ready = (unsigned)cJSON_GetNumberValue(cJSON_GetArrayItem(item, 3));
-		n->dependents = (unsigned)cJSON_GetNumberValue(cJSON_GetArrayItem(item, 4));
+			 cJSON_GetStringValue(cJSON_GetArrayItem(item, 0)) ?:
+									     "");
+		n->min_ready = (int64_t)cJSON_GetNumberValue(
+			cJSON_GetArrayItem(item, 1));
+		n->instances = (unsigned)cJSON_GetNumberValue(
+			cJSON_GetArrayItem(item, 2));
+		n->ready = (unsigned)cJSON_GetNumberValue(
+			cJSON_GetArrayItem(item, 3));
+		n->dependents = (unsigned)cJSON_GetNumberValue(
+			cJSON_GetArrayItem(item, 4));
 		*tail = n;
 		tail = &n->next;
 	}
-	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(o, "agents")) {
+	cJSON_ArrayForEach (item,
+			    cJSON_GetObjectItemCaseSensitive(o, "agents")) {
 		struct note *n = calloc(1, sizeof(*n));
 
 		if (!n)
@@ -416,8 +431,10 @@ void *cluster_writer_main(void *arg)
 			if (rc < 0)
 				goto failed;
 			if (rc > 0) {
-				log_warn("cluster rejoined", "note=\"the other "
-					 "nodes had given this one up; reporting "
+				log_warn("cluster rejoined",
+					 "note=\"the other "
+					 "nodes had given this one up; "
+					 "reporting "
 					 "all its agents again\"");
 				full = true;
 			}
@@ -426,9 +443,10 @@ void *cluster_writer_main(void *arg)
 		if (rc == 0)
 			backoff_reset(&retry);
 		continue;
-failed:
+	failed:
 		if (!atomic_load(&c->stop))
-			log_warn("cluster redis lost", "role=writer error=\"%s\"",
+			log_warn("cluster redis lost",
+				 "role=writer error=\"%s\"",
 				 ctx && ctx->err ? ctx->errstr : "reply");
 		atomic_store(&c->writer_up, false);
 		atomic_fetch_add(&c->errors, 1);

@@ -14,11 +14,12 @@
 #include "proto.h"
 
 #define F(field) offsetof(struct dconf, field)
-#define KIB (INT64_C(1) << 10)
-#define MIB (INT64_C(1) << 20)
-#define HOUR_MS (INT64_C(3600) * 1000)
-#define PEM_MAX (256 * 1024)
+#define KIB      (INT64_C(1) << 10)
+#define MIB      (INT64_C(1) << 20)
+#define HOUR_MS  (INT64_C(3600) * 1000)
+#define PEM_MAX  (256 * 1024)
 
+/* clang-format off */
 static const struct conf_key listen_keys[] = {
 	{ .name = "http", .type = CONF_ADDR, .offset = F(listen_http),
 	  .def = "127.0.0.1:5916", .help = "HTTP API address" },
@@ -26,7 +27,9 @@ static const struct conf_key listen_keys[] = {
 	  .def = "127.0.0.1:5917", .help = "agent WebSocket address" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key heartbeat_keys[] = {
 	{ .name = "interval", .type = CONF_DURATION, .offset = F(heartbeat_interval_ms),
 	  .min = 100, .max = HOUR_MS, .def = "10s" },
@@ -36,7 +39,9 @@ static const struct conf_key heartbeat_keys[] = {
 	  .min = 100, .max = HOUR_MS, .def = "5s" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key auth_keys[] = {
 	{ .name = "secret_file", .type = CONF_STRING, .offset = F(auth_secret_file),
 	  .flags = CONF_REQUIRED },
@@ -44,20 +49,22 @@ static const struct conf_key auth_keys[] = {
 	  .offset = F(auth_previous_secret_file) },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 /* "auth: none" instead of the section: no tokens, and the operator says so. */
-static int parse_auth_word(const char *s, void *field, char *err,
-			   size_t errlen)
+static int parse_auth_word(const char *s, void *field, char *err, size_t errlen)
 {
 	if (strcmp(s, "none") != 0) {
 		snprintf(err, errlen,
-			 "must be a mapping (secret_file: ...) or the word none");
+			 "must be a mapping (secret_file: ...) or the word "
+			 "none");
 		return -1;
 	}
 	*(bool *)field = true;
 	return 0;
 }
 
+/* clang-format off */
 static const struct conf_key tls_keys[] = {
 	{ .name = "cert", .type = CONF_STRING, .offset = F(tls_cert),
 	  .flags = CONF_REQUIRED },
@@ -65,7 +72,9 @@ static const struct conf_key tls_keys[] = {
 	  .flags = CONF_REQUIRED },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key cluster_keys[] = {
 	{ .name = "redis", .type = CONF_STRING, .offset = F(cluster_redis) },
 	{ .name = "sentinels", .type = CONF_STRLIST,
@@ -91,7 +100,9 @@ static const struct conf_key cluster_keys[] = {
 	  .min = 50, .max = 60 * 1000, .def = "2s" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key drain_keys[] = {
 	{ .name = "batch", .type = CONF_INT, .offset = F(drain_batch),
 	  .min = 1, .max = 1000000, .def = "100" },
@@ -101,7 +112,9 @@ static const struct conf_key drain_keys[] = {
 	  .min = 100, .max = 24 * HOUR_MS, .def = "60s" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key idem_keys[] = {
 	{ .name = "retention", .type = CONF_DURATION,
 	  .offset = F(idem_retention_ms), .min = 1000, .max = 7 * 24 * HOUR_MS,
@@ -110,13 +123,16 @@ static const struct conf_key idem_keys[] = {
 	  .min = 1, .max = 10000000, .def = "100000" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key service_keys[] = {
 	{ .name = "min_ready", .type = CONF_INT,
 	  .offset = offsetof(struct dconf_service, min_ready),
 	  .min = 1, .max = 1000000, .def = "1" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 /* limits.max_streams: "auto" (0: a quarter of max_http) or 1 to 50000. */
 static int parse_streams(const char *s, void *field, char *err, size_t errlen)
@@ -131,13 +147,15 @@ static int parse_streams(const char *s, void *field, char *err, size_t errlen)
 	errno = 0;
 	n = strtoll(s, &end, 10);
 	if (s[0] < '0' || s[0] > '9' || *end || errno || n < 1 || n > 50000) {
-		snprintf(err, errlen, "must be auto or an integer from 1 to 50000");
+		snprintf(err, errlen,
+			 "must be auto or an integer from 1 to 50000");
 		return -1;
 	}
 	*(int64_t *)field = n;
 	return 0;
 }
 
+/* clang-format off */
 static const struct conf_key limits_keys[] = {
 	{ .name = "max_agents", .type = CONF_INT, .offset = F(max_agents),
 	  .min = 1, .max = 1000000, .def = "100000" },
@@ -172,12 +190,14 @@ static const struct conf_key limits_keys[] = {
 	  .offset = F(accept_share_per_ip), .min = 1, .max = 100, .def = "10" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 static bool valid_service_name(const char *name)
 {
 	return proto_valid_name(name);
 }
 
+/* clang-format off */
 static const struct conf_key dconf_keys[] = {
 	{ .name = "listen", .type = CONF_SECTION, .sub = listen_keys,
 	  .present = CONF_NO_FIELD },
@@ -212,6 +232,7 @@ static const struct conf_key dconf_keys[] = {
 	  .present = CONF_NO_FIELD },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 /* An allowed_hosts entry: a DNS name, "*.domain" or "*" (the API's Host
  * check matches them case-insensitively, without the port). */
@@ -236,8 +257,8 @@ static bool valid_host_pattern(const char *name)
 
 static bool loopback(const struct conf_addr *a)
 {
-	return strncmp(a->host, "127.", 4) == 0 || strcmp(a->host, "::1") == 0 ||
-	       strcmp(a->host, "localhost") == 0;
+	return strncmp(a->host, "127.", 4) == 0 ||
+	       strcmp(a->host, "::1") == 0 || strcmp(a->host, "localhost") == 0;
 }
 
 /*
@@ -261,8 +282,10 @@ static int read_pem(const char *path, const char *key, const char *file,
 	fclose(f);
 	if (!buf || n == 0 || n > PEM_MAX || !strstr(buf, "-----BEGIN ")) {
 		free(buf);
-		snprintf(err, errlen, "%s: %s: %s is not a PEM file of at most "
-			 "%d bytes", path, key, file, PEM_MAX);
+		snprintf(err, errlen,
+			 "%s: %s: %s is not a PEM file of at most "
+			 "%d bytes",
+			 path, key, file, PEM_MAX);
 		return -1;
 	}
 	buf[n] = '\0';
@@ -279,10 +302,12 @@ static int validate_redis_url(const char *path, struct dconf *c, char *err,
 
 	if (c->cluster_master_name || c->cluster_sentinel_password ||
 	    c->cluster_user || c->cluster_password || c->cluster_db) {
-		snprintf(err, errlen, "%s: cluster.master_name, "
+		snprintf(err, errlen,
+			 "%s: cluster.master_name, "
 			 "sentinel_password, user, password and db go with "
 			 "cluster.sentinels; with cluster.redis, write the "
-			 "credentials and database in its URL", path);
+			 "credentials and database in its URL",
+			 path);
 		return -1;
 	}
 	if (conf_redis_url_parse(c->cluster_redis, &c->redis, why,
@@ -305,7 +330,8 @@ static int validate_sentinels(const char *path, struct dconf *c, char *err,
 
 	if (!c->cluster_master_name ||
 	    !proto_valid_instance(c->cluster_master_name)) {
-		snprintf(err, errlen, "%s: cluster.master_name (the name the "
+		snprintf(err, errlen,
+			 "%s: cluster.master_name (the name the "
 			 "sentinels monitor) is required with "
 			 "cluster.sentinels, 1 to 128 printable characters",
 			 path);
@@ -315,15 +341,18 @@ static int validate_sentinels(const char *path, struct dconf *c, char *err,
 		if (conf_parse_addr(c->cluster_sentinels.v[i],
 				    &c->sentinel_addrs[i]) != 0 ||
 		    c->sentinel_addrs[i].port == 0) {
-			snprintf(err, errlen, "%s: cluster.sentinels: '%s' is "
-				 "not HOST:PORT", path, c->cluster_sentinels.v[i]);
+			snprintf(err, errlen,
+				 "%s: cluster.sentinels: '%s' is "
+				 "not HOST:PORT",
+				 path, c->cluster_sentinels.v[i]);
 			return -1;
 		}
 	if ((user && !password) ||
-	    (password && (!password[0] ||
-			  strlen(password) >= sizeof(c->redis.password))) ||
+	    (password &&
+	     (!password[0] || strlen(password) >= sizeof(c->redis.password))) ||
 	    (user && strlen(user) >= sizeof(c->redis.user))) {
-		snprintf(err, errlen, "%s: cluster.password must be 1 to 255 "
+		snprintf(err, errlen,
+			 "%s: cluster.password must be 1 to 255 "
 			 "bytes, and cluster.user (at most 127) needs it",
 			 path);
 		return -1;
@@ -340,14 +369,15 @@ static int validate_redis(const char *path, struct dconf *c, char *err,
 			  size_t errlen)
 {
 	if (!c->cluster_redis == !c->cluster_sentinels.n) {
-		snprintf(err, errlen, "%s: cluster: set either redis (one "
+		snprintf(err, errlen,
+			 "%s: cluster: set either redis (one "
 			 "server) or sentinels and master_name (Redis "
-			 "Sentinel), not %s", path,
-			 c->cluster_redis ? "both" : "neither");
+			 "Sentinel), not %s",
+			 path, c->cluster_redis ? "both" : "neither");
 		return -1;
 	}
 	return c->cluster_redis ? validate_redis_url(path, c, err, errlen) :
-	       validate_sentinels(path, c, err, errlen);
+				  validate_sentinels(path, c, err, errlen);
 }
 
 /*
@@ -358,26 +388,31 @@ static int validate_redis(const char *path, struct dconf *c, char *err,
 static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 {
 	if (log_level_parse(c->log_level) < 0) {
-		snprintf(err, errlen, "%s: log_level must be error, warn, info or debug",
+		snprintf(err, errlen,
+			 "%s: log_level must be error, warn, info or debug",
 			 path);
 		return -1;
 	}
 	for (size_t i = 0; i < c->allowed_hosts.n; i++)
 		if (!valid_host_pattern(c->allowed_hosts.v[i])) {
-			snprintf(err, errlen, "%s: allowed_hosts: '%s' is not a "
-				 "host name, '*.domain' or '*'", path,
-				 c->allowed_hosts.v[i]);
+			snprintf(err, errlen,
+				 "%s: allowed_hosts: '%s' is not a "
+				 "host name, '*.domain' or '*'",
+				 path, c->allowed_hosts.v[i]);
 			return -1;
 		}
 	if (c->max_streams * 2 > c->max_http) {
-		snprintf(err, errlen, "%s: limits.max_streams must be at most "
+		snprintf(err, errlen,
+			 "%s: limits.max_streams must be at most "
 			 "half of limits.max_http (streams must leave room for "
-			 "calls)", path);
+			 "calls)",
+			 path);
 		return -1;
 	}
 	if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms) {
 		snprintf(err, errlen,
-			 "%s: heartbeat.timeout must be longer than heartbeat.interval",
+			 "%s: heartbeat.timeout must be longer than "
+			 "heartbeat.interval",
 			 path);
 		return -1;
 	}
@@ -385,23 +420,30 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 		return -1;
 	if (c->cluster_present &&
 	    c->cluster_timeout_ms * 2 > c->cluster_node_ttl_ms) {
-		snprintf(err, errlen, "%s: cluster.timeout must be at most half of "
-			 "cluster.node_ttl (a node stalled on one Redis call must "
-			 "not look dead)", path);
+		snprintf(err, errlen,
+			 "%s: cluster.timeout must be at most half of "
+			 "cluster.node_ttl (a node stalled on one Redis call "
+			 "must "
+			 "not look dead)",
+			 path);
 		return -1;
 	}
 	if (c->cluster_present && !proto_valid_instance(c->cluster_prefix)) {
-		snprintf(err, errlen, "%s: cluster.prefix must be 1 to 128 "
-			 "printable characters", path);
+		snprintf(err, errlen,
+			 "%s: cluster.prefix must be 1 to 128 "
+			 "printable characters",
+			 path);
 		return -1;
 	}
 	if (!c->auth_present && !c->auth_none &&
 	    (!loopback(&c->listen_http) || !loopback(&c->listen_agents))) {
-		snprintf(err, errlen, "%s: listen.%s is not a loopback address "
-			 "and no auth is configured: anyone who can reach it could "
+		snprintf(err, errlen,
+			 "%s: listen.%s is not a loopback address "
+			 "and no auth is configured: anyone who can reach it "
+			 "could "
 			 "lock every gate; set auth.secret_file, or write "
-			 "'auth: none' to accept that", path,
-			 loopback(&c->listen_http) ? "agents" : "http");
+			 "'auth: none' to accept that",
+			 path, loopback(&c->listen_http) ? "agents" : "http");
 		return -1;
 	}
 	if (c->tls_present &&
@@ -424,8 +466,10 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 		c->node = strdup(c->cluster_node);
 	}
 	if (!c->node || !proto_valid_instance(c->node)) {
-		snprintf(err, errlen, "%s: node must be 1 to 128 printable "
-			 "characters", path);
+		snprintf(err, errlen,
+			 "%s: node must be 1 to 128 printable "
+			 "characters",
+			 path);
 		return -1;
 	}
 	return 0;

@@ -15,7 +15,7 @@
 
 #include "conf.h"
 
-#define DCONF_SENTINELS_MAX 16
+#define DCONF_SENTINELS_MAX    16
 #define DCONF_MIN_REPLICAS_MAX 16
 
 struct dconf_service {
@@ -29,7 +29,7 @@ struct dconf {
 	char *state_dir;
 	int64_t history;
 	char *log_level;
-	char *node;                  /* welcome's "node"; default: hostname */
+	char *node; /* welcome's "node"; default: hostname */
 
 	int64_t heartbeat_interval_ms;
 	int64_t heartbeat_timeout_ms;
@@ -37,22 +37,22 @@ struct dconf {
 	int64_t restart_grace_ms;
 
 	bool auth_present;
-	bool auth_none;              /* "auth: none": open on purpose */
+	bool auth_none; /* "auth: none": open on purpose */
 	char *auth_secret_file;
-	char *auth_previous_secret_file;   /* also accepted while rotating */
+	char *auth_previous_secret_file; /* also accepted while rotating */
 	bool tls_present;
-	char *tls_cert;              /* PEM file paths */
+	char *tls_cert; /* PEM file paths */
 	char *tls_key;
-	char *tls_cert_pem;          /* their contents, read at load */
+	char *tls_cert_pem; /* their contents, read at load */
 	size_t tls_cert_len;
 	char *tls_key_pem;
 	size_t tls_key_len;
 	bool cluster_present;
-	char *cluster_redis;         /* redis://[:password@]host[:port][/db] */
+	char *cluster_redis; /* redis://[:password@]host[:port][/db] */
 	struct conf_strlist cluster_sentinels; /* or these: HOST:PORT each */
-	char *cluster_master_name;   /* the name the sentinels monitor */
+	char *cluster_master_name;       /* the name the sentinels monitor */
 	char *cluster_sentinel_password; /* the sentinels' requirepass */
-	char *cluster_user;          /* with sentinels: the data nodes' */
+	char *cluster_user;              /* with sentinels: the data nodes' */
 	char *cluster_password;
 	int64_t cluster_db;
 	int64_t cluster_min_replicas; /* writes wait for this many replicas */
@@ -64,26 +64,26 @@ struct dconf {
 	struct redis_url redis;      /* cluster_redis, parsed (with sentinels:
 					user, password, db; no address) */
 
-	struct conf_map services;    /* items: struct dconf_service */
+	struct conf_map services; /* items: struct dconf_service */
 
-	bool drain_present;          /* SIGTERM drains the node first */
-	int64_t drain_batch;         /* links closed per step */
-	int64_t drain_interval_ms;   /* between steps; the agents' spread */
-	int64_t drain_timeout_ms;    /* SIGTERM: stop anyway after this */
-	int64_t idem_retention_ms;   /* idempotency keys kept this long */
-	int64_t idem_max_keys;       /* at most this many; the oldest go */
+	bool drain_present;        /* SIGTERM drains the node first */
+	int64_t drain_batch;       /* links closed per step */
+	int64_t drain_interval_ms; /* between steps; the agents' spread */
+	int64_t drain_timeout_ms;  /* SIGTERM: stop anyway after this */
+	int64_t idem_retention_ms; /* idempotency keys kept this long */
+	int64_t idem_max_keys;     /* at most this many; the oldest go */
 
 	int64_t max_agents;
-	int64_t max_agents_per_ip;   /* 0 = no limit */
+	int64_t max_agents_per_ip; /* 0 = no limit */
 	int64_t max_message;
 	int64_t send_queue;
-	int64_t max_http;            /* concurrent HTTP connections */
+	int64_t max_http; /* concurrent HTTP connections */
 	int64_t max_http_per_ip;
-	int64_t max_streams;         /* live event streams; 0 = auto: max_http/4 */
+	int64_t max_streams; /* live event streams; 0 = auto: max_http/4 */
 	int64_t max_streams_per_ip;
-	int64_t header_timeout_ms;   /* a whole request head, at most */
-	int64_t body_timeout_ms;     /* then its whole body */
-	int64_t accept_rate;         /* agent connections per second, 0 = any */
+	int64_t header_timeout_ms; /* a whole request head, at most */
+	int64_t body_timeout_ms;   /* then its whole body */
+	int64_t accept_rate;       /* agent connections per second, 0 = any */
 	int64_t accept_burst;
 	int64_t accept_share_per_ip; /* percent of both, for one address */
 	int64_t http_threads;

@@ -85,10 +85,10 @@ void event_unref(struct event *ev)
 const char *event_kind_name(enum event_kind kind)
 {
 	switch (kind) {
-	case EVENT_READINESS:  return "readiness";
+	case EVENT_READINESS: return "readiness";
 	case EVENT_INVALIDATE: return "invalidate";
-	case EVENT_COMMAND:    return "command";
-	case EVENT_WELCOME:    return "welcome";
+	case EVENT_COMMAND: return "command";
+	case EVENT_WELCOME: return "welcome";
 	}
 	return "unknown";
 }
@@ -96,10 +96,10 @@ const char *event_kind_name(enum event_kind kind)
 const char *event_scope_name(enum event_scope scope)
 {
 	switch (scope) {
-	case SCOPE_ALL:        return "all";
+	case SCOPE_ALL: return "all";
 	case SCOPE_DEPENDENTS: return "dependents";
-	case SCOPE_SERVICE:    return "service";
-	case SCOPE_INSTANCE:   return "instance";
+	case SCOPE_SERVICE: return "service";
+	case SCOPE_INSTANCE: return "instance";
 	}
 	return "unknown";
 }
@@ -125,15 +125,13 @@ bool event_addressed_to(const struct event *ev, const char *service,
 			size_t n_deps)
 {
 	switch (ev->scope) {
-	case SCOPE_ALL:
-		return true;
+	case SCOPE_ALL: return true;
 	case SCOPE_DEPENDENTS:
 		for (size_t i = 0; i < n_deps; i++)
 			if (strcmp(deps[i], ev->service) == 0)
 				return true;
 		return false;
-	case SCOPE_SERVICE:
-		return strcmp(service, ev->service) == 0;
+	case SCOPE_SERVICE: return strcmp(service, ev->service) == 0;
 	case SCOPE_INSTANCE:
 		return strcmp(instance, ev->instance) == 0 &&
 		       (!ev->service[0] || strcmp(service, ev->service) == 0);

@@ -24,15 +24,15 @@ enum event_kind {
 	EVENT_READINESS = 1,
 	EVENT_INVALIDATE,
 	EVENT_COMMAND,
-	EVENT_WELCOME,     /* one link's welcome: never logged, never shared */
+	EVENT_WELCOME, /* one link's welcome: never logged, never shared */
 };
 
 /* Who receives an event. */
 enum event_scope {
-	SCOPE_ALL = 1,        /* every linked agent */
-	SCOPE_DEPENDENTS,     /* agents whose depends_on holds `service` */
-	SCOPE_SERVICE,        /* instances of `service` */
-	SCOPE_INSTANCE,       /* the instance `instance` (of `service` if set) */
+	SCOPE_ALL = 1,    /* every linked agent */
+	SCOPE_DEPENDENTS, /* agents whose depends_on holds `service` */
+	SCOPE_SERVICE,    /* instances of `service` */
+	SCOPE_INSTANCE,   /* the instance `instance` (of `service` if set) */
 };
 
 struct event {
@@ -42,12 +42,12 @@ struct event {
 	char service[PROTO_NAME_MAX + 1];
 	char instance[PROTO_INSTANCE_MAX + 1];
 	uint64_t seq;
-	int64_t created_us;        /* when the trigger arrived (monotonic) */
-	int64_t created_wall_ms;   /* the same, wall clock, journaled */
+	int64_t created_us;      /* when the trigger arrived (monotonic) */
+	int64_t created_wall_ms; /* the same, wall clock, journaled */
 	char command[PROTO_COMMAND_MAX];
-	cJSON *header;             /* owned */
-	cJSON *value;              /* owned */
-	unsigned char *frame;      /* LWS_PRE headroom, then len bytes of JSON */
+	cJSON *header;        /* owned */
+	cJSON *value;         /* owned */
+	unsigned char *frame; /* LWS_PRE headroom, then len bytes of JSON */
 	size_t len;
 };
 

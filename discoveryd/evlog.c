@@ -118,7 +118,8 @@ static uint64_t get_u64(const cJSON *o, const char *key)
 
 	/* Seqs stay below 2^53 in any real journal; cJSON holds doubles. */
 	return cJSON_IsNumber(v) && v->valuedouble >= 0 ?
-	       (uint64_t)v->valuedouble : 0;
+		       (uint64_t)v->valuedouble :
+		       0;
 }
 
 static const char *get_str(const cJSON *o, const char *key)
@@ -144,8 +145,9 @@ static enum declaration parse_decl(const cJSON *o)
 {
 	const char *d = get_str(o, "declared");
 
-	return strcmp(d, "ready") == 0 ? DECL_READY :
-	       strcmp(d, "notready") == 0 ? DECL_NOTREADY : DECL_NONE;
+	return strcmp(d, "ready") == 0    ? DECL_READY :
+	       strcmp(d, "notready") == 0 ? DECL_NOTREADY :
+					    DECL_NONE;
 }
 
 static cJSON *event_record(const struct event *ev)
@@ -160,9 +162,11 @@ static cJSON *event_record(const struct event *ev)
 	cJSON_AddStringToObject(o, "instance", ev->instance);
 	cJSON_AddStringToObject(o, "command", ev->command);
 	if (ev->header)
-		cJSON_AddItemToObject(o, "header", cJSON_Duplicate(ev->header, true));
+		cJSON_AddItemToObject(o, "header",
+				      cJSON_Duplicate(ev->header, true));
 	if (ev->value)
-		cJSON_AddItemToObject(o, "value", cJSON_Duplicate(ev->value, true));
+		cJSON_AddItemToObject(o, "value",
+				      cJSON_Duplicate(ev->value, true));
 	cJSON_AddNumberToObject(o, "ts", (double)ev->created_wall_ms);
 	return o;
 }
@@ -184,7 +188,8 @@ static struct event *event_from_record(const cJSON *r, const char *epoch)
 	if (!ev)
 		return NULL;
 	snprintf(ev->service, sizeof(ev->service), "%s", get_str(r, "service"));
-	snprintf(ev->instance, sizeof(ev->instance), "%s", get_str(r, "instance"));
+	snprintf(ev->instance, sizeof(ev->instance), "%s",
+		 get_str(r, "instance"));
 	ev->created_wall_ms = (int64_t)cJSON_GetNumberValue(
 		cJSON_GetObjectItemCaseSensitive(r, "ts"));
 	if (event_seal(ev, epoch, get_u64(r, "seq")) != 0) {
@@ -236,8 +241,10 @@ static void restore_event(struct evlog *log, const cJSON *r)
 	log->seq = ev->seq;
 	ring_push(log, ev);
 	if (ev->kind == EVENT_READINESS && cJSON_IsObject(ev->value)) {
-		struct evlog_service *s = restored(log, get_str(ev->value, "service"));
-		const cJSON *ready = cJSON_GetObjectItemCaseSensitive(ev->value, "ready");
+		struct evlog_service *s =
+			restored(log, get_str(ev->value, "service"));
+		const cJSON *ready =
+			cJSON_GetObjectItemCaseSensitive(ev->value, "ready");
 
 		if (s)
 			s->ready = cJSON_IsTrue(ready);
@@ -253,15 +260,17 @@ static void restore_snapshot(struct evlog *log, const cJSON *r)
 	const cJSON *item;
 
 	log->n_restored = 0;
-	cJSON_ArrayForEach(item, list) {
+	cJSON_ArrayForEach (item, list) {
 		struct evlog_service *s = restored(log, get_str(item, "name"));
 
 		if (s) {
 			s->declared = parse_decl(item);
 			s->expires_wall_ms = (int64_t)cJSON_GetNumberValue(
-				cJSON_GetObjectItemCaseSensitive(item, "expires"));
+				cJSON_GetObjectItemCaseSensitive(item,
+								 "expires"));
 			s->ready = cJSON_IsTrue(
-				cJSON_GetObjectItemCaseSensitive(item, "ready"));
+				cJSON_GetObjectItemCaseSensitive(item,
+								 "ready"));
 		}
 	}
 }
@@ -286,7 +295,7 @@ static size_t replay(struct evlog *log, const cJSON *records)
 	const cJSON *r;
 	size_t events = 0;
 
-	cJSON_ArrayForEach(r, records) {
+	cJSON_ArrayForEach (r, records) {
 		const char *t = get_str(r, "t");
 
 		if (strcmp(t, "epoch") == 0) {
@@ -368,7 +377,7 @@ static int rewrite(struct evlog *log, const struct evlog_service *state,
 	records[i++] = snapshot_record(state, n);
 	for (size_t k = 0; k < log->count; k++)
 		records[i++] = print_free(event_record(evlog_at(log, k)));
-	cJSON_ArrayForEach(x, extra)
+	cJSON_ArrayForEach (x, extra)
 		records[i++] = cJSON_PrintUnformatted(x);
 	for (i = 0; i < total && records[i]; i++)
 		;
@@ -422,7 +431,8 @@ int evlog_open(struct evlog *log, size_t history, const char *state_dir,
 		ring_clear(log);
 		if (rewrite(log, log->restored, log->n_restored,
 			    log->idem_records) != 0) {
-			snprintf(err, errlen, "cannot write the journal in %s: %s",
+			snprintf(err, errlen,
+				 "cannot write the journal in %s: %s",
 				 state_dir, strerror(errno));
 			return -1;
 		}
@@ -465,7 +475,8 @@ int evlog_append(struct evlog *log, struct event *ev,
 	}
 	/* The key rides on its change: a crash keeps both or neither. */
 	if (o && log->tag)
-		cJSON_AddItemToObject(o, "idem", cJSON_Duplicate(log->tag, true));
+		cJSON_AddItemToObject(o, "idem",
+				      cJSON_Duplicate(log->tag, true));
 	text = o ? print_free(o) : NULL;
 	rc = text ? journal_append(&log->journal, text, strlen(text)) : -1;
 	free(text);
@@ -520,9 +531,8 @@ char *evlog_event_text(const struct event *ev)
 	return print_free(o);
 }
 
-struct event *evlog_event_parse(const char *text, size_t len,
-				const char *epoch, uint64_t seq,
-				int64_t wall_ms)
+struct event *evlog_event_parse(const char *text, size_t len, const char *epoch,
+				uint64_t seq, int64_t wall_ms)
 {
 	cJSON *r = cJSON_ParseWithLength(text, len);
 	struct event *ev = NULL;

@@ -31,7 +31,7 @@
 struct evlog_service {
 	char name[PROTO_NAME_MAX + 1];
 	enum declaration declared;
-	int64_t expires_wall_ms;      /* 0 = no TTL */
+	int64_t expires_wall_ms; /* 0 = no TTL */
 	bool ready;
 };
 
@@ -44,13 +44,13 @@ struct evlog_decl {
 
 struct evlog {
 	char epoch[PROTO_EPOCH_MAX + 1];
-	uint64_t seq;                 /* last assigned; 0 = none yet */
-	struct event **ring;          /* the retained events, oldest first */
+	uint64_t seq;        /* last assigned; 0 = none yet */
+	struct event **ring; /* the retained events, oldest first */
 	size_t cap, head, count;
 	struct journal journal;
-	bool failing;                 /* the last append failed */
-	bool mirror;                  /* cluster mode: no journal, the ring
-	                                 mirrors the Redis stream */
+	bool failing; /* the last append failed */
+	bool mirror;  /* cluster mode: no journal, the ring
+			 mirrors the Redis stream */
 
 	/* Filled by evlog_open; the hub applies and frees them. */
 	struct evlog_service *restored;
@@ -75,7 +75,7 @@ struct evlog_recovery {
 	size_t records;
 	size_t events;
 	bool new_epoch;
-	const char *why;              /* when new_epoch: "new journal", "corrupt journal" */
+	const char *why; /* when new_epoch: "new journal", "corrupt journal" */
 	bool torn;
 	size_t dropped_bytes;
 };
@@ -109,9 +109,8 @@ void evlog_adopt(struct evlog *log, struct event *ev);
 /* An event's record for the stream (malloc'd JSON; no seq: Redis gives it). */
 char *evlog_event_text(const struct event *ev);
 /* An event from a stream record, sealed with epoch and seq; NULL if bad. */
-struct event *evlog_event_parse(const char *text, size_t len,
-				const char *epoch, uint64_t seq,
-				int64_t wall_ms);
+struct event *evlog_event_parse(const char *text, size_t len, const char *epoch,
+				uint64_t seq, int64_t wall_ms);
 
 /* Has the journal grown past about twice the history? */
 bool evlog_wants_compaction(const struct evlog *log);

@@ -66,8 +66,10 @@ static void compact(struct hub *h)
 			continue;
 		snprintf(state[n].name, sizeof(state[n].name), "%s", s->name);
 		state[n].declared = s->declared;
-		state[n].expires_wall_ms = s->declared && s->expires_ms ?
-					   wall + (s->expires_ms - now) : 0;
+		state[n].expires_wall_ms =
+			s->declared && s->expires_ms ?
+				wall + (s->expires_ms - now) :
+				0;
 		state[n].ready = s->ready;
 		n++;
 	}
@@ -154,8 +156,8 @@ int hub_announce(struct hub *h, struct service *s,
 		return 0;
 	s->ready = ready;
 	log_info("readiness", "service=%s ready=%s seq=%llu delivered=%zu",
-		 s->name, ready ? "true" : "false",
-		 (unsigned long long)ev->seq, n);
+		 s->name, ready ? "true" : "false", (unsigned long long)ev->seq,
+		 n);
 	if (seq)
 		*seq = ev->seq;
 	if (delivered)
@@ -218,7 +220,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 			link_close(l, 1008, "no hello in time");
 		else if (l->inherited &&
 			 now - l->connected_ms > h->heartbeat_timeout_ms)
-			link_set_ready(l, false);   /* it never reported */
+			link_set_ready(l, false); /* it never reported */
 		else if (now - l->last_ping_ms >= h->heartbeat_interval_ms)
 			link_ping(l);
 	}
@@ -307,10 +309,13 @@ static size_t restore(struct hub *h)
 		if (!s)
 			break;
 		s->ready = r->ready;
-		if (r->declared && (!r->expires_wall_ms || r->expires_wall_ms > wall)) {
+		if (r->declared &&
+		    (!r->expires_wall_ms || r->expires_wall_ms > wall)) {
 			s->declared = r->declared;
-			s->expires_ms = r->expires_wall_ms ?
-					now + (r->expires_wall_ms - wall) : 0;
+			s->expires_ms =
+				r->expires_wall_ms ?
+					now + (r->expires_wall_ms - wall) :
+					0;
 		}
 		if (!s->declared && s->ready && h->restart_grace_ms > 0) {
 			s->grace = true;
@@ -451,7 +456,8 @@ static unsigned fd_budget(const struct dconf *conf)
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		return (unsigned)(want > 1000000 ? 1000000 : want);
 	room = rl.rlim_cur > (uint64_t)conf->max_http + 64 ?
-	       rl.rlim_cur - (uint64_t)conf->max_http - 64 : 64;
+		       rl.rlim_cur - (uint64_t)conf->max_http - 64 :
+		       64;
 	return (unsigned)(want < room ? want : room);
 }
 
@@ -501,10 +507,11 @@ static int open_log(struct hub *h, const struct dconf *conf, char *err,
 		else
 			snprintf(where, sizeof(where), "redis=%s:%d",
 				 conf->redis.addr.host, conf->redis.addr.port);
-		log_info("cluster", "%s db=%d node=%s prefix=%s "
+		log_info("cluster",
+			 "%s db=%d node=%s prefix=%s "
 			 "node_ttl_ms=%lld timeout_ms=%lld min_replicas=%lld",
-			 where,
-			 conf->redis.db, conf->node, conf->cluster_prefix,
+			 where, conf->redis.db, conf->node,
+			 conf->cluster_prefix,
 			 (long long)conf->cluster_node_ttl_ms,
 			 (long long)conf->cluster_timeout_ms,
 			 (long long)conf->cluster_min_replicas);
@@ -515,13 +522,15 @@ static int open_log(struct hub *h, const struct dconf *conf, char *err,
 		return -1;
 	held = restore(h);
 	hub_idem_restore(h);
-	log_info("journal", "state_dir=%s records=%zu events=%zu epoch=%s seq=%llu "
+	log_info("journal",
+		 "state_dir=%s records=%zu events=%zu epoch=%s seq=%llu "
 		 "new_epoch=%s torn_tail=%s dropped_bytes=%zu grace_held=%zu",
 		 conf->state_dir, rec.records, rec.events, h->log.epoch,
 		 (unsigned long long)h->log.seq, rec.new_epoch ? rec.why : "no",
 		 rec.torn ? "dropped" : "no", rec.dropped_bytes, held);
 	if (rec.new_epoch && rec.records)
-		log_warn("journal damaged", "note=\"history lost: a new epoch, "
+		log_warn("journal damaged",
+			 "note=\"history lost: a new epoch, "
 			 "agents resume with recovered:false\"");
 	return 0;
 }
@@ -561,7 +570,8 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 |
 		       LWS_SERVER_OPTION_DISABLE_IPV6;
-	info.iface = conf->listen_agents.host[0] ? conf->listen_agents.host : NULL;
+	info.iface = conf->listen_agents.host[0] ? conf->listen_agents.host :
+						   NULL;
 	info.port = conf->listen_agents.port;
 	info.protocols = link_protocols;
 	info.user = h;
@@ -580,7 +590,8 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	h->ctx = lws_create_context(&info);
 	if (!h->ctx) {
 		snprintf(err, errlen, "cannot listen for agents on %s",
-			 conf_addr_format(&conf->listen_agents, addr, sizeof(addr)));
+			 conf_addr_format(&conf->listen_agents, addr,
+					  sizeof(addr)));
 		hub_free(h);
 		return NULL;
 	}
@@ -597,7 +608,8 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	}
 	if (!h->vhost || lws_get_vhost_listen_port(h->vhost) <= 0) {
 		snprintf(err, errlen, "cannot listen for agents on %s",
-			 conf_addr_format(&conf->listen_agents, addr, sizeof(addr)));
+			 conf_addr_format(&conf->listen_agents, addr,
+					  sizeof(addr)));
 		hub_free(h);
 		return NULL;
 	}

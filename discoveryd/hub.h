@@ -28,65 +28,68 @@ struct hub;
 struct cluster_batch;
 
 enum hub_op {
-	HUB_DECLARE = 1,   /* service, decl (DECL_NONE: back to derived), ttl_ms */
-	HUB_CACHEREADY,    /* declare `cache` ready and broadcast CacheReady */
-	HUB_INVALIDATE,    /* value {"keys":[...]}, service optional */
-	HUB_BROADCAST,     /* command, header, value, service/instance optional */
-	HUB_SERVICES,      /* list */
-	HUB_SERVICE,       /* one: service */
-	HUB_AGENTS,        /* list */
-	HUB_RELOAD,        /* conf: apply what can change at run time */
-	HUB_EVENTS,        /* retained events with seq > after, at most limit */
-	HUB_METRICS,       /* the hub's part of /metrics, as text */
-	HUB_INFO,          /* node, epoch, seq, counts */
-	HUB_SSE_OPEN,      /* start stream: events after `after` (if has_after), then live */
-	HUB_SSE_CLOSE,     /* stop feeding stream */
-	HUB_SSE_END_ALL,   /* end every stream (before the HTTP side stops) */
+	HUB_DECLARE =
+		1,      /* service, decl (DECL_NONE: back to derived), ttl_ms */
+	HUB_CACHEREADY, /* declare `cache` ready and broadcast CacheReady */
+	HUB_INVALIDATE, /* value {"keys":[...]}, service optional */
+	HUB_BROADCAST,  /* command, header, value, service/instance optional */
+	HUB_SERVICES,   /* list */
+	HUB_SERVICE,    /* one: service */
+	HUB_AGENTS,     /* list */
+	HUB_RELOAD,     /* conf: apply what can change at run time */
+	HUB_EVENTS,     /* retained events with seq > after, at most limit */
+	HUB_METRICS,    /* the hub's part of /metrics, as text */
+	HUB_INFO,       /* node, epoch, seq, counts */
+	HUB_SSE_OPEN, /* start stream: events after `after` (if has_after), then
+			 live */
+	HUB_SSE_CLOSE,   /* stop feeding stream */
+	HUB_SSE_END_ALL, /* end every stream (before the HTTP side stops) */
 	/* Cluster mode (cluster.h): */
 	HUB_AWAIT,         /* answer once event `after` of `epoch` is delivered
-	                      here (delivered), or after the cluster timeout */
+			      here (delivered), or after the cluster timeout */
 	HUB_CLUSTER_APPLY, /* batch: events read from the stream */
 	HUB_CLUSTER_SNAPSHOT, /* body: this node's counts and agents, JSON */
-	HUB_DRAIN,         /* drain the node named by instance, "" = this one
-	                      (hub_drain.c) */
+	HUB_DRAIN,            /* drain the node named by instance, "" = this one
+				 (hub_drain.c) */
 };
 
 /* Where a drain stands (hub_drain.c). */
 enum hub_drain_state {
 	HUB_SERVING = 0,
-	HUB_DRAINING,      /* closing its links in steps, refusing hellos */
-	HUB_DRAINED,       /* no link left; the API still serves */
+	HUB_DRAINING, /* closing its links in steps, refusing hellos */
+	HUB_DRAINED,  /* no link left; the API still serves */
 };
 
 struct hub_req {
 	enum hub_op op;
-	char service[PROTO_NAME_MAX + 1];    /* "" = none */
+	char service[PROTO_NAME_MAX + 1]; /* "" = none */
 	char instance[PROTO_INSTANCE_MAX + 1];
 	enum declaration decl;
-	int64_t ttl_ms;                      /* 0 = no TTL */
+	int64_t ttl_ms; /* 0 = no TTL */
 	char command[PROTO_COMMAND_MAX];
-	cJSON *header;                       /* given to the hub by hub_call */
-	cJSON *value;                        /* given to the hub by hub_call */
-	const struct dconf *conf;            /* HUB_RELOAD; read during the call */
-	uint64_t after;                      /* HUB_EVENTS, HUB_SSE_OPEN */
-	bool has_after;                      /* HUB_SSE_OPEN */
-	struct sse *stream;                  /* HUB_SSE_*; owned by the caller */
-	size_t limit;                        /* HUB_EVENTS; 0 = all */
-	char epoch[PROTO_EPOCH_MAX + 1];     /* HUB_AWAIT */
-	struct cluster_batch *batch;         /* HUB_CLUSTER_APPLY; not owned */
-	size_t delivered;                    /* HUB_AWAIT's answer */
+	cJSON *header;                   /* given to the hub by hub_call */
+	cJSON *value;                    /* given to the hub by hub_call */
+	const struct dconf *conf;        /* HUB_RELOAD; read during the call */
+	uint64_t after;                  /* HUB_EVENTS, HUB_SSE_OPEN */
+	bool has_after;                  /* HUB_SSE_OPEN */
+	struct sse *stream;              /* HUB_SSE_*; owned by the caller */
+	size_t limit;                    /* HUB_EVENTS; 0 = all */
+	char epoch[PROTO_EPOCH_MAX + 1]; /* HUB_AWAIT */
+	struct cluster_batch *batch;     /* HUB_CLUSTER_APPLY; not owned */
+	size_t delivered;                /* HUB_AWAIT's answer */
 	/* A write's Idempotency-Key, scoped ("" = none), and fingerprint. */
 	char idem_key[IDEM_SCOPED_MAX + 1];
 	unsigned char idem_fp[IDEM_FP_LEN];
-	bool replayed;                       /* the answer is the first one's */
+	bool replayed; /* the answer is the first one's */
 
-	/* The answer: an HTTP status and a malloc'd JSON body (caller frees). */
+	/* The answer: an HTTP status and a malloc'd JSON body (caller frees).
+	 */
 	int status;
 	char *body;
 
 	/* Private to hub.c. */
 	bool done;
-	bool deferred;                       /* answered later (HUB_AWAIT) */
+	bool deferred; /* answered later (HUB_AWAIT) */
 	int64_t deadline_ms;
 	struct hub_req *next;
 };

@@ -142,19 +142,21 @@ static void apply_entry(struct hub *h, const struct cluster_entry *e,
 		return;
 	}
 	/* Delivery latency counts from when Redis appended it. */
-	ev->created_us = clock_mono_us() - (now_wall > e->wall_ms ?
-				      (now_wall - e->wall_ms) * 1000 : 0);
+	ev->created_us =
+		clock_mono_us() -
+		(now_wall > e->wall_ms ? (now_wall - e->wall_ms) * 1000 : 0);
 	evlog_adopt(&h->log, ev);
 	if (ev->kind == EVENT_READINESS) {
-		const cJSON *ready = cJSON_GetObjectItemCaseSensitive(ev->value,
-								      "ready");
+		const cJSON *ready =
+			cJSON_GetObjectItemCaseSensitive(ev->value, "ready");
 		struct service *s = registry_get(&h->registry, ev->service);
 
 		if (s) {
 			s->ready = cJSON_IsTrue(ready);
 			registry_release_service(&h->registry, s);
 		}
-		log_info("readiness", "service=%s ready=%s seq=%llu cluster=true",
+		log_info("readiness",
+			 "service=%s ready=%s seq=%llu cluster=true",
 			 ev->service, cJSON_IsTrue(ready) ? "true" : "false",
 			 (unsigned long long)ev->seq);
 	}
@@ -196,7 +198,7 @@ void hub_cluster_apply(struct hub *h, struct hub_req *req)
 		const struct cluster_entry *e = &b->entries[i];
 
 		if (e->seq <= h->log.seq)
-			continue;               /* read twice: once is enough */
+			continue; /* read twice: once is enough */
 		if (e->seq != h->log.seq + 1) {
 			/* The stream was trimmed past what this node read:
 			 * events are missing here. */
@@ -226,9 +228,11 @@ void hub_cluster_snapshot(struct hub *h, struct hub_req *req)
 		cJSON *row = cJSON_CreateArray();
 
 		cJSON_AddItemToArray(row, cJSON_CreateString(s->name));
-		cJSON_AddItemToArray(row, cJSON_CreateNumber((double)s->min_ready));
+		cJSON_AddItemToArray(row,
+				     cJSON_CreateNumber((double)s->min_ready));
 		cJSON_AddItemToArray(row, cJSON_CreateNumber(s->instances));
-		cJSON_AddItemToArray(row, cJSON_CreateNumber(s->ready_instances));
+		cJSON_AddItemToArray(row,
+				     cJSON_CreateNumber(s->ready_instances));
 		cJSON_AddItemToArray(row, cJSON_CreateNumber(s->dependents));
 		cJSON_AddItemToArray(services, row);
 	}

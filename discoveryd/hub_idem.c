@@ -32,7 +32,8 @@ static bool is_write(enum hub_op op)
 static int success_status(enum hub_op op)
 {
 	return op == HUB_INVALIDATE || op == HUB_BROADCAST || op == HUB_DRAIN ?
-	       202 : 200;
+		       202 :
+		       200;
 }
 
 static void drop_input(struct hub_req *req)
@@ -72,13 +73,15 @@ bool hub_idem_begin(struct hub *h, struct hub_req *req)
 	e = idem_find(&h->idem, req->idem_key, clock_wall_ms());
 	if (e && memcmp(e->fp, req->idem_fp, IDEM_FP_LEN) != 0) {
 		drop_input(req);
-		hub_answer_error(req, 422, "key_reused", "this Idempotency-Key "
+		hub_answer_error(req, 422, "key_reused",
+				 "this Idempotency-Key "
 				 "was used with another request");
 		return true;
 	}
-	if (e && !e->status) {                 /* cannot happen: see above */
+	if (e && !e->status) { /* cannot happen: see above */
 		drop_input(req);
-		hub_answer_error(req, 409, "in_flight", "a request with this "
+		hub_answer_error(req, 409, "in_flight",
+				 "a request with this "
 				 "Idempotency-Key is still being processed");
 		return true;
 	}
@@ -87,7 +90,8 @@ bool hub_idem_begin(struct hub *h, struct hub_req *req)
 		replay(h, req, e);
 		return true;
 	}
-	if (!(e = idem_add(&h->idem, req->idem_key, req->idem_fp, clock_wall_ms())) ||
+	if (!(e = idem_add(&h->idem, req->idem_key, req->idem_fp,
+			   clock_wall_ms())) ||
 	    !(h->idem_tag = idem_tag(e, success_status(req->op)))) {
 		if (e)
 			idem_remove(&h->idem, e);
@@ -107,7 +111,8 @@ static void record_answer(struct hub *h, struct idem_entry *e)
 	cJSON *r = idem_record(e);
 
 	if (!r || evlog_append_record(&h->log, r) != 0)
-		log_warn("journal append failed", "errno=%d "
+		log_warn("journal append failed",
+			 "errno=%d "
 			 "what=idempotency_answer note=\"a retry after a "
 			 "restart gets a shorter body\"",
 			 errno);
@@ -154,7 +159,7 @@ cJSON *hub_idem_records(struct hub *h)
 	for (struct idem_entry *e = h->idem.oldest; e; e = e->newer) {
 		cJSON *r;
 
-		if (e->status) {                    /* answered: all of it */
+		if (e->status) { /* answered: all of it */
 			cJSON_AddItemToArray(list, idem_record(e));
 			continue;
 		}
@@ -175,7 +180,7 @@ void hub_idem_restore(struct hub *h)
 	const cJSON *r;
 	int64_t now = clock_wall_ms();
 
-	cJSON_ArrayForEach(r, h->log.idem_records)
+	cJSON_ArrayForEach (r, h->log.idem_records)
 		idem_restore(&h->idem, r, 0, now);
 	cJSON_Delete(h->log.idem_records);
 	h->log.idem_records = NULL;

@@ -20,15 +20,15 @@
 #include "metrics.h"
 
 enum link_state {
-	LINK_OPEN = 1,      /* upgraded, waiting for hello */
-	LINK_ACTIVE,        /* hello accepted: an instance */
-	LINK_CLOSING,       /* a close is on its way; deliver nothing more */
+	LINK_OPEN = 1, /* upgraded, waiting for hello */
+	LINK_ACTIVE,   /* hello accepted: an instance */
+	LINK_CLOSING,  /* a close is on its way; deliver nothing more */
 };
 
 /* Why a link ended, for discovery_links_closed_total{reason}. */
 enum close_kind {
-	CLOSE_GONE = 0,          /* the connection dropped, no close frame */
-	CLOSE_PEER,              /* the agent closed it */
+	CLOSE_GONE = 0, /* the connection dropped, no close frame */
+	CLOSE_PEER,     /* the agent closed it */
 	CLOSE_HEARTBEAT,
 	CLOSE_HELLO_TIMEOUT,
 	CLOSE_REPLACED,
@@ -40,8 +40,8 @@ enum close_kind {
 	CLOSE_STOPPING,
 	CLOSE_INTERNAL,
 	CLOSE_WRITE_FAILED,
-	CLOSE_TOKEN,             /* its token expired, or its secret went */
-	CLOSE_DRAIN,             /* the node is being drained */
+	CLOSE_TOKEN, /* its token expired, or its secret went */
+	CLOSE_DRAIN, /* the node is being drained */
 	CLOSE_KINDS
 };
 
@@ -49,30 +49,30 @@ enum close_kind {
 struct hub_stats {
 	uint64_t links_opened;
 	uint64_t closed[CLOSE_KINDS];
-	uint64_t events[EVENT_COMMAND + 1];     /* by enum event_kind */
-	struct histogram delivery;              /* trigger to socket, per link */
+	uint64_t events[EVENT_COMMAND + 1]; /* by enum event_kind */
+	struct histogram delivery;          /* trigger to socket, per link */
 };
 
 /* A source address as text: at most 45 characters (inet_ntop). */
 #define LINK_PEER_MAX 48
 
-struct peer;                       /* peers.c */
-struct link_conn;                  /* link_admit.c */
+struct peer;      /* peers.c */
+struct link_conn; /* link_admit.c */
 
 /* Why the listener refused a connection, or cut it before its upgrade. */
 enum admit_refusal {
-	REFUSED_RATE = 0,              /* limits.accept_rate */
-	REFUSED_RATE_PER_IP,           /* limits.accept_share_per_ip */
-	REFUSED_PER_IP,                /* limits.max_agents_per_ip */
-	REFUSED_HANDSHAKE,             /* no upgrade within hello_timeout */
+	REFUSED_RATE = 0,    /* limits.accept_rate */
+	REFUSED_RATE_PER_IP, /* limits.accept_share_per_ip */
+	REFUSED_PER_IP,      /* limits.max_agents_per_ip */
+	REFUSED_HANDSHAKE,   /* no upgrade within hello_timeout */
 	REFUSED_KINDS
 };
 
 /* Refusals of one kind: counted always, logged in summary. */
 struct admit_log {
 	uint64_t total;
-	uint64_t unlogged;             /* since the last line */
-	int64_t logged_ms;             /* 0 = never */
+	uint64_t unlogged; /* since the last line */
+	int64_t logged_ms; /* 0 = never */
 	char last_peer[LINK_PEER_MAX];
 };
 
@@ -86,49 +86,49 @@ struct admit_log {
 struct link {
 	struct lws *wsi;
 	struct hub *hub;
-	size_t index;                  /* in hub->links */
+	size_t index; /* in hub->links */
 	enum link_state state;
-	unsigned token_secret;         /* the id of the secret that signed its
-	                                  token (auth on) */
+	unsigned token_secret; /* the id of the secret that signed its
+				  token (auth on) */
 	bool ping_due;
-	bool ready;                    /* the instance's own report */
+	bool ready; /* the instance's own report */
 	bool close_kind_set;
-	bool parked_once;              /* cluster: its hello waited already */
-	bool inherited;                /* ready is its zombie's, until it
-	                                  reports (link_set_ready) */
-	const char *peer;              /* the source address: the text of its
-	                                  peers.c record, held while the link
-	                                  lives (peer_of_addr) */
-	int64_t connected_ms;          /* monotonic */
-	int64_t connected_wall_ms;     /* for the agents list */
-	int64_t last_rx_ms;            /* any frame, pongs included */
-	int64_t last_pong_wall_ms;     /* 0 = none yet */
+	bool parked_once;          /* cluster: its hello waited already */
+	bool inherited;            /* ready is its zombie's, until it
+				      reports (link_set_ready) */
+	const char *peer;          /* the source address: the text of its
+				      peers.c record, held while the link
+				      lives (peer_of_addr) */
+	int64_t connected_ms;      /* monotonic */
+	int64_t connected_wall_ms; /* for the agents list */
+	int64_t last_rx_ms;        /* any frame, pongs included */
+	int64_t last_pong_wall_ms; /* 0 = none yet */
 	int64_t last_ping_ms;
 
 	/* From the hello. */
 	struct service *svc;
-	struct hnode index_node;       /* in hub->index */
+	struct hnode index_node; /* in hub->index */
 	bool indexed;
-	char *instance;                /* NULL until the hello; its address
-	                                  follows it (link_address) */
-	struct service **deps;         /* one allocation with dep_names */
-	const char **dep_names;        /* deps[i]->name, for event matching */
+	char *instance;         /* NULL until the hello; its address
+				   follows it (link_address) */
+	struct service **deps;  /* one allocation with dep_names */
+	const char **dep_names; /* deps[i]->name, for event matching */
 	size_t n_deps;
 	cJSON *meta;
-	struct link_parked *parked;    /* cluster: a hello waiting for this
-	                                  node to read as far as the agent */
+	struct link_parked *parked; /* cluster: a hello waiting for this
+				       node to read as far as the agent */
 
 	/* From its token (auth on): NULL = any service, no subject. */
 	char *token_svc;
-	char *token_sub;               /* who the token names, for the log */
-	int64_t token_exp;             /* seconds since the epoch; 0 = none */
+	char *token_sub;   /* who the token names, for the log */
+	int64_t token_exp; /* seconds since the epoch; 0 = none */
 
-	struct link_rx *rx;            /* a message arriving in pieces */
-	struct link_queue *queue;      /* NULL until an event has to wait */
+	struct link_rx *rx;       /* a message arriving in pieces */
+	struct link_queue *queue; /* NULL until an event has to wait */
 
-	enum close_kind close_kind;    /* set by the first close or kill */
-	int close_code;                /* != 0: close with it when writable */
-	char *close_reason;            /* with close_code; NULL = none */
+	enum close_kind close_kind; /* set by the first close or kill */
+	int close_code;             /* != 0: close with it when writable */
+	char *close_reason;         /* with close_code; NULL = none */
 };
 
 struct hub {
@@ -137,19 +137,19 @@ struct hub {
 	int64_t heartbeat_timeout_ms;
 	int64_t hello_timeout_ms;
 	size_t max_agents;
-	size_t max_agents_per_ip;      /* 0 = no limit */
+	size_t max_agents_per_ip; /* 0 = no limit */
 	size_t max_message;
 	size_t send_queue;
 	int64_t restart_grace_ms;
-	double accept_rate;            /* tokens per second; 0 = no limit */
+	double accept_rate; /* tokens per second; 0 = no limit */
 	double accept_burst;
-	double accept_share;           /* of both, one address's bucket */
-	bool tls;                      /* wss: refusals cannot be answered
-	                                  before the TLS handshake */
+	double accept_share; /* of both, one address's bucket */
+	bool tls;            /* wss: refusals cannot be answered
+				before the TLS handshake */
 	char node[PROTO_INSTANCE_MAX + 1];
 
 	struct auth *auth;
-	unsigned auth_generation;      /* of its secrets, as the tick saw */
+	unsigned auth_generation; /* of its secrets, as the tick saw */
 	struct lws_context *ctx;
 	struct lws_vhost *vhost;
 	char listen_address[CONF_ADDR_TEXT];
@@ -160,7 +160,7 @@ struct hub {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct hub_req *req_head, *req_tail;
-	bool accepting;                /* under mu */
+	bool accepting; /* under mu */
 	atomic_bool stop;
 
 	/* Hub-thread state. */
@@ -168,52 +168,52 @@ struct hub {
 	struct evlog log;
 	struct link **links;
 	size_t n_links, cap_links;
-	size_t n_instances;            /* links past hello */
-	struct htab peers;             /* struct peer by source address */
-	struct peer *idle_head, *idle_tail;   /* holding no connection */
+	size_t n_instances;                 /* links past hello */
+	struct htab peers;                  /* struct peer by source address */
+	struct peer *idle_head, *idle_tail; /* holding no connection */
 	size_t n_idle;
 	struct link_conn *pending_head, *pending_tail; /* not upgraded yet */
 	struct admit_log refused[REFUSED_KINDS];
-	struct htab index;             /* links by service and instance id */
+	struct htab index; /* links by service and instance id */
 	lws_sorted_usec_list_t tick_sul;
 	lws_sorted_usec_list_t ttl_sul;
 	lws_sorted_usec_list_t grace_sul;
-	bool retry_announce;           /* an announce failed: the log refused */
-	double accept_tokens;          /* admission control's bucket */
+	bool retry_announce;  /* an announce failed: the log refused */
+	double accept_tokens; /* admission control's bucket */
 	int64_t accept_refill_ms;
 	struct hub_stats stats;
-	struct sse *streams;           /* live SSE streams */
-	uint64_t watchdog_us;          /* systemd WatchdogSec; 0 = off */
+	struct sse *streams;  /* live SSE streams */
+	uint64_t watchdog_us; /* systemd WatchdogSec; 0 = off */
 	int64_t watchdog_sent_ms;
 	int64_t status_sent_ms;
-	bool stopping;                 /* shutdown under way */
+	bool stopping; /* shutdown under way */
 	int64_t stop_deadline_ms;
-	bool finished;                 /* leave the service loop */
+	bool finished; /* leave the service loop */
 
 	/* Drain (hub_drain.c). */
-	atomic_int drain;              /* enum hub_drain_state; any thread */
-	size_t drain_batch;            /* links per step (drain.batch) */
-	int64_t drain_interval_ms;     /* between steps; the agents' spread */
+	atomic_int drain;          /* enum hub_drain_state; any thread */
+	size_t drain_batch;        /* links per step (drain.batch) */
+	int64_t drain_interval_ms; /* between steps; the agents' spread */
 	int64_t drain_started_ms;
 	size_t drain_closed;
 	lws_sorted_usec_list_t drain_sul;
 
 	/* Idempotency keys (hub_idem.c). */
 	struct idem idem;
-	struct idem_entry *idem_current;  /* the write running now */
-	cJSON *idem_tag;                  /* its key, for its journal record */
+	struct idem_entry *idem_current; /* the write running now */
+	cJSON *idem_tag;                 /* its key, for its journal record */
 
 	/* Cluster mode (cluster.h); NULL = single node. */
 	struct cluster *cluster;
-	bool cluster_synced;           /* the stream's state is here: hellos
-	                                  are welcome */
+	bool cluster_synced; /* the stream's state is here: hellos
+				are welcome */
 	int64_t cluster_timeout_ms;
-	struct hub_req *waiters;       /* HUB_AWAIT calls not yet answered */
-	size_t n_parked;               /* links whose hello waits */
+	struct hub_req *waiters; /* HUB_AWAIT calls not yet answered */
+	size_t n_parked;         /* links whose hello waits */
 	struct {
 		uint64_t seq;
 		size_t delivered;
-	} recent[256];                 /* delivered per recent seq, by seq % 256 */
+	} recent[256]; /* delivered per recent seq, by seq % 256 */
 };
 
 /* The hello's address ("" when absent), kept just past the instance. */
@@ -244,7 +244,7 @@ void peers_hold(struct hub *h, struct peer *p);
 void peers_put(struct hub *h, struct peer *p);
 unsigned peers_conns(const struct peer *p);
 const char *peers_addr(const struct peer *p);
-struct peer *peer_of_addr(const char *addr);     /* from peers_addr */
+struct peer *peer_of_addr(const char *addr); /* from peers_addr */
 bool peers_admit(struct hub *h, struct peer *p, double rate, double burst,
 		 int64_t now_ms);
 void peers_release(struct hub *h);
@@ -262,12 +262,12 @@ const char *link_admit_refusal_name(enum admit_refusal why);
 
 /* link_index.c: instances by (service, instance id) */
 struct link *link_index_find(const struct hub *h, const struct service *svc,
-			    const char *instance);
+			     const char *instance);
 void link_index_add(struct hub *h, struct link *l);
 void link_index_remove(struct hub *h, struct link *l);
 
 /* link_auth.c: the link's token (auth on) */
-int link_auth_confirm(struct hub *h, struct lws *wsi);   /* CONFIRM_UPGRADE */
+int link_auth_confirm(struct hub *h, struct lws *wsi); /* CONFIRM_UPGRADE */
 int link_auth_take(struct hub *h, struct lws *wsi, struct link *l);
 void link_auth_forget(struct link *l);
 bool link_auth_lapsed(struct hub *h, struct link *l, int64_t now_s,
@@ -294,8 +294,8 @@ void hub_drain_run(struct hub *h, struct hub_req *req);
  * 422); end: after the write answered. */
 bool hub_idem_begin(struct hub *h, struct hub_req *req);
 void hub_idem_end(struct hub *h, struct hub_req *req);
-cJSON *hub_idem_records(struct hub *h);   /* the live keys, for compaction */
-void hub_idem_restore(struct hub *h);     /* from the journal, at start-up */
+cJSON *hub_idem_records(struct hub *h); /* the live keys, for compaction */
+void hub_idem_restore(struct hub *h);   /* from the journal, at start-up */
 
 /* hub_metrics.c */
 char *hub_metrics_text(struct hub *h);

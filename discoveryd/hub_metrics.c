@@ -67,7 +67,8 @@ static void links(struct metrics_text *t, const struct hub *h)
 			       (double)h->stats.closed[k]);
 	}
 	metrics_family(t, "discovery_send_queue_drops_total", "counter",
-		       "Links closed because their send queue passed limits.send_queue.");
+		       "Links closed because their send queue passed "
+		       "limits.send_queue.");
 	metrics_sample(t, "discovery_send_queue_drops_total", NULL,
 		       (double)h->stats.closed[CLOSE_SEND_QUEUE]);
 	metrics_family(t, "discovery_node_draining", "gauge",
@@ -105,7 +106,8 @@ static void events(struct metrics_text *t, const struct hub *h)
 	metrics_sample(t, "discovery_history_events", NULL,
 		       (double)h->log.count);
 	metrics_histogram(t, "discovery_delivery_seconds",
-			  "From an event's trigger to its frame in each link's socket.",
+			  "From an event's trigger to its frame in each link's "
+			  "socket.",
 			  &h->stats.delivery);
 }
 
@@ -133,7 +135,8 @@ static void journal(struct metrics_text *t, const struct hub *h)
 			  "Journal append: write and fdatasync.",
 			  &h->log.journal.fsync);
 	metrics_family(t, "discovery_journal_failures_total", "counter",
-		       "Appends that could not be made durable (answered 503).");
+		       "Appends that could not be made durable (answered "
+		       "503).");
 	metrics_sample(t, "discovery_journal_failures_total", NULL,
 		       (double)h->log.journal.failures);
 	metrics_family(t, "discovery_journal_bytes", "gauge",
@@ -144,8 +147,9 @@ static void journal(struct metrics_text *t, const struct hub *h)
 		       "Writes answered with the first answer of their "
 		       "Idempotency-Key.");
 	metrics_sample(t, "discovery_idempotent_replays_total", NULL,
-		       (double)(h->idem.replays + (h->cluster ?
-			       cluster_idem_replays(h->cluster) : 0)));
+		       (double)(h->idem.replays +
+				(h->cluster ? cluster_idem_replays(h->cluster) :
+					      0)));
 	metrics_family(t, "discovery_idempotency_keys", "gauge",
 		       "Idempotency keys kept (idempotency.max_keys at most).");
 	metrics_sample(t, "discovery_idempotency_keys", NULL,
@@ -157,7 +161,8 @@ static void journal(struct metrics_text *t, const struct hub *h)
 		       (double)h->idem.evicted);
 	metrics_family(t, "discovery_cluster_enabled", "gauge",
 		       "1 when nodes share state over Redis (cluster mode).");
-	metrics_sample(t, "discovery_cluster_enabled", NULL, h->cluster ? 1 : 0);
+	metrics_sample(t, "discovery_cluster_enabled", NULL,
+		       h->cluster ? 1 : 0);
 	if (!h->cluster)
 		return;
 	metrics_family(t, "discovery_cluster_redis_up", "gauge",
@@ -165,7 +170,8 @@ static void journal(struct metrics_text *t, const struct hub *h)
 	metrics_sample(t, "discovery_cluster_redis_up", NULL,
 		       cluster_redis_up(h->cluster) ? 1 : 0);
 	metrics_family(t, "discovery_cluster_redis_errors_total", "counter",
-		       "Redis calls that failed (the connection is then made again).");
+		       "Redis calls that failed (the connection is then made "
+		       "again).");
 	metrics_sample(t, "discovery_cluster_redis_errors_total", NULL,
 		       (double)cluster_redis_errors(h->cluster));
 	metrics_cluster_master(t, h->cluster);

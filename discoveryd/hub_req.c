@@ -20,7 +20,8 @@ void hub_answer(struct hub_req *req, int status, cJSON *body)
 	cJSON_Delete(body);
 	if (!req->body) {
 		req->status = 500;
-		req->body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
+		req->body = strdup("{\"error\":\"internal\",\"message\":\"out "
+				   "of memory\"}");
 	}
 }
 
@@ -66,7 +67,8 @@ cJSON *hub_service_json(const struct hub *h, const struct service *s)
 	if (s->declared && s->expires_ms) {
 		int64_t left = s->expires_ms - clock_mono_ms();
 
-		cJSON_AddNumberToObject(o, "ttl_ms", (double)(left > 0 ? left : 0));
+		cJSON_AddNumberToObject(o, "ttl_ms",
+					(double)(left > 0 ? left : 0));
 	} else {
 		cJSON_AddNullToObject(o, "ttl_ms");
 	}
@@ -106,32 +108,35 @@ static void run_declare(struct hub *h, struct hub_req *req)
 	size_t delivered = 0;
 	cJSON *o;
 
-	s = req->decl == DECL_NONE ? registry_find(&h->registry, req->service)
-				   : registry_get(&h->registry, req->service);
+	s = req->decl == DECL_NONE ? registry_find(&h->registry, req->service) :
+				     registry_get(&h->registry, req->service);
 	if (!s) {
 		if (req->decl == DECL_NONE)
-			hub_answer_error(req, 404, "not_found", "no such service");
+			hub_answer_error(req, 404, "not_found",
+					 "no such service");
 		else
-			hub_answer_error(req, 503, "full", "the service table is full");
+			hub_answer_error(req, 503, "full",
+					 "the service table is full");
 		return;
 	}
 	old_decl = s->declared;
 	old_expires = s->expires_ms;
 	s->declared = req->decl;
-	s->expires_ms = req->decl && req->ttl_ms ? clock_mono_ms() + req->ttl_ms : 0;
+	s->expires_ms =
+		req->decl && req->ttl_ms ? clock_mono_ms() + req->ttl_ms : 0;
 	decl = decl_of(s, req->ttl_ms);
 	if (hub_announce(h, s, &decl, &seq, &delivered) != 0) {
 		s->declared = old_decl;
 		s->expires_ms = old_expires;
 		registry_release_service(&h->registry, s);
 		hub_answer_error(req, 503, "unavailable",
-			     "the change could not be made durable");
+				 "the change could not be made durable");
 		return;
 	}
 	hub_schedule_ttl(h);
 	hub_sse_change(h, s->name);
-	log_info("declared", "service=%s declaration=%s ttl_ms=%lld",
-		 s->name, req->decl ? declaration_name(req->decl) : "none",
+	log_info("declared", "service=%s declaration=%s ttl_ms=%lld", s->name,
+		 req->decl ? declaration_name(req->decl) : "none",
 		 (long long)req->ttl_ms);
 	o = hub_service_json(h, s);
 	if (seq)
@@ -148,7 +153,7 @@ static int publish(struct hub *h, struct hub_req *req, struct event *ev,
 	if (!ev || hub_publish(h, ev, decl, delivered) != 0) {
 		event_unref(ev);
 		hub_answer_error(req, 503, "unavailable",
-			     "the event could not be made durable");
+				 "the event could not be made durable");
 		return -1;
 	}
 	log_info("event", "kind=%s seq=%llu delivered=%zu",
@@ -223,7 +228,8 @@ static void run_send(struct hub *h, struct hub_req *req, enum event_kind kind)
 	req->header = req->value = NULL;
 	if (ev) {
 		snprintf(ev->service, sizeof(ev->service), "%s", req->service);
-		snprintf(ev->instance, sizeof(ev->instance), "%s", req->instance);
+		snprintf(ev->instance, sizeof(ev->instance), "%s",
+			 req->instance);
 	}
 	if (publish(h, req, ev, NULL, &delivered) != 0)
 		return;
@@ -241,7 +247,8 @@ static void run_services(struct hub *h, struct hub_req *req)
 
 	for (size_t i = 0; i < h->registry.n; i++)
 		cJSON_AddItemToArray(list,
-				     hub_service_json(h, h->registry.services[i]));
+				     hub_service_json(h,
+						      h->registry.services[i]));
 	hub_answer(req, 200, o);
 }
 
@@ -273,7 +280,8 @@ cJSON *hub_agent_json(const struct hub *h, const struct link *l)
 	for (size_t i = 0; i < l->n_deps; i++)
 		cJSON_AddItemToArray(deps, cJSON_CreateString(l->dep_names[i]));
 	if (l->meta)
-		cJSON_AddItemToObject(o, "meta", cJSON_Duplicate(l->meta, true));
+		cJSON_AddItemToObject(o, "meta",
+				      cJSON_Duplicate(l->meta, true));
 	return o;
 }
 
@@ -284,7 +292,8 @@ static void run_agents(struct hub *h, struct hub_req *req)
 
 	for (size_t i = 0; i < h->n_links; i++)
 		if (h->links[i]->state == LINK_ACTIVE)
-			cJSON_AddItemToArray(list, hub_agent_json(h, h->links[i]));
+			cJSON_AddItemToArray(list,
+					     hub_agent_json(h, h->links[i]));
 	hub_answer(req, 200, o);
 }
 
@@ -302,14 +311,17 @@ static void run_events(struct hub *h, struct hub_req *req)
 
 	cJSON_AddStringToObject(o, "epoch", log->epoch);
 	add_seq(o, log->seq);
-	cJSON_AddBoolToObject(o, "complete", req->after >= log->seq ||
-			      (oldest && oldest->seq <= req->after + 1));
+	cJSON_AddBoolToObject(o, "complete",
+			      req->after >= log->seq ||
+				      (oldest &&
+				       oldest->seq <= req->after + 1));
 	list = cJSON_AddArrayToObject(o, "events");
 	for (; i < log->count && (!req->limit || n < req->limit); i++, n++) {
 		const struct event *ev = evlog_at(log, i);
 
-		cJSON_AddItemToArray(list, cJSON_CreateRaw(
-			(const char *)ev->frame + LWS_PRE));
+		cJSON_AddItemToArray(list,
+				     cJSON_CreateRaw((const char *)ev->frame +
+						     LWS_PRE));
 	}
 	cJSON_AddBoolToObject(o, "more", i < log->count);
 	hub_answer(req, 200, o);
@@ -328,9 +340,11 @@ static void run_info(struct hub *h, struct hub_req *req)
 	cJSON_AddNumberToObject(o, "services", (double)h->registry.n);
 	cJSON_AddNumberToObject(o, "agents", (double)h->n_instances);
 	cJSON_AddBoolToObject(o, "auth", auth_enabled(h->auth));
-	cJSON_AddStringToObject(o, "state", hub_drain_state(h) == HUB_SERVING ?
-				"serving" : hub_drain_state(h) == HUB_DRAINING ?
-				"draining" : "drained");
+	cJSON_AddStringToObject(o, "state",
+				hub_drain_state(h) == HUB_SERVING ? "serving" :
+				hub_drain_state(h) == HUB_DRAINING ?
+								    "draining" :
+								    "drained");
 	if (h->cluster) {
 		cJSON *c = cJSON_AddObjectToObject(o, "cluster");
 
@@ -392,7 +406,8 @@ static void run_sse_open(struct hub *h, struct hub_req *req)
 
 	sse_push(req->stream, "retry: 1000\n\n", 13);
 	if (req->has_after)
-		for (size_t i = evlog_find_after(log, req->after); i < log->count; i++)
+		for (size_t i = evlog_find_after(log, req->after);
+		     i < log->count; i++)
 			push_event(req->stream, evlog_at(log, i));
 	*sse_next(req->stream) = h->streams;
 	h->streams = req->stream;
@@ -437,19 +452,20 @@ static void run_reload(struct hub *h, struct hub_req *req)
 	hub_apply_services_conf(h, conf);
 	if (h->cluster)
 		cluster_apply_conf(h->cluster, conf);
-	hub_announce_all(h);        /* min_ready may have moved */
+	hub_announce_all(h); /* min_ready may have moved */
 	/* New links get the certificate as the files hold it now. */
 	if (conf->tls_present &&
 	    lws_tls_cert_updated(h->ctx, conf->tls_cert, conf->tls_key,
 				 conf->tls_cert_pem, conf->tls_cert_len,
 				 conf->tls_key_pem, conf->tls_key_len) != 0)
-		log_warn("reload", "note=\"agent listener kept its old certificate\"");
+		log_warn("reload",
+			 "note=\"agent listener kept its old certificate\"");
 	hub_answer(req, 200, cJSON_CreateObject());
 }
 
 void hub_req_run(struct hub *h, struct hub_req *req)
 {
-	if (req->op == HUB_SSE_CLOSE) {       /* even while stopping */
+	if (req->op == HUB_SSE_CLOSE) { /* even while stopping */
 		run_sse_close(h, req);
 		return;
 	}
@@ -463,29 +479,30 @@ void hub_req_run(struct hub *h, struct hub_req *req)
 		cJSON_Delete(req->header);
 		cJSON_Delete(req->value);
 		req->header = req->value = NULL;
-		hub_answer_error(req, 503, "stopping", "the daemon is stopping");
+		hub_answer_error(req, 503, "stopping",
+				 "the daemon is stopping");
 		return;
 	}
 	if (hub_idem_begin(h, req))
 		return;
 	switch (req->op) {
-	case HUB_DECLARE:    run_declare(h, req); break;
+	case HUB_DECLARE: run_declare(h, req); break;
 	case HUB_CACHEREADY: run_cacheready(h, req); break;
 	case HUB_INVALIDATE: run_send(h, req, EVENT_INVALIDATE); break;
-	case HUB_BROADCAST:  run_send(h, req, EVENT_COMMAND); break;
-	case HUB_SERVICES:   run_services(h, req); break;
-	case HUB_SERVICE:    run_service(h, req); break;
-	case HUB_AGENTS:     run_agents(h, req); break;
-	case HUB_RELOAD:     run_reload(h, req); break;
-	case HUB_EVENTS:     run_events(h, req); break;
-	case HUB_INFO:       run_info(h, req); break;
-	case HUB_SSE_OPEN:   run_sse_open(h, req); break;
-	case HUB_SSE_CLOSE:             /* both answered above, before */
-	case HUB_SSE_END_ALL: break;    /* the stopping check */
-	case HUB_AWAIT:            hub_cluster_await(h, req); break;
-	case HUB_CLUSTER_APPLY:    hub_cluster_apply(h, req); break;
+	case HUB_BROADCAST: run_send(h, req, EVENT_COMMAND); break;
+	case HUB_SERVICES: run_services(h, req); break;
+	case HUB_SERVICE: run_service(h, req); break;
+	case HUB_AGENTS: run_agents(h, req); break;
+	case HUB_RELOAD: run_reload(h, req); break;
+	case HUB_EVENTS: run_events(h, req); break;
+	case HUB_INFO: run_info(h, req); break;
+	case HUB_SSE_OPEN: run_sse_open(h, req); break;
+	case HUB_SSE_CLOSE:          /* both answered above, before */
+	case HUB_SSE_END_ALL: break; /* the stopping check */
+	case HUB_AWAIT: hub_cluster_await(h, req); break;
+	case HUB_CLUSTER_APPLY: hub_cluster_apply(h, req); break;
 	case HUB_CLUSTER_SNAPSHOT: hub_cluster_snapshot(h, req); break;
-	case HUB_DRAIN:            hub_drain_run(h, req); break;
+	case HUB_DRAIN: hub_drain_run(h, req); break;
 	case HUB_METRICS:
 		req->body = hub_metrics_text(h);
 		req->status = req->body ? 200 : 500;

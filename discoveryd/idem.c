@@ -19,7 +19,7 @@ static uint64_t key_hash(const struct idem *t, const char *key)
 int idem_init(struct idem *t, size_t max_keys, int64_t retention_ms)
 {
 	memset(t, 0, sizeof(*t));
-	htab_init(&t->tab, true);     /* keys are the callers' choice */
+	htab_init(&t->tab, true); /* keys are the callers' choice */
 	t->max_keys = max_keys;
 	t->retention_ms = retention_ms;
 	return 0;
@@ -88,7 +88,7 @@ void idem_configure(struct idem *t, size_t max_keys, int64_t retention_ms,
 	t->retention_ms = retention_ms;
 	idem_expire(t, now_wall_ms);
 	if (t->count > max_keys) {
-		t->max_keys = max_keys + 1;   /* make_room leaves max - 1 */
+		t->max_keys = max_keys + 1; /* make_room leaves max - 1 */
 		make_room(t);
 		t->max_keys = max_keys;
 	}
@@ -214,8 +214,8 @@ void idem_restore(struct idem *t, const cJSON *r, uint64_t seq,
 	const cJSON *k = cJSON_GetObjectItemCaseSensitive(r, "k");
 	const cJSON *body = cJSON_GetObjectItemCaseSensitive(r, "body");
 	double st = number(r, "st"), ts = number(r, "ts"), s = number(r, "seq");
-	const char *hexfp = cJSON_GetStringValue(
-		cJSON_GetObjectItemCaseSensitive(r, "fp"));
+	const char *hexfp =
+		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "fp"));
 	unsigned char fp[IDEM_FP_LEN];
 	struct idem_entry *e;
 
@@ -230,15 +230,16 @@ void idem_restore(struct idem *t, const cJSON *r, uint64_t seq,
 	e->applied = true;
 	if (seq || s > 0)
 		e->seq = seq ? seq : (uint64_t)s;
-	if (idem_answer(e, (int)st, cJSON_IsString(body) ? body->valuestring
-			: e->body) != 0)
+	if (idem_answer(e, (int)st,
+			cJSON_IsString(body) ? body->valuestring : e->body) !=
+	    0)
 		e->status = (int)st;
 }
 
 /* ---- requests ----------------------------------------------------------- */
 
-void idem_fingerprint(const char *method, const char *target,
-		      const char *body, size_t len, unsigned char *fp)
+void idem_fingerprint(const char *method, const char *target, const char *body,
+		      size_t len, unsigned char *fp)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned n = IDEM_FP_LEN;

@@ -21,20 +21,20 @@
 
 #include "htab.h"
 
-#define IDEM_KEY_MAX   255      /* bytes in an Idempotency-Key */
-#define IDEM_FP_LEN    32       /* SHA-256 */
+#define IDEM_KEY_MAX 255 /* bytes in an Idempotency-Key */
+#define IDEM_FP_LEN  32  /* SHA-256 */
 /* A key as stored: the caller's identity, a newline, the key. */
 #define IDEM_SCOPED_MAX (160 + 1 + IDEM_KEY_MAX)
 
 struct idem_entry {
-	char *key;                    /* scoped */
+	char *key; /* scoped */
 	unsigned char fp[IDEM_FP_LEN];
-	int status;                   /* 0: still in flight */
-	char *body;                   /* the answer; NULL: lost in a crash */
-	uint64_t seq;                 /* its change's seq, 0 = none */
-	bool applied;                 /* its change is in the journal */
+	int status;   /* 0: still in flight */
+	char *body;   /* the answer; NULL: lost in a crash */
+	uint64_t seq; /* its change's seq, 0 = none */
+	bool applied; /* its change is in the journal */
 	int64_t created_wall_ms;
-	struct hnode node;            /* in idem->tab, by key */
+	struct hnode node; /* in idem->tab, by key */
 	struct idem_entry *older, *newer;
 };
 
@@ -44,8 +44,8 @@ struct idem {
 	size_t count;
 	size_t max_keys;
 	int64_t retention_ms;
-	uint64_t replays;             /* answers given again */
-	uint64_t evicted;             /* dropped at max_keys, not by age */
+	uint64_t replays; /* answers given again */
+	uint64_t evicted; /* dropped at max_keys, not by age */
 };
 
 int idem_init(struct idem *t, size_t max_keys, int64_t retention_ms);
@@ -80,8 +80,8 @@ void idem_restore(struct idem *t, const cJSON *record, uint64_t seq,
 		  int64_t now_wall_ms);
 
 /* Fingerprint of method, target and body (SHA-256). */
-void idem_fingerprint(const char *method, const char *target,
-		      const char *body, size_t len, unsigned char *fp);
+void idem_fingerprint(const char *method, const char *target, const char *body,
+		      size_t len, unsigned char *fp);
 /* Is s a valid Idempotency-Key (1..255 visible ASCII)? */
 bool idem_valid_key(const char *s);
 

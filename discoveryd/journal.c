@@ -144,7 +144,8 @@ static size_t parse_records(const char *buf, size_t len, cJSON *out,
 			break;
 		}
 		if (checksum(buf + off + HEAD_LEN, rlen) != crc ||
-		    !(rec = cJSON_ParseWithLength(buf + off + HEAD_LEN, rlen)) ||
+		    !(rec = cJSON_ParseWithLength(buf + off + HEAD_LEN,
+						  rlen)) ||
 		    !cJSON_IsObject(rec)) {
 			if (rec)
 				cJSON_Delete(rec);
@@ -201,21 +202,24 @@ int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 	if (len < MAGIC_LEN || memcmp(buf, MAGIC, MAGIC_LEN) != 0) {
 		/* A new file, or one that never got its magic in full (a crash
 		 * on the very first write), or not ours at all. */
-		if (len > 0 && (len >= MAGIC_LEN || memcmp(buf, MAGIC, len) != 0))
+		if (len > 0 &&
+		    (len >= MAGIC_LEN || memcmp(buf, MAGIC, len) != 0))
 			damage->corrupt = true;
 		damage->dropped_bytes = len;
 		free(buf);
 		if (ftruncate(j->fd, 0) != 0 ||
-		    write_all(j->fd, MAGIC, MAGIC_LEN) != 0 || fsync(j->fd) != 0)
+		    write_all(j->fd, MAGIC, MAGIC_LEN) != 0 ||
+		    fsync(j->fd) != 0)
 			return fail(err, errlen, "cannot initialise", j->path);
 		j->size = MAGIC_LEN;
 		return 0;
 	}
 	valid = parse_records(buf, len, *records, damage);
 	free(buf);
-	if (valid < len && (ftruncate(j->fd, (off_t)valid) != 0 ||
-			    fsync(j->fd) != 0))
-		return fail(err, errlen, "cannot cut the damaged tail of", j->path);
+	if (valid < len &&
+	    (ftruncate(j->fd, (off_t)valid) != 0 || fsync(j->fd) != 0))
+		return fail(err, errlen, "cannot cut the damaged tail of",
+			    j->path);
 	j->size = (off_t)valid;
 	j->records = damage->valid_records;
 	return 0;
@@ -242,7 +246,7 @@ int journal_append(struct journal *j, const char *json, size_t len)
 	/* Take back whatever part of the record reached the file. */
 	saved = errno;
 	if (ftruncate(j->fd, j->size) != 0)
-		(void)0;        /* the next start drops the torn tail */
+		(void)0; /* the next start drops the torn tail */
 	errno = saved;
 	return -1;
 }

@@ -36,23 +36,24 @@
 
 #include "metrics.h"
 
-#define JOURNAL_RECORD_MAX (64u << 20)   /* a record larger than this is corrupt */
+#define JOURNAL_RECORD_MAX                                                     \
+	(64u << 20) /* a record larger than this is corrupt */
 
 struct journal {
-	int fd;                  /* the open journal, O_APPEND; -1 when none */
-	int dir_fd;              /* state_dir, for fsync after rename */
+	int fd;     /* the open journal, O_APPEND; -1 when none */
+	int dir_fd; /* state_dir, for fsync after rename */
 	char path[4096];
 	char tmp_path[4096];
-	off_t size;              /* bytes in the file */
-	size_t records;          /* records in the file */
-	struct histogram fsync;  /* write + fdatasync of each append */
-	uint64_t failures;       /* appends that could not be made durable */
+	off_t size;             /* bytes in the file */
+	size_t records;         /* records in the file */
+	struct histogram fsync; /* write + fdatasync of each append */
+	uint64_t failures;      /* appends that could not be made durable */
 };
 
 /* What start-up found wrong, if anything. */
 struct journal_damage {
-	bool torn;               /* a short last record, dropped */
-	bool corrupt;            /* a bad checksum or JSON: the rest dropped */
+	bool torn;    /* a short last record, dropped */
+	bool corrupt; /* a bad checksum or JSON: the rest dropped */
 	size_t dropped_bytes;
 	size_t valid_records;
 };

@@ -64,7 +64,8 @@ static int write_event(struct link *l, struct event *ev)
 	/* From the trigger to the kernel's socket buffer, per link. */
 	if (ev->kind != EVENT_WELCOME)
 		histogram_observe(&l->hub->stats.delivery,
-				  (double)(clock_mono_us() - ev->created_us) / 1e6);
+				  (double)(clock_mono_us() - ev->created_us) /
+					  1e6);
 	return n;
 }
 
@@ -80,7 +81,8 @@ static enum close_kind classify(int code, const char *reason)
 	case 1012: {
 		uint32_t spread;
 
-		return proto_drain_hint(reason, &spread) ? CLOSE_DRAIN : CLOSE_POLICY;
+		return proto_drain_hint(reason, &spread) ? CLOSE_DRAIN :
+							   CLOSE_POLICY;
 	}
 	case 1008:
 		if (strcmp(reason, "no hello in time") == 0)
@@ -91,8 +93,9 @@ static enum close_kind classify(int code, const char *reason)
 			return CLOSE_TOKEN;
 		return CLOSE_POLICY;
 	case 1013:
-		return strcmp(reason, "send queue full") == 0 ? CLOSE_SEND_QUEUE
-							      : CLOSE_LIMIT;
+		return strcmp(reason, "send queue full") == 0 ?
+			       CLOSE_SEND_QUEUE :
+			       CLOSE_LIMIT;
 	}
 	return CLOSE_POLICY;
 }
@@ -112,7 +115,7 @@ static void set_close_kind(struct link *l, enum close_kind kind)
  */
 struct link_queue {
 	size_t head, count, cap;
-	size_t bytes;                  /* capped by send_queue */
+	size_t bytes; /* capped by send_queue */
 	struct event *ring[];
 };
 
@@ -132,8 +135,8 @@ static int queue_push(struct link *l, struct event *ev)
 
 	if (!q || q->count == q->cap) {
 		size_t cap = q ? q->cap * 2 : 8;
-		struct link_queue *grown = malloc(sizeof(*grown) +
-						  cap * sizeof(grown->ring[0]));
+		struct link_queue *grown =
+			malloc(sizeof(*grown) + cap * sizeof(grown->ring[0]));
 
 		if (!grown)
 			return -1;
@@ -209,8 +212,8 @@ void link_close(struct link *l, int code, const char *reason)
 	if (l->state == LINK_CLOSING)
 		return;
 	log_info("closing", "peer=%s service=%s instance=%s code=%d reason=%s",
-		 l->peer, l->svc ? l->svc->name : "-",
-		 instance_or_dash(l), code, log_quote(q, sizeof(q), reason));
+		 l->peer, l->svc ? l->svc->name : "-", instance_or_dash(l),
+		 code, log_quote(q, sizeof(q), reason));
 	set_close_kind(l, classify(code, reason));
 	unlink_instance(l);
 	l->close_code = code;
@@ -230,7 +233,8 @@ void link_kill(struct link *l, const char *why)
 			 l->peer, l->svc ? l->svc->name : "-",
 			 instance_or_dash(l), why);
 	set_close_kind(l, strcmp(why, "heartbeat timeout") == 0 ?
-			  CLOSE_HEARTBEAT : CLOSE_WRITE_FAILED);
+				  CLOSE_HEARTBEAT :
+				  CLOSE_WRITE_FAILED);
 	unlink_instance(l);
 	queue_clear(l);
 	lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
@@ -333,7 +337,8 @@ static void unlink_instance(struct link *l)
 	if (l->close_kind_set && l->close_kind == CLOSE_DRAIN) {
 		/* Its agent moves to another node: until this one stops, the
 		 * instance keeps counting here (its counts stay, as do its
-		 * service and dependencies), so its leaving announces nothing. */
+		 * service and dependencies), so its leaving announces nothing.
+		 */
 		hub_cluster_note_moved(h, l);
 		free(l->deps);
 		l->deps = NULL;
@@ -366,7 +371,8 @@ static int take_deps(struct link *l, const struct proto_hello *hello)
 		return -1;
 	l->dep_names = (const char **)(l->deps + n);
 	for (size_t i = 0; i < hello->n_depends; i++) {
-		struct service *d = registry_get(&h->registry, hello->depends_on[i]);
+		struct service *d =
+			registry_get(&h->registry, hello->depends_on[i]);
 
 		if (!d)
 			return -1;
@@ -400,8 +406,7 @@ static int take_names(struct link *l, const struct proto_hello *hello)
 	return 0;
 }
 
-static struct event *make_welcome(struct link *l, bool recovered,
-				  size_t replay)
+static struct event *make_welcome(struct link *l, bool recovered, size_t replay)
 {
 	struct hub *h = l->hub;
 	struct proto_welcome w;
@@ -505,8 +510,9 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	link_index_add(h, l);
 	h->n_instances++;
 
-	recovered = hello->has_resume &&
-		    evlog_covers(&h->log, hello->resume_epoch, hello->resume_seq);
+	recovered =
+		hello->has_resume &&
+		evlog_covers(&h->log, hello->resume_epoch, hello->resume_seq);
 	if (recovered)
 		replay = replay_missed(l, hello->resume_seq, false);
 	welcome = make_welcome(l, recovered, replay);
@@ -520,10 +526,13 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		replay_missed(l, hello->resume_seq, true);
 	hub_cluster_note_link(h, l, false);
 	hub_sse_change(h, l->svc->name);
-	log_info("linked", "peer=%s service=%s instance=%s deps=%zu recovered=%s "
-		 "replay=%zu sub=%s", l->peer, l->svc->name, l->instance,
-		 l->n_deps, recovered ? "true" : "false", replay,
-		 log_quote(sub, sizeof(sub), l->token_sub ? l->token_sub : "-"));
+	log_info("linked",
+		 "peer=%s service=%s instance=%s deps=%zu recovered=%s "
+		 "replay=%zu sub=%s",
+		 l->peer, l->svc->name, l->instance, l->n_deps,
+		 recovered ? "true" : "false", replay,
+		 log_quote(sub, sizeof(sub),
+			   l->token_sub ? l->token_sub : "-"));
 }
 
 /* The instance says it is ready, or not (or is taken to, when its stand-in
@@ -558,10 +567,10 @@ static void on_status(struct link *l, const struct proto_status *st)
 /* ---- cluster: hellos that wait for the stream ---------------------------- */
 
 struct link_parked {
-	uint64_t seq;                  /* the agent's position */
+	uint64_t seq; /* the agent's position */
 	int64_t deadline_ms;
 	size_t len;
-	char text[];                   /* the hello as it came */
+	char text[]; /* the hello as it came */
 };
 
 /*
@@ -645,7 +654,8 @@ static void on_message(struct link *l, const char *buf, size_t len)
 	/* A message behind a parked hello: the hello goes first, now. */
 	if (l->parked)
 		unpark(l);
-	rc = proto_decode(buf, len, l->hub->max_message, &msg, err, sizeof(err));
+	rc = proto_decode(buf, len, l->hub->max_message, &msg, err,
+			  sizeof(err));
 
 	if (rc != PROTO_OK) {
 		link_close(l, proto_close_code(rc), err);
@@ -658,12 +668,8 @@ static void on_message(struct link *l, const char *buf, size_t len)
 			break;
 		on_hello(l, &msg.u.hello);
 		break;
-	case PROTO_STATUS:
-		on_status(l, &msg.u.status);
-		break;
-	default:
-		link_close(l, 1008, "unexpected message type");
-		break;
+	case PROTO_STATUS: on_status(l, &msg.u.status); break;
+	default: link_close(l, 1008, "unexpected message type"); break;
 	}
 	proto_msg_release(&msg);
 }
@@ -788,9 +794,8 @@ static void on_closed(struct link *l)
 	if (!l->hub)
 		return;
 	if (l->state != LINK_CLOSING)
-		log_info("unlinked", "peer=%s service=%s instance=%s",
-			 l->peer, l->svc ? l->svc->name : "-",
-			 instance_or_dash(l));
+		log_info("unlinked", "peer=%s service=%s instance=%s", l->peer,
+			 l->svc ? l->svc->name : "-", instance_or_dash(l));
 	unlink_instance(l);
 	queue_clear(l);
 	drop_parked(l);
@@ -829,43 +834,39 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		if (h)
 			link_admit_destroyed(h, wsi);
 		return 0;
-	case LWS_CALLBACK_ESTABLISHED:
-		return on_established(l, wsi);
-	case LWS_CALLBACK_RECEIVE:
-		on_receive(l, in, len);
-		return 0;
+	case LWS_CALLBACK_ESTABLISHED: return on_established(l, wsi);
+	case LWS_CALLBACK_RECEIVE: on_receive(l, in, len); return 0;
 	case LWS_CALLBACK_RECEIVE_PONG:
 		l->last_rx_ms = clock_mono_ms();
 		l->last_pong_wall_ms = clock_wall_ms();
 		return 0;
-	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return on_writable(l);
+	case LWS_CALLBACK_SERVER_WRITEABLE: return on_writable(l);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		if (l->state != LINK_CLOSING) {
 			int code = len >= 2 ? ((unsigned char *)in)[0] << 8 |
-					      ((unsigned char *)in)[1] : 1005;
+						      ((unsigned char *)in)[1] :
+					      1005;
 
-			log_info("peer closing", "peer=%s service=%s instance=%s code=%d",
+			log_info("peer closing",
+				 "peer=%s service=%s instance=%s code=%d",
 				 l->peer, l->svc ? l->svc->name : "-",
 				 instance_or_dash(l), code);
 			set_close_kind(l, CLOSE_PEER);
 			unlink_instance(l);
 		}
 		return 0;
-	case LWS_CALLBACK_CLOSED:
-		on_closed(l);
-		return 0;
+	case LWS_CALLBACK_CLOSED: on_closed(l); return 0;
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		h = lws_context_user(lws_get_context(wsi));
 		if (h)
 			hub_drain_requests(h);
 		return 0;
-	default:
-		break;
+	default: break;
 	}
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* clang-format off */
 const struct lws_protocols link_protocols[] = {
 	{
 		.name = PROTO_SUBPROTOCOL,
@@ -880,3 +881,4 @@ const struct lws_protocols link_protocols[] = {
 	},
 	{ .name = NULL },
 };
+/* clang-format on */

@@ -35,7 +35,7 @@
 /* One accepted connection, from the accept until it upgrades or goes. */
 struct link_conn {
 	struct lws *wsi;
-	struct peer *peer;             /* held */
+	struct peer *peer; /* held */
 	int64_t accepted_ms;
 	bool cut;                      /* past its deadline, being closed */
 	struct link_conn *prev, *next; /* hub->pending, oldest first */
@@ -61,13 +61,18 @@ static int addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
 	if (ss->ss_family == AF_INET)
 		return inet_ntop(AF_INET,
 				 &((const struct sockaddr_in *)ss)->sin_addr,
-				 out, (socklen_t)size) ? 0 : -1;
+				 out, (socklen_t)size) ?
+			       0 :
+			       -1;
 	if (ss->ss_family != AF_INET6)
 		return -1;
 	if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
 		return inet_ntop(AF_INET, in6->sin6_addr.s6_addr + 12, out,
-				 (socklen_t)size) ? 0 : -1;
-	return inet_ntop(AF_INET6, &in6->sin6_addr, out, (socklen_t)size) ? 0 : -1;
+				 (socklen_t)size) ?
+			       0 :
+			       -1;
+	return inet_ntop(AF_INET6, &in6->sin6_addr, out, (socklen_t)size) ? 0 :
+									    -1;
 }
 
 static void say(struct hub *h, enum admit_refusal why, int64_t now)
@@ -106,7 +111,8 @@ static bool global_admit(struct hub *h, int64_t now)
 		h->accept_tokens = h->accept_burst;
 	else
 		h->accept_tokens += h->accept_rate *
-				    (double)(now - h->accept_refill_ms) / 1000.0;
+				    (double)(now - h->accept_refill_ms) /
+				    1000.0;
 	if (h->accept_tokens > h->accept_burst)
 		h->accept_tokens = h->accept_burst;
 	h->accept_refill_ms = now;
@@ -118,10 +124,9 @@ static bool global_admit(struct hub *h, int64_t now)
 
 static void refuse_fd(const struct hub *h, int fd)
 {
-	static const char busy[] =
-		"HTTP/1.1 503 Service Unavailable\r\n"
-		"Retry-After: 1\r\nContent-Length: 0\r\n"
-		"Connection: close\r\n\r\n";
+	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+				   "Retry-After: 1\r\nContent-Length: 0\r\n"
+				   "Connection: close\r\n\r\n";
 	char sink[512];
 
 	if (h->tls)
@@ -130,10 +135,11 @@ static void refuse_fd(const struct hub *h, int fd)
 		if (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0)
 			break;
 	if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL) < 0)
-		(void)0;        /* refused either way */
+		(void)0; /* refused either way */
 }
 
-int link_admit_filter(struct hub *h, const struct lws_filter_network_conn_args *f)
+int link_admit_filter(struct hub *h,
+		      const struct lws_filter_network_conn_args *f)
 {
 	double share = h->accept_share;
 	int64_t now = clock_mono_ms();
@@ -149,7 +155,8 @@ int link_admit_filter(struct hub *h, const struct lws_filter_network_conn_args *
 		return 1;
 	}
 	if (!peers_admit(h, p, h->accept_rate * share,
-			 h->accept_burst * share < 1 ? 1 : h->accept_burst * share,
+			 h->accept_burst * share < 1 ? 1 :
+						       h->accept_burst * share,
 			 now))
 		why = REFUSED_RATE_PER_IP;
 	else if (h->max_agents_per_ip && peers_conns(p) >= h->max_agents_per_ip)
@@ -179,7 +186,8 @@ int link_admit_adopt(struct hub *h, struct lws *wsi)
 
 	/* Not a connection from the listener: nothing to count. */
 	if (lws_get_opaque_user_data(wsi) ||
-	    getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) != 0 ||
+	    getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) !=
+		    0 ||
 	    addr_text(&ss, addr, sizeof(addr)) != 0)
 		return 0;
 	c = calloc(1, sizeof(*c));

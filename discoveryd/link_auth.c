@@ -37,9 +37,11 @@ static int refuse_handshake(struct lws *wsi, const struct auth_result *ar)
 	n = snprintf(text, room,
 		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 		     "%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		     ar->status, ar->status == 401 ? "Unauthorized" : "Forbidden",
-		     ar->status == 401 ?
-		     "WWW-Authenticate: Bearer realm=\"discovery\"\r\n" : "",
+		     ar->status,
+		     ar->status == 401 ? "Unauthorized" : "Forbidden",
+		     ar->status == 401 ? "WWW-Authenticate: Bearer "
+					 "realm=\"discovery\"\r\n" :
+					 "",
 		     b, body);
 	if (n < 0 || (size_t)n >= room ||
 	    lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_FINAL) < n)

@@ -16,7 +16,7 @@ static uint64_t key_hash(const struct hub *h, const struct service *svc,
 }
 
 struct link *link_index_find(const struct hub *h, const struct service *svc,
-			    const char *instance)
+			     const char *instance)
 {
 	uint64_t hv = key_hash(h, svc, instance);
 

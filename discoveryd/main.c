@@ -28,7 +28,6 @@
 #include "hub.h"
 #include "log.h"
 
-
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -36,7 +35,8 @@ static void usage(FILE *out)
 		"  -c FILE  configuration (default: %s; conf/ in the source\n"
 		"           tree, else /etc/discovery/)\n"
 		"  -t       check the configuration and exit\n"
-		"  -v       more logging (debug); -q less (warnings and errors)\n"
+		"  -v       more logging (debug); -q less (warnings and "
+		"errors)\n"
 		"  -h       this help;  -V  version\n",
 		conf_default_path("discoveryd.yaml"));
 }
@@ -44,7 +44,7 @@ static void usage(FILE *out)
 struct options {
 	const char *config;
 	bool test;
-	int verbosity;            /* -1 quiet, 0 as configured, 1 debug */
+	int verbosity; /* -1 quiet, 0 as configured, 1 debug */
 };
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -92,20 +92,19 @@ static bool same_str(const char *a, const char *b)
  */
 static bool cluster_changed(const struct dconf *old, const struct dconf *now)
 {
-	bool changed = !same_str(old->cluster_redis, now->cluster_redis) ||
-		       !same_str(old->cluster_master_name,
-				 now->cluster_master_name) ||
-		       !same_str(old->cluster_sentinel_password,
-				 now->cluster_sentinel_password) ||
-		       !same_str(old->cluster_user, now->cluster_user) ||
-		       !same_str(old->cluster_password,
-				 now->cluster_password) ||
-		       !same_str(old->cluster_prefix, now->cluster_prefix) ||
-		       old->cluster_db != now->cluster_db ||
-		       old->cluster_min_replicas != now->cluster_min_replicas ||
-		       old->cluster_node_ttl_ms != now->cluster_node_ttl_ms ||
-		       old->cluster_timeout_ms != now->cluster_timeout_ms ||
-		       old->cluster_sentinels.n != now->cluster_sentinels.n;
+	bool changed =
+		!same_str(old->cluster_redis, now->cluster_redis) ||
+		!same_str(old->cluster_master_name, now->cluster_master_name) ||
+		!same_str(old->cluster_sentinel_password,
+			  now->cluster_sentinel_password) ||
+		!same_str(old->cluster_user, now->cluster_user) ||
+		!same_str(old->cluster_password, now->cluster_password) ||
+		!same_str(old->cluster_prefix, now->cluster_prefix) ||
+		old->cluster_db != now->cluster_db ||
+		old->cluster_min_replicas != now->cluster_min_replicas ||
+		old->cluster_node_ttl_ms != now->cluster_node_ttl_ms ||
+		old->cluster_timeout_ms != now->cluster_timeout_ms ||
+		old->cluster_sentinels.n != now->cluster_sentinels.n;
 
 	for (size_t i = 0; !changed && i < old->cluster_sentinels.n; i++)
 		changed = !same_str(old->cluster_sentinels.v[i],
@@ -113,7 +112,8 @@ static bool cluster_changed(const struct dconf *old, const struct dconf *now)
 	return changed;
 }
 
-static void note_restart_needed(const struct dconf *old, const struct dconf *now)
+static void note_restart_needed(const struct dconf *old,
+				const struct dconf *now)
 {
 	char a[CONF_ADDR_TEXT], b[CONF_ADDR_TEXT];
 
@@ -122,26 +122,31 @@ static void note_restart_needed(const struct dconf *old, const struct dconf *now
 		log_warn("reload", "key=listen.http note=\"needs a restart\"");
 	if (strcmp(conf_addr_format(&old->listen_agents, a, sizeof(a)),
 		   conf_addr_format(&now->listen_agents, b, sizeof(b))) != 0)
-		log_warn("reload", "key=listen.agents note=\"needs a restart\"");
+		log_warn("reload",
+			 "key=listen.agents note=\"needs a restart\"");
 	if (strcmp(old->state_dir, now->state_dir) != 0)
 		log_warn("reload", "key=state_dir note=\"needs a restart\"");
 	if (old->history != now->history)
 		log_warn("reload", "key=history note=\"needs a restart\"");
-	if (old->max_http != now->max_http || old->http_threads != now->http_threads)
-		log_warn("reload", "key=limits.max_http/http_threads note=\"needs a restart\"");
+	if (old->max_http != now->max_http ||
+	    old->http_threads != now->http_threads)
+		log_warn("reload", "key=limits.max_http/http_threads "
+				   "note=\"needs a restart\"");
 	if (strcmp(old->node, now->node) != 0)
 		log_warn("reload", "key=node note=\"needs a restart\"");
 	if (old->auth_present != now->auth_present)
-		log_warn("reload", "key=auth note=\"turning auth on or off needs a restart\"");
+		log_warn("reload", "key=auth note=\"turning auth on or off "
+				   "needs a restart\"");
 	if (old->tls_present != now->tls_present)
-		log_warn("reload", "key=tls note=\"turning TLS on or off needs a restart\"");
+		log_warn("reload", "key=tls note=\"turning TLS on or off needs "
+				   "a restart\"");
 	if (old->cluster_present != now->cluster_present ||
 	    (old->cluster_present && cluster_changed(old, now)))
 		log_warn("reload", "key=cluster note=\"needs a restart\"");
 }
 
-static void reload(const struct options *o, struct dconf *conf,
-		   struct hub *hub, struct api *api, struct auth *auth)
+static void reload(const struct options *o, struct dconf *conf, struct hub *hub,
+		   struct api *api, struct auth *auth)
 {
 	struct dconf fresh;
 	struct hub_req req = { .op = HUB_RELOAD };
@@ -150,7 +155,8 @@ static void reload(const struct options *o, struct dconf *conf,
 	memset(&fresh, 0, sizeof(fresh));
 	sd_notify(0, "RELOADING=1");
 	if (dconf_load(o->config, &fresh, err, sizeof(err)) != 0) {
-		log_error("reload failed", "error=%s", log_quote(q, sizeof(q), err));
+		log_error("reload failed", "error=%s",
+			  log_quote(q, sizeof(q), err));
 		sd_notify(0, "READY=1");
 		return;
 	}
@@ -177,7 +183,7 @@ static void start_drain(const struct dconf *conf, struct hub *hub)
 	log_info("stopping", "signal=TERM drain=true timeout_ms=%lld",
 		 (long long)conf->drain_timeout_ms);
 	sd_notify(0, "STOPPING=1\nSTATUS=draining");
-	hub_call_local(hub, &req);          /* instance "": this node */
+	hub_call_local(hub, &req); /* instance "": this node */
 	free(req.body);
 }
 
@@ -194,14 +200,15 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 
 	for (;;) {
 		siginfo_t si;
-		int sig = drain_deadline ? sigtimedwait(set, &si, &step)
-					 : sigwaitinfo(set, &si);
+		int sig = drain_deadline ? sigtimedwait(set, &si, &step) :
+					   sigwaitinfo(set, &si);
 
 		if (sig < 0 && errno == EAGAIN) {
 			if (hub_drain_state(hub) == HUB_DRAINED)
 				return;
 			if (clock_mono_ms() >= drain_deadline) {
-				log_warn("drain timeout", "note=\"stopping with "
+				log_warn("drain timeout",
+					 "note=\"stopping with "
 					 "links left\"");
 				return;
 			}
@@ -219,10 +226,12 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 		}
 		if (sig == SIGTERM && conf->drain_present && !drain_deadline) {
 			start_drain(conf, hub);
-			drain_deadline = clock_mono_ms() + conf->drain_timeout_ms;
+			drain_deadline =
+				clock_mono_ms() + conf->drain_timeout_ms;
 			continue;
 		}
-		log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		log_info("stopping", "signal=%s",
+			 sig == SIGTERM ? "TERM" : "INT");
 		return;
 	}
 }
@@ -276,7 +285,8 @@ int main(int argc, char **argv)
 		dconf_release(&conf);
 		return 1;
 	}
-	log_info("listening", "listener=agents addr=%s", hub_listen_address(hub));
+	log_info("listening", "listener=agents addr=%s",
+		 hub_listen_address(hub));
 	if (hub_start(hub) != 0) {
 		log_error("fatal", "error=\"cannot start the hub thread\"");
 		hub_free(hub);
@@ -298,7 +308,8 @@ int main(int argc, char **argv)
 		log_info("auth", "mode=tokens secrets=%d",
 			 conf.auth_previous_secret_file ? 2 : 1);
 	else
-		log_warn("no auth", "mode=%s note=\"anyone who can reach the "
+		log_warn("no auth",
+			 "mode=%s note=\"anyone who can reach the "
 			 "listeners can change readiness\"",
 			 conf.auth_none ? "none" : "loopback-only");
 	log_info("ready", "version=%s node=%s history=%lld", DISCOVERY_VERSION,

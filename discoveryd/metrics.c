@@ -10,7 +10,7 @@
 
 static const double bounds[METRICS_BUCKETS] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-	0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+	0.01,   0.025,   0.05,   0.1,   0.5,    2.5,
 };
 
 void histogram_observe(struct histogram *h, double seconds)
@@ -65,8 +65,8 @@ static void append(struct metrics_text *t, const char *fmt, ...)
 	}
 }
 
-void metrics_family(struct metrics_text *t, const char *name,
-		    const char *type, const char *help)
+void metrics_family(struct metrics_text *t, const char *name, const char *type,
+		    const char *help)
 {
 	append(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }

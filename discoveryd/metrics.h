@@ -17,7 +17,7 @@
 
 /* Latency histogram, in seconds; buckets from 100 µs to 2.5 s. */
 struct histogram {
-	uint64_t counts[METRICS_BUCKETS + 1];   /* the last is +Inf */
+	uint64_t counts[METRICS_BUCKETS + 1]; /* the last is +Inf */
 	uint64_t count;
 	double sum;
 };
@@ -34,8 +34,8 @@ struct metrics_text {
 
 void metrics_text_init(struct metrics_text *t);
 /* HELP and TYPE lines for a family. */
-void metrics_family(struct metrics_text *t, const char *name,
-		    const char *type, const char *help);
+void metrics_family(struct metrics_text *t, const char *name, const char *type,
+		    const char *help);
 /* One sample; labels like "service=\"cache\"" (NULL or "" for none). */
 void metrics_sample(struct metrics_text *t, const char *name,
 		    const char *labels, double value);

@@ -23,18 +23,20 @@
 #define PEERS_IDLE_MAX 16384
 
 struct peer {
-	struct hnode node;             /* in hub->peers, by addr */
-	struct peer *idle_prev, *idle_next;   /* while it holds nothing */
-	unsigned conns;                /* connections open, upgraded or not */
-	double tokens;                 /* its accept bucket */
-	int64_t refill_ms;             /* 0 = never used: a full bucket */
-	char addr[LINK_PEER_MAX];      /* what links keep (peer_of_addr) */
+	struct hnode node;                  /* in hub->peers, by addr */
+	struct peer *idle_prev, *idle_next; /* while it holds nothing */
+	unsigned conns;           /* connections open, upgraded or not */
+	double tokens;            /* its accept bucket */
+	int64_t refill_ms;        /* 0 = never used: a full bucket */
+	char addr[LINK_PEER_MAX]; /* what links keep (peer_of_addr) */
 };
 
 static void idle_unlink(struct hub *h, struct peer *p)
 {
-	*(p->idle_prev ? &p->idle_prev->idle_next : &h->idle_head) = p->idle_next;
-	*(p->idle_next ? &p->idle_next->idle_prev : &h->idle_tail) = p->idle_prev;
+	*(p->idle_prev ? &p->idle_prev->idle_next : &h->idle_head) =
+		p->idle_next;
+	*(p->idle_next ? &p->idle_next->idle_prev : &h->idle_tail) =
+		p->idle_prev;
 	p->idle_prev = p->idle_next = NULL;
 	h->n_idle--;
 }
@@ -76,7 +78,7 @@ struct peer *peers_get(struct hub *h, const char *addr)
 	}
 	idle_append(h, p);
 	if (h->n_idle > PEERS_IDLE_MAX)
-		drop(h, h->idle_head);          /* never p: it is the newest */
+		drop(h, h->idle_head); /* never p: it is the newest */
 	return p;
 }
 

@@ -104,12 +104,9 @@ void registry_release_service(struct registry *r, struct service *s)
 bool service_computed_ready(const struct service *s)
 {
 	switch (s->declared) {
-	case DECL_READY:
-		return true;
-	case DECL_NOTREADY:
-		return false;
-	case DECL_NONE:
-		break;
+	case DECL_READY: return true;
+	case DECL_NOTREADY: return false;
+	case DECL_NONE: break;
 	}
 	return s->ready_instances >= s->min_ready || s->grace;
 }
@@ -117,9 +114,9 @@ bool service_computed_ready(const struct service *s)
 const char *declaration_name(enum declaration d)
 {
 	switch (d) {
-	case DECL_READY:    return "ready";
+	case DECL_READY: return "ready";
 	case DECL_NOTREADY: return "notready";
-	case DECL_NONE:     break;
+	case DECL_NONE: break;
 	}
 	return NULL;
 }

@@ -34,21 +34,21 @@ enum declaration {
 struct service {
 	char name[PROTO_NAME_MAX + 1];
 	int64_t min_ready;
-	bool configured;           /* listed under services: in the config */
+	bool configured; /* listed under services: in the config */
 	enum declaration declared;
-	int64_t expires_ms;        /* declaration's end (monotonic ms), 0 = none */
-	unsigned instances;        /* linked instances (after hello) */
-	unsigned ready_instances;  /* of those, how many report ready */
-	unsigned dependents;       /* links whose depends_on names it */
-	bool ready;                /* last announced readiness */
-	bool grace;                /* restart grace: restored ready, held until
-	                              its instances are back or the grace ends */
+	int64_t expires_ms; /* declaration's end (monotonic ms), 0 = none */
+	unsigned instances; /* linked instances (after hello) */
+	unsigned ready_instances; /* of those, how many report ready */
+	unsigned dependents;      /* links whose depends_on names it */
+	bool ready;               /* last announced readiness */
+	bool grace;               /* restart grace: restored ready, held until
+				     its instances are back or the grace ends */
 };
 
 struct registry {
 	struct service **services; /* sorted by name */
 	size_t n, cap;
-	size_t max;                /* cap on the number of services */
+	size_t max; /* cap on the number of services */
 };
 
 /* The daemon's service table: past it a new service is 503 "full". */

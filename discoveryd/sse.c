@@ -13,12 +13,12 @@
 struct sse {
 	struct MHD_Connection *c;
 	pthread_mutex_t mu;
-	char *buf;                /* unread text: buf[off .. len) */
+	char *buf; /* unread text: buf[off .. len) */
 	size_t off, len, cap;
-	bool suspended;           /* the reader found nothing and waits */
-	bool overflow;            /* fell too far behind: end the stream */
+	bool suspended; /* the reader found nothing and waits */
+	bool overflow;  /* fell too far behind: end the stream */
 	int64_t last_push_ms;
-	struct sse *next;         /* hub's list; hub thread only */
+	struct sse *next; /* hub's list; hub thread only */
 };
 
 struct sse *sse_new(struct MHD_Connection *c)
@@ -62,7 +62,7 @@ void sse_push(struct sse *s, const char *text, size_t len)
 		pthread_mutex_unlock(&s->mu);
 		return;
 	}
-	if (s->off) {             /* keep the unread part at the front */
+	if (s->off) { /* keep the unread part at the front */
 		memmove(s->buf, s->buf + s->off, s->len - s->off);
 		s->len -= s->off;
 		s->off = 0;

@@ -34,7 +34,7 @@ static uint64_t next_random(struct backoff *b)
 {
 	uint64_t x = b->rng;
 
-	if (x == 0)             /* a zeroed struct: xorshift would stay at 0 */
+	if (x == 0) /* a zeroed struct: xorshift would stay at 0 */
 		x = mix(0);
 	x ^= x >> 12;
 	x ^= x << 25;
@@ -81,14 +81,14 @@ uint32_t backoff_ceiling(const struct backoff *b)
 			if (!(ceiling < b->max_ms))
 				return b->max_ms;
 		}
-		factor *= factor;       /* may reach +inf: then the cap holds */
+		factor *= factor; /* may reach +inf: then the cap holds */
 	}
 	return (uint32_t)ceiling;
 }
 
 uint32_t backoff_next(struct backoff *b)
 {
-	uint64_t span = (uint64_t)backoff_ceiling(b) + 1;   /* <= 2^32 */
+	uint64_t span = (uint64_t)backoff_ceiling(b) + 1; /* <= 2^32 */
 	uint64_t r = next_random(b) >> 32;
 
 	/* Lemire's multiply-shift maps 32 random bits onto [0, span). */

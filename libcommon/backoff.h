@@ -14,17 +14,18 @@
 #include <stdint.h>
 
 struct backoff {
-	uint32_t initial_ms;   /* cap of the first delay, > 0 */
-	uint32_t max_ms;       /* no delay exceeds this, >= initial_ms */
-	double multiplier;     /* growth per attempt, >= 1.0 */
-	uint32_t attempt;      /* attempts since the last reset */
-	uint64_t rng;          /* xorshift state, never 0 */
+	uint32_t initial_ms; /* cap of the first delay, > 0 */
+	uint32_t max_ms;     /* no delay exceeds this, >= initial_ms */
+	double multiplier;   /* growth per attempt, >= 1.0 */
+	uint32_t attempt;    /* attempts since the last reset */
+	uint64_t rng;        /* xorshift state, never 0 */
 };
 
 /* Fill b; seed 0 picks one from the clock and the address of b. */
 void backoff_init(struct backoff *b, uint32_t initial_ms, uint32_t max_ms,
 		  double multiplier, uint64_t seed);
-/* The ceiling for the current attempt: min(max, initial * multiplier^attempt). */
+/* The ceiling for the current attempt: min(max, initial * multiplier^attempt).
+ */
 uint32_t backoff_ceiling(const struct backoff *b);
 /* The next delay in ms (uniform in [0, ceiling]) and advance the attempt. */
 uint32_t backoff_next(struct backoff *b);

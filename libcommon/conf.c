@@ -41,15 +41,15 @@
 #include "conf.h"
 #include "conf_int.h"
 
-#define CONF_MAX_FILE (1024 * 1024) /* bytes of YAML text */
-#define CONF_MAX_DEPTH 32           /* nested sequences and mappings */
+#define CONF_MAX_FILE  (1024 * 1024) /* bytes of YAML text */
+#define CONF_MAX_DEPTH 32            /* nested sequences and mappings */
 
 struct loader {
-	const char *name;      /* file name for messages */
+	const char *name; /* file name for messages */
 	const unsigned char *text;
 	size_t len;
-	yaml_document_t *doc;  /* NULL until the document is loaded */
-	bool defaults;         /* storing the table's defaults */
+	yaml_document_t *doc; /* NULL until the document is loaded */
+	bool defaults;        /* storing the table's defaults */
 	char *err;
 	size_t errlen;
 };
@@ -63,9 +63,9 @@ static const yaml_mark_t *at(const yaml_node_t *node)
 }
 
 /* Write "name:line:col: message" (or "name: message") to err; returns -1. */
-__attribute__((format(printf, 3, 4)))
-static int fail(const struct loader *ld, const yaml_mark_t *mark,
-		const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(const struct loader *ld,
+						      const yaml_mark_t *mark,
+						      const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -111,8 +111,7 @@ static int yaml_fail(const struct loader *ld, const yaml_parser_t *parser)
 	yaml_mark_t mark;
 
 	switch (parser->error) {
-	case YAML_MEMORY_ERROR:
-		return fail(ld, NULL, "out of memory");
+	case YAML_MEMORY_ERROR: return fail(ld, NULL, "out of memory");
 	case YAML_READER_ERROR:
 		mark = mark_of_offset(ld, parser->problem_offset);
 		return fail(ld, &mark, "%s", problem);
@@ -196,8 +195,8 @@ static int store_scalar(const struct loader *ld, const struct conf_key *row,
 
 static bool is_null(const yaml_node_t *n)
 {
-	static const char *const nulls[] = { "", "~", "null", "Null", "NULL",
-					     NULL };
+	static const char *const nulls[] = { "",     "~",    "null",
+					     "Null", "NULL", NULL };
 
 	if (n->type != YAML_SCALAR_NODE ||
 	    n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
@@ -273,9 +272,9 @@ static int check_required(struct loader *ld, const struct conf_key *table,
 		const yaml_node_pair_t *end =
 			mapping ? mapping->data.mapping.pairs.top : NULL;
 
-		if (mapping && (find_key(ld, mapping, end, row->name) ||
-				(row->alias &&
-				 find_key(ld, mapping, end, row->alias))))
+		if (mapping &&
+		    (find_key(ld, mapping, end, row->name) ||
+		     (row->alias && find_key(ld, mapping, end, row->alias))))
 			continue;
 		if ((row->flags & CONF_REQUIRED) && !row->def)
 			return fail(ld, at(near), "missing required key '%s'%s",
@@ -290,8 +289,7 @@ static int check_required(struct loader *ld, const struct conf_key *table,
 }
 
 static int load_section(struct loader *ld, const struct conf_key *row,
-			void *base, const yaml_node_t *value,
-			const char *path)
+			void *base, const yaml_node_t *value, const char *path)
 {
 	char sub_path[256];
 
@@ -357,8 +355,8 @@ static int check_names(struct loader *ld, const struct conf_key *row,
 			const char *prev = text_of(keys[i - 1]);
 
 			if (strcmp(prev, text_of(keys[i])) == 0 &&
-			    (!dup || keys[i]->start_mark.index <
-					     dup->start_mark.index))
+			    (!dup ||
+			     keys[i]->start_mark.index < dup->start_mark.index))
 				dup = keys[i];
 		}
 	}
@@ -366,7 +364,8 @@ static int check_names(struct loader *ld, const struct conf_key *row,
 	if (bad)
 		return fail(ld, at(bad), "invalid name '%s' in '%s'",
 			    bad->type == YAML_SCALAR_NODE ?
-			    (const char *)bad->data.scalar.value : "",
+				    (const char *)bad->data.scalar.value :
+				    "",
 			    map_path);
 	if (dup)
 		return fail(ld, at(dup), "duplicate key '%s' in '%s'",
@@ -379,7 +378,7 @@ static void free_map(const struct conf_key *row, struct conf_map *map)
 	for (size_t i = 0; i < map->n; i++) {
 		if (map->items)
 			conf_release(row->sub,
-				  (char *)map->items + i * row->item_size);
+				     (char *)map->items + i * row->item_size);
 		if (map->names)
 			free(map->names[i]);
 	}
@@ -391,8 +390,8 @@ static void free_map(const struct conf_key *row, struct conf_map *map)
 }
 
 /* Each item: a zeroed block, the sub table's defaults, then the file. */
-static int load_map(struct loader *ld, const struct conf_key *row,
-		    void *base, const yaml_node_t *value, const char *path)
+static int load_map(struct loader *ld, const struct conf_key *row, void *base,
+		    const yaml_node_t *value, const char *path)
 {
 	struct conf_map *map = (void *)((char *)base + row->offset);
 	const yaml_node_pair_t *pairs;
@@ -465,12 +464,13 @@ static int load_strlist(const struct loader *ld, const struct conf_key *row,
 	if (row->max > 0 && n > (uint64_t)row->max)
 		return fail(ld, at(value),
 			    "'%s' has %zu entries; at most %" PRId64
-			    " are allowed", row->name, n, row->max);
+			    " are allowed",
+			    row->name, n, row->max);
 	if (n && !(list.v = calloc(n, sizeof(*list.v))))
 		return fail(ld, at(value), "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		const yaml_node_t *entry =
-			items ? node_at(ld, items[i]) : value;
+		const yaml_node_t *entry = items ? node_at(ld, items[i]) :
+						   value;
 		const char *s = text_of(entry);
 
 		if (!s || is_null(entry)) {
@@ -490,29 +490,25 @@ static int load_strlist(const struct loader *ld, const struct conf_key *row,
 	return 0;
 }
 
-static int set_value(struct loader *ld, const struct conf_key *row,
-		     void *base, const yaml_node_t *value, const char *path)
+static int set_value(struct loader *ld, const struct conf_key *row, void *base,
+		     const yaml_node_t *value, const char *path)
 {
 	const char *s;
 
 	switch (row->type) {
-	case CONF_IGNORE:
-		return 0;
-	case CONF_SECTION:
-		return load_section(ld, row, base, value, path);
-	case CONF_MAP:
-		return load_map(ld, row, base, value, path);
-	case CONF_STRLIST:
-		return load_strlist(ld, row, base, value);
-	default:
-		break;
+	case CONF_IGNORE: return 0;
+	case CONF_SECTION: return load_section(ld, row, base, value, path);
+	case CONF_MAP: return load_map(ld, row, base, value, path);
+	case CONF_STRLIST: return load_strlist(ld, row, base, value);
+	default: break;
 	}
 	if (value->type != YAML_SCALAR_NODE)
 		return type_error(ld, row, value);
 	if (is_null(value))
 		return fail(ld, at(value), "'%s' has no value%s", row->name,
 			    row->type == CONF_STRING ?
-			    " (write \"\" for an empty string)" : "");
+				    " (write \"\" for an empty string)" :
+				    "");
 	s = text_of(value);
 	if (!s)
 		return fail(ld, at(value), "'%s' contains a NUL byte",
@@ -549,12 +545,13 @@ static int walk_mapping(struct loader *ld, const struct conf_key *table,
 		if (find_key(ld, mapping, p, name))
 			return fail(ld, at(key), "duplicate key '%s'%s", name,
 				    in);
-		if (row->alias && find_key(ld, mapping, p,
-					   strcmp(name, row->name) ?
-					   row->name : row->alias))
-			return fail(ld, at(key), "'%s' and '%s' are the same "
-				    "key; keep one%s", row->name, row->alias,
-				    in);
+		if (row->alias &&
+		    find_key(ld, mapping, p,
+			     strcmp(name, row->name) ? row->name : row->alias))
+			return fail(ld, at(key),
+				    "'%s' and '%s' are the same "
+				    "key; keep one%s",
+				    row->name, row->alias, in);
 		/* Messages about the value use the file's name for the key. */
 		spelt = *row;
 		spelt.name = name;
@@ -627,21 +624,14 @@ void conf_release(const struct conf_key *table, void *target)
 			free(*(char **)field);
 			*(char **)field = NULL;
 			break;
-		case CONF_STRLIST:
-			conf_strlist_release(field);
-			break;
+		case CONF_STRLIST: conf_strlist_release(field); break;
 		case CONF_CUSTOM:
 			if (row->free)
 				row->free(field);
 			break;
-		case CONF_SECTION:
-			conf_release(row->sub, target);
-			break;
-		case CONF_MAP:
-			free_map(row, field);
-			break;
-		default:
-			break;
+		case CONF_SECTION: conf_release(row->sub, target); break;
+		case CONF_MAP: free_map(row, field); break;
+		default: break;
 		}
 	}
 }
@@ -669,12 +659,11 @@ static int check_shape(const struct loader *ld)
 			break;
 		}
 		switch (event.type) {
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
+		case YAML_STREAM_END_EVENT: done = true; break;
 		case YAML_DOCUMENT_START_EVENT:
 			if (++documents > 1)
-				rc = fail(ld, &event.start_mark, "only one "
+				rc = fail(ld, &event.start_mark,
+					  "only one "
 					  "YAML document is allowed");
 			break;
 		case YAML_ALIAS_EVENT:
@@ -690,11 +679,8 @@ static int check_shape(const struct loader *ld)
 					  CONF_MAX_DEPTH);
 			break;
 		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			depth--;
-			break;
-		default:
-			break;
+		case YAML_MAPPING_END_EVENT: depth--; break;
+		default: break;
 		}
 		yaml_event_delete(&event);
 	}
@@ -735,17 +721,21 @@ int conf_load_string(const char *text, size_t len, const char *name,
 {
 	struct loader ld = { .name = name ? name : "<string>",
 			     .text = (const unsigned char *)(text ? text : ""),
-			     .len = text ? len : 0, .err = err, .errlen = errlen };
+			     .len = text ? len : 0,
+			     .err = err,
+			     .errlen = errlen };
 	yaml_document_t doc;
 	int rc;
 
 	if (err && errlen)
 		err[0] = '\0';
 	if (len > CONF_MAX_FILE)
-		return fail(&ld, NULL, "larger than %d bytes (1 MiB), the "
-			    "limit for a config file", CONF_MAX_FILE);
-	if (store_defaults(&ld, table, target) != 0 ||
-	    check_shape(&ld) != 0 || load_document(&ld, &doc) != 0)
+		return fail(&ld, NULL,
+			    "larger than %d bytes (1 MiB), the "
+			    "limit for a config file",
+			    CONF_MAX_FILE);
+	if (store_defaults(&ld, table, target) != 0 || check_shape(&ld) != 0 ||
+	    load_document(&ld, &doc) != 0)
 		return -1;
 	ld.doc = &doc;
 	rc = walk_root(&ld, table, target);
@@ -753,8 +743,8 @@ int conf_load_string(const char *text, size_t len, const char *name,
 	return rc;
 }
 
-int conf_load_file(const char *path, const struct conf_key *table,
-		   void *target, char *err, size_t errlen)
+int conf_load_file(const char *path, const struct conf_key *table, void *target,
+		   char *err, size_t errlen)
 {
 	struct loader ld = { .name = path, .err = err, .errlen = errlen };
 	char *buf;

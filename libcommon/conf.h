@@ -22,14 +22,13 @@
  *   CONF_INT       int64_t             bounds min..max
  *   CONF_BOOL      bool                true/false/yes/no/on/off
  *   CONF_DOUBLE    double              bounds min..max (as integers)
- *   CONF_DURATION  int64_t, in ms      "250ms", "10s", "5m", "1h", "0"; bounds in ms
- *   CONF_SIZE      int64_t, in bytes   "512B", "64KiB", "1MiB", "1GiB", bare number = bytes
- *   CONF_ADDR      struct conf_addr    "host:port", "[v6]:port"; port 0..65535
- *   CONF_ENUM      int                 index of the value in `choices`
- *   CONF_CUSTOM    anything            parsed by `parse` (e.g. "true or a command")
- * Collections:
- *   CONF_STRLIST   struct conf_strlist a sequence of scalars (a lone scalar is a
- *                                      list of one); at most `max` entries
+ *   CONF_DURATION  int64_t, in ms      "250ms", "10s", "5m", "1h", "0"; bounds
+ * in ms CONF_SIZE      int64_t, in bytes   "512B", "64KiB", "1MiB", "1GiB",
+ * bare number = bytes CONF_ADDR      struct conf_addr    "host:port",
+ * "[v6]:port"; port 0..65535 CONF_ENUM      int                 index of the
+ * value in `choices` CONF_CUSTOM    anything            parsed by `parse` (e.g.
+ * "true or a command") Collections: CONF_STRLIST   struct conf_strlist a
+ * sequence of scalars (a lone scalar is a list of one); at most `max` entries
  *   CONF_SECTION   a nested mapping whose keys are the `sub` table; its offsets
  *                  are relative to the same target struct as the parent's. If
  *                  `present` is not CONF_NO_FIELD, a bool there is set when the
@@ -111,19 +110,19 @@ struct conf_key {
 	 * the file may use either, not both; messages say the one it used. */
 	const char *alias;
 	enum conf_type type;
-	size_t offset;  /* of the field in the target (or item) struct */
-	int64_t min;    /* INT/DOUBLE/DURATION/SIZE lower bound */
-	int64_t max;    /* upper bound; STRLIST: max entries; 0 = no bound */
+	size_t offset;   /* of the field in the target (or item) struct */
+	int64_t min;     /* INT/DOUBLE/DURATION/SIZE lower bound */
+	int64_t max;     /* upper bound; STRLIST: max entries; 0 = no bound */
 	const char *def; /* default, spelt as in YAML; NULL = none */
 	unsigned flags;
-	const struct conf_key *sub;     /* SECTION, MAP: rows, ended by {NULL} */
-	size_t present;                 /* SECTION: bool set when present */
-	size_t item_size;               /* MAP: size of one item */
-	const char *const *choices;     /* ENUM: NULL-ended list */
-	conf_parse_fn parse;            /* CUSTOM */
-	conf_free_fn free;              /* CUSTOM */
-	conf_name_fn name_check;        /* MAP: optional */
-	const char *help;               /* one line, for docs and errors */
+	const struct conf_key *sub; /* SECTION, MAP: rows, ended by {NULL} */
+	size_t present;             /* SECTION: bool set when present */
+	size_t item_size;           /* MAP: size of one item */
+	const char *const *choices; /* ENUM: NULL-ended list */
+	conf_parse_fn parse;        /* CUSTOM */
+	conf_free_fn free;          /* CUSTOM */
+	conf_name_fn name_check;    /* MAP: optional */
+	const char *help;           /* one line, for docs and errors */
 };
 
 /*
@@ -132,8 +131,8 @@ struct conf_key {
  * -1 with "path:line:col: message" (or "path: message" when there is no
  * position, e.g. the file cannot be opened) in err.
  */
-int conf_load_file(const char *path, const struct conf_key *table,
-		   void *target, char *err, size_t errlen);
+int conf_load_file(const char *path, const struct conf_key *table, void *target,
+		   char *err, size_t errlen);
 
 /*
  * conf_load_file, with the top-level keys named in ignore (NULL-ended) also
@@ -153,16 +152,16 @@ int conf_load_string(const char *text, size_t len, const char *name,
 void conf_release(const struct conf_key *table, void *target);
 
 /* Helpers, also used by programs for command-line flags. */
-int conf_parse_duration(const char *s, int64_t *ms);  /* 0 or -1 */
-int conf_parse_size(const char *s, int64_t *bytes);   /* 0 or -1 */
+int conf_parse_duration(const char *s, int64_t *ms);        /* 0 or -1 */
+int conf_parse_size(const char *s, int64_t *bytes);         /* 0 or -1 */
 int conf_parse_addr(const char *s, struct conf_addr *addr); /* 0 or -1 */
 
 /* redis://[[user]:password@]host[:port][/db] (cluster.redis). */
 struct redis_url {
-	struct conf_addr addr;  /* port 6379 when absent */
-	char user[128];         /* "" = the default user */
-	char password[256];     /* "" = none */
-	int db;                 /* 0..(1<<20) */
+	struct conf_addr addr; /* port 6379 when absent */
+	char user[128];        /* "" = the default user */
+	char password[256];    /* "" = none */
+	int db;                /* 0..(1<<20) */
 };
 /* 0, or -1 with a message naming what is wrong in err. */
 int conf_redis_url_parse(const char *s, struct redis_url *u, char *err,

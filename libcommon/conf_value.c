@@ -35,16 +35,20 @@ struct unit {
 	int64_t scale;
 };
 
+/* clang-format off */
 static const struct unit duration_units[] = {
 	{ "ms", 1 }, { "s", 1000 }, { "m", 60 * 1000 }, { "h", 3600 * 1000 },
 	{ NULL, 0 },
 };
+/* clang-format on */
 
 /* Ascending, as format_bound expects; a bare number is bytes. */
+/* clang-format off */
 static const struct unit size_units[] = {
 	{ "", 1 }, { "B", 1 }, { "KiB", INT64_C(1) << 10 },
 	{ "MiB", INT64_C(1) << 20 }, { "GiB", INT64_C(1) << 30 }, { NULL, 0 },
 };
+/* clang-format on */
 
 /* ---- scalar parsers ---------------------------------------------------- */
 
@@ -230,7 +234,8 @@ int conf_redis_url_parse(const char *s, struct redis_url *u, char *err,
 
 	memset(u, 0, sizeof(*u));
 	if (!s || strncmp(s, "redis://", 8) != 0) {
-		snprintf(err, errlen, "must start with redis:// (rediss:// and "
+		snprintf(err, errlen,
+			 "must start with redis:// (rediss:// and "
 			 "unix sockets are not supported)");
 		return -1;
 	}
@@ -246,8 +251,10 @@ int conf_redis_url_parse(const char *s, struct redis_url *u, char *err,
 		len = colon ? (size_t)(at - colon - 1) : 0;
 		if (!colon || len == 0 || len >= sizeof(u->password) ||
 		    ulen >= sizeof(u->user)) {
-			snprintf(err, errlen, "credentials must be written "
-				 "[user]:password@ (at most 127 and 255 bytes)");
+			snprintf(err, errlen,
+				 "credentials must be written "
+				 "[user]:password@ (at most 127 and 255 "
+				 "bytes)");
 			return -1;
 		}
 		memcpy(u->user, rest, ulen);
@@ -299,7 +306,8 @@ static void format_bound(const struct conf_key *row, int64_t v, char *buf,
 			 size_t size)
 {
 	const struct unit *units = row->type == CONF_DURATION ? duration_units :
-				   row->type == CONF_SIZE ? size_units : NULL;
+				   row->type == CONF_SIZE     ? size_units :
+								NULL;
 	size_t i = 0;
 
 	if (!units || v == 0) {
@@ -351,7 +359,8 @@ static const char *expected(enum conf_type type)
 	case CONF_ADDR:
 		return "an address like 127.0.0.1:5916, [::1]:5916 or :5916";
 	case CONF_STRLIST: return "a string or a list of strings";
-	case CONF_SECTION: case CONF_MAP: return "a mapping";
+	case CONF_SECTION:
+	case CONF_MAP: return "a mapping";
 	default: return "a single value";
 	}
 }
@@ -386,11 +395,13 @@ int conf_value_parse(const struct conf_key *row, void *field, const char *s,
 
 	switch (row->type) {
 	case CONF_BOOL:
-		return parse_bool(s, field) == 0 ? 0 :
-		       conf_value_type_error(row, msg, size);
+		return parse_bool(s, field) == 0 ?
+			       0 :
+			       conf_value_type_error(row, msg, size);
 	case CONF_ADDR:
-		return conf_parse_addr(s, field) == 0 ? 0 :
-		       conf_value_type_error(row, msg, size);
+		return conf_parse_addr(s, field) == 0 ?
+			       0 :
+			       conf_value_type_error(row, msg, size);
 	case CONF_ENUM:
 		for (int i = 0; row->choices && row->choices[i]; i++) {
 			if (strcmp(s, row->choices[i]) == 0) {
@@ -401,8 +412,9 @@ int conf_value_parse(const struct conf_key *row, void *field, const char *s,
 		return conf_value_type_error(row, msg, size);
 	case CONF_DOUBLE:
 		rc = parse_double(s, &d);
-		if (rc == 0 && bounded(row) && (d < (double)row->min ||
-		    (row->max && d > (double)row->max)))
+		if (rc == 0 && bounded(row) &&
+		    (d < (double)row->min ||
+		     (row->max && d > (double)row->max)))
 			rc = -2;
 		break;
 	case CONF_INT: rc = parse_int(s, &v); break;

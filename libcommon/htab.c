@@ -10,15 +10,15 @@
 #include "clock.h"
 #include "htab.h"
 
-#define FNV_BASIS 1469598103934665603ULL
-#define FNV_PRIME 1099511628211ULL
+#define FNV_BASIS  1469598103934665603ULL
+#define FNV_PRIME  1099511628211ULL
 #define FIRST_SIZE 64
 
 void htab_init(struct htab *t, bool seeded)
 {
 	memset(t, 0, sizeof(*t));
 	if (seeded && getrandom(&t->seed, sizeof(t->seed), GRND_NONBLOCK) !=
-	    (ssize_t)sizeof(t->seed))
+			      (ssize_t)sizeof(t->seed))
 		t->seed = (uint64_t)(uintptr_t)t ^ (uint64_t)clock_mono_us();
 }
 

@@ -22,13 +22,13 @@
 #include <stdint.h>
 
 struct hnode {
-	struct hnode *next;           /* in its bucket */
+	struct hnode *next; /* in its bucket */
 	uint64_t hash;
 };
 
 struct htab {
 	struct hnode **buckets;
-	size_t size;                  /* a power of two; 0 until the first add */
+	size_t size; /* a power of two; 0 until the first add */
 	size_t count;
 	uint64_t seed;
 };
@@ -54,7 +54,7 @@ void htab_clear(struct htab *t);
 struct hnode *htab_pop(struct htab *t);
 
 /* The entry of type that holds node n as member. */
-#define htab_entry(n, type, member) \
-	((type *)(void *)((char *)(n) - offsetof(type, member)))
+#define htab_entry(n, type, member)                                            \
+	((type *)(void *)((char *)(n)-offsetof(type, member)))
 
 #endif

@@ -20,8 +20,8 @@
 
 #include "log.h"
 
-#define LOG_LINE_BYTES 2048    /* newline included; below PIPE_BUF (4096) */
-#define LOG_MSG_BYTES  256     /* the quoted msg */
+#define LOG_LINE_BYTES 2048 /* newline included; below PIPE_BUF (4096) */
+#define LOG_MSG_BYTES  256  /* the quoted msg */
 #define LOG_PROG_BYTES 64
 
 static atomic_int current_level = LOG_INFO;
@@ -80,7 +80,8 @@ static bool is_plain(const char *s)
 	if (!*s)
 		return false;
 	for (; *s; s++)
-		if (*s < 0x21 || *s > 0x7E || *s == '"' || *s == '\\' || *s == '=')
+		if (*s < 0x21 || *s > 0x7E || *s == '"' || *s == '\\' ||
+		    *s == '=')
 			return false;
 	return true;
 }
@@ -126,12 +127,12 @@ static size_t escape_one(const unsigned char *s, size_t left, char out[4],
 
 	*used = 1;
 	switch (s[0]) {
-	case '"':  memcpy(out, "\\\"", 2); return 2;
+	case '"': memcpy(out, "\\\"", 2); return 2;
 	case '\\': memcpy(out, "\\\\", 2); return 2;
 	case '\n': memcpy(out, "\\n", 2); return 2;
 	case '\r': memcpy(out, "\\r", 2); return 2;
 	case '\t': memcpy(out, "\\t", 2); return 2;
-	default:   break;
+	default: break;
 	}
 	if (s[0] >= 0x20 && s[0] < 0x7F) {
 		out[0] = (char)s[0];
@@ -155,7 +156,7 @@ const char *log_quote(char *buf, size_t size, const char *s)
 	size_t need = 2, budget, n = 1, used, k;
 	char piece[4];
 
-	if (size == 0)          /* nowhere to write even the terminator */
+	if (size == 0) /* nowhere to write even the terminator */
 		return "";
 	if (!s)
 		s = "(null)";
@@ -207,7 +208,7 @@ const char *log_quote_bytes(char *buf, size_t size, const void *data,
 	buf[0] = '"';
 	while (off < len) {
 		k = escape_one(s + off, len - off, piece, &took);
-		if (n + k + sizeof("\"") > size)  /* the closing quote, NUL */
+		if (n + k + sizeof("\"") > size) /* the closing quote, NUL */
 			break;
 		memcpy(buf + n, piece, k);
 		n += k;
@@ -271,8 +272,8 @@ static const char *prog(void)
 void log_msg(enum log_level level, const char *msg, const char *fmt, ...)
 {
 	char line[LOG_LINE_BYTES], quoted_msg[LOG_MSG_BYTES],
-	     quoted_prog[LOG_PROG_BYTES + 8];
-	const size_t text_max = sizeof(line) - 1;       /* room for '\n' */
+		quoted_prog[LOG_PROG_BYTES + 8];
+	const size_t text_max = sizeof(line) - 1; /* room for '\n' */
 	int saved_errno = errno;
 	struct timespec now;
 	struct tm tm;
@@ -280,8 +281,8 @@ void log_msg(enum log_level level, const char *msg, const char *fmt, ...)
 	bool cut = false;
 	va_list ap;
 
-	if ((int)level > atomic_load_explicit(&current_level,
-					      memory_order_relaxed))
+	if ((int)level >
+	    atomic_load_explicit(&current_level, memory_order_relaxed))
 		return;
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
@@ -292,18 +293,19 @@ void log_msg(enum log_level level, const char *msg, const char *fmt, ...)
 			      ".%03ldZ level=%s prog=%s msg=%s",
 			      (long)(now.tv_nsec / 1000000),
 			      log_level_name(clamp_level((int)level)),
-			      log_quote(quoted_prog, sizeof(quoted_prog), prog()),
+			      log_quote(quoted_prog, sizeof(quoted_prog),
+					prog()),
 			      log_quote(quoted_msg, sizeof(quoted_msg), msg)),
 		     text_max - n, &cut);
 	if (fmt && *fmt && !cut) {
 		if (n < text_max) {
 			line[n++] = ' ';
 			va_start(ap, fmt);
-			tail = advance(vsnprintf(line + n, text_max + 1 - n, fmt,
-						 ap),
+			tail = advance(vsnprintf(line + n, text_max + 1 - n,
+						 fmt, ap),
 				       text_max - n, &cut);
 			va_end(ap);
-			n = tail > 0 ? n + tail : n - 1;  /* no trailing space */
+			n = tail > 0 ? n + tail : n - 1; /* no trailing space */
 		} else {
 			cut = true;
 		}
@@ -330,7 +332,8 @@ void log_text(enum log_level level, const char *msg, const char *text)
 	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
 		n--;
 	snprintf(trimmed, sizeof(trimmed), "%.*s", (int)n, text);
-	log_msg(level, msg, "text=%s", log_quote(quoted, sizeof(quoted), trimmed));
+	log_msg(level, msg, "text=%s",
+		log_quote(quoted, sizeof(quoted), trimmed));
 }
 
 void log_vtext(enum log_level level, const char *msg, const char *fmt,

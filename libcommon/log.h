@@ -1,7 +1,8 @@
 /*
  * log: one line per event on stderr, key=value style, journald-friendly.
  *
- *   ts=2026-11-23T12:00:00.123Z level=info prog=discoveryd msg=listening addr=...
+ *   ts=2026-11-23T12:00:00.123Z level=info prog=discoveryd msg=listening
+ * addr=...
  *
  * Only programs (discoveryd, discoveryctl, the sidecar, the gate) log through
  * this module. Libraries never print: libagent hands its lines to the host

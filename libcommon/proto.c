@@ -33,7 +33,7 @@ struct decoder {
 	const char *buf;
 	size_t len;
 	const cJSON *root;
-	const char *type;       /* message type, prefixes reasons; NULL before */
+	const char *type; /* message type, prefixes reasons; NULL before */
 	char *err;
 	size_t errlen;
 };
@@ -107,7 +107,8 @@ static int read_seq(struct decoder *d, const cJSON *obj, const char *path,
 	if (!cJSON_IsNumber(item) ||
 	    !proto_number_text(d->root, item, d->buf, d->len, &token,
 			       &token_len) ||
-	    !proto_parse_u64(token, token_len, &v) || (double)v != item->valuedouble)
+	    !proto_parse_u64(token, token_len, &v) ||
+	    (double)v != item->valuedouble)
 		return invalid(d, "'%s' must be an integer in [0, 2^64)", path);
 	*out = v;
 	return 0;
@@ -171,23 +172,27 @@ static int bool_field(struct decoder *d, const cJSON *obj, const char *path,
 static int decode_depends(struct decoder *d, const cJSON *root,
 			  struct proto_hello *h)
 {
-	const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "depends_on");
+	const cJSON *list =
+		cJSON_GetObjectItemCaseSensitive(root, "depends_on");
 	const cJSON *entry;
 
 	if (absent(list))
 		return 0;
 	if (!cJSON_IsArray(list))
 		return invalid(d, "'depends_on' must be an array");
-	cJSON_ArrayForEach(entry, list) {
+	cJSON_ArrayForEach (entry, list) {
 		if (h->n_depends == PROTO_DEPENDS_MAX)
-			return invalid(d, "'depends_on' has more than %d entries",
+			return invalid(d,
+				       "'depends_on' has more than %d entries",
 				       PROTO_DEPENDS_MAX);
-		if (!cJSON_IsString(entry) || !proto_valid_name(entry->valuestring))
-			return invalid(d, "'depends_on' entries must match "
-				       NAME_RULE);
+		if (!cJSON_IsString(entry) ||
+		    !proto_valid_name(entry->valuestring))
+			return invalid(d, "'depends_on' entries must "
+					  "match " NAME_RULE);
 		for (size_t i = 0; i < h->n_depends; i++)
 			if (strcmp(h->depends_on[i], entry->valuestring) == 0)
-				return invalid(d, "'depends_on' lists a service twice");
+				return invalid(d, "'depends_on' lists a "
+						  "service twice");
 		strcpy(h->depends_on[h->n_depends++], entry->valuestring);
 	}
 	return 0;
@@ -226,7 +231,9 @@ static int decode_hello(struct decoder *d, cJSON *root, struct proto_msg *msg)
 	if (!(s = string_field(d, root, "instance", true, &rc)))
 		return rc;
 	if (!proto_valid_instance(s))
-		return invalid(d, "'instance' must be 1-%d printable bytes, no spaces",
+		return invalid(d,
+			       "'instance' must be 1-%d printable bytes, no "
+			       "spaces",
 			       PROTO_INSTANCE_MAX);
 	strcpy(h->instance, s);
 	if ((rc = copy_field(d, root, "address", false, h->address,
@@ -246,15 +253,15 @@ static int decode_status(struct decoder *d, cJSON *root, struct proto_msg *msg)
 	return bool_field(d, root, "ready", &msg->u.status.ready);
 }
 
-static int decode_welcome(struct decoder *d, cJSON *root,
-			  struct proto_msg *msg)
+static int decode_welcome(struct decoder *d, cJSON *root, struct proto_msg *msg)
 {
 	struct proto_welcome *w = &msg->u.welcome;
 	cJSON *services = cJSON_GetObjectItemCaseSensitive(root, "services");
 	const cJSON *entry;
 	int rc;
 
-	if ((rc = copy_field(d, root, "node", true, w->node, sizeof(w->node))) ||
+	if ((rc = copy_field(d, root, "node", true, w->node,
+			     sizeof(w->node))) ||
 	    (rc = copy_field(d, root, "epoch", true, w->epoch,
 			     sizeof(w->epoch))) ||
 	    (rc = read_seq(d, root, "seq", true, &w->seq)) ||
@@ -263,10 +270,10 @@ static int decode_welcome(struct decoder *d, cJSON *root,
 		return rc;
 	if (!cJSON_IsObject(services))
 		return invalid(d, "'services' must be an object");
-	cJSON_ArrayForEach(entry, services)
+	cJSON_ArrayForEach (entry, services)
 		if (!proto_valid_name(entry->string) || !cJSON_IsBool(entry))
 			return invalid(d, "'services' must map " NAME_RULE
-				       " to true or false");
+					  " to true or false");
 	w->services = cJSON_DetachItemViaPointer(root, services);
 	return 0;
 }
@@ -281,7 +288,8 @@ static int decode_event(struct decoder *d, cJSON *root, struct proto_msg *msg)
 	if ((rc = copy_field(d, root, "epoch", true, e->epoch,
 			     sizeof(e->epoch))) ||
 	    (rc = read_seq(d, root, "seq", true, &e->seq)) ||
-	    (rc = copy_field(d, root, "kind", true, e->kind, sizeof(e->kind))) ||
+	    (rc = copy_field(d, root, "kind", true, e->kind,
+			     sizeof(e->kind))) ||
 	    (rc = copy_field(d, root, "command", true, e->command,
 			     sizeof(e->command))))
 		return rc;
@@ -333,8 +341,9 @@ static int decode_root(struct decoder *d, cJSON *root, struct proto_msg *msg)
 int proto_decode(const char *buf, size_t len, size_t max_len,
 		 struct proto_msg *msg, char *err, size_t errlen)
 {
-	struct decoder d = { .buf = buf, .len = len, .err = err,
-			     .errlen = errlen };
+	struct decoder d = {
+		.buf = buf, .len = len, .err = err, .errlen = errlen
+	};
 	cJSON *root;
 	int rc;
 
@@ -375,8 +384,7 @@ void proto_msg_release(struct proto_msg *msg)
 		msg->u.event.header = NULL;
 		msg->u.event.value = NULL;
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -437,22 +445,15 @@ static cJSON *seq_item(uint64_t seq)
 static cJSON *reference_of(const cJSON *item)
 {
 	switch (item->type & 0xFF) {
-	case cJSON_Object:
-		return cJSON_CreateObjectReference(item->child);
-	case cJSON_Array:
-		return cJSON_CreateArrayReference(item->child);
+	case cJSON_Object: return cJSON_CreateObjectReference(item->child);
+	case cJSON_Array: return cJSON_CreateArrayReference(item->child);
 	case cJSON_String:
 		return cJSON_CreateStringReference(item->valuestring);
-	case cJSON_Raw:
-		return cJSON_CreateRaw(item->valuestring);
-	case cJSON_Number:
-		return cJSON_CreateNumber(item->valuedouble);
-	case cJSON_True:
-		return cJSON_CreateTrue();
-	case cJSON_False:
-		return cJSON_CreateFalse();
-	default:
-		return cJSON_CreateNull();
+	case cJSON_Raw: return cJSON_CreateRaw(item->valuestring);
+	case cJSON_Number: return cJSON_CreateNumber(item->valuedouble);
+	case cJSON_True: return cJSON_CreateTrue();
+	case cJSON_False: return cJSON_CreateFalse();
+	default: return cJSON_CreateNull();
 	}
 }
 
@@ -470,8 +471,8 @@ char *proto_encode_hello(const struct proto_hello *h, size_t headroom,
 	cJSON *root = cJSON_CreateObject();
 	cJSON *depends = cJSON_CreateArray();
 	cJSON *resume = NULL;
-	size_t n = h->n_depends < PROTO_DEPENDS_MAX ? h->n_depends
-						    : PROTO_DEPENDS_MAX;
+	size_t n = h->n_depends < PROTO_DEPENDS_MAX ? h->n_depends :
+						      PROTO_DEPENDS_MAX;
 	bool ok;
 
 	if (!root) {
@@ -482,12 +483,13 @@ char *proto_encode_hello(const struct proto_hello *h, size_t headroom,
 	     put(root, "service", cJSON_CreateStringReference(h->service)) &&
 	     put(root, "instance", cJSON_CreateStringReference(h->instance));
 	if (ok && h->address[0])
-		ok = put(root, "address", cJSON_CreateStringReference(h->address));
+		ok = put(root, "address",
+			 cJSON_CreateStringReference(h->address));
 	/* put even when !ok: it takes depends, so nothing leaks. */
 	ok = put(root, "depends_on", depends) && ok;
 	for (size_t i = 0; ok && i < n; i++)
-		ok = cJSON_AddItemToArray(depends,
-			cJSON_CreateStringReference(h->depends_on[i]));
+		ok = cJSON_AddItemToArray(depends, cJSON_CreateStringReference(
+							   h->depends_on[i]));
 	if (ok && h->meta)
 		ok = put(root, "meta", reference_of(h->meta));
 	if (ok && h->has_resume) {
@@ -505,8 +507,8 @@ char *proto_encode_status(bool ready, size_t headroom, size_t *len)
 	static const char yes[] = "{\"type\":\"status\",\"ready\":true}";
 	static const char no[] = "{\"type\":\"status\",\"ready\":false}";
 
-	return ready ? frame_text(yes, sizeof(yes) - 1, headroom, len)
-		     : frame_text(no, sizeof(no) - 1, headroom, len);
+	return ready ? frame_text(yes, sizeof(yes) - 1, headroom, len) :
+		       frame_text(no, sizeof(no) - 1, headroom, len);
 }
 
 char *proto_encode_welcome(const struct proto_welcome *w, size_t headroom,
@@ -525,8 +527,9 @@ char *proto_encode_welcome(const struct proto_welcome *w, size_t headroom,
 	if (ok && w->recovered)
 		ok = put(root, "replay", seq_item(w->replay));
 	if (ok)
-		ok = put(root, "services", w->services ? reference_of(w->services)
-						       : cJSON_CreateObject());
+		ok = put(root, "services",
+			 w->services ? reference_of(w->services) :
+				       cJSON_CreateObject());
 	return finish(root, ok, headroom, len);
 }
 
@@ -545,10 +548,10 @@ char *proto_encode_event(const struct proto_event *e, size_t headroom,
 	     put(root, "seq", seq_item(e->seq)) &&
 	     put(root, "kind", cJSON_CreateStringReference(e->kind)) &&
 	     put(root, "command", cJSON_CreateStringReference(e->command)) &&
-	     put(root, "header", e->header ? reference_of(e->header)
-					   : cJSON_CreateObject()) &&
-	     put(root, "value", e->value ? reference_of(e->value)
-					 : cJSON_CreateNull());
+	     put(root, "header",
+		 e->header ? reference_of(e->header) : cJSON_CreateObject()) &&
+	     put(root, "value",
+		 e->value ? reference_of(e->value) : cJSON_CreateNull());
 	return finish(root, ok, headroom, len);
 }
 
@@ -589,15 +592,11 @@ bool proto_valid_instance(const char *id)
 int proto_close_code(int err)
 {
 	switch (err) {
-	case PROTO_OK:
-		return 1000;
-	case PROTO_E_TOOBIG:
-		return 1009;
+	case PROTO_OK: return 1000;
+	case PROTO_E_TOOBIG: return 1009;
 	case PROTO_E_JSON:
-	case PROTO_E_INVALID:
-		return 1007;
-	default:
-		return 1011;
+	case PROTO_E_INVALID: return 1007;
+	default: return 1011;
 	}
 }
 
@@ -613,14 +612,15 @@ bool proto_drain_hint(const char *reason, uint32_t *spread_ms)
 	*spread_ms = 0;
 	if (strncmp(reason, "drain", 5) != 0 || (reason[5] && reason[5] != ' '))
 		return false;
-	for (p = reason + 5; (p = strchr(p, ' ')); ) {
+	for (p = reason + 5; (p = strchr(p, ' '));) {
 		unsigned long long v = 0;
 
 		p++;
 		if (strncmp(p, "spread_ms=", 10) != 0)
 			continue;
 		for (p += 10; *p >= '0' && *p <= '9'; p++)
-			if ((v = v * 10 + (unsigned)(*p - '0')) > PROTO_DRAIN_SPREAD_MAX)
+			if ((v = v * 10 + (unsigned)(*p - '0')) >
+			    PROTO_DRAIN_SPREAD_MAX)
 				v = PROTO_DRAIN_SPREAD_MAX;
 		*spread_ms = (uint32_t)v;
 	}

@@ -28,21 +28,21 @@
 
 #define PROTO_SUBPROTOCOL "discovery.v1"
 
-#define PROTO_NAME_MAX     63   /* service names: [a-z0-9][a-z0-9_.-]{0,62} */
-#define PROTO_INSTANCE_MAX 128  /* instance ids: printable, no spaces */
+#define PROTO_NAME_MAX     63  /* service names: [a-z0-9][a-z0-9_.-]{0,62} */
+#define PROTO_INSTANCE_MAX 128 /* instance ids: printable, no spaces */
 #define PROTO_ADDRESS_MAX  256
 #define PROTO_EPOCH_MAX    64
-#define PROTO_DEPENDS_MAX  64   /* depends_on entries */
-#define PROTO_DEPTH_MAX    16   /* JSON nesting of a whole frame */
-#define PROTO_COMMAND_MAX  64   /* an event's command, NUL included */
+#define PROTO_DEPENDS_MAX  64 /* depends_on entries */
+#define PROTO_DEPTH_MAX    16 /* JSON nesting of a whole frame */
+#define PROTO_COMMAND_MAX  64 /* an event's command, NUL included */
 
 /* Error codes (negative); each maps to a WebSocket close code. */
 enum {
 	PROTO_OK = 0,
-	PROTO_E_TOOBIG = -1,   /* over the size cap: close 1009 */
-	PROTO_E_JSON = -2,     /* not JSON, or nested too deep: close 1007 */
-	PROTO_E_INVALID = -3,  /* JSON, but not a valid message: close 1007 */
-	PROTO_E_NOMEM = -4,    /* close 1011 */
+	PROTO_E_TOOBIG = -1,  /* over the size cap: close 1009 */
+	PROTO_E_JSON = -2,    /* not JSON, or nested too deep: close 1007 */
+	PROTO_E_INVALID = -3, /* JSON, but not a valid message: close 1007 */
+	PROTO_E_NOMEM = -4,   /* close 1011 */
 };
 
 enum proto_type {
@@ -55,10 +55,10 @@ enum proto_type {
 struct proto_hello {
 	char service[PROTO_NAME_MAX + 1];
 	char instance[PROTO_INSTANCE_MAX + 1];
-	char address[PROTO_ADDRESS_MAX + 1];   /* "" when absent */
+	char address[PROTO_ADDRESS_MAX + 1]; /* "" when absent */
 	size_t n_depends;
 	char depends_on[PROTO_DEPENDS_MAX][PROTO_NAME_MAX + 1];
-	cJSON *meta;                /* an object, owned; NULL when absent */
+	cJSON *meta; /* an object, owned; NULL when absent */
 	bool has_resume;
 	char resume_epoch[PROTO_EPOCH_MAX + 1];
 	uint64_t resume_seq;
@@ -73,18 +73,18 @@ struct proto_welcome {
 	char epoch[PROTO_EPOCH_MAX + 1];
 	uint64_t seq;
 	bool recovered;
-	uint64_t replay;            /* recovered: how many missed events follow
-	                               (encoded only when recovered) */
-	cJSON *services;            /* object name -> bool, owned */
+	uint64_t replay; /* recovered: how many missed events follow
+			    (encoded only when recovered) */
+	cJSON *services; /* object name -> bool, owned */
 };
 
 struct proto_event {
 	char epoch[PROTO_EPOCH_MAX + 1];
 	uint64_t seq;
-	char kind[32];              /* "readiness", "invalidate", "command" */
-	char command[PROTO_COMMAND_MAX];   /* e.g. "DataSend" */
-	cJSON *header;              /* object, owned; may be NULL */
-	cJSON *value;               /* any JSON, owned; may be NULL */
+	char kind[32]; /* "readiness", "invalidate", "command" */
+	char command[PROTO_COMMAND_MAX]; /* e.g. "DataSend" */
+	cJSON *header;                   /* object, owned; may be NULL */
+	cJSON *value;                    /* any JSON, owned; may be NULL */
 };
 
 struct proto_msg {
@@ -117,8 +117,8 @@ void proto_msg_release(struct proto_msg *msg);
  * parses request bodies with it too, so nothing reaches the log that an agent
  * would refuse to decode.
  */
-cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
-			char *err, size_t errlen);
+cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit, char *err,
+			size_t errlen);
 
 /*
  * Keep numbers as written. cJSON holds numbers as doubles, so
@@ -174,7 +174,7 @@ int proto_close_code(int err);
  * its meaning (cluster mode: the history was reset; link again at once).
  * Unknown "key=value" words after "drain" are ignored (later additions).
  */
-#define PROTO_DRAIN_SPREAD_MAX 600000   /* a hint never delays more */
+#define PROTO_DRAIN_SPREAD_MAX 600000 /* a hint never delays more */
 /* Write the reason for spread_ms into out (at least 32 bytes). */
 void proto_drain_reason(char *out, size_t size, uint32_t spread_ms);
 /* True when reason is a drain hint; *spread_ms then holds its spread,

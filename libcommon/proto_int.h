@@ -18,8 +18,7 @@
  * parsed from) spells it: *token, *token_len bytes. Call it before anything
  * is detached from the tree. false when the tree and the text disagree.
  */
-bool proto_number_text(const cJSON *root, const cJSON *number,
-		       const char *buf, size_t len, const char **token,
-		       size_t *token_len);
+bool proto_number_text(const cJSON *root, const cJSON *number, const char *buf,
+		       size_t len, const char **token, size_t *token_len);
 
 #endif

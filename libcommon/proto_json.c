@@ -25,8 +25,10 @@
 static cJSON *refuse(char *err, size_t errlen, const char *why)
 {
 	if (err && errlen > 0)
-		snprintf(err, errlen < PROTO_REASON_MAX + 1 ? errlen
-			 : PROTO_REASON_MAX + 1, "%s", why);
+		snprintf(err,
+			 errlen < PROTO_REASON_MAX + 1 ? errlen :
+							 PROTO_REASON_MAX + 1,
+			 "%s", why);
 	return NULL;
 }
 
@@ -51,17 +53,14 @@ static size_t skip_string(const char *buf, size_t len, size_t i,
 	return len;
 }
 
-static int scan_depth(const char *buf, size_t len, int limit,
-		      bool *nul_escape)
+static int scan_depth(const char *buf, size_t len, int limit, bool *nul_escape)
 {
 	int depth = 0, deepest = 0;
 	size_t i = 0;
 
 	while (i < len) {
 		switch (buf[i]) {
-		case '"':
-			i = skip_string(buf, len, i, nul_escape);
-			continue;
+		case '"': i = skip_string(buf, len, i, nul_escape); continue;
 		case '[':
 		case '{':
 			if (++depth > deepest) {
@@ -75,8 +74,7 @@ static int scan_depth(const char *buf, size_t len, int limit,
 			if (depth > 0)
 				depth--;
 			break;
-		default:
-			break;
+		default: break;
 		}
 		i++;
 	}
@@ -149,7 +147,8 @@ static const char *text_problem(const unsigned char *s, size_t len)
  * deeper than WALK_DEPTH_MAX.
  */
 static int walk_numbers(const cJSON *root,
-			bool (*visit)(const cJSON *number, void *ctx), void *ctx)
+			bool (*visit)(const cJSON *number, void *ctx),
+			void *ctx)
 {
 	const cJSON *parents[WALK_DEPTH_MAX];
 	const cJSON *item = root;
@@ -158,7 +157,8 @@ static int walk_numbers(const cJSON *root,
 	for (;;) {
 		if (cJSON_IsNumber(item) && !visit(item, ctx))
 			return 1;
-		if ((cJSON_IsObject(item) || cJSON_IsArray(item)) && item->child) {
+		if ((cJSON_IsObject(item) || cJSON_IsArray(item)) &&
+		    item->child) {
 			if (top == WALK_DEPTH_MAX)
 				return -1;
 			parents[top++] = item;
@@ -271,9 +271,8 @@ static bool count_until(const cJSON *number, void *ctx)
 	return true;
 }
 
-bool proto_number_text(const cJSON *root, const cJSON *number,
-			const char *buf, size_t len, const char **token,
-			size_t *token_len)
+bool proto_number_text(const cJSON *root, const cJSON *number, const char *buf,
+		       size_t len, const char **token, size_t *token_len)
 {
 	struct number_search s = { .target = number };
 	size_t pos = 0;
@@ -300,7 +299,7 @@ struct exact {
 static bool keep_text(const cJSON *number, void *ctx)
 {
 	struct exact *x = ctx;
-	cJSON *item = (cJSON *)number;     /* ours: proto_json_exact's tree */
+	cJSON *item = (cJSON *)number; /* ours: proto_json_exact's tree */
 	const char *token;
 	char printed[64];
 	size_t n;
@@ -361,8 +360,8 @@ static bool only_whitespace(const char *p, const char *end)
 	return true;
 }
 
-cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
-			char *err, size_t errlen)
+cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit, char *err,
+			size_t errlen)
 {
 	const char *problem, *end = NULL;
 	bool nul_escape = false;
@@ -381,8 +380,9 @@ cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
 	if (!problem && nul_escape)
 		problem = "\\u0000 in a string";
 	if (!problem && !numbers_valid(buf, len))
-		problem = "a number that is not JSON (a leading zero, or a bare "
-			  "'.', 'e' or sign)";
+		problem =
+			"a number that is not JSON (a leading zero, or a bare "
+			"'.', 'e' or sign)";
 	if (problem)
 		return refuse(err, errlen, problem);
 	root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
@@ -394,4 +394,3 @@ cJSON *proto_parse_json(const char *buf, size_t len, int depth_limit,
 	}
 	return root;
 }
-

@@ -23,9 +23,9 @@
 
 #include "proto.h"
 
-#define MAC_LEN     32 /* SHA-256 */
+#define MAC_LEN 32 /* SHA-256 */
 /* JSON numbers are doubles: integers are exact up to 2^53. */
-#define TIME_MAX    9007199254740992.0
+#define TIME_MAX 9007199254740992.0
 
 static const char header_json[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 
@@ -194,8 +194,8 @@ static char *claims_json(const struct token_claims *c)
 	char *text = NULL;
 
 	snprintf(exp, sizeof(exp), "%lld", (long long)c->exp);
-	if (root && cJSON_AddStringToObject(root, "role",
-					    token_role_name(c->role)) &&
+	if (root &&
+	    cJSON_AddStringToObject(root, "role", token_role_name(c->role)) &&
 	    (!c->svc[0] || cJSON_AddStringToObject(root, "svc", c->svc)) &&
 	    (!c->sub[0] || cJSON_AddStringToObject(root, "sub", c->sub)) &&
 	    cJSON_AddRawToObject(root, "exp", exp))
@@ -287,8 +287,7 @@ fail:
 }
 
 /* Decode a base64url segment of JSON and parse it as parse_object does. */
-static cJSON *decode_object(const char *seg, size_t len, char *buf,
-			    size_t cap)
+static cJSON *decode_object(const char *seg, size_t len, char *buf, size_t cap)
 {
 	long n = b64_decode(seg, len, (unsigned char *)buf, cap);
 
@@ -304,8 +303,8 @@ static int check_header(const cJSON *header)
 
 	if (!cJSON_IsString(alg) || strcmp(alg->valuestring, "HS256") != 0)
 		return TOKEN_E_ALG;
-	if (typ && (!cJSON_IsString(typ) ||
-		    strcmp(typ->valuestring, "JWT") != 0))
+	if (typ &&
+	    (!cJSON_IsString(typ) || strcmp(typ->valuestring, "JWT") != 0))
 		return TOKEN_E_ALG;
 	if (cJSON_GetObjectItemCaseSensitive(header, "crit"))
 		return TOKEN_E_ALG;
@@ -393,8 +392,8 @@ static int verify(const char *token, size_t len,
 {
 	const char *end = token + len;
 	const char *dot1 = memchr(token, '.', len);
-	const char *dot2 = dot1 ? memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1))
-				: NULL;
+	const char *dot2 =
+		dot1 ? memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1)) : NULL;
 	char buf[TOKEN_MAX_LEN];
 	unsigned char mac[MAC_LEN];
 	cJSON *json;
@@ -415,8 +414,8 @@ static int verify(const char *token, size_t len,
 	if (rc != TOKEN_OK)
 		return rc;
 
-	n = b64_decode(dot2 + 1, (size_t)(end - dot2 - 1),
-		       (unsigned char *)buf, sizeof(buf));
+	n = b64_decode(dot2 + 1, (size_t)(end - dot2 - 1), (unsigned char *)buf,
+		       sizeof(buf));
 	if (n < 0)
 		return TOKEN_E_MALFORMED;
 	if (n != MAC_LEN)
@@ -506,10 +505,11 @@ static int read_secret(int fd, const char *path, struct token_secret *secret,
 		len--;
 	if (len < TOKEN_SECRET_MIN || len > TOKEN_SECRET_MAX) {
 		rc = load_error(TOKEN_E_SECRET, err, errlen, path,
-				len < TOKEN_SECRET_MIN
-					? "the secret is under 32 bytes "
-					  "(make one with: openssl rand -hex 32)"
-					: "the secret is over 1024 bytes");
+				len < TOKEN_SECRET_MIN ?
+					"the secret is under 32 bytes "
+					"(make one with: openssl rand -hex "
+					"32)" :
+					"the secret is over 1024 bytes");
 		goto out;
 	}
 	memcpy(secret->key, buf, len);
@@ -519,8 +519,8 @@ out:
 	return rc;
 }
 
-int token_load_secret(const char *path, struct token_secret *secret,
-		      char *err, size_t errlen)
+int token_load_secret(const char *path, struct token_secret *secret, char *err,
+		      size_t errlen)
 {
 	int fd, rc;
 
@@ -572,8 +572,7 @@ const char *token_strerror(int err)
 int token_http_status(int err)
 {
 	switch (err) {
-	case TOKEN_OK:
-		return 200;
+	case TOKEN_OK: return 200;
 	case TOKEN_E_MISSING:
 	case TOKEN_E_TOOBIG:
 	case TOKEN_E_MALFORMED:
@@ -581,9 +580,7 @@ int token_http_status(int err)
 	case TOKEN_E_SIGNATURE:
 	case TOKEN_E_EXPIRED:
 	case TOKEN_E_NOTYET:
-	case TOKEN_E_CLAIMS:
-		return 401;
-	default:
-		return 500;
+	case TOKEN_E_CLAIMS: return 401;
+	default: return 500;
 	}
 }

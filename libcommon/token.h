@@ -45,20 +45,20 @@
 #include <stdint.h>
 
 /* Caps, in one place. A valid token is a few hundred bytes. */
-#define TOKEN_MAX_LEN     4096 /* whole token text, bytes (without NUL) */
-#define TOKEN_HEADER_MAX  512  /* decoded header JSON, bytes */
-#define TOKEN_DEPTH_MAX   4    /* JSON nesting of header and claims */
-#define TOKEN_KEYS_MAX    32   /* members of the header or claims object */
-#define TOKEN_SVC_MAX     63   /* as service names: [a-z0-9][a-z0-9_.-]{0,62} */
-#define TOKEN_SUB_MAX     127  /* bytes of sub; no control characters */
-#define TOKEN_SECRET_MIN  32   /* HS256 wants a key of at least 256 bits */
-#define TOKEN_SECRET_MAX  1024
+#define TOKEN_MAX_LEN    4096 /* whole token text, bytes (without NUL) */
+#define TOKEN_HEADER_MAX 512  /* decoded header JSON, bytes */
+#define TOKEN_DEPTH_MAX  4    /* JSON nesting of header and claims */
+#define TOKEN_KEYS_MAX   32   /* members of the header or claims object */
+#define TOKEN_SVC_MAX    63   /* as service names: [a-z0-9][a-z0-9_.-]{0,62} */
+#define TOKEN_SUB_MAX    127  /* bytes of sub; no control characters */
+#define TOKEN_SECRET_MIN 32   /* HS256 wants a key of at least 256 bits */
+#define TOKEN_SECRET_MAX 1024
 /*
  * Clock skew allowed between the issuer and the verifier, seconds: a token
  * is accepted until exp + TOKEN_LEEWAY (and from nbf - TOKEN_LEEWAY when it
  * has an nbf). One minute covers NTP-synchronised hosts with room to spare.
  */
-#define TOKEN_LEEWAY      60
+#define TOKEN_LEEWAY 60
 
 /* Error codes (negative). token_http_status maps them to HTTP. */
 enum {
@@ -78,10 +78,10 @@ enum {
 				   TOKEN_SECRET_MIN, NULL pointers) */
 	TOKEN_E_SPACE = -10,    /* token_issue: output buffer too small */
 	TOKEN_E_NOMEM = -11,
-	TOKEN_E_CRYPTO = -12,   /* OpenSSL failed to compute the HMAC */
-	TOKEN_E_IO = -13,       /* token_load_secret: cannot open or read */
-	TOKEN_E_SECRET = -14,   /* token_load_secret: not a regular file,
-				   unsafe mode, too short or too long */
+	TOKEN_E_CRYPTO = -12, /* OpenSSL failed to compute the HMAC */
+	TOKEN_E_IO = -13,     /* token_load_secret: cannot open or read */
+	TOKEN_E_SECRET = -14, /* token_load_secret: not a regular file,
+				 unsafe mode, too short or too long */
 };
 
 enum token_role {
@@ -143,8 +143,8 @@ int token_verify(const char *token, const struct token_secret *secrets,
  * Returns 0, or TOKEN_E_IO / TOKEN_E_SECRET with a one-line reason naming
  * path in err. On failure *secret is zeroed.
  */
-int token_load_secret(const char *path, struct token_secret *secret,
-		      char *err, size_t errlen);
+int token_load_secret(const char *path, struct token_secret *secret, char *err,
+		      size_t errlen);
 
 /* Overwrite a secret's bytes (OPENSSL_cleanse: not optimised away). */
 void token_secret_wipe(struct token_secret *secret);

@@ -14,16 +14,17 @@
 #include "admit.h"
 
 struct slot {
-	uint8_t key[16];       /* IPv4 as ::ffff:a.b.c.d; IPv6 by its /64 */
-	uint32_t count;        /* 0: empty */
+	uint8_t key[16]; /* IPv4 as ::ffff:a.b.c.d; IPv6 by its /64 */
+	uint32_t count;  /* 0: empty */
 };
 
 struct admit {
 	pthread_mutex_t lock;
 	size_t max, per_ip, held;
-	size_t mask;           /* slots - 1, a power of two minus one */
+	size_t mask; /* slots - 1, a power of two minus one */
 	struct slot *slots;
-	unsigned long long refused_full, refused_per_ip; /* since the last line */
+	unsigned long long refused_full,
+		refused_per_ip; /* since the last line */
 	long long logged_ms;
 };
 
@@ -59,14 +60,17 @@ static void key_of(const struct sockaddr *sa, uint8_t key[16])
 	memset(key, 0, 16);
 	if (sa->sa_family == AF_INET) {
 		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr,
+		       4);
 		return;
 	}
 	if (sa->sa_family == AF_INET6) {
-		const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		const uint8_t *b =
+			((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
 		static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
 
-		/* An IPv4 client on a dual-stack socket is that IPv4 address. */
+		/* An IPv4 client on a dual-stack socket is that IPv4 address.
+		 */
 		memcpy(key, b, !memcmp(b, mapped, 12) ? 16 : 8);
 	}
 }
@@ -106,8 +110,8 @@ static void remove_at(struct admit *a, size_t i)
 				return;
 			home = hash(a->slots[j].key) & a->mask;
 			/* j stays if its home lies cyclically in (i, j]. */
-		} while (i <= j ? (i < home && home <= j)
-				: (i < home || home <= j));
+		} while (i <= j ? (i < home && home <= j) :
+				  (i < home || home <= j));
 		a->slots[i] = a->slots[j];
 		i = j;
 	}

@@ -15,8 +15,8 @@
 
 enum admit_result {
 	ADMIT_OK = 0,
-	ADMIT_FULL,     /* limits.connections are all taken */
-	ADMIT_PER_IP,   /* this address holds its limits.connections_per_ip */
+	ADMIT_FULL,   /* limits.connections are all taken */
+	ADMIT_PER_IP, /* this address holds its limits.connections_per_ip */
 };
 
 struct admit;

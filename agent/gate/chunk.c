@@ -6,17 +6,17 @@
 #include "chunk.h"
 
 enum {
-	CK_SIZE,        /* the chunk size's hex digits */
-	CK_EXT,         /* after them: extensions, up to the CR */
-	CK_SIZE_LF,     /* the LF of the size line */
-	CK_DATA,        /* `left` bytes of data */
-	CK_DATA_CR,     /* the CRLF after them */
+	CK_SIZE,    /* the chunk size's hex digits */
+	CK_EXT,     /* after them: extensions, up to the CR */
+	CK_SIZE_LF, /* the LF of the size line */
+	CK_DATA,    /* `left` bytes of data */
+	CK_DATA_CR, /* the CRLF after them */
 	CK_DATA_LF,
-	CK_LINE,        /* a trailer line begins, or the blank line */
-	CK_NAME,        /* a trailer field's name */
-	CK_VALUE,       /* its value, up to the CR */
-	CK_LINE_LF,     /* the LF ending a trailer line */
-	CK_END_LF,      /* the LF of the blank line */
+	CK_LINE,    /* a trailer line begins, or the blank line */
+	CK_NAME,    /* a trailer field's name */
+	CK_VALUE,   /* its value, up to the CR */
+	CK_LINE_LF, /* the LF ending a trailer line */
+	CK_END_LF,  /* the LF of the blank line */
 	CK_DONE,
 };
 
@@ -30,8 +30,9 @@ static int hex(unsigned char c)
 
 static bool is_tchar(unsigned char c)
 {
-	return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
-	       || (c && strchr("!#$%&'*+-.^_`|~", c));
+	return (c >= '0' && c <= '9') ||
+	       ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 /* Visible bytes, space and tab: what an extension or a value may hold. */
@@ -54,7 +55,8 @@ static bool step(struct chunk_check *k, unsigned char c)
 	case CK_SIZE:
 		if ((h = hex(c)) >= 0) {
 			if (k->left >> 60)
-				return false; /* past 2^64: http-parser says so too */
+				return false; /* past 2^64: http-parser says so
+						 too */
 			k->left = k->left * 16 + (unsigned)h;
 			k->digits = true;
 			return true;
@@ -72,12 +74,8 @@ static bool step(struct chunk_check *k, unsigned char c)
 			return false;
 		k->state = k->left ? CK_DATA : CK_LINE;
 		return true;
-	case CK_DATA_CR:
-		k->state = CK_DATA_LF;
-		return c == '\r';
-	case CK_DATA_LF:
-		chunk_check_init(k);
-		return c == '\n';
+	case CK_DATA_CR: k->state = CK_DATA_LF; return c == '\r';
+	case CK_DATA_LF: chunk_check_init(k); return c == '\n';
 	case CK_LINE:
 		if (c == '\r') {
 			k->state = CK_END_LF;
@@ -93,12 +91,8 @@ static bool step(struct chunk_check *k, unsigned char c)
 		if (c == '\r')
 			k->state = CK_LINE_LF;
 		return c == '\r' || is_text(c);
-	case CK_LINE_LF:
-		k->state = CK_LINE;
-		return c == '\n';
-	case CK_END_LF:
-		k->state = CK_DONE;
-		return c == '\n';
+	case CK_LINE_LF: k->state = CK_LINE; return c == '\n';
+	case CK_END_LF: k->state = CK_DONE; return c == '\n';
 	}
 	return false; /* CK_DONE: the body is over, nothing is its */
 }

@@ -16,8 +16,8 @@
 
 struct chunk_check {
 	int state;
-	unsigned long long left;        /* of the chunk's data */
-	bool digits;                    /* the size line has a digit */
+	unsigned long long left; /* of the chunk's data */
+	bool digits;             /* the size line has a digit */
 };
 
 void chunk_check_init(struct chunk_check *k);

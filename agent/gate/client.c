@@ -23,15 +23,16 @@
 #include "log.h"
 #include "request.h"
 
-#define WELL_KNOWN     "/.well-known/discovery-gate"
-#define IN_SLACK       (16 * 1024)   /* read beyond a head: body, pipelining */
-#define IN_FIRST       4096          /* what `in` starts with */
-#define DISCARD_MAX    (64 * 1024)   /* a body we answer ourselves is read
-                                      * and dropped up to this; larger, the
-                                      * connection closes after the answer */
-#define LINGER_MS      2000
-#define LINGER_BYTES   (1024 * 1024)
-#define OUT_MAX        (1024 * 1024 + 64 * 1024) /* the loading page, at most */
+#define WELL_KNOWN "/.well-known/discovery-gate"
+#define IN_SLACK   (16 * 1024) /* read beyond a head: body, pipelining */
+#define IN_FIRST   4096        /* what `in` starts with */
+#define DISCARD_MAX                                                            \
+	(64 * 1024) /* a body we answer ourselves is read                      \
+		     * and dropped up to this; larger, the                     \
+		     * connection closes after the answer */
+#define LINGER_MS    2000
+#define LINGER_BYTES (1024 * 1024)
+#define OUT_MAX      (1024 * 1024 + 64 * 1024) /* the loading page, at most */
 
 static const struct upstream_ops exchange_ops;
 static void process(struct client *c);
@@ -212,15 +213,18 @@ static void answer_error(struct client *c, unsigned status, const char *code,
 	int n;
 
 	for (const char *p = message; *p && k + 1 < sizeof(clean); p++)
-		clean[k++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 32)
-				     ? '\'' : *p;
+		clean[k++] =
+			(*p == '"' || *p == '\\' || (unsigned char)*p < 32) ?
+				'\'' :
+				*p;
 	clean[k] = '\0';
 	snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}\n",
 		 code, clean);
-	n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\nContent-Type: "
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %u %s\r\nContent-Type: "
 		     "application/json\r\nCache-Control: no-store\r\n"
-		     "Content-Length: %zu\r\n", status, forward_reason(status),
-		     strlen(body));
+		     "Content-Length: %zu\r\n",
+		     status, forward_reason(status), strlen(body));
 	answer_raw(c, head, (size_t)n, body, strlen(body));
 }
 
@@ -243,11 +247,14 @@ static void refuse(struct client *c, unsigned status, const char *code,
 /* Refused on reading it (request.h): the error code goes with the status. */
 static void refuse_request(struct client *c, unsigned status, const char *why)
 {
-	refuse(c, status, status == 505 ? "version_not_supported"
-	       : status == 501 ? "not_implemented"
-	       : status == 405 ? "method_not_allowed"
-	       : status == 417 ? "expectation_failed"
-	       : status == 431 ? "head_too_large" : "bad_request", why);
+	refuse(c, status,
+	       status == 505 ? "version_not_supported" :
+	       status == 501 ? "not_implemented" :
+	       status == 405 ? "method_not_allowed" :
+	       status == 417 ? "expectation_failed" :
+	       status == 431 ? "head_too_large" :
+			       "bad_request",
+	       why);
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -269,15 +276,15 @@ static void rearm(struct client *c)
 		/* Waiting on the client (its body, or taking the answer), it
 		 * must move something in time; waiting on the app, the
 		 * exchange has its own timeouts. */
-		c->deadline_ms = !c->blocked && c->body_done ? -1
-				 : c->progress_ms + (c->refused ? LINGER_MS
-						     : conf->client_timeout_ms);
+		c->deadline_ms =
+			!c->blocked && c->body_done ?
+				-1 :
+				c->progress_ms +
+					(c->refused ? LINGER_MS :
+						      conf->client_timeout_ms);
 		break;
-	case PH_RELAY:
-		c->deadline_ms = -1;
-		break;
-	case PH_LINGER:
-		return; /* fixed when it began */
+	case PH_RELAY: c->deadline_ms = -1; break;
+	case PH_LINGER: return; /* fixed when it began */
 	}
 	if (c->deadline_ms >= 0)
 		loop_due(c->set->loop, c->deadline_ms);
@@ -302,8 +309,7 @@ static void set_interest(struct client *c)
 static void end_request(struct client *c)
 {
 	c->head_out = false;
-	if (c->close_after || !c->keep_alive || c->set->draining ||
-	    c->peer_eof)
+	if (c->close_after || !c->keep_alive || c->set->draining || c->peer_eof)
 		return linger(c);
 	leave_request(c);
 	give_rings(c);
@@ -356,7 +362,8 @@ static void feed_body(struct client *c)
 		return;
 	n = c->in.len;
 	if (proxying && n > ring_room(&c->x.up))
-		n = ring_room(&c->x.up); /* decoded bytes never exceed raw ones */
+		n = ring_room(
+			&c->x.up); /* decoded bytes never exceed raw ones */
 	if (!n)
 		return;
 	if ((why = request_body(c, n))) {
@@ -419,9 +426,13 @@ static void start_proxy(struct client *c, bool upgrade)
 	struct exchange *x = &c->x;
 	struct forward_request q = {
 		.method = http_method_str((enum http_method)c->parser.method),
-		.target = c->target.p, .fields = &c->fields, .peer_ip = c->ip,
-		.body = request_has_body(c), .chunked = c->parser.flags & F_CHUNKED,
-		.length = c->parser.content_length, .upgrade = upgrade,
+		.target = c->target.p,
+		.fields = &c->fields,
+		.peer_ip = c->ip,
+		.body = request_has_body(c),
+		.chunked = c->parser.flags & F_CHUNKED,
+		.length = c->parser.content_length,
+		.upgrade = upgrade,
 	};
 
 	c->phase = PH_PROXY;
@@ -450,7 +461,8 @@ static void start_proxy(struct client *c, bool upgrade)
 		static const char go[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 		if (send(c->watch.fd, go, sizeof(go) - 1,
-			 MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(go) - 1)
+			 MSG_NOSIGNAL | MSG_DONTWAIT) !=
+		    (ssize_t)sizeof(go) - 1)
 			return client_close(c);
 	}
 	upstream_start(c->set->pool, x);
@@ -509,12 +521,8 @@ static void process(struct client *c)
 		/* fall through */
 	case PH_HEAD:
 		switch (request_scan(c, &len, &status, &why)) {
-		case 1:
-			begin_request(c, len);
-			return;
-		case -1:
-			refuse_request(c, status, why);
-			return;
+		case 1: begin_request(c, len); return;
+		case -1: refuse_request(c, status, why); return;
 		}
 		break;
 	case PH_OWN:
@@ -524,7 +532,8 @@ static void process(struct client *c)
 			return;
 		if (c->phase == PH_OWN && c->body_done && c->resp_eof &&
 		    framing_done(&c->resp, &c->out, &c->x.down, true))
-			return end_request(c); /* the dropped body was the last */
+			return end_request(
+				c); /* the dropped body was the last */
 		break;
 	case PH_LINGER:
 		c->lingered += c->in.len;
@@ -532,8 +541,7 @@ static void process(struct client *c)
 		if (c->lingered > LINGER_BYTES)
 			return client_close(c);
 		break;
-	case PH_RELAY:
-		return;
+	case PH_RELAY: return;
 	}
 	set_interest(c);
 }
@@ -545,7 +553,8 @@ static void on_readable(struct client *c)
 	ssize_t k;
 
 	if (c->in.len == c->in.cap && c->in.cap < c->in.max) {
-		size_t want = c->in.cap * 2 < c->in.max ? c->in.cap * 2 : c->in.max;
+		size_t want = c->in.cap * 2 < c->in.max ? c->in.cap * 2 :
+							  c->in.max;
 		char *p = realloc(c->in.p, want);
 
 		if (!p)
@@ -605,13 +614,16 @@ void clients_add(struct clients *s, int fd, const struct sockaddr *sa,
 		close(fd);
 		return;
 	}
-	c->watch = (struct watch){ .fd = fd, .fn = on_event,
+	c->watch = (struct watch){ .fd = fd,
+				   .fn = on_event,
 				   .release = client_release };
 	c->set = s;
 	memcpy(&c->peer, sa, len < sizeof(c->peer) ? len : sizeof(c->peer));
-	addr = sa->sa_family == AF_INET6
-		       ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-		       : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	addr = sa->sa_family == AF_INET6 ?
+		       (const void *)&((const struct sockaddr_in6 *)sa)
+			       ->sin6_addr :
+		       (const void *)&((const struct sockaddr_in *)sa)
+			       ->sin_addr;
 	if (!inet_ntop(sa->sa_family, addr, c->ip, sizeof(c->ip)))
 		snprintf(c->ip, sizeof(c->ip), "unknown");
 	c->in.max = (size_t)s->env->conf->head_max + IN_SLACK;
@@ -635,8 +647,8 @@ void clients_add(struct clients *s, int fd, const struct sockaddr *sa,
 
 static void relay_over(struct relay *r)
 {
-	struct client *c = (struct client *)((char *)r -
-					     offsetof(struct client, relay));
+	struct client *c =
+		(struct client *)((char *)r - offsetof(struct client, relay));
 
 	client_close(c);
 }
@@ -646,8 +658,9 @@ static void switch_to_relay(struct client *c)
 {
 	struct exchange *x = &c->x;
 	bool chunked, close = false;
-	struct forward_response s = { .status = 101, .fields = &x->head,
-				      .length = -1, .upgrade = true };
+	struct forward_response s = {
+		.status = 101, .fields = &x->head, .length = -1, .upgrade = true
+	};
 	size_t rest = x->down.len;
 	char *after = rest ? malloc(rest) : NULL;
 	int fd;
@@ -688,8 +701,11 @@ static void on_head(struct exchange *x)
 	struct client *c = x->owner;
 	bool chunked;
 	struct forward_response s = {
-		.status = x->status, .fields = &x->head, .length = x->resp_length,
-		.head_request = c->is_head, .http10 = c->http10,
+		.status = x->status,
+		.fields = &x->head,
+		.length = x->resp_length,
+		.head_request = c->is_head,
+		.http10 = c->http10,
 	};
 
 	if (x->status == 101)
@@ -699,7 +715,8 @@ static void on_head(struct exchange *x)
 	if (forward_response_head(&c->out, &s, &c->set->env->fwd, &chunked,
 				  &c->close_after)) {
 		upstream_abort(x);
-		return refuse(c, 502, "bad_gateway", "the upstream's response "
+		return refuse(c, 502, "bad_gateway",
+			      "the upstream's response "
 			      "head is too big");
 	}
 	c->head_out = true;
@@ -709,8 +726,10 @@ static void on_head(struct exchange *x)
 	else if (chunked)
 		c->resp = (struct framing){ .mode = FRAME_CHUNKED };
 	else if (x->resp_length >= 0)
-		c->resp = (struct framing){ .mode = FRAME_LENGTH,
-					    .left = (unsigned long long)x->resp_length };
+		c->resp = (struct framing){
+			.mode = FRAME_LENGTH,
+			.left = (unsigned long long)x->resp_length
+		};
 	else
 		c->resp = (struct framing){ .mode = FRAME_RAW };
 	flush(c);
@@ -739,24 +758,29 @@ static void on_done(struct exchange *x, unsigned status, const char *why)
 		return flush(c);
 	}
 	if (c->head_out)
-		return client_close(c); /* cut: a short body never looks whole */
+		return client_close(
+			c); /* cut: a short body never looks whole */
 	if (!c->body_done)
 		c->close_after = true;
 	c->discard = true;
 	if (status == 504) {
-		snprintf(msg, sizeof(msg), "the upstream %s sent no response "
-			 "within %lld ms", conf->upstream,
-			 (long long)conf->upstream_timeout_ms);
+		snprintf(msg, sizeof(msg),
+			 "the upstream %s sent no response "
+			 "within %lld ms",
+			 conf->upstream, (long long)conf->upstream_timeout_ms);
 		return answer_error(c, 504, "upstream_timeout", msg);
 	}
 	snprintf(msg, sizeof(msg), "the upstream %s failed: %s", conf->upstream,
 		 why);
-	answer_error(c, status ? status : 502, status == 503 ? "stopping"
-		     : "bad_gateway", msg);
+	answer_error(c, status ? status : 502,
+		     status == 503 ? "stopping" : "bad_gateway", msg);
 }
 
 static const struct upstream_ops exchange_ops = {
-	.head = on_head, .body = on_body, .room = on_room, .done = on_done,
+	.head = on_head,
+	.body = on_body,
+	.room = on_room,
+	.done = on_done,
 };
 
 /* ---- the set's upkeep ---------------------------------------------------- */
@@ -792,7 +816,8 @@ long long clients_deadlines(struct clients *s, long long now)
 		if (c->deadline_ms < 0)
 			continue;
 		if (c->phase == PH_RELAY && c->relay.running &&
-		    now < c->relay.moved_ms + c->set->env->conf->idle_timeout_ms)
+		    now < c->relay.moved_ms +
+				    c->set->env->conf->idle_timeout_ms)
 			c->deadline_ms = c->relay.moved_ms +
 					 c->set->env->conf->idle_timeout_ms;
 		if (now < c->deadline_ms) {
@@ -801,8 +826,10 @@ long long clients_deadlines(struct clients *s, long long now)
 			continue;
 		}
 		if (c->phase == PH_HEAD && c->in.len) {
-			/* The answer gets its moment, then the connection goes. */
-			refuse(c, 408, "request_timeout", "the request head did not "
+			/* The answer gets its moment, then the connection goes.
+			 */
+			refuse(c, 408, "request_timeout",
+			       "the request head did not "
 			       "arrive within timeouts.header");
 			if (!c->closed && (next < 0 || c->deadline_ms < next))
 				next = c->deadline_ms;

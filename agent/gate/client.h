@@ -37,10 +37,10 @@ struct gate_env {
 	struct gate_state *state;
 	struct admit *admit;
 	struct forward_conf fwd;
-	atomic_int busy;                /* requests being answered */
+	atomic_int busy; /* requests being answered */
 };
 
-#define SPARE_RINGS 64  /* idle pairs of body rings kept per worker */
+#define SPARE_RINGS 64 /* idle pairs of body rings kept per worker */
 
 struct client;
 
@@ -49,10 +49,10 @@ struct clients {
 	struct gate_env *env;
 	struct loop *loop;
 	struct upstream_pool *pool;
-	struct client *first, *last;    /* oldest first */
+	struct client *first, *last; /* oldest first */
 	size_t n;
 	bool draining;
-	char *spare[SPARE_RINGS][2];    /* body rings of finished requests */
+	char *spare[SPARE_RINGS][2]; /* body rings of finished requests */
 	size_t n_spare;
 };
 

@@ -29,43 +29,43 @@
 enum phase { PH_IDLE, PH_HEAD, PH_OWN, PH_PROXY, PH_RELAY, PH_LINGER };
 
 struct client {
-	struct watch watch;             /* first: the loop's events name it */
+	struct watch watch; /* first: the loop's events name it */
 	struct clients *set;
 	struct client *prev, *next;
 	struct sockaddr_storage peer;
 	char ip[INET6_ADDRSTRLEN];
 	enum phase phase;
-	long long since_ms;             /* the phase began */
-	long long progress_ms;          /* a byte last moved to or from it */
-	long long deadline_ms;          /* -1: none */
+	long long since_ms;    /* the phase began */
+	long long progress_ms; /* a byte last moved to or from it */
+	long long deadline_ms; /* -1: none */
 	bool closed;
-	bool ready;                     /* a pipelined request waits in `in` */
+	bool ready; /* a pipelined request waits in `in` */
 
-	struct buf in;                  /* read, not parsed yet */
-	size_t scanned;                 /* of a head in `in`: checked so far */
-	size_t lingered;                /* bytes dropped while lingering */
-	bool peer_eof;                  /* the client shut its side */
+	struct buf in;   /* read, not parsed yet */
+	size_t scanned;  /* of a head in `in`: checked so far */
+	size_t lingered; /* bytes dropped while lingering */
+	bool peer_eof;   /* the client shut its side */
 
 	/* the request */
 	http_parser parser;
-	struct buf target;              /* as sent, NUL-terminated */
-	struct buf fields;              /* "name\0value\0"... */
-	struct chunk_check chunks;      /* a chunked body's framing, strictly */
-	int field_state;                /* 0, 1 in a name, 2 in a value */
+	struct buf target;         /* as sent, NUL-terminated */
+	struct buf fields;         /* "name\0value\0"... */
+	struct chunk_check chunks; /* a chunked body's framing, strictly */
+	int field_state;           /* 0, 1 in a name, 2 in a value */
 	size_t n_fields;
-	bool in_request;                /* counted in env->busy */
-	bool body_done;                 /* the request is wholly read */
-	bool discard;                   /* its body is read and dropped */
+	bool in_request; /* counted in env->busy */
+	bool body_done;  /* the request is wholly read */
+	bool discard;    /* its body is read and dropped */
 	bool keep_alive, http10, is_head, expect;
 
 	/* the answer */
-	struct buf out;                 /* what goes out before body bytes */
-	struct framing resp;            /* how the body goes to the client */
-	bool resp_eof;                  /* the whole body is in x.down */
-	bool head_out;                  /* an answer's head is in `out` */
+	struct buf out;      /* what goes out before body bytes */
+	struct framing resp; /* how the body goes to the client */
+	bool resp_eof;       /* the whole body is in x.down */
+	bool head_out;       /* an answer's head is in `out` */
 	bool close_after;
-	bool refused;                   /* an error of ours, then the close */
-	bool blocked;                   /* the socket took less than offered */
+	bool refused; /* an error of ours, then the close */
+	bool blocked; /* the socket took less than offered */
 
 	struct exchange x;
 	struct relay relay;

@@ -63,9 +63,16 @@ bool fields_lists(const char *value, const char *token)
 static bool hop_by_hop(const char *name)
 {
 	static const char *const names[] = {
-		"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-		"Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
-		"Proxy-Authorization", NULL,
+		"Connection",
+		"Keep-Alive",
+		"Proxy-Connection",
+		"TE",
+		"Trailer",
+		"Transfer-Encoding",
+		"Upgrade",
+		"Proxy-Authenticate",
+		"Proxy-Authorization",
+		NULL,
 	};
 
 	for (size_t i = 0; names[i]; i++)
@@ -78,15 +85,17 @@ static bool hop_by_hop(const char *name)
  * Connection header cannot name them away. */
 static bool essential(const char *name)
 {
-	return !strcasecmp(name, "Host") || !strcasecmp(name, "Content-Length") ||
-	       !strncasecmp(name, "X-Forwarded-", 12) || !strcasecmp(name, "Via");
+	return !strcasecmp(name, "Host") ||
+	       !strcasecmp(name, "Content-Length") ||
+	       !strncasecmp(name, "X-Forwarded-", 12) ||
+	       !strcasecmp(name, "Via");
 }
 
 /* name goes no further: hop-by-hop, or named by the message's Connection. */
 static bool dropped(const char *name, const char *connection)
 {
-	return hop_by_hop(name) ||
-	       (connection && !essential(name) && fields_lists(connection, name));
+	return hop_by_hop(name) || (connection && !essential(name) &&
+				    fields_lists(connection, name));
 }
 
 /* A CGI-style gateway (WSGI, PHP, Rack) reads a name upper-cased with
@@ -266,8 +275,8 @@ const char *forward_date_line(void)
 		struct tm tm;
 
 		gmtime_r(&now, &tm);
-		strftime(line, sizeof(line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
-			 &tm);
+		strftime(line, sizeof(line),
+			 "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
 		when = now;
 	}
 	return line;

@@ -31,19 +31,19 @@ bool fields_lists(const char *value, const char *token);
 /* A parsed client request, as the upstream head is written from it. */
 struct forward_request {
 	const char *method;
-	const char *target;          /* the raw request target */
+	const char *target; /* the raw request target */
 	const struct buf *fields;
-	const char *peer_ip;         /* the client's address */
-	bool body;                   /* it has one */
-	bool chunked;                /* send it chunked (else Content-Length) */
-	unsigned long long length;   /* its Content-Length */
-	bool upgrade;                /* pass Upgrade on */
+	const char *peer_ip;       /* the client's address */
+	bool body;                 /* it has one */
+	bool chunked;              /* send it chunked (else Content-Length) */
+	unsigned long long length; /* its Content-Length */
+	bool upgrade;              /* pass Upgrade on */
 };
 
 struct forward_conf {
-	const char *prefix;          /* the upstream's path prefix, or "" */
-	const char *authority;       /* Host when the client sent none */
-	const char *via;             /* "1.1 discovery-gate" */
+	const char *prefix;    /* the upstream's path prefix, or "" */
+	const char *authority; /* Host when the client sent none */
+	const char *via;       /* "1.1 discovery-gate" */
 	bool trust_forwarded;
 };
 
@@ -62,9 +62,9 @@ struct forward_response {
 	unsigned status;
 	const struct buf *fields;
 	long long length;
-	bool head_request;           /* the answer to a HEAD */
-	bool http10;                 /* the client speaks HTTP/1.0 */
-	bool upgrade;                /* a 101 to an upgrade */
+	bool head_request; /* the answer to a HEAD */
+	bool http10;       /* the client speaks HTTP/1.0 */
+	bool upgrade;      /* a 101 to an upgrade */
 };
 int forward_response_head(struct buf *out, const struct forward_response *s,
 			  const struct forward_conf *fc, bool *chunked,

@@ -16,14 +16,16 @@
 #define F(field) offsetof(struct gconf, field)
 
 const char *const gconf_keys[] = {
-	"listen", "upstream", "requires", "locked_status", "retry_after",
-	"pass", "latch", "loading_page", "timeouts", "limits",
-	"trust_forwarded", "log_level", NULL,
+	"listen",      "upstream", "requires",        "locked_status",
+	"retry_after", "pass",     "latch",           "loading_page",
+	"timeouts",    "limits",   "trust_forwarded", "log_level",
+	NULL,
 };
 
-static const char *const level_choices[] = { "error", "warn", "info",
-					     "debug", NULL };
+static const char *const level_choices[] = { "error", "warn", "info", "debug",
+					     NULL };
 
+/* clang-format off */
 static const struct conf_key timeout_keys[] = {
 	{ .name = "connect", .type = CONF_DURATION, .offset = F(connect_timeout_ms),
 	  .min = 1, .max = 600000, .def = "5s",
@@ -50,7 +52,9 @@ static const struct conf_key timeout_keys[] = {
 	  "response byte, for this long is cut" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key limit_keys[] = {
 	{ .name = "connections", .type = CONF_INT, .offset = F(max_connections),
 	  .min = 1, .max = 1000000, .def = "1024",
@@ -71,7 +75,9 @@ static const struct conf_key limit_keys[] = {
 	  .help = "body bytes held per request and direction" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key gate_keys[] = {
 	{ .name = "listen", .type = CONF_ADDR, .offset = F(listen),
 	  .def = "127.0.0.1:8080", .help = "where clients connect" },
@@ -102,7 +108,7 @@ static const struct conf_key gate_keys[] = {
 	  .help = "error, warn, info or debug (SIGHUP reloads it)" },
 	{ .name = NULL },
 };
-
+/* clang-format on */
 
 /* http://host[:port][/prefix] into its parts; -1 if it is not that. */
 static int split_upstream(struct gconf *c)
@@ -115,7 +121,8 @@ static int split_upstream(struct gconf *c)
 	if (strncmp(c->upstream, "http://", 7))
 		return -1;
 	/* The raw request target is appended to the prefix. */
-	for (size_t n = strlen(c->upstream); n > 7 && c->upstream[n - 1] == '/';)
+	for (size_t n = strlen(c->upstream);
+	     n > 7 && c->upstream[n - 1] == '/';)
 		c->upstream[--n] = '\0';
 	end = auth + strcspn(auth, "/?#@");
 	if (*end && *end != '/')
@@ -155,18 +162,22 @@ static int split_upstream(struct gconf *c)
 static int check(const char *path, struct gconf *c, char *err, size_t errlen)
 {
 	if (c->locked_status != 423 && c->locked_status != 503) {
-		snprintf(err, errlen, "%s: locked_status: need 423 or 503", path);
+		snprintf(err, errlen, "%s: locked_status: need 423 or 503",
+			 path);
 		return -1;
 	}
 	if (split_upstream(c)) {
 		snprintf(err, errlen,
-			 "%s: upstream: need http://host[:port][/prefix]", path);
+			 "%s: upstream: need http://host[:port][/prefix]",
+			 path);
 		return -1;
 	}
 	for (size_t i = 0; i < c->pass.n; i++)
 		if (!path_valid_prefix(c->pass.v[i])) {
-			snprintf(err, errlen, "%s: pass: \"%s\" must be a plain "
-				 "path: / then no dot segment, %%, ;, \\, ? or #",
+			snprintf(err, errlen,
+				 "%s: pass: \"%s\" must be a plain "
+				 "path: / then no dot segment, %%, ;, \\, ? or "
+				 "#",
 				 path, c->pass.v[i]);
 			return -1;
 		}
@@ -204,10 +215,12 @@ void gconf_release(struct gconf *c)
 /* ---- the agent ---------------------------------------------------------- */
 
 /* docs/gate.md names the dependencies as the app sees them. */
+/* clang-format off */
 static const struct agent_key_alias gate_aliases[] = {
 	{ "requires", "depends_on" },
 	{ NULL, NULL },
 };
+/* clang-format on */
 
 agent_t *gconf_load_agent(const char *path, char *err, size_t errlen)
 {

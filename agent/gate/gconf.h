@@ -18,31 +18,34 @@
 
 struct gconf {
 	struct conf_addr listen;
-	char *upstream;              /* http://host[:port][/prefix] */
-	char upstream_host[256];     /* its host, without [] */
-	char upstream_port[8];       /* its port, "80" by default */
-	char upstream_authority[CONF_ADDR_TEXT];/* host[:port] as written (Host, if none) */
-	const char *upstream_prefix; /* its path, "" or "/prefix" (in upstream) */
-	int64_t locked_status;       /* 423 or 503 */
+	char *upstream;          /* http://host[:port][/prefix] */
+	char upstream_host[256]; /* its host, without [] */
+	char upstream_port[8];   /* its port, "80" by default */
+	char upstream_authority[CONF_ADDR_TEXT]; /* host[:port] as written
+						    (Host, if none) */
+	const char
+		*upstream_prefix; /* its path, "" or "/prefix" (in upstream) */
+	int64_t locked_status;    /* 423 or 503 */
 	int64_t retry_after_ms;
-	struct conf_strlist pass;    /* path prefixes always proxied */
+	struct conf_strlist pass; /* path prefixes always proxied */
 	bool latch;
-	char *loading_page;          /* an HTML file replacing the default page */
+	char *loading_page; /* an HTML file replacing the default page */
 	int64_t connect_timeout_ms;
 	int64_t upstream_timeout_ms; /* no response head by then: 504 */
-	int64_t stall_timeout_ms;    /* no body byte for this long: cut; 0 never */
-	int64_t drain_timeout_ms;    /* SIGTERM: wait this long for requests */
-	int64_t idle_timeout_ms;     /* keep-alive client connections */
-	int64_t header_timeout_ms;   /* a whole request head, from its first byte */
-	int64_t client_timeout_ms;   /* a client that sends or takes nothing */
+	int64_t stall_timeout_ms; /* no body byte for this long: cut; 0 never */
+	int64_t drain_timeout_ms; /* SIGTERM: wait this long for requests */
+	int64_t idle_timeout_ms;  /* keep-alive client connections */
+	int64_t header_timeout_ms; /* a whole request head, from its first byte
+				    */
+	int64_t client_timeout_ms; /* a client that sends or takes nothing */
 	int64_t max_connections;
-	int64_t max_per_ip;          /* connections from one address; 0 = any */
-	int64_t head_max;            /* bytes of a request head */
-	int64_t threads;             /* worker threads; 0 = cores */
-	int64_t upstream_idle;       /* idle upstream connections kept per worker */
-	int64_t buffer;              /* per-direction buffer of one request */
-	bool trust_forwarded;        /* extend X-Forwarded-* from the client */
-	int log_level;               /* enum log_level */
+	int64_t max_per_ip;    /* connections from one address; 0 = any */
+	int64_t head_max;      /* bytes of a request head */
+	int64_t threads;       /* worker threads; 0 = cores */
+	int64_t upstream_idle; /* idle upstream connections kept per worker */
+	int64_t buffer;        /* per-direction buffer of one request */
+	bool trust_forwarded;  /* extend X-Forwarded-* from the client */
+	int log_level;         /* enum log_level */
 };
 
 /* The gate's top-level keys, NULL-terminated (libagent skips them). */

@@ -38,9 +38,12 @@ void loop_set(struct loop *l, struct watch *w, uint32_t events)
 
 	if (w->events == events || w->fd < 0)
 		return;
-	op = !w->events ? EPOLL_CTL_ADD : events ? EPOLL_CTL_MOD : EPOLL_CTL_DEL;
+	op = !w->events ? EPOLL_CTL_ADD :
+	     events     ? EPOLL_CTL_MOD :
+			  EPOLL_CTL_DEL;
 	if (epoll_ctl(l->epfd, op, w->fd, &ev) && errno != ENOENT)
-		log_warn("epoll_failed", "fd=%d error=%s", w->fd, strerror(errno));
+		log_warn("epoll_failed", "fd=%d error=%s", w->fd,
+			 strerror(errno));
 	w->events = events;
 }
 

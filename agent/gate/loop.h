@@ -19,8 +19,8 @@ typedef void (*watch_fn)(struct watch *w, uint32_t events);
 
 struct watch {
 	int fd;
-	uint32_t events;    /* registered interest; 0: not in the set */
-	watch_fn fn;        /* NULL once retired */
+	uint32_t events; /* registered interest; 0: not in the set */
+	watch_fn fn;     /* NULL once retired */
 	void (*release)(struct watch *w); /* frees what holds w */
 	struct watch *next_dead;
 };
@@ -39,8 +39,9 @@ void loop_release(struct loop *l);
  * a change to the same set is no system call. */
 void loop_set(struct loop *l, struct watch *w, uint32_t events);
 
-/* w is done with: its descriptor is closed, it gets no more events, and w->release(w) runs after the current batch of events, one
- * of which may still name it. */
+/* w is done with: its descriptor is closed, it gets no more events, and
+ * w->release(w) runs after the current batch of events, one of which may still
+ * name it. */
 void loop_retire(struct loop *l, struct watch *w);
 
 /* Wait up to timeout_ms (or until due_ms) and run the callbacks of what

@@ -38,7 +38,7 @@
 
 struct gate {
 	const char *path;
-	int verbosity;            /* -v minus -q */
+	int verbosity; /* -v minus -q */
 	struct gconf conf;
 	agent_t *agent;
 	struct gate_state *state;
@@ -47,14 +47,14 @@ struct gate {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: " PROG " [-c FILE] [-t] [-v|-q]... [-h] [-V]\n"
-		"  -c FILE  configuration (default: conf/gate.yaml in the source tree,\n"
-		"           else /etc/discovery/gate.yaml)\n"
-		"  -t       check the configuration and exit\n"
-		"  -v / -q  more / less logging (repeatable)\n"
-		"  -h       this help\n"
-		"  -V       version\n");
+	fprintf(f, "usage: " PROG " [-c FILE] [-t] [-v|-q]... [-h] [-V]\n"
+		   "  -c FILE  configuration (default: conf/gate.yaml in the "
+		   "source tree,\n"
+		   "           else /etc/discovery/gate.yaml)\n"
+		   "  -t       check the configuration and exit\n"
+		   "  -v / -q  more / less logging (repeatable)\n"
+		   "  -h       this help\n"
+		   "  -V       version\n");
 }
 
 /* systemd's notify protocol, without libsystemd: one datagram. */
@@ -73,7 +73,8 @@ static void notify_systemd(const char *state)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return;
-	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+		   (struct sockaddr *)&sa,
 		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
 		log_warn("sd_notify_failed", "state=%s", state);
 	close(fd);
@@ -156,7 +157,8 @@ static int start(struct gate *g)
 	if (g->state)
 		g->server = server_start(&g->conf, g->state, err, sizeof(err));
 	if (!g->state || !g->server) {
-		log_error("start_failed", "reason=%s", log_quote(q, sizeof(q), err));
+		log_error("start_failed", "reason=%s",
+			  log_quote(q, sizeof(q), err));
 		return -1;
 	}
 	agent_set_callbacks(g->agent, &cb);
@@ -176,16 +178,20 @@ static void reload(struct gate *g)
 
 	if (gconf_load(g->path, &fresh, err, sizeof(err)) ||
 	    gstate_reload(g->state, &fresh, err, sizeof(err))) {
-		log_error("reload_failed", "error=%s", log_quote(q, sizeof(q), err));
+		log_error("reload_failed", "error=%s",
+			  log_quote(q, sizeof(q), err));
 		gconf_release(&fresh);
 		return;
 	}
 	g->conf.log_level = fresh.log_level;
 	apply_level(g);
 	gconf_release(&fresh);
-	log_info("reloaded", "log_level=%s reloaded=\"log_level locked_status "
-		 "retry_after pass latch loading_page\" restart_needed_for=\"other "
-		 "keys\"", log_level_name(effective_level(g, g->conf.log_level)));
+	log_info("reloaded",
+		 "log_level=%s reloaded=\"log_level locked_status "
+		 "retry_after pass latch loading_page\" "
+		 "restart_needed_for=\"other "
+		 "keys\"",
+		 log_level_name(effective_level(g, g->conf.log_level)));
 }
 
 /* SIGTERM: stop taking connections, let requests finish, then stop. */
@@ -214,7 +220,8 @@ static void wait_for_signals(struct gate *g, const sigset_t *set)
 			reload(g);
 			continue;
 		}
-		log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		log_info("stopping", "signal=%s",
+			 sig == SIGTERM ? "TERM" : "INT");
 		return;
 	}
 }
@@ -231,7 +238,8 @@ static int parse_args(struct gate *g, int argc, char **argv, bool *check_only)
 		case 'q': g->verbosity--; break;
 		case 'h': usage(stdout); return 0;
 		case 'V':
-			printf(PROG " %s (libagent %s, http-parser %lu.%lu.%lu)\n",
+			printf(PROG
+			       " %s (libagent %s, http-parser %lu.%lu.%lu)\n",
 			       DISCOVERY_VERSION, agent_version(),
 			       (http_parser_version() >> 16) & 255,
 			       (http_parser_version() >> 8) & 255,
@@ -279,7 +287,7 @@ int main(int argc, char **argv)
 		stop(&g);
 		return 1;
 	}
-	log_info("ready", "config=%s version=%s upstream=%s", 
+	log_info("ready", "config=%s version=%s upstream=%s",
 		 log_quote(q, sizeof(q), g.path), DISCOVERY_VERSION,
 		 g.conf.upstream);
 	notify_systemd("READY=1");

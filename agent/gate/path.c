@@ -92,6 +92,5 @@ bool path_valid_prefix(const char *prefix)
 {
 	size_t n = strlen(prefix);
 
-	return n < PATH_MAX_BYTES && !strpbrk(prefix, "?#") &&
-	       clean(prefix, n);
+	return n < PATH_MAX_BYTES && !strpbrk(prefix, "?#") && clean(prefix, n);
 }

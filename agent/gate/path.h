@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PATH_MAX_BYTES 8192  /* a longer path never passes */
+#define PATH_MAX_BYTES 8192 /* a longer path never passes */
 
 /* target: the raw request target ("/a/b?q"). True when it passes one of
  * the n prefixes. */

@@ -41,8 +41,8 @@ static int flush(struct ring *ring, int fd)
 static bool fill(struct ring *ring, int fd)
 {
 	char buf[RELAY_READ_MAX];
-	size_t room = ring_room(ring) < sizeof(buf) ? ring_room(ring)
-						    : sizeof(buf);
+	size_t room = ring_room(ring) < sizeof(buf) ? ring_room(ring) :
+						      sizeof(buf);
 	ssize_t k = room ? recv(fd, buf, room, MSG_DONTWAIT) : 0;
 
 	if (k > 0) {
@@ -57,10 +57,10 @@ static void interest(struct relay *r)
 {
 	loop_set(r->loop, r->client,
 		 (!r->client_eof && ring_room(r->up) ? EPOLLIN : 0u) |
-		 (r->down->len ? EPOLLOUT : 0u));
+			 (r->down->len ? EPOLLOUT : 0u));
 	loop_set(r->loop, &r->upstream,
 		 (!r->upstream_eof && ring_room(r->down) ? EPOLLIN : 0u) |
-		 (r->up->len ? EPOLLOUT : 0u));
+			 (r->up->len ? EPOLLOUT : 0u));
 }
 
 /* Move what can move; end the relay when both ways are over. */
@@ -95,8 +95,8 @@ static void step(struct relay *r, uint32_t client_ev, uint32_t upstream_ev)
 
 static void on_upstream(struct watch *w, uint32_t events)
 {
-	struct relay *r = (struct relay *)((char *)w -
-					   offsetof(struct relay, upstream));
+	struct relay *r =
+		(struct relay *)((char *)w - offsetof(struct relay, upstream));
 
 	step(r, 0, events);
 }

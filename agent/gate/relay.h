@@ -15,12 +15,12 @@
 
 struct relay {
 	struct loop *loop;
-	struct watch *client;        /* the owner's socket */
-	struct watch upstream;       /* the app's socket, the relay's own */
-	struct ring *up, *down;      /* client to app, app to client */
+	struct watch *client;   /* the owner's socket */
+	struct watch upstream;  /* the app's socket, the relay's own */
+	struct ring *up, *down; /* client to app, app to client */
 	bool client_eof, upstream_eof, upstream_shut, running;
-	long long moved_ms;          /* a byte last moved, either way */
-	const char *uri;             /* for the log */
+	long long moved_ms; /* a byte last moved, either way */
+	const char *uri;    /* for the log */
 	/* The relay is over: the owner closes its side (the relay's watch is
 	 * retired already, so it is released first). */
 	void (*over)(struct relay *r);

@@ -18,7 +18,7 @@
 #include "forward.h"
 #include "request.h"
 
-#define FIELDS_MAX     128           /* header fields in one request */
+#define FIELDS_MAX 128 /* header fields in one request */
 
 static const http_parser_settings settings;
 
@@ -48,27 +48,35 @@ int request_scan(struct client *c, size_t *len, unsigned *status,
 
 		if ((ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t') ||
 		    ch == 0x7f)
-			return refused(status, why, 400, "a control byte in "
+			return refused(status, why, 400,
+				       "a control byte in "
 				       "the request head");
 		if (p[i] == '\r') {
 			if (i + 1 == n)
 				break;
 			if (p[i + 1] != '\n')
-				return refused(status, why, 400, "a bare CR in "
+				return refused(status, why, 400,
+					       "a bare CR in "
 					       "the request head");
 		} else if (p[i] == '\n') {
 			if (!i || p[i - 1] != '\r')
-				return refused(status, why, 400, "a line of the "
-					       "request head ends in LF, not CRLF");
+				return refused(status, why, 400,
+					       "a line of the "
+					       "request head ends in LF, not "
+					       "CRLF");
 			if (i + 1 == n)
 				break;
 			if (p[i + 1] == ' ' || p[i + 1] == '\t')
-				return refused(status, why, 400, "a folded "
+				return refused(status, why, 400,
+					       "a folded "
 					       "header line (obs-fold)");
 			if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n') {
 				*len = i + 3;
-				return *len > max ? refused(status, why, 431,
-					"the request head is over limits.head") : 1;
+				return *len > max ?
+					       refused(status, why, 431,
+						       "the request head is "
+						       "over limits.head") :
+					       1;
 			}
 		}
 		c->scanned = i + 1;
@@ -96,7 +104,8 @@ static bool is_token(const char *s)
 		return false;
 	for (; *s; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s)))
+		      (*s >= '0' && *s <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", *s)))
 			return false;
 	return true;
 }
@@ -177,8 +186,9 @@ const char *request_parse(struct client *c, size_t len, unsigned *status)
 	*status = 400;
 	if ((e != HPE_OK && e != HPE_PAUSED) || parsed != len ||
 	    buf_add(&c->target, "", 1))
-		return e != HPE_OK && e != HPE_PAUSED ? http_errno_description(e)
-						      : "a malformed head";
+		return e != HPE_OK && e != HPE_PAUSED ?
+			       http_errno_description(e) :
+			       "a malformed head";
 	c->http10 = c->parser.http_minor == 0;
 	c->is_head = c->parser.method == HTTP_HEAD;
 	c->keep_alive = http_should_keep_alive(&c->parser);
@@ -192,10 +202,12 @@ const char *request_body(struct client *c, size_t n)
 	enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
 	const char *why;
 
-	why = e != HPE_OK && e != HPE_PAUSED ? http_errno_description(e)
-	      : (c->parser.flags & F_CHUNKED) &&
-		!chunk_check(&c->chunks, c->in.p, parsed)
-	      ? "the chunked framing is not CRLF-exact" : NULL;
+	why = e != HPE_OK && e != HPE_PAUSED ?
+		      http_errno_description(e) :
+	      (c->parser.flags & F_CHUNKED) &&
+			      !chunk_check(&c->chunks, c->in.p, parsed) ?
+		      "the chunked framing is not CRLF-exact" :
+		      NULL;
 	buf_shift(&c->in, parsed);
 	return why;
 }

@@ -127,14 +127,11 @@ static size_t frame_ready(struct buf *out, const struct ring *r,
 	char size[24];
 
 	switch (f->mode) {
-	case FRAME_RAW:
-		f->started |= r->len > 0;
-		return r->len;
+	case FRAME_RAW: f->started |= r->len > 0; return r->len;
 	case FRAME_LENGTH:
 		f->started |= f->left && r->len;
 		return f->left < r->len ? (size_t)f->left : r->len;
-	case FRAME_CHUNKED:
-		break;
+	case FRAME_CHUNKED: break;
 	}
 	if (!f->chunk_left && r->len) {
 		snprintf(size, sizeof(size), "%zx\r\n", r->len);
@@ -162,15 +159,17 @@ int ring_send(int fd, struct buf *out, struct ring *r, struct framing *f,
 		ssize_t sent;
 
 		if (out->off < out->len)
-			iov[msg.msg_iovlen++] = (struct iovec){
-				out->p + out->off, out->len - out->off };
+			iov[msg.msg_iovlen++] =
+				(struct iovec){ out->p + out->off,
+						out->len - out->off };
 		if (body) {
 			p0 = ring_peek(r, &n0);
 			n0 = n0 < body ? n0 : body;
-			iov[msg.msg_iovlen++] = (struct iovec){ (void *)p0, n0 };
+			iov[msg.msg_iovlen++] =
+				(struct iovec){ (void *)p0, n0 };
 			if (n0 < body) /* the wrapped part */
-				iov[msg.msg_iovlen++] = (struct iovec){
-					r->buf, body - n0 };
+				iov[msg.msg_iovlen++] =
+					(struct iovec){ r->buf, body - n0 };
 		}
 		if (!msg.msg_iovlen)
 			return 0;
@@ -185,11 +184,14 @@ int ring_send(int fd, struct buf *out, struct ring *r, struct framing *f,
 			return -1;
 		k = (size_t)sent;
 		if (out->off < out->len) {
-			size_t n = out->len - out->off < k ? out->len - out->off : k;
+			size_t n = out->len - out->off < k ?
+					   out->len - out->off :
+					   k;
 
 			out->off += n;
 			k -= n;
-			if (out->off == out->len && (f->started || !f->keep_out))
+			if (out->off == out->len &&
+			    (f->started || !f->keep_out))
 				out->off = out->len = 0;
 		}
 		if (k) {
@@ -216,12 +218,9 @@ bool framing_done(const struct framing *f, const struct buf *out,
 	if (out->off < out->len)
 		return false;
 	switch (f->mode) {
-	case FRAME_RAW:
-		return eof && !r->len;
-	case FRAME_LENGTH:
-		return !f->left;
-	case FRAME_CHUNKED:
-		return f->ended;
+	case FRAME_RAW: return eof && !r->len;
+	case FRAME_LENGTH: return !f->left;
+	case FRAME_CHUNKED: return f->ended;
 	}
 	return false;
 }

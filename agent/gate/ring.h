@@ -15,12 +15,15 @@ struct ring {
 	size_t cap, head, len;
 };
 
-size_t ring_put(struct ring *r, const char *p, size_t n);  /* what fit */
-size_t ring_take(struct ring *r, char *p, size_t n);       /* what was there */
+size_t ring_put(struct ring *r, const char *p, size_t n); /* what fit */
+size_t ring_take(struct ring *r, char *p, size_t n);      /* what was there */
 /* The readable bytes at the head, contiguous (call twice for a wrap). */
 const char *ring_peek(const struct ring *r, size_t *n);
 void ring_drop(struct ring *r, size_t n);
-static inline size_t ring_room(const struct ring *r) { return r->cap - r->len; }
+static inline size_t ring_room(const struct ring *r)
+{
+	return r->cap - r->len;
+}
 
 /* A byte buffer that grows up to `max` (0: BUF_MAX). off: what was sent
  * or consumed of it. */
@@ -29,7 +32,7 @@ struct buf {
 	size_t len, off, cap, max;
 };
 
-#define BUF_MAX (64 * 1024 + 1024)  /* a head, and room for chunk framing */
+#define BUF_MAX (64 * 1024 + 1024) /* a head, and room for chunk framing */
 
 /* Append n bytes; -1 past the cap or on ENOMEM (nothing appended). */
 int buf_add(struct buf *b, const char *p, size_t n);
@@ -37,7 +40,6 @@ int buf_str(struct buf *b, const char *s);
 /* Drop the first n bytes (the consumed part), moving the rest down. */
 void buf_shift(struct buf *b, size_t n);
 void buf_release(struct buf *b);
-
 
 /*
  * A body on its way out of a ring: as it is (until the connection closes),
@@ -50,12 +52,12 @@ enum framing_mode { FRAME_RAW, FRAME_LENGTH, FRAME_CHUNKED };
 
 struct framing {
 	enum framing_mode mode;
-	unsigned long long left;     /* FRAME_LENGTH: body bytes still due */
-	size_t chunk_left;           /* FRAME_CHUNKED: of the chunk going out */
-	bool ended;                  /* the last chunk is framed */
-	bool started;                /* a body byte was framed or sent */
-	bool keep_out;               /* keep a sent buf (it may be sent again)
-	                              * until the body starts */
+	unsigned long long left; /* FRAME_LENGTH: body bytes still due */
+	size_t chunk_left;       /* FRAME_CHUNKED: of the chunk going out */
+	bool ended;              /* the last chunk is framed */
+	bool started;            /* a body byte was framed or sent */
+	bool keep_out;           /* keep a sent buf (it may be sent again)
+				  * until the body starts */
 };
 
 /* eof: the whole body is in the ring. 0, or -1 with errno (the socket

@@ -31,9 +31,9 @@ static uint16_t get_port(int fd)
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &len))
 		return 0;
-	return ntohs(ss.ss_family == AF_INET6
-			     ? ((struct sockaddr_in6 *)&ss)->sin6_port
-			     : ((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(ss.ss_family == AF_INET6 ?
+			     ((struct sockaddr_in6 *)&ss)->sin6_port :
+			     ((struct sockaddr_in *)&ss)->sin_port);
 }
 
 /* A non-blocking listener on ss, sharing the port with the others. */
@@ -41,8 +41,9 @@ static int listen_on(const struct sockaddr_storage *ss)
 {
 	int one = 1, fd = socket(ss->ss_family,
 				 SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						  : sizeof(struct sockaddr_in);
+	socklen_t len = ss->ss_family == AF_INET6 ?
+				sizeof(struct sockaddr_in6) :
+				sizeof(struct sockaddr_in);
 
 	if (fd < 0)
 		return -1;
@@ -75,7 +76,8 @@ static int start_workers(struct gate_server *s, struct sockaddr_storage *ss,
 		if (fd < 0) {
 			snprintf(err, errlen, "listen: cannot listen on %s: %s",
 				 conf_addr_format(&s->env.conf->listen, text,
-						  sizeof(text)), strerror(errno));
+						  sizeof(text)),
+				 strerror(errno));
 			return -1;
 		}
 		if (!i) {
@@ -96,8 +98,9 @@ struct gate_server *server_start(const struct gconf *c, struct gate_state *st,
 	struct sockaddr_storage ss;
 	struct conf_addr bound = c->listen;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned threads = c->threads ? (unsigned)c->threads
-			   : cores > 0 ? (unsigned)cores : 1;
+	unsigned threads = c->threads ? (unsigned)c->threads :
+			   cores > 0  ? (unsigned)cores :
+					1;
 	char text[CONF_ADDR_TEXT];
 
 	memset(&ss, 0, sizeof(ss));
@@ -108,13 +111,15 @@ struct gate_server *server_start(const struct gconf *c, struct gate_state *st,
 	s->env.conf = c;
 	s->env.state = st;
 	s->env.fwd = (struct forward_conf){
-		.prefix = c->upstream_prefix, .authority = c->upstream_authority,
-		.via = "1.1 discovery-gate", .trust_forwarded = c->trust_forwarded,
+		.prefix = c->upstream_prefix,
+		.authority = c->upstream_authority,
+		.via = "1.1 discovery-gate",
+		.trust_forwarded = c->trust_forwarded,
 	};
 	atomic_init(&s->env.busy, 0);
 	s->n_workers = threads;
-	s->env.admit = admit_new((size_t)c->max_connections,
-				 (size_t)c->max_per_ip);
+	s->env.admit =
+		admit_new((size_t)c->max_connections, (size_t)c->max_per_ip);
 	if (!s->env.admit) {
 		snprintf(err, errlen, "out of memory");
 		free(s);

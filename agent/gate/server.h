@@ -19,7 +19,7 @@ struct gate_server {
 	struct gate_env env;
 	struct worker **workers;
 	size_t n_workers;
-	uint16_t port;                   /* the bound port */
+	uint16_t port; /* the bound port */
 };
 
 /* Bind, start the workers; logs msg=listening. NULL + err. */

@@ -18,7 +18,7 @@
 #include "state.h"
 
 #define VIEW_GRACE_MS 10000
-#define PAGE_MAX (1024 * 1024) /* a loading_page file larger is refused */
+#define PAGE_MAX      (1024 * 1024) /* a loading_page file larger is refused */
 
 /*
  * The default loading page. It polls the gate's own state endpoint (a
@@ -28,7 +28,8 @@
  */
 static const char default_page[] =
 	"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-	"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n"
+	"<meta name=\"viewport\" "
+	"content=\"width=device-width,initial-scale=1\">\n"
 	"<title>Loading&hellip;</title>\n"
 	"<noscript><meta http-equiv=\"refresh\" content=\"{{retry_after}}\">"
 	"</noscript>\n<style>\n"
@@ -36,8 +37,10 @@ static const char default_page[] =
 	"display:flex;min-height:100vh;margin:0;align-items:center;"
 	"justify-content:center}\n"
 	"main{max-width:32em;padding:2em;text-align:center}\n"
-	".spin{width:2.5em;height:2.5em;margin:0 auto 1em;border:.3em solid #ccd;"
-	"border-top-color:#36c;border-radius:50%;animation:s 1s linear infinite}\n"
+	".spin{width:2.5em;height:2.5em;margin:0 auto 1em;border:.3em solid "
+	"#ccd;"
+	"border-top-color:#36c;border-radius:50%;animation:s 1s linear "
+	"infinite}\n"
 	"@keyframes s{to{transform:rotate(360deg)}}\n"
 	"code{background:#e8eaf0;padding:.1em .3em;border-radius:3px}\n"
 	"</style></head><body><main>\n<div class=\"spin\"></div>\n"
@@ -68,17 +71,17 @@ struct policy {
 	long long retry_after_s;
 	bool latch;
 	struct conf_strlist pass;
-	char *page;                 /* the template: default or the file's */
+	char *page; /* the template: default or the file's */
 };
 
 struct gate_state {
 	agent_t *agent;
-	pthread_mutex_t lock;       /* builders only */
+	pthread_mutex_t lock; /* builders only */
 	struct policy policy;
 	bool latched;
 	unsigned long long changes;
 	_Atomic(struct gate_view *) view;
-	struct gate_view *retired;  /* oldest last */
+	struct gate_view *retired; /* oldest last */
 };
 
 /* ---- building ---------------------------------------------------------- */
@@ -103,10 +106,11 @@ static int make_answer(struct answer *a, unsigned status, const char *body,
 	char head[512];
 	int n;
 
-	n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s%s%s"
-		     "Cache-Control: no-store\r\n", status, reason(status),
-		     type ? "Content-Type: " : "", type ? type : "",
-		     type ? "\r\n" : "");
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %u %s\r\n%s%s%s"
+		     "Cache-Control: no-store\r\n",
+		     status, reason(status), type ? "Content-Type: " : "",
+		     type ? type : "", type ? "\r\n" : "");
 	if (locked)
 		n += snprintf(head + n, sizeof(head) - (size_t)n,
 			      "Retry-After: %lld\r\nVary: Accept\r\n",
@@ -194,7 +198,8 @@ static char *state_body(struct gate_state *s, bool open, char *waiting,
 			 "%s%s", waiting[0] ? ", " : "", name);
 	}
 	cJSON_AddNumberToObject(o, "locked_status", s->policy.locked_status);
-	cJSON_AddNumberToObject(o, "retry_after", (double)s->policy.retry_after_s);
+	cJSON_AddNumberToObject(o, "retry_after",
+				(double)s->policy.retry_after_s);
 	cJSON_AddBoolToObject(o, "latch", s->policy.latch);
 	cJSON_AddNumberToObject(o, "changes", (double)s->changes);
 	body = cJSON_PrintUnformatted(o);
@@ -245,7 +250,8 @@ static int build_locked(struct gate_state *s, struct gate_view *v,
 		cJSON_AddStringToObject(o, "error", "locked");
 		cJSON_AddStringToObject(o, "message",
 					"application components are loading");
-		cJSON_AddItemToObject(o, "waiting_for", cJSON_Duplicate(wait, 1));
+		cJSON_AddItemToObject(o, "waiting_for",
+				      cJSON_Duplicate(wait, 1));
 		cJSON_AddNumberToObject(o, "retry_after",
 					(double)s->policy.retry_after_s);
 		json = cJSON_PrintUnformatted(o);
@@ -342,7 +348,8 @@ static void update_locked(struct gate_state *s, const char *why)
 		log_info(open ? "open" : "locked", "why=%s latched=%s", why,
 			 s->latched ? "true" : "false");
 	else
-		log_info("state", "why=%s open=%s", why, open ? "true" : "false");
+		log_info("state", "why=%s open=%s", why,
+			 open ? "true" : "false");
 }
 
 void gstate_update(struct gate_state *s, const char *why)
@@ -373,8 +380,10 @@ static int policy_load(struct policy *p, const struct gconf *c, char *err,
 		if (f)
 			fclose(f);
 		if (!p->page || n > PAGE_MAX) {
-			snprintf(err, errlen, "loading_page: cannot read %s "
-				 "(or larger than 1 MiB)", c->loading_page);
+			snprintf(err, errlen,
+				 "loading_page: cannot read %s "
+				 "(or larger than 1 MiB)",
+				 c->loading_page);
 			conf_strlist_release(&p->pass);
 			free(p->page);
 			return -1;

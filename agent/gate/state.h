@@ -38,14 +38,14 @@ struct answer {
 
 struct gate_view {
 	bool open;
-	bool latched;                       /* latch held it open */
-	unsigned locked_status;             /* 423 or 503 */
+	bool latched;           /* latch held it open */
+	unsigned locked_status; /* 423 or 503 */
 	size_t n_pass;
-	char **pass;                        /* path prefixes always proxied */
-	struct answer locked_html;          /* the loading page */
-	struct answer locked_json;          /* {"error":"locked",...} */
-	struct answer state_json;           /* /.well-known/discovery-gate */
-	struct answer check;                /* 204 open, 403 locked */
+	char **pass;               /* path prefixes always proxied */
+	struct answer locked_html; /* the loading page */
+	struct answer locked_json; /* {"error":"locked",...} */
+	struct answer state_json;  /* /.well-known/discovery-gate */
+	struct answer check;       /* 204 open, 403 locked */
 	/* private */
 	struct gate_view *retired_next;
 	long long retired_at_ms;

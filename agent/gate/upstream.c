@@ -30,17 +30,17 @@
 #include "log.h"
 #include "upstream.h"
 
-#define READ_MAX      (64 * 1024)  /* one recv at most */
-#define RESOLVE_TTL   30000        /* ms a resolved upstream address is used */
+#define READ_MAX    (64 * 1024) /* one recv at most */
+#define RESOLVE_TTL 30000       /* ms a resolved upstream address is used */
 
 struct uconn {
-	struct watch watch;             /* first: the loop's events name it */
+	struct watch watch; /* first: the loop's events name it */
 	struct upstream_pool *pool;
-	bool connecting;                /* the non-blocking connect runs */
-	bool reused;                    /* it served a request before */
-	size_t addr;                    /* the address it connects to */
-	struct exchange *x;             /* NULL: pooled */
-	struct uconn *next;             /* the pool */
+	bool connecting;    /* the non-blocking connect runs */
+	bool reused;        /* it served a request before */
+	size_t addr;        /* the address it connects to */
+	struct exchange *x; /* NULL: pooled */
+	struct uconn *next; /* the pool */
 };
 
 static const http_parser_settings settings;
@@ -126,7 +126,8 @@ static int resolve(struct upstream_pool *p, char *err, size_t errlen)
 		return -1;
 	}
 	p->n_addrs = 0;
-	for (ai = res; ai && p->n_addrs < UPSTREAM_ADDRS_MAX; ai = ai->ai_next) {
+	for (ai = res; ai && p->n_addrs < UPSTREAM_ADDRS_MAX;
+	     ai = ai->ai_next) {
 		if (ai->ai_addrlen > sizeof(p->addrs[0]))
 			continue;
 		memcpy(&p->addrs[p->n_addrs], ai->ai_addr, ai->ai_addrlen);
@@ -143,8 +144,8 @@ static int resolve(struct upstream_pool *p, char *err, size_t errlen)
 
 /* A new connection for x, to the first address from `first` that takes a
  * non-blocking connect; -1 with the reason in err. */
-static int conn_open(struct upstream_pool *p, struct exchange *x,
-		     size_t first, char *err, size_t errlen)
+static int conn_open(struct upstream_pool *p, struct exchange *x, size_t first,
+		     char *err, size_t errlen)
 {
 	int fd = -1, one = 1, e = 0;
 	size_t i;
@@ -153,7 +154,8 @@ static int conn_open(struct upstream_pool *p, struct exchange *x,
 	if (resolve(p, err, errlen))
 		return -1;
 	for (i = first; i < p->n_addrs; i++) {
-		const struct sockaddr *sa = (const struct sockaddr *)&p->addrs[i];
+		const struct sockaddr *sa =
+			(const struct sockaddr *)&p->addrs[i];
 
 		fd = socket(sa->sa_family,
 			    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -171,11 +173,13 @@ static int conn_open(struct upstream_pool *p, struct exchange *x,
 	if (fd < 0 || !(c = calloc(1, sizeof(*c)))) {
 		if (fd >= 0)
 			close(fd);
-		snprintf(err, errlen, "connect to %s:%s: %s", p->conf->upstream_host,
-			 p->conf->upstream_port, strerror(fd < 0 ? e : ENOMEM));
+		snprintf(err, errlen, "connect to %s:%s: %s",
+			 p->conf->upstream_host, p->conf->upstream_port,
+			 strerror(fd < 0 ? e : ENOMEM));
 		return -1;
 	}
-	c->watch = (struct watch){ .fd = fd, .fn = on_event,
+	c->watch = (struct watch){ .fd = fd,
+				   .fn = on_event,
 				   .release = uconn_release };
 	c->pool = p;
 	c->addr = i;
@@ -222,7 +226,8 @@ static void finish(struct exchange *x, unsigned status, const char *why)
 
 		log_warn("upstream_failed", "uri=%s status=%u error=%s",
 			 log_quote(q, sizeof(q), x->uri),
-			 x->head_done ? 0 : status, log_quote(e, sizeof(e), why));
+			 x->head_done ? 0 : status,
+			 log_quote(e, sizeof(e), why));
 	}
 	ops->done(x, status, why);
 }
@@ -311,8 +316,10 @@ static void conn_failed(struct exchange *x, int err)
 		conn_close(c);
 		return attach(x);
 	}
-	snprintf(why, sizeof(why), "%s", !err ? "the upstream closed the "
-		 "connection" : strerror(err));
+	snprintf(why, sizeof(why), "%s",
+		 !err ? "the upstream closed the "
+			"connection" :
+			strerror(err));
 	finish(x, 502, why);
 }
 
@@ -332,14 +339,13 @@ static void send_some(struct exchange *x)
 		return conn_failed(x, errno);
 	if (!x->head_done) /* the head is due timeouts.upstream after the
 			    * request's last byte left */
-		x->deadline_ms = loop_now_ms() +
-				 x->pool->conf->upstream_timeout_ms;
+		x->deadline_ms =
+			loop_now_ms() + x->pool->conf->upstream_timeout_ms;
 	room = half && ring_room(&x->up) >= x->up.cap / 2;
 	x->sent = framing_done(&x->framing, &x->out, &x->up, x->up_eof);
 	(void)moved;
 	loop_set(x->pool->loop, &c->watch,
-			 (x->recv_paused ? 0u : EPOLLIN) |
-			 (blocked ? EPOLLOUT : 0u));
+		 (x->recv_paused ? 0u : EPOLLIN) | (blocked ? EPOLLOUT : 0u));
 	if (room && !x->sent)
 		x->ops->room(x);
 }
@@ -435,11 +441,15 @@ static void read_some(struct exchange *x)
 	if (e != HPE_OK) {
 		char why[200];
 
-		snprintf(why, sizeof(why), "%s", x->bad_byte ? "a control byte "
-			 "in the response head" : e == HPE_CB_header_field ||
-			 e == HPE_CB_header_value ? "the response head is too big"
-			 : e == HPE_CB_headers_complete ? "a switch of protocols "
-			 "nobody asked for" : http_errno_description(e));
+		snprintf(why, sizeof(why), "%s",
+			 x->bad_byte ? "a control byte "
+				       "in the response head" :
+			 e == HPE_CB_header_field || e == HPE_CB_header_value ?
+				       "the response head is too big" :
+			 e == HPE_CB_headers_complete ?
+				       "a switch of protocols "
+				       "nobody asked for" :
+				       http_errno_description(e));
 		finish(x, 502, why);
 	}
 }
@@ -518,15 +528,16 @@ long long upstream_deadlines(struct upstream_pool *p, long long now)
 			conn_due = x->deadline_ms - conf->upstream_timeout_ms +
 				   conf->connect_timeout_ms;
 		if (conn_due >= 0 && now >= conn_due && conn_due < due) {
-			snprintf(why, sizeof(why), "connect to %s:%s: timed out "
-				 "after %lld ms", conf->upstream_host,
-				 conf->upstream_port,
+			snprintf(why, sizeof(why),
+				 "connect to %s:%s: timed out "
+				 "after %lld ms",
+				 conf->upstream_host, conf->upstream_port,
 				 (long long)conf->connect_timeout_ms);
 			finish(x, 502, why);
 		} else if (due >= 0 && now >= due) {
-			finish(x, 504, x->head_done
-				       ? "the upstream stalled mid-body"
-				       : "no response head in time");
+			finish(x, 504,
+			       x->head_done ? "the upstream stalled mid-body" :
+					      "no response head in time");
 		} else {
 			if (conn_due >= 0 && conn_due < due)
 				due = conn_due;
@@ -537,7 +548,7 @@ long long upstream_deadlines(struct upstream_pool *p, long long now)
 	return next;
 }
 
-/* ---- http-parser's callbacks ---------------------------------------------- */
+/* ---- http-parser's callbacks --------------------------------------------- */
 
 static int on_message_begin(http_parser *hp)
 {
@@ -604,8 +615,9 @@ static int on_headers_complete(http_parser *hp)
 		return 1;
 	}
 	x->resp_length = (hp->flags & F_CHUNKED) ||
-			 hp->content_length == ULLONG_MAX
-				 ? -1 : (long long)hp->content_length;
+					 hp->content_length == ULLONG_MAX ?
+				 -1 :
+				 (long long)hp->content_length;
 	x->status = status;
 	x->head_done = x->head_new = true;
 	if (status == 101) {

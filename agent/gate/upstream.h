@@ -31,7 +31,7 @@
 #include "loop.h"
 #include "ring.h"
 
-#define UPSTREAM_ADDRS_MAX 8  /* upstream addresses tried in turn */
+#define UPSTREAM_ADDRS_MAX 8 /* upstream addresses tried in turn */
 
 struct exchange;
 struct uconn;
@@ -53,46 +53,46 @@ struct upstream_ops {
 struct upstream_pool {
 	struct loop *loop;
 	const struct gconf *conf;
-	struct uconn *idle;             /* most recently used first */
+	struct uconn *idle; /* most recently used first */
 	size_t n_idle;
-	struct exchange *active;        /* in flight: their deadlines */
+	struct exchange *active; /* in flight: their deadlines */
 	struct sockaddr_storage addrs[UPSTREAM_ADDRS_MAX];
 	socklen_t addr_lens[UPSTREAM_ADDRS_MAX];
 	size_t n_addrs;
-	long long addrs_until;          /* resolve again after this */
+	long long addrs_until; /* resolve again after this */
 };
 
 struct exchange {
 	/* the owner's, set before upstream_start */
 	const struct upstream_ops *ops;
 	void *owner;
-	const char *uri;                /* for the log */
-	struct buf out;                 /* the request head, then chunk framing */
-	struct ring up;                 /* request body bytes, decoded */
-	bool up_eof;                    /* the whole body is in `up` */
-	struct framing framing;         /* how the body goes: FRAME_LENGTH
-	                                 * (left 0: none) or FRAME_CHUNKED */
-	bool upgrade;                   /* a request to switch protocols */
+	const char *uri;        /* for the log */
+	struct buf out;         /* the request head, then chunk framing */
+	struct ring up;         /* request body bytes, decoded */
+	bool up_eof;            /* the whole body is in `up` */
+	struct framing framing; /* how the body goes: FRAME_LENGTH
+				 * (left 0: none) or FRAME_CHUNKED */
+	bool upgrade;           /* a request to switch protocols */
 	bool is_head;
-	bool idempotent;                /* may be sent again (RFC 9110 9.2.2) */
-	struct ring down;               /* response body bytes, decoded */
+	bool idempotent;  /* may be sent again (RFC 9110 9.2.2) */
+	struct ring down; /* response body bytes, decoded */
 
 	/* the response, for the owner to read */
-	struct buf head;                /* "name\0value\0" ... */
+	struct buf head; /* "name\0value\0" ... */
 	unsigned status;
-	long long resp_length;          /* Content-Length; -1: none */
+	long long resp_length; /* Content-Length; -1: none */
 	bool head_done;
 
 	/* private to upstream.c */
 	struct upstream_pool *pool;
 	struct uconn *uc;
 	http_parser parser;
-	int field_state;                /* 0, 1 in a name, 2 in a value */
+	int field_state; /* 0, 1 in a name, 2 in a value */
 	bool in_flight;
-	bool interim;                   /* a 1xx head is being read */
-	bool head_new;                  /* the head completed in this read */
+	bool interim;  /* a 1xx head is being read */
+	bool head_new; /* the head completed in this read */
 	bool resp_started, complete, switched;
-	bool bad_byte;                  /* a control byte in the response head */
+	bool bad_byte; /* a control byte in the response head */
 	bool sent, recv_paused;
 	long long deadline_ms;
 	struct exchange *prev, *next;

@@ -24,9 +24,9 @@
 #include "log.h"
 #include "worker.h"
 
-#define IDLE_MS         1000  /* nothing due: look at the clock this often */
-#define ACCEPTS_A_PASS  64    /* then the other sockets get their turn */
-#define REST_MS         100   /* out of descriptors: the listener rests */
+#define IDLE_MS        1000 /* nothing due: look at the clock this often */
+#define ACCEPTS_A_PASS 64   /* then the other sockets get their turn */
+#define REST_MS        100  /* out of descriptors: the listener rests */
 
 struct worker {
 	struct gate_env *env;
@@ -34,8 +34,8 @@ struct worker {
 	struct upstream_pool pool;
 	struct clients clients;
 	struct watch listen;
-	struct watch wake;              /* eventfd: drain or stop */
-	long long rest_until;           /* the listener rests until then */
+	struct watch wake;    /* eventfd: drain or stop */
+	long long rest_until; /* the listener rests until then */
 	pthread_t thread;
 	bool started, drained;
 	atomic_bool stopping, draining;
@@ -44,7 +44,8 @@ struct worker {
 static const char refusal[] =
 	"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
 	"Retry-After: 1\r\nConnection: close\r\nContent-Length: 74\r\n\r\n"
-	"{\"error\":\"busy\",\"message\":\"too many connections; try again later\"}\n";
+	"{\"error\":\"busy\",\"message\":\"too many connections; try again "
+	"later\"}\n";
 
 static void refuse(struct worker *w, int fd, enum admit_result why)
 {
@@ -52,14 +53,17 @@ static void refuse(struct worker *w, int fd, enum admit_result why)
 
 	/* Best effort: a refused client gets a reason if its socket takes
 	 * it at once; the descriptor is what this protects. */
-	if (send(fd, refusal, sizeof(refusal) - 1, MSG_NOSIGNAL | MSG_DONTWAIT))
-		{}
+	if (send(fd, refusal, sizeof(refusal) - 1,
+		 MSG_NOSIGNAL | MSG_DONTWAIT)) {
+	}
 	close(fd);
 	if (admit_refused(w->env->admit, why, loop_now_ms(), &full, &per_ip))
-		log_warn("refused", "full=%llu per_ip=%llu limit=%lld "
-			 "per_ip_limit=%lld note=\"connections refused since the "
-			 "last such line\"", full, per_ip,
-			 (long long)w->env->conf->max_connections,
+		log_warn("refused",
+			 "full=%llu per_ip=%llu limit=%lld "
+			 "per_ip_limit=%lld note=\"connections refused since "
+			 "the "
+			 "last such line\"",
+			 full, per_ip, (long long)w->env->conf->max_connections,
 			 (long long)w->env->conf->max_per_ip);
 }
 
@@ -77,8 +81,8 @@ static void admit_one(struct worker *w, int fd, struct sockaddr *sa,
 
 static void on_listen(struct watch *wt, uint32_t events)
 {
-	struct worker *w = (struct worker *)((char *)wt -
-					     offsetof(struct worker, listen));
+	struct worker *w =
+		(struct worker *)((char *)wt - offsetof(struct worker, listen));
 
 	(void)events;
 	for (int i = 0; i < ACCEPTS_A_PASS; i++) {
@@ -93,8 +97,10 @@ static void on_listen(struct watch *wt, uint32_t events)
 		}
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 		    errno == ENOMEM) {
-			log_warn("accept_failed", "error=%s note=\"resting "
-				 "%d ms\"", strerror(errno), REST_MS);
+			log_warn("accept_failed",
+				 "error=%s note=\"resting "
+				 "%d ms\"",
+				 strerror(errno), REST_MS);
 			w->rest_until = loop_now_ms() + REST_MS;
 			loop_set(&w->loop, wt, 0);
 			loop_due(&w->loop, w->rest_until);

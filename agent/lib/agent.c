@@ -53,26 +53,18 @@ static void lws_log_setup(void)
 const char *agent_strerror(int code)
 {
 	switch (code) {
-	case AGENT_OK:
-		return "success";
-	case AGENT_E_INVALID:
-		return "invalid argument or configuration";
-	case AGENT_E_NOMEM:
-		return "out of memory";
-	case AGENT_E_STATE:
-		return "not allowed in the agent's current state";
-	case AGENT_E_UNSUPPORTED:
-		return "not supported by this build";
-	case AGENT_E_LWS:
-		return "libwebsockets could not create its context";
-	case AGENT_E_THREAD:
-		return "cannot start the agent thread";
-	case AGENT_E_SYS:
-		return "a system call failed";
+	case AGENT_OK: return "success";
+	case AGENT_E_INVALID: return "invalid argument or configuration";
+	case AGENT_E_NOMEM: return "out of memory";
+	case AGENT_E_STATE: return "not allowed in the agent's current state";
+	case AGENT_E_UNSUPPORTED: return "not supported by this build";
+	case AGENT_E_LWS: return "libwebsockets could not create its context";
+	case AGENT_E_THREAD: return "cannot start the agent thread";
+	case AGENT_E_SYS: return "a system call failed";
 	case AGENT_E_NOTHOST:
-		return "the agent does not dispatch to the host (AGENT_DISPATCH_HOST)";
-	default:
-		return "unknown error";
+		return "the agent does not dispatch to the host "
+		       "(AGENT_DISPATCH_HOST)";
+	default: return "unknown error";
 	}
 }
 
@@ -110,14 +102,14 @@ static int str_cmp(const void *x, const void *y)
 	return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
-static int check_numbers(const struct agent_config *c, char *err,
-			 size_t errlen)
+static int check_numbers(const struct agent_config *c, char *err, size_t errlen)
 {
-	if (c->backoff_initial_ms < 1 || c->backoff_max_ms < c->backoff_initial_ms)
-		return fail(err, errlen,
-			    "backoff: need 1ms <= initial <= max");
+	if (c->backoff_initial_ms < 1 ||
+	    c->backoff_max_ms < c->backoff_initial_ms)
+		return fail(err, errlen, "backoff: need 1ms <= initial <= max");
 	if (!(c->backoff_multiplier >= 1.0 && c->backoff_multiplier <= 10.0))
-		return fail(err, errlen, "backoff: multiplier must be 1.0 .. 10.0");
+		return fail(err, errlen,
+			    "backoff: multiplier must be 1.0 .. 10.0");
 	if (c->heartbeat_interval_ms < 10 ||
 	    c->heartbeat_timeout_ms <= c->heartbeat_interval_ms)
 		return fail(err, errlen,
@@ -129,7 +121,8 @@ static int check_numbers(const struct agent_config *c, char *err,
 		return fail(err, errlen, "dispatch: unknown mode");
 	if (c->queue_max < 1)
 		return fail(err, errlen, "queue_max must be at least 1");
-	if ((int)c->log_level < AGENT_LOG_ERROR || c->log_level > AGENT_LOG_DEBUG)
+	if ((int)c->log_level < AGENT_LOG_ERROR ||
+	    c->log_level > AGENT_LOG_DEBUG)
 		return fail(err, errlen, "log_level: unknown level");
 	if (c->on_disconnect != AGENT_KEEP && c->on_disconnect != AGENT_LOCK)
 		return fail(err, errlen, "on_disconnect must be keep or lock");
@@ -144,12 +137,14 @@ static int set_identity(struct agent *a, const struct agent_config *c,
 
 	if (!c->service || !proto_valid_name(c->service))
 		return fail(err, errlen,
-			    "service: need a name matching [a-z0-9][a-z0-9_.-]{0,62}");
+			    "service: need a name matching "
+			    "[a-z0-9][a-z0-9_.-]{0,62}");
 	snprintf(h->service, sizeof(h->service), "%s", c->service);
 
 	if (!c->instance) {
 		if (gethostname(host, sizeof(host) - 1))
-			return fail(err, errlen, "instance: cannot read the hostname");
+			return fail(err, errlen,
+				    "instance: cannot read the hostname");
 	}
 	if (!proto_valid_instance(c->instance ? c->instance : host)) {
 		snprintf(msg, sizeof(msg),
@@ -172,7 +167,8 @@ static int set_identity(struct agent *a, const struct agent_config *c,
 		if (len > META_MAX ||
 		    proto_json_depth(c->meta, len, PROTO_DEPTH_MAX) >
 			    PROTO_DEPTH_MAX - 2)
-			return fail(err, errlen, "meta: too big or nested too deep");
+			return fail(err, errlen,
+				    "meta: too big or nested too deep");
 		h->meta = cJSON_ParseWithLength(c->meta, len);
 		if (!cJSON_IsObject(h->meta))
 			return fail(err, errlen, "meta: need a JSON object");
@@ -180,8 +176,8 @@ static int set_identity(struct agent *a, const struct agent_config *c,
 	return 0;
 }
 
-static int set_depends(struct agent *a, const struct agent_config *c,
-		       char *err, size_t errlen)
+static int set_depends(struct agent *a, const struct agent_config *c, char *err,
+		       size_t errlen)
 {
 	char msg[200];
 
@@ -199,7 +195,8 @@ static int set_depends(struct agent *a, const struct agent_config *c,
 
 		if (!name || !proto_valid_name(name)) {
 			snprintf(msg, sizeof(msg),
-				 "depends_on: \"%.64s\" is not a valid service name",
+				 "depends_on: \"%.64s\" is not a valid service "
+				 "name",
 				 name ? name : "(null)");
 			return fail(err, errlen, msg);
 		}
@@ -262,13 +259,15 @@ static int set_link(struct agent *a, const struct agent_config *c, char *err,
 #if !defined(LWS_WITH_TLS)
 		if (a->urls[i].tls)
 			return fail(err, errlen,
-				    "discovery: wss:// needs libwebsockets with TLS");
+				    "discovery: wss:// needs libwebsockets "
+				    "with TLS");
 #endif
 	}
 	a->n_urls = c->n_urls;
 
 	if (c->token && c->token_file)
-		return fail(err, errlen, "token and token_file exclude each other");
+		return fail(err, errlen,
+			    "token and token_file exclude each other");
 	if (c->token && set_token(a, c->token, err, errlen))
 		return -1;
 	if (c->token_file) {
@@ -323,8 +322,8 @@ agent_t *agent_new(const struct agent_config *cfg, char *err, size_t errlen)
 		fail(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (set_identity(a, cfg, err, errlen) || set_depends(a, cfg, err, errlen) ||
-	    set_link(a, cfg, err, errlen)) {
+	if (set_identity(a, cfg, err, errlen) ||
+	    set_depends(a, cfg, err, errlen) || set_link(a, cfg, err, errlen)) {
 		agent_free(a);
 		return NULL;
 	}
@@ -345,7 +344,8 @@ agent_t *agent_new(const struct agent_config *cfg, char *err, size_t errlen)
 	atomic_init(&a->stop, false);
 	atomic_init(&a->rx_resume, false);
 	a->link.sent_ready = -1;
-	snprintf(a->info.service, sizeof(a->info.service), "%s", a->hello.service);
+	snprintf(a->info.service, sizeof(a->info.service), "%s",
+		 a->hello.service);
 	snprintf(a->info.instance, sizeof(a->info.instance), "%s",
 		 a->hello.instance);
 
@@ -415,7 +415,8 @@ static int create_context(struct agent *a)
 	/* One client socket and lws' own pipe; a small table also makes lws
 	 * look fds up by value, whatever their number in the host process. */
 	info.fd_limit_per_thread = 16;
-	/* The handshake (with a token of up to AGENT_TOKEN_MAX) is built in it. */
+	/* The handshake (with a token of up to AGENT_TOKEN_MAX) is built in it.
+	 */
 	info.pt_serv_buf_size = 4 * AGENT_TOKEN_MAX;
 	if (tls) {
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -476,7 +477,8 @@ void agent_destroy(agent_t *a)
 			 * deadlock and freeing would pull the loop from under
 			 * us. Refusing (and leaking) is the lesser harm. */
 			notify_log(a, AGENT_LOG_ERROR,
-				   "destroy_refused reason=\"called from a callback\"");
+				   "destroy_refused reason=\"called from a "
+				   "callback\"");
 			return;
 		}
 		atomic_store(&a->stop, true);
@@ -484,8 +486,9 @@ void agent_destroy(agent_t *a)
 		pthread_join(a->thread, NULL);
 	}
 	if (a->ctx) {
-		/* No thread services the context any more; the link already said
-		 * goodbye, so whatever lws still closes here stays quiet. */
+		/* No thread services the context any more; the link already
+		 * said goodbye, so whatever lws still closes here stays quiet.
+		 */
 		a->link.destroying = true;
 		lws_context_destroy(a->ctx);
 		a->ctx = NULL;

@@ -56,8 +56,9 @@
 
 struct url {
 	char text[AGENT_URL_MAX];
-	char host[256];          /* without brackets */
-	char host_header[CONF_ADDR_TEXT];   /* "host" or "host:port", brackets for IPv6 */
+	char host[256];                   /* without brackets */
+	char host_header[CONF_ADDR_TEXT]; /* "host" or "host:port", brackets for
+					     IPv6 */
 	char path[AGENT_URL_MAX];
 	int port;
 	bool tls;
@@ -69,33 +70,33 @@ struct pending;
 struct link {
 	struct lws *wsi;
 	size_t url_index;
-	uint32_t attempt;            /* attempts since the last welcome */
-	bool attempting;             /* a connection (attempt) is alive */
-	bool established;            /* upgraded to WebSocket */
+	uint32_t attempt; /* attempts since the last welcome */
+	bool attempting;  /* a connection (attempt) is alive */
+	bool established; /* upgraded to WebSocket */
 	bool welcomed;
 	bool need_hello;
 	bool ping_due;
-	bool rx_paused;              /* the host's callback queue is full */
-	int sent_ready;              /* -1: no status sent on this link */
-	int64_t attempt_ms;          /* when this attempt started */
+	bool rx_paused;     /* the host's callback queue is full */
+	int sent_ready;     /* -1: no status sent on this link */
+	int64_t attempt_ms; /* when this attempt started */
 	int64_t last_rx_ms;
 
 	/* Why the link ends: ours (set before closing) or the daemon's. */
-	int close_code;              /* ours; 0 = we are not closing */
+	int close_code; /* ours; 0 = we are not closing */
 	char close_reason[CLOSE_REASON_MAX + 1];
-	int64_t close_ms;            /* when we started closing */
-	int end_code;                /* what on_link reports */
+	int64_t close_ms; /* when we started closing */
+	int end_code;     /* what on_link reports */
 	char end_reason[160];
 	int http_status;
 
-	char *rx;                    /* a message arriving in fragments */
+	char *rx; /* a message arriving in fragments */
 	size_t rx_len, rx_cap;
 
 	/* Session: kept across links for resume. */
-	bool have_session;           /* a welcome was seen: resume from here */
-	bool resumed;                /* this link's hello carried resume */
+	bool have_session; /* a welcome was seen: resume from here */
+	bool resumed;      /* this link's hello carried resume */
 	char epoch[PROTO_EPOCH_MAX + 1];
-	uint64_t seq;                /* the position the next hello resumes from */
+	uint64_t seq; /* the position the next hello resumes from */
 	/* After a welcome with recovered:true, `replay_left` of the events that
 	 * follow are replays; once they are in, the agent is at replay_seq (the
 	 * welcome's seq), even if the last replay was older. */
@@ -103,9 +104,9 @@ struct link {
 	uint64_t replay_seq;
 	char node[PROTO_INSTANCE_MAX + 1];
 
-	bool stopping;               /* agent_destroy asked; no reconnect */
-	bool finished;               /* leave the service loop */
-	bool destroying;             /* inside lws_context_destroy: be quiet */
+	bool stopping;   /* agent_destroy asked; no reconnect */
+	bool finished;   /* leave the service loop */
+	bool destroying; /* inside lws_context_destroy: be quiet */
 
 	lws_sorted_usec_list_t retry_sul;
 	lws_sorted_usec_list_t tick_sul;
@@ -116,11 +117,11 @@ struct agent {
 	/* Fixed at creation. */
 	struct url *urls;
 	size_t n_urls;
-	struct proto_hello hello;    /* service, instance, address, deps, meta */
-	char **dep_names;            /* sorted, n_deps */
+	struct proto_hello hello; /* service, instance, address, deps, meta */
+	char **dep_names;         /* sorted, n_deps */
 	size_t n_deps;
-	atomic_bool *flags;          /* parallel to dep_names */
-	char *token;                 /* fixed token, or NULL */
+	atomic_bool *flags; /* parallel to dep_names */
+	char *token;        /* fixed token, or NULL */
 	char *token_file;
 	char *ca_file;
 	enum agent_on_disconnect on_disconnect;
@@ -130,7 +131,7 @@ struct agent {
 	size_t max_message;
 	enum agent_dispatch dispatch;
 	size_t queue_max;
-	struct agent_callbacks cb;   /* set before start */
+	struct agent_callbacks cb; /* set before start */
 
 	/* Any thread. */
 	atomic_int log_level;
@@ -138,17 +139,17 @@ struct agent {
 	atomic_bool own_ready_set;
 	atomic_bool linked;
 	atomic_bool started;
-	atomic_bool stop;            /* agent_destroy asked */
-	atomic_bool rx_resume;       /* agent_dispatch drained the queue */
+	atomic_bool stop;      /* agent_destroy asked */
+	atomic_bool rx_resume; /* agent_dispatch drained the queue */
 
-	pthread_mutex_t info_mu;     /* guards info */
+	pthread_mutex_t info_mu; /* guards info */
 	struct agent_info info;
 
-	pthread_mutex_t q_mu;        /* guards the queue (AGENT_DISPATCH_HOST) */
+	pthread_mutex_t q_mu; /* guards the queue (AGENT_DISPATCH_HOST) */
 	struct pending *q_head, *q_tail;
 	size_t q_len;
-	uint64_t q_dropped;          /* log lines dropped while full */
-	int efd;                     /* eventfd, -1 in thread mode */
+	uint64_t q_dropped; /* log lines dropped while full */
+	int efd;            /* eventfd, -1 in thread mode */
 
 	/* Agent thread (and start/destroy while it does not run). */
 	struct lws_context *ctx;

@@ -69,7 +69,8 @@ static void load_token(struct agent *a)
 		return;
 	fd = open(a->token_file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		notify_log(a, AGENT_LOG_WARN, "token_file_unreadable path=%s error=%s",
+		notify_log(a, AGENT_LOG_WARN,
+			   "token_file_unreadable path=%s error=%s",
 			   log_quote(q, sizeof(q), a->token_file),
 			   log_quote(buf, sizeof(buf), strerror(errno)));
 		return;
@@ -87,8 +88,10 @@ static void load_token(struct agent *a)
 		notify_log(a, AGENT_LOG_WARN,
 			   "token_file_invalid path=%s reason=%s",
 			   log_quote(q, sizeof(q), a->token_file),
-			   n < 0 ? "read-error" : len == 0 ? "empty" :
-			   len >= AGENT_TOKEN_MAX ? "too-long" : "bad-character");
+			   n < 0                  ? "read-error" :
+			   len == 0               ? "empty" :
+			   len >= AGENT_TOKEN_MAX ? "too-long" :
+						    "bad-character");
 		return;
 	}
 	memcpy(a->token_buf, buf, len + 1);
@@ -189,9 +192,9 @@ static void connect_now(lws_sorted_usec_list_t *sul)
 		l->wsi = wsi;
 	if (l->attempting)
 		schedule_ms(a, &l->tick_sul, tick,
-			    a->heartbeat_interval_ms < a->heartbeat_timeout_ms
-				    ? a->heartbeat_interval_ms
-				    : a->heartbeat_timeout_ms);
+			    a->heartbeat_interval_ms < a->heartbeat_timeout_ms ?
+				    a->heartbeat_interval_ms :
+				    a->heartbeat_timeout_ms);
 }
 
 /*
@@ -243,22 +246,24 @@ static void lost(struct agent *a)
 	} else {
 		if (!was_linked || drained)
 			l->url_index = (l->url_index + 1) % a->n_urls;
-		info.retry_ms = drained ? backoff_jitter(&a->backoff, spread)
-					: backoff_next(&a->backoff);
+		info.retry_ms = drained ? backoff_jitter(&a->backoff, spread) :
+					  backoff_next(&a->backoff);
 		schedule_ms(a, &l->retry_sul, connect_now, info.retry_ms);
 	}
 
 	if (info.http_status)
 		snprintf(status, sizeof(status), " http_status=%d",
 			 info.http_status);
-	notify_log(a, was_linked && !l->stopping ? AGENT_LOG_WARN : AGENT_LOG_INFO,
+	notify_log(a,
+		   was_linked && !l->stopping ? AGENT_LOG_WARN : AGENT_LOG_INFO,
 		   "%s url=%s code=%d reason=%s%s retry_ms=%u",
 		   was_linked ? "unlinked" : "connect_failed", info.url,
 		   info.close_code, log_quote(q, sizeof(q), info.reason),
 		   status, info.retry_ms);
 	notify_link(a, AGENT_LINK_UNLINKED, &info);
 	if (was_linked)
-		session_unlinked(a); /* on_disconnect: after on_link reported it */
+		session_unlinked(
+			a); /* on_disconnect: after on_link reported it */
 	l->end_reason[0] = '\0';
 }
 
@@ -390,10 +395,12 @@ static void tick(lws_sorted_usec_list_t *sul)
 		return;
 	}
 	if (!l->welcomed && now - l->attempt_ms >= timeout) {
-		notify_log(a, AGENT_LOG_WARN, "welcome_timeout url=%s waited_ms=%lld",
+		notify_log(a, AGENT_LOG_WARN,
+			   "welcome_timeout url=%s waited_ms=%lld",
 			   a->urls[l->url_index].text,
 			   (long long)(now - l->attempt_ms));
-		link_close(a, l->established ? 1008 : 1006, "no welcome in time");
+		link_close(a, l->established ? 1008 : 1006,
+			   "no welcome in time");
 		return;
 	}
 	left = l->welcomed ? timeout : timeout - (now - l->attempt_ms);
@@ -560,8 +567,8 @@ static void peer_close(struct agent *a, const unsigned char *in, size_t len)
 		return;
 	}
 	l->end_code = (in[0] << 8) | in[1];
-	n = len - 2 < sizeof(l->end_reason) - 1 ? len - 2
-						 : sizeof(l->end_reason) - 1;
+	n = len - 2 < sizeof(l->end_reason) - 1 ? len - 2 :
+						  sizeof(l->end_reason) - 1;
 	memcpy(l->end_reason, in + 2, n);
 	l->end_reason[n] = '\0';
 	/* libwebsockets 4.1's client turns the codes it does not know, 1012
@@ -600,9 +607,9 @@ static int add_auth_header(struct agent *a, struct lws *wsi, void *in,
 		return 0;
 	n = snprintf(value, sizeof(value), "Bearer %s", a->token_buf);
 	return lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
-					    (unsigned char *)value, n, p, end)
-		       ? -1
-		       : 0;
+					    (unsigned char *)value, n, p, end) ?
+		       -1 :
+		       0;
 }
 
 static bool current(struct agent *a, struct lws *wsi)
@@ -681,13 +688,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 			wake(a);
 		break;
 
-	default:
-		break;
+	default: break;
 	}
 	return 0;
 }
 
+/* clang-format off */
 const struct lws_protocols link_protocols[] = {
 	{ PROTO_SUBPROTOCOL, callback, 0, RX_CHUNK, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
+/* clang-format on */

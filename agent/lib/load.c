@@ -42,6 +42,7 @@ struct file {
 
 static const char *const on_disconnect_choices[] = { "keep", "lock", NULL };
 
+/* clang-format off */
 static const struct conf_key backoff_keys[] = {
 	{ .name = "initial", .type = CONF_DURATION, .offset = F(backoff_initial_ms),
 	  .min = 1, .max = 3600000, .def = "100ms",
@@ -54,7 +55,9 @@ static const struct conf_key backoff_keys[] = {
 	  .help = "growth of the ceiling per attempt" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key heartbeat_keys[] = {
 	{ .name = "interval", .type = CONF_DURATION,
 	  .offset = F(heartbeat_interval_ms), .min = 10, .max = 3600000,
@@ -64,7 +67,9 @@ static const struct conf_key heartbeat_keys[] = {
 	  .def = "30s", .help = "silence after which the link is dropped" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key file_keys[] = {
 	{ .name = "discovery", .type = CONF_STRLIST, .offset = F(discovery),
 	  .max = AGENT_URLS_MAX, .flags = CONF_REQUIRED,
@@ -95,11 +100,12 @@ static const struct conf_key file_keys[] = {
 	  .help = "largest incoming message" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 static const char *const key_names[] = {
-	"discovery", "service", "instance", "address", "depends_on", "meta",
-	"token_file", "ca_file", "on_disconnect", "backoff", "heartbeat",
-	"max_message", NULL,
+	"discovery", "service",     "instance", "address",       "depends_on",
+	"meta",      "token_file",  "ca_file",  "on_disconnect", "backoff",
+	"heartbeat", "max_message", NULL,
 };
 
 const char *const *agent_conf_keys(void)
@@ -138,7 +144,8 @@ static int set_aliases(struct conf_key *t, size_t n_ours,
 				row = &t[k];
 		if (!row || ours(al->alias) || row->alias ||
 		    is_alias(aliases + i + 1, al->alias)) {
-			snprintf(msg, size, "aliases: %.64s for %.64s: need "
+			snprintf(msg, size,
+				 "aliases: %.64s for %.64s: need "
 				 "one new name per key of libagent",
 				 al->alias, al->key ? al->key : "(null)");
 			return -1;
@@ -223,13 +230,17 @@ static int meta_read(yaml_document_t *doc, yaml_node_t *map, const char *path,
 			return meta_error(err, errlen, path, v ? v : map,
 					  "values must be strings");
 		if (++count > META_KEYS_MAX)
-			return meta_error(err, errlen, path, k, "too many keys");
+			return meta_error(err, errlen, path, k,
+					  "too many keys");
 		name = (const char *)k->data.scalar.value;
 		if (cJSON_GetObjectItemCaseSensitive(obj, name))
-			return meta_error(err, errlen, path, k, "duplicate key");
+			return meta_error(err, errlen, path, k,
+					  "duplicate key");
 		if (!cJSON_AddStringToObject(obj, name,
-					     (const char *)v->data.scalar.value))
-			return meta_error(err, errlen, path, k, "out of memory");
+					     (const char *)
+						     v->data.scalar.value))
+			return meta_error(err, errlen, path, k,
+					  "out of memory");
 	}
 	return 0;
 }
@@ -281,9 +292,11 @@ static int meta_load(const char *path, const char *alias, char **json,
 			    (!alias || strcmp(name, alias)))
 				continue;
 			obj = cJSON_CreateObject();
-			rc = obj ? meta_read(&doc, yaml_document_get_node(&doc, p->value),
-					     path, obj, err, errlen)
-				 : -1;
+			rc = obj ? meta_read(&doc,
+					     yaml_document_get_node(&doc,
+								    p->value),
+					     path, obj, err, errlen) :
+				   -1;
 			break;
 		}
 	}
@@ -353,8 +366,8 @@ agent_t *agent_load_aliased(const char *yaml_path,
 	}
 	memset(&fl, 0, sizeof(fl));
 	if (conf_load_file(yaml_path, table, &fl, msg, sizeof(msg)) == 0 &&
-	    meta_load(yaml_path, meta_alias(table), &meta, msg,
-		      sizeof(msg)) == 0)
+	    meta_load(yaml_path, meta_alias(table), &meta, msg, sizeof(msg)) ==
+		    0)
 		a = from_file(yaml_path, &fl, meta, err, errlen);
 	else if (err && errlen)
 		snprintf(err, errlen, "%s", msg);

@@ -39,8 +39,8 @@ struct pending {
 	enum pending_type type;
 	enum agent_link_state state;
 	enum agent_log_level level;
-	const char *service;         /* READINESS */
-	const char *line;            /* LOG */
+	const char *service; /* READINESS */
+	const char *line;    /* LOG */
 	bool ready;
 	struct agent_event ev;
 	struct agent_link_info link;

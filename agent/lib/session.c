@@ -129,9 +129,12 @@ static void on_welcome(struct agent *a, const struct proto_welcome *w)
 	notify_link(a, AGENT_LINK_LINKED, &info);
 
 	for (size_t i = 0; i < a->n_deps; i++) {
-		const cJSON *v = w->services ? cJSON_GetObjectItemCaseSensitive(
-						       w->services, a->dep_names[i])
-					     : NULL;
+		const cJSON *v =
+			w->services ?
+				cJSON_GetObjectItemCaseSensitive(w->services,
+								 a->dep_names
+									 [i]) :
+				NULL;
 
 		set_flag(a, i, cJSON_IsTrue(v));
 	}
@@ -152,14 +155,14 @@ static const char **invalidate_keys(const cJSON *value, size_t *n)
 	*n = 0;
 	if (!cJSON_IsArray(keys))
 		return NULL;
-	cJSON_ArrayForEach(k, keys)
+	cJSON_ArrayForEach (k, keys)
 		count += cJSON_IsString(k) ? 1 : 0;
 	if (!count)
 		return NULL;
 	v = calloc(count, sizeof(*v));
 	if (!v)
 		return NULL;
-	cJSON_ArrayForEach(k, keys) {
+	cJSON_ArrayForEach (k, keys) {
 		if (cJSON_IsString(k))
 			v[(*n)++] = k->valuestring;
 	}
@@ -194,7 +197,8 @@ static bool accept_seq(struct agent *a, const struct proto_event *e,
 
 	*replayed = false;
 	if (!strcmp(e->epoch, l->epoch) && e->seq <= l->seq) {
-		notify_log(a, AGENT_LOG_DEBUG, "duplicate_event seq=%llu last=%llu",
+		notify_log(a, AGENT_LOG_DEBUG,
+			   "duplicate_event seq=%llu last=%llu",
 			   (unsigned long long)e->seq,
 			   (unsigned long long)l->seq);
 		return false;
@@ -258,7 +262,8 @@ static void on_event(struct agent *a, const struct proto_event *e,
 	}
 
 	notify_log(a, AGENT_LOG_DEBUG, "event kind=%s seq=%llu%s", e->kind,
-		   (unsigned long long)e->seq, ev.replayed ? " replayed=true" : "");
+		   (unsigned long long)e->seq,
+		   ev.replayed ? " replayed=true" : "");
 	notify_event(a, &ev);
 	free(keys);
 	cJSON_free(header);
@@ -281,15 +286,9 @@ void session_frame(struct agent *a, const char *buf, size_t len)
 		return;
 	}
 	switch (msg.type) {
-	case PROTO_WELCOME:
-		on_welcome(a, &msg.u.welcome);
-		break;
-	case PROTO_EVENT:
-		on_event(a, &msg.u.event, buf, len);
-		break;
-	default:
-		link_close(a, 1008, "unexpected message type");
-		break;
+	case PROTO_WELCOME: on_welcome(a, &msg.u.welcome); break;
+	case PROTO_EVENT: on_event(a, &msg.u.event, buf, len); break;
+	default: link_close(a, 1008, "unexpected message type"); break;
 	}
 	proto_msg_release(&msg);
 }

@@ -17,8 +17,8 @@
 #include "health.h"
 #include "log.h"
 
-#define HEALTH_CONNECTIONS 64  /* concurrent connections */
-#define HEALTH_TIMEOUT_S   10  /* idle connection timeout */
+#define HEALTH_CONNECTIONS 64 /* concurrent connections */
+#define HEALTH_TIMEOUT_S   10 /* idle connection timeout */
 
 struct health {
 	struct MHD_Daemon *mhd;
@@ -29,8 +29,9 @@ struct health {
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
 			     const char *type, const char *body)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(
-		strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(strlen(body), (void *)body,
+						MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result rc;
 
 	if (!r)
@@ -100,7 +101,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		*upload_data_size = 0; /* a body is never used: discard it */
 		return MHD_YES;
 	}
-	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+	if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+	    strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json",
 			     "{\"error\":\"method_not_allowed\"}");
 	if (!strcmp(url, "/ready"))
@@ -139,13 +141,14 @@ struct health *health_start(const struct conf_addr *addr, const agent_t *a,
 	h->hooks = hooks;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	h->mhd = MHD_start_daemon(
-		flags, (uint16_t)addr->port, NULL, NULL, handle, h,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first: MHD wants it */
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)HEALTH_CONNECTIONS,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HEALTH_TIMEOUT_S,
-		MHD_OPTION_END);
+	h->mhd = MHD_start_daemon(flags, (uint16_t)addr->port, NULL, NULL,
+				  handle, h, MHD_OPTION_EXTERNAL_LOGGER,
+				  mhd_log, NULL, /* first: MHD wants it */
+				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				  MHD_OPTION_CONNECTION_LIMIT,
+				  (unsigned)HEALTH_CONNECTIONS,
+				  MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned)HEALTH_TIMEOUT_S, MHD_OPTION_END);
 	if (!h->mhd) {
 		snprintf(err, errlen, "health.listen: cannot listen on %s",
 			 conf_addr_format(addr, text, sizeof(text)));

@@ -37,19 +37,19 @@ struct job {
 
 struct hooks {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;           /* on CLOCK_MONOTONIC: retries wait on it */
+	pthread_cond_t cv; /* on CLOCK_MONOTONIC: retries wait on it */
 	struct job *head, *tail;
 	size_t len;
 	bool stopping;
-	bool overflowing;            /* no on_reset: this episode was logged */
-	bool reset_asked;            /* a reset waits to start; reset says what */
+	bool overflowing; /* no on_reset: this episode was logged */
+	bool reset_asked; /* a reset waits to start; reset says what */
 	struct hook_reset reset;
 	struct hooks_config conf;
 
 	/* hook thread only */
-	unsigned failures;           /* resets failed in a row */
-	int64_t retry_at;            /* no reset starts before (monotonic ms) */
-	uint64_t runs;               /* run= of the log lines */
+	unsigned failures; /* resets failed in a row */
+	int64_t retry_at;  /* no reset starts before (monotonic ms) */
+	uint64_t runs;     /* run= of the log lines */
 	struct run_result result;
 
 	atomic_bool reset_pending;
@@ -130,8 +130,9 @@ static void log_result(struct hooks *h, const struct job *j,
 
 	if (r->outcome == RUN_CANCELLED)
 		level = LOG_INFO;
-	snprintf(head, sizeof(head), "hook=%s seq=%llu status=%s ms=%lld run=%llu%s%s",
-		 j->hook, (unsigned long long)j->seq,
+	snprintf(head, sizeof(head),
+		 "hook=%s seq=%llu status=%s ms=%lld run=%llu%s%s", j->hook,
+		 (unsigned long long)j->seq,
 		 run_describe(r, status, sizeof(status)),
 		 (long long)r->elapsed_ms, id, extra,
 		 r->truncated ? " truncated=true" : "");
@@ -213,8 +214,12 @@ static bool run_reset(struct hooks *h)
 {
 	struct hook_reset req = h->reset;
 	struct hook_job in = {
-		.hook = "on_reset", .command = h->conf.on_reset, .kind = "reset",
-		.seq = req.seq, .service = h->conf.service, .reason = req.reason,
+		.hook = "on_reset",
+		.command = h->conf.on_reset,
+		.kind = "reset",
+		.seq = req.seq,
+		.service = h->conf.service,
+		.reason = req.reason,
 	};
 	const struct run_result *r = NULL;
 	struct job *j = NULL;
@@ -248,7 +253,8 @@ static bool run_reset(struct hooks *h)
 		log_result(h, j, r, extra);
 		job_free(j);
 	} else {
-		log_error("hook", "hook=on_reset seq=%llu status=error:out-of-memory%s",
+		log_error("hook",
+			  "hook=on_reset seq=%llu status=error:out-of-memory%s",
 			  (unsigned long long)req.seq, extra);
 	}
 
@@ -444,8 +450,8 @@ void hooks_stop(struct hooks *h)
 	jobs_free(h->head);
 	reset = h->reset_asked;
 	if (dropped || reset)
-		log_warn("hooks_dropped", "count=%zu reason=stopping%s", dropped,
-			 reset ? " reset=pending" : "");
+		log_warn("hooks_dropped", "count=%zu reason=stopping%s",
+			 dropped, reset ? " reset=pending" : "");
 	pthread_cond_destroy(&h->cv);
 	pthread_mutex_destroy(&h->mu);
 	free(h);

@@ -33,38 +33,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HOOKS_RETRY_FIRST_MS 1000   /* a failed reset is tried again... */
-#define HOOKS_RETRY_MAX_MS   30000  /* ...doubling, up to this */
+#define HOOKS_RETRY_FIRST_MS 1000  /* a failed reset is tried again... */
+#define HOOKS_RETRY_MAX_MS   30000 /* ...doubling, up to this */
 
 struct hooks;
 
 struct hook_job {
-	const char *hook;      /* "on_invalidate", ... (static) */
-	const char *command;   /* owned by the caller's config; outlives hooks */
-	const char *input;     /* JSON for stdin; copied */
-	const char *kind;      /* DISCOVERY_KIND; copied */
-	uint64_t seq;          /* DISCOVERY_SEQ */
-	const char *service;   /* DISCOVERY_SERVICE; copied */
+	const char *hook;    /* "on_invalidate", ... (static) */
+	const char *command; /* owned by the caller's config; outlives hooks */
+	const char *input;   /* JSON for stdin; copied */
+	const char *kind;    /* DISCOVERY_KIND; copied */
+	uint64_t seq;        /* DISCOVERY_SEQ */
+	const char *service; /* DISCOVERY_SERVICE; copied */
 	const char *command_name; /* DISCOVERY_COMMAND, or NULL; copied */
-	const char *ready;     /* DISCOVERY_READY ("true"/"false"), or NULL */
-	const char *reason;    /* DISCOVERY_REASON, or NULL; copied */
+	const char *ready;  /* DISCOVERY_READY ("true"/"false"), or NULL */
+	const char *reason; /* DISCOVERY_REASON, or NULL; copied */
 };
 
 /* A reset about to run: what its requests, merged, said. */
 struct hook_reset {
-	const char *reason;    /* the latest request's: "link" or "overflow" */
-	uint64_t seq;          /* the last seq it covers */
-	size_t dropped;        /* runs dropped in its favour */
-	bool resumed;          /* link: the hello had asked to resume */
+	const char *reason; /* the latest request's: "link" or "overflow" */
+	uint64_t seq;       /* the last seq it covers */
+	size_t dropped;     /* runs dropped in its favour */
+	bool resumed;       /* link: the hello had asked to resume */
 };
 
 struct hooks_config {
 	size_t queue_max;
 	int64_t timeout_ms;
-	int cancel_fd;         /* readable at shutdown: the running hook is
-	                        * killed and the thread ends */
-	const char *on_reset;  /* or NULL; outlives hooks */
-	const char *service;   /* DISCOVERY_SERVICE of a reset; outlives hooks */
+	int cancel_fd;        /* readable at shutdown: the running hook is
+			       * killed and the thread ends */
+	const char *on_reset; /* or NULL; outlives hooks */
+	const char *service;  /* DISCOVERY_SERVICE of a reset; outlives hooks */
 	/* The stdin of a reset, asked for on the hook thread just before each
 	 * attempt: malloc'd JSON, or NULL (the attempt fails). */
 	char *(*reset_input)(const struct hook_reset *reset, void *ud);
@@ -73,9 +73,9 @@ struct hooks_config {
 
 /* What /ready shows; any thread, lock-free. */
 struct hooks_status {
-	bool reset_pending;    /* asked for, running or failed: not yet done */
-	size_t waiting;        /* runs in the queue */
-	size_t dropped;        /* runs dropped since start */
+	bool reset_pending; /* asked for, running or failed: not yet done */
+	size_t waiting;     /* runs in the queue */
+	size_t dropped;     /* runs dropped since start */
 };
 
 /* Start the hook thread (*conf is copied). NULL on failure. */

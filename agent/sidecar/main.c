@@ -39,26 +39,26 @@
 
 struct sidecar {
 	const char *path;
-	int verbosity;            /* -v minus -q */
+	int verbosity; /* -v minus -q */
 	struct sconf conf;
 	agent_t *agent;
 	struct hooks *hooks;
-	char service[64];         /* a reset's DISCOVERY_SERVICE */
+	char service[64]; /* a reset's DISCOVERY_SERVICE */
 	struct probe *probe;
 	struct health *health;
-	int cancel_fd;            /* readable at shutdown */
+	int cancel_fd; /* readable at shutdown */
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: " PROG " [-c FILE] [-t] [-v|-q]... [-h] [-V]\n"
-		"  -c FILE  configuration (default: conf/agent.yaml in the source tree,\n"
-		"           else /etc/discovery/agent.yaml)\n"
-		"  -t       check the configuration and exit\n"
-		"  -v / -q  more / less logging (repeatable)\n"
-		"  -h       this help\n"
-		"  -V       version\n");
+	fprintf(f, "usage: " PROG " [-c FILE] [-t] [-v|-q]... [-h] [-V]\n"
+		   "  -c FILE  configuration (default: conf/agent.yaml in the "
+		   "source tree,\n"
+		   "           else /etc/discovery/agent.yaml)\n"
+		   "  -t       check the configuration and exit\n"
+		   "  -v / -q  more / less logging (repeatable)\n"
+		   "  -h       this help\n"
+		   "  -V       version\n");
 }
 
 static enum log_level effective_level(const struct sidecar *s)
@@ -99,7 +99,8 @@ static const char *own_service(const agent_t *a, char *buf, size_t size)
 {
 	struct agent_info info;
 
-	snprintf(buf, size, "%s", agent_info(a, &info) == 0 ? info.service : "");
+	snprintf(buf, size, "%s",
+		 agent_info(a, &info) == 0 ? info.service : "");
 	return buf;
 }
 
@@ -184,7 +185,8 @@ static char *reset_input(const struct hook_reset *reset, void *ud)
 	cJSON_AddNumberToObject(o, "dropped", (double)reset->dropped);
 	cJSON_AddBoolToObject(o, "all_ready", agent_all_ready(s->agent));
 	services = cJSON_AddObjectToObject(o, "services");
-	for (size_t i = 0; services && i < agent_dependency_count(s->agent); i++) {
+	for (size_t i = 0; services && i < agent_dependency_count(s->agent);
+	     i++) {
 		const char *name = agent_dependency_name(s->agent, i);
 
 		cJSON_AddBoolToObject(services, name,
@@ -223,17 +225,19 @@ static int load(struct sidecar *s, bool check_only)
 
 static int start(struct sidecar *s)
 {
-	struct agent_callbacks cb = { on_readiness, on_event, on_link, on_log, s };
+	struct agent_callbacks cb = { on_readiness, on_event, on_link, on_log,
+				      s };
 	struct hooks_config hc = { 0 };
 	char err[512];
 	int rc;
 
 	if (!s->conf.on_reset && (s->conf.on_invalidate || s->conf.on_command ||
 				  s->conf.on_readiness))
-		log_warn("no_reset_hook", "reason=%s",
-			 "\"hooks.on_reset is not set: runs dropped from a full "
-			 "queue, and events the daemon could not replay, cannot "
-			 "be told to the application\"");
+		log_warn(
+			"no_reset_hook", "reason=%s",
+			"\"hooks.on_reset is not set: runs dropped from a full "
+			"queue, and events the daemon could not replay, cannot "
+			"be told to the application\"");
 
 	s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	own_service(s->agent, s->service, sizeof(s->service));
@@ -246,7 +250,8 @@ static int start(struct sidecar *s)
 	hc.ud = s;
 	s->hooks = s->cancel_fd >= 0 ? hooks_start(&hc) : NULL;
 	if (!s->hooks) {
-		log_error("start_failed", "reason=%s", "cannot start the hook thread");
+		log_error("start_failed", "reason=%s",
+			  "cannot start the hook thread");
 		return -1;
 	}
 	if (s->conf.health_enabled) {
@@ -287,7 +292,8 @@ static void reload(struct sidecar *s)
 	char err[1024], q[1100];
 
 	if (sconf_load(s->path, &fresh, err, sizeof(err))) {
-		log_error("reload_failed", "error=%s", log_quote(q, sizeof(q), err));
+		log_error("reload_failed", "error=%s",
+			  log_quote(q, sizeof(q), err));
 		return;
 	}
 	s->conf.log_level = fresh.log_level;
@@ -323,7 +329,8 @@ static void wait_for_signals(struct sidecar *s, const sigset_t *set)
 			reload(s);
 			continue;
 		}
-		log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		log_info("stopping", "signal=%s",
+			 sig == SIGTERM ? "TERM" : "INT");
 		return;
 	}
 }

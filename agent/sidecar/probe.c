@@ -13,7 +13,7 @@
 
 struct probe {
 	agent_t *agent;
-	const char *command;   /* the config's; outlives the probe */
+	const char *command; /* the config's; outlives the probe */
 	int64_t interval_ms;
 	int64_t timeout_ms;
 	int cancel_fd;
@@ -42,8 +42,9 @@ static void *probe_thread(void *arg)
 				ready ? "true" : "false", status,
 				(long long)r->elapsed_ms,
 				r->output_len ? " output=" : "",
-				r->output_len ? log_quote(out, sizeof(out), r->output)
-					      : "");
+				r->output_len ?
+					log_quote(out, sizeof(out), r->output) :
+					"");
 			agent_set_ready(p->agent, ready);
 			last = ready;
 		}

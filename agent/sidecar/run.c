@@ -24,7 +24,7 @@
 #include "run.h"
 
 #define KILL_GRACE_MS 1000 /* SIGTERM first, SIGKILL this much later */
-#define ENV_PREFIX "DISCOVERY_"
+#define ENV_PREFIX    "DISCOVERY_"
 /* Reads per capture() call: a child that writes as fast as we read must not
  * keep us from the deadline, the cancel fd or its exit. */
 #define CAPTURE_READS 16
@@ -70,8 +70,8 @@ static pid_t spawn(const char *command, char **env, int in_fd, int out_fd)
 	posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-					       POSIX_SPAWN_SETSIGMASK |
-					       POSIX_SPAWN_SETSIGDEF);
+						POSIX_SPAWN_SETSIGMASK |
+						POSIX_SPAWN_SETSIGDEF);
 	posix_spawnattr_setpgroup(&attr, 0);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &all);
@@ -169,7 +169,7 @@ static void set_exit(struct run_result *r, int status)
 /* A running child and the parent's ends of its pipes (-1 once closed). */
 struct child {
 	pid_t pid;
-	int pidfd;            /* -1: no pidfd_open (old kernel, valgrind) */
+	int pidfd; /* -1: no pidfd_open (old kernel, valgrind) */
 	int in_fd, out_fd;
 	const char *input;
 	size_t input_len, sent;
@@ -177,10 +177,9 @@ struct child {
 
 static void feed(struct child *c)
 {
-	ssize_t w = c->sent < c->input_len
-			    ? write(c->in_fd, c->input + c->sent,
-				    c->input_len - c->sent)
-			    : 0;
+	ssize_t w = c->sent < c->input_len ? write(c->in_fd, c->input + c->sent,
+						   c->input_len - c->sent) :
+					     0;
 
 	if (w > 0)
 		c->sent += (size_t)w;
@@ -293,21 +292,11 @@ int run_command(const char *command, const char *input, size_t input_len,
 const char *run_describe(const struct run_result *r, char *buf, size_t size)
 {
 	switch (r->outcome) {
-	case RUN_EXITED:
-		snprintf(buf, size, "exit:%d", r->status);
-		break;
-	case RUN_SIGNALED:
-		snprintf(buf, size, "signal:%d", r->status);
-		break;
-	case RUN_TIMEOUT:
-		snprintf(buf, size, "timeout");
-		break;
-	case RUN_CANCELLED:
-		snprintf(buf, size, "cancelled");
-		break;
-	default:
-		snprintf(buf, size, "error:%s", strerror(r->status));
-		break;
+	case RUN_EXITED: snprintf(buf, size, "exit:%d", r->status); break;
+	case RUN_SIGNALED: snprintf(buf, size, "signal:%d", r->status); break;
+	case RUN_TIMEOUT: snprintf(buf, size, "timeout"); break;
+	case RUN_CANCELLED: snprintf(buf, size, "cancelled"); break;
+	default: snprintf(buf, size, "error:%s", strerror(r->status)); break;
 	}
 	return buf;
 }

@@ -20,11 +20,11 @@
 #define RUN_OUTPUT_MAX 4096 /* bytes of captured output kept */
 
 enum run_outcome {
-	RUN_EXITED = 1,   /* status holds the exit code */
-	RUN_SIGNALED,     /* status holds the signal */
-	RUN_TIMEOUT,      /* killed at the deadline */
-	RUN_CANCELLED,    /* killed because cancel_fd became readable */
-	RUN_FAILED,       /* could not start; status holds errno */
+	RUN_EXITED = 1, /* status holds the exit code */
+	RUN_SIGNALED,   /* status holds the signal */
+	RUN_TIMEOUT,    /* killed at the deadline */
+	RUN_CANCELLED,  /* killed because cancel_fd became readable */
+	RUN_FAILED,     /* could not start; status holds errno */
 };
 
 struct run_result {
@@ -33,7 +33,7 @@ struct run_result {
 	int64_t elapsed_ms;
 	char output[RUN_OUTPUT_MAX + 1]; /* NUL-terminated */
 	size_t output_len;
-	bool truncated;                  /* more output than RUN_OUTPUT_MAX */
+	bool truncated; /* more output than RUN_OUTPUT_MAX */
 };
 
 /*

@@ -16,8 +16,9 @@
 #define F(field) offsetof(struct sconf, field)
 
 const char *const sconf_keys[] = {
-	"ready", "ready_interval", "ready_timeout", "hooks", "health",
-	"log_level", NULL,
+	"ready", "ready_interval", "ready_timeout",
+	"hooks", "health",         "log_level",
+	NULL,
 };
 
 static int parse_ready(const char *s, void *field, char *err, size_t errlen)
@@ -50,9 +51,10 @@ static void free_ready(void *field)
 	memset(r, 0, sizeof(*r));
 }
 
-static const char *const level_choices[] = { "error", "warn", "info",
-					     "debug", NULL };
+static const char *const level_choices[] = { "error", "warn", "info", "debug",
+					     NULL };
 
+/* clang-format off */
 static const struct conf_key hook_keys[] = {
 	{ .name = "on_invalidate", .type = CONF_STRING, .offset = F(on_invalidate),
 	  .help = "runs for each invalidation event" },
@@ -69,7 +71,9 @@ static const struct conf_key hook_keys[] = {
 	  .max = 100000, .def = "256", .help = "hook runs waiting at most" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key health_keys[] = {
 	{ .name = "enabled", .type = CONF_BOOL, .offset = F(health_enabled),
 	  .def = "true", .help = "serve /ready and /healthz" },
@@ -77,7 +81,9 @@ static const struct conf_key health_keys[] = {
 	  .def = "127.0.0.1:5918", .help = "address of the health endpoint" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key sidecar_keys[] = {
 	{ .name = "ready", .type = CONF_CUSTOM, .offset = F(ready),
 	  .def = "true", .parse = parse_ready, .free = free_ready,
@@ -97,7 +103,7 @@ static const struct conf_key sidecar_keys[] = {
 	  .help = "error, warn, info or debug (SIGHUP reloads it)" },
 	{ .name = NULL },
 };
-
+/* clang-format on */
 
 int sconf_load(const char *path, struct sconf *c, char *err, size_t errlen)
 {

@@ -15,8 +15,8 @@
 /* `ready:` is true, false, or a shell command that exits 0 when ready. */
 struct ready_spec {
 	bool is_command;
-	bool value;     /* when !is_command */
-	char *command;  /* when is_command; malloc'd */
+	bool value;    /* when !is_command */
+	char *command; /* when is_command; malloc'd */
 };
 
 struct sconf {
@@ -31,7 +31,7 @@ struct sconf {
 	int64_t hook_queue;
 	bool health_enabled;
 	struct conf_addr health_listen;
-	int log_level;          /* enum log_level */
+	int log_level; /* enum log_level */
 };
 
 /* The top-level keys read here, NULL-terminated (for agent_load_ex). */

@@ -105,9 +105,10 @@ struct client *client_new(const struct client_config *config, char *err,
 		free(c);
 		return NULL;
 	}
-	if (config->cacert &&
-	    curl_easy_setopt(c->curl, CURLOPT_CAINFO, config->cacert) != CURLE_OK) {
-		snprintf(err, errlen, "cannot use the CA file %s", config->cacert);
+	if (config->cacert && curl_easy_setopt(c->curl, CURLOPT_CAINFO,
+					       config->cacert) != CURLE_OK) {
+		snprintf(err, errlen, "cannot use the CA file %s",
+			 config->cacert);
 		curl_easy_cleanup(c->curl);
 		free(c);
 		return NULL;
@@ -153,8 +154,8 @@ static struct curl_slist *request_headers(const struct client *c, int has_body,
 	lines[n++] = "Expect:";
 	/* Without a body, "Content-Type:" removes the form type curl would
 	 * otherwise claim for an empty POST. */
-	lines[n++] = has_body ? "Content-Type: application/json"
-			      : "Content-Type:";
+	lines[n++] = has_body ? "Content-Type: application/json" :
+				"Content-Type:";
 	if (c->auth_header)
 		lines[n++] = c->auth_header;
 	if (key_line)
@@ -217,7 +218,7 @@ int client_request(struct client *c, const char *method, const char *path,
 		   struct client_response *resp, char *err, size_t errlen)
 {
 	char detail[CURL_ERROR_SIZE] = "", key_line[300];
-	struct body_buf buf = {0};
+	struct body_buf buf = { 0 };
 	struct curl_slist *headers;
 	size_t url_len = strlen(c->base_url) + strlen(path) + 1;
 	char *url = util_malloc(url_len);

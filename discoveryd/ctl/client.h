@@ -27,12 +27,12 @@ struct client_config {
 	const char *base_url; /* "http://host:port", no trailing slash */
 	const char *token;    /* "Authorization: Bearer TOKEN"; NULL: none */
 	long timeout_ms;      /* connect and whole-request limit, > 0 */
-	const char *cacert;   /* PEM CA file for https; NULL: the system store */
+	const char *cacert; /* PEM CA file for https; NULL: the system store */
 };
 
 struct client_response {
-	long status;   /* HTTP status code */
-	char *body;    /* owned; NUL-terminated, the NUL not counted in len */
+	long status; /* HTTP status code */
+	char *body;  /* owned; NUL-terminated, the NUL not counted in len */
 	size_t len;
 };
 
@@ -52,9 +52,10 @@ void client_free(struct client *c);
 
 /*
  * Send method path (path starts with '/') with body (a JSON text, or NULL
- * for none) and, when not NULL, an Idempotency-Key header. On CLIENT_OK, resp holds the answer whatever its status, and
- * the caller releases it with client_response_release. On error, err holds
- * a sentence and resp holds nothing to release.
+ * for none) and, when not NULL, an Idempotency-Key header. On CLIENT_OK, resp
+ * holds the answer whatever its status, and the caller releases it with
+ * client_response_release. On error, err holds a sentence and resp holds
+ * nothing to release.
  */
 int client_request(struct client *c, const char *method, const char *path,
 		   const char *body, const char *idempotency_key,

@@ -88,7 +88,8 @@ static const char *checked_service(const char *option, const char *name)
 	if (!cmd_valid_service(name))
 		util_usage_error("%s'%s' is not a service name: 1 to 63 of "
 				 "a-z, 0-9, '_', '.', '-', starting with a "
-				 "letter or digit", option, name);
+				 "letter or digit",
+				 option, name);
 	return name;
 }
 
@@ -125,7 +126,8 @@ void cmd_ready(const struct cmd_args *args, struct cmd_request *req)
 	/* Checked here, sent as typed: the daemon parses the same syntax. */
 	if (conf_parse_duration(args->ttl, &ttl_ms) != 0 || ttl_ms <= 0)
 		util_usage_error("--ttl '%s' is not a positive duration such "
-				 "as 250ms, 30s, 5m or 1h", args->ttl);
+				 "as 250ms, 30s, 5m or 1h",
+				 args->ttl);
 	root = cJSON_CreateObject();
 	cJSON_AddStringToObject(root, "ttl", args->ttl);
 	req->body = json_text(root);
@@ -341,7 +343,8 @@ void cmd_events(const struct cmd_args *args, struct cmd_request *req)
 	seq = strtoull(after, &end, 10);
 	if (!is_digit(after[0]) || *end || errno == ERANGE)
 		util_usage_error("--after '%s' is not a seq (a number from 0 "
-				 "to 18446744073709551615)", after);
+				 "to 18446744073709551615)",
+				 after);
 	req->method = "GET";
 	req->path = format_path(API "/events?after=%llu", seq);
 	req->body = NULL;
@@ -411,8 +414,10 @@ static int show_answer(const struct cmd_settings *settings,
 	}
 	root = cJSON_ParseWithLength(resp->body, resp->len);
 	if (!root) {
-		fprintf(stderr, CTL_PROG ": the server's answer is not JSON "
-			"(HTTP %ld)\n", resp->status);
+		fprintf(stderr,
+			CTL_PROG ": the server's answer is not JSON "
+				 "(HTTP %ld)\n",
+			resp->status);
 		return CTL_EXIT_UNAVAILABLE;
 	}
 	/*
@@ -474,7 +479,8 @@ static int send_request(struct client *client,
 	for (int attempt = 1;; attempt++) {
 		rc = client_request(client, req->method, req->path, req->body,
 				    key, resp, err, errlen);
-		if (!key || attempt == RETRY_ATTEMPTS || rc == CLIENT_E_TOO_BIG ||
+		if (!key || attempt == RETRY_ATTEMPTS ||
+		    rc == CLIENT_E_TOO_BIG ||
 		    (rc == CLIENT_OK && resp->status != 503 &&
 		     resp->status != 409))
 			return rc;
@@ -492,7 +498,7 @@ int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req)
 		.timeout_ms = settings->timeout_ms,
 		.cacert = settings->cacert,
 	};
-	struct client_response resp = {0};
+	struct client_response resp = { 0 };
 	char err[CTL_ERR_SIZE];
 	struct client *client = client_new(&config, err, sizeof(err));
 	int code;
@@ -501,8 +507,8 @@ int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req)
 		fprintf(stderr, CTL_PROG ": %s\n", err);
 		return CTL_EXIT_UNAVAILABLE;
 	}
-	if (send_request(client, settings, req, &resp, err,
-			 sizeof(err)) != CLIENT_OK) {
+	if (send_request(client, settings, req, &resp, err, sizeof(err)) !=
+	    CLIENT_OK) {
 		fprintf(stderr, CTL_PROG ": %s\n", err);
 		code = CTL_EXIT_UNAVAILABLE;
 	} else {

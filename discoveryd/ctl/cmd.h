@@ -38,7 +38,7 @@ struct cmd_args {
 	const char *role;        /* token issue */
 	const char *secret_file; /* token issue */
 	const char *sub;         /* token issue */
-	const char **headers; /* --header K=V, in order */
+	const char **headers;    /* --header K=V, in order */
 	size_t nheaders;
 	const char **positional; /* arguments after the command word */
 	size_t npositional;
@@ -47,8 +47,8 @@ struct cmd_args {
 /* One HTTP request, ready to send. */
 struct cmd_request {
 	const char *method;
-	char *path;  /* owned */
-	char *body;  /* owned JSON text, or NULL for no body */
+	char *path; /* owned */
+	char *body; /* owned JSON text, or NULL for no body */
 	enum render_kind render;
 };
 

@@ -23,10 +23,10 @@
 
 struct sse_state {
 	const struct cmd_settings *settings;
-	char *line;                  /* a line being assembled */
+	char *line; /* a line being assembled */
 	size_t len, cap;
-	char id[32];                 /* of the event being assembled */
-	char last_id[32];            /* of the last event printed */
+	char id[32];      /* of the event being assembled */
+	char last_id[32]; /* of the last event printed */
 	char event[32];
 	char *data;
 	size_t data_len;
@@ -72,7 +72,7 @@ static void on_line(struct sse_state *s, const char *line)
 	const char *colon;
 	const char *value;
 
-	if (!*line) {                      /* a blank line ends an event */
+	if (!*line) { /* a blank line ends an event */
 		if (s->data)
 			show(s);
 		free(s->data);
@@ -81,7 +81,7 @@ static void on_line(struct sse_state *s, const char *line)
 		s->id[0] = s->event[0] = '\0';
 		return;
 	}
-	if (line[0] == ':')                /* a comment: keep-alive */
+	if (line[0] == ':') /* a comment: keep-alive */
 		return;
 	colon = strchr(line, ':');
 	value = colon ? colon + 1 + (colon[1] == ' ') : "";
@@ -118,7 +118,7 @@ static int on_data(const char *data, size_t len, void *ud)
 		}
 		if (s->len + 2 > s->cap) {
 			if (s->cap >= LINE_MAX_BYTES)
-				return 1;  /* a line this long is not ours */
+				return 1; /* a line this long is not ours */
 			s->cap = s->cap ? s->cap * 2 : 256;
 			s->line = util_realloc(s->line, s->cap);
 		}
@@ -130,8 +130,10 @@ static int on_data(const char *data, size_t len, void *ud)
 int follow_events(const struct cmd_settings *settings, const char *path)
 {
 	struct client_config config = {
-		.base_url = settings->base_url, .token = settings->token,
-		.timeout_ms = settings->timeout_ms, .cacert = settings->cacert,
+		.base_url = settings->base_url,
+		.token = settings->token,
+		.timeout_ms = settings->timeout_ms,
+		.cacert = settings->cacert,
 	};
 	struct sse_state s = { .settings = settings };
 	char err[CTL_ERR_SIZE];
@@ -144,25 +146,32 @@ int follow_events(const struct cmd_settings *settings, const char *path)
 	}
 	for (;;) {
 		long status = 0;
-		int rc = client_stream(client, path, s.last_id[0] ? s.last_id : NULL,
-				       on_data, &s, &status, err, sizeof(err));
+		int rc = client_stream(client, path,
+				       s.last_id[0] ? s.last_id : NULL, on_data,
+				       &s, &status, err, sizeof(err));
 
 		if (rc == CLIENT_OK && status >= 400 && status != 503) {
-			fprintf(stderr, CTL_PROG ": the server refused the stream "
-				"(HTTP %ld)\n", status);
+			fprintf(stderr,
+				CTL_PROG ": the server refused the stream "
+					 "(HTTP %ld)\n",
+				status);
 			client_free(client);
 			free(s.line);
 			free(s.data);
-			return status == 404 ? CTL_EXIT_NOT_FOUND : CTL_EXIT_REFUSED;
+			return status == 404 ? CTL_EXIT_NOT_FOUND :
+					       CTL_EXIT_REFUSED;
 		}
 		if (rc != CLIENT_OK)
 			fprintf(stderr, CTL_PROG ": %s; again in %u ms\n", err,
 				delay_ms);
 		else
 			delay_ms = 500;
-		s.len = 0;               /* a cut line is not resumed */
+		s.len = 0; /* a cut line is not resumed */
 		nanosleep(&(struct timespec){ .tv_sec = delay_ms / 1000,
-			  .tv_nsec = (long)(delay_ms % 1000) * 1000000 }, NULL);
+					      .tv_nsec =
+						      (long)(delay_ms % 1000) *
+						      1000000 },
+			  NULL);
 		if (delay_ms < 8000)
 			delay_ms *= 2;
 	}

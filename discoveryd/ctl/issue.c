@@ -34,21 +34,23 @@ static void checked_claims(const struct cmd_args *args,
 				 "service it may register as");
 	if (claims->role != TOKEN_ROLE_AGENT && args->service)
 		util_usage_error("--service is for agent tokens only; an %s "
-				 "token covers every service", args->role);
+				 "token covers every service",
+				 args->role);
 	if (args->service) {
 		if (!cmd_valid_service(args->service))
 			util_usage_error("--service '%s' is not a service "
 					 "name: 1 to 63 of a-z, 0-9, '_', "
 					 "'.', '-', starting with a letter "
-					 "or digit", args->service);
-		snprintf(claims->svc, sizeof(claims->svc), "%s",
-			 args->service);
+					 "or digit",
+					 args->service);
+		snprintf(claims->svc, sizeof(claims->svc), "%s", args->service);
 	}
 	if (args->sub) {
 		if (strlen(args->sub) > TOKEN_SUB_MAX ||
 		    util_has_control(args->sub))
 			util_usage_error("--sub must be at most %d printable "
-					 "bytes", TOKEN_SUB_MAX);
+					 "bytes",
+					 TOKEN_SUB_MAX);
 		snprintf(claims->sub, sizeof(claims->sub), "%s", args->sub);
 	}
 }
@@ -69,7 +71,7 @@ static int64_t checked_expiry(const char *ttl_text)
 
 int issue_run(const struct cmd_args *args)
 {
-	struct token_claims claims = {0};
+	struct token_claims claims = { 0 };
 	struct token_secret secret;
 	char token[TOKEN_MAX_LEN + 1];
 	char err[CTL_ERR_SIZE];
@@ -77,7 +79,8 @@ int issue_run(const struct cmd_args *args)
 
 	if (strcmp(args->positional[0], "issue") != 0)
 		util_usage_error("unknown command 'token %s'; there is "
-				 "'token issue'", args->positional[0]);
+				 "'token issue'",
+				 args->positional[0]);
 	checked_claims(args, &claims);
 	claims.exp = checked_expiry(args->ttl);
 	if (!args->secret_file)

@@ -30,7 +30,7 @@
 #define DISCOVERY_VERSION "0.0.0"
 #endif
 
-#define DEFAULT_SERVER "http://127.0.0.1:5916"
+#define DEFAULT_SERVER  "http://127.0.0.1:5916"
 #define DEFAULT_TIMEOUT "5s"
 /* A token is a JWT of a few hundred bytes; a bigger file is a mistake. */
 #define TOKEN_FILE_MAX 65536
@@ -61,12 +61,13 @@ struct option {
 	const char *name; /* long name, without "--" */
 	char short_name;  /* 0: none */
 	enum option_kind kind;
-	unsigned scope;   /* GLOBAL, or the ALLOW_ bit commands must have */
-	size_t field;     /* offset in struct cmd_args */
+	unsigned scope; /* GLOBAL, or the ALLOW_ bit commands must have */
+	size_t field;   /* offset in struct cmd_args */
 };
 
 #define FIELD(name) offsetof(struct cmd_args, name)
 
+/* clang-format off */
 static const struct option options[] = {
 	{"server", 's', OPTION_STRING, GLOBAL, FIELD(server)},
 	{"token", 0, OPTION_STRING, GLOBAL, FIELD(token)},
@@ -90,6 +91,7 @@ static const struct option options[] = {
 	{"sub", 0, OPTION_STRING, ALLOW_SUB, FIELD(sub)},
 	{NULL, 0, OPTION_FLAG, 0, 0},
 };
+/* clang-format on */
 
 /* A command answered here, with no request: returns the exit code. */
 typedef int (*local_fn)(const struct cmd_args *args);
@@ -100,10 +102,11 @@ struct command {
 	local_fn local;     /* answered here; both NULL: help and version */
 	unsigned options;   /* ALLOW_ bits */
 	size_t min_args;
-	size_t max_args;    /* SIZE_MAX: no limit */
+	size_t max_args; /* SIZE_MAX: no limit */
 	const char *synopsis;
 };
 
+/* clang-format off */
 static const struct command commands[] = {
 	{"ready", cmd_ready, NULL, ALLOW_TTL, 1, 1,
 	 "ready SERVICE [--ttl DURATION]"},
@@ -132,6 +135,7 @@ static const struct command commands[] = {
 	{"help", NULL, NULL, 0, 0, SIZE_MAX, "help"},
 	{NULL, NULL, NULL, 0, 0, 0, NULL},
 };
+/* clang-format on */
 
 static const char usage_text[] =
 	"Usage: " CTL_PROG " [OPTIONS] COMMAND [ARGUMENTS]\n"
@@ -140,7 +144,8 @@ static const char usage_text[] =
 	"\n"
 	"Commands:\n"
 	"  ready SERVICE [--ttl DURATION]\n"
-	"                        declare SERVICE ready (for DURATION: 30s, 5m)\n"
+	"                        declare SERVICE ready (for DURATION: 30s, "
+	"5m)\n"
 	"  notready SERVICE      declare SERVICE not ready (maintenance)\n"
 	"  auto SERVICE          drop the declaration: readiness comes from\n"
 	"                        the instances again\n"
@@ -153,51 +158,72 @@ static const char usage_text[] =
 	"  services              list services and their readiness\n"
 	"  service NAME          show one service\n"
 	"  agents                list connected agents\n"
-	"  cacheready            declare service \"cache\" ready (NetCoreStack\n"
+	"  cacheready            declare service \"cache\" ready "
+	"(NetCoreStack\n"
 	"                        compatible)\n"
 	"  events [--after SEQ] [--follow]\n"
-	"                        list retained events (after SEQ); --follow (-f):\n"
-	"                        then stream new ones as they come (SSE), until\n"
-	"                        interrupted, picking up where it was after a drop\n"
-	"  drain NODE            take NODE out of service (a rolling upgrade): it\n"
-	"                        closes its links in steps so that their agents\n"
-	"                        move to other nodes, and refuses new ones; in\n"
+	"                        list retained events (after SEQ); --follow "
+	"(-f):\n"
+	"                        then stream new ones as they come (SSE), "
+	"until\n"
+	"                        interrupted, picking up where it was after a "
+	"drop\n"
+	"  drain NODE            take NODE out of service (a rolling upgrade): "
+	"it\n"
+	"                        closes its links in steps so that their "
+	"agents\n"
+	"                        move to other nodes, and refuses new ones; "
+	"in\n"
 	"                        cluster mode any node passes it on to NODE\n"
-	"  token issue --role agent|admin|reader [--service S] [--ttl DURATION]\n"
+	"  token issue --role agent|admin|reader [--service S] [--ttl "
+	"DURATION]\n"
 	"              [--sub TEXT] --secret-file FILE\n"
 	"                        print a token signed with FILE (the daemon's\n"
-	"                        auth.secret_file); needs no server. --service\n"
+	"                        auth.secret_file); needs no server. "
+	"--service\n"
 	"                        is required for agent (the only service it\n"
 	"                        may register as) and refused for admin and\n"
 	"                        reader (they cover every service). --ttl:\n"
-	"                        lifetime, default " ISSUE_DEFAULT_TTL " (at most 87840h;\n"
-	"                        the daemon allows 60s of clock skew past it).\n"
+	"                        lifetime, default " ISSUE_DEFAULT_TTL
+	" (at most 87840h;\n"
+	"                        the daemon allows 60s of clock skew past "
+	"it).\n"
 	"                        --sub: who holds it, logged by the daemon\n"
-	"                        (up to 127 printable bytes). FILE must not be\n"
+	"                        (up to 127 printable bytes). FILE must not "
+	"be\n"
 	"                        readable by others (chmod 600 or 640)\n"
 	"  version               print the version\n"
 	"  help                  print this help\n"
 	"\n"
 	"Options (before or after the command):\n"
-	"  -s, --server URL      discoveryd's HTTP API; default $DISCOVERY_ADDR,\n"
+	"  -s, --server URL      discoveryd's HTTP API; default "
+	"$DISCOVERY_ADDR,\n"
 	"                        else " DEFAULT_SERVER "\n"
 	"      --token TOKEN     bearer token; default $DISCOVERY_TOKEN\n"
-	"      --token-file FILE read the token from FILE (keeps it out of ps)\n"
-	"      --cacert FILE     verify an https server against this CA (PEM);\n"
-	"                        default $DISCOVERY_CACERT, else the system store\n"
+	"      --token-file FILE read the token from FILE (keeps it out of "
+	"ps)\n"
+	"      --cacert FILE     verify an https server against this CA "
+	"(PEM);\n"
+	"                        default $DISCOVERY_CACERT, else the system "
+	"store\n"
 	"      --json            print the server's JSON answer, on one line\n"
 	"      --timeout DURATION\n"
-	"                        give up after DURATION (default " DEFAULT_TIMEOUT ")\n"
+	"                        give up after DURATION "
+	"(default " DEFAULT_TIMEOUT ")\n"
 	"      --idempotency-key KEY\n"
-	"                        send KEY (1 to 255 visible ASCII characters) as\n"
-	"                        the write's Idempotency-Key instead of a fresh\n"
+	"                        send KEY (1 to 255 visible ASCII characters) "
+	"as\n"
+	"                        the write's Idempotency-Key instead of a "
+	"fresh\n"
 	"                        random one: the same KEY again, within the\n"
-	"                        daemon's idempotency.retention, gets the first\n"
+	"                        daemon's idempotency.retention, gets the "
+	"first\n"
 	"                        answer and changes nothing\n"
 	"  -h, --help            print this help\n"
 	"  -V, --version         print the version\n"
 	"\n"
-	"A --header value is sent as a JSON number, true, false or null when it\n"
+	"A --header value is sent as a JSON number, true, false or null when "
+	"it\n"
 	"is one, else as a string (quote it, K='\"1\"', to force a string).\n"
 	"Output is a table (coloured on a terminal unless NO_COLOR is set).\n"
 	"ready, notready and auto show the service as it now is; invalidate,\n"
@@ -205,7 +231,8 @@ static const char usage_text[] =
 	"was DELIVERED to.\n"
 	"\n"
 	"Every write carries an Idempotency-Key and is tried again, up to 7\n"
-	"times in all, with the same key when no answer came or the answer was\n"
+	"times in all, with the same key when no answer came or the answer "
+	"was\n"
 	"503 or 409: the daemon makes the change once.\n"
 	"\n"
 	"Exit status:\n"
@@ -214,7 +241,8 @@ static const char usage_text[] =
 	"     bad field, bad or missing token, no right, body too large);\n"
 	"     token issue: the secret file cannot be read or is unsafe\n"
 	"  2  usage error: bad options or arguments; nothing was sent\n"
-	"  3  cannot reach the server, timeout, HTTP 5xx (503: the change could\n"
+	"  3  cannot reach the server, timeout, HTTP 5xx (503: the change "
+	"could\n"
 	"     not be made durable, nothing was applied) or an unusable answer\n"
 	"  4  not found (HTTP 404): unknown service, or a route this\n"
 	"     discoveryd does not have\n";
@@ -231,8 +259,8 @@ static const struct option *find_option(const char *name, size_t len,
 					char short_name)
 {
 	for (const struct option *o = options; o->name; o++) {
-		if (short_name ? o->short_name == short_name
-			       : strlen(o->name) == len &&
+		if (short_name ? o->short_name == short_name :
+				 strlen(o->name) == len &&
 					 strncmp(o->name, name, len) == 0)
 			return o;
 	}
@@ -245,15 +273,9 @@ static void store(struct cmd_args *args, const struct option *opt,
 	char *field = (char *)args + opt->field;
 
 	switch (opt->kind) {
-	case OPTION_STRING:
-		memcpy(field, &value, sizeof(value));
-		break;
-	case OPTION_FLAG:
-		*(bool *)field = true;
-		break;
-	case OPTION_LIST:
-		args->headers[args->nheaders++] = value;
-		break;
+	case OPTION_STRING: memcpy(field, &value, sizeof(value)); break;
+	case OPTION_FLAG: *(bool *)field = true; break;
+	case OPTION_LIST: args->headers[args->nheaders++] = value; break;
 	}
 }
 
@@ -272,8 +294,8 @@ static void parse_option(int argc, char **argv, int *i,
 		const char *name = arg + 2;
 		const char *eq = strchr(name, '=');
 
-		opt = find_option(name,
-				  eq ? (size_t)(eq - name) : strlen(name), 0);
+		opt = find_option(name, eq ? (size_t)(eq - name) : strlen(name),
+				  0);
 		value = eq ? eq + 1 : NULL;
 	} else {
 		opt = find_option(NULL, 0, arg[1]);
@@ -342,16 +364,17 @@ static char *resolve_server(const char *option)
 	char *base;
 	size_t len;
 
-	if (scheme_end && !((scheme_end - url == 4 &&
-			     strncasecmp(url, "http", 4) == 0) ||
-			    (scheme_end - url == 5 &&
-			     strncasecmp(url, "https", 5) == 0)))
+	if (scheme_end &&
+	    !((scheme_end - url == 4 && strncasecmp(url, "http", 4) == 0) ||
+	      (scheme_end - url == 5 && strncasecmp(url, "https", 5) == 0)))
 		util_usage_error("server URL '%s': only http:// and https:// "
-				 "are spoken", url);
+				 "are spoken",
+				 url);
 	if (!*host || *host == '/' || strpbrk(url, " ?#") ||
 	    util_has_control(url))
 		util_usage_error("server URL '%s' is not like "
-				 "http://host:port", url);
+				 "http://host:port",
+				 url);
 	len = strlen(url);
 	base = util_malloc(len + sizeof("http://"));
 	snprintf(base, len + sizeof("http://"), "%s%s",
@@ -406,8 +429,8 @@ static char *resolve_token(const struct cmd_args *args)
 	if (!token)
 		return NULL;
 	/* Files end with a newline; editors add blanks. */
-	for (start = token; *start == ' ' || *start == '\t' ||
-			    *start == '\n' || *start == '\r';
+	for (start = token; *start == ' ' || *start == '\t' || *start == '\n' ||
+			    *start == '\r';
 	     start++)
 		;
 	len = strlen(start);
@@ -474,8 +497,8 @@ static void check_arg_count(const struct command *command, size_t n)
  * contract that usage errors exit 2 before anything is sent. */
 static int run(const struct command *command, const struct cmd_args *args)
 {
-	struct cmd_request req = {0};
-	struct cmd_settings settings = {0};
+	struct cmd_request req = { 0 };
+	struct cmd_settings settings = { 0 };
 	char *base_url;
 	char *token;
 	int code;
@@ -487,7 +510,8 @@ static int run(const struct command *command, const struct cmd_args *args)
 	settings.token = token;
 	settings.timeout_ms = resolve_timeout(args->timeout);
 	settings.idempotency_key = resolve_key(args->idempotency_key);
-	settings.cacert = args->cacert ? args->cacert : getenv("DISCOVERY_CACERT");
+	settings.cacert = args->cacert ? args->cacert :
+					 getenv("DISCOVERY_CACERT");
 	settings.json = args->json;
 	settings.color = want_color();
 	command->build(args, &req);
@@ -496,8 +520,8 @@ static int run(const struct command *command, const struct cmd_args *args)
 		fprintf(stderr, CTL_PROG ": cannot initialise libcurl\n");
 		code = CTL_EXIT_UNAVAILABLE;
 	} else {
-		code = args->follow ? follow_events(&settings, req.path)
-				    : cmd_run(&settings, &req);
+		code = args->follow ? follow_events(&settings, req.path) :
+				      cmd_run(&settings, &req);
 		client_global_cleanup();
 	}
 	cmd_request_release(&req);
@@ -511,8 +535,7 @@ static int run(const struct command *command, const struct cmd_args *args)
 
 /* A command with no server: nothing of -s, --token or --timeout is
  * resolved, so a bad $DISCOVERY_ADDR cannot stop it. */
-static int run_local(const struct command *command,
-		     const struct cmd_args *args)
+static int run_local(const struct command *command, const struct cmd_args *args)
 {
 	check_arg_count(command, args->npositional);
 	return command->local(args);
@@ -520,8 +543,8 @@ static int run_local(const struct command *command,
 
 int main(int argc, char **argv)
 {
-	cJSON_Hooks hooks = {util_malloc, free};
-	struct cmd_args args = {0};
+	cJSON_Hooks hooks = { util_malloc, free };
+	struct cmd_args args = { 0 };
 	const struct command *command;
 	int code = CTL_EXIT_OK;
 

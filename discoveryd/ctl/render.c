@@ -34,8 +34,12 @@ struct column {
 	enum cell_kind kind;
 };
 
-#define END_COLUMNS {NULL, NULL, CELL_TEXT}
+#define END_COLUMNS                                                            \
+	{                                                                      \
+		NULL, NULL, CELL_TEXT                                          \
+	}
 
+/* clang-format off */
 static const struct column service_columns[] = {
 	{"NAME", "name", CELL_TEXT},
 	{"READY", "ready", CELL_READY},
@@ -46,7 +50,9 @@ static const struct column service_columns[] = {
 	{"READY_INSTANCES", "ready_instances", CELL_TEXT},
 	END_COLUMNS,
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct column agent_columns[] = {
 	{"SERVICE", "service", CELL_TEXT},
 	{"INSTANCE", "instance", CELL_TEXT},
@@ -59,13 +65,17 @@ static const struct column agent_columns[] = {
 	{"DEPENDS_ON", "depends_on", CELL_LIST},
 	END_COLUMNS,
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct column ack_columns[] = {
 	{"SEQ", "seq", CELL_TEXT},
 	{"DELIVERED", "delivered", CELL_TEXT},
 	END_COLUMNS,
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct column cacheready_columns[] = {
 	{"SEQ", "seq", CELL_TEXT},
 	{"SERVICE", "service", CELL_TEXT},
@@ -73,14 +83,18 @@ static const struct column cacheready_columns[] = {
 	{"DELIVERED", "delivered", CELL_TEXT},
 	END_COLUMNS,
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct column drain_columns[] = {
 	{"NODE", "node", CELL_TEXT},
 	{"DRAINING", "draining", CELL_READY},
 	{"LINKS", "links", CELL_TEXT},
 	END_COLUMNS,
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct column event_columns[] = {
 	{"SEQ", "seq", CELL_TEXT},
 	{"KIND", "kind", CELL_TEXT},
@@ -89,6 +103,7 @@ static const struct column event_columns[] = {
 	{"VALUE", "value", CELL_JSON},
 	END_COLUMNS,
 };
+/* clang-format on */
 
 /* True when value converts to long long exactly (no overflow, no fraction). */
 static bool is_integer(double value)
@@ -114,7 +129,7 @@ static char *format_ms(double ms)
 	static const struct {
 		long long unit;
 		const char *suffix;
-	} units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}};
+	} units[] = { { 3600000, "h" }, { 60000, "m" }, { 1000, "s" } };
 	long long value;
 	char buf[64];
 
@@ -150,7 +165,7 @@ static char *format_list(const cJSON *array)
 	size_t used = 0;
 	char *text;
 
-	cJSON_ArrayForEach(item, array) {
+	cJSON_ArrayForEach (item, array) {
 		if (!cJSON_IsString(item))
 			return NULL;
 		len += strlen(item->valuestring) + 1;
@@ -158,7 +173,7 @@ static char *format_list(const cJSON *array)
 	if (len == 1)
 		return util_strdup("-");
 	text = util_malloc(len);
-	cJSON_ArrayForEach(item, array) {
+	cJSON_ArrayForEach (item, array) {
 		size_t n = strlen(item->valuestring);
 
 		if (used)
@@ -187,8 +202,8 @@ static char *format_value(const cJSON *item)
 static void set_cell(struct table *t, size_t col, const struct column *column,
 		     const cJSON *object)
 {
-	const cJSON *item = cJSON_GetObjectItemCaseSensitive(object,
-							     column->field);
+	const cJSON *item =
+		cJSON_GetObjectItemCaseSensitive(object, column->field);
 	enum table_color color = TABLE_PLAIN;
 	char *text = NULL;
 
@@ -228,7 +243,7 @@ static void print_rows(const struct column *columns, const cJSON *rows,
 		for (size_t i = 0; i < ncols; i++)
 			set_cell(t, i, &columns[i], rows);
 	} else {
-		cJSON_ArrayForEach(object, rows) {
+		cJSON_ArrayForEach (object, rows) {
 			table_add_row(t);
 			for (size_t i = 0; i < ncols; i++)
 				set_cell(t, i, &columns[i], object);
@@ -271,26 +286,18 @@ int render_table(enum render_kind kind, const cJSON *root, FILE *out,
 		columns = service_columns;
 		rows = list_of(root, "services", false);
 		break;
-	case RENDER_SERVICE:
-		columns = service_columns;
-		break;
+	case RENDER_SERVICE: columns = service_columns; break;
 	case RENDER_AGENTS:
 		columns = agent_columns;
 		rows = list_of(root, "agents", false);
 		break;
-	case RENDER_ACK:
-		columns = ack_columns;
-		break;
-	case RENDER_CACHEREADY:
-		columns = cacheready_columns;
-		break;
+	case RENDER_ACK: columns = ack_columns; break;
+	case RENDER_CACHEREADY: columns = cacheready_columns; break;
 	case RENDER_EVENTS:
 		columns = event_columns;
 		rows = list_of(root, "events", true);
 		break;
-	case RENDER_DRAIN:
-		columns = drain_columns;
-		break;
+	case RENDER_DRAIN: columns = drain_columns; break;
 	}
 	/* A lone object with none of the fields is another kind of answer. */
 	if (!columns || !rows ||
@@ -352,8 +359,8 @@ void render_error(long status, const char *body, size_t len)
 {
 	cJSON *root = cJSON_ParseWithLength(body, len);
 	const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
-	const cJSON *message = cJSON_GetObjectItemCaseSensitive(root,
-								"message");
+	const cJSON *message =
+		cJSON_GetObjectItemCaseSensitive(root, "message");
 	char *code = NULL;
 	char *text = NULL;
 

@@ -17,13 +17,13 @@
 #include <cJSON.h>
 
 enum render_kind {
-	RENDER_SERVICES, /* {"services":[service...]} */
-	RENDER_SERVICE,  /* one service object */
-	RENDER_AGENTS,   /* {"agents":[agent...]} */
-	RENDER_ACK,      /* {"seq":N,"delivered":K} */
+	RENDER_SERVICES,   /* {"services":[service...]} */
+	RENDER_SERVICE,    /* one service object */
+	RENDER_AGENTS,     /* {"agents":[agent...]} */
+	RENDER_ACK,        /* {"seq":N,"delivered":K} */
 	RENDER_CACHEREADY, /* {"seq","service","ready","delivered"} */
-	RENDER_EVENTS,   /* {"events":[event...]} or [event...] */
-	RENDER_DRAIN,    /* {"node","draining","links"} */
+	RENDER_EVENTS,     /* {"events":[event...]} or [event...] */
+	RENDER_DRAIN,      /* {"node","draining","links"} */
 };
 
 /*

@@ -9,10 +9,10 @@
 
 #include "util.h"
 
-#define SEPARATOR "  "
-#define ANSI_BOLD "\033[1m"
+#define SEPARATOR  "  "
+#define ANSI_BOLD  "\033[1m"
 #define ANSI_GREEN "\033[32m"
-#define ANSI_RED "\033[31m"
+#define ANSI_RED   "\033[31m"
 #define ANSI_RESET "\033[0m"
 
 struct cell {
@@ -22,7 +22,7 @@ struct cell {
 
 struct table {
 	size_t ncols;
-	size_t nrows;      /* body rows, not counting the header */
+	size_t nrows; /* body rows, not counting the header */
 	size_t cap_rows;
 	char **headers;    /* ncols strings */
 	struct cell *rows; /* nrows * ncols cells, row-major */
@@ -60,7 +60,7 @@ void table_add_row(struct table *t)
 	if (t->nrows == t->cap_rows) {
 		t->cap_rows = t->cap_rows ? 2 * t->cap_rows : 16;
 		t->rows = util_realloc(t->rows, t->cap_rows * t->ncols *
-						   sizeof(*t->rows));
+							sizeof(*t->rows));
 	}
 	for (size_t i = 0; i < t->ncols; i++) {
 		struct cell *c = &t->rows[t->nrows * t->ncols + i];
@@ -103,12 +103,9 @@ static const char *cell_text(const struct cell *c)
 static const char *color_code(enum table_color color)
 {
 	switch (color) {
-	case TABLE_GREEN:
-		return ANSI_GREEN;
-	case TABLE_RED:
-		return ANSI_RED;
-	case TABLE_PLAIN:
-		break;
+	case TABLE_GREEN: return ANSI_GREEN;
+	case TABLE_RED: return ANSI_RED;
+	case TABLE_PLAIN: break;
 	}
 	return NULL;
 }

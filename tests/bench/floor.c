@@ -31,24 +31,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_FD        65536            /* conns are indexed by fd */
-#define HEAD_MAX      1024             /* bytes of a request head */
-#define FRAME_MAX     1024             /* bytes of the framed event */
-#define WS_GUID       "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define MAX_FD    65536 /* conns are indexed by fd */
+#define HEAD_MAX  1024  /* bytes of a request head */
+#define FRAME_MAX 1024  /* bytes of the framed event */
+#define WS_GUID   "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* The event, shaped and sized like discoveryd's broadcast. */
-#define EVENT_FMT "{\"type\":\"event\",\"epoch\":\"0f1e2d3c4b5a69788796a5b4c3d2e1f0\"," \
-	"\"seq\":%llu,\"kind\":\"command\",\"command\":\"Reload\"," \
+#define EVENT_FMT                                                              \
+	"{\"type\":\"event\",\"epoch\":\"0f1e2d3c4b5a69788796a5b4c3d2e1f0\","  \
+	"\"seq\":%llu,\"kind\":\"command\",\"command\":\"Reload\","            \
 	"\"header\":{\"source\":\"bench\"},\"value\":{\"why\":\"bench\"}}"
 
 enum role { R_NONE, R_HANDSHAKE, R_LIVE, R_HTTP };
 
 struct conn {
-	uint8_t role;                  /* enum role */
-	uint32_t live_index;           /* position in live[] */
+	uint8_t role;        /* enum role */
+	uint32_t live_index; /* position in live[] */
 	uint32_t head_len;
-	char *head;                    /* the request head, until answered */
-	char *pending;                 /* unwritten frame bytes */
+	char *head;    /* the request head, until answered */
+	char *pending; /* unwritten frame bytes */
 	size_t pending_len;
 };
 
@@ -67,7 +68,8 @@ static void on_term(int sig)
 
 static int listen_on(const char *spec, char *bound, size_t cap)
 {
-	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = { .ai_family = AF_INET,
+				  .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res;
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof(sa);
@@ -84,14 +86,16 @@ static int listen_on(const char *spec, char *bound, size_t cap)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0 ||
+	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, 4096) != 0 ||
 	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
 		freeaddrinfo(res);
 		close(fd);
 		return -1;
 	}
 	freeaddrinfo(res);
-	snprintf(bound, cap, "%s:%u", inet_ntoa(sa.sin_addr), ntohs(sa.sin_port));
+	snprintf(bound, cap, "%s:%u", inet_ntoa(sa.sin_addr),
+		 ntohs(sa.sin_port));
 	return fd;
 }
 
@@ -168,7 +172,8 @@ static int handshake(int fd)
 		return -1;
 	EVP_EncodeBlock(accept, md, (int)mdlen);
 	n = snprintf(answer, sizeof(answer),
-		     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+		     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: "
+		     "websocket\r\n"
 		     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
 		     accept);
 	if (write(fd, answer, (size_t)n) != n)
@@ -240,10 +245,11 @@ static uint32_t broadcast(void)
 		ssize_t w = conns[fd].pending_len ? 0 : write(fd, p, h + len);
 
 		if (w < 0 && errno != EAGAIN)
-			continue;                  /* EPOLLIN will see the error */
+			continue; /* EPOLLIN will see the error */
 		if (w < 0)
 			w = 0;
-		if ((size_t)w < h + len && keep_pending(fd, p + w, h + len - (size_t)w))
+		if ((size_t)w < h + len &&
+		    keep_pending(fd, p + w, h + len - (size_t)w))
 			continue;
 		sent++;
 	}
@@ -283,7 +289,7 @@ static int head_input(int fd)
 	if (c->role == R_HANDSHAKE)
 		return handshake(fd);
 	trigger(fd);
-	return -1;                         /* Connection: close */
+	return -1; /* Connection: close */
 }
 
 static void conn_event(const struct epoll_event *e)
@@ -294,7 +300,8 @@ static void conn_event(const struct epoll_event *e)
 	if (conns[fd].role == R_LIVE) {
 		if (e->events & EPOLLOUT)
 			flush_pending(fd);
-		if (conns[fd].role == R_LIVE && (e->events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
+		if (conns[fd].role == R_LIVE &&
+		    (e->events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
 			ssize_t r = read(fd, sink, sizeof(sink));
 
 			if (r == 0 || (r < 0 && errno != EAGAIN))
@@ -329,7 +336,8 @@ int main(int argc, char **argv)
 		else if (c == 'H')
 			http = optarg;
 		else {
-			fprintf(stderr, "usage: floor [-a HOST:PORT] [-H HOST:PORT]\n");
+			fprintf(stderr,
+				"usage: floor [-a HOST:PORT] [-H HOST:PORT]\n");
 			return 2;
 		}
 	}

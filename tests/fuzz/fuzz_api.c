@@ -64,20 +64,20 @@
 #include "../../discoveryd/api_route.c"
 #include "token.h"
 
-#define BODY_CAP 4096  /* limits.max_message, small so the fuzzer passes it */
-#define CHUNK 512      /* bytes per upload call */
+#define BODY_CAP    4096 /* limits.max_message, small so the fuzzer passes it */
+#define CHUNK       512  /* bytes per upload call */
 #define MAX_HEADERS 16
-#define SECRET "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" /* as the seeds' tokens */
+#define SECRET      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" /* as the seeds' tokens */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
 			fprintf(stderr, "fuzz_api: %s:%d: check failed: %s\n", \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
+				__FILE__, __LINE__, #cond);                    \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 /* ---- libmicrohttpd stand-ins ------------------------------------------- */
@@ -88,13 +88,13 @@ struct MHD_Response {
 	size_t len;
 	bool has_allow;
 	bool has_www_authenticate;
-	bool is_json;                /* Content-Type application/json */
+	bool is_json; /* Content-Type application/json */
 };
 
 struct MHD_Connection {
 	char *names[MAX_HEADERS], *values[MAX_HEADERS];
 	size_t n_headers;
-	char *query;                 /* %-decoded "k=v\0k=v\0...", n pairs */
+	char *query; /* %-decoded "k=v\0k=v\0...", n pairs */
 	size_t n_args;
 	struct MHD_Response *queued;
 	unsigned status;
@@ -109,8 +109,8 @@ static struct api_origin *fuzz_origin;
 static struct api_conns *fuzz_conns;
 static struct token_secret secret;
 
-struct MHD_Response *MHD_create_response_from_buffer(size_t size, void *buffer,
-	enum MHD_ResponseMemoryMode mode)
+struct MHD_Response *MHD_create_response_from_buffer(
+	size_t size, void *buffer, enum MHD_ResponseMemoryMode mode)
 {
 	struct MHD_Response *r = calloc(1, sizeof(*r));
 
@@ -142,9 +142,8 @@ enum MHD_Result MHD_add_response_header(struct MHD_Response *r,
 }
 
 /* The status queued, as libmicrohttpd reports it when a request ends. */
-const union MHD_ConnectionInfo *
-MHD_get_connection_info(struct MHD_Connection *c,
-			enum MHD_ConnectionInfoType type, ...)
+const union MHD_ConnectionInfo *MHD_get_connection_info(
+	struct MHD_Connection *c, enum MHD_ConnectionInfoType type, ...)
 {
 	static union MHD_ConnectionInfo info;
 
@@ -215,9 +214,10 @@ static void check_keys_value(const cJSON *value)
 
 	CHECK(cJSON_IsObject(value) && cJSON_IsArray(keys));
 	CHECK(n >= 1 && n <= KEYS_MAX);
-	cJSON_ArrayForEach(k, keys) {
+	cJSON_ArrayForEach (k, keys) {
 		CHECK(cJSON_IsString(k));
-		CHECK(k->valuestring[0] && strlen(k->valuestring) <= KEY_LEN_MAX);
+		CHECK(k->valuestring[0] &&
+		      strlen(k->valuestring) <= KEY_LEN_MAX);
 	}
 }
 
@@ -229,7 +229,8 @@ static void check_keys_value(const cJSON *value)
  */
 static void check_event_decodes(const struct hub_req *req, const char *kind)
 {
-	struct proto_event e = { .seq = UINT64_MAX, .header = req->header,
+	struct proto_event e = { .seq = UINT64_MAX,
+				 .header = req->header,
 				 .value = req->value };
 	struct proto_msg msg;
 	char err[160];
@@ -245,8 +246,10 @@ static void check_event_decodes(const struct hub_req *req, const char *kind)
 	CHECK(frame != NULL);
 	rc = proto_decode(frame, len, 0, &msg, err, sizeof(err));
 	if (rc != PROTO_OK)
-		fprintf(stderr, "fuzz_api: agents would refuse this event (%s): "
-			"%.300s\n", err, frame);
+		fprintf(stderr,
+			"fuzz_api: agents would refuse this event (%s): "
+			"%.300s\n",
+			err, frame);
 	CHECK(rc == PROTO_OK);
 	proto_msg_release(&msg);
 	free(frame);
@@ -256,13 +259,14 @@ static void check_event_decodes(const struct hub_req *req, const char *kind)
  * TOKEN_ROLE_NONE when it has none that verifies. */
 static enum token_role caller_role(void)
 {
-	const char *value = MHD_lookup_connection_value(current, MHD_HEADER_KIND,
-		MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *value =
+		MHD_lookup_connection_value(current, MHD_HEADER_KIND,
+					    MHD_HTTP_HEADER_AUTHORIZATION);
 	struct token_claims claims;
 
 	if (!value || strncasecmp(value, "Bearer ", 7) != 0 ||
-	    token_verify(value + 7, &secret, 1, (int64_t)time(NULL),
-			 &claims) != TOKEN_OK)
+	    token_verify(value + 7, &secret, 1, (int64_t)time(NULL), &claims) !=
+		    TOKEN_OK)
 		return TOKEN_ROLE_NONE;
 	return claims.role;
 }
@@ -286,12 +290,15 @@ void hub_call(struct hub *h, struct hub_req *req)
 
 	(void)h;
 	last_op = req->op;
-	if (changes_state(req->op) ? role != TOKEN_ROLE_ADMIN :
-	    role != TOKEN_ROLE_ADMIN && role != TOKEN_ROLE_READER)
+	if (changes_state(req->op) ?
+		    role != TOKEN_ROLE_ADMIN :
+		    role != TOKEN_ROLE_ADMIN && role != TOKEN_ROLE_READER)
 		fprintf(stderr, "fuzz_api: hub op %d reached with a %s token\n",
-			(int)req->op, role ? token_role_name(role) : "missing or bad");
-	CHECK(changes_state(req->op) ? role == TOKEN_ROLE_ADMIN :
-	      role == TOKEN_ROLE_ADMIN || role == TOKEN_ROLE_READER);
+			(int)req->op,
+			role ? token_role_name(role) : "missing or bad");
+	CHECK(changes_state(req->op) ?
+		      role == TOKEN_ROLE_ADMIN :
+		      role == TOKEN_ROLE_ADMIN || role == TOKEN_ROLE_READER);
 	CHECK(req->service[sizeof(req->service) - 1] == '\0');
 	CHECK(req->instance[sizeof(req->instance) - 1] == '\0');
 	CHECK(valid_name_or_none(req->service));
@@ -325,32 +332,25 @@ void hub_call(struct hub *h, struct hub_req *req)
 		CHECK(req->value != NULL);
 		check_event_decodes(req, "command");
 		break;
-	case HUB_SERVICE:
-		CHECK(proto_valid_name(req->service));
-		break;
-	case HUB_EVENTS:
-		CHECK(req->limit <= 1000000);
-		break;
-	case HUB_SSE_OPEN:          /* a live stream: refused below */
+	case HUB_SERVICE: CHECK(proto_valid_name(req->service)); break;
+	case HUB_EVENTS: CHECK(req->limit <= 1000000); break;
+	case HUB_SSE_OPEN: /* a live stream: refused below */
 		CHECK(req->stream != NULL);
 		break;
-	case HUB_DRAIN:
-		CHECK(proto_valid_instance(req->instance));
-		break;
+	case HUB_DRAIN: CHECK(proto_valid_instance(req->instance)); break;
 	case HUB_CACHEREADY:
 	case HUB_SERVICES:
 	case HUB_AGENTS:
 	case HUB_METRICS:
-	case HUB_INFO:
-		break;
-	default:
-		CHECK(!"api.c sent an op it has no route for");
+	case HUB_INFO: break;
+	default: CHECK(!"api.c sent an op it has no route for");
 	}
 	cJSON_Delete(req->header);
 	cJSON_Delete(req->value);
 	req->header = req->value = NULL;
 	req->status = req->op == HUB_INVALIDATE || req->op == HUB_BROADCAST ?
-		      202 : 200;
+			      202 :
+			      200;
 	/* There is no hub thread to feed a stream: answer as one stopping. */
 	if (req->op == HUB_SSE_OPEN)
 		req->status = 503;
@@ -414,10 +414,14 @@ static const char *json_problem(const char *body, size_t len)
 	cJSON *json;
 
 	for (size_t i = 0; i < len; i++) {
-		size_t more = s[i] < 0x80 ? 0 : s[i] >= 0xF0 ? 3 :
-			      s[i] >= 0xE0 ? 2 : 1;
-		uint32_t cp = more == 0 ? s[i] : more == 1 ? s[i] & 0x1F :
-			      more == 2 ? s[i] & 0x0F : s[i] & 0x07;
+		size_t more = s[i] < 0x80  ? 0 :
+			      s[i] >= 0xF0 ? 3 :
+			      s[i] >= 0xE0 ? 2 :
+					     1;
+		uint32_t cp = more == 0 ? s[i] :
+			      more == 1 ? s[i] & 0x1F :
+			      more == 2 ? s[i] & 0x0F :
+					  s[i] & 0x07;
 
 		if (s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
 			return "a control character or NUL";
@@ -500,8 +504,11 @@ static void check_accepted_body(const struct MHD_Connection *c,
 static void play(struct MHD_Connection *c, const char *method, char *target,
 		 const char *body, size_t body_len)
 {
-	struct api a = { .mhd = NULL, .hub = NULL, .auth = fuzz_auth,
-			 .origin = fuzz_origin, .conns = fuzz_conns };
+	struct api a = { .mhd = NULL,
+			 .hub = NULL,
+			 .auth = fuzz_auth,
+			 .origin = fuzz_origin,
+			 .conns = fuzz_conns };
 	char *query = strchr(target, '?');
 	void *con_cls = NULL;
 	size_t zero = 0, done = 0;

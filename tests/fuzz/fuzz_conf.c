@@ -40,13 +40,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "fuzz_conf: %s:%d: check failed: %s\n", \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr,                                        \
+				"fuzz_conf: %s:%d: check failed: %s\n",        \
+				__FILE__, __LINE__, #cond);                    \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 #define IN(v, lo, hi) ((v) >= (lo) && (v) <= (hi))
@@ -141,9 +142,10 @@ static bool item_name_ok(const char *name)
 #define I(field) offsetof(struct item, field)
 
 static const char *const on_disconnect_choices[] = { "keep", "lock", NULL };
-static const char *const level_choices[] = { "error", "warn", "info",
-					     "debug", NULL };
+static const char *const level_choices[] = { "error", "warn", "info", "debug",
+					     NULL };
 
+/* clang-format off */
 static const struct conf_key backoff_keys[] = {
 	{ .name = "initial", .type = CONF_DURATION, .offset = A(backoff_initial_ms),
 	  .min = 1, .max = 3600000, .def = "100ms" },
@@ -153,7 +155,9 @@ static const struct conf_key backoff_keys[] = {
 	  .offset = A(backoff_multiplier), .min = 1, .max = 10, .def = "2.0" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key agent_heartbeat_keys[] = {
 	{ .name = "interval", .type = CONF_DURATION,
 	  .offset = A(heartbeat_interval_ms), .min = 10, .max = 3600000,
@@ -163,7 +167,9 @@ static const struct conf_key agent_heartbeat_keys[] = {
 	  .def = "30s" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key hook_keys[] = {
 	{ .name = "on_invalidate", .type = CONF_STRING, .offset = A(on_invalidate) },
 	{ .name = "on_command", .type = CONF_STRING, .offset = A(on_command) },
@@ -175,7 +181,9 @@ static const struct conf_key hook_keys[] = {
 	  .max = 100000, .def = "256" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key health_keys[] = {
 	{ .name = "enabled", .type = CONF_BOOL, .offset = A(health_enabled),
 	  .def = "true" },
@@ -183,7 +191,9 @@ static const struct conf_key health_keys[] = {
 	  .def = "127.0.0.1:5918" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key item_check_keys[] = {
 	{ .name = "interval", .type = CONF_DURATION, .offset = I(check_interval_ms),
 	  .min = 100, .max = 3600000, .def = "5s" },
@@ -191,7 +201,9 @@ static const struct conf_key item_check_keys[] = {
 	  .def = "yes" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key item_keys[] = {
 	{ .name = "url", .type = CONF_STRING, .offset = I(url),
 	  .flags = CONF_REQUIRED },
@@ -205,7 +217,9 @@ static const struct conf_key item_keys[] = {
 	  .present = CONF_NO_FIELD },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key agent_keys[] = {
 	{ .name = "discovery", .type = CONF_STRLIST, .offset = A(discovery),
 	  .max = 16, .flags = CONF_REQUIRED },
@@ -246,6 +260,7 @@ static const struct conf_key agent_keys[] = {
 	  .name_check = item_name_ok },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 /* ---- checks on a successful load ---------------------------------------- */
 
@@ -275,8 +290,8 @@ static void check_map(const struct conf_key *row, const struct conf_map *m)
 		CHECK(!row->name_check || row->name_check(m->names[i]));
 		for (size_t j = 0; j < i; j++)
 			CHECK(strcmp(m->names[i], m->names[j]) != 0);
-		check_rows(row->sub, (const char *)m->items + i * row->item_size,
-			   true);
+		check_rows(row->sub,
+			   (const char *)m->items + i * row->item_size, true);
 	}
 }
 
@@ -311,8 +326,9 @@ static void check_rows(const struct conf_key *table, const void *base,
 			double v = *(const double *)field;
 
 			CHECK(isfinite(v));
-			CHECK(!bounded || (v >= (double)row->min &&
-					   (row->max == 0 || v <= (double)row->max)));
+			CHECK(!bounded ||
+			      (v >= (double)row->min &&
+			       (row->max == 0 || v <= (double)row->max)));
 			break;
 		}
 		case CONF_ENUM: {
@@ -323,9 +339,7 @@ static void check_rows(const struct conf_key *table, const void *base,
 			CHECK(IN(v, 0, n - 1));
 			break;
 		}
-		case CONF_ADDR:
-			check_addr(field);
-			break;
+		case CONF_ADDR: check_addr(field); break;
 		case CONF_STRING:
 			CHECK(!(row->def || required) ||
 			      *(char *const *)field != NULL);
@@ -340,15 +354,14 @@ static void check_rows(const struct conf_key *table, const void *base,
 			break;
 		}
 		case CONF_SECTION:
-			check_rows(row->sub, base, row->present == CONF_NO_FIELD ?
-				   present :
-				   *(const bool *)((const char *)base + row->present));
+			check_rows(row->sub, base,
+				   row->present == CONF_NO_FIELD ?
+					   present :
+					   *(const bool *)((const char *)base +
+							   row->present));
 			break;
-		case CONF_MAP:
-			check_map(row, field);
-			break;
-		default:
-			break;
+		case CONF_MAP: check_map(row, field); break;
+		default: break;
 		}
 	}
 }

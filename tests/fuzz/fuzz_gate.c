@@ -7,10 +7,10 @@
  * The input is what a client sends, byte for byte. The harness #includes
  * client.c and runs it for real on an event loop (loop.c), over one end of
  * a socketpair, with request.c, the admission table, forward.c, path.c and
- * ring.c as they are. Two seams: the gate's state is a fixed locked view passing
- * /healthz and /static/ (state.c needs libagent), and the upstream side is
- * replaced by a stand-in that answers every exchange it is given at once
- * (a 200 with a small body, or a failure) instead of connecting.
+ * ring.c as they are. Two seams: the gate's state is a fixed locked view
+ * passing /healthz and /static/ (state.c needs libagent), and the upstream side
+ * is replaced by a stand-in that answers every exchange it is given at once (a
+ * 200 with a small body, or a failure) instead of connecting.
  *
  * Checks, beyond "no crash, no leak, no undefined behaviour, no hang":
  *   - the locked gate hands the upstream side only requests whose target
@@ -36,10 +36,10 @@ static void fuzz_upstream_recv(struct exchange *x);
 static void fuzz_upstream_abort(struct exchange *x);
 static int fuzz_upstream_detach(struct exchange *x);
 
-#define upstream_start fuzz_upstream_start
-#define upstream_send fuzz_upstream_send
-#define upstream_recv fuzz_upstream_recv
-#define upstream_abort fuzz_upstream_abort
+#define upstream_start  fuzz_upstream_start
+#define upstream_send   fuzz_upstream_send
+#define upstream_recv   fuzz_upstream_recv
+#define upstream_abort  fuzz_upstream_abort
 #define upstream_detach fuzz_upstream_detach
 #include "../../agent/gate/client.c"
 #undef upstream_start
@@ -50,18 +50,27 @@ static int fuzz_upstream_detach(struct exchange *x);
 
 static char *pass_list[] = { (char *)"/healthz", (char *)"/static/" };
 
-#define LOCKED_HEAD "HTTP/1.1 423 Locked\r\nContent-Type: application/json" \
-	"\r\nCache-Control: no-store\r\nRetry-After: 5\r\nVary: Accept\r\n" \
+#define LOCKED_HEAD                                                            \
+	"HTTP/1.1 423 Locked\r\nContent-Type: application/json"                \
+	"\r\nCache-Control: no-store\r\nRetry-After: 5\r\nVary: Accept\r\n"    \
 	"Content-Length: 2\r\n"
-#define ANSWER(head, body, status) { (char *)(head), sizeof(head) - 1, \
-	(char *)(body), sizeof(body) - 1, (status) }
+#define ANSWER(head, body, status)                                             \
+	{                                                                      \
+		(char *)(head), sizeof(head) - 1, (char *)(body),              \
+			sizeof(body) - 1, (status)                             \
+	}
 /* As state.c builds them, for a locked gate. */
 static struct gate_view view = {
-	.open = false, .locked_status = 423, .n_pass = 2, .pass = pass_list,
+	.open = false,
+	.locked_status = 423,
+	.n_pass = 2,
+	.pass = pass_list,
 	.locked_html = ANSWER(LOCKED_HEAD, "<>", 423),
 	.locked_json = ANSWER(LOCKED_HEAD, "{}", 423),
-	.state_json = ANSWER("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", "{}", 200),
-	.check = ANSWER("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n", "", 403),
+	.state_json =
+		ANSWER("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", "{}", 200),
+	.check = ANSWER("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n", "",
+			403),
 };
 static int answer_mode; /* what the stand-in upstream does next */
 
@@ -141,11 +150,27 @@ void upstream_pool_init(struct upstream_pool *p, struct loop *loop,
 	p->conf = conf;
 }
 
-void upstream_pool_close(struct upstream_pool *p) { (void)p; }
-static void fuzz_upstream_send(struct exchange *x) { (void)x; }
-static void fuzz_upstream_recv(struct exchange *x) { (void)x; }
-static void fuzz_upstream_abort(struct exchange *x) { x->in_flight = false; }
-static int fuzz_upstream_detach(struct exchange *x) { (void)x; return -1; }
+void upstream_pool_close(struct upstream_pool *p)
+{
+	(void)p;
+}
+static void fuzz_upstream_send(struct exchange *x)
+{
+	(void)x;
+}
+static void fuzz_upstream_recv(struct exchange *x)
+{
+	(void)x;
+}
+static void fuzz_upstream_abort(struct exchange *x)
+{
+	x->in_flight = false;
+}
+static int fuzz_upstream_detach(struct exchange *x)
+{
+	(void)x;
+	return -1;
+}
 
 /* What came back starts with a response head http-parser reads whole.
  * (Its body cannot be checked from here: an answer to HEAD has none.) */
@@ -176,17 +201,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct gconf conf = {
 		.upstream = (char *)"http://127.0.0.1:1",
-		.upstream_prefix = "", .locked_status = 423,
-		.retry_after_ms = 5000, .idle_timeout_ms = 60000,
-		.header_timeout_ms = 10000, .client_timeout_ms = 60000,
-		.max_connections = 16, .max_per_ip = 16, .head_max = 32768,
-		.upstream_idle = 4, .buffer = 32768, .connect_timeout_ms = 5000,
+		.upstream_prefix = "",
+		.locked_status = 423,
+		.retry_after_ms = 5000,
+		.idle_timeout_ms = 60000,
+		.header_timeout_ms = 10000,
+		.client_timeout_ms = 60000,
+		.max_connections = 16,
+		.max_per_ip = 16,
+		.head_max = 32768,
+		.upstream_idle = 4,
+		.buffer = 32768,
+		.connect_timeout_ms = 5000,
 		.upstream_timeout_ms = 60000,
 	};
 	struct sockaddr_in peer = { .sin_family = AF_INET,
 				    .sin_addr.s_addr = htonl(0x7f000001) };
 	struct gate_env env = { .conf = &conf,
-				.fwd = { .prefix = "", .authority = "app",
+				.fwd = { .prefix = "",
+					 .authority = "app",
 					 .via = "1.1 discovery-gate" } };
 	struct loop loop;
 	struct upstream_pool pool;

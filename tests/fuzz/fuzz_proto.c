@@ -24,19 +24,20 @@
 
 #include "proto.h"
 
-#define MAX_FRAME (64 * 1024)  /* limits.max_message's default */
-#define HEADROOM 16            /* LWS_PRE on x86-64 */
+#define MAX_FRAME  (64 * 1024) /* limits.max_message's default */
+#define HEADROOM   16          /* LWS_PRE on x86-64 */
 #define REASON_MAX 120
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "fuzz_proto: %s:%d: check failed: %s\n", \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr,                                        \
+				"fuzz_proto: %s:%d: check failed: %s\n",       \
+				__FILE__, __LINE__, #cond);                    \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 /* Print a subtree the way the encoder would (NULL stays NULL). */
@@ -60,7 +61,8 @@ static void check_same_tree(const cJSON *a, const cJSON *b)
 	CHECK((ta == NULL) == (tb == NULL));
 	if (ta) {
 		if (strcmp(ta, tb) != 0)
-			fprintf(stderr, "fuzz_proto: tree %s became %s\n", ta, tb);
+			fprintf(stderr, "fuzz_proto: tree %s became %s\n", ta,
+				tb);
 		CHECK(strcmp(ta, tb) == 0);
 	}
 	cJSON_free(ta);
@@ -127,14 +129,12 @@ static void check_same_event(const struct proto_event *a,
 static char *encode(const struct proto_msg *m, size_t *len)
 {
 	switch (m->type) {
-	case PROTO_HELLO:
-		return proto_encode_hello(&m->u.hello, HEADROOM, len);
+	case PROTO_HELLO: return proto_encode_hello(&m->u.hello, HEADROOM, len);
 	case PROTO_STATUS:
 		return proto_encode_status(m->u.status.ready, HEADROOM, len);
 	case PROTO_WELCOME:
 		return proto_encode_welcome(&m->u.welcome, HEADROOM, len);
-	case PROTO_EVENT:
-		return proto_encode_event(&m->u.event, HEADROOM, len);
+	case PROTO_EVENT: return proto_encode_event(&m->u.event, HEADROOM, len);
 	}
 	CHECK(!"decoded message of unknown type");
 	return NULL;
@@ -152,23 +152,20 @@ static void round_trip(const struct proto_msg *m)
 	CHECK(frame[HEADROOM + len] == '\0');
 	rc = proto_decode(frame + HEADROOM, len, 0, &again, err, sizeof(err));
 	if (rc != PROTO_OK)
-		fprintf(stderr, "fuzz_proto: re-encoded frame refused (%s): %s\n",
-			err, frame + HEADROOM);
+		fprintf(stderr,
+			"fuzz_proto: re-encoded frame refused (%s): %s\n", err,
+			frame + HEADROOM);
 	CHECK(rc == PROTO_OK);
 	CHECK(again.type == m->type);
 	switch (m->type) {
-	case PROTO_HELLO:
-		check_same_hello(&m->u.hello, &again.u.hello);
-		break;
+	case PROTO_HELLO: check_same_hello(&m->u.hello, &again.u.hello); break;
 	case PROTO_STATUS:
 		CHECK(m->u.status.ready == again.u.status.ready);
 		break;
 	case PROTO_WELCOME:
 		check_same_welcome(&m->u.welcome, &again.u.welcome);
 		break;
-	case PROTO_EVENT:
-		check_same_event(&m->u.event, &again.u.event);
-		break;
+	case PROTO_EVENT: check_same_event(&m->u.event, &again.u.event); break;
 	}
 	proto_msg_release(&again);
 	free(frame);
@@ -193,7 +190,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(rc == PROTO_E_TOOBIG || rc == PROTO_E_JSON ||
 		      rc == PROTO_E_INVALID || rc == PROTO_E_NOMEM);
 		CHECK(n > 0 && n <= REASON_MAX);
-		CHECK(proto_close_code(rc) == 1009 || proto_close_code(rc) == 1007 ||
+		CHECK(proto_close_code(rc) == 1009 ||
+		      proto_close_code(rc) == 1007 ||
 		      proto_close_code(rc) == 1011);
 		/* Depth past the limit is always refused. */
 		CHECK(depth <= PROTO_DEPTH_MAX || rc == PROTO_E_JSON ||

@@ -39,13 +39,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "fuzz_token: %s:%d: check failed: %s\n", \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr,                                        \
+				"fuzz_token: %s:%d: check failed: %s\n",       \
+				__FILE__, __LINE__, #cond);                    \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 static const char standard_header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
@@ -61,8 +62,8 @@ static void make_secret(struct token_secret *s, char fill, size_t len)
 /* Base64url without padding; out has room for 4 * (len + 2) / 3 + 1. */
 static size_t b64url(const unsigned char *in, size_t len, char *out)
 {
-	static const char abc[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr"
+				  "stuvwxyz0123456789-_";
 	size_t o = 0;
 
 	for (size_t i = 0; i < len; i += 3) {

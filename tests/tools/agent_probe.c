@@ -27,8 +27,9 @@ static void on_link(agent_t *a, enum agent_link_state state,
 	(void)ud;
 	if (state == AGENT_LINK_LINKED)
 		printf("link state=linked epoch=%s seq=%" PRIu64
-		       " recovered=%d reset=%d node=%s\n", info->epoch, info->seq,
-		       info->recovered, info->reset, info->node);
+		       " recovered=%d reset=%d node=%s\n",
+		       info->epoch, info->seq, info->recovered, info->reset,
+		       info->node);
 	else if (state == AGENT_LINK_UNLINKED)
 		printf("link state=unlinked code=%d retry_ms=%u\n",
 		       info->close_code, info->retry_ms);
@@ -56,7 +57,8 @@ int main(int argc, char **argv)
 {
 	struct agent_config cfg;
 	struct agent_callbacks cb = { .on_readiness = on_readiness,
-				      .on_event = on_event, .on_link = on_link };
+				      .on_event = on_event,
+				      .on_link = on_link };
 	const char *urls[8];
 	char err[256], buf[64], *list, *url;
 	size_t n_urls = 0;
@@ -64,7 +66,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: agent_probe URL SERVICE INSTANCE [DEP...]\n");
+		fprintf(stderr,
+			"usage: agent_probe URL SERVICE INSTANCE [DEP...]\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -45,7 +45,7 @@ struct seen {
 	int connecting, linked, unlinked;
 	char connect_url[16][AGENT_URL_MAX];
 	uint32_t connect_attempt[16];
-	int close_code;          /* of the last UNLINKED */
+	int close_code; /* of the last UNLINKED */
 	char reason[160];
 	bool was_linked;
 	uint32_t retry_ms;
@@ -100,8 +100,8 @@ static void on_link(agent_t *a, enum agent_link_state state,
 	pthread_mutex_lock(&s->mu);
 	if (state == AGENT_LINK_CONNECTING) {
 		if (s->connecting < 16) {
-			snprintf(s->connect_url[s->connecting], AGENT_URL_MAX, "%s",
-				 info->url);
+			snprintf(s->connect_url[s->connecting], AGENT_URL_MAX,
+				 "%s", info->url);
 			s->connect_attempt[s->connecting] = info->attempt;
 		}
 		s->connecting++;
@@ -218,7 +218,8 @@ static void destroy_linked(agent_t *a, int fd)
 	char reason[128];
 
 	assert_int_equal(pthread_create(&t, NULL, destroy_thread, a), 0);
-	assert_int_equal(expect_close(fd, WAIT_MS, reason, sizeof(reason)), 1000);
+	assert_int_equal(expect_close(fd, WAIT_MS, reason, sizeof(reason)),
+			 1000);
 	assert_string_equal(reason, "agent stopping");
 	pthread_join(t, NULL);
 	close(fd);
@@ -239,13 +240,14 @@ static agent_t *linked_agent(struct opts *o, char *url, int lfd, int port,
 	a = start_agent(o, s);
 	*fd = link_up(lfd, req, cap, &hello);
 	assert_int_equal(hello_resume_seq(hello), -1);
-	assert_string_equal(
-		cJSON_GetObjectItemCaseSensitive(hello, "instance")->valuestring,
-		"web-1");
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(hello, "instance")
+				    ->valuestring,
+			    "web-1");
 	cJSON_Delete(hello);
 	send_welcome(*fd, 5, false, 0, "{\"cache\":true}");
 	status = expect_text(*fd, "status");
-	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(status, "ready")));
+	assert_true(cJSON_IsTrue(
+		cJSON_GetObjectItemCaseSensitive(status, "ready")));
 	cJSON_Delete(status);
 	assert_true(wait_for(s, &s->linked, 1, WAIT_MS));
 	return a;
@@ -256,7 +258,8 @@ static agent_t *linked_agent(struct opts *o, char *url, int lfd, int port,
 static void test_link_and_frames(void **state)
 {
 	enum { BIG = 200 * 1000 };
-	const char *ev = "{\"type\":\"event\",\"epoch\":\"" EPOCH "\",\"seq\":6,"
+	const char *ev = "{\"type\":\"event\",\"epoch\":\"" EPOCH
+			 "\",\"seq\":6,"
 			 "\"kind\":\"command\",\"command\":\"F\"}";
 	struct opts o = { .token = "tok.123" };
 	char url[64], req[8192], *big = malloc(BIG);
@@ -270,8 +273,11 @@ static void test_link_and_frames(void **state)
 	seen_init(&s);
 	a = linked_agent(&o, url, lfd, port, &s, &fd, req, sizeof(req));
 	assert_non_null(strstr(req, "GET /agents?x=1 HTTP/1.1\r\n"));
-	assert_non_null(strcasestr(req, "\r\nAuthorization: Bearer tok.123\r\n"));
-	assert_non_null(strcasestr(req, "\r\nSec-WebSocket-Protocol: discovery.v1\r\n"));
+	assert_non_null(
+		strcasestr(req, "\r\nAuthorization: Bearer tok.123\r\n"));
+	assert_non_null(
+		strcasestr(req,
+			   "\r\nSec-WebSocket-Protocol: discovery.v1\r\n"));
 	assert_true(s.last_reset);
 	assert_true(agent_is_ready(a, "cache"));
 	assert_true(agent_is_linked(a));
@@ -282,7 +288,8 @@ static void test_link_and_frames(void **state)
 	ws_send(fd, 0, true, ev + 30, strlen(ev) - 30);
 	/* ...one far bigger than libwebsockets' read chunk (and than the
 	 * buffer kept between messages), then a small one. */
-	n = (size_t)snprintf(big, BIG, "{\"type\":\"event\",\"epoch\":\"" EPOCH
+	n = (size_t)snprintf(big, BIG,
+			     "{\"type\":\"event\",\"epoch\":\"" EPOCH
 			     "\",\"seq\":7,\"kind\":\"command\","
 			     "\"command\":\"B\",\"value\":\"");
 	memset(big + n, 'v', BIG - n - 3);
@@ -299,7 +306,8 @@ static void test_link_and_frames(void **state)
 	/* Own readiness set from this thread reaches the daemon. */
 	assert_int_equal(agent_set_ready(a, false), 0);
 	status = expect_text(fd, "status");
-	assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(status, "ready")));
+	assert_true(cJSON_IsFalse(
+		cJSON_GetObjectItemCaseSensitive(status, "ready")));
 	cJSON_Delete(status);
 
 	destroy_linked(a, fd);
@@ -344,7 +352,8 @@ static void test_resume_replay(void **state)
 	assert_true(s.replayed[1] && s.replayed[2]);
 	assert_int_equal(agent_info_seq(a), 20);
 	send_close(fd, 1001, "restarting");
-	assert_int_equal(expect_close(fd, WAIT_MS, reason, sizeof(reason)), 1001);
+	assert_int_equal(expect_close(fd, WAIT_MS, reason, sizeof(reason)),
+			 1001);
 	close(fd);
 	assert_true(wait_for(&s, &s.unlinked, 2, WAIT_MS));
 	assert_int_equal(s.close_code, 1001);
@@ -493,7 +502,8 @@ static void test_welcome_timeout(void **state)
 	a = start_agent(&o, &s);
 	fd = link_up(lfd, req, sizeof(req), &hello);
 	cJSON_Delete(hello);
-	assert_int_equal(expect_close(fd, WAIT_MS, reason, sizeof(reason)), 1008);
+	assert_int_equal(expect_close(fd, WAIT_MS, reason, sizeof(reason)),
+			 1008);
 	assert_string_equal(reason, "no welcome in time");
 	close(fd);
 	assert_true(wait_for(&s, &s.unlinked, 1, WAIT_MS));
@@ -504,8 +514,8 @@ static void test_welcome_timeout(void **state)
 }
 
 /* An agent given two URLs (buffers of 64 bytes) on those ports. */
-static agent_t *start_two(struct opts *o, struct seen *s, char *url0,
-			  int port0, char *url1, int port1)
+static agent_t *start_two(struct opts *o, struct seen *s, char *url0, int port0,
+			  char *url1, int port1)
 {
 	seen_init(s);
 	snprintf(url0, 64, "ws://127.0.0.1:%d/", port0);
@@ -575,9 +585,9 @@ static void test_drain_moves_on(void **state)
 	send_welcome(fd, 1, false, 0, "{}");
 	assert_true(wait_for(&s, &s.linked, 1, WAIT_MS));
 	send_close(fd, 1012, "cluster history reset");
-	expect_close(fd, WAIT_MS, reason, sizeof(reason));  /* lws says 1002 */
+	expect_close(fd, WAIT_MS, reason, sizeof(reason)); /* lws says 1002 */
 	close(fd);
-	fd = link_up(lfd0, req, sizeof(req), &hello);    /* the same URL */
+	fd = link_up(lfd0, req, sizeof(req), &hello); /* the same URL */
 	assert_true(hello_resume_seq(hello) >= 0);
 	cJSON_Delete(hello);
 	send_welcome(fd, 1, true, 0, "{}");
@@ -585,7 +595,7 @@ static void test_drain_moves_on(void **state)
 	send_close(fd, 1012, "drain spread_ms=300");
 	expect_close(fd, WAIT_MS, reason, sizeof(reason));
 	close(fd);
-	fd = link_up(lfd1, req, sizeof(req), &hello);    /* the next one */
+	fd = link_up(lfd1, req, sizeof(req), &hello); /* the next one */
 	cJSON_Delete(hello);
 	assert_int_equal(s.close_code, 1012);
 	assert_string_equal(s.reason, "drain spread_ms=300");
@@ -630,7 +640,9 @@ static void test_refused_rotation(void **state)
 /* Destroy while an attempt hangs: prompt, and the attempt is reported. */
 static void test_destroy_while_connecting(void **state)
 {
-	struct opts o = { .n_urls = 1, .hb_timeout = 30000, .hb_interval = 10000 };
+	struct opts o = { .n_urls = 1,
+			  .hb_timeout = 30000,
+			  .hb_interval = 10000 };
 	char url[64];
 	struct seen s;
 	agent_t *a;
@@ -682,14 +694,16 @@ static void test_token_file(void **state)
 
 	fd = link_up(lfd, req, sizeof(req), &hello);
 	cJSON_Delete(hello);
-	assert_non_null(strcasestr(req, "\r\nAuthorization: Bearer first.token\r\n"));
+	assert_non_null(
+		strcasestr(req, "\r\nAuthorization: Bearer first.token\r\n"));
 	f = fopen(path, "w");
 	fputs("second.token\r\n", f);
 	fclose(f);
 	close(fd);
 	fd = link_up(lfd, req, sizeof(req), &hello);
 	cJSON_Delete(hello);
-	assert_non_null(strcasestr(req, "\r\nAuthorization: Bearer second.token\r\n"));
+	assert_non_null(
+		strcasestr(req, "\r\nAuthorization: Bearer second.token\r\n"));
 
 	/* Exactly AGENT_TOKEN_MAX bytes, and more: too long, kept the last. */
 	for (size_t len = AGENT_TOKEN_MAX; len <= AGENT_TOKEN_MAX + 100;
@@ -701,8 +715,8 @@ static void test_token_file(void **state)
 		close(fd);
 		fd = link_up(lfd, req, sizeof(req), &hello);
 		cJSON_Delete(hello);
-		assert_non_null(strcasestr(
-			req, "\r\nAuthorization: Bearer second.token\r\n"));
+		assert_non_null(strcasestr(req, "\r\nAuthorization: Bearer "
+						"second.token\r\n"));
 	}
 	/* The longest token that fits. */
 	memset(big, 'b', AGENT_TOKEN_MAX - 1);
@@ -728,7 +742,8 @@ static void test_token_file(void **state)
  */
 static void test_host_queue_pauses_reading(void **state)
 {
-	struct opts o = { .n_urls = 1, .dispatch = AGENT_DISPATCH_HOST,
+	struct opts o = { .n_urls = 1,
+			  .dispatch = AGENT_DISPATCH_HOST,
 			  .queue_max = 2 };
 	char url[64], req[4096];
 	struct seen s;

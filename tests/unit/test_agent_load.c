@@ -20,10 +20,12 @@
 #define BASE "discovery: [ws://127.0.0.1:1]\nservice: web\n"
 
 static const char *const gate_keys[] = { "upstream", "requires", NULL };
+/* clang-format off */
 static const struct agent_key_alias requires_alias[] = {
 	{ "requires", "depends_on" },
 	{ NULL, NULL },
 };
+/* clang-format on */
 
 static char path[64];
 
@@ -134,23 +136,30 @@ static void test_alias_errors_name_the_file(void **state)
 static void test_bad_alias_tables(void **state)
 {
 	static const struct agent_key_alias no_key[] = {
-		{ "requires", "needs" }, { NULL, NULL } };
+		{ "requires", "needs" }, { NULL, NULL }
+	};
 	static const struct agent_key_alias taken[] = {
-		{ "service", "depends_on" }, { NULL, NULL } };
+		{ "service", "depends_on" }, { NULL, NULL }
+	};
 	static const struct agent_key_alias twice[] = {
-		{ "requires", "depends_on" }, { "needs", "depends_on" },
-		{ NULL, NULL } };
-	static const struct agent_key_alias meta[] = {
-		{ "labels", "meta" }, { NULL, NULL } };
+		{ "requires", "depends_on" },
+		{ "needs", "depends_on" },
+		{ NULL, NULL }
+	};
+	static const struct agent_key_alias meta[] = { { "labels", "meta" },
+						       { NULL, NULL } };
 	char err[512] = "";
 	agent_t *a;
 
 	(void)state;
-	expect_error(BASE, no_key, ": aliases: requires for needs: need one "
+	expect_error(BASE, no_key,
+		     ": aliases: requires for needs: need one "
 		     "new name per key of libagent");
-	expect_error(BASE, taken, ": aliases: service for depends_on: need "
+	expect_error(BASE, taken,
+		     ": aliases: service for depends_on: need "
 		     "one new name per key of libagent");
-	expect_error(BASE, twice, ": aliases: needs for depends_on: need one "
+	expect_error(BASE, twice,
+		     ": aliases: needs for depends_on: need one "
 		     "new name per key of libagent");
 	/* meta, which libagent reads on its own, follows its alias too. */
 	a = load(BASE "labels: {zone: eu-1}\n", meta, err, sizeof(err));

@@ -74,7 +74,8 @@ static void test_output_and_input(void **state)
 
 	/* More input than a pipe holds, read whole... */
 	memset(input, 'x', big);
-	assert_int_equal(run_command("wc -c", input, big, NULL, 5000, -1, &r), 0);
+	assert_int_equal(run_command("wc -c", input, big, NULL, 5000, -1, &r),
+			 0);
 	assert_int_equal(atol(r.output), (long)big);
 	/* ...or not read at all: no hang, no SIGPIPE for us. */
 	assert_int_equal(run_command("exit 0", input, big, NULL, 5000, -1, &r),
@@ -173,7 +174,8 @@ static void test_timeout_kills_group(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	snprintf(cmd, sizeof(cmd),
-		 "(trap '' TERM; exec sleep 30) & echo $! > %s; sleep 30", path);
+		 "(trap '' TERM; exec sleep 30) & echo $! > %s; sleep 30",
+		 path);
 	assert_int_equal(run_command(cmd, NULL, 0, NULL, 300, -1, &r), -1);
 	assert_int_equal(r.outcome, RUN_TIMEOUT);
 	assert_true(clock_ms() - t0 < 300 + KILL_GRACE_MS + 1000);
@@ -187,7 +189,8 @@ static void test_timeout_kills_group(void **state)
 
 	/* A plain timeout: the shell and sleep die of SIGTERM. */
 	t0 = clock_ms();
-	assert_int_equal(run_command("sleep 30", NULL, 0, NULL, 200, -1, &r), -1);
+	assert_int_equal(run_command("sleep 30", NULL, 0, NULL, 200, -1, &r),
+			 -1);
 	assert_int_equal(r.outcome, RUN_TIMEOUT);
 	assert_true(clock_ms() - t0 < 200 + KILL_GRACE_MS + 1000);
 	assert_no_children();
@@ -216,7 +219,8 @@ static void test_cancel(void **state)
 
 	(void)state;
 	assert_true(efd >= 0);
-	assert_int_equal(run_command("exit 0", NULL, 0, NULL, 5000, efd, &r), 0);
+	assert_int_equal(run_command("exit 0", NULL, 0, NULL, 5000, efd, &r),
+			 0);
 
 	/* Shutdown: the running command is killed at once... */
 	assert_int_equal(write(efd, &one, sizeof(one)), sizeof(one));
@@ -235,7 +239,7 @@ static void test_cancel(void **state)
 	assert_no_children();
 }
 
-/* ---- hooks ---------------------------------------------------------------- */
+/* ---- hooks --------------------------------------------------------------- */
 
 static int count_lines(const char *path)
 {
@@ -259,8 +263,11 @@ static void wait_lines(const char *path, int n)
 
 static void submit(struct hooks *h, const char *cmd, uint64_t seq)
 {
-	struct hook_job job = { .hook = "on_command", .command = cmd,
-				.input = "{}", .kind = "command", .seq = seq,
+	struct hook_job job = { .hook = "on_command",
+				.command = cmd,
+				.input = "{}",
+				.kind = "command",
+				.seq = seq,
 				.service = "web" };
 
 	hooks_submit(h, &job);
@@ -272,7 +279,8 @@ static void test_hooks_queue_bound(void **state)
 {
 	char path[] = "/tmp/test_agent_run_hooksXXXXXX", slow[300], fast[300];
 	int fd = mkstemp(path);
-	struct hooks_config conf = { .queue_max = 2, .timeout_ms = 5000,
+	struct hooks_config conf = { .queue_max = 2,
+				     .timeout_ms = 5000,
 				     .cancel_fd = -1 };
 	struct hooks *h = hooks_start(&conf);
 	struct hooks_status st;
@@ -311,7 +319,8 @@ static void test_hooks_cancel(void **state)
 {
 	char path[] = "/tmp/test_agent_run_cancelXXXXXX", cmd[300];
 	int fd = mkstemp(path), efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	struct hooks_config conf = { .queue_max = 8, .timeout_ms = 30000,
+	struct hooks_config conf = { .queue_max = 8,
+				     .timeout_ms = 30000,
 				     .cancel_fd = efd };
 	struct hooks *h = hooks_start(&conf);
 	uint64_t one = 1;
@@ -372,10 +381,12 @@ static void held_init(struct held *t, const char *reset_tail)
 	snprintf(t->release, sizeof(t->release), "%s/release", t->dir);
 	snprintf(t->hold, sizeof(t->hold),
 		 "echo \"$DISCOVERY_SEQ\" >> %s; "
-		 "while [ ! -e %s ]; do sleep 0.01; done", t->log, t->release);
+		 "while [ ! -e %s ]; do sleep 0.01; done",
+		 t->log, t->release);
 	snprintf(t->reset, sizeof(t->reset),
 		 "echo \"$DISCOVERY_KIND:$DISCOVERY_REASON:$DISCOVERY_SEQ:"
-		 "$DISCOVERY_SERVICE $(cat)\" >> %s%s", t->log, reset_tail);
+		 "$DISCOVERY_SERVICE $(cat)\" >> %s%s",
+		 t->log, reset_tail);
 }
 
 static void held_release(struct held *t)
@@ -399,8 +410,10 @@ static void held_clean(struct held *t)
 static void test_hooks_overflow_resets(void **state)
 {
 	struct held t;
-	struct hooks_config conf = { .queue_max = 2, .timeout_ms = 5000,
-				     .cancel_fd = -1, .service = "web",
+	struct hooks_config conf = { .queue_max = 2,
+				     .timeout_ms = 5000,
+				     .cancel_fd = -1,
+				     .service = "web",
 				     .reset_input = reset_input };
 	struct hooks *h;
 	struct hooks_status st;
@@ -416,14 +429,14 @@ static void test_hooks_overflow_resets(void **state)
 	hooks_reset(h, 0, false);
 	wait_lines(t.log, 1);
 	submit(h, t.hold, 1);
-	wait_lines(t.log, 2);          /* 1 runs, held */
+	wait_lines(t.log, 2); /* 1 runs, held */
 	for (uint64_t seq = 2; seq <= 7; seq++)
-		submit(h, t.hold, seq);    /* 2, 3 wait; 4 drops them; ... */
+		submit(h, t.hold, seq); /* 2, 3 wait; 4 drops them; ... */
 	hooks_status(h, &st);
 	assert_true(st.reset_pending);
 	assert_int_equal(st.dropped, 6);
 	assert_int_equal(st.waiting, 0);
-	submit(h, t.hold, 8);          /* after the overflow: behind it */
+	submit(h, t.hold, 8); /* after the overflow: behind it */
 	held_release(&t);
 	wait_lines(t.log, 4);
 	assert_string_equal(slurp(t.log, text, sizeof(text)),
@@ -443,8 +456,10 @@ static void test_hooks_overflow_resets(void **state)
 static void test_hooks_reset_retried(void **state)
 {
 	struct held t;
-	struct hooks_config conf = { .queue_max = 8, .timeout_ms = 5000,
-				     .cancel_fd = -1, .service = "web",
+	struct hooks_config conf = { .queue_max = 8,
+				     .timeout_ms = 5000,
+				     .cancel_fd = -1,
+				     .service = "web",
 				     .reset_input = reset_input };
 	struct hooks *h;
 	struct hooks_status st;
@@ -461,15 +476,15 @@ static void test_hooks_reset_retried(void **state)
 	wait_lines(t.log, 1);
 	submit(h, t.hold, 2);
 	submit(h, t.hold, 3);
-	hooks_reset(h, 3, true);       /* 2 and 3 are superseded */
+	hooks_reset(h, 3, true); /* 2 and 3 are superseded */
 	submit(h, t.hold, 4);
 	t0 = clock_ms();
 	held_release(&t);
-	wait_lines(t.log, 2);          /* the reset, which fails */
+	wait_lines(t.log, 2); /* the reset, which fails */
 	hooks_status(h, &st);
 	assert_true(st.reset_pending);
 	assert_int_equal(st.dropped, 2);
-	wait_lines(t.log, 4);          /* tried again, then 4 */
+	wait_lines(t.log, 4); /* tried again, then 4 */
 	/* A lower bound, which no load can break: the retry waited. */
 	assert_true(clock_ms() - t0 >= HOOKS_RETRY_FIRST_MS);
 	assert_string_equal(slurp(t.log, text, sizeof(text)),

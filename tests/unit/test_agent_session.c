@@ -23,14 +23,14 @@
 
 #include "../../agent/lib/agent_int.h"
 
-#define EPOCH "9f2c0000000000000000000000000001"
-#define EPOCH2 "9f2c0000000000000000000000000002"
+#define EPOCH       "9f2c0000000000000000000000000001"
+#define EPOCH2      "9f2c0000000000000000000000000002"
 #define MAX_RECORDS 64
 
 /* ---- what the callbacks saw ------------------------------------------- */
 
 struct record {
-	char what;            /* 'r' readiness, 'e' event, 'l' link, 'g' log */
+	char what; /* 'r' readiness, 'e' event, 'l' link, 'g' log */
 	char service[64];
 	bool ready;
 	uint64_t seq;
@@ -101,7 +101,8 @@ static void on_link(agent_t *a, enum agent_link_state state,
 	r->reset = info->reset;
 	r->recovered = info->recovered;
 	r->resumed = info->resumed;
-	snprintf(r->text, sizeof(r->text), "%s", info->epoch ? info->epoch : "");
+	snprintf(r->text, sizeof(r->text), "%s",
+		 info->epoch ? info->epoch : "");
 }
 
 static void on_log(enum agent_log_level level, const char *line, void *ud)
@@ -161,7 +162,8 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->a = make_agent(&f->seen, AGENT_DISPATCH_THREAD, AGENT_KEEP, 16, false);
+	f->a = make_agent(&f->seen, AGENT_DISPATCH_THREAD, AGENT_KEEP, 16,
+			  false);
 	*state = f;
 	return 0;
 }
@@ -170,7 +172,8 @@ static int setup_lock(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->a = make_agent(&f->seen, AGENT_DISPATCH_THREAD, AGENT_LOCK, 16, false);
+	f->a = make_agent(&f->seen, AGENT_DISPATCH_THREAD, AGENT_LOCK, 16,
+			  false);
 	*state = f;
 	return 0;
 }
@@ -189,14 +192,15 @@ static void feed(agent_t *a, const char *frame)
 	session_frame(a, frame, strlen(frame));
 }
 
-static void welcome(agent_t *a, const char *epoch, uint64_t seq,
-		    bool recovered, uint64_t replay, const char *services)
+static void welcome(agent_t *a, const char *epoch, uint64_t seq, bool recovered,
+		    uint64_t replay, const char *services)
 {
 	char frame[512];
 
 	snprintf(frame, sizeof(frame),
 		 "{\"type\":\"welcome\",\"node\":\"node-a\",\"epoch\":\"%s\","
-		 "\"seq\":%llu,\"recovered\":%s,\"replay\":%llu,\"services\":%s}",
+		 "\"seq\":%llu,\"recovered\":%s,\"replay\":%llu,\"services\":%"
+		 "s}",
 		 epoch, (unsigned long long)seq, recovered ? "true" : "false",
 		 (unsigned long long)replay, services);
 	feed(a, frame);
@@ -253,21 +257,22 @@ static void expect_hello_resume(agent_t *a, bool has, const char *epoch,
 	assert_int_equal(session_hello(a, &buf, &len), 0);
 	hello = cJSON_ParseWithLength(buf + LWS_PRE, len);
 	assert_non_null(hello);
-	assert_string_equal(
-		cJSON_GetObjectItemCaseSensitive(hello, "type")->valuestring,
-		"hello");
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(hello, "type")
+				    ->valuestring,
+			    "hello");
 	resume = cJSON_GetObjectItemCaseSensitive(hello, "resume");
 	if (!has) {
 		assert_null(resume);
 	} else {
 		assert_non_null(resume);
-		assert_string_equal(
-			cJSON_GetObjectItemCaseSensitive(resume, "epoch")->valuestring,
-			epoch);
-		assert_int_equal(
-			(uint64_t)cJSON_GetObjectItemCaseSensitive(resume, "seq")
-				->valuedouble,
-			seq);
+		assert_string_equal(cJSON_GetObjectItemCaseSensitive(resume,
+								     "epoch")
+					    ->valuestring,
+				    epoch);
+		assert_int_equal((uint64_t)cJSON_GetObjectItemCaseSensitive(
+					 resume, "seq")
+					 ->valuedouble,
+				 seq);
 	}
 	cJSON_Delete(hello);
 	free(buf);
@@ -340,8 +345,8 @@ static void test_events_move_seq_and_flags(void **state)
 	assert_string_equal(r->kind, "readiness");
 	assert_string_equal(r->service, "api");
 	assert_true(r->ready);
-	assert_string_equal(r->text,
-			    "DataSend|{\"Ready\":true}|{\"service\":\"api\",\"ready\":true}");
+	assert_string_equal(r->text, "DataSend|{\"Ready\":true}|{\"service\":"
+				     "\"api\",\"ready\":true}");
 	assert_true(agent_all_ready(f->a));
 	assert_int_equal(info_seq(f->a), 58);
 
@@ -615,7 +620,8 @@ static bool fd_readable(int fd)
 static void test_host_dispatch_order_and_copies(void **state)
 {
 	struct seen seen = { .n = 0 };
-	agent_t *a = make_agent(&seen, AGENT_DISPATCH_HOST, AGENT_KEEP, 16, false);
+	agent_t *a =
+		make_agent(&seen, AGENT_DISPATCH_HOST, AGENT_KEEP, 16, false);
 	char frame[256];
 	struct record *r;
 	int fd = agent_fd(a);
@@ -660,7 +666,8 @@ static void test_host_dispatch_order_and_copies(void **state)
 static void test_host_queue_bounds(void **state)
 {
 	struct seen seen = { .n = 0 };
-	agent_t *a = make_agent(&seen, AGENT_DISPATCH_HOST, AGENT_KEEP, 2, true);
+	agent_t *a =
+		make_agent(&seen, AGENT_DISPATCH_HOST, AGENT_KEEP, 2, true);
 	int ran;
 
 	(void)state;
@@ -689,7 +696,8 @@ static void test_host_queue_bounds(void **state)
 static void test_host_destroy_drops_queue(void **state)
 {
 	struct seen seen = { .n = 0 };
-	agent_t *a = make_agent(&seen, AGENT_DISPATCH_HOST, AGENT_KEEP, 16, true);
+	agent_t *a =
+		make_agent(&seen, AGENT_DISPATCH_HOST, AGENT_KEEP, 16, true);
 
 	(void)state;
 	welcome(a, EPOCH, 1, false, 0, "{\"cache\":true}");
@@ -701,27 +709,28 @@ static void test_host_destroy_drops_queue(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_first_welcome, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_welcome, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_events_move_seq_and_flags,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidate_keys, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_resume_replay_catches_up,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_resume_without_missed_events,
+		cmocka_unit_test_setup_teardown(
+			test_resume_without_missed_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_link_lost_mid_replay,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_link_lost_mid_replay, setup,
-						teardown),
 		cmocka_unit_test_setup_teardown(test_replay_ends_at_live_event,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_not_recovered_is_reset, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_epoch_change_mid_link, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_not_recovered_is_reset,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoch_change_mid_link,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keep_on_disconnect, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_lock_on_disconnect, setup_lock,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_lock_on_disconnect,
+						setup_lock, teardown),
 		cmocka_unit_test_setup_teardown(test_frames_that_move_nothing,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dependency_table, setup,

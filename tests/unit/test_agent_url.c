@@ -28,21 +28,27 @@ struct good {
 static void test_accepted_shapes(void **state)
 {
 	static const struct good cases[] = {
-		{ "ws://127.0.0.1:5917", "127.0.0.1", "127.0.0.1:5917", "/", 5917, false },
-		{ "ws://127.0.0.1:5917/", "127.0.0.1", "127.0.0.1:5917", "/", 5917, false },
-		{ "ws://example.com", "example.com", "example.com", "/", 80, false },
-		{ "ws://example.com:80/x", "example.com", "example.com", "/x", 80, false },
-		{ "wss://example.com", "example.com", "example.com", "/", 443, true },
+		{ "ws://127.0.0.1:5917", "127.0.0.1", "127.0.0.1:5917", "/",
+		  5917, false },
+		{ "ws://127.0.0.1:5917/", "127.0.0.1", "127.0.0.1:5917", "/",
+		  5917, false },
+		{ "ws://example.com", "example.com", "example.com", "/", 80,
+		  false },
+		{ "ws://example.com:80/x", "example.com", "example.com", "/x",
+		  80, false },
+		{ "wss://example.com", "example.com", "example.com", "/", 443,
+		  true },
 		{ "wss://example.com:8443/agents", "example.com",
 		  "example.com:8443", "/agents", 8443, true },
 		{ "ws://d.example_1-a.internal/p/q", "d.example_1-a.internal",
 		  "d.example_1-a.internal", "/p/q", 80, false },
 		{ "ws://[::1]:5917/", "::1", "[::1]:5917", "/", 5917, false },
-		{ "wss://[fe80::1%eth0]", "fe80::1%eth0", "[fe80::1%eth0]", "/", 443,
-		  true },
+		{ "wss://[fe80::1%eth0]", "fe80::1%eth0", "[fe80::1%eth0]", "/",
+		  443, true },
 		/* A query without a path still makes a valid request line. */
 		{ "ws://h?token=abc", "h", "h", "/?token=abc", 80, false },
-		{ "ws://h:1/?token=a.b-c", "h", "h:1", "/?token=a.b-c", 1, false },
+		{ "ws://h:1/?token=a.b-c", "h", "h:1", "/?token=a.b-c", 1,
+		  false },
 		{ "ws://h:65535", "h", "h:65535", "/", 65535, false },
 	};
 	char err[256];
@@ -86,13 +92,13 @@ static void test_rejected_shapes(void **state)
 		"ws://[::1/",
 		"ws://[]/",
 		"ws://[::1]x/",
-		"ws://::1/",             /* IPv6 needs brackets */
+		"ws://::1/", /* IPv6 needs brackets */
 		"ws://h/a b",
 		"ws://h/a\"b",
 		"ws://h/<script>",
 		"ws://h/#frag",
 		"ws://h/\x7f",
-		"ws://h/\xc3\xa9",       /* raw UTF-8 in the request line */
+		"ws://h/\xc3\xa9", /* raw UTF-8 in the request line */
 	};
 	char err[256];
 
@@ -103,7 +109,8 @@ static void test_rejected_shapes(void **state)
 		err[0] = '\0';
 		if (url_parse(cases[i], &u, err, sizeof(err)) == 0)
 			fail_msg("accepted \"%s\"", cases[i]);
-		/* The message names the URL so that a config error is findable. */
+		/* The message names the URL so that a config error is findable.
+		 */
 		assert_true(strlen(err) > 0);
 	}
 }

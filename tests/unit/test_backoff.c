@@ -17,8 +17,8 @@
 
 static void test_ceiling_grows_and_caps(void **state)
 {
-	static const uint32_t want[] = { 100, 200, 400, 800, 1600, 3200, 6400,
-					 10000, 10000, 10000 };
+	static const uint32_t want[] = { 100,  200,  400,   800,   1600,
+					 3200, 6400, 10000, 10000, 10000 };
 	struct backoff b;
 
 	(void)state;
@@ -40,7 +40,7 @@ static void test_delays_within_bounds(void **state)
 	for (int i = 0; i < 10000; i++) {
 		uint32_t ceiling = backoff_ceiling(&b);
 
-		assert_true(ceiling >= previous);       /* monotone */
+		assert_true(ceiling >= previous); /* monotone */
 		assert_true(ceiling >= 50 && ceiling <= 30000);
 		assert_true(backoff_next(&b) <= ceiling);
 		previous = ceiling;
@@ -76,7 +76,7 @@ static void test_no_overflow(void **state)
 	b.attempt = UINT32_MAX;
 	assert_int_equal(backoff_ceiling(&b), UINT32_MAX);
 	backoff_next(&b);
-	assert_int_equal(b.attempt, UINT32_MAX);        /* saturates */
+	assert_int_equal(b.attempt, UINT32_MAX); /* saturates */
 
 	/* The largest window there is: [0, 2^32 - 1]. */
 	backoff_init(&b, UINT32_MAX, UINT32_MAX, 2.0, 5);
@@ -95,24 +95,24 @@ static void test_out_of_contract_values(void **state)
 	struct backoff b;
 
 	(void)state;
-	backoff_init(&b, 0, 0, 0.5, 11);        /* all clamped */
+	backoff_init(&b, 0, 0, 0.5, 11); /* all clamped */
 	assert_int_equal(b.initial_ms, 1);
 	assert_int_equal(b.max_ms, 1);
 	assert_true(b.multiplier == 1.0);
 	assert_int_equal(backoff_ceiling(&b), 1);
 
-	backoff_init(&b, 100, 1000, 1.0, 11);   /* no growth */
+	backoff_init(&b, 100, 1000, 1.0, 11); /* no growth */
 	b.attempt = 500;
 	assert_int_equal(backoff_ceiling(&b), 100);
 
-	backoff_init(&b, 100, 1000, 2.0, 11);   /* fields set by hand */
+	backoff_init(&b, 100, 1000, 2.0, 11); /* fields set by hand */
 	b.max_ms = 50;
 	assert_int_equal(backoff_ceiling(&b), 50);
 	b.max_ms = 1000;
 	b.multiplier = NAN;
 	b.attempt = 5;
 	assert_int_equal(backoff_ceiling(&b), 100);
-	b.rng = 0;                              /* a zeroed state recovers */
+	b.rng = 0; /* a zeroed state recovers */
 	b.multiplier = 2.0;
 	assert_true(backoff_next(&b) <= 1000);
 	assert_true(b.rng != 0);
@@ -133,10 +133,10 @@ static void test_seeds(void **state)
 		same_seed += x == backoff_next(&b);
 		other_seed += x == backoff_next(&c);
 	}
-	assert_int_equal(same_seed, 100);       /* repeatable */
+	assert_int_equal(same_seed, 100); /* repeatable */
 	assert_true(other_seed < 10);
 
-	backoff_init(&a, 1000, 1000, 2.0, 0);   /* seeded from the clock */
+	backoff_init(&a, 1000, 1000, 2.0, 0); /* seeded from the clock */
 	assert_true(a.rng != 0);
 }
 
@@ -160,7 +160,7 @@ static void test_distribution(void **state)
 		lowest = d < lowest ? d : lowest;
 		highest = d > highest ? d : highest;
 	}
-	for (int i = 0; i < BUCKETS; i++)       /* expected 20000 each */
+	for (int i = 0; i < BUCKETS; i++) /* expected 20000 each */
 		assert_in_range(count[i], 19000, 21000);
 	assert_true(sum / SAMPLES > 489.5 && sum / SAMPLES < 509.5);
 	assert_int_equal(lowest, 0);

@@ -19,9 +19,9 @@
 
 #include "conf.h"
 
-#define ERRLEN 512
-#define KIB (INT64_C(1) << 10)
-#define MIB (INT64_C(1) << 20)
+#define ERRLEN  512
+#define KIB     (INT64_C(1) << 10)
+#define MIB     (INT64_C(1) << 20)
 #define HOUR_MS (INT64_C(3600) * 1000)
 
 struct hook {
@@ -94,13 +94,16 @@ static bool lowercase_name(const char *name)
 
 static const char *const colors[] = { "red", "green", "blue", NULL };
 
+/* clang-format off */
 static const struct conf_key auth_keys[] = {
 	{ .name = "secret", .type = CONF_STRING, .offset = F(auth_secret) },
 	{ .name = "ttl", .type = CONF_DURATION, .offset = F(auth_ttl_ms),
 	  .def = "1h" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key heartbeat_keys[] = {
 	{ .name = "interval", .type = CONF_DURATION, .offset = F(hb_interval_ms),
 	  .min = 100, .max = HOUR_MS, .def = "1s" },
@@ -108,13 +111,17 @@ static const struct conf_key heartbeat_keys[] = {
 	  .def = "3s" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key check_keys[] = {
 	{ .name = "interval", .type = CONF_DURATION,
 	  .offset = S(check_interval_ms), .def = "5s" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key service_keys[] = {
 	{ .name = "weight", .type = CONF_INT, .offset = S(weight),
 	  .min = 1, .max = 10, .def = "1" },
@@ -124,7 +131,9 @@ static const struct conf_key service_keys[] = {
 	  .present = S(check_present) },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key cfg_keys[] = {
 	{ .name = "name", .type = CONF_STRING, .offset = F(name), .def = "demo" },
 	{ .name = "count", .type = CONF_INT, .offset = F(count),
@@ -156,6 +165,7 @@ static const struct conf_key cfg_keys[] = {
 	{ .name = "other", .type = CONF_IGNORE },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 /* A second table for required keys. */
 struct req {
@@ -169,19 +179,24 @@ struct req {
 
 #define R(field) offsetof(struct req, field)
 
+/* clang-format off */
 static const struct conf_key tls_keys[] = {
 	{ .name = "cert", .type = CONF_STRING, .offset = R(tls_cert),
 	  .flags = CONF_REQUIRED },
 	{ .name = "key", .type = CONF_STRING, .offset = R(tls_key) },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key db_keys[] = {
 	{ .name = "url", .type = CONF_STRING, .offset = R(db_url),
 	  .flags = CONF_REQUIRED },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key req_keys[] = {
 	{ .name = "token", .type = CONF_STRING, .offset = R(token),
 	  .flags = CONF_REQUIRED },
@@ -193,6 +208,7 @@ static const struct conf_key req_keys[] = {
 	  .present = CONF_NO_FIELD },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 static int load(const char *text, struct cfg *c, char *err)
 {
@@ -217,7 +233,8 @@ static void expect_req_error(const char *text, const char *want)
 	char err[ERRLEN] = "";
 
 	assert_int_equal(conf_load_string(text, strlen(text), "t.yaml",
-					  req_keys, &r, err, ERRLEN), -1);
+					  req_keys, &r, err, ERRLEN),
+			 -1);
 	assert_string_equal(err, want);
 	conf_release(req_keys, &r);
 }
@@ -269,23 +286,22 @@ static void test_empty_document_gives_defaults(void **state)
 
 static void test_every_type(void **state)
 {
-	const char *text =
-		"name: \"my service\"\n"
-		"count: 42\n"
-		"total: -9223372036854775808\n"
-		"enabled: off\n"
-		"ratio: 0.25\n"
-		"interval: 1.5s\n"
-		"buffer: 2MiB\n"
-		"listen: \"[::1]:8080\"\n"
-		"color: blue\n"
-		"hook: /usr/bin/check --quick\n"
-		"hosts: [a.example, b.example]\n"
-		"auth:\n"
-		"  secret: /etc/secret\n"
-		"  ttl: 5m\n"
-		"heartbeat: {interval: 250ms, timeout: 0}\n"
-		"other: {owned: [by, someone, else]}\n";
+	const char *text = "name: \"my service\"\n"
+			   "count: 42\n"
+			   "total: -9223372036854775808\n"
+			   "enabled: off\n"
+			   "ratio: 0.25\n"
+			   "interval: 1.5s\n"
+			   "buffer: 2MiB\n"
+			   "listen: \"[::1]:8080\"\n"
+			   "color: blue\n"
+			   "hook: /usr/bin/check --quick\n"
+			   "hosts: [a.example, b.example]\n"
+			   "auth:\n"
+			   "  secret: /etc/secret\n"
+			   "  ttl: 5m\n"
+			   "heartbeat: {interval: 250ms, timeout: 0}\n"
+			   "other: {owned: [by, someone, else]}\n";
 	struct cfg c = { 0 };
 	char err[ERRLEN] = "";
 	(void)state;
@@ -402,12 +418,14 @@ static void test_oversize_input(void **state)
 		text[i] = '\n';
 	text[limit - 1] = '\n';
 	assert_int_equal(conf_load_string(text, limit, "t.yaml", cfg_keys, &c,
-					  err, ERRLEN), 0);
+					  err, ERRLEN),
+			 0);
 	conf_release(cfg_keys, &c);
 	/* ...one byte more is not. */
 	text[limit] = '\n';
 	assert_int_equal(conf_load_string(text, limit + 1, "t.yaml", cfg_keys,
-					  &c, err, ERRLEN), -1);
+					  &c, err, ERRLEN),
+			 -1);
 	assert_string_equal(err, "t.yaml: larger than 1048576 bytes (1 MiB), "
 				 "the limit for a config file");
 	conf_release(cfg_keys, &c);
@@ -437,7 +455,8 @@ static void test_duplicate_key(void **state)
 		     "t.yaml:3:1: duplicate key 'count'");
 	expect_error("auth:\n  secret: a\n  secret: b\n",
 		     "t.yaml:3:3: duplicate key 'secret' in 'auth'");
-	expect_error("auth: {}\nauth: {}\n", "t.yaml:2:1: duplicate key 'auth'");
+	expect_error("auth: {}\nauth: {}\n",
+		     "t.yaml:2:1: duplicate key 'auth'");
 }
 
 static void test_wrong_types(void **state)
@@ -450,15 +469,16 @@ static void test_wrong_types(void **state)
 	expect_error("count: {a: 1}\n",
 		     "t.yaml:1:8: 'count' must be an integer");
 	expect_error("enabled: maybe\n", "t.yaml:1:10: 'enabled' must be true "
-		     "or false (or yes/no, on/off)");
+					 "or false (or yes/no, on/off)");
 	expect_error("ratio: half\n", "t.yaml:1:8: 'ratio' must be a number");
 	expect_error("ratio: nan\n", "t.yaml:1:8: 'ratio' must be a number");
 	expect_error("ratio: 0x1p-1\n", "t.yaml:1:8: 'ratio' must be a number");
 	expect_error("interval: 10\n", "t.yaml:1:11: 'interval' must be a "
-		     "duration like 250ms, 10s, 5m or 1h");
+				       "duration like 250ms, 10s, 5m or 1h");
 	expect_error("buffer: 1KB\n", "t.yaml:1:9: 'buffer' must be a size "
-		     "like 512B, 64KiB, 1MiB or 1GiB");
-	expect_error("listen: localhost\n", "t.yaml:1:9: 'listen' must be an "
+				      "like 512B, 64KiB, 1MiB or 1GiB");
+	expect_error("listen: localhost\n",
+		     "t.yaml:1:9: 'listen' must be an "
 		     "address like 127.0.0.1:5916, [::1]:5916 or :5916");
 	expect_error("color: purple\n",
 		     "t.yaml:1:8: 'color' must be one of: red, green, blue");
@@ -469,8 +489,8 @@ static void test_wrong_types(void **state)
 	expect_error("auth: [a]\n", "t.yaml:1:7: 'auth' must be a mapping");
 	expect_error("services: [web]\n",
 		     "t.yaml:1:11: 'services' must be a mapping");
-	expect_error("hosts: {a: b}\n",
-		     "t.yaml:1:8: 'hosts' must be a string or a list of strings");
+	expect_error("hosts: {a: b}\n", "t.yaml:1:8: 'hosts' must be a string "
+					"or a list of strings");
 	expect_error("name: \"a\\0b\"\n",
 		     "t.yaml:1:7: 'name' contains a NUL byte");
 }
@@ -483,7 +503,7 @@ static void test_null_values(void **state)
 
 	expect_error("count:\n", "t.yaml:1:7: 'count' has no value");
 	expect_error("name: ~\n", "t.yaml:1:7: 'name' has no value "
-		     "(write \"\" for an empty string)");
+				  "(write \"\" for an empty string)");
 	expect_error("listen: null\n", "t.yaml:1:9: 'listen' has no value");
 
 	/* Quoted, it is a string; null collections are empty. */
@@ -500,7 +520,8 @@ static void test_null_values(void **state)
 static void test_bounds(void **state)
 {
 	(void)state;
-	expect_error("count: 0\n", "t.yaml:1:8: 'count' must be between 1 and 100");
+	expect_error("count: 0\n",
+		     "t.yaml:1:8: 'count' must be between 1 and 100");
 	expect_error("count: 101\n",
 		     "t.yaml:1:8: 'count' must be between 1 and 100");
 	expect_error("count: -5\n",
@@ -509,7 +530,8 @@ static void test_bounds(void **state)
 		     "t.yaml:1:8: 'count' must be between 1 and 100");
 	expect_error("total: 9223372036854775808\n",
 		     "t.yaml:1:8: 'total' is out of range");
-	expect_error("ratio: 1.5\n", "t.yaml:1:8: 'ratio' must be between 0 and 1");
+	expect_error("ratio: 1.5\n",
+		     "t.yaml:1:8: 'ratio' must be between 0 and 1");
 	expect_error("ratio: 1e999\n",
 		     "t.yaml:1:8: 'ratio' must be between 0 and 1");
 	expect_error("interval: 50ms\n",
@@ -533,14 +555,18 @@ static void test_bound_edges_accepted(void **state)
 	(void)state;
 
 	assert_int_equal(load("count: 1\nratio: 0\ninterval: 100ms\n"
-			      "buffer: 1024\n", &c, err), 0);
+			      "buffer: 1024\n",
+			      &c, err),
+			 0);
 	assert_int_equal(c.count, 1);
 	assert_true(c.ratio == 0.0);
 	assert_int_equal(c.interval_ms, 100);
 	assert_int_equal(c.buffer, KIB);
 	conf_release(cfg_keys, &c);
 	assert_int_equal(load("count: +100\nratio: 1.0\ninterval: 1h\n"
-			      "buffer: 16MiB\n", &c, err), 0);
+			      "buffer: 16MiB\n",
+			      &c, err),
+			 0);
 	assert_int_equal(c.count, 100);
 	assert_true(c.ratio == 1.0);
 	assert_int_equal(c.interval_ms, HOUR_MS);
@@ -554,8 +580,8 @@ static void test_bools(void **state)
 		const char *text;
 		bool value;
 	} cases[] = {
-		{ "true", true }, { "TRUE", true }, { "Yes", true },
-		{ "on", true }, { "false", false }, { "No", false },
+		{ "true", true }, { "TRUE", true },   { "Yes", true },
+		{ "on", true },   { "false", false }, { "No", false },
 		{ "OFF", false },
 	};
 	(void)state;
@@ -570,7 +596,7 @@ static void test_bools(void **state)
 		conf_release(cfg_keys, &c);
 	}
 	expect_error("enabled: 1\n", "t.yaml:1:10: 'enabled' must be true or "
-		     "false (or yes/no, on/off)");
+				     "false (or yes/no, on/off)");
 }
 
 /* ---- sections, maps, lists --------------------------------------------- */
@@ -592,18 +618,22 @@ static int parse_none(const char *s, void *field, char *err, size_t errlen)
 	return 0;
 }
 
+/* clang-format off */
 static const struct conf_key word_sub[] = {
 	{ .name = "file", .type = CONF_STRING,
 	  .offset = offsetof(struct wordcfg, file) },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key word_keys[] = {
 	{ .name = "auth", .type = CONF_SECTION, .sub = word_sub,
 	  .present = offsetof(struct wordcfg, present),
 	  .offset = offsetof(struct wordcfg, none), .parse = parse_none },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 static void test_section_or_word(void **state)
 {
@@ -613,21 +643,25 @@ static void test_section_or_word(void **state)
 	(void)state;
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conf_load_string("auth: none\n", 11, "w.yaml",
-					  word_keys, &c, err, sizeof(err)), 0);
+					  word_keys, &c, err, sizeof(err)),
+			 0);
 	assert_true(c.none);
 	assert_false(c.present);
 	conf_release(word_keys, &c);
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conf_load_string("auth: {file: x}\n", 16, "w.yaml",
-					  word_keys, &c, err, sizeof(err)), 0);
+					  word_keys, &c, err, sizeof(err)),
+			 0);
 	assert_true(c.present);
 	assert_false(c.none);
 	assert_string_equal(c.file, "x");
 	conf_release(word_keys, &c);
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conf_load_string("auth: maybe\n", 12, "w.yaml",
-					  word_keys, &c, err, sizeof(err)), -1);
-	assert_string_equal(err, "w.yaml:1:7: 'auth': must be a mapping or none");
+					  word_keys, &c, err, sizeof(err)),
+			 -1);
+	assert_string_equal(err,
+			    "w.yaml:1:7: 'auth': must be a mapping or none");
 	conf_release(word_keys, &c);
 }
 
@@ -637,20 +671,24 @@ static void test_load_ignoring(void **state)
 	struct wordcfg c;
 	char path[] = "/tmp/test_conf_XXXXXX", err[ERRLEN];
 	int fd = mkstemp(path);
-	static const char text[] = "auth: none\nhooks: {a: 1}\ndepends_on: [x]\n";
+	static const char text[] =
+		"auth: none\nhooks: {a: 1}\ndepends_on: [x]\n";
 
 	(void)state;
 	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, sizeof(text) - 1), (int)sizeof(text) - 1);
+	assert_int_equal(write(fd, text, sizeof(text) - 1),
+			 (int)sizeof(text) - 1);
 	close(fd);
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conf_load_file_ignoring(path, word_keys, foreign, &c,
-						 err, sizeof(err)), 0);
+						 err, sizeof(err)),
+			 0);
 	assert_true(c.none);
 	conf_release(word_keys, &c);
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conf_load_file_ignoring(path, word_keys, NULL, &c, err,
-						 sizeof(err)), -1);
+						 sizeof(err)),
+			 -1);
 	assert_non_null(strstr(err, ":2:1: unknown key 'hooks'"));
 	conf_release(word_keys, &c);
 	unlink(path);
@@ -681,15 +719,14 @@ static void test_section_present(void **state)
 
 static void test_map(void **state)
 {
-	const char *text =
-		"services:\n"
-		"  web:\n"
-		"    weight: 3\n"
-		"    label: front\n"
-		"    tags: [a, b]\n"
-		"    check: {interval: 2s}\n"
-		"  db: {}\n"
-		"  cache:\n";
+	const char *text = "services:\n"
+			   "  web:\n"
+			   "    weight: 3\n"
+			   "    label: front\n"
+			   "    tags: [a, b]\n"
+			   "    check: {interval: 2s}\n"
+			   "  db: {}\n"
+			   "  cache:\n";
 	struct cfg c = { 0 };
 	char err[ERRLEN] = "";
 	const struct service *s;
@@ -732,7 +769,8 @@ static void test_map_errors(void **state)
 	expect_error("services:\n  web: {weight: 11}\n",
 		     "t.yaml:2:17: 'weight' must be between 1 and 10");
 	expect_error("services:\n  web: {tags: [a, b, c]}\n",
-		     "t.yaml:2:15: 'tags' has 3 entries; at most 2 are allowed");
+		     "t.yaml:2:15: 'tags' has 3 entries; at most 2 are "
+		     "allowed");
 }
 
 static void test_many_map_items(void **state)
@@ -749,7 +787,8 @@ static void test_many_map_items(void **state)
 		used += (size_t)snprintf(text + used, size - used,
 					 "  s%zu: {}\n", i);
 	assert_int_equal(conf_load_string(text, used, "t.yaml", cfg_keys, &c,
-					  err, ERRLEN), 0);
+					  err, ERRLEN),
+			 0);
 	assert_int_equal(c.services.n, n);
 	assert_string_equal(c.services.names[n - 1], "s4999");
 	conf_release(cfg_keys, &c);
@@ -777,8 +816,8 @@ static void test_strlist(void **state)
 	assert_int_equal(c.hosts.n, 0);
 	conf_release(cfg_keys, &c);
 
-	expect_error("hosts: [a, b, c, d]\n",
-		     "t.yaml:1:8: 'hosts' has 4 entries; at most 3 are allowed");
+	expect_error("hosts: [a, b, c, d]\n", "t.yaml:1:8: 'hosts' has 4 "
+					      "entries; at most 3 are allowed");
 	expect_error("hosts:\n  - a\n  - {b: c}\n",
 		     "t.yaml:3:5: entries of 'hosts' must be strings");
 	expect_error("hosts: [a, ~]\n",
@@ -792,7 +831,9 @@ static void test_ignore(void **state)
 	(void)state;
 
 	assert_int_equal(load("other:\n  anything: [1, {a: b}]\n  x: ~\n"
-			      "count: 3\n", &c, err), 0);
+			      "count: 3\n",
+			      &c, err),
+			 0);
 	assert_int_equal(c.count, 3);
 	conf_release(cfg_keys, &c);
 	assert_int_equal(load("other: 5\n", &c, err), 0);
@@ -817,7 +858,8 @@ static void test_custom(void **state)
 
 	expect_error("hook: ''\n",
 		     "t.yaml:1:7: 'hook': must be true, false or a command");
-	expect_error("hook: [a]\n", "t.yaml:1:7: 'hook' must be a single value");
+	expect_error("hook: [a]\n",
+		     "t.yaml:1:7: 'hook' must be a single value");
 }
 
 static void test_required(void **state)
@@ -828,7 +870,8 @@ static void test_required(void **state)
 	(void)state;
 
 	assert_int_equal(conf_load_string(ok, strlen(ok), "t.yaml", req_keys,
-					  &r, err, ERRLEN), 0);
+					  &r, err, ERRLEN),
+			 0);
 	assert_string_equal(r.token, "t");
 	assert_int_equal(r.max, 5); /* required, but it has a default */
 	assert_false(r.tls_present);
@@ -860,7 +903,8 @@ static void test_bad_default(void **state)
 	(void)state;
 
 	assert_int_equal(conf_load_string("", 0, "t.yaml", bad_keys, &n, err,
-					  ERRLEN), -1);
+					  ERRLEN),
+			 -1);
 	assert_string_equal(err, "t.yaml: bad default in key table: "
 				 "'n' must be an integer");
 }
@@ -868,14 +912,13 @@ static void test_bad_default(void **state)
 /* A failure late in the file, after strings, lists and items were stored. */
 static void test_free_after_failed_load(void **state)
 {
-	const char *text =
-		"name: first\n"
-		"hosts: [a, b]\n"
-		"hook: ./run\n"
-		"auth: {secret: s}\n"
-		"services:\n"
-		"  web: {label: w, tags: [x]}\n"
-		"  db: {label: d, tags: [y], weight: 0}\n";
+	const char *text = "name: first\n"
+			   "hosts: [a, b]\n"
+			   "hook: ./run\n"
+			   "auth: {secret: s}\n"
+			   "services:\n"
+			   "  web: {label: w, tags: [x]}\n"
+			   "  db: {label: d, tags: [y], weight: 0}\n";
 	struct cfg c = { 0 };
 	char err[ERRLEN] = "";
 	(void)state;
@@ -914,8 +957,10 @@ static void test_load_file(void **state)
 	unlink(path);
 
 	assert_int_equal(conf_load_file(path, cfg_keys, &c, err, ERRLEN), -1);
-	snprintf(want, sizeof(want), "%s: cannot open: No such file or "
-		 "directory", path);
+	snprintf(want, sizeof(want),
+		 "%s: cannot open: No such file or "
+		 "directory",
+		 path);
 	assert_string_equal(err, want);
 	conf_release(cfg_keys, &c);
 }
@@ -935,8 +980,10 @@ static void test_load_big_file(void **state)
 	assert_true(write(fd, text, size) == (ssize_t)size);
 	close(fd);
 	assert_int_equal(conf_load_file(path, cfg_keys, &c, err, ERRLEN), -1);
-	snprintf(want, sizeof(want), "%s: larger than 1048576 bytes (1 MiB), "
-		 "the limit for a config file", path);
+	snprintf(want, sizeof(want),
+		 "%s: larger than 1048576 bytes (1 MiB), "
+		 "the limit for a config file",
+		 path);
 	assert_string_equal(err, want);
 	conf_release(cfg_keys, &c);
 	unlink(path);

@@ -24,12 +24,15 @@ struct cfg {
 
 #define F(field) offsetof(struct cfg, field)
 
+/* clang-format off */
 static const struct conf_key timer_keys[] = {
 	{ .name = "interval", .alias = "every", .type = CONF_DURATION,
 	  .offset = F(interval_ms), .min = 100, .max = 60000, .def = "1s" },
 	{ .name = NULL },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct conf_key keys[] = {
 	{ .name = "hosts", .alias = "servers", .type = CONF_STRLIST,
 	  .offset = F(hosts), .max = 3 },
@@ -39,6 +42,7 @@ static const struct conf_key keys[] = {
 	  .present = CONF_NO_FIELD },
 	{ .name = NULL },
 };
+/* clang-format on */
 
 static int load(const char *text, struct cfg *c, char *err)
 {
@@ -64,7 +68,9 @@ static void test_either_name(void **state)
 
 	(void)state;
 	assert_int_equal(load("servers: [a, b]\napi_token: t\n"
-			      "timer: {every: 250ms}\n", &c, err), 0);
+			      "timer: {every: 250ms}\n",
+			      &c, err),
+			 0);
 	assert_int_equal(c.hosts.n, 2);
 	assert_string_equal(c.hosts.v[1], "b");
 	assert_string_equal(c.token, "t");

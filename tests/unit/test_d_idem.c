@@ -35,7 +35,7 @@ static void test_find_and_expire(void **state)
 	answered(&t, "\nb", 600);
 	assert_non_null(idem_find(&t, "\na", 1099));
 	assert_null(idem_find(&t, "\nc", 1099));
-	assert_null(idem_find(&t, "\na", 1100));      /* its retention is up */
+	assert_null(idem_find(&t, "\na", 1100)); /* its retention is up */
 	assert_non_null(idem_find(&t, "\nb", 1100));
 	assert_int_equal(t.count, 1);
 	idem_release(&t);
@@ -48,7 +48,7 @@ static void test_oldest_goes_first_never_in_flight(void **state)
 
 	(void)state;
 	assert_int_equal(idem_init(&t, 3, 100000), 0);
-	busy = idem_add(&t, "\nbusy", fp_a, 1);       /* in flight: status 0 */
+	busy = idem_add(&t, "\nbusy", fp_a, 1); /* in flight: status 0 */
 	answered(&t, "\nm1", 2);
 	answered(&t, "\nm2", 3);
 	answered(&t, "\nm3", 4);
@@ -57,7 +57,7 @@ static void test_oldest_goes_first_never_in_flight(void **state)
 	assert_ptr_equal(idem_find(&t, "\nbusy", 5), busy);
 	assert_null(idem_find(&t, "\nm1", 5));
 	idem_configure(&t, 1, 100000, 5);
-	assert_int_equal(t.count, 1);                 /* only busy is left */
+	assert_int_equal(t.count, 1); /* only busy is left */
 	assert_ptr_equal(idem_find(&t, "\nbusy", 5), busy);
 	idem_release(&t);
 }

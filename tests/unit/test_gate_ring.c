@@ -77,7 +77,7 @@ static void test_wrap_around(void **state)
 
 	(void)state;
 	ring_put(&r, "012345", 6);
-	ring_take(&r, out, 4);                    /* head 4, "45" left */
+	ring_take(&r, out, 4);                         /* head 4, "45" left */
 	assert_int_equal(ring_put(&r, "6789a", 5), 5); /* wraps: 4 at the end */
 	assert_int_equal(r.len, 7);
 	/* peek shows the contiguous part up to the end of the buffer... */
@@ -129,14 +129,16 @@ static void run_model(size_t cap, unsigned seed)
 				want = TOTAL - written;
 			n = ring_put(&r, (const char *)model + written, want);
 			assert_int_equal(n, want < cap - (written - read) ?
-					    want : cap - (written - read));
+						    want :
+						    cap - (written - read));
 			written += n;
 		} else if (op == 1) {
 			if (want > sizeof(out))
 				want = sizeof(out);
 			got = ring_take(&r, out, want);
 			assert_int_equal(got, want < written - read ?
-					      want : written - read);
+						      want :
+						      written - read);
 			assert_memory_equal(out, model + read, got);
 			read += got;
 		} else {
@@ -175,17 +177,17 @@ static void test_buf_grows_to_its_cap(void **state)
 	(void)state;
 	memset(block, 'x', sizeof(block));
 	assert_int_equal(buf_str(&b, "head"), 0);
-	assert_int_equal(b.cap, 1024);             /* the first allocation */
+	assert_int_equal(b.cap, 1024); /* the first allocation */
 	assert_int_equal(buf_add(&b, block, 1000), 0);
-	assert_int_equal(b.cap, 1024);             /* 1004 bytes fit */
+	assert_int_equal(b.cap, 1024); /* 1004 bytes fit */
 	assert_int_equal(buf_add(&b, block, 1000), 0);
-	assert_int_equal(b.cap, 2048);             /* doubled */
+	assert_int_equal(b.cap, 2048); /* doubled */
 	assert_int_equal(buf_add(&b, block, 1000), 0);
 	assert_int_equal(b.cap, 4096);
 	assert_int_equal(buf_add(&b, block, 1000), 0);
 	assert_int_equal(buf_add(&b, block, 996), 0);
-	assert_int_equal(b.len, 5000);             /* exactly the cap */
-	assert_int_equal(b.cap, 5000);             /* never more */
+	assert_int_equal(b.len, 5000); /* exactly the cap */
+	assert_int_equal(b.cap, 5000); /* never more */
 	/* Past the cap: refused, and nothing of it appended. */
 	assert_int_equal(buf_add(&b, "y", 1), -1);
 	assert_int_equal(b.len, 5000);
@@ -194,7 +196,7 @@ static void test_buf_grows_to_its_cap(void **state)
 	buf_release(&b);
 	assert_null(b.p);
 	assert_int_equal(b.len + b.cap + b.off, 0);
-	assert_int_equal(b.max, 5000);             /* the cap outlives it */
+	assert_int_equal(b.max, 5000); /* the cap outlives it */
 }
 
 static void test_buf_default_cap(void **state)
@@ -219,14 +221,14 @@ static void test_buf_shift(void **state)
 
 	(void)state;
 	buf_str(&b, "GET / HTTP/1.1\r\n");
-	b.off = 6;                                 /* "GET / " was sent */
+	b.off = 6; /* "GET / " was sent */
 	buf_shift(&b, 4);
 	assert_int_equal(b.len, 12);
 	assert_memory_equal(b.p, "/ HTTP/1.1\r\n", 12);
 	assert_int_equal(b.off, 2);
-	buf_shift(&b, 5);                          /* past off: off is 0 */
+	buf_shift(&b, 5); /* past off: off is 0 */
 	assert_int_equal(b.off, 0);
-	buf_shift(&b, 100);                        /* past the end: empty */
+	buf_shift(&b, 100); /* past the end: empty */
 	assert_int_equal(b.len, 0);
 	buf_release(&b);
 }
@@ -325,7 +327,8 @@ static void test_send_partial_writes(void **state)
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 	while (r.len) {
 		assert_int_equal(ring_send(sv[0], &out, &r, &f, true, &blocked,
-					   &moved), 0);
+					   &moved),
+				 0);
 		total += moved;
 		assert_int_equal(total + r.len, BODY);
 		if (r.len)

@@ -44,7 +44,8 @@ static void fill(struct htab *t, size_t n)
 		snprintf(items[i].key, sizeof(items[i].key), "k%zu", i);
 		items[i].value = (int)i;
 		assert_int_equal(htab_add(t, &items[i].node,
-					  htab_hash(t, items[i].key)), 0);
+					  htab_hash(t, items[i].key)),
+				 0);
 	}
 }
 
@@ -54,10 +55,10 @@ static void test_found_after_growth(void **state)
 
 	(void)state;
 	htab_init(&t, true);
-	assert_null(find(&t, "k1"));            /* empty, no buckets yet */
+	assert_null(find(&t, "k1")); /* empty, no buckets yet */
 	fill(&t, 5000);
 	assert_int_equal(t.count, 5000);
-	assert_true(t.size >= 4096);            /* about one per bucket */
+	assert_true(t.size >= 4096); /* about one per bucket */
 	for (size_t i = 0; i < 5000; i++) {
 		char key[16];
 
@@ -78,10 +79,10 @@ static void test_remove_takes_that_entry(void **state)
 	htab_init(&t, false);
 	htab_add(&t, &a.node, htab_hash(&t, a.key));
 	htab_add(&t, &b.node, htab_hash(&t, b.key));
-	assert_int_equal(find(&t, "same")->value, 2);   /* newest first */
+	assert_int_equal(find(&t, "same")->value, 2); /* newest first */
 	htab_remove(&t, &b.node);
 	assert_int_equal(find(&t, "same")->value, 1);
-	htab_remove(&t, &b.node);                       /* not there: no-op */
+	htab_remove(&t, &b.node); /* not there: no-op */
 	assert_int_equal(t.count, 1);
 	htab_remove(&t, &a.node);
 	assert_null(find(&t, "same"));

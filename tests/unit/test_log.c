@@ -20,22 +20,24 @@
 
 #include "log.h"
 
-#define LINE_RE "^ts=[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}" \
-		"\\.[0-9]{3}Z level=(error|warn|info|debug) prog=[^ ]+ msg="
+#define LINE_RE                                                                \
+	"^ts=[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"            \
+	"\\.[0-9]{3}Z level=(error|warn|info|debug) prog=[^ ]+ msg="
 
 /* What one log call wrote to stderr ("" when nothing), in out. */
-#define CAPTURE(out, call) do {                                         \
-		int fds_[2], saved_ = dup(STDERR_FILENO);               \
-		ssize_t n_;                                             \
-		assert_int_equal(pipe(fds_), 0);                        \
-		dup2(fds_[1], STDERR_FILENO);                           \
-		call;                                                   \
-		dup2(saved_, STDERR_FILENO);                            \
-		close(saved_);                                          \
-		close(fds_[1]);                                         \
-		n_ = read(fds_[0], (out), sizeof(out) - 1);             \
-		(out)[n_ > 0 ? n_ : 0] = '\0';                          \
-		close(fds_[0]);                                         \
+#define CAPTURE(out, call)                                                     \
+	do {                                                                   \
+		int fds_[2], saved_ = dup(STDERR_FILENO);                      \
+		ssize_t n_;                                                    \
+		assert_int_equal(pipe(fds_), 0);                               \
+		dup2(fds_[1], STDERR_FILENO);                                  \
+		call;                                                          \
+		dup2(saved_, STDERR_FILENO);                                   \
+		close(saved_);                                                 \
+		close(fds_[1]);                                                \
+		n_ = read(fds_[0], (out), sizeof(out) - 1);                    \
+		(out)[n_ > 0 ? n_ : 0] = '\0';                                 \
+		close(fds_[0]);                                                \
 	} while (0)
 
 static bool matches(const char *text, const char *pattern)
@@ -63,10 +65,12 @@ static void test_quote(void **state)
 		{ "back\\slash", "\"back\\\\slash\"" },
 		{ "k=v", "\"k=v\"" },
 		{ "line\nbreak\r\ttab", "\"line\\nbreak\\r\\ttab\"" },
-		{ "bell\x07" "del\x7f", "\"bell\\x07del\\x7f\"" },
-		{ "caf\xc3\xa9", "\"caf\xc3\xa9\"" },           /* UTF-8 kept */
-		{ "bad\xff\xc3", "\"bad\\xff\\xc3\"" },         /* stray bytes */
-		{ "\xed\xa0\x80", "\"\\xed\\xa0\\x80\"" },      /* surrogate */
+		{ "bell\x07"
+		  "del\x7f",
+		  "\"bell\\x07del\\x7f\"" },
+		{ "caf\xc3\xa9", "\"caf\xc3\xa9\"" },      /* UTF-8 kept */
+		{ "bad\xff\xc3", "\"bad\\xff\\xc3\"" },    /* stray bytes */
+		{ "\xed\xa0\x80", "\"\\xed\\xa0\\x80\"" }, /* surrogate */
 	};
 	char buf[64];
 
@@ -100,7 +104,8 @@ static void test_quote_truncates(void **state)
 	assert_string_equal(log_quote(buf, sizeof(buf), "abcde\x01xyzxyz"),
 			    "\"abcde...\"");
 	/* Nor is a UTF-8 sequence. */
-	assert_string_equal(log_quote(buf, sizeof(buf), "abcde\xe2\x82\xac zzz"),
+	assert_string_equal(log_quote(buf, sizeof(buf),
+				      "abcde\xe2\x82\xac zzz"),
 			    "\"abcde...\"");
 	assert_string_equal(log_quote(tiny, sizeof(tiny), "a b"), "\"..");
 	assert_string_equal(log_quote(tiny, 1, "a b"), "");
@@ -163,7 +168,8 @@ static void test_quote_bytes(void **state)
 	assert_int_equal(used, 0);
 	/* A prefix, cut between characters, never inside one: no ellipsis. */
 	assert_string_equal(log_quote_bytes(tiny, sizeof(tiny), "abcdefgh", 8,
-					    &used), "\"abcde\"");
+					    &used),
+			    "\"abcde\"");
 	assert_int_equal(used, 5);
 	assert_string_equal(log_quote_bytes(tiny, sizeof(tiny),
 					    "abc\xe2\x82\xac", 6, &used),
@@ -171,13 +177,15 @@ static void test_quote_bytes(void **state)
 	assert_int_equal(used, 3);
 	assert_string_equal(log_quote_bytes(tiny, sizeof(tiny),
 					    "ab\xe2\x82\xac", 5, &used),
-			    "\"ab\xe2\x82\xac\"");  /* exactly fits */
+			    "\"ab\xe2\x82\xac\""); /* exactly fits */
 	assert_string_equal(log_quote_bytes(tiny, sizeof(tiny), "abcd\x01", 5,
-					    &used), "\"abcd\"");
+					    &used),
+			    "\"abcd\"");
 	assert_int_equal(used, 4);
 	/* A UTF-8 sequence cut by the end of the data is stray bytes. */
 	assert_string_equal(log_quote_bytes(buf, sizeof(buf), "\xe2\x82", 2,
-					    &used), "\"\\xe2\\x82\"");
+					    &used),
+			    "\"\\xe2\\x82\"");
 	assert_string_equal(log_quote_bytes(tiny, 2, "a", 1, &used), "");
 	assert_int_equal(used, 0);
 }
@@ -195,11 +203,11 @@ static void test_parts(void **state)
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (unsigned char)(i * 7);
 	parts = log_parts_count(data, sizeof(data));
-	assert_true(parts > 4);   /* mostly \xNN: about 12 KiB quoted */
+	assert_true(parts > 4); /* mostly \xNN: about 12 KiB quoted */
 	assert_int_equal(log_parts_count(data, 0), 0);
 	assert_int_equal(log_parts_count("short", 5), 1);
-	CAPTURE(out, log_parts(LOG_INFO, "hook_output", "run=7", "output",
-			       data, sizeof(data)));
+	CAPTURE(out, log_parts(LOG_INFO, "hook_output", "run=7", "output", data,
+			       sizeof(data)));
 	for (line = strtok_r(out, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
 		char want[64];
@@ -249,9 +257,10 @@ static void test_line_format(void **state)
 
 	(void)state;
 	log_init("test-prog", LOG_INFO);
-	CAPTURE(out, log_info("listening", "addr=%s port=%d", "127.0.0.1", 5917));
+	CAPTURE(out,
+		log_info("listening", "addr=%s port=%d", "127.0.0.1", 5917));
 	assert_true(matches(out, LINE_RE "listening addr=127\\.0\\.0\\.1 "
-			    "port=5917\n$"));
+					 "port=5917\n$"));
 	assert_non_null(strstr(out, "level=info prog=test-prog msg=listening"));
 
 	CAPTURE(out, log_error("bind failed", NULL));
@@ -274,7 +283,8 @@ static void test_foreign_text(void **state)
 	(void)state;
 	log_init("test-prog", LOG_INFO);
 	CAPTURE(out, log_text(LOG_WARN, "lws", "bind failed: in use\n"));
-	assert_true(matches(out, LINE_RE "lws text=\"bind failed: in use\"\n$"));
+	assert_true(
+		matches(out, LINE_RE "lws text=\"bind failed: in use\"\n$"));
 	CAPTURE(out, log_text(LOG_DEBUG, "lws", "hidden"));
 	assert_string_equal(out, "");
 }

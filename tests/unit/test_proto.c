@@ -19,13 +19,13 @@
 
 #include "proto.h"
 
-#define ERR_SIZE 256    /* larger than the 120-byte reasons, to check them */
+#define ERR_SIZE 256 /* larger than the 120-byte reasons, to check them */
 
-#define S10 "abcdefghij"
-#define S31 S10 S10 S10 "a"
-#define S32 S31 "b"
-#define S63 S10 S10 S10 S10 S10 S10 "abc"
-#define S64 S63 "d"
+#define S10  "abcdefghij"
+#define S31  S10 S10 S10 "a"
+#define S32  S31 "b"
+#define S63  S10 S10 S10 S10 S10 S10 "abc"
+#define S64  S63 "d"
 #define S128 S64 S64
 #define S129 S128 "x"
 #define S256 S128 S128
@@ -87,10 +87,13 @@ static void test_hello_round_trip(void **state)
 	const struct proto_hello *h = &msg.u.hello;
 
 	(void)state;
-	round_trip("{\"type\":\"hello\",\"service\":\"web\",\"instance\":\"web-1\","
-		   "\"address\":\"10.0.0.5:8080\",\"depends_on\":[\"cache\",\"api\"],"
+	round_trip("{\"type\":\"hello\",\"service\":\"web\",\"instance\":\"web-"
+		   "1\","
+		   "\"address\":\"10.0.0.5:8080\",\"depends_on\":[\"cache\","
+		   "\"api\"],"
 		   "\"meta\":{\"zone\":\"eu-1\",\"w\":[1,2.5,null]},"
-		   "\"resume\":{\"epoch\":\"e1\",\"seq\":41}}", &msg);
+		   "\"resume\":{\"epoch\":\"e1\",\"seq\":41}}",
+		   &msg);
 	assert_int_equal(msg.type, PROTO_HELLO);
 	assert_string_equal(h->service, "web");
 	assert_string_equal(h->instance, "web-1");
@@ -115,7 +118,8 @@ static void test_hello_minimal(void **state)
 
 	(void)state;
 	round_trip("{\"type\":\"hello\",\"service\":\"web\",\"instance\":\"w\","
-		   "\"depends_on\":[]}", &msg);
+		   "\"depends_on\":[]}",
+		   &msg);
 	assert_string_equal(msg.u.hello.address, "");
 	assert_int_equal(msg.u.hello.n_depends, 0);
 	assert_null(msg.u.hello.meta);
@@ -125,8 +129,10 @@ static void test_hello_minimal(void **state)
 	/* Optional fields may be null; unknown fields are ignored. */
 	assert_int_equal(decode("{\"type\":\"hello\",\"service\":\"web\","
 				"\"instance\":\"w\",\"address\":null,"
-				"\"depends_on\":null,\"meta\":null,\"resume\":null,"
-				"\"future\":{\"x\":[1,{\"y\":true}]}}", &msg, err),
+				"\"depends_on\":null,\"meta\":null,\"resume\":"
+				"null,"
+				"\"future\":{\"x\":[1,{\"y\":true}]}}",
+				&msg, err),
 			 PROTO_OK);
 	assert_null(msg.u.hello.meta);
 	assert_false(msg.u.hello.has_resume);
@@ -138,8 +144,9 @@ static void test_hello_limits_accepted(void **state)
 	struct proto_msg msg;
 
 	(void)state;
-	round_trip("{\"type\":\"hello\",\"service\":\"" S63 "\",\"instance\":\""
-		   S128 "\",\"address\":\"" S256 "\",\"depends_on\":[\"a\","
+	round_trip("{\"type\":\"hello\",\"service\":\"" S63
+		   "\",\"instance\":\"" S128 "\",\"address\":\"" S256
+		   "\",\"depends_on\":[\"a\","
 		   "\"0.b_c-d\"],\"resume\":{\"epoch\":\"" S64 "\",\"seq\":0}}",
 		   &msg);
 	assert_int_equal(strlen(msg.u.hello.service), 63);
@@ -171,7 +178,8 @@ static void test_welcome_round_trip(void **state)
 	(void)state;
 	round_trip("{\"type\":\"welcome\",\"node\":\"node-a\",\"epoch\":\"e1\","
 		   "\"seq\":57,\"recovered\":true,\"replay\":2,"
-		   "\"services\":{\"cache\":true,\"api\":false}}", &msg);
+		   "\"services\":{\"cache\":true,\"api\":false}}",
+		   &msg);
 	assert_int_equal(msg.type, PROTO_WELCOME);
 	assert_string_equal(w->node, "node-a");
 	assert_string_equal(w->epoch, "e1");
@@ -184,7 +192,8 @@ static void test_welcome_round_trip(void **state)
 
 	/* Not recovered: no replay count goes out. */
 	round_trip("{\"type\":\"welcome\",\"node\":\"n\",\"epoch\":\"e2\","
-		   "\"seq\":0,\"recovered\":false,\"services\":{}}", &msg);
+		   "\"seq\":0,\"recovered\":false,\"services\":{}}",
+		   &msg);
 	assert_false(msg.u.welcome.recovered);
 	assert_int_equal(msg.u.welcome.replay, 0);
 	proto_msg_release(&msg);
@@ -193,18 +202,24 @@ static void test_welcome_round_trip(void **state)
 static void test_event_round_trip(void **state)
 {
 	static const char *const frames[] = {
-		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":58,\"kind\":\"readiness\","
+		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":58,\"kind\":"
+		"\"readiness\","
 		"\"command\":\"DataSend\",\"header\":{\"CacheReady\":1},"
 		"\"value\":{\"service\":\"cache\",\"ready\":true}}",
-		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":59,\"kind\":\"invalidate\","
-		"\"command\":\"DataSend\",\"header\":{\"CacheInvalidate\":true},"
+		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":59,\"kind\":"
+		"\"invalidate\","
+		"\"command\":\"DataSend\",\"header\":{\"CacheInvalidate\":true}"
+		","
 		"\"value\":{\"keys\":[\"SimpleCacheItem\"]}}",
-		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":60,\"kind\":\"command\","
+		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":60,\"kind\":"
+		"\"command\","
 		"\"command\":\"Flush\",\"header\":{},\"value\":7}",
-		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":61,\"kind\":\"command\","
+		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":61,\"kind\":"
+		"\"command\","
 		"\"command\":\"X\",\"header\":{\"a\":\"\\\"q\\\" \xc3\xa9\"},"
 		"\"value\":[1,\"two\",null,false]}",
-		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":62,\"kind\":\"" S31 "\","
+		"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":62,\"kind\":"
+		"\"" S31 "\","
 		"\"command\":\"" S63 "\",\"header\":{},\"value\":null}",
 	};
 	struct proto_msg msg;
@@ -230,20 +245,25 @@ static void test_event_absent_parts(void **state)
 	(void)state;
 	assert_int_equal(decode("{\"type\":\"event\",\"epoch\":\"e\",\"seq\":1,"
 				"\"kind\":\"command\",\"command\":\"C\"}",
-				&msg, err), PROTO_OK);
+				&msg, err),
+			 PROTO_OK);
 	assert_null(msg.u.event.header);
 	assert_null(msg.u.event.value);
 	/* NULL header goes out as {}, NULL value as null. */
 	frame = proto_encode_event(&msg.u.event, 0, &len);
-	assert_string_equal(frame, "{\"type\":\"event\",\"epoch\":\"e\",\"seq\":1,"
+	assert_string_equal(frame,
+			    "{\"type\":\"event\",\"epoch\":\"e\",\"seq\":1,"
 			    "\"kind\":\"command\",\"command\":\"C\","
 			    "\"header\":{},\"value\":null}");
 	free(frame);
 	proto_msg_release(&msg);
 
 	assert_int_equal(decode("{\"type\":\"event\",\"epoch\":\"e\",\"seq\":1,"
-				"\"kind\":\"k\",\"command\":\"C\",\"header\":null,"
-				"\"value\":null}", &msg, err), PROTO_OK);
+				"\"kind\":\"k\",\"command\":\"C\",\"header\":"
+				"null,"
+				"\"value\":null}",
+				&msg, err),
+			 PROTO_OK);
 	assert_null(msg.u.event.header);
 	assert_true(cJSON_IsNull(msg.u.event.value));
 	proto_msg_release(&msg);
@@ -267,7 +287,8 @@ static void test_event_encode_borrows(void **state)
 	before = cJSON_PrintUnformatted(e.value);
 	for (int i = 0; i < 2; i++) {
 		frame = proto_encode_event(&e, 0, &len);
-		assert_string_equal(frame,
+		assert_string_equal(
+			frame,
 			"{\"type\":\"event\",\"epoch\":\"e1\",\"seq\":58,"
 			"\"kind\":\"readiness\",\"command\":\"DataSend\","
 			"\"header\":{\"CacheReady\":1},"
@@ -301,16 +322,17 @@ static void test_encode_from_structs(void **state)
 	strcpy(h.instance, "web-1");
 	frame = proto_encode_hello(&h, 0, &len);
 	assert_string_equal(frame, "{\"type\":\"hello\",\"service\":\"web\","
-			    "\"instance\":\"web-1\",\"depends_on\":[]}");
+				   "\"instance\":\"web-1\",\"depends_on\":[]}");
 	free(frame);
 
 	memset(&w, 0, sizeof(w));
 	strcpy(w.node, "n");
 	strcpy(w.epoch, "e");
 	w.seq = 3;
-	w.replay = 9;           /* not recovered: not encoded */
+	w.replay = 9; /* not recovered: not encoded */
 	frame = proto_encode_welcome(&w, 0, &len);
-	assert_string_equal(frame, "{\"type\":\"welcome\",\"node\":\"n\","
+	assert_string_equal(frame,
+			    "{\"type\":\"welcome\",\"node\":\"n\","
 			    "\"epoch\":\"e\",\"seq\":3,\"recovered\":false,"
 			    "\"services\":{}}");
 	free(frame);
@@ -324,15 +346,18 @@ static void test_big_seqs(void **state)
 	char err[ERR_SIZE];
 
 	(void)state;
-	round_trip("{\"type\":\"event\",\"epoch\":\"e\",\"seq\":18446744073709551615,"
-		   "\"kind\":\"k\",\"command\":\"c\",\"header\":{},\"value\":null}",
+	round_trip("{\"type\":\"event\",\"epoch\":\"e\",\"seq\":"
+		   "18446744073709551615,"
+		   "\"kind\":\"k\",\"command\":\"c\",\"header\":{},\"value\":"
+		   "null}",
 		   &msg);
 	assert_true(msg.u.event.seq == UINT64_MAX);
 	proto_msg_release(&msg);
 
 	round_trip("{\"type\":\"welcome\",\"node\":\"n\",\"epoch\":\"e\","
 		   "\"seq\":18446744073709551615,\"recovered\":true,"
-		   "\"replay\":18446744073709551614,\"services\":{}}", &msg);
+		   "\"replay\":18446744073709551614,\"services\":{}}",
+		   &msg);
 	assert_true(msg.u.welcome.seq == UINT64_MAX);
 	assert_true(msg.u.welcome.replay == UINT64_MAX - 1);
 	proto_msg_release(&msg);
@@ -340,24 +365,29 @@ static void test_big_seqs(void **state)
 	/* 2^53 + 1 is the first integer a double cannot hold. */
 	round_trip("{\"type\":\"hello\",\"service\":\"web\",\"instance\":\"w\","
 		   "\"depends_on\":[],\"resume\":{\"epoch\":\"e\","
-		   "\"seq\":9007199254740993}}", &msg);
+		   "\"seq\":9007199254740993}}",
+		   &msg);
 	assert_true(msg.u.hello.resume_seq == 9007199254740993u);
 	proto_msg_release(&msg);
 
 	/* Numbers before the seq, in strings, keys and nested values, must
 	 * not shift which token is read. */
-	assert_int_equal(decode("{\"9\":[1,-2.5e3,{\"b\":1e5}],\"s\":\"7 8 -9\","
-				"\"type\":\"hello\",\"meta\":{\"n\":[0,12]},"
-				"\"service\":\"web\",\"instance\":\"w\","
-				"\"resume\":{\"x\":3,\"seq\":18446744073709551615,"
-				"\"epoch\":\"e\"}}", &msg, err), PROTO_OK);
+	assert_int_equal(
+		decode("{\"9\":[1,-2.5e3,{\"b\":1e5}],\"s\":\"7 8 -9\","
+		       "\"type\":\"hello\",\"meta\":{\"n\":[0,12]},"
+		       "\"service\":\"web\",\"instance\":\"w\","
+		       "\"resume\":{\"x\":3,\"seq\":18446744073709551615,"
+		       "\"epoch\":\"e\"}}",
+		       &msg, err),
+		PROTO_OK);
 	assert_true(msg.u.hello.resume_seq == UINT64_MAX);
 	proto_msg_release(&msg);
 
 	/* A repeated key: the first one counts, as in every other field. */
 	assert_int_equal(decode("{\"type\":\"event\",\"seq\":5,\"epoch\":\"e\","
 				"\"kind\":\"k\",\"command\":\"c\","
-				"\"seq\":18446744073709551615}", &msg, err),
+				"\"seq\":18446744073709551615}",
+				&msg, err),
 			 PROTO_OK);
 	assert_int_equal(msg.u.event.seq, 5);
 	proto_msg_release(&msg);
@@ -365,25 +395,28 @@ static void test_big_seqs(void **state)
 
 /* ---- invalid messages -------------------------------------------------- */
 
-#define HELLO_WITH(extra) \
+#define HELLO_WITH(extra)                                                      \
 	"{\"type\":\"hello\",\"service\":\"web\",\"instance\":\"w\"," extra "}"
-#define WELCOME_WITH(extra) \
-	"{\"type\":\"welcome\",\"node\":\"n\",\"epoch\":\"e\",\"seq\":1," extra "}"
-#define EVENT_WITH(extra) \
+#define WELCOME_WITH(extra)                                                    \
+	"{\"type\":\"welcome\",\"node\":\"n\",\"epoch\":\"e\",\"seq\":"        \
+	"1," extra "}"
+#define EVENT_WITH(extra)                                                      \
 	"{\"type\":\"event\",\"epoch\":\"e\",\"seq\":1," extra "}"
 #define NAME_RULE "match [a-z0-9][a-z0-9_.-]{0,62}"
 
 static const struct bad_frame {
 	const char *frame;
 	int code;
-	const char *reason;     /* must appear in the reason */
+	const char *reason; /* must appear in the reason */
 } bad_frames[] = {
 	/* not JSON */
 	{ "", PROTO_E_JSON, "not valid JSON" },
 	{ " \n ", PROTO_E_JSON, "not valid JSON" },
 	{ "{nope", PROTO_E_JSON, "not valid JSON" },
-	{ "{\"type\":\"status\",\"ready\":true", PROTO_E_JSON, "not valid JSON" },
-	{ "{\"type\":\"status\",\"ready\":tru}", PROTO_E_JSON, "not valid JSON" },
+	{ "{\"type\":\"status\",\"ready\":true", PROTO_E_JSON,
+	  "not valid JSON" },
+	{ "{\"type\":\"status\",\"ready\":tru}", PROTO_E_JSON,
+	  "not valid JSON" },
 	{ "{\"type\":\"status\",\"ready\":true} x", PROTO_E_JSON, "after" },
 	{ "{\"type\":\"status\",\"ready\":true}{}", PROTO_E_JSON, "after" },
 	{ "{\"type\":\"status\",\x01\"ready\":true}", PROTO_E_JSON, "control" },
@@ -401,8 +434,8 @@ static const struct bad_frame {
 	/* hello */
 	{ "{\"type\":\"hello\",\"instance\":\"w\"}", PROTO_E_INVALID,
 	  "hello: 'service' is required" },
-	{ "{\"type\":\"hello\",\"service\":1,\"instance\":\"w\"}", PROTO_E_INVALID,
-	  "hello: 'service' must be a string" },
+	{ "{\"type\":\"hello\",\"service\":1,\"instance\":\"w\"}",
+	  PROTO_E_INVALID, "hello: 'service' must be a string" },
 	{ "{\"type\":\"hello\",\"service\":null,\"instance\":\"w\"}",
 	  PROTO_E_INVALID, "hello: 'service' must be a string" },
 	{ "{\"type\":\"hello\",\"service\":\"Bad Name\",\"instance\":\"w\"}",
@@ -445,8 +478,10 @@ static const struct bad_frame {
 	  "'depends_on' entries must " NAME_RULE },
 	{ HELLO_WITH("\"depends_on\":[\"a\",\"b\",\"a\"]"), PROTO_E_INVALID,
 	  "'depends_on' lists a service twice" },
-	{ HELLO_WITH("\"meta\":[]"), PROTO_E_INVALID, "'meta' must be an object" },
-	{ HELLO_WITH("\"meta\":\"x\""), PROTO_E_INVALID, "'meta' must be an object" },
+	{ HELLO_WITH("\"meta\":[]"), PROTO_E_INVALID,
+	  "'meta' must be an object" },
+	{ HELLO_WITH("\"meta\":\"x\""), PROTO_E_INVALID,
+	  "'meta' must be an object" },
 	{ HELLO_WITH("\"resume\":41"), PROTO_E_INVALID,
 	  "'resume' must be an object" },
 	{ HELLO_WITH("\"resume\":{}"), PROTO_E_INVALID,
@@ -457,24 +492,26 @@ static const struct bad_frame {
 	  PROTO_E_INVALID, "'resume.epoch' must be at most 64 bytes" },
 	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\"}"), PROTO_E_INVALID,
 	  "hello: 'resume.seq' is required" },
-	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":-1}"), PROTO_E_INVALID,
-	  "'resume.seq' must be an integer in [0, 2^64)" },
-	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":1.5}"), PROTO_E_INVALID,
-	  "'resume.seq' must be an integer" },
-	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":1.0}"), PROTO_E_INVALID,
-	  "'resume.seq' must be an integer" },
-	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":1e3}"), PROTO_E_INVALID,
-	  "'resume.seq' must be an integer" },
-	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":-0}"), PROTO_E_INVALID,
-	  "'resume.seq' must be an integer" },
+	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":-1}"),
+	  PROTO_E_INVALID, "'resume.seq' must be an integer in [0, 2^64)" },
+	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":1.5}"),
+	  PROTO_E_INVALID, "'resume.seq' must be an integer" },
+	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":1.0}"),
+	  PROTO_E_INVALID, "'resume.seq' must be an integer" },
+	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":1e3}"),
+	  PROTO_E_INVALID, "'resume.seq' must be an integer" },
+	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":-0}"),
+	  PROTO_E_INVALID, "'resume.seq' must be an integer" },
 	/* Not JSON at all (cJSON alone would read 41). */
 	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":041}"), PROTO_E_JSON,
 	  "a number that is not JSON" },
 	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":\"41\"}"),
 	  PROTO_E_INVALID, "'resume.seq' must be an integer" },
-	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":18446744073709551616}"),
+	{ HELLO_WITH(
+		  "\"resume\":{\"epoch\":\"e\",\"seq\":18446744073709551616}"),
 	  PROTO_E_INVALID, "'resume.seq' must be an integer in [0, 2^64)" },
-	{ HELLO_WITH("\"resume\":{\"epoch\":\"e\",\"seq\":99999999999999999999}"),
+	{ HELLO_WITH(
+		  "\"resume\":{\"epoch\":\"e\",\"seq\":99999999999999999999}"),
 	  PROTO_E_INVALID, "'resume.seq' must be an integer in [0, 2^64)" },
 	/* status */
 	{ "{\"type\":\"status\"}", PROTO_E_INVALID,
@@ -486,13 +523,14 @@ static const struct bad_frame {
 	{ "{\"type\":\"status\",\"ready\":null}", PROTO_E_INVALID,
 	  "status: 'ready' must be true or false" },
 	/* welcome */
-	{ "{\"type\":\"welcome\"}", PROTO_E_INVALID, "welcome: 'node' is required" },
+	{ "{\"type\":\"welcome\"}", PROTO_E_INVALID,
+	  "welcome: 'node' is required" },
 	{ "{\"type\":\"welcome\",\"node\":\"" S129 "\"}", PROTO_E_INVALID,
 	  "welcome: 'node' must be at most 128 bytes" },
 	{ "{\"type\":\"welcome\",\"node\":\"n\"}", PROTO_E_INVALID,
 	  "welcome: 'epoch' is required" },
-	{ "{\"type\":\"welcome\",\"node\":\"n\",\"epoch\":\"e\"}", PROTO_E_INVALID,
-	  "welcome: 'seq' is required" },
+	{ "{\"type\":\"welcome\",\"node\":\"n\",\"epoch\":\"e\"}",
+	  PROTO_E_INVALID, "welcome: 'seq' is required" },
 	{ WELCOME_WITH("\"services\":{}"), PROTO_E_INVALID,
 	  "welcome: 'recovered' must be true or false" },
 	{ WELCOME_WITH("\"recovered\":true,\"replay\":-2,\"services\":{}"),
@@ -508,7 +546,8 @@ static const struct bad_frame {
 	/* event */
 	{ "{\"type\":\"event\",\"seq\":1,\"kind\":\"k\",\"command\":\"c\"}",
 	  PROTO_E_INVALID, "event: 'epoch' is required" },
-	{ "{\"type\":\"event\",\"epoch\":\"e\",\"kind\":\"k\",\"command\":\"c\"}",
+	{ "{\"type\":\"event\",\"epoch\":\"e\",\"kind\":\"k\",\"command\":"
+	  "\"c\"}",
 	  PROTO_E_INVALID, "event: 'seq' is required" },
 	{ EVENT_WITH("\"command\":\"c\""), PROTO_E_INVALID,
 	  "event: 'kind' is required" },
@@ -525,7 +564,8 @@ static const struct bad_frame {
 	{ EVENT_WITH("\"kind\":\"k\",\"command\":\"c\",\"header\":1"),
 	  PROTO_E_INVALID, "event: 'header' must be an object" },
 	{ "{\"type\":\"event\",\"epoch\":\"e\",\"seq\":2.5,\"kind\":\"k\","
-	  "\"command\":\"c\"}", PROTO_E_INVALID, "event: 'seq' must be an integer" },
+	  "\"command\":\"c\"}",
+	  PROTO_E_INVALID, "event: 'seq' must be an integer" },
 };
 
 static void test_bad_frames(void **state)
@@ -534,13 +574,14 @@ static void test_bad_frames(void **state)
 	char err[ERR_SIZE];
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(bad_frames) / sizeof(bad_frames[0]); i++) {
+	for (size_t i = 0; i < sizeof(bad_frames) / sizeof(bad_frames[0]);
+	     i++) {
 		const struct bad_frame *b = &bad_frames[i];
 		int rc = decode(b->frame, &msg, err);
 
 		if (rc != b->code || !strstr(err, b->reason))
-			fail_msg("%s\n  got %d \"%s\", want %d \"%s\"", b->frame,
-				 rc, err, b->code, b->reason);
+			fail_msg("%s\n  got %d \"%s\", want %d \"%s\"",
+				 b->frame, rc, err, b->code, b->reason);
 		assert_int_equal(proto_close_code(rc), 1007);
 		/* Nothing to release after a failure. */
 		assert_null(msg.u.hello.meta);
@@ -555,7 +596,8 @@ static void test_depends_count(void **state)
 
 	(void)state;
 	for (int count = 64; count <= 65; count++) {
-		n = (size_t)snprintf(frame, sizeof(frame), "{\"type\":\"hello\","
+		n = (size_t)snprintf(frame, sizeof(frame),
+				     "{\"type\":\"hello\","
 				     "\"service\":\"web\",\"instance\":\"w\","
 				     "\"depends_on\":[");
 		for (int i = 0; i < count; i++)
@@ -568,7 +610,8 @@ static void test_depends_count(void **state)
 			assert_string_equal(msg.u.hello.depends_on[63], "s63");
 			proto_msg_release(&msg);
 		} else {
-			assert_int_equal(decode(frame, &msg, err), PROTO_E_INVALID);
+			assert_int_equal(decode(frame, &msg, err),
+					 PROTO_E_INVALID);
 			assert_non_null(strstr(err, "more than 64 entries"));
 		}
 	}
@@ -598,7 +641,7 @@ static void test_size_cap(void **state)
 	big = malloc(200000);
 	assert_non_null(big);
 	len = (size_t)sprintf(big, "{\"type\":\"hello\",\"service\":\"web\","
-			      "\"instance\":\"w\",\"meta\":{\"x\":\"");
+				   "\"instance\":\"w\",\"meta\":{\"x\":\"");
 	memset(big + len, 'y', 150000);
 	strcpy(big + len + 150000, "\"}}");
 	assert_int_equal(decode_len(big, strlen(big), 0, &msg, err), PROTO_OK);
@@ -616,7 +659,7 @@ static char *nested_hello(int depth)
 
 	assert_non_null(frame);
 	n = (size_t)sprintf(frame, "{\"type\":\"hello\",\"service\":\"a\","
-			    "\"instance\":\"b\",\"meta\":");
+				   "\"instance\":\"b\",\"meta\":");
 	for (int i = 1; i < depth; i++)
 		n += (size_t)sprintf(frame + n, "{\"x\":");
 	n += (size_t)sprintf(frame + n, "1");
@@ -658,19 +701,19 @@ static void test_json_depth(void **state)
 		{ "[[]]", 2 },
 		{ "[{},{},[]]", 2 },
 		{ "\"[[[\"", 0 },
-		{ "{\"a\\\"[\":[1]}", 2 },       /* escaped quote in a key */
-		{ "[\"\\\\\",[]]", 2 },          /* an escaped backslash ends */
-		{ "[\"\\\\\\\"[\"]", 1 },        /* \\ then \" inside */
-		{ "\"[[", 0 },                   /* unterminated string */
-		{ "]]]{", 1 },                   /* unbalanced */
-		{ "\"\\", 0 },                   /* escape at the very end */
+		{ "{\"a\\\"[\":[1]}", 2 }, /* escaped quote in a key */
+		{ "[\"\\\\\",[]]", 2 },    /* an escaped backslash ends */
+		{ "[\"\\\\\\\"[\"]", 1 },  /* \\ then \" inside */
+		{ "\"[[", 0 },             /* unterminated string */
+		{ "]]]{", 1 },             /* unbalanced */
+		{ "\"\\", 0 },             /* escape at the very end */
 	};
 	char *deep;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		if (proto_json_depth(cases[i].text, strlen(cases[i].text), 100) !=
-		    cases[i].depth)
+		if (proto_json_depth(cases[i].text, strlen(cases[i].text),
+				     100) != cases[i].depth)
 			fail_msg("%s: want %d", cases[i].text, cases[i].depth);
 
 	/* A hostile frame: a megabyte of '[' stops at limit + 1. */
@@ -685,51 +728,53 @@ static void test_json_depth(void **state)
 static void test_text_checks(void **state)
 {
 	static const char *const bad_utf8[] = {
-		"\xc0\x80",             /* overlong NUL */
-		"\xc1\xbf",             /* overlong */
-		"\xe0\x80\x80",         /* overlong */
-		"\xed\xa0\x80",         /* surrogate */
-		"\xf4\x90\x80\x80",     /* past U+10FFFF */
+		"\xc0\x80",         /* overlong NUL */
+		"\xc1\xbf",         /* overlong */
+		"\xe0\x80\x80",     /* overlong */
+		"\xed\xa0\x80",     /* surrogate */
+		"\xf4\x90\x80\x80", /* past U+10FFFF */
 		"\xf5\x80\x80\x80",
 		"\xff",
-		"\x80",                 /* lone continuation */
-		"\xc3",                 /* cut short by the quote */
+		"\x80", /* lone continuation */
+		"\xc3", /* cut short by the quote */
 		"\xe2\x82",
 		"\xf0\x9f\x98",
 	};
 	static const char *const good_utf8[] = {
-		"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf",
-		"\xed\x9f\xbf", "\x7f",
+		"\xc3\xa9",         "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+		"\xf4\x8f\xbf\xbf", "\xed\x9f\xbf", "\x7f",
 	};
 	struct proto_msg msg;
 	char frame[256], err[ERR_SIZE];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
-		snprintf(frame, sizeof(frame), HELLO_WITH("\"meta\":{\"k\":\"%s\"}"),
-			 bad_utf8[i]);
+		snprintf(frame, sizeof(frame),
+			 HELLO_WITH("\"meta\":{\"k\":\"%s\"}"), bad_utf8[i]);
 		assert_int_equal(decode(frame, &msg, err), PROTO_E_JSON);
 		assert_string_equal(err, "text is not valid UTF-8");
 	}
 	for (size_t i = 0; i < sizeof(good_utf8) / sizeof(good_utf8[0]); i++) {
-		snprintf(frame, sizeof(frame), HELLO_WITH("\"meta\":{\"k\":\"%s\"}"),
-			 good_utf8[i]);
+		snprintf(frame, sizeof(frame),
+			 HELLO_WITH("\"meta\":{\"k\":\"%s\"}"), good_utf8[i]);
 		assert_int_equal(decode(frame, &msg, err), PROTO_OK);
-		assert_string_equal(cJSON_GetObjectItem(msg.u.hello.meta,
-							"k")->valuestring,
+		assert_string_equal(cJSON_GetObjectItem(msg.u.hello.meta, "k")
+					    ->valuestring,
 				    good_utf8[i]);
 		proto_msg_release(&msg);
 	}
 	/* UTF-8 at the very end of the frame, cut short. */
-	assert_int_equal(decode_len("{}\xe2\x82", 4, 0, &msg, err), PROTO_E_JSON);
+	assert_int_equal(decode_len("{}\xe2\x82", 4, 0, &msg, err),
+			 PROTO_E_JSON);
 }
 
 static void test_nul_bytes(void **state)
 {
 	static const char inside[] = "{\"type\":\"status\",\0\"ready\":true}";
 	static const char after[] = "{\"type\":\"status\",\"ready\":true}\0";
-	static const char in_string[] = "{\"type\":\"hello\",\"service\":\"web\0x\","
-					"\"instance\":\"w\"}";
+	static const char in_string[] =
+		"{\"type\":\"hello\",\"service\":\"web\0x\","
+		"\"instance\":\"w\"}";
 	struct proto_msg msg;
 	char err[ERR_SIZE];
 
@@ -740,16 +785,22 @@ static void test_nul_bytes(void **state)
 	assert_int_equal(decode_len(after, sizeof(after) - 1, 0, &msg, err),
 			 PROTO_E_JSON);
 	assert_int_equal(decode_len(in_string, sizeof(in_string) - 1, 0, &msg,
-				    err), PROTO_E_JSON);
+				    err),
+			 PROTO_E_JSON);
 	/* \u0000 would cut the name short inside cJSON: refused. */
-	assert_int_equal(decode("{\"type\":\"hello\",\"service\":\"web\\u0000x\","
-				"\"instance\":\"w\"}", &msg, err), PROTO_E_JSON);
+	assert_int_equal(decode("{\"type\":\"hello\",\"service\":"
+				"\"web\\u0000x\","
+				"\"instance\":\"w\"}",
+				&msg, err),
+			 PROTO_E_JSON);
 	assert_non_null(strstr(err, "\\u0000"));
 	/* An escaped backslash before u0000 is plain text. */
 	assert_int_equal(decode(HELLO_WITH("\"meta\":{\"k\":\"\\\\u0000\"}"),
-				&msg, err), PROTO_OK);
-	assert_string_equal(cJSON_GetObjectItem(msg.u.hello.meta,
-						"k")->valuestring, "\\u0000");
+				&msg, err),
+			 PROTO_OK);
+	assert_string_equal(cJSON_GetObjectItem(msg.u.hello.meta, "k")
+				    ->valuestring,
+			    "\\u0000");
 	proto_msg_release(&msg);
 }
 
@@ -760,7 +811,9 @@ static void test_whitespace(void **state)
 
 	(void)state;
 	assert_int_equal(decode(" \t\r\n{ \"type\" : \"status\" , \"ready\" : "
-				"true }\r\n\t ", &msg, err), PROTO_OK);
+				"true }\r\n\t ",
+				&msg, err),
+			 PROTO_OK);
 	assert_true(msg.u.status.ready);
 }
 
@@ -795,7 +848,7 @@ static void test_headroom(void **state)
 	frame = proto_encode_status(false, 16, &len);
 	assert_non_null(frame);
 	assert_int_equal(len, sizeof(status) - 1);
-	assert_memory_equal(frame + 16, status, sizeof(status));  /* with NUL */
+	assert_memory_equal(frame + 16, status, sizeof(status)); /* with NUL */
 	free(frame);
 
 	memset(&e, 0, sizeof(e));

@@ -25,7 +25,7 @@ static char *exact_round_trip(const char *text)
 	cJSON *tree;
 
 	assert_non_null(copy);
-	memcpy(copy, text, len);     /* no NUL after it */
+	memcpy(copy, text, len); /* no NUL after it */
 	tree = proto_parse_json(copy, len, PROTO_DEPTH_MAX, err, sizeof(err));
 	assert_non_null(tree);
 	assert_int_equal(proto_json_exact(tree, copy, len), 0);
@@ -42,8 +42,9 @@ static void test_exact_numbers(void **state)
 		"[1.10,-0,1E+2,1e400,-1e-400,0.1,1.0000000000000001]",
 		"{\"a\":{\"b\":[1,{\"c\":12345678901234567890123}],\"d\":2.50},"
 		"\"e\":\"9007199254740993\",\"f\":-9007199254740993}",
-		"{\"k1\":1,\"k1\":1.0}",              /* duplicates kept in order */
-		"[\"-1 2\\\" 3\",4.000,\"\\\\\",5.0]",  /* digits inside strings */
+		"{\"k1\":1,\"k1\":1.0}", /* duplicates kept in order */
+		"[\"-1 2\\\" 3\",4.000,\"\\\\\",5.0]", /* digits inside strings
+							*/
 		"[[[[[[[[1.5e10]]]]]]]]",
 		"7.0",
 	};
@@ -61,11 +62,12 @@ static void test_exact_numbers(void **state)
  * is unaffected. */
 static void test_plain_numbers_stay(void **state)
 {
-	const char text[] = "{\"a\":42,\"b\":-7,\"c\":0.5,\"d\":1.5,\"e\":1e+100,"
-			    "\"big\":9007199254740993}";
+	const char text[] =
+		"{\"a\":42,\"b\":-7,\"c\":0.5,\"d\":1.5,\"e\":1e+100,"
+		"\"big\":9007199254740993}";
 	char err[128];
-	cJSON *tree = proto_parse_json(text, sizeof(text) - 1, 16, err,
-				       sizeof(err));
+	cJSON *tree =
+		proto_parse_json(text, sizeof(text) - 1, 16, err, sizeof(err));
 
 	(void)state;
 	assert_non_null(tree);
@@ -94,13 +96,20 @@ static void test_plain_numbers_stay(void **state)
 static void test_number_grammar(void **state)
 {
 	static const char *const bad[] = {
-		"[01]", "[-01]", "[1.]", "[1.e5]", "[-]", "[1e]", "[1e+]",
-		"{\"a\":00}", "[0.5.1]", "[-.5]", "[1E-]", "[2-1]", "[1ee2]",
-		"[0x10]", "[1.5e3.2]",
+		"[01]",  "[-01]", "[1.]",       "[1.e5]",  "[-]",
+		"[1e]",  "[1e+]", "{\"a\":00}", "[0.5.1]", "[-.5]",
+		"[1E-]", "[2-1]", "[1ee2]",     "[0x10]",  "[1.5e3.2]",
 	};
 	static const char *const good[] = {
-		"[0]", "[-0]", "[0.0]", "[10]", "[1e5]", "[1E-5]", "[1.5e+3]",
-		"[-0.0e0]", "[123456789012345678901234567890]",
+		"[0]",
+		"[-0]",
+		"[0.0]",
+		"[10]",
+		"[1e5]",
+		"[1E-5]",
+		"[1.5e+3]",
+		"[-0.0e0]",
+		"[123456789012345678901234567890]",
 		"[\"01\",\"1.\",\".5\"]",
 	};
 	char err[128];
@@ -139,7 +148,8 @@ static void test_event_keeps_numbers(void **state)
 
 	(void)state;
 	assert_int_equal(proto_decode(frame, sizeof(frame) - 1, 0, &msg, err,
-				      sizeof(err)), PROTO_OK);
+				      sizeof(err)),
+			 PROTO_OK);
 	assert_true(msg.u.event.seq == UINT64_C(9007199254740993));
 	h = cJSON_PrintUnformatted(msg.u.event.header);
 	v = cJSON_PrintUnformatted(msg.u.event.value);
@@ -171,8 +181,19 @@ static void test_exact_depth_bound(void **state)
 static void test_parse_u64(void **state)
 {
 	static const char *const bad[] = {
-		"", " 1", "1 ", "-1", " -1", "+1", "01", "1.0", "1e3", "0x1",
-		"18446744073709551616", "99999999999999999999", "1\n",
+		"",
+		" 1",
+		"1 ",
+		"-1",
+		" -1",
+		"+1",
+		"01",
+		"1.0",
+		"1e3",
+		"0x1",
+		"18446744073709551616",
+		"99999999999999999999",
+		"1\n",
 	};
 	uint64_t v;
 

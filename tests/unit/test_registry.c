@@ -58,7 +58,7 @@ static void test_derived_and_declared(void **state)
 	assert_false(service_computed_ready(s));
 	s->ready_instances = 2;
 	assert_true(service_computed_ready(s));
-	s->declared = DECL_NOTREADY;       /* maintenance wins */
+	s->declared = DECL_NOTREADY; /* maintenance wins */
 	assert_false(service_computed_ready(s));
 	s->declared = DECL_READY;
 	s->ready_instances = 0;

@@ -28,8 +28,8 @@
 
 #include "token.h"
 
-#define NOW 1700000000LL
-#define LATER (NOW + 3600)
+#define NOW          1700000000LL
+#define LATER        (NOW + 3600)
 #define HS256_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 
 /* ---- the constant-time compare, interposed --------------------------- */
@@ -97,8 +97,7 @@ static char *sign_segments(const char *h, const char *p,
 	assert_non_null(input);
 	snprintf(input, len + 1, "%s.%s", h, p);
 	assert_non_null(HMAC(EVP_sha256(), s->key, (int)s->len,
-			     (const unsigned char *)input, len, mac,
-			     &mac_len));
+			     (const unsigned char *)input, len, mac, &mac_len));
 	sig = b64url(mac, mac_len);
 	token = malloc(len + strlen(sig) + 2);
 	assert_non_null(token);
@@ -177,7 +176,8 @@ static int check_claims(const char *payload)
 
 static void test_round_trip(void **state)
 {
-	struct token_claims in = {TOKEN_ROLE_AGENT, "web", "ci runner", LATER};
+	struct token_claims in = { TOKEN_ROLE_AGENT, "web", "ci runner",
+				   LATER };
 	struct token_claims out;
 	char token[TOKEN_MAX_LEN + 1];
 
@@ -192,7 +192,7 @@ static void test_round_trip(void **state)
 	assert_int_equal(out.exp, LATER);
 
 	/* admin and reader need no svc; sub may be absent. */
-	in = (struct token_claims){TOKEN_ROLE_ADMIN, "", "", LATER};
+	in = (struct token_claims){ TOKEN_ROLE_ADMIN, "", "", LATER };
 	assert_int_equal(token_issue(&in, &secret_a, token, sizeof(token)),
 			 TOKEN_OK);
 	assert_int_equal(token_verify(token, &secret_a, 1, NOW, &out),
@@ -202,7 +202,7 @@ static void test_round_trip(void **state)
 	assert_string_equal(out.sub, "");
 
 	/* The longest of everything still fits TOKEN_MAX_LEN + 1 bytes. */
-	in = (struct token_claims){TOKEN_ROLE_READER, "", "", LATER};
+	in = (struct token_claims){ TOKEN_ROLE_READER, "", "", LATER };
 	memset(in.svc, 'a', TOKEN_SVC_MAX);
 	memset(in.sub, '"', TOKEN_SUB_MAX); /* escaped: twice as long */
 	assert_int_equal(token_issue(&in, &secret_a, token, sizeof(token)),
@@ -239,8 +239,8 @@ static const char kat_token_loose[] =
 
 static void test_known_answer(void **state)
 {
-	struct token_claims in = {TOKEN_ROLE_AGENT, "web",
-				  "deploy \"bot\" \xc3\xa9", 4102444800LL};
+	struct token_claims in = { TOKEN_ROLE_AGENT, "web",
+				   "deploy \"bot\" \xc3\xa9", 4102444800LL };
 	struct token_claims out;
 	struct token_secret kat;
 	char token[TOKEN_MAX_LEN + 1];
@@ -250,8 +250,7 @@ static void test_known_answer(void **state)
 	assert_int_equal(token_issue(&in, &kat, token, sizeof(token)),
 			 TOKEN_OK);
 	assert_string_equal(token, kat_token);
-	assert_int_equal(token_verify(kat_token, &kat, 1, NOW, &out),
-			 TOKEN_OK);
+	assert_int_equal(token_verify(kat_token, &kat, 1, NOW, &out), TOKEN_OK);
 	assert_claims_equal(&out, &in);
 
 	assert_int_equal(token_verify(kat_token_loose, &kat, 1, NOW + 100,
@@ -276,8 +275,13 @@ static void test_missing(void **state)
 static void test_garbage(void **state)
 {
 	static const char *const garbage[] = {
-		"garbage", "Bearer a.b.c", "...", "a.b.c", "\xff\xfe.\x01.x",
-		"eyJhbGciOiJIUzI1NiJ9", "{\"alg\":\"HS256\"}.{}.x",
+		"garbage",
+		"Bearer a.b.c",
+		"...",
+		"a.b.c",
+		"\xff\xfe.\x01.x",
+		"eyJhbGciOiJIUzI1NiJ9",
+		"{\"alg\":\"HS256\"}.{}.x",
 	};
 
 	(void)state;
@@ -288,7 +292,7 @@ static void test_garbage(void **state)
 
 static void test_segments(void **state)
 {
-	struct token_claims in = {TOKEN_ROLE_ADMIN, "", "", LATER};
+	struct token_claims in = { TOKEN_ROLE_ADMIN, "", "", LATER };
 	char token[TOKEN_MAX_LEN + 1];
 	char bad[TOKEN_MAX_LEN + 16];
 	const char *dot1, *dot2;
@@ -311,8 +315,7 @@ static void test_segments(void **state)
 	/* Empty segments. */
 	snprintf(bad, sizeof(bad), "%.*s.", (int)(dot2 - token), token);
 	assert_int_equal(check(bad), TOKEN_E_MALFORMED);
-	snprintf(bad, sizeof(bad), "%.*s.%s", (int)(dot1 - token), token,
-		 dot2);
+	snprintf(bad, sizeof(bad), "%.*s.%s", (int)(dot1 - token), token, dot2);
 	assert_int_equal(check(bad), TOKEN_E_MALFORMED);
 	/* Blanks around it (the caller strips "Bearer "). */
 	snprintf(bad, sizeof(bad), "%s\n", token);
@@ -325,7 +328,7 @@ static void test_segments(void **state)
 
 static void test_bad_base64(void **state)
 {
-	struct token_claims in = {TOKEN_ROLE_ADMIN, "", "", LATER};
+	struct token_claims in = { TOKEN_ROLE_ADMIN, "", "", LATER };
 	char token[TOKEN_MAX_LEN + 1];
 	char bad[TOKEN_MAX_LEN + 16];
 	size_t len;
@@ -426,7 +429,7 @@ static void test_algorithms(void **state)
 
 static void test_signature(void **state)
 {
-	struct token_claims in = {TOKEN_ROLE_AGENT, "web", "", LATER};
+	struct token_claims in = { TOKEN_ROLE_AGENT, "web", "", LATER };
 	char token[TOKEN_MAX_LEN + 1];
 	char bad[TOKEN_MAX_LEN + 16];
 	char *dot2;
@@ -461,7 +464,7 @@ static void test_signature(void **state)
 	assert_int_equal(check(bad), TOKEN_E_SIGNATURE);
 	/* The claims of another token (same key) under this signature. */
 	{
-		struct token_claims admin = {TOKEN_ROLE_ADMIN, "", "", LATER};
+		struct token_claims admin = { TOKEN_ROLE_ADMIN, "", "", LATER };
 		char other[TOKEN_MAX_LEN + 1];
 		const char *o1, *o2;
 
@@ -523,13 +526,15 @@ static void test_bad_claims(void **state)
 		"{\"role\":\"agent\",\"svc\":\"a/b\",\"exp\":1700003600}",
 		"{\"role\":\"agent\",\"svc\":\"-web\",\"exp\":1700003600}",
 		"{\"role\":\"agent\",\"svc\":null,\"exp\":1700003600}",
-		"{\"role\":\"agent\",\"svc\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"{\"role\":\"agent\",\"svc\":"
+		"\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"exp\":1700003600}",
 		"{\"role\":\"admin\",\"svc\":\"a b\",\"exp\":1700003600}",
 		/* sub: printable, bounded */
 		"{\"role\":\"admin\",\"sub\":\"a\\nlevel=error\","
 		"\"exp\":1700003600}",
-		"{\"role\":\"admin\",\"sub\":\"\\u001b[31m\",\"exp\":1700003600}",
+		"{\"role\":\"admin\",\"sub\":\"\\u001b[31m\",\"exp\":"
+		"1700003600}",
 		"{\"role\":\"admin\",\"sub\":7,\"exp\":1700003600}",
 		/* exp: a required integer NumericDate */
 		"{\"role\":\"admin\"}",
@@ -582,10 +587,10 @@ static void test_bad_claims(void **state)
 			"{\"role\":\"admin\",\"sub\":\"ops\0root\","
 			"\"exp\":1700003600}";
 		char *h = b64url(HS256_HEADER, strlen(HS256_HEADER));
-		const void *texts[] = {with_nul, with_nul, in_sub};
-		const size_t lens[] = {sizeof(with_nul) - 1,
-				       strlen(with_nul) + 1,
-				       sizeof(in_sub) - 1};
+		const void *texts[] = { with_nul, with_nul, in_sub };
+		const size_t lens[] = { sizeof(with_nul) - 1,
+					strlen(with_nul) + 1,
+					sizeof(in_sub) - 1 };
 
 		/* A NUL then more, a NUL alone at the end, one in a string. */
 		for (size_t i = 0; i < 3; i++) {
@@ -623,7 +628,8 @@ static void test_oversize(void **state)
 
 		snprintf(payload, TOKEN_MAX_LEN,
 			 "{\"role\":\"admin\",\"exp\":1700003600,"
-			 "\"pad\":\"%0*d\"}", pad, 0);
+			 "\"pad\":\"%0*d\"}",
+			 pad, 0);
 		t = sign(HS256_HEADER, payload, &secret_a);
 		len = strlen(t);
 		rc = check(t);
@@ -640,8 +646,8 @@ static void test_oversize(void **state)
 	/* A header over TOKEN_HEADER_MAX. */
 	snprintf(payload, TOKEN_MAX_LEN, "{\"alg\":\"HS256\",\"kid\":\"%0*d\"}",
 		 TOKEN_HEADER_MAX, 0);
-	assert_int_equal(check_signed(payload,
-				      "{\"role\":\"admin\",\"exp\":1700003600}"),
+	assert_int_equal(check_signed(payload, "{\"role\":\"admin\",\"exp\":"
+					       "1700003600}"),
 			 TOKEN_E_MALFORMED);
 	free(payload);
 	free(big);
@@ -660,9 +666,10 @@ static void test_deep_json(void **state)
 	assert_int_equal(check_claims("{\"role\":\"admin\",\"exp\":1700003600,"
 				      "\"x\":[[[[1]]]]}"),
 			 TOKEN_E_MALFORMED);
-	assert_int_equal(check_signed("{\"alg\":\"HS256\",\"x\":{\"y\":[[{}]]}}",
-				      "{\"role\":\"admin\",\"exp\":1700003600}"),
-			 TOKEN_E_MALFORMED);
+	assert_int_equal(
+		check_signed("{\"alg\":\"HS256\",\"x\":{\"y\":[[{}]]}}",
+			     "{\"role\":\"admin\",\"exp\":1700003600}"),
+		TOKEN_E_MALFORMED);
 	/* 1,000 levels, signed: refused before cJSON recurses. */
 	len = (size_t)snprintf(payload, sizeof(payload),
 			       "{\"role\":\"admin\",\"exp\":1700003600,\"x\":");
@@ -693,7 +700,7 @@ static void test_deep_json(void **state)
 
 static void test_rotation(void **state)
 {
-	struct token_claims in = {TOKEN_ROLE_READER, "", "dash", LATER};
+	struct token_claims in = { TOKEN_ROLE_READER, "", "dash", LATER };
 	struct token_secret both[2], new_first[2];
 	struct token_claims out;
 	char old_token[TOKEN_MAX_LEN + 1], new_token[TOKEN_MAX_LEN + 1];
@@ -731,7 +738,7 @@ static void test_rotation(void **state)
 
 static void test_constant_time_compare(void **state)
 {
-	struct token_claims in = {TOKEN_ROLE_ADMIN, "", "", LATER};
+	struct token_claims in = { TOKEN_ROLE_ADMIN, "", "", LATER };
 	struct token_secret both[2];
 	struct token_claims out;
 	char token[TOKEN_MAX_LEN + 1];
@@ -754,7 +761,7 @@ static void test_constant_time_compare(void **state)
 
 static void test_bad_arguments(void **state)
 {
-	struct token_claims in = {TOKEN_ROLE_ADMIN, "", "", LATER};
+	struct token_claims in = { TOKEN_ROLE_ADMIN, "", "", LATER };
 	struct token_claims out;
 	struct token_secret short_secret, secrets[2];
 	char token[TOKEN_MAX_LEN + 1];
@@ -787,16 +794,16 @@ static void test_bad_arguments(void **state)
 static void test_issue_refuses(void **state)
 {
 	struct token_claims bad[] = {
-		{TOKEN_ROLE_NONE, "", "", LATER},
-		{(enum token_role)99, "", "", LATER},
-		{TOKEN_ROLE_AGENT, "", "", LATER},        /* agent needs svc */
-		{TOKEN_ROLE_AGENT, "Web", "", LATER},
-		{TOKEN_ROLE_AGENT, "web", "a\tb", LATER}, /* control in sub */
-		{TOKEN_ROLE_ADMIN, "", "", 0},            /* exp required */
-		{TOKEN_ROLE_ADMIN, "", "", -5},
-		{TOKEN_ROLE_ADMIN, "", "", INT64_MAX},
+		{ TOKEN_ROLE_NONE, "", "", LATER },
+		{ (enum token_role)99, "", "", LATER },
+		{ TOKEN_ROLE_AGENT, "", "", LATER }, /* agent needs svc */
+		{ TOKEN_ROLE_AGENT, "Web", "", LATER },
+		{ TOKEN_ROLE_AGENT, "web", "a\tb", LATER }, /* control in sub */
+		{ TOKEN_ROLE_ADMIN, "", "", 0 },            /* exp required */
+		{ TOKEN_ROLE_ADMIN, "", "", -5 },
+		{ TOKEN_ROLE_ADMIN, "", "", INT64_MAX },
 	};
-	struct token_claims ok = {TOKEN_ROLE_ADMIN, "", "", LATER};
+	struct token_claims ok = { TOKEN_ROLE_ADMIN, "", "", LATER };
 	char token[TOKEN_MAX_LEN + 1];
 	size_t len;
 
@@ -812,8 +819,7 @@ static void test_issue_refuses(void **state)
 	assert_int_equal(token_issue(&ok, &secret_a, token, sizeof(token)),
 			 TOKEN_OK);
 	len = strlen(token);
-	assert_int_equal(token_issue(&ok, &secret_a, token, len + 1),
-			 TOKEN_OK);
+	assert_int_equal(token_issue(&ok, &secret_a, token, len + 1), TOKEN_OK);
 	assert_int_equal(strlen(token), len);
 	assert_int_equal(token_issue(&ok, &secret_a, token, len),
 			 TOKEN_E_SPACE);
@@ -824,8 +830,8 @@ static void test_issue_refuses(void **state)
 
 static char tmpdir[64];
 
-static const char *write_file(const char *name, const void *data,
-			      size_t len, mode_t mode)
+static const char *write_file(const char *name, const void *data, size_t len,
+			      mode_t mode)
 {
 	static char path[128];
 	FILE *f;
@@ -851,8 +857,8 @@ static int load(const char *name, const char *text, mode_t mode,
 
 static void test_load_secret(void **state)
 {
-	static const char hex64[] =
-		"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	static const char hex64[] = "00112233445566778899aabbccddeeff0011223344"
+				    "5566778899aabbccddeeff";
 	struct token_secret s;
 	char err[256], big[TOKEN_SECRET_MAX + 4], path[128];
 	unsigned char binary[40];
@@ -894,8 +900,8 @@ static void test_load_secret(void **state)
 			      0600, &s, err),
 			 TOKEN_E_SECRET);
 	assert_non_null(strstr(err, "under 32 bytes"));
-	assert_int_equal(load("min", "0123456789abcdef0123456789abcdef\n",
-			      0600, &s, err),
+	assert_int_equal(load("min", "0123456789abcdef0123456789abcdef\n", 0600,
+			      &s, err),
 			 TOKEN_OK);
 	assert_int_equal(s.len, TOKEN_SECRET_MIN);
 	memset(big, 'k', TOKEN_SECRET_MAX);

@@ -15,7 +15,8 @@
  *   if (agent_is_ready(a, "cache")) ...     lock-free, from any thread
  *   agent_set_ready(a, true);               from any thread
  *   ...
- *   agent_destroy(a);                       closes the link (1000), joins, frees
+ *   agent_destroy(a);                       closes the link (1000), joins,
+ * frees
  *
  * Threads. Every agent runs one thread of its own (the "agent thread"),
  * started by agent_start, which owns the libwebsockets context and the link.
@@ -47,9 +48,10 @@
  * full jitter, rotating over the configured URLs; the backoff starts over
  * after each welcome. The agent remembers its position (the last (epoch,
  * seq) it saw; once a resume's replay is in, the welcome's seq) and asks the
- * daemon to resume from it, so events missed while unlinked are replayed; when the daemon cannot replay them it says so (recovered:false,
- * reported as agent_link_info.reset) and the application should treat its
- * state as reset (for example flush its whole cache).
+ * daemon to resume from it, so events missed while unlinked are replayed; when
+ * the daemon cannot replay them it says so (recovered:false, reported as
+ * agent_link_info.reset) and the application should treat its state as reset
+ * (for example flush its whole cache).
  *
  * Errors. Nothing in libagent prints, exits or aborts. Functions return 0 or
  * a negative AGENT_E_* code (agent_strerror names it); constructors return
@@ -91,15 +93,16 @@ typedef struct agent agent_t; /* opaque */
 
 /* ---- error codes ------------------------------------------------------ */
 
-#define AGENT_OK             0
-#define AGENT_E_INVALID     -1  /* an argument or a configuration value is wrong */
-#define AGENT_E_NOMEM       -2  /* out of memory */
-#define AGENT_E_STATE       -3  /* not allowed now (already started, ...) */
-#define AGENT_E_UNSUPPORTED -4  /* not built in (e.g. wss:// without TLS) */
-#define AGENT_E_LWS         -5  /* libwebsockets could not create its context */
-#define AGENT_E_THREAD      -6  /* the agent thread could not be started */
-#define AGENT_E_SYS         -7  /* a system call failed (errno-level cause) */
-#define AGENT_E_NOTHOST     -8  /* agent_fd/agent_dispatch without AGENT_DISPATCH_HOST */
+#define AGENT_OK            0
+#define AGENT_E_INVALID     -1 /* an argument or a configuration value is wrong */
+#define AGENT_E_NOMEM       -2 /* out of memory */
+#define AGENT_E_STATE       -3 /* not allowed now (already started, ...) */
+#define AGENT_E_UNSUPPORTED -4 /* not built in (e.g. wss:// without TLS) */
+#define AGENT_E_LWS         -5 /* libwebsockets could not create its context */
+#define AGENT_E_THREAD      -6 /* the agent thread could not be started */
+#define AGENT_E_SYS         -7 /* a system call failed (errno-level cause) */
+#define AGENT_E_NOTHOST                                                        \
+	-8 /* agent_fd/agent_dispatch without AGENT_DISPATCH_HOST */
 
 /*
  * A static English sentence for an AGENT_E_* code (or AGENT_OK); never NULL,
@@ -148,44 +151,49 @@ struct agent_config {
 	size_t n_urls;
 	/* This instance's service name, [a-z0-9][a-z0-9_.-]{0,62}. Required. */
 	const char *service;
-	/* Instance id (printable, no spaces, <= 128 bytes); NULL: the hostname. */
+	/* Instance id (printable, no spaces, <= 128 bytes); NULL: the hostname.
+	 */
 	const char *instance;
-	/* Where this instance serves, free text such as "10.0.0.5:8080"; NULL: "". */
+	/* Where this instance serves, free text such as "10.0.0.5:8080"; NULL:
+	 * "". */
 	const char *address;
 	/* Services whose readiness the agent mirrors; names as for service. */
 	const char *const *depends_on;
 	size_t n_depends_on;
-	/* A JSON object sent as hello's "meta" (e.g. "{\"zone\":\"eu-1\"}"); NULL: {}. */
+	/* A JSON object sent as hello's "meta" (e.g. "{\"zone\":\"eu-1\"}");
+	 * NULL: {}. */
 	const char *meta;
 	/* Bearer token for the handshake; NULL: none. At most one of token and
 	 * token_file. */
 	const char *token;
-	/* A file holding the token, read again at every connection attempt (so a
-	 * rotated token is picked up without a restart); NULL: none. */
+	/* A file holding the token, read again at every connection attempt (so
+	 * a rotated token is picked up without a restart); NULL: none. */
 	const char *token_file;
-	/* PEM CA bundle to verify wss:// servers with; NULL: the system store. */
+	/* PEM CA bundle to verify wss:// servers with; NULL: the system store.
+	 */
 	const char *ca_file;
 	enum agent_on_disconnect on_disconnect; /* default AGENT_KEEP */
 	/* Reconnect delay: uniform in [0, min(max, initial * multiplier^n)]. */
-	uint32_t backoff_initial_ms;            /* default 100 */
-	uint32_t backoff_max_ms;                /* default 30000 */
-	double backoff_multiplier;              /* default 2.0, 1.0 .. 10.0 */
+	uint32_t backoff_initial_ms; /* default 100 */
+	uint32_t backoff_max_ms;     /* default 30000 */
+	double backoff_multiplier;   /* default 2.0, 1.0 .. 10.0 */
 	/* The agent pings the daemon every interval; a link with nothing heard
 	 * (frame or pong) for timeout is dropped and reconnected. The timeout
 	 * also bounds a connection attempt: no welcome within it of the
 	 * attempt's start (a server that accepts and never answers) ends the
 	 * attempt, and the next URL is tried. */
-	uint32_t heartbeat_interval_ms;         /* default 10000 */
-	uint32_t heartbeat_timeout_ms;          /* default 30000, > interval */
-	/* Cap on one incoming message (reassembled from its fragments); a larger
-	 * one closes the link with 1009. */
-	size_t max_message;                     /* default 1 MiB */
-	enum agent_dispatch dispatch;           /* default AGENT_DISPATCH_THREAD */
+	uint32_t heartbeat_interval_ms; /* default 10000 */
+	uint32_t heartbeat_timeout_ms;  /* default 30000, > interval */
+	/* Cap on one incoming message (reassembled from its fragments); a
+	 * larger one closes the link with 1009. */
+	size_t max_message;           /* default 1 MiB */
+	enum agent_dispatch dispatch; /* default AGENT_DISPATCH_THREAD */
 	/* AGENT_DISPATCH_HOST: callbacks pending before the agent stops reading
-	 * from the link (the daemon then queues, and at its limit drops the link,
-	 * which later resumes: nothing is lost, nothing grows without bound). */
-	size_t queue_max;                       /* default 1024 */
-	enum agent_log_level log_level;         /* default AGENT_LOG_INFO */
+	 * from the link (the daemon then queues, and at its limit drops the
+	 * link, which later resumes: nothing is lost, nothing grows without
+	 * bound). */
+	size_t queue_max;               /* default 1024 */
+	enum agent_log_level log_level; /* default AGENT_LOG_INFO */
 };
 
 /* Fill cfg with the defaults above (and NULL/0 elsewhere). */
@@ -248,34 +256,35 @@ const char *const *agent_conf_keys(void);
 
 enum agent_link_state {
 	AGENT_LINK_CONNECTING = 1, /* a connection attempt starts */
-	AGENT_LINK_LINKED,         /* the daemon's welcome arrived: flags are current */
-	AGENT_LINK_UNLINKED,       /* the link (or the attempt) is over */
+	AGENT_LINK_LINKED, /* the daemon's welcome arrived: flags are current */
+	AGENT_LINK_UNLINKED, /* the link (or the attempt) is over */
 };
 
 /* What on_link reports; every pointer is valid during the callback only. */
 struct agent_link_info {
-	const char *url;       /* the URL of this link or attempt */
-	uint32_t attempt;      /* attempts since the last welcome, 1 = first;
-	                        * 0 on the UNLINKED of a welcomed link */
+	const char *url;  /* the URL of this link or attempt */
+	uint32_t attempt; /* attempts since the last welcome, 1 = first;
+			   * 0 on the UNLINKED of a welcomed link */
 	/* LINKED */
-	const char *node;      /* the daemon node that answered */
-	const char *epoch;     /* the daemon's history epoch */
-	uint64_t seq;          /* the last seq the agent has seen */
-	bool resumed;          /* the hello asked to resume from an earlier seq */
-	bool recovered;        /* the daemon replays every missed event */
-	bool reset;            /* !recovered: state may have been missed; the
-	                        * application should flush what it derived from
-	                        * events (its cache). Also true on the first link. */
+	const char *node;  /* the daemon node that answered */
+	const char *epoch; /* the daemon's history epoch */
+	uint64_t seq;      /* the last seq the agent has seen */
+	bool resumed;      /* the hello asked to resume from an earlier seq */
+	bool recovered;    /* the daemon replays every missed event */
+	bool reset;        /* !recovered: state may have been missed; the
+			    * application should flush what it derived from
+			    * events (its cache). Also true on the first link. */
 	/* UNLINKED */
-	bool was_linked;       /* false: the attempt failed before a welcome */
-	int close_code;        /* WebSocket close code; 1006 when the connection
-	                        * failed or dropped without a close frame;
-	                        * 1012 with reason "drain spread_ms=N": the
-	                        * node is draining, the next attempt goes to
-	                        * the next URL after retry_ms <= N */
-	const char *reason;    /* close reason or error text; "" if none */
-	int http_status;       /* a refused handshake's HTTP status (401, 403, ...), else 0 */
-	uint32_t retry_ms;     /* delay before the next attempt; 0 when stopping */
+	bool was_linked;    /* false: the attempt failed before a welcome */
+	int close_code;     /* WebSocket close code; 1006 when the connection
+			     * failed or dropped without a close frame;
+			     * 1012 with reason "drain spread_ms=N": the
+			     * node is draining, the next attempt goes to
+			     * the next URL after retry_ms <= N */
+	const char *reason; /* close reason or error text; "" if none */
+	int http_status;   /* a refused handshake's HTTP status (401, 403, ...),
+			      else 0 */
+	uint32_t retry_ms; /* delay before the next attempt; 0 when stopping */
 };
 
 /*
@@ -283,17 +292,18 @@ struct agent_link_info {
  * (copy what you keep). Strings are NUL-terminated.
  */
 struct agent_event {
-	const char *kind;      /* "readiness", "invalidate", "command" (or a future kind) */
+	const char *kind; /* "readiness", "invalidate", "command" (or a future
+			     kind) */
 	const char *epoch;
 	uint64_t seq;
-	const char *command;   /* e.g. "DataSend"; "" when absent */
+	const char *command; /* e.g. "DataSend"; "" when absent */
 	/* Compact JSON text, "null" when absent; numbers exactly as the
 	 * sender wrote them (not rounded through a double). */
 	const char *header;
 	const char *value;
-	const char *json;      /* the whole frame as received */
-	size_t json_len;       /* strlen(json) */
-	bool replayed;         /* part of a resume replay (older than the welcome) */
+	const char *json; /* the whole frame as received */
+	size_t json_len;  /* strlen(json) */
+	bool replayed;    /* part of a resume replay (older than the welcome) */
 	/* kind "readiness": the service and its new state (else NULL/false). */
 	const char *service;
 	bool ready;
@@ -313,16 +323,18 @@ struct agent_callbacks {
 	/* A dependency's flag changed (the flag already holds `ready`). */
 	void (*on_readiness)(agent_t *a, const char *service, bool ready,
 			     void *ud);
-	/* Every event, after the flag (if any) was updated and on_readiness ran. */
+	/* Every event, after the flag (if any) was updated and on_readiness
+	 * ran. */
 	void (*on_event)(agent_t *a, const struct agent_event *ev, void *ud);
-	/* The link changed state. On LINKED, on_link runs before the on_readiness
-	 * calls for the flags the welcome changed; on UNLINKED (with AGENT_LOCK),
-	 * before those for the flags that dropped. */
+	/* The link changed state. On LINKED, on_link runs before the
+	 * on_readiness calls for the flags the welcome changed; on UNLINKED
+	 * (with AGENT_LOCK), before those for the flags that dropped. */
 	void (*on_link)(agent_t *a, enum agent_link_state state,
 			const struct agent_link_info *info, void *ud);
 	/* One log line: "message key=value ...", the message a single token
 	 * (e.g. "connect_failed url=ws://... reason=\"...\""); values from the
-	 * network are quoted. Lines above the agent's log level are not made. */
+	 * network are quoted. Lines above the agent's log level are not made.
+	 */
 	void (*on_log)(enum agent_log_level level, const char *line, void *ud);
 	void *ud; /* given to every callback; owned by the caller */
 };
@@ -390,17 +402,17 @@ int agent_set_ready(agent_t *a, bool ready);
 bool agent_is_linked(const agent_t *a);
 
 struct agent_info {
-	char service[64];          /* this instance's service */
-	char instance[129];        /* and instance id (the hostname by default) */
+	char service[64];   /* this instance's service */
+	char instance[129]; /* and instance id (the hostname by default) */
 	bool started;
 	bool linked;
-	char url[AGENT_URL_MAX];   /* the current or last URL; "" before any */
-	char node[129];            /* the daemon node of the last welcome */
-	char epoch[65];            /* "" before the first welcome */
-	uint64_t seq;              /* the last event seq seen (or the welcome's) */
-	uint64_t links;            /* welcomes received */
-	uint64_t events;           /* events received (not counting duplicates) */
-	uint32_t attempt;          /* attempts since the last welcome */
+	char url[AGENT_URL_MAX]; /* the current or last URL; "" before any */
+	char node[129];          /* the daemon node of the last welcome */
+	char epoch[65];          /* "" before the first welcome */
+	uint64_t seq;     /* the last event seq seen (or the welcome's) */
+	uint64_t links;   /* welcomes received */
+	uint64_t events;  /* events received (not counting duplicates) */
+	uint32_t attempt; /* attempts since the last welcome */
 };
 
 /* Fill *out with a consistent snapshot. Any thread. 0 or AGENT_E_INVALID. */

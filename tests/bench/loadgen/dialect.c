@@ -71,11 +71,8 @@ int dialect_upgraded(struct worker *w, struct link *l)
 			return -1;
 		}
 		return 0;
-	case DIALECT_PLAIN:
-		link_welcomed(w, l);
-		return 0;
-	case DIALECT_ENGINEIO:
-		return 0;              /* the open packet comes next */
+	case DIALECT_PLAIN: link_welcomed(w, l); return 0;
+	case DIALECT_ENGINEIO: return 0; /* the open packet comes next */
 	}
 	return 0;
 }
@@ -108,12 +105,8 @@ void dialect_message_start(const struct worker *w, struct link *l, int op,
 		else if (memmem(p, n, "\"type\":\"welcome\"", 16))
 			l->kind = K_WELCOME;
 		break;
-	case DIALECT_PLAIN:
-		l->kind = K_EVENT;
-		break;
-	case DIALECT_ENGINEIO:
-		l->kind = (uint8_t)engineio_kind(p, n);
-		break;
+	case DIALECT_PLAIN: l->kind = K_EVENT; break;
+	case DIALECT_ENGINEIO: l->kind = (uint8_t)engineio_kind(p, n); break;
 	}
 	if (l->kind == K_EVENT)
 		l->seq = dialect_find_seq(p, n);
@@ -139,9 +132,7 @@ int dialect_message_end(struct worker *w, struct link *l)
 		if (l->state == L_HELLO)
 			link_welcomed(w, l);
 		return 0;
-	case K_EVENT:
-		event_arrived(w, l);
-		return 0;
+	case K_EVENT: event_arrived(w, l); return 0;
 	case K_OPEN:
 		if (ws_send(w, l, 0x1, "40", 2) != 0) {
 			link_fail_errno(w, l, "send socket.io connect");
@@ -154,8 +145,7 @@ int dialect_message_end(struct worker *w, struct link *l)
 			return -1;
 		}
 		return 0;
-	case K_OTHER:
-		return 0;
+	case K_OTHER: return 0;
 	}
 	return 0;
 }

@@ -23,22 +23,23 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define LINK_BUF      1024             /* bytes of input kept per link */
-#define MAX_OUT       512              /* largest frame payload we send */
-#define MAX_SRC       64               /* source addresses (-b) */
-#define MAX_TARGETS   64               /* servers the links spread over (-a) */
-#define MAX_PIDS      16               /* server processes whose RSS is read */
-#define MAX_PROCS     64               /* workers (-P) */
-#define MAX_ERR_LOG   5                /* error lines per worker */
-#define UPGRADE_MAX   512              /* bytes of one upgrade request */
-#define STALL_NS      (10LL * 1000000000LL) /* storm: no welcome this long */
-#define CTL_TAG       UINT64_MAX       /* epoll tag of the control pipe */
+#define LINK_BUF    1024 /* bytes of input kept per link */
+#define MAX_OUT     512  /* largest frame payload we send */
+#define MAX_SRC     64   /* source addresses (-b) */
+#define MAX_TARGETS 64   /* servers the links spread over (-a) */
+#define MAX_PIDS    16   /* server processes whose RSS is read */
+#define MAX_PROCS   64   /* workers (-P) */
+#define MAX_ERR_LOG 5    /* error lines per worker */
+#define UPGRADE_MAX 512  /* bytes of one upgrade request */
+#define STALL_NS    (10LL * 1000000000LL) /* storm: no welcome this long */
+#define CTL_TAG     UINT64_MAX            /* epoll tag of the control pipe */
 
 /* What the server speaks over the WebSocket (-m). */
 enum dialect {
-	DIALECT_DISCOVERY,   /* discovery.v1: hello, welcome, events */
-	DIALECT_PLAIN,       /* no subprotocol: linked at 101, any text is the event */
-	DIALECT_ENGINEIO,    /* Engine.IO v4 websocket transport, socket.io v5 */
+	DIALECT_DISCOVERY, /* discovery.v1: hello, welcome, events */
+	DIALECT_PLAIN, /* no subprotocol: linked at 101, any text is the event
+			*/
+	DIALECT_ENGINEIO, /* Engine.IO v4 websocket transport, socket.io v5 */
 };
 
 struct opts {
@@ -62,29 +63,37 @@ enum lstate { L_IDLE, L_CONNECTING, L_UPGRADING, L_HELLO, L_LIVE, L_DEAD };
 /* What the message arriving on a link is, by its first bytes. */
 enum kind {
 	K_OTHER,
-	K_WELCOME,           /* the link is linked (welcome, socket.io connect) */
-	K_EVENT,             /* the broadcast being timed */
-	K_OPEN,              /* Engine.IO open: answer with a namespace connect */
-	K_PING,              /* Engine.IO ping: answer with a pong */
+	K_WELCOME, /* the link is linked (welcome, socket.io connect) */
+	K_EVENT,   /* the broadcast being timed */
+	K_OPEN,    /* Engine.IO open: answer with a namespace connect */
+	K_PING,    /* Engine.IO ping: answer with a pong */
 };
 
 struct link {
 	int fd;
-	uint8_t state;                 /* enum lstate */
-	uint8_t kind;                  /* enum kind of the message arriving */
-	uint8_t skip_fin;              /* the skipped frame ends a message */
-	uint32_t len;                  /* bytes in buf */
-	uint64_t skip;                 /* payload still to discard */
-	uint64_t seq;                  /* seq of the message arriving */
-	int64_t t_event;               /* this round's event, ns; 0 = none */
+	uint8_t state;    /* enum lstate */
+	uint8_t kind;     /* enum kind of the message arriving */
+	uint8_t skip_fin; /* the skipped frame ends a message */
+	uint32_t len;     /* bytes in buf */
+	uint64_t skip;    /* payload still to discard */
+	uint64_t seq;     /* seq of the message arriving */
+	int64_t t_event;  /* this round's event, ns; 0 = none */
 	uint64_t ev_seq;
 	char buf[LINK_BUF + 1];
 };
 
 /* What a worker tells the parent. */
-struct storm_msg { int64_t t_first, t_last; uint32_t welcomed, failed; };
-struct round_msg { uint32_t n, closed; };
-struct hit { int64_t t; uint64_t seq; };
+struct storm_msg {
+	int64_t t_first, t_last;
+	uint32_t welcomed, failed;
+};
+struct round_msg {
+	uint32_t n, closed;
+};
+struct hit {
+	int64_t t;
+	uint64_t seq;
+};
 
 struct worker {
 	const struct opts *o;
@@ -98,7 +107,7 @@ struct worker {
 	uint32_t got, expected;
 	int64_t deadline;
 	struct hit *hits;
-	char (*upgrade)[UPGRADE_MAX];  /* one request per target */
+	char (*upgrade)[UPGRADE_MAX]; /* one request per target */
 	size_t *upgrade_len;
 	uint32_t rng;
 	int errors;
@@ -117,8 +126,7 @@ void link_fail_errno(struct worker *w, struct link *l, const char *what);
 void link_welcomed(struct worker *w, struct link *l);
 
 /* ws.c */
-int ws_upgrade_request(const struct opts *o, int target, char *buf,
-		       size_t cap);
+int ws_upgrade_request(const struct opts *o, int target, char *buf, size_t cap);
 int ws_send(struct worker *w, struct link *l, int op, const void *payload,
 	    size_t len);
 int ws_input(struct worker *w, struct link *l);
@@ -133,7 +141,11 @@ int dialect_message_end(struct worker *w, struct link *l);
 uint64_t dialect_find_seq(const char *p, size_t n);
 
 /* parent.c */
-struct child { pid_t pid; int ctl, res; uint32_t base, n; };
+struct child {
+	pid_t pid;
+	int ctl, res;
+	uint32_t base, n;
+};
 
 struct round {
 	double p50, p99, last, http_ms;
@@ -145,7 +157,7 @@ struct run {
 	int64_t t_first, t_last;
 	long welcomed, failed, closed;
 	long rss_before, rss_storm, rss_idle;
-	long nrounds;                  /* measured rounds (after warm-up) */
+	long nrounds; /* measured rounds (after warm-up) */
 	struct round *rounds;
 };
 
@@ -154,11 +166,15 @@ int parent_spawn_all(const struct opts *o, struct child *ch);
 void parent_stop_all(const struct opts *o, struct child *ch);
 int parent_collect_storm(const struct opts *o, struct child *ch,
 			 struct run *run);
-int parent_run_rounds(const struct opts *o, struct child *ch,
-		      struct run *run);
+int parent_run_rounds(const struct opts *o, struct child *ch, struct run *run);
 
 /* trigger.c */
-struct trigger { int64_t t0; int status; uint64_t seq; double http_ms; };
+struct trigger {
+	int64_t t0;
+	int status;
+	uint64_t seq;
+	double http_ms;
+};
 
 int trigger_call(const struct opts *o, struct trigger *t);
 

@@ -75,38 +75,54 @@ int read_full(int fd, void *p, size_t n)
 static void usage(FILE *out)
 {
 	fprintf(out,
-"usage: loadgen -a HOST:PORT [-a HOST:PORT ...] -H HOST:PORT [options]\n"
-"  -a, --target HOST:PORT  a server's WebSocket listener; repeat it to spread\n"
-"                the links round-robin over several servers\n"
-"  -H, --http HOST:PORT    where the trigger call goes\n"
-"  -m, --dialect D         discovery (discovery.v1, default), plain (a bare\n"
-"                WebSocket: linked at 101, any text is the event), engineio\n"
-"                (socket.io 4 over Engine.IO v4's websocket transport)\n"
-"  -u, --path PATH         the upgrade's path (/, or /socket.io/?EIO=4&...)\n"
-"  -n N          links (1000)\n"
-"  -P P          worker processes, N/P links each (1)\n"
-"  -b A,B,...    IPv4 source addresses, round-robin (default: the kernel's)\n"
-"  -c C          links between connect and welcome at once, all workers\n"
-"                together (500)\n"
-"  -s SVC        service in each hello (web)\n"
-"  -i PREFIX     instance names PREFIX-0, PREFIX-1, ... (lg)\n"
-"  -r R          measured rounds (10)\n"
-"  -W W          warm-up rounds before them, not kept (0)\n"
-"  -t 'M PATH'   the trigger call (\"POST /api/discovery/cacheready\")\n"
-"  -d BODY       JSON body of the trigger call (none)\n"
-"  -T SECONDS    how long a round waits for every link (10)\n"
-"  -S SECONDS    the storm's whole budget: links not welcomed by then fail\n"
-"                (0: none; a storm without progress for 10 s ends anyway)\n"
-"  -w SECONDS    idle between the storm and the first round (0); links\n"
-"                answer the server's pings meanwhile\n"
-"  -p PID        a server process whose VmRSS is read; repeat for several\n"
-"Prints one JSON object. Exit status: 0, or 3 when links failed to link\n"
-"or missed an event (the JSON is still printed), 1 on errors, 2 on usage.\n");
+		"usage: loadgen -a HOST:PORT [-a HOST:PORT ...] -H HOST:PORT "
+		"[options]\n"
+		"  -a, --target HOST:PORT  a server's WebSocket listener; "
+		"repeat it to spread\n"
+		"                the links round-robin over several servers\n"
+		"  -H, --http HOST:PORT    where the trigger call goes\n"
+		"  -m, --dialect D         discovery (discovery.v1, default), "
+		"plain (a bare\n"
+		"                WebSocket: linked at 101, any text is the "
+		"event), engineio\n"
+		"                (socket.io 4 over Engine.IO v4's websocket "
+		"transport)\n"
+		"  -u, --path PATH         the upgrade's path (/, or "
+		"/socket.io/?EIO=4&...)\n"
+		"  -n N          links (1000)\n"
+		"  -P P          worker processes, N/P links each (1)\n"
+		"  -b A,B,...    IPv4 source addresses, round-robin (default: "
+		"the kernel's)\n"
+		"  -c C          links between connect and welcome at once, "
+		"all workers\n"
+		"                together (500)\n"
+		"  -s SVC        service in each hello (web)\n"
+		"  -i PREFIX     instance names PREFIX-0, PREFIX-1, ... (lg)\n"
+		"  -r R          measured rounds (10)\n"
+		"  -W W          warm-up rounds before them, not kept (0)\n"
+		"  -t 'M PATH'   the trigger call (\"POST "
+		"/api/discovery/cacheready\")\n"
+		"  -d BODY       JSON body of the trigger call (none)\n"
+		"  -T SECONDS    how long a round waits for every link (10)\n"
+		"  -S SECONDS    the storm's whole budget: links not welcomed "
+		"by then fail\n"
+		"                (0: none; a storm without progress for 10 s "
+		"ends anyway)\n"
+		"  -w SECONDS    idle between the storm and the first round "
+		"(0); links\n"
+		"                answer the server's pings meanwhile\n"
+		"  -p PID        a server process whose VmRSS is read; repeat "
+		"for several\n"
+		"Prints one JSON object. Exit status: 0, or 3 when links "
+		"failed to link\n"
+		"or missed an event (the JSON is still printed), 1 on errors, "
+		"2 on usage.\n");
 }
 
 static int parse_addr(const char *s, struct sockaddr_in *sa)
 {
-	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = { .ai_family = AF_INET,
+				  .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res;
 	char host[256];
 	const char *colon = strrchr(s, ':');
@@ -232,8 +248,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	};
 	int c;
 
-	*o = (struct opts){ .service = "web", .prefix = "lg", .n = 1000,
-			    .procs = 1, .rounds = 10, .inflight = 500,
+	*o = (struct opts){ .service = "web",
+			    .prefix = "lg",
+			    .n = 1000,
+			    .procs = 1,
+			    .rounds = 10,
+			    .inflight = 500,
 			    .timeout_s = 10 };
 	snprintf(o->method, sizeof(o->method), "POST");
 	snprintf(o->trigger_path, sizeof(o->trigger_path),
@@ -266,7 +286,8 @@ bad_address:
 static void idle(double seconds)
 {
 	struct timespec ts = { (time_t)seconds,
-			       (long)((seconds - (double)(time_t)seconds) * 1e9) };
+			       (long)((seconds - (double)(time_t)seconds) *
+				      1e9) };
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;

@@ -33,9 +33,10 @@ int parent_raise_nofile(const struct opts *o)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (rl.rlim_cur < need) {
-		fprintf(stderr, "loadgen: %ld links per process need %lu files, "
-			"the limit is %lu: use more -P\n", per,
-			(unsigned long)need, (unsigned long)rl.rlim_cur);
+		fprintf(stderr,
+			"loadgen: %ld links per process need %lu files, "
+			"the limit is %lu: use more -P\n",
+			per, (unsigned long)need, (unsigned long)rl.rlim_cur);
 		return -1;
 	}
 	return 0;
@@ -165,7 +166,7 @@ static int one_round(const struct opts *o, struct child *ch, double *lat,
 	if (trigger_call(o, &t) != 0) {
 		fprintf(stderr, "loadgen: trigger call failed: %s\n",
 			strerror(errno));
-		t.t0 = mono_ns();   /* still collect: the round times out */
+		t.t0 = mono_ns(); /* still collect: the round times out */
 	}
 	if (t.status && (t.status < 200 || t.status > 299))
 		fprintf(stderr, "loadgen: trigger answered %d\n", t.status);
@@ -194,8 +195,8 @@ int parent_run_rounds(const struct opts *o, struct child *ch, struct run *run)
 		return -1;
 	}
 	for (long r = 0; r < o->warmup + o->rounds && run->welcomed; r++) {
-		struct round *rd = r < o->warmup ? &scratch
-						 : &run->rounds[r - o->warmup];
+		struct round *rd = r < o->warmup ? &scratch :
+						   &run->rounds[r - o->warmup];
 
 		if (one_round(o, ch, lat, rd, run) != 0) {
 			free(lat);

@@ -83,7 +83,8 @@ enum field { F_P50, F_P99, F_LAST, F_HTTP };
 /* Median over the rounds of one of their figures (rounds without any). */
 static double round_median(const struct run *run, enum field f)
 {
-	double *v = malloc((size_t)(run->nrounds ? run->nrounds : 1) * sizeof(*v));
+	double *v =
+		malloc((size_t)(run->nrounds ? run->nrounds : 1) * sizeof(*v));
 	double m;
 	size_t k = 0;
 
@@ -91,8 +92,10 @@ static double round_median(const struct run *run, enum field f)
 		return -1;
 	for (long r = 0; r < run->nrounds; r++) {
 		const struct round *rd = &run->rounds[r];
-		double x = f == F_P50 ? rd->p50 : f == F_P99 ? rd->p99 :
-			   f == F_LAST ? rd->last : rd->http_ms;
+		double x = f == F_P50  ? rd->p50 :
+			   f == F_P99  ? rd->p99 :
+			   f == F_LAST ? rd->last :
+					 rd->http_ms;
 
 		if (x >= 0)
 			v[k++] = x;
@@ -144,8 +147,8 @@ static void print_rss(const struct run *run)
 	long after = run->rss_idle >= 0 ? run->rss_idle : run->rss_storm;
 
 	printf(",\"rss_before_kb\":%ld,\"rss_storm_kb\":%ld,"
-	       "\"rss_idle_kb\":%ld,\"bytes_per_link\":", run->rss_before,
-	       run->rss_storm, run->rss_idle);
+	       "\"rss_idle_kb\":%ld,\"bytes_per_link\":",
+	       run->rss_before, run->rss_storm, run->rss_idle);
 	if (run->welcomed && run->rss_before >= 0 && after >= 0)
 		printf("%ld", (after - run->rss_before) * 1024 / run->welcomed);
 	else
@@ -155,11 +158,12 @@ static void print_rss(const struct run *run)
 void report_print(const struct opts *o, const struct run *run)
 {
 	double storm = run->t_last > run->t_first ?
-		       (double)(run->t_last - run->t_first) / 1e9 : -1;
+			       (double)(run->t_last - run->t_first) / 1e9 :
+			       -1;
 
 	printf("{\"links\":%ld,\"procs\":%ld,\"targets\":%d,\"welcomed\":%ld,"
-	       "\"failed\":%ld,\"warmup\":%ld,\"rounds\":%ld,", o->n, o->procs,
-	       o->ntargets, run->welcomed, run->failed,
+	       "\"failed\":%ld,\"warmup\":%ld,\"rounds\":%ld,",
+	       o->n, o->procs, o->ntargets, run->welcomed, run->failed,
 	       run->welcomed ? o->warmup : 0, run->nrounds);
 	print_num("connect_storm_s", storm, ",");
 	print_num("p50_ms", round_median(run, F_P50), ",");
@@ -167,7 +171,8 @@ void report_print(const struct opts *o, const struct run *run)
 	print_num("last_ms", round_median(run, F_LAST), ",");
 	print_num("http_ms", round_median(run, F_HTTP), ",");
 	print_rounds(run);
-	printf("\"missed\":%ld,\"closed\":%ld", report_missed(run), run->closed);
+	printf("\"missed\":%ld,\"closed\":%ld", report_missed(run),
+	       run->closed);
 	if (o->npids)
 		print_rss(run);
 	printf("}\n");

@@ -15,7 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define ANSWER_MAX 8192                /* bytes of the answer kept */
+#define ANSWER_MAX 8192 /* bytes of the answer kept */
 
 static int http_connect(const struct opts *o)
 {
@@ -71,14 +71,15 @@ int trigger_call(const struct opts *o, struct trigger *t)
 		return -1;
 	n = snprintf(req, cap,
 		     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
-		     "%sContent-Length: %zu\r\n\r\n%s", o->method,
-		     o->trigger_path, o->http,
+		     "%sContent-Length: %zu\r\n\r\n%s",
+		     o->method, o->trigger_path, o->http,
 		     blen ? "Content-Type: application/json\r\n" : "", blen,
 		     blen ? o->body : "");
 	fd = http_connect(o);
 	if (fd >= 0 && n > 0 && (size_t)n < cap) {
 		t->t0 = mono_ns();
-		rc = write_full(fd, req, (size_t)n) == 0 ? http_answer(fd, t) : -1;
+		rc = write_full(fd, req, (size_t)n) == 0 ? http_answer(fd, t) :
+							   -1;
 	}
 	if (fd >= 0)
 		close(fd);

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24     /* linux/in.h; not in every libc */
+#define IP_BIND_ADDRESS_NO_PORT 24 /* linux/in.h; not in every libc */
 #endif
 
 /* ---- link bookkeeping --------------------------------------------------- */
@@ -38,7 +38,9 @@ void link_fail(struct worker *w, struct link *l, const char *why)
 		close(l->fd);
 	l->fd = -1;
 	switch (l->state) {
-	case L_CONNECTING: case L_UPGRADING: case L_HELLO:
+	case L_CONNECTING:
+	case L_UPGRADING:
+	case L_HELLO:
 		w->inflight--;
 		w->failed++;
 		break;
@@ -48,9 +50,7 @@ void link_fail(struct worker *w, struct link *l, const char *why)
 		if (w->armed && !l->t_event)
 			w->expected--;
 		break;
-	default:
-		w->failed++;
-		break;
+	default: w->failed++; break;
 	}
 	l->state = L_DEAD;
 }
@@ -92,7 +92,8 @@ static int link_socket(struct worker *w, uint32_t i)
 
 		/* The port is picked per destination at connect time, which
 		 * lifts the ~28k ports of one source address. */
-		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+			   sizeof(one));
 		if (bind(fd, (const struct sockaddr *)src, sizeof(*src)) != 0) {
 			int e = errno;
 
@@ -176,7 +177,7 @@ static void worker_control(struct worker *w)
 	if (r < 0 && errno == EINTR)
 		return;
 	if (r <= 0) {
-		w->quit = true;       /* the parent is gone */
+		w->quit = true; /* the parent is gone */
 		return;
 	}
 	for (ssize_t i = 0; i < r; i++) {
@@ -336,8 +337,12 @@ static int worker_setup(struct worker *w)
 int worker_run(const struct opts *o, uint32_t base, uint32_t n, int ctl,
 	       int res)
 {
-	struct worker w = { .o = o, .ctl = ctl, .res = res, .base = base,
-			    .n = n, .rng = 0x9e3779b9u ^ (uint32_t)getpid() };
+	struct worker w = { .o = o,
+			    .ctl = ctl,
+			    .res = res,
+			    .base = base,
+			    .n = n,
+			    .rng = 0x9e3779b9u ^ (uint32_t)getpid() };
 
 	if (worker_setup(&w) != 0) {
 		perror("loadgen: worker setup");

@@ -18,19 +18,20 @@
 #include <unistd.h>
 
 /* RFC 6455 §1.3's sample key and its accept value. */
-#define WS_KEY        "dGhlIHNhbXBsZSBub25jZQ=="
-#define WS_ACCEPT     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+#define WS_KEY    "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
-int ws_upgrade_request(const struct opts *o, int target, char *buf,
-		       size_t cap)
+int ws_upgrade_request(const struct opts *o, int target, char *buf, size_t cap)
 {
 	const char *proto = dialect_subprotocol(o);
 	int n = snprintf(buf, cap,
-		"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
-		"Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY "\r\n"
-		"Sec-WebSocket-Version: 13\r\n%s%s%s\r\n", dialect_path(o),
-		o->target_names[target], proto ? "Sec-WebSocket-Protocol: " : "",
-		proto ? proto : "", proto ? "\r\n" : "");
+			 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+			 "Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY
+			 "\r\n"
+			 "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+			 dialect_path(o), o->target_names[target],
+			 proto ? "Sec-WebSocket-Protocol: " : "",
+			 proto ? proto : "", proto ? "\r\n" : "");
 
 	return n > 0 && (size_t)n < cap ? n : -1;
 }
@@ -70,7 +71,9 @@ int ws_send(struct worker *w, struct link *l, int op, const void *payload,
 	for (size_t i = 0; i < len; i++)
 		f[h + 4 + i] = p[i] ^ f[h + (i & 3)];
 	return send(l->fd, f, h + 4 + len, MSG_NOSIGNAL) ==
-	       (ssize_t)(h + 4 + len) ? 0 : -1;
+			       (ssize_t)(h + 4 + len) ?
+		       0 :
+		       -1;
 }
 
 /* ---- the upgrade answer ------------------------------------------------- */
@@ -95,7 +98,8 @@ static bool header_is(const char *head, const char *name, const char *want,
 		while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
 			vl--;
 		return vl == strlen(want) &&
-		       (nocase ? strncasecmp(v, want, vl) : strncmp(v, want, vl)) == 0;
+		       (nocase ? strncasecmp(v, want, vl) :
+				 strncmp(v, want, vl)) == 0;
 	}
 	return false;
 }
@@ -132,7 +136,7 @@ static int upgrade_done(struct worker *w, struct link *l)
 		return 0;
 	}
 	used = (size_t)(end - l->buf) + 4;
-	end[2] = '\0';                 /* keep the last header's CRLF */
+	end[2] = '\0'; /* keep the last header's CRLF */
 	bad = upgrade_check(w->o, l->buf);
 	if (bad) {
 		link_fail(w, l, bad);
@@ -149,7 +153,8 @@ static void server_close(struct worker *w, struct link *l, const char *p,
 			 size_t n)
 {
 	char why[200];
-	int code = n >= 2 ? ((unsigned char)p[0] << 8 | (unsigned char)p[1]) : 1005;
+	int code = n >= 2 ? ((unsigned char)p[0] << 8 | (unsigned char)p[1]) :
+			    1005;
 
 	snprintf(why, sizeof(why), "closed by server: %d %.*s", code,
 		 n > 2 ? (int)(n - 2) : 0, n > 2 ? p + 2 : "");
@@ -169,18 +174,15 @@ static int frame_done(struct worker *w, struct link *l, unsigned char b0,
 			return -1;
 		}
 		return 0;
-	case 0xA:
-		return 0;
-	case 0x8:
-		server_close(w, l, p, n);
-		return -1;
-	case 0x0: case 0x1: case 0x2:
+	case 0xA: return 0;
+	case 0x8: server_close(w, l, p, n); return -1;
+	case 0x0:
+	case 0x1:
+	case 0x2:
 		if (op != 0)
 			dialect_message_start(w, l, op, p, n);
 		return b0 & 0x80 ? dialect_message_end(w, l) : 0;
-	default:
-		link_fail(w, l, "unknown opcode");
-		return -1;
+	default: link_fail(w, l, "unknown opcode"); return -1;
 	}
 }
 
@@ -217,7 +219,9 @@ static ssize_t frame_one(struct worker *w, struct link *l,
 	}
 	if (plen <= n - hl)
 		return frame_done(w, l, p[0], (const char *)p + hl,
-				  (size_t)plen) ? -1 : (ssize_t)(hl + plen);
+				  (size_t)plen) ?
+			       -1 :
+			       (ssize_t)(hl + plen);
 	if (hl + plen <= LINK_BUF)
 		return 0;
 	if ((p[0] & 0x0f) >= 0x8) {
@@ -277,7 +281,8 @@ int ws_input(struct worker *w, struct link *l)
 		return -1;
 	}
 	if (r == 0) {
-		link_fail(w, l, "connection closed by server without close frame");
+		link_fail(w, l,
+			  "connection closed by server without close frame");
 		return -1;
 	}
 	l->len += (uint32_t)r;

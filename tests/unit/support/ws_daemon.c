@@ -152,8 +152,7 @@ static void handshake(int fd, char *req, size_t cap)
 	write_all(fd, reply, (size_t)n);
 }
 
-void ws_send(int fd, int opcode, bool fin, const void *payload,
-	     size_t n)
+void ws_send(int fd, int opcode, bool fin, const void *payload, size_t n)
 {
 	unsigned char head[10];
 	size_t h = 0;
@@ -215,8 +214,7 @@ static int ws_frame(int fd, int64_t deadline, char *buf, size_t cap,
  * The agent's next text or close frame, answering its pings on the way
  * (unless silent); -1 when none comes in time.
  */
-int ws_next(int fd, int ms, bool silent, char *buf, size_t cap,
-	    size_t *len)
+int ws_next(int fd, int ms, bool silent, char *buf, size_t cap, size_t *len)
 {
 	int64_t deadline = now_ms() + ms;
 
@@ -237,7 +235,8 @@ cJSON *expect_text(int fd, const char *type)
 	size_t len;
 	cJSON *msg, *t;
 
-	assert_int_equal(ws_next(fd, WAIT_MS, false, buf, sizeof(buf), &len), 1);
+	assert_int_equal(ws_next(fd, WAIT_MS, false, buf, sizeof(buf), &len),
+			 1);
 	msg = cJSON_ParseWithLength(buf, len);
 	assert_non_null(msg);
 	t = cJSON_GetObjectItemCaseSensitive(msg, "type");
@@ -280,8 +279,9 @@ long long hello_resume_seq(cJSON *hello)
 
 	if (!resume)
 		return -1;
-	assert_string_equal(
-		cJSON_GetObjectItemCaseSensitive(resume, "epoch")->valuestring, EPOCH);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(resume, "epoch")
+				    ->valuestring,
+			    EPOCH);
 	return (long long)cJSON_GetObjectItemCaseSensitive(resume, "seq")
 		->valuedouble;
 }
@@ -292,8 +292,10 @@ void send_welcome(int fd, uint64_t seq, bool recovered, uint64_t replay,
 	char frame[512];
 
 	snprintf(frame, sizeof(frame),
-		 "{\"type\":\"welcome\",\"node\":\"test\",\"epoch\":\"" EPOCH "\","
-		 "\"seq\":%llu,\"recovered\":%s,\"replay\":%llu,\"services\":%s}",
+		 "{\"type\":\"welcome\",\"node\":\"test\",\"epoch\":\"" EPOCH
+		 "\","
+		 "\"seq\":%llu,\"recovered\":%s,\"replay\":%llu,\"services\":%"
+		 "s}",
 		 (unsigned long long)seq, recovered ? "true" : "false",
 		 (unsigned long long)replay, services);
 	ws_text(fd, frame);

@@ -14,7 +14,7 @@
 
 #include <cJSON.h>
 
-#define EPOCH "e0000000000000000000000000000001"
+#define EPOCH   "e0000000000000000000000000000001"
 #define WAIT_MS 5000 /* generous: only a broken agent takes this long */
 
 int64_t now_ms(void);
@@ -22,15 +22,13 @@ int listen_any(int *port);
 /* A port nobody listens on (bound, then closed). */
 int closed_port(void);
 int accept_within(int lfd, int ms);
-void ws_send(int fd, int opcode, bool fin, const void *payload,
-	     size_t n);
+void ws_send(int fd, int opcode, bool fin, const void *payload, size_t n);
 void ws_text(int fd, const char *json);
 /*
  * The agent's next text or close frame, answering its pings on the way
  * (unless silent); -1 when none comes in time.
  */
-int ws_next(int fd, int ms, bool silent, char *buf, size_t cap,
-	    size_t *len);
+int ws_next(int fd, int ms, bool silent, char *buf, size_t cap, size_t *len);
 /* The agent's next text frame, which must come. */
 cJSON *expect_text(int fd, const char *type);
 /* The agent's close frame (text frames before it skipped): its code, the
