@@ -166,12 +166,12 @@ $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 # Unit tests link libcommon. The daemon's module tests (test_registry,
 # test_d_*) also link the daemon's modules (everything but main); libagent's
 # internal tests (test_agent_*) link libagent's objects; a gate module's
-# test (test_gate_X) links that one module (agent/gate/X.c).
+# test (test_gate_X) links that module (agent/gate/X.c) and buf.c.
 DAEMON_LIB_OBJ = $(if $(filter test_registry test_d_%,$*),$(DAEMON_LIB))
 AGENT_OBJ      = $(if $(filter test_agent_%,$*),$(call obj,$(AGENT_SRC) \
                    $(TEST_SUPPORT_SRC)))
 GATE_OBJ       = $(if $(filter test_gate_%,$*),$(call obj,\
-                   agent/gate/$(*:test_gate_%=%).c))
+                   agent/gate/$(*:test_gate_%=%).c agent/gate/buf.c))
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \
 		  $(call obj,$(AGENT_SRC) $(TEST_SUPPORT_SRC) $(GATE_SRC))
 	@mkdir -p $(dir $@)

@@ -486,7 +486,7 @@ static void decide(struct client *c)
 		return answer_own(c, &v->check);
 	/* Locked, a pass path reaches the app only as a plain request: a
 	 * tunnel would reach every path. */
-	if (v->open || (!upgrade && gview_passes(v, c->target.p)))
+	if (v->open || (!upgrade && gstate_passes(v, c->target.p)))
 		return start_proxy(c, upgrade);
 	answer_own(c, wants_html(c) ? &v->locked_html : &v->locked_json);
 }

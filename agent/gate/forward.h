@@ -7,9 +7,7 @@
  * client cannot make the gate drop Host or the headers the gate sets by
  * naming them in Connection. The response head the client gets is written
  * the same way from the app's.
- *
- * Fields are kept as "name\0value\0" pairs in a struct buf, as the
- * parsers' callbacks file them.
+ * The heads' fields are read with fields.h.
  */
 #ifndef GATE_FORWARD_H
 #define GATE_FORWARD_H
@@ -17,16 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fields.h"
 #include "ring.h"
-
-/* The next "name\0value\0" pair of fields after *pos; false at the end. */
-bool fields_next(const struct buf *fields, size_t *pos, const char **name,
-		 const char **value);
-/* The first field called name, or NULL; *count gets how many there are. */
-const char *fields_get(const struct buf *fields, const char *name,
-		       size_t *count);
-/* value, a comma-separated list, holds token (any case). */
-bool fields_lists(const char *value, const char *token);
 
 /* A parsed client request, as the upstream head is written from it. */
 struct forward_request {

@@ -11,7 +11,8 @@
  * http-parser), upstream.c (an HTTP/1.1 client to the app, on
  * http-parser), relay.c (WebSocket tunnels), with forward.c (the heads
  * that cross), path.c (what passes a locked gate), admit.c (who may
- * connect) and ring.c (the buffers).
+ * connect), fields.c (a head's fields), ring.c (body rings and their
+ * framing) and buf.c (growing buffers).
  *
  * Threads: main (signals, through sigwait on blocked signals), the agent
  * thread (its callbacks rebuild the state view), and the workers.

@@ -1,14 +1,16 @@
 /*
- * ring: the two byte containers the gate moves data through. A ring is a
- * fixed circular buffer (a body on its way, one per direction), so memory
- * stays flat whatever the size of what passes; a buf grows up to a cap
- * (a head being read or written).
+ * ring: the fixed circular buffers a body moves through on its way across
+ * the gate (one per direction), so memory stays flat whatever the size of
+ * what passes, and the framing a body gets as it leaves one (ring_send).
+ * The growing buffer for heads is buf.h.
  */
 #ifndef GATE_RING_H
 #define GATE_RING_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "buf.h"
 
 struct ring {
 	char *buf;
@@ -24,22 +26,6 @@ static inline size_t ring_room(const struct ring *r)
 {
 	return r->cap - r->len;
 }
-
-/* A byte buffer that grows up to `max` (0: BUF_MAX). off: what was sent
- * or consumed of it. */
-struct buf {
-	char *p;
-	size_t len, off, cap, max;
-};
-
-#define BUF_MAX (64 * 1024 + 1024) /* a head, and room for chunk framing */
-
-/* Append n bytes; -1 past the cap or on ENOMEM (nothing appended). */
-int buf_add(struct buf *b, const char *p, size_t n);
-int buf_str(struct buf *b, const char *s);
-/* Drop the first n bytes (the consumed part), moving the rest down. */
-void buf_shift(struct buf *b, size_t n);
-void buf_release(struct buf *b);
 
 /*
  * A body on its way out of a ring: as it is (until the connection closes),

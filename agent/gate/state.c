@@ -449,7 +449,7 @@ const struct gate_view *gstate_view(const struct gate_state *s)
 				    memory_order_acquire);
 }
 
-bool gview_passes(const struct gate_view *v, const char *target)
+bool gstate_passes(const struct gate_view *v, const char *target)
 {
 	return path_passes(target, v->pass, v->n_pass);
 }

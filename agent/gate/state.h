@@ -71,7 +71,7 @@ int gstate_reload(struct gate_state *s, const struct gconf *c, char *err,
 const struct gate_view *gstate_view(const struct gate_state *s);
 
 /* True when the raw request target may pass the locked gate (path.h). */
-bool gview_passes(const struct gate_view *v, const char *target);
+bool gstate_passes(const struct gate_view *v, const char *target);
 
 void gstate_free(struct gate_state *s);
 

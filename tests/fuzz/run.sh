@@ -72,7 +72,8 @@ extra_srcs() {
 		discoveryd/api_origin.c discoveryd/api_conn.c discoveryd/idem.c \
 		"$OUT/dashboard_html.o" ;;
 	gate) echo agent/gate/request.c agent/gate/path.c agent/gate/forward.c \
-		agent/gate/ring.c agent/gate/chunk.c \
+		agent/gate/ring.c agent/gate/buf.c agent/gate/fields.c \
+		agent/gate/chunk.c \
 		agent/gate/loop.c agent/gate/admit.c agent/gate/relay.c ;;
 	esac
 }
