@@ -121,16 +121,24 @@ class Cut:
                     c.close()
                     continue
                 self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump, args=(a, b),
+            state = {}                  # the connection's, for relay()
+            for a, b, up in ((c, u, True), (u, c, False)):
+                threading.Thread(target=self._pump, args=(a, b, up, state),
                                  daemon=True).start()
 
-    @staticmethod
-    def _pump(a, b):
+    def relay(self, data, up, state):
+        """What of data goes on (up: towards Redis), or None to cut the
+        connection there: a subclass's hook."""
+        return data
+
+    def _pump(self, a, b, up, state):
         try:
             while True:
                 data = a.recv(65536)
                 if not data:
+                    break
+                data = self.relay(data, up, state)
+                if data is None:
                     break
                 b.sendall(data)
         except OSError:

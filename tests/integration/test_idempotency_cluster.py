@@ -8,13 +8,12 @@ idempotency.retention."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 
-from cluster_harness import node
+from cluster_harness import Cut, node
 from harness import BIN
 from test_idempotency import raw_call
 
@@ -143,77 +142,25 @@ def test_same_key_in_flight_on_one_node_409(tmp_path, redis):
         stopped([a])
 
 
-class LosingRelay:
+class LosingRelay(Cut):
     """A TCP relay to Redis that, once armed, forwards the next command
     that carries `marker` to Redis and drops Redis's reply to it, then cuts
     that connection: the script ran, the node never heard."""
 
     def __init__(self, port, marker):
-        self.target, self.marker = port, marker
+        self.marker = marker
         self.armed = threading.Event()
         self.lost = threading.Event()
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.url = "redis://127.0.0.1:%d" % self.lsock.getsockname()[1]
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(port)
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", self.target))
-            self.socks += [c, u]
-            state = {"drop": False}
-            threading.Thread(target=self._up, args=(c, u, state),
-                             daemon=True).start()
-            threading.Thread(target=self._down, args=(u, c, state),
-                             daemon=True).start()
-
-    def _up(self, a, b, state):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                if self.armed.is_set() and self.marker in data:
-                    self.armed.clear()
-                    state["drop"] = True
-                b.sendall(data)
-        except OSError:
-            pass
-        self._cut(a, b)
-
-    def _down(self, a, b, state):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                if state["drop"]:
-                    self.lost.set()
-                    break          # the reply is lost, the link cut
-                b.sendall(data)
-        except OSError:
-            pass
-        self._cut(a, b)
-
-    @staticmethod
-    def _cut(a, b):
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.lsock.close()
-        for s in self.socks:
-            self._cut(s, s)
-            s.close()
+    def relay(self, data, up, state):
+        if up and self.armed.is_set() and self.marker in data:
+            self.armed.clear()
+            state["drop"] = True
+        elif not up and state.get("drop"):
+            self.lost.set()
+            return None             # the reply is lost, the link cut
+        return data
 
 
 def test_lost_reply_then_retry_makes_one_event(tmp_path, redis):
