@@ -151,7 +151,7 @@ enum MHD_Result api_send_denied(struct MHD_Connection *c,
 enum MHD_Result api_call_hub(struct api *a, struct MHD_Connection *c,
 			     struct hub_req *req)
 {
-	hub_call(a->hub, req);
+	store_call(a->store, req);
 	return api_send_json(c, req->status, req->body);
 }
 
@@ -163,7 +163,7 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 
 	memcpy(req->idem_key, r->idem_key, sizeof(req->idem_key));
 	memcpy(req->idem_fp, r->idem_fp, sizeof(req->idem_fp));
-	hub_call(a->hub, req);
+	store_call(a->store, req);
 	if (!req->replayed)
 		return api_send_json(c, req->status, req->body);
 	if (!req->body)
@@ -333,7 +333,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		struct hub_req req = { .op = HUB_SSE_CLOSE,
 				       .stream = r->stream };
 
-		hub_call(a->hub, &req);
+		store_call(a->store, &req);
 		free(req.body);
 		sse_free(r->stream);
 	}
@@ -453,7 +453,8 @@ static void free_pem(char **pem)
 }
 
 struct api *api_start(const struct dconf *conf, struct hub *hub,
-		      struct auth *auth, char *err, size_t errlen)
+		      struct store *store, struct auth *auth, char *err,
+		      size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
 	struct sockaddr_storage ss;
@@ -469,6 +470,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 		return NULL;
 	}
 	a->hub = hub;
+	a->store = store;
 	a->auth = auth;
 	a->origin = api_origin_new(conf);
 	if (!a->origin) {
@@ -535,7 +537,7 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 		 * Last-Event-ID); suspended, they would hold its stop up. */
 		struct hub_req req = { .op = HUB_SSE_END_ALL };
 
-		hub_call(a->hub, &req);
+		store_call(a->store, &req);
 		free(req.body);
 	}
 	if (!fresh) {
@@ -578,7 +580,7 @@ void api_stop(struct api *a)
 		 * MHD_stop_daemon up. */
 		struct hub_req req = { .op = HUB_SSE_END_ALL };
 
-		hub_call(a->hub, &req);
+		store_call(a->store, &req);
 		free(req.body);
 		MHD_stop_daemon(a->mhd);
 	}

@@ -2,8 +2,8 @@
  * api: the HTTP API (docs/api.md) on libmicrohttpd, in its epoll thread pool.
  *
  * Handlers parse and validate on the pool's threads (body cap, JSON depth,
- * field checks), then hand a struct hub_req to the hub and wait for its
- * answer. They never touch lws or the registry themselves.
+ * field checks), then hand a struct hub_req to the store (store_call) and
+ * wait for its answer. They never touch lws or the registry themselves.
  */
 #ifndef DISCOVERYD_API_H
 #define DISCOVERYD_API_H
@@ -12,13 +12,15 @@
 
 #include "dconf.h"
 #include "hub.h"
+#include "store.h"
 
 struct api;
 
-/* Bind conf->listen_http and start serving; calls are checked against auth
- * (not owned). NULL with a message in err. */
+/* Bind conf->listen_http and start serving: calls go to store, are checked
+ * against auth (neither owned). NULL with a message in err. */
 struct api *api_start(const struct dconf *conf, struct hub *hub,
-		      struct auth *auth, char *err, size_t errlen);
+		      struct store *store, struct auth *auth, char *err,
+		      size_t errlen);
 /* The bound address, port 0 resolved. */
 const char *api_listen_address(const struct api *a);
 /* Change what can change at run time (the body cap). */

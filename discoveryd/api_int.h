@@ -70,7 +70,8 @@ struct api {
 	struct api_origin *origin;
 	struct api_conns *conns;
 	atomic_uint_least64_t requests[R_COUNT][API_CODES];
-	struct hub *hub;
+	struct hub *hub;     /* its drain state */
+	struct store *store; /* every call */
 	struct auth *auth;
 	atomic_size_t max_body;
 	unsigned threads, max_http;

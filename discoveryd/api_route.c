@@ -62,7 +62,7 @@ static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
 	enum MHD_Result ret;
 	char *text;
 
-	hub_call(a->hub, &req);
+	store_call(a->store, &req);
 	if (req.status != 200) {
 		free(req.body);
 		return api_send_error(c, 503, "unavailable",
@@ -424,7 +424,7 @@ static enum MHD_Result do_event_stream(struct api *a, struct MHD_Connection *c,
 	r->stream = req.stream = sse_new(c);
 	if (!req.stream)
 		return MHD_NO;
-	hub_call(a->hub, &req);
+	store_call(a->store, &req);
 	free(req.body);
 	if (req.status != 200) {
 		sse_free(r->stream);

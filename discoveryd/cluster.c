@@ -1,5 +1,5 @@
 /*
- * cluster: the Redis side of cluster mode (cluster.h, cluster_int.h):
+ * cluster: the Redis side of cluster mode (cluster_int.h):
  * connections, the script, and the lifecycle of the reader and writer.
  */
 #include <errno.h>
@@ -286,8 +286,8 @@ void cluster_apply_conf(struct cluster *c, const struct dconf *conf)
 	pthread_mutex_unlock(&c->mu);
 }
 
-struct cluster *cluster_new(const struct dconf *conf, struct hub *h, char *err,
-			    size_t errlen)
+static struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
+				   char *err, size_t errlen)
 {
 	struct cluster *c = calloc(1, sizeof(*c));
 	pthread_condattr_t attr;
@@ -321,14 +321,18 @@ struct cluster *cluster_new(const struct dconf *conf, struct hub *h, char *err,
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cv, &attr);
+	pthread_cond_init(&c->applied_cv, &attr);
 	pthread_condattr_destroy(&attr);
+	pthread_mutex_init(&c->applied_mu, NULL);
 	c->notes_tail = &c->notes;
 	cluster_apply_conf(c, conf);
 	return c;
 }
 
-int cluster_start(struct cluster *c)
+static int cluster_start(struct store *s)
 {
+	struct cluster *c = (struct cluster *)s;
+
 	if (pthread_create(&c->reader, NULL, cluster_reader_main, c) != 0)
 		return -1;
 	if (pthread_create(&c->writer, NULL, cluster_writer_main, c) != 0) {
@@ -340,24 +344,29 @@ int cluster_start(struct cluster *c)
 	return 0;
 }
 
-void cluster_stop(struct cluster *c)
+static void cluster_stop(struct store *s)
 {
-	if (!c || !c->started)
+	struct cluster *c = (struct cluster *)s;
+
+	if (!c->started)
 		return;
 	atomic_store(&c->stop, true);
 	pthread_mutex_lock(&c->mu);
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_lock(&c->applied_mu);
+	pthread_cond_broadcast(&c->applied_cv); /* writes waiting: answer */
+	pthread_mutex_unlock(&c->applied_mu);
 	pthread_join(c->reader, NULL);
 	pthread_join(c->writer, NULL);
 	c->started = false;
 }
 
-void cluster_free(struct cluster *c)
+static void cluster_free(struct store *s)
 {
-	if (!c)
-		return;
-	cluster_stop(c);
+	struct cluster *c = (struct cluster *)s;
+
+	cluster_stop(s);
 	cluster_notes_free(c->notes);
 	htab_release(&c->note_table);
 	for (size_t i = 0; i < c->n_min; i++)
@@ -371,24 +380,69 @@ void cluster_free(struct cluster *c)
 	pthread_mutex_destroy(&c->sha_mu);
 	pthread_mutex_destroy(&c->master_mu);
 	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->applied_mu);
+	pthread_cond_destroy(&c->applied_cv);
 	explicit_bzero(&c->url, sizeof(c->url));
 	explicit_bzero(c->sentinel_password, sizeof(c->sentinel_password));
 	free(c);
 }
 
-bool cluster_redis_up(const struct cluster *c)
+static void cluster_reload(struct store *s, const struct dconf *conf)
 {
-	return atomic_load(&c->up);
+	cluster_apply_conf((struct cluster *)s, conf);
 }
 
-uint64_t cluster_redis_errors(const struct cluster *c)
-{
-	return atomic_load(&c->errors);
-}
+static const struct store_ops cluster_ops = {
+	.name = "redis",
+	.on_hub_thread = false,
+	.call = cluster_calls,
+	.begin = cluster_call_begin,
+	.end = cluster_call_end,
+	.announce = cluster_store_announce,
+	.instance = cluster_store_instance,
+	.not_yet = cluster_store_not_yet,
+	.reload = cluster_reload,
+	.info = cluster_store_info,
+	.metrics = cluster_store_metrics,
+	.start = cluster_start,
+	.stop = cluster_stop,
+	.free = cluster_free,
+};
 
-uint64_t cluster_failovers(const struct cluster *c)
+/*
+ * The hub's log becomes a mirror of the stream, filled by the reader once
+ * started (store_start).
+ */
+struct store *cluster_store_new(const struct dconf *conf, struct hub *h,
+				char *err, size_t errlen)
 {
-	return atomic_load(&c->failovers);
+	struct cluster *c;
+	char where[600];
+
+	if (cluster_mirror_open(h, (size_t)conf->history) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (!(c = cluster_new(conf, h, err, errlen)))
+		return NULL;
+	c->base.ops = &cluster_ops;
+	c->base.hub = h;
+	c->base.catch_up_ms = conf->cluster_timeout_ms;
+	if (conf->cluster_sentinels.n)
+		snprintf(where, sizeof(where), "sentinels=%s master_name=%s",
+			 conf->cluster_sentinels.v[0],
+			 conf->cluster_master_name);
+	else
+		snprintf(where, sizeof(where), "redis=%s:%d",
+			 conf->redis.addr.host, conf->redis.addr.port);
+	log_info("cluster",
+		 "%s db=%d node=%s prefix=%s "
+		 "node_ttl_ms=%lld timeout_ms=%lld min_replicas=%lld",
+		 where, conf->redis.db, conf->node, conf->cluster_prefix,
+		 (long long)conf->cluster_node_ttl_ms,
+		 (long long)conf->cluster_timeout_ms,
+		 (long long)conf->cluster_min_replicas);
+	return &c->base;
 }
 
 bool cluster_master(struct cluster *c, char *buf, size_t size)

@@ -1,9 +1,10 @@
 /*
- * cluster_api: the HTTP API's calls in cluster mode (cluster.h), run on the
- * libmicrohttpd thread that took them, each on its own Redis connection.
- * Writes run the script and then wait for this node to deliver the event;
- * reads are answered for the whole cluster, or from this node's view while
- * Redis is away.
+ * cluster_api: the calls the cluster backend answers (store.h, store_call),
+ * run on the libmicrohttpd thread that took them, each on its own Redis
+ * connection. Writes run the script, then wait (cluster_await) until this
+ * node has read the event back from the stream and delivered it; reads are
+ * answered for the whole cluster, or from this node's view (the hub's)
+ * while Redis is away.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,17 +151,16 @@ static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
 /*
  * A write: run op; its reply is JSON with epoch and seq. Then wait until
  * this node has delivered that seq, so the caller reads its own write and
- * learns `delivered`. Returns the reply's JSON (caller deletes), or NULL
+ * learns *delivered. Returns the reply's JSON (caller deletes), or NULL
  * once req holds an error answer.
  */
 static cJSON *write_call(struct cluster *c, struct hub_req *req, const char *op,
-			 int argc, const char **args)
+			 int argc, const char **args, size_t *delivered)
 {
 	redisContext *ctx = api_conn(c);
 	redisReply *r = NULL;
 	cJSON *o = NULL;
 	const cJSON *seq;
-	struct hub_req wait = { .op = HUB_AWAIT };
 	const char *argv[8];
 	struct cluster_idem_args idem;
 	int n = argc, rc;
@@ -205,24 +205,19 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req, const char *op,
 		return NULL;
 	}
 	seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
-	req->delivered = 0;
+	*delivered = 0;
 	/* A replay rebuilt from the first run: delivered then, not now. */
 	if (!req->replayed && cJSON_IsNumber(seq) && seq->valuedouble > 0) {
 		const cJSON *nodes =
 			cJSON_GetObjectItemCaseSensitive(o, "nodes");
+		const char *epoch = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(o, "epoch"));
+		uint64_t at = (uint64_t)seq->valuedouble;
 
-		snprintf(
-			wait.epoch, sizeof(wait.epoch), "%s",
-			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "epoch")) ?:
-				"");
-		wait.after = (uint64_t)seq->valuedouble;
-		hub_call_local(c->hub, &wait);
-		free(wait.body);
-		req->delivered = wait.delivered;
+		*delivered = cluster_await(c, epoch ? epoch : "", at);
 		if (cJSON_IsNumber(nodes) && nodes->valuedouble >= 2)
-			req->delivered +=
-				collect_acks(c, ctx, wait.after,
-					     (int)nodes->valuedouble - 1);
+			*delivered += collect_acks(c, ctx, at,
+						   (int)nodes->valuedouble - 1);
 	}
 	return o;
 }
@@ -249,8 +244,10 @@ static int64_t min_ready_of(struct cluster *c, const char *name)
 	return v;
 }
 
-static void call_declare(struct cluster *c, struct hub_req *req)
+static void call_declare(struct store *s, struct hub_req *req)
 {
+	struct cluster *c = (struct cluster *)s;
+	size_t delivered;
 	char ttl[24], min[24];
 	const char *args[4] = { req->service,
 				req->decl == DECL_READY    ? "ready" :
@@ -262,7 +259,7 @@ static void call_declare(struct cluster *c, struct hub_req *req)
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)req->ttl_ms);
 	snprintf(min, sizeof(min), "%lld",
 		 (long long)min_ready_of(c, req->service));
-	o = write_call(c, req, "declare", 4, args);
+	o = write_call(c, req, "declare", 4, args, &delivered);
 	if (!o)
 		return;
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "missing"))) {
@@ -276,7 +273,7 @@ static void call_declare(struct cluster *c, struct hub_req *req)
 	if (cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "seq")) >
 	    0)
 		add_seq(svc, cJSON_GetObjectItemCaseSensitive(o, "seq"));
-	cJSON_AddNumberToObject(svc, "delivered", (double)req->delivered);
+	cJSON_AddNumberToObject(svc, "delivered", (double)delivered);
 	cJSON_Delete(o);
 	log_info("declared",
 		 "service=%s declaration=%s ttl_ms=%lld cluster=true",
@@ -284,46 +281,42 @@ static void call_declare(struct cluster *c, struct hub_req *req)
 	hub_answer(req, 200, svc);
 }
 
-static void call_cacheready(struct cluster *c, struct hub_req *req)
+static void call_cacheready(struct store *s, struct hub_req *req)
 {
+	struct cluster *c = (struct cluster *)s;
+	size_t delivered;
 	char min[24];
 	const char *args[1] = { min };
 	cJSON *o, *a;
 
 	snprintf(min, sizeof(min), "%lld", (long long)min_ready_of(c, "cache"));
-	o = write_call(c, req, "cacheready", 1, args);
+	o = write_call(c, req, "cacheready", 1, args, &delivered);
 	if (!o)
 		return;
 	a = cJSON_CreateObject();
 	add_seq(a, cJSON_GetObjectItemCaseSensitive(o, "seq"));
 	cJSON_AddStringToObject(a, "service", "cache");
 	cJSON_AddBoolToObject(a, "ready", true);
-	cJSON_AddNumberToObject(a, "delivered", (double)req->delivered);
+	cJSON_AddNumberToObject(a, "delivered", (double)delivered);
 	cJSON_Delete(o);
 	hub_answer(req, 200, a);
 }
 
-static void call_send(struct cluster *c, struct hub_req *req,
-		      enum event_kind kind)
+static void call_send(struct store *s, struct hub_req *req)
 {
-	enum event_scope scope = req->instance[0] ? SCOPE_INSTANCE :
-				 req->service[0]  ? SCOPE_SERVICE :
-						    SCOPE_ALL;
-	struct event *ev =
-		event_new(kind, scope,
-			  req->command[0] ? req->command : "DataSend",
-			  req->header, req->value);
+	struct cluster *c = (struct cluster *)s;
+	struct event *ev = hub_request_event(req);
+	enum event_kind kind;
+	size_t delivered;
 	const char *args[1];
 	char *text;
 	cJSON *o, *a;
 
-	req->header = req->value = NULL;
 	if (!ev) {
 		hub_answer_error(req, 500, "internal", "out of memory");
 		return;
 	}
-	snprintf(ev->service, sizeof(ev->service), "%s", req->service);
-	snprintf(ev->instance, sizeof(ev->instance), "%s", req->instance);
+	kind = ev->kind;
 	text = evlog_event_text(ev);
 	event_unref(ev);
 	if (!text) {
@@ -331,18 +324,18 @@ static void call_send(struct cluster *c, struct hub_req *req,
 		return;
 	}
 	args[0] = text;
-	o = write_call(c, req, "publish", 1, args);
+	o = write_call(c, req, "publish", 1, args, &delivered);
 	free(text);
 	if (!o)
 		return;
 	a = cJSON_CreateObject();
 	add_seq(a, cJSON_GetObjectItemCaseSensitive(o, "seq"));
-	cJSON_AddNumberToObject(a, "delivered", (double)req->delivered);
+	cJSON_AddNumberToObject(a, "delivered", (double)delivered);
 	log_info("event", "kind=%s seq=%.0f delivered=%zu cluster=true",
 		 event_kind_name(kind),
 		 cJSON_GetNumberValue(
 			 cJSON_GetObjectItemCaseSensitive(o, "seq")),
-		 req->delivered);
+		 delivered);
 	cJSON_Delete(o);
 	hub_answer(req, 202, a);
 }
@@ -367,15 +360,16 @@ static redisReply *read_call(struct cluster *c, const char *op, int argc,
 	return r;
 }
 
-static void call_services(struct cluster *c, struct hub_req *req)
+static void call_services(struct store *s, struct hub_req *req)
 {
+	struct cluster *c = (struct cluster *)s;
 	const char *args[1] = { req->op == HUB_SERVICE ? req->service : "" };
 	redisReply *r = read_call(c, "services", 1, args);
 	cJSON *o, *item;
 
 	if (!r || r->type != REDIS_REPLY_STRING) {
 		freeReplyObject(r);
-		hub_call_local(c->hub, req);
+		hub_call(c->hub, req);
 		return;
 	}
 	o = cJSON_ParseWithLength(r->str, r->len);
@@ -404,12 +398,13 @@ static void call_services(struct cluster *c, struct hub_req *req)
 }
 
 /* This node's agents from its hub (live), the others' from Redis. */
-static void call_agents(struct cluster *c, struct hub_req *req)
+static void call_agents(struct store *s, struct hub_req *req)
 {
+	struct cluster *c = (struct cluster *)s;
 	redisReply *r;
 	cJSON *o, *list;
 
-	hub_call_local(c->hub, req);
+	hub_call(c->hub, req);
 	if (req->status != 200)
 		return;
 	r = read_call(c, "agents", 0, NULL);
@@ -442,8 +437,9 @@ static void call_agents(struct cluster *c, struct hub_req *req)
  * Drain a node: this one at once; another through Redis, whose heartbeat
  * hands it the request (within node_ttl/3). 404 for a node not alive.
  */
-static void call_drain(struct cluster *c, struct hub_req *req)
+static void call_drain(struct store *s, struct hub_req *req)
 {
+	struct cluster *c = (struct cluster *)s;
 	redisContext *ctx;
 	redisReply *r = NULL;
 	char ttl[24];
@@ -453,7 +449,7 @@ static void call_drain(struct cluster *c, struct hub_req *req)
 	cJSON *o;
 
 	if (strcmp(req->instance, c->node) == 0) {
-		hub_call_local(c->hub, req);
+		hub_call(c->hub, req);
 		return;
 	}
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)c->node_ttl_ms);
@@ -493,41 +489,21 @@ static void call_drain(struct cluster *c, struct hub_req *req)
 	hub_answer(req, 202, o);
 }
 
-bool cluster_takes(enum hub_op op)
+store_fn *const cluster_calls[HUB_OPS] = {
+	[HUB_DECLARE] = call_declare,   [HUB_CACHEREADY] = call_cacheready,
+	[HUB_INVALIDATE] = call_send,   [HUB_BROADCAST] = call_send,
+	[HUB_SERVICES] = call_services, [HUB_SERVICE] = call_services,
+	[HUB_AGENTS] = call_agents,     [HUB_DRAIN] = call_drain,
+};
+
+bool cluster_call_begin(struct store *s, struct hub_req *req)
 {
-	switch (op) {
-	case HUB_DRAIN:
-	case HUB_DECLARE:
-	case HUB_CACHEREADY:
-	case HUB_INVALIDATE:
-	case HUB_BROADCAST:
-	case HUB_SERVICES:
-	case HUB_SERVICE:
-	case HUB_AGENTS: return true;
-	default: return false;
-	}
+	return cluster_idem_begin((struct cluster *)s, req);
 }
 
-void cluster_call(struct cluster *c, struct hub_req *req)
+void cluster_call_end(struct store *s, struct hub_req *req)
 {
-	req->status = 0;
-	req->body = NULL;
-	if (cluster_idem_begin(c, req))
-		goto out;
-	switch (req->op) {
-	case HUB_DECLARE: call_declare(c, req); break;
-	case HUB_CACHEREADY: call_cacheready(c, req); break;
-	case HUB_INVALIDATE: call_send(c, req, EVENT_INVALIDATE); break;
-	case HUB_BROADCAST: call_send(c, req, EVENT_COMMAND); break;
-	case HUB_SERVICES:
-	case HUB_SERVICE: call_services(c, req); break;
-	case HUB_AGENTS: call_agents(c, req); break;
-	case HUB_DRAIN: call_drain(c, req); break;
-	default: hub_call_local(c->hub, req); break;
-	}
+	struct cluster *c = (struct cluster *)s;
+
 	cluster_idem_end(c, pthread_getspecific(c->conn_key), req);
-out:
-	cJSON_Delete(req->header);
-	cJSON_Delete(req->value);
-	req->header = req->value = NULL;
 }

@@ -183,8 +183,3 @@ void cluster_idem_end(struct cluster *c, redisContext *ctx, struct hub_req *req)
 			 r ? r->str : ctx->errstr);
 	freeReplyObject(r);
 }
-
-uint64_t cluster_idem_replays(const struct cluster *c)
-{
-	return atomic_load(&c->idem_replays);
-}

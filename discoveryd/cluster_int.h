@@ -1,10 +1,36 @@
 /*
- * cluster_int: what the parts of cluster mode share (see cluster.h).
+ * cluster: the backend of several discoveryd nodes sharing one log and one
+ * registry in Redis (store.h, docs/cluster.md), when cluster.redis or
+ * cluster.sentinels is set.
  *
- *   cluster.c         connections, the script, lifecycle
+ * Redis holds the truth: the epoch, the seq, the event stream, the
+ * declarations, every node's instance counts and agents, and which nodes are
+ * alive. Every change is one run of discoveryd/cluster.lua, so it is atomic
+ * and gapless. Each node then only mirrors:
+ *
+ *   - the reader thread follows the stream (XREAD BLOCK from the last seq it
+ *     applied, so a reconnect resumes where it stopped: no Pub/Sub, nothing
+ *     to resubscribe) and hands the events to the hub thread, where
+ *     cluster_mirror.c retains and delivers them exactly as the journal's;
+ *   - the writer thread reports this node's instance counts and agents
+ *     (coalesced), and beats the node's heartbeat, which also sweeps dead
+ *     nodes and expired declarations;
+ *   - API threads run write calls against Redis themselves (each on its own
+ *     connection) and answer once this node has delivered the event; reads
+ *     are answered for the whole cluster, or from this node's view while
+ *     Redis is away.
+ *
+ * The hub never blocks on Redis: an outage leaves its agents served with the
+ * last known state, and write calls answer 503.
+ */
+/*
+ * cluster_int: what the parts of cluster mode share (above).
+ *
+ *   cluster.c         connections, the script, lifecycle, store_ops
  *   cluster_sentinel.c  finding the master through Redis Sentinel
  *   cluster_api.c     the API threads' calls
- *   cluster_reader.c  the reader thread: the stream into the hub
+ *   cluster_reader.c  the reader thread: the stream, in batches
+ *   cluster_mirror.c  the hub thread: batches into the hub, links reported
  *   cluster_writer.c  the writer thread: this node's state into Redis
  *
  * hiredis 0.14 is used in blocking mode with a timeout on every call
@@ -22,8 +48,26 @@
 
 #include "backoff.h"
 #include "clock.h"
-#include "cluster.h"
 #include "htab.h"
+#include "store.h"
+
+/* What the reader hands the hub thread (cluster_mirror_apply). */
+struct cluster_entry {
+	uint64_t seq;
+	int64_t wall_ms; /* when Redis appended it */
+	char *text;      /* the record, JSON */
+	size_t len;
+};
+
+struct cluster_batch {
+	char epoch[PROTO_EPOCH_MAX + 1];
+	bool sync;    /* a fresh start: reset to (epoch, seq) */
+	uint64_t seq; /* sync: the stream's head */
+	char **ready; /* sync: the services announced ready */
+	size_t n_ready;
+	struct cluster_entry *entries;
+	size_t n;
+};
 
 /* A Redis key or client name: the prefix, a fixed word, a node's name or
  * a number. */
@@ -67,6 +111,7 @@ struct min_ready {
 };
 
 struct cluster {
+	struct store base; /* first: a struct store * is a struct cluster * */
 	struct hub *hub;
 	struct redis_url url; /* with sentinels: credentials, db only */
 	struct conf_addr sentinels[DCONF_SENTINELS_MAX];
@@ -103,11 +148,56 @@ struct cluster {
 	atomic_llong api_pause_until; /* wall ms: an API call failed */
 	atomic_ullong errors;
 
+	/* The mirror (cluster_mirror.c): synced and applying are the hub
+	 * thread's; what has been applied is under applied_mu. */
+	bool synced; /* the stream's state is here: hellos are welcome */
+	const struct cluster_batch *applying; /* the reader's, during a job */
+	pthread_mutex_t applied_mu;
+	pthread_cond_t applied_cv; /* on the monotonic clock */
+	char applied_epoch[PROTO_EPOCH_MAX + 1];
+	uint64_t applied_seq;
+	unsigned syncs;
+	struct {
+		uint64_t seq;
+		size_t delivered;
+	} recent[256]; /* delivered per recent seq, by seq % 256 */
+
 	/* Idempotency keys (cluster_idem.c). */
 	struct idem_flight *idem_flights; /* in flight here, under mu */
 	atomic_llong idem_retention_ms;
 	atomic_ullong idem_replays;
 };
+
+/* cluster.c: lifecycle; SIGHUP: min_ready per service may have changed. */
+void cluster_apply_conf(struct cluster *c, const struct dconf *conf);
+bool cluster_master(struct cluster *c, char *buf, size_t size);
+
+/* cluster_api.c: the calls it answers (store_ops.call, begin, end). */
+extern store_fn *const cluster_calls[HUB_OPS];
+bool cluster_call_begin(struct store *s, struct hub_req *req);
+void cluster_call_end(struct store *s, struct hub_req *req);
+
+/* cluster_mirror.c: the hub thread's side (hub_run jobs, store_ops). */
+int cluster_mirror_open(struct hub *h, size_t history); /* before start */
+void cluster_mirror_apply(struct hub *h, void *arg, struct hub_req *req);
+void cluster_mirror_snapshot(struct hub *h, void *arg, struct hub_req *req);
+size_t cluster_await(struct cluster *c, const char *epoch, uint64_t seq);
+void cluster_store_announce(struct store *s, struct service *svc);
+void cluster_store_instance(struct store *s, struct link *l,
+			    enum store_instance what);
+const char *cluster_store_not_yet(const struct store *s);
+void cluster_store_info(struct store *s, cJSON *o);
+void cluster_store_metrics(struct store *s, struct metrics_text *t);
+
+/* cluster_writer.c: from the hub thread, absolute state to report
+ * (coalesced); json: the agent object (taken), NULL when it is gone. An
+ * event read from the stream went to `delivered` links here. */
+void cluster_note_service(struct cluster *c, const char *name,
+			  int64_t min_ready, unsigned instances, unsigned ready,
+			  unsigned dependents);
+void cluster_note_agent(struct cluster *c, const char *service,
+			const char *instance, char *json);
+void cluster_note_ack(struct cluster *c, uint64_t seq, size_t delivered);
 
 /* cluster.c */
 struct timeval cluster_tv(int64_t ms);

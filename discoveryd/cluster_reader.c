@@ -1,5 +1,5 @@
 /*
- * cluster_reader: the reader thread of cluster mode (cluster.h). It follows
+ * cluster_reader: the reader thread of cluster mode (cluster_int.h). It follows
  * the stream with XREAD BLOCK from the last seq it applied and hands each
  * batch to the hub; after a break it checks that the history it follows is
  * still Redis's, and syncs afresh (epoch, head, readiness, retained
@@ -105,9 +105,11 @@ static void batch_free(struct cluster_batch *b)
 
 static int hand_over(struct cluster *c, struct cluster_batch *b)
 {
-	struct hub_req req = { .op = HUB_CLUSTER_APPLY, .batch = b };
+	struct hub_req req = { .op = HUB_JOB };
 
-	hub_call_local(c->hub, &req);
+	c->applying = b;
+	hub_run(c->hub, cluster_mirror_apply, c, &req);
+	c->applying = NULL;
 	free(req.body);
 	return req.status == 200 ? 0 : -1;
 }

@@ -1,5 +1,5 @@
 /*
- * cluster_writer: the writer thread of cluster mode (cluster.h). It reports
+ * cluster_writer: the writer thread of cluster mode (cluster_int.h). It reports
  * this node's state to Redis: each service's counts, each agent, and acks
  * (how many links here an event went to), from notes the hub thread
  * leaves; and it beats the node's heartbeat, whose script also sweeps dead
@@ -148,7 +148,7 @@ static void drain(struct cluster *c)
 
 	log_info("drain requested", "node=%s via=redis", c->node);
 	snprintf(req.instance, sizeof(req.instance), "%s", c->node);
-	hub_call_local(c->hub, &req);
+	hub_call(c->hub, &req);
 	free(req.body);
 }
 
@@ -292,12 +292,12 @@ static int send_agents(struct cluster *c, redisContext *ctx,
  */
 static int snapshot(struct cluster *c, struct note **out)
 {
-	struct hub_req req = { .op = HUB_CLUSTER_SNAPSHOT };
+	struct hub_req req = { .op = HUB_JOB };
 	struct note *list = NULL, **tail = &list;
 	cJSON *o, *item;
 
 	*out = NULL;
-	hub_call_local(c->hub, &req);
+	hub_run(c->hub, cluster_mirror_snapshot, c, &req);
 	o = req.status == 200 ? cJSON_Parse(req.body) : NULL;
 	free(req.body);
 	if (!o)

@@ -1,12 +1,16 @@
 /*
- * hub: the one libwebsockets service thread (docs/design.md). It owns the agent
- * links and the registry, appends events to the log, fans them out, runs the
- * heartbeat and closes bad links with their codes.
+ * hub: the one libwebsockets service thread (docs/design.md). It owns the
+ * agent links, this node's registry (counts per service) and the log's
+ * retained events; it fans events out, runs the heartbeat and closes bad
+ * links with their codes. Where the state lives (the journal, or Redis) is
+ * the store's (store.h): the hub tells it what its links do, and delivers
+ * the events it hands back.
  *
- * Other threads (the HTTP API's pool, main's signal loop) never touch lws or
- * the registry: they fill a struct hub_req and call hub_call(), which queues
- * it, wakes the hub with lws_cancel_service() (the only thread-safe lws call)
- * and waits for the answer.
+ * Other threads (the HTTP API's pool, main's signal loop, a backend's own)
+ * never touch lws or the registry: they fill a struct hub_req and call
+ * hub_call() or hub_run(), which queue it, wake the hub with
+ * lws_cancel_service() (the only thread-safe lws call) and wait for the
+ * answer.
  */
 #ifndef DISCOVERYD_HUB_H
 #define DISCOVERYD_HUB_H
@@ -25,11 +29,13 @@
 #include "sse.h"
 
 struct hub;
-struct cluster_batch;
+struct store;
+struct event;
 
+/* Every call, named once; hub_ops (hub_req.c) says what each is. */
 enum hub_op {
-	HUB_DECLARE =
-		1,      /* service, decl (DECL_NONE: back to derived), ttl_ms */
+	HUB_JOB = 0,    /* not a call: a backend's work (hub_run) */
+	HUB_DECLARE,    /* service, decl (DECL_NONE: back to derived), ttl_ms */
 	HUB_CACHEREADY, /* declare `cache` ready and broadcast CacheReady */
 	HUB_INVALIDATE, /* value {"keys":[...]}, service optional */
 	HUB_BROADCAST,  /* command, header, value, service/instance optional */
@@ -44,14 +50,14 @@ enum hub_op {
 			 live */
 	HUB_SSE_CLOSE,   /* stop feeding stream */
 	HUB_SSE_END_ALL, /* end every stream (before the HTTP side stops) */
-	/* Cluster mode (cluster.h): */
-	HUB_AWAIT,         /* answer once event `after` of `epoch` is delivered
-			      here (delivered), or after the cluster timeout */
-	HUB_CLUSTER_APPLY, /* batch: events read from the stream */
-	HUB_CLUSTER_SNAPSHOT, /* body: this node's counts and agents, JSON */
-	HUB_DRAIN,            /* drain the node named by instance, "" = this one
-				 (hub_drain.c) */
+	HUB_DRAIN,       /* drain the node named by instance, "" = this one
+			    (hub_drain.c) */
+	HUB_OPS
 };
+
+/* hub_op_flags */
+#define OP_WRITE   1u /* a change: takes an Idempotency-Key */
+#define OP_ANYTIME 2u /* runs even while the hub stops */
 
 /* Where a drain stands (hub_drain.c). */
 enum hub_drain_state {
@@ -67,16 +73,13 @@ struct hub_req {
 	enum declaration decl;
 	int64_t ttl_ms; /* 0 = no TTL */
 	char command[PROTO_COMMAND_MAX];
-	cJSON *header;                   /* given to the hub by hub_call */
-	cJSON *value;                    /* given to the hub by hub_call */
-	const struct dconf *conf;        /* HUB_RELOAD; read during the call */
-	uint64_t after;                  /* HUB_EVENTS, HUB_SSE_OPEN */
-	bool has_after;                  /* HUB_SSE_OPEN */
-	struct sse *stream;              /* HUB_SSE_*; owned by the caller */
-	size_t limit;                    /* HUB_EVENTS; 0 = all */
-	char epoch[PROTO_EPOCH_MAX + 1]; /* HUB_AWAIT */
-	struct cluster_batch *batch;     /* HUB_CLUSTER_APPLY; not owned */
-	size_t delivered;                /* HUB_AWAIT's answer */
+	cJSON *header;            /* given to the hub by hub_call */
+	cJSON *value;             /* given to the hub by hub_call */
+	const struct dconf *conf; /* HUB_RELOAD; read during the call */
+	uint64_t after;           /* HUB_EVENTS, HUB_SSE_OPEN */
+	bool has_after;           /* HUB_SSE_OPEN */
+	struct sse *stream;       /* HUB_SSE_*; owned by the caller */
+	size_t limit;             /* HUB_EVENTS; 0 = all */
 	/* A write's Idempotency-Key, scoped ("" = none), and fingerprint. */
 	char idem_key[IDEM_SCOPED_MAX + 1];
 	unsigned char idem_fp[IDEM_FP_LEN];
@@ -89,8 +92,9 @@ struct hub_req {
 
 	/* Private to hub.c. */
 	bool done;
-	bool deferred; /* answered later (HUB_AWAIT) */
-	int64_t deadline_ms;
+	bool anytime; /* OP_ANYTIME */
+	void (*run)(struct hub *h, void *arg, struct hub_req *req);
+	void *run_arg;
 	struct hub_req *next;
 };
 
@@ -112,17 +116,28 @@ int hub_start(struct hub *h);
 void hub_stop(struct hub *h);
 void hub_free(struct hub *h);
 
+/* Before hub_start: where its state lives (not owned). */
+void hub_attach(struct hub *h, struct store *s);
 /*
- * Run req on the hub thread and wait for it. Always fills req->status and
- * req->body (503 when the hub is stopping). header and value are consumed.
+ * Any thread but the hub's: run req on the hub thread and wait for it.
+ * hub_call runs its op from hub_ops; hub_run runs fn (a backend's job,
+ * or its call). Always fill req->status and req->body (503 when the hub
+ * is stopping). header and value are consumed.
  */
 void hub_call(struct hub *h, struct hub_req *req);
+void hub_run(struct hub *h,
+	     void (*fn)(struct hub *h, void *arg, struct hub_req *req),
+	     void *arg, struct hub_req *req);
+/* Hub thread: req's op, as hub_ops has it. */
+void hub_run_op(struct hub *h, struct hub_req *req);
+unsigned hub_op_flags(enum hub_op op);
 /* Fill req's answer: body (taken; NULL = none), or an error body. */
 void hub_answer(struct hub_req *req, int status, cJSON *body);
 void hub_answer_error(struct hub_req *req, int status, const char *code,
 		      const char *message);
-/* The same, always on this node's hub (cluster mode calls it itself). */
-void hub_call_local(struct hub *h, struct hub_req *req);
+/* An invalidation or a broadcast as req asks for it (header and value
+ * taken); NULL when out of memory. Any thread. */
+struct event *hub_request_event(struct hub_req *req);
 /* Any thread: is this node draining, or drained? */
 enum hub_drain_state hub_drain_state(const struct hub *h);
 

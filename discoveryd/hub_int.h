@@ -1,7 +1,10 @@
 /*
- * hub_int: what hub.c (thread, queue, timers, fan-out), link.c (one agent
- * link: frames in, frames out, close codes) and hub_req.c (the API's
- * requests, run on the hub thread) share. Nothing outside the hub includes it.
+ * hub_int: what the hub's files share: hub.c (thread, queue, timers),
+ * fanout.c (an event to links and streams), link*.c (one agent link:
+ * frames in, frames out, close codes), hub_req.c (the calls the hub
+ * answers from this node's view). The backends (local.c, cluster_mirror.c)
+ * include it too: they change the registry and the log on the hub thread
+ * and hand events to hub_deliver. The hub includes no backend's header.
  */
 #ifndef DISCOVERYD_HUB_INT_H
 #define DISCOVERYD_HUB_INT_H
@@ -18,6 +21,7 @@
 #include "htab.h"
 #include "hub.h"
 #include "metrics.h"
+#include "store.h"
 
 enum link_state {
 	LINK_OPEN = 1, /* upgraded, waiting for hello */
@@ -93,7 +97,7 @@ struct link {
 	bool ping_due;
 	bool ready; /* the instance's own report */
 	bool close_kind_set;
-	bool parked_once;          /* cluster: its hello waited already */
+	bool parked_once;          /* its hello waited already */
 	bool inherited;            /* ready is its zombie's, until it
 				      reports (link_set_ready) */
 	const char *peer;          /* the source address: the text of its
@@ -115,8 +119,8 @@ struct link {
 	const char **dep_names; /* deps[i]->name, for event matching */
 	size_t n_deps;
 	cJSON *meta;
-	struct link_parked *parked; /* cluster: a hello waiting for this
-				       node to read as far as the agent */
+	struct link_parked *parked; /* a hello waiting for this node's
+				       log to read as far as the agent */
 
 	/* From its token (auth on): NULL = any service, no subject. */
 	char *token_svc;
@@ -140,7 +144,6 @@ struct hub {
 	size_t max_agents_per_ip; /* 0 = no limit */
 	size_t max_message;
 	size_t send_queue;
-	int64_t restart_grace_ms;
 	double accept_rate; /* tokens per second; 0 = no limit */
 	double accept_burst;
 	double accept_share; /* of both, one address's bucket */
@@ -176,9 +179,6 @@ struct hub {
 	struct admit_log refused[REFUSED_KINDS];
 	struct htab index; /* links by service and instance id */
 	lws_sorted_usec_list_t tick_sul;
-	lws_sorted_usec_list_t ttl_sul;
-	lws_sorted_usec_list_t grace_sul;
-	bool retry_announce;  /* an announce failed: the log refused */
 	double accept_tokens; /* admission control's bucket */
 	int64_t accept_refill_ms;
 	struct hub_stats stats;
@@ -198,22 +198,9 @@ struct hub {
 	size_t drain_closed;
 	lws_sorted_usec_list_t drain_sul;
 
-	/* Idempotency keys (hub_idem.c). */
-	struct idem idem;
-	struct idem_entry *idem_current; /* the write running now */
-	cJSON *idem_tag;                 /* its key, for its journal record */
-
-	/* Cluster mode (cluster.h); NULL = single node. */
-	struct cluster *cluster;
-	bool cluster_synced; /* the stream's state is here: hellos
-				are welcome */
-	int64_t cluster_timeout_ms;
-	struct hub_req *waiters; /* HUB_AWAIT calls not yet answered */
-	size_t n_parked;         /* links whose hello waits */
-	struct {
-		uint64_t seq;
-		size_t delivered;
-	} recent[256]; /* delivered per recent seq, by seq % 256 */
+	/* Where the state lives (store.h); not owned. */
+	struct store *store;
+	size_t n_parked; /* links whose hello waits for the log */
 };
 
 /* The hello's address ("" when absent), kept just past the instance. */
@@ -223,16 +210,18 @@ static inline const char *link_address(const struct link *l)
 }
 
 /* hub.c */
-size_t hub_fanout(struct hub *h, struct event *ev);
-int hub_announce(struct hub *h, struct service *s,
-		 const struct evlog_decl *decl, uint64_t *seq,
-		 size_t *delivered);
-int hub_publish(struct hub *h, struct event *ev, const struct evlog_decl *decl,
-		size_t *delivered);
 size_t hub_announce_all(struct hub *h);
 void hub_apply_settings(struct hub *h, const struct dconf *conf);
-void hub_schedule_ttl(struct hub *h);
 void hub_drain_requests(struct hub *h);
+
+/* fanout.c: an event, once durable, to every link and stream it is for.
+ * deliver counts it and returns how many links it went to. */
+size_t hub_deliver(struct hub *h, struct event *ev);
+size_t hub_fanout(struct hub *h, struct event *ev);
+void hub_sse_push(struct sse *s, const struct event *ev);
+void hub_sse_event(struct hub *h, const struct event *ev);
+void hub_sse_change(struct hub *h, const char *service);
+void hub_sse_keepalive(struct hub *h, int64_t now_ms);
 
 /*
  * peers.c: per source address, its connections and accept bucket. A record
@@ -282,36 +271,16 @@ void link_ping(struct link *l);
 void link_set_ready(struct link *l, bool ready);
 void link_unpark(struct hub *h, bool all);
 
-/* hub_req.c: SSE */
-void hub_sse_event(struct hub *h, const struct event *ev);
-void hub_sse_change(struct hub *h, const char *service);
-void hub_sse_keepalive(struct hub *h, int64_t now_ms);
-
 /* hub_drain.c */
 void hub_drain_run(struct hub *h, struct hub_req *req);
 
-/* hub_idem.c: around a write. begin: true when it answered (a replay,
- * 422); end: after the write answered. */
-bool hub_idem_begin(struct hub *h, struct hub_req *req);
-void hub_idem_end(struct hub *h, struct hub_req *req);
-cJSON *hub_idem_records(struct hub *h); /* the live keys, for compaction */
-void hub_idem_restore(struct hub *h);   /* from the journal, at start-up */
-
 /* hub_metrics.c */
 char *hub_metrics_text(struct hub *h);
-
-/* hub_cluster.c: the hub's side of cluster mode */
-void hub_cluster_apply(struct hub *h, struct hub_req *req);
-void hub_cluster_snapshot(struct hub *h, struct hub_req *req);
-void hub_cluster_await(struct hub *h, struct hub_req *req);
-void hub_cluster_expire_waiters(struct hub *h, int64_t now_ms);
-void hub_cluster_note_link(struct hub *h, struct link *l, bool gone);
-void hub_cluster_note_service(struct hub *h, const struct service *s);
-void hub_cluster_note_moved(struct hub *h, struct link *l);
-void hub_reply(struct hub *h, struct hub_req *req);
+void hub_metrics_idempotency(struct metrics_text *t, uint64_t replays,
+			     size_t keys, uint64_t evicted);
 
 /* hub_req.c */
-void hub_req_run(struct hub *h, struct hub_req *req);
+void hub_json_seq(cJSON *o, uint64_t seq); /* "seq", exact */
 cJSON *hub_agent_json(const struct hub *h, const struct link *l);
 void hub_apply_services_conf(struct hub *h, const struct dconf *conf);
 cJSON *hub_service_json(const struct hub *h, const struct service *s);

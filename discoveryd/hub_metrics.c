@@ -5,7 +5,6 @@
  */
 #include <stdio.h>
 
-#include "cluster.h"
 #include "hub_int.h"
 
 static const char *const close_names[CLOSE_KINDS] = {
@@ -111,24 +110,6 @@ static void events(struct metrics_text *t, const struct hub *h)
 			  &h->stats.delivery);
 }
 
-/* With cluster.sentinels: where the master is, and how often it moved. */
-static void metrics_cluster_master(struct metrics_text *t, struct cluster *c)
-{
-	char addr[CONF_ADDR_TEXT], esc[CONF_ADDR_TEXT], label[340];
-
-	if (!cluster_master(c, addr, sizeof(addr)))
-		return;
-	snprintf(label, sizeof(label), "addr=\"%s\"",
-		 metrics_label(esc, sizeof(esc), addr));
-	metrics_family(t, "discovery_cluster_master_info", "gauge",
-		       "The Redis master the sentinels named, by address.");
-	metrics_sample(t, "discovery_cluster_master_info", label, 1);
-	metrics_family(t, "discovery_cluster_failovers_total", "counter",
-		       "Times this node found the master at another address.");
-	metrics_sample(t, "discovery_cluster_failovers_total", NULL,
-		       (double)cluster_failovers(c));
-}
-
 static void journal(struct metrics_text *t, const struct hub *h)
 {
 	metrics_histogram(t, "discovery_journal_fsync_seconds",
@@ -143,41 +124,25 @@ static void journal(struct metrics_text *t, const struct hub *h)
 		       "Size of the journal file.");
 	metrics_sample(t, "discovery_journal_bytes", NULL,
 		       (double)h->log.journal.size);
+}
+
+/* Both stores keep Idempotency-Keys; they say how many (store_ops.metrics). */
+void hub_metrics_idempotency(struct metrics_text *t, uint64_t replays,
+			     size_t keys, uint64_t evicted)
+{
 	metrics_family(t, "discovery_idempotent_replays_total", "counter",
 		       "Writes answered with the first answer of their "
 		       "Idempotency-Key.");
 	metrics_sample(t, "discovery_idempotent_replays_total", NULL,
-		       (double)(h->idem.replays +
-				(h->cluster ? cluster_idem_replays(h->cluster) :
-					      0)));
+		       (double)replays);
 	metrics_family(t, "discovery_idempotency_keys", "gauge",
 		       "Idempotency keys kept (idempotency.max_keys at most).");
-	metrics_sample(t, "discovery_idempotency_keys", NULL,
-		       (double)h->idem.count);
+	metrics_sample(t, "discovery_idempotency_keys", NULL, (double)keys);
 	metrics_family(t, "discovery_idempotency_evicted_total", "counter",
 		       "Idempotency keys dropped before their retention "
 		       "because idempotency.max_keys was reached.");
 	metrics_sample(t, "discovery_idempotency_evicted_total", NULL,
-		       (double)h->idem.evicted);
-	metrics_family(t, "discovery_cluster_enabled", "gauge",
-		       "1 when nodes share state over Redis (cluster mode).");
-	metrics_sample(t, "discovery_cluster_enabled", NULL,
-		       h->cluster ? 1 : 0);
-	if (!h->cluster)
-		return;
-	metrics_family(t, "discovery_cluster_redis_up", "gauge",
-		       "1 while this node reads the Redis stream.");
-	metrics_sample(t, "discovery_cluster_redis_up", NULL,
-		       cluster_redis_up(h->cluster) ? 1 : 0);
-	metrics_family(t, "discovery_cluster_redis_errors_total", "counter",
-		       "Redis calls that failed (the connection is then made "
-		       "again).");
-	metrics_sample(t, "discovery_cluster_redis_errors_total", NULL,
-		       (double)cluster_redis_errors(h->cluster));
-	metrics_cluster_master(t, h->cluster);
-	metrics_family(t, "discovery_cluster_seq", "gauge",
-		       "The last seq of the shared log this node has applied.");
-	metrics_sample(t, "discovery_cluster_seq", NULL, (double)h->log.seq);
+		       (double)evicted);
 }
 
 char *hub_metrics_text(struct hub *h)
@@ -189,5 +154,6 @@ char *hub_metrics_text(struct hub *h)
 	links(&t, h);
 	events(&t, h);
 	journal(&t, h);
+	h->store->ops->metrics(h->store, &t);
 	return metrics_text_finish(&t);
 }

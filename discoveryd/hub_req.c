@@ -1,15 +1,14 @@
 /*
- * hub_req: the HTTP API's requests, run on the hub thread (hub.h). Each one
- * reads or changes the registry, appends at most one event to the log, fans
- * it out, and writes its answer as JSON. A change whose event the log refuses
- * is undone before the answer (503): nothing is half-applied.
+ * hub_req: every call, once (hub_ops below), and the ones the hub answers
+ * from this node's view, on the hub thread: its services and agents, the
+ * retained events, info, metrics, SSE streams, reload and drain. Changes
+ * are the store's (store.h, local.c or cluster_api.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cluster.h"
 #include "hub_int.h"
 #include "log.h"
 
@@ -80,164 +79,13 @@ cJSON *hub_service_json(const struct hub *h, const struct service *s)
 	return o;
 }
 
-static void add_seq(cJSON *o, uint64_t seq)
+void hub_json_seq(cJSON *o, uint64_t seq)
 {
 	char buf[24];
 
 	/* Exact for every uint64: a raw number, not a double. */
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)seq);
 	cJSON_AddRawToObject(o, "seq", buf);
-}
-
-static struct evlog_decl decl_of(const struct service *s, int64_t ttl_ms)
-{
-	struct evlog_decl d = { .service = s->name, .declared = s->declared };
-
-	if (s->declared && ttl_ms)
-		d.expires_wall_ms = clock_wall_ms() + ttl_ms;
-	return d;
-}
-
-static void run_declare(struct hub *h, struct hub_req *req)
-{
-	struct service *s;
-	enum declaration old_decl;
-	int64_t old_expires;
-	struct evlog_decl decl;
-	uint64_t seq = 0;
-	size_t delivered = 0;
-	cJSON *o;
-
-	s = req->decl == DECL_NONE ? registry_find(&h->registry, req->service) :
-				     registry_get(&h->registry, req->service);
-	if (!s) {
-		if (req->decl == DECL_NONE)
-			hub_answer_error(req, 404, "not_found",
-					 "no such service");
-		else
-			hub_answer_error(req, 503, "full",
-					 "the service table is full");
-		return;
-	}
-	old_decl = s->declared;
-	old_expires = s->expires_ms;
-	s->declared = req->decl;
-	s->expires_ms =
-		req->decl && req->ttl_ms ? clock_mono_ms() + req->ttl_ms : 0;
-	decl = decl_of(s, req->ttl_ms);
-	if (hub_announce(h, s, &decl, &seq, &delivered) != 0) {
-		s->declared = old_decl;
-		s->expires_ms = old_expires;
-		registry_release_service(&h->registry, s);
-		hub_answer_error(req, 503, "unavailable",
-				 "the change could not be made durable");
-		return;
-	}
-	hub_schedule_ttl(h);
-	hub_sse_change(h, s->name);
-	log_info("declared", "service=%s declaration=%s ttl_ms=%lld", s->name,
-		 req->decl ? declaration_name(req->decl) : "none",
-		 (long long)req->ttl_ms);
-	o = hub_service_json(h, s);
-	if (seq)
-		add_seq(o, seq);
-	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
-	registry_release_service(&h->registry, s);
-	hub_answer(req, 200, o);
-}
-
-/* Make ev (and decl) durable, fan it out; on failure answer 503. */
-static int publish(struct hub *h, struct hub_req *req, struct event *ev,
-		   const struct evlog_decl *decl, size_t *delivered)
-{
-	if (!ev || hub_publish(h, ev, decl, delivered) != 0) {
-		event_unref(ev);
-		hub_answer_error(req, 503, "unavailable",
-				 "the event could not be made durable");
-		return -1;
-	}
-	log_info("event", "kind=%s seq=%llu delivered=%zu",
-		 event_kind_name(ev->kind), (unsigned long long)ev->seq,
-		 *delivered);
-	return 0;
-}
-
-/*
- * NetCoreStack's CacheReady: declare `cache` ready and tell every agent,
- * whether or not its readiness changed (the original broadcasts each call).
- * The declaration and the event are one record.
- */
-static void run_cacheready(struct hub *h, struct hub_req *req)
-{
-	struct service *s = registry_get(&h->registry, "cache");
-	enum declaration old_decl;
-	int64_t old_expires;
-	struct evlog_decl decl;
-	struct event *ev;
-	cJSON *header, *value, *o;
-	size_t delivered;
-
-	if (!s) {
-		hub_answer_error(req, 503, "full", "the service table is full");
-		return;
-	}
-	old_decl = s->declared;
-	old_expires = s->expires_ms;
-	s->declared = DECL_READY;
-	s->expires_ms = 0;
-	decl = decl_of(s, 0);
-	header = cJSON_CreateObject();
-	cJSON_AddNumberToObject(header, "CacheReady", 1);
-	value = cJSON_CreateObject();
-	cJSON_AddStringToObject(value, "service", "cache");
-	cJSON_AddBoolToObject(value, "ready", true);
-	ev = event_new(EVENT_READINESS, SCOPE_ALL, "DataSend", header, value);
-	if (ev)
-		snprintf(ev->service, sizeof(ev->service), "cache");
-	if (publish(h, req, ev, &decl, &delivered) != 0) {
-		s->declared = old_decl;
-		s->expires_ms = old_expires;
-		registry_release_service(&h->registry, s);
-		return;
-	}
-	s->ready = true;
-	s->grace = false;
-	hub_schedule_ttl(h);
-	o = cJSON_CreateObject();
-	add_seq(o, ev->seq);
-	cJSON_AddStringToObject(o, "service", "cache");
-	cJSON_AddBoolToObject(o, "ready", true);
-	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
-	event_unref(ev);
-	hub_answer(req, 200, o);
-}
-
-static void run_send(struct hub *h, struct hub_req *req, enum event_kind kind)
-{
-	enum event_scope scope = SCOPE_ALL;
-	struct event *ev;
-	size_t delivered;
-	cJSON *o;
-
-	if (req->instance[0])
-		scope = SCOPE_INSTANCE;
-	else if (req->service[0])
-		scope = SCOPE_SERVICE;
-	ev = event_new(kind, scope, req->command[0] ? req->command : "DataSend",
-		       req->header, req->value);
-	req->header = req->value = NULL;
-	if (ev) {
-		snprintf(ev->service, sizeof(ev->service), "%s", req->service);
-		snprintf(ev->instance, sizeof(ev->instance), "%s",
-			 req->instance);
-	}
-	if (publish(h, req, ev, NULL, &delivered) != 0)
-		return;
-	o = cJSON_CreateObject();
-	add_seq(o, ev->seq);
-	cJSON_AddNumberToObject(o, "delivered", (double)delivered);
-	event_unref(ev);
-	hub_answer(req, 202, o);
 }
 
 static void run_services(struct hub *h, struct hub_req *req)
@@ -310,7 +158,7 @@ static void run_events(struct hub *h, struct hub_req *req)
 	cJSON *o = cJSON_CreateObject(), *list;
 
 	cJSON_AddStringToObject(o, "epoch", log->epoch);
-	add_seq(o, log->seq);
+	hub_json_seq(o, log->seq);
 	cJSON_AddBoolToObject(o, "complete",
 			      req->after >= log->seq ||
 				      (oldest &&
@@ -335,7 +183,7 @@ static void run_info(struct hub *h, struct hub_req *req)
 	cJSON_AddStringToObject(o, "node", h->node);
 	cJSON_AddStringToObject(o, "version", DISCOVERY_VERSION);
 	cJSON_AddStringToObject(o, "epoch", h->log.epoch);
-	add_seq(o, h->log.seq);
+	hub_json_seq(o, h->log.seq);
 	cJSON_AddNumberToObject(o, "history", (double)h->log.count);
 	cJSON_AddNumberToObject(o, "services", (double)h->registry.n);
 	cJSON_AddNumberToObject(o, "agents", (double)h->n_instances);
@@ -345,57 +193,8 @@ static void run_info(struct hub *h, struct hub_req *req)
 				hub_drain_state(h) == HUB_DRAINING ?
 								    "draining" :
 								    "drained");
-	if (h->cluster) {
-		cJSON *c = cJSON_AddObjectToObject(o, "cluster");
-
-		cJSON_AddBoolToObject(c, "redis", cluster_redis_up(h->cluster));
-		cJSON_AddBoolToObject(c, "synced", h->cluster_synced);
-	} else {
-		cJSON_AddNullToObject(o, "cluster");
-	}
+	h->store->ops->info(h->store, o);
 	hub_answer(req, 200, o);
-}
-
-/* ---- SSE ---------------------------------------------------------------- */
-
-#define SSE_KEEPALIVE_MS 15000
-
-static void push_event(struct sse *s, const struct event *ev)
-{
-	char head[64];
-	int n = snprintf(head, sizeof(head), "id: %llu\nevent: event\ndata: ",
-			 (unsigned long long)ev->seq);
-
-	/* One frame is one line of JSON: data needs no splitting. */
-	sse_push(s, head, (size_t)n);
-	sse_push(s, (const char *)ev->frame + LWS_PRE, ev->len);
-	sse_push(s, "\n\n", 2);
-}
-
-void hub_sse_event(struct hub *h, const struct event *ev)
-{
-	for (struct sse *s = h->streams; s; s = *sse_next(s))
-		push_event(s, ev);
-}
-
-void hub_sse_change(struct hub *h, const char *service)
-{
-	char text[128];
-	int n;
-
-	if (!h->streams)
-		return;
-	n = snprintf(text, sizeof(text),
-		     "event: change\ndata: {\"service\":\"%s\"}\n\n", service);
-	for (struct sse *s = h->streams; s; s = *sse_next(s))
-		sse_push(s, text, (size_t)n);
-}
-
-void hub_sse_keepalive(struct hub *h, int64_t now_ms)
-{
-	for (struct sse *s = h->streams; s; s = *sse_next(s))
-		if (now_ms - sse_last_push_ms(s) >= SSE_KEEPALIVE_MS)
-			sse_push(s, ": keep-alive\n\n", 14);
 }
 
 /* Backlog first (Last-Event-ID), then live: both from this thread, so
@@ -408,7 +207,7 @@ static void run_sse_open(struct hub *h, struct hub_req *req)
 	if (req->has_after)
 		for (size_t i = evlog_find_after(log, req->after);
 		     i < log->count; i++)
-			push_event(req->stream, evlog_at(log, i));
+			hub_sse_push(req->stream, evlog_at(log, i));
 	*sse_next(req->stream) = h->streams;
 	h->streams = req->stream;
 	req->status = 200;
@@ -450,8 +249,7 @@ static void run_reload(struct hub *h, struct hub_req *req)
 
 	hub_apply_settings(h, conf);
 	hub_apply_services_conf(h, conf);
-	if (h->cluster)
-		cluster_apply_conf(h->cluster, conf);
+	store_reload(h->store, conf);
 	hub_announce_all(h); /* min_ready may have moved */
 	/* New links get the certificate as the files hold it now. */
 	if (conf->tls_present &&
@@ -463,50 +261,84 @@ static void run_reload(struct hub *h, struct hub_req *req)
 	hub_answer(req, 200, cJSON_CreateObject());
 }
 
-void hub_req_run(struct hub *h, struct hub_req *req)
+static void run_sse_end_all(struct hub *h, struct hub_req *req)
 {
-	if (req->op == HUB_SSE_CLOSE) { /* even while stopping */
-		run_sse_close(h, req);
+	for (struct sse *s = h->streams; s; s = *sse_next(s))
+		sse_end(s);
+	req->status = 200;
+}
+
+static void run_metrics(struct hub *h, struct hub_req *req)
+{
+	req->body = hub_metrics_text(h);
+	req->status = req->body ? 200 : 500;
+}
+
+/*
+ * Every call: its name, what it is, and how the hub answers it from this
+ * node's view. A store may answer any call itself instead (store_ops.call):
+ * the changes are always a store's, so the hub has no entry for them.
+ */
+static const struct hub_op_def {
+	const char *name;
+	unsigned flags;
+	void (*run)(struct hub *h, struct hub_req *req);
+} hub_ops[HUB_OPS] = {
+	[HUB_JOB] = { "job", 0, NULL },
+	[HUB_DECLARE] = { "declare", OP_WRITE, NULL },
+	[HUB_CACHEREADY] = { "cacheready", OP_WRITE, NULL },
+	[HUB_INVALIDATE] = { "invalidate", OP_WRITE, NULL },
+	[HUB_BROADCAST] = { "broadcast", OP_WRITE, NULL },
+	[HUB_DRAIN] = { "drain", OP_WRITE, hub_drain_run },
+	[HUB_SERVICES] = { "services", 0, run_services },
+	[HUB_SERVICE] = { "service", 0, run_service },
+	[HUB_AGENTS] = { "agents", 0, run_agents },
+	[HUB_RELOAD] = { "reload", 0, run_reload },
+	[HUB_EVENTS] = { "events", 0, run_events },
+	[HUB_INFO] = { "info", 0, run_info },
+	[HUB_METRICS] = { "metrics", 0, run_metrics },
+	[HUB_SSE_OPEN] = { "sse_open", 0, run_sse_open },
+	[HUB_SSE_CLOSE] = { "sse_close", OP_ANYTIME, run_sse_close },
+	[HUB_SSE_END_ALL] = { "sse_end_all", OP_ANYTIME, run_sse_end_all },
+};
+
+unsigned hub_op_flags(enum hub_op op)
+{
+	return (unsigned)op < HUB_OPS ? hub_ops[op].flags : 0;
+}
+
+void hub_run_op(struct hub *h, struct hub_req *req)
+{
+	const struct hub_op_def *d =
+		(unsigned)req->op < HUB_OPS ? &hub_ops[req->op] : NULL;
+
+	if (!d || !d->run) {
+		/* A change no store made: a bug, said as such. */
+		log_error("no one answers this call", "op=%d", (int)req->op);
+		hub_answer_error(req, 500, "internal", "no one answers this");
 		return;
 	}
-	if (req->op == HUB_SSE_END_ALL) {
-		for (struct sse *s = h->streams; s; s = *sse_next(s))
-			sse_end(s);
-		req->status = 200;
-		return;
+	d->run(h, req);
+}
+
+/* An invalidation or a broadcast, as req asks for it; header and value are
+ * taken. NULL when out of memory. */
+struct event *hub_request_event(struct hub_req *req)
+{
+	enum event_scope scope = req->instance[0] ? SCOPE_INSTANCE :
+				 req->service[0]  ? SCOPE_SERVICE :
+						    SCOPE_ALL;
+	struct event *ev =
+		event_new(req->op == HUB_INVALIDATE ? EVENT_INVALIDATE :
+						      EVENT_COMMAND,
+			  scope, req->command[0] ? req->command : "DataSend",
+			  req->header, req->value);
+
+	req->header = req->value = NULL;
+	if (ev) {
+		snprintf(ev->service, sizeof(ev->service), "%s", req->service);
+		snprintf(ev->instance, sizeof(ev->instance), "%s",
+			 req->instance);
 	}
-	if (h->stopping) {
-		cJSON_Delete(req->header);
-		cJSON_Delete(req->value);
-		req->header = req->value = NULL;
-		hub_answer_error(req, 503, "stopping",
-				 "the daemon is stopping");
-		return;
-	}
-	if (hub_idem_begin(h, req))
-		return;
-	switch (req->op) {
-	case HUB_DECLARE: run_declare(h, req); break;
-	case HUB_CACHEREADY: run_cacheready(h, req); break;
-	case HUB_INVALIDATE: run_send(h, req, EVENT_INVALIDATE); break;
-	case HUB_BROADCAST: run_send(h, req, EVENT_COMMAND); break;
-	case HUB_SERVICES: run_services(h, req); break;
-	case HUB_SERVICE: run_service(h, req); break;
-	case HUB_AGENTS: run_agents(h, req); break;
-	case HUB_RELOAD: run_reload(h, req); break;
-	case HUB_EVENTS: run_events(h, req); break;
-	case HUB_INFO: run_info(h, req); break;
-	case HUB_SSE_OPEN: run_sse_open(h, req); break;
-	case HUB_SSE_CLOSE:          /* both answered above, before */
-	case HUB_SSE_END_ALL: break; /* the stopping check */
-	case HUB_AWAIT: hub_cluster_await(h, req); break;
-	case HUB_CLUSTER_APPLY: hub_cluster_apply(h, req); break;
-	case HUB_CLUSTER_SNAPSHOT: hub_cluster_snapshot(h, req); break;
-	case HUB_DRAIN: hub_drain_run(h, req); break;
-	case HUB_METRICS:
-		req->body = hub_metrics_text(h);
-		req->status = req->body ? 200 : 500;
-		break;
-	}
-	hub_idem_end(h, req);
+	return ev;
 }

@@ -339,7 +339,7 @@ static void unlink_instance(struct link *l)
 		 * instance keeps counting here (its counts stay, as do its
 		 * service and dependencies), so its leaving announces nothing.
 		 */
-		hub_cluster_note_moved(h, l);
+		store_instance(h->store, l, INSTANCE_MOVED);
 		free(l->deps);
 		l->deps = NULL;
 		l->dep_names = NULL;
@@ -351,10 +351,8 @@ static void unlink_instance(struct link *l)
 	s->instances--;
 	if (l->ready)
 		s->ready_instances--;
-	hub_cluster_note_link(h, l, true);
+	store_instance(h->store, l, INSTANCE_GONE);
 	drop_deps(l, s);
-	if (hub_announce(h, s, NULL, NULL, NULL) != 0)
-		h->retry_announce = true;
 	hub_sse_change(h, s->name);
 	l->svc = NULL;
 	registry_release_service(&h->registry, s);
@@ -454,6 +452,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	struct hub *h = l->hub;
 	struct event *welcome;
 	struct link *zombie;
+	const char *not_yet;
 	bool recovered;
 	size_t replay = 0;
 	char sub[160];
@@ -467,9 +466,9 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		link_close(l, 1013, "node draining");
 		return;
 	}
-	if (h->cluster && !h->cluster_synced) {
-		/* No state from Redis yet: a welcome now would be wrong. */
-		link_close(l, 1013, "cluster state not loaded yet");
+	if ((not_yet = store_not_yet(h->store))) {
+		/* A welcome now would carry a wrong snapshot. */
+		link_close(l, 1013, not_yet);
 		return;
 	}
 	if (l->token_svc && strcmp(l->token_svc, hello->service) != 0) {
@@ -524,7 +523,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	event_unref(welcome);
 	if (recovered)
 		replay_missed(l, hello->resume_seq, true);
-	hub_cluster_note_link(h, l, false);
+	store_instance(h->store, l, INSTANCE_LINKED);
 	hub_sse_change(h, l->svc->name);
 	log_info("linked",
 		 "peer=%s service=%s instance=%s deps=%zu recovered=%s "
@@ -549,9 +548,7 @@ void link_set_ready(struct link *l, bool ready)
 		l->svc->ready_instances--;
 	log_debug("status", "service=%s instance=%s ready=%s", l->svc->name,
 		  l->instance, l->ready ? "true" : "false");
-	if (hub_announce(l->hub, l->svc, NULL, NULL, NULL) != 0)
-		l->hub->retry_announce = true;
-	hub_cluster_note_link(l->hub, l, false);
+	store_instance(l->hub->store, l, INSTANCE_CHANGED);
 	hub_sse_change(l->hub, l->svc->name);
 }
 
@@ -564,7 +561,8 @@ static void on_status(struct link *l, const struct proto_status *st)
 	link_set_ready(l, st->ready);
 }
 
-/* ---- cluster: hellos that wait for the stream ---------------------------- */
+/* ---- hellos that wait for the log ------------------------------------------
+ */
 
 struct link_parked {
 	uint64_t seq; /* the agent's position */
@@ -574,11 +572,12 @@ struct link_parked {
 };
 
 /*
- * Cluster mode: an agent failing over from a node that had read the
- * stream further than this one resumes from a seq this node has not
- * applied yet. Its hello waits (at most cluster.timeout) until this node
- * has caught up, so that the welcome's snapshot is as new as what the
- * agent holds and the replay starts right after it. True when parked.
+ * A log that mirrors another's (store.h, catch_up_ms; in cluster mode): an
+ * agent failing over from a node that had read the stream further than
+ * this one resumes from a seq this node has not applied yet. Its hello
+ * waits (at most catch_up_ms) until this node has caught up, so that the
+ * welcome's snapshot is as new as what the agent holds and the replay
+ * starts right after it. True when parked.
  */
 static bool park_hello(struct link *l, const struct proto_hello *hello,
 		       const char *buf, size_t len)
@@ -586,7 +585,8 @@ static bool park_hello(struct link *l, const struct proto_hello *hello,
 	struct hub *h = l->hub;
 	struct link_parked *p;
 
-	if (!h->cluster || l->parked_once || l->parked || !hello->has_resume ||
+	if (!h->store->catch_up_ms || l->parked_once || l->parked ||
+	    !hello->has_resume ||
 	    strcmp(hello->resume_epoch, h->log.epoch) != 0 ||
 	    hello->resume_seq <= h->log.seq)
 		return false;
@@ -594,7 +594,7 @@ static bool park_hello(struct link *l, const struct proto_hello *hello,
 	if (!p)
 		return false;
 	p->seq = hello->resume_seq;
-	p->deadline_ms = clock_mono_ms() + h->cluster_timeout_ms;
+	p->deadline_ms = clock_mono_ms() + h->store->catch_up_ms;
 	p->len = len;
 	memcpy(p->text, buf, len);
 	l->parked = p;

@@ -26,6 +26,7 @@
 #include "clock.h"
 #include "dconf.h"
 #include "hub.h"
+#include "store.h"
 #include "log.h"
 
 static void usage(FILE *out)
@@ -183,7 +184,7 @@ static void start_drain(const struct dconf *conf, struct hub *hub)
 	log_info("stopping", "signal=TERM drain=true timeout_ms=%lld",
 		 (long long)conf->drain_timeout_ms);
 	sd_notify(0, "STOPPING=1\nSTATUS=draining");
-	hub_call_local(hub, &req); /* instance "": this node */
+	hub_call(hub, &req); /* instance "": this node */
 	free(req.body);
 }
 
@@ -236,12 +237,25 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 	}
 }
 
+/* The HTTP side first (no new calls), the store's threads (no new events),
+ * then the hub, which closes the links. */
+static void stop(struct hub *hub, struct store *store, struct api *api)
+{
+	if (api)
+		api_stop(api);
+	store_stop(store);
+	hub_stop(hub);
+	store_free(store);
+	hub_free(hub);
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
 	struct dconf conf;
 	struct auth *auth;
 	struct hub *hub;
+	struct store *store;
 	struct api *api;
 	sigset_t set;
 	char err[512], q[600];
@@ -285,20 +299,31 @@ int main(int argc, char **argv)
 		dconf_release(&conf);
 		return 1;
 	}
-	log_info("listening", "listener=agents addr=%s",
-		 hub_listen_address(hub));
-	if (hub_start(hub) != 0) {
-		log_error("fatal", "error=\"cannot start the hub thread\"");
+	/* Where the state lives: Redis, or the journal (store.h). */
+	store = conf.cluster_present ?
+			cluster_store_new(&conf, hub, err, sizeof(err)) :
+			local_new(&conf, hub, err, sizeof(err));
+	if (!store) {
+		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
 		hub_free(hub);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
 	}
-	api = api_start(&conf, hub, auth, err, sizeof(err));
+	hub_attach(hub, store);
+	log_info("listening", "listener=agents addr=%s",
+		 hub_listen_address(hub));
+	if (hub_start(hub) != 0 || store_start(store) != 0) {
+		log_error("fatal", "error=\"cannot start the hub's threads\"");
+		stop(hub, store, NULL);
+		auth_free(auth);
+		dconf_release(&conf);
+		return 1;
+	}
+	api = api_start(&conf, hub, store, auth, err, sizeof(err));
 	if (!api) {
 		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
-		hub_stop(hub);
-		hub_free(hub);
+		stop(hub, store, NULL);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
@@ -321,9 +346,7 @@ int main(int argc, char **argv)
 	wait_for_signals(&o, &conf, hub, api, auth, &set);
 
 	sd_notify(0, "STOPPING=1");
-	api_stop(api);
-	hub_stop(hub);
-	hub_free(hub);
+	stop(hub, store, api);
 	auth_free(auth);
 	dconf_release(&conf);
 	log_info("stopped", NULL);

@@ -10,7 +10,7 @@
  * harness #includes api.c and defines its own versions of the calls a
  * request makes on a connection (create, header, queue, destroy a
  * response; look up a header or query argument), which take precedence
- * over libmicrohttpd's, and of hub_call. The daemon-level calls (start,
+ * over libmicrohttpd's, and of store_call. The daemon-level calls (start,
  * quiesce, stop) stay libmicrohttpd's and are never reached. It then plays
  * one request through api.c's real access handler the way libmicrohttpd
  * does: a first call with the headers, one call per upload chunk, a last
@@ -101,7 +101,7 @@ struct MHD_Connection {
 	int answers;
 };
 
-/* The request being played, for hub_call's checks, and the op it made. */
+/* The request being played, for store_call's checks, and the op it made. */
 static struct MHD_Connection *current;
 static enum hub_op last_op;
 static struct auth *fuzz_auth;
@@ -284,11 +284,11 @@ enum hub_drain_state hub_drain_state(const struct hub *h)
 	return HUB_SERVING;
 }
 
-void hub_call(struct hub *h, struct hub_req *req)
+void store_call(struct store *s, struct hub_req *req)
 {
 	enum token_role role = caller_role();
 
-	(void)h;
+	(void)s;
 	last_op = req->op;
 	if (changes_state(req->op) ?
 		    role != TOKEN_ROLE_ADMIN :

@@ -1,5 +1,5 @@
 /*
- * hub_idem: idempotency keys on a single node (docs/api.md,
+ * local_idem: idempotency keys on a single node (docs/api.md,
  * "Idempotency-Key"), run on the hub thread around each write.
  *
  * Before a write runs, its key is looked up: a retry with the same
@@ -19,14 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "hub_int.h"
+#include "local_int.h"
 #include "log.h"
-
-static bool is_write(enum hub_op op)
-{
-	return op == HUB_DECLARE || op == HUB_CACHEREADY ||
-	       op == HUB_INVALIDATE || op == HUB_BROADCAST || op == HUB_DRAIN;
-}
 
 /* What the write answers when it succeeds. */
 static int success_status(enum hub_op op)
@@ -44,7 +38,7 @@ static void drop_input(struct hub_req *req)
 }
 
 /* The first answer again; its body rebuilt when a crash took it. */
-static void replay(struct hub *h, struct hub_req *req,
+static void replay(struct local *j, struct hub_req *req,
 		   const struct idem_entry *e)
 {
 	char buf[64];
@@ -61,16 +55,18 @@ static void replay(struct hub *h, struct hub_req *req,
 	}
 	req->status = e->status;
 	req->replayed = true;
-	h->idem.replays++;
+	j->idem.replays++;
 }
 
-bool hub_idem_begin(struct hub *h, struct hub_req *req)
+bool local_idem_begin(struct store *s, struct hub_req *req)
 {
+	struct local *j = (struct local *)s;
+	struct evlog *log = &j->hub->log;
 	struct idem_entry *e;
 
-	if (!req->idem_key[0] || !is_write(req->op))
+	if (!req->idem_key[0])
 		return false;
-	e = idem_find(&h->idem, req->idem_key, clock_wall_ms());
+	e = idem_find(&j->idem, req->idem_key, clock_wall_ms());
 	if (e && memcmp(e->fp, req->idem_fp, IDEM_FP_LEN) != 0) {
 		drop_input(req);
 		hub_answer_error(req, 422, "key_reused",
@@ -87,30 +83,30 @@ bool hub_idem_begin(struct hub *h, struct hub_req *req)
 	}
 	if (e) {
 		drop_input(req);
-		replay(h, req, e);
+		replay(j, req, e);
 		return true;
 	}
-	if (!(e = idem_add(&h->idem, req->idem_key, req->idem_fp,
+	if (!(e = idem_add(&j->idem, req->idem_key, req->idem_fp,
 			   clock_wall_ms())) ||
-	    !(h->idem_tag = idem_tag(e, success_status(req->op)))) {
+	    !(j->idem_tag = idem_tag(e, success_status(req->op)))) {
 		if (e)
-			idem_remove(&h->idem, e);
+			idem_remove(&j->idem, e);
 		drop_input(req);
 		hub_answer_error(req, 503, "unavailable", "out of memory");
 		return true;
 	}
-	h->idem_current = e;
-	h->log.tag = h->idem_tag;
-	h->log.tag_written = false;
+	j->idem_current = e;
+	log->tag = j->idem_tag;
+	log->tag_written = false;
 	return false;
 }
 
 /* The answer, durable before it leaves. */
-static void record_answer(struct hub *h, struct idem_entry *e)
+static void record_answer(struct evlog *log, struct idem_entry *e)
 {
 	cJSON *r = idem_record(e);
 
-	if (!r || evlog_append_record(&h->log, r) != 0)
+	if (!r || evlog_append_record(log, r) != 0)
 		log_warn("journal append failed",
 			 "errno=%d "
 			 "what=idempotency_answer note=\"a retry after a "
@@ -119,25 +115,27 @@ static void record_answer(struct hub *h, struct idem_entry *e)
 	cJSON_Delete(r);
 }
 
-void hub_idem_end(struct hub *h, struct hub_req *req)
+void local_idem_end(struct store *s, struct hub_req *req)
 {
-	struct idem_entry *e = h->idem_current;
+	struct local *j = (struct local *)s;
+	struct evlog *log = &j->hub->log;
+	struct idem_entry *e = j->idem_current;
 	const cJSON *seq;
 	cJSON *body;
 
 	if (!e)
 		return;
-	h->idem_current = NULL;
-	h->log.tag = NULL;
-	cJSON_Delete(h->idem_tag);
-	h->idem_tag = NULL;
+	j->idem_current = NULL;
+	log->tag = NULL;
+	cJSON_Delete(j->idem_tag);
+	j->idem_tag = NULL;
 	/* A failure changed nothing (the hub undoes what it prepared
 	 * before it answers one): its retry runs again. */
 	if (req->status < 200 || req->status > 299) {
-		idem_remove(&h->idem, e);
+		idem_remove(&j->idem, e);
 		return;
 	}
-	e->applied = h->log.tag_written;
+	e->applied = log->tag_written;
 	body = req->body ? cJSON_Parse(req->body) : NULL;
 	seq = cJSON_GetObjectItemCaseSensitive(body, "seq");
 	if (cJSON_IsNumber(seq))
@@ -145,18 +143,18 @@ void hub_idem_end(struct hub *h, struct hub_req *req)
 	cJSON_Delete(body);
 	if (idem_answer(e, req->status, req->body) != 0)
 		e->status = req->status;
-	if (!h->log.mirror && h->log.journal.fd >= 0)
-		record_answer(h, e);
+	if (log->journal.fd >= 0)
+		record_answer(log, e);
 }
 
-cJSON *hub_idem_records(struct hub *h)
+cJSON *local_idem_records(struct local *j)
 {
 	cJSON *list = cJSON_CreateArray();
 
 	if (!list)
 		return NULL;
-	idem_expire(&h->idem, clock_wall_ms());
-	for (struct idem_entry *e = h->idem.oldest; e; e = e->newer) {
+	idem_expire(&j->idem, clock_wall_ms());
+	for (struct idem_entry *e = j->idem.oldest; e; e = e->newer) {
 		cJSON *r;
 
 		if (e->status) { /* answered: all of it */
@@ -165,9 +163,9 @@ cJSON *hub_idem_records(struct hub *h)
 		}
 		/* The write under way, whose tagged record was just written
 		 * and is being compacted away: its tag goes on. */
-		if (e != h->idem_current || !h->log.tag_written)
+		if (e != j->idem_current || !j->hub->log.tag_written)
 			continue;
-		r = cJSON_Duplicate(h->idem_tag, true);
+		r = cJSON_Duplicate(j->idem_tag, true);
 		if (r)
 			cJSON_AddStringToObject(r, "t", "idem");
 		cJSON_AddItemToArray(list, r);
@@ -175,15 +173,16 @@ cJSON *hub_idem_records(struct hub *h)
 	return list;
 }
 
-void hub_idem_restore(struct hub *h)
+void local_idem_restore(struct local *j)
 {
+	struct evlog *log = &j->hub->log;
 	const cJSON *r;
 	int64_t now = clock_wall_ms();
 
-	cJSON_ArrayForEach (r, h->log.idem_records)
-		idem_restore(&h->idem, r, 0, now);
-	cJSON_Delete(h->log.idem_records);
-	h->log.idem_records = NULL;
-	if (h->idem.count)
-		log_info("idempotency keys", "restored=%zu", h->idem.count);
+	cJSON_ArrayForEach (r, log->idem_records)
+		idem_restore(&j->idem, r, 0, now);
+	cJSON_Delete(log->idem_records);
+	log->idem_records = NULL;
+	if (j->idem.count)
+		log_info("idempotency keys", "restored=%zu", j->idem.count);
 }
