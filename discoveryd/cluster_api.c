@@ -436,10 +436,14 @@ static void call_agents(struct store *s, struct hub_req *req)
 /*
  * Drain a node: this one at once; another through Redis, whose heartbeat
  * hands it the request (within node_ttl/3). 404 for a node not alive.
+ * This node's drain with an Idempotency-Key goes through Redis too, so
+ * that its retry on any node replays (docs/api.md); with Redis away it
+ * drains all the same, the key unkept (draining twice is draining once).
  */
 static void call_drain(struct store *s, struct hub_req *req)
 {
 	struct cluster *c = (struct cluster *)s;
+	bool self = strcmp(req->instance, c->node) == 0;
 	redisContext *ctx;
 	redisReply *r = NULL;
 	char ttl[24];
@@ -448,7 +452,7 @@ static void call_drain(struct store *s, struct hub_req *req)
 	int n = 2;
 	cJSON *o;
 
-	if (strcmp(req->instance, c->node) == 0) {
+	if (self && !req->idem_key[0]) {
 		hub_call(c->hub, req);
 		return;
 	}
@@ -463,16 +467,24 @@ static void call_drain(struct store *s, struct hub_req *req)
 		r = cluster_script(c, ctx, clock_wall_ms() + c->timeout_ms / 2,
 				   "drain", n, args);
 	if (!r || r->type != REDIS_REPLY_STRING) {
-		unavailable(req, ctx, r);
+		if (!self)
+			unavailable(req, ctx, r);
 		if (ctx && (!r || ctx->err))
-			api_conn_failed(c);
+			api_conn_failed(c); /* ctx is gone from here on */
 		freeReplyObject(r);
+		if (self)
+			hub_call(c->hub, req);
 		return;
 	}
 	o = cJSON_ParseWithLength(r->str, r->len);
 	freeReplyObject(r);
 	if (cJSON_IsObject(o) && cluster_idem_reply(c, req, &o)) {
 		cJSON_Delete(o);
+		return;
+	}
+	if (self && !req->replayed) {
+		cJSON_Delete(o);
+		hub_call(c->hub, req); /* its answer: this node's links */
 		return;
 	}
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "missing"))) {

@@ -293,9 +293,8 @@ static void call_declare(struct store *st, struct hub_req *req)
 }
 
 /* Make ev (and decl) durable, fan it out; on failure answer 503. */
-static int publish_event(struct local *j, struct hub_req *req,
-			 struct event *ev, const struct evlog_decl *decl,
-			 size_t *delivered)
+static int publish_event(struct local *j, struct hub_req *req, struct event *ev,
+			 const struct evlog_decl *decl, size_t *delivered)
 {
 	if (!ev || publish(j, ev, decl, delivered) != 0) {
 		event_unref(ev);

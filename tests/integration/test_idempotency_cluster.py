@@ -79,6 +79,25 @@ def test_retry_on_another_node_replays(tmp_path, redis):
         stopped([a, b])
 
 
+def test_own_drain_retried_on_another_node_replays(tmp_path, redis):
+    """A node's drain of itself keeps its key in Redis, as every write
+    does: the retry on another node gets the first answer (this node's
+    links), not a drain request of its own."""
+    a = node(tmp_path, "node-a", redis.url)
+    b = node(tmp_path, "node-b", redis.url)
+    try:
+        path = "/api/discovery/nodes/node-a/drain"
+        st, h, one = raw_call(a, "POST", path, key="drain-self")
+        assert st == 202 and "idempotent-replayed" not in h
+        assert json.loads(one)["links"] == 0
+        for n in (b, a):
+            st, h, two = raw_call(n, "POST", path, key="drain-self")
+            assert (st, two) == (202, one), n.name
+            assert h["idempotent-replayed"] == "true"
+    finally:
+        stopped([a, b])
+
+
 def test_same_key_on_two_nodes_at_once_one_event(tmp_path, redis):
     a = node(tmp_path, "node-a", redis.url)
     b = node(tmp_path, "node-b", redis.url)
