@@ -53,7 +53,8 @@ static void applied(struct cluster *c, const struct evlog *log, bool synced)
  */
 size_t cluster_await(struct cluster *c, const char *epoch, uint64_t seq)
 {
-	struct timespec deadline = clock_mono_ts(c->timeout_ms);
+	struct timespec deadline =
+		clock_mono_ts(clock_mono_ms() + c->timeout_ms);
 	size_t delivered = 0;
 	unsigned syncs;
 

@@ -83,6 +83,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 	if (h->n_parked)
 		link_unpark(h, false);
 	tell_systemd(h, now);
+	if (h->announce_due && !h->stopping)
+		hub_announce_all(h);
 	store_tick(h->store, now);
 	if (h->stopping && (h->n_links == 0 || now >= h->stop_deadline_ms))
 		h->finished = true;
@@ -93,17 +95,18 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 /*
  * After a change that may move many services at once (the start, TTLs
  * running out, a reload changing min_ready): the store announces each,
- * then the unused go. Works from a copy, since announcing and releasing
- * change the registry. Returns how many were announced.
+ * then the unused go. Works from a copy, since releasing changes the
+ * registry; without memory for one, the tick tries again.
  */
-size_t hub_announce_all(struct hub *h)
+void hub_announce_all(struct hub *h)
 {
 	struct registry *r = &h->registry;
 	size_t n = r->n;
 	struct service **v = malloc((n ? n : 1) * sizeof(*v));
 
+	h->announce_due = !v;
 	if (!v)
-		return 0;
+		return;
 	if (n)
 		memcpy(v, r->services, n * sizeof(*v));
 	for (size_t i = 0; i < n; i++)
@@ -111,7 +114,6 @@ size_t hub_announce_all(struct hub *h)
 	for (size_t i = 0; i < n; i++)
 		registry_release_service(r, v[i]);
 	free(v);
-	return n;
 }
 
 /* ---- requests from other threads --------------------------------------- */

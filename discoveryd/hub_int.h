@@ -200,7 +200,8 @@ struct hub {
 
 	/* Where the state lives (store.h); not owned. */
 	struct store *store;
-	size_t n_parked; /* links whose hello waits for the log */
+	size_t n_parked;   /* links whose hello waits for the log */
+	bool announce_due; /* hub_announce_all had no memory: again */
 };
 
 /* The hello's address ("" when absent), kept just past the instance. */
@@ -210,7 +211,7 @@ static inline const char *link_address(const struct link *l)
 }
 
 /* hub.c */
-size_t hub_announce_all(struct hub *h);
+void hub_announce_all(struct hub *h);
 void hub_apply_settings(struct hub *h, const struct dconf *conf);
 void hub_drain_requests(struct hub *h);
 

@@ -439,9 +439,8 @@ static void local_free(struct store *st)
 {
 	struct local *j = local_of(st);
 
-	/* The hub thread is gone: its timers can go. */
-	lws_sul_cancel(&j->ttl_sul);
-	lws_sul_cancel(&j->grace_sul);
+	/* Its timers went with the hub's lws context (freed before it, or
+	 * never armed): nothing to cancel, and no hub to touch. */
 	idem_release(&j->idem);
 	cJSON_Delete(j->idem_tag);
 	free(j);

@@ -237,16 +237,20 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 	}
 }
 
-/* The HTTP side first (no new calls), the store's threads (no new events),
- * then the hub, which closes the links. */
+/*
+ * The HTTP side first (no new calls), the store's threads (no new events),
+ * then the hub, which closes the links; the store goes last, since a link
+ * the hub had left to close when it stopped tells it that it went as the
+ * hub frees it.
+ */
 static void stop(struct hub *hub, struct store *store, struct api *api)
 {
 	if (api)
 		api_stop(api);
 	store_stop(store);
 	hub_stop(hub);
-	store_free(store);
 	hub_free(hub);
+	store_free(store);
 }
 
 int main(int argc, char **argv)

@@ -67,7 +67,8 @@ struct store_ops {
 	void (*info)(struct store *s, cJSON *o); /* GET /info's "cluster" */
 	void (*metrics)(struct store *s, struct metrics_text *t);
 
-	/* Main thread, around the hub's own start and stop. */
+	/* Main thread, around the hub's own start and stop; free comes
+	 * after hub_free (which may still tell it of links closing). */
 	int (*start)(struct store *s);
 	void (*stop)(struct store *s);
 	void (*free)(struct store *s);

@@ -57,6 +57,25 @@ def nodes(tmp_path, redis):
     stopped_cleanly(ns)
 
 
+def test_a_write_answers_once_its_node_delivered(nodes):
+    """A write's answer leaves only once the node that took it has read
+    its event back from the stream and delivered it: its own links are
+    counted in `delivered`, and its /events already has the seq (a
+    caller reads its own write). Many writes in a row, so that an answer
+    that does not wait loses the race to the stream at least once."""
+    a, b, _ = nodes
+    web = pyagent(a.ws_url, "web", "web-1", [])
+    web.wait_for(lambda s: s.welcomes)
+    for i in range(60):
+        n = (a, b)[i % 2]
+        st, r = n.call("POST", "/api/discovery/invalidate",
+                       {"keys": ["k%d" % i], "service": "web"})
+        assert st == 202 and r["delivered"] == 1, (i, n.name, r)
+        st, h = n.call("GET", "/api/discovery/events?after=%d" %
+                       (r["seq"] - 1))
+        assert [e["seq"] for e in h["events"]][:1] == [r["seq"]], (i, h)
+
+
 def seqs(agent):
     with agent.cv:
         return [s for s, _ in agent.events]
