@@ -74,7 +74,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 			link_close(l, 1008, "no hello in time");
 		else if (l->inherited &&
 			 now - l->connected_ms > h->heartbeat_timeout_ms)
-			link_set_ready(l, false); /* it never reported */
+			link_set_status(l, PROTO_STATE_NOTREADY,
+					l->load); /* it never reported */
 		else if (now - l->last_ping_ms >= h->heartbeat_interval_ms)
 			link_ping(l);
 	}

@@ -95,7 +95,11 @@ struct link {
 	unsigned token_secret; /* the id of the secret that signed its
 				  token (auth on) */
 	bool ping_due;
-	bool ready; /* the instance's own report */
+	bool ready;      /* the instance's own report: state == READY */
+	uint8_t status;  /* enum proto_state, as it last reported */
+	uint8_t n_tags;  /* in tags */
+	uint16_t weight; /* 1-1000, from the hello */
+	float load;      /* 0-1 as it last reported; < 0: never */
 	bool close_kind_set;
 	bool parked_once;          /* its hello waited already */
 	bool inherited;            /* ready is its zombie's, until it
@@ -119,6 +123,7 @@ struct link {
 	const char **dep_names; /* deps[i]->name, for event matching */
 	size_t n_deps;
 	cJSON *meta;
+	char *tags; /* n_tags names, each NUL-terminated; NULL: none */
 	struct link_parked *parked; /* a hello waiting for this node's
 				       log to read as far as the agent */
 
@@ -269,7 +274,7 @@ void link_send(struct link *l, struct event *ev);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);
-void link_set_ready(struct link *l, bool ready);
+void link_set_status(struct link *l, enum proto_state state, float load);
 void link_unpark(struct hub *h, bool all);
 
 /* hub_drain.c */

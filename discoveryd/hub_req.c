@@ -114,7 +114,8 @@ static void run_service(struct hub *h, struct hub_req *req)
 cJSON *hub_agent_json(const struct hub *h, const struct link *l)
 {
 	cJSON *o = cJSON_CreateObject();
-	cJSON *deps;
+	cJSON *deps, *tags;
+	const char *t;
 
 	cJSON_AddStringToObject(o, "service", l->svc->name);
 	cJSON_AddStringToObject(o, "instance", l->instance);
@@ -124,6 +125,16 @@ cJSON *hub_agent_json(const struct hub *h, const struct link *l)
 	add_time(o, "connected_at", l->connected_wall_ms);
 	add_time(o, "last_pong", l->last_pong_wall_ms);
 	cJSON_AddBoolToObject(o, "ready", l->ready);
+	cJSON_AddStringToObject(o, "state", proto_state_name(l->status));
+	cJSON_AddNumberToObject(o, "weight", l->weight);
+	if (l->load >= 0)
+		cJSON_AddNumberToObject(o, "load", (double)l->load);
+	else
+		cJSON_AddNullToObject(o, "load");
+	tags = cJSON_AddArrayToObject(o, "tags");
+	t = l->tags;
+	for (unsigned i = 0; i < l->n_tags; i++, t += strlen(t) + 1)
+		cJSON_AddItemToArray(tags, cJSON_CreateString(t));
 	deps = cJSON_AddArrayToObject(o, "depends_on");
 	for (size_t i = 0; i < l->n_deps; i++)
 		cJSON_AddItemToArray(deps, cJSON_CreateString(l->dep_names[i]));

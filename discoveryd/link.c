@@ -390,6 +390,25 @@ static void forget_service(struct link *l)
 	l->svc = NULL;
 }
 
+/* The hello's tags, packed: one allocation, NULL when there are none. */
+static int take_tags(struct link *l, const struct proto_hello *hello)
+{
+	size_t n = 0;
+	char *p;
+
+	l->weight = (uint16_t)hello->weight;
+	if (!hello->n_tags)
+		return 0;
+	for (size_t i = 0; i < hello->n_tags; i++)
+		n += strlen(hello->tags[i]) + 1;
+	if (!(p = l->tags = malloc(n)))
+		return -1;
+	for (size_t i = 0; i < hello->n_tags; i++)
+		p = stpcpy(p, hello->tags[i]) + 1;
+	l->n_tags = (uint8_t)hello->n_tags;
+	return 0;
+}
+
 /* The hello's instance, then its address: one allocation (link_address). */
 static int take_names(struct link *l, const struct proto_hello *hello)
 {
@@ -481,7 +500,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		link_close(l, 1013, "service table full");
 		return;
 	}
-	if (take_names(l, hello) != 0) {
+	if (take_names(l, hello) != 0 || take_tags(l, hello) != 0) {
 		forget_service(l);
 		link_close(l, 1011, "out of memory");
 		return;
@@ -500,6 +519,8 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	zombie = link_index_find(h, l->svc, l->instance);
 	if (zombie) {
 		l->ready = zombie->ready;
+		l->status = zombie->status;
+		l->load = zombie->load;
 		l->inherited = true;
 		if (l->ready)
 			l->svc->ready_instances++;
@@ -534,20 +555,31 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 			   l->token_sub ? l->token_sub : "-"));
 }
 
-/* The instance says it is ready, or not (or is taken to, when its stand-in
- * time is over): count it, announce what moved. */
-void link_set_ready(struct link *l, bool ready)
+/*
+ * The instance says what it is, and how loaded (or is taken to be not
+ * ready, when its stand-in time is over): count it, tell the store what
+ * moved. Only ready counts toward its service's readiness; draining and
+ * load change the endpoint alone.
+ */
+void link_set_status(struct link *l, enum proto_state state, float load)
 {
+	bool ready = state == PROTO_STATE_READY;
+
 	l->inherited = false;
-	if (ready == l->ready)
+	if (state == l->status && load == l->load)
 		return;
+	if (ready != l->ready) {
+		if (ready)
+			l->svc->ready_instances++;
+		else
+			l->svc->ready_instances--;
+	}
 	l->ready = ready;
-	if (l->ready)
-		l->svc->ready_instances++;
-	else
-		l->svc->ready_instances--;
-	log_debug("status", "service=%s instance=%s ready=%s", l->svc->name,
-		  l->instance, l->ready ? "true" : "false");
+	l->status = (uint8_t)state;
+	l->load = load;
+	log_debug("status", "service=%s instance=%s state=%s load=%.3f",
+		  l->svc->name, l->instance, proto_state_name(state),
+		  (double)load);
 	store_instance(l->hub->store, l, INSTANCE_CHANGED);
 	hub_sse_change(l->hub, l->svc->name);
 }
@@ -558,7 +590,7 @@ static void on_status(struct link *l, const struct proto_status *st)
 		link_close(l, 1008, "hello first");
 		return;
 	}
-	link_set_ready(l, st->ready);
+	link_set_status(l, st->state, st->has_load ? (float)st->load : l->load);
 }
 
 /* ---- hellos that wait for the log ------------------------------------------
@@ -779,6 +811,7 @@ static int on_established(struct link *l, struct lws *wsi)
 	l->hub = h;
 	l->peer = peers_addr(peer);
 	l->state = LINK_OPEN;
+	l->load = -1; /* unknown until it reports */
 	l->connected_ms = l->last_rx_ms = l->last_ping_ms = clock_mono_ms();
 	l->connected_wall_ms = clock_wall_ms();
 	h->stats.links_opened++;
@@ -803,6 +836,7 @@ static void on_closed(struct link *l)
 	links_remove(l->hub, l);
 	peers_put(l->hub, peer_of_addr(l->peer));
 	cJSON_Delete(l->meta);
+	free(l->tags);
 	free(l->instance);
 	link_auth_forget(l);
 	free(l->close_reason);

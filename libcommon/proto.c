@@ -169,33 +169,76 @@ static int bool_field(struct decoder *d, const cJSON *obj, const char *path,
 
 /* ---- messages --------------------------------------------------------- */
 
-static int decode_depends(struct decoder *d, const cJSON *root,
-			  struct proto_hello *h)
+/* root[key]: at most max distinct names (what: "service", "tag") into
+ * out, *n of them; absent is none. */
+static int name_list(struct decoder *d, const cJSON *root, const char *key,
+		     const char *what, size_t max,
+		     char (*out)[PROTO_NAME_MAX + 1], size_t *n)
 {
-	const cJSON *list =
-		cJSON_GetObjectItemCaseSensitive(root, "depends_on");
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, key);
 	const cJSON *entry;
 
 	if (absent(list))
 		return 0;
 	if (!cJSON_IsArray(list))
-		return invalid(d, "'depends_on' must be an array");
+		return invalid(d, "'%s' must be an array", key);
 	cJSON_ArrayForEach (entry, list) {
-		if (h->n_depends == PROTO_DEPENDS_MAX)
-			return invalid(d,
-				       "'depends_on' has more than %d entries",
-				       PROTO_DEPENDS_MAX);
+		if (*n == max)
+			return invalid(d, "'%s' has more than %zu entries", key,
+				       max);
 		if (!cJSON_IsString(entry) ||
 		    !proto_valid_name(entry->valuestring))
-			return invalid(d, "'depends_on' entries must "
-					  "match " NAME_RULE);
-		for (size_t i = 0; i < h->n_depends; i++)
-			if (strcmp(h->depends_on[i], entry->valuestring) == 0)
-				return invalid(d, "'depends_on' lists a "
-						  "service twice");
-		strcpy(h->depends_on[h->n_depends++], entry->valuestring);
+			return invalid(d, "'%s' entries must match " NAME_RULE,
+				       key);
+		for (size_t i = 0; i < *n; i++)
+			if (strcmp(out[i], entry->valuestring) == 0)
+				return invalid(d, "'%s' lists a %s twice", key,
+					       what);
+		strcpy(out[(*n)++], entry->valuestring);
 	}
 	return 0;
+}
+
+static int decode_depends(struct decoder *d, const cJSON *root,
+			  struct proto_hello *h)
+{
+	return name_list(d, root, "depends_on", "service", PROTO_DEPENDS_MAX,
+			 h->depends_on, &h->n_depends);
+}
+
+static int decode_tags(struct decoder *d, const cJSON *root,
+		       struct proto_hello *h)
+{
+	return name_list(d, root, "tags", "tag", PROTO_TAGS_MAX, h->tags,
+			 &h->n_tags);
+}
+
+/* The endpoint: address (host:port), weight. */
+static int decode_endpoint(struct decoder *d, const cJSON *root,
+			   struct proto_hello *h)
+{
+	const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "weight");
+	int rc = copy_field(d, root, "address", false, h->address,
+			    sizeof(h->address));
+
+	if (rc)
+		return rc;
+	if (h->address[0] && !proto_valid_address(h->address))
+		return invalid(d,
+			       "'address' must be host:port (an IPv4 address, "
+			       "[IPv6] or a DNS name; port 1-65535)");
+	h->weight = PROTO_WEIGHT_DEFAULT;
+	if (absent(w))
+		return decode_tags(d, root, h);
+	/* The range first: the cast of a double out of int's range is
+	 * undefined. */
+	if (!cJSON_IsNumber(w) || !(w->valuedouble >= PROTO_WEIGHT_MIN) ||
+	    w->valuedouble > PROTO_WEIGHT_MAX ||
+	    w->valuedouble != (double)(int)w->valuedouble)
+		return invalid(d, "'weight' must be an integer from %d to %d",
+			       PROTO_WEIGHT_MIN, PROTO_WEIGHT_MAX);
+	h->weight = (unsigned)w->valuedouble;
+	return decode_tags(d, root, h);
 }
 
 static int decode_resume(struct decoder *d, const cJSON *root,
@@ -236,8 +279,7 @@ static int decode_hello(struct decoder *d, cJSON *root, struct proto_msg *msg)
 			       "spaces",
 			       PROTO_INSTANCE_MAX);
 	strcpy(h->instance, s);
-	if ((rc = copy_field(d, root, "address", false, h->address,
-			     sizeof(h->address))) ||
+	if ((rc = decode_endpoint(d, root, h)) ||
 	    (rc = decode_depends(d, root, h)) ||
 	    (rc = decode_resume(d, root, h)))
 		return rc;
@@ -248,9 +290,46 @@ static int decode_hello(struct decoder *d, cJSON *root, struct proto_msg *msg)
 	return 0;
 }
 
+/*
+ * ready alone (the first protocol), or state with ready (which must agree,
+ * for daemons that read ready only), and an optional load.
+ */
 static int decode_status(struct decoder *d, cJSON *root, struct proto_msg *msg)
 {
-	return bool_field(d, root, "ready", &msg->u.status.ready);
+	struct proto_status *st = &msg->u.status;
+	const cJSON *ready = cJSON_GetObjectItemCaseSensitive(root, "ready");
+	const cJSON *load = cJSON_GetObjectItemCaseSensitive(root, "load");
+	const char *state;
+	int rc, v;
+
+	if (!(state = string_field(d, root, "state", false, &rc)) && rc)
+		return rc;
+	if (!state || !absent(ready)) {
+		rc = bool_field(d, root, "ready", &st->ready);
+		if (rc)
+			return rc;
+	}
+	if (state) {
+		if ((v = proto_state_parse(state)) < 0)
+			return invalid(d, "'state' must be ready, draining or "
+					  "notready");
+		st->state = (enum proto_state)v;
+		if (!absent(ready) &&
+		    st->ready != (st->state == PROTO_STATE_READY))
+			return invalid(d, "'ready' and 'state' disagree");
+		st->ready = st->state == PROTO_STATE_READY;
+	} else {
+		st->state = st->ready ? PROTO_STATE_READY :
+					PROTO_STATE_NOTREADY;
+	}
+	if (absent(load))
+		return 0;
+	if (!cJSON_IsNumber(load) || !(load->valuedouble >= 0.0) ||
+	    load->valuedouble > 1.0)
+		return invalid(d, "'load' must be a number from 0 to 1");
+	st->has_load = true;
+	st->load = load->valuedouble;
+	return 0;
 }
 
 static int decode_welcome(struct decoder *d, cJSON *root, struct proto_msg *msg)
@@ -485,6 +564,18 @@ char *proto_encode_hello(const struct proto_hello *h, size_t headroom,
 	if (ok && h->address[0])
 		ok = put(root, "address",
 			 cJSON_CreateStringReference(h->address));
+	if (ok && h->weight && h->weight != PROTO_WEIGHT_DEFAULT)
+		ok = put(root, "weight", cJSON_CreateNumber(h->weight));
+	if (ok && h->n_tags) {
+		cJSON *tags = cJSON_CreateArray();
+
+		ok = put(root, "tags", tags);
+		for (size_t i = 0; ok && i < h->n_tags && i < PROTO_TAGS_MAX;
+		     i++)
+			ok = cJSON_AddItemToArray(tags,
+						  cJSON_CreateStringReference(
+							  h->tags[i]));
+	}
 	/* put even when !ok: it takes depends, so nothing leaks. */
 	ok = put(root, "depends_on", depends) && ok;
 	for (size_t i = 0; ok && i < n; i++)
@@ -502,13 +593,30 @@ char *proto_encode_hello(const struct proto_hello *h, size_t headroom,
 	return finish(root, ok, headroom, len);
 }
 
-char *proto_encode_status(bool ready, size_t headroom, size_t *len)
+/* ready always (older daemons read nothing else); state only when it
+ * says more than ready does; load when known. */
+char *proto_encode_status(const struct proto_status *st, size_t headroom,
+			  size_t *len)
 {
-	static const char yes[] = "{\"type\":\"status\",\"ready\":true}";
-	static const char no[] = "{\"type\":\"status\",\"ready\":false}";
+	char text[128];
+	int n;
 
-	return ready ? frame_text(yes, sizeof(yes) - 1, headroom, len) :
-		       frame_text(no, sizeof(no) - 1, headroom, len);
+	if (st->state == PROTO_STATE_DRAINING || st->has_load) {
+		n = snprintf(text, sizeof(text),
+			     "{\"type\":\"status\",\"ready\":%s,"
+			     "\"state\":\"%s\"",
+			     st->state == PROTO_STATE_READY ? "true" : "false",
+			     proto_state_name(st->state));
+		if (st->has_load)
+			n += snprintf(text + n, sizeof(text) - (size_t)n,
+				      ",\"load\":%.4g", st->load);
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "}");
+	} else {
+		n = snprintf(text, sizeof(text),
+			     "{\"type\":\"status\",\"ready\":%s}",
+			     st->state == PROTO_STATE_READY ? "true" : "false");
+	}
+	return frame_text(text, (size_t)n, headroom, len);
 }
 
 char *proto_encode_welcome(const struct proto_welcome *w, size_t headroom,

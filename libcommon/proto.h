@@ -28,13 +28,18 @@
 
 #define PROTO_SUBPROTOCOL "discovery.v1"
 
-#define PROTO_NAME_MAX     63  /* service names: [a-z0-9][a-z0-9_.-]{0,62} */
-#define PROTO_INSTANCE_MAX 128 /* instance ids: printable, no spaces */
-#define PROTO_ADDRESS_MAX  256
-#define PROTO_EPOCH_MAX    64
-#define PROTO_DEPENDS_MAX  64 /* depends_on entries */
-#define PROTO_DEPTH_MAX    16 /* JSON nesting of a whole frame */
-#define PROTO_COMMAND_MAX  64 /* an event's command, NUL included */
+#define PROTO_NAME_MAX       63  /* service names: [a-z0-9][a-z0-9_.-]{0,62} */
+#define PROTO_INSTANCE_MAX   128 /* instance ids: printable, no spaces */
+#define PROTO_ADDRESS_MAX    259 /* a 253-byte name, ":", a port */
+#define PROTO_EPOCH_MAX      64
+#define PROTO_DEPENDS_MAX    64  /* depends_on entries */
+#define PROTO_DEPTH_MAX      16  /* JSON nesting of a whole frame */
+#define PROTO_COMMAND_MAX    64  /* an event's command, NUL included */
+#define PROTO_TAGS_MAX       32  /* an instance's tags, each a name */
+#define PROTO_HOST_MAX       253 /* an address's host: a DNS name at most */
+#define PROTO_WEIGHT_MIN     1
+#define PROTO_WEIGHT_MAX     1000
+#define PROTO_WEIGHT_DEFAULT 100
 
 /* Error codes (negative); each maps to a WebSocket close code. */
 enum {
@@ -52,10 +57,22 @@ enum proto_type {
 	PROTO_EVENT,
 };
 
+/* What an instance says it is (status): only ready counts toward its
+ * service's readiness; draining is alive but wants no new work. */
+enum proto_state {
+	PROTO_STATE_NOTREADY = 0,
+	PROTO_STATE_READY,
+	PROTO_STATE_DRAINING,
+};
+
 struct proto_hello {
 	char service[PROTO_NAME_MAX + 1];
 	char instance[PROTO_INSTANCE_MAX + 1];
-	char address[PROTO_ADDRESS_MAX + 1]; /* "" when absent */
+	char address[PROTO_ADDRESS_MAX + 1]; /* host:port; "" when absent */
+	size_t n_tags;
+	char tags[PROTO_TAGS_MAX][PROTO_NAME_MAX + 1];
+	unsigned weight; /* 1-1000; decoding gives 100 when absent, and an
+			    encoder leaves out 0 and 100 */
 	size_t n_depends;
 	char depends_on[PROTO_DEPENDS_MAX][PROTO_NAME_MAX + 1];
 	cJSON *meta; /* an object, owned; NULL when absent */
@@ -65,7 +82,10 @@ struct proto_hello {
 };
 
 struct proto_status {
-	bool ready;
+	bool ready; /* state == PROTO_STATE_READY */
+	enum proto_state state;
+	bool has_load;
+	double load; /* 0.0-1.0, the instance's own utilisation */
 };
 
 struct proto_welcome {
@@ -148,7 +168,8 @@ int proto_json_depth(const char *buf, size_t len, int limit);
 /* Encoders: NULL on allocation failure. */
 char *proto_encode_hello(const struct proto_hello *h, size_t headroom,
 			 size_t *len);
-char *proto_encode_status(bool ready, size_t headroom, size_t *len);
+char *proto_encode_status(const struct proto_status *st, size_t headroom,
+			  size_t *len);
 char *proto_encode_welcome(const struct proto_welcome *w, size_t headroom,
 			   size_t *len);
 /* header and value are not consumed. */
@@ -162,6 +183,16 @@ char *proto_print(const cJSON *json, size_t headroom, size_t *len);
 bool proto_valid_name(const char *name);
 /* Instance ids: 1..PROTO_INSTANCE_MAX printable ASCII bytes, no spaces. */
 bool proto_valid_instance(const char *id);
+
+/*
+ * An endpoint's address, host:port (proto_addr.c): host is an IPv4 literal,
+ * [IPv6] or a DNS name, port 1-65535. split writes host without brackets.
+ */
+bool proto_valid_address(const char *addr);
+int proto_split_address(const char *addr, char *host, size_t hostlen,
+			unsigned *port);
+const char *proto_state_name(enum proto_state s);
+int proto_state_parse(const char *name); /* -1: not a state */
 
 /* The WebSocket close code for a PROTO_E_* error. */
 int proto_close_code(int err);

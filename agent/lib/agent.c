@@ -158,8 +158,13 @@ static int set_identity(struct agent *a, const struct agent_config *c,
 
 	if (c->address && strlen(c->address) > PROTO_ADDRESS_MAX)
 		return fail(err, errlen, "address: too long");
+	if (c->address && c->address[0] && !proto_valid_address(c->address))
+		return fail(err, errlen,
+			    "address: must be host:port (an IPv4 address, "
+			    "[IPv6] or a DNS name; port 1-65535)");
 	snprintf(h->address, sizeof(h->address), "%s",
 		 c->address ? c->address : "");
+	h->weight = PROTO_WEIGHT_DEFAULT;
 
 	if (c->meta) {
 		size_t len = strlen(c->meta);

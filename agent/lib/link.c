@@ -471,8 +471,13 @@ static int writable(struct agent *a, struct lws *wsi)
 			return -1;
 	} else if (status_wanted(a)) {
 		bool ready = atomic_load(&a->own_ready);
+		struct proto_status st = {
+			.ready = ready,
+			.state = ready ? PROTO_STATE_READY :
+					 PROTO_STATE_NOTREADY,
+		};
 
-		buf = proto_encode_status(ready, LWS_PRE, &len);
+		buf = proto_encode_status(&st, LWS_PRE, &len);
 		if (!buf || send_frame(wsi, buf, len, LWS_WRITE_TEXT))
 			return -1;
 		l->sent_ready = ready;

@@ -77,6 +77,14 @@ static void check_same_hello(const struct proto_hello *a,
 	CHECK(strcmp(a->instance, b->instance) == 0);
 	CHECK(proto_valid_instance(a->instance));
 	CHECK(strcmp(a->address, b->address) == 0);
+	CHECK(!a->address[0] || proto_valid_address(a->address));
+	CHECK(a->weight >= PROTO_WEIGHT_MIN && a->weight <= PROTO_WEIGHT_MAX);
+	CHECK(a->weight == b->weight);
+	CHECK(a->n_tags <= PROTO_TAGS_MAX && a->n_tags == b->n_tags);
+	for (size_t i = 0; i < a->n_tags; i++) {
+		CHECK(proto_valid_name(a->tags[i]));
+		CHECK(strcmp(a->tags[i], b->tags[i]) == 0);
+	}
 	CHECK(a->n_depends <= PROTO_DEPENDS_MAX);
 	CHECK(a->n_depends == b->n_depends);
 	for (size_t i = 0; i < a->n_depends; i++) {
@@ -131,7 +139,7 @@ static char *encode(const struct proto_msg *m, size_t *len)
 	switch (m->type) {
 	case PROTO_HELLO: return proto_encode_hello(&m->u.hello, HEADROOM, len);
 	case PROTO_STATUS:
-		return proto_encode_status(m->u.status.ready, HEADROOM, len);
+		return proto_encode_status(&m->u.status, HEADROOM, len);
 	case PROTO_WELCOME:
 		return proto_encode_welcome(&m->u.welcome, HEADROOM, len);
 	case PROTO_EVENT: return proto_encode_event(&m->u.event, HEADROOM, len);
@@ -161,6 +169,8 @@ static void round_trip(const struct proto_msg *m)
 	case PROTO_HELLO: check_same_hello(&m->u.hello, &again.u.hello); break;
 	case PROTO_STATUS:
 		CHECK(m->u.status.ready == again.u.status.ready);
+		CHECK(m->u.status.state == again.u.status.state);
+		CHECK(m->u.status.has_load == again.u.status.has_load);
 		break;
 	case PROTO_WELCOME:
 		check_same_welcome(&m->u.welcome, &again.u.welcome);

@@ -1,0 +1,122 @@
+"""Instances are endpoints (docs/protocol.md): the hello's address is a
+validated host:port, with tags and a weight; status carries a state
+(ready, draining, notready) and a load. Draining is alive but does not
+count toward its service's readiness. Bad values close the link with 1007
+and a reason that names the field."""
+
+import json
+
+import websockets
+
+from harness import ws_run
+from test_link_errors import closed_with
+from test_link_protocol import SUB, nothing_more, recv
+
+
+def hello(**kw):
+    h = {"type": "hello", "service": "api", "instance": "api-1",
+         "address": "10.0.0.7:8080"}
+    h.update(kw)
+    return json.dumps(h)
+
+
+def status(**kw):
+    return json.dumps(dict({"type": "status"}, **kw))
+
+
+def test_bad_endpoint_fields_close_1007_naming_the_field(daemon):
+    tags33 = ["t%d" % i for i in range(33)]
+    cases = [
+        (hello(address="10.0.0.7"), "address"),
+        (hello(address="10.0.0.7:0"), "address"),
+        (hello(address="10.0.0.7:65536"), "address"),
+        (hello(address="::1:80"), "address"),
+        (hello(address="1.2.3:80"), "address"),
+        (hello(address="-bad.example:80"), "address"),
+        (hello(address="http://web:80"), "address"),
+        (hello(address="a" * 64 + ".example:80"), "address"),
+        (hello(tags=tags33), "tags"),
+        (hello(tags=["Upper"]), "tags"),
+        (hello(tags=["a", "a"]), "tags"),
+        (hello(weight=0), "weight"),
+        (hello(weight=1001), "weight"),
+        (hello(weight=2.5), "weight"),
+    ]
+
+    async def scenario():
+        for frame, field in cases:
+            code, reason = await closed_with(daemon, frame)
+            assert code == 1007 and "'%s'" % field in reason, (frame, reason)
+        for bad, field in ((status(ready=True, load=1.01), "load"),
+                           (status(ready=True, load=-0.5), "load"),
+                           (status(state="busy"), "state"),
+                           (status(ready=True, state="draining"), "state")):
+            code, reason = await closed_with(daemon, hello(), bad)
+            assert code == 1007 and field in reason, (bad, reason)
+
+    ws_run(scenario())
+    assert daemon.call("GET", "/healthz")[0] == 200
+
+
+def agent_of(daemon, instance):
+    st, body = daemon.call("GET", "/api/discovery/agents")
+    assert st == 200
+    return [a for a in body["agents"] if a["instance"] == instance][0]
+
+
+def test_draining_is_alive_but_not_ready(daemon):
+    async def scenario():
+        web = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+        await web.send(json.dumps({"type": "hello", "service": "web",
+                                   "instance": "web-1",
+                                   "depends_on": ["api"]}))
+        assert (await recv(web))["services"] == {"api": False}
+        api = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+        await api.send(hello(address="[2001:db8::7]:443", weight=7,
+                             tags=["blue", "eu-1"]))
+        assert (await recv(api))["type"] == "welcome"
+        a = agent_of(daemon, "api-1")
+        assert (a["address"], a["weight"], a["tags"]) == \
+            ("[2001:db8::7]:443", 7, ["blue", "eu-1"])
+        assert (a["state"], a["load"], a["ready"]) == ("notready", None,
+                                                       False)
+
+        # An old agent's status: ready alone.
+        await api.send(status(ready=True))
+        ev = await recv(web)
+        assert ev["value"] == {"service": "api", "ready": True}
+        # Load alone changes the endpoint, not readiness: no event.
+        await api.send(status(ready=True, state="ready", load=0.5))
+        await nothing_more(web)
+        a = agent_of(daemon, "api-1")
+        assert (a["state"], a["load"], a["ready"]) == ("ready", 0.5, True)
+        # Draining: still linked, no longer counted.
+        await api.send(status(ready=False, state="draining", load=0.9))
+        ev = await recv(web)
+        assert ev["value"] == {"service": "api", "ready": False}
+        a = agent_of(daemon, "api-1")
+        assert (a["state"], a["ready"]) == ("draining", False)
+        assert abs(a["load"] - 0.9) < 1e-6
+        st, svc = daemon.call("GET", "/api/discovery/services/api")
+        assert (svc["instances"], svc["ready_instances"]) == (1, 0)
+        # state alone, without ready: the daemon follows it.
+        await api.send(status(state="ready"))
+        ev = await recv(web)
+        assert ev["value"] == {"service": "api", "ready": True}
+        await api.close()
+        await web.close()
+
+    ws_run(scenario())
+
+
+def test_default_weight_and_no_address(daemon):
+    async def scenario():
+        ws = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+        await ws.send(json.dumps({"type": "hello", "service": "batch",
+                                  "instance": "b-1"}))
+        assert (await recv(ws))["type"] == "welcome"
+        a = agent_of(daemon, "b-1")
+        assert (a["address"], a["weight"], a["tags"]) == ("", 100, [])
+        await ws.close()
+
+    ws_run(scenario())
