@@ -98,6 +98,19 @@ static enum MHD_Result send_with_header(struct MHD_Connection *c,
 	return ret;
 }
 
+enum MHD_Result api_send_json_with(struct MHD_Connection *c, int status,
+				   char *body, const char *header,
+				   const char *value)
+{
+	enum MHD_Result ret;
+
+	if (!body)
+		return MHD_NO;
+	ret = send_with_header(c, (unsigned)status, body, header, value);
+	free(body);
+	return ret;
+}
+
 enum MHD_Result api_send_405(struct MHD_Connection *c, const char *allow)
 {
 	char body[160];

@@ -105,6 +105,10 @@ struct request {
 
 /* api.c: answers. Each queues one response on c. */
 enum MHD_Result api_send_json(struct MHD_Connection *c, int status, char *body);
+/* The same (body taken), with one more header. */
+enum MHD_Result api_send_json_with(struct MHD_Connection *c, int status,
+				   char *body, const char *header,
+				   const char *value);
 enum MHD_Result api_send_error(struct MHD_Connection *c, int status,
 			       const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -466,6 +466,37 @@ static enum MHD_Result do_events(struct api *a, struct MHD_Connection *c)
 	return api_call_hub(a, c, &req);
 }
 
+/*
+ * GET /api/discovery/services/{name}/endpoints?state=ready|any&tag=T: the
+ * index goes in X-Discovery-Index too.
+ */
+static enum MHD_Result do_endpoints(struct api *a, struct MHD_Connection *c,
+				    const char *name)
+{
+	struct hub_req req = { .op = HUB_ENDPOINTS };
+	const char *state =
+		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+	const char *tag =
+		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "tag");
+	char index[24];
+
+	if (state && strcmp(state, "ready") != 0 && strcmp(state, "any") != 0)
+		return api_send_error(c, 400, "bad_request",
+				      "'state' must be ready or any");
+	if (tag && !proto_valid_name(tag))
+		return api_send_error(c, 400, "bad_request",
+				      "'tag' must match "
+				      "[a-z0-9][a-z0-9_.-]{0,62}");
+	snprintf(req.service, sizeof(req.service), "%s", name);
+	snprintf(req.tag, sizeof(req.tag), "%s", tag ? tag : "");
+	req.any = state && strcmp(state, "any") == 0;
+	store_call(a->store, &req);
+	if (req.status != 200)
+		return api_send_json(c, req.status, req.body);
+	snprintf(index, sizeof(index), "%llu", (unsigned long long)req.index);
+	return api_send_json_with(c, 200, req.body, "X-Discovery-Index", index);
+}
+
 /* /api/discovery/services/{name}[/{action}] */
 static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 				     const char *rest, const char *method,
@@ -502,6 +533,11 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 		return do_declare(a, c, name,
 				  action[0] == 'r' ? DECL_READY : DECL_NOTREADY,
 				  r);
+	}
+	if (strcmp(action, "endpoints") == 0) {
+		if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+			return api_send_405(c, "GET, HEAD");
+		return do_endpoints(a, c, name);
 	}
 	if (strcmp(action, "declaration") == 0) {
 		if (strcmp(method, "DELETE") != 0)

@@ -32,6 +32,8 @@
 --   P.."nodes"          set of nodes that have reported
 --   P.."node:"..n       exists while node n is alive (PX node_ttl)
 --   P.."agents:"..n     hash "service/instance" -> agent JSON, node n's links
+--   P.."eindex"         hash service -> its endpoint index: +1 each time a
+--                       node reports one of its agents, or one is swept
 --   P.."ack:"..seq      list of "node delivered": each node pushes how many
 --                       of its links an event went to, so the node that
 --                       took the call can answer with the cluster's count
@@ -347,6 +349,12 @@ elseif op == 'heartbeat' then
 			tidy(name)
 		end
 		for _, n in ipairs(dead) do
+			for _, k in ipairs(redis.call('HKEYS', P .. 'agents:' .. n)) do
+				local svc = string.match(k, '^([^/]+)/')
+				if svc then
+					redis.call('HINCRBY', P .. 'eindex', svc, 1)
+				end
+			end
 			redis.call('DEL', P .. 'agents:' .. n)
 			redis.call('SREM', P .. 'nodes', n)
 		end
@@ -428,6 +436,24 @@ elseif op == 'services' then
 		list[#list + 1] = service_json(state(name))
 	end
 	return cjson.encode({ epoch = e, services = list })
+
+elseif op == 'endpoints' then
+	-- service: its endpoint index, and the other live nodes' agents of it
+	-- (JSON texts; the caller filters and adds its own)
+	local pre = ARGV[7] .. '/'
+	local out = {}
+	for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+		if n ~= node and alive(n) then
+			local kv = redis.call('HGETALL', P .. 'agents:' .. n)
+			for i = 1, #kv, 2 do
+				if string.sub(kv[i], 1, #pre) == pre then
+					out[#out + 1] = kv[i + 1]
+				end
+			end
+		end
+	end
+	local index = redis.call('HGET', P .. 'eindex', ARGV[7]) or '0'
+	return cjson.encode({ index = tonumber(index), agents = out })
 
 elseif op == 'agents' then
 	-- every live node's agents but the caller's, as JSON texts

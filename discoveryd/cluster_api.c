@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cluster_int.h"
+#include "endpoints.h"
 #include "evlog.h"
 #include "log.h"
 
@@ -434,6 +435,55 @@ static void call_agents(struct store *s, struct hub_req *req)
 }
 
 /*
+ * A service's endpoints on every node: this node's from its hub (live),
+ * the others' from Redis, with the cluster's index. With Redis away, this
+ * node's alone, with its own index (another count: a watcher that sees the
+ * index go back starts again from the full set).
+ */
+static void call_endpoints(struct store *s, struct hub_req *req)
+{
+	struct cluster *c = (struct cluster *)s;
+	const char *args[1] = { req->service };
+	struct endpoints_filter f = { .any = req->any, .tag = req->tag };
+	redisReply *r;
+	cJSON *o, *mine, *list, *item;
+	const cJSON *index;
+
+	hub_call(c->hub, req);
+	if (req->status != 200 || !(r = read_call(c, "endpoints", 1, args)))
+		return;
+	o = r->type == REDIS_REPLY_STRING ?
+		    cJSON_ParseWithLength(r->str, r->len) :
+		    NULL;
+	freeReplyObject(r);
+	mine = cJSON_Parse(req->body);
+	list = cJSON_DetachItemFromObjectCaseSensitive(mine, "endpoints");
+	index = cJSON_GetObjectItemCaseSensitive(o, "index");
+	if (!cJSON_IsNumber(index) || !cJSON_IsArray(list)) {
+		cJSON_Delete(o);
+		cJSON_Delete(mine);
+		cJSON_Delete(list);
+		return; /* this node's answer stands */
+	}
+	cJSON_ArrayForEach (item,
+			    cJSON_GetObjectItemCaseSensitive(o, "agents")) {
+		cJSON *a = cJSON_IsString(item) ?
+				   cJSON_Parse(item->valuestring) :
+				   NULL;
+
+		if (a && endpoints_match(a, req->service, &f))
+			cJSON_AddItemToArray(list, endpoints_of_agent(a));
+		cJSON_Delete(a);
+	}
+	req->index = (uint64_t)index->valuedouble;
+	free(req->body);
+	req->body = NULL;
+	hub_answer(req, 200, endpoints_answer(req->service, req->index, list));
+	cJSON_Delete(o);
+	cJSON_Delete(mine);
+}
+
+/*
  * Drain a node: this one at once; another through Redis, whose heartbeat
  * hands it the request (within node_ttl/3). 404 for a node not alive.
  * This node's drain with an Idempotency-Key goes through Redis too, so
@@ -502,10 +552,11 @@ static void call_drain(struct store *s, struct hub_req *req)
 }
 
 store_fn *const cluster_calls[HUB_OPS] = {
-	[HUB_DECLARE] = call_declare,   [HUB_CACHEREADY] = call_cacheready,
-	[HUB_INVALIDATE] = call_send,   [HUB_BROADCAST] = call_send,
-	[HUB_SERVICES] = call_services, [HUB_SERVICE] = call_services,
-	[HUB_AGENTS] = call_agents,     [HUB_DRAIN] = call_drain,
+	[HUB_DECLARE] = call_declare,     [HUB_CACHEREADY] = call_cacheready,
+	[HUB_INVALIDATE] = call_send,     [HUB_BROADCAST] = call_send,
+	[HUB_SERVICES] = call_services,   [HUB_SERVICE] = call_services,
+	[HUB_AGENTS] = call_agents,       [HUB_DRAIN] = call_drain,
+	[HUB_ENDPOINTS] = call_endpoints,
 };
 
 bool cluster_call_begin(struct store *s, struct hub_req *req)

@@ -237,6 +237,23 @@ static int send_counts(struct cluster *c, redisContext *ctx,
 }
 
 /* Agents (HSET/HDEL) and acks (RPUSH), pipelined in chunks. */
+/* An agent of key's service ("service/instance") changed: its endpoint
+ * index moves (cluster.lua, P.."eindex"). 1 when appended. */
+static int bump_index(struct cluster *c, redisContext *ctx, const char *key)
+{
+	const char *slash = strchr(key, '/');
+	char name[PROTO_NAME_MAX + 1], hash[CLUSTER_KEY_MAX];
+	size_t n = slash ? (size_t)(slash - key) : 0;
+
+	if (!n || n >= sizeof(name))
+		return 0;
+	memcpy(name, key, n);
+	name[n] = '\0';
+	snprintf(hash, sizeof(hash), "%seindex", c->prefix);
+	return redisAppendCommand(ctx, "HINCRBY %s %s 1", hash, name) ==
+	       REDIS_OK;
+}
+
 static int send_agents(struct cluster *c, redisContext *ctx,
 		       const struct note *list, bool full)
 {
@@ -269,6 +286,7 @@ static int send_agents(struct cluster *c, redisContext *ctx,
 					   redisAppendCommand(ctx, "HDEL %s %s",
 							      key, p->key)) ==
 				REDIS_OK;
+			pending += bump_index(c, ctx, p->key);
 		}
 		if (p && p->next && pending < AGENTS_CHUNK)
 			continue;

@@ -279,6 +279,7 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	}
 	/* The log is the store's to open (store.h); until then, closed. */
 	h->log.journal.fd = h->log.journal.dir_fd = -1;
+	h->ep_clock = 1;
 	htab_init(&h->peers, true);
 	htab_init(&h->index, true);
 	hub_apply_settings(h, conf);

@@ -52,6 +52,8 @@ enum hub_op {
 	HUB_SSE_END_ALL, /* end every stream (before the HTTP side stops) */
 	HUB_DRAIN,       /* drain the node named by instance, "" = this one
 			    (hub_drain.c) */
+	HUB_ENDPOINTS,   /* service's endpoints: ready ones (or any), with tag
+			    ("": any); answers index */
 	HUB_OPS
 };
 
@@ -73,13 +75,16 @@ struct hub_req {
 	enum declaration decl;
 	int64_t ttl_ms; /* 0 = no TTL */
 	char command[PROTO_COMMAND_MAX];
-	cJSON *header;            /* given to the hub by hub_call */
-	cJSON *value;             /* given to the hub by hub_call */
-	const struct dconf *conf; /* HUB_RELOAD; read during the call */
-	uint64_t after;           /* HUB_EVENTS, HUB_SSE_OPEN */
-	bool has_after;           /* HUB_SSE_OPEN */
-	struct sse *stream;       /* HUB_SSE_*; owned by the caller */
-	size_t limit;             /* HUB_EVENTS; 0 = all */
+	cJSON *header;                /* given to the hub by hub_call */
+	cJSON *value;                 /* given to the hub by hub_call */
+	const struct dconf *conf;     /* HUB_RELOAD; read during the call */
+	uint64_t after;               /* HUB_EVENTS, HUB_SSE_OPEN */
+	bool has_after;               /* HUB_SSE_OPEN */
+	struct sse *stream;           /* HUB_SSE_*; owned by the caller */
+	size_t limit;                 /* HUB_EVENTS; 0 = all */
+	char tag[PROTO_NAME_MAX + 1]; /* HUB_ENDPOINTS; "" = any */
+	bool any;                     /* HUB_ENDPOINTS: not only ready */
+	uint64_t index;               /* HUB_ENDPOINTS' answer */
 	/* A write's Idempotency-Key, scoped ("" = none), and fingerprint. */
 	char idem_key[IDEM_SCOPED_MAX + 1];
 	unsigned char idem_fp[IDEM_FP_LEN];

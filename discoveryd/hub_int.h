@@ -207,7 +207,14 @@ struct hub {
 	struct store *store;
 	size_t n_parked;   /* links whose hello waits for the log */
 	bool announce_due; /* hub_announce_all had no memory: again */
+	uint64_t ep_clock; /* ticks at each endpoint change (ep_index) */
 };
+
+/* s's endpoints changed on this node (a link came, went or reported). */
+static inline void hub_endpoints_moved(struct hub *h, struct service *s)
+{
+	s->ep_index = ++h->ep_clock;
+}
 
 /* The hello's address ("" when absent), kept just past the instance. */
 static inline const char *link_address(const struct link *l)

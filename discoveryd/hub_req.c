@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "endpoints.h"
 #include "hub_int.h"
 #include "log.h"
 
@@ -272,6 +273,29 @@ static void run_reload(struct hub *h, struct hub_req *req)
 	hub_answer(req, 200, cJSON_CreateObject());
 }
 
+/* This node's endpoints of req->service, and its index here. */
+static void run_endpoints(struct hub *h, struct hub_req *req)
+{
+	const struct service *s = registry_find(&h->registry, req->service);
+	struct endpoints_filter f = { .any = req->any, .tag = req->tag };
+	cJSON *list = cJSON_CreateArray();
+
+	for (size_t i = 0; list && i < h->n_links; i++) {
+		const struct link *l = h->links[i];
+		cJSON *a;
+
+		if (l->state != LINK_ACTIVE || !link_address(l)[0] ||
+		    strcmp(l->svc->name, req->service) != 0)
+			continue;
+		a = hub_agent_json(h, l);
+		if (a && endpoints_match(a, req->service, &f))
+			cJSON_AddItemToArray(list, endpoints_of_agent(a));
+		cJSON_Delete(a);
+	}
+	req->index = s && s->ep_index ? s->ep_index : h->ep_clock;
+	hub_answer(req, 200, endpoints_answer(req->service, req->index, list));
+}
+
 static void run_sse_end_all(struct hub *h, struct hub_req *req)
 {
 	for (struct sse *s = h->streams; s; s = *sse_next(s))
@@ -309,6 +333,7 @@ static const struct hub_op_def {
 	[HUB_INFO] = { "info", 0, run_info },
 	[HUB_METRICS] = { "metrics", 0, run_metrics },
 	[HUB_SSE_OPEN] = { "sse_open", 0, run_sse_open },
+	[HUB_ENDPOINTS] = { "endpoints", 0, run_endpoints },
 	[HUB_SSE_CLOSE] = { "sse_close", OP_ANYTIME, run_sse_close },
 	[HUB_SSE_END_ALL] = { "sse_end_all", OP_ANYTIME, run_sse_end_all },
 };

@@ -43,6 +43,8 @@ struct service {
 	bool ready;               /* last announced readiness */
 	bool grace;               /* restart grace: restored ready, held until
 				     its instances are back or the grace ends */
+	uint64_t ep_index; /* this node's endpoint set last changed at this
+			      tick of the hub's clock (0: never) */
 };
 
 struct registry {

@@ -338,6 +338,10 @@ void store_call(struct store *s, struct hub_req *req)
 		CHECK(req->stream != NULL);
 		break;
 	case HUB_DRAIN: CHECK(proto_valid_instance(req->instance)); break;
+	case HUB_ENDPOINTS:
+		CHECK(proto_valid_name(req->service));
+		CHECK(!req->tag[0] || proto_valid_name(req->tag));
+		break;
 	case HUB_CACHEREADY:
 	case HUB_SERVICES:
 	case HUB_AGENTS:

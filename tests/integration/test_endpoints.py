@@ -5,10 +5,14 @@ count toward its service's readiness. Bad values close the link with 1007
 and a reason that names the field."""
 
 import json
+import signal
+import time
 
 import websockets
 
+from cluster_harness import node
 from harness import ws_run
+from test_idempotency import raw_call
 from test_link_errors import closed_with
 from test_link_protocol import SUB, nothing_more, recv
 
@@ -120,3 +124,106 @@ def test_default_weight_and_no_address(daemon):
         await ws.close()
 
     ws_run(scenario())
+
+
+def endpoints(d, service, query=""):
+    """(status, X-Discovery-Index, body) of GET .../endpoints."""
+    st, h, body = raw_call(d, "GET", "/api/discovery/services/%s/endpoints%s"
+                           % (service, query))
+    return st, h.get("x-discovery-index"), json.loads(body)
+
+
+async def api_instance(daemon, instance, address, **kw):
+    ws = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+    await ws.send(hello(instance=instance, address=address, **kw))
+    assert (await recv(ws))["type"] == "welcome"
+    return ws
+
+
+def test_endpoints_list_filters_and_index(daemon):
+    st, idx, body = endpoints(daemon, "api")
+    assert st == 200 and body == {"service": "api", "index": int(idx),
+                                  "endpoints": []}
+    for q, why in (("?state=busy", "state"), ("?tag=Bad", "tag"),
+                   ("?tag=" + "a" * 64, "tag")):
+        st, _, body = endpoints(daemon, "api", q)
+        assert st == 400 and why in body["message"], (q, body)
+    assert endpoints(daemon, "Bad")[0] == 400
+
+    async def scenario():
+        a = await api_instance(daemon, "api-1", "10.0.0.1:80",
+                               tags=["blue"], weight=5)
+        b = await api_instance(daemon, "api-2", "[2001:db8::2]:8443")
+        nowhere = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+        await nowhere.send(json.dumps({"type": "hello", "service": "api",
+                                       "instance": "api-3"}))
+        await recv(nowhere)
+        st, i0, body = endpoints(daemon, "api")
+        assert body["endpoints"] == []          # none ready yet
+        st, i1, body = endpoints(daemon, "api", "?state=any")
+        assert [e["instance"] for e in body["endpoints"]] == \
+            ["api-1", "api-2"]                  # api-3 has no address
+        e = body["endpoints"][1]
+        assert (e["host"], e["port"], e["state"], e["weight"], e["load"],
+                e["node"]) == ("2001:db8::2", 8443, "notready", 100, None,
+                               "test-node")
+        await a.send(status(ready=True, state="ready", load=0.25))
+        await b.send(status(ready=False, state="draining"))
+        await nothing_more(a, 0.2)
+        st, i2, body = endpoints(daemon, "api")
+        assert int(i2) > int(i1)
+        assert [(e["instance"], e["address"], e["weight"], e["load"],
+                 e["tags"]) for e in body["endpoints"]] == \
+            [("api-1", "10.0.0.1:80", 5, 0.25, ["blue"])]
+        assert int(body["index"]) == int(i2)
+        assert [e["instance"] for e in endpoints(
+            daemon, "api", "?state=any&tag=blue")[2]["endpoints"]] == \
+            ["api-1"]
+        assert endpoints(daemon, "api", "?tag=red")[2]["endpoints"] == []
+        await a.close()
+        await b.close()
+        await nowhere.close()
+        wait_until(lambda: endpoints(daemon, "api", "?state=any")[2]
+                   ["endpoints"] == [])
+        assert int(endpoints(daemon, "api")[1]) > int(i2)
+
+    ws_run(scenario())
+
+
+def test_endpoints_span_the_cluster(tmp_path, redis):
+    a = node(tmp_path, "node-a", redis.url)
+    b = node(tmp_path, "node-b", redis.url)
+    try:
+        async def scenario():
+            one = await api_instance(a, "api-1", "10.0.0.1:80")
+            two = await api_instance(b, "api-2", "10.0.0.2:80")
+            await one.send(status(ready=True))
+            await two.send(status(ready=True))
+
+            def both(n):
+                return [(e["instance"], e["node"]) for e in
+                        endpoints(n, "api")[2]["endpoints"]]
+            want = [("api-1", "node-a"), ("api-2", "node-b")]
+            wait_until(lambda: both(a) == want and both(b) == want)
+            before = int(endpoints(a, "api")[1])
+            await two.send(status(ready=False, state="draining"))
+            wait_until(lambda: both(a) == [("api-1", "node-a")])
+            assert int(endpoints(a, "api")[1]) > before
+            await one.close()
+
+        ws_run(scenario())
+        # A dead node's endpoints leave within the node TTL.
+        b.kill(signal.SIGKILL)
+        b.p.wait()
+        wait_until(lambda: endpoints(a, "api", "?state=any")[2]["endpoints"]
+                   == [], timeout=30)
+    finally:
+        assert a.stop() == 0
+        b.stop()
+
+
+def wait_until(fn, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not fn():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
