@@ -400,9 +400,12 @@ static int report(struct cluster *c, redisContext *ctx, bool *full)
 	} else {
 		list = notes_take(c);
 	}
-	rc = list || *full ? send_counts(c, ctx, list, *full) : 0;
+	/* Agents (and endpoint indexes) first: whoever sees a service's
+	 * readiness move (the counts' effect) finds its agents, endpoints
+	 * included, as they were when it moved. */
+	rc = list || *full ? send_agents(c, ctx, list, *full) : 0;
 	if (rc == 0 && (list || *full))
-		rc = send_agents(c, ctx, list, *full);
+		rc = send_counts(c, ctx, list, *full);
 	cluster_notes_free(list);
 	if (rc == 0)
 		*full = false;

@@ -164,7 +164,25 @@ static int set_identity(struct agent *a, const struct agent_config *c,
 			    "[IPv6] or a DNS name; port 1-65535)");
 	snprintf(h->address, sizeof(h->address), "%s",
 		 c->address ? c->address : "");
-	h->weight = PROTO_WEIGHT_DEFAULT;
+	h->weight = c->weight ? c->weight : PROTO_WEIGHT_DEFAULT;
+	if (h->weight > PROTO_WEIGHT_MAX)
+		return fail(err, errlen, "weight: must be 1 to 1000");
+	if (c->n_tags > PROTO_TAGS_MAX)
+		return fail(err, errlen, "tags: more than 32");
+	if (c->n_tags && !c->tags)
+		return fail(err, errlen, "tags: NULL list");
+	for (size_t i = 0; i < c->n_tags; i++) {
+		if (!c->tags[i] || !proto_valid_name(c->tags[i]))
+			return fail(err, errlen,
+				    "tags: each must match "
+				    "[a-z0-9][a-z0-9_.-]{0,62}");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(c->tags[i], c->tags[j]) == 0)
+				return fail(err, errlen,
+					    "tags: a tag is listed twice");
+		snprintf(h->tags[i], sizeof(h->tags[i]), "%s", c->tags[i]);
+	}
+	h->n_tags = c->n_tags;
 
 	if (c->meta) {
 		size_t len = strlen(c->meta);
@@ -344,11 +362,14 @@ agent_t *agent_new(const struct agent_config *cfg, char *err, size_t errlen)
 	atomic_init(&a->log_level, (int)cfg->log_level);
 	atomic_init(&a->own_ready, false);
 	atomic_init(&a->own_ready_set, false);
+	atomic_init(&a->own_draining, false);
+	atomic_init(&a->own_load, LOAD_NONE);
+	atomic_init(&a->status_gen, 0);
 	atomic_init(&a->linked, false);
 	atomic_init(&a->started, false);
 	atomic_init(&a->stop, false);
 	atomic_init(&a->rx_resume, false);
-	a->link.sent_ready = -1;
+	a->link.sent_gen = 0;
 	snprintf(a->info.service, sizeof(a->info.service), "%s",
 		 a->hello.service);
 	snprintf(a->info.instance, sizeof(a->info.instance), "%s",
@@ -541,6 +562,15 @@ const char *agent_dependency_name(const agent_t *a, size_t i)
 	return a && i < a->n_deps ? a->dep_names[i] : NULL;
 }
 
+/* Something the status says moved: the agent thread sends it again. */
+static void status_moved(agent_t *a)
+{
+	if (atomic_fetch_add(&a->status_gen, 1) + 1 == 0)
+		atomic_fetch_add(&a->status_gen, 1); /* 0 means none */
+	if (atomic_load(&a->started))
+		lws_cancel_service(a->ctx);
+}
+
 int agent_set_ready(agent_t *a, bool ready)
 {
 	bool was, was_set;
@@ -549,8 +579,29 @@ int agent_set_ready(agent_t *a, bool ready)
 		return AGENT_E_INVALID;
 	was = atomic_exchange(&a->own_ready, ready);
 	was_set = atomic_exchange(&a->own_ready_set, true);
-	if ((was != ready || !was_set) && atomic_load(&a->started))
-		lws_cancel_service(a->ctx);
+	if (was != ready || !was_set)
+		status_moved(a);
+	return 0;
+}
+
+int agent_set_draining(agent_t *a, bool draining)
+{
+	if (!a)
+		return AGENT_E_INVALID;
+	if (atomic_exchange(&a->own_draining, draining) != draining)
+		status_moved(a);
+	return 0;
+}
+
+int agent_set_load(agent_t *a, double load)
+{
+	unsigned v;
+
+	if (!a || !(load >= 0.0 && load <= 1.0))
+		return AGENT_E_INVALID;
+	v = (unsigned)(load * AGENT_LOAD_SCALE + 0.5);
+	if (atomic_exchange(&a->own_load, v) != v)
+		status_moved(a);
 	return 0;
 }
 

@@ -54,6 +54,10 @@
 /* The reassembly buffer kept between messages; a bigger one is freed. */
 #define RX_KEEP (64 * 1024)
 
+/* The load as the agent keeps it: an atomic integer, 1e-4 steps. */
+#define AGENT_LOAD_SCALE 10000u
+#define LOAD_NONE        0xffffffffu
+
 struct url {
 	char text[AGENT_URL_MAX];
 	char host[256];                   /* without brackets */
@@ -77,7 +81,7 @@ struct link {
 	bool need_hello;
 	bool ping_due;
 	bool rx_paused;     /* the host's callback queue is full */
-	int sent_ready;     /* -1: no status sent on this link */
+	unsigned sent_gen;  /* status_gen last sent on this link; 0: none */
 	int64_t attempt_ms; /* when this attempt started */
 	int64_t last_rx_ms;
 
@@ -137,6 +141,9 @@ struct agent {
 	atomic_int log_level;
 	atomic_bool own_ready;
 	atomic_bool own_ready_set;
+	atomic_bool own_draining;
+	atomic_uint own_load;   /* load * AGENT_LOAD_SCALE; LOAD_NONE: unset */
+	atomic_uint status_gen; /* +1 at each change of the three; 0: none */
 	atomic_bool linked;
 	atomic_bool started;
 	atomic_bool stop;      /* agent_destroy asked */

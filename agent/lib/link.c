@@ -132,7 +132,7 @@ static void reset_link(struct link *l)
 	l->need_hello = false;
 	l->ping_due = false;
 	l->rx_paused = false;
-	l->sent_ready = -1;
+	l->sent_gen = 0;
 	l->close_code = 0;
 	l->close_reason[0] = '\0';
 	l->end_code = 0;
@@ -329,7 +329,7 @@ void link_begin(struct agent *a)
 {
 	backoff_init(&a->backoff, a->backoff_initial_ms, a->backoff_max_ms,
 		     a->backoff_multiplier, 0);
-	a->link.sent_ready = -1;
+	a->link.sent_gen = 0;
 	schedule_ms(a, &a->link.retry_sul, connect_now, 0);
 }
 
@@ -440,8 +440,27 @@ static int send_frame(struct lws *wsi, char *buf, size_t len,
 
 static bool status_wanted(struct agent *a)
 {
-	return a->link.welcomed && atomic_load(&a->own_ready_set) &&
-	       a->link.sent_ready != (int)atomic_load(&a->own_ready);
+	unsigned gen = atomic_load(&a->status_gen);
+
+	return a->link.welcomed && gen && a->link.sent_gen != gen;
+}
+
+/* What the status says now; gen: the generation it is of (read first, so
+ * a change while it is built is sent again). */
+static struct proto_status own_status(struct agent *a, unsigned *gen)
+{
+	struct proto_status st = { 0 };
+	unsigned load;
+
+	*gen = atomic_load(&a->status_gen);
+	st.ready = atomic_load(&a->own_ready) && !atomic_load(&a->own_draining);
+	st.state = atomic_load(&a->own_draining) ? PROTO_STATE_DRAINING :
+		   st.ready                      ? PROTO_STATE_READY :
+						   PROTO_STATE_NOTREADY;
+	load = atomic_load(&a->own_load);
+	st.has_load = load != LOAD_NONE;
+	st.load = st.has_load ? (double)load / AGENT_LOAD_SCALE : 0;
+	return st;
 }
 
 static int writable(struct agent *a, struct lws *wsi)
@@ -470,19 +489,15 @@ static int writable(struct agent *a, struct lws *wsi)
 		if (!buf || send_frame(wsi, buf, 0, LWS_WRITE_PING))
 			return -1;
 	} else if (status_wanted(a)) {
-		bool ready = atomic_load(&a->own_ready);
-		struct proto_status st = {
-			.ready = ready,
-			.state = ready ? PROTO_STATE_READY :
-					 PROTO_STATE_NOTREADY,
-		};
+		unsigned gen;
+		struct proto_status st = own_status(a, &gen);
 
 		buf = proto_encode_status(&st, LWS_PRE, &len);
 		if (!buf || send_frame(wsi, buf, len, LWS_WRITE_TEXT))
 			return -1;
-		l->sent_ready = ready;
-		notify_log(a, AGENT_LOG_DEBUG, "status ready=%s",
-			   ready ? "true" : "false");
+		l->sent_gen = gen;
+		notify_log(a, AGENT_LOG_DEBUG, "status state=%s",
+			   proto_state_name(st.state));
 	}
 	if (l->ping_due || status_wanted(a))
 		lws_callback_on_writable(wsi);

@@ -26,6 +26,8 @@ struct file {
 	char *service;
 	char *instance;
 	char *address;
+	struct conf_strlist tags;
+	int64_t weight;
 	struct conf_strlist depends_on;
 	char *token_file;
 	char *ca_file;
@@ -79,7 +81,12 @@ static const struct conf_key file_keys[] = {
 	{ .name = "instance", .type = CONF_STRING, .offset = F(instance),
 	  .help = "instance id (default: the hostname)" },
 	{ .name = "address", .type = CONF_STRING, .offset = F(address),
-	  .help = "where this instance serves" },
+	  .help = "where this instance serves: host:port" },
+	{ .name = "tags", .type = CONF_STRLIST, .offset = F(tags),
+	  .max = PROTO_TAGS_MAX, .help = "names to select instances by" },
+	{ .name = "weight", .type = CONF_INT, .offset = F(weight),
+	  .min = PROTO_WEIGHT_MIN, .max = PROTO_WEIGHT_MAX, .def = "100",
+	  .help = "share of the traffic, 1-1000" },
 	{ .name = "depends_on", .type = CONF_STRLIST, .offset = F(depends_on),
 	  .max = AGENT_DEPENDS_MAX, .help = "services to mirror" },
 	{ .name = "meta", .type = CONF_IGNORE, .help = "string metadata" },
@@ -103,9 +110,9 @@ static const struct conf_key file_keys[] = {
 /* clang-format on */
 
 static const char *const key_names[] = {
-	"discovery", "service",     "instance", "address",       "depends_on",
-	"meta",      "token_file",  "ca_file",  "on_disconnect", "backoff",
-	"heartbeat", "max_message", NULL,
+	"discovery",     "service",    "instance",  "address",     "tags",
+	"weight",        "depends_on", "meta",      "token_file",  "ca_file",
+	"on_disconnect", "backoff",    "heartbeat", "max_message", NULL,
 };
 
 const char *const *agent_conf_keys(void)
@@ -324,6 +331,9 @@ static agent_t *from_file(const char *path, const struct file *fl,
 	cfg.service = fl->service;
 	cfg.instance = fl->instance;
 	cfg.address = fl->address;
+	cfg.tags = (const char *const *)fl->tags.v;
+	cfg.n_tags = fl->tags.n;
+	cfg.weight = (uint32_t)fl->weight;
 	cfg.depends_on = (const char *const *)fl->depends_on.v;
 	cfg.n_depends_on = fl->depends_on.n;
 	cfg.meta = meta;

@@ -140,7 +140,7 @@ static void on_welcome(struct agent *a, const struct proto_welcome *w)
 	}
 
 	/* Our own readiness goes out again on every new link. */
-	l->sent_ready = -1;
+	l->sent_gen = 0;
 	link_want_write(a);
 }
 

@@ -322,6 +322,18 @@ void cmd_agents(const struct cmd_args *args, struct cmd_request *req)
 	simple(req, "GET", API "/agents", RENDER_AGENTS);
 }
 
+/* Every endpoint, ready or not: the STATE column tells them apart. */
+void cmd_endpoints(const struct cmd_args *args, struct cmd_request *req)
+{
+	const char *service = checked_service("", args->positional[0]);
+
+	req->method = "GET";
+	req->path =
+		format_path(API "/services/%s/endpoints?state=any", service);
+	req->body = NULL;
+	req->render = RENDER_ENDPOINTS;
+}
+
 void cmd_cacheready(const struct cmd_args *args, struct cmd_request *req)
 {
 	(void)args;

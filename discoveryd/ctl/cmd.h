@@ -79,6 +79,7 @@ void cmd_broadcast(const struct cmd_args *args, struct cmd_request *req);
 void cmd_services(const struct cmd_args *args, struct cmd_request *req);
 void cmd_service(const struct cmd_args *args, struct cmd_request *req);
 void cmd_agents(const struct cmd_args *args, struct cmd_request *req);
+void cmd_endpoints(const struct cmd_args *args, struct cmd_request *req);
 void cmd_cacheready(const struct cmd_args *args, struct cmd_request *req);
 void cmd_events(const struct cmd_args *args, struct cmd_request *req);
 void cmd_drain(const struct cmd_args *args, struct cmd_request *req);

@@ -9,7 +9,7 @@ _discoveryctl()
 		words=("${COMP_WORDS[@]}")
 		cword=$COMP_CWORD
 	}
-	local commands="ready notready auto invalidate broadcast services service agents cacheready events drain token version help"
+	local commands="ready notready auto invalidate broadcast services service agents endpoints cacheready events drain token version help"
 	local global="-s --server --token --token-file --cacert --json --timeout --idempotency-key -h --help -V --version"
 
 	case $prev in

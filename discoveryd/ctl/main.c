@@ -121,6 +121,7 @@ static const struct command commands[] = {
 	{"services", cmd_services, NULL, 0, 0, 0, "services"},
 	{"service", cmd_service, NULL, 0, 1, 1, "service NAME"},
 	{"agents", cmd_agents, NULL, 0, 0, 0, "agents"},
+	{"endpoints", cmd_endpoints, NULL, 0, 1, 1, "endpoints SERVICE"},
 	{"cacheready", cmd_cacheready, NULL, 0, 0, 0, "cacheready"},
 	{"events", cmd_events, NULL, ALLOW_AFTER | ALLOW_FOLLOW, 0, 0,
 	 "events [--after SEQ] [--follow]"},

@@ -53,10 +53,22 @@ static const struct column service_columns[] = {
 /* clang-format on */
 
 /* clang-format off */
+static const struct column endpoint_columns[] = {
+	{"INSTANCE", "instance", CELL_TEXT},
+	{"ADDRESS", "address", CELL_TEXT},
+	{"STATE", "state", CELL_TEXT},
+	{"WEIGHT", "weight", CELL_TEXT},
+	{"LOAD", "load", CELL_TEXT},
+	{"TAGS", "tags", CELL_LIST},
+	{"NODE", "node", CELL_TEXT},
+	END_COLUMNS,
+};
+
 static const struct column agent_columns[] = {
 	{"SERVICE", "service", CELL_TEXT},
 	{"INSTANCE", "instance", CELL_TEXT},
 	{"READY", "ready", CELL_READY},
+	{"STATE", "state", CELL_TEXT},
 	{"ADDRESS", "address", CELL_TEXT},
 	{"PEER", "peer", CELL_TEXT},
 	{"NODE", "node", CELL_TEXT},
@@ -290,6 +302,10 @@ int render_table(enum render_kind kind, const cJSON *root, FILE *out,
 	case RENDER_AGENTS:
 		columns = agent_columns;
 		rows = list_of(root, "agents", false);
+		break;
+	case RENDER_ENDPOINTS:
+		columns = endpoint_columns;
+		rows = list_of(root, "endpoints", false);
 		break;
 	case RENDER_ACK: columns = ack_columns; break;
 	case RENDER_CACHEREADY: columns = cacheready_columns; break;

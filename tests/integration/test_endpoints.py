@@ -5,13 +5,14 @@ count toward its service's readiness. Bad values close the link with 1007
 and a reason that names the field."""
 
 import json
+import os
 import signal
 import time
 
 import websockets
 
 from cluster_harness import node
-from harness import ws_run
+from harness import WAIT, ws_run
 from test_idempotency import raw_call
 from test_link_errors import closed_with
 from test_link_protocol import SUB, nothing_more, recv
@@ -216,14 +217,101 @@ def test_endpoints_span_the_cluster(tmp_path, redis):
         b.kill(signal.SIGKILL)
         b.p.wait()
         wait_until(lambda: endpoints(a, "api", "?state=any")[2]["endpoints"]
-                   == [], timeout=30)
+                   == [], timeout=2 * WAIT)
     finally:
         assert a.stop() == 0
         b.stop()
 
 
-def wait_until(fn, timeout=15):
+def wait_until(fn, timeout=WAIT):
     deadline = time.monotonic() + timeout
     while not fn():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_sidecar_config_gives_the_endpoint(tmp_path, daemon):
+    """agent.yaml's address, tags and weight reach the endpoint; a bad
+    one is refused when the config is read, naming the key."""
+    from harness import BIN, Sidecar
+    import subprocess
+    s = Sidecar(tmp_path, daemon.ws_url, "api", "api-9",
+                extra="address: web-9.example:8080\ntags: [blue]\n"
+                      "weight: 250\nready: true\n")
+    try:
+        wait_until(lambda: endpoints(daemon, "api")[2]["endpoints"])
+        e = endpoints(daemon, "api")[2]["endpoints"][0]
+        assert (e["instance"], e["host"], e["port"], e["tags"],
+                e["weight"]) == ("api-9", "web-9.example", 8080, ["blue"],
+                                 250)
+    finally:
+        s.stop()
+    for bad, key in (("address: 10.0.0.1\n", "address"),
+                     ("weight: 0\n", "weight"),
+                     ("tags: [Blue]\n", "tags")):
+        path = tmp_path / "bad.yaml"
+        path.write_text("discovery: [%s]\nservice: api\n%s" %
+                        (daemon.ws_url, bad))
+        r = subprocess.run([os.path.join(BIN, "discovery-agent"), "-t", "-c",
+                            str(path)], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode != 0 and key in r.stderr + r.stdout, (bad, r)
+
+
+def test_discoveryctl_endpoints(tmp_path, daemon):
+    from test_ctl import ctl
+    from harness import Sidecar
+    s = Sidecar(tmp_path, daemon.ws_url, "api", "api-5",
+                extra="address: 10.0.0.5:8080\ntags: [blue, eu-1]\n")
+    try:
+        wait_until(lambda: endpoints(daemon, "api")[2]["endpoints"])
+        rc, out, err = ctl(daemon, "endpoints", "api")
+        assert rc == 0, err
+        head, row = out.splitlines()[:2]
+        assert head.split() == ["INSTANCE", "ADDRESS", "STATE", "WEIGHT",
+                                "LOAD", "TAGS", "NODE"]
+        assert row.split()[:4] == ["api-5", "10.0.0.5:8080", "ready", "100"]
+        assert "blue,eu-1" in row.replace(", ", ",")
+        rc, out, _ = ctl(daemon, "--json", "endpoints", "api")
+        assert json.loads(out)["endpoints"][0]["instance"] == "api-5"
+        assert ctl(daemon, "endpoints", "Bad")[0] != 0
+    finally:
+        s.stop()
+
+
+def test_libagent_reports_draining_and_load(daemon):
+    """agent_set_ready, agent_set_draining and agent_set_load reach the
+    daemon as status (tests/tools/agent_probe drives the public API)."""
+    import subprocess
+    from harness import BIN, Proc
+    probe = Proc([os.path.join(BIN, "..", "tests", "tools", "agent_probe"),
+                  daemon.ws_url, "api", "probe-1"], "probe",
+                 env=dict(os.environ, AGENT_PROBE_ADDRESS="10.0.0.9:9000"),
+                 stdin=subprocess.PIPE)
+
+    def say(line, rc=0):
+        mark = probe.mark()
+        probe.p.stdin.write(line + "\n")
+        probe.p.stdin.flush()
+        probe.wait_line(r"set rc=%d" % rc, start=mark)
+
+    def mine():
+        e = endpoints(daemon, "api", "?state=any")[2]["endpoints"]
+        return (e[0]["state"], e[0]["load"]) if e else None
+
+    try:
+        probe.wait_line(r"link state=linked")
+        say("ready 1")
+        wait_until(lambda: mine() == ("ready", None))
+        say("load 0.375")
+        wait_until(lambda: mine() == ("ready", 0.375))
+        say("draining 1")
+        wait_until(lambda: mine() == ("draining", 0.375))
+        assert endpoints(daemon, "api")[2]["endpoints"] == []
+        say("load 1.5", rc=-1)
+        say("load -1", rc=-1)
+        say("draining 0")
+        wait_until(lambda: mine() == ("ready", 0.375))
+    finally:
+        probe.p.stdin.close()
+        probe.stop()

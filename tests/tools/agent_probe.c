@@ -9,6 +9,13 @@
  *   event seq=N kind=invalidate replayed=0 value={"keys":["k"]}
  *
  * usage: agent_probe URL[,URL...] SERVICE INSTANCE [DEPENDENCY...]
+ * AGENT_PROBE_ADDRESS, if set, is the instance's address. Lines on stdin
+ * report this instance's own status, each answered "set rc=RC":
+ *
+ *   ready 1|0        agent_set_ready
+ *   draining 1|0     agent_set_draining
+ *   load 0.42        agent_set_load
+ *
  * It runs until stdin closes (or SIGTERM), then destroys the agent.
  */
 #include <inttypes.h>
@@ -44,6 +51,25 @@ static void on_readiness(agent_t *a, const char *service, bool ready, void *ud)
 	fflush(stdout);
 }
 
+/* One line from stdin: a status to report. */
+static void command(agent_t *a, const char *line)
+{
+	char word[16];
+	double v;
+	int rc = AGENT_E_INVALID;
+
+	if (sscanf(line, "%15s %lf", word, &v) == 2) {
+		if (strcmp(word, "ready") == 0)
+			rc = agent_set_ready(a, v != 0);
+		else if (strcmp(word, "draining") == 0)
+			rc = agent_set_draining(a, v != 0);
+		else if (strcmp(word, "load") == 0)
+			rc = agent_set_load(a, v);
+	}
+	printf("set rc=%d\n", rc);
+	fflush(stdout);
+}
+
 static void on_event(agent_t *a, const struct agent_event *ev, void *ud)
 {
 	(void)a;
@@ -60,7 +86,7 @@ int main(int argc, char **argv)
 				      .on_event = on_event,
 				      .on_link = on_link };
 	const char *urls[8];
-	char err[256], buf[64], *list, *url;
+	char err[256], line[128], *list, *url;
 	size_t n_urls = 0;
 	agent_t *a;
 	int rc;
@@ -79,6 +105,7 @@ int main(int argc, char **argv)
 	cfg.n_urls = n_urls;
 	cfg.service = argv[2];
 	cfg.instance = argv[3];
+	cfg.address = getenv("AGENT_PROBE_ADDRESS");
 	cfg.depends_on = (const char *const *)argv + 4;
 	cfg.n_depends_on = (size_t)(argc - 4);
 	cfg.backoff_initial_ms = 50;
@@ -97,8 +124,8 @@ int main(int argc, char **argv)
 		agent_destroy(a);
 		return 1;
 	}
-	while (read(STDIN_FILENO, buf, sizeof(buf)) > 0)
-		;
+	while (fgets(line, sizeof(line), stdin))
+		command(a, line);
 	agent_destroy(a);
 	return 0;
 }

@@ -154,9 +154,14 @@ struct agent_config {
 	/* Instance id (printable, no spaces, <= 128 bytes); NULL: the hostname.
 	 */
 	const char *instance;
-	/* Where this instance serves, free text such as "10.0.0.5:8080"; NULL:
-	 * "". */
+	/* Where this instance serves, host:port ("10.0.0.5:8080",
+	 * "[2001:db8::5]:443", "web-1.example:80"); NULL: none. */
 	const char *address;
+	/* Names to select this instance by (at most 32, names as for
+	 * service), and its share of the traffic, 1-1000 (0: 100). */
+	const char *const *tags;
+	size_t n_tags;
+	uint32_t weight;
 	/* Services whose readiness the agent mirrors; names as for service. */
 	const char *const *depends_on;
 	size_t n_depends_on;
@@ -395,6 +400,15 @@ const char *agent_dependency_name(const agent_t *a, size_t i);
  * restores it) and whenever it changes. 0, or AGENT_E_INVALID.
  */
 int agent_set_ready(agent_t *a, bool ready);
+/*
+ * Say this instance is draining (alive, wanting no new work: it leaves its
+ * service's ready endpoints and counts as not ready), or no longer is; and
+ * report its load, 0.0 to 1.0. Any thread, before or after agent_start;
+ * each change is sent as agent_set_ready's are. 0, or AGENT_E_INVALID
+ * (a load outside 0-1, NaN).
+ */
+int agent_set_draining(agent_t *a, bool draining);
+int agent_set_load(agent_t *a, double load);
 
 /* ---- introspection ---------------------------------------------------- */
 
