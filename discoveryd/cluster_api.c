@@ -440,26 +440,41 @@ static void call_agents(struct store *s, struct hub_req *req)
  * node's alone, with its own index (another count: a watcher that sees the
  * index go back starts again from the full set).
  */
+static bool listed(const cJSON *list, const char *instance)
+{
+	const cJSON *e;
+
+	cJSON_ArrayForEach (e, list)
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "instance")) ?:
+				   "",
+			   instance) == 0)
+			return true;
+	return false;
+}
+
 static void call_endpoints(struct store *s, struct hub_req *req)
 {
 	struct cluster *c = (struct cluster *)s;
 	const char *args[1] = { req->service };
 	struct endpoints_filter f = { .any = req->any, .tag = req->tag };
 	redisReply *r;
-	cJSON *o, *mine, *list, *item;
+	cJSON *o = NULL, *mine, *list, *item;
 	const cJSON *index;
 
+	/* Redis first: the index read before this node's set can only trail
+	 * a change (the next call shows it), never stand for an older set. */
+	if ((r = read_call(c, "endpoints", 1, args))) {
+		if (r->type == REDIS_REPLY_STRING)
+			o = cJSON_ParseWithLength(r->str, r->len);
+		freeReplyObject(r);
+	}
 	hub_call(c->hub, req);
-	if (req->status != 200 || !(r = read_call(c, "endpoints", 1, args)))
-		return;
-	o = r->type == REDIS_REPLY_STRING ?
-		    cJSON_ParseWithLength(r->str, r->len) :
-		    NULL;
-	freeReplyObject(r);
-	mine = cJSON_Parse(req->body);
+	mine = req->status == 200 && o ? cJSON_Parse(req->body) : NULL;
 	list = cJSON_DetachItemFromObjectCaseSensitive(mine, "endpoints");
 	index = cJSON_GetObjectItemCaseSensitive(o, "index");
-	if (!cJSON_IsNumber(index) || !cJSON_IsArray(list)) {
+	/* An index Redis holds is a count: anything else is not ours. */
+	if (!cJSON_IsNumber(index) || !(index->valuedouble >= 0) ||
+	    index->valuedouble >= 9007199254740992.0 || !cJSON_IsArray(list)) {
 		cJSON_Delete(o);
 		cJSON_Delete(mine);
 		cJSON_Delete(list);
@@ -470,8 +485,13 @@ static void call_endpoints(struct store *s, struct hub_req *req)
 		cJSON *a = cJSON_IsString(item) ?
 				   cJSON_Parse(item->valuestring) :
 				   NULL;
+		const char *inst = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(a, "instance"));
 
-		if (a && endpoints_match(a, req->service, &f))
+		/* An instance that moved here from a dead node is listed by
+		 * both until the sweep: this node's live link wins. */
+		if (a && inst && !listed(list, inst) &&
+		    endpoints_match(a, req->service, &f))
 			cJSON_AddItemToArray(list, endpoints_of_agent(a));
 		cJSON_Delete(a);
 	}

@@ -16,6 +16,18 @@ static const char *str_of(const cJSON *o, const char *key)
 	return s ? s : "";
 }
 
+/* An agent object of an older node has ready alone. */
+static const char *state_of(const cJSON *agent)
+{
+	const char *s = str_of(agent, "state");
+
+	if (s[0])
+		return s;
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(agent, "ready")) ?
+		       "ready" :
+		       "notready";
+}
+
 static bool has_tag(const cJSON *agent, const char *tag)
 {
 	const cJSON *t;
@@ -30,18 +42,23 @@ bool endpoints_match(const cJSON *agent, const char *service,
 		     const struct endpoints_filter *f)
 {
 	return strcmp(str_of(agent, "service"), service) == 0 &&
-	       str_of(agent, "address")[0] &&
-	       (f->any || strcmp(str_of(agent, "state"), "ready") == 0) &&
+	       proto_valid_address(str_of(agent, "address")) &&
+	       (f->any || strcmp(state_of(agent), "ready") == 0) &&
 	       (!f->tag || !f->tag[0] || has_tag(agent, f->tag));
 }
 
-static void copy(cJSON *to, const cJSON *from, const char *key)
+/* from[key], or (an older node's agent lacks it) def. */
+static void copy(cJSON *to, const cJSON *from, const char *key,
+		 cJSON *(*def)(void))
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(from, key);
 
-	cJSON_AddItemToObject(to, key,
-			      v ? cJSON_Duplicate(v, true) :
-				  cJSON_CreateNull());
+	cJSON_AddItemToObject(to, key, v ? cJSON_Duplicate(v, true) : def());
+}
+
+static cJSON *weight_default(void)
+{
+	return cJSON_CreateNumber(PROTO_WEIGHT_DEFAULT);
 }
 
 cJSON *endpoints_of_agent(const cJSON *agent)
@@ -55,16 +72,16 @@ cJSON *endpoints_of_agent(const cJSON *agent)
 		return NULL;
 	if (proto_split_address(addr, host, sizeof(host), &port) != 0)
 		host[0] = '\0';
-	copy(e, agent, "instance");
+	copy(e, agent, "instance", cJSON_CreateNull);
 	cJSON_AddStringToObject(e, "address", addr);
 	cJSON_AddStringToObject(e, "host", host);
 	cJSON_AddNumberToObject(e, "port", port);
-	copy(e, agent, "state");
-	copy(e, agent, "weight");
-	copy(e, agent, "load");
-	copy(e, agent, "tags");
-	copy(e, agent, "meta");
-	copy(e, agent, "node");
+	cJSON_AddStringToObject(e, "state", state_of(agent));
+	copy(e, agent, "weight", weight_default);
+	copy(e, agent, "load", cJSON_CreateNull);
+	copy(e, agent, "tags", cJSON_CreateArray);
+	copy(e, agent, "meta", cJSON_CreateObject);
+	copy(e, agent, "node", cJSON_CreateNull);
 	return e;
 }
 

@@ -279,7 +279,10 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	}
 	/* The log is the store's to open (store.h); until then, closed. */
 	h->log.journal.fd = h->log.journal.dir_fd = -1;
-	h->ep_clock = 1;
+	/* Endpoint indexes start past any a previous run gave out: the
+	 * clock in µs (a restart never repeats one, short of a clock set
+	 * back). */
+	h->ep_clock = (uint64_t)clock_wall_ms() * 1000;
 	htab_init(&h->peers, true);
 	htab_init(&h->index, true);
 	hub_apply_settings(h, conf);

@@ -99,7 +99,8 @@ struct link {
 	uint8_t status;  /* enum proto_state, as it last reported */
 	uint8_t n_tags;  /* in tags */
 	uint16_t weight; /* 1-1000, from the hello */
-	float load;      /* 0-1 as it last reported; < 0: never */
+	uint16_t load;   /* as it last reported, in LINK_LOAD_SCALE steps of
+			    1; LINK_LOAD_NONE: never */
 	bool close_kind_set;
 	bool parked_once;          /* its hello waited already */
 	bool inherited;            /* ready is its zombie's, until it
@@ -281,7 +282,9 @@ void link_send(struct link *l, struct event *ev);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);
-void link_set_status(struct link *l, enum proto_state state, float load);
+#define LINK_LOAD_SCALE 10000 /* a load of 1.0 */
+#define LINK_LOAD_NONE  0xffff
+void link_set_status(struct link *l, enum proto_state state, uint16_t load);
 void link_unpark(struct hub *h, bool all);
 
 /* hub_drain.c */

@@ -128,8 +128,9 @@ cJSON *hub_agent_json(const struct hub *h, const struct link *l)
 	cJSON_AddBoolToObject(o, "ready", l->ready);
 	cJSON_AddStringToObject(o, "state", proto_state_name(l->status));
 	cJSON_AddNumberToObject(o, "weight", l->weight);
-	if (l->load >= 0)
-		cJSON_AddNumberToObject(o, "load", (double)l->load);
+	if (l->load != LINK_LOAD_NONE)
+		cJSON_AddNumberToObject(o, "load",
+					(double)l->load / LINK_LOAD_SCALE);
 	else
 		cJSON_AddNullToObject(o, "load");
 	tags = cJSON_AddArrayToObject(o, "tags");

@@ -564,7 +564,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
  * moved. Only ready counts toward its service's readiness; draining and
  * load change the endpoint alone.
  */
-void link_set_status(struct link *l, enum proto_state state, float load)
+void link_set_status(struct link *l, enum proto_state state, uint16_t load)
 {
 	bool ready = state == PROTO_STATE_READY;
 
@@ -580,9 +580,9 @@ void link_set_status(struct link *l, enum proto_state state, float load)
 	l->ready = ready;
 	l->status = (uint8_t)state;
 	l->load = load;
-	log_debug("status", "service=%s instance=%s state=%s load=%.3f",
+	log_debug("status", "service=%s instance=%s state=%s load=%u",
 		  l->svc->name, l->instance, proto_state_name(state),
-		  (double)load);
+		  (unsigned)load);
 	store_instance(l->hub->store, l, INSTANCE_CHANGED);
 	hub_endpoints_moved(l->hub, l->svc);
 	hub_sse_change(l->hub, l->svc->name);
@@ -594,7 +594,10 @@ static void on_status(struct link *l, const struct proto_status *st)
 		link_close(l, 1008, "hello first");
 		return;
 	}
-	link_set_status(l, st->state, st->has_load ? (float)st->load : l->load);
+	link_set_status(l, st->state,
+			st->has_load ?
+				(uint16_t)(st->load * LINK_LOAD_SCALE + 0.5) :
+				l->load);
 }
 
 /* ---- hellos that wait for the log ------------------------------------------
@@ -815,7 +818,7 @@ static int on_established(struct link *l, struct lws *wsi)
 	l->hub = h;
 	l->peer = peers_addr(peer);
 	l->state = LINK_OPEN;
-	l->load = -1; /* unknown until it reports */
+	l->load = LINK_LOAD_NONE; /* unknown until it reports */
 	l->connected_ms = l->last_rx_ms = l->last_ping_ms = clock_mono_ms();
 	l->connected_wall_ms = clock_wall_ms();
 	h->stats.links_opened++;

@@ -46,9 +46,17 @@ static bool valid_label(const char *s, size_t n)
 	return true;
 }
 
+static bool numeric_label(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return n > 0;
+}
+
 static bool valid_dns_name(const char *s, size_t n)
 {
-	size_t start = 0;
+	size_t start = 0, last = 0;
 	bool digits_only = true;
 
 	if (n == 0 || n > PROTO_HOST_MAX)
@@ -61,11 +69,12 @@ static bool valid_dns_name(const char *s, size_t n)
 		}
 		if (!valid_label(s + start, i - start))
 			return false;
+		last = start;
 		start = i + 1;
 	}
 	/* All digits and dots is an IPv4 literal gone wrong ("1.2.3"),
-	 * not a name. */
-	return !digits_only;
+	 * not a name; nor is an all-numeric last label (RFC 3696). */
+	return !digits_only && !numeric_label(s + last, n - last);
 }
 
 /* "1".."65535", no sign, no leading zero. */
@@ -113,7 +122,12 @@ int proto_split_address(const char *addr, char *host, size_t hostlen,
 			return -1;
 		memcpy(buf, h, n);
 		buf[n] = '\0';
-		if (inet_pton(AF_INET, buf, bin) != 1 && !valid_dns_name(h, n))
+		/* inet_aton takes what getaddrinfo would read as an IPv4
+		 * address in other spellings (0x7f.1, 2130706433): those
+		 * are neither a literal nor a name. */
+		if (inet_pton(AF_INET, buf, bin) != 1 &&
+		    (inet_aton(buf, (struct in_addr *)bin) ||
+		     !valid_dns_name(h, n)))
 			return -1;
 	}
 	if (n >= hostlen)

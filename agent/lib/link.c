@@ -442,7 +442,11 @@ static bool status_wanted(struct agent *a)
 {
 	unsigned gen = atomic_load(&a->status_gen);
 
-	return a->link.welcomed && gen && a->link.sent_gen != gen;
+	/* Nothing before the app has said it is ready or draining: a stand-in
+	 * link keeps its zombie's readiness until then (no flap). */
+	return a->link.welcomed && gen && a->link.sent_gen != gen &&
+	       (atomic_load(&a->own_ready_set) ||
+		atomic_load(&a->own_draining));
 }
 
 /* What the status says now; gen: the generation it is of (read first, so
@@ -451,12 +455,14 @@ static struct proto_status own_status(struct agent *a, unsigned *gen)
 {
 	struct proto_status st = { 0 };
 	unsigned load;
+	bool draining;
 
 	*gen = atomic_load(&a->status_gen);
-	st.ready = atomic_load(&a->own_ready) && !atomic_load(&a->own_draining);
-	st.state = atomic_load(&a->own_draining) ? PROTO_STATE_DRAINING :
-		   st.ready                      ? PROTO_STATE_READY :
-						   PROTO_STATE_NOTREADY;
+	draining = atomic_load(&a->own_draining);
+	st.ready = atomic_load(&a->own_ready) && !draining;
+	st.state = draining ? PROTO_STATE_DRAINING :
+		   st.ready ? PROTO_STATE_READY :
+			      PROTO_STATE_NOTREADY;
 	load = atomic_load(&a->own_load);
 	st.has_load = load != LOAD_NONE;
 	st.load = st.has_load ? (double)load / AGENT_LOAD_SCALE : 0;

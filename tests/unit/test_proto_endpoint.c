@@ -99,6 +99,11 @@ static const struct bad_frame bad_frames[] = {
 	BAD_ADDRESS("web..local:80"),
 	BAD_ADDRESS("web_1.local:80"),
 	BAD_ADDRESS("http://web:80"),
+	BAD_ADDRESS("0x7f.1:80"),
+	BAD_ADDRESS("0x7f000001:80"),
+	BAD_ADDRESS("2130706433:80"),
+	BAD_ADDRESS("1.2.3.0x4:80"),
+	BAD_ADDRESS("web.123:80"),
 	BAD_ADDRESS(S63 "a.local:80"),
 	BAD_ADDRESS(S63 "." S63 "." S63 "." S61 "b:80"),
 #undef BAD_ADDRESS
