@@ -295,6 +295,11 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);
 	registry_init(&h->registry, REGISTRY_MAX_SERVICES);
+	if (!(h->board = epboard_new())) {
+		snprintf(err, errlen, "out of memory");
+		hub_free(h);
+		return NULL;
+	}
 	hub_apply_services_conf(h, conf);
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
@@ -351,6 +356,11 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 void hub_attach(struct hub *h, struct store *s)
 {
 	h->store = s;
+}
+
+struct epboard *hub_epboard(const struct hub *h)
+{
+	return h->board;
 }
 
 const char *hub_listen_address(const struct hub *h)
@@ -417,6 +427,7 @@ void hub_free(struct hub *h)
 	peers_release(h);
 	evlog_release(&h->log);
 	registry_release(&h->registry);
+	epboard_free(h->board);
 	pthread_mutex_destroy(&h->mu);
 	pthread_cond_destroy(&h->cv);
 	free(h);

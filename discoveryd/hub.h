@@ -121,6 +121,9 @@ int hub_start(struct hub *h);
 void hub_stop(struct hub *h);
 void hub_free(struct hub *h);
 
+/* The endpoint sets the hub publishes (epboard.h), for any thread; lives
+ * as long as the hub. */
+struct epboard *hub_epboard(const struct hub *h);
 /* Before hub_start: where its state lives (not owned). */
 void hub_attach(struct hub *h, struct store *s);
 /*

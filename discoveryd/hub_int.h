@@ -17,6 +17,7 @@
 #include <libwebsockets.h>
 
 #include "clock.h"
+#include "epboard.h"
 #include "evlog.h"
 #include "htab.h"
 #include "hub.h"
@@ -206,9 +207,10 @@ struct hub {
 
 	/* Where the state lives (store.h); not owned. */
 	struct store *store;
-	size_t n_parked;   /* links whose hello waits for the log */
-	bool announce_due; /* hub_announce_all had no memory: again */
-	uint64_t ep_clock; /* ticks at each endpoint change (ep_index) */
+	size_t n_parked;       /* links whose hello waits for the log */
+	bool announce_due;     /* hub_announce_all had no memory: again */
+	uint64_t ep_clock;     /* ticks at each endpoint change (ep_index) */
+	struct epboard *board; /* the endpoint sets, published */
 };
 
 /* s's endpoints changed on this node (a link came, went or reported). */
