@@ -115,6 +115,15 @@ static const struct conf_key drain_keys[] = {
 /* clang-format on */
 
 /* clang-format off */
+static const struct conf_key endpoints_keys[] = {
+	{ .name = "coalesce", .type = CONF_DURATION,
+	  .offset = F(endpoints_coalesce_ms), .min = 0, .max = 10 * 1000,
+	  .def = "50ms" },
+	{ .name = NULL },
+};
+/* clang-format on */
+
+/* clang-format off */
 static const struct conf_key idem_keys[] = {
 	{ .name = "retention", .type = CONF_DURATION,
 	  .offset = F(idem_retention_ms), .min = 1000, .max = 7 * 24 * HOUR_MS,
@@ -224,6 +233,8 @@ static const struct conf_key dconf_keys[] = {
 	{ .name = "drain", .type = CONF_SECTION, .sub = drain_keys,
 	  .present = F(drain_present) },
 	{ .name = "idempotency", .type = CONF_SECTION, .sub = idem_keys,
+	  .present = CONF_NO_FIELD },
+	{ .name = "endpoints", .type = CONF_SECTION, .sub = endpoints_keys,
 	  .present = CONF_NO_FIELD },
 	{ .name = "services", .type = CONF_MAP, .offset = F(services),
 	  .sub = service_keys, .item_size = sizeof(struct dconf_service),

@@ -66,12 +66,13 @@ struct dconf {
 
 	struct conf_map services; /* items: struct dconf_service */
 
-	bool drain_present;        /* SIGTERM drains the node first */
-	int64_t drain_batch;       /* links closed per step */
-	int64_t drain_interval_ms; /* between steps; the agents' spread */
-	int64_t drain_timeout_ms;  /* SIGTERM: stop anyway after this */
-	int64_t idem_retention_ms; /* idempotency keys kept this long */
-	int64_t idem_max_keys;     /* at most this many; the oldest go */
+	bool drain_present;            /* SIGTERM drains the node first */
+	int64_t drain_batch;           /* links closed per step */
+	int64_t drain_interval_ms;     /* between steps; the agents' spread */
+	int64_t drain_timeout_ms;      /* SIGTERM: stop anyway after this */
+	int64_t idem_retention_ms;     /* idempotency keys kept this long */
+	int64_t idem_max_keys;         /* at most this many; the oldest go */
+	int64_t endpoints_coalesce_ms; /* endpoint changes flushed per window */
 
 	int64_t max_agents;
 	int64_t max_agents_per_ip; /* 0 = no limit */

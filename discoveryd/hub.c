@@ -253,6 +253,7 @@ static unsigned fd_budget(const struct dconf *conf)
 void hub_apply_settings(struct hub *h, const struct dconf *conf)
 {
 	h->heartbeat_interval_ms = conf->heartbeat_interval_ms;
+	h->ep_window_ms = conf->endpoints_coalesce_ms;
 	h->heartbeat_timeout_ms = conf->heartbeat_timeout_ms;
 	h->hello_timeout_ms = conf->hello_timeout_ms;
 	h->max_agents = (size_t)conf->max_agents;
@@ -295,6 +296,7 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);
 	registry_init(&h->registry, REGISTRY_MAX_SERVICES);
+	hub_ep_init(h);
 	if (!(h->board = epboard_new())) {
 		snprintf(err, errlen, "out of memory");
 		hub_free(h);
@@ -372,6 +374,7 @@ static void *hub_thread(void *arg)
 {
 	struct hub *h = arg;
 
+	hub_ep_start(h);
 	lws_sul_schedule(h->ctx, 0, &h->tick_sul, on_tick,
 			 tick_period_ms(h) * LWS_US_PER_MS);
 	/* TTLs that ran out while down, min_ready changed in the config:

@@ -134,8 +134,10 @@ struct link {
 	char *token_sub;   /* who the token names, for the log */
 	int64_t token_exp; /* seconds since the epoch; 0 = none */
 
-	struct link_rx *rx;       /* a message arriving in pieces */
-	struct link_queue *queue; /* NULL until an event has to wait */
+	struct link_rx *rx;             /* a message arriving in pieces */
+	struct link_queue *queue;       /* NULL until an event has to wait */
+	struct link *ep_prev, *ep_next; /* its service's endpoints */
+	bool ep_listed;                 /* in them: it gave an address */
 
 	enum close_kind close_kind; /* set by the first close or kill */
 	int close_code;             /* != 0: close with it when writable */
@@ -207,17 +209,31 @@ struct hub {
 
 	/* Where the state lives (store.h); not owned. */
 	struct store *store;
-	size_t n_parked;       /* links whose hello waits for the log */
-	bool announce_due;     /* hub_announce_all had no memory: again */
-	uint64_t ep_clock;     /* ticks at each endpoint change (ep_index) */
-	struct epboard *board; /* the endpoint sets, published */
+	size_t n_parked;          /* links whose hello waits for the log */
+	bool announce_due;        /* hub_announce_all had no memory: again */
+	uint64_t ep_clock;        /* ticks at each set published (ep_index) */
+	struct epboard *board;    /* the endpoint sets, published */
+	struct service *ep_dirty; /* services to flush (hub_ep.c) */
+	int64_t ep_window_ms;     /* endpoints.coalesce */
+	int64_t ep_flushed_ms;    /* the last flush began (monotonic) */
+	bool ep_armed;            /* ep_sul is scheduled */
+	lws_sorted_usec_list_t ep_sul;
 };
 
-/* s's endpoints changed on this node (a link came, went or reported). */
-static inline void hub_endpoints_moved(struct hub *h, struct service *s)
-{
-	s->ep_index = ++h->ep_clock;
-}
+/* hub_ep.c: s's endpoints on this node may have changed (a link came,
+ * went or reported): flush it within the window. */
+void hub_endpoints_moved(struct hub *h, struct service *s);
+void hub_ep_init(struct hub *h);  /* before the first service */
+void hub_ep_start(struct hub *h); /* on the hub thread, once lws runs */
+void hub_ep_add(struct hub *h, struct link *l); /* past its hello */
+void hub_ep_remove(struct hub *h, struct link *l);
+int hub_ep_flush(struct hub *h, struct service *s);
+/* e as JSON: the API's shape (full), or the link's (docs/protocol.md). */
+cJSON *hub_ep_json(const struct ep *e, bool full);
+/* The endpoints of service f selects, as of now, and their index. */
+struct endpoints_filter;
+cJSON *hub_ep_answer(struct hub *h, const char *service,
+		     const struct endpoints_filter *f, uint64_t *index);
 
 /* The hello's address ("" when absent), kept just past the instance. */
 static inline const char *link_address(const struct link *l)

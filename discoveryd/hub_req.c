@@ -277,23 +277,9 @@ static void run_reload(struct hub *h, struct hub_req *req)
 /* This node's endpoints of req->service, and its index here. */
 static void run_endpoints(struct hub *h, struct hub_req *req)
 {
-	const struct service *s = registry_find(&h->registry, req->service);
 	struct endpoints_filter f = { .any = req->any, .tag = req->tag };
-	cJSON *list = cJSON_CreateArray();
+	cJSON *list = hub_ep_answer(h, req->service, &f, &req->index);
 
-	for (size_t i = 0; list && i < h->n_links; i++) {
-		const struct link *l = h->links[i];
-		cJSON *a;
-
-		if (l->state != LINK_ACTIVE || !link_address(l)[0] ||
-		    strcmp(l->svc->name, req->service) != 0)
-			continue;
-		a = hub_agent_json(h, l);
-		if (a && endpoints_match(a, req->service, &f))
-			cJSON_AddItemToArray(list, endpoints_of_agent(a));
-		cJSON_Delete(a);
-	}
-	req->index = s && s->ep_index ? s->ep_index : h->ep_clock;
 	hub_answer(req, 200, endpoints_answer(req->service, req->index, list));
 }
 

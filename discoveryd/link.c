@@ -340,7 +340,7 @@ static void unlink_instance(struct link *l)
 		 * service and dependencies), so its leaving announces nothing.
 		 */
 		store_instance(h->store, l, INSTANCE_MOVED);
-		hub_endpoints_moved(h, s);
+		hub_ep_remove(h, l);
 		free(l->deps);
 		l->deps = NULL;
 		l->dep_names = NULL;
@@ -353,7 +353,7 @@ static void unlink_instance(struct link *l)
 	if (l->ready)
 		s->ready_instances--;
 	store_instance(h->store, l, INSTANCE_GONE);
-	hub_endpoints_moved(h, s);
+	hub_ep_remove(h, l);
 	drop_deps(l, s);
 	hub_sse_change(h, s->name);
 	l->svc = NULL;
@@ -547,7 +547,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	if (recovered)
 		replay_missed(l, hello->resume_seq, true);
 	store_instance(h->store, l, INSTANCE_LINKED);
-	hub_endpoints_moved(h, l->svc);
+	hub_ep_add(h, l);
 	hub_sse_change(h, l->svc->name);
 	log_info("linked",
 		 "peer=%s service=%s instance=%s deps=%zu recovered=%s "
@@ -584,7 +584,8 @@ void link_set_status(struct link *l, enum proto_state state, uint16_t load)
 		  l->svc->name, l->instance, proto_state_name(state),
 		  (unsigned)load);
 	store_instance(l->hub->store, l, INSTANCE_CHANGED);
-	hub_endpoints_moved(l->hub, l->svc);
+	if (l->ep_listed)
+		hub_endpoints_moved(l->hub, l->svc);
 	hub_sse_change(l->hub, l->svc->name);
 }
 

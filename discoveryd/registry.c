@@ -15,8 +15,11 @@ void registry_init(struct registry *r, size_t max_services)
 
 void registry_release(struct registry *r)
 {
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->on_service)
+			r->on_service(r->ctx, r->services[i], true);
 		free(r->services[i]);
+	}
 	free(r->services);
 	memset(r, 0, sizeof(*r));
 }
@@ -79,6 +82,8 @@ struct service *registry_get(struct registry *r, const char *name)
 		(r->n - i) * sizeof(*r->services));
 	r->services[i] = s;
 	r->n++;
+	if (r->on_service)
+		r->on_service(r->ctx, s, false);
 	return s;
 }
 
@@ -95,6 +100,8 @@ void registry_release_service(struct registry *r, struct service *s)
 	i = search(r, s->name, &found);
 	if (!found || r->services[i] != s)
 		return;
+	if (r->on_service)
+		r->on_service(r->ctx, s, true);
 	memmove(&r->services[i], &r->services[i + 1],
 		(r->n - i - 1) * sizeof(*r->services));
 	r->n--;

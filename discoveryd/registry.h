@@ -25,6 +25,9 @@
 
 #include "proto.h"
 
+struct link;
+struct epset;
+
 enum declaration {
 	DECL_NONE = 0,
 	DECL_READY,
@@ -43,14 +46,23 @@ struct service {
 	bool ready;               /* last announced readiness */
 	bool grace;               /* restart grace: restored ready, held until
 				     its instances are back or the grace ends */
-	uint64_t ep_index; /* this node's endpoint set last changed at this
-			      tick of the hub's clock (0: never) */
+	/* Its endpoints (hub_ep.c): the links with an address, and the set
+	 * last published. */
+	uint64_t ep_index; /* ep_set's index (0: none yet) */
+	struct link *ep_links;
+	struct epset *ep_set; /* the hub's reference */
+	bool ep_dirty;        /* on the hub's list, to flush */
+	struct service *dirty_prev, *dirty_next;
 };
 
 struct registry {
 	struct service **services; /* sorted by name */
 	size_t n, cap;
 	size_t max; /* cap on the number of services */
+	/* Told of each service added (gone false) and of each about to be
+	 * freed (gone true); NULL: no one. */
+	void (*on_service)(void *ctx, struct service *s, bool gone);
+	void *ctx;
 };
 
 /* The daemon's service table: past it a new service is 503 "full". */
