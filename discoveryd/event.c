@@ -89,6 +89,7 @@ const char *event_kind_name(enum event_kind kind)
 	case EVENT_INVALIDATE: return "invalidate";
 	case EVENT_COMMAND: return "command";
 	case EVENT_WELCOME: return "welcome";
+	case EVENT_ENDPOINTS: return "endpoints";
 	}
 	return "unknown";
 }

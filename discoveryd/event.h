@@ -24,7 +24,9 @@ enum event_kind {
 	EVENT_READINESS = 1,
 	EVENT_INVALIDATE,
 	EVENT_COMMAND,
-	EVENT_WELCOME, /* one link's welcome: never logged, never shared */
+	EVENT_WELCOME,   /* one link's welcome: never logged, never shared */
+	EVENT_ENDPOINTS, /* a service's endpoints to its watchers: never
+			    logged */
 };
 
 /* Who receives an event. */

@@ -179,7 +179,7 @@ static int build_local(struct hub *h, const struct service *s, struct build *b)
 	return 0;
 }
 
-static bool same_ep(const struct ep *a, const struct ep *b)
+bool hub_ep_same(const struct ep *a, const struct ep *b)
 {
 	if (strcmp(a->instance, b->instance) != 0 ||
 	    strcmp(a->address, b->address) != 0 ||
@@ -198,7 +198,7 @@ static bool same_set(const struct epset *a, const struct epset *b)
 	if (!a || a->n != b->n)
 		return false;
 	for (size_t i = 0; i < a->n; i++)
-		if (!same_ep(&a->ep[i], &b->ep[i]))
+		if (!hub_ep_same(&a->ep[i], &b->ep[i]))
 			return false;
 	return true;
 }
@@ -231,6 +231,7 @@ int hub_ep_flush(struct hub *h, struct service *s)
 	epset_hold(set);
 	s->ep_set = set;
 	epboard_publish(h->board, set); /* takes one reference */
+	hub_watch_send(h, s, old);
 	epset_put(old);
 	return 0;
 }
@@ -244,9 +245,15 @@ static void on_flush(lws_sorted_usec_list_t *sul)
 
 	h->ep_armed = false;
 	h->ep_flushed_ms = clock_mono_ms();
-	while ((s = h->ep_dirty))
-		if (hub_ep_flush(h, s) != 0)
+	while ((s = h->ep_dirty)) {
+		int rc = hub_ep_flush(h, s);
+
+		/* A service nothing holds any more (its last watcher went,
+		 * say) goes now that no one walks it. */
+		registry_release_service(&h->registry, s);
+		if (rc != 0)
 			break; /* it is back on the list, for the next window */
+	}
 }
 
 /* ---- the answer -------------------------------------------------------- */

@@ -138,6 +138,8 @@ struct link {
 	struct link_queue *queue;       /* NULL until an event has to wait */
 	struct link *ep_prev, *ep_next; /* its service's endpoints */
 	bool ep_listed;                 /* in them: it gave an address */
+	uint8_t n_watch;                /* in watch */
+	struct watch *watch; /* the services whose endpoints it watches */
 
 	enum close_kind close_kind; /* set by the first close or kill */
 	int close_code;             /* != 0: close with it when writable */
@@ -228,6 +230,7 @@ void hub_ep_start(struct hub *h); /* on the hub thread, once lws runs */
 void hub_ep_add(struct hub *h, struct link *l); /* past its hello */
 void hub_ep_remove(struct hub *h, struct link *l);
 int hub_ep_flush(struct hub *h, struct service *s);
+bool hub_ep_same(const struct ep *a, const struct ep *b);
 /* e as JSON: the API's shape (full), or the link's (docs/protocol.md). */
 cJSON *hub_ep_json(const struct ep *e, bool full);
 /* The endpoints of service f selects, as of now, and their index. */
@@ -280,6 +283,15 @@ struct peer *link_admit_upgraded(struct hub *h, struct lws *wsi);
 void link_admit_destroyed(struct hub *h, struct lws *wsi);
 void link_admit_tick(struct hub *h, int64_t now);
 const char *link_admit_refusal_name(enum admit_refusal why);
+
+/* link_watch.c: the endpoints a link watches. take: -1 when the service
+ * table is full or out of memory. welcome: the welcome's "endpoints"
+ * (NULL: none, or out of memory when the link watches some). */
+int link_watch_take(struct link *l, const struct proto_hello *hello);
+void link_watch_drop(struct link *l);
+cJSON *link_watch_welcome(struct link *l);
+/* s published a new set; old is the one before (NULL: none). */
+void hub_watch_send(struct hub *h, struct service *s, const struct epset *old);
 
 /* link_index.c: instances by (service, instance id) */
 struct link *link_index_find(const struct hub *h, const struct service *svc,

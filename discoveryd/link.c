@@ -62,7 +62,7 @@ static int write_event(struct link *l, struct event *ev)
 	int n = lws_write(l->wsi, ev->frame + LWS_PRE, ev->len, LWS_WRITE_TEXT);
 
 	/* From the trigger to the kernel's socket buffer, per link. */
-	if (ev->kind != EVENT_WELCOME)
+	if (ev->kind <= EVENT_COMMAND)
 		histogram_observe(&l->hub->stats.delivery,
 				  (double)(clock_mono_us() - ev->created_us) /
 					  1e6);
@@ -341,6 +341,7 @@ static void unlink_instance(struct link *l)
 		 */
 		store_instance(h->store, l, INSTANCE_MOVED);
 		hub_ep_remove(h, l);
+		link_watch_drop(l);
 		free(l->deps);
 		l->deps = NULL;
 		l->dep_names = NULL;
@@ -354,6 +355,7 @@ static void unlink_instance(struct link *l)
 		s->ready_instances--;
 	store_instance(h->store, l, INSTANCE_GONE);
 	hub_ep_remove(h, l);
+	link_watch_drop(l);
 	drop_deps(l, s);
 	hub_sse_change(h, s->name);
 	l->svc = NULL;
@@ -383,9 +385,11 @@ static int take_deps(struct link *l, const struct proto_hello *hello)
 	return 0;
 }
 
-/* A hello that failed half-way: let go of its service and dependencies. */
+/* A hello that failed half-way: let go of its service, dependencies and
+ * watches. */
 static void forget_service(struct link *l)
 {
+	link_watch_drop(l);
 	drop_deps(l, l->svc);
 	if (l->svc)
 		registry_release_service(&l->hub->registry, l->svc);
@@ -444,8 +448,14 @@ static struct event *make_welcome(struct link *l, bool recovered, size_t replay)
 	for (size_t i = 0; i < l->n_deps; i++)
 		cJSON_AddBoolToObject(w.services, l->deps[i]->name,
 				      l->deps[i]->ready);
+	w.endpoints = link_watch_welcome(l);
+	if (l->n_watch && !w.endpoints) {
+		cJSON_Delete(w.services);
+		return NULL;
+	}
 	frame = (unsigned char *)proto_encode_welcome(&w, LWS_PRE, &len);
 	cJSON_Delete(w.services);
+	cJSON_Delete(w.endpoints);
 	return frame ? event_new_frame(EVENT_WELCOME, frame, len) : NULL;
 }
 
@@ -497,7 +507,8 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		return;
 	}
 	l->svc = registry_get(&h->registry, hello->service);
-	if (!l->svc || take_deps(l, hello) != 0) {
+	if (!l->svc || take_deps(l, hello) != 0 ||
+	    link_watch_take(l, hello) != 0) {
 		forget_service(l);
 		link_close(l, 1013, "service table full");
 		return;

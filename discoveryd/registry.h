@@ -27,6 +27,7 @@
 
 struct link;
 struct epset;
+struct watch;
 
 enum declaration {
 	DECL_NONE = 0,
@@ -53,6 +54,9 @@ struct service {
 	struct epset *ep_set; /* the hub's reference */
 	bool ep_dirty;        /* on the hub's list, to flush */
 	struct service *dirty_prev, *dirty_next;
+	struct watch *watchers; /* links that watch it (link_watch.c) */
+	unsigned n_watchers;
+	unsigned pins; /* held while its watchers are walked */
 };
 
 struct registry {

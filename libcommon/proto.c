@@ -206,6 +206,20 @@ static int decode_depends(struct decoder *d, const cJSON *root,
 			 h->depends_on, &h->n_depends);
 }
 
+/* "watch": true (its depends_on), false, or a list of services. */
+static int decode_watch(struct decoder *d, const cJSON *root,
+			struct proto_hello *h)
+{
+	const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "watch");
+
+	if (cJSON_IsBool(w)) {
+		h->watch_deps = cJSON_IsTrue(w);
+		return 0;
+	}
+	return name_list(d, root, "watch", "service", PROTO_DEPENDS_MAX,
+			 h->watch, &h->n_watch);
+}
+
 static int decode_tags(struct decoder *d, const cJSON *root,
 		       struct proto_hello *h)
 {
@@ -281,7 +295,7 @@ static int decode_hello(struct decoder *d, cJSON *root, struct proto_msg *msg)
 	strcpy(h->instance, s);
 	if ((rc = decode_endpoint(d, root, h)) ||
 	    (rc = decode_depends(d, root, h)) ||
-	    (rc = decode_resume(d, root, h)))
+	    (rc = decode_watch(d, root, h)) || (rc = decode_resume(d, root, h)))
 		return rc;
 	if (!absent(meta) && !cJSON_IsObject(meta))
 		return invalid(d, "'meta' must be an object");
@@ -332,10 +346,13 @@ static int decode_status(struct decoder *d, cJSON *root, struct proto_msg *msg)
 	return 0;
 }
 
+static int decode_watched(struct decoder *d, const cJSON *root);
+
 static int decode_welcome(struct decoder *d, cJSON *root, struct proto_msg *msg)
 {
 	struct proto_welcome *w = &msg->u.welcome;
 	cJSON *services = cJSON_GetObjectItemCaseSensitive(root, "services");
+	cJSON *endpoints;
 	const cJSON *entry;
 	int rc;
 
@@ -353,7 +370,88 @@ static int decode_welcome(struct decoder *d, cJSON *root, struct proto_msg *msg)
 		if (!proto_valid_name(entry->string) || !cJSON_IsBool(entry))
 			return invalid(d, "'services' must map " NAME_RULE
 					  " to true or false");
+	if ((rc = decode_watched(d, root)))
+		return rc;
 	w->services = cJSON_DetachItemViaPointer(root, services);
+	if ((endpoints = cJSON_GetObjectItemCaseSensitive(root, "endpoints")))
+		w->endpoints = cJSON_DetachItemViaPointer(root, endpoints);
+	return 0;
+}
+
+/* Every endpoint of list, checked. */
+static int check_list(struct decoder *d, const cJSON *list, const char *key)
+{
+	const cJSON *e;
+	char why[PROTO_REASON_MAX];
+
+	if (!cJSON_IsArray(list))
+		return invalid(d, "'%s' must be an array", key);
+	cJSON_ArrayForEach (e, list)
+		if (proto_check_endpoint(e, why, sizeof(why)) != 0)
+			return invalid(d, "'%s': %s", key, why);
+	return 0;
+}
+
+/* The welcome's endpoints: service -> {"index","endpoints"}. */
+static int decode_watched(struct decoder *d, const cJSON *root)
+{
+	const cJSON *all = cJSON_GetObjectItemCaseSensitive(root, "endpoints");
+	const cJSON *one;
+	uint64_t index;
+	int rc;
+
+	if (absent(all))
+		return 0;
+	if (!cJSON_IsObject(all))
+		return invalid(d, "'endpoints' must be an object");
+	cJSON_ArrayForEach (one, all) {
+		if (!proto_valid_name(one->string) || !cJSON_IsObject(one))
+			return invalid(d, "'endpoints' must map " NAME_RULE
+					  " to objects");
+		if ((rc = read_seq(d, one, "endpoints.index", true, &index)) ||
+		    (rc = check_list(
+			     d,
+			     cJSON_GetObjectItemCaseSensitive(one, "endpoints"),
+			     "endpoints")))
+			return rc;
+	}
+	return 0;
+}
+
+static int decode_endpoints(struct decoder *d, cJSON *root,
+			    struct proto_msg *msg)
+{
+	struct proto_endpoints *e = &msg->u.endpoints;
+	cJSON *set = cJSON_GetObjectItemCaseSensitive(root, "endpoints");
+	cJSON *gone;
+	const cJSON *id;
+	int rc;
+
+	if ((rc = copy_field(d, root, "service", true, e->service,
+			     sizeof(e->service))) ||
+	    (rc = read_seq(d, root, "index", true, &e->index)))
+		return rc;
+	if (!proto_valid_name(e->service))
+		return invalid(d, "'service' must match " NAME_RULE);
+	if ((e->full = set != NULL)) {
+		if ((rc = check_list(d, set, "endpoints")))
+			return rc;
+		e->set = cJSON_DetachItemViaPointer(root, set);
+		return 0;
+	}
+	set = cJSON_GetObjectItemCaseSensitive(root, "set");
+	gone = cJSON_GetObjectItemCaseSensitive(root, "gone");
+	if ((rc = read_seq(d, root, "since", true, &e->since)) ||
+	    (rc = check_list(d, set, "set")))
+		return rc;
+	if (!cJSON_IsArray(gone))
+		return invalid(d, "'gone' must be an array");
+	cJSON_ArrayForEach (id, gone)
+		if (!cJSON_IsString(id) ||
+		    !proto_valid_instance(id->valuestring))
+			return invalid(d, "'gone' must list instance ids");
+	e->set = cJSON_DetachItemViaPointer(root, set);
+	e->gone = cJSON_DetachItemViaPointer(root, gone);
 	return 0;
 }
 
@@ -395,6 +493,7 @@ static const struct {
 	{ "status", PROTO_STATUS, decode_status },
 	{ "welcome", PROTO_WELCOME, decode_welcome },
 	{ "event", PROTO_EVENT, decode_event },
+	{ "endpoints", PROTO_ENDPOINTS, decode_endpoints },
 };
 
 static int decode_root(struct decoder *d, cJSON *root, struct proto_msg *msg)
@@ -455,7 +554,14 @@ void proto_msg_release(struct proto_msg *msg)
 		break;
 	case PROTO_WELCOME:
 		cJSON_Delete(msg->u.welcome.services);
+		cJSON_Delete(msg->u.welcome.endpoints);
 		msg->u.welcome.services = NULL;
+		msg->u.welcome.endpoints = NULL;
+		break;
+	case PROTO_ENDPOINTS:
+		cJSON_Delete(msg->u.endpoints.set);
+		cJSON_Delete(msg->u.endpoints.gone);
+		msg->u.endpoints.set = msg->u.endpoints.gone = NULL;
 		break;
 	case PROTO_EVENT:
 		cJSON_Delete(msg->u.event.header);
@@ -581,6 +687,18 @@ char *proto_encode_hello(const struct proto_hello *h, size_t headroom,
 	for (size_t i = 0; ok && i < n; i++)
 		ok = cJSON_AddItemToArray(depends, cJSON_CreateStringReference(
 							   h->depends_on[i]));
+	if (ok && h->watch_deps)
+		ok = put(root, "watch", cJSON_CreateTrue());
+	if (ok && !h->watch_deps && h->n_watch) {
+		cJSON *watch = cJSON_CreateArray();
+
+		ok = put(root, "watch", watch);
+		for (size_t i = 0;
+		     ok && i < h->n_watch && i < PROTO_DEPENDS_MAX; i++)
+			ok = cJSON_AddItemToArray(watch,
+						  cJSON_CreateStringReference(
+							  h->watch[i]));
+	}
 	if (ok && h->meta)
 		ok = put(root, "meta", reference_of(h->meta));
 	if (ok && h->has_resume) {
@@ -638,6 +756,8 @@ char *proto_encode_welcome(const struct proto_welcome *w, size_t headroom,
 		ok = put(root, "services",
 			 w->services ? reference_of(w->services) :
 				       cJSON_CreateObject());
+	if (ok && w->endpoints)
+		ok = put(root, "endpoints", reference_of(w->endpoints));
 	return finish(root, ok, headroom, len);
 }
 

@@ -3,7 +3,7 @@
  * discovery.v1, JSON text frames.
  *
  *   agent -> daemon   hello, status
- *   daemon -> agent   welcome, event
+ *   daemon -> agent   welcome, event, endpoints
  *
  * Decoding is strict: a frame must be one JSON object of a known type with
  * fields of the right types; unknown fields are ignored (forward
@@ -55,6 +55,7 @@ enum proto_type {
 	PROTO_STATUS,
 	PROTO_WELCOME,
 	PROTO_EVENT,
+	PROTO_ENDPOINTS,
 };
 
 /* What an instance says it is (status): only ready counts toward its
@@ -75,6 +76,11 @@ struct proto_hello {
 			    encoder leaves out 0 and 100 */
 	size_t n_depends;
 	char depends_on[PROTO_DEPENDS_MAX][PROTO_NAME_MAX + 1];
+	/* The services whose endpoints it wants: its depends_on ("watch":
+	 * true), or a list of its own (at most PROTO_DEPENDS_MAX). */
+	bool watch_deps;
+	size_t n_watch;
+	char watch[PROTO_DEPENDS_MAX][PROTO_NAME_MAX + 1];
 	cJSON *meta; /* an object, owned; NULL when absent */
 	bool has_resume;
 	char resume_epoch[PROTO_EPOCH_MAX + 1];
@@ -96,6 +102,24 @@ struct proto_welcome {
 	uint64_t replay; /* recovered: how many missed events follow
 			    (encoded only when recovered) */
 	cJSON *services; /* object name -> bool, owned */
+	/* Each watched service's endpoints: name -> {"index":N,
+	 * "endpoints":[endpoint...]}, owned; NULL when it watches none. */
+	cJSON *endpoints;
+};
+
+/*
+ * A watched service's endpoints changed: the whole set (full), or what
+ * changed since the set the agent holds at index since: apply gone (the
+ * instance ids that left), then set (the endpoints added or changed).
+ * Endpoints are objects that proto_check_endpoint accepts.
+ */
+struct proto_endpoints {
+	char service[PROTO_NAME_MAX + 1];
+	uint64_t index;
+	bool full;
+	uint64_t since; /* !full */
+	cJSON *set;     /* array, owned: the set (full), or what changed */
+	cJSON *gone;    /* array of instance ids, owned; NULL when full */
 };
 
 struct proto_event {
@@ -114,6 +138,7 @@ struct proto_msg {
 		struct proto_status status;
 		struct proto_welcome welcome;
 		struct proto_event event;
+		struct proto_endpoints endpoints;
 	} u;
 };
 
@@ -191,6 +216,13 @@ bool proto_valid_instance(const char *id);
 bool proto_valid_address(const char *addr);
 int proto_split_address(const char *addr, char *host, size_t hostlen,
 			unsigned *port);
+/*
+ * One endpoint as the link carries it (docs/protocol.md, "Endpoints"):
+ * instance, address (host:port), state, weight (1-1000, default 100), load
+ * (0-1, optional), tags (at most PROTO_TAGS_MAX names), node. 0, or
+ * PROTO_E_INVALID with a reason in err.
+ */
+int proto_check_endpoint(const cJSON *e, char *err, size_t errlen);
 const char *proto_state_name(enum proto_state s);
 int proto_state_parse(const char *name); /* -1: not a state */
 

@@ -67,6 +67,7 @@ static inline void round_trip(const char *text, struct proto_msg *msg)
 	case PROTO_EVENT:
 		frame = proto_encode_event(&msg->u.event, 0, &len);
 		break;
+	case PROTO_ENDPOINTS: break; /* the daemon's own encoding */
 	}
 	assert_non_null(frame);
 	assert_string_equal(frame, text);

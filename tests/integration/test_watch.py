@@ -1,0 +1,197 @@
+"""Watching endpoints over the link (docs/protocol.md, "Endpoints"): the
+welcome carries each watched service's set with its index; each change
+follows as what changed since the set the agent holds; an instance leaves
+at its link's close, or at the heartbeat timeout for a zombie; a burst is
+coalesced; a watch list past the cap is closed with 1007."""
+
+import asyncio
+import json
+import time
+
+import websockets
+
+from harness import Discoveryd, ws_run
+from test_endpoints import endpoints, hello, status
+from test_link_errors import closed_with
+from test_link_protocol import SUB, nothing_more, recv
+
+
+async def watcher(daemon, watch, depends_on=()):
+    ws = await websockets.connect(daemon.ws_url, subprotocols=SUB,
+                                  max_size=None)
+    await ws.send(json.dumps({"type": "hello", "service": "web",
+                              "instance": "web-1", "watch": watch,
+                              "depends_on": list(depends_on)}))
+    welcome = await recv(ws)
+    assert welcome["type"] == "welcome"
+    return ws, welcome
+
+
+async def instance(daemon, name, address, **kw):
+    ws = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+    await ws.send(hello(instance=name, address=address, **kw))
+    assert (await recv(ws))["type"] == "welcome"
+    return ws
+
+
+class Held:
+    """What a watcher holds: a set per service, kept as the protocol
+    says (a delta applies only to the index it was made from)."""
+
+    def __init__(self, welcome):
+        self.sets = {s: (v["index"], {e["instance"]: e for e in
+                                      v["endpoints"]})
+                     for s, v in welcome.get("endpoints", {}).items()}
+
+    def apply(self, msg):
+        assert msg["type"] == "endpoints", msg
+        service = msg["service"]
+        if "endpoints" in msg:
+            self.sets[service] = (msg["index"], {e["instance"]: e for e in
+                                                 msg["endpoints"]})
+            return "full"
+        index, eps = self.sets[service]
+        assert msg["since"] == index, (msg, index)
+        assert msg["index"] > index
+        for gone in msg["gone"]:
+            del eps[gone]
+        for e in msg["set"]:
+            eps[e["instance"]] = e
+        self.sets[service] = (msg["index"], eps)
+        return "delta"
+
+    def states(self, service):
+        return {i: e["state"] for i, e in self.sets[service][1].items()}
+
+
+def listed(daemon, service):
+    st, idx, body = endpoints(daemon, service, "?state=any")
+    return int(idx), {e["instance"]: e["state"] for e in body["endpoints"]}
+
+
+def test_welcome_then_changes_in_order(daemon):
+    async def scenario():
+        one = await instance(daemon, "api-1", "10.0.0.1:80", weight=5,
+                             tags=["blue"])
+        ws, welcome = await watcher(daemon, True, depends_on=["api"])
+        held = Held(welcome)
+        index, eps = held.sets["api"]
+        assert index == listed(daemon, "api")[0]
+        assert eps == {"api-1": {"instance": "api-1",
+                                 "address": "10.0.0.1:80",
+                                 "state": "notready", "weight": 5,
+                                 "tags": ["blue"], "node": "test-node"}}
+        # A state change: a delta with that instance alone.
+        await one.send(status(ready=True, state="ready", load=0.5))
+        msgs = []
+        while True:
+            msg = await recv(ws)
+            if msg["type"] == "event":
+                continue  # api's readiness: web depends on it
+            msgs.append(msg)
+            if held.apply(msg) == "delta" and \
+                    held.states("api") == {"api-1": "ready"}:
+                break
+        assert msgs[-1]["set"][0]["load"] == 0.5 and msgs[-1]["gone"] == []
+        two = await instance(daemon, "api-2", "[2001:db8::2]:443")
+        held.apply(await recv(ws))
+        assert held.states("api") == {"api-1": "ready", "api-2": "notready"}
+        # A clean close: gone at once.
+        await one.close()
+        while held.states("api") != {"api-2": "notready"}:
+            msg = await recv(ws)
+            if msg["type"] != "event":
+                held.apply(msg)
+        assert held.sets["api"][0] == listed(daemon, "api")[0]
+        await two.close()
+        await ws.close()
+
+    ws_run(scenario())
+
+
+def test_a_watch_list_and_nothing_for_others(daemon):
+    async def scenario():
+        ws, welcome = await watcher(daemon, ["api", "db"])
+        assert set(welcome["endpoints"]) == {"api", "db"}
+        assert welcome["endpoints"]["db"]["endpoints"] == []
+        plain = await websockets.connect(daemon.ws_url, subprotocols=SUB)
+        await plain.send(json.dumps({"type": "hello", "service": "web",
+                                     "instance": "web-2",
+                                     "depends_on": ["api"]}))
+        assert "endpoints" not in await recv(plain)
+        db = await instance(daemon, "db-1", "db.example:5432", service="db")
+        msg = await recv(ws)
+        assert (msg["service"], [e["instance"] for e in msg["set"]]) == \
+            ("db", ["db-1"])
+        await nothing_more(plain)
+        await db.close()
+        await plain.close()
+        await ws.close()
+
+    ws_run(scenario())
+
+
+def test_watch_list_past_the_cap_is_1007(daemon):
+    async def scenario():
+        too_many = ["s%d" % i for i in range(65)]
+        for watch in (too_many, ["Bad"], ["a", "a"], "api", 1):
+            code, reason = await closed_with(daemon, json.dumps(
+                {"type": "hello", "service": "web", "instance": "w",
+                 "watch": watch}))
+            assert code == 1007 and "'watch'" in reason, (watch, reason)
+
+    ws_run(scenario())
+    assert daemon.call("GET", "/healthz")[0] == 200
+
+
+def test_a_zombie_leaves_at_the_heartbeat_timeout(daemon):
+    async def scenario():
+        ws, welcome = await watcher(daemon, ["api"])
+        held = Held(welcome)
+        # A link that stops answering pings: the heartbeat drops it.
+        z = await websockets.connect(daemon.ws_url, subprotocols=SUB,
+                                     ping_interval=None)
+        await z.send(hello(instance="api-z", address="10.0.0.9:80"))
+        await recv(z)
+        held.apply(await recv(ws))
+        assert held.states("api") == {"api-z": "notready"}
+        z.transport.pause_reading()  # no pong from here on
+        held.apply(await asyncio.wait_for(recv(ws), 30))
+        assert held.states("api") == {}
+        z.transport.abort()
+        await ws.close()
+
+    ws_run(scenario())
+
+
+def test_a_burst_is_coalesced(tmp_path):
+    d = Discoveryd(tmp_path, extra="endpoints:\n  coalesce: 300ms\n")
+    try:
+        async def scenario():
+            ws, welcome = await watcher(d, ["api"])
+            held = Held(welcome)
+            start = time.monotonic()
+            links = [await instance(d, "api-%d" % i, "10.0.1.%d:80" % i)
+                     for i in range(100)]
+            elapsed = time.monotonic() - start
+            messages = 0
+            while len(held.sets["api"][1]) < 100:
+                held.apply(await recv(ws))
+                messages += 1
+            # At most one message per window, and one at once after the
+            # quiet before: never one per instance.
+            assert messages <= 2 + elapsed / 0.3, (messages, elapsed)
+            assert held.sets["api"][0] == listed(d, "api")[0]
+            # One instance changing in a set of 100: that one alone.
+            await links[42].send(status(ready=True))
+            raw = await ws.recv()
+            msg = json.loads(raw)
+            assert [e["instance"] for e in msg["set"]] == ["api-42"]
+            assert len(raw) < 300, raw
+            for link in links:
+                await link.close()
+            await ws.close()
+
+        ws_run(scenario())
+    finally:
+        assert d.stop() == 0, d.text()
