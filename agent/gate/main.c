@@ -150,7 +150,10 @@ static int load(struct gate *g, bool check_only)
 
 static int start(struct gate *g)
 {
-	struct agent_callbacks cb = { on_readiness, NULL, on_link, on_log, g };
+	struct agent_callbacks cb = { .on_readiness = on_readiness,
+				      .on_link = on_link,
+				      .on_log = on_log,
+				      .ud = g };
 	char err[1024], q[1100];
 	int rc;
 

@@ -64,6 +64,9 @@ const char *agent_strerror(int code)
 	case AGENT_E_NOTHOST:
 		return "the agent does not dispatch to the host "
 		       "(AGENT_DISPATCH_HOST)";
+	case AGENT_E_NOENT:
+		return "no such endpoint (none ready, or not watched)";
+	case AGENT_E_RANGE: return "the buffer is too small";
 	default: return "unknown error";
 	}
 }
@@ -322,6 +325,7 @@ static void agent_free(struct agent *a)
 		free(a->dep_names[i]);
 	free(a->dep_names);
 	free(a->flags);
+	watch_free(a);
 	free(a->urls);
 	free(a->token);
 	free(a->token_file);
@@ -346,7 +350,8 @@ agent_t *agent_new(const struct agent_config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	if (set_identity(a, cfg, err, errlen) ||
-	    set_depends(a, cfg, err, errlen) || set_link(a, cfg, err, errlen)) {
+	    set_depends(a, cfg, err, errlen) ||
+	    watch_init(a, cfg, err, errlen) || set_link(a, cfg, err, errlen)) {
 		agent_free(a);
 		return NULL;
 	}

@@ -9,6 +9,8 @@
  *              heartbeat, close
  *   session.c  the protocol state above the link: hello/resume, welcome,
  *              events, the dependency flags
+ *   watch.c    the watched services' endpoints: sets built on the agent
+ *              thread, read lock-free anywhere; agent_pick
  *   notify.c   callbacks: run at once on the agent thread, or queued for
  *              the host's loop (eventfd + agent_dispatch); log lines
  *   url.c      ws:// and wss:// URLs
@@ -69,6 +71,25 @@ struct url {
 };
 
 struct pending;
+struct epview;
+
+/* A watched service's endpoints (watch.c): buffers of published sets,
+ * readers counted on each; `current` names one, with a generation. */
+#define WATCH_BUFS 8 /* a power of two */
+struct watch_buf {
+	atomic_uint refs;
+	struct epview *set;
+};
+struct watch_slot {
+	char name[PROTO_NAME_MAX + 1];
+	_Atomic uint32_t current; /* gen << 3 | buffer; UINT32_MAX: none */
+	atomic_bool queued;       /* an on_endpoints waits (HOST dispatch) */
+	struct watch_buf bufs[WATCH_BUFS];
+	/* Agent thread. */
+	uint32_t gen;
+	struct epview *latest;  /* the newest set, published or not */
+	struct epview *pending; /* built, waiting for a free buffer */
+};
 
 /* The link and the session, owned by the agent thread. */
 struct link {
@@ -124,8 +145,10 @@ struct agent {
 	struct proto_hello hello; /* service, instance, address, deps, meta */
 	char **dep_names;         /* sorted, n_deps */
 	size_t n_deps;
-	atomic_bool *flags; /* parallel to dep_names */
-	char *token;        /* fixed token, or NULL */
+	atomic_bool *flags;       /* parallel to dep_names */
+	struct watch_slot *watch; /* sorted by name, n_watch */
+	size_t n_watch;
+	char *token; /* fixed token, or NULL */
 	char *token_file;
 	char *ca_file;
 	enum agent_on_disconnect on_disconnect;
@@ -180,6 +203,14 @@ int session_hello(struct agent *a, char **buf, size_t *len);
 void session_frame(struct agent *a, const char *buf, size_t len);
 void session_unlinked(struct agent *a);
 
+/* watch.c */
+int watch_init(struct agent *a, const struct agent_config *c, char *err,
+	       size_t errlen);
+void watch_free(struct agent *a);
+void watch_welcome(struct agent *a, const cJSON *endpoints);
+void watch_message(struct agent *a, const struct proto_endpoints *m);
+void watch_tick(struct agent *a);
+
 /* notify.c */
 int notify_init(struct agent *a);
 void notify_release(struct agent *a);
@@ -190,6 +221,7 @@ void notify_readiness(struct agent *a, const char *service, bool ready);
 void notify_event(struct agent *a, const struct agent_event *ev);
 void notify_link(struct agent *a, enum agent_link_state state,
 		 const struct agent_link_info *info);
+void notify_endpoints(struct agent *a, struct watch_slot *s);
 
 /* url.c */
 int url_parse(const char *text, struct url *u, char *err, size_t errlen);

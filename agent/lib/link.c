@@ -388,6 +388,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 	int64_t now = clock_mono_ms(), timeout = a->heartbeat_timeout_ms;
 	int64_t next = a->heartbeat_interval_ms, left;
 
+	watch_tick(a); /* a set held back by readers, if any */
 	if (!l->attempting || !l->wsi)
 		return;
 	if (l->close_code) {

@@ -29,6 +29,8 @@ struct file {
 	struct conf_strlist tags;
 	int64_t weight;
 	struct conf_strlist depends_on;
+	struct conf_strlist watch;
+	bool watch_depends_on;
 	char *token_file;
 	char *ca_file;
 	int on_disconnect;
@@ -89,6 +91,12 @@ static const struct conf_key file_keys[] = {
 	  .help = "share of the traffic, 1-1000" },
 	{ .name = "depends_on", .type = CONF_STRLIST, .offset = F(depends_on),
 	  .max = AGENT_DEPENDS_MAX, .help = "services to mirror" },
+	{ .name = "watch", .type = CONF_STRLIST, .offset = F(watch),
+	  .max = PROTO_DEPENDS_MAX,
+	  .help = "services whose endpoints to keep" },
+	{ .name = "watch_depends_on", .type = CONF_BOOL,
+	  .offset = F(watch_depends_on), .def = "false",
+	  .help = "keep the endpoints of depends_on" },
 	{ .name = "meta", .type = CONF_IGNORE, .help = "string metadata" },
 	{ .name = "token_file", .type = CONF_STRING, .offset = F(token_file),
 	  .help = "bearer token file" },
@@ -110,9 +118,12 @@ static const struct conf_key file_keys[] = {
 /* clang-format on */
 
 static const char *const key_names[] = {
-	"discovery",     "service",    "instance",  "address",     "tags",
-	"weight",        "depends_on", "meta",      "token_file",  "ca_file",
-	"on_disconnect", "backoff",    "heartbeat", "max_message", NULL,
+	"discovery",     "service",    "instance",
+	"address",       "tags",       "weight",
+	"depends_on",    "watch",      "watch_depends_on",
+	"meta",          "token_file", "ca_file",
+	"on_disconnect", "backoff",    "heartbeat",
+	"max_message",   NULL,
 };
 
 const char *const *agent_conf_keys(void)
@@ -336,6 +347,17 @@ static agent_t *from_file(const char *path, const struct file *fl,
 	cfg.weight = (uint32_t)fl->weight;
 	cfg.depends_on = (const char *const *)fl->depends_on.v;
 	cfg.n_depends_on = fl->depends_on.n;
+	cfg.watch = (const char *const *)fl->watch.v;
+	cfg.n_watch = fl->watch.n;
+	cfg.watch_depends_on = fl->watch_depends_on;
+	if (cfg.watch_depends_on && cfg.n_watch) {
+		if (err && errlen)
+			snprintf(err, errlen,
+				 "%s: watch and watch_depends_on exclude each "
+				 "other",
+				 path);
+		return NULL;
+	}
 	cfg.meta = meta;
 	cfg.token_file = fl->token_file;
 	cfg.ca_file = fl->ca_file;

@@ -28,6 +28,7 @@ enum pending_type {
 	PENDING_EVENT,
 	PENDING_LINK,
 	PENDING_LOG,
+	PENDING_ENDPOINTS,
 };
 
 /* Log lines may exceed queue_max by this much before they are dropped, so
@@ -39,8 +40,9 @@ struct pending {
 	enum pending_type type;
 	enum agent_link_state state;
 	enum agent_log_level level;
-	const char *service; /* READINESS */
-	const char *line;    /* LOG */
+	const char *service;     /* READINESS */
+	const char *line;        /* LOG */
+	struct watch_slot *slot; /* ENDPOINTS */
 	bool ready;
 	struct agent_event ev;
 	struct agent_link_info link;
@@ -178,6 +180,18 @@ static void run(struct agent *a, const struct pending *p)
 		if (cb->on_log)
 			cb->on_log(p->level, p->line, cb->ud);
 		break;
+	case PENDING_ENDPOINTS: {
+		/* The newest set at the time it runs: one call for however
+		 * many changes came while it was queued. */
+		const struct agent_endpoints *set;
+
+		atomic_store(&p->slot->queued, false);
+		if ((set = agent_endpoints(a, p->slot->name))) {
+			cb->on_endpoints(a, set, cb->ud);
+			agent_endpoints_release(a, set);
+		}
+		break;
+	}
 	}
 }
 
@@ -300,6 +314,31 @@ void notify_link(struct agent *a, enum agent_link_state state,
 	l->node = arena_put(&ar, info->node);
 	l->epoch = arena_put(&ar, info->epoch);
 	l->reason = arena_put(&ar, info->reason);
+	enqueue(a, p);
+}
+
+void notify_endpoints(struct agent *a, struct watch_slot *s)
+{
+	const struct agent_endpoints *set;
+	struct pending *p;
+	struct arena ar;
+
+	if (!a->cb.on_endpoints || a->link.destroying)
+		return;
+	if (a->dispatch == AGENT_DISPATCH_THREAD) {
+		/* The agent thread's own newest set: nothing frees it while
+		 * the callback runs on this thread. */
+		set = (const struct agent_endpoints *)(void *)s->latest;
+		a->cb.on_endpoints(a, set, a->cb.ud);
+		return;
+	}
+	if (atomic_exchange(&s->queued, true))
+		return; /* one is queued already; it will read the newest */
+	if (!(p = pending_new(PENDING_ENDPOINTS, 0, &ar))) {
+		atomic_store(&s->queued, false);
+		return;
+	}
+	p->slot = s;
 	enqueue(a, p);
 }
 

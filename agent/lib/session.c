@@ -138,6 +138,8 @@ static void on_welcome(struct agent *a, const struct proto_welcome *w)
 
 		set_flag(a, i, cJSON_IsTrue(v));
 	}
+	if (w->endpoints)
+		watch_welcome(a, w->endpoints);
 
 	/* Our own readiness goes out again on every new link. */
 	l->sent_gen = 0;
@@ -288,6 +290,12 @@ void session_frame(struct agent *a, const char *buf, size_t len)
 	switch (msg.type) {
 	case PROTO_WELCOME: on_welcome(a, &msg.u.welcome); break;
 	case PROTO_EVENT: on_event(a, &msg.u.event, buf, len); break;
+	case PROTO_ENDPOINTS:
+		if (a->link.welcomed)
+			watch_message(a, &msg.u.endpoints);
+		else
+			link_close(a, 1008, "endpoints before welcome");
+		break;
 	default: link_close(a, 1008, "unexpected message type"); break;
 	}
 	proto_msg_release(&msg);

@@ -225,8 +225,11 @@ static int load(struct sidecar *s, bool check_only)
 
 static int start(struct sidecar *s)
 {
-	struct agent_callbacks cb = { on_readiness, on_event, on_link, on_log,
-				      s };
+	struct agent_callbacks cb = { .on_readiness = on_readiness,
+				      .on_event = on_event,
+				      .on_link = on_link,
+				      .on_log = on_log,
+				      .ud = s };
 	struct hooks_config hc = { 0 };
 	char err[512];
 	int rc;

@@ -195,3 +195,120 @@ def test_a_burst_is_coalesced(tmp_path):
         ws_run(scenario())
     finally:
         assert d.stop() == 0, d.text()
+
+
+def probe(daemon, instance, *deps, address=None, watch=None, weight=None):
+    """tests/tools/agent_probe: libagent through its public header."""
+    import os
+    import subprocess
+    from harness import BIN, Proc
+    env = dict(os.environ)
+    if address:
+        env["AGENT_PROBE_ADDRESS"] = address
+    if watch:
+        env["AGENT_PROBE_WATCH"] = watch
+    if weight:
+        env["AGENT_PROBE_WEIGHT"] = str(weight)
+    p = Proc([os.path.join(BIN, "..", "tests", "tools", "agent_probe"),
+              daemon.ws_url, instance.split("-")[0], instance] + list(deps),
+             "probe-" + instance, env=env, stdin=subprocess.PIPE)
+    p.wait_line(r"link state=linked")
+    return p
+
+
+def ask(p, line, answer):
+    mark = p.mark()
+    p.p.stdin.write(line + "\n")
+    p.p.stdin.flush()
+    return p.wait_line(answer, start=mark)
+
+
+def close(*probes):
+    for p in probes:
+        p.p.stdin.close()
+        p.stop()
+
+
+def test_libagent_keeps_the_set_and_picks_ready_ones(daemon):
+    """agent_endpoints, agent_pick and on_endpoints, with real
+    instances that report through libagent too."""
+    web = probe(daemon, "web-1", "api", watch="deps")
+    one = probe(daemon, "api-1", address="10.0.0.1:80")
+    two = probe(daemon, "api-2", address="10.0.0.2:80")
+    try:
+        web.wait_line(r"endpoints service=api .* n=2 ready=0")
+        ask(web, "pick api", r"pick rc=-9 addr=$")  # none ready
+        ask(web, "pick nope", r"pick rc=-9 addr=$")  # not watched
+        ask(one, "ready 1", r"set rc=0")
+        web.wait_line(r"endpoints service=api .* ready=1 "
+                      r"api-1=ready,api-2=notready")
+        ask(web, "picks api 50", r"picks rc=0 10\.0\.0\.1:80=50$")
+        ask(two, "ready 1", r"set rc=0")
+        web.wait_line(r"ready=2 api-1=ready,api-2=ready")
+        m = ask(web, "picks api 400",
+                r"picks rc=0 (\S+)=(\d+) (\S+)=(\d+)$")
+        assert {m.group(1), m.group(3)} == {"10.0.0.1:80", "10.0.0.2:80"}
+        # Draining leaves the picks at once; the set still lists it.
+        ask(one, "draining 1", r"set rc=0")
+        web.wait_line(r"ready=1 api-1=draining,api-2=ready")
+        ask(web, "picks api 50", r"picks rc=0 10\.0\.0\.2:80=50$")
+        ask(web, "held api", r"held service=api index=\d+ n=2 ready=1")
+        # Load: the less loaded of two draws wins nearly always.
+        ask(one, "draining 0", r"set rc=0")
+        ask(one, "load 0.9", r"set rc=0")
+        ask(two, "load 0.1", r"set rc=0")
+        web.wait_line(r"ready=2 api-1=ready,api-2=ready")
+        wait_for_loads = time.monotonic() + 30
+        while True:
+            m = ask(web, "picks api 400", r"picks rc=0 .*$").group(0)
+            counts = dict(kv.split("=") for kv in m.split()[2:])
+            if int(counts.get("10.0.0.2:80", 0)) > 250:
+                break  # about 3/4 of the picks: two draws, lower load
+            assert time.monotonic() < wait_for_loads, m
+            time.sleep(0.05)
+        # An instance going: out of the set and the picks.
+        close(two)
+        web.wait_line(r"n=1 ready=1 api-1=ready")
+        ask(web, "picks api 20", r"picks rc=0 10\.0\.0\.1:80=20$")
+    finally:
+        close(web, one)
+        if two.p.poll() is None:
+            close(two)
+
+
+def test_picks_follow_weight(daemon):
+    web = probe(daemon, "web-1", watch="api")
+    light = probe(daemon, "api-1", address="10.0.0.1:80", weight=1)
+    heavy = probe(daemon, "api-2", address="10.0.0.2:80", weight=1000)
+    try:
+        ask(light, "ready 1", r"set rc=0")
+        ask(heavy, "ready 1", r"set rc=0")
+        web.wait_line(r"ready=2 api-1=ready,api-2=ready")
+        m = ask(web, "picks api 1000", r"picks rc=0 .*$").group(0)
+        counts = dict(kv.split("=") for kv in m.split()[2:])
+        # 1 in 1001 per draw: a handful at most, of a thousand.
+        assert int(counts["10.0.0.2:80"]) > 950, m
+    finally:
+        close(web, light, heavy)
+
+
+def test_readers_never_see_a_torn_set(daemon):
+    """Four app threads read sets and pick without a pause while the
+    agent thread applies changes: every set they get is whole (under ASan
+    a set freed under a reader would be caught too)."""
+    web = probe(daemon, "web-1", watch="api")
+    apis = [probe(daemon, "api-%d" % i, address="10.0.0.%d:80" % i)
+            for i in range(1, 4)]
+    try:
+        web.wait_line(r"n=3 ready=0")
+        ask(web, "readers api on", r"readers started")
+        for round in range(15):
+            mark = web.mark()
+            for p in apis:
+                ask(p, "ready %d" % (round % 2 == 0), r"set rc=0")
+            web.wait_line(r"ready=%d " % (3 if round % 2 == 0 else 0),
+                          start=mark)
+        m = ask(web, "readers api off", r"readers reads=(\d+) torn=(\d+)")
+        assert int(m.group(1)) > 0 and m.group(2) == "0", m.group(0)
+    finally:
+        close(web, *apis)

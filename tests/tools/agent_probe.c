@@ -7,19 +7,35 @@
  *   link state=unlinked code=1006 retry_ms=N
  *   readiness service=cache ready=1
  *   event seq=N kind=invalidate replayed=0 value={"keys":["k"]}
+ *   endpoints service=api index=N n=2 ready=1 api-1=ready,api-2=draining
  *
  * usage: agent_probe URL[,URL...] SERVICE INSTANCE [DEPENDENCY...]
- * AGENT_PROBE_ADDRESS, if set, is the instance's address. Lines on stdin
- * report this instance's own status, each answered "set rc=RC":
+ * AGENT_PROBE_ADDRESS, if set, is the instance's address (and
+ * AGENT_PROBE_WEIGHT its weight);
+ * AGENT_PROBE_WATCH, if set, the services it watches ("deps": its
+ * dependencies; else a comma-separated list). Lines on stdin report this
+ * instance's own status, each answered "set rc=RC":
  *
  *   ready 1|0        agent_set_ready
  *   draining 1|0     agent_set_draining
  *   load 0.42        agent_set_load
  *
+ * or ask (from the main thread, as an app would):
+ *
+ *   pick SERVICE     agent_pick: "pick rc=RC addr=ADDR"
+ *   picks SERVICE N  N picks: "picks rc=RC ADDR=COUNT ..." (sorted)
+ *   held SERVICE     agent_endpoints: "held index=N n=N ready=N"
+ *   readers SERVICE on|off  4 threads reading sets and picking without a
+ *                    pause, each set checked whole (a torn or freed set
+ *                    fails the check, or ASan); off joins them and says
+ *                    "readers reads=N torn=N"
+ *
  * It runs until stdin closes (or SIGTERM), then destroys the agent.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +67,163 @@ static void on_readiness(agent_t *a, const char *service, bool ready, void *ud)
 	fflush(stdout);
 }
 
+static void print_set(const char *what, const struct agent_endpoints *set)
+{
+	printf("%s service=%s index=%" PRIu64 " n=%zu ready=%zu", what,
+	       set->service, set->index, set->n, set->n_ready);
+	for (size_t i = 0; i < set->n; i++)
+		printf("%c%s=%s", i ? ',' : ' ', set->ep[i].instance,
+		       set->ep[i].state == AGENT_ENDPOINT_READY ? "ready" :
+		       set->ep[i].state == AGENT_ENDPOINT_DRAINING ?
+								  "draining" :
+								  "notready");
+	printf("\n");
+	fflush(stdout);
+}
+
+static void on_endpoints(agent_t *a, const struct agent_endpoints *set,
+			 void *ud)
+{
+	(void)a;
+	(void)ud;
+	print_set("endpoints", set);
+}
+
+/* N picks of service, counted by address. */
+static void picks(agent_t *a, const char *service, long n)
+{
+	char addrs[16][300], addr[300];
+	long counts[16] = { 0 };
+	size_t k = 0;
+	int rc = 0;
+
+	for (long i = 0; i < n && rc == 0; i++) {
+		size_t j;
+
+		if ((rc = agent_pick(a, service, addr, sizeof(addr))) != 0)
+			break;
+		for (j = 0; j < k && strcmp(addrs[j], addr); j++)
+			;
+		if (j == k && k < 16)
+			snprintf(addrs[k++], sizeof(addrs[0]), "%s", addr);
+		if (j < 16)
+			counts[j]++;
+	}
+	printf("picks rc=%d", rc);
+	for (size_t j = 0; j < k; j++)
+		printf(" %s=%ld", addrs[j], counts[j]);
+	printf("\n");
+	fflush(stdout);
+}
+
+struct readers {
+	agent_t *a;
+	char service[64];
+	atomic_bool stop;
+	atomic_ulong reads, torn;
+	pthread_t t[4];
+	bool running;
+};
+
+/* Is set whole? Its counts agree, its strings are strings, its index
+ * never goes back on this thread. */
+static bool whole(const struct agent_endpoints *set, uint64_t *last)
+{
+	size_t ready = 0;
+
+	for (size_t i = 0; i < set->n; i++) {
+		const struct agent_endpoint *e = &set->ep[i];
+
+		ready += e->state == AGENT_ENDPOINT_READY;
+		if (!strchr(e->address, ':') || !e->instance[0] ||
+		    e->weight < 1 || e->weight > 1000)
+			return false;
+	}
+	if (ready != set->n_ready || set->index < *last)
+		return false;
+	*last = set->index;
+	return true;
+}
+
+static void *read_loop(void *arg)
+{
+	struct readers *r = arg;
+	uint64_t last = 0;
+	char addr[300];
+
+	while (!atomic_load(&r->stop)) {
+		const struct agent_endpoints *set =
+			agent_endpoints(r->a, r->service);
+
+		if (set) {
+			if (!whole(set, &last))
+				atomic_fetch_add(&r->torn, 1);
+			agent_endpoints_release(r->a, set);
+		}
+		(void)agent_pick(r->a, r->service, addr, sizeof(addr));
+		atomic_fetch_add(&r->reads, 1);
+	}
+	return NULL;
+}
+
+static void readers(agent_t *a, const char *service, bool on)
+{
+	static struct readers r;
+
+	if (on && !r.running) {
+		r.a = a;
+		snprintf(r.service, sizeof(r.service), "%s", service);
+		atomic_store(&r.stop, false);
+		for (int i = 0; i < 4; i++)
+			pthread_create(&r.t[i], NULL, read_loop, &r);
+		r.running = true;
+		printf("readers started\n");
+	} else if (!on && r.running) {
+		atomic_store(&r.stop, true);
+		for (int i = 0; i < 4; i++)
+			pthread_join(r.t[i], NULL);
+		r.running = false;
+		printf("readers reads=%lu torn=%lu\n", atomic_load(&r.reads),
+		       atomic_load(&r.torn));
+	}
+	fflush(stdout);
+}
+
+/* Questions about endpoints; false when line is none. */
+static bool ask(agent_t *a, const char *line)
+{
+	char word[16], service[64], addr[300];
+	const struct agent_endpoints *set;
+	long n;
+	int rc;
+
+	if (sscanf(line, "picks %63s %ld", service, &n) == 2) {
+		picks(a, service, n);
+		return true;
+	}
+	if (sscanf(line, "readers %63s %15s", service, word) == 2) {
+		readers(a, service, strcmp(word, "on") == 0);
+		return true;
+	}
+	if (sscanf(line, "%15s %63s", word, service) != 2)
+		return false;
+	if (strcmp(word, "pick") == 0) {
+		rc = agent_pick(a, service, addr, sizeof(addr));
+		printf("pick rc=%d addr=%s\n", rc, addr);
+	} else if (strcmp(word, "held") == 0) {
+		if (!(set = agent_endpoints(a, service))) {
+			printf("held none\n");
+		} else {
+			print_set("held", set);
+			agent_endpoints_release(a, set);
+		}
+	} else {
+		return false;
+	}
+	fflush(stdout);
+	return true;
+}
+
 /* One line from stdin: a status to report. */
 static void command(agent_t *a, const char *line)
 {
@@ -58,6 +231,8 @@ static void command(agent_t *a, const char *line)
 	double v;
 	int rc = AGENT_E_INVALID;
 
+	if (ask(a, line))
+		return;
 	if (sscanf(line, "%15s %lf", word, &v) == 2) {
 		if (strcmp(word, "ready") == 0)
 			rc = agent_set_ready(a, v != 0);
@@ -84,10 +259,11 @@ int main(int argc, char **argv)
 	struct agent_config cfg;
 	struct agent_callbacks cb = { .on_readiness = on_readiness,
 				      .on_event = on_event,
-				      .on_link = on_link };
-	const char *urls[8];
-	char err[256], line[128], *list, *url;
-	size_t n_urls = 0;
+				      .on_link = on_link,
+				      .on_endpoints = on_endpoints };
+	const char *urls[8], *watch[64];
+	char err[256], line[128], *list, *url, *w = getenv("AGENT_PROBE_WATCH");
+	size_t n_urls = 0, n_watch = 0;
 	agent_t *a;
 	int rc;
 
@@ -106,8 +282,17 @@ int main(int argc, char **argv)
 	cfg.service = argv[2];
 	cfg.instance = argv[3];
 	cfg.address = getenv("AGENT_PROBE_ADDRESS");
+	if (getenv("AGENT_PROBE_WEIGHT"))
+		cfg.weight = (uint32_t)atoi(getenv("AGENT_PROBE_WEIGHT"));
 	cfg.depends_on = (const char *const *)argv + 4;
 	cfg.n_depends_on = (size_t)(argc - 4);
+	if (w && strcmp(w, "deps") == 0)
+		cfg.watch_depends_on = true;
+	while (w && !cfg.watch_depends_on && n_watch < 64 &&
+	       (url = strsep(&w, ",")))
+		watch[n_watch++] = url;
+	cfg.watch = watch;
+	cfg.n_watch = n_watch;
 	cfg.backoff_initial_ms = 50;
 	cfg.backoff_max_ms = 500;
 	cfg.heartbeat_interval_ms = 500;

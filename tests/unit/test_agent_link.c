@@ -160,8 +160,11 @@ static agent_t *start_agent(const struct opts *o, struct seen *s)
 {
 	static const char *const deps[] = { "cache" };
 	struct agent_config cfg;
-	struct agent_callbacks cb = { NULL, on_event, on_link,
-				      getenv("TEST_LOG") ? on_log : NULL, s };
+	struct agent_callbacks cb = { .on_event = on_event,
+				      .on_link = on_link,
+				      .on_log = getenv("TEST_LOG") ? on_log :
+								     NULL,
+				      .ud = s };
 	char err[256];
 	agent_t *a;
 

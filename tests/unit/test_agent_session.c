@@ -135,8 +135,11 @@ static agent_t *make_agent(struct seen *seen, enum agent_dispatch dispatch,
 	static const char *const urls[] = { "ws://127.0.0.1:1/" };
 	static const char *const deps[] = { "cache", "api" };
 	struct agent_config cfg;
-	struct agent_callbacks cb = { on_readiness, on_event, on_link,
-				      with_log ? on_log : NULL, seen };
+	struct agent_callbacks cb = { .on_readiness = on_readiness,
+				      .on_event = on_event,
+				      .on_link = on_link,
+				      .on_log = with_log ? on_log : NULL,
+				      .ud = seen };
 	char err[256];
 	agent_t *a;
 

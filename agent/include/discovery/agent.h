@@ -21,7 +21,9 @@
  * Threads. Every agent runs one thread of its own (the "agent thread"),
  * started by agent_start, which owns the libwebsockets context and the link.
  * The readers (agent_is_ready, agent_all_ready, agent_ready_flag,
- * agent_is_linked, agent_info) and agent_set_ready / agent_set_log_level may
+ * agent_is_linked, agent_info, agent_endpoints, agent_pick) and
+ * agent_set_ready / agent_set_draining / agent_set_load /
+ * agent_set_log_level may
  * be called from any thread at any time between agent_new/agent_load and
  * agent_destroy. Configuration calls (agent_set_callbacks) belong before
  * agent_start. agent_destroy must be called once, from a thread that is not
@@ -103,6 +105,8 @@ typedef struct agent agent_t; /* opaque */
 #define AGENT_E_SYS         -7 /* a system call failed (errno-level cause) */
 #define AGENT_E_NOTHOST                                                        \
 	-8 /* agent_fd/agent_dispatch without AGENT_DISPATCH_HOST */
+#define AGENT_E_NOENT -9  /* no such thing: no ready endpoint to pick */
+#define AGENT_E_RANGE -10 /* the caller's buffer is too small */
 
 /*
  * A static English sentence for an AGENT_E_* code (or AGENT_OK); never NULL,
@@ -199,6 +203,12 @@ struct agent_config {
 	 * bound). */
 	size_t queue_max;               /* default 1024 */
 	enum agent_log_level log_level; /* default AGENT_LOG_INFO */
+	/* Services whose endpoints the agent keeps (agent_endpoints,
+	 * agent_pick): those of depends_on (watch_depends_on), or the list
+	 * watch (at most 64 names; ignored with watch_depends_on). */
+	bool watch_depends_on;
+	const char *const *watch;
+	size_t n_watch;
 };
 
 /* Fill cfg with the defaults above (and NULL/0 elsewhere). */
@@ -213,8 +223,9 @@ agent_t *agent_new(const struct agent_config *cfg, char *err, size_t errlen);
 
 /*
  * Create an agent from a YAML file (conf/agent.yaml documents the keys:
- * discovery, service, instance, address, depends_on, meta, token_file,
- * ca_file, on_disconnect, backoff, heartbeat, max_message). Unknown keys and
+ * discovery, service, instance, address, tags, weight, depends_on, watch,
+ * watch_depends_on, meta, token_file, ca_file, on_disconnect, backoff,
+ * heartbeat, max_message). Unknown keys and
  * wrong types are errors. Returns NULL with "FILE:LINE:COL: message" (or
  * "FILE: message") in err.
  */
@@ -317,6 +328,64 @@ struct agent_event {
 	const char *const *keys;
 };
 
+/* ---- endpoints ---------------------------------------------------------- */
+
+enum agent_endpoint_state {
+	AGENT_ENDPOINT_NOTREADY = 0,
+	AGENT_ENDPOINT_READY = 1,
+	AGENT_ENDPOINT_DRAINING = 2, /* alive, wanting no new work */
+};
+
+/* One instance of a watched service (docs/protocol.md, "Endpoints"). */
+struct agent_endpoint {
+	const char *instance;
+	const char *address; /* host:port */
+	const char *node;    /* the daemon node its link is on; "" unknown */
+	const char *const *tags;
+	size_t n_tags;
+	enum agent_endpoint_state state;
+	uint32_t weight; /* 1-1000 */
+	double load;     /* 0-1 as the instance reported it; -1: none yet */
+};
+
+/*
+ * A watched service's endpoints at one index, sorted by instance. Never
+ * changes once made: the agent thread makes a new one for each change
+ * and publishes it, so a reader never sees one half updated.
+ */
+struct agent_endpoints {
+	const char *service;
+	uint64_t index; /* the daemon's, for this service (it only grows on
+			   one node) */
+	size_t n;       /* in ep */
+	size_t n_ready; /* of them, state READY */
+	const struct agent_endpoint *ep;
+};
+
+/*
+ * The newest endpoints of a watched service, from any thread, without a
+ * lock: NULL when service is not watched or no set has come yet. The set
+ * stays valid, and unchanged, until agent_endpoints_release(a, set),
+ * which every non-NULL result needs, exactly once, before agent_destroy.
+ * Hold it briefly: while a reader holds sets, newer ones wait (at most 7
+ * sets of one service may be held at once before the agent holds back
+ * the next change of it until one is released).
+ */
+const struct agent_endpoints *agent_endpoints(agent_t *a, const char *service);
+void agent_endpoints_release(agent_t *a, const struct agent_endpoints *set);
+
+/*
+ * Write the host:port of one ready endpoint of a watched service into
+ * addr (NUL-terminated): two ready endpoints drawn at random in proportion
+ * to their weight, and of those the one with the lower reported load
+ * (power of two choices; an endpoint that reported no load counts as half
+ * loaded). Skips draining and not ready ones. Any thread, lock-free. 0,
+ * AGENT_E_NOENT (not watched, no set yet, or no ready endpoint),
+ * AGENT_E_RANGE (addrlen too small: nothing written but ""),
+ * AGENT_E_INVALID (NULL arguments).
+ */
+int agent_pick(agent_t *a, const char *service, char *addr, size_t addrlen);
+
 /*
  * Set with agent_set_callbacks before agent_start (copied); any member may be
  * NULL. They run on the agent thread, or with AGENT_DISPATCH_HOST on the
@@ -342,6 +411,14 @@ struct agent_callbacks {
 	 */
 	void (*on_log)(enum agent_log_level level, const char *line, void *ud);
 	void *ud; /* given to every callback; owned by the caller */
+	/* Later additions go here, after ud, so that code that fills the
+	 * struct in order keeps working. */
+	/* A watched service's endpoints changed; set is the newest (already
+	 * what agent_endpoints gives), valid during the callback only. With
+	 * AGENT_DISPATCH_HOST the calls are coalesced: a host that falls
+	 * behind gets the newest set once, not each one in between. */
+	void (*on_endpoints)(agent_t *a, const struct agent_endpoints *set,
+			     void *ud);
 };
 
 /* 0, AGENT_E_INVALID (NULL a or cb), or AGENT_E_STATE once started. */
