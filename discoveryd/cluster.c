@@ -321,6 +321,7 @@ static struct cluster *cluster_new(const struct dconf *conf, struct hub *h,
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cv, &attr);
+	pthread_cond_init(&c->peers_cv, &attr);
 	pthread_cond_init(&c->applied_cv, &attr);
 	pthread_condattr_destroy(&attr);
 	pthread_mutex_init(&c->applied_mu, NULL);
@@ -340,6 +341,12 @@ static int cluster_start(struct store *s)
 		pthread_join(c->reader, NULL);
 		return -1;
 	}
+	if (pthread_create(&c->peers, NULL, cluster_peers_main, c) != 0) {
+		atomic_store(&c->stop, true);
+		pthread_join(c->reader, NULL);
+		pthread_join(c->writer, NULL);
+		return -1;
+	}
 	c->started = true;
 	return 0;
 }
@@ -353,12 +360,14 @@ static void cluster_stop(struct store *s)
 	atomic_store(&c->stop, true);
 	pthread_mutex_lock(&c->mu);
 	pthread_cond_broadcast(&c->cv);
+	pthread_cond_broadcast(&c->peers_cv);
 	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_lock(&c->applied_mu);
 	pthread_cond_broadcast(&c->applied_cv); /* writes waiting: answer */
 	pthread_mutex_unlock(&c->applied_mu);
 	pthread_join(c->reader, NULL);
 	pthread_join(c->writer, NULL);
+	pthread_join(c->peers, NULL);
 	c->started = false;
 }
 
@@ -380,6 +389,7 @@ static void cluster_free(struct store *s)
 	pthread_mutex_destroy(&c->sha_mu);
 	pthread_mutex_destroy(&c->master_mu);
 	pthread_cond_destroy(&c->cv);
+	pthread_cond_destroy(&c->peers_cv);
 	pthread_mutex_destroy(&c->applied_mu);
 	pthread_cond_destroy(&c->applied_cv);
 	explicit_bzero(&c->url, sizeof(c->url));

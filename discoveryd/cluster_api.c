@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "cluster_int.h"
-#include "endpoints.h"
 #include "evlog.h"
 #include "log.h"
 
@@ -435,75 +434,6 @@ static void call_agents(struct store *s, struct hub_req *req)
 }
 
 /*
- * A service's endpoints on every node: this node's from its hub (live),
- * the others' from Redis, with the cluster's index. With Redis away, this
- * node's alone, with its own index (another count: a watcher that sees the
- * index go back starts again from the full set).
- */
-static bool listed(const cJSON *list, const char *instance)
-{
-	const cJSON *e;
-
-	cJSON_ArrayForEach (e, list)
-		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "instance")) ?:
-				   "",
-			   instance) == 0)
-			return true;
-	return false;
-}
-
-static void call_endpoints(struct store *s, struct hub_req *req)
-{
-	struct cluster *c = (struct cluster *)s;
-	const char *args[1] = { req->service };
-	struct endpoints_filter f = { .any = req->any, .tag = req->tag };
-	redisReply *r;
-	cJSON *o = NULL, *mine, *list, *item;
-	const cJSON *index;
-
-	/* Redis first: the index read before this node's set can only trail
-	 * a change (the next call shows it), never stand for an older set. */
-	if ((r = read_call(c, "endpoints", 1, args))) {
-		if (r->type == REDIS_REPLY_STRING)
-			o = cJSON_ParseWithLength(r->str, r->len);
-		freeReplyObject(r);
-	}
-	hub_call(c->hub, req);
-	mine = req->status == 200 && o ? cJSON_Parse(req->body) : NULL;
-	list = cJSON_DetachItemFromObjectCaseSensitive(mine, "endpoints");
-	index = cJSON_GetObjectItemCaseSensitive(o, "index");
-	/* An index Redis holds is a count: anything else is not ours. */
-	if (!cJSON_IsNumber(index) || !(index->valuedouble >= 0) ||
-	    index->valuedouble >= 9007199254740992.0 || !cJSON_IsArray(list)) {
-		cJSON_Delete(o);
-		cJSON_Delete(mine);
-		cJSON_Delete(list);
-		return; /* this node's answer stands */
-	}
-	cJSON_ArrayForEach (item,
-			    cJSON_GetObjectItemCaseSensitive(o, "agents")) {
-		cJSON *a = cJSON_IsString(item) ?
-				   cJSON_Parse(item->valuestring) :
-				   NULL;
-		const char *inst = cJSON_GetStringValue(
-			cJSON_GetObjectItemCaseSensitive(a, "instance"));
-
-		/* An instance that moved here from a dead node is listed by
-		 * both until the sweep: this node's live link wins. */
-		if (a && inst && !listed(list, inst) &&
-		    endpoints_match(a, req->service, &f))
-			cJSON_AddItemToArray(list, endpoints_of_agent(a));
-		cJSON_Delete(a);
-	}
-	req->index = (uint64_t)index->valuedouble;
-	free(req->body);
-	req->body = NULL;
-	hub_answer(req, 200, endpoints_answer(req->service, req->index, list));
-	cJSON_Delete(o);
-	cJSON_Delete(mine);
-}
-
-/*
  * Drain a node: this one at once; another through Redis, whose heartbeat
  * hands it the request (within node_ttl/3). 404 for a node not alive.
  * This node's drain with an Idempotency-Key goes through Redis too, so
@@ -572,11 +502,10 @@ static void call_drain(struct store *s, struct hub_req *req)
 }
 
 store_fn *const cluster_calls[HUB_OPS] = {
-	[HUB_DECLARE] = call_declare,     [HUB_CACHEREADY] = call_cacheready,
-	[HUB_INVALIDATE] = call_send,     [HUB_BROADCAST] = call_send,
-	[HUB_SERVICES] = call_services,   [HUB_SERVICE] = call_services,
-	[HUB_AGENTS] = call_agents,       [HUB_DRAIN] = call_drain,
-	[HUB_ENDPOINTS] = call_endpoints,
+	[HUB_DECLARE] = call_declare,   [HUB_CACHEREADY] = call_cacheready,
+	[HUB_INVALIDATE] = call_send,   [HUB_BROADCAST] = call_send,
+	[HUB_SERVICES] = call_services, [HUB_SERVICE] = call_services,
+	[HUB_AGENTS] = call_agents,     [HUB_DRAIN] = call_drain,
 };
 
 bool cluster_call_begin(struct store *s, struct hub_req *req)

@@ -136,11 +136,14 @@ struct cluster {
 
 	pthread_mutex_t mu; /* notes, note_table, min */
 	pthread_cond_t cv;  /* on the monotonic clock */
+	/* The endpoints poller's nap (cluster_peers.c): its own, so that it
+	 * never takes a signal meant for the writer. Under mu. */
+	pthread_cond_t peers_cv;
 	struct note *notes, **notes_tail;
 	struct htab note_table; /* queued notes by kind and key */
 	struct min_ready *min;
 	size_t n_min;
-	pthread_t reader, writer;
+	pthread_t reader, writer, peers;
 	bool started;
 	atomic_bool stop;
 	atomic_bool up;               /* the reader follows the stream */
@@ -265,6 +268,7 @@ redisContext *cluster_sentinel_connect(struct cluster *c, const char *role);
 /* cluster_reader.c, cluster_writer.c */
 void *cluster_reader_main(void *arg);
 void *cluster_writer_main(void *arg);
+void *cluster_peers_main(void *arg); /* cluster_peers.c */
 void cluster_notes_free(struct note *n);
 
 #endif

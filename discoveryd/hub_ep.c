@@ -75,7 +75,8 @@ static void on_service(void *ctx, struct service *s, bool gone)
 	if (s->ep_set)
 		epboard_forget(h->board, s->name);
 	epset_put(s->ep_set);
-	s->ep_set = NULL;
+	epset_put(s->ep_remote);
+	s->ep_set = s->ep_remote = NULL;
 }
 
 void hub_ep_init(struct hub *h)
@@ -144,9 +145,28 @@ static void build_free(struct build *b)
 	free(b->metas);
 }
 
+/* The other nodes' endpoints, but those of an instance listed already
+ * (one that moved here from a node not yet swept: its live link wins; or
+ * listed by two other nodes: the first node's). */
+static void build_remote(const struct hub *h, const struct service *s,
+			 struct build *b)
+{
+	const struct epset *r = s->ep_remote;
+
+	for (size_t i = 0; r && i < r->n; i++) {
+		const struct ep *e = &r->ep[i];
+		bool dup = link_index_find(h, s, e->instance) != NULL;
+
+		for (size_t j = 0; !dup && j < b->n; j++)
+			dup = strcmp(b->ep[j].instance, e->instance) == 0;
+		if (!dup)
+			b->ep[b->n++] = *e;
+	}
+}
+
 static int build_local(struct hub *h, const struct service *s, struct build *b)
 {
-	size_t n = 0, tags = 0;
+	size_t n = s->ep_remote ? s->ep_remote->n : 0, tags = 0;
 
 	for (const struct link *l = s->ep_links; l; l = l->ep_next) {
 		n++;
@@ -176,6 +196,7 @@ static int build_local(struct hub *h, const struct service *s, struct build *b)
 		e->weight = l->weight;
 		e->load = l->load == LINK_LOAD_NONE ? -1 : (int)l->load;
 	}
+	build_remote(h, s, b);
 	return 0;
 }
 

@@ -95,7 +95,7 @@ void registry_release_service(struct registry *r, struct service *s)
 	/* Ready counts too: in cluster mode a service may be ready through
 	 * other nodes' instances alone, and welcomes must say so. */
 	if (s->instances || s->dependents || s->declared || s->configured ||
-	    s->grace || s->ready || s->n_watchers || s->pins)
+	    s->grace || s->ready || s->n_watchers || s->pins || s->ep_remote)
 		return;
 	i = search(r, s->name, &found);
 	if (!found || r->services[i] != s)

@@ -51,8 +51,10 @@ struct service {
 	 * last published. */
 	uint64_t ep_index; /* ep_set's index (0: none yet) */
 	struct link *ep_links;
-	struct epset *ep_set; /* the hub's reference */
-	bool ep_dirty;        /* on the hub's list, to flush */
+	struct epset *ep_set;    /* the hub's reference */
+	struct epset *ep_remote; /* other nodes' (cluster_peers.c); NULL:
+				    none */
+	bool ep_dirty;           /* on the hub's list, to flush */
 	struct service *dirty_prev, *dirty_next;
 	struct watch *watchers; /* links that watch it (link_watch.c) */
 	unsigned n_watchers;

@@ -312,3 +312,40 @@ def test_readers_never_see_a_torn_set(daemon):
         assert int(m.group(1)) > 0 and m.group(2) == "0", m.group(0)
     finally:
         close(web, *apis)
+
+
+def test_the_set_spans_the_cluster(tmp_path, redis):
+    """A watcher on one node sees the instances of another, each change of
+    theirs, and a dead node's endpoints leave within the node TTL."""
+    import signal
+    from cluster_harness import node
+    a = node(tmp_path, "node-a", redis.url)
+    b = node(tmp_path, "node-b", redis.url)
+    try:
+        async def scenario():
+            ws, welcome = await watcher(a, ["api"])
+            held = Held(welcome)
+            mine = await instance(a, "api-1", "10.0.0.1:80")
+            theirs = await instance(b, "api-2", "10.0.0.2:80")
+
+            async def until(want):
+                while {i: (e["node"], e["state"]) for i, e in
+                       held.sets["api"][1].items()} != want:
+                    held.apply(await recv(ws))
+
+            await until({"api-1": ("node-a", "notready"),
+                         "api-2": ("node-b", "notready")})
+            await theirs.send(status(ready=True))
+            await until({"api-1": ("node-a", "notready"),
+                         "api-2": ("node-b", "ready")})
+            assert held.sets["api"][0] == listed(a, "api")[0]
+            b.kill(signal.SIGKILL)
+            b.p.wait()
+            await until({"api-1": ("node-a", "notready")})
+            await mine.close()
+            await ws.close()
+
+        ws_run(scenario())
+    finally:
+        assert a.stop() == 0, a.text()
+        b.stop()
