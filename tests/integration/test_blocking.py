@@ -295,3 +295,40 @@ def test_stopping_answers_blocked_callers(tmp_path):
         ws_run(scenario())
     finally:
         d.stop()
+
+
+def test_discoveryctl_endpoints_watch(daemon):
+    """endpoints --watch prints the set, then each new one as it comes."""
+    import os
+    import subprocess
+    from harness import BIN, Proc
+    watch = Proc([os.path.join(BIN, "discoveryctl"), "-s", daemon.base,
+                  "--json", "endpoints", "api", "--watch"], "discoveryctl",
+                 env=dict(os.environ, NO_COLOR="1"))
+
+    def sets():
+        return [json.loads(l) for l in watch.text().splitlines()
+                if l.startswith("{")]
+
+    async def scenario():
+        watch.wait_line(r'^\{"service":"api"')
+        assert sets()[0]["endpoints"] == []
+        until_blocked(daemon, 1)
+        api = await instance(daemon, "api", "api-1", "10.0.0.1:80")
+        wait_until(lambda: any(s["endpoints"] and s["endpoints"][0]["state"]
+                               == "ready" for s in sets()))
+        await api.send(status(ready=False, state="draining"))
+        wait_until(lambda: sets()[-1]["endpoints"] and
+                   sets()[-1]["endpoints"][0]["state"] == "draining")
+        indexes = [s["index"] for s in sets()]
+        assert indexes == sorted(set(indexes)), indexes  # each set once
+        await api.close()
+
+    try:
+        ws_run(scenario())
+    finally:
+        watch.stop()
+    rc = subprocess.run([os.path.join(BIN, "discoveryctl"), "-s",
+                         daemon.base, "endpoints", "Bad", "--watch"],
+                        capture_output=True).returncode
+    assert rc == 2
