@@ -254,6 +254,10 @@ $(BENCH)/loadgen: $(LOADGEN_SRC) tests/bench/loadgen/loadgen.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $(LOADGEN_SRC)
 
+$(BENCH)/blockgen: tests/bench/blockgen.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $<
+
 $(BENCH)/floor: tests/bench/floor.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $< \
@@ -268,7 +272,8 @@ $(BENCH)/socketio/.installed: $(SOCKETIO_PEER)/package.json \
 	@touch $@
 
 .PHONY: bench-tools
-bench-tools: $(BENCH)/loadgen $(BENCH)/floor $(BENCH)/socketio/.installed
+bench-tools: $(BENCH)/loadgen $(BENCH)/floor $(BENCH)/blockgen \
+             $(BENCH)/socketio/.installed
 
 bench:
 	@sh tests/install-deps.sh $(BENCH_DEB_PKGS) $(BENCH_NODE)

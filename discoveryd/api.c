@@ -200,6 +200,7 @@ void api_http_metrics(struct api *a, struct metrics_text *t)
 	char label[160];
 
 	api_conns_metrics(a->conns, t);
+	api_blocks_metrics(a->blocks, t);
 	metrics_family(t, "discovery_http_requests_total", "counter",
 		       "HTTP API requests answered, by route and status code.");
 	for (int r = 0; r < R_COUNT; r++)
@@ -246,7 +247,8 @@ static void count_request(struct api *a, struct MHD_Connection *c,
 static enum MHD_Result counted(struct api *a, struct MHD_Connection *c,
 			       const struct request *r, enum MHD_Result ret)
 {
-	if (ret == MHD_YES)
+	/* A blocked query has no answer yet: counted when it has. */
+	if (ret == MHD_YES && !r->block)
 		count_request(a, c, r->route);
 	return ret;
 }
@@ -327,6 +329,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	api_conns_busy(a->conns, r->conn);
+	if (r->block) { /* a blocking query woke: its answer goes now */
+		api_block_done(a->blocks, r);
+		api_conns_unblock(a->conns, r->conn);
+		r->woke = true;
+	}
 	if (r->too_big)
 		return send_too_large(a, c, r, cap);
 	return counted(a, c, r, api_route(a, c, url, method, r));
@@ -340,8 +347,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 	(void)c;
 	(void)toe;
-	if (r)
+	if (r) {
+		api_block_done(a->blocks, r); /* the peer left, or we stop */
 		api_conns_done(a->conns, r->conn);
+	}
 	if (r && r->stream) {
 		struct hub_req req = { .op = HUB_SSE_CLOSE,
 				       .stream = r->stream };
@@ -496,7 +505,8 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 	atomic_store(&a->max_body, (size_t)conf->max_message);
 	limits_of(conf, a->max_http, &lim);
 	a->conns = api_conns_new(&lim);
-	if (a->conns && take_tls(a, conf) == 0)
+	a->blocks = api_blocks_new(hub_epboard(hub));
+	if (a->conns && a->blocks && take_tls(a, conf) == 0)
 		a->mhd = start_mhd(a, (struct sockaddr *)&ss, -1);
 	if (!a->mhd) {
 		snprintf(err, errlen, "cannot listen for HTTP%s on %s",
@@ -504,6 +514,7 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 		free_pem(&a->cert);
 		free_pem(&a->key);
 		api_conns_free(a->conns);
+		api_blocks_free(a->blocks);
 		api_origin_free(a->origin);
 		free(a);
 		return NULL;
@@ -563,7 +574,11 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 		a->old_cert = a->old_key = NULL;
 		fresh = start_mhd(a, NULL, fd);
 	}
+	/* Blocked queries answer now (the old daemon's cannot be told from
+	 * the new one's: all do), and come back to the new daemon. */
+	api_blocks_stop(a->blocks);
 	MHD_stop_daemon(a->mhd);
+	api_blocks_start(a->blocks);
 	a->mhd = fresh;
 	free_pem(&a->old_cert);
 	free_pem(&a->old_key);
@@ -589,17 +604,19 @@ void api_stop(struct api *a)
 	if (!a)
 		return;
 	if (a->mhd) {
-		/* Live streams end first: a suspended connection would hold
-		 * MHD_stop_daemon up. */
+		/* Live streams end first, blocked queries answer: a
+		 * suspended connection would hold MHD_stop_daemon up. */
 		struct hub_req req = { .op = HUB_SSE_END_ALL };
 
 		store_call(a->store, &req);
 		free(req.body);
+		api_blocks_stop(a->blocks);
 		MHD_stop_daemon(a->mhd);
 	}
 	free_pem(&a->cert);
 	free_pem(&a->key);
 	api_conns_free(a->conns);
+	api_blocks_free(a->blocks);
 	api_origin_free(a->origin);
 	free(a);
 }

@@ -13,6 +13,8 @@
  *   body      head read, body coming: limits.body_timeout
  *   busy      the request is complete: the route runs, the answer goes out
  *   stream    a live event stream (SSE), counted against its own caps
+ *   blocked   a blocking query, suspended until its index passes or its
+ *             wait ends (api_block.c): under the same caps as streams
  *   gone      shut down by us (refused, evicted, past its deadline), until
  *             libmicrohttpd sees the end of the socket and closes it
  *
@@ -56,10 +58,18 @@
 #define GUARD_TICK_MS    1000  /* the guard's longest sleep */
 #define MHD_LOG_BURST    20    /* libmicrohttpd's lines per 10 s */
 
-enum conn_state { ST_WAITING, ST_BODY, ST_BUSY, ST_STREAM, ST_GONE, N_STATES };
+enum conn_state {
+	ST_WAITING,
+	ST_BODY,
+	ST_BUSY,
+	ST_STREAM,
+	ST_BLOCKED,
+	ST_GONE,
+	N_STATES
+};
 
 static const char *const state_names[N_STATES] = {
-	"waiting", "body", "busy", "stream", "closing",
+	"waiting", "body", "busy", "stream", "blocked", "closing",
 };
 
 enum refusal { RF_MAX_HTTP, RF_PER_IP, RF_STREAMS, RF_STREAMS_PER_IP, N_RF };
@@ -76,7 +86,7 @@ struct peer {
 	struct peer *next; /* in its bucket */
 	unsigned char addr[16];
 	unsigned char len;       /* 4 or 16 */
-	unsigned conns, streams; /* admitted (not gone), streaming */
+	unsigned conns, streams; /* admitted (not gone), streaming or blocked */
 };
 
 struct api_conn {
@@ -272,7 +282,7 @@ static void release(struct api_conns *t, struct api_conn *k)
 
 	if (!p)
 		return;
-	if (k->state == ST_STREAM)
+	if (k->state == ST_STREAM || k->state == ST_BLOCKED)
 		p->streams--;
 	if (--p->conns == 0)
 		drop_peer(t, p);
@@ -441,7 +451,8 @@ static void step(struct api_conns *t, struct api_conn *k, unsigned from,
 		return;
 	pthread_mutex_lock(&t->mu);
 	if (from & (1u << k->state)) {
-		if (k->state == ST_STREAM && k->peer)
+		if ((k->state == ST_STREAM || k->state == ST_BLOCKED) &&
+		    k->peer)
 			k->peer->streams--;
 		move(t, k, to);
 	}
@@ -460,10 +471,20 @@ void api_conns_busy(struct api_conns *t, struct api_conn *k)
 
 void api_conns_done(struct api_conns *t, struct api_conn *k)
 {
-	step(t, k, 1u << ST_BODY | 1u << ST_BUSY | 1u << ST_STREAM, ST_WAITING);
+	step(t, k,
+	     1u << ST_BODY | 1u << ST_BUSY | 1u << ST_STREAM | 1u << ST_BLOCKED,
+	     ST_WAITING);
 }
 
-const char *api_conns_stream(struct api_conns *t, struct api_conn *k)
+void api_conns_unblock(struct api_conns *t, struct api_conn *k)
+{
+	step(t, k, 1u << ST_BLOCKED, ST_BUSY);
+}
+
+/* A busy request becomes long-lived (to: a stream or blocked), if the caps
+ * shared by both allow it. */
+static const char *long_lived(struct api_conns *t, struct api_conn *k,
+			      enum conn_state to)
 {
 	const char *why = NULL;
 	enum refusal r = N_RF;
@@ -472,13 +493,14 @@ const char *api_conns_stream(struct api_conns *t, struct api_conn *k)
 		return NULL;
 	pthread_mutex_lock(&t->mu);
 	if (k->state == ST_BUSY && k->peer) {
-		if (t->lists[ST_STREAM].n >= t->lim.max_streams)
+		if (t->lists[ST_STREAM].n + t->lists[ST_BLOCKED].n >=
+		    t->lim.max_streams)
 			r = RF_STREAMS;
 		else if (k->peer->streams >= t->lim.max_streams_per_ip)
 			r = RF_STREAMS_PER_IP;
 		if (r == N_RF) {
 			k->peer->streams++;
-			move(t, k, ST_STREAM);
+			move(t, k, to);
 		} else {
 			t->refused[r]++;
 			why = refusal_names[r];
@@ -486,6 +508,16 @@ const char *api_conns_stream(struct api_conns *t, struct api_conn *k)
 	}
 	pthread_mutex_unlock(&t->mu);
 	return why;
+}
+
+const char *api_conns_stream(struct api_conns *t, struct api_conn *k)
+{
+	return long_lived(t, k, ST_STREAM);
+}
+
+const char *api_conns_block(struct api_conns *t, struct api_conn *k)
+{
+	return long_lived(t, k, ST_BLOCKED);
 }
 
 /* ---- the guard ---------------------------------------------------------- */
@@ -664,8 +696,9 @@ void api_conns_metrics(struct api_conns *t, struct metrics_text *m)
 	samples(m, "discovery_http_connections", "state", state_names, open,
 		N_STATES);
 	metrics_family(m, "discovery_http_refused_total", "counter",
-		       "HTTP connections refused, and live streams refused "
-		       "with 503, by the limit they met.");
+		       "HTTP connections refused, and live streams and "
+		       "blocking queries refused with 503, by the limit "
+		       "they met.");
 	samples(m, "discovery_http_refused_total", "reason", refusal_names,
 		refused, N_RF);
 	metrics_family(m, "discovery_http_evicted_total", "counter",

@@ -64,11 +64,14 @@ struct api_refusal {
 };
 
 struct api_origin;
+struct api_blocks; /* blocked queries (api_block.c) */
+struct api_block;  /* one of them */
 
 struct api {
 	struct MHD_Daemon *mhd;
 	struct api_origin *origin;
 	struct api_conns *conns;
+	struct api_blocks *blocks;
 	atomic_uint_least64_t requests[R_COUNT][API_CODES];
 	struct hub *hub;     /* its drain state */
 	struct store *store; /* every call */
@@ -95,8 +98,11 @@ struct request {
 	bool too_big;
 	size_t dropped; /* body bytes read and dropped */
 	enum route route;
-	struct sse *stream;    /* a live event stream, while it runs */
-	struct api_conn *conn; /* its connection's entry (NULL: untracked) */
+	struct sse *stream;      /* a live event stream, while it runs */
+	struct api_conn *conn;   /* its connection's entry (NULL: untracked) */
+	struct api_block *block; /* a blocking query while it is suspended
+				    (api_block.c) */
+	bool woke;               /* it was, and is answered now */
 	/* A write's Idempotency-Key, scoped by its sender ("" = none), and
 	 * the request's fingerprint (api_route.c). */
 	char idem_key[IDEM_SCOPED_MAX + 1];
@@ -156,10 +162,53 @@ void api_conns_busy(struct api_conns *t, struct api_conn *k);
 void api_conns_done(struct api_conns *t, struct api_conn *k);
 /* Become a live stream: NULL, or the name of the limit that refuses it. */
 const char *api_conns_stream(struct api_conns *t, struct api_conn *k);
+/* The same for a blocking query (the caps are shared); unblock: it woke
+ * and is answered (busy again). */
+const char *api_conns_block(struct api_conns *t, struct api_conn *k);
+void api_conns_unblock(struct api_conns *t, struct api_conn *k);
 void api_conns_metrics(struct api_conns *t, struct metrics_text *m);
 /* May libmicrohttpd's next line be logged? At most 20 per 10 s; the guard
  * says how many were not. */
 bool api_conns_may_log(struct api_conns *t);
+
+/*
+ * api_block.c: blocking queries, ?index=N&wait=D on the endpoints route
+ * (docs/api.md). The request's connection is suspended, not its thread:
+ * one record each, one thread for every deadline and hang-up.
+ */
+#define API_BLOCK_WAIT_DEFAULT_MS (5 * 60 * 1000)
+#define API_BLOCK_WAIT_MAX_MS     (10 * 60 * 1000)
+
+struct epboard;
+/* Blocks wait on board (not owned). NULL when out of resources. */
+struct api_blocks *api_blocks_new(struct epboard *board);
+/* After libmicrohttpd stopped: no block is left. */
+void api_blocks_free(struct api_blocks *t);
+/* Wake every blocked query (each answers with what it has), and answer
+ * new ones at once until api_blocks_start: libmicrohttpd must never stop
+ * with a connection suspended. */
+void api_blocks_stop(struct api_blocks *t);
+void api_blocks_start(struct api_blocks *t);
+/*
+ * c's ?index and ?wait: 1 with *index (> 0) and *wait_ms (clamped, jitter
+ * not yet added) for a blocking query; 0 for a plain one (no index, or
+ * index=0); -1 when one is malformed, with a 400 queued in *ret.
+ */
+int api_block_parse(struct MHD_Connection *c, uint64_t *index, int64_t *wait_ms,
+		    enum MHD_Result *ret);
+/*
+ * Block r until service's published index passes index, or wait_ms (plus
+ * jitter) passes, or the client hangs up: true when c is suspended (return
+ * MHD_YES; libmicrohttpd calls the handler again when it wakes, which
+ * ends the block and sets r->woke), false when the answer should go now.
+ */
+bool api_block_begin(struct api_blocks *t, struct MHD_Connection *c,
+		     struct request *r, const char *service, uint64_t index,
+		     int64_t wait_ms);
+/* r's block is over (woken and answering, or the request completed):
+ * free it, r->block NULL. */
+void api_block_done(struct api_blocks *t, struct request *r);
+void api_blocks_metrics(struct api_blocks *t, struct metrics_text *m);
 
 /* api_route.c: answer one whole request (body already collected). */
 enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,

@@ -468,17 +468,23 @@ static enum MHD_Result do_events(struct api *a, struct MHD_Connection *c)
 
 /*
  * GET /api/discovery/services/{name}/endpoints?state=ready|any&tag=T: the
- * index goes in X-Discovery-Index too.
+ * index goes in X-Discovery-Index too. With ?index=N (and &wait=D), a
+ * blocking query (api_block.c): the answer waits until the index passes
+ * N; libmicrohttpd calls again when it may go (r->woke).
  */
 static enum MHD_Result do_endpoints(struct api *a, struct MHD_Connection *c,
-				    const char *name)
+				    const char *name, struct request *r)
 {
 	struct hub_req req = { .op = HUB_ENDPOINTS };
 	const char *state =
 		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
 	const char *tag =
 		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "tag");
+	enum MHD_Result ret = MHD_NO;
 	char index[24];
+	uint64_t after;
+	int64_t wait_ms;
+	const char *full;
 
 	if (state && strcmp(state, "ready") != 0 && strcmp(state, "any") != 0)
 		return api_send_error(c, 400, "bad_request",
@@ -487,6 +493,17 @@ static enum MHD_Result do_endpoints(struct api *a, struct MHD_Connection *c,
 		return api_send_error(c, 400, "bad_request",
 				      "'tag' must match "
 				      "[a-z0-9][a-z0-9_.-]{0,62}");
+	switch (r->woke ? 0 : api_block_parse(c, &after, &wait_ms, &ret)) {
+	case -1: return ret;
+	case 1:
+		if ((full = api_conns_block(a->conns, r->conn)))
+			return api_send_full(c, full);
+		if (api_block_begin(a->blocks, c, r, name, after, wait_ms))
+			return MHD_YES;
+		api_conns_unblock(a->conns, r->conn);
+		break;
+	default: /* a plain query, or a blocking one woken */ break;
+	}
 	snprintf(req.service, sizeof(req.service), "%s", name);
 	snprintf(req.tag, sizeof(req.tag), "%s", tag ? tag : "");
 	req.any = state && strcmp(state, "any") == 0;
@@ -500,7 +517,7 @@ static enum MHD_Result do_endpoints(struct api *a, struct MHD_Connection *c,
 /* /api/discovery/services/{name}[/{action}] */
 static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 				     const char *rest, const char *method,
-				     const struct request *r)
+				     struct request *r)
 {
 	char name[PROTO_NAME_MAX + 1];
 	const char *slash = strchr(rest, '/');
@@ -537,7 +554,7 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 	if (strcmp(action, "endpoints") == 0) {
 		if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 			return api_send_405(c, "GET, HEAD");
-		return do_endpoints(a, c, name);
+		return do_endpoints(a, c, name, r);
 	}
 	if (strcmp(action, "declaration") == 0) {
 		if (strcmp(method, "DELETE") != 0)

@@ -35,6 +35,7 @@ struct cmd_args {
 	const char *value;
 	const char *after;
 	bool follow;             /* events --follow */
+	bool watch;              /* endpoints --watch */
 	const char *role;        /* token issue */
 	const char *secret_file; /* token issue */
 	const char *sub;         /* token issue */
@@ -89,6 +90,9 @@ int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req);
 
 /* follow.c: events --follow; runs until interrupted or refused. */
 int follow_events(const struct cmd_settings *settings, const char *path);
+/* watch.c: endpoints --watch (path: the plain query, with a '?'); the
+ * same. */
+int watch_endpoints(const struct cmd_settings *settings, const char *path);
 
 void cmd_request_release(struct cmd_request *req);
 

@@ -45,6 +45,7 @@ _discoveryctl()
 	invalidate) COMPREPLY=($(compgen -W "--service $global" -- "$cur")) ;;
 	broadcast) COMPREPLY=($(compgen -W "--command --service --instance --header --value $global" -- "$cur")) ;;
 	events) COMPREPLY=($(compgen -W "--after --follow -f $global" -- "$cur")) ;;
+	endpoints) COMPREPLY=($(compgen -W "--watch -w $global" -- "$cur")) ;;
 	token)
 		if [[ $cword -eq $((i + 1)) ]]; then
 			COMPREPLY=($(compgen -W "issue" -- "$cur"))

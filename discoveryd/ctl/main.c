@@ -54,6 +54,7 @@ enum {
 	ALLOW_SECRET_FILE = 1u << 8,
 	ALLOW_SUB = 1u << 9,
 	ALLOW_FOLLOW = 1u << 10,
+	ALLOW_WATCH = 1u << 11,
 	GLOBAL = 1u << 15, /* valid anywhere, before or after the command */
 };
 
@@ -80,6 +81,7 @@ static const struct option options[] = {
 	{"version", 'V', OPTION_FLAG, GLOBAL, FIELD(version)},
 	{"ttl", 0, OPTION_STRING, ALLOW_TTL, FIELD(ttl)},
 	{"follow", 'f', OPTION_FLAG, ALLOW_FOLLOW, FIELD(follow)},
+	{"watch", 'w', OPTION_FLAG, ALLOW_WATCH, FIELD(watch)},
 	{"service", 0, OPTION_STRING, ALLOW_SERVICE, FIELD(service)},
 	{"instance", 0, OPTION_STRING, ALLOW_INSTANCE, FIELD(instance)},
 	{"command", 0, OPTION_STRING, ALLOW_COMMAND, FIELD(command)},
@@ -121,7 +123,8 @@ static const struct command commands[] = {
 	{"services", cmd_services, NULL, 0, 0, 0, "services"},
 	{"service", cmd_service, NULL, 0, 1, 1, "service NAME"},
 	{"agents", cmd_agents, NULL, 0, 0, 0, "agents"},
-	{"endpoints", cmd_endpoints, NULL, 0, 1, 1, "endpoints SERVICE"},
+	{"endpoints", cmd_endpoints, NULL, ALLOW_WATCH, 1, 1,
+	 "endpoints SERVICE [--watch]"},
 	{"cacheready", cmd_cacheready, NULL, 0, 0, 0, "cacheready"},
 	{"events", cmd_events, NULL, ALLOW_AFTER | ALLOW_FOLLOW, 0, 0,
 	 "events [--after SEQ] [--follow]"},
@@ -159,6 +162,13 @@ static const char usage_text[] =
 	"  services              list services and their readiness\n"
 	"  service NAME          show one service\n"
 	"  agents                list connected agents\n"
+	"  endpoints SERVICE [--watch]\n"
+	"                        list SERVICE's endpoints, on every node, "
+	"ready\n"
+	"                        or not; --watch (-w): then print each new "
+	"set\n"
+	"                        as it changes (blocking queries), until\n"
+	"                        interrupted\n"
 	"  cacheready            declare service \"cache\" ready "
 	"(NetCoreStack\n"
 	"                        compatible)\n"
@@ -522,6 +532,7 @@ static int run(const struct command *command, const struct cmd_args *args)
 		code = CTL_EXIT_UNAVAILABLE;
 	} else {
 		code = args->follow ? follow_events(&settings, req.path) :
+		       args->watch  ? watch_endpoints(&settings, req.path) :
 				      cmd_run(&settings, &req);
 		client_global_cleanup();
 	}

@@ -4,7 +4,7 @@
 
 RAW is what tests/bench/run.sh left: SYSTEM-N.json (loadgen's JSON line),
 SYSTEM-N.status and .log for each fan-out run, gate.json (one line per wrk
-run), commands.txt, started, seconds, loadavg.start and loadavg.end. OUT
+run), blocking.json (blockgen's JSON line), commands.txt, started, seconds, loadavg.start and loadavg.end. OUT
 gets results.json (an array of {"metric","system","value","unit"}),
 REPORT.md (the metric x system table with ratios, the issue's targets met
 or missed, the machine, the versions, the commands) and, drawn by gnuplot
@@ -77,6 +77,39 @@ def load_gate(raw):
             continue
         gate[(g["system"], g["case"])] = g
     return gate
+
+
+def load_blocking(raw):
+    """blockgen's line (tests/bench/blocking.sh), or None."""
+    text = read(os.path.join(raw, "blocking.json"), "")
+    try:
+        return json.loads(text.splitlines()[-1]) if text else None
+    except ValueError:
+        return None
+
+
+def blocking_results(b):
+    whole = b and b["answered"] == b["callers"] * b["rounds"]
+    return [{"metric": "blocking_wakeup_1k_ms", "system": "discoveryd",
+             "value": b["last_ms_median"] if whole else None, "unit": "ms"},
+            {"metric": "blocking_wakeup_1k_p50_ms", "system": "discoveryd",
+             "value": b["p50_ms_median"] if whole else None, "unit": "ms"}]
+
+
+def blocking_section(b):
+    if not b:
+        return "No run (build/bench/raw/blocking.log says why)."
+    return ("tests/bench/blocking.sh: %d callers blocked on one service "
+            "(`?index=I&wait=10m`), then one instance reports a new load; "
+            "from that write to each caller holding its whole answer. "
+            "Median over %d rounds: last caller %.1f ms, median caller "
+            "%.1f ms (rounds' last: %s). %d of %d answers carried the new "
+            "index. discoveryd ran %d threads with every caller blocked." % (
+                b["callers"], b["rounds"], b["last_ms_median"],
+                b["p50_ms_median"],
+                ", ".join("%.1f" % v for v in b["last_ms"]),
+                b["answered"], b["callers"] * b["rounds"],
+                b["server_threads"]))
 
 
 def complete(run):
@@ -414,7 +447,9 @@ def cluster_table(runs):
 def report(raw, out, quick):
     runs = load_fanout(raw)
     gate = load_gate(raw)
-    res = results(runs, gate) + cluster_results(runs)
+    blocking = load_blocking(raw)
+    res = results(runs, gate) + cluster_results(runs) + \
+        blocking_results(blocking)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
         f.write("\n")
@@ -446,6 +481,7 @@ def report(raw, out, quick):
            "20,000-file limit), so one node has no 30k row. All of it shares "
            "the same 2 cores with the load generator and Redis.", "",
            cluster_table(runs), ""]
+    md += ["## Blocking queries", "", blocking_section(blocking), ""]
     md += ["## Runs that went wrong", "", problems(runs), "", HOW,
            "## Machine", ""]
     md += ["- %s: %s" % kv for kv in machine(raw)]

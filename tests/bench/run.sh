@@ -3,7 +3,8 @@
 # For each size, for each system, one fresh server and one load generator
 # run (tests/bench/fanout.sh): the connect storm, the idle memory, then
 # warm-up and measured fan-out rounds. Then the gate against nginx
-# (tests/gate/bench.sh). Every run's JSON, log and exit status lands in
+# (tests/gate/bench.sh), and blocking queries (tests/bench/blocking.sh).
+# Every run's JSON, log and exit status lands in
 # build/bench/raw/; tests/bench/report.py turns them into
 # build/bench/results.json, REPORT.md and the PNG plots.
 #
@@ -70,6 +71,13 @@ for n in $cluster_sizes; do
 	one "cluster3-$n" "3 nodes" "$n" tests/bench/cluster.sh "$n" \
 		-r "$rounds" -W 1 -w 2 -T "$round_s" -S 60
 done
+
+# Blocking queries: 1,000 callers blocked on one service, one change.
+echo "sh tests/bench/blocking.sh 1000 $rounds" >>"$RAW/commands.txt"
+echo "bench: blocking queries, 1000 callers" >&2
+timeout "$run_s" sh tests/bench/blocking.sh 1000 "$rounds" \
+	>"$RAW/blocking.json" 2>"$RAW/blocking.log" ||
+	echo "bench: blocking: exit $? (build/bench/raw/blocking.log)" >&2
 
 echo "sh tests/gate/bench.sh -o build/bench/raw/gate.json $gate_time" \
 	>>"$RAW/commands.txt"

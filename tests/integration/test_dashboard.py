@@ -130,6 +130,24 @@ def test_live_dashboard(daemon, browser, tmp_path):
             await page.wait("document.querySelectorAll(%s).length === 2" %
                             json.dumps(card("cache") + " [data-instance]"))
 
+            # Each instance shows its address, state, load and weight, and
+            # follows them as the instance reports.
+            inst = q(card("api") + ' [data-instance="api-1"]')
+            await page.wait(inst + ".dataset.state === 'ready'")
+            text = await page.eval(inst + ".textContent")
+            assert "addr 10.0.0.6:8080" in text and "weight 100" in text
+            assert "load —" in text
+            await api.send(json.dumps({"type": "status", "ready": False,
+                                       "state": "draining", "load": 0.42}))
+            await page.wait(inst + ".dataset.state === 'draining'")
+            await page.wait(inst + ".textContent.includes('load 42%')")
+            assert "draining" in await page.eval(
+                inst + ".querySelector('.inst-state').textContent")
+            await page.screenshot("dashboard-draining.png")
+            await api.send(json.dumps({"type": "status", "ready": True,
+                                       "state": "ready", "load": 0.42}))
+            await page.wait(q(card("api") + '[data-ready="true"]'))
+
             # 3. A readiness change through the API: the card turns ready
             # and the event heads the list.
             st, body = daemon.call("POST",
