@@ -77,6 +77,7 @@ struct udp_batch {
 	struct sockaddr_storage from[UDP_BATCH];
 	uint8_t buf[UDP_BATCH][DNS_QUERY_MAX];
 	uint8_t *answer[UDP_BATCH];
+	struct dns_cache *cache;
 };
 
 static void batch_init(struct udp_batch *b)
@@ -110,8 +111,9 @@ static unsigned answer_batch(struct dns *d, struct udp_batch *b, int n,
 		}
 		/* A datagram cut short (MSG_TRUNC) is answered as read: it
 		 * fails to parse, FORMERR. */
-		if (dns_answer(&d->zone, d->board, b->buf[i], b->in[i].msg_len,
-			       false, (*rotate)++, &out, &len, &o) != 0) {
+		if (dns_answer(&d->zone, d->board, b->cache, b->buf[i],
+			       b->in[i].msg_len, false, (*rotate)++, &out, &len,
+			       &o) != 0) {
 			o = (struct dns_outcome){ .rcode =
 							  LDNS_RCODE_SERVFAIL };
 			dns_count(&d->stats, false, &o);
@@ -158,11 +160,13 @@ static void *udp_main(void *arg)
 			       { .fd = d->wake_fd, .events = POLLIN } };
 	uint64_t rotate = 0;
 
-	if (!b) {
+	if (b)
+		batch_init(b);
+	if (!b || !(b->cache = dns_cache_new())) {
 		log_error("dns", "error=\"no memory for the UDP thread\"");
+		free(b);
 		return NULL;
 	}
-	batch_init(b);
 	for (;;) {
 		int n;
 
@@ -176,6 +180,7 @@ static void *udp_main(void *arg)
 		if (n > 0)
 			send_batch(d, b, answer_batch(d, b, n, &rotate));
 	}
+	dns_cache_free(b->cache);
 	free(b);
 	return NULL;
 }

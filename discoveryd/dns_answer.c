@@ -536,9 +536,41 @@ static int check(struct query *x, struct epboard *b)
 	return -1;
 }
 
+/* A service's answer, from the cache when it holds one. */
+static int answer_set(struct query *x, struct dns_cache *cache,
+		      const uint8_t *q, uint16_t edns, size_t limit, bool tcp,
+		      uint64_t rotate, uint8_t **out, size_t *outlen,
+		      struct dns_outcome *o)
+{
+	const ldns_rdf *name = ldns_rr_owner(x->question);
+	struct dns_cache_key k = {
+		.set = x->set,
+		/* The same start for every rotate it stands for. */
+		.rotation = (uint32_t)(rotate % (x->set->n ? x->set->n : 1)),
+		.qtype = (uint16_t)x->type,
+		.limit = (uint16_t)limit,
+		.tcp = tcp,
+		.edns = edns != 0,
+		.qname = ldns_rdf_data(name),
+		.qname_len = ldns_rdf_size(name),
+	};
+
+	if (!cache)
+		return answer_records(x, edns, limit, tcp, rotate, out, outlen,
+				      o);
+	if (dns_cache_get(cache, &k, q, out, outlen, o) == 0)
+		return 0;
+	if (answer_records(x, edns, limit, tcp, k.rotation, out, outlen, o) !=
+	    0)
+		return -1;
+	dns_cache_put(cache, &k, *out, *outlen, o);
+	return 0;
+}
+
 int dns_answer(const struct dns_zone *z, struct epboard *board,
-	       const uint8_t *q, size_t len, bool tcp, uint64_t rotate,
-	       uint8_t **out, size_t *outlen, struct dns_outcome *o)
+	       struct dns_cache *cache, const uint8_t *q, size_t len, bool tcp,
+	       uint64_t rotate, uint8_t **out, size_t *outlen,
+	       struct dns_outcome *o)
 {
 	struct query x = { .z = z };
 	size_t limit = tcp ? DNS_TCP_MAX : DNS_UDP_MIN;
@@ -576,8 +608,10 @@ int dns_answer(const struct dns_zone *z, struct epboard *board,
 	} else {
 		o->rcode = x.kind == K_NXDOMAIN ? LDNS_RCODE_NXDOMAIN :
 						  LDNS_RCODE_NOERROR;
-		rc = answer_records(&x, edns, limit, tcp, rotate, out, outlen,
-				    o);
+		rc = x.set ? answer_set(&x, cache, q, edns, limit, tcp, rotate,
+					out, outlen, o) :
+			     answer_records(&x, edns, limit, tcp, rotate, out,
+					    outlen, o);
 	}
 	free(x.ep);
 	epset_put(x.set);

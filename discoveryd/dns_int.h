@@ -23,6 +23,9 @@
 #define DNS_TCP_MAX 65535
 /* One query is a few hundred bytes; a bigger datagram is read cut short. */
 #define DNS_QUERY_MAX 4096
+/* Answers kept per thread (dns_cache.c), and the largest kept. */
+#define DNS_CACHE_SLOTS      1024
+#define DNS_CACHE_ANSWER_MAX 8192
 /* Per-source buckets (addresses hashed into this many). */
 #define DNS_RATE_SLOTS 4096
 
@@ -71,16 +74,43 @@ struct dns_outcome {
 	int rcode;
 };
 
+/* One thread's answers already written (dns_cache.c). */
+struct dns_cache;
+struct dns_cache_key {
+	struct epset *set; /* the answer's source; not held by the key */
+	uint32_t rotation;
+	uint16_t qtype;
+	uint16_t limit; /* the size the answer had to fit */
+	bool tcp, edns;
+	const uint8_t *qname; /* the question's name, uncompressed */
+	size_t qname_len;
+};
+
+struct dns_cache *dns_cache_new(void);
+void dns_cache_free(struct dns_cache *c);
+/* 0 with a copy of the answer (the query's ID, RD and CD set) in *out,
+ * or -1: not there. */
+int dns_cache_get(struct dns_cache *c, const struct dns_cache_key *k,
+		  const uint8_t *query, uint8_t **out, size_t *outlen,
+		  struct dns_outcome *o);
+/* Keep a copy of wire for k (it holds k->set). Best effort. */
+void dns_cache_put(struct dns_cache *c, const struct dns_cache_key *k,
+		   const uint8_t *wire, size_t len,
+		   const struct dns_outcome *o);
+
 /*
  * Answer the query in q (len bytes) from board: *out (malloc'd, the
  * caller frees) and *outlen, with what happened in *o. Over UDP the answer
  * fits 512 bytes or the query's EDNS0 size (capped at z->max_udp), TC set
  * when it would not; over TCP it fits 65,535. rotate picks where the
- * records start. Returns 0, or -1 when memory ran out (no answer).
+ * records start. With cache (the calling thread's; NULL: none), answers
+ * about a service's set are kept and reused. Returns 0, or -1 when
+ * memory ran out (no answer).
  */
 int dns_answer(const struct dns_zone *z, struct epboard *board,
-	       const uint8_t *q, size_t len, bool tcp, uint64_t rotate,
-	       uint8_t **out, size_t *outlen, struct dns_outcome *o);
+	       struct dns_cache *cache, const uint8_t *q, size_t len, bool tcp,
+	       uint64_t rotate, uint8_t **out, size_t *outlen,
+	       struct dns_outcome *o);
 
 /* Count an answer. */
 void dns_count(struct dns_stats *s, bool tcp, const struct dns_outcome *o);

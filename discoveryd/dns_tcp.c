@@ -47,6 +47,7 @@ struct dns_tcp {
 	unsigned max_conns;
 	int64_t timeout_ms;
 	uint64_t rotate;
+	struct dns_cache *cache;
 	struct conn *conns;
 	struct pollfd *pfd;
 	pthread_t thread;
@@ -104,8 +105,8 @@ static int answer(struct dns_tcp *t, struct conn *c, size_t qlen)
 		count(&t->stats->rate_limited);
 		return -1;
 	}
-	if (dns_answer(t->zone, t->board, c->in + 2, qlen, true, t->rotate++,
-		       &wire, &len, &o) != 0) {
+	if (dns_answer(t->zone, t->board, t->cache, c->in + 2, qlen, true,
+		       t->rotate++, &wire, &len, &o) != 0) {
 		o = (struct dns_outcome){ .rcode = LDNS_RCODE_SERVFAIL };
 		dns_count(t->stats, true, &o);
 		return -1;
@@ -271,6 +272,7 @@ static void tcp_free(struct dns_tcp *t)
 		close(t->listen_fd);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
+	dns_cache_free(t->cache);
 	free(t->conns);
 	free(t->pfd);
 	free(t);
@@ -299,7 +301,8 @@ struct dns_tcp *dns_tcp_start(int fd, const struct dns_zone *z,
 		t->conns[i].fd = -1;
 	t->pfd = calloc(max_conns + 2, sizeof(*t->pfd));
 	t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!t->conns || !t->pfd || t->wake_fd < 0) {
+	t->cache = dns_cache_new();
+	if (!t->conns || !t->pfd || t->wake_fd < 0 || !t->cache) {
 		tcp_free(t);
 		return NULL;
 	}

@@ -120,7 +120,7 @@ static ldns_pkt *ask_full(const char *name, ldns_rr_type type,
 		ldns_pkt_set_edns_udp_size(q, edns);
 	assert_int_equal(ldns_pkt2wire(&wire, q, &len), LDNS_STATUS_OK);
 	ldns_pkt_free(q);
-	assert_int_equal(dns_answer(&zone, board, wire, len, tcp, 0, &out,
+	assert_int_equal(dns_answer(&zone, board, NULL, wire, len, tcp, 0, &out,
 				    &outlen, o),
 			 0);
 	free(wire);
@@ -298,17 +298,17 @@ static void test_malformed(void **state)
 	size_t len;
 
 	(void)state;
-	assert_int_equal(dns_answer(&zone, board, bad, 5, false, 0, &out, &len,
-				    &o),
-			 0);
-	assert_true(o.drop);
-	assert_null(out);
-	assert_int_equal(dns_answer(&zone, board, response, 12, false, 0, &out,
+	assert_int_equal(dns_answer(&zone, board, NULL, bad, 5, false, 0, &out,
 				    &len, &o),
 			 0);
 	assert_true(o.drop);
-	assert_int_equal(dns_answer(&zone, board, bad, sizeof(bad), false, 0,
+	assert_null(out);
+	assert_int_equal(dns_answer(&zone, board, NULL, response, 12, false, 0,
 				    &out, &len, &o),
+			 0);
+	assert_true(o.drop);
+	assert_int_equal(dns_answer(&zone, board, NULL, bad, sizeof(bad), false,
+				    0, &out, &len, &o),
 			 0);
 	assert_false(o.drop);
 	assert_int_equal(o.rcode, LDNS_RCODE_FORMERR);
@@ -319,8 +319,8 @@ static void test_malformed(void **state)
 	free(out);
 	/* No question at all. */
 	bad[5] = 0;
-	assert_int_equal(dns_answer(&zone, board, bad, 12, false, 0, &out, &len,
-				    &o),
+	assert_int_equal(dns_answer(&zone, board, NULL, bad, 12, false, 0, &out,
+				    &len, &o),
 			 0);
 	assert_int_equal(o.rcode, LDNS_RCODE_FORMERR);
 	free(out);
@@ -373,8 +373,8 @@ static void test_rotation(void **state)
 	ldns_pkt2wire(&wire, q, &len);
 	ldns_pkt_free(q);
 	for (uint64_t k = 0; k < 3; k++) {
-		assert_int_equal(dns_answer(&zone, board, wire, len, false, k,
-					    &out, &outlen, &o),
+		assert_int_equal(dns_answer(&zone, board, NULL, wire, len,
+					    false, k, &out, &outlen, &o),
 				 0);
 		r = NULL;
 		assert_int_equal(ldns_wire2pkt(&r, out, outlen),
@@ -386,6 +386,72 @@ static void test_rotation(void **state)
 	free(wire);
 	assert_string_not_equal(first[0], first[1]);
 	assert_string_not_equal(first[1], first[2]);
+}
+
+/* One query's wire, with id and RD as given. */
+static uint8_t *wire_of(const char *name, ldns_rr_type type, uint16_t id,
+			bool rd, size_t *len)
+{
+	ldns_pkt *q = NULL;
+	uint8_t *wire;
+
+	ldns_pkt_query_new_frm_str(&q, name, type, LDNS_RR_CLASS_IN,
+				   rd ? LDNS_RD : 0);
+	ldns_pkt_set_id(q, id);
+	assert_int_equal(ldns_pkt2wire(&wire, q, len), LDNS_STATUS_OK);
+	ldns_pkt_free(q);
+	return wire;
+}
+
+static ldns_pkt *cached(struct dns_cache *c, const char *name, uint16_t id,
+			bool rd)
+{
+	size_t len, outlen;
+	uint8_t *wire = wire_of(name, LDNS_RR_TYPE_A, id, rd, &len), *out;
+	struct dns_outcome o;
+	ldns_pkt *r = NULL;
+
+	assert_int_equal(dns_answer(&zone, board, c, wire, len, false, 0, &out,
+				    &outlen, &o),
+			 0);
+	assert_int_equal(ldns_wire2pkt(&r, out, outlen), LDNS_STATUS_OK);
+	free(wire);
+	free(out);
+	assert_int_equal(ldns_pkt_id(r), id);
+	assert_int_equal(ldns_pkt_rd(r), rd);
+	return r;
+}
+
+static void test_cache(void **state)
+{
+	struct dns_cache *c = dns_cache_new();
+	struct ep one = { .instance = "c1",
+			  .address = "10.7.0.1:80",
+			  .node = "n",
+			  .state = PROTO_STATE_READY,
+			  .weight = 1 };
+	ldns_pkt *r;
+
+	(void)state;
+	publish("cached", &one, 1);
+	r = cached(c, "cached.service.discovery.", 1, true);
+	assert_string_equal(rdata(r, 0), "10.7.0.1");
+	ldns_pkt_free(r);
+	/* The same answer again, with the second query's ID and RD. */
+	r = cached(c, "cached.service.discovery.", 2, false);
+	assert_string_equal(rdata(r, 0), "10.7.0.1");
+	ldns_pkt_free(r);
+	/* The name's case is echoed: another spelling, another entry. */
+	r = cached(c, "CACHED.service.discovery.", 3, true);
+	assert_int_equal(count(r, LDNS_SECTION_ANSWER), 1);
+	ldns_pkt_free(r);
+	/* A new set: the kept answer is not used. */
+	one.address = "10.7.0.2:80";
+	publish("cached", &one, 1);
+	r = cached(c, "cached.service.discovery.", 4, true);
+	assert_string_equal(rdata(r, 0), "10.7.0.2");
+	ldns_pkt_free(r);
+	dns_cache_free(c);
 }
 
 static void test_rate_buckets(void **state)
@@ -420,6 +486,7 @@ int main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_truncated_then_complete),
 		cmocka_unit_test(test_rotation),
+		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_rate_buckets),
 	};
 
