@@ -246,7 +246,8 @@ test: deps
 # libcrypto's SHA-1 for the floor's handshake. Always the plain build/.
 BENCH          := build/bench
 BENCH_DEB_PKGS := gnuplot-nox nginx wrk python3-fastapi python3-uvicorn \
-                  python3-uvloop python3-websockets libssl-dev
+                  python3-uvloop python3-websockets libssl-dev dnsperf \
+                  bind9-dnsutils
 BENCH_NODE      = $(if $(shell command -v node),,nodejs) \
                   $(if $(shell command -v npm),,npm)
 LOADGEN_SRC    := $(wildcard tests/bench/loadgen/*.c)
