@@ -39,6 +39,7 @@ LIBS_CMOCKA := $(shell pkg-config --libs cmocka 2>/dev/null)
 LIBS_SYSTEMD := $(shell pkg-config --libs libsystemd 2>/dev/null)
 LIBS_ZLIB    := $(shell pkg-config --libs zlib 2>/dev/null)
 LIBS_HIREDIS := $(shell pkg-config --libs hiredis 2>/dev/null)
+LIBS_LDNS    := $(shell pkg-config --libs ldns 2>/dev/null)
 # http-parser (nodejs/http-parser 2.9) ships no pkg-config file.
 LIBS_HTTP_PARSER := -lhttp_parser
 
@@ -142,7 +143,7 @@ $(AGENT_A): $(call obj,$(AGENT_SRC)) $(COMMON_LIB)
 $(BUILD)/bin/discoveryd: $(call obj,discoveryd/main.c) $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_SYSTEMD) \
-	  $(LIBS_HIREDIS) $(LIBS_ZLIB) $(LIBS_COMMON)
+	  $(LIBS_HIREDIS) $(LIBS_LDNS) $(LIBS_ZLIB) $(LIBS_COMMON)
 
 $(BUILD)/bin/discoveryctl: $(call obj,$(CTL_SRC)) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
@@ -177,7 +178,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(DAEMON_LIB_OBJ) $(AGENT_OBJ) $(GATE_OBJ) $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_HIREDIS) \
-	  $(LIBS_ZLIB) $(LIBS_COMMON)
+	  $(LIBS_LDNS) $(LIBS_ZLIB) $(LIBS_COMMON)
 
 # Test tools are written against the public agent.h, like any program.
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
@@ -194,7 +195,8 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             libcmocka-dev libsystemd-dev zlib1g-dev python3 python3-pytest \
             python3-websockets python3-prometheus-client curl openssl \
             nginx-light chromium wrk man-db systemd libhiredis-dev \
-            redis-server redis-sentinel libhttp-parser-dev
+            redis-server redis-sentinel libhttp-parser-dev libldns-dev \
+            bind9-dnsutils haproxy
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
@@ -244,7 +246,8 @@ test: deps
 # libcrypto's SHA-1 for the floor's handshake. Always the plain build/.
 BENCH          := build/bench
 BENCH_DEB_PKGS := gnuplot-nox nginx wrk python3-fastapi python3-uvicorn \
-                  python3-uvloop python3-websockets libssl-dev
+                  python3-uvloop python3-websockets libssl-dev dnsperf \
+                  bind9-dnsutils
 BENCH_NODE      = $(if $(shell command -v node),,nodejs) \
                   $(if $(shell command -v npm),,npm)
 LOADGEN_SRC    := $(wildcard tests/bench/loadgen/*.c)

@@ -195,8 +195,16 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 
 /* ---- request counters ---------------------------------------------------- */
 
+void api_add_metrics(struct api *a, api_metrics_fn fn, void *arg)
+{
+	atomic_store_explicit(&a->more_metrics_arg, arg, memory_order_relaxed);
+	atomic_store_explicit(&a->more_metrics, fn, memory_order_release);
+}
+
 void api_http_metrics(struct api *a, struct metrics_text *t)
 {
+	api_metrics_fn more =
+		atomic_load_explicit(&a->more_metrics, memory_order_acquire);
 	char label[160];
 
 	api_conns_metrics(a->conns, t);
@@ -221,6 +229,10 @@ void api_http_metrics(struct api *a, struct metrics_text *t)
 			metrics_sample(t, "discovery_http_requests_total",
 				       label, (double)n);
 		}
+	if (more)
+		more(atomic_load_explicit(&a->more_metrics_arg,
+					  memory_order_relaxed),
+		     t);
 }
 
 /* ---- libmicrohttpd glue ------------------------------------------------- */

@@ -25,6 +25,12 @@ struct api *api_start(const struct dconf *conf, struct hub *hub,
 const char *api_listen_address(const struct api *a);
 /* Change what can change at run time (the body cap). */
 void api_reload(struct api *a, const struct dconf *conf);
+/* Another module's counters, written into /metrics after the API's own
+ * (the DNS server's): fn(arg, t) runs on the pool's threads until
+ * api_stop returns. Once, any thread. */
+struct metrics_text;
+typedef void (*api_metrics_fn)(void *arg, struct metrics_text *t);
+void api_add_metrics(struct api *a, api_metrics_fn fn, void *arg);
 /* Stop accepting, finish the requests in flight, free. */
 void api_stop(struct api *a);
 

@@ -81,6 +81,10 @@ struct api {
 	char *cert, *key;         /* PEM text while https runs */
 	char *old_cert, *old_key; /* during a reload */
 	char listen_address[CONF_ADDR_TEXT];
+	/* Another module's part of /metrics (api_add_metrics): arg is
+	 * stored before fn, fn read before arg. */
+	_Atomic(api_metrics_fn) more_metrics;
+	void *_Atomic more_metrics_arg;
 };
 
 /*

@@ -19,12 +19,28 @@
 #define HOUR_MS  (INT64_C(3600) * 1000)
 #define PEM_MAX  (256 * 1024)
 
+/* listen.dns: an address; absent, there is no DNS server. */
+static int parse_listen_opt(const char *s, void *field, char *err,
+			    size_t errlen)
+{
+	struct dconf_listen *l = field;
+
+	if (conf_parse_addr(s, &l->addr) != 0) {
+		snprintf(err, errlen, "must be host:port or [v6]:port");
+		return -1;
+	}
+	l->set = true;
+	return 0;
+}
+
 /* clang-format off */
 static const struct conf_key listen_keys[] = {
 	{ .name = "http", .type = CONF_ADDR, .offset = F(listen_http),
 	  .def = "127.0.0.1:5916", .help = "HTTP API address" },
 	{ .name = "agents", .type = CONF_ADDR, .offset = F(listen_agents),
 	  .def = "127.0.0.1:5917", .help = "agent WebSocket address" },
+	{ .name = "dns", .type = CONF_CUSTOM, .offset = F(listen_dns),
+	  .parse = parse_listen_opt, .help = "DNS address (UDP and TCP)" },
 	{ .name = NULL },
 };
 /* clang-format on */
@@ -201,6 +217,31 @@ static const struct conf_key limits_keys[] = {
 };
 /* clang-format on */
 
+/* clang-format off */
+static const struct conf_key dns_keys[] = {
+	{ .name = "domain", .type = CONF_STRING, .offset = F(dns_domain),
+	  .def = "discovery" },
+	{ .name = "ttl", .type = CONF_DURATION, .offset = F(dns_ttl_ms),
+	  .min = 0, .max = 24 * HOUR_MS, .def = "5s" },
+	{ .name = "negative_ttl", .type = CONF_DURATION,
+	  .offset = F(dns_negative_ttl_ms), .min = 0, .max = 24 * HOUR_MS,
+	  .def = "2s" },
+	{ .name = "rate_per_source", .type = CONF_INT,
+	  .offset = F(dns_rate_per_source), .min = 0, .max = 100000000,
+	  .def = "2000" },
+	{ .name = "burst", .type = CONF_INT, .offset = F(dns_burst),
+	  .min = 1, .max = 100000000, .def = "4000" },
+	{ .name = "max_tcp", .type = CONF_INT, .offset = F(dns_max_tcp),
+	  .min = 1, .max = 10000, .def = "64" },
+	{ .name = "tcp_timeout", .type = CONF_DURATION,
+	  .offset = F(dns_tcp_timeout_ms), .min = 100, .max = 5 * 60 * 1000,
+	  .def = "10s" },
+	{ .name = "max_udp_size", .type = CONF_SIZE, .offset = F(dns_max_udp),
+	  .min = 512, .max = 4096, .def = "1232" },
+	{ .name = NULL },
+};
+/* clang-format on */
+
 static bool valid_service_name(const char *name)
 {
 	return proto_valid_name(name);
@@ -241,6 +282,8 @@ static const struct conf_key dconf_keys[] = {
 	  .name_check = valid_service_name },
 	{ .name = "limits", .type = CONF_SECTION, .sub = limits_keys,
 	  .present = CONF_NO_FIELD },
+	{ .name = "dns", .type = CONF_SECTION, .sub = dns_keys,
+	  .present = CONF_NO_FIELD },
 	{ .name = NULL },
 };
 /* clang-format on */
@@ -264,6 +307,58 @@ static bool valid_host_pattern(const char *name)
 		      name[i] == '.'))
 			return false;
 	return true;
+}
+
+/*
+ * dns.domain: a DNS name (labels of letters, digits and '-', not at either
+ * end), short enough that the longest name below it fits 255 bytes.
+ * Lower-cased here: names are compared that way.
+ */
+static bool valid_dns_domain(char *d)
+{
+	size_t n = strlen(d), label = 0;
+
+	if (n && d[n - 1] == '.')
+		d[--n] = '\0';
+	if (n == 0 || n > 100)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		char c = d[i];
+
+		if (c == '.' || c == '\0') {
+			if (label == 0 || d[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (c >= 'A' && c <= 'Z')
+			d[i] = c = (char)(c - 'A' + 'a');
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      (c == '-' && label > 0)) ||
+		    ++label > 63)
+			return false;
+	}
+	return true;
+}
+
+static int validate_dns(const char *path, struct dconf *c, char *err,
+			size_t errlen)
+{
+	if (!valid_dns_domain(c->dns_domain)) {
+		snprintf(err, errlen,
+			 "%s: dns.domain must be a DNS name of at most 100 "
+			 "bytes (labels of letters, digits and '-')",
+			 path);
+		return -1;
+	}
+	if (c->dns_ttl_ms % 1000 || c->dns_negative_ttl_ms % 1000) {
+		snprintf(err, errlen,
+			 "%s: dns.ttl and dns.negative_ttl are whole seconds "
+			 "(DNS counts TTLs in seconds)",
+			 path);
+		return -1;
+	}
+	return 0;
 }
 
 static bool loopback(const struct conf_addr *a)
@@ -427,6 +522,8 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 			 path);
 		return -1;
 	}
+	if (validate_dns(path, c, err, errlen) != 0)
+		return -1;
 	if (c->cluster_present && validate_redis(path, c, err, errlen) != 0)
 		return -1;
 	if (c->cluster_present &&

@@ -22,9 +22,16 @@ struct dconf_service {
 	int64_t min_ready;
 };
 
+/* A listen address that may be absent (listen.dns: absent is off). */
+struct dconf_listen {
+	bool set;
+	struct conf_addr addr;
+};
+
 struct dconf {
 	struct conf_addr listen_http;
 	struct conf_addr listen_agents;
+	struct dconf_listen listen_dns;    /* UDP and TCP, one port */
 	struct conf_strlist allowed_hosts; /* Host names the API answers to */
 	char *state_dir;
 	int64_t history;
@@ -88,6 +95,15 @@ struct dconf {
 	int64_t accept_burst;
 	int64_t accept_share_per_ip; /* percent of both, for one address */
 	int64_t http_threads;
+
+	char *dns_domain;            /* lower case, no trailing dot */
+	int64_t dns_ttl_ms;          /* answers' TTL, whole seconds */
+	int64_t dns_negative_ttl_ms; /* SOA minimum (NXDOMAIN, NODATA) */
+	int64_t dns_rate_per_source; /* queries a second; 0 = no limit */
+	int64_t dns_burst;           /* a source's bucket */
+	int64_t dns_max_tcp;         /* open TCP connections */
+	int64_t dns_tcp_timeout_ms;  /* idle, or one exchange, at most */
+	int64_t dns_max_udp;         /* EDNS0 sizes are capped here */
 };
 
 /*

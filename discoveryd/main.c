@@ -25,6 +25,7 @@
 #include "api.h"
 #include "clock.h"
 #include "dconf.h"
+#include "dns.h"
 #include "hub.h"
 #include "store.h"
 #include "log.h"
@@ -125,6 +126,19 @@ static void note_restart_needed(const struct dconf *old,
 		   conf_addr_format(&now->listen_agents, b, sizeof(b))) != 0)
 		log_warn("reload",
 			 "key=listen.agents note=\"needs a restart\"");
+	if (old->listen_dns.set != now->listen_dns.set ||
+	    strcmp(conf_addr_format(&old->listen_dns.addr, a, sizeof(a)),
+		   conf_addr_format(&now->listen_dns.addr, b, sizeof(b))) != 0)
+		log_warn("reload", "key=listen.dns note=\"needs a restart\"");
+	if (strcmp(old->dns_domain, now->dns_domain) != 0 ||
+	    old->dns_ttl_ms != now->dns_ttl_ms ||
+	    old->dns_negative_ttl_ms != now->dns_negative_ttl_ms ||
+	    old->dns_rate_per_source != now->dns_rate_per_source ||
+	    old->dns_burst != now->dns_burst ||
+	    old->dns_max_tcp != now->dns_max_tcp ||
+	    old->dns_tcp_timeout_ms != now->dns_tcp_timeout_ms ||
+	    old->dns_max_udp != now->dns_max_udp)
+		log_warn("reload", "key=dns note=\"needs a restart\"");
 	if (strcmp(old->state_dir, now->state_dir) != 0)
 		log_warn("reload", "key=state_dir note=\"needs a restart\"");
 	if (old->history != now->history)
@@ -238,19 +252,27 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 }
 
 /*
- * The HTTP side first (no new calls), the store's threads (no new events),
- * then the hub, which closes the links; the store goes last, since a link
- * the hub had left to close when it stopped tells it that it went as the
- * hub frees it.
+ * The HTTP side first (no new calls; its /metrics reads the DNS server's
+ * counters), the DNS server (it reads the hub's board), the store's
+ * threads (no new events), then the hub, which closes the links; the
+ * store goes last, since a link the hub had left to close when it stopped
+ * tells it that it went as the hub frees it.
  */
-static void stop(struct hub *hub, struct store *store, struct api *api)
+static void stop(struct hub *hub, struct store *store, struct api *api,
+		 struct dns *dns)
 {
 	if (api)
 		api_stop(api);
+	dns_stop(dns);
 	store_stop(store);
 	hub_stop(hub);
 	hub_free(hub);
 	store_free(store);
+}
+
+static void dns_metrics_hook(void *dns, struct metrics_text *t)
+{
+	dns_metrics(dns, t);
 }
 
 int main(int argc, char **argv)
@@ -261,6 +283,7 @@ int main(int argc, char **argv)
 	struct hub *hub;
 	struct store *store;
 	struct api *api;
+	struct dns *dns = NULL;
 	sigset_t set;
 	char err[512], q[600];
 
@@ -319,19 +342,33 @@ int main(int argc, char **argv)
 		 hub_listen_address(hub));
 	if (hub_start(hub) != 0 || store_start(store) != 0) {
 		log_error("fatal", "error=\"cannot start the hub's threads\"");
-		stop(hub, store, NULL);
+		stop(hub, store, NULL, NULL);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
 	}
+	/* DNS reads the board the hub publishes, never the hub itself. */
+	if (conf.listen_dns.set &&
+	    !(dns = dns_start(&conf, hub_epboard(hub), err, sizeof(err)))) {
+		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
+		stop(hub, store, NULL, NULL);
+		auth_free(auth);
+		dconf_release(&conf);
+		return 1;
+	}
+	if (dns)
+		log_info("listening", "listener=dns addr=%s domain=%s",
+			 dns_listen_address(dns), conf.dns_domain);
 	api = api_start(&conf, hub, store, auth, err, sizeof(err));
 	if (!api) {
 		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
-		stop(hub, store, NULL);
+		stop(hub, store, NULL, dns);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
 	}
+	if (dns)
+		api_add_metrics(api, dns_metrics_hook, dns);
 	log_info("listening", "listener=http addr=%s", api_listen_address(api));
 	if (conf.auth_present)
 		log_info("auth", "mode=tokens secrets=%d",
@@ -350,7 +387,7 @@ int main(int argc, char **argv)
 	wait_for_signals(&o, &conf, hub, api, auth, &set);
 
 	sd_notify(0, "STOPPING=1");
-	stop(hub, store, api);
+	stop(hub, store, api, dns);
 	auth_free(auth);
 	dconf_release(&conf);
 	log_info("stopped", NULL);

@@ -409,6 +409,37 @@ is the gate answering 423 itself.
 CLUSTER = "discoveryd-cluster3"
 
 
+def dns_results(raw):
+    """dns_qps and dns_p99_ms from tests/bench/dns.sh's line (raw/dns.json),
+    None when it did not run or went wrong."""
+    text = read(os.path.join(raw, "dns.json"), "") or ""
+    try:
+        run = json.loads(text.splitlines()[-1]) if text else {}
+    except ValueError:
+        run = {}
+    if run.get("linked_during") != run.get("links"):
+        run = {}  # not measured while every agent was linked
+    return [{"metric": "dns_qps", "system": "discoveryd",
+             "value": run.get("dns_qps"), "unit": "q/s"},
+            {"metric": "dns_p99_ms", "system": "discoveryd",
+             "value": run.get("dns_p99_ms"), "unit": "ms"}]
+
+
+def dns_section(res):
+    qps = value(res, "dns_qps", "discoveryd")
+    p99 = value(res, "dns_p99_ms", "discoveryd")
+    if qps is None:
+        return ["## DNS", "", "Not measured (build/bench/raw/dns.log).", ""]
+    return ["## DNS", "",
+            "tests/bench/dns.sh: dnsperf (4 clients, 100 queries in flight) "
+            "against listen.dns while 10,000 agents are linked; the mix is "
+            "A and SRV of a 20-instance service, NODATA and NXDOMAIN.", "",
+            "| metric | value | target |", "|---|---|---|",
+            "| dns_qps | {:,.0f} q/s | ≥ 50,000: **{}** |".format(
+                qps, "met" if qps >= 50000 else "missed"),
+            "| dns_p99_ms | %.3g ms | (at saturation) |" % p99, ""]
+
+
 def cluster_results(runs):
     """Three nodes over Redis (tests/bench/cluster.sh), as extra rows:
     system discoveryd-cluster3, metrics fanout_10k_* and fanout_30k_*."""
@@ -449,7 +480,7 @@ def report(raw, out, quick):
     gate = load_gate(raw)
     blocking = load_blocking(raw)
     res = results(runs, gate) + cluster_results(runs) + \
-        blocking_results(blocking)
+        blocking_results(blocking) + dns_results(raw)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
         f.write("\n")
@@ -482,6 +513,7 @@ def report(raw, out, quick):
            "the same 2 cores with the load generator and Redis.", "",
            cluster_table(runs), ""]
     md += ["## Blocking queries", "", blocking_section(blocking), ""]
+    md += dns_section(res)
     md += ["## Runs that went wrong", "", problems(runs), "", HOW,
            "## Machine", ""]
     md += ["- %s: %s" % kv for kv in machine(raw)]

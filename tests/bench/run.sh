@@ -3,8 +3,8 @@
 # For each size, for each system, one fresh server and one load generator
 # run (tests/bench/fanout.sh): the connect storm, the idle memory, then
 # warm-up and measured fan-out rounds. Then the gate against nginx
-# (tests/gate/bench.sh), and blocking queries (tests/bench/blocking.sh).
-# Every run's JSON, log and exit status lands in
+# (tests/gate/bench.sh), blocking queries (tests/bench/blocking.sh) and
+# DNS (tests/bench/dns.sh). Every run's JSON, log and exit status lands in
 # build/bench/raw/; tests/bench/report.py turns them into
 # build/bench/results.json, REPORT.md and the PNG plots.
 #
@@ -21,9 +21,9 @@ OUT=$ROOT/build/bench
 RAW=$OUT/raw
 
 if [ -n "${QUICK:-}" ]; then
-	sizes=${SIZES:-1000 10000} rounds=3 gate_time=3s
+	sizes=${SIZES:-1000 10000} rounds=3 gate_time=3s dns_s=4
 else
-	sizes=${SIZES:-100 1000 2000 5000 10000} rounds=20 gate_time=10s
+	sizes=${SIZES:-100 1000 2000 5000 10000} rounds=20 gate_time=10s dns_s=10
 fi
 systems=${SYSTEMS:-discoveryd floor socket.io fastapi}
 cluster_sizes=${CLUSTER_SIZES-10000 30000}
@@ -78,6 +78,13 @@ echo "bench: blocking queries, 1000 callers" >&2
 timeout "$run_s" sh tests/bench/blocking.sh 1000 "$rounds" \
 	>"$RAW/blocking.json" 2>"$RAW/blocking.log" ||
 	echo "bench: blocking: exit $? (build/bench/raw/blocking.log)" >&2
+# DNS (docs/dns.md): dnsperf against listen.dns while 10k agents are
+# linked; dns_qps and dns_p99_ms.
+echo "sh tests/bench/dns.sh 10000 $dns_s > build/bench/raw/dns.json" \
+	>>"$RAW/commands.txt"
+echo "bench: dns, dnsperf ${dns_s}s with 10000 links" >&2
+timeout "$run_s" sh tests/bench/dns.sh 10000 "$dns_s" >"$RAW/dns.json" \
+	2>"$RAW/dns.log" || echo "bench: dns: exit $? (build/bench/raw/dns.log)" >&2
 
 echo "sh tests/gate/bench.sh -o build/bench/raw/gate.json $gate_time" \
 	>>"$RAW/commands.txt"

@@ -117,8 +117,9 @@ class Discoveryd(Proc):
 
     def __init__(self, tmp, extra="", http_port=0, agents_port=0,
                  heartbeat="  interval: 500ms\n  timeout: 1500ms\n",
-                 tls=None):
-        """tls: {"cert": path, "key": path, "ca": path} for https/wss."""
+                 tls=None, dns=False):
+        """tls: {"cert": path, "key": path, "ca": path} for https/wss;
+        dns: listen.dns on a free port too (self.dns_port)."""
         self.tmp = tmp
         self.tls = tls
         if tls:
@@ -126,16 +127,20 @@ class Discoveryd(Proc):
                                                        tls["key"])
         self.config = write(os.path.join(str(tmp), "discoveryd.yaml"),
                             "listen:\n  http: 127.0.0.1:%d\n"
-                            "  agents: 127.0.0.1:%d\n"
+                            "  agents: 127.0.0.1:%d\n%s"
                             "state_dir: %s\nnode: test-node\n"
                             "heartbeat:\n%s%s" %
                             (http_port, agents_port,
+                             "  dns: 127.0.0.1:0\n" if dns else "",
                              os.path.join(str(tmp), "state"), heartbeat,
                              extra))
         super().__init__([os.path.join(BIN, "discoveryd"), "-c", self.config],
                          "discoveryd")
         http = self.wait_line(r"msg=listening listener=http addr=(\S+)")
         agents = self.wait_line(r"msg=listening listener=agents addr=(\S+)")
+        if dns:
+            self.dns_port = int(self.wait_line(
+                r"msg=listening listener=dns addr=\S+:(\d+)").group(1))
         self.wait_line(r"msg=ready")
         self.http_addr = http.group(1)
         self.agents_addr = agents.group(1)
