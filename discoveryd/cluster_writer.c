@@ -254,14 +254,57 @@ static int bump_index(struct cluster *c, redisContext *ctx, const char *key)
 	       REDIS_OK;
 }
 
+static int by_service(const void *x, const void *y)
+{
+	const redisReply *a = *(redisReply *const *)x,
+			 *b = *(redisReply *const *)y;
+	const char *sa = strchr(a->str, '/'), *sb = strchr(b->str, '/');
+	size_t na = sa ? (size_t)(sa - a->str) : a->len,
+	       nb = sb ? (size_t)(sb - b->str) : b->len;
+	int c = memcmp(a->str, b->str, na < nb ? na : nb);
+
+	return c ? c : (na > nb) - (na < nb);
+}
+
+/*
+ * A full report replaces this node's agents: the services of those it
+ * held before move their index too, once each, so that the other nodes
+ * see the ones that left while Redis was away (cluster_peers.c). How
+ * many commands it appended, or -1 when the connection failed.
+ */
+static int bump_held(struct cluster *c, redisContext *ctx, const char *key)
+{
+	redisReply *r = redisCommand(ctx, "HKEYS %s", key);
+	int n = 0;
+
+	if (!r || ctx->err) {
+		freeReplyObject(r);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements) {
+		qsort(r->element, r->elements, sizeof(*r->element), by_service);
+		for (size_t i = 0; i < r->elements; i++)
+			if (r->element[i]->type == REDIS_REPLY_STRING &&
+			    (i == 0 || by_service(&r->element[i - 1],
+						  &r->element[i]) != 0))
+				n += bump_index(c, ctx, r->element[i]->str);
+	}
+	freeReplyObject(r);
+	return n;
+}
+
 static int send_agents(struct cluster *c, redisContext *ctx,
 		       const struct note *list, bool full)
 {
 	size_t pending = 0;
-	int rc = 0;
+	int rc = 0, n;
 	char key[CLUSTER_KEY_MAX];
 
 	snprintf(key, sizeof(key), "%sagents:%s", c->prefix, c->node);
+	if (full && (n = bump_held(c, ctx, key)) < 0)
+		return -1;
+	if (full)
+		pending += (size_t)n;
 	if (full && redisAppendCommand(ctx, "DEL %s", key) == REDIS_OK)
 		pending++;
 	for (const struct note *p = list; p || pending;

@@ -240,13 +240,16 @@ static unsigned fd_budget(const struct dconf *conf)
 {
 	struct rlimit rl;
 	uint64_t want = (uint64_t)conf->max_agents + 64;
+	/* The others' descriptors: HTTP's, and DNS's TCP connections, its
+	 * two sockets and two eventfds. */
+	uint64_t others =
+		(uint64_t)conf->max_http + 64 +
+		(conf->listen_dns.set ? (uint64_t)conf->dns_max_tcp + 4 : 0);
 	uint64_t room;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		return (unsigned)(want > 1000000 ? 1000000 : want);
-	room = rl.rlim_cur > (uint64_t)conf->max_http + 64 ?
-		       rl.rlim_cur - (uint64_t)conf->max_http - 64 :
-		       64;
+	room = rl.rlim_cur > others ? rl.rlim_cur - others : 64;
 	return (unsigned)(want < room ? want : room);
 }
 

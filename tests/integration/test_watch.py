@@ -349,3 +349,35 @@ def test_the_set_spans_the_cluster(tmp_path, redis):
     finally:
         assert a.stop() == 0, a.text()
         b.stop()
+
+
+def test_an_instance_that_left_while_redis_was_away(tmp_path, redis):
+    """Node a loses Redis for less than the node TTL; an instance of its
+    leaves meanwhile. When node a reports all again, node b drops it too
+    (the full report moves the index of what node a held before)."""
+    from cluster_harness import Cut, node
+    cut = Cut(redis.port)
+    a = node(tmp_path, "node-a", cut.url, node_ttl="30s")
+    b = node(tmp_path, "node-b", redis.url, node_ttl="30s")
+    try:
+        async def scenario():
+            one = await instance(a, "api-1", "10.0.0.1:80")
+            deadline = time.monotonic() + 30
+            while listed(b, "api")[1] != {"api-1": "notready"}:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            m = a.mark()
+            cut.sever()
+            a.wait_line(r"msg=\"cluster redis lost\"", start=m)
+            await one.close()
+            cut.mend()
+            a.wait_line(r"msg=\"cluster reconnected\"", start=m)
+            while listed(b, "api")[1] != {}:
+                assert time.monotonic() < deadline, listed(b, "api")
+                await asyncio.sleep(0.05)
+
+        ws_run(scenario())
+    finally:
+        assert a.stop() == 0, a.text()
+        b.stop()
+        cut.close()
