@@ -77,6 +77,8 @@ static void on_service(void *ctx, struct service *s, bool gone)
 	epset_put(s->ep_set);
 	epset_put(s->ep_remote);
 	s->ep_set = s->ep_remote = NULL;
+	free(s->ep_text);
+	s->ep_text = NULL;
 }
 
 void hub_ep_init(struct hub *h)

@@ -84,6 +84,28 @@ static cJSON *set_json(const struct epset *set)
 	return list;
 }
 
+/* s's set as the link carries it, printed once per set: a connect storm
+ * of watchers costs one printing, not one per welcome. NULL: no memory. */
+static const char *set_text(struct service *s)
+{
+	cJSON *list;
+	char *text;
+
+	if (!s->ep_set)
+		return "[]";
+	if (s->ep_text && s->ep_text_index == s->ep_set->index)
+		return s->ep_text;
+	list = set_json(s->ep_set);
+	text = list ? cJSON_PrintUnformatted(list) : NULL;
+	cJSON_Delete(list);
+	if (!text)
+		return NULL;
+	free(s->ep_text);
+	s->ep_text = text;
+	s->ep_text_index = s->ep_set->index;
+	return text;
+}
+
 static bool add_index(cJSON *o, const char *key, uint64_t index)
 {
 	char buf[24];
@@ -103,16 +125,16 @@ cJSON *link_watch_welcome(struct link *l)
 		return NULL;
 	for (size_t i = 0; i < l->n_watch; i++) {
 		struct watch *w = &l->watch[i];
-		cJSON *one = cJSON_AddObjectToObject(all, w->s->name), *list;
+		cJSON *one = cJSON_AddObjectToObject(all, w->s->name);
+		const char *text;
 
 		/* Dirty: the welcome says what is true now. */
 		if (w->s->ep_dirty)
 			hub_ep_flush(h, w->s);
 		w->sent = w->s->ep_set ? w->s->ep_set->index : h->ep_clock;
-		list = set_json(w->s->ep_set);
-		if (!one || !add_index(one, "index", w->sent) || !list ||
-		    !cJSON_AddItemToObject(one, "endpoints", list)) {
-			cJSON_Delete(list);
+		text = set_text(w->s);
+		if (!one || !add_index(one, "index", w->sent) || !text ||
+		    !cJSON_AddRawToObject(one, "endpoints", text)) {
 			cJSON_Delete(all);
 			return NULL;
 		}
@@ -141,12 +163,12 @@ static cJSON *head(const struct epset *set)
 	return o;
 }
 
-static struct event *full_message(const struct epset *set)
+static struct event *full_message(struct service *s)
 {
-	cJSON *o = head(set), *list = set_json(set);
+	cJSON *o = head(s->ep_set);
+	const char *text = set_text(s);
 
-	if (!o || !list || !cJSON_AddItemToObject(o, "endpoints", list)) {
-		cJSON_Delete(list);
+	if (!o || !text || !cJSON_AddRawToObject(o, "endpoints", text)) {
 		cJSON_Delete(o);
 		return NULL;
 	}
@@ -230,7 +252,7 @@ void hub_watch_send(struct hub *h, struct service *s, const struct epset *old)
 			continue; /* its welcome is being built */
 		if (!*ev)
 			*ev = ev == &delta ? delta_message(old, set) :
-					     full_message(set);
+					     full_message(s);
 		if (!*ev) {
 			link_close(w->l, 1011, "out of memory");
 			continue;

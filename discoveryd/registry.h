@@ -54,7 +54,10 @@ struct service {
 	struct epset *ep_set;    /* the hub's reference */
 	struct epset *ep_remote; /* other nodes' (cluster_peers.c); NULL:
 				    none */
-	bool ep_dirty;           /* on the hub's list, to flush */
+	char *ep_text; /* ep_set as the link carries it, printed once for
+			  every welcome and full message (link_watch.c) */
+	uint64_t ep_text_index; /* the index of the set ep_text is */
+	bool ep_dirty;          /* on the hub's list, to flush */
 	struct service *dirty_prev, *dirty_next;
 	struct watch *watchers; /* links that watch it (link_watch.c) */
 	unsigned n_watchers;

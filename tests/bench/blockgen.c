@@ -221,9 +221,19 @@ int main(int argc, char **argv)
 			fcntl(c->fd, F_SETFL, O_NONBLOCK);
 			epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
 		}
-		while (blocked_now() < n) {
+		/* All blocked, or something else moved the index (say the
+		 * probe's link was replaced): then the round says so. */
+		for (double until = now_ms() + 30000; blocked_now() < n;) {
 			if (blocked_now() < 0) {
 				fprintf(stderr, "blockgen: no metric\n");
+				return 1;
+			}
+			if (now_ms() > until) {
+				fprintf(stderr,
+					"blockgen: round %d: %ld of %d blocked "
+					"after 30 s: another change woke "
+					"them\n",
+					r + 1, blocked_now(), n);
 				return 1;
 			}
 			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);

@@ -9,6 +9,9 @@
 #   tests/bench/fanout.sh SYSTEM N [LOADGEN-ARGS...]
 #
 #   SYSTEM  discoveryd   build/bin/discoveryd, trigger POST /api/discovery/broadcast
+#           discoveryd-endpoints  the links watch service api; one instance
+#                        of it (tests/tools/agent_probe) turns ready and
+#                        not ready in turn; the endpoints update is timed
 #           floor        build/bench/floor (tests/bench/floor.c)
 #           socket.io    tests/bench/peers/socketio/server.js on node
 #           fastapi      tests/bench/peers/fastapi/server.py on uvicorn
@@ -40,9 +43,15 @@ make -C "$ROOT" --no-print-directory -s bench-tools >&2
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout.XXXXXX")
 pid=
 catpid=
+probe=
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
+	if [ -n "$probe" ]; then
+		exec 4>&- 2>/dev/null || true
+		kill -TERM "$probe" 2>/dev/null || true
+		wait "$probe" 2>/dev/null || true
+	fi
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
@@ -116,6 +125,33 @@ discoveryd)
 	EOF
 	start "$ROOT/build/bin/discoveryd" -c "$TMP/discoveryd.yaml"
 	set -- -m discovery -t 'POST /api/discovery/broadcast' -d "$BODY" "$@"
+	;;
+discoveryd-endpoints)
+	mkdir -p "$TMP/state"
+	cat >"$TMP/discoveryd.yaml" <<-EOF
+	listen: { http: 127.0.0.1:0, agents: 127.0.0.1:0 }
+	state_dir: $TMP/state
+	limits: { max_agents: 100000, max_agents_per_ip: 0, accept_rate: 0 }
+	${EP_EXTRA:-}
+	EOF
+	start "$ROOT/build/bin/discoveryd" -c "$TMP/discoveryd.yaml"
+	make -C "$ROOT" --no-print-directory -s build/tests/tools/agent_probe >&2
+	mkfifo "$TMP/probe.fifo"
+	AGENT_PROBE_ADDRESS=10.0.0.1:80 "$ROOT/build/tests/tools/agent_probe" \
+		"ws://$agents/" api probe-1 <"$TMP/probe.fifo" \
+		>"$TMP/probe.log" 2>&1 &
+	probe=$!
+	exec 4>"$TMP/probe.fifo"
+	i=0
+	until grep -q 'link state=linked' "$TMP/probe.log"; do
+		i=$((i + 1))
+		[ "$i" -lt 600 ] || { cat "$TMP/probe.log" >&2; exit 1; }
+		sleep 0.05
+	done
+	echo "ready 1" >&4
+	# Rounds 100 ms apart: past the coalescing window (50 ms), so that
+	# each change is flushed at once, as a lone change is.
+	set -- -m discovery -e api -F "$TMP/probe.fifo" -G 0.1 "$@"
 	;;
 floor)
 	start "$OUT/floor"

@@ -425,6 +425,58 @@ def dns_results(raw):
              "value": run.get("dns_p99_ms"), "unit": "ms"}]
 
 
+def endpoints_results(runs, raw):
+    """endpoints_update_10k_last_ms (fanout.sh discoveryd-endpoints: 10k
+    watchers, one instance changes state) and endpoints_update_bytes_1k
+    (endpoints_bytes.py), None when they did not run or went wrong."""
+    r = (runs.get(("endpoints", 10000)) or {}).get("run")
+    text = read(os.path.join(raw, "endpoints_bytes.json"), "") or ""
+    try:
+        b = json.loads(text.splitlines()[-1]) if text else {}
+    except ValueError:
+        b = {}
+    return [{"metric": "endpoints_update_10k_last_ms", "system": "discoveryd",
+             "value": r["last_ms"] if r and complete(r) else None,
+             "unit": "ms"},
+            {"metric": "endpoints_update_10k_p50_ms", "system": "discoveryd",
+             "value": r["p50_ms"] if r and complete(r) else None,
+             "unit": "ms"},
+            {"metric": "endpoints_update_bytes_1k", "system": "discoveryd",
+             "value": b.get("delta_bytes"), "unit": "B"},
+            {"metric": "endpoints_full_set_bytes_1k", "system": "discoveryd",
+             "value": b.get("full_set_bytes"), "unit": "B"}]
+
+
+def endpoints_section(res):
+    last = value(res, "endpoints_update_10k_last_ms", "discoveryd")
+    fan = value(res, "fanout_10k_last_ms", "discoveryd")
+    delta = value(res, "endpoints_update_bytes_1k", "discoveryd")
+    full = value(res, "endpoints_full_set_bytes_1k", "discoveryd")
+    lines = ["## Endpoint updates", ""]
+    if last is None:
+        lines.append("10k watchers: not measured (build/bench/raw/"
+                     "endpoints-10000.log).")
+    else:
+        lines.append(
+            "10,000 agents watch service api; its one instance turns not "
+            "ready and ready in turn (an agent_probe, its stdin a FIFO), "
+            "rounds 100 ms apart so that each change is flushed at once: "
+            "the last watcher holds the new set after %s ms (p50 %s ms), "
+            "%s the last link of a broadcast in the same run (%s ms; "
+            "target: within ×1.2)." % (
+                fmt(last, "ms"), fmt(value(
+                    res, "endpoints_update_10k_p50_ms", "discoveryd"), "ms"),
+                "×%.2f" % (last / fan) if fan else "—", fmt(fan, "ms")))
+    lines.append("")
+    lines.append(
+        "One instance changing state in a service of 1,000 costs each "
+        "watcher %s (the whole set is %s; tests/bench/endpoints_bytes.py)." %
+        (fmt(delta, "B"), fmt(full, "B")) if delta else
+        "Bytes per change: not measured (build/bench/raw/"
+        "endpoints_bytes.log).")
+    return lines + [""]
+
+
 def dns_section(res):
     qps = value(res, "dns_qps", "discoveryd")
     p99 = value(res, "dns_p99_ms", "discoveryd")
@@ -480,7 +532,8 @@ def report(raw, out, quick):
     gate = load_gate(raw)
     blocking = load_blocking(raw)
     res = results(runs, gate) + cluster_results(runs) + \
-        blocking_results(blocking) + dns_results(raw)
+        blocking_results(blocking) + dns_results(raw) + \
+        endpoints_results(runs, raw)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
         f.write("\n")
@@ -513,6 +566,7 @@ def report(raw, out, quick):
            "the same 2 cores with the load generator and Redis.", "",
            cluster_table(runs), ""]
     md += ["## Blocking queries", "", blocking_section(blocking), ""]
+    md += endpoints_section(res)
     md += dns_section(res)
     md += ["## Runs that went wrong", "", problems(runs), "", HOW,
            "## Machine", ""]

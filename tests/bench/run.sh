@@ -72,6 +72,21 @@ for n in $cluster_sizes; do
 		-r "$rounds" -W 1 -w 2 -T "$round_s" -S 60
 done
 
+# Endpoint updates (docs/protocol.md, "Endpoints"): 10k links watch one
+# service, one instance of it changes state; the last watcher's update.
+# And the bytes one change costs a watcher in a service of 1,000.
+case " $systems " in
+*" discoveryd "*)
+	one "endpoints-10000" "endpoints" 10000 tests/bench/fanout.sh \
+		discoveryd-endpoints 10000 -r "$rounds" -W 1 -w 2 -T "$round_s" \
+		-S "$storm_s"
+	echo "python3 tests/bench/endpoints_bytes.py 1000" >>"$RAW/commands.txt"
+	timeout "$run_s" /usr/bin/python3 tests/bench/endpoints_bytes.py 1000 \
+		>"$RAW/endpoints_bytes.json" 2>"$RAW/endpoints_bytes.log" ||
+		echo "bench: endpoints bytes: exit $?" >&2
+	;;
+esac
+
 # Blocking queries: 1,000 callers blocked on one service, one change.
 echo "sh tests/bench/blocking.sh 1000 $rounds" >>"$RAW/commands.txt"
 echo "bench: blocking queries, 1000 callers" >&2

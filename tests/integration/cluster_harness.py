@@ -170,15 +170,17 @@ class Cut:
 
 
 def node(tmp, name, redis_url, node_ttl="1500ms", timeout="500ms",
-         extra="", heartbeat=None):
+         extra="", heartbeat=None, dns=False):
     """One discoveryd node of the cluster, in tmp/name. redis_url may also
     be a list of sentinels (HOST:PORT), watching the master "disc".
-    heartbeat: the links' section, if not the harness's."""
+    heartbeat: the links' section, if not the harness's; dns: listen.dns
+    too."""
     d = os.path.join(str(tmp), name)
     os.makedirs(d, exist_ok=True)
     where = "redis: %s\n" % redis_url if isinstance(redis_url, str) else \
         "sentinels: [%s]\n  master_name: disc\n" % ", ".join(redis_url)
     kw = {"heartbeat": heartbeat} if heartbeat else {}
+    kw["dns"] = dns
     n = Discoveryd(d, extra="cluster:\n  %s  node: %s\n"
                    "  node_ttl: %s\n  timeout: %s\n%s" %
                    (where, name, node_ttl, timeout, extra), **kw)

@@ -374,3 +374,30 @@ def test_config_is_checked(tmp_path):
     r = subprocess.run([os.path.join(BIN, "discoveryd"), "-t", "-c", path],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_cluster_answers_span_the_nodes(tmp_path, redis):
+    """In cluster mode one node's DNS answers the other nodes' ready
+    endpoints too (the board spans the cluster), and drops a dead node's
+    within the node TTL."""
+    import signal
+    from cluster_harness import node
+    a = node(tmp_path, "node-a", redis.url, dns=True, heartbeat=HEARTBEAT)
+    b = node(tmp_path, "node-b", redis.url, heartbeat=HEARTBEAT)
+    on_a, on_b = Agents(a), Agents(b)
+    try:
+        on_a.add("api", "api-1", "10.0.0.1:80")
+        on_b.add("api", "api-2", "10.0.0.2:80")
+        on_b.add("api", "api-3", "10.0.0.3:80", state="draining")
+        wait_rdata(a, "api." + ZONE, "A", ["10.0.0.1", "10.0.0.2"])
+        on_b.status("api-3", "ready")
+        wait_rdata(a, "api." + ZONE, "A", ["10.0.0.1", "10.0.0.2",
+                                            "10.0.0.3"])
+        b.kill(signal.SIGKILL)
+        b.p.wait()
+        wait_rdata(a, "api." + ZONE, "A", ["10.0.0.1"])
+    finally:
+        on_b.loop.call_soon_threadsafe(on_b.loop.stop)
+        on_a.close()
+        assert a.stop() == 0, a.text()
+        b.stop()

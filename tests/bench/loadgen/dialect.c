@@ -33,17 +33,23 @@ const char *dialect_subprotocol(const struct opts *o)
 	return o->dialect == DIALECT_DISCOVERY ? "discovery.v1" : NULL;
 }
 
-/* The first "seq": number in p[0..n), or 0. */
-uint64_t dialect_find_seq(const char *p, size_t n)
+/* The first number under key ("\"seq\":") in p[0..n), or 0. */
+static uint64_t find_number(const char *p, size_t n, const char *key)
 {
-	const char *s = memmem(p, n, "\"seq\":", 6);
+	size_t k = strlen(key);
+	const char *s = memmem(p, n, key, k);
 	uint64_t v = 0;
 
 	if (!s)
 		return 0;
-	for (s += 6; s < p + n && *s >= '0' && *s <= '9'; s++)
+	for (s += k; s < p + n && *s >= '0' && *s <= '9'; s++)
 		v = v * 10 + (uint64_t)(*s - '0');
 	return v;
+}
+
+uint64_t dialect_find_seq(const char *p, size_t n)
+{
+	return find_number(p, n, "\"seq\":");
 }
 
 static int send_hello(struct worker *w, struct link *l)
@@ -51,9 +57,12 @@ static int send_hello(struct worker *w, struct link *l)
 	char msg[MAX_OUT];
 	int n = snprintf(msg, sizeof(msg),
 			 "{\"type\":\"hello\",\"service\":\"%s\",\"instance\":"
-			 "\"%s-%u\",\"depends_on\":[\"cache\"]}",
+			 "\"%s-%u\",\"depends_on\":[\"cache\"]%s%s%s}",
 			 w->o->service, w->o->prefix,
-			 w->base + (uint32_t)(l - w->links));
+			 w->base + (uint32_t)(l - w->links),
+			 w->o->watch ? ",\"watch\":[\"" : "",
+			 w->o->watch ? w->o->watch : "",
+			 w->o->watch ? "\"]" : "");
 
 	if (n < 0 || (size_t)n >= sizeof(msg))
 		return -1;
@@ -100,7 +109,10 @@ void dialect_message_start(const struct worker *w, struct link *l, int op,
 		return;
 	switch (w->o->dialect) {
 	case DIALECT_DISCOVERY:
-		if (memmem(p, n, "\"type\":\"event\"", 14))
+		/* The timed message first: its payload may say anything. */
+		if (w->o->watch ?
+			    memmem(p, n, "\"type\":\"endpoints\"", 18) != NULL :
+			    memmem(p, n, "\"type\":\"event\"", 14) != NULL)
 			l->kind = K_EVENT;
 		else if (memmem(p, n, "\"type\":\"welcome\"", 16))
 			l->kind = K_WELCOME;
@@ -109,7 +121,8 @@ void dialect_message_start(const struct worker *w, struct link *l, int op,
 	case DIALECT_ENGINEIO: l->kind = (uint8_t)engineio_kind(p, n); break;
 	}
 	if (l->kind == K_EVENT)
-		l->seq = dialect_find_seq(p, n);
+		l->seq = w->o->watch ? find_number(p, n, "\"index\":") :
+				       dialect_find_seq(p, n);
 }
 
 static void event_arrived(struct worker *w, struct link *l)

@@ -47,6 +47,13 @@ struct opts {
 	const char *target_names[MAX_TARGETS];
 	int ntargets;
 	const char *http, *service, *prefix, *binds, *body, *path;
+	/* -e: each link watches this service's endpoints, and the timed
+	 * message is its endpoints update; -F: the trigger is a line to this
+	 * FIFO (an agent_probe's stdin) instead of an HTTP call. */
+	const char *watch, *fifo;
+	int fifo_fd;
+	long fifo_rounds; /* lines written: "ready 0" and "ready 1" in turn */
+	double gap_s;     /* -G: pause before each round's trigger */
 	char method[16], trigger_path[256];
 	enum dialect dialect;
 	long n, procs, rounds, warmup, inflight;

@@ -97,6 +97,16 @@ static void usage(FILE *out)
 		"all workers\n"
 		"                together (500)\n"
 		"  -s SVC        service in each hello (web)\n"
+		"  -e SVC        each hello watches SVC's endpoints; the timed "
+		"message is\n"
+		"                its endpoints update (docs/protocol.md)\n"
+		"  -F FIFO       the trigger: write \"ready 0\" / \"ready 1\" "
+		"in turn to FIFO\n"
+		"                (an agent_probe's stdin), not an HTTP call\n"
+		"  -G SECONDS    pause before each round's trigger (0), so "
+		"that "
+		"a server's\n"
+		"                coalescing window has passed\n"
 		"  -i PREFIX     instance names PREFIX-0, PREFIX-1, ... (lg)\n"
 		"  -r R          measured rounds (10)\n"
 		"  -W W          warm-up rounds before them, not kept (0)\n"
@@ -222,6 +232,9 @@ static int parse_opt(struct opts *o, int c, const char *arg)
 	case 'S': o->storm_s = atof(arg); break;
 	case 'w': o->idle_s = atof(arg); break;
 	case 'p': return add_pid(o, arg);
+	case 'e': o->watch = arg; break;
+	case 'F': o->fifo = arg; break;
+	case 'G': o->gap_s = atof(arg); break;
 	default: return -1;
 	}
 	return 0;
@@ -259,8 +272,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	snprintf(o->trigger_path, sizeof(o->trigger_path),
 		 "/api/discovery/cacheready");
 	while ((c = getopt_long(argc, argv,
-				"a:H:m:u:n:P:b:c:s:i:r:W:t:d:T:S:w:p:h", longs,
-				NULL)) != -1) {
+				"a:H:m:u:n:P:b:c:s:i:r:W:t:d:T:S:w:p:e:F:G:h",
+				longs, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
 			exit(0);

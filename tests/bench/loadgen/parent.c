@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Room for each worker's links: raise the soft file limit to the hard one. */
@@ -198,6 +199,15 @@ int parent_run_rounds(const struct opts *o, struct child *ch, struct run *run)
 		struct round *rd = r < o->warmup ? &scratch :
 						   &run->rounds[r - o->warmup];
 
+		if (o->gap_s > 0) {
+			struct timespec ts = {
+				(time_t)o->gap_s,
+				(long)((o->gap_s - (double)(time_t)o->gap_s) *
+				       1e9)
+			};
+
+			nanosleep(&ts, NULL);
+		}
 		if (one_round(o, ch, lat, rd, run) != 0) {
 			free(lat);
 			return -1;

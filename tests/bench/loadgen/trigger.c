@@ -7,6 +7,7 @@
 #include "loadgen.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,26 @@ static int http_answer(int fd, struct trigger *t)
 	return 0;
 }
 
+/* -F: one status line to the instance's agent_probe, in turn. The seq
+ * is not known: the links' updates are taken as they come. */
+static int fifo_call(const struct opts *o, struct trigger *t)
+{
+	struct opts *mut = (struct opts *)o;
+	char line[16];
+	int n;
+
+	if (o->fifo_fd <= 0 &&
+	    (mut->fifo_fd = open(o->fifo, O_WRONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = snprintf(line, sizeof(line), "ready %d\n",
+		     (int)(mut->fifo_rounds++ % 2));
+	t->t0 = mono_ns();
+	if (write_full(o->fifo_fd, line, (size_t)n) != 0)
+		return -1;
+	t->status = 200;
+	return 0;
+}
+
 int trigger_call(const struct opts *o, struct trigger *t)
 {
 	size_t blen = o->body ? strlen(o->body) : 0, cap = blen + 1024;
@@ -67,6 +88,10 @@ int trigger_call(const struct opts *o, struct trigger *t)
 	int n, fd, rc = -1;
 
 	memset(t, 0, sizeof(*t));
+	if (o->fifo) {
+		free(req);
+		return fifo_call(o, t);
+	}
 	if (!req)
 		return -1;
 	n = snprintf(req, cap,
