@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "endpoints.h"
+#include "epboard.h"
 #include "proto.h"
 
 static const char *str_of(const cJSON *o, const char *key)
@@ -14,6 +15,57 @@ static const char *str_of(const cJSON *o, const char *key)
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
 
 	return s ? s : "";
+}
+
+static bool has_tag(const struct ep *e, const char *tag)
+{
+	for (size_t i = 0; i < e->n_tags; i++)
+		if (strcmp(e->tags[i], tag) == 0)
+			return true;
+	return false;
+}
+
+cJSON *endpoints_json(const struct ep *e, bool full)
+{
+	cJSON *o = cJSON_CreateObject(), *tags;
+
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "instance", e->instance);
+	cJSON_AddStringToObject(o, "address", e->address);
+	if (full) {
+		cJSON_AddStringToObject(o, "host", e->host);
+		cJSON_AddNumberToObject(o, "port", e->port);
+	}
+	cJSON_AddStringToObject(o, "state", proto_state_name(e->state));
+	cJSON_AddNumberToObject(o, "weight", e->weight);
+	if (e->load >= 0)
+		cJSON_AddNumberToObject(o, "load",
+					(double)e->load / EP_LOAD_SCALE);
+	else if (full)
+		cJSON_AddNullToObject(o, "load");
+	if (full || e->n_tags) {
+		tags = cJSON_AddArrayToObject(o, "tags");
+		for (size_t i = 0; i < e->n_tags; i++)
+			cJSON_AddItemToArray(tags,
+					     cJSON_CreateString(e->tags[i]));
+	}
+	if (full)
+		cJSON_AddRawToObject(o, "meta", e->meta);
+	cJSON_AddStringToObject(o, "node", e->node);
+	return o;
+}
+
+void endpoints_list(cJSON *list, const struct epset *set,
+		    const struct endpoints_filter *f)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		const struct ep *e = &set->ep[i];
+
+		if ((f->any || e->state == PROTO_STATE_READY) &&
+		    (!f->tag || !f->tag[0] || has_tag(e, f->tag)))
+			cJSON_AddItemToArray(list, endpoints_json(e, true));
+	}
 }
 
 static int by_node_instance(const void *a, const void *b)

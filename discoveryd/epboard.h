@@ -25,6 +25,8 @@
 
 #include "proto.h"
 
+#define EP_LOAD_SCALE 10000 /* a load of 1.0 (the hub's LINK_LOAD_SCALE) */
+
 /* One endpoint: strings live in its set's storage. */
 struct ep {
 	const char *instance;
@@ -36,9 +38,9 @@ struct ep {
 	size_t n_tags;
 	unsigned port;
 	enum proto_state state;
-	unsigned weight;      /* 1-1000 */
-	int load;             /* in 1e-4 steps (10000 = 1.0); -1 = never said */
-	int family;           /* AF_INET, AF_INET6, or 0: host is a DNS name */
+	unsigned weight; /* 1-1000 */
+	int load;        /* in EP_LOAD_SCALE steps of 1.0; -1 = never said */
+	int family;      /* AF_INET, AF_INET6, or 0: host is a DNS name */
 	unsigned char ip[16]; /* family's address, network order */
 };
 

@@ -281,45 +281,6 @@ static void on_flush(lws_sorted_usec_list_t *sul)
 
 /* ---- the answer -------------------------------------------------------- */
 
-static bool has_tag(const struct ep *e, const char *tag)
-{
-	for (size_t i = 0; i < e->n_tags; i++)
-		if (strcmp(e->tags[i], tag) == 0)
-			return true;
-	return false;
-}
-
-cJSON *hub_ep_json(const struct ep *e, bool full)
-{
-	cJSON *o = cJSON_CreateObject(), *tags;
-
-	if (!o)
-		return NULL;
-	cJSON_AddStringToObject(o, "instance", e->instance);
-	cJSON_AddStringToObject(o, "address", e->address);
-	if (full) {
-		cJSON_AddStringToObject(o, "host", e->host);
-		cJSON_AddNumberToObject(o, "port", e->port);
-	}
-	cJSON_AddStringToObject(o, "state", proto_state_name(e->state));
-	cJSON_AddNumberToObject(o, "weight", e->weight);
-	if (e->load >= 0)
-		cJSON_AddNumberToObject(o, "load",
-					(double)e->load / LINK_LOAD_SCALE);
-	else if (full)
-		cJSON_AddNullToObject(o, "load");
-	if (full || e->n_tags) {
-		tags = cJSON_AddArrayToObject(o, "tags");
-		for (size_t i = 0; i < e->n_tags; i++)
-			cJSON_AddItemToArray(tags,
-					     cJSON_CreateString(e->tags[i]));
-	}
-	if (full)
-		cJSON_AddRawToObject(o, "meta", e->meta);
-	cJSON_AddStringToObject(o, "node", e->node);
-	return o;
-}
-
 cJSON *hub_ep_answer(struct hub *h, const char *service,
 		     const struct endpoints_filter *f, uint64_t *index)
 {
@@ -329,12 +290,7 @@ cJSON *hub_ep_answer(struct hub *h, const char *service,
 	if (s && s->ep_dirty)
 		hub_ep_flush(h, s); /* answer what is true now */
 	*index = s && s->ep_set ? s->ep_set->index : h->ep_clock;
-	for (size_t i = 0; list && s && s->ep_set && i < s->ep_set->n; i++) {
-		const struct ep *e = &s->ep_set->ep[i];
-
-		if ((f->any || e->state == PROTO_STATE_READY) &&
-		    (!f->tag || !f->tag[0] || has_tag(e, f->tag)))
-			cJSON_AddItemToArray(list, hub_ep_json(e, true));
-	}
+	if (list && s && s->ep_set)
+		endpoints_list(list, s->ep_set, f);
 	return list;
 }

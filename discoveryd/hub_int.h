@@ -231,8 +231,6 @@ void hub_ep_add(struct hub *h, struct link *l); /* past its hello */
 void hub_ep_remove(struct hub *h, struct link *l);
 int hub_ep_flush(struct hub *h, struct service *s);
 bool hub_ep_same(const struct ep *a, const struct ep *b);
-/* e as JSON: the API's shape (full), or the link's (docs/protocol.md). */
-cJSON *hub_ep_json(const struct ep *e, bool full);
 /* The endpoints of service f selects, as of now, and their index. */
 struct endpoints_filter;
 cJSON *hub_ep_answer(struct hub *h, const char *service,
@@ -312,7 +310,7 @@ void link_send(struct link *l, struct event *ev);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);
-#define LINK_LOAD_SCALE 10000 /* a load of 1.0 */
+#define LINK_LOAD_SCALE EP_LOAD_SCALE /* a load of 1.0 */
 #define LINK_LOAD_NONE  0xffff
 void link_set_status(struct link *l, enum proto_state state, uint16_t load);
 void link_unpark(struct hub *h, bool all);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "endpoints.h"
 #include "hub_int.h"
 #include "log.h"
 
@@ -79,7 +80,7 @@ static cJSON *set_json(const struct epset *set)
 
 	for (size_t i = 0; list && set && i < set->n; i++)
 		if (!cJSON_AddItemToArray(list,
-					  hub_ep_json(&set->ep[i], false)))
+					  endpoints_json(&set->ep[i], false)))
 			return cJSON_Delete(list), NULL;
 	return list;
 }
@@ -205,8 +206,8 @@ static struct event *delta_message(const struct epset *old,
 								  .instance));
 		} else if (c > 0 || !hub_ep_same(&old->ep[i], &set->ep[j])) {
 			ok = cJSON_AddItemToArray(changed,
-						  hub_ep_json(&set->ep[j],
-							      false));
+						  endpoints_json(&set->ep[j],
+								 false));
 			i += c == 0;
 			j++;
 		} else {
