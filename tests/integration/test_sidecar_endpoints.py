@@ -63,9 +63,11 @@ def test_get_endpoints_is_the_local_copy(tmp_path):
         st, _, after = local(side, "api", "?state=any")
         assert st == 200 and after == doc
     finally:
-        for p in (side, one, two):
+        for p in (one, two):
             if p:
                 p.stop()
+        if side:
+            assert side.stop() == 0, side.text()
         d.stop()
 
 
