@@ -436,6 +436,16 @@ void watch_message(struct agent *a, const struct proto_endpoints *m)
 /* ---- readers (any thread) -------------------------------------------------
  */
 
+size_t agent_watch_count(const agent_t *a)
+{
+	return a ? a->n_watch : 0;
+}
+
+const char *agent_watch_name(const agent_t *a, size_t i)
+{
+	return a && i < a->n_watch ? a->watch[i].name : NULL;
+}
+
 const struct agent_endpoints *agent_endpoints(agent_t *a, const char *service)
 {
 	struct watch_slot *s;

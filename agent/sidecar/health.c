@@ -1,11 +1,13 @@
 /*
- * health: /ready and /healthz on libmicrohttpd (see health.h). The /ready
- * body is built per request from the agent's flags: a handful of services,
- * a few hundred bytes.
+ * health: /ready, /healthz and /endpoints on libmicrohttpd (see health.h).
+ * The /ready body is built per request from the agent's flags: a handful
+ * of services, a few hundred bytes. /endpoints holds libagent's newest set
+ * while it writes it out (epjson.c), and lets go before answering.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,20 +16,27 @@
 #include <cJSON.h>
 #include <microhttpd.h>
 
+#include "epjson.h"
 #include "health.h"
 #include "log.h"
+#include "proto.h"
 
 #define HEALTH_CONNECTIONS 64 /* concurrent connections */
 #define HEALTH_TIMEOUT_S   10 /* idle connection timeout */
 
+#define ENDPOINTS_PREFIX "/endpoints/"
+
 struct health {
 	struct MHD_Daemon *mhd;
-	const agent_t *agent;
+	agent_t *agent;
 	struct hooks *hooks;
+	atomic_bool draining;
 };
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
-			     const char *type, const char *body)
+/* status with body and, when index is not NULL, X-Discovery-Index. */
+static enum MHD_Result reply_index(struct MHD_Connection *c, unsigned status,
+				   const char *type, const char *body,
+				   const char *index)
 {
 	struct MHD_Response *r =
 		MHD_create_response_from_buffer(strlen(body), (void *)body,
@@ -40,9 +49,26 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (index)
+		MHD_add_response_header(r, "X-Discovery-Index", index);
 	rc = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return rc;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
+			     const char *type, const char *body)
+{
+	return reply_index(c, status, type, body, NULL);
+}
+
+static enum MHD_Result error(struct MHD_Connection *c, unsigned status,
+			     const char *code)
+{
+	char body[128];
+
+	snprintf(body, sizeof(body), "{\"error\":\"%s\"}", code);
+	return reply(c, status, "application/json", body);
 }
 
 static enum MHD_Result ready(struct health *h, struct MHD_Connection *c)
@@ -50,7 +76,7 @@ static enum MHD_Result ready(struct health *h, struct MHD_Connection *c)
 	const agent_t *a = h->agent;
 	cJSON *root = cJSON_CreateObject(), *services, *hooks;
 	struct hooks_status hs;
-	bool all;
+	bool all, draining;
 	enum MHD_Result rc;
 	char *body;
 
@@ -58,8 +84,10 @@ static enum MHD_Result ready(struct health *h, struct MHD_Connection *c)
 		return MHD_NO;
 	/* The app's state is stale until a pending reset has run. */
 	hooks_status(h->hooks, &hs);
-	all = agent_all_ready(a) && !hs.reset_pending;
+	draining = atomic_load(&h->draining);
+	all = agent_all_ready(a) && !hs.reset_pending && !draining;
 	cJSON_AddBoolToObject(root, "ready", all);
+	cJSON_AddBoolToObject(root, "draining", draining);
 	services = cJSON_AddObjectToObject(root, "services");
 	for (size_t i = 0; services && i < agent_dependency_count(a); i++) {
 		const char *name = agent_dependency_name(a, i);
@@ -80,6 +108,51 @@ static enum MHD_Result ready(struct health *h, struct MHD_Connection *c)
 	rc = reply(c, all ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
 		   "application/json", body);
 	cJSON_free(body);
+	return rc;
+}
+
+static bool watched(const agent_t *a, const char *service)
+{
+	for (size_t i = 0; i < agent_watch_count(a); i++)
+		if (!strcmp(agent_watch_name(a, i), service))
+			return true;
+	return false;
+}
+
+/*
+ * GET /endpoints/SERVICE[?state=ready|any][&tag=T]: the agent's own copy,
+ * in the daemon API's shape; no round trip to the daemon.
+ */
+static enum MHD_Result endpoints(struct health *h, struct MHD_Connection *c,
+				 const char *service)
+{
+	const char *state =
+		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+	struct epjson_filter f = {
+		.tag = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						   "tag")
+	};
+	const struct agent_endpoints *set;
+	enum MHD_Result rc;
+	char index[24], *body;
+
+	if (state && strcmp(state, "ready") && strcmp(state, "any"))
+		return error(c, MHD_HTTP_BAD_REQUEST, "bad_state");
+	f.any = state && !strcmp(state, "any");
+	if (f.tag && !proto_valid_name(f.tag))
+		return error(c, MHD_HTTP_BAD_REQUEST, "bad_tag");
+	if (!proto_valid_name(service) || !watched(h->agent, service))
+		return error(c, MHD_HTTP_NOT_FOUND, "not_watched");
+	/* Watched, but no welcome has brought its set yet. */
+	if (!(set = agent_endpoints(h->agent, service)))
+		return error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no_set_yet");
+	snprintf(index, sizeof(index), "%llu", (unsigned long long)set->index);
+	body = epjson_build(set, &f);
+	agent_endpoints_release(h->agent, set);
+	if (!body)
+		return MHD_NO;
+	rc = reply_index(c, MHD_HTTP_OK, "application/json", body, index);
+	free(body);
 	return rc;
 }
 
@@ -109,6 +182,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		return ready(h, c);
 	if (!strcmp(url, "/healthz"))
 		return reply(c, MHD_HTTP_OK, "text/plain", "ok\n");
+	if (!strncmp(url, ENDPOINTS_PREFIX, strlen(ENDPOINTS_PREFIX)))
+		return endpoints(h, c, url + strlen(ENDPOINTS_PREFIX));
 	return reply(c, MHD_HTTP_NOT_FOUND, "application/json",
 		     "{\"error\":\"not_found\"}");
 }
@@ -119,7 +194,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_vtext(LOG_WARN, "http_error", fmt, ap);
 }
 
-struct health *health_start(const struct conf_addr *addr, const agent_t *a,
+struct health *health_start(const struct conf_addr *addr, agent_t *a,
 			    struct hooks *hooks, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
@@ -139,6 +214,7 @@ struct health *health_start(const struct conf_addr *addr, const agent_t *a,
 	}
 	h->agent = a;
 	h->hooks = hooks;
+	atomic_init(&h->draining, false);
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	h->mhd = MHD_start_daemon(flags, (uint16_t)addr->port, NULL, NULL,
@@ -161,6 +237,12 @@ struct health *health_start(const struct conf_addr *addr, const agent_t *a,
 	log_info("listening", "listener=health addr=%s",
 		 conf_addr_format(&bound, text, sizeof(text)));
 	return h;
+}
+
+void health_set_draining(struct health *h, bool draining)
+{
+	if (h)
+		atomic_store(&h->draining, draining);
 }
 
 void health_stop(struct health *h)

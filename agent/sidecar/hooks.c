@@ -6,6 +6,11 @@
  * for (and its retry delay is over), else the oldest job, through run.c,
  * and logs the outcome.
  *
+ * Latest runs (hooks_submit_latest) wait in a list of their own, at most
+ * one per hook and key, so a reset or an overflow, which drop the FIFO's
+ * events, never drops the newest state; the thread takes whichever of the
+ * two lists' first jobs came first.
+ *
  * Locking: the queue, the reset request and the stopping flag are under mu;
  * the retry state, the run counter and the result buffer belong to the hook
  * thread; what /ready reads (hooks_status) is atomic.
@@ -23,7 +28,7 @@
 #include "log.h"
 #include "run.h"
 
-#define JOB_ENV_MAX 6 /* the DISCOVERY_* variables a run can get */
+#define JOB_ENV_MAX 7 /* the DISCOVERY_* variables a run can get */
 
 struct job {
 	struct job *next;
@@ -32,6 +37,9 @@ struct job {
 	char *input;
 	size_t input_len;
 	uint64_t seq;
+	uint64_t arrival; /* order of submission, FIFO and latest alike */
+	char *key;        /* a latest job's (its service); else NULL */
+	uint64_t index;
 	char *env[JOB_ENV_MAX + 1]; /* NAME=value strings, NULL-terminated */
 };
 
@@ -40,6 +48,9 @@ struct hooks {
 	pthread_cond_t cv; /* on CLOCK_MONOTONIC: retries wait on it */
 	struct job *head, *tail;
 	size_t len;
+	struct job *latest; /* one per hook and key, oldest arrival first */
+	size_t n_latest;
+	uint64_t arrivals;
 	bool stopping;
 	bool overflowing; /* no on_reset: this episode was logged */
 	bool reset_asked; /* a reset waits to start; reset says what */
@@ -62,6 +73,7 @@ static void job_free(struct job *j)
 	for (size_t i = 0; j->env[i]; i++)
 		free(j->env[i]);
 	free(j->input);
+	free(j->key);
 	free(j);
 }
 
@@ -89,7 +101,7 @@ static int add_env(struct job *j, size_t *n, const char *name,
 static struct job *job_new(const struct hook_job *in)
 {
 	struct job *j = calloc(1, sizeof(*j));
-	char seq[24];
+	char seq[24], index[24];
 	size_t n = 0;
 
 	if (!j)
@@ -97,19 +109,25 @@ static struct job *job_new(const struct hook_job *in)
 	j->hook = in->hook;
 	j->command = in->command;
 	j->seq = in->seq;
+	j->index = in->index;
 	j->input = strdup(in->input ? in->input : "");
 	j->input_len = j->input ? strlen(j->input) : 0;
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)in->seq);
+	snprintf(index, sizeof(index), "%llu", (unsigned long long)in->index);
+	if (in->key && !(j->key = strdup(in->key)))
+		goto fail;
 	if (!j->input || add_env(j, &n, "DISCOVERY_KIND", in->kind) ||
 	    add_env(j, &n, "DISCOVERY_SEQ", seq) ||
 	    add_env(j, &n, "DISCOVERY_SERVICE", in->service) ||
 	    add_env(j, &n, "DISCOVERY_COMMAND", in->command_name) ||
 	    add_env(j, &n, "DISCOVERY_READY", in->ready) ||
-	    add_env(j, &n, "DISCOVERY_REASON", in->reason)) {
-		job_free(j);
-		return NULL;
-	}
+	    add_env(j, &n, "DISCOVERY_REASON", in->reason) ||
+	    add_env(j, &n, "DISCOVERY_INDEX", in->key ? index : NULL))
+		goto fail;
 	return j;
+fail:
+	job_free(j);
+	return NULL;
 }
 
 /*
@@ -190,7 +208,7 @@ static struct job *take_waiting(struct hooks *h, size_t *count)
 	*count = h->len;
 	h->head = h->tail = NULL;
 	h->len = 0;
-	atomic_store(&h->waiting, 0);
+	atomic_store(&h->waiting, h->n_latest);
 	return list;
 }
 
@@ -275,6 +293,39 @@ static bool run_reset(struct hooks *h)
 
 /* ---- the thread ------------------------------------------------------- */
 
+/* The job submitted first of the FIFO's head and the oldest latest one,
+ * taken out of its list (mu held); NULL when none waits. */
+static struct job *take_next(struct hooks *h)
+{
+	struct job *j;
+
+	if (h->latest && (!h->head || h->latest->arrival < h->head->arrival)) {
+		j = h->latest;
+		h->latest = j->next;
+		h->n_latest--;
+	} else if ((j = h->head)) {
+		h->head = j->next;
+		if (!h->head)
+			h->tail = NULL;
+		h->len--;
+	}
+	atomic_store(&h->waiting, h->len + h->n_latest);
+	return j;
+}
+
+static void run_one(struct hooks *h, struct job *j, bool *cancelled)
+{
+	const struct run_result *r = run_job(h, j);
+	char extra[128] = "";
+
+	if (j->key)
+		snprintf(extra, sizeof(extra), " service=%s index=%llu", j->key,
+			 (unsigned long long)j->index);
+	log_result(h, j, r, extra);
+	*cancelled = r->outcome == RUN_CANCELLED;
+	job_free(j);
+}
+
 /* Sleep (mu held) until ms on the monotonic clock, or a signal of cv. */
 static void wait_until(struct hooks *h, int64_t ms)
 {
@@ -286,7 +337,7 @@ static void wait_until(struct hooks *h, int64_t ms)
 static void *hook_thread(void *arg)
 {
 	struct hooks *h = arg;
-	const struct run_result *r;
+	struct job *j;
 	bool cancelled = false;
 
 	pthread_mutex_lock(&h->mu);
@@ -297,19 +348,9 @@ static void *hook_thread(void *arg)
 			wait_until(h, h->retry_at);
 		} else if (h->reset_asked) {
 			cancelled = run_reset(h);
-		} else if (h->head) {
-			struct job *j = h->head;
-
-			h->head = j->next;
-			if (!h->head)
-				h->tail = NULL;
-			h->len--;
-			atomic_store(&h->waiting, h->len);
+		} else if ((j = take_next(h))) {
 			pthread_mutex_unlock(&h->mu);
-			r = run_job(h, j);
-			log_result(h, j, r, "");
-			cancelled = r->outcome == RUN_CANCELLED;
-			job_free(j);
+			run_one(h, j, &cancelled);
 			pthread_mutex_lock(&h->mu);
 		} else {
 			pthread_cond_wait(&h->cv, &h->mu);
@@ -398,10 +439,54 @@ void hooks_submit(struct hooks *h, const struct hook_job *in)
 		h->head = j;
 	h->tail = j;
 	h->len++;
-	atomic_store(&h->waiting, h->len);
+	j->arrival = ++h->arrivals;
+	atomic_store(&h->waiting, h->len + h->n_latest);
 	h->overflowing = false;
 	pthread_cond_signal(&h->cv);
 	pthread_mutex_unlock(&h->mu);
+}
+
+void hooks_submit_latest(struct hooks *h, const struct hook_job *in)
+{
+	struct job *j, **p;
+	bool replaced = false;
+
+	if (!h || !in->command || !in->key)
+		return;
+	j = job_new(in);
+	pthread_mutex_lock(&h->mu);
+	if (h->stopping || !j) {
+		pthread_mutex_unlock(&h->mu);
+		log_warn("hook_dropped", "hook=%s service=%s reason=%s",
+			 in->hook, in->key, j ? "stopping" : "out-of-memory");
+		if (j)
+			job_free(j);
+		return;
+	}
+	for (p = &h->latest; *p; p = &(*p)->next) {
+		struct job *old = *p;
+
+		if (old->hook != in->hook || strcmp(old->key, in->key))
+			continue;
+		/* The newer run takes the older one's place in line. */
+		j->arrival = old->arrival;
+		j->next = old->next;
+		*p = j;
+		job_free(old);
+		replaced = true;
+		break;
+	}
+	if (!replaced) {
+		j->arrival = ++h->arrivals;
+		*p = j;
+		h->n_latest++;
+	}
+	atomic_store(&h->waiting, h->len + h->n_latest);
+	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	log_debug("hook_queued", "hook=%s service=%s index=%llu replaced=%s",
+		  in->hook, in->key, (unsigned long long)in->index,
+		  replaced ? "true" : "false");
 }
 
 void hooks_reset(struct hooks *h, uint64_t seq, bool resumed)
@@ -445,9 +530,9 @@ void hooks_stop(struct hooks *h)
 	pthread_cond_signal(&h->cv);
 	pthread_mutex_unlock(&h->mu);
 	pthread_join(h->thread, NULL);
-	for (struct job *j = h->head; j; j = j->next)
-		dropped++;
+	dropped = h->len + h->n_latest;
 	jobs_free(h->head);
+	jobs_free(h->latest);
 	reset = h->reset_asked;
 	if (dropped || reset)
 		log_warn("hooks_dropped", "count=%zu reason=stopping%s",

@@ -16,12 +16,20 @@
  * it waits. Without on_reset nothing can tell the
  * application: a run that finds the queue full is dropped alone.
  *
+ * A latest run (hooks_submit_latest: on_endpoints) stands for a state,
+ * not an event: while one of the same hook and key waits, a newer one
+ * takes its place in line, so a slow hook sees the newest state next and
+ * never a backlog. Latest runs are not counted in queue_max (there is one
+ * per key at most) and a reset does not drop them.
+ *
  * Each run: `/bin/sh -c COMMAND`, the event JSON on stdin, the environment
  * plus DISCOVERY_KIND, DISCOVERY_SEQ, DISCOVERY_SERVICE (and
- * DISCOVERY_COMMAND, DISCOVERY_READY, DISCOVERY_REASON where they apply);
+ * DISCOVERY_COMMAND, DISCOVERY_READY, DISCOVERY_REASON, DISCOVERY_INDEX
+ * where they apply);
  * killed with its process group past the timeout; logged as
  *   msg=hook hook=on_invalidate seq=N status=exit:0 ms=12 run=R
- *            [truncated=true] output_bytes=B output="..."
+ *            [service=S index=I] [truncated=true] output_bytes=B
+ *            output="..."
  * or, when the quoted output does not fit in one line, with parts=N in
  * place of output= and N lines msg=hook_output run=R part=I/N output="...".
  * Overflows are logged once per episode (msg=hook_overflow, at warn).
@@ -48,6 +56,10 @@ struct hook_job {
 	const char *command_name; /* DISCOVERY_COMMAND, or NULL; copied */
 	const char *ready;  /* DISCOVERY_READY ("true"/"false"), or NULL */
 	const char *reason; /* DISCOVERY_REASON, or NULL; copied */
+	/* hooks_submit_latest: what one run replaces another of (the
+	 * service; DISCOVERY_SERVICE is set apart), and DISCOVERY_INDEX. */
+	const char *key; /* copied */
+	uint64_t index;
 };
 
 /* A reset about to run: what its requests, merged, said. */
@@ -82,6 +94,9 @@ struct hooks_status {
 struct hooks *hooks_start(const struct hooks_config *conf);
 /* Queue a run (copied); never blocks. Past queue_max, see above. */
 void hooks_submit(struct hooks *h, const struct hook_job *job);
+/* Queue a latest run (job->key set; copied), in place of a waiting one of
+ * the same hook and key. Never blocks. */
+void hooks_submit_latest(struct hooks *h, const struct hook_job *job);
 /* libagent reported a reset: run on_reset next, in place of what waits. */
 void hooks_reset(struct hooks *h, uint64_t seq, bool resumed);
 void hooks_status(struct hooks *h, struct hooks_status *out);

@@ -2,17 +2,20 @@
  * discovery-agent: the sidecar (man discovery-agent) for programs that cannot
  * link C.
  *
- * It is libagent plus three things around it: hooks (shell commands run on
- * invalidations, commands, readiness changes and resets, hooks.c), this
- * instance's readiness from `ready:` (a constant or a periodic check,
- * probe.c), and a local HTTP endpoint answering /ready (health.c). It uses
- * only the public <discovery/agent.h>; the agent's keys in agent.yaml are
- * read by agent_load_ex, the sidecar's own by sconf.c.
+ * It is libagent plus what is around it: hooks (shell commands run on
+ * invalidations, commands, readiness changes, resets and the endpoints of
+ * watched services, hooks.c), this instance's readiness from `ready:` (a
+ * constant or a periodic check) and its load from `load_command` (probe.c),
+ * a local HTTP endpoint answering /ready and /endpoints (health.c), and the
+ * drain on SIGTERM. It uses only the public <discovery/agent.h>; the
+ * agent's keys in agent.yaml are read by agent_load_ex, the sidecar's own
+ * by sconf.c.
  *
- * Threads: main (signals, through sigwait on blocked signals), the agent
- * thread (whose callbacks only queue hook runs and log), the hook thread,
- * the probe thread, libmicrohttpd's thread. Link and readiness log lines
- * (msg=linked, msg=unlinked, msg=readiness) are libagent's, passed through.
+ * Threads: main (signals, through sigwait on blocked signals; the drain
+ * waits there too), the agent thread (whose callbacks only queue hook runs
+ * and log), the hook thread, the probe threads, libmicrohttpd's thread.
+ * Link and readiness log lines (msg=linked, msg=unlinked, msg=readiness)
+ * are libagent's, passed through.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +32,8 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
+#include "epjson.h"
 #include "health.h"
 #include "hooks.h"
 #include "log.h"
@@ -44,7 +49,7 @@ struct sidecar {
 	agent_t *agent;
 	struct hooks *hooks;
 	char service[64]; /* a reset's DISCOVERY_SERVICE */
-	struct probe *probe;
+	struct probe *probe, *load_probe;
 	struct health *health;
 	int cancel_fd; /* readable at shutdown */
 };
@@ -150,6 +155,32 @@ static void on_event(agent_t *a, const struct agent_event *ev, void *ud)
 	hooks_submit(s->hooks, &job);
 }
 
+/* The set, as JSON, in place of one still waiting for the same service. */
+static void on_endpoints(agent_t *a, const struct agent_endpoints *set,
+			 void *ud)
+{
+	struct sidecar *s = ud;
+	struct hook_job job = { 0 };
+	char *input = epjson_build(set, NULL);
+
+	if (!input) {
+		log_warn("hook_dropped",
+			 "hook=on_endpoints service=%s reason=out-of-memory",
+			 set->service);
+		return;
+	}
+	job.hook = "on_endpoints";
+	job.command = s->conf.on_endpoints;
+	job.input = input;
+	job.kind = "endpoints";
+	job.seq = current_seq(a);
+	job.service = set->service;
+	job.key = set->service;
+	job.index = set->index;
+	hooks_submit_latest(s->hooks, &job);
+	free(input);
+}
+
 static void on_link(agent_t *a, enum agent_link_state state,
 		    const struct agent_link_info *info, void *ud)
 {
@@ -218,6 +249,13 @@ static int load(struct sidecar *s, bool check_only)
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
+	if (s->conf.on_endpoints && !agent_watch_count(s->agent)) {
+		fprintf(stderr,
+			"%s: hooks.on_endpoints: no service is watched (set "
+			"watch, or watch_depends_on with depends_on)\n",
+			s->path);
+		return -1;
+	}
 	if (check_only)
 		printf("configuration OK\n");
 	return 0;
@@ -230,6 +268,10 @@ static int start(struct sidecar *s)
 				      .on_link = on_link,
 				      .on_log = on_log,
 				      .ud = s };
+
+	/* Only a hook needs the sets as JSON: no work for nothing. */
+	if (s->conf.on_endpoints)
+		cb.on_endpoints = on_endpoints;
 	struct hooks_config hc = { 0 };
 	char err[512];
 	int rc;
@@ -277,12 +319,24 @@ static int start(struct sidecar *s)
 		return -1;
 	}
 	if (s->conf.ready.is_command) {
-		s->probe = probe_start(s->agent, s->conf.ready.command,
+		s->probe = probe_start(s->agent, PROBE_READY,
+				       s->conf.ready.command,
 				       s->conf.ready_interval_ms,
 				       s->conf.ready_timeout_ms, s->cancel_fd);
 		if (!s->probe) {
 			log_error("start_failed", "reason=%s",
 				  "cannot start the ready check");
+			return -1;
+		}
+	}
+	if (s->conf.load_command) {
+		s->load_probe =
+			probe_start(s->agent, PROBE_LOAD, s->conf.load_command,
+				    s->conf.load_interval_ms,
+				    s->conf.load_timeout_ms, s->cancel_fd);
+		if (!s->load_probe) {
+			log_error("start_failed", "reason=%s",
+				  "cannot start the load command");
 			return -1;
 		}
 	}
@@ -314,6 +368,7 @@ static void stop(struct sidecar *s)
 	if (s->cancel_fd >= 0 && write(s->cancel_fd, &one, sizeof(one)) < 0)
 		log_warn("stop", "error=%s", strerror(errno));
 	probe_stop(s->probe);
+	probe_stop(s->load_probe);
 	agent_destroy(s->agent); /* no callback runs after this */
 	hooks_stop(s->hooks);
 	if (s->cancel_fd >= 0)
@@ -321,7 +376,8 @@ static void stop(struct sidecar *s)
 	sconf_release(&s->conf);
 }
 
-static void wait_for_signals(struct sidecar *s, const sigset_t *set)
+/* Wait for SIGTERM or SIGINT (SIGHUP reloads); which one came. */
+static int wait_for_signals(struct sidecar *s, const sigset_t *set)
 {
 	for (;;) {
 		int sig;
@@ -334,8 +390,38 @@ static void wait_for_signals(struct sidecar *s, const sigset_t *set)
 		}
 		log_info("stopping", "signal=%s",
 			 sig == SIGTERM ? "TERM" : "INT");
-		return;
+		return sig;
 	}
+}
+
+/*
+ * The preStop pattern: say draining (the daemon takes this instance out
+ * of its service's ready endpoints, /ready answers 503 for a balancer),
+ * keep serving for drain, then close. Another SIGTERM or a SIGINT ends the
+ * wait at once; SIGHUP still reloads.
+ */
+static void drain(struct sidecar *s, const sigset_t *set)
+{
+	int64_t deadline = clock_mono_ms() + s->conf.drain_ms, left;
+
+	agent_set_draining(s->agent, true);
+	health_set_draining(s->health, true);
+	sd_notify(0, "STATUS=draining");
+	log_info("draining", "drain_ms=%lld", (long long)s->conf.drain_ms);
+	while ((left = deadline - clock_mono_ms()) > 0) {
+		struct timespec ts = { .tv_sec = left / 1000,
+				       .tv_nsec = (left % 1000) * 1000000 };
+		int sig = sigtimedwait(set, NULL, &ts);
+
+		if (sig == SIGHUP) {
+			reload(s);
+		} else if (sig > 0) {
+			log_info("drain_cut", "signal=%s",
+				 sig == SIGTERM ? "TERM" : "INT");
+			return;
+		}
+	}
+	log_info("drained", "drain_ms=%lld", (long long)s->conf.drain_ms);
 }
 
 int main(int argc, char **argv)
@@ -396,7 +482,8 @@ int main(int argc, char **argv)
 			 log_quote(q, sizeof(q), s.path), DISCOVERY_VERSION);
 	}
 	sd_notify(0, "READY=1");
-	wait_for_signals(&s, &set);
+	if (wait_for_signals(&s, &set) == SIGTERM && s.conf.drain_ms > 0)
+		drain(&s, &set);
 	sd_notify(0, "STOPPING=1");
 	stop(&s);
 	log_info("stopped", "%s", "");

@@ -1,6 +1,7 @@
 /*
  * sconf: the sidecar's own keys in agent.yaml (ready, ready_interval,
- * ready_timeout, hooks, health, log_level). The agent's keys in the same
+ * ready_timeout, load_command, load_interval, load_timeout, drain, hooks,
+ * health, log_level). The agent's keys in the same
  * file belong to libagent (agent_load_ex) and are skipped here; each loader
  * skips the other's keys, so a key neither knows is an error in the first.
  */
@@ -23,10 +24,15 @@ struct sconf {
 	struct ready_spec ready;
 	int64_t ready_interval_ms;
 	int64_t ready_timeout_ms;
+	char *load_command; /* or NULL */
+	int64_t load_interval_ms;
+	int64_t load_timeout_ms;
+	int64_t drain_ms; /* 0: close at once on SIGTERM */
 	char *on_invalidate;
 	char *on_command;
 	char *on_readiness;
 	char *on_reset;
+	char *on_endpoints;
 	int64_t hook_timeout_ms;
 	int64_t hook_queue;
 	bool health_enabled;

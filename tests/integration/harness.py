@@ -176,6 +176,11 @@ class Sidecar(Proc):
     def __init__(self, tmp, daemon_url, service, instance, depends_on=(),
                  extra="", name=None):
         name = name or "agent-" + instance
+        # SIGTERM drains for `drain` (5s by default) before it closes:
+        # tests stop at once unless they say otherwise.
+        if not re.search(r"^drain:", extra, re.M):
+            extra += ("\n" if extra and not extra.endswith("\n") else "") + \
+                "drain: 0\n"
         self.config = write(os.path.join(str(tmp), name + ".yaml"),
                             "discovery: [%s]\nservice: %s\ninstance: %s\n"
                             "depends_on: [%s]\n"

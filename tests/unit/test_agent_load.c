@@ -114,6 +114,33 @@ static void test_without_the_alias(void **state)
 	assert_non_null(strstr(err, ":3:1: unknown key 'requires'"));
 }
 
+/* The watched services read back, sorted: watch, or depends_on's. */
+static void test_watch_names(void **state)
+{
+	char err[512] = "";
+	agent_t *a;
+
+	(void)state;
+	a = load(BASE "watch: [db, api]\n", NULL, err, sizeof(err));
+	assert_non_null(a);
+	assert_int_equal(agent_watch_count(a), 2);
+	assert_string_equal(agent_watch_name(a, 0), "api");
+	assert_string_equal(agent_watch_name(a, 1), "db");
+	assert_null(agent_watch_name(a, 2));
+	agent_destroy(a);
+	a = load(BASE "depends_on: [cache]\nwatch_depends_on: true\n", NULL,
+		 err, sizeof(err));
+	assert_non_null(a);
+	assert_int_equal(agent_watch_count(a), 1);
+	assert_string_equal(agent_watch_name(a, 0), "cache");
+	agent_destroy(a);
+	a = load(BASE, NULL, err, sizeof(err));
+	assert_non_null(a);
+	assert_int_equal(agent_watch_count(a), 0);
+	assert_null(agent_watch_name(a, 0));
+	agent_destroy(a);
+}
+
 static void test_alias_errors_name_the_file(void **state)
 {
 	(void)state;
@@ -175,6 +202,7 @@ int main(void)
 		cmocka_unit_test(test_alias_is_the_key),
 		cmocka_unit_test(test_without_the_alias),
 		cmocka_unit_test(test_alias_errors_name_the_file),
+		cmocka_unit_test(test_watch_names),
 		cmocka_unit_test(test_bad_alias_tables),
 	};
 

@@ -374,6 +374,12 @@ struct agent_endpoints {
 const struct agent_endpoints *agent_endpoints(agent_t *a, const char *service);
 void agent_endpoints_release(agent_t *a, const struct agent_endpoints *set);
 
+/* The watched services, sorted by name (what watch or watch_depends_on
+ * named). Names are owned by the agent and valid until agent_destroy; NULL
+ * past the end. */
+size_t agent_watch_count(const agent_t *a);
+const char *agent_watch_name(const agent_t *a, size_t i);
+
 /*
  * Write the host:port of one ready endpoint of a watched service into
  * addr (NUL-terminated): two ready endpoints drawn at random in proportion
