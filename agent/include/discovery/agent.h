@@ -419,10 +419,12 @@ struct agent_callbacks {
 	void *ud; /* given to every callback; owned by the caller */
 	/* Later additions go here, after ud, so that code that fills the
 	 * struct in order keeps working. */
-	/* A watched service's endpoints changed; set is the newest (already
-	 * what agent_endpoints gives), valid during the callback only. With
-	 * AGENT_DISPATCH_HOST the calls are coalesced: a host that falls
-	 * behind gets the newest set once, not each one in between. */
+	/* A watched service's endpoints changed; set is the newest, valid
+	 * during the callback only (on the agent thread it may be newer than
+	 * what agent_endpoints gives yet, when readers hold every buffer; see
+	 * agent_endpoints). With AGENT_DISPATCH_HOST the calls are coalesced:
+	 * a host that falls behind gets the newest published set once, not
+	 * each one in between. */
 	void (*on_endpoints)(agent_t *a, const struct agent_endpoints *set,
 			     void *ud);
 };
