@@ -281,14 +281,34 @@ static void on_flush(lws_sorted_usec_list_t *sul)
 
 /* ---- the answer -------------------------------------------------------- */
 
+/*
+ * A reader (a welcome, the HTTP answer) about to read s: a change waiting
+ * is flushed now if its window has passed anyway (what the timer would do
+ * on the next pass), else the reader gets the set published last and the
+ * change follows at the window's end. So readers never add flushes: a
+ * burst of hellos from watchers still costs each one message per window.
+ */
+void hub_ep_fresh(struct hub *h, struct service *s)
+{
+	int64_t now = clock_mono_ms();
+
+	/* A service with no set yet (just made) gets its first at once:
+	 * nobody holds an older one to be spared a message. */
+	if (!s->ep_dirty ||
+	    (s->ep_set && now - h->ep_flushed_ms < h->ep_window_ms))
+		return;
+	h->ep_flushed_ms = now;
+	hub_ep_flush(h, s);
+}
+
 cJSON *hub_ep_answer(struct hub *h, const char *service,
 		     const struct endpoints_filter *f, uint64_t *index)
 {
 	struct service *s = registry_find(&h->registry, service);
 	cJSON *list = cJSON_CreateArray();
 
-	if (s && s->ep_dirty)
-		hub_ep_flush(h, s); /* answer what is true now */
+	if (s)
+		hub_ep_fresh(h, s);
 	*index = s && s->ep_set ? s->ep_set->index : h->ep_clock;
 	if (list && s && s->ep_set)
 		endpoints_list(list, s->ep_set, f);

@@ -61,7 +61,8 @@ struct hub_stats {
 /* A source address as text: at most 45 characters (inet_ntop). */
 #define LINK_PEER_MAX 48
 
-struct peer;      /* peers.c */
+struct peer; /* peers.c */
+
 struct link_conn; /* link_admit.c */
 
 /* Why the listener refused a connection, or cut it before its upgrade. */
@@ -230,6 +231,7 @@ void hub_ep_start(struct hub *h); /* on the hub thread, once lws runs */
 void hub_ep_add(struct hub *h, struct link *l); /* past its hello */
 void hub_ep_remove(struct hub *h, struct link *l);
 int hub_ep_flush(struct hub *h, struct service *s);
+void hub_ep_fresh(struct hub *h, struct service *s); /* before a read */
 bool hub_ep_same(const struct ep *a, const struct ep *b);
 /* The endpoints of service f selects, as of now, and their index. */
 struct endpoints_filter;

@@ -548,6 +548,10 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		evlog_covers(&h->log, hello->resume_epoch, hello->resume_seq);
 	if (recovered)
 		replay = replay_missed(l, hello->resume_seq, false);
+	/* Listed before the welcome, which may publish its service: a
+	 * replacement then stands where its zombie stood (no gone, then
+	 * back). */
+	hub_ep_add(h, l);
 	welcome = make_welcome(l, recovered, replay);
 	if (!welcome) {
 		link_close(l, 1011, "out of memory");
@@ -558,7 +562,6 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	if (recovered)
 		replay_missed(l, hello->resume_seq, true);
 	store_instance(h->store, l, INSTANCE_LINKED);
-	hub_ep_add(h, l);
 	hub_sse_change(h, l->svc->name);
 	log_info("linked",
 		 "peer=%s service=%s instance=%s deps=%zu recovered=%s "

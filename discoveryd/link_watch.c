@@ -14,6 +14,12 @@
 #include "hub_int.h"
 #include "log.h"
 
+/* One send hub_watch_send decided on. */
+struct watch_send {
+	struct link *l;
+	struct event *ev; /* NULL: no memory for it */
+};
+
 /* One (link, service) pair, in its service's list of watchers. */
 struct watch {
 	struct link *l;
@@ -129,9 +135,7 @@ cJSON *link_watch_welcome(struct link *l)
 		cJSON *one = cJSON_AddObjectToObject(all, w->s->name);
 		const char *text;
 
-		/* Dirty: the welcome says what is true now. */
-		if (w->s->ep_dirty)
-			hub_ep_flush(h, w->s);
+		hub_ep_fresh(h, w->s);
 		w->sent = w->s->ep_set ? w->s->ep_set->index : h->ep_clock;
 		text = set_text(w->s);
 		if (!one || !add_index(one, "index", w->sent) || !text ||
@@ -232,35 +236,53 @@ static struct event *delta_message(const struct epset *old,
 /*
  * s's new set went out: to each watcher, what changed since old if it
  * holds old, else the whole set. Each message is framed once, the first
- * time a watcher needs it. s is pinned while its watchers are walked: a
- * send that fails closes its link, which may let go of s.
+ * time a watcher needs it. In two passes: the first decides, per watcher,
+ * what it gets, and touches nothing else; the second sends. A send that
+ * fails closes its link, which may close others in turn (its service
+ * announced, their queues full), freeing their watch entries; the links
+ * themselves live until lws reports them closed, later. s is pinned
+ * meanwhile, since a link closing may let go of it.
  */
 void hub_watch_send(struct hub *h, struct service *s, const struct epset *old)
 {
 	struct event *delta = NULL, *full = NULL;
-	struct watch *w, *next;
 	const struct epset *set = s->ep_set;
+	struct watch_send *sends;
+	size_t n = 0;
 
 	if (!s->watchers)
 		return;
-	s->pins++;
-	for (w = s->watchers; w; w = next) {
-		struct event **ev = old && w->sent == old->index ? &delta :
-								   &full;
+	/* Its own: a close in the second pass never reaches another walk
+	 * (closes only mark services dirty), but nothing here relies on it. */
+	if (!(sends = malloc(s->n_watchers * sizeof(*sends)))) {
+		/* They hold what they held: the next set goes to them whole. */
+		log_error("endpoints",
+			  "service=%s note=\"no memory to send "
+			  "its set; watchers get the next whole\"",
+			  s->name);
+		return;
+	}
+	for (struct watch *w = s->watchers; w; w = w->next) {
+		bool d = old && w->sent == old->index;
 
-		next = w->next;
 		if (!w->sent)
 			continue; /* its welcome is being built */
-		if (!*ev)
-			*ev = ev == &delta ? delta_message(old, set) :
-					     full_message(s);
-		if (!*ev) {
-			link_close(w->l, 1011, "out of memory");
-			continue;
-		}
+		if (d && !delta)
+			delta = delta_message(old, set);
+		if (!d && !full)
+			full = full_message(s);
+		sends[n].l = w->l;
+		sends[n++].ev = d ? delta : full;
 		w->sent = set->index;
-		link_send(w->l, *ev);
 	}
+	s->pins++;
+	for (size_t i = 0; i < n; i++) {
+		if (!sends[i].ev)
+			link_close(sends[i].l, 1011, "out of memory");
+		else
+			link_send(sends[i].l, sends[i].ev);
+	}
+	free(sends);
 	if (delta)
 		event_unref(delta);
 	if (full)
