@@ -10,13 +10,15 @@
  *   - a failure is one of the PROTO_E_* codes, with a reason of 1 to 120
  *     bytes (it becomes a WebSocket close reason, which holds 123);
  *   - a success encodes back (proto_encode_*, with headroom as the daemon
- *     uses it) to a frame that decodes to the same message: what the daemon
- *     accepts it can also say, and nothing is lost on the way (seqs above
- *     2^53, escapes, meta and value trees compared as cJSON prints them).
+ *     uses it; an endpoints message as encode_endpoints prints it) to a frame
+ * that decodes to the same message: what the daemon accepts it can also say,
+ * and nothing is lost on the way (seqs above 2^53, escapes, meta and value
+ * trees compared as cJSON prints them).
  *
  * A broken invariant aborts with a line saying which, so libFuzzer keeps
  * the input as a crash.
  */
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +136,53 @@ static void check_same_event(const struct proto_event *a,
 		CHECK(cJSON_IsNull(b->value));
 }
 
+/*
+ * libcommon has no encoder for an endpoints message (the daemon prints its
+ * own, link_watch.c): print one as docs/protocol.md lays it out, the set
+ * and gone lists as cJSON prints them, with the headroom the others have.
+ * The service is a valid name and needs no escapes.
+ */
+static char *encode_endpoints(const struct proto_endpoints *e, size_t *len)
+{
+	char *set = print_tree(e->set), *gone = print_tree(e->gone), *frame;
+	size_t cap;
+	int n;
+
+	CHECK(set != NULL && (e->full || gone != NULL));
+	cap = HEADROOM + strlen(set) + (gone ? strlen(gone) : 0) + 160;
+	frame = malloc(cap);
+	CHECK(frame != NULL);
+	if (e->full)
+		n = snprintf(frame + HEADROOM, cap - HEADROOM,
+			     "{\"type\":\"endpoints\",\"service\":\"%s\","
+			     "\"index\":%" PRIu64 ",\"endpoints\":%s}",
+			     e->service, e->index, set);
+	else
+		n = snprintf(frame + HEADROOM, cap - HEADROOM,
+			     "{\"type\":\"endpoints\",\"service\":\"%s\","
+			     "\"index\":%" PRIu64 ",\"since\":%" PRIu64
+			     ",\"set\":%s,\"gone\":%s}",
+			     e->service, e->index, e->since, set, gone);
+	CHECK(n > 0 && (size_t)n < cap - HEADROOM);
+	*len = (size_t)n;
+	free(set);
+	free(gone);
+	return frame;
+}
+
+static void check_same_endpoints(const struct proto_endpoints *a,
+				 const struct proto_endpoints *b)
+{
+	CHECK(strcmp(a->service, b->service) == 0);
+	CHECK(a->index == b->index);
+	CHECK(a->full == b->full);
+	CHECK(a->full || a->since == b->since);
+	CHECK(cJSON_IsArray(b->set));
+	check_same_tree(a->set, b->set);
+	CHECK(a->full ? !b->gone : cJSON_IsArray(b->gone));
+	check_same_tree(a->gone, b->gone);
+}
+
 static char *encode(const struct proto_msg *m, size_t *len)
 {
 	switch (m->type) {
@@ -143,6 +192,7 @@ static char *encode(const struct proto_msg *m, size_t *len)
 	case PROTO_WELCOME:
 		return proto_encode_welcome(&m->u.welcome, HEADROOM, len);
 	case PROTO_EVENT: return proto_encode_event(&m->u.event, HEADROOM, len);
+	case PROTO_ENDPOINTS: return encode_endpoints(&m->u.endpoints, len);
 	}
 	CHECK(!"decoded message of unknown type");
 	return NULL;
@@ -176,6 +226,9 @@ static void round_trip(const struct proto_msg *m)
 		check_same_welcome(&m->u.welcome, &again.u.welcome);
 		break;
 	case PROTO_EVENT: check_same_event(&m->u.event, &again.u.event); break;
+	case PROTO_ENDPOINTS:
+		check_same_endpoints(&m->u.endpoints, &again.u.endpoints);
+		break;
 	}
 	proto_msg_release(&again);
 	free(frame);

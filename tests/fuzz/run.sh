@@ -70,7 +70,8 @@ extra_srcs() {
 	case $1 in
 	api) echo discoveryd/auth.c discoveryd/metrics.c discoveryd/sse.c \
 		discoveryd/api_origin.c discoveryd/api_conn.c discoveryd/idem.c \
-		"$OUT/dashboard_html.o" ;;
+		discoveryd/api_block.c discoveryd/epboard.c \
+		discoveryd/endpoints.c "$OUT/dashboard_html.o" ;;
 	gate) echo agent/gate/request.c agent/gate/path.c agent/gate/forward.c \
 		agent/gate/ring.c agent/gate/buf.c agent/gate/fields.c \
 		agent/gate/chunk.c \
