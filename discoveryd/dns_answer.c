@@ -544,7 +544,7 @@ static int answer_set(struct query *x, struct dns_cache *cache,
 {
 	const ldns_rdf *name = ldns_rr_owner(x->question);
 	struct dns_cache_key k = {
-		.set = x->set,
+		.index = x->set->index,
 		/* The same start for every rotate it stands for. */
 		.rotation = (uint32_t)(rotate % (x->set->n ? x->set->n : 1)),
 		.qtype = (uint16_t)x->type,

@@ -3,9 +3,10 @@
  * changes (epboard.h), so the answer to one question about one set, from
  * one starting record, is the same bytes every time but for the query's
  * ID and its RD and CD bits: those are set in a copy, and libldns builds
- * nothing. An entry holds a reference to its set, so a new set can never
- * reuse its address and be mistaken for it; a newer set simply misses
- * and takes the slot over.
+ * nothing. A set is known by its index, which no other set in this
+ * process ever has (the hub's endpoint clock numbers them all): an entry
+ * holds no reference to its set, so a cache never keeps old sets alive,
+ * and a newer set simply misses and takes the slot over.
  *
  * Direct-mapped (a collision replaces), DNS_CACHE_SLOTS entries, one
  * table per thread: no lock. Only answers about a service's set are kept
@@ -17,14 +18,14 @@
 #include "dns_int.h"
 
 struct dns_cache_entry {
-	struct epset *set; /* held; NULL: empty */
+	uint64_t index; /* the set's */
 	uint32_t rotation;
 	uint16_t qtype;
 	uint16_t limit;
 	bool tcp, edns;
 	uint8_t qname_len;
 	uint8_t qname[255]; /* as the query spelt it: its case is echoed */
-	uint8_t *wire;
+	uint8_t *wire;      /* NULL: empty */
 	size_t len;
 	struct dns_outcome outcome;
 };
@@ -40,7 +41,6 @@ struct dns_cache *dns_cache_new(void)
 
 static void entry_clear(struct dns_cache_entry *e)
 {
-	epset_put(e->set);
 	free(e->wire);
 	memset(e, 0, sizeof(*e));
 }
@@ -57,7 +57,7 @@ void dns_cache_free(struct dns_cache *c)
 static struct dns_cache_entry *slot(struct dns_cache *c,
 				    const struct dns_cache_key *k)
 {
-	uint64_t h = 1469598103934665603ULL ^ (uintptr_t)k->set;
+	uint64_t h = 1469598103934665603ULL ^ k->index;
 
 	for (size_t i = 0; i < k->qname_len; i++)
 		h = (h ^ k->qname[i]) * 1099511628211ULL;
@@ -69,7 +69,7 @@ static struct dns_cache_entry *slot(struct dns_cache *c,
 
 static bool same(const struct dns_cache_entry *e, const struct dns_cache_key *k)
 {
-	return e->set == k->set && e->rotation == k->rotation &&
+	return e->index == k->index && e->rotation == k->rotation &&
 	       e->qtype == k->qtype && e->limit == k->limit &&
 	       e->tcp == k->tcp && e->edns == k->edns &&
 	       e->qname_len == k->qname_len &&
@@ -82,7 +82,7 @@ int dns_cache_get(struct dns_cache *c, const struct dns_cache_key *k,
 {
 	struct dns_cache_entry *e = slot(c, k);
 
-	if (!e->set || !same(e, k) || !(*out = malloc(e->len)))
+	if (!e->wire || !same(e, k) || !(*out = malloc(e->len)))
 		return -1;
 	memcpy(*out, e->wire, e->len);
 	*outlen = e->len;
@@ -110,8 +110,7 @@ void dns_cache_put(struct dns_cache *c, const struct dns_cache_key *k,
 		return;
 	memcpy(copy, wire, len);
 	entry_clear(e);
-	epset_hold(k->set);
-	e->set = k->set;
+	e->index = k->index;
 	e->rotation = k->rotation;
 	e->qtype = k->qtype;
 	e->limit = k->limit;

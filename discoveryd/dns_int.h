@@ -77,7 +77,7 @@ struct dns_outcome {
 /* One thread's answers already written (dns_cache.c). */
 struct dns_cache;
 struct dns_cache_key {
-	struct epset *set; /* the answer's source; not held by the key */
+	uint64_t index; /* the index of the set answered from */
 	uint32_t rotation;
 	uint16_t qtype;
 	uint16_t limit; /* the size the answer had to fit */

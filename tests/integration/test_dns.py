@@ -401,3 +401,50 @@ def test_cluster_answers_span_the_nodes(tmp_path, redis):
         on_a.close()
         assert a.stop() == 0, a.text()
         b.stop()
+
+
+def rss_kib(d):
+    with open("/proc/%d/status" % d.p.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_the_answer_cache_keeps_no_old_sets(tmp_path):
+    """The answers kept per DNS thread are bounded in bytes: they never
+    hold the sets they came from, whose every change (here 600 of a set
+    of 200 endpoints with 100 kB of meta and tags) would otherwise stay
+    in memory for as long as some slot remembered it."""
+    d = Discoveryd(tmp_path, heartbeat=HEARTBEAT, dns=True,
+                   extra="endpoints:\n  coalesce: 1ms\n")
+    agents = Agents(d)
+    try:
+        for i in range(200):
+            agents.add("big", "big-%d" % i, "10.9.%d.%d:80" % (i // 250,
+                                                              i % 250 + 1),
+                       tags=["t%02d" % t for t in range(32)],
+                       meta={"note": "m" * 300})
+        s = udp(d)
+
+        def churn(rounds):
+            index = None
+            for r in range(rounds):
+                agents.status("big-0", "draining" if r % 2 else "ready")
+                index = wait_until(
+                    lambda: (lambda i: i if i != index else None)(
+                        d.call("GET", "/api/discovery/services/big/"
+                               "endpoints")[1]["index"]),
+                    what="set %d published" % r)
+                s.send(query("big." + ZONE, qid=r))
+                assert struct.unpack(">H", s.recv(4096)[:2])[0] == r
+
+        churn(50)
+        before = rss_kib(d)
+        churn(600)
+        grown = rss_kib(d) - before
+        # Old sets held: ~60 MB. Answers alone: at most a few MB.
+        assert grown < 16 * 1024, "RSS grew by %d KiB" % grown
+    finally:
+        agents.close()
+        assert d.stop() == 0, d.text()
