@@ -321,9 +321,17 @@ static void publish(struct agent *a, struct watch_slot *s, struct epview *v)
 
 void watch_tick(struct agent *a)
 {
-	for (size_t i = 0; i < a->n_watch; i++)
-		if (a->watch[i].pending)
-			publish_pending(&a->watch[i]);
+	for (size_t i = 0; i < a->n_watch; i++) {
+		struct watch_slot *s = &a->watch[i];
+
+		if (!s->pending)
+			continue;
+		publish_pending(s);
+		/* A host's callback reads the published set: the one held
+		 * back is news to it now (the agent thread's was given it). */
+		if (!s->pending && a->dispatch == AGENT_DISPATCH_HOST)
+			notify_endpoints(a, s);
+	}
 }
 
 /* A whole set (a welcome's, or a full message). */

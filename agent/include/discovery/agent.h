@@ -424,7 +424,8 @@ struct agent_callbacks {
 	 * what agent_endpoints gives yet, when readers hold every buffer; see
 	 * agent_endpoints). With AGENT_DISPATCH_HOST the calls are coalesced:
 	 * a host that falls behind gets the newest published set once, not
-	 * each one in between. */
+	 * each one in between, and a set held back by readers is announced
+	 * again once it is published. */
 	void (*on_endpoints)(agent_t *a, const struct agent_endpoints *set,
 			     void *ud);
 };
