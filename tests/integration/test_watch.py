@@ -197,12 +197,15 @@ def test_a_burst_is_coalesced(tmp_path):
         assert d.stop() == 0, d.text()
 
 
-def probe(daemon, instance, *deps, address=None, watch=None, weight=None):
+def probe(daemon, instance, *deps, address=None, watch=None, weight=None,
+          host=False):
     """tests/tools/agent_probe: libagent through its public header."""
     import os
     import subprocess
     from harness import BIN, Proc
     env = dict(os.environ)
+    if host:
+        env["AGENT_PROBE_HOST"] = "1"
     if address:
         env["AGENT_PROBE_ADDRESS"] = address
     if watch:
@@ -312,6 +315,33 @@ def test_readers_never_see_a_torn_set(daemon):
         assert int(m.group(1)) > 0 and m.group(2) == "0", m.group(0)
     finally:
         close(web, *apis)
+
+
+def test_a_host_hears_of_a_set_its_readers_held_back(daemon):
+    """AGENT_DISPATCH_HOST, an app holding a set of every buffer: the
+    next set waits, and the queued on_endpoints can only read the one
+    before it. Once the app lets go, the held-back set is published and
+    announced: the host is not left on a stale set until the next
+    change."""
+    web = probe(daemon, "web-1", watch="api", host=True)
+    api = probe(daemon, "api-1", address="10.0.0.1:80")
+    try:
+        web.wait_line(r"endpoints service=api .* n=1 ready=0")
+        ask(web, "hold api", r"hold index=[1-9]")
+        for r in range(1, 9):   # sets 1..7 fill the 8 buffers; 8 waits
+            mark = web.mark()
+            ask(api, "ready %d" % (r % 2), r"set rc=0")
+            web.wait_line(r"endpoints service=api .* ready=", start=mark)
+            if r < 8:
+                ask(web, "hold api", r"hold index=[1-9]")
+        # Set 8 (ready=0) is held back: agent_endpoints gives set 7.
+        ask(web, "held api", r"held service=api .* ready=1 ")
+        mark = web.mark()
+        ask(web, "release", r"released n=8")
+        web.wait_line(r"endpoints service=api .* ready=0 ", start=mark)
+        ask(web, "held api", r"held service=api .* ready=0 ")
+    finally:
+        close(web, api)
 
 
 def test_the_set_spans_the_cluster(tmp_path, redis):

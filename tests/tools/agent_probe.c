@@ -25,14 +25,21 @@
  *   pick SERVICE     agent_pick: "pick rc=RC addr=ADDR"
  *   picks SERVICE N  N picks: "picks rc=RC ADDR=COUNT ..." (sorted)
  *   held SERVICE     agent_endpoints: "held index=N n=N ready=N"
+ *   hold SERVICE     agent_endpoints, kept (at most 16): "hold index=N"
+ *   release          every set kept: "released n=N"
  *   readers SERVICE on|off  4 threads reading sets and picking without a
  *                    pause, each set checked whole (a torn or freed set
  *                    fails the check, or ASan); off joins them and says
  *                    "readers reads=N torn=N"
  *
+ * AGENT_PROBE_HOST=1 makes it AGENT_DISPATCH_HOST: callbacks run on the
+ * main thread, from agent_dispatch when agent_fd is readable.
+ *
  * It runs until stdin closes (or SIGTERM), then destroys the agent.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -189,6 +196,26 @@ static void readers(agent_t *a, const char *service, bool on)
 	fflush(stdout);
 }
 
+/* Sets kept by "hold", as an app holding them a while would. */
+static const struct agent_endpoints *kept[16];
+static size_t n_kept;
+
+static void hold(agent_t *a, const char *service)
+{
+	const struct agent_endpoints *set = NULL;
+
+	if (n_kept < 16 && (set = agent_endpoints(a, service)))
+		kept[n_kept++] = set;
+	printf("hold index=%" PRIu64 "\n", set ? set->index : 0);
+}
+
+static void release(agent_t *a)
+{
+	printf("released n=%zu\n", n_kept);
+	while (n_kept)
+		agent_endpoints_release(a, kept[--n_kept]);
+}
+
 /* Questions about endpoints; false when line is none. */
 static bool ask(agent_t *a, const char *line)
 {
@@ -205,9 +232,16 @@ static bool ask(agent_t *a, const char *line)
 		readers(a, service, strcmp(word, "on") == 0);
 		return true;
 	}
+	if (strcmp(line, "release\n") == 0) {
+		release(a);
+		fflush(stdout);
+		return true;
+	}
 	if (sscanf(line, "%15s %63s", word, service) != 2)
 		return false;
-	if (strcmp(word, "pick") == 0) {
+	if (strcmp(word, "hold") == 0) {
+		hold(a, service);
+	} else if (strcmp(word, "pick") == 0) {
 		rc = agent_pick(a, service, addr, sizeof(addr));
 		printf("pick rc=%d addr=%s\n", rc, addr);
 	} else if (strcmp(word, "held") == 0) {
@@ -254,6 +288,26 @@ static void on_event(agent_t *a, const struct agent_event *ev, void *ud)
 	fflush(stdout);
 }
 
+/* AGENT_DISPATCH_HOST: stdin's lines and the agent's callbacks, both on
+ * this thread. stdin is unbuffered, so poll never misses a line fgets
+ * read ahead. */
+static void host_loop(agent_t *a, char *line, size_t size)
+{
+	struct pollfd fds[2] = { { .fd = 0, .events = POLLIN },
+				 { .fd = agent_fd(a), .events = POLLIN } };
+
+	setvbuf(stdin, NULL, _IONBF, 0);
+	while (poll(fds, 2, -1) >= 0 || errno == EINTR) {
+		if (fds[1].revents & POLLIN)
+			agent_dispatch(a);
+		if (fds[0].revents & (POLLIN | POLLHUP)) {
+			if (!fgets(line, (int)size, stdin))
+				return;
+			command(a, line);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct agent_config cfg;
@@ -297,6 +351,8 @@ int main(int argc, char **argv)
 	cfg.backoff_max_ms = 500;
 	cfg.heartbeat_interval_ms = 500;
 	cfg.heartbeat_timeout_ms = 1500;
+	if (getenv("AGENT_PROBE_HOST"))
+		cfg.dispatch = AGENT_DISPATCH_HOST;
 	a = agent_new(&cfg, err, sizeof(err));
 	if (!a) {
 		fprintf(stderr, "agent_probe: %s\n", err);
@@ -309,8 +365,12 @@ int main(int argc, char **argv)
 		agent_destroy(a);
 		return 1;
 	}
-	while (fgets(line, sizeof(line), stdin))
-		command(a, line);
+	if (cfg.dispatch == AGENT_DISPATCH_HOST)
+		host_loop(a, line, sizeof(line));
+	else
+		while (fgets(line, sizeof(line), stdin))
+			command(a, line);
+	release(a);
 	agent_destroy(a);
 	return 0;
 }
