@@ -153,6 +153,9 @@ const union MHD_ConnectionInfo *MHD_get_connection_info(
 	 * (admission and deadlines are tested with real sockets). */
 	if (type == MHD_CONNECTION_INFO_SOCKET_CONTEXT)
 		return NULL;
+	/* No socket: a blocking query watches none for a hang-up. */
+	if (type == MHD_CONNECTION_INFO_CONNECTION_FD)
+		return NULL;
 	CHECK(type == MHD_CONNECTION_INFO_HTTP_STATUS);
 	info.http_status = (unsigned)c->status;
 	return &info;
