@@ -270,6 +270,15 @@ void hub_apply_settings(struct hub *h, const struct dconf *conf)
 	h->drain_interval_ms = conf->drain_interval_ms;
 }
 
+/*
+ * lws's own idle check ("validity") files a timer in its sorted list again
+ * on every frame a link receives, at the far end of the list: a walk of
+ * every link per frame, most of a 10k heartbeat's pongs. The hub's
+ * heartbeat does that job (on_tick), so lws's is off: a policy with
+ * neither a ping time nor a hang-up time.
+ */
+static const lws_retry_bo_t no_idle_check;
+
 struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 		    size_t errlen)
 {
@@ -289,6 +298,7 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	h->ep_clock = (uint64_t)clock_wall_ms() * 1000;
 	htab_init(&h->peers, true);
 	htab_init(&h->index, true);
+	backoff_init(&h->ping_phase, 1, 1, 1.0, 0);
 	hub_apply_settings(h, conf);
 	h->tls = conf->tls_present;
 	h->auth = auth;
@@ -320,6 +330,7 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	info.count_threads = 1;
 	info.timeout_secs = 10;
 	info.pt_serv_buf_size = 16 * 1024;
+	info.retry_and_idle_policy = &no_idle_check;
 	if (conf->tls_present) {
 		/* wss://, from the same PEM files as the HTTP API's https. */
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;

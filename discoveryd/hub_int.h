@@ -16,6 +16,7 @@
 
 #include <libwebsockets.h>
 
+#include "backoff.h"
 #include "clock.h"
 #include "epboard.h"
 #include "evlog.h"
@@ -150,6 +151,7 @@ struct link {
 struct hub {
 	/* Settings (hub thread; reload replaces them between services). */
 	int64_t heartbeat_interval_ms;
+	struct backoff ping_phase; /* spreads links' pings over the interval */
 	int64_t heartbeat_timeout_ms;
 	int64_t hello_timeout_ms;
 	size_t max_agents;

@@ -834,7 +834,14 @@ static int on_established(struct link *l, struct lws *wsi)
 	l->peer = peers_addr(peer);
 	l->state = LINK_OPEN;
 	l->load = LINK_LOAD_NONE; /* unknown until it reports */
-	l->connected_ms = l->last_rx_ms = l->last_ping_ms = clock_mono_ms();
+	l->connected_ms = l->last_rx_ms = clock_mono_ms();
+	/* Its first ping comes at a random point of the interval: links
+	 * that came in a storm are pinged spread over it, not together in
+	 * the one tick (a burst that would stall a fan-out). */
+	l->last_ping_ms =
+		l->connected_ms -
+		(int64_t)backoff_jitter(&h->ping_phase,
+					(uint32_t)h->heartbeat_interval_ms);
 	l->connected_wall_ms = clock_wall_ms();
 	h->stats.links_opened++;
 	if (h->stopping)
