@@ -61,7 +61,10 @@ struct epboard *epboard_new(void);
 void epboard_free(struct epboard *b); /* no waiter may be left */
 
 /* Hub thread. publish takes set (its refs at 1) and replaces the
- * service's; then wakes the service's waiters whose index it passes. */
+ * service's; then wakes the service's waiters whose index it passes. No
+ * two sets published in a process share an index, whatever their
+ * service (the hub's endpoint clock numbers them all): readers may know
+ * a set by it (dns_cache.c does). */
 void epboard_publish(struct epboard *b, struct epset *set);
 /* The service left the registry: its set goes, waiters are woken. */
 void epboard_forget(struct epboard *b, const char *service);

@@ -22,9 +22,12 @@
 static struct dns_zone zone;
 static struct epboard *board;
 
+/* Each set its own index, as the hub numbers them (the cache knows a set
+ * by it). */
 static void publish(const char *service, const struct ep *src, size_t n)
 {
-	struct epset *s = epset_new(service, 1, src, n);
+	static uint64_t index;
+	struct epset *s = epset_new(service, ++index, src, n);
 
 	assert_non_null(s);
 	epboard_publish(board, s);
