@@ -220,7 +220,12 @@ def test_keys_expire_in_redis(tmp_path, redis):
     a = node(tmp_path, "node-a", redis.url, timeout="2s", node_ttl="4s",
              extra="idempotency:\n  retention: 5s\n")
     try:
-        st, _, one = raw_call(a, "POST", INV, {"keys": ["k"]}, key="brief")
+        # Until the node has its Redis connection a write is refused
+        # (503, nothing applied, the key not taken): retried.
+        st, _, one = wait_until(lambda: (lambda r: r if r[0] != 503 else
+                                         None)(raw_call(a, "POST", INV,
+                                                        {"keys": ["k"]},
+                                                        key="brief")))
         assert st == 202, one
         assert 0 < int(redis.cli("PTTL", "discovery:idem:\nbrief")) <= 5000
         wait_until(lambda: redis.cli("EXISTS", "discovery:idem:\nbrief")
