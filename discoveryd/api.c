@@ -168,15 +168,12 @@ enum MHD_Result api_call_hub(struct api *a, struct MHD_Connection *c,
 	return api_send_json(c, req->status, req->body);
 }
 
-enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
-			       const struct request *r, struct hub_req *req)
+static enum MHD_Result answer_write(struct MHD_Connection *c,
+				    struct hub_req *req)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
-	memcpy(req->idem_key, r->idem_key, sizeof(req->idem_key));
-	memcpy(req->idem_fp, r->idem_fp, sizeof(req->idem_fp));
-	store_call(a->store, req);
 	if (!req->replayed)
 		return api_send_json(c, req->status, req->body);
 	if (!req->body)
@@ -190,6 +187,53 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 	MHD_add_response_header(resp, "Idempotent-Replayed", "true");
 	ret = MHD_queue_response(c, (unsigned)req->status, resp);
 	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* Hub thread: the write is answered; libmicrohttpd calls handler again. */
+static void write_done(struct hub_req *req, void *arg)
+{
+	struct request *r = arg;
+
+	(void)req;
+	MHD_resume_connection(r->mhd);
+}
+
+/*
+ * A write goes to the hub without holding this thread: the connection is
+ * suspended (before the hub can be done with it) and resumed once the
+ * hub has answered, after the group commit that made it durable. So two
+ * HTTP threads keep any number of writes in flight, and many share one
+ * fdatasync. Without memory for the copy, or with a store that answers
+ * on this thread, the call waits here.
+ */
+enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
+			       struct request *r, struct hub_req *req)
+{
+	memcpy(req->idem_key, r->idem_key, sizeof(req->idem_key));
+	memcpy(req->idem_fp, r->idem_fp, sizeof(req->idem_fp));
+	if (store_async(a->store) && (r->call = malloc(sizeof(*req)))) {
+		*r->call = *req;
+		r->mhd = c;
+		MHD_suspend_connection(c);
+		store_submit(a->store, r->call, write_done, r);
+		return MHD_YES;
+	}
+	store_call(a->store, req);
+	return answer_write(c, req);
+}
+
+/* The write r->call, answered: its answer goes now. */
+static enum MHD_Result answer_call(struct request *r, struct MHD_Connection *c)
+{
+	struct hub_req *req = r->call;
+	enum MHD_Result ret;
+
+	r->call = NULL;
+	ret = answer_write(c, req);
+	cJSON_Delete(req->header);
+	cJSON_Delete(req->value);
+	free(req);
 	return ret;
 }
 
@@ -259,8 +303,9 @@ static void count_request(struct api *a, struct MHD_Connection *c,
 static enum MHD_Result counted(struct api *a, struct MHD_Connection *c,
 			       const struct request *r, enum MHD_Result ret)
 {
-	/* A blocked query has no answer yet: counted when it has. */
-	if (ret == MHD_YES && !r->block)
+	/* A blocked query or a write in the hub has no answer yet: counted
+	 * when it has. */
+	if (ret == MHD_YES && !r->block && !r->call)
 		count_request(a, c, r->route);
 	return ret;
 }
@@ -340,6 +385,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			return send_too_large(a, c, r, cap);
 		return MHD_YES;
 	}
+	if (r->call) /* resumed: the hub has answered the write */
+		return counted(a, c, r, answer_call(r, c));
 	api_conns_busy(a->conns, r->conn);
 	if (r->block) { /* a blocking query woke: its answer goes now */
 		api_block_done(a->blocks, r);

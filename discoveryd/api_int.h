@@ -107,6 +107,10 @@ struct request {
 	struct api_block *block; /* a blocking query while it is suspended
 				    (api_block.c) */
 	bool woke;               /* it was, and is answered now */
+	/* A write the hub runs while the connection is suspended (api.c,
+	 * api_call_write): answered when libmicrohttpd calls again. */
+	struct hub_req *call;
+	struct MHD_Connection *mhd;
 	/* A write's Idempotency-Key, scoped by its sender ("" = none), and
 	 * the request's fingerprint (api_route.c). */
 	char idem_key[IDEM_SCOPED_MAX + 1];
@@ -130,9 +134,10 @@ enum MHD_Result api_send_denied(struct MHD_Connection *c,
 enum MHD_Result api_call_hub(struct api *a, struct MHD_Connection *c,
 			     struct hub_req *req);
 /* The same for a write: with r's Idempotency-Key, and a replayed answer
- * marked Idempotent-Replayed. */
+ * marked Idempotent-Replayed. The answer may come later: req is copied
+ * (header and value taken) and c suspended until the hub has answered. */
 enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
-			       const struct request *r, struct hub_req *req);
+			       struct request *r, struct hub_req *req);
 /* api.c: the request counters, as /metrics text. */
 void api_http_metrics(struct api *a, struct metrics_text *t);
 

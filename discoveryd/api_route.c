@@ -171,7 +171,7 @@ static int take_name(const cJSON *o, const char *field, char *out, size_t size)
 
 static enum MHD_Result do_declare(struct api *a, struct MHD_Connection *c,
 				  const char *name, enum declaration decl,
-				  const struct request *r)
+				  struct request *r)
 {
 	static const char *const fields[] = { "ttl", NULL };
 	struct hub_req req = { .op = HUB_DECLARE, .decl = decl };
@@ -205,7 +205,7 @@ static enum MHD_Result do_declare(struct api *a, struct MHD_Connection *c,
 }
 
 static enum MHD_Result do_invalidate(struct api *a, struct MHD_Connection *c,
-				     const struct request *r)
+				     struct request *r)
 {
 	static const char *const fields[] = { "keys", "service", NULL };
 	struct hub_req req = { .op = HUB_INVALIDATE };
@@ -309,7 +309,7 @@ static int take_target(const cJSON *body, struct hub_req *req, const char **why)
 }
 
 static enum MHD_Result do_broadcast(struct api *a, struct MHD_Connection *c,
-				    const struct request *r)
+				    struct request *r)
 {
 	static const char *const fields[] = { "command", "header", "value",
 					      "target", NULL };
@@ -592,7 +592,7 @@ static enum MHD_Result route_service(struct api *a, struct MHD_Connection *c,
 /* /api/discovery/nodes/{node}/drain: the node's name may hold '/'. */
 static enum MHD_Result route_node(struct api *a, struct MHD_Connection *c,
 				  const char *rest, const char *method,
-				  const struct request *r)
+				  struct request *r)
 {
 	struct hub_req req = { .op = HUB_DRAIN };
 	size_t n = strlen(rest);

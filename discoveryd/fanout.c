@@ -4,9 +4,13 @@
  * frame, built once, a reference or a direct write per link) and to each
  * SSE stream. Hub thread only.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "hub_int.h"
+#include "log.h"
 
 /*
  * Hand ev to every linked instance it is addressed to. Returns how many
@@ -29,7 +33,7 @@ size_t hub_fanout(struct hub *h, struct event *ev)
 	return delivered;
 }
 
-size_t hub_deliver(struct hub *h, struct event *ev)
+static size_t deliver(struct hub *h, struct event *ev)
 {
 	size_t delivered;
 
@@ -38,6 +42,79 @@ size_t hub_deliver(struct hub *h, struct event *ev)
 	delivered = hub_fanout(h, ev);
 	hub_sse_event(h, ev);
 	return delivered;
+}
+
+/* The links ev will go to (hub_fanout's choice, without the sends). */
+static size_t count_targets(const struct hub *h, const struct event *ev)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->n_links; i++) {
+		const struct link *l = h->links[i];
+
+		n += l->state == LINK_ACTIVE &&
+		     event_addressed_to(ev, l->svc->name, l->instance,
+					l->dep_names, l->n_deps);
+	}
+	return n;
+}
+
+/*
+ * In a group commit (hub_hold_begin) an event waits, in order, until its
+ * record is durable (hub_hold_end); the count is of the links it will go
+ * to. Without memory to hold it, the commit is made at once.
+ */
+size_t hub_deliver(struct hub *h, struct event *ev)
+{
+	struct event **grown;
+
+	if (!h->holding)
+		return deliver(h, ev);
+	if (h->n_held == h->cap_held) {
+		size_t cap = h->cap_held ? 2 * h->cap_held : 64;
+
+		if (!(grown = realloc(h->held, cap * sizeof(*grown)))) {
+			hub_hold_end(h);
+			hub_hold_begin(h);
+			return deliver(h, ev);
+		}
+		h->held = grown;
+		h->cap_held = cap;
+	}
+	h->held[h->n_held++] = event_ref(ev);
+	return count_targets(h, ev);
+}
+
+void hub_hold_begin(struct hub *h)
+{
+	if (h->log.mirror || h->log.journal.fd < 0)
+		return;
+	journal_batch_begin(&h->log.journal);
+	h->holding = true;
+}
+
+void hub_hold_end(struct hub *h)
+{
+	size_t calls = h->n_held;
+
+	if (!h->holding)
+		return;
+	h->holding = false;
+	if (journal_commit(&h->log.journal) != 0) {
+		/* What the kernel kept is unknown, and a retry would be told
+		 * it is fine: stop, and let the restart read what is durable.
+		 * Nothing held was delivered, and no call of it answered. */
+		log_error("journal fdatasync failed",
+			  "errno=%d events=%zu note=\"exiting: a restart "
+			  "replays what is durable\"",
+			  errno, calls);
+		_exit(EXIT_FAILURE);
+	}
+	for (size_t i = 0; i < h->n_held; i++) {
+		deliver(h, h->held[i]);
+		event_unref(h->held[i]);
+	}
+	h->n_held = 0;
 }
 
 /* ---- SSE ---------------------------------------------------------------- */

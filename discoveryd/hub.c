@@ -119,12 +119,43 @@ void hub_announce_all(struct hub *h)
 
 /* ---- requests from other threads --------------------------------------- */
 
-static void reply(struct hub *h, struct hub_req *req)
+/*
+ * Calls run in one pass share one fdatasync (a group commit): their
+ * records are written as each runs, made durable together, and only then
+ * are their events delivered and the calls answered, all at once. At most
+ * this many share one, so the first is not kept waiting on the last.
+ */
+#define GROUP_COMMIT_MAX 256
+
+/* Commit what the calls on done wrote, then answer them: the waiting
+ * ones under mu, then the submitted ones' callbacks, outside it. */
+static void commit_and_reply(struct hub *h, struct hub_req *done)
 {
+	struct hub_req *later = NULL, **tail = &later;
+
+	hub_hold_end(h);
 	pthread_mutex_lock(&h->mu);
-	req->done = true;
-	pthread_cond_broadcast(&h->cv);
+	while (done) {
+		struct hub_req *next = done->next; /* done may go once told */
+
+		if (done->on_done) {
+			done->next = NULL;
+			*tail = done;
+			tail = &done->next;
+		} else {
+			done->done = true;
+			/* Its own: a broadcast would wake every caller. */
+			pthread_cond_signal(&done->cv);
+		}
+		done = next;
+	}
 	pthread_mutex_unlock(&h->mu);
+	while (later) {
+		struct hub_req *next = later->next;
+
+		later->on_done(later, later->done_arg);
+		later = next;
+	}
 }
 
 static void begin_stop(struct hub *h)
@@ -141,8 +172,10 @@ static void begin_stop(struct hub *h)
 
 void hub_drain_requests(struct hub *h)
 {
-	struct hub_req *req;
+	struct hub_req *req, *done = NULL, **tail = &done;
+	size_t n = 0;
 
+	hub_hold_begin(h);
 	for (;;) {
 		pthread_mutex_lock(&h->mu);
 		req = h->req_head;
@@ -163,8 +196,18 @@ void hub_drain_requests(struct hub *h)
 		} else {
 			req->run(h, req->run_arg, req);
 		}
-		reply(h, req);
+		req->next = NULL;
+		*tail = req;
+		tail = &req->next;
+		if (++n == GROUP_COMMIT_MAX) {
+			commit_and_reply(h, done);
+			done = NULL;
+			tail = &done;
+			n = 0;
+			hub_hold_begin(h);
+		}
 	}
+	commit_and_reply(h, done);
 	if (atomic_load(&h->stop))
 		begin_stop(h);
 }
@@ -192,9 +235,11 @@ void hub_call(struct hub *h, struct hub_req *req)
 	hub_run(h, run_op, NULL, req);
 }
 
-void hub_run(struct hub *h,
-	     void (*fn)(struct hub *h, void *arg, struct hub_req *req),
-	     void *arg, struct hub_req *req)
+/* Queue req under mu (held on return); false when the hub takes no more
+ * calls: then req is answered 503 and mu is not held. */
+static bool enqueue(struct hub *h,
+		    void (*fn)(struct hub *h, void *arg, struct hub_req *req),
+		    void *arg, struct hub_req *req)
 {
 	req->run = fn;
 	req->run_arg = arg;
@@ -211,7 +256,7 @@ void hub_run(struct hub *h,
 		req->header = req->value = NULL;
 		req->status = 503;
 		req->body = error_body("stopping", "the daemon is stopping");
-		return;
+		return false;
 	}
 	if (h->req_tail)
 		h->req_tail->next = req;
@@ -219,9 +264,36 @@ void hub_run(struct hub *h,
 		h->req_head = req;
 	h->req_tail = req;
 	lws_cancel_service(h->ctx);
-	while (!req->done)
-		pthread_cond_wait(&h->cv, &h->mu);
+	return true;
+}
+
+void hub_submit(struct hub *h,
+		void (*fn)(struct hub *h, void *arg, struct hub_req *req),
+		void *arg, struct hub_req *req,
+		void (*done)(struct hub_req *req, void *done_arg),
+		void *done_arg)
+{
+	req->on_done = done;
+	req->done_arg = done_arg;
+	if (!enqueue(h, fn, arg, req)) {
+		done(req, done_arg);
+		return;
+	}
 	pthread_mutex_unlock(&h->mu);
+}
+
+void hub_run(struct hub *h,
+	     void (*fn)(struct hub *h, void *arg, struct hub_req *req),
+	     void *arg, struct hub_req *req)
+{
+	req->on_done = NULL;
+	if (!enqueue(h, fn, arg, req))
+		return;
+	pthread_cond_init(&req->cv, NULL);
+	while (!req->done)
+		pthread_cond_wait(&req->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	pthread_cond_destroy(&req->cv);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -307,7 +379,6 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 		h->watchdog_us = 0;
 	snprintf(h->node, sizeof(h->node), "%s", conf->node);
 	pthread_mutex_init(&h->mu, NULL);
-	pthread_cond_init(&h->cv, NULL);
 	registry_init(&h->registry, REGISTRY_MAX_SERVICES);
 	hub_ep_init(h);
 	if (!(h->board = epboard_new())) {
@@ -440,12 +511,12 @@ void hub_free(struct hub *h)
 	if (h->ctx)
 		lws_context_destroy(h->ctx);
 	free(h->links);
+	free(h->held); /* empty: every pass ends its commit */
 	htab_release(&h->index);
 	peers_release(h);
 	evlog_release(&h->log);
 	registry_release(&h->registry);
 	epboard_free(h->board);
 	pthread_mutex_destroy(&h->mu);
-	pthread_cond_destroy(&h->cv);
 	free(h);
 }

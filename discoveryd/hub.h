@@ -15,6 +15,7 @@
 #ifndef DISCOVERYD_HUB_H
 #define DISCOVERYD_HUB_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -96,6 +97,9 @@ struct hub_req {
 	char *body;
 
 	/* Private to hub.c. */
+	pthread_cond_t cv; /* the caller waits on it, under the hub's mu */
+	void (*on_done)(struct hub_req *req, void *arg); /* hub_submit */
+	void *done_arg;
 	bool done;
 	bool anytime; /* OP_ANYTIME */
 	void (*run)(struct hub *h, void *arg, struct hub_req *req);
@@ -136,6 +140,17 @@ void hub_call(struct hub *h, struct hub_req *req);
 void hub_run(struct hub *h,
 	     void (*fn)(struct hub *h, void *arg, struct hub_req *req),
 	     void *arg, struct hub_req *req);
+/*
+ * hub_run without the wait: done(req, done_arg) is called once req is
+ * answered (and what it wrote is durable), on the hub thread, or at once
+ * on this one when the hub is stopping. req must live until then; header
+ * and value are the caller's to free after it.
+ */
+void hub_submit(struct hub *h,
+		void (*fn)(struct hub *h, void *arg, struct hub_req *req),
+		void *arg, struct hub_req *req,
+		void (*done)(struct hub_req *req, void *done_arg),
+		void *done_arg);
 /* Hub thread: req's op, as hub_ops has it. */
 void hub_run_op(struct hub *h, struct hub_req *req);
 unsigned hub_op_flags(enum hub_op op);

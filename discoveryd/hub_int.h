@@ -174,8 +174,7 @@ struct hub {
 	bool thread_started;
 
 	/* Requests from other threads. */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_mutex_t mu; /* callers wait on their hub_req's cv under it */
 	struct hub_req *req_head, *req_tail;
 	bool accepting; /* under mu */
 	atomic_bool stop;
@@ -183,6 +182,9 @@ struct hub {
 	/* Hub-thread state. */
 	struct registry registry;
 	struct evlog log;
+	bool holding;        /* a group commit is open (hub_hold_begin) */
+	struct event **held; /* its events, in seq order, referenced */
+	size_t n_held, cap_held;
 	struct link **links;
 	size_t n_links, cap_links;
 	size_t n_instances;                 /* links past hello */
@@ -254,6 +256,11 @@ void hub_drain_requests(struct hub *h);
 /* fanout.c: an event, once durable, to every link and stream it is for.
  * deliver counts it and returns how many links it went to. */
 size_t hub_deliver(struct hub *h, struct event *ev);
+/* Group commit (fanout.c): between these, journal appends are written
+ * and delivered events held; end makes them durable with one fdatasync,
+ * then delivers them in order (a failed fdatasync ends the process). */
+void hub_hold_begin(struct hub *h);
+void hub_hold_end(struct hub *h);
 size_t hub_fanout(struct hub *h, struct event *ev);
 void hub_sse_push(struct sse *s, const struct event *ev);
 void hub_sse_event(struct hub *h, const struct event *ev);

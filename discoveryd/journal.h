@@ -6,7 +6,10 @@
  *                       (little-endian)
  *
  * Every append is written and fdatasync'd before journal_append returns:
- * the caller delivers an event or answers a write call only after that. A
+ * the caller delivers an event or answers a write call only after that.
+ * Or, within a group commit (journal_batch_begin), written at once and
+ * fdatasync'd together by journal_commit, before which the caller
+ * delivers and answers nothing of what it appended. A
  * write that fails (disk full, I/O error, file-size limit) is cut off again
  * with ftruncate, so the file never keeps half a record that a later append
  * would bury; if even that fails, the next start finds a torn tail and
@@ -48,6 +51,11 @@ struct journal {
 	size_t records;         /* records in the file */
 	struct histogram fsync; /* write + fdatasync of each append */
 	uint64_t failures;      /* appends that could not be made durable */
+	bool batch;             /* in a group commit: appends wait for it */
+	size_t unsynced;        /* records written since the last fdatasync */
+	int64_t batch_t0_us;    /* the first of them: when it was written */
+	uint64_t commits;       /* fdatasyncs of a group commit */
+	uint64_t committed;     /* records they made durable */
 };
 
 /* What start-up found wrong, if anything. */
@@ -69,8 +77,23 @@ struct journal_damage {
 int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 		 struct journal_damage *damage, char *err, size_t errlen);
 
-/* Append one record and make it durable. 0, or -1 (errno set). */
+/* Append one record and make it durable (in a group commit: write it,
+ * and let journal_commit make it durable). 0, or -1 (errno set; nothing
+ * of the record is left in the file). */
 int journal_append(struct journal *j, const char *json, size_t len);
+
+/*
+ * Group commit: the appends up to journal_commit are written as they come
+ * and made durable by one fdatasync. The fsync histogram counts each
+ * commit once, from its first write to the end of its fdatasync. commit
+ * returns 0 (every record since begin is durable, or there were none),
+ * or -1 (errno set): the fdatasync failed, and what the kernel kept of
+ * those records is unknown (after a failed fdatasync Linux may drop the
+ * pages and report success to the next): the caller must not go on as if
+ * they were durable, nor retry.
+ */
+void journal_batch_begin(struct journal *j);
+int journal_commit(struct journal *j);
 
 /*
  * Replace the whole journal with these n records, atomically. 0, or -1

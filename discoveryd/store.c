@@ -26,6 +26,25 @@ static void run(struct hub *h, void *arg, struct hub_req *req)
 		s->ops->end(s, req);
 }
 
+bool store_async(const struct store *s)
+{
+	return s->ops->on_hub_thread;
+}
+
+void store_submit(struct store *s, struct hub_req *req,
+		  void (*done)(struct hub_req *req, void *arg), void *arg)
+{
+	req->status = 0;
+	req->body = NULL;
+	req->replayed = false;
+	if ((unsigned)req->op >= HUB_OPS || req->op == HUB_JOB) {
+		hub_answer_error(req, 500, "internal", "no such call");
+		done(req, arg);
+		return;
+	}
+	hub_submit(s->hub, run, s, req, done, arg);
+}
+
 void store_call(struct store *s, struct hub_req *req)
 {
 	req->status = 0;

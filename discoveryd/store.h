@@ -92,6 +92,16 @@ struct store *cluster_store_new(const struct dconf *conf, struct hub *h,
 /* Any thread but the hub's: run req and wait for its answer. Always fills
  * req->status and req->body; header and value are consumed. */
 void store_call(struct store *s, struct hub_req *req);
+/*
+ * Whether s takes calls without a wait (its state is on the hub thread):
+ * then store_submit runs req as store_call would and calls done(req, arg)
+ * once it is answered, on the hub thread (or on this one, before it
+ * returns, when the hub is stopping). req lives until then; what is left
+ * of its header and value is the caller's to free afterwards.
+ */
+bool store_async(const struct store *s);
+void store_submit(struct store *s, struct hub_req *req,
+		  void (*done)(struct hub_req *req, void *arg), void *arg);
 
 static inline void store_announce(struct store *s, struct service *svc)
 {
