@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,19 +60,77 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int write_record(int fd, const char *json, size_t len)
+/* Every byte of iov[0, n) (n at most IOV_MAX), past short writes; iov is
+ * used up. */
+static int writev_all(int fd, struct iovec *iov, int n)
 {
-	unsigned char head[HEAD_LEN];
+	while (n > 0) {
+		ssize_t w = writev(fd, iov, n);
 
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		for (; n > 0 && (size_t)w >= iov->iov_len; iov++, n--)
+			w -= (ssize_t)iov->iov_len;
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* A record's head, in head; -1 (EMSGSIZE) when it is too long. */
+static int record_head(unsigned char *head, const char *json, size_t len)
+{
 	if (len > JOURNAL_RECORD_MAX) {
 		errno = EMSGSIZE;
 		return -1;
 	}
 	put_u32(head, (uint32_t)len);
 	put_u32(head + 4, checksum(json, len));
-	if (write_all(fd, head, sizeof(head)) != 0)
+	return 0;
+}
+
+/* One record, head and payload, in one system call. */
+static int write_record(int fd, const char *json, size_t len)
+{
+	unsigned char head[HEAD_LEN];
+	struct iovec iov[2] = { { head, HEAD_LEN }, { (char *)json, len } };
+
+	if (record_head(head, json, len) != 0)
 		return -1;
-	return write_all(fd, json, len);
+	return writev_all(fd, iov, 2);
+}
+
+/* Records per writev when a whole journal is written (two iovecs each). */
+#define REWRITE_BATCH 256
+
+/* n records, REWRITE_BATCH to a system call; their bytes added to *size. */
+static int write_records(int fd, char *const *records, size_t n, off_t *size)
+{
+	unsigned char heads[REWRITE_BATCH][HEAD_LEN];
+	struct iovec iov[2 * REWRITE_BATCH];
+
+	for (size_t i = 0; i < n; i += REWRITE_BATCH) {
+		size_t k = n - i < REWRITE_BATCH ? n - i : REWRITE_BATCH;
+
+		for (size_t r = 0; r < k; r++) {
+			const char *json = records[i + r];
+			size_t len = strlen(json);
+
+			if (record_head(heads[r], json, len) != 0)
+				return -1;
+			iov[2 * r] = (struct iovec){ heads[r], HEAD_LEN };
+			iov[2 * r + 1] = (struct iovec){ (char *)json, len };
+			*size += (off_t)(HEAD_LEN + len);
+		}
+		if (writev_all(fd, iov, (int)(2 * k)) != 0)
+			return -1;
+	}
+	return 0;
 }
 
 static int mkdir_p(const char *dir)
@@ -291,15 +350,9 @@ int journal_rewrite(struct journal *j, char *const *records, size_t n)
 	fd = open(j->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -1;
-	if (write_all(fd, MAGIC, MAGIC_LEN) != 0)
+	if (write_all(fd, MAGIC, MAGIC_LEN) != 0 ||
+	    write_records(fd, records, n, &size) != 0)
 		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		size_t len = strlen(records[i]);
-
-		if (write_record(fd, records[i], len) != 0)
-			goto fail;
-		size += (off_t)(HEAD_LEN + len);
-	}
 	if (fsync(fd) != 0 || rename(j->tmp_path, j->path) != 0)
 		goto fail;
 	fsync(j->dir_fd);
