@@ -14,8 +14,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "api_int.h"
+#include "clock.h"
 #include "conf.h"
 #include "hub.h"
 #include "log.h"
@@ -212,19 +214,44 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 {
 	memcpy(req->idem_key, r->idem_key, sizeof(req->idem_key));
 	memcpy(req->idem_fp, r->idem_fp, sizeof(req->idem_fp));
-	if (store_async(a->store) && (r->call = malloc(sizeof(*req)))) {
+	/* Counted before the flag is read, the flag set before the count
+	 * is (quiet_writes): one of the two sees the other. */
+	atomic_fetch_add(&a->writes_away, 1);
+	if (!atomic_load(&a->writes_wait) && store_async(a->store) &&
+	    (r->call = malloc(sizeof(*req)))) {
 		*r->call = *req;
 		r->mhd = c;
 		MHD_suspend_connection(c);
 		store_submit(a->store, r->call, write_done, r);
 		return MHD_YES;
 	}
+	atomic_fetch_sub(&a->writes_away, 1);
 	store_call(a->store, req);
 	return answer_write(c, req);
 }
 
-/* The write r->call, answered: its answer goes now. */
-static enum MHD_Result answer_call(struct request *r, struct MHD_Connection *c)
+/*
+ * Before libmicrohttpd stops: new writes wait on their thread (as its
+ * stop expects), and those the hub has are let finish, answered on
+ * resumed connections. The hub runs meanwhile, so this is a commit's
+ * time; the deadline only keeps a hub that stopped answering from
+ * holding the stop for ever.
+ */
+static void quiet_writes(struct api *a)
+{
+	int64_t deadline = clock_mono_ms() + 30000;
+
+	atomic_store(&a->writes_wait, true);
+	while (atomic_load(&a->writes_away) && clock_mono_ms() < deadline)
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	if (atomic_load(&a->writes_away))
+		log_error("http", "note=\"writes still with the hub at "
+				  "stop\"");
+}
+
+/* The write r->call, answered (c is resumed): its answer goes now. */
+static enum MHD_Result answer_call(struct api *a, struct request *r,
+				   struct MHD_Connection *c)
 {
 	struct hub_req *req = r->call;
 	enum MHD_Result ret;
@@ -234,6 +261,7 @@ static enum MHD_Result answer_call(struct request *r, struct MHD_Connection *c)
 	cJSON_Delete(req->header);
 	cJSON_Delete(req->value);
 	free(req);
+	atomic_fetch_sub(&a->writes_away, 1);
 	return ret;
 }
 
@@ -386,7 +414,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (r->call) /* resumed: the hub has answered the write */
-		return counted(a, c, r, answer_call(r, c));
+		return counted(a, c, r, answer_call(a, r, c));
 	api_conns_busy(a->conns, r->conn);
 	if (r->block) { /* a blocking query woke: its answer goes now */
 		api_block_done(a->blocks, r);
@@ -636,7 +664,9 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 	/* Blocked queries answer now (the old daemon's cannot be told from
 	 * the new one's: all do), and come back to the new daemon. */
 	api_blocks_stop(a->blocks);
+	quiet_writes(a);
 	MHD_stop_daemon(a->mhd);
+	atomic_store(&a->writes_wait, false);
 	api_blocks_start(a->blocks);
 	a->mhd = fresh;
 	free_pem(&a->old_cert);
@@ -670,6 +700,7 @@ void api_stop(struct api *a)
 		store_call(a->store, &req);
 		free(req.body);
 		api_blocks_stop(a->blocks);
+		quiet_writes(a);
 		MHD_stop_daemon(a->mhd);
 	}
 	free_pem(&a->cert);

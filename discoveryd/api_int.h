@@ -85,6 +85,12 @@ struct api {
 	 * stored before fn, fn read before arg. */
 	_Atomic(api_metrics_fn) more_metrics;
 	void *_Atomic more_metrics_arg;
+	/* Writes whose connection is suspended while the hub runs them
+	 * (api_call_write), and whether new ones must wait on their thread
+	 * instead: libmicrohttpd panics if stopped with a connection
+	 * suspended, so a stop lets them finish first (quiet_writes). */
+	atomic_uint writes_away;
+	atomic_bool writes_wait;
 };
 
 /*
