@@ -79,6 +79,7 @@ void event_unref(struct event *ev)
 	cJSON_Delete(ev->header);
 	cJSON_Delete(ev->value);
 	free(ev->frame);
+	free(ev->record);
 	free(ev);
 }
 

@@ -51,6 +51,9 @@ struct event {
 	cJSON *value;         /* owned */
 	unsigned char *frame; /* LWS_PRE headroom, then len bytes of JSON */
 	size_t len;
+	/* Its journal record as appended, when that was the event alone
+	 * (evlog.c): a compaction writes it again as it is. NULL: none. */
+	char *record;
 };
 
 /* A new event with refs = 1; header and value become the event's. */

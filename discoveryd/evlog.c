@@ -367,18 +367,31 @@ static int rewrite(struct evlog *log, const struct evlog_service *state,
 {
 	size_t n_extra = (size_t)cJSON_GetArraySize(extra);
 	size_t total = 2 + log->count + n_extra, i = 0;
+	/* records[i] is owned[i], or an event's own record (borrowed). */
 	char **records = calloc(total, sizeof(*records));
+	char **owned = calloc(total, sizeof(*owned));
 	const cJSON *x;
 	int rc = -1;
 
-	if (!records)
+	if (!records || !owned) {
+		free(records);
+		free(owned);
 		return -1;
-	records[i++] = epoch_record(log);
-	records[i++] = snapshot_record(state, n);
-	for (size_t k = 0; k < log->count; k++)
-		records[i++] = print_free(event_record(evlog_at(log, k)));
-	cJSON_ArrayForEach (x, extra)
-		records[i++] = cJSON_PrintUnformatted(x);
+	}
+	records[i] = owned[i] = epoch_record(log);
+	i++;
+	records[i] = owned[i] = snapshot_record(state, n);
+	i++;
+	for (size_t k = 0; k < log->count; k++, i++) {
+		const struct event *ev = evlog_at(log, k);
+
+		if (!(records[i] = ev->record))
+			records[i] = owned[i] = print_free(event_record(ev));
+	}
+	cJSON_ArrayForEach (x, extra) {
+		records[i] = owned[i] = cJSON_PrintUnformatted(x);
+		i++;
+	}
 	for (i = 0; i < total && records[i]; i++)
 		;
 	if (i == total)
@@ -386,7 +399,8 @@ static int rewrite(struct evlog *log, const struct evlog_service *state,
 	if (rc == 0)
 		log->extra_records = n_extra;
 	for (i = 0; i < total; i++)
-		free(records[i]);
+		free(owned[i]);
+	free(owned);
 	free(records);
 	return rc;
 }
@@ -479,10 +493,18 @@ int evlog_append(struct evlog *log, struct event *ev,
 				      cJSON_Duplicate(log->tag, true));
 	text = o ? print_free(o) : NULL;
 	rc = text ? journal_append(&log->journal, text, strlen(text)) : -1;
-	free(text);
 	log->failing = rc != 0;
-	if (rc != 0)
+	if (rc != 0) {
+		free(text);
 		return -1;
+	}
+	/* The event's record alone: kept for the next compaction, which
+	 * would print the same text again (one with a declaration or a key
+	 * is printed then, without them). */
+	if (ev && !d && !log->tag && !ev->record)
+		ev->record = text;
+	else
+		free(text);
 	if (log->tag) {
 		log->tag = NULL;
 		log->tag_written = true;
