@@ -443,8 +443,12 @@ def test_the_answer_cache_keeps_no_old_sets(tmp_path):
         before = rss_kib(d)
         churn(600)
         grown = rss_kib(d) - before
-        # Old sets held: ~60 MB. Answers alone: at most a few MB.
-        assert grown < 16 * 1024, "RSS grew by %d KiB" % grown
+        # Old sets held: ~60 MB. Answers alone: at most a few MB. Under
+        # ASan (freed memory waits in its quarantine) or valgrind RSS
+        # says nothing of what is held: the churn runs, unmeasured.
+        if not (os.environ.get("DISCOVERY_SANITIZE") or
+                os.environ.get("DISCOVERY_TEST_WRAPPER")):
+            assert grown < 16 * 1024, "RSS grew by %d KiB" % grown
     finally:
         agents.close()
         assert d.stop() == 0, d.text()
