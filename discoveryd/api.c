@@ -192,13 +192,19 @@ static enum MHD_Result answer_write(struct MHD_Connection *c,
 	return ret;
 }
 
-/* Hub thread: the write is answered; libmicrohttpd calls handler again. */
+/*
+ * Hub thread: the write is answered; libmicrohttpd calls handler again
+ * (or, its client gone, completes the request). r may go the moment the
+ * connection is resumed: what is needed of it is read first.
+ */
 static void write_done(struct hub_req *req, void *arg)
 {
 	struct request *r = arg;
+	struct api *a = r->api;
 
 	(void)req;
 	MHD_resume_connection(r->mhd);
+	atomic_fetch_sub(&a->writes_away, 1);
 }
 
 /*
@@ -221,6 +227,7 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 	    (r->call = malloc(sizeof(*req)))) {
 		*r->call = *req;
 		r->mhd = c;
+		r->api = a;
 		MHD_suspend_connection(c);
 		store_submit(a->store, r->call, write_done, r);
 		return MHD_YES;
@@ -250,8 +257,7 @@ static void quiet_writes(struct api *a)
 }
 
 /* The write r->call, answered (c is resumed): its answer goes now. */
-static enum MHD_Result answer_call(struct api *a, struct request *r,
-				   struct MHD_Connection *c)
+static enum MHD_Result answer_call(struct request *r, struct MHD_Connection *c)
 {
 	struct hub_req *req = r->call;
 	enum MHD_Result ret;
@@ -261,8 +267,19 @@ static enum MHD_Result answer_call(struct api *a, struct request *r,
 	cJSON_Delete(req->header);
 	cJSON_Delete(req->value);
 	free(req);
-	atomic_fetch_sub(&a->writes_away, 1);
 	return ret;
+}
+
+/* A write answered whose answer never went (its client left). */
+static void drop_call(struct request *r)
+{
+	struct hub_req *req = r->call;
+
+	r->call = NULL;
+	cJSON_Delete(req->header);
+	cJSON_Delete(req->value);
+	free(req->body);
+	free(req);
 }
 
 /* ---- request counters ---------------------------------------------------- */
@@ -414,7 +431,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (r->call) /* resumed: the hub has answered the write */
-		return counted(a, c, r, answer_call(a, r, c));
+		return counted(a, c, r, answer_call(r, c));
 	api_conns_busy(a->conns, r->conn);
 	if (r->block) { /* a blocking query woke: its answer goes now */
 		api_block_done(a->blocks, r);
@@ -437,6 +454,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (r) {
 		api_block_done(a->blocks, r); /* the peer left, or we stop */
 		api_conns_done(a->conns, r->conn);
+		/* Resumed (a suspended connection is never completed), the
+		 * hub is done with it: the answer had no one to go to. */
+		if (r->call)
+			drop_call(r);
 	}
 	if (r && r->stream) {
 		struct hub_req req = { .op = HUB_SSE_CLOSE,

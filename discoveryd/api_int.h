@@ -117,6 +117,7 @@ struct request {
 	 * api_call_write): answered when libmicrohttpd calls again. */
 	struct hub_req *call;
 	struct MHD_Connection *mhd;
+	struct api *api;
 	/* A write's Idempotency-Key, scoped by its sender ("" = none), and
 	 * the request's fingerprint (api_route.c). */
 	char idem_key[IDEM_SCOPED_MAX + 1];

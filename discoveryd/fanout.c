@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "hub_int.h"
@@ -74,6 +75,9 @@ size_t hub_deliver(struct hub *h, struct event *ev)
 		size_t cap = h->cap_held ? 2 * h->cap_held : 64;
 
 		if (!(grown = realloc(h->held, cap * sizeof(*grown)))) {
+			if (h->delivering) /* its record is durable: out of
+					      order, rather than never */
+				return deliver(h, ev);
 			hub_hold_end(h);
 			hub_hold_begin(h);
 			return deliver(h, ev);
@@ -99,22 +103,35 @@ void hub_hold_end(struct hub *h)
 
 	if (!h->holding)
 		return;
-	h->holding = false;
 	if (journal_commit(&h->log.journal) != 0) {
 		/* What the kernel kept is unknown, and a retry would be told
-		 * it is fine: stop, and let the restart read what is durable.
-		 * Nothing held was delivered, and no call of it answered. */
+		 * it is fine: stop, and let the restart read what is durable
+		 * (journal_commit cut the records back). Nothing held was
+		 * delivered, and no call of it answered. */
 		log_error("journal fdatasync failed",
 			  "errno=%d events=%zu note=\"exiting: a restart "
 			  "replays what is durable\"",
 			  errno, calls);
 		_exit(EXIT_FAILURE);
 	}
+	/* Still holding while they go: a delivery that closes a link (its
+	 * queue full) announces the service, and that event, durable at
+	 * once but later in seq, must follow these, not overtake them.
+	 * The list may grow (and move) meanwhile. */
+	h->delivering = true;
 	for (size_t i = 0; i < h->n_held; i++) {
-		deliver(h, h->held[i]);
-		event_unref(h->held[i]);
+		struct event *ev = h->held[i];
+
+		deliver(h, ev);
+		event_unref(ev);
 	}
 	h->n_held = 0;
+	h->delivering = h->holding = false;
+	for (size_t i = 0; i < h->n_changes; i++) {
+		hub_sse_change(h, h->changes[i]);
+		free(h->changes[i]);
+	}
+	h->n_changes = 0;
 }
 
 /* ---- SSE ---------------------------------------------------------------- */
@@ -139,12 +156,34 @@ void hub_sse_event(struct hub *h, const struct event *ev)
 		hub_sse_push(s, ev);
 }
 
+static int hold_change(struct hub *h, const char *service)
+{
+	char **grown;
+
+	if (h->n_changes == h->cap_changes) {
+		size_t cap = h->cap_changes ? 2 * h->cap_changes : 16;
+
+		if (!(grown = realloc(h->changes, cap * sizeof(*grown))))
+			return -1;
+		h->changes = grown;
+		h->cap_changes = cap;
+	}
+	if (!(h->changes[h->n_changes] = strdup(service)))
+		return -1;
+	h->n_changes++;
+	return 0;
+}
+
 void hub_sse_change(struct hub *h, const char *service)
 {
 	char text[128];
 	int n;
 
 	if (!h->streams)
+		return;
+	/* In a commit the note waits for it, after its events (without
+	 * memory to keep it, it goes now). */
+	if (h->holding && hold_change(h, service) == 0)
 		return;
 	n = snprintf(text, sizeof(text),
 		     "event: change\ndata: {\"service\":\"%s\"}\n\n", service);

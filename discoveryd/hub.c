@@ -512,6 +512,7 @@ void hub_free(struct hub *h)
 		lws_context_destroy(h->ctx);
 	free(h->links);
 	free(h->held); /* empty: every pass ends its commit */
+	free(h->changes);
 	htab_release(&h->index);
 	peers_release(h);
 	evlog_release(&h->log);

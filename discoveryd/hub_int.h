@@ -183,8 +183,11 @@ struct hub {
 	struct registry registry;
 	struct evlog log;
 	bool holding;        /* a group commit is open (hub_hold_begin) */
+	bool delivering;     /* its events are going out (hub_hold_end) */
 	struct event **held; /* its events, in seq order, referenced */
 	size_t n_held, cap_held;
+	char **changes; /* its SSE change notes (service names), owned */
+	size_t n_changes, cap_changes;
 	struct link **links;
 	size_t n_links, cap_links;
 	size_t n_instances;                 /* links past hello */

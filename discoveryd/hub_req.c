@@ -215,11 +215,14 @@ static void run_info(struct hub *h, struct hub_req *req)
 static void run_sse_open(struct hub *h, struct hub_req *req)
 {
 	const struct evlog *log = &h->log;
+	/* In a commit, its events are the log's last: they come to the
+	 * stream with the commit, not in the replay as well. */
+	size_t end =
+		log->count - (h->n_held < log->count ? h->n_held : log->count);
 
 	sse_push(req->stream, "retry: 1000\n\n", 13);
 	if (req->has_after)
-		for (size_t i = evlog_find_after(log, req->after);
-		     i < log->count; i++)
+		for (size_t i = evlog_find_after(log, req->after); i < end; i++)
 			hub_sse_push(req->stream, evlog_at(log, i));
 	*sse_next(req->stream) = h->streams;
 	h->streams = req->stream;

@@ -270,7 +270,7 @@ int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 		    write_all(j->fd, MAGIC, MAGIC_LEN) != 0 ||
 		    fsync(j->fd) != 0)
 			return fail(err, errlen, "cannot initialise", j->path);
-		j->size = MAGIC_LEN;
+		j->size = j->synced = MAGIC_LEN;
 		return 0;
 	}
 	valid = parse_records(buf, len, *records, damage);
@@ -279,7 +279,7 @@ int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 	    (ftruncate(j->fd, (off_t)valid) != 0 || fsync(j->fd) != 0))
 		return fail(err, errlen, "cannot cut the damaged tail of",
 			    j->path);
-	j->size = (off_t)valid;
+	j->size = j->synced = (off_t)valid;
 	j->records = damage->valid_records;
 	return 0;
 }
@@ -306,6 +306,7 @@ int journal_append(struct journal *j, const char *json, size_t len)
 		histogram_observe(&j->fsync,
 				  (double)(clock_mono_us() - t0) / 1e6);
 		j->size += (off_t)(HEAD_LEN + len);
+		j->synced = j->size;
 		j->records++;
 		return 0;
 	}
@@ -332,9 +333,17 @@ int journal_commit(struct journal *j)
 		return 0;
 	j->unsynced = 0;
 	if (fdatasync(j->fd) != 0) {
+		int saved = errno;
+
+		/* Never answered, not known to be on disk: not history. */
 		j->failures += n;
+		if (ftruncate(j->fd, j->synced) == 0)
+			(void)fdatasync(j->fd);
+		j->size = j->synced;
+		errno = saved;
 		return -1;
 	}
+	j->synced = j->size;
 	histogram_observe(&j->fsync,
 			  (double)(clock_mono_us() - j->batch_t0_us) / 1e6);
 	j->commits++;
@@ -364,7 +373,7 @@ int journal_rewrite(struct journal *j, char *const *records, size_t n)
 	} else {
 		j->fd = fd;
 	}
-	j->size = size;
+	j->size = j->synced = size;
 	j->records = n;
 	return j->fd < 0 ? -1 : 0;
 fail:

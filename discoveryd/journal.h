@@ -48,8 +48,10 @@ struct journal {
 	char path[4096];
 	char tmp_path[4096];
 	off_t size;             /* bytes in the file */
+	off_t synced;           /* of them, made durable by a sync */
 	size_t records;         /* records in the file */
-	struct histogram fsync; /* write + fdatasync of each append */
+	struct histogram fsync; /* write + fdatasync of each append, or of
+				   each group commit, from its first write */
 	uint64_t failures;      /* appends that could not be made durable */
 	bool batch;             /* in a group commit: appends wait for it */
 	size_t unsynced;        /* records written since the last fdatasync */
@@ -89,8 +91,9 @@ int journal_append(struct journal *j, const char *json, size_t len);
  * returns 0 (every record since begin is durable, or there were none),
  * or -1 (errno set): the fdatasync failed, and what the kernel kept of
  * those records is unknown (after a failed fdatasync Linux may drop the
- * pages and report success to the next): the caller must not go on as if
- * they were durable, nor retry.
+ * pages and report success to the next); they are cut off the file again
+ * (best effort), and the caller must not go on as if they were durable,
+ * nor retry.
  */
 void journal_batch_begin(struct journal *j);
 int journal_commit(struct journal *j);
