@@ -36,6 +36,7 @@ static const char *const route_names[R_COUNT] = {
 	"/",
 	"/api/discovery/info",
 	"/api/discovery/nodes/{node}/drain",
+	"/api/discovery/webhooks",
 };
 
 static const unsigned codes[API_CODES] = {
@@ -194,6 +195,11 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 }
 
 /* ---- request counters ---------------------------------------------------- */
+
+void api_set_webhooks(struct api *a, struct webhook *w)
+{
+	atomic_store_explicit(&a->webhooks, w, memory_order_release);
+}
 
 void api_add_metrics(struct api *a, api_metrics_fn fn, void *arg)
 {

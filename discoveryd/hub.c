@@ -363,6 +363,18 @@ void hub_attach(struct hub *h, struct store *s)
 	h->store = s;
 }
 
+void hub_set_sink(struct hub *h, hub_sink_fn *fn, void *arg)
+{
+	fn(arg, h->log.epoch, h->log.seq, NULL);
+	for (size_t i = 0; i < h->log.count; i++) {
+		const struct event *ev = evlog_at(&h->log, i);
+
+		fn(arg, h->log.epoch, ev->seq, ev);
+	}
+	h->sink_arg = arg;
+	h->sink = fn;
+}
+
 struct epboard *hub_epboard(const struct hub *h)
 {
 	return h->board;

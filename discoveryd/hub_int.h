@@ -212,6 +212,8 @@ struct hub {
 
 	/* Where the state lives (store.h); not owned. */
 	struct store *store;
+	hub_sink_fn *sink; /* hub_set_sink; NULL: none */
+	void *sink_arg;
 	size_t n_parked;          /* links whose hello waits for the log */
 	bool announce_due;        /* hub_announce_all had no memory: again */
 	uint64_t ep_clock;        /* ticks at each set published (ep_index) */

@@ -69,6 +69,12 @@ struct journal_damage {
 int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 		 struct journal_damage *damage, char *err, size_t errlen);
 
+/* The same for state_dir/name (and name.tmp): a journal of another
+ * module's records (a webhook's cursor, webhook_cursor.c). */
+int journal_open_named(struct journal *j, const char *state_dir,
+		       const char *name, cJSON **records,
+		       struct journal_damage *damage, char *err, size_t errlen);
+
 /* Append one record and make it durable. 0, or -1 (errno set). */
 int journal_append(struct journal *j, const char *json, size_t len);
 

@@ -29,6 +29,7 @@
 #include "hub.h"
 #include "store.h"
 #include "log.h"
+#include "webhook.h"
 
 static void usage(FILE *out)
 {
@@ -259,20 +260,34 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
  * tells it that it went as the hub frees it.
  */
 static void stop(struct hub *hub, struct store *store, struct api *api,
-		 struct dns *dns)
+		 struct dns *dns, struct webhook *wh)
 {
 	if (api)
 		api_stop(api);
 	dns_stop(dns);
 	store_stop(store);
 	hub_stop(hub);
+	/* The hub offered its last event: the webhooks go after it. */
+	webhook_stop(wh);
 	hub_free(hub);
 	store_free(store);
+	webhook_free(wh);
 }
 
-static void dns_metrics_hook(void *dns, struct metrics_text *t)
+/* The other modules' part of /metrics (api_add_metrics). */
+struct more_metrics {
+	struct dns *dns;
+	struct webhook *wh;
+};
+
+static void more_metrics_hook(void *arg, struct metrics_text *t)
 {
-	dns_metrics(dns, t);
+	const struct more_metrics *m = arg;
+
+	if (m->dns)
+		dns_metrics(m->dns, t);
+	if (m->wh)
+		webhook_metrics(m->wh, t);
 }
 
 int main(int argc, char **argv)
@@ -284,6 +299,8 @@ int main(int argc, char **argv)
 	struct store *store;
 	struct api *api;
 	struct dns *dns = NULL;
+	struct webhook *wh = NULL;
+	struct more_metrics more = { 0 };
 	sigset_t set;
 	char err[512], q[600];
 
@@ -338,11 +355,25 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hub_attach(hub, store);
+	/* Webhooks follow the log from where it stands (webhook.h). */
+	if (conf.webhooks.n) {
+		wh = webhook_new(&conf, err, sizeof(err));
+		if (!wh) {
+			log_error("fatal", "error=%s",
+				  log_quote(q, sizeof(q), err));
+			stop(hub, store, NULL, NULL, NULL);
+			auth_free(auth);
+			dconf_release(&conf);
+			return 1;
+		}
+		hub_set_sink(hub, webhook_offer, wh);
+	}
 	log_info("listening", "listener=agents addr=%s",
 		 hub_listen_address(hub));
-	if (hub_start(hub) != 0 || store_start(store) != 0) {
+	if ((wh && webhook_start(wh) != 0) || hub_start(hub) != 0 ||
+	    store_start(store) != 0) {
 		log_error("fatal", "error=\"cannot start the hub's threads\"");
-		stop(hub, store, NULL, NULL);
+		stop(hub, store, NULL, NULL, wh);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
@@ -351,7 +382,7 @@ int main(int argc, char **argv)
 	if (conf.listen_dns.set &&
 	    !(dns = dns_start(&conf, hub_epboard(hub), err, sizeof(err)))) {
 		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
-		stop(hub, store, NULL, NULL);
+		stop(hub, store, NULL, NULL, wh);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
@@ -362,13 +393,18 @@ int main(int argc, char **argv)
 	api = api_start(&conf, hub, store, auth, err, sizeof(err));
 	if (!api) {
 		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
-		stop(hub, store, NULL, dns);
+		stop(hub, store, NULL, dns, wh);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
 	}
-	if (dns)
-		api_add_metrics(api, dns_metrics_hook, dns);
+	more.dns = dns;
+	more.wh = wh;
+	if (dns || wh)
+		api_add_metrics(api, more_metrics_hook, &more);
+	api_set_webhooks(api, wh);
+	if (wh)
+		log_info("webhooks", "endpoints=%zu", conf.webhooks.n);
 	log_info("listening", "listener=http addr=%s", api_listen_address(api));
 	if (conf.auth_present)
 		log_info("auth", "mode=tokens secrets=%d",
@@ -387,7 +423,7 @@ int main(int argc, char **argv)
 	wait_for_signals(&o, &conf, hub, api, auth, &set);
 
 	sd_notify(0, "STOPPING=1");
-	stop(hub, store, api, dns);
+	stop(hub, store, api, dns, wh);
 	auth_free(auth);
 	dconf_release(&conf);
 	log_info("stopped", NULL);

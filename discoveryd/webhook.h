@@ -1,0 +1,63 @@
+/*
+ * webhook: delivers the log's events to HTTP endpoints that cannot hold a
+ * link (docs/webhooks.md), signed as Standard Webhooks asks, retried, in
+ * order per endpoint, each endpoint's progress kept in a durable cursor.
+ *
+ * One thread of its own runs every request on libcurl's multi interface:
+ * the hub only copies each event it delivers into a lock-free inbox (its
+ * sink, hub.h) and wakes that thread, so no endpoint, however slow, delays
+ * agents, the API or another endpoint. The thread keeps the last `history`
+ * events (as the log does), and each endpoint walks them from its cursor:
+ * one that falls behind past them gets a `reset` notice and goes on from
+ * the current seq.
+ *
+ * Other threads (the API) read a snapshot kept under a mutex, and hand
+ * their changes (enable, replay, delete) to the thread through a queue,
+ * waiting for its answer, like hub_call.
+ */
+#ifndef DISCOVERYD_WEBHOOK_H
+#define DISCOVERYD_WEBHOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dconf.h"
+
+struct webhook;
+struct event;
+struct metrics_text;
+
+/* Open every endpoint's cursor from conf (copied). NULL with a message in
+ * err. */
+struct webhook *webhook_new(const struct dconf *conf, char *err, size_t errlen);
+/* The hub's sink (hub_sink_fn): arg is the struct webhook. Hub thread. */
+void webhook_offer(void *arg, const char *epoch, uint64_t seq,
+		   const struct event *ev);
+/* Start the delivery thread. 0 or -1. */
+int webhook_start(struct webhook *w);
+/* Stop it (in-flight requests are dropped: they are sent again at the next
+ * start, from the cursor). After the hub has stopped offering. */
+void webhook_stop(struct webhook *w);
+void webhook_free(struct webhook *w);
+
+/* What the API may ask of an endpoint. */
+enum webhook_op {
+	WEBHOOK_ENABLE = 1,
+	WEBHOOK_REPLAY, /* from: the first seq to send again */
+	WEBHOOK_DELETE,
+};
+
+/*
+ * Any thread but the webhook one: run op on the endpoint name and wait.
+ * Returns an HTTP status (200, 404 no such endpoint, 409 replay from a seq
+ * no longer retained, 503 stopping), with a message in msg.
+ */
+int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
+		 uint64_t from, char *msg, size_t msglen);
+/* GET /api/discovery/webhooks: {"webhooks":[...]}, malloc'd; NULL when out
+ * of memory. Any thread. */
+char *webhook_list_json(struct webhook *w);
+/* The webhook counters, for /metrics. Any thread. */
+void webhook_metrics(struct webhook *w, struct metrics_text *t);
+
+#endif
