@@ -66,6 +66,7 @@ class Receiver:
         self.secrets = list(secrets)
         self.answer = answer or (lambda rec, n: 200)
         self.attempts, self.acked, self.bad = [], [], []
+        self.raw_bodies = []
         self.cv = threading.Condition()
         self.n = 0
         outer = self
@@ -110,6 +111,7 @@ class Receiver:
         with self.cv:
             self.n += 1
             n_attempt = self.n
+            self.raw_bodies.append(body)
         status = self.answer(rec, n_attempt)
         if callable(status):  # the test answers by hand
             status(h)
