@@ -23,7 +23,7 @@
 static enum MHD_Result answer(struct MHD_Connection *c, int status,
 			      const char *name, const char *msg)
 {
-	cJSON *o = cJSON_CreateObject();
+	cJSON *o;
 	char *text;
 
 	if (status != 200)
@@ -33,6 +33,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, int status,
 				      status == 503 ? "unavailable" :
 						      "bad_request",
 				      "%s", msg);
+	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "webhook", name);
 	cJSON_AddStringToObject(o, "result", msg);
 	text = cJSON_PrintUnformatted(o);

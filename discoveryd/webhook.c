@@ -463,6 +463,8 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 	}
 }
 
+static void publish(struct webhook *w);
+
 static void run_cmds(struct webhook *w, int64_t now)
 {
 	struct wh_cmd *list;
@@ -475,6 +477,8 @@ static void run_cmds(struct webhook *w, int64_t now)
 		return;
 	for (struct wh_cmd *c = list; c; c = c->next)
 		run_cmd(w, c, now);
+	/* A caller that reads the list next sees what it changed. */
+	publish(w);
 	pthread_mutex_lock(&w->mu);
 	for (struct wh_cmd *c = list; c;) {
 		struct wh_cmd *next = c->next;
