@@ -170,9 +170,15 @@ static bool wants(const struct wh_endpoint *ep, const struct wh_event *e)
 	return false;
 }
 
+/* The i-th slot of ep's window, oldest first. */
+static struct wh_slot *slot_at(const struct wh_endpoint *ep, size_t i)
+{
+	return &ep->window[(ep->win_head + i) % (size_t)ep->conf.max_in_flight];
+}
+
 static void slot_push(struct wh_endpoint *ep, struct wh_event *e, int64_t now)
 {
-	struct wh_slot *s = &ep->window[ep->n_window++];
+	struct wh_slot *s = slot_at(ep, ep->n_window++);
 
 	memset(s, 0, sizeof(*s));
 	e->refs++;
@@ -186,10 +192,10 @@ static void slot_push(struct wh_endpoint *ep, struct wh_event *e, int64_t now)
 static void window_clear(struct webhook *w, struct wh_endpoint *ep)
 {
 	for (size_t i = 0; i < ep->n_window; i++) {
-		wh_http_abort(w, &ep->window[i]);
-		wh_event_unref(ep->window[i].ev);
+		wh_http_abort(w, slot_at(ep, i));
+		wh_event_unref(slot_at(ep, i)->ev);
 	}
-	ep->n_window = 0;
+	ep->n_window = ep->win_head = 0;
 }
 
 /* Back to the durable cursor: what is sent next is what follows it. */
@@ -292,7 +298,7 @@ static void fill(struct webhook *w, struct wh_endpoint *ep, int64_t now)
 /* Every event up to here is acknowledged (or not for ep). */
 static uint64_t settled(const struct wh_endpoint *ep)
 {
-	return ep->n_window ? ep->window[0].ev->seq - 1 : ep->scanned;
+	return ep->n_window ? slot_at(ep, 0)->ev->seq - 1 : ep->scanned;
 }
 
 /* Pop the acknowledged prefix; save the cursor if it moved. */
@@ -300,18 +306,15 @@ static void advance(struct wh_endpoint *ep, int64_t now)
 {
 	size_t done = 0;
 
-	while (done < ep->n_window && ep->window[done].state == SLOT_DONE)
-		wh_event_unref(ep->window[done++].ev);
+	while (ep->n_window && slot_at(ep, 0)->state == SLOT_DONE) {
+		wh_event_unref(slot_at(ep, 0)->ev);
+		ep->win_head =
+			(ep->win_head + 1) % (size_t)ep->conf.max_in_flight;
+		ep->n_window--;
+		done++;
+	}
 	if (!done)
 		return;
-	memmove(ep->window, ep->window + done,
-		(ep->n_window - done) * sizeof(*ep->window));
-	ep->n_window -= done;
-	/* The slots moved: their handles' private pointers with them. */
-	for (size_t i = 0; i < ep->n_window; i++)
-		if (ep->window[i].easy)
-			curl_easy_setopt(ep->window[i].easy, CURLOPT_PRIVATE,
-					 &ep->window[i]);
 	save_cursor(ep, settled(ep), now);
 }
 
@@ -384,7 +387,7 @@ static void pump(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 		return;
 	fill(w, ep, now);
 	for (size_t i = 0; i < ep->n_window; i++) {
-		struct wh_slot *s = &ep->window[i];
+		struct wh_slot *s = slot_at(ep, i);
 
 		if (s->state != SLOT_WAITING)
 			continue;
@@ -535,7 +538,8 @@ static void publish(struct webhook *w)
 					0;
 		if (ep->disabled && strcmp(ep->cursor.epoch, w->epoch) == 0)
 			v->lag_events = w->latest - ep->cursor.seq;
-		v->lag_ms = ep->n_window ? wall - ep->window[0].ev->wall_ms : 0;
+		v->lag_ms = ep->n_window ? wall - slot_at(ep, 0)->ev->wall_ms :
+					   0;
 		if (v->lag_ms < 0)
 			v->lag_ms = 0;
 	}

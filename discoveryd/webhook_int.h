@@ -98,8 +98,9 @@ struct wh_endpoint {
 	char epoch[PROTO_EPOCH_MAX + 1]; /* of scanned */
 	uint64_t scanned;       /* every event up to here is in the window or
 				   not for this endpoint */
-	struct wh_slot *window; /* max_in_flight, oldest first */
-	size_t n_window;
+	struct wh_slot *window; /* max_in_flight, a ring from win_head:
+				   a slot never moves while on the wire */
+	size_t win_head, n_window;
 	int64_t saved_ms; /* the cursor's last lazy save */
 	uint64_t rng;
 	bool disabled, removed;
