@@ -4,6 +4,7 @@
  *   GET    /api/discovery/webhooks                   every endpoint's state
  *   POST   /api/discovery/webhooks/NAME/enable       after a 410 or max_age
  *   POST   /api/discovery/webhooks/NAME/replay?from=SEQ
+ *   POST   /api/discovery/webhooks/NAME/test         a test notice, now
  *   DELETE /api/discovery/webhooks/NAME
  *
  * Reads need the reader role, changes the admin one (api_route checks
@@ -30,6 +31,8 @@ static enum MHD_Result answer(struct MHD_Connection *c, int status,
 		return api_send_error(c, status,
 				      status == 404 ? "not_found" :
 				      status == 409 ? "conflict" :
+				      status == 422 ? "not_retained" :
+				      status == 502 ? "bad_gateway" :
 				      status == 503 ? "unavailable" :
 						      "bad_request",
 				      "%s", msg);
@@ -72,10 +75,13 @@ enum MHD_Result api_route_webhooks(struct api *a, struct MHD_Connection *c,
 			return api_send_405(c, "DELETE");
 		op = WEBHOOK_DELETE;
 	} else if (strcmp(action, "enable") == 0 ||
-		   strcmp(action, "replay") == 0) {
+		   strcmp(action, "replay") == 0 ||
+		   strcmp(action, "test") == 0) {
 		if (strcmp(method, "POST") != 0)
 			return api_send_405(c, "POST");
-		op = action[0] == 'e' ? WEBHOOK_ENABLE : WEBHOOK_REPLAY;
+		op = action[0] == 'e' ? WEBHOOK_ENABLE :
+		     action[0] == 'r' ? WEBHOOK_REPLAY :
+					WEBHOOK_TEST;
 	} else {
 		return api_send_error(c, 404, "not_found", "no such route");
 	}

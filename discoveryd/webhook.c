@@ -334,6 +334,44 @@ static int64_t retry_delay(struct wh_endpoint *ep, unsigned attempts)
 	return ceiling / 2 + (int64_t)(ep->rng % (uint64_t)(ceiling / 2 + 1));
 }
 
+/* Answer a deferred command (a test) and let its caller go. */
+static void finish_cmd(struct webhook *w, struct wh_cmd *c, int status,
+		       const char *msg)
+{
+	pthread_mutex_lock(&w->mu);
+	c->status = status;
+	snprintf(c->msg, c->msglen, "%s", msg);
+	c->done = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* The test request of ep ended (rc), or is dropped (status != 0). */
+static void test_done(struct webhook *w, struct wh_endpoint *ep, CURLcode rc,
+		      int status)
+{
+	struct wh_result r;
+	char msg[200];
+
+	if (!ep->test_cmd)
+		return;
+	if (status) {
+		wh_http_abort(w, &ep->test);
+		snprintf(msg, sizeof(msg), "the test was dropped");
+	} else {
+		wh_http_finish(w, &ep->test, rc, &r);
+		status = r.cls == WH_2XX ? 200 : 502;
+		if (r.cls == WH_2XX)
+			snprintf(msg, sizeof(msg), "HTTP %d", r.status);
+		else
+			snprintf(msg, sizeof(msg), "%s", r.error);
+	}
+	wh_event_unref(ep->test.ev);
+	ep->test.ev = NULL;
+	finish_cmd(w, ep->test_cmd, status, msg);
+	ep->test_cmd = NULL;
+}
+
 static void settle(struct webhook *w, struct wh_slot *s, CURLcode rc,
 		   int64_t now)
 {
@@ -341,6 +379,10 @@ static void settle(struct webhook *w, struct wh_slot *s, CURLcode rc,
 	struct wh_result r;
 	int64_t delay;
 
+	if (s == &ep->test) {
+		test_done(w, ep, rc, 0);
+		return;
+	}
 	wh_http_finish(w, s, rc, &r);
 	ep->view.by_class[r.cls]++;
 	ep->view.last_status = r.status;
@@ -415,6 +457,48 @@ static struct wh_endpoint *find(struct webhook *w, const char *name)
 	return NULL;
 }
 
+/* A test notice, sent at once whatever the endpoint's state; its answer
+ * answers c. */
+static void start_test(struct webhook *w, struct wh_endpoint *ep,
+		       struct wh_cmd *c)
+{
+	char body[PROTO_EPOCH_MAX + PROTO_NAME_MAX + 96];
+	int n = snprintf(body, sizeof(body),
+			 "{\"type\":\"test\",\"webhook\":\"%s\",\"epoch\":"
+			 "\"%s\",\"seq\":%llu}",
+			 ep->name, w->epoch, (unsigned long long)w->latest);
+	struct wh_event *e;
+
+	if (ep->test_cmd) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen, "a test of %s is running",
+			 ep->name);
+		return;
+	}
+	e = wh_event_new((size_t)n);
+	if (!e) {
+		c->status = 503;
+		snprintf(c->msg, c->msglen, "out of memory");
+		return;
+	}
+	memcpy(e->body, body, (size_t)n);
+	e->len = (size_t)n;
+	memset(&ep->test, 0, sizeof(ep->test));
+	ep->test.ev = e;
+	ep->test.ep = ep;
+	snprintf(ep->test.id, sizeof(ep->test.id), "%s-test-%lld", w->epoch,
+		 (long long)clock_wall_ms());
+	if (wh_http_start(w, &ep->test) != 0) {
+		wh_event_unref(e);
+		ep->test.ev = NULL;
+		c->status = 503;
+		snprintf(c->msg, c->msglen, "out of memory");
+		return;
+	}
+	c->deferred = true;
+	ep->test_cmd = c;
+}
+
 static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 {
 	struct wh_endpoint *ep = find(w, c->name);
@@ -438,7 +522,7 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 	case WEBHOOK_REPLAY:
 		if (!w->epoch[0] || c->from < ring_oldest(w) ||
 		    c->from > w->latest + 1) {
-			c->status = 409;
+			c->status = 422;
 			snprintf(c->msg, c->msglen,
 				 "seq %llu is not retained: from must be "
 				 "%llu to %llu",
@@ -456,7 +540,9 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		snprintf(c->msg, c->msglen, "replaying from %llu",
 			 (unsigned long long)c->from);
 		break;
+	case WEBHOOK_TEST: start_test(w, ep, c); break;
 	case WEBHOOK_DELETE:
+		test_done(w, ep, CURLE_OK, 409);
 		window_clear(w, ep);
 		webhook_cursor_remove(&ep->cursor);
 		ep->removed = true;
@@ -486,7 +572,8 @@ static void run_cmds(struct webhook *w, int64_t now)
 	for (struct wh_cmd *c = list; c;) {
 		struct wh_cmd *next = c->next;
 
-		c->done = true; /* c may go as soon as this is seen */
+		if (!c->deferred)
+			c->done = true; /* c may go as soon as this is seen */
 		c = next;
 	}
 	pthread_cond_broadcast(&w->cv);
@@ -612,6 +699,8 @@ static void *run(void *arg)
 	w->running = false;
 	pthread_mutex_unlock(&w->mu);
 	run_cmds(w, clock_mono_ms()); /* any that came in before */
+	for (size_t i = 0; i < w->n_eps; i++)
+		test_done(w, &w->eps[i], CURLE_OK, 503);
 	return NULL;
 }
 

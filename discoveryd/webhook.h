@@ -45,12 +45,15 @@ enum webhook_op {
 	WEBHOOK_ENABLE = 1,
 	WEBHOOK_REPLAY, /* from: the first seq to send again */
 	WEBHOOK_DELETE,
+	WEBHOOK_TEST, /* post a test notice now, off the cursor */
 };
 
 /*
  * Any thread but the webhook one: run op on the endpoint name and wait.
- * Returns an HTTP status (200, 404 no such endpoint, 409 replay from a seq
- * no longer retained, 503 stopping), with a message in msg.
+ * Returns an HTTP status (200, 404 no such endpoint, 422 replay from a seq
+ * no longer retained, 409 a test already running, 502 the test failed, 503
+ * stopping), with a message in msg. A test waits for its answer, at most
+ * the endpoint's timeout.
  */
 int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
 		 uint64_t from, char *msg, size_t msglen);

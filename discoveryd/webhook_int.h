@@ -105,6 +105,8 @@ struct wh_endpoint {
 	uint64_t rng;
 	bool disabled, removed;
 	struct wh_view view; /* the thread's copy; published under mu */
+	struct wh_slot test; /* POST .../test: one at a time, off the window */
+	struct wh_cmd *test_cmd; /* waiting for it; NULL: none runs */
 };
 
 struct wh_cmd {
@@ -114,6 +116,7 @@ struct wh_cmd {
 	int status;
 	char *msg;
 	size_t msglen;
+	bool deferred; /* answered when its request ends (a test) */
 	bool done;
 	struct wh_cmd *next;
 };

@@ -263,7 +263,7 @@ def test_replay_from_a_seq(tmp_path):
                               "/api/discovery/webhooks/a/replay" + bad)
             assert st == 400, body
         st, body = d.call("POST", "/api/discovery/webhooks/a/replay?from=99")
-        assert st == 409, body
+        assert st == 422 and body["error"] == "not_retained", body
         st, body = d.call("GET", "/api/discovery/webhooks/a/replay")
         assert st == 405
     finally:
@@ -382,6 +382,29 @@ def test_metrics(tmp_path):
                      'discovery_webhook_disabled_endpoints 0'):
             assert line in text, line
         assert json.loads(json.dumps(hooks(d)))  # plain JSON
+    finally:
+        assert d.stop() == 0, d.text()
+        rx.close()
+
+
+def test_test_notice_answers_with_the_receivers_status(tmp_path):
+    path = secret_file(tmp_path)
+    state = {"status": 204}
+    rx = Receiver(read_secrets(path), answer=lambda rec, k: state["status"])
+    d = start(tmp_path, a={"url": rx.url, "secret_file": path})
+    try:
+        st, body = d.call("POST", "/api/discovery/webhooks/a/test")
+        assert st == 200 and body["result"] == "HTTP 204", body
+        rec = rx.attempts[0]
+        assert rec["body"]["type"] == "test" and rec["body"]["webhook"] == "a"
+        assert "-test-" in rec["id"]
+        state["status"] = 500
+        st, body = d.call("POST", "/api/discovery/webhooks/a/test")
+        assert st == 502 and "HTTP 500" in body["message"], body
+        h = hooks(d)["a"]
+        # A test moves neither the cursor nor the counters.
+        assert h["cursor"] == 0 and h["attempts"]["2xx"] == 0
+        assert h["disabled"] is False
     finally:
         assert d.stop() == 0, d.text()
         rx.close()
