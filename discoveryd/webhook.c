@@ -638,9 +638,11 @@ static void publish(struct webhook *w)
 	pthread_mutex_unlock(&w->mu);
 }
 
-static void settle_done(struct webhook *w, int64_t now)
+/* Settle every transfer that ended; how many did. */
+static size_t settle_done(struct webhook *w, int64_t now)
 {
 	CURLMsg *m;
+	size_t n = 0;
 	int left;
 
 	while ((m = curl_multi_info_read(w->multi, &left))) {
@@ -650,9 +652,12 @@ static void settle_done(struct webhook *w, int64_t now)
 			continue;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
 				  (char **)&s);
-		if (s)
+		if (s) {
 			settle(w, s, m->data.result, now);
+			n++;
+		}
 	}
+	return n;
 }
 
 /* Endpoints new to this state_dir begin at the log's current seq. */
@@ -684,12 +689,17 @@ static void *run(void *arg)
 		run_cmds(w, now);
 		for (size_t i = 0; i < w->n_eps; i++)
 			pump(w, &w->eps[i], now, &wait_ms);
-		curl_multi_perform(w->multi, &running);
-		settle_done(w, clock_mono_ms());
-		/* What settled may let the next ones go at once. */
-		for (size_t i = 0; i < w->n_eps; i++)
-			pump(w, &w->eps[i], clock_mono_ms(), &wait_ms);
-		curl_multi_perform(w->multi, &running);
+		/* A request sent may be answered before the poll (loopback):
+		 * settle until nothing more ends, what settled letting the
+		 * next ones go at once. Left to the poll, which has no socket
+		 * of the finished transfer to wait on, it would sleep. */
+		for (;;) {
+			curl_multi_perform(w->multi, &running);
+			if (!settle_done(w, clock_mono_ms()))
+				break;
+			for (size_t i = 0; i < w->n_eps; i++)
+				pump(w, &w->eps[i], clock_mono_ms(), &wait_ms);
+		}
 		publish(w);
 		if (wait_ms < 0)
 			wait_ms = 0;

@@ -127,6 +127,8 @@ class Receiver:
 
     @staticmethod
     def _reply(h, status, headers=None, body=b"ok"):
+        if status in (204, 304):
+            body = b""  # no body, or it runs into the next answer
         h.send_response(status)
         for k, v in (headers or {}).items():
             h.send_header(k, v)
