@@ -115,6 +115,37 @@ static bool cluster_changed(const struct dconf *old, const struct dconf *now)
 	return changed;
 }
 
+/* Any webhooks: entry added, removed or changed (its secrets included:
+ * a rotation is a restart for now). */
+static bool webhooks_changed(const struct dconf *old, const struct dconf *now)
+{
+	const struct dconf_webhook *a = old->webhooks.items;
+	const struct dconf_webhook *b = now->webhooks.items;
+
+	if (old->webhooks.n != now->webhooks.n)
+		return true;
+	for (size_t i = 0; i < old->webhooks.n; i++)
+		if (strcmp(old->webhooks.names[i], now->webhooks.names[i]) !=
+			    0 ||
+		    strcmp(a[i].url, b[i].url) != 0 ||
+		    !same_str(a[i].ca_file, b[i].ca_file) ||
+		    a[i].n_keys != b[i].n_keys ||
+		    memcmp(a[i].keys, b[i].keys, sizeof(a[i].keys)) != 0 ||
+		    a[i].kinds_mask != b[i].kinds_mask ||
+		    a[i].services.n != b[i].services.n ||
+		    a[i].timeout_ms != b[i].timeout_ms ||
+		    a[i].retry_initial_ms != b[i].retry_initial_ms ||
+		    a[i].retry_max_ms != b[i].retry_max_ms ||
+		    a[i].retry_max_age_ms != b[i].retry_max_age_ms ||
+		    a[i].max_in_flight != b[i].max_in_flight)
+			return true;
+	for (size_t i = 0; i < old->webhooks.n; i++)
+		for (size_t k = 0; k < a[i].services.n; k++)
+			if (strcmp(a[i].services.v[k], b[i].services.v[k]) != 0)
+				return true;
+	return false;
+}
+
 static void note_restart_needed(const struct dconf *old,
 				const struct dconf *now)
 {
@@ -156,6 +187,8 @@ static void note_restart_needed(const struct dconf *old,
 	if (old->tls_present != now->tls_present)
 		log_warn("reload", "key=tls note=\"turning TLS on or off needs "
 				   "a restart\"");
+	if (webhooks_changed(old, now))
+		log_warn("reload", "key=webhooks note=\"needs a restart\"");
 	if (old->cluster_present != now->cluster_present ||
 	    (old->cluster_present && cluster_changed(old, now)))
 		log_warn("reload", "key=cluster note=\"needs a restart\"");

@@ -408,3 +408,29 @@ def test_test_notice_answers_with_the_receivers_status(tmp_path):
     finally:
         assert d.stop() == 0, d.text()
         rx.close()
+
+
+def test_reload_says_webhooks_need_a_restart(tmp_path):
+    import signal
+    path = secret_file(tmp_path)
+    rx = Receiver(read_secrets(path))
+    d = start(tmp_path, a={"url": rx.url, "secret_file": path})
+    try:
+        mark = d.mark()
+        d.kill(signal.SIGHUP)
+        d.wait_line(r"msg=reloaded", mark)
+        assert d.count(r"key=webhooks", mark) == 0
+        with open(d.config) as f:
+            text = f.read()
+        with open(d.config, "w") as f:
+            f.write(text.replace("/hook", "/other"))
+        mark = d.mark()
+        d.kill(signal.SIGHUP)
+        d.wait_line(r"msg=reloaded", mark)
+        assert d.count(r"key=webhooks note=\"needs a restart\"", mark) == 1
+        # Delivery goes on as configured at the start.
+        post_events(d, 1)
+        rx.wait(lambda r: r.acked, what="the event")
+    finally:
+        assert d.stop() == 0, d.text()
+        rx.close()
