@@ -14,6 +14,8 @@
 #include "webhook_int.h"
 #include "webhook_sign.h"
 
+#define RETRY_AFTER_MAX_S (INT64_C(31) * 24 * 3600)
+
 static const char *const class_names[WH_CLASSES] = {
 	[WH_2XX] = "2xx",         [WH_3XX] = "3xx",     [WH_4XX] = "4xx",
 	[WH_410] = "410",         [WH_429] = "429",     [WH_5XX] = "5xx",
@@ -160,7 +162,11 @@ void wh_http_finish(struct webhook *w, struct wh_slot *s, CURLcode rc,
 		    curl_easy_getinfo(s->easy, CURLINFO_RETRY_AFTER,
 				      &retry_after) == CURLE_OK &&
 		    retry_after > 0)
-			r->retry_after_ms = (int64_t)retry_after * 1000;
+			/* Past retry.max_age (at most 30 days) any value
+			 * disables: cap it before it overflows. */
+			r->retry_after_ms = retry_after > RETRY_AFTER_MAX_S ?
+						    RETRY_AFTER_MAX_S * 1000 :
+						    (int64_t)retry_after * 1000;
 		if (r->cls == WH_3XX)
 			snprintf(r->error, sizeof(r->error),
 				 "HTTP %ld: redirects are not followed",

@@ -215,3 +215,21 @@ def test_certificate_that_does_not_verify(tmp_path):
     finally:
         assert d.stop() == 0, d.text()
         rx.close()
+
+
+def test_absurd_retry_after_disables_instead_of_waiting(tmp_path):
+    def answer(rec, k):
+        return lambda h: Receiver._reply(
+            h, 503, {"Retry-After": "9000000000000000000"})
+    rx = Receiver([], answer=answer)
+    secret, d = start_daemon(tmp_path, a={"url": rx.url})
+    rx.secrets.append(secret)
+    try:
+        post_events(d, 1)
+        h = wait_hook(d, "a", lambda h: h["disabled"], "disabled")
+        assert "max_age" in h["disabled_reason"] and h["cursor"] == 0
+        st, _ = d.call("GET", "/api/discovery/webhooks")
+        assert st == 200
+    finally:
+        assert d.stop() == 0, d.text()
+        rx.close()
