@@ -217,14 +217,6 @@ int dconf_webhooks_validate(const char *path, struct dconf *c, char *err,
 	struct dconf_webhook *items = c->webhooks.items;
 	char why[512];
 
-	if (c->webhooks.n && c->cluster_present) {
-		snprintf(err, errlen,
-			 "%s: webhooks: not supported with cluster: yet (one "
-			 "node must deliver each endpoint); use them on a "
-			 "single node",
-			 path);
-		return -1;
-	}
 	for (size_t i = 0; i < c->webhooks.n; i++)
 		if (check_one(&items[i], why, sizeof(why)) != 0) {
 			snprintf(err, errlen, "%s: webhooks.%s.%s", path,

@@ -248,6 +248,9 @@ static inline const char *link_address(const struct link *l)
 
 /* hub.c */
 void hub_announce_all(struct hub *h);
+/* The log was replaced (a cluster node's sync): the sink gets where it
+ * stands and its retained events again, as at hub_set_sink. */
+void hub_sink_resync(struct hub *h);
 void hub_apply_settings(struct hub *h, const struct dconf *conf);
 void hub_drain_requests(struct hub *h);
 

@@ -390,7 +390,8 @@ int main(int argc, char **argv)
 	hub_attach(hub, store);
 	/* Webhooks follow the log from where it stands (webhook.h). */
 	if (conf.webhooks.n) {
-		wh = webhook_new(&conf, err, sizeof(err));
+		wh = webhook_new(&conf, store_webhook_backend(store), err,
+				 sizeof(err));
 		if (!wh) {
 			log_error("fatal", "error=%s",
 				  log_quote(q, sizeof(q), err));

@@ -110,6 +110,11 @@ static void ring_take(struct webhook *w, struct wh_event *e)
 	if (e->mark) {
 		if (e->seq > w->latest)
 			w->latest = e->seq;
+		if (!w->start_epoch[0] && e->epoch[0]) {
+			snprintf(w->start_epoch, sizeof(w->start_epoch), "%s",
+				 e->epoch);
+			w->start_seq = e->seq;
+		}
 		wh_event_unref(e);
 		/* The first mark is where the log stood when the sink was
 		 * set: endpoints new to this state_dir begin there, before
@@ -206,10 +211,26 @@ static void rewind_to_cursor(struct webhook *w, struct wh_endpoint *ep)
 	ep->scanned = ep->cursor.seq;
 }
 
-static void save_cursor(struct wh_endpoint *ep, uint64_t seq, int64_t now)
+/* Record ep's cursor where it lives: its file, or the backend's. */
+static int store_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq)
+{
+	const struct webhook_backend *b = w->backend;
+
+	if (!b)
+		return webhook_cursor_save(&ep->cursor, ep->epoch, seq);
+	if (b->save(b->arg, ep->name, ep->epoch, seq) != 0)
+		return -1;
+	snprintf(ep->cursor.epoch, sizeof(ep->cursor.epoch), "%s", ep->epoch);
+	ep->cursor.seq = seq;
+	ep->cursor.found = true;
+	return 0;
+}
+
+static void save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
+			int64_t now)
 {
 	ep->saved_ms = now;
-	if (webhook_cursor_save(&ep->cursor, ep->epoch, seq) != 0) {
+	if (store_cursor(w, ep, seq) != 0) {
 		ep->view.cursor_failures++;
 		log_error("webhook cursor not saved",
 			  "webhook=%s seq=%llu errno=%d", ep->name,
@@ -302,7 +323,7 @@ static uint64_t settled(const struct wh_endpoint *ep)
 }
 
 /* Pop the acknowledged prefix; save the cursor if it moved. */
-static void advance(struct wh_endpoint *ep, int64_t now)
+static void advance(struct webhook *w, struct wh_endpoint *ep, int64_t now)
 {
 	size_t done = 0;
 
@@ -315,7 +336,7 @@ static void advance(struct wh_endpoint *ep, int64_t now)
 	}
 	if (!done)
 		return;
-	save_cursor(ep, settled(ep), now);
+	save_cursor(w, ep, settled(ep), now);
 }
 
 /* Exponential, with jitter over the upper half so delays still grow. */
@@ -393,7 +414,7 @@ static void settle(struct webhook *w, struct wh_slot *s, CURLcode rc,
 		s->state = SLOT_DONE;
 		ep->view.delivered++;
 		ep->view.failures = 0;
-		advance(ep, now);
+		advance(w, ep, now);
 		return;
 	}
 	ep->view.failures++;
@@ -422,10 +443,62 @@ static void settle(struct webhook *w, struct wh_slot *s, CURLcode rc,
 }
 
 /* Start what is due; the soonest wait left, in *wait_ms. */
+/*
+ * Cluster mode: does this node deliver ep? Taking the lease loads the
+ * cursor the last holder saved; losing it drops the window (what was in
+ * flight goes again from the new holder: at-least-once).
+ */
+static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
+		  int64_t *wait_ms)
+{
+	const struct webhook_backend *b = w->backend;
+	int held, found;
+
+	if (!b)
+		return true;
+	if (now < ep->lease_ms) {
+		if (ep->lease_ms - now < *wait_ms)
+			*wait_ms = ep->lease_ms - now;
+		return !ep->standby;
+	}
+	/* Until the stream is read there is no position to start from:
+	 * look again soon. */
+	ep->lease_ms = now + (w->epoch[0] ? b->renew_ms : 100);
+	if (ep->lease_ms - now < *wait_ms)
+		*wait_ms = ep->lease_ms - now;
+	held = w->epoch[0] ? b->lease(b->arg, ep->name) : 0;
+	if (held == 1 && ep->standby) {
+		found = b->load(b->arg, ep->name, ep->cursor.epoch,
+				sizeof(ep->cursor.epoch), &ep->cursor.seq);
+		if (found < 0)
+			return false; /* again at the next renewal */
+		ep->standby = false;
+		if (!found) { /* new: from where this node began */
+			snprintf(ep->cursor.epoch, sizeof(ep->cursor.epoch),
+				 "%s", w->start_epoch);
+			ep->cursor.seq = w->start_seq;
+		}
+		rewind_to_cursor(w, ep);
+		if (!found)
+			save_cursor(w, ep, ep->scanned, now);
+		log_info("webhook delivering", "webhook=%s cursor=%llu",
+			 ep->name, (unsigned long long)ep->cursor.seq);
+	} else if (held == 0 && !ep->standby) {
+		window_clear(w, ep);
+		ep->standby = true;
+		log_info("webhook standby",
+			 "webhook=%s note=\"another node holds its lease\"",
+			 ep->name);
+	}
+	/* -1 (Redis away): a holder goes on; saves fail until it is back,
+	 * and its lease may pass to another node meanwhile. */
+	return !ep->standby;
+}
+
 static void pump(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 		 int64_t *wait_ms)
 {
-	if (ep->disabled || ep->removed)
+	if (ep->removed || !holds(w, ep, now, wait_ms) || ep->disabled)
 		return;
 	fill(w, ep, now);
 	for (size_t i = 0; i < ep->n_window; i++) {
@@ -444,7 +517,7 @@ static void pump(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 	    (ep->scanned != ep->cursor.seq ||
 	     strcmp(ep->epoch, ep->cursor.epoch) != 0) &&
 	    now - ep->saved_ms >= LAZY_SAVE_MS)
-		save_cursor(ep, ep->scanned, now);
+		save_cursor(w, ep, ep->scanned, now);
 }
 
 /* ---- commands from other threads -------------------------------------- */
@@ -509,6 +582,14 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		snprintf(c->msg, c->msglen, "no webhook named %s", c->name);
 		return;
 	}
+	if (ep->standby && c->op != WEBHOOK_TEST) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen,
+			 "another node delivers %s: ask the node whose list "
+			 "shows it delivering",
+			 ep->name);
+		return;
+	}
 	switch (c->op) {
 	case WEBHOOK_ENABLE:
 		if (ep->disabled)
@@ -534,7 +615,7 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		window_clear(w, ep);
 		snprintf(ep->epoch, sizeof(ep->epoch), "%s", w->epoch);
 		ep->scanned = c->from - 1;
-		save_cursor(ep, ep->scanned, now);
+		save_cursor(w, ep, ep->scanned, now);
 		log_info("webhook replay", "webhook=%s from=%llu", ep->name,
 			 (unsigned long long)c->from);
 		snprintf(c->msg, c->msglen, "replaying from %llu",
@@ -544,6 +625,8 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 	case WEBHOOK_DELETE:
 		test_done(w, ep, CURLE_OK, 409);
 		window_clear(w, ep);
+		if (w->backend)
+			w->backend->remove(w->backend->arg, ep->name);
 		webhook_cursor_remove(&ep->cursor);
 		ep->removed = true;
 		log_info("webhook deleted", "webhook=%s", ep->name);
@@ -619,6 +702,7 @@ static void publish(struct webhook *w)
 		snprintf(v->epoch, sizeof(v->epoch), "%s", ep->cursor.epoch);
 		v->cursor = ep->cursor.seq;
 		v->disabled = ep->disabled;
+		v->standby = ep->standby;
 		v->lag_events = strcmp(ep->epoch, w->epoch) == 0 &&
 						w->latest > settled(ep) ?
 					w->latest - settled(ep) :
@@ -665,6 +749,8 @@ static void place_new(struct webhook *w)
 {
 	int64_t now = clock_mono_ms();
 
+	if (w->backend)
+		return; /* placed when a lease is taken (holds) */
 	for (size_t i = 0; i < w->n_eps; i++) {
 		struct wh_endpoint *ep = &w->eps[i];
 
@@ -672,7 +758,7 @@ static void place_new(struct webhook *w)
 			continue;
 		snprintf(ep->epoch, sizeof(ep->epoch), "%s", w->epoch);
 		ep->scanned = w->latest;
-		save_cursor(ep, ep->scanned, now);
+		save_cursor(w, ep, ep->scanned, now);
 	}
 }
 
@@ -711,6 +797,8 @@ static void *run(void *arg)
 	run_cmds(w, clock_mono_ms()); /* any that came in before */
 	for (size_t i = 0; i < w->n_eps; i++)
 		test_done(w, &w->eps[i], CURLE_OK, 503);
+	if (w->backend && w->backend->release)
+		w->backend->release(w->backend->arg);
 	return NULL;
 }
 
@@ -718,7 +806,8 @@ static void *run(void *arg)
 
 static int endpoint_init(struct wh_endpoint *ep, const char *name,
 			 const struct dconf_webhook *conf,
-			 const char *state_dir, char *err, size_t errlen)
+			 const char *state_dir, bool files, char *err,
+			 size_t errlen)
 {
 	char why[300];
 
@@ -746,8 +835,10 @@ static int endpoint_init(struct wh_endpoint *ep, const char *name,
 	ep->rng = (uint64_t)clock_mono_us() ^ (uint64_t)(uintptr_t)ep;
 	if (!ep->rng)
 		ep->rng = 1;
-	if (webhook_cursor_open(&ep->cursor, state_dir, name, why,
-				sizeof(why)) != 0) {
+	/* With a backend the cursor is its (loaded with the lease). */
+	ep->standby = !files;
+	if (files && webhook_cursor_open(&ep->cursor, state_dir, name, why,
+					 sizeof(why)) != 0) {
 		snprintf(err, errlen, "webhooks.%s: cursor: %s", name, why);
 		return -1;
 	}
@@ -756,7 +847,9 @@ static int endpoint_init(struct wh_endpoint *ep, const char *name,
 	return 0;
 }
 
-struct webhook *webhook_new(const struct dconf *conf, char *err, size_t errlen)
+struct webhook *webhook_new(const struct dconf *conf,
+			    const struct webhook_backend *backend, char *err,
+			    size_t errlen)
 {
 	const struct dconf_webhook *items = conf->webhooks.items;
 	struct webhook *w = calloc(1, sizeof(*w));
@@ -780,9 +873,14 @@ struct webhook *webhook_new(const struct dconf *conf, char *err, size_t errlen)
 		webhook_free(w);
 		return NULL;
 	}
+	w->backend = backend;
+	/* No file open yet: what webhook_free closes is only what opened. */
+	for (size_t i = 0; i < w->n_eps; i++)
+		w->eps[i].cursor.journal.fd = w->eps[i].cursor.journal.dir_fd =
+			-1;
 	for (size_t i = 0; i < w->n_eps; i++)
 		if (endpoint_init(&w->eps[i], conf->webhooks.names[i],
-				  &items[i], conf->state_dir, err,
+				  &items[i], conf->state_dir, !backend, err,
 				  errlen) != 0) {
 			webhook_free(w);
 			return NULL;

@@ -27,9 +27,33 @@ struct webhook;
 struct event;
 struct metrics_text;
 
-/* Open every endpoint's cursor from conf (copied). NULL with a message in
- * err. */
-struct webhook *webhook_new(const struct dconf *conf, char *err, size_t errlen);
+/*
+ * Where the cursors live and which node delivers, when not this node's
+ * files (cluster mode: Redis, store.h). Every call runs on the webhook
+ * thread and may block up to the backend's own timeout.
+ */
+struct webhook_backend {
+	void *arg;
+	int64_t renew_ms; /* lease is called this often per endpoint */
+	/* 1: this node holds name's lease (taken or renewed); 0: another
+	 * node does; -1: cannot tell (the backend is away). */
+	int (*lease)(void *arg, const char *name);
+	/* 1 with epoch and seq filled: found; 0: none yet; -1: error. */
+	int (*load)(void *arg, const char *name, char *epoch, size_t size,
+		    uint64_t *seq);
+	/* Record the cursor if this node still holds the lease: 0, or -1. */
+	int (*save)(void *arg, const char *name, const char *epoch,
+		    uint64_t seq);
+	void (*remove)(void *arg, const char *name);
+	void (*release)(void *arg); /* the thread ends */
+};
+
+/* Open every endpoint's cursor from conf (copied): in state_dir, or with
+ * backend (not owned, outlives the webhooks; NULL: the files). NULL with a
+ * message in err. */
+struct webhook *webhook_new(const struct dconf *conf,
+			    const struct webhook_backend *backend, char *err,
+			    size_t errlen);
 /* The hub's sink (hub_sink_fn): arg is the struct webhook. Hub thread. */
 void webhook_offer(void *arg, const char *epoch, uint64_t seq,
 		   const struct event *ev);

@@ -93,6 +93,8 @@ void webhook_cursor_close(struct webhook_cursor *c)
 
 void webhook_cursor_remove(struct webhook_cursor *c)
 {
+	if (c->journal.fd < 0)
+		return; /* none: the cursor is a backend's */
 	unlink(c->journal.path);
 	fsync(c->journal.dir_fd);
 	journal_close(&c->journal);

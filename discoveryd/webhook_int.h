@@ -86,6 +86,7 @@ struct wh_view {
 	uint64_t by_class[WH_CLASSES];
 	uint64_t delivered, retries, resets, cursor_failures;
 	bool disabled;
+	bool standby; /* another node delivers it (cluster mode) */
 	char disabled_reason[160];
 };
 
@@ -104,6 +105,8 @@ struct wh_endpoint {
 	int64_t saved_ms; /* the cursor's last lazy save */
 	uint64_t rng;
 	bool disabled, removed;
+	bool standby;        /* backend: another node holds the lease */
+	int64_t lease_ms;    /* backend: when to call lease again */
 	struct wh_view view; /* the thread's copy; published under mu */
 	struct wh_slot test; /* POST .../test: one at a time, off the window */
 	struct wh_cmd *test_cmd; /* waiting for it; NULL: none runs */
@@ -122,6 +125,7 @@ struct wh_cmd {
 };
 
 struct webhook {
+	const struct webhook_backend *backend; /* NULL: the files */
 	struct wh_endpoint *eps;
 	size_t n_eps;
 	CURLM *multi;
@@ -140,6 +144,10 @@ struct webhook {
 	char epoch[PROTO_EPOCH_MAX + 1];
 	uint64_t latest; /* the log's last seq */
 	bool placed;     /* new endpoints were given their start */
+	/* The first position of the log seen with an epoch (a cluster
+	 * node's sync): where an endpoint new to the cluster begins. */
+	char start_epoch[PROTO_EPOCH_MAX + 1];
+	uint64_t start_seq;
 
 	pthread_mutex_t mu; /* views, commands, running */
 	pthread_cond_t cv;

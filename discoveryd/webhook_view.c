@@ -33,6 +33,7 @@ static cJSON *endpoint_json(const struct wh_endpoint *ep,
 	cJSON_AddNumberToObject(o, "max_in_flight",
 				(double)ep->conf.max_in_flight);
 	cJSON_AddBoolToObject(o, "disabled", v->disabled);
+	cJSON_AddBoolToObject(o, "delivering", !v->standby);
 	if (v->disabled)
 		cJSON_AddStringToObject(o, "disabled_reason",
 					v->disabled_reason);
