@@ -5,6 +5,7 @@
  *
  *   PREFIX webhook:NAME:lease    the holder's node name, PX node_ttl
  *   PREFIX webhook:NAME:cursor   "EPOCH SEQ", the last acknowledged
+ *   PREFIX webhook:NAME:disabled why it was disabled (absent: it is not)
  *
  * renewed every node_ttl/3; a node that dies lets it lapse, and another
  * takes it within node_ttl and goes on from the cursor. A cursor is saved
@@ -35,6 +36,13 @@ static const char lease_lua[] =
 static const char save_lua[] =
 	"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
 	"redis.call('SET', KEYS[2], ARGV[2]) return 1";
+
+/* Set (ARGV[2] not empty) or clear the disabled state if the lease is
+ * ours: 1, else 0. */
+static const char disable_lua[] =
+	"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+	"if ARGV[2] == '' then redis.call('DEL', KEYS[2]) "
+	"else redis.call('SET', KEYS[2], ARGV[2]) end return 1";
 
 struct cluster_webhooks {
 	struct webhook_backend ops;
@@ -105,29 +113,50 @@ static int lease(void *arg, const char *name)
 }
 
 static int load(void *arg, const char *name, char *epoch, size_t size,
-		uint64_t *seq)
+		uint64_t *seq, char *disabled, size_t disabled_size)
 {
 	struct cluster_webhooks *cw = of(arg);
 	redisContext *ctx = conn(cw);
-	char k[CLUSTER_KEY_MAX], e[PROTO_EPOCH_MAX + 1];
+	char ck[CLUSTER_KEY_MAX], dk[CLUSTER_KEY_MAX], e[PROTO_EPOCH_MAX + 1];
 	unsigned long long s;
+	const redisReply *cur, *dis;
 	redisReply *r;
 	int rc = -1;
 
 	if (!ctx)
 		return -1;
-	key(k, sizeof(k), cw->c, name, "cursor");
-	r = cluster_check(ctx, redisCommand(ctx, "GET %s", k));
-	if (r && r->type == REDIS_REPLY_NIL)
+	key(ck, sizeof(ck), cw->c, name, "cursor");
+	key(dk, sizeof(dk), cw->c, name, "disabled");
+	r = cluster_check(ctx, redisCommand(ctx, "MGET %s %s", ck, dk));
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+		freeReplyObject(r);
+		return -1;
+	}
+	cur = r->element[0];
+	dis = r->element[1];
+	snprintf(disabled, disabled_size, "%s",
+		 dis->type == REDIS_REPLY_STRING ? dis->str : "");
+	if (cur->type == REDIS_REPLY_NIL)
 		rc = 0;
-	else if (r && r->type == REDIS_REPLY_STRING &&
-		 sscanf(r->str, "%64s %llu", e, &s) == 2) {
+	else if (cur->type == REDIS_REPLY_STRING &&
+		 sscanf(cur->str, "%64s %llu", e, &s) == 2) {
 		snprintf(epoch, size, "%s", e);
 		*seq = s;
 		rc = 1;
 	}
 	freeReplyObject(r);
 	return rc;
+}
+
+static int disable(void *arg, const char *name, const char *why)
+{
+	struct cluster_webhooks *cw = of(arg);
+	char lk[CLUSTER_KEY_MAX], dk[CLUSTER_KEY_MAX];
+	const char *args[4] = { lk, dk, cw->c->node, why };
+
+	key(lk, sizeof(lk), cw->c, name, "lease");
+	key(dk, sizeof(dk), cw->c, name, "disabled");
+	return eval(cw, disable_lua, 2, args, 4) == 1 ? 0 : -1;
 }
 
 static int save(void *arg, const char *name, const char *epoch, uint64_t seq)
@@ -151,13 +180,14 @@ static void remove_keys(void *arg, const char *name)
 {
 	struct cluster_webhooks *cw = of(arg);
 	redisContext *ctx = conn(cw);
-	char lk[CLUSTER_KEY_MAX], ck[CLUSTER_KEY_MAX];
+	char lk[CLUSTER_KEY_MAX], ck[CLUSTER_KEY_MAX], dk[CLUSTER_KEY_MAX];
 
 	if (!ctx)
 		return;
 	key(lk, sizeof(lk), cw->c, name, "lease");
 	key(ck, sizeof(ck), cw->c, name, "cursor");
-	freeReplyObject(redisCommand(ctx, "DEL %s %s", lk, ck));
+	key(dk, sizeof(dk), cw->c, name, "disabled");
+	freeReplyObject(redisCommand(ctx, "DEL %s %s %s", lk, ck, dk));
 }
 
 static void release(void *arg)
@@ -182,6 +212,7 @@ const struct webhook_backend *cluster_webhook_backend(struct cluster *c)
 		.lease = lease,
 		.load = load,
 		.save = save,
+		.disable = disable,
 		.remove = remove_keys,
 		.release = release,
 	};

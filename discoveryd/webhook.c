@@ -238,10 +238,26 @@ static void save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
 	}
 }
 
+/* Record ep's disabled state (why; "" = enabled): it outlives a restart,
+ * and in cluster mode it passes to the next holder. */
+static void store_disabled(struct webhook *w, struct wh_endpoint *ep,
+			   const char *why)
+{
+	const struct webhook_backend *b = w->backend;
+	int rc = b ? b->disable(b->arg, ep->name, why) :
+		     webhook_cursor_set_disabled(&ep->cursor, why);
+
+	if (rc != 0)
+		log_error("webhook state not saved",
+			  "webhook=%s disabled=%s errno=%d", ep->name,
+			  why[0] ? "true" : "false", errno);
+}
+
 static void disable(struct webhook *w, struct wh_endpoint *ep, const char *why)
 {
 	char q[200];
 
+	store_disabled(w, ep, why);
 	ep->disabled = true;
 	snprintf(ep->view.disabled_reason, sizeof(ep->view.disabled_reason),
 		 "%s", why);
@@ -469,10 +485,16 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 	held = w->epoch[0] ? b->lease(b->arg, ep->name) : 0;
 	if (held == 1 && ep->standby) {
 		found = b->load(b->arg, ep->name, ep->cursor.epoch,
-				sizeof(ep->cursor.epoch), &ep->cursor.seq);
+				sizeof(ep->cursor.epoch), &ep->cursor.seq,
+				ep->cursor.disabled,
+				sizeof(ep->cursor.disabled));
 		if (found < 0)
 			return false; /* again at the next renewal */
 		ep->standby = false;
+		ep->disabled = found && ep->cursor.disabled[0];
+		snprintf(ep->view.disabled_reason,
+			 sizeof(ep->view.disabled_reason), "%s",
+			 ep->disabled ? ep->cursor.disabled : "");
 		if (!found) { /* new: from where this node began */
 			snprintf(ep->cursor.epoch, sizeof(ep->cursor.epoch),
 				 "%s", w->start_epoch);
@@ -595,6 +617,8 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		if (ep->disabled)
 			log_info("webhook enabled", "webhook=%s cursor=%llu",
 				 ep->name, (unsigned long long)ep->cursor.seq);
+		if (ep->disabled)
+			store_disabled(w, ep, "");
 		ep->disabled = false;
 		ep->view.disabled_reason[0] = '\0';
 		ep->view.failures = 0;
@@ -844,6 +868,10 @@ static int endpoint_init(struct wh_endpoint *ep, const char *name,
 	}
 	snprintf(ep->epoch, sizeof(ep->epoch), "%s", ep->cursor.epoch);
 	ep->scanned = ep->cursor.seq;
+	/* Disabled before the restart: still, until enabled. */
+	ep->disabled = ep->cursor.disabled[0] != '\0';
+	snprintf(ep->view.disabled_reason, sizeof(ep->view.disabled_reason),
+		 "%s", ep->cursor.disabled);
 	return 0;
 }
 

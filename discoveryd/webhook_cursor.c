@@ -1,6 +1,7 @@
 /*
  * webhook_cursor: an endpoint's cursor journal (webhook_cursor.h).
- * Records are {"epoch":"...","seq":N}; the last valid one is the cursor.
+ * Records are {"epoch":"...","seq":N} and "disabled":"why" while the
+ * endpoint is; the last valid one is the cursor.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,19 +15,22 @@
 
 #define CURSOR_REWRITE_AT 512 /* records before the file is rewritten */
 
-static char *record_text(const char *epoch, uint64_t seq)
+/* {"epoch":E,"seq":N} and "disabled":WHY while it is. */
+static char *record_text(const char *epoch, uint64_t seq, const char *why)
 {
-	char text[PROTO_EPOCH_MAX * 2 + 64];
-	cJSON *s = cJSON_CreateString(epoch);
-	char *quoted = s ? cJSON_PrintUnformatted(s) : NULL;
+	cJSON *o = cJSON_CreateObject();
+	char num[24], *text;
 
-	cJSON_Delete(s);
-	if (!quoted)
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)seq);
+	if (!o || !cJSON_AddStringToObject(o, "epoch", epoch) ||
+	    !cJSON_AddItemToObject(o, "seq", cJSON_CreateRaw(num)) ||
+	    (why[0] && !cJSON_AddStringToObject(o, "disabled", why))) {
+		cJSON_Delete(o);
 		return NULL;
-	snprintf(text, sizeof(text), "{\"epoch\":%s,\"seq\":%llu}", quoted,
-		 (unsigned long long)seq);
-	free(quoted);
-	return strdup(text);
+	}
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
 }
 
 int webhook_cursor_open(struct webhook_cursor *c, const char *state_dir,
@@ -49,6 +53,8 @@ int webhook_cursor_open(struct webhook_cursor *c, const char *state_dir,
 			cJSON_GetObjectItemCaseSensitive(last, "epoch");
 		const cJSON *s = cJSON_GetObjectItemCaseSensitive(last, "seq");
 		const char *text = cJSON_IsRaw(s) ? s->valuestring : NULL;
+		const cJSON *d =
+			cJSON_GetObjectItemCaseSensitive(last, "disabled");
 
 		if (cJSON_IsString(e) &&
 		    strlen(e->valuestring) <= PROTO_EPOCH_MAX &&
@@ -58,6 +64,9 @@ int webhook_cursor_open(struct webhook_cursor *c, const char *state_dir,
 			c->seq = text ? strtoull(text, NULL, 10) :
 					(uint64_t)s->valuedouble;
 			c->found = true;
+			if (cJSON_IsString(d))
+				snprintf(c->disabled, sizeof(c->disabled), "%s",
+					 d->valuestring);
 		}
 	}
 	cJSON_Delete(records);
@@ -67,7 +76,7 @@ int webhook_cursor_open(struct webhook_cursor *c, const char *state_dir,
 int webhook_cursor_save(struct webhook_cursor *c, const char *epoch,
 			uint64_t seq)
 {
-	char *text = record_text(epoch, seq);
+	char *text = record_text(epoch, seq, c->disabled);
 	int rc;
 
 	if (!text) {
@@ -84,6 +93,19 @@ int webhook_cursor_save(struct webhook_cursor *c, const char *epoch,
 		c->found = true;
 	}
 	return rc;
+}
+
+int webhook_cursor_set_disabled(struct webhook_cursor *c, const char *why)
+{
+	char old[sizeof(c->disabled)], epoch[sizeof(c->epoch)];
+
+	snprintf(old, sizeof(old), "%s", c->disabled);
+	snprintf(c->disabled, sizeof(c->disabled), "%s", why);
+	snprintf(epoch, sizeof(epoch), "%s", c->epoch);
+	if (webhook_cursor_save(c, epoch, c->seq) == 0)
+		return 0;
+	snprintf(c->disabled, sizeof(c->disabled), "%s", old);
+	return -1;
 }
 
 void webhook_cursor_close(struct webhook_cursor *c)

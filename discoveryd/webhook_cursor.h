@@ -21,6 +21,7 @@ struct webhook_cursor {
 	bool found; /* the file held a cursor at open */
 	char epoch[PROTO_EPOCH_MAX + 1];
 	uint64_t seq;
+	char disabled[160]; /* why it is disabled; "" = it is not */
 };
 
 /* Open (creating) state_dir/webhook-name and read its last cursor. 0, or
@@ -31,6 +32,9 @@ int webhook_cursor_open(struct webhook_cursor *c, const char *state_dir,
  * stands). */
 int webhook_cursor_save(struct webhook_cursor *c, const char *epoch,
 			uint64_t seq);
+/* Record that the endpoint is disabled (why; "" = enabled again), with
+ * the cursor as it stands. 0, or -1. */
+int webhook_cursor_set_disabled(struct webhook_cursor *c, const char *why);
 void webhook_cursor_close(struct webhook_cursor *c);
 /* Close it and remove its file (the endpoint was deleted). */
 void webhook_cursor_remove(struct webhook_cursor *c);

@@ -434,3 +434,35 @@ def test_reload_says_webhooks_need_a_restart(tmp_path):
     finally:
         assert d.stop() == 0, d.text()
         rx.close()
+
+
+def test_disabled_stays_disabled_across_a_restart(tmp_path):
+    path = secret_file(tmp_path)
+    gone = {"on": True}
+    rx = Receiver(read_secrets(path),
+                  answer=lambda rec, k: 410 if gone["on"] else 200)
+    conf = {"url": rx.url, "secret_file": path}
+    d = start(tmp_path, a=conf)
+    seqs = post_events(d, 2)
+    wait_hook(d, "a", lambda h: h["disabled"], "disabled")
+    assert d.stop() == 0, d.text()
+    gone["on"] = False
+    d = start(tmp_path, a=conf)
+    try:
+        h = hooks(d)["a"]
+        assert h["disabled"] and "410" in h["disabled_reason"], h
+        time.sleep(0.3)
+        assert len(rx.attempts) == 1
+        st, body = d.call("POST", "/api/discovery/webhooks/a/enable")
+        assert st == 200, body
+        rx.wait(lambda r: len(r.acked) >= 2, what="2 events")
+        assert rx.acked_seqs() == seqs
+    finally:
+        assert d.stop() == 0, d.text()
+        rx.close()
+    # Enabled is recorded too.
+    d = start(tmp_path, a=conf)
+    try:
+        assert hooks(d)["a"]["disabled"] is False
+    finally:
+        assert d.stop() == 0, d.text()

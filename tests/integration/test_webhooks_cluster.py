@@ -131,3 +131,31 @@ def test_sigkill_of_the_delivering_node_mid_flow(tmp_path, redis):
             if n.p.poll() is None:
                 assert n.stop() == 0, n.text()
         rx.close()
+
+
+def test_disabled_passes_to_the_next_holder(tmp_path, redis):
+    secret = new_secret()
+    path = write_secret(os.path.join(str(tmp_path), "whsec"), secret)
+    rx = Receiver([secret], answer=lambda rec, k: 410)
+    extra = webhooks_yaml(a={"url": rx.url, "secret_file": path})
+    url = "redis://127.0.0.1:%d" % redis.port
+    nodes = [node(tmp_path, "n%d" % i, url, extra=extra) for i in (1, 2)]
+    try:
+        holder = deliverers(nodes)[0]
+        other = [n for n in nodes if n is not holder][0]
+        post(other, 1)
+        deadline = time.monotonic() + 30
+        while not view(holder)["disabled"]:
+            assert time.monotonic() < deadline, view(holder)
+            time.sleep(0.05)
+        holder.kill(signal.SIGKILL)
+        holder.p.wait()
+        deliverers([other])
+        h = view(other)
+        assert h["disabled"] and "410" in h["disabled_reason"], h
+        assert len(rx.attempts) == 1
+    finally:
+        for n in nodes:
+            if n.p.poll() is None:
+                assert n.stop() == 0, n.text()
+        rx.close()

@@ -111,6 +111,31 @@ static void test_torn_tail_falls_back(void **state)
 	assert_int_not_equal(access(path, F_OK), 0);
 }
 
+static void test_disabled_is_recorded(void **state)
+{
+	struct webhook_cursor c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(webhook_cursor_open(&c, dir, "a", err, sizeof(err)),
+			 0);
+	assert_int_equal(webhook_cursor_save(&c, "e4", 5), 0);
+	assert_int_equal(webhook_cursor_set_disabled(&c, "HTTP 410 \"gone\""),
+			 0);
+	reopen(&c);
+	assert_string_equal(c.disabled, "HTTP 410 \"gone\"");
+	assert_int_equal(c.seq, 5);
+	/* Saves keep it; enabling clears it. */
+	assert_int_equal(webhook_cursor_save(&c, "e4", 6), 0);
+	reopen(&c);
+	assert_string_equal(c.disabled, "HTTP 410 \"gone\"");
+	assert_int_equal(webhook_cursor_set_disabled(&c, ""), 0);
+	reopen(&c);
+	assert_string_equal(c.disabled, "");
+	assert_int_equal(c.seq, 6);
+	webhook_cursor_close(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -119,6 +144,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rewrite_keeps_the_last,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail_falls_back,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disabled_is_recorded,
 						setup, teardown),
 	};
 
