@@ -25,7 +25,7 @@
 
 /* ---- events --------------------------------------------------------- */
 
-static struct wh_event *wh_event_new(size_t len)
+struct wh_event *wh_event_new(size_t len)
 {
 	struct wh_event *e = calloc(1, sizeof(*e) + len + 1);
 
@@ -34,7 +34,7 @@ static struct wh_event *wh_event_new(size_t len)
 	return e;
 }
 
-static void wh_event_unref(struct wh_event *e)
+void wh_event_unref(struct wh_event *e)
 {
 	if (e && --e->refs == 0)
 		free(e);
@@ -93,7 +93,7 @@ static void ring_clear(struct webhook *w)
 }
 
 /* The oldest seq retained; latest + 1 when none is. */
-static uint64_t ring_oldest(const struct webhook *w)
+uint64_t wh_ring_oldest(const struct webhook *w)
 {
 	return w->count ? ring_at(w, 0)->seq : w->latest + 1;
 }
@@ -194,7 +194,7 @@ static void slot_push(struct wh_endpoint *ep, struct wh_event *e, int64_t now)
 		 (unsigned long long)e->seq, e->reset ? "-reset" : "");
 }
 
-static void window_clear(struct webhook *w, struct wh_endpoint *ep)
+void wh_window_clear(struct webhook *w, struct wh_endpoint *ep)
 {
 	for (size_t i = 0; i < ep->n_window; i++) {
 		wh_http_abort(w, slot_at(ep, i));
@@ -206,7 +206,7 @@ static void window_clear(struct webhook *w, struct wh_endpoint *ep)
 /* Back to the durable cursor: what is sent next is what follows it. */
 static void rewind_to_cursor(struct webhook *w, struct wh_endpoint *ep)
 {
-	window_clear(w, ep);
+	wh_window_clear(w, ep);
 	snprintf(ep->epoch, sizeof(ep->epoch), "%s", ep->cursor.epoch);
 	ep->scanned = ep->cursor.seq;
 }
@@ -226,8 +226,8 @@ static int store_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq)
 	return 0;
 }
 
-static void save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
-			int64_t now)
+void wh_save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
+		    int64_t now)
 {
 	ep->saved_ms = now;
 	if (store_cursor(w, ep, seq) != 0) {
@@ -240,8 +240,8 @@ static void save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
 
 /* Record ep's disabled state (why; "" = enabled): it outlives a restart,
  * and in cluster mode it passes to the next holder. */
-static void store_disabled(struct webhook *w, struct wh_endpoint *ep,
-			   const char *why)
+void wh_store_disabled(struct webhook *w, struct wh_endpoint *ep,
+		       const char *why)
 {
 	const struct webhook_backend *b = w->backend;
 	int rc = b ? b->disable(b->arg, ep->name, why) :
@@ -257,7 +257,7 @@ static void disable(struct webhook *w, struct wh_endpoint *ep, const char *why)
 {
 	char q[200];
 
-	store_disabled(w, ep, why);
+	wh_store_disabled(w, ep, why);
 	ep->disabled = true;
 	snprintf(ep->view.disabled_reason, sizeof(ep->view.disabled_reason),
 		 "%s", why);
@@ -294,7 +294,7 @@ static struct wh_event *reset_event(const struct webhook *w,
 static bool in_step(const struct webhook *w, const struct wh_endpoint *ep)
 {
 	return strcmp(ep->epoch, w->epoch) == 0 && ep->scanned <= w->latest &&
-	       ep->scanned + 1 >= ring_oldest(w);
+	       ep->scanned + 1 >= wh_ring_oldest(w);
 }
 
 static void fill(struct webhook *w, struct wh_endpoint *ep, int64_t now)
@@ -320,7 +320,7 @@ static void fill(struct webhook *w, struct wh_endpoint *ep, int64_t now)
 	}
 	while (ep->n_window < (size_t)ep->conf.max_in_flight &&
 	       ep->scanned < w->latest) {
-		size_t i = (size_t)(ep->scanned + 1 - ring_oldest(w));
+		size_t i = (size_t)(ep->scanned + 1 - wh_ring_oldest(w));
 		struct wh_event *e;
 
 		if (i >= w->count)
@@ -352,7 +352,7 @@ static void advance(struct webhook *w, struct wh_endpoint *ep, int64_t now)
 	}
 	if (!done)
 		return;
-	save_cursor(w, ep, settled(ep), now);
+	wh_save_cursor(w, ep, settled(ep), now);
 }
 
 /* Exponential, with jitter over the upper half so delays still grow. */
@@ -371,44 +371,6 @@ static int64_t retry_delay(struct wh_endpoint *ep, unsigned attempts)
 	return ceiling / 2 + (int64_t)(ep->rng % (uint64_t)(ceiling / 2 + 1));
 }
 
-/* Answer a deferred command (a test) and let its caller go. */
-static void finish_cmd(struct webhook *w, struct wh_cmd *c, int status,
-		       const char *msg)
-{
-	pthread_mutex_lock(&w->mu);
-	c->status = status;
-	snprintf(c->msg, c->msglen, "%s", msg);
-	c->done = true;
-	pthread_cond_broadcast(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
-
-/* The test request of ep ended (rc), or is dropped (status != 0). */
-static void test_done(struct webhook *w, struct wh_endpoint *ep, CURLcode rc,
-		      int status)
-{
-	struct wh_result r;
-	char msg[200];
-
-	if (!ep->test_cmd)
-		return;
-	if (status) {
-		wh_http_abort(w, &ep->test);
-		snprintf(msg, sizeof(msg), "the test was dropped");
-	} else {
-		wh_http_finish(w, &ep->test, rc, &r);
-		status = r.cls == WH_2XX ? 200 : 502;
-		if (r.cls == WH_2XX)
-			snprintf(msg, sizeof(msg), "HTTP %d", r.status);
-		else
-			snprintf(msg, sizeof(msg), "%s", r.error);
-	}
-	wh_event_unref(ep->test.ev);
-	ep->test.ev = NULL;
-	finish_cmd(w, ep->test_cmd, status, msg);
-	ep->test_cmd = NULL;
-}
-
 static void settle(struct webhook *w, struct wh_slot *s, CURLcode rc,
 		   int64_t now)
 {
@@ -417,7 +379,7 @@ static void settle(struct webhook *w, struct wh_slot *s, CURLcode rc,
 	int64_t delay;
 
 	if (s == &ep->test) {
-		test_done(w, ep, rc, 0);
+		wh_test_done(w, ep, rc, 0);
 		return;
 	}
 	wh_http_finish(w, s, rc, &r);
@@ -502,11 +464,11 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 		}
 		rewind_to_cursor(w, ep);
 		if (!found)
-			save_cursor(w, ep, ep->scanned, now);
+			wh_save_cursor(w, ep, ep->scanned, now);
 		log_info("webhook delivering", "webhook=%s cursor=%llu",
 			 ep->name, (unsigned long long)ep->cursor.seq);
 	} else if (held == 0 && !ep->standby) {
-		window_clear(w, ep);
+		wh_window_clear(w, ep);
 		ep->standby = true;
 		log_info("webhook standby",
 			 "webhook=%s note=\"another node holds its lease\"",
@@ -539,183 +501,12 @@ static void pump(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 	    (ep->scanned != ep->cursor.seq ||
 	     strcmp(ep->epoch, ep->cursor.epoch) != 0) &&
 	    now - ep->saved_ms >= LAZY_SAVE_MS)
-		save_cursor(w, ep, ep->scanned, now);
-}
-
-/* ---- commands from other threads -------------------------------------- */
-
-static struct wh_endpoint *find(struct webhook *w, const char *name)
-{
-	for (size_t i = 0; i < w->n_eps; i++)
-		if (!w->eps[i].removed && strcmp(w->eps[i].name, name) == 0)
-			return &w->eps[i];
-	return NULL;
-}
-
-/* A test notice, sent at once whatever the endpoint's state; its answer
- * answers c. */
-static void start_test(struct webhook *w, struct wh_endpoint *ep,
-		       struct wh_cmd *c)
-{
-	char body[PROTO_EPOCH_MAX + PROTO_NAME_MAX + 96];
-	int n = snprintf(body, sizeof(body),
-			 "{\"type\":\"test\",\"webhook\":\"%s\",\"epoch\":"
-			 "\"%s\",\"seq\":%llu}",
-			 ep->name, w->epoch, (unsigned long long)w->latest);
-	struct wh_event *e;
-
-	if (ep->test_cmd) {
-		c->status = 409;
-		snprintf(c->msg, c->msglen, "a test of %s is running",
-			 ep->name);
-		return;
-	}
-	e = wh_event_new((size_t)n);
-	if (!e) {
-		c->status = 503;
-		snprintf(c->msg, c->msglen, "out of memory");
-		return;
-	}
-	memcpy(e->body, body, (size_t)n);
-	e->len = (size_t)n;
-	memset(&ep->test, 0, sizeof(ep->test));
-	ep->test.ev = e;
-	ep->test.ep = ep;
-	snprintf(ep->test.id, sizeof(ep->test.id), "%s-test-%lld", w->epoch,
-		 (long long)clock_wall_ms());
-	if (wh_http_start(w, &ep->test) != 0) {
-		wh_event_unref(e);
-		ep->test.ev = NULL;
-		c->status = 503;
-		snprintf(c->msg, c->msglen, "out of memory");
-		return;
-	}
-	c->deferred = true;
-	ep->test_cmd = c;
-}
-
-static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
-{
-	struct wh_endpoint *ep = find(w, c->name);
-
-	c->status = 200;
-	if (!ep) {
-		c->status = 404;
-		snprintf(c->msg, c->msglen, "no webhook named %s", c->name);
-		return;
-	}
-	if (ep->standby && c->op != WEBHOOK_TEST) {
-		c->status = 409;
-		snprintf(c->msg, c->msglen,
-			 "another node delivers %s: ask the node whose list "
-			 "shows it delivering",
-			 ep->name);
-		return;
-	}
-	switch (c->op) {
-	case WEBHOOK_ENABLE:
-		if (ep->disabled)
-			log_info("webhook enabled", "webhook=%s cursor=%llu",
-				 ep->name, (unsigned long long)ep->cursor.seq);
-		if (ep->disabled)
-			store_disabled(w, ep, "");
-		ep->disabled = false;
-		ep->view.disabled_reason[0] = '\0';
-		ep->view.failures = 0;
-		snprintf(c->msg, c->msglen, "enabled");
-		break;
-	case WEBHOOK_REPLAY:
-		if (!w->epoch[0] || c->from < ring_oldest(w) ||
-		    c->from > w->latest + 1) {
-			c->status = 422;
-			snprintf(c->msg, c->msglen,
-				 "seq %llu is not retained: from must be "
-				 "%llu to %llu",
-				 (unsigned long long)c->from,
-				 (unsigned long long)ring_oldest(w),
-				 (unsigned long long)w->latest + 1);
-			return;
-		}
-		window_clear(w, ep);
-		snprintf(ep->epoch, sizeof(ep->epoch), "%s", w->epoch);
-		ep->scanned = c->from - 1;
-		save_cursor(w, ep, ep->scanned, now);
-		log_info("webhook replay", "webhook=%s from=%llu", ep->name,
-			 (unsigned long long)c->from);
-		snprintf(c->msg, c->msglen, "replaying from %llu",
-			 (unsigned long long)c->from);
-		break;
-	case WEBHOOK_TEST: start_test(w, ep, c); break;
-	case WEBHOOK_DELETE:
-		test_done(w, ep, CURLE_OK, 409);
-		window_clear(w, ep);
-		if (w->backend)
-			w->backend->remove(w->backend->arg, ep->name);
-		webhook_cursor_remove(&ep->cursor);
-		ep->removed = true;
-		log_info("webhook deleted", "webhook=%s", ep->name);
-		snprintf(c->msg, c->msglen, "deleted");
-		break;
-	}
-}
-
-static void publish(struct webhook *w);
-
-static void run_cmds(struct webhook *w, int64_t now)
-{
-	struct wh_cmd *list;
-
-	pthread_mutex_lock(&w->mu);
-	list = w->cmds;
-	w->cmds = NULL;
-	pthread_mutex_unlock(&w->mu);
-	if (!list)
-		return;
-	for (struct wh_cmd *c = list; c; c = c->next)
-		run_cmd(w, c, now);
-	/* A caller that reads the list next sees what it changed. */
-	publish(w);
-	pthread_mutex_lock(&w->mu);
-	for (struct wh_cmd *c = list; c;) {
-		struct wh_cmd *next = c->next;
-
-		if (!c->deferred)
-			c->done = true; /* c may go as soon as this is seen */
-		c = next;
-	}
-	pthread_cond_broadcast(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
-
-int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
-		 uint64_t from, char *msg, size_t msglen)
-{
-	struct wh_cmd c = { .op = op,
-			    .name = name,
-			    .from = from,
-			    .msg = msg,
-			    .msglen = msglen };
-
-	pthread_mutex_lock(&w->mu);
-	if (!w->running) {
-		pthread_mutex_unlock(&w->mu);
-		snprintf(msg, msglen, "webhooks are stopping");
-		return 503;
-	}
-	c.next = w->cmds;
-	w->cmds = &c;
-	pthread_mutex_unlock(&w->mu);
-	curl_multi_wakeup(w->multi);
-	pthread_mutex_lock(&w->mu);
-	while (!c.done)
-		pthread_cond_wait(&w->cv, &w->mu);
-	pthread_mutex_unlock(&w->mu);
-	return c.status;
+		wh_save_cursor(w, ep, ep->scanned, now);
 }
 
 /* ---- the thread -------------------------------------------------------- */
 
-static void publish(struct webhook *w)
+void wh_publish(struct webhook *w)
 {
 	int64_t wall = clock_wall_ms();
 
@@ -782,7 +573,7 @@ static void place_new(struct webhook *w)
 			continue;
 		snprintf(ep->epoch, sizeof(ep->epoch), "%s", w->epoch);
 		ep->scanned = w->latest;
-		save_cursor(w, ep, ep->scanned, now);
+		wh_save_cursor(w, ep, ep->scanned, now);
 	}
 }
 
@@ -796,7 +587,7 @@ static void *run(void *arg)
 
 		take_inbox(w);
 		now = clock_mono_ms();
-		run_cmds(w, now);
+		wh_run_cmds(w, now);
 		for (size_t i = 0; i < w->n_eps; i++)
 			pump(w, &w->eps[i], now, &wait_ms);
 		/* A request sent may be answered before the poll (loopback):
@@ -810,7 +601,7 @@ static void *run(void *arg)
 			for (size_t i = 0; i < w->n_eps; i++)
 				pump(w, &w->eps[i], clock_mono_ms(), &wait_ms);
 		}
-		publish(w);
+		wh_publish(w);
 		if (wait_ms < 0)
 			wait_ms = 0;
 		curl_multi_poll(w->multi, NULL, 0, (int)wait_ms, NULL);
@@ -818,9 +609,9 @@ static void *run(void *arg)
 	pthread_mutex_lock(&w->mu);
 	w->running = false;
 	pthread_mutex_unlock(&w->mu);
-	run_cmds(w, clock_mono_ms()); /* any that came in before */
+	wh_run_cmds(w, clock_mono_ms()); /* any that came in before */
 	for (size_t i = 0; i < w->n_eps; i++)
-		test_done(w, &w->eps[i], CURLE_OK, 503);
+		wh_test_done(w, &w->eps[i], CURLE_OK, 503);
 	if (w->backend && w->backend->release)
 		w->backend->release(w->backend->arg);
 	return NULL;
@@ -946,7 +737,7 @@ void webhook_free(struct webhook *w)
 		struct wh_endpoint *ep = &w->eps[i];
 
 		if (ep->window)
-			window_clear(w, ep);
+			wh_window_clear(w, ep);
 		if (!ep->removed)
 			webhook_cursor_close(&ep->cursor);
 		for (size_t k = 0; k < ep->n_services; k++)

@@ -1,7 +1,8 @@
 /*
- * webhook_int: what webhook.c (the thread, the endpoints' walk, cursors)
- * and webhook_http.c (one attempt on libcurl: headers, signature, the
- * answer's classification) share.
+ * webhook_int: what webhook.c (the thread, the endpoints' walk, cursors),
+ * webhook_cmd.c (the API's commands, run on the thread), webhook_http.c
+ * (one attempt on libcurl: headers, signature, the answer's
+ * classification) and webhook_view.c (the list and metrics) share.
  */
 #ifndef DISCOVERYD_WEBHOOK_INT_H
 #define DISCOVERYD_WEBHOOK_INT_H
@@ -156,6 +157,23 @@ struct webhook {
 	struct wh_view *views; /* published, one per endpoint */
 	bool *removed;         /* published */
 };
+
+/* webhook.c: the thread's own, shared with webhook_cmd.c. */
+struct wh_event *wh_event_new(size_t len); /* refs 1, len bytes of body */
+void wh_event_unref(struct wh_event *e);
+uint64_t wh_ring_oldest(const struct webhook *w); /* latest + 1: none */
+void wh_window_clear(struct webhook *w, struct wh_endpoint *ep);
+void wh_save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
+		    int64_t now);
+void wh_store_disabled(struct webhook *w, struct wh_endpoint *ep,
+		       const char *why); /* "" = enabled */
+void wh_publish(struct webhook *w);      /* the views, under mu */
+
+/* webhook_cmd.c: the queued commands, at the top of each turn; a test's
+ * end (rc), or its drop (status != 0: the answer). */
+void wh_run_cmds(struct webhook *w, int64_t now);
+void wh_test_done(struct webhook *w, struct wh_endpoint *ep, CURLcode rc,
+		  int status);
 
 /* webhook_http.c */
 struct wh_result {
