@@ -143,7 +143,7 @@ $(AGENT_A): $(call obj,$(AGENT_SRC)) $(COMMON_LIB)
 $(BUILD)/bin/discoveryd: $(call obj,discoveryd/main.c) $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_SYSTEMD) \
-	  $(LIBS_HIREDIS) $(LIBS_LDNS) $(LIBS_ZLIB) $(LIBS_COMMON)
+	  $(LIBS_HIREDIS) $(LIBS_LDNS) $(LIBS_ZLIB) $(LIBS_CURL) $(LIBS_COMMON)
 
 $(BUILD)/bin/discoveryctl: $(call obj,$(CTL_SRC)) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
@@ -178,7 +178,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_LIB) $(DAEMON_LIB) \
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(DAEMON_LIB_OBJ) $(AGENT_OBJ) $(GATE_OBJ) $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_CMOCKA) $(LIBS_LWS) $(LIBS_MHD) $(LIBS_HIREDIS) \
-	  $(LIBS_LDNS) $(LIBS_ZLIB) $(LIBS_COMMON)
+	  $(LIBS_LDNS) $(LIBS_ZLIB) $(LIBS_CURL) $(LIBS_COMMON)
 
 # Test tools are written against the public agent.h, like any program.
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))

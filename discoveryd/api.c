@@ -38,6 +38,7 @@ static const char *const route_names[R_COUNT] = {
 	"/",
 	"/api/discovery/info",
 	"/api/discovery/nodes/{node}/drain",
+	"/api/discovery/webhooks",
 };
 
 static const unsigned codes[API_CODES] = {
@@ -283,6 +284,11 @@ static void drop_call(struct request *r)
 }
 
 /* ---- request counters ---------------------------------------------------- */
+
+void api_set_webhooks(struct api *a, struct webhook *w)
+{
+	atomic_store_explicit(&a->webhooks, w, memory_order_release);
+}
 
 void api_add_metrics(struct api *a, api_metrics_fn fn, void *arg)
 {

@@ -31,6 +31,10 @@ void api_reload(struct api *a, const struct dconf *conf);
 struct metrics_text;
 typedef void (*api_metrics_fn)(void *arg, struct metrics_text *t);
 void api_add_metrics(struct api *a, api_metrics_fn fn, void *arg);
+/* The webhooks GET, POST and DELETE .../webhooks work on (not owned; NULL:
+ * none configured, the list is empty). Before requests come. */
+struct webhook;
+void api_set_webhooks(struct api *a, struct webhook *w);
 /* Stop accepting, finish the requests in flight, free. */
 void api_stop(struct api *a);
 

@@ -37,6 +37,7 @@ enum route {
 	R_DASHBOARD,
 	R_INFO,
 	R_DRAIN,
+	R_WEBHOOKS,
 	R_COUNT
 };
 
@@ -91,6 +92,7 @@ struct api {
 	 * suspended, so a stop lets them finish first (quiet_writes). */
 	atomic_uint writes_away;
 	atomic_bool writes_wait;
+	struct webhook *_Atomic webhooks; /* api_set_webhooks; NULL: none */
 };
 
 /*
@@ -147,6 +149,11 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 			       struct request *r, struct hub_req *req);
 /* api.c: the request counters, as /metrics text. */
 void api_http_metrics(struct api *a, struct metrics_text *t);
+
+/* api_webhook.c: /api/discovery/webhooks[/NAME[/ACTION]]; rest is what
+ * follows "webhooks" ("" or "/..."). */
+enum MHD_Result api_route_webhooks(struct api *a, struct MHD_Connection *c,
+				   const char *rest, const char *method);
 
 /* api_origin.c: Host, Origin, Sec-Fetch-Site and Referer (see there). */
 struct api_origin *api_origin_new(const struct dconf *conf);

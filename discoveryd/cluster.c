@@ -382,6 +382,7 @@ static void cluster_free(struct store *s)
 		free(c->min[i].name);
 	free(c->min);
 	cluster_idem_release(c);
+	cluster_webhook_free(c->webhooks);
 	/* This thread's API connection, if it made one. */
 	redisFree(pthread_getspecific(c->conn_key));
 	pthread_key_delete(c->conn_key);
@@ -395,6 +396,15 @@ static void cluster_free(struct store *s)
 	explicit_bzero(&c->url, sizeof(c->url));
 	explicit_bzero(c->sentinel_password, sizeof(c->sentinel_password));
 	free(c);
+}
+
+static const struct webhook_backend *cluster_webhooks(struct store *s)
+{
+	struct cluster *c = (struct cluster *)s;
+
+	if (!c->webhooks)
+		c->webhooks = cluster_webhook_backend(c);
+	return c->webhooks;
 }
 
 static void cluster_reload(struct store *s, const struct dconf *conf)
@@ -414,6 +424,7 @@ static const struct store_ops cluster_ops = {
 	.reload = cluster_reload,
 	.info = cluster_store_info,
 	.metrics = cluster_store_metrics,
+	.webhooks = cluster_webhooks,
 	.start = cluster_start,
 	.stop = cluster_stop,
 	.free = cluster_free,

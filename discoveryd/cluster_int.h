@@ -169,7 +169,16 @@ struct cluster {
 	struct idem_flight *idem_flights; /* in flight here, under mu */
 	atomic_llong idem_retention_ms;
 	atomic_ullong idem_replays;
+
+	/* Webhooks' leases and cursors (cluster_webhook.c); NULL: none. */
+	const struct webhook_backend *webhooks;
 };
+
+/* cluster_webhook.c: the webhook module's backend (webhook.h); NULL when
+ * out of memory. Freed with the store, after the webhook thread. */
+struct webhook_backend;
+const struct webhook_backend *cluster_webhook_backend(struct cluster *c);
+void cluster_webhook_free(const struct webhook_backend *b);
 
 /* cluster.c: lifecycle; SIGHUP: min_ready per service may have changed. */
 void cluster_apply_conf(struct cluster *c, const struct dconf *conf);

@@ -184,6 +184,7 @@ void cluster_mirror_apply(struct hub *h, void *arg, struct hub_req *req)
 		for (; i < b->n; i++)
 			apply_entry(c, h, &b->entries[i], false);
 		h->log.seq = b->seq > h->log.seq ? b->seq : h->log.seq;
+		hub_sink_resync(h);
 		applied(c, &h->log, true);
 		if (h->n_parked)
 			link_unpark(h, false);

@@ -280,6 +280,9 @@ static const struct conf_key dconf_keys[] = {
 	{ .name = "services", .type = CONF_MAP, .offset = F(services),
 	  .sub = service_keys, .item_size = sizeof(struct dconf_service),
 	  .name_check = valid_service_name },
+	{ .name = "webhooks", .type = CONF_MAP, .offset = F(webhooks),
+	  .sub = dconf_webhook_keys, .item_size = sizeof(struct dconf_webhook),
+	  .name_check = valid_service_name },
 	{ .name = "limits", .type = CONF_SECTION, .sub = limits_keys,
 	  .present = CONF_NO_FIELD },
 	{ .name = "dns", .type = CONF_SECTION, .sub = dns_keys,
@@ -560,6 +563,8 @@ static int validate(const char *path, struct dconf *c, char *err, size_t errlen)
 	     read_pem(path, "tls.key", c->tls_key, &c->tls_key_pem,
 		      &c->tls_key_len, err, errlen) != 0))
 		return -1;
+	if (dconf_webhooks_validate(path, c, err, errlen) != 0)
+		return -1;
 	if (!c->node) {
 		char host[256];
 
@@ -595,6 +600,7 @@ int dconf_load(const char *path, struct dconf *c, char *err, size_t errlen)
 
 void dconf_release(struct dconf *c)
 {
+	dconf_webhooks_wipe(c);
 	conf_release(dconf_keys, c);
 	free(c->tls_cert_pem);
 	if (c->tls_key_pem)

@@ -18,8 +18,38 @@
 #define DCONF_SENTINELS_MAX    16
 #define DCONF_MIN_REPLICAS_MAX 16
 
+/* webhooks.NAME.secret_file: this many whsec_ secrets (a rotation), each
+ * decoding to DCONF_WEBHOOK_KEY_MIN..MAX bytes (Standard Webhooks). */
+#define DCONF_WEBHOOK_SECRETS_MAX 4
+#define DCONF_WEBHOOK_KEY_MIN     24
+#define DCONF_WEBHOOK_KEY_MAX     64
+
 struct dconf_service {
 	int64_t min_ready;
+};
+
+/* One webhooks: entry (docs/webhooks.md); the map's name is its name. */
+struct dconf_webhook_key {
+	unsigned char bytes[DCONF_WEBHOOK_KEY_MAX];
+	size_t len;
+};
+
+struct dconf_webhook {
+	char *url;
+	char *ca_file;                /* NULL: the system store */
+	char *secret_file;            /* mode 0600 or stricter */
+	struct conf_strlist kinds;    /* filter.kinds; none = every kind */
+	struct conf_strlist services; /* filter.services; none = all */
+	int64_t timeout_ms;           /* one attempt, at most */
+	int64_t retry_initial_ms;     /* the first retry's delay cap */
+	int64_t retry_max_ms;         /* no delay is longer */
+	int64_t retry_max_age_ms;     /* one event retried this long:
+					 the endpoint is disabled */
+	int64_t max_in_flight;
+	/* Filled by validation. */
+	unsigned kinds_mask; /* 1u << enum event_kind; 0 = every kind */
+	size_t n_keys;       /* the first signs; all are sent */
+	struct dconf_webhook_key keys[DCONF_WEBHOOK_SECRETS_MAX];
 };
 
 /* A listen address that may be absent (listen.dns: absent is off). */
@@ -72,6 +102,7 @@ struct dconf {
 					user, password, db; no address) */
 
 	struct conf_map services; /* items: struct dconf_service */
+	struct conf_map webhooks; /* items: struct dconf_webhook */
 
 	bool drain_present;            /* SIGTERM drains the node first */
 	int64_t drain_batch;           /* links closed per step */
@@ -112,6 +143,14 @@ struct dconf {
  */
 int dconf_load(const char *path, struct dconf *c, char *err, size_t errlen);
 void dconf_release(struct dconf *c);
+
+/* dconf_webhook.c: the webhooks: entries' rows, and their checks (URL,
+ * filter, secrets read and decoded). 0, or -1 with "path: webhooks.NAME.
+ * key: what is wrong" in err. */
+extern const struct conf_key dconf_webhook_keys[];
+int dconf_webhooks_validate(const char *path, struct dconf *c, char *err,
+			    size_t errlen);
+void dconf_webhooks_wipe(struct dconf *c); /* the keys, before release */
 
 /* min_ready for a service: from services:, else 1. */
 int64_t dconf_min_ready(const struct dconf *c, const char *service);

@@ -1,8 +1,9 @@
 /*
  * fanout: where every event ends, from either backend (store.h): once the
  * log holds it, it goes to each link it is addressed to (link_send: one
- * frame, built once, a reference or a direct write per link) and to each
- * SSE stream. Hub thread only.
+ * frame, built once, a reference or a direct write per link), to each
+ * SSE stream and to the sink that follows the log (webhooks, hub.h).
+ * Hub thread only.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -42,6 +43,8 @@ static size_t deliver(struct hub *h, struct event *ev)
 		h->stats.events[ev->kind]++;
 	delivered = hub_fanout(h, ev);
 	hub_sse_event(h, ev);
+	if (h->sink && ev->kind <= EVENT_COMMAND)
+		h->sink(h->sink_arg, h->log.epoch, ev->seq, ev);
 	return delivered;
 }
 

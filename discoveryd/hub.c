@@ -445,6 +445,30 @@ void hub_attach(struct hub *h, struct store *s)
 	h->store = s;
 }
 
+/* Where the log stands, then every retained event, to fn. */
+static void sink_replay(struct hub *h, hub_sink_fn *fn, void *arg)
+{
+	fn(arg, h->log.epoch, h->log.seq, NULL);
+	for (size_t i = 0; i < h->log.count; i++) {
+		const struct event *ev = evlog_at(&h->log, i);
+
+		fn(arg, h->log.epoch, ev->seq, ev);
+	}
+}
+
+void hub_set_sink(struct hub *h, hub_sink_fn *fn, void *arg)
+{
+	sink_replay(h, fn, arg);
+	h->sink_arg = arg;
+	h->sink = fn;
+}
+
+void hub_sink_resync(struct hub *h)
+{
+	if (h->sink)
+		sink_replay(h, h->sink, h->sink_arg);
+}
+
 struct epboard *hub_epboard(const struct hub *h)
 {
 	return h->board;

@@ -128,6 +128,17 @@ void hub_free(struct hub *h);
 /* The endpoint sets the hub publishes (epboard.h), for any thread; lives
  * as long as the hub. */
 struct epboard *hub_epboard(const struct hub *h);
+/*
+ * Another module that follows the log (webhooks): fn gets, on the hub
+ * thread, every event the hub delivers, once durable, with the log's epoch
+ * and the event's seq. It must not block and must copy what it keeps (an
+ * event's reference count is the hub thread's). Set before hub_start, on
+ * that thread: fn first gets ev NULL with where the log stands (its epoch
+ * and last seq), then each retained event in order, at once.
+ */
+typedef void hub_sink_fn(void *arg, const char *epoch, uint64_t seq,
+			 const struct event *ev);
+void hub_set_sink(struct hub *h, hub_sink_fn *fn, void *arg);
 /* Before hub_start: where its state lives (not owned). */
 void hub_attach(struct hub *h, struct store *s);
 /*

@@ -219,6 +219,8 @@ struct hub {
 
 	/* Where the state lives (store.h); not owned. */
 	struct store *store;
+	hub_sink_fn *sink; /* hub_set_sink; NULL: none */
+	void *sink_arg;
 	size_t n_parked;          /* links whose hello waits for the log */
 	bool announce_due;        /* hub_announce_all had no memory: again */
 	uint64_t ep_clock;        /* ticks at each set published (ep_index) */
@@ -253,6 +255,9 @@ static inline const char *link_address(const struct link *l)
 
 /* hub.c */
 void hub_announce_all(struct hub *h);
+/* The log was replaced (a cluster node's sync): the sink gets where it
+ * stands and its retained events again, as at hub_set_sink. */
+void hub_sink_resync(struct hub *h);
 void hub_apply_settings(struct hub *h, const struct dconf *conf);
 void hub_drain_requests(struct hub *h);
 

@@ -232,6 +232,14 @@ static int fail(char *err, size_t errlen, const char *what, const char *path)
 int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 		 struct journal_damage *damage, char *err, size_t errlen)
 {
+	return journal_open_named(j, state_dir, "journal", records, damage, err,
+				  errlen);
+}
+
+int journal_open_named(struct journal *j, const char *state_dir,
+		       const char *name, cJSON **records,
+		       struct journal_damage *damage, char *err, size_t errlen)
+{
 	size_t len = 0, valid;
 	char *buf;
 
@@ -239,10 +247,10 @@ int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 	memset(damage, 0, sizeof(*damage));
 	j->fd = j->dir_fd = -1;
 	*records = NULL;
-	if (snprintf(j->path, sizeof(j->path), "%s/journal", state_dir) >=
+	if (snprintf(j->path, sizeof(j->path), "%s/%s", state_dir, name) >=
 		    (int)sizeof(j->path) ||
-	    snprintf(j->tmp_path, sizeof(j->tmp_path), "%s/journal.tmp",
-		     state_dir) >= (int)sizeof(j->tmp_path)) {
+	    snprintf(j->tmp_path, sizeof(j->tmp_path), "%s/%s.tmp", state_dir,
+		     name) >= (int)sizeof(j->tmp_path)) {
 		snprintf(err, errlen, "state_dir is too long");
 		return -1;
 	}

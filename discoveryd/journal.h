@@ -79,6 +79,12 @@ struct journal_damage {
 int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 		 struct journal_damage *damage, char *err, size_t errlen);
 
+/* The same for state_dir/name (and name.tmp): a journal of another
+ * module's records (a webhook's cursor, webhook_cursor.c). */
+int journal_open_named(struct journal *j, const char *state_dir,
+		       const char *name, cJSON **records,
+		       struct journal_damage *damage, char *err, size_t errlen);
+
 /* Append one record and make it durable (in a group commit: write it,
  * and let journal_commit make it durable). 0, or -1 (errno set; nothing
  * of the record is left in the file). */

@@ -29,6 +29,7 @@
 #include "hub.h"
 #include "store.h"
 #include "log.h"
+#include "webhook.h"
 
 static void usage(FILE *out)
 {
@@ -114,6 +115,37 @@ static bool cluster_changed(const struct dconf *old, const struct dconf *now)
 	return changed;
 }
 
+/* Any webhooks: entry added, removed or changed (its secrets included:
+ * a rotation is a restart for now). */
+static bool webhooks_changed(const struct dconf *old, const struct dconf *now)
+{
+	const struct dconf_webhook *a = old->webhooks.items;
+	const struct dconf_webhook *b = now->webhooks.items;
+
+	if (old->webhooks.n != now->webhooks.n)
+		return true;
+	for (size_t i = 0; i < old->webhooks.n; i++)
+		if (strcmp(old->webhooks.names[i], now->webhooks.names[i]) !=
+			    0 ||
+		    strcmp(a[i].url, b[i].url) != 0 ||
+		    !same_str(a[i].ca_file, b[i].ca_file) ||
+		    a[i].n_keys != b[i].n_keys ||
+		    memcmp(a[i].keys, b[i].keys, sizeof(a[i].keys)) != 0 ||
+		    a[i].kinds_mask != b[i].kinds_mask ||
+		    a[i].services.n != b[i].services.n ||
+		    a[i].timeout_ms != b[i].timeout_ms ||
+		    a[i].retry_initial_ms != b[i].retry_initial_ms ||
+		    a[i].retry_max_ms != b[i].retry_max_ms ||
+		    a[i].retry_max_age_ms != b[i].retry_max_age_ms ||
+		    a[i].max_in_flight != b[i].max_in_flight)
+			return true;
+	for (size_t i = 0; i < old->webhooks.n; i++)
+		for (size_t k = 0; k < a[i].services.n; k++)
+			if (strcmp(a[i].services.v[k], b[i].services.v[k]) != 0)
+				return true;
+	return false;
+}
+
 static void note_restart_needed(const struct dconf *old,
 				const struct dconf *now)
 {
@@ -155,6 +187,8 @@ static void note_restart_needed(const struct dconf *old,
 	if (old->tls_present != now->tls_present)
 		log_warn("reload", "key=tls note=\"turning TLS on or off needs "
 				   "a restart\"");
+	if (webhooks_changed(old, now))
+		log_warn("reload", "key=webhooks note=\"needs a restart\"");
 	if (old->cluster_present != now->cluster_present ||
 	    (old->cluster_present && cluster_changed(old, now)))
 		log_warn("reload", "key=cluster note=\"needs a restart\"");
@@ -259,20 +293,34 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
  * tells it that it went as the hub frees it.
  */
 static void stop(struct hub *hub, struct store *store, struct api *api,
-		 struct dns *dns)
+		 struct dns *dns, struct webhook *wh)
 {
 	if (api)
 		api_stop(api);
 	dns_stop(dns);
 	store_stop(store);
 	hub_stop(hub);
+	/* The hub offered its last event: the webhooks go after it. */
+	webhook_stop(wh);
 	hub_free(hub);
 	store_free(store);
+	webhook_free(wh);
 }
 
-static void dns_metrics_hook(void *dns, struct metrics_text *t)
+/* The other modules' part of /metrics (api_add_metrics). */
+struct more_metrics {
+	struct dns *dns;
+	struct webhook *wh;
+};
+
+static void more_metrics_hook(void *arg, struct metrics_text *t)
 {
-	dns_metrics(dns, t);
+	const struct more_metrics *m = arg;
+
+	if (m->dns)
+		dns_metrics(m->dns, t);
+	if (m->wh)
+		webhook_metrics(m->wh, t);
 }
 
 int main(int argc, char **argv)
@@ -284,6 +332,8 @@ int main(int argc, char **argv)
 	struct store *store;
 	struct api *api;
 	struct dns *dns = NULL;
+	struct webhook *wh = NULL;
+	struct more_metrics more = { 0 };
 	sigset_t set;
 	char err[512], q[600];
 
@@ -338,11 +388,26 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hub_attach(hub, store);
+	/* Webhooks follow the log from where it stands (webhook.h). */
+	if (conf.webhooks.n) {
+		wh = webhook_new(&conf, store_webhook_backend(store), err,
+				 sizeof(err));
+		if (!wh) {
+			log_error("fatal", "error=%s",
+				  log_quote(q, sizeof(q), err));
+			stop(hub, store, NULL, NULL, NULL);
+			auth_free(auth);
+			dconf_release(&conf);
+			return 1;
+		}
+		hub_set_sink(hub, webhook_offer, wh);
+	}
 	log_info("listening", "listener=agents addr=%s",
 		 hub_listen_address(hub));
-	if (hub_start(hub) != 0 || store_start(store) != 0) {
+	if ((wh && webhook_start(wh) != 0) || hub_start(hub) != 0 ||
+	    store_start(store) != 0) {
 		log_error("fatal", "error=\"cannot start the hub's threads\"");
-		stop(hub, store, NULL, NULL);
+		stop(hub, store, NULL, NULL, wh);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
@@ -351,7 +416,7 @@ int main(int argc, char **argv)
 	if (conf.listen_dns.set &&
 	    !(dns = dns_start(&conf, hub_epboard(hub), err, sizeof(err)))) {
 		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
-		stop(hub, store, NULL, NULL);
+		stop(hub, store, NULL, NULL, wh);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
@@ -362,13 +427,18 @@ int main(int argc, char **argv)
 	api = api_start(&conf, hub, store, auth, err, sizeof(err));
 	if (!api) {
 		log_error("fatal", "error=%s", log_quote(q, sizeof(q), err));
-		stop(hub, store, NULL, dns);
+		stop(hub, store, NULL, dns, wh);
 		auth_free(auth);
 		dconf_release(&conf);
 		return 1;
 	}
-	if (dns)
-		api_add_metrics(api, dns_metrics_hook, dns);
+	more.dns = dns;
+	more.wh = wh;
+	if (dns || wh)
+		api_add_metrics(api, more_metrics_hook, &more);
+	api_set_webhooks(api, wh);
+	if (wh)
+		log_info("webhooks", "endpoints=%zu", conf.webhooks.n);
 	log_info("listening", "listener=http addr=%s", api_listen_address(api));
 	if (conf.auth_present)
 		log_info("auth", "mode=tokens secrets=%d",
@@ -387,7 +457,7 @@ int main(int argc, char **argv)
 	wait_for_signals(&o, &conf, hub, api, auth, &set);
 
 	sd_notify(0, "STOPPING=1");
-	stop(hub, store, api, dns);
+	stop(hub, store, api, dns, wh);
 	auth_free(auth);
 	dconf_release(&conf);
 	log_info("stopped", NULL);

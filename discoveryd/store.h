@@ -27,6 +27,7 @@
 
 struct store;
 struct link;
+struct webhook_backend;
 struct service;
 struct metrics_text;
 
@@ -66,6 +67,10 @@ struct store_ops {
 	void (*reload)(struct store *s, const struct dconf *conf);
 	void (*info)(struct store *s, cJSON *o); /* GET /info's "cluster" */
 	void (*metrics)(struct store *s, struct metrics_text *t);
+	/* Where webhook cursors live and which node delivers each endpoint
+	 * (webhook.h); NULL: this node's files, every endpoint its own.
+	 * Called once, on the main thread, before start. */
+	const struct webhook_backend *(*webhooks)(struct store *s);
 
 	/* Main thread, around the hub's own start and stop; free comes
 	 * after hub_free (which may still tell it of links closing). */
@@ -124,6 +129,12 @@ static inline void store_tick(struct store *s, int64_t now_ms)
 {
 	if (s->ops->tick)
 		s->ops->tick(s, now_ms);
+}
+
+static inline const struct webhook_backend *store_webhook_backend(
+	struct store *s)
+{
+	return s->ops->webhooks ? s->ops->webhooks(s) : NULL;
 }
 
 static inline void store_reload(struct store *s, const struct dconf *conf)

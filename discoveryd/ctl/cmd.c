@@ -392,6 +392,63 @@ void cmd_drain(const struct cmd_args *args, struct cmd_request *req)
 	free(node);
 }
 
+/*
+ * webhooks                list the endpoints
+ * webhooks test NAME      post a test notice to NAME now
+ * webhooks replay NAME SEQ  send again from SEQ
+ * webhooks enable NAME    after a 410 or retry.max_age
+ * webhooks delete NAME    stop delivering to NAME (until a restart)
+ */
+void cmd_webhooks(const struct cmd_args *args, struct cmd_request *req)
+{
+	const char *action = args->npositional ? args->positional[0] : "list";
+	size_t want = strcmp(action, "list") == 0   ? 1 :
+		      strcmp(action, "replay") == 0 ? 3 :
+		      strcmp(action, "test") == 0 ||
+				      strcmp(action, "enable") == 0 ||
+				      strcmp(action, "delete") == 0 ?
+						      2 :
+						      0;
+	const char *name;
+	unsigned long long seq;
+	char *end;
+
+	if (!want)
+		util_usage_error("webhooks: '%s' is not list, test, replay, "
+				 "enable or delete",
+				 action);
+	if (args->npositional > want || (args->npositional < want && want > 1))
+		util_usage_error("usage: webhooks [list | test NAME | replay "
+				 "NAME SEQ | enable NAME | delete NAME]");
+	req->body = NULL;
+	if (want == 1) {
+		req->method = "GET";
+		req->path = format_path(API "/webhooks");
+		req->render = RENDER_WEBHOOKS;
+		return;
+	}
+	name = checked_service("webhook name ", args->positional[1]);
+	req->render = RENDER_WEBHOOK_ACTION;
+	if (strcmp(action, "delete") == 0) {
+		req->method = "DELETE";
+		req->path = format_path(API "/webhooks/%s", name);
+		return;
+	}
+	req->method = "POST";
+	if (want == 3) {
+		errno = 0;
+		seq = strtoull(args->positional[2], &end, 10);
+		if (!is_lower_or_digit(args->positional[2][0]) || *end ||
+		    errno || seq == 0)
+			util_usage_error("replay: SEQ must be a seq of 1 or "
+					 "more");
+		req->path = format_path(API "/webhooks/%s/replay?from=%llu",
+					name, seq);
+		return;
+	}
+	req->path = format_path(API "/webhooks/%s/%s", name, action);
+}
+
 void cmd_request_release(struct cmd_request *req)
 {
 	free(req->path);

@@ -84,6 +84,7 @@ void cmd_endpoints(const struct cmd_args *args, struct cmd_request *req);
 void cmd_cacheready(const struct cmd_args *args, struct cmd_request *req);
 void cmd_events(const struct cmd_args *args, struct cmd_request *req);
 void cmd_drain(const struct cmd_args *args, struct cmd_request *req);
+void cmd_webhooks(const struct cmd_args *args, struct cmd_request *req);
 
 /* Send req and print the answer. Returns the process exit code. */
 int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req);

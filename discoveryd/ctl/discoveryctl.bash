@@ -9,7 +9,7 @@ _discoveryctl()
 		words=("${COMP_WORDS[@]}")
 		cword=$COMP_CWORD
 	}
-	local commands="ready notready auto invalidate broadcast services service agents endpoints cacheready events drain token version help"
+	local commands="ready notready auto invalidate broadcast services service agents endpoints cacheready events drain webhooks token version help"
 	local global="-s --server --token --token-file --cacert --json --timeout --idempotency-key -h --help -V --version"
 
 	case $prev in
@@ -46,6 +46,12 @@ _discoveryctl()
 	broadcast) COMPREPLY=($(compgen -W "--command --service --instance --header --value $global" -- "$cur")) ;;
 	events) COMPREPLY=($(compgen -W "--after --follow -f $global" -- "$cur")) ;;
 	endpoints) COMPREPLY=($(compgen -W "--watch -w $global" -- "$cur")) ;;
+	webhooks)
+		if [[ $cword -eq $((i + 1)) ]]; then
+			COMPREPLY=($(compgen -W "list test replay enable delete" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "$global" -- "$cur"))
+		fi ;;
 	token)
 		if [[ $cword -eq $((i + 1)) ]]; then
 			COMPREPLY=($(compgen -W "issue" -- "$cur"))

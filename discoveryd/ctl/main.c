@@ -129,6 +129,9 @@ static const struct command commands[] = {
 	{"events", cmd_events, NULL, ALLOW_AFTER | ALLOW_FOLLOW, 0, 0,
 	 "events [--after SEQ] [--follow]"},
 	{"drain", cmd_drain, NULL, 0, 1, 1, "drain NODE"},
+	{"webhooks", cmd_webhooks, NULL, 0, 0, 3,
+	 "webhooks [list | test NAME | replay NAME SEQ | enable NAME | "
+	 "delete NAME]"},
 	{"token", NULL, issue_run,
 	 ALLOW_ROLE | ALLOW_SERVICE | ALLOW_TTL | ALLOW_SUB |
 		 ALLOW_SECRET_FILE,
@@ -186,6 +189,15 @@ static const char usage_text[] =
 	"                        move to other nodes, and refuses new ones; "
 	"in\n"
 	"                        cluster mode any node passes it on to NODE\n"
+	"  webhooks [list]       list the webhook endpoints: cursor, lag, "
+	"state\n"
+	"  webhooks test NAME    post a test notice to NAME now (its cursor\n"
+	"                        stays); fails unless it answers 2xx\n"
+	"  webhooks replay NAME SEQ\n"
+	"                        send NAME the events from SEQ on again\n"
+	"  webhooks enable NAME  deliver to NAME again (after a 410 or\n"
+	"                        retry.max_age), from its cursor\n"
+	"  webhooks delete NAME  stop delivering to NAME until a restart\n"
 	"  token issue --role agent|admin|reader [--service S] [--ttl "
 	"DURATION]\n"
 	"              [--sub TEXT] --secret-file FILE\n"

@@ -107,6 +107,27 @@ static const struct column drain_columns[] = {
 /* clang-format on */
 
 /* clang-format off */
+static const struct column webhook_columns[] = {
+	{"NAME", "name", CELL_TEXT},
+	{"URL", "url", CELL_TEXT},
+	{"CURSOR", "cursor", CELL_TEXT},
+	{"LAG", "lag_events", CELL_TEXT},
+	{"LAG_AGE", "lag_ms", CELL_MS},
+	{"DISABLED", "disabled", CELL_TEXT},
+	{"LAST_STATUS", "last_status", CELL_TEXT},
+	{"FAILURES", "failures", CELL_TEXT},
+	{"LAST_ERROR", "last_error", CELL_TEXT},
+	END_COLUMNS,
+};
+
+static const struct column webhook_action_columns[] = {
+	{"WEBHOOK", "webhook", CELL_TEXT},
+	{"RESULT", "result", CELL_TEXT},
+	END_COLUMNS,
+};
+/* clang-format on */
+
+/* clang-format off */
 static const struct column event_columns[] = {
 	{"SEQ", "seq", CELL_TEXT},
 	{"KIND", "kind", CELL_TEXT},
@@ -314,6 +335,11 @@ int render_table(enum render_kind kind, const cJSON *root, FILE *out,
 		rows = list_of(root, "events", true);
 		break;
 	case RENDER_DRAIN: columns = drain_columns; break;
+	case RENDER_WEBHOOKS:
+		columns = webhook_columns;
+		rows = list_of(root, "webhooks", false);
+		break;
+	case RENDER_WEBHOOK_ACTION: columns = webhook_action_columns; break;
 	}
 	/* A lone object with none of the fields is another kind of answer. */
 	if (!columns || !rows ||

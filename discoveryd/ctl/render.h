@@ -17,14 +17,16 @@
 #include <cJSON.h>
 
 enum render_kind {
-	RENDER_SERVICES,   /* {"services":[service...]} */
-	RENDER_SERVICE,    /* one service object */
-	RENDER_AGENTS,     /* {"agents":[agent...]} */
-	RENDER_ENDPOINTS,  /* {"service","index","endpoints":[...]} */
-	RENDER_ACK,        /* {"seq":N,"delivered":K} */
-	RENDER_CACHEREADY, /* {"seq","service","ready","delivered"} */
-	RENDER_EVENTS,     /* {"events":[event...]} or [event...] */
-	RENDER_DRAIN,      /* {"node","draining","links"} */
+	RENDER_SERVICES,       /* {"services":[service...]} */
+	RENDER_SERVICE,        /* one service object */
+	RENDER_AGENTS,         /* {"agents":[agent...]} */
+	RENDER_ENDPOINTS,      /* {"service","index","endpoints":[...]} */
+	RENDER_ACK,            /* {"seq":N,"delivered":K} */
+	RENDER_CACHEREADY,     /* {"seq","service","ready","delivered"} */
+	RENDER_EVENTS,         /* {"events":[event...]} or [event...] */
+	RENDER_DRAIN,          /* {"node","draining","links"} */
+	RENDER_WEBHOOKS,       /* {"webhooks":[webhook...]} */
+	RENDER_WEBHOOK_ACTION, /* {"webhook","result"} */
 };
 
 /*

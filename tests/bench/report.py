@@ -447,6 +447,46 @@ def endpoints_results(runs, raw):
              "value": b.get("full_set_bytes"), "unit": "B"}]
 
 
+def webhooks_results(raw):
+    """webhook_events_per_s and webhook_lag_p99_ms at max_in_flight 1 and
+    16 (webhooks.py), None when it did not run or went wrong."""
+    text = read(os.path.join(raw, "webhooks.json"), "") or ""
+    try:
+        w = json.loads(text.splitlines()[-1]) if text else {}
+    except ValueError:
+        w = {}
+    out = []
+    for mif in (1, 16):
+        out.append({"metric": "webhook_events_per_s_mif%d" % mif,
+                    "system": "discoveryd",
+                    "value": w.get("webhook_events_per_s_mif%d" % mif),
+                    "unit": "events/s"})
+        out.append({"metric": "webhook_lag_p99_ms_mif%d" % mif,
+                    "system": "discoveryd",
+                    "value": w.get("webhook_lag_p99_ms_mif%d" % mif),
+                    "unit": "ms"})
+    return out
+
+
+def webhooks_section(res):
+    lines = ["## Webhooks", ""]
+    rows = [(mif, value(res, "webhook_events_per_s_mif%d" % mif,
+                        "discoveryd"),
+             value(res, "webhook_lag_p99_ms_mif%d" % mif, "discoveryd"))
+            for mif in (1, 16)]
+    if all(r[1] is None for r in rows):
+        return lines + ["Not measured (build/bench/raw/webhooks.log).", ""]
+    lines += ["One endpoint on a local receiver that answers 204 at once, "
+              "invalidations posted as fast as the API takes them "
+              "(tests/bench/webhooks.py):", "",
+              "| max_in_flight | webhook_events_per_s | webhook_lag_p99_ms |",
+              "|---|---|---|"]
+    for mif, rate, lag in rows:
+        lines.append("| %d | %s | %s |" % (mif, fmt(rate, "events/s"),
+                                          fmt(lag, "ms")))
+    return lines + [""]
+
+
 def endpoints_section(res):
     last = value(res, "endpoints_update_10k_last_ms", "discoveryd")
     fan = value(res, "fanout_10k_last_ms", "discoveryd")
@@ -533,7 +573,7 @@ def report(raw, out, quick):
     blocking = load_blocking(raw)
     res = results(runs, gate) + cluster_results(runs) + \
         blocking_results(blocking) + dns_results(raw) + \
-        endpoints_results(runs, raw)
+        endpoints_results(runs, raw) + webhooks_results(raw)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
         f.write("\n")
@@ -567,6 +607,7 @@ def report(raw, out, quick):
            cluster_table(runs), ""]
     md += ["## Blocking queries", "", blocking_section(blocking), ""]
     md += endpoints_section(res)
+    md += webhooks_section(res)
     md += dns_section(res)
     md += ["## Runs that went wrong", "", problems(runs), "", HOW,
            "## Machine", ""]

@@ -4,7 +4,7 @@
 # run (tests/bench/fanout.sh): the connect storm, the idle memory, then
 # warm-up and measured fan-out rounds. Then the gate against nginx
 # (tests/gate/bench.sh), blocking queries (tests/bench/blocking.sh) and
-# DNS (tests/bench/dns.sh). Every run's JSON, log and exit status lands in
+# DNS (tests/bench/dns.sh), webhooks (tests/bench/webhooks.py). Every run's JSON, log and exit status lands in
 # build/bench/raw/; tests/bench/report.py turns them into
 # build/bench/results.json, REPORT.md and the PNG plots.
 #
@@ -84,6 +84,19 @@ case " $systems " in
 	timeout "$run_s" /usr/bin/python3 tests/bench/endpoints_bytes.py 1000 \
 		>"$RAW/endpoints_bytes.json" 2>"$RAW/endpoints_bytes.log" ||
 		echo "bench: endpoints bytes: exit $?" >&2
+	;;
+esac
+
+# Webhooks (docs/webhooks.md): one endpoint on a local receiver that
+# answers at once, invalidations posted as fast as the API takes them;
+# max_in_flight 1 and 16.
+case " $systems " in
+*" discoveryd "*)
+	echo "python3 tests/bench/webhooks.py 5000" >>"$RAW/commands.txt"
+	echo "bench: webhooks, 5000 events" >&2
+	timeout "$run_s" /usr/bin/python3 tests/bench/webhooks.py 5000 \
+		>"$RAW/webhooks.json" 2>"$RAW/webhooks.log" ||
+		echo "bench: webhooks: exit $? (build/bench/raw/webhooks.log)" >&2
 	;;
 esac
 

@@ -71,7 +71,10 @@ extra_srcs() {
 	api) echo discoveryd/auth.c discoveryd/metrics.c discoveryd/sse.c \
 		discoveryd/api_origin.c discoveryd/api_conn.c discoveryd/idem.c \
 		discoveryd/api_block.c discoveryd/epboard.c \
-		discoveryd/endpoints.c "$OUT/dashboard_html.o" ;;
+		discoveryd/endpoints.c discoveryd/api_webhook.c \
+		"$OUT/dashboard_html.o" ;;
+	conf) echo discoveryd/dconf_webhook.c discoveryd/webhook_sign.c \
+		discoveryd/event.c ;;
 	gate) echo agent/gate/request.c agent/gate/path.c agent/gate/forward.c \
 		agent/gate/ring.c agent/gate/buf.c agent/gate/fields.c \
 		agent/gate/chunk.c \
@@ -94,6 +97,7 @@ build_dashboard() {
 extra_libs() {
 	case $1 in
 	api) pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd ;;
+	conf) pkg-config --libs libcurl 2>/dev/null || echo -lcurl ;;
 	gate) echo -lhttp_parser ;;
 	esac
 }

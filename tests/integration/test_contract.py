@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
-TABLE = re.compile(r"static const struct conf_key (\w+)\[\] = \{(.*?)\n\};",
+TABLE = re.compile(r"(?:static )?const struct conf_key (\w+)\[\] = \{(.*?)\n\};",
                    re.S)
 ROW = re.compile(r"\{\s*\.name = \"([a-z_]+)\"(.*?)\}", re.S)
 SUB = re.compile(r"\.sub = (\w+)")
@@ -54,7 +54,8 @@ def man_text(page):
 
 
 PROGRAMS = [
-    ("discoveryd", ["discoveryd/dconf.c"], "dconf_keys", "discoveryd.yaml.5"),
+    ("discoveryd", ["discoveryd/dconf.c", "discoveryd/dconf_webhook.c"],
+     "dconf_keys", "discoveryd.yaml.5"),
     ("discovery-gate", ["agent/gate/gconf.c"], "gate_keys",
      "discovery-gate.yaml.5"),
     ("discovery-agent", ["agent/sidecar/sconf.c"], "sidecar_keys",
@@ -77,7 +78,8 @@ def test_every_config_key_is_in_the_man_page(prog, sources, root, page):
     for k in keys:
         # A map's entries (services.NAME.min_ready) are written with the
         # entry's name in italics: services.name.min_ready.
-        spelled = (k, k.replace("services.", "services.name."))
+        spelled = (k, k.replace("services.", "services.name."),
+                   k.replace("webhooks.", "webhooks.name."))
         if not any(re.search(r"(?<![\w.])%s(?![\w])" % re.escape(s), text)
                    for s in spelled):
             missing.append(k)

@@ -1,0 +1,94 @@
+/*
+ * webhook: delivers the log's events to HTTP endpoints that cannot hold a
+ * link (docs/webhooks.md), signed as Standard Webhooks asks, retried, in
+ * order per endpoint, each endpoint's progress kept in a durable cursor.
+ *
+ * One thread of its own runs every request on libcurl's multi interface:
+ * the hub only copies each event it delivers into a lock-free inbox (its
+ * sink, hub.h) and wakes that thread, so no endpoint, however slow, delays
+ * agents, the API or another endpoint. The thread keeps the last `history`
+ * events (as the log does), and each endpoint walks them from its cursor:
+ * one that falls behind past them gets a `reset` notice and goes on from
+ * the current seq.
+ *
+ * Other threads (the API) read a snapshot kept under a mutex, and hand
+ * their changes (enable, replay, delete) to the thread through a queue,
+ * waiting for its answer, like hub_call.
+ */
+#ifndef DISCOVERYD_WEBHOOK_H
+#define DISCOVERYD_WEBHOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dconf.h"
+
+struct webhook;
+struct event;
+struct metrics_text;
+
+/*
+ * Where the cursors live and which node delivers, when not this node's
+ * files (cluster mode: Redis, store.h). Every call runs on the webhook
+ * thread and may block up to the backend's own timeout.
+ */
+struct webhook_backend {
+	void *arg;
+	int64_t renew_ms; /* lease is called this often per endpoint */
+	/* 1: this node holds name's lease (taken or renewed); 0: another
+	 * node does; -1: cannot tell (the backend is away). */
+	int (*lease)(void *arg, const char *name);
+	/* 1 with epoch, seq and disabled ("" = not; else why, at most 159
+	 * bytes) filled: found; 0: none yet; -1: error. */
+	int (*load)(void *arg, const char *name, char *epoch, size_t size,
+		    uint64_t *seq, char *disabled, size_t disabled_size);
+	/* Record the cursor if this node still holds the lease: 0, or -1. */
+	int (*save)(void *arg, const char *name, const char *epoch,
+		    uint64_t seq);
+	/* Record that name is disabled (why; "" = enabled again) if this
+	 * node holds its lease: 0, or -1. */
+	int (*disable)(void *arg, const char *name, const char *why);
+	void (*remove)(void *arg, const char *name);
+	void (*release)(void *arg); /* the thread ends */
+};
+
+/* Open every endpoint's cursor from conf (copied): in state_dir, or with
+ * backend (not owned, outlives the webhooks; NULL: the files). NULL with a
+ * message in err. */
+struct webhook *webhook_new(const struct dconf *conf,
+			    const struct webhook_backend *backend, char *err,
+			    size_t errlen);
+/* The hub's sink (hub_sink_fn): arg is the struct webhook. Hub thread. */
+void webhook_offer(void *arg, const char *epoch, uint64_t seq,
+		   const struct event *ev);
+/* Start the delivery thread. 0 or -1. */
+int webhook_start(struct webhook *w);
+/* Stop it (in-flight requests are dropped: they are sent again at the next
+ * start, from the cursor). After the hub has stopped offering. */
+void webhook_stop(struct webhook *w);
+void webhook_free(struct webhook *w);
+
+/* What the API may ask of an endpoint. */
+enum webhook_op {
+	WEBHOOK_ENABLE = 1,
+	WEBHOOK_REPLAY, /* from: the first seq to send again */
+	WEBHOOK_DELETE,
+	WEBHOOK_TEST, /* post a test notice now, off the cursor */
+};
+
+/*
+ * Any thread but the webhook one: run op on the endpoint name and wait.
+ * Returns an HTTP status (200, 404 no such endpoint, 422 replay from a seq
+ * no longer retained, 409 a test already running, 502 the test failed, 503
+ * stopping), with a message in msg. A test waits for its answer, at most
+ * the endpoint's timeout.
+ */
+int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
+		 uint64_t from, char *msg, size_t msglen);
+/* GET /api/discovery/webhooks: {"webhooks":[...]}, malloc'd; NULL when out
+ * of memory. Any thread. */
+char *webhook_list_json(struct webhook *w);
+/* The webhook counters, for /metrics. Any thread. */
+void webhook_metrics(struct webhook *w, struct metrics_text *t);
+
+#endif
