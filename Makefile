@@ -251,7 +251,7 @@ BENCH          := build/bench
 BENCH_DEB_PKGS := gnuplot-nox nginx wrk python3-fastapi python3-uvicorn \
                   python3-uvloop python3-websockets libssl-dev dnsperf \
                   bind9-dnsutils redis-server nats-server mosquitto \
-                  etcd-server
+                  etcd-server curl
 BENCH_NODE      = $(if $(shell command -v node),,nodejs) \
                   $(if $(shell command -v npm),,npm)
 LOADGEN_SRC    := $(wildcard tests/bench/loadgen/*.c)

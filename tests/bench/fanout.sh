@@ -34,6 +34,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$ROOT/build/bench
 LOADGEN=$OUT/loadgen
+PATH=$PATH:/usr/sbin # Debian puts nats-server and mosquitto there
 PROCS=${LOADGEN_PROCS:-2}
 SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
 BODY='{"command":"Reload","header":{"source":"bench"},"value":{"why":"bench"}}'
