@@ -407,6 +407,15 @@ def problems(runs):
                 r["missed"], r["rounds"]))
         if r and r["closed"]:
             notes.append("%d links closed by the server" % r["closed"])
+        st = (r or {}).get("sustained") or {}
+        if st.get("closed_timeouts"):
+            notes.append("%d closed-loop publishes given up" %
+                         st["closed_timeouts"])
+        if st.get("closed_errors") or st.get("open_errors"):
+            notes.append("%d publishes failed" % (
+                st["closed_errors"] + st["open_errors"]))
+        if r and r.get("rounds") == 0 and "sustained" not in r:
+            notes.append("no sustained result")
         if notes:
             first = [line for line in log.splitlines()
                      if "loadgen[" in line or "fanout:" in line][:3]

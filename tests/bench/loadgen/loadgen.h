@@ -1,10 +1,11 @@
 /*
  * loadgen.h: what the load generator's files share. loadgen is the
- * benchmarks' measuring instrument: N WebSocket links to one or more
- * servers, held by forked workers on plain epoll, each link timestamping
- * the arrival of the event that one HTTP call (the trigger) makes the
- * server broadcast. The parent forks the workers, makes the trigger calls
- * and turns the workers' timestamps into figures.
+ * benchmarks' measuring instrument: N links (WebSocket, or raw TCP for
+ * Redis, NATS and MQTT) to one or more servers, held by forked workers on
+ * plain epoll, each link timestamping the arrival of the event that one
+ * trigger (an HTTP call, or a publish) makes the server broadcast. The parent
+ * forks the workers, makes the trigger calls and turns the workers' timestamps
+ * into figures.
  *
  *   main.c     options, and the run from start to report
  *   parent.c   forking workers and talking to them over pipes

@@ -1,18 +1,22 @@
 /*
  * loadgen: the benchmarks' measuring instrument (loadgen.h lists its
- * files). It opens N WebSocket links, spread over the targets (-a, once per
+ * files). It opens N links, spread over the targets (-a, once per
  * server) and P forked workers (-P) and source addresses (-b) to get past
  * the per-process file limit and the per-address port range, links each
- * one in the server's dialect (-m), and times the connect storm (first
- * connect to last welcome). Then, W + R times, it makes one HTTP call (-H,
- * -t, -d) and times, per link, the arrival of the whole event frame
- * against the moment just before the request was written; the W warm-up
- * rounds are not kept. With -p it reads the servers' VmRSS before the
- * links, after the last welcome and after the idle time (-w). One JSON
- * object goes to stdout; errors and notes go to stderr.
+ * one in the server's dialect (-m: three over WebSocket, three over raw
+ * TCP), and times the connect storm (first connect to last welcome).
+ * Then, W + R times, it makes one trigger call (an HTTP call to -H, -t,
+ * -d; for the raw TCP dialects a publish on -H) and times, per link, the
+ * arrival of the whole event against the moment just before the request
+ * was written; the W warm-up rounds are not kept. With -Z it then
+ * measures sustained delivery (sustain.c). With -p it reads the servers'
+ * VmRSS before the links, after the last welcome and after the idle time
+ * (-w), and their CPU time around the sustained windows. One JSON object
+ * goes to stdout; errors and notes go to stderr.
  *
  *   loadgen -a 127.0.0.1:5917 -H 127.0.0.1:5916 -n 10000 -P 2 \
  *           -b 127.0.0.1,127.0.0.2 -p $(pidof discoveryd)
+ *   loadgen -m redis -a 127.0.0.1:6379 -H 127.0.0.1:6379 -n 1000 -r 0 -Z 5
  */
 #include "loadgen.h"
 
