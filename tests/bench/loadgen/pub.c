@@ -68,7 +68,8 @@ int pub_connect(const struct opts *o, int k)
 	return fd;
 }
 
-/* What a new connection sends first; its length (0: nothing). */
+/* What a new connection sends first; its length (0: nothing). k names
+ * the publisher (MQTT client ids must differ: the trigger's is -1). */
 int pub_hello(const struct opts *o, int k, char *buf, size_t cap)
 {
 	char id[32];

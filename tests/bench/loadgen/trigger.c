@@ -126,7 +126,7 @@ static int publish_call(const struct opts *o, struct trigger *t)
 
 	if (fd < 0) {
 		char hello[128];
-		int hl = pub_hello(o, 0, hello, sizeof(hello));
+		int hl = pub_hello(o, -1, hello, sizeof(hello));
 		struct timeval tv = { .tv_sec = 30 };
 
 		fd = pub_connect(o, 0);
