@@ -241,7 +241,8 @@ test: deps
 # make bench [QUICK=1]: fan-out from discoveryd, the floor, socket.io,
 # FastAPI, a minimal libwebsockets server, Redis, NATS and mosquitto to
 # 100..10k links, memory and the connect storm, sustained delivery to 1k,
-# durable writes against etcd, and the gate against nginx, in one run
+# durable writes against etcd, and the gate against nginx and HAProxy, in
+# one run
 # (tests/bench/run.sh, docs/bench.md). Writes build/bench/results.json,
 # REPORT.md and the PNG plots. The load generator and the floor are
 # measuring instruments: plain C, no library but libcrypto's SHA-1 for the
@@ -251,7 +252,7 @@ BENCH          := build/bench
 BENCH_DEB_PKGS := gnuplot-nox nginx wrk python3-fastapi python3-uvicorn \
                   python3-uvloop python3-websockets libssl-dev dnsperf \
                   bind9-dnsutils redis-server nats-server mosquitto \
-                  etcd-server curl
+                  etcd-server curl haproxy
 BENCH_NODE      = $(if $(shell command -v node),,nodejs) \
                   $(if $(shell command -v npm),,npm)
 LOADGEN_SRC    := $(wildcard tests/bench/loadgen/*.c)

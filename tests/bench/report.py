@@ -20,11 +20,12 @@ import subprocess
 import sys
 
 SYSTEMS = ["discoveryd", "floor", "socket.io", "fastapi", "lws-minimal",
-           "redis", "nats", "mosquitto", "etcd", "discovery-gate", "nginx"]
+           "redis", "nats", "mosquitto", "etcd", "discovery-gate", "nginx",
+           "haproxy"]
 FANOUT_SYSTEMS = SYSTEMS[:8]
 SUSTAIN_SYSTEMS = ["discoveryd", "floor", "redis", "nats", "mosquitto"]
 DURABLE_SYSTEMS = ["discoveryd", "etcd"]
-GATE_SYSTEMS = ["discovery-gate", "nginx"]
+GATE_SYSTEMS = ["discovery-gate", "nginx", "haproxy"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
@@ -272,6 +273,9 @@ def targets(res):
     def v(metric, system="discoveryd"):
         return value(res, metric, system)
 
+    peer_p99 = [x for x in (v("proxy_p99_ms", "nginx"),
+                            v("proxy_p99_ms", "haproxy")) if x]
+
     rows += [
         ("17.1 closed-loop deliveries ≥ Redis", ratio(v(
             "sustained_1k_closed_deliveries_per_s"), v(
@@ -304,6 +308,16 @@ def targets(res):
         ("17.6 worst of the bursts ≤ 1.5× median", ratio(v(
             "fanout_10k_worst_ms"), d_last), lambda r: r <= 1.5,
          "worst ÷ median = ×%.2f"),
+        ("17.7 gate ≥ 1.0× nginx rps", ratio(v(
+            "proxy_rps", "discovery-gate"), v("proxy_rps", "nginx")),
+         lambda r: r >= 1, "gate ÷ nginx = ×%.2f"),
+        ("17.7 gate ≥ 0.9× HAProxy rps", ratio(v(
+            "proxy_rps", "discovery-gate"), v("proxy_rps", "haproxy")),
+         lambda r: r >= 0.9, "gate ÷ haproxy = ×%.2f"),
+        ("17.7 gate p99 ≤ nginx's and HAProxy's", ratio(v(
+            "proxy_p99_ms", "discovery-gate"), min(peer_p99) if peer_p99
+            else None), lambda r: r <= 1,
+         "gate ÷ the lower of the two = ×%.2f"),
     ]
     bound = ratio(value(res, "fanout_10k_last_ms", "socket.io"),
                   value(res, "fanout_10k_last_ms", "floor"))
@@ -486,6 +500,7 @@ def versions():
             py_version("uvicorn"), py_version("uvloop"),
             py_version("websockets"))),
         ("nginx", sh("nginx -v 2>&1")),
+        ("haproxy", deb("haproxy")),
         ("redis-server", deb("redis-server")),
         ("nats-server", deb("nats-server")),
         ("mosquitto", deb("mosquitto")),
@@ -564,9 +579,9 @@ rank); the figures above are medians over the rounds. The triggers:
   SUBSCRIBE at QoS 0, linked at the SUBACK; trigger a QoS 0 PUBLISH then
   PINGREQ). The payload is the floor's event, the seq the publisher's.
 
-The gate rows come from tests/gate/bench.sh: nginx and discovery-gate in
-front of the same upstream (an nginx `return 200`), wrk -t2 -c64; locked
-is the gate answering 423 itself.
+The gate rows come from tests/gate/bench.sh: nginx (two workers), HAProxy
+(two threads) and discovery-gate in front of the same upstream (an nginx
+`return 200`), wrk -t2 -c64; locked is the gate answering 423 itself.
 """
 
 

@@ -5,7 +5,7 @@
 # warm-up and measured fan-out rounds. Then sustained delivery to 1k links
 # (fanout.sh -Z: a closed and an open loop), durable writes
 # (tests/bench/durable.sh, discoveryd and etcd), the gate against nginx
-# (tests/gate/bench.sh), blocking queries (tests/bench/blocking.sh) and
+# and HAProxy (tests/gate/bench.sh), blocking queries (tests/bench/blocking.sh) and
 # DNS (tests/bench/dns.sh). Every run's JSON, log and exit status lands in
 # build/bench/raw/; tests/bench/report.py turns them into
 # build/bench/results.json, REPORT.md and the PNG plots.
@@ -127,7 +127,7 @@ timeout "$run_s" sh tests/bench/dns.sh 10000 "$dns_s" >"$RAW/dns.json" \
 
 echo "sh tests/gate/bench.sh -o build/bench/raw/gate.json $gate_time" \
 	>>"$RAW/commands.txt"
-echo "bench: discovery-gate and nginx, wrk $gate_time each" >&2
+echo "bench: discovery-gate, nginx and haproxy, wrk $gate_time each" >&2
 sh tests/gate/bench.sh -o "$RAW/gate.json" "$gate_time" >"$RAW/gate.log" 2>&1 ||
 	echo "bench: gate: exit $? (build/bench/raw/gate.log)" >&2
 
