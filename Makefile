@@ -238,16 +238,21 @@ test: deps
 
 # ---- benchmarks --------------------------------------------------------
 
-# make bench [QUICK=1]: fan-out from discoveryd, the floor, socket.io and
-# FastAPI to 100..10k links, memory and the connect storm, and the gate
-# against nginx, in one run (tests/bench/run.sh, docs/bench.md). Writes
-# build/bench/results.json, REPORT.md and the PNG plots. The load generator
-# and the floor are measuring instruments: plain C, no library but
-# libcrypto's SHA-1 for the floor's handshake. Always the plain build/.
+# make bench [QUICK=1]: fan-out from discoveryd, the floor, socket.io,
+# FastAPI, a minimal libwebsockets server, Redis, NATS and mosquitto to
+# 100..10k links, memory and the connect storm, sustained delivery to 1k,
+# durable writes against etcd, and the gate against nginx and HAProxy, in
+# one run
+# (tests/bench/run.sh, docs/bench.md). Writes build/bench/results.json,
+# REPORT.md and the PNG plots. The load generator and the floor are
+# measuring instruments: plain C, no library but libcrypto's SHA-1 for the
+# floor's handshake; lws_minimal links libwebsockets as discoveryd does.
+# Always the plain build/.
 BENCH          := build/bench
 BENCH_DEB_PKGS := gnuplot-nox nginx wrk python3-fastapi python3-uvicorn \
                   python3-uvloop python3-websockets libssl-dev dnsperf \
-                  bind9-dnsutils
+                  bind9-dnsutils redis-server nats-server mosquitto \
+                  etcd-server curl haproxy
 BENCH_NODE      = $(if $(shell command -v node),,nodejs) \
                   $(if $(shell command -v npm),,npm)
 LOADGEN_SRC    := $(wildcard tests/bench/loadgen/*.c)
@@ -266,6 +271,11 @@ $(BENCH)/floor: tests/bench/floor.c
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $< \
 	  $(shell pkg-config --cflags --libs libcrypto)
 
+$(BENCH)/lws_minimal: tests/bench/lws_minimal.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $< \
+	  $(shell pkg-config --cflags --libs libwebsockets)
+
 # socket.io from npm, as package-lock.json pins it.
 $(BENCH)/socketio/.installed: $(SOCKETIO_PEER)/package.json \
                               $(SOCKETIO_PEER)/package-lock.json
@@ -276,7 +286,7 @@ $(BENCH)/socketio/.installed: $(SOCKETIO_PEER)/package.json \
 
 .PHONY: bench-tools
 bench-tools: $(BENCH)/loadgen $(BENCH)/floor $(BENCH)/blockgen \
-             $(BENCH)/socketio/.installed
+             $(BENCH)/lws_minimal $(BENCH)/socketio/.installed
 
 bench:
 	@sh tests/install-deps.sh $(BENCH_DEB_PKGS) $(BENCH_NODE)

@@ -30,3 +30,15 @@ case " $missing " in
 	fi
 	;;
 esac
+# The same for the benchmark's peers (make bench): each run starts its own
+# on free ports, with its own files, and stops it.
+for svc in mosquitto nats-server etcd; do
+	case " $missing " in
+	*" $svc "* | *" $svc-server "*)
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now "$svc.service" >/dev/null 2>&1 ||
+				true
+		fi
+		;;
+	esac
+done

@@ -15,18 +15,26 @@
 #           floor        build/bench/floor (tests/bench/floor.c)
 #           socket.io    tests/bench/peers/socketio/server.js on node
 #           fastapi      tests/bench/peers/fastapi/server.py on uvicorn
+#           lws-minimal  build/bench/lws_minimal (tests/bench/lws_minimal.c):
+#                        libwebsockets as discoveryd sets it up, nothing else
+#           redis        redis-server, pub/sub (no persistence); raw TCP
+#           nats         nats-server, plain NATS over TCP
+#           mosquitto    mosquitto, MQTT 3.1.1 over TCP, QoS 0
 #   N       links, spread over LOADGEN_PROCS workers (2) and the source
 #           addresses 127.0.0.1-127.0.0.4
 #
 # e.g. tests/bench/fanout.sh floor 10000 -r 10 -W 1 -w 2
+#      tests/bench/fanout.sh redis 1000 -r 0 -Z 5    (sustained delivery)
 # Builds what is missing (make bench-tools). KEEP=1 keeps the temporary
 # directory (logs, config). The peers' servers print
-# "ready agents=HOST:PORT http=HOST:PORT" once they listen.
+# "ready agents=HOST:PORT http=HOST:PORT" once they listen; Redis, NATS and
+# mosquitto get a free port and are ready when their own line says so.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$ROOT/build/bench
 LOADGEN=$OUT/loadgen
+PATH=$PATH:/usr/sbin # Debian puts nats-server and mosquitto there
 PROCS=${LOADGEN_PROCS:-2}
 SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
 BODY='{"command":"Reload","header":{"source":"bench"},"value":{"why":"bench"}}'
@@ -99,6 +107,44 @@ start() {
 	exec 3<&-
 }
 
+# free_port: a port the kernel gives out now (for servers that cannot be
+# told to take port 0 and say which they got).
+free_port() {
+	/usr/bin/python3 -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_peer ADDR PATTERN CMD...: run a peer's server with its output in
+# $TMP/server.log until a line matches PATTERN (a shell pattern); its
+# subscribers and its publishers both use ADDR.
+start_peer() {
+	addr=$1 pattern=$2
+	shift 2
+	mkfifo "$TMP/log.fifo"
+	"$@" >"$TMP/log.fifo" 2>&1 &
+	pid=$!
+	exec 3<"$TMP/log.fifo"
+	ready=''
+	while IFS= read -r line <&3; do
+		printf '%s\n' "$line" >>"$TMP/server.log"
+		case $line in
+		*"Listening for client connections on "*)
+			addr=${line##*connections on } ;;
+		esac
+		# shellcheck disable=SC2254 # the pattern is meant to glob
+		case $line in $pattern) ready=1; break ;; esac
+	done
+	if [ -z "$ready" ]; then
+		echo "fanout: $system did not get ready:" >&2
+		cat "$TMP/server.log" >&2
+		exit 1
+	fi
+	agents=$addr http=$addr
+	cat <&3 >>"$TMP/server.log" &
+	catpid=$!
+	exec 3<&-
+}
+
 # stop: SIGTERM, wait, and sum up the warnings and errors it logged.
 stop() {
 	kill -TERM "$pid"
@@ -108,10 +154,10 @@ stop() {
 	catpid=
 	log=$TMP/server.log
 	pat='level=(warn|error)|Error|Traceback|WARNING|ERROR'
-	count=$(grep -v 'msg="no auth"' "$log" | grep -c -E "$pat" || true)
+	count=$(grep -v -e 'msg="no auth"' -e 'Memory overcommit' "$log" | grep -c -E "$pat" || true)
 	if [ "$count" -gt 0 ]; then
 		echo "fanout: $system $n: $count warning/error lines, the first:" >&2
-		grep -v 'msg="no auth"' "$log" | grep -E "$pat" | head -n 5 >&2
+		grep -v -e 'msg="no auth"' -e 'Memory overcommit' "$log" | grep -E "$pat" | head -n 5 >&2
 	fi
 }
 
@@ -165,6 +211,40 @@ socket.io)
 fastapi)
 	start /usr/bin/python3 "$ROOT/tests/bench/peers/fastapi/server.py"
 	set -- -m plain -u /ws/0 -t 'POST /broadcast' "$@"
+	;;
+lws-minimal)
+	start "$OUT/lws_minimal"
+	set -- -m plain -t 'POST /broadcast' "$@"
+	;;
+redis)
+	port=$(free_port)
+	start_peer "127.0.0.1:$port" '*Ready to accept connections*' \
+		redis-server --port "$port" --bind 127.0.0.1 --save '' \
+		--appendonly no --dir "$TMP" --maxclients 12000 \
+		--protected-mode no --daemonize no
+	set -- -m redis "$@"
+	;;
+nats)
+	# -p -1: a random port, which its log line gives.
+	start_peer '' '*Server is ready*' nats-server -a 127.0.0.1 -p -1
+	set -- -m nats "$@"
+	;;
+mosquitto)
+	port=$(free_port)
+	cat >"$TMP/mosquitto.conf" <<-EOF
+	listener $port 127.0.0.1
+	allow_anonymous true
+	persistence false
+	connection_messages false
+	log_dest stderr
+	log_type error
+	log_type warning
+	log_type notice
+	log_type information
+	EOF
+	start_peer "127.0.0.1:$port" '*mosquitto version * running*' \
+		mosquitto -c "$TMP/mosquitto.conf"
+	set -- -m mqtt "$@"
 	;;
 *)
 	echo "fanout: unknown system $system" >&2

@@ -3,8 +3,11 @@
     /usr/bin/python3 tests/bench/report.py RAW OUT [--quick]
 
 RAW is what tests/bench/run.sh left: SYSTEM-N.json (loadgen's JSON line),
-SYSTEM-N.status and .log for each fan-out run, gate.json (one line per wrk
-run), blocking.json (blockgen's JSON line), commands.txt, started, seconds, loadavg.start and loadavg.end. OUT
+SYSTEM-N.status and .log for each fan-out run, sustained-SYSTEM-1000.*
+(the same, with loadgen's "sustained" object), durable-SYSTEM.json
+(tests/bench/durable.sh's line), gate.json (one line per wrk run),
+blocking.json (blockgen's JSON line), commands.txt, started, seconds,
+loadavg.start and loadavg.end. OUT
 gets results.json (an array of {"metric","system","value","unit"}),
 REPORT.md (the metric x system table with ratios, the issue's targets met
 or missed, the machine, the versions, the commands) and, drawn by gnuplot
@@ -16,9 +19,13 @@ import re
 import subprocess
 import sys
 
-SYSTEMS = ["discoveryd", "floor", "socket.io", "fastapi", "discovery-gate",
-           "nginx"]
-FANOUT_SYSTEMS = SYSTEMS[:4]
+SYSTEMS = ["discoveryd", "floor", "socket.io", "fastapi", "lws-minimal",
+           "redis", "nats", "mosquitto", "etcd", "discovery-gate", "nginx",
+           "haproxy"]
+FANOUT_SYSTEMS = SYSTEMS[:8]
+SUSTAIN_SYSTEMS = ["discoveryd", "floor", "redis", "nats", "mosquitto"]
+DURABLE_SYSTEMS = ["discoveryd", "etcd"]
+GATE_SYSTEMS = ["discovery-gate", "nginx", "haproxy"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
@@ -34,6 +41,25 @@ METRICS = [
      "server RSS growth / links, after 2 s idle"),
     ("connect_storm_10k_s", "s", (10000, "connect_storm_s"),
      "first connect to last welcome, 10k"),
+    ("connect_10k_s", "s", (10000, "connect_storm_s"),
+     "the same: linking 10k subscribers (issue 17's name)"),
+    ("fanout_10k_worst_ms", "ms", (10000, "worst_last_ms"),
+     "last link of the worst round, 10k"),
+    ("sustained_1k_closed_deliveries_per_s", "/s",
+     ("sustained", "closed_deliveries_per_s"),
+     "1k links, 16 publishes in flight"),
+    ("sustained_1k_open_deliveries_per_s", "/s",
+     ("sustained", "open_deliveries_per_s"),
+     "1k links, 64 publishers as fast as answered"),
+    ("sustained_1k_p99_ms", "ms", ("sustained", "closed_p99_ms"),
+     "per-delivery latency p99, closed loop"),
+    ("cpu_us_per_delivery", "µs", ("sustained", "closed_cpu_us_per_delivery"),
+     "server utime+stime ÷ deliveries, closed loop"),
+    ("durable_writes_per_s_1c", "/s", ("durable", 1), "1 client"),
+    ("durable_writes_per_s_8c", "/s", ("durable", 8), "8 clients"),
+    ("durable_writes_per_s_64c", "/s", ("durable", 64), "64 clients"),
+    ("durable_write_p99_ms_64c", "ms", ("durable", "p99_64"),
+     "wrk's p99, 64 clients"),
     ("proxy_rps", "req/s", ("proxy", "rps"), "wrk -t2 -c64, small body"),
     ("proxy_p99_ms", "ms", ("proxy", "p99_ms"), "wrk's p99"),
     ("locked_rps", "req/s", ("locked", "rps"), "423 answers"),
@@ -117,27 +143,60 @@ def complete(run):
     return run and run["welcomed"] == run["links"] and run["missed"] == 0
 
 
-def results(runs, gate):
+def load_durable(raw):
+    """{system: durable.sh's line}."""
+    out = {}
+    for system in DURABLE_SYSTEMS:
+        text = read(os.path.join(raw, "durable-%s.json" % system), "") or ""
+        try:
+            out[system] = json.loads(text.splitlines()[-1]) if text else None
+        except ValueError:
+            out[system] = None
+    return out
+
+
+def durable_value(d, field):
+    """A durable figure; None when any write of that run failed."""
+    clients, key = (64, "p99_ms") if field == "p99_64" else (field, "rps")
+    for r in (d or {}).get("runs", []):
+        if r["clients"] == clients:
+            return r[key] if not r["non2xx"] and not r["errors"] else None
+    return None
+
+
+def metric_systems(where):
+    if isinstance(where, int):
+        return FANOUT_SYSTEMS
+    return {"sustained": SUSTAIN_SYSTEMS, "durable": DURABLE_SYSTEMS,
+            "locked": ["discovery-gate"]}.get(where, GATE_SYSTEMS)
+
+
+def results(runs, gate, durable):
     out = []
     for metric, unit, (where, field), _ in METRICS:
-        if isinstance(where, int):
-            for system in FANOUT_SYSTEMS:
-                r = (runs.get((system, where)) or {}).get("run")
-                value = r.get(field) if r else None
-                # A storm or memory figure over part of the links says
-                # nothing about all of them.
-                if field in ("connect_storm_s", "bytes_per_link") and \
+        for system in metric_systems(where):
+            if isinstance(where, int) or where == "sustained":
+                key = (system, where) if where != "sustained" else \
+                    ("sustained-" + system, 1000)
+                r = (runs.get(key) or {}).get("run")
+                if where == "sustained":
+                    value = (r.get("sustained") or {}).get(field) if r \
+                        else None
+                else:
+                    value = r.get(field) if r else None
+                # A storm, memory or sustained figure over part of the
+                # links says nothing about all of them.
+                if (field in ("connect_storm_s", "bytes_per_link") or
+                        where == "sustained") and \
                         r and r["welcomed"] != r["links"]:
                     value = None
-                out.append({"metric": metric, "system": system,
-                            "value": value, "unit": unit})
-        else:
-            for system in ("discovery-gate", "nginx"):
-                if where == "locked" and system == "nginx":
-                    continue
+            elif where == "durable":
+                value = durable_value(durable.get(system), field)
+            else:
                 g = gate.get((system, where))
-                out.append({"metric": metric, "system": system,
-                            "value": g[field] if g else None, "unit": unit})
+                value = g[field] if g else None
+            out.append({"metric": metric, "system": system,
+                        "value": value, "unit": unit})
     return out
 
 
@@ -153,7 +212,7 @@ def fmt(v, unit):
         return "—"
     if unit == "B":
         return "{:,.0f} B".format(v)
-    if unit == "req/s":
+    if unit in ("req/s", "/s"):
         return "{:,.0f}".format(v)
     return "{:.3g}".format(v) if v < 100 else "{:.0f}".format(v)
 
@@ -163,7 +222,8 @@ def table(res):
     lines = ["| metric | unit | " + " | ".join(SYSTEMS) + " |",
              "|---|---|" + "---|" * len(SYSTEMS)]
     for metric, unit, (where, _), _ in METRICS:
-        base_sys = "discoveryd" if isinstance(where, int) else "discovery-gate"
+        base_sys = "discovery-gate" if where in ("proxy", "locked") \
+            else "discoveryd"
         base = value(res, metric, base_sys)
         ref[metric] = base_sys
         cells = []
@@ -210,6 +270,55 @@ def targets(res):
             res, "proxy_p99_ms", "nginx")), lambda r: r <= 1.25,
          "gate ÷ nginx = ×%.2f"),
     ]
+    def v(metric, system="discoveryd"):
+        return value(res, metric, system)
+
+    peer_p99 = [x for x in (v("proxy_p99_ms", "nginx"),
+                            v("proxy_p99_ms", "haproxy")) if x]
+
+    rows += [
+        ("17.1 closed-loop deliveries ≥ Redis", ratio(v(
+            "sustained_1k_closed_deliveries_per_s"), v(
+            "sustained_1k_closed_deliveries_per_s", "redis")),
+         lambda r: r >= 1, "discoveryd ÷ redis = ×%.2f"),
+        ("17.1 open-loop deliveries ≥ Redis", ratio(v(
+            "sustained_1k_open_deliveries_per_s"), v(
+            "sustained_1k_open_deliveries_per_s", "redis")),
+         lambda r: r >= 1, "discoveryd ÷ redis = ×%.2f"),
+        ("17.1 closed-loop p99 ≤ Redis", ratio(v("sustained_1k_p99_ms"), v(
+            "sustained_1k_p99_ms", "redis")), lambda r: r <= 1,
+         "discoveryd ÷ redis = ×%.2f"),
+        ("17.1 10k last ≤ 1.1× floor", ratio(d_last, v(
+            "fanout_10k_last_ms", "floor")), lambda r: r <= 1.1,
+         "discoveryd ÷ floor = ×%.2f"),
+        ("17.2 CPU per delivery ≤ Redis", ratio(v("cpu_us_per_delivery"), v(
+            "cpu_us_per_delivery", "redis")), lambda r: r <= 1,
+         "discoveryd ÷ redis = ×%.2f"),
+        ("17.3 durable writes, 64 clients ≥ 20,000/s", v(
+            "durable_writes_per_s_64c"), lambda x: x >= 20000, "%.0f /s"),
+        ("17.3 durable p99, 64 clients ≤ 10 ms", v(
+            "durable_write_p99_ms_64c"), lambda x: x <= 10, "%.1f ms"),
+        ("17.4 linking 10k ≤ 2× Redis", ratio(v("connect_10k_s"), v(
+            "connect_10k_s", "redis")), lambda r: r <= 2,
+         "discoveryd ÷ redis = ×%.2f"),
+        ("17.5 idle memory ≤ 1.1× lws-minimal", ratio(v(
+            "idle_bytes_per_agent_10k"), v(
+            "idle_bytes_per_agent_10k", "lws-minimal")), lambda r: r <= 1.1,
+         "discoveryd ÷ lws-minimal = ×%.2f"),
+        ("17.6 worst of the bursts ≤ 1.5× median", ratio(v(
+            "fanout_10k_worst_ms"), d_last), lambda r: r <= 1.5,
+         "worst ÷ median = ×%.2f"),
+        ("17.7 gate ≥ 1.0× nginx rps", ratio(v(
+            "proxy_rps", "discovery-gate"), v("proxy_rps", "nginx")),
+         lambda r: r >= 1, "gate ÷ nginx = ×%.2f"),
+        ("17.7 gate ≥ 0.9× HAProxy rps", ratio(v(
+            "proxy_rps", "discovery-gate"), v("proxy_rps", "haproxy")),
+         lambda r: r >= 0.9, "gate ÷ haproxy = ×%.2f"),
+        ("17.7 gate p99 ≤ nginx's and HAProxy's", ratio(v(
+            "proxy_p99_ms", "discovery-gate"), min(peer_p99) if peer_p99
+            else None), lambda r: r <= 1,
+         "gate ÷ the lower of the two = ×%.2f"),
+    ]
     bound = ratio(value(res, "fanout_10k_last_ms", "socket.io"),
                   value(res, "fanout_10k_last_ms", "floor"))
     lines = ["| target | measured | |", "|---|---|---|"]
@@ -250,6 +359,51 @@ def sizes_table(runs):
     return "\n".join(lines)
 
 
+def sustained_section(runs):
+    rows = ["| system | closed /s | closed p50 ms | closed p99 ms | "
+            "closed µs CPU | open /s | open µs CPU | publishes closed / open "
+            "| given up | errors | linked |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for system in SUSTAIN_SYSTEMS:
+        entry = runs.get(("sustained-" + system, 1000))
+        r = entry and entry["run"]
+        st = r and r.get("sustained")
+        if not st:
+            rows.append("| %s | no result (exit %s) ||||||||||" % (
+                system, entry["status"] if entry else "—"))
+            continue
+        rows.append("| %s | %s | %s | %s | %s | %s | %s | %d / %d | %d | "
+                    "%d | %d/%d |" % (
+                        system, fmt(st["closed_deliveries_per_s"], "/s"),
+                        fmt(st["closed_p50_ms"], "ms"),
+                        fmt(st["closed_p99_ms"], "ms"),
+                        fmt(st["closed_cpu_us_per_delivery"], "µs"),
+                        fmt(st["open_deliveries_per_s"], "/s"),
+                        fmt(st["open_cpu_us_per_delivery"], "µs"),
+                        st["closed_publishes"], st["open_publishes"],
+                        st["closed_timeouts"],
+                        st["closed_errors"] + st["open_errors"],
+                        r["welcomed"], r["links"]))
+    return "\n".join(rows)
+
+
+def durable_section(durable):
+    rows = ["| system | filesystem | clients | writes/s | p50 ms | p99 ms | "
+            "non-2xx | socket errors |", "|---|---|---|---|---|---|---|---|"]
+    for system in DURABLE_SYSTEMS:
+        d = durable.get(system)
+        if not d:
+            rows.append("| %s | no result (build/bench/raw/durable-%s.log) "
+                        "|||||||" % (system, system))
+            continue
+        for r in d["runs"]:
+            rows.append("| %s | %s | %d | %s | %s | %s | %d | %d |" % (
+                system, d["fs"], r["clients"], fmt(r["rps"], "/s"),
+                fmt(r["p50_ms"], "ms"), fmt(r["p99_ms"], "ms"),
+                r["non2xx"], r["errors"]))
+    return "\n".join(rows)
+
+
 def problems(runs):
     """What went wrong in which run, from its status, JSON and log."""
     out = []
@@ -267,6 +421,15 @@ def problems(runs):
                 r["missed"], r["rounds"]))
         if r and r["closed"]:
             notes.append("%d links closed by the server" % r["closed"])
+        st = (r or {}).get("sustained") or {}
+        if st.get("closed_timeouts"):
+            notes.append("%d closed-loop publishes given up" %
+                         st["closed_timeouts"])
+        if st.get("closed_errors") or st.get("open_errors"):
+            notes.append("%d publishes failed" % (
+                st["closed_errors"] + st["open_errors"]))
+        if r and r.get("rounds") == 0 and "sustained" not in r:
+            notes.append("no sustained result")
         if notes:
             first = [line for line in log.splitlines()
                      if "loadgen[" in line or "fanout:" in line][:3]
@@ -337,6 +500,11 @@ def versions():
             py_version("uvicorn"), py_version("uvloop"),
             py_version("websockets"))),
         ("nginx", sh("nginx -v 2>&1")),
+        ("haproxy", deb("haproxy")),
+        ("redis-server", deb("redis-server")),
+        ("nats-server", deb("nats-server")),
+        ("mosquitto", deb("mosquitto")),
+        ("etcd", deb("etcd-server")),
         ("wrk", sh("wrk -v 2>&1 | head -n 1")),
         ("gnuplot", sh("gnuplot --version")),
     ]
@@ -400,9 +568,20 @@ rank); the figures above are medians over the rounds. The triggers:
   ConnectionManager on uvicorn (uvloop, websockets), `POST /broadcast` →
   `await manager.broadcast(...)` of the same text.
 
-The gate rows come from tests/gate/bench.sh: nginx and discovery-gate in
-front of the same upstream (an nginx `return 200`), wrk -t2 -c64; locked
-is the gate answering 423 itself.
+- lws-minimal (tests/bench/lws_minimal.c): libwebsockets with
+  discoveryd's context options and buffer sizes, nothing else; any HTTP
+  request on its port broadcasts the same event.
+- redis, nats, mosquitto: Debian's servers on a free port with a generated
+  configuration and no persistence, spoken to over raw TCP by the same
+  load generator (tests/bench/loadgen/tcp.c): Redis pub/sub (SUBSCRIBE,
+  linked at the subscribe reply; trigger PUBLISH), NATS (CONNECT, SUB,
+  PING, linked at the PONG; trigger PUB then PING), MQTT 3.1.1 (CONNECT,
+  SUBSCRIBE at QoS 0, linked at the SUBACK; trigger a QoS 0 PUBLISH then
+  PINGREQ). The payload is the floor's event, the seq the publisher's.
+
+The gate rows come from tests/gate/bench.sh: nginx (two workers), HAProxy
+(two threads) and discovery-gate in front of the same upstream (an nginx
+`return 200`), wrk -t2 -c64; locked is the gate answering 423 itself.
 """
 
 
@@ -571,7 +750,8 @@ def report(raw, out, quick):
     runs = load_fanout(raw)
     gate = load_gate(raw)
     blocking = load_blocking(raw)
-    res = results(runs, gate) + cluster_results(runs) + \
+    durable = load_durable(raw)
+    res = results(runs, gate, durable) + cluster_results(runs) + \
         blocking_results(blocking) + dns_results(raw) + \
         endpoints_results(runs, raw) + webhooks_results(raw)
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -605,6 +785,22 @@ def report(raw, out, quick):
            "20,000-file limit), so one node has no 30k row. All of it shares "
            "the same 2 cores with the load generator and Redis.", "",
            cluster_table(runs), ""]
+    md += ["## Sustained delivery, 1,000 links", "",
+           "`fanout.sh SYSTEM 1000 -r 0 -Z SECONDS` (loadgen's sustain.c): "
+           "after the storm, a closed loop (16 publishes in flight; the next "
+           "once one has reached every link and been answered) and then an "
+           "open loop (64 publishers, each sending its next as soon as its "
+           "last was answered), each counted at the subscribers over a "
+           "fixed window after a 0.5 s warm-up. Latency: each delivery "
+           "against the moment before its publish was written. CPU: the "
+           "server's utime+stime over the window ÷ the deliveries in it. "
+           "`given up`: closed-loop publishes that had not reached every "
+           "link after 2 s.", "", sustained_section(runs), ""]
+    md += ["## Durable writes", "",
+           "tests/bench/durable.sh: wrk, keep-alive, one write in flight per "
+           "client; discoveryd `POST /api/discovery/invalidate` with no "
+           "agents, etcd `POST /v3/kv/put` (one member); state under "
+           "build/bench.", "", durable_section(durable), ""]
     md += ["## Blocking queries", "", blocking_section(blocking), ""]
     md += endpoints_section(res)
     md += webhooks_section(res)

@@ -2,17 +2,22 @@
 # run.sh: the whole benchmark, as `make bench` runs it (docs/bench.md).
 # For each size, for each system, one fresh server and one load generator
 # run (tests/bench/fanout.sh): the connect storm, the idle memory, then
-# warm-up and measured fan-out rounds. Then the gate against nginx
-# (tests/gate/bench.sh), blocking queries (tests/bench/blocking.sh) and
-# DNS (tests/bench/dns.sh), webhooks (tests/bench/webhooks.py). Every run's JSON, log and exit status lands in
+# warm-up and measured fan-out rounds. Then sustained delivery to 1k links
+# (fanout.sh -Z: a closed and an open loop), durable writes
+# (tests/bench/durable.sh, discoveryd and etcd), the gate against nginx
+# and HAProxy (tests/gate/bench.sh), blocking queries
+# (tests/bench/blocking.sh), DNS (tests/bench/dns.sh) and webhooks
+# (tests/bench/webhooks.py). Every run's JSON, log and exit status lands in
 # build/bench/raw/; tests/bench/report.py turns them into
 # build/bench/results.json, REPORT.md and the PNG plots.
 #
-#   sh tests/bench/run.sh            sizes 100 1k 2k 5k 10k, 20 rounds, wrk 10s
-#   QUICK=1 sh tests/bench/run.sh    sizes 1k 10k, 3 rounds, wrk 3s
+#   sh tests/bench/run.sh            sizes 100 1k 2k 5k 10k, 20 rounds, wrk 10s,
+#                                    5 s sustained and durable windows
+#   QUICK=1 sh tests/bench/run.sh    sizes 1k 10k, 3 rounds, wrk 3s, 2 s windows
 #
-# SYSTEMS="floor discoveryd", SIZES="1000" and CLUSTER_SIZES="" (no cluster
-# runs) narrow a run (the report then lacks the rest). Expects the tools built (make bench-tools).
+# SYSTEMS="floor discoveryd", SIZES="1000", CLUSTER_SIZES="" (no cluster
+# runs), SUSTAIN_SYSTEMS="" and DURABLE_SYSTEMS="" narrow a run (the
+# report then lacks the rest). Expects the tools built (make bench-tools).
 # A run that goes wrong is reported as such; it never stops the others.
 set -eu
 
@@ -21,11 +26,14 @@ OUT=$ROOT/build/bench
 RAW=$OUT/raw
 
 if [ -n "${QUICK:-}" ]; then
-	sizes=${SIZES:-1000 10000} rounds=3 gate_time=3s dns_s=4
+	sizes=${SIZES:-1000 10000} rounds=3 gate_time=3s dns_s=4 window_s=2
 else
 	sizes=${SIZES:-100 1000 2000 5000 10000} rounds=20 gate_time=10s dns_s=10
+	window_s=5
 fi
-systems=${SYSTEMS:-discoveryd floor socket.io fastapi}
+systems=${SYSTEMS:-discoveryd floor socket.io fastapi lws-minimal redis nats mosquitto}
+sustain_systems=${SUSTAIN_SYSTEMS-discoveryd floor redis nats mosquitto}
+durable_systems=${DURABLE_SYSTEMS-discoveryd etcd}
 cluster_sizes=${CLUSTER_SIZES-10000 30000}
 # A round waits ROUND_S for its last link; a storm gets STORM_S in all; a
 # whole run gets RUN_S, then it is killed (a peer that cannot hold the
@@ -62,6 +70,23 @@ for n in $sizes; do
 		one "$system-$n" "$system" "$n" tests/bench/fanout.sh "$system" \
 			"$n" -r "$rounds" -W 1 -w 2 -T "$round_s" -S "$storm_s"
 	done
+done
+
+# Sustained delivery to 1,000 links (fanout.sh -Z, loadgen's sustain.c):
+# 16 publishes in flight (closed loop), then 64 publishers as fast as the
+# server answers (open loop), each counted over a window of window_s.
+for system in $sustain_systems; do
+	one "sustained-$system-1000" "$system" 1000 tests/bench/fanout.sh \
+		"$system" 1000 -r 0 -w 1 -T "$round_s" -S "$storm_s" -Z "$window_s"
+done
+
+# Durable writes, 1, 8 and 64 clients, the state on the real disk.
+for system in $durable_systems; do
+	echo "sh tests/bench/durable.sh $system $window_s" >>"$RAW/commands.txt"
+	echo "bench: durable writes, $system, ${window_s}s per client count" >&2
+	timeout "$run_s" sh tests/bench/durable.sh "$system" "$window_s" \
+		>"$RAW/durable-$system.json" 2>"$RAW/durable-$system.log" ||
+		echo "bench: durable $system: exit $? (build/bench/raw/durable-$system.log)" >&2
 done
 
 # Cluster mode (docs/cluster.md): three nodes over one redis-server, the
@@ -116,7 +141,7 @@ timeout "$run_s" sh tests/bench/dns.sh 10000 "$dns_s" >"$RAW/dns.json" \
 
 echo "sh tests/gate/bench.sh -o build/bench/raw/gate.json $gate_time" \
 	>>"$RAW/commands.txt"
-echo "bench: discovery-gate and nginx, wrk $gate_time each" >&2
+echo "bench: discovery-gate, nginx and haproxy, wrk $gate_time each" >&2
 sh tests/gate/bench.sh -o "$RAW/gate.json" "$gate_time" >"$RAW/gate.log" 2>&1 ||
 	echo "bench: gate: exit $? (build/bench/raw/gate.log)" >&2
 

@@ -1,12 +1,12 @@
 #!/bin/sh
-# Gate throughput against nginx proxy_pass, both in front of the same fast
-# upstream (nginx answering a small body itself, keepalive upstreams), driven
-# by wrk with 2 threads and 64 connections; and the gate's locked answers
-# per second.
+# Gate throughput against nginx proxy_pass and HAProxy, all in front of the
+# same fast upstream (nginx answering a small body itself, keepalive
+# upstreams; two nginx workers, two HAProxy threads), driven by wrk with 2
+# threads and 64 connections; and the gate's locked answers per second.
 #
 #   sh tests/gate/bench.sh [-o FILE] [DURATION]
 #
-# DURATION is wrk's (default 5s); needs nginx and wrk. It prints requests/s
+# DURATION is wrk's (default 5s); needs nginx, haproxy and wrk. It prints requests/s
 # and p99 for each; with -o it also writes one JSON object a line to FILE:
 # {"system","case","rps","p99_ms","non2xx","command"} (make bench reads it).
 # It asserts nothing (STYLE §6).
@@ -22,7 +22,7 @@ DUR=${1:-5s}
 T=$(mktemp -d)
 trap 'kill $(cat $T/pids 2>/dev/null) 2>/dev/null; rm -rf $T' EXIT
 free_port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-APP=$(free_port); NGX=$(free_port)
+APP=$(free_port); NGX=$(free_port); HAP=$(free_port)
 mkdir -p $T/logs
 cat > $T/nginx.conf <<NGINX
 daemon off; master_process on; worker_processes 2; pid $T/nginx.pid;
@@ -40,7 +40,26 @@ http {
 }
 NGINX
 nginx -p $T -c $T/nginx.conf & echo $! >> $T/pids
-for p in $APP $NGX; do
+cat > $T/haproxy.cfg <<HAPROXY
+global
+  maxconn 4096
+  nbthread 2
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend gate
+  bind 127.0.0.1:$HAP
+  default_backend app
+backend app
+  http-reuse always
+  server app 127.0.0.1:$APP
+HAPROXY
+PATH=$PATH:/usr/sbin # Debian's haproxy
+haproxy -db -f $T/haproxy.cfg > $T/logs/haproxy.log 2>&1 & echo $! >> $T/pids
+for p in $APP $NGX $HAP; do
   until /usr/bin/python3 -c "import socket;socket.create_connection(('127.0.0.1',$p),1)" 2>/dev/null; do :; done
 done
 gate() { # $1 = requires list; prints the gate's address
@@ -79,5 +98,6 @@ run() {
                  sys, kind, rps, p99, non2xx, cmd }' $T/wrk.out >> "$OUT"
 }
 run nginx proxy "nginx proxy_pass" http://127.0.0.1:$NGX/
+run haproxy proxy "haproxy" http://127.0.0.1:$HAP/
 run discovery-gate proxy "discovery-gate, open" http://$OPEN/
 run discovery-gate locked "discovery-gate, locked (423)" http://$LOCKED/

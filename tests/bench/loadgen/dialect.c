@@ -13,6 +13,8 @@
  *              server's open packet `0{...}` is answered with the namespace
  *              connect `40`; its `40{"sid":..}` links; `42["event",..]` is
  *              timed; a ping `2` is answered with a pong `3`.
+ *   redis, nats, mqtt  raw TCP (tcp.c): the published message's payload
+ *              is the event, its seq the one the publisher put in it.
  */
 #include "loadgen.h"
 
@@ -82,6 +84,7 @@ int dialect_upgraded(struct worker *w, struct link *l)
 		return 0;
 	case DIALECT_PLAIN: link_welcomed(w, l); return 0;
 	case DIALECT_ENGINEIO: return 0; /* the open packet comes next */
+	default: return 0;
 	}
 	return 0;
 }
@@ -119,19 +122,49 @@ void dialect_message_start(const struct worker *w, struct link *l, int op,
 		break;
 	case DIALECT_PLAIN: l->kind = K_EVENT; break;
 	case DIALECT_ENGINEIO: l->kind = (uint8_t)engineio_kind(p, n); break;
+	default: break;
 	}
 	if (l->kind == K_EVENT)
 		l->seq = w->o->watch ? find_number(p, n, "\"index\":") :
 				       dialect_find_seq(p, n);
 }
 
+int dialect_parse(const char *s)
+{
+	static const char *const names[] = {
+		[DIALECT_DISCOVERY] = "discovery", [DIALECT_PLAIN] = "plain",
+		[DIALECT_ENGINEIO] = "engineio",   [DIALECT_REDIS] = "redis",
+		[DIALECT_NATS] = "nats",           [DIALECT_MQTT] = "mqtt",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
 static void event_arrived(struct worker *w, struct link *l)
 {
-	if (l->state != L_LIVE || !w->armed || l->t_event)
+	if (l->state != L_LIVE)
+		return;
+	if (w->o->shm &&
+	    atomic_load_explicit(&w->o->shm->mode, memory_order_relaxed) !=
+		    MODE_ROUNDS) {
+		sustain_delivery(w, l);
+		return;
+	}
+	if (!w->armed || l->t_event)
 		return;
 	l->t_event = mono_ns();
 	l->ev_seq = l->seq;
 	w->got++;
+}
+
+/* A raw TCP dialect's whole message (tcp.c): its payload is the event. */
+void dialect_event(struct worker *w, struct link *l, const char *p, size_t n)
+{
+	l->seq = dialect_find_seq(p, n);
+	event_arrived(w, l);
 }
 
 /* The message is complete: act on it. -1 when the link was failed. */

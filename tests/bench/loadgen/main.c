@@ -1,18 +1,22 @@
 /*
  * loadgen: the benchmarks' measuring instrument (loadgen.h lists its
- * files). It opens N WebSocket links, spread over the targets (-a, once per
+ * files). It opens N links, spread over the targets (-a, once per
  * server) and P forked workers (-P) and source addresses (-b) to get past
  * the per-process file limit and the per-address port range, links each
- * one in the server's dialect (-m), and times the connect storm (first
- * connect to last welcome). Then, W + R times, it makes one HTTP call (-H,
- * -t, -d) and times, per link, the arrival of the whole event frame
- * against the moment just before the request was written; the W warm-up
- * rounds are not kept. With -p it reads the servers' VmRSS before the
- * links, after the last welcome and after the idle time (-w). One JSON
- * object goes to stdout; errors and notes go to stderr.
+ * one in the server's dialect (-m: three over WebSocket, three over raw
+ * TCP), and times the connect storm (first connect to last welcome).
+ * Then, W + R times, it makes one trigger call (an HTTP call to -H, -t,
+ * -d; for the raw TCP dialects a publish on -H) and times, per link, the
+ * arrival of the whole event against the moment just before the request
+ * was written; the W warm-up rounds are not kept. With -Z it then
+ * measures sustained delivery (sustain.c). With -p it reads the servers'
+ * VmRSS before the links, after the last welcome and after the idle time
+ * (-w), and their CPU time around the sustained windows. One JSON object
+ * goes to stdout; errors and notes go to stderr.
  *
  *   loadgen -a 127.0.0.1:5917 -H 127.0.0.1:5916 -n 10000 -P 2 \
  *           -b 127.0.0.1,127.0.0.2 -p $(pidof discoveryd)
+ *   loadgen -m redis -a 127.0.0.1:6379 -H 127.0.0.1:6379 -n 1000 -r 0 -Z 5
  */
 #include "loadgen.h"
 
@@ -121,8 +125,20 @@ static void usage(FILE *out)
 		"  -w SECONDS    idle between the storm and the first round "
 		"(0); links\n"
 		"                answer the server's pings meanwhile\n"
-		"  -p PID        a server process whose VmRSS is read; repeat "
-		"for several\n"
+		"  -p PID        a server process whose VmRSS (and CPU time) "
+		"is read;\n"
+		"                repeat for several\n"
+		"  -Z SECONDS    after the rounds, sustained delivery: a "
+		"closed "
+		"loop, then\n"
+		"                an open one, each timed over this window (0: "
+		"none)\n"
+		"  -K K          closed loop: publishes in flight (16)\n"
+		"  -O O          open loop: publisher connections (64)\n"
+		"-m redis, nats and mqtt speak raw TCP to the peer at -a; the "
+		"trigger is a\n"
+		"publish to -H (usually the same address), not an HTTP "
+		"call.\n"
 		"Prints one JSON object. Exit status: 0, or 3 when links "
 		"failed to link\n"
 		"or missed an event (the JSON is still printed), 1 on errors, "
@@ -179,14 +195,11 @@ static long num(const char *s, long lo, long hi)
 
 static int parse_dialect(struct opts *o, const char *s)
 {
-	if (strcmp(s, "discovery") == 0)
-		o->dialect = DIALECT_DISCOVERY;
-	else if (strcmp(s, "plain") == 0)
-		o->dialect = DIALECT_PLAIN;
-	else if (strcmp(s, "engineio") == 0)
-		o->dialect = DIALECT_ENGINEIO;
-	else
+	int d = dialect_parse(s);
+
+	if (d < 0)
 		return -1;
+	o->dialect = (enum dialect)d;
 	return 0;
 }
 
@@ -235,6 +248,9 @@ static int parse_opt(struct opts *o, int c, const char *arg)
 	case 'e': o->watch = arg; break;
 	case 'F': o->fifo = arg; break;
 	case 'G': o->gap_s = atof(arg); break;
+	case 'Z': o->sustain_s = atof(arg); break;
+	case 'K': o->closed_inflight = num(arg, 1, 4096); break;
+	case 'O': o->open_publishers = num(arg, 1, 4096); break;
 	default: return -1;
 	}
 	return 0;
@@ -246,7 +262,8 @@ static bool opts_valid(const struct opts *o)
 	       o->procs != LONG_MIN && o->inflight != LONG_MIN &&
 	       o->rounds != LONG_MIN && o->warmup != LONG_MIN &&
 	       o->procs <= o->n && o->timeout_s > 0 && o->idle_s >= 0 &&
-	       o->storm_s >= 0;
+	       o->storm_s >= 0 && o->sustain_s >= 0 &&
+	       o->closed_inflight != LONG_MIN && o->open_publishers != LONG_MIN;
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -267,12 +284,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			    .procs = 1,
 			    .rounds = 10,
 			    .inflight = 500,
+			    .closed_inflight = 16,
+			    .open_publishers = 64,
 			    .timeout_s = 10 };
 	snprintf(o->method, sizeof(o->method), "POST");
 	snprintf(o->trigger_path, sizeof(o->trigger_path),
 		 "/api/discovery/cacheready");
 	while ((c = getopt_long(argc, argv,
-				"a:H:m:u:n:P:b:c:s:i:r:W:t:d:T:S:w:p:e:F:G:h",
+				"a:H:m:u:n:P:b:c:s:i:r:W:t:d:T:S:w:p:e:F:G:Z:K:"
+				"O:h",
 				longs, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
@@ -311,6 +331,8 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct child ch[MAX_PROCS];
 	struct run run = { .rss_before = -1, .rss_storm = -1, .rss_idle = -1 };
+	struct sustain_run sustained;
+	bool sustain_ok = false;
 	int rc = 0;
 
 	if (parse_opts(argc, argv, &o) != 0) {
@@ -321,6 +343,10 @@ int main(int argc, char **argv)
 	if (parent_raise_nofile(&o) != 0)
 		return 1;
 	memset(ch, 0, sizeof(ch));
+	if (sustain_map(&o) != 0) {
+		perror("loadgen: shared mapping");
+		return 1;
+	}
 	run.rss_before = report_rss_kb(&o);
 	if (parent_spawn_all(&o, ch) != 0 ||
 	    parent_collect_storm(&o, ch, &run) != 0) {
@@ -337,9 +363,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "loadgen: a worker failed during the rounds\n");
 		rc = 1;
 	}
+	if (rc == 0 && o.sustain_s > 0 && run.welcomed) {
+		sustain_ok = sustain_run(&o, ch, &sustained) == 0;
+		if (!sustain_ok)
+			fprintf(stderr,
+				"loadgen: the sustained phases failed\n");
+	}
 	parent_stop_all(&o, ch);
 	if (rc == 0) {
-		report_print(&o, &run);
+		report_print(&o, &run, sustain_ok ? &sustained : NULL);
 		if (run.failed || report_missed(&run))
 			rc = 3;
 	}

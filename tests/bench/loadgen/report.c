@@ -42,6 +42,34 @@ long report_rss_kb(const struct opts *o)
 	return sum;
 }
 
+/* The servers' utime + stime together, in clock ticks; -1 if unreadable. */
+long report_cpu_ticks(const struct opts *o)
+{
+	long sum = 0;
+
+	for (int i = 0; i < o->npids; i++) {
+		char path[64], line[1024], *close;
+		unsigned long ut, st;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%ld/stat", o->pids[i]);
+		f = fopen(path, "r");
+		if (!f)
+			return -1;
+		close = fgets(line, sizeof(line), f) ? strrchr(line, ')') :
+						       NULL;
+		fclose(f);
+		/* after the name: state, then fields 4 to 13, utime, stime */
+		if (!close || sscanf(close + 2,
+				     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+				     "%*u %lu %lu",
+				     &ut, &st) != 2)
+			return -1;
+		sum += (long)(ut + st);
+	}
+	return o->npids ? sum : -1;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -79,6 +107,17 @@ static double median(double *v, size_t n)
 }
 
 enum field { F_P50, F_P99, F_LAST, F_HTTP };
+
+/* The worst round's last link; -1 when no round had one. */
+static double worst_last(const struct run *run)
+{
+	double worst = -1;
+
+	for (long r = 0; r < run->nrounds; r++)
+		if (run->rounds[r].last > worst)
+			worst = run->rounds[r].last;
+	return worst;
+}
 
 /* Median over the rounds of one of their figures (rounds without any). */
 static double round_median(const struct run *run, enum field f)
@@ -155,7 +194,8 @@ static void print_rss(const struct run *run)
 		printf("null");
 }
 
-void report_print(const struct opts *o, const struct run *run)
+void report_print(const struct opts *o, const struct run *run,
+		  const struct sustain_run *s)
 {
 	double storm = run->t_last > run->t_first ?
 			       (double)(run->t_last - run->t_first) / 1e9 :
@@ -169,12 +209,15 @@ void report_print(const struct opts *o, const struct run *run)
 	print_num("p50_ms", round_median(run, F_P50), ",");
 	print_num("p99_ms", round_median(run, F_P99), ",");
 	print_num("last_ms", round_median(run, F_LAST), ",");
+	print_num("worst_last_ms", worst_last(run), ",");
 	print_num("http_ms", round_median(run, F_HTTP), ",");
 	print_rounds(run);
 	printf("\"missed\":%ld,\"closed\":%ld", report_missed(run),
 	       run->closed);
 	if (o->npids)
 		print_rss(run);
+	if (s)
+		sustain_print(o, s);
 	printf("}\n");
 	fflush(stdout);
 }

@@ -1,8 +1,11 @@
 /*
- * trigger.c: the HTTP call that makes the server broadcast. A fresh
+ * trigger.c: the call that makes the server broadcast. Over HTTP: a fresh
  * connection per call (Connection: close), t0 taken just before the
  * request is written, the whole answer read; the status and the "seq" of
- * the answer's body (the event the links must get) are kept.
+ * the answer's body (the event the links must get) are kept. For the raw
+ * TCP dialects: a publish on one connection kept for the whole run
+ * (pub.c), the seq the one put in the event, the answer the peer's
+ * acknowledgement.
  */
 #include "loadgen.h"
 
@@ -81,6 +84,74 @@ static int fifo_call(const struct opts *o, struct trigger *t)
 	return 0;
 }
 
+/* Read until one answer that is not a greeting; answer NATS's pings. */
+static int publish_answer(const struct opts *o, int fd, struct answer *a)
+{
+	static char buf[PUB_BUF + 1];
+	static size_t len;
+
+	for (;;) {
+		ssize_t used = pub_answer(o, buf, len, a), r;
+
+		if (used < 0)
+			return -1;
+		if (used > 0) {
+			memmove(buf, buf + used, len - (size_t)used);
+			len -= (size_t)used;
+			if (a->ping && write_full(fd, "PONG\r\n", 6) != 0)
+				return -1;
+			if (!a->ping && !a->ignore)
+				return 0;
+			continue;
+		}
+		if (len == PUB_BUF)
+			return -1;
+		r = read(fd, buf + len, PUB_BUF - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		len += (size_t)r;
+		buf[len] = '\0';
+	}
+}
+
+static int publish_call(const struct opts *o, struct trigger *t)
+{
+	static int fd = -1;
+	char req[PUB_BUF];
+	struct answer a;
+	uint64_t seq = pub_next_seq();
+	int n = pub_request(o, seq, req, sizeof(req));
+
+	if (fd < 0) {
+		char hello[128];
+		int hl = pub_hello(o, -1, hello, sizeof(hello));
+		struct timeval tv = { .tv_sec = 30 };
+
+		fd = pub_connect(o, 0);
+		if (fd < 0)
+			return -1;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (hl < 0 || (hl && write_full(fd, hello, (size_t)hl) != 0))
+			goto fail;
+	}
+	if (n < 0)
+		goto fail;
+	t->t0 = mono_ns();
+	if (write_full(fd, req, (size_t)n) != 0 ||
+	    publish_answer(o, fd, &a) != 0)
+		goto fail;
+	t->http_ms = (double)(mono_ns() - t->t0) / 1e6;
+	t->status = a.status;
+	t->seq = seq;
+	return 0;
+fail:
+	close(fd);
+	fd = -1;
+	return -1;
+}
+
 int trigger_call(const struct opts *o, struct trigger *t)
 {
 	size_t blen = o->body ? strlen(o->body) : 0, cap = blen + 1024;
@@ -88,9 +159,9 @@ int trigger_call(const struct opts *o, struct trigger *t)
 	int n, fd, rc = -1;
 
 	memset(t, 0, sizeof(*t));
-	if (o->fifo) {
+	if (o->fifo || DIALECT_TCP(o->dialect)) {
 		free(req);
-		return fifo_call(o, t);
+		return o->fifo ? fifo_call(o, t) : publish_call(o, t);
 	}
 	if (!req)
 		return -1;

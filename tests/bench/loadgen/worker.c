@@ -141,6 +141,12 @@ static void link_connected(struct worker *w, struct link *l)
 		link_fail_errno(w, l, "connect");
 		return;
 	}
+	if (DIALECT_TCP(w->o->dialect)) {
+		if (tcp_greet(w, l) == 0 &&
+		    epoll_ctl(w->ep, EPOLL_CTL_MOD, l->fd, &ev) != 0)
+			link_fail_errno(w, l, "epoll_ctl");
+		return;
+	}
 	if (send(l->fd, w->upgrade[target], w->upgrade_len[target],
 		 MSG_NOSIGNAL) != (ssize_t)w->upgrade_len[target]) {
 		link_fail_errno(w, l, "send upgrade");
@@ -183,6 +189,8 @@ static void worker_control(struct worker *w)
 	for (ssize_t i = 0; i < r; i++) {
 		if (cmd[i] == 'A')
 			worker_arm(w);
+		else if (cmd[i] == 'S' && sustain_report(w) != 0)
+			w->quit = true;
 		else if (cmd[i] == 'Q')
 			w->quit = true;
 	}
@@ -256,6 +264,8 @@ static int worker_wait_ms(const struct worker *w)
 
 	if (w->armed)
 		until = w->deadline;
+	if (w->npending) /* deliveries waiting for their seq's t0 */
+		until = now + 1000000;
 	if (!w->storm_sent) {
 		int64_t stall = w->last_progress + STALL_NS;
 
@@ -284,6 +294,8 @@ static void worker_event(struct worker *w, const struct epoll_event *e)
 		return;
 	if (l->state == L_CONNECTING)
 		link_connected(w, l);
+	else if (DIALECT_TCP(w->o->dialect))
+		tcp_input(w, l);
 	else
 		ws_input(w, l);
 }
@@ -301,6 +313,8 @@ static void worker_loop(struct worker *w)
 		}
 		for (int i = 0; i < n; i++)
 			worker_event(w, &evs[i]);
+		if (w->npending)
+			sustain_resolve(w);
 		storm_check(w);
 		worker_progress(w);
 	}
@@ -331,6 +345,13 @@ static int worker_setup(struct worker *w)
 	}
 	for (uint32_t i = 0; i < w->n; i++)
 		w->links[i].fd = -1;
+	if (o->shm) {
+		w->seen = calloc(SEQ_RING, sizeof(*w->seen));
+		w->pending = calloc(PEND_MAX, sizeof(*w->pending));
+		w->stats = calloc(1, sizeof(*w->stats));
+		if (!w->seen || !w->pending || !w->stats)
+			return -1;
+	}
 	return 0;
 }
 
