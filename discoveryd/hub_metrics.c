@@ -113,8 +113,18 @@ static void events(struct metrics_text *t, const struct hub *h)
 static void journal(struct metrics_text *t, const struct hub *h)
 {
 	metrics_histogram(t, "discovery_journal_fsync_seconds",
-			  "Journal append: write and fdatasync.",
+			  "Journal append, or group commit: from its first "
+			  "write to the end of its fdatasync.",
 			  &h->log.journal.fsync);
+	metrics_family(t, "discovery_journal_commits_total", "counter",
+		       "Group commits: fdatasyncs shared by the calls of one "
+		       "pass.");
+	metrics_sample(t, "discovery_journal_commits_total", NULL,
+		       (double)h->log.journal.commits);
+	metrics_family(t, "discovery_journal_committed_records_total",
+		       "counter", "Records made durable by group commits.");
+	metrics_sample(t, "discovery_journal_committed_records_total", NULL,
+		       (double)h->log.journal.committed);
 	metrics_family(t, "discovery_journal_failures_total", "counter",
 		       "Appends that could not be made durable (answered "
 		       "503).");

@@ -239,6 +239,9 @@ def test_concurrent_writes_share_fdatasyncs_and_survive_sigkill(tmp_path):
         syncs = metric(d, "discovery_journal_fsync_seconds_count")
         writes = len(acked)
         assert syncs < writes, (syncs, writes)
+        commits = metric(d, "discovery_journal_commits_total")
+        shared = metric(d, "discovery_journal_committed_records_total")
+        assert 0 < commits < shared, (commits, shared)
         d.p.send_signal(signal.SIGKILL)     # others still in flight
         stop.set()
         for t in threads:
