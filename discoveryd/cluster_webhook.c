@@ -24,17 +24,26 @@
 #include "log.h"
 #include "webhook.h"
 
-/* Take the lease if free, renew it if ours: 1, else 0. */
+/* Renew the lease if ours: 1; take it if free: 2; else 0. */
 static const char lease_lua[] =
 	"local v = redis.call('GET', KEYS[1]) "
 	"if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
 	"return 1 end "
 	"if v then return 0 end "
-	"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+	"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2";
 
-/* Set the cursor if the lease is ours: 1, else 0. */
+/* Set the cursor if the lease is ours and it does not go back in its
+ * epoch (but for a replay, ARGV[3] '1'): 1, else 0. Seqs compare as
+ * digit strings (Lua's numbers are doubles). */
 static const char save_lua[] =
 	"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+	"if ARGV[3] ~= '1' then "
+	"local cur = redis.call('GET', KEYS[2]) "
+	"if cur then "
+	"local ce, cs = string.match(cur, '^(%S+) (%d+)$') "
+	"local ne, ns = string.match(ARGV[2], '^(%S+) (%d+)$') "
+	"if ce and ce == ne and (#cs > #ns or (#cs == #ns and cs > ns)) "
+	"then return 0 end end end "
 	"redis.call('SET', KEYS[2], ARGV[2]) return 1";
 
 /* Set (ARGV[2] not empty) or clear the disabled state if the lease is
@@ -159,18 +168,19 @@ static int disable(void *arg, const char *name, const char *why)
 	return eval(cw, disable_lua, 2, args, 4) == 1 ? 0 : -1;
 }
 
-static int save(void *arg, const char *name, const char *epoch, uint64_t seq)
+static int save(void *arg, const char *name, const char *epoch, uint64_t seq,
+		bool back)
 {
 	struct cluster_webhooks *cw = of(arg);
 	char lk[CLUSTER_KEY_MAX], ck[CLUSTER_KEY_MAX];
 	char value[PROTO_EPOCH_MAX + 32];
-	const char *args[4] = { lk, ck, cw->c->node, value };
+	const char *args[5] = { lk, ck, cw->c->node, value, back ? "1" : "0" };
 
 	key(lk, sizeof(lk), cw->c, name, "lease");
 	key(ck, sizeof(ck), cw->c, name, "cursor");
 	snprintf(value, sizeof(value), "%s %llu", epoch,
 		 (unsigned long long)seq);
-	if (eval(cw, save_lua, 2, args, 4) != 1)
+	if (eval(cw, save_lua, 2, args, 5) != 1)
 		return -1;
 	/* As durable as every write of the cluster. */
 	return cw->ctx && cluster_wait_replicas(cw->c, cw->ctx) == 0 ? 0 : -1;

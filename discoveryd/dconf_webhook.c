@@ -123,7 +123,9 @@ static int read_secrets(struct dconf_webhook *w, char *why, size_t whylen)
 	char buf[SECRET_FILE_MAX + 1], *line, *save = NULL;
 	struct stat st;
 	ssize_t n;
-	int fd = open(w->secret_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* A symlink is followed (Kubernetes mounts secrets so): the mode
+	 * checked below is its target's. */
+	int fd = open(w->secret_file, O_RDONLY | O_CLOEXEC);
 	int ret = -1;
 
 	if (fd < 0) {
@@ -193,7 +195,8 @@ static int check_one(struct dconf_webhook *w, char *why, size_t whylen)
 	char what[200];
 
 	if (check_url(w->url, what, sizeof(what)) != 0) {
-		snprintf(why, whylen, "url: '%s' is %s", w->url, what);
+		/* Not the URL itself: it may hold a credential. */
+		snprintf(why, whylen, "url: %s", what);
 		return -1;
 	}
 	if (w->ca_file && access(w->ca_file, R_OK) != 0) {

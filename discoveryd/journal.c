@@ -249,7 +249,9 @@ int journal_open_named(struct journal *j, const char *state_dir,
 	*records = NULL;
 	if (snprintf(j->path, sizeof(j->path), "%s/%s", state_dir, name) >=
 		    (int)sizeof(j->path) ||
-	    snprintf(j->tmp_path, sizeof(j->tmp_path), "%s/%s.tmp", state_dir,
+	    /* A dot first: no journal's own name (a webhook's is a service
+	     * name) can be another's temporary file. */
+	    snprintf(j->tmp_path, sizeof(j->tmp_path), "%s/.%s.tmp", state_dir,
 		     name) >= (int)sizeof(j->tmp_path)) {
 		snprintf(err, errlen, "state_dir is too long");
 		return -1;

@@ -22,7 +22,7 @@
  * epoch). Either way the file is cut back to the valid prefix.
  *
  * Compaction writes a whole new file (a snapshot of the state plus the
- * retained events) to journal.tmp, fsyncs it, renames it over journal and
+ * retained events) to .journal.tmp, fsyncs it, renames it over journal and
  * fsyncs the directory: a crash at any point leaves one complete file.
  *
  * This module knows bytes and files, not what the records mean (evlog.c).
@@ -79,7 +79,7 @@ struct journal_damage {
 int journal_open(struct journal *j, const char *state_dir, cJSON **records,
 		 struct journal_damage *damage, char *err, size_t errlen);
 
-/* The same for state_dir/name (and name.tmp): a journal of another
+/* The same for state_dir/name (and .name.tmp): a journal of another
  * module's records (a webhook's cursor, webhook_cursor.c). */
 int journal_open_named(struct journal *j, const char *state_dir,
 		       const char *name, cJSON **records,

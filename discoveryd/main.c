@@ -295,13 +295,17 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 static void stop(struct hub *hub, struct store *store, struct api *api,
 		 struct dns *dns, struct webhook *wh)
 {
+	/* The webhooks first: a test call waiting on their thread (up to
+	 * an endpoint's timeout) is answered 503 as it stops, instead of
+	 * holding the HTTP side's stop. What the hub offers after it waits
+	 * in the inbox, undelivered: the cursors did not pass it, so the
+	 * next start sends it. */
+	webhook_stop(wh);
 	if (api)
 		api_stop(api);
 	dns_stop(dns);
 	store_stop(store);
 	hub_stop(hub);
-	/* The hub offered its last event: the webhooks go after it. */
-	webhook_stop(wh);
 	hub_free(hub);
 	store_free(store);
 	webhook_free(wh);

@@ -47,9 +47,11 @@ void webhook_offer(void *arg, const char *epoch, uint64_t seq,
 	size_t len = ev ? ev->len : 0;
 	struct wh_event *e, *head;
 
-	/* The thread keeps `history` events; an inbox that long means it
-	 * stalled, and the endpoints get a reset for the gap. */
-	if (ev && atomic_load(&w->inbox_n) >= w->cap) {
+	/* The thread keeps `history` events; an inbox of twice that (the
+	 * whole history replayed at a start or a resync, and as much again
+	 * since) means it stalled, and the endpoints get a reset for the
+	 * gap. Marks do not count: they carry no event. */
+	if (ev && atomic_load(&w->inbox_n) >= 2 * w->cap) {
 		atomic_fetch_add(&w->inbox_dropped, 1);
 		return;
 	}
@@ -69,7 +71,8 @@ void webhook_offer(void *arg, const char *epoch, uint64_t seq,
 		memcpy(e->body, ev->frame + LWS_PRE, len);
 		e->len = len;
 	}
-	atomic_fetch_add(&w->inbox_n, 1);
+	if (ev)
+		atomic_fetch_add(&w->inbox_n, 1);
 	head = atomic_load(&w->inbox);
 	do
 		e->next = head;
@@ -154,7 +157,8 @@ static void take_inbox(struct webhook *w)
 	for (e = prev; e;) {
 		struct wh_event *next = e->next;
 
-		atomic_fetch_sub(&w->inbox_n, 1);
+		if (!e->mark)
+			atomic_fetch_sub(&w->inbox_n, 1);
 		ring_take(w, e);
 		e = next;
 	}
@@ -218,7 +222,11 @@ static int store_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq)
 
 	if (!b)
 		return webhook_cursor_save(&ep->cursor, ep->epoch, seq);
-	if (b->save(b->arg, ep->name, ep->epoch, seq) != 0)
+	/* Back only as a replay takes it (from this node's own cursor): a
+	 * holder that was cut off may be behind the cluster's. */
+	if (b->save(b->arg, ep->name, ep->epoch, seq,
+		    ep->cursor.found && seq < ep->cursor.seq &&
+			    strcmp(ep->cursor.epoch, ep->epoch) == 0) != 0)
 		return -1;
 	snprintf(ep->cursor.epoch, sizeof(ep->cursor.epoch), "%s", ep->epoch);
 	ep->cursor.seq = seq;
@@ -445,7 +453,14 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 	if (ep->lease_ms - now < *wait_ms)
 		*wait_ms = ep->lease_ms - now;
 	held = w->epoch[0] ? b->lease(b->arg, ep->name) : 0;
-	if (held == 1 && ep->standby) {
+	/* Taken anew while this node thought it held it (Redis was away,
+	 * and another node may have had it since): start again from the
+	 * cursor in Redis, never from this node's older one. */
+	if (held == 2 && !ep->standby) {
+		wh_window_clear(w, ep);
+		ep->standby = true;
+	}
+	if (held >= 1 && ep->standby) {
 		found = b->load(b->arg, ep->name, ep->cursor.epoch,
 				sizeof(ep->cursor.epoch), &ep->cursor.seq,
 				ep->cursor.disabled,

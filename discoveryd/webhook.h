@@ -35,16 +35,19 @@ struct metrics_text;
 struct webhook_backend {
 	void *arg;
 	int64_t renew_ms; /* lease is called this often per endpoint */
-	/* 1: this node holds name's lease (taken or renewed); 0: another
-	 * node does; -1: cannot tell (the backend is away). */
+	/* 1: this node holds name's lease (renewed); 2: it has just taken
+	 * it (another node may have held it meanwhile and moved the
+	 * cursor); 0: another node holds it; -1: cannot tell (the backend
+	 * is away). */
 	int (*lease)(void *arg, const char *name);
 	/* 1 with epoch, seq and disabled ("" = not; else why, at most 159
 	 * bytes) filled: found; 0: none yet; -1: error. */
 	int (*load)(void *arg, const char *name, char *epoch, size_t size,
 		    uint64_t *seq, char *disabled, size_t disabled_size);
-	/* Record the cursor if this node still holds the lease: 0, or -1. */
+	/* Record the cursor if this node still holds the lease and, unless
+	 * back (a replay), it does not go back: 0, or -1. */
 	int (*save)(void *arg, const char *name, const char *epoch,
-		    uint64_t seq);
+		    uint64_t seq, bool back);
 	/* Record that name is disabled (why; "" = enabled again) if this
 	 * node holds its lease: 0, or -1. */
 	int (*disable)(void *arg, const char *name, const char *why);

@@ -121,6 +121,18 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 			 ep->name);
 		return;
 	}
+	/* The other nodes keep it in their config and would take its lease
+	 * (and begin it anew) once this one let go: in cluster mode an
+	 * endpoint leaves with its entry in every node's config. */
+	if (c->op == WEBHOOK_DELETE && w->backend) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen,
+			 "in cluster mode %s leaves when its entry leaves "
+			 "every node's webhooks: (and a restart); disable "
+			 "it at the receiver (410) meanwhile",
+			 ep->name);
+		return;
+	}
 	switch (c->op) {
 	case WEBHOOK_ENABLE:
 		if (ep->disabled)

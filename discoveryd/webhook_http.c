@@ -85,6 +85,10 @@ int wh_http_start(struct webhook *w, struct wh_slot *s)
 {
 	const struct dconf_webhook *conf = &s->ep->conf;
 	CURL *e = curl_easy_init();
+	long timeout = (long)conf->timeout_ms;
+
+	if (s == &s->ep->test && timeout > WEBHOOK_TEST_TIMEOUT_MS)
+		timeout = WEBHOOK_TEST_TIMEOUT_MS;
 
 	s->headers = e ? headers_for(s, conf) : NULL;
 	if (!s->headers) {
@@ -101,8 +105,8 @@ int wh_http_start(struct webhook *w, struct wh_slot *s)
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 			 (curl_off_t)s->ev->len);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, s);

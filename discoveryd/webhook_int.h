@@ -22,7 +22,10 @@
 /* A response body is read up to this much and dropped: its status is all
  * that counts. */
 #define WEBHOOK_BODY_MAX (64u << 10)
-#define WEBHOOK_ID_MAX   (PROTO_EPOCH_MAX + 32)
+/* A test notice (POST .../test) waits at most this long for its answer,
+ * whatever the endpoint's timeout: its caller holds an HTTP thread. */
+#define WEBHOOK_TEST_TIMEOUT_MS 10000
+#define WEBHOOK_ID_MAX          (PROTO_EPOCH_MAX + 32)
 
 /*
  * One event as the webhook thread keeps it: a copy of its frame (the hub's

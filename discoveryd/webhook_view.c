@@ -3,13 +3,51 @@
  * API's list and the /metrics families, both from the snapshot the
  * delivery thread publishes under its mutex.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cJSON.h>
+#include <curl/curl.h>
 
 #include "metrics.h"
 #include "webhook_int.h"
+
+/*
+ * The URL as the API shows it: scheme, host and port only. Webhook URLs
+ * often carry their credential (userinfo, a token in the query, the path
+ * itself, as Slack's and Discord's do), and readers may list them.
+ */
+static bool add_url(cJSON *o, const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+	char *query = NULL, text[512];
+	bool more, ok;
+
+	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		snprintf(text, sizeof(text), "(hidden)");
+	} else {
+		curl_url_get(u, CURLUPART_PORT, &port, 0);
+		curl_url_get(u, CURLUPART_PATH, &path, 0);
+		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		more = (path && strcmp(path, "/") != 0) || query;
+		snprintf(text, sizeof(text), "%s://%s%s%s%s", scheme, host,
+			 port ? ":" : "", port ? port : "",
+			 more ? "/..." : "/");
+	}
+	ok = cJSON_AddStringToObject(o, "url", text) != NULL;
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	curl_free(query);
+	curl_url_cleanup(u);
+	return ok;
+}
 
 static cJSON *endpoint_json(const struct wh_endpoint *ep,
 			    const struct wh_view *v)
@@ -23,7 +61,11 @@ static cJSON *endpoint_json(const struct wh_endpoint *ep,
 		return NULL;
 	}
 	cJSON_AddStringToObject(o, "name", ep->name);
-	cJSON_AddStringToObject(o, "url", ep->conf.url);
+	if (!add_url(o, ep->conf.url)) {
+		cJSON_Delete(o);
+		cJSON_Delete(by);
+		return NULL;
+	}
 	cJSON_AddStringToObject(o, "epoch", v->epoch);
 	/* A seq goes out exact, as everywhere in the API. */
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)v->cursor);
