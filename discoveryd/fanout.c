@@ -122,11 +122,19 @@ void hub_hold_end(struct hub *h)
 	 * once but later in seq, must follow these, not overtake them.
 	 * The list may grow (and move) meanwhile. */
 	h->delivering = true;
-	for (size_t i = 0; i < h->n_held; i++) {
-		struct event *ev = h->held[i];
+	for (size_t i = 0; i < h->n_held;) {
+		/* Each link's share in one write; the writes (uncork) may
+		 * close links, whose announcements join the list. */
+		if (h->n_held - i > 1)
+			hub_cork(h);
+		for (; i < h->n_held; i++) {
+			struct event *ev = h->held[i];
 
-		deliver(h, ev);
-		event_unref(ev);
+			deliver(h, ev);
+			event_unref(ev);
+		}
+		if (h->corked)
+			hub_uncork(h);
 	}
 	h->n_held = 0;
 	h->delivering = h->holding = false;

@@ -537,6 +537,7 @@ void hub_free(struct hub *h)
 	free(h->links);
 	free(h->held); /* empty: every pass ends its commit */
 	free(h->changes);
+	free(h->corked_links);
 	htab_release(&h->index);
 	peers_release(h);
 	evlog_release(&h->log);

@@ -141,6 +141,7 @@ struct link {
 	struct link *ep_prev, *ep_next; /* its service's endpoints */
 	bool ep_listed;                 /* in them: it gave an address */
 	uint8_t n_watch;                /* in watch */
+	bool corked;                    /* in hub->corked_links */
 	struct watch *watch; /* the services whose endpoints it watches */
 
 	enum close_kind close_kind; /* set by the first close or kill */
@@ -188,6 +189,9 @@ struct hub {
 	size_t n_held, cap_held;
 	char **changes; /* its SSE change notes (service names), owned */
 	size_t n_changes, cap_changes;
+	bool corked;                /* hub_cork: links queue, write later */
+	struct link **corked_links; /* those with a write waiting */
+	size_t n_corked, cap_corked;
 	struct link **links;
 	size_t n_links, cap_links;
 	size_t n_instances;                 /* links past hello */
@@ -326,6 +330,15 @@ bool link_auth_lapsed(struct hub *h, struct link *l, int64_t now_s,
 /* link.c */
 extern const struct lws_protocols link_protocols[];
 void link_send(struct link *l, struct event *ev);
+/* link_send.c: l's queue, written (several events in one write) until the
+ * socket pushes back; -1 when the write failed. */
+int link_flush(struct link *l);
+size_t link_queued(const struct link *l);
+void link_queue_clear(struct link *l);
+/* Between these, links queue what they are sent; uncork writes each
+ * one's share at once (a group commit's events: one write per link). */
+void hub_cork(struct hub *h);
+void hub_uncork(struct hub *h);
 void link_close(struct link *l, int code, const char *reason);
 void link_kill(struct link *l, const char *why);
 void link_ping(struct link *l);

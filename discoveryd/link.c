@@ -55,20 +55,6 @@ static void links_remove(struct hub *h, struct link *l)
 	last->index = l->index;
 }
 
-/* ---- sending ------------------------------------------------------------ */
-
-static int write_event(struct link *l, struct event *ev)
-{
-	int n = lws_write(l->wsi, ev->frame + LWS_PRE, ev->len, LWS_WRITE_TEXT);
-
-	/* From the trigger to the kernel's socket buffer, per link. */
-	if (ev->kind <= EVENT_COMMAND)
-		histogram_observe(&l->hub->stats.delivery,
-				  (double)(clock_mono_us() - ev->created_us) /
-					  1e6);
-	return n;
-}
-
 /* What a close means, from its code and (our own, fixed) reason text. */
 static enum close_kind classify(int code, const char *reason)
 {
@@ -108,102 +94,6 @@ static void set_close_kind(struct link *l, enum close_kind kind)
 	}
 }
 
-/*
- * The events waiting for a link's socket: a ring of references, oldest
- * first. Allocated when the first event has to wait, so an idle link holds
- * none; kept once the link has needed it.
- */
-struct link_queue {
-	size_t head, count, cap;
-	size_t bytes; /* capped by send_queue */
-	struct event *ring[];
-};
-
-static size_t queue_count(const struct link *l)
-{
-	return l->queue ? l->queue->count : 0;
-}
-
-static size_t queue_bytes(const struct link *l)
-{
-	return l->queue ? l->queue->bytes : 0;
-}
-
-static int queue_push(struct link *l, struct event *ev)
-{
-	struct link_queue *q = l->queue;
-
-	if (!q || q->count == q->cap) {
-		size_t cap = q ? q->cap * 2 : 8;
-		struct link_queue *grown =
-			malloc(sizeof(*grown) + cap * sizeof(grown->ring[0]));
-
-		if (!grown)
-			return -1;
-		grown->head = 0;
-		grown->count = q ? q->count : 0;
-		grown->cap = cap;
-		grown->bytes = q ? q->bytes : 0;
-		for (size_t i = 0; i < grown->count; i++)
-			grown->ring[i] = q->ring[(q->head + i) % q->cap];
-		free(q);
-		l->queue = q = grown;
-	}
-	q->ring[(q->head + q->count) % q->cap] = event_ref(ev);
-	q->count++;
-	q->bytes += ev->len;
-	return 0;
-}
-
-static struct event *queue_pop(struct link *l)
-{
-	struct link_queue *q = l->queue;
-	struct event *ev;
-
-	if (!q || !q->count)
-		return NULL;
-	ev = q->ring[q->head];
-	q->head = (q->head + 1) % q->cap;
-	q->count--;
-	q->bytes -= ev->len;
-	return ev;
-}
-
-static void queue_clear(struct link *l)
-{
-	struct event *ev;
-
-	while ((ev = queue_pop(l)))
-		event_unref(ev);
-	free(l->queue);
-	l->queue = NULL;
-}
-
-/*
- * Deliver ev: straight onto the socket when nothing is waiting before it (one
- * write, no poll round trip), else behind the queue. lws keeps whatever the
- * kernel did not take of a direct write and sends it first, so order holds.
- */
-void link_send(struct link *l, struct event *ev)
-{
-	if (l->state == LINK_CLOSING)
-		return;
-	if (queue_count(l) == 0 && !lws_partial_buffered(l->wsi)) {
-		if (write_event(l, ev) < 0)
-			link_kill(l, "write failed");
-		return;
-	}
-	if (queue_bytes(l) + ev->len > l->hub->send_queue) {
-		link_close(l, 1013, "send queue full");
-		return;
-	}
-	if (queue_push(l, ev) != 0) {
-		link_close(l, 1011, "out of memory");
-		return;
-	}
-	lws_callback_on_writable(l->wsi);
-}
-
 /* Close with a code and reason, sent when the socket is next writable. */
 void link_close(struct link *l, int code, const char *reason)
 {
@@ -219,7 +109,7 @@ void link_close(struct link *l, int code, const char *reason)
 	l->close_code = code;
 	/* Out of memory: the close goes out with its code alone. */
 	l->close_reason = strndup(reason, CLOSE_REASON_MAX);
-	queue_clear(l);
+	link_queue_clear(l);
 	lws_callback_on_writable(l->wsi);
 	/* A peer that never reads would hold the close forever. */
 	lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
@@ -236,7 +126,7 @@ void link_kill(struct link *l, const char *why)
 				  CLOSE_HEARTBEAT :
 				  CLOSE_WRITE_FAILED);
 	unlink_instance(l);
-	queue_clear(l);
+	link_queue_clear(l);
 	lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
@@ -257,7 +147,7 @@ static int write_ping(struct link *l)
 void link_ping(struct link *l)
 {
 	l->last_ping_ms = clock_mono_ms();
-	if (queue_count(l) == 0 && !lws_partial_buffered(l->wsi)) {
+	if (!link_queued(l) && !lws_partial_buffered(l->wsi)) {
 		if (write_ping(l) < 0)
 			link_kill(l, "write failed");
 		return;
@@ -268,8 +158,6 @@ void link_ping(struct link *l)
 
 static int on_writable(struct link *l)
 {
-	struct event *ev;
-
 	if (l->close_code) {
 		const char *reason = l->close_reason ? l->close_reason : "";
 
@@ -282,17 +170,7 @@ static int on_writable(struct link *l)
 		if (write_ping(l) < 0)
 			return -1;
 	}
-	/* Write until the kernel pushes back; lws holds any remainder. */
-	while (!lws_partial_buffered(l->wsi) && (ev = queue_pop(l))) {
-		int n = write_event(l, ev);
-
-		event_unref(ev);
-		if (n < 0)
-			return -1;
-	}
-	if (queue_count(l))
-		lws_callback_on_writable(l->wsi);
-	return 0;
+	return link_flush(l);
 }
 
 /* ---- the instance ------------------------------------------------------- */
@@ -859,7 +737,7 @@ static void on_closed(struct link *l)
 		log_info("unlinked", "peer=%s service=%s instance=%s", l->peer,
 			 l->svc ? l->svc->name : "-", instance_or_dash(l));
 	unlink_instance(l);
-	queue_clear(l);
+	link_queue_clear(l);
 	drop_parked(l);
 	l->hub->stats.closed[l->close_kind_set ? l->close_kind : CLOSE_GONE]++;
 	links_remove(l->hub, l);
