@@ -7,36 +7,11 @@ import subprocess
 import time
 
 from harness import BIN, Discoveryd, write
+from test_webhook_receivers import Silent
+from test_webhooks import hooks, post_events, wait_hook
 from webhook_recv import Receiver, new_secret, webhooks_yaml, write_secret
 
 CTL = os.path.join(BIN, "discoveryctl")
-
-
-def post_events(d, n, service="web"):
-    seqs = []
-    for i in range(n):
-        st, body = d.call("POST", "/api/discovery/invalidate",
-                          {"keys": ["k%d" % i], "service": service})
-        assert st == 202, body
-        seqs.append(body["seq"])
-    return seqs
-
-
-def hooks(d, headers=None):
-    st, body = d.call("GET", "/api/discovery/webhooks", headers=headers)
-    assert st == 200, body
-    return {h["name"]: h for h in body["webhooks"]}
-
-
-def wait_hook(d, name, cond, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        h = hooks(d).get(name)
-        if h is not None and cond(h):
-            return h
-        if time.monotonic() > deadline:
-            raise AssertionError("webhook %s: no %s: %r" % (name, what, h))
-        time.sleep(0.05)
 
 
 def secret_file(tmp_path):
@@ -112,7 +87,10 @@ def test_reader_does_not_see_credentials_in_the_url(tmp_path):
     d = Discoveryd(tmp_path, extra="auth:\n  secret_file: %s\n" % auth +
                    webhooks_yaml(a={"url": url, "secret_file": path}))
     try:
-        h = hooks(d, headers=issue(auth, "reader"))["a"]
+        st, body = d.call("GET", "/api/discovery/webhooks",
+                          headers=issue(auth, "reader"))
+        assert st == 200, body
+        h = {w["name"]: w for w in body["webhooks"]}["a"]
         assert "s3cr3tPassw0rd" not in repr(h), h
     finally:
         assert d.stop() == 0, d.text()
@@ -153,34 +131,6 @@ def test_delete_in_cluster_mode_is_refused(tmp_path, redis):
             if n.p.poll() is None:
                 assert n.stop() == 0, n.text()
         rx.close()
-
-
-class Silent:
-    """A receiver that accepts connections and never answers."""
-
-    def __init__(self):
-        import socket
-        import threading
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.conns = []
-        self.url = "http://127.0.0.1:%d/hook" % self.sock.getsockname()[1]
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 def start_test_call(d, name):
@@ -229,7 +179,11 @@ def test_sigterm_with_a_test_in_flight_exits_promptly(tmp_path):
         a={"url": silent.url, "secret_file": path, "timeout": "120s"}))
     try:
         t, out = start_test_call(d, "a")
-        time.sleep(1)
+        # The test notice is on the wire: the receiver has its connection.
+        deadline = time.monotonic() + 30
+        while not silent.conns:
+            assert time.monotonic() < deadline, "no test connection"
+            time.sleep(0.05)
     finally:
         rc = d.stop(timeout=20)  # far less than the endpoint's timeout
         silent.close()
