@@ -193,6 +193,8 @@ static int sync_state(struct cluster *c, redisContext *ctx,
 	pos->ts = b->n && b->entries[b->n - 1].seq == b->seq ?
 			  b->entries[b->n - 1].wall_ms :
 			  0;
+	/* Up before it is said: a write sent on seeing the line is taken. */
+	atomic_store(&c->up, true);
 	log_info("cluster synced", "epoch=%s seq=%llu history=%zu services=%zu",
 		 b->epoch, (unsigned long long)b->seq, b->n, b->n_ready);
 	rc = 0;

@@ -434,17 +434,34 @@ static void settle(struct webhook *w, struct wh_slot *s, CURLcode rc,
  * cursor the last holder saved; losing it drops the window (what was in
  * flight goes again from the new holder: at-least-once).
  */
+/* Stop delivering ep: another node holds its lease, or may soon. */
+static void stand_by(struct webhook *w, struct wh_endpoint *ep, const char *why)
+{
+	wh_window_clear(w, ep);
+	ep->standby = true;
+	log_info("webhook standby", "webhook=%s note=\"%s\"", ep->name, why);
+}
+
 static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 		  int64_t *wait_ms)
 {
 	const struct webhook_backend *b = w->backend;
+	int64_t sent, sure_ms;
 	int held, found;
 
 	if (!b)
 		return true;
+	/* A holder that cannot renew stops while its lease still runs (it
+	 * was set for node_ttl, 3 renewals, after held_ms): by the time
+	 * another node can take it, nothing of this one's is on the wire. */
+	sure_ms = ep->held_ms + 2 * b->renew_ms;
+	if (!ep->standby && now >= sure_ms)
+		stand_by(w, ep, "its lease could not be renewed");
 	if (now < ep->lease_ms) {
 		if (ep->lease_ms - now < *wait_ms)
 			*wait_ms = ep->lease_ms - now;
+		if (!ep->standby && sure_ms - now < *wait_ms)
+			*wait_ms = sure_ms - now;
 		return !ep->standby;
 	}
 	/* Until the stream is read there is no position to start from:
@@ -452,14 +469,17 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 	ep->lease_ms = now + (w->epoch[0] ? b->renew_ms : 100);
 	if (ep->lease_ms - now < *wait_ms)
 		*wait_ms = ep->lease_ms - now;
+	sent = clock_mono_ms();
 	held = w->epoch[0] ? b->lease(b->arg, ep->name) : 0;
+	if (held >= 1)
+		ep->held_ms = sent;
+	else if (!ep->standby && clock_mono_ms() >= sure_ms)
+		stand_by(w, ep, "its lease could not be renewed");
 	/* Taken anew while this node thought it held it (Redis was away,
 	 * and another node may have had it since): start again from the
 	 * cursor in Redis, never from this node's older one. */
-	if (held == 2 && !ep->standby) {
-		wh_window_clear(w, ep);
-		ep->standby = true;
-	}
+	if (held == 2 && !ep->standby)
+		stand_by(w, ep, "its lease was taken anew");
 	if (held >= 1 && ep->standby) {
 		found = b->load(b->arg, ep->name, ep->cursor.epoch,
 				sizeof(ep->cursor.epoch), &ep->cursor.seq,
@@ -483,14 +503,12 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 		log_info("webhook delivering", "webhook=%s cursor=%llu",
 			 ep->name, (unsigned long long)ep->cursor.seq);
 	} else if (held == 0 && !ep->standby) {
-		wh_window_clear(w, ep);
-		ep->standby = true;
-		log_info("webhook standby",
-			 "webhook=%s note=\"another node holds its lease\"",
-			 ep->name);
+		stand_by(w, ep, "another node holds its lease");
 	}
-	/* -1 (Redis away): a holder goes on; saves fail until it is back,
-	 * and its lease may pass to another node meanwhile. */
+	/* -1 (Redis away): a holder goes on until sure_ms; saves fail
+	 * until Redis is back. */
+	if (!ep->standby && ep->held_ms + 2 * b->renew_ms - now < *wait_ms)
+		*wait_ms = ep->held_ms + 2 * b->renew_ms - now;
 	return !ep->standby;
 }
 

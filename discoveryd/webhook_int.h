@@ -111,6 +111,8 @@ struct wh_endpoint {
 	bool disabled, removed;
 	bool standby;        /* backend: another node holds the lease */
 	int64_t lease_ms;    /* backend: when to call lease again */
+	int64_t held_ms;     /* backend: when the lease last said ours was
+				sent; it is sure ours until 2 renewals on */
 	struct wh_view view; /* the thread's copy; published under mu */
 	struct wh_slot test; /* POST .../test: one at a time, off the window */
 	struct wh_cmd *test_cmd; /* waiting for it; NULL: none runs */

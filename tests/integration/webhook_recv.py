@@ -107,7 +107,7 @@ class Receiver:
             self._reply(h, 401)
             return
         rec = {"id": headers["webhook-id"], "body": json.loads(body),
-               "headers": headers, "t": time.monotonic()}
+               "headers": headers, "path": h.path, "t": time.monotonic()}
         with self.cv:
             self.n += 1
             n_attempt = self.n
