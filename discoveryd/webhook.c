@@ -215,18 +215,16 @@ static void rewind_to_cursor(struct webhook *w, struct wh_endpoint *ep)
 	ep->scanned = ep->cursor.seq;
 }
 
-/* Record ep's cursor where it lives: its file, or the backend's. */
-static int store_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq)
+/* Record ep's cursor where it lives: its file, or the backend's. The
+ * backend's goes back in its epoch only when back (a replay). */
+static int store_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
+			bool back)
 {
 	const struct webhook_backend *b = w->backend;
 
 	if (!b)
 		return webhook_cursor_save(&ep->cursor, ep->epoch, seq);
-	/* Back only as a replay takes it (from this node's own cursor): a
-	 * holder that was cut off may be behind the cluster's. */
-	if (b->save(b->arg, ep->name, ep->epoch, seq,
-		    ep->cursor.found && seq < ep->cursor.seq &&
-			    strcmp(ep->cursor.epoch, ep->epoch) == 0) != 0)
+	if (b->save(b->arg, ep->name, ep->epoch, seq, back) != 0)
 		return -1;
 	snprintf(ep->cursor.epoch, sizeof(ep->cursor.epoch), "%s", ep->epoch);
 	ep->cursor.seq = seq;
@@ -234,16 +232,28 @@ static int store_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq)
 	return 0;
 }
 
-void wh_save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
-		    int64_t now)
+static void save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
+			int64_t now, bool back)
 {
 	ep->saved_ms = now;
-	if (store_cursor(w, ep, seq) != 0) {
+	if (store_cursor(w, ep, seq, back) != 0) {
 		ep->view.cursor_failures++;
 		log_error("webhook cursor not saved",
 			  "webhook=%s seq=%llu errno=%d", ep->name,
 			  (unsigned long long)seq, errno);
 	}
+}
+
+void wh_save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
+		    int64_t now)
+{
+	save_cursor(w, ep, seq, now, false);
+}
+
+void wh_rewind_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
+		      int64_t now)
+{
+	save_cursor(w, ep, seq, now, true);
 }
 
 /* Record ep's disabled state (why; "" = enabled): it outlives a restart,
@@ -308,6 +318,12 @@ static bool in_step(const struct webhook *w, const struct wh_endpoint *ep)
 static void fill(struct webhook *w, struct wh_endpoint *ep, int64_t now)
 {
 	if (!w->epoch[0])
+		return;
+	/* Cluster mode: the cursor another node left is ahead of this
+	 * node's copy of the stream (taken over while catching up). The
+	 * stream has those events: wait for it, not a reset. */
+	if (w->backend && strcmp(ep->epoch, w->epoch) == 0 &&
+	    ep->scanned > w->latest)
 		return;
 	if (!in_step(w, ep)) {
 		struct wh_event *e;
@@ -556,7 +572,9 @@ void wh_publish(struct webhook *w)
 					w->latest - settled(ep) :
 					0;
 		if (ep->disabled && strcmp(ep->cursor.epoch, w->epoch) == 0)
-			v->lag_events = w->latest - ep->cursor.seq;
+			v->lag_events = w->latest > ep->cursor.seq ?
+						w->latest - ep->cursor.seq :
+						0;
 		v->lag_ms = ep->n_window ? wall - slot_at(ep, 0)->ev->wall_ms :
 					   0;
 		if (v->lag_ms < 0)

@@ -160,7 +160,7 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		wh_window_clear(w, ep);
 		snprintf(ep->epoch, sizeof(ep->epoch), "%s", w->epoch);
 		ep->scanned = c->from - 1;
-		wh_save_cursor(w, ep, ep->scanned, now);
+		wh_rewind_cursor(w, ep, ep->scanned, now);
 		log_info("webhook replay", "webhook=%s from=%llu", ep->name,
 			 (unsigned long long)c->from);
 		snprintf(c->msg, c->msglen, "replaying from %llu",

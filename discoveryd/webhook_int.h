@@ -170,6 +170,9 @@ uint64_t wh_ring_oldest(const struct webhook *w); /* latest + 1: none */
 void wh_window_clear(struct webhook *w, struct wh_endpoint *ep);
 void wh_save_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
 		    int64_t now);
+/* A replay's: the cursor may go back in its epoch. */
+void wh_rewind_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
+		      int64_t now);
 void wh_store_disabled(struct webhook *w, struct wh_endpoint *ep,
 		       const char *why); /* "" = enabled */
 void wh_publish(struct webhook *w);      /* the views, under mu */

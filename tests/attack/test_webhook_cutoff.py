@@ -5,6 +5,7 @@ flight, or sends once it is back, the cursor in Redis never goes back and
 the receiver acknowledges every event, in order."""
 
 import os
+import signal
 import threading
 import time
 
@@ -151,3 +152,72 @@ def test_a_stalled_holder_never_moves_the_cursor_back(tmp_path, redis):
     def stall(r):
         r.go.clear()
     cut_off_holder(tmp_path, redis, Stall, stall)
+
+
+class ReaderStall(Stall):
+    """A Stall that can go on holding the stream reader's connection (the
+    one that reads the stream, XREAD and XREVRANGE) once the rest is let
+    go: the node's copy of the stream stays behind Redis."""
+
+    def __init__(self, port):
+        super().__init__(port)
+        self.reader_go = threading.Event()
+        self.reader_go.set()
+
+    def relay(self, data, up, state):
+        if up and (b"XREAD" in data or b"XREVRANGE" in data):
+            state["reader"] = True
+        (self.reader_go if state.get("reader") else self.go).wait()
+        return data
+
+
+def test_a_holder_behind_the_stream_waits_for_the_cursor(tmp_path, redis):
+    """n1 takes the endpoint back while its copy of the stream is behind
+    the cursor n2 left in Redis: it waits for the stream to reach the
+    cursor (no reset notice, the cursor stays), then goes on."""
+    secret = new_secret()
+    path = write_secret(os.path.join(str(tmp_path), "whsec"), secret)
+    rx = Receiver([secret])
+    extra = webhooks_yaml(a={"url": rx.url, "secret_file": path})
+    relay = ReaderStall(redis.port)
+    n1 = node(tmp_path, "n1", relay.url, extra=extra)
+    nodes = [n1]
+    watch = CursorWatch(redis)
+    try:
+        wait(lambda: delivering(n1), "n1 delivering")
+        n2 = node(tmp_path, "n2", "redis://127.0.0.1:%d" % redis.port,
+                  extra=extra)
+        nodes.append(n2)
+        first = post(n2, 8)
+        rx.wait(lambda r: set(first) <= set(r.acked_seqs()), what="8")
+        relay.go.clear()
+        relay.reader_go.clear()
+        wait(lambda: delivering(n2), "n2 taking over")
+        second = post(n2, 8, 8)
+        rx.wait(lambda r: set(second) <= set(r.acked_seqs()), what="16")
+        relay.go.set()                 # all but n1's stream reader
+        n2.kill(signal.SIGKILL)
+        n2.p.wait()
+        wait(lambda: delivering(n1), "n1 taking the endpoint back")
+        time.sleep(1)
+        relay.reader_go.set()
+        third = post(n1, 4, 16)
+        rx.wait(lambda r: set(third) <= set(r.acked_seqs()), what="20")
+        time.sleep(0.5)
+        seen = watch.seqs()
+        assert seen == sorted(seen), "the cursor went back: %r" % seen
+        assert [i for i in rx.acked if i.endswith("-reset")] == []
+        once = []
+        for s in rx.acked_seqs():
+            if s not in once:
+                once.append(s)
+        assert once == first + second + third, rx.acked_seqs()
+    finally:
+        watch.stop.set()
+        relay.go.set()
+        relay.reader_go.set()
+        for n in nodes:
+            if n.p.poll() is None:
+                assert n.stop() == 0, n.text()
+        relay.close()
+        rx.close()
