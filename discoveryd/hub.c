@@ -307,6 +307,10 @@ static void lws_log_line(int level, const char *line)
  * Descriptors: the agent listener may hold at most max_agents links plus
  * a margin for links being refused, and never more than the process limit
  * leaves after the HTTP side (max_http) and the rest of the process.
+ * Admission enforces it (REFUSED_FULL), not lws: given a limit below the
+ * process's, lws 4.1 finds each ready descriptor's connection by walking
+ * its whole table (wsi_from_fd), which made every pass over N links cost
+ * N^2/2 compares.
  */
 static unsigned fd_budget(const struct dconf *conf)
 {
@@ -333,6 +337,7 @@ void hub_apply_settings(struct hub *h, const struct dconf *conf)
 	h->hello_timeout_ms = conf->hello_timeout_ms;
 	h->max_agents = (size_t)conf->max_agents;
 	h->max_agents_per_ip = (size_t)conf->max_agents_per_ip;
+	h->max_conns = fd_budget(conf);
 	h->max_message = (size_t)conf->max_message;
 	h->send_queue = (size_t)conf->send_queue;
 	h->accept_rate = (double)conf->accept_rate;
@@ -397,7 +402,8 @@ struct hub *hub_new(const struct dconf *conf, struct auth *auth, char *err,
 	info.port = conf->listen_agents.port;
 	info.protocols = link_protocols;
 	info.user = h;
-	info.fd_limit_per_thread = fd_budget(conf);
+	/* 0: tables for the process's limit, indexed by descriptor. */
+	info.fd_limit_per_thread = 0;
 	info.count_threads = 1;
 	info.timeout_secs = 10;
 	info.pt_serv_buf_size = 16 * 1024;

@@ -72,6 +72,7 @@ enum admit_refusal {
 	REFUSED_RATE_PER_IP, /* limits.accept_share_per_ip */
 	REFUSED_PER_IP,      /* limits.max_agents_per_ip */
 	REFUSED_HANDSHAKE,   /* no upgrade within hello_timeout */
+	REFUSED_FULL,        /* the listener's descriptors (max_conns) */
 	REFUSED_KINDS
 };
 
@@ -157,6 +158,8 @@ struct hub {
 	int64_t hello_timeout_ms;
 	size_t max_agents;
 	size_t max_agents_per_ip; /* 0 = no limit */
+	size_t max_conns; /* listener connections open at once (fd_budget) */
+	size_t n_conns;   /* open now: handshaking or links (peers.c) */
 	size_t max_message;
 	size_t send_queue;
 	double accept_rate; /* tokens per second; 0 = no limit */

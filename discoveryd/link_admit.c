@@ -46,6 +46,7 @@ static const char *const refusal_names[REFUSED_KINDS] = {
 	[REFUSED_RATE_PER_IP] = "accept_share_per_ip",
 	[REFUSED_PER_IP] = "max_agents_per_ip",
 	[REFUSED_HANDSHAKE] = "handshake_timeout",
+	[REFUSED_FULL] = "listener_full",
 };
 
 const char *link_admit_refusal_name(enum admit_refusal why)
@@ -154,10 +155,13 @@ int link_admit_filter(struct hub *h,
 		log_error("admission", "error=\"out of memory\" peer=%s", addr);
 		return 1;
 	}
-	if (!peers_admit(h, p, h->accept_rate * share,
-			 h->accept_burst * share < 1 ? 1 :
-						       h->accept_burst * share,
-			 now))
+	if (h->n_conns >= h->max_conns)
+		why = REFUSED_FULL;
+	else if (!peers_admit(h, p, h->accept_rate * share,
+			      h->accept_burst * share < 1 ?
+				      1 :
+				      h->accept_burst * share,
+			      now))
 		why = REFUSED_RATE_PER_IP;
 	else if (h->max_agents_per_ip && peers_conns(p) >= h->max_agents_per_ip)
 		why = REFUSED_PER_IP;

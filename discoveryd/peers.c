@@ -84,12 +84,14 @@ struct peer *peers_get(struct hub *h, const char *addr)
 
 void peers_hold(struct hub *h, struct peer *p)
 {
+	h->n_conns++;
 	if (p->conns++ == 0)
 		idle_unlink(h, p);
 }
 
 void peers_put(struct hub *h, struct peer *p)
 {
+	h->n_conns--;
 	if (--p->conns == 0)
 		idle_append(h, p);
 }

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Kept equal to discoveryd's by hand: this server must not link the
  * daemon's code, and a change there is a change here. */
@@ -47,7 +48,7 @@ struct session {
 static unsigned long long seq;
 static unsigned char event[LWS_PRE + EVENT_MAX];
 static size_t event_len;
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, evlib;
 static const lws_retry_bo_t no_idle_check;
 
 static void broadcast(struct lws *wsi)
@@ -124,7 +125,26 @@ static const struct lws_protocols protocols[] = {
 static void on_signal(int sig)
 {
 	(void)sig;
+	if (evlib) /* its loop never returns to look at stopping */
+		_exit(0);
 	stopping = 1;
+}
+
+/* LWS_MINIMAL_EVLIB=ev or uv: lws's libev or libuv loop (its plugins,
+ * libwebsockets-evlib-ev/-uv) instead of poll(), to measure them. */
+static void evlib_option(struct lws_context_creation_info *info)
+{
+	const char *e = getenv("LWS_MINIMAL_EVLIB");
+
+	if (!e || !*e)
+		return;
+	evlib = 1;
+	if (strcmp(e, "ev") == 0)
+		info->options |= LWS_SERVER_OPTION_LIBEV;
+	else if (strcmp(e, "uv") == 0)
+		info->options |= LWS_SERVER_OPTION_LIBUV;
+	else
+		evlib = 0;
 }
 
 int main(int argc, char **argv)
@@ -157,6 +177,7 @@ int main(int argc, char **argv)
 	info.timeout_secs = TIMEOUT_SECS;
 	info.pt_serv_buf_size = SERV_BUF_SIZE;
 	info.retry_and_idle_policy = &no_idle_check;
+	evlib_option(&info);
 	ctx = lws_create_context(&info);
 	if (!ctx) {
 		fprintf(stderr, "lws_minimal: cannot listen on %s:%d\n", host,

@@ -63,8 +63,9 @@ def test_sighup_reload(tmp_path):
 
 
 def test_out_of_descriptors(tmp_path):
-    """Under a file limit of 256, excess agent links are refused, the HTTP
-    API keeps answering, and the log does not flood."""
+    """Under a file limit of 256, excess agent links are refused (503 at
+    the accept), the HTTP API keeps answering, and the log does not
+    flood."""
     cfg = write(os.path.join(str(tmp_path), "d.yaml"),
                 "listen: { http: 127.0.0.1:0, agents: 127.0.0.1:0 }\n"
                 "state_dir: %s\nlimits: { max_http: 32 }\n"
@@ -85,12 +86,25 @@ def test_out_of_descriptors(tmp_path):
                 socks.append(s)
             except OSError:
                 break
-        # Every connect above got through to the backlog; lws took only
-        # what its budget allows (256 - max_http - 64), the rest wait.
+        # The listener holds what its budget allows (256 - max_http - 64
+        # connections); the rest are refused at once, with 503.
         assert len(os.listdir("/proc/%d/fd" % d.p.pid)) <= 256
+        assert len(socks) == 400
+        refused = 0
+        for s in socks[200:]:
+            s.settimeout(WAIT)
+            try:
+                refused += s.recv(64).startswith(b"HTTP/1.1 503")
+            except OSError:
+                pass
+        assert refused == 200
         r = subprocess.run(["curl", "-s", "-m", "5", "http://%s/healthz"
                             % http.group(1)], capture_output=True, text=True)
         assert r.stdout == '{"status":"ok"}'
+        r = subprocess.run(["curl", "-s", "-m", "5", "http://%s/metrics"
+                            % http.group(1)], capture_output=True, text=True)
+        assert 'discovery_accepts_refused_total{reason="listener_full"}' \
+            in r.stdout
         assert len(d.lines) < 50, "log flood"
         for s in socks:
             s.close()
