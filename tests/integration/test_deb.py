@@ -26,8 +26,9 @@ finalizer). The test runs only where it may: as root, with none of the
 packages installed, no /etc/discovery and no libagent in /usr/local (a
 `make install` there would shadow the packages' library and header).
 
-Also: `make deb` (and deb-lint) with a tool missing from PATH fails before
-building anything, naming the Debian package to install.
+Also: `make deb` (and deb-lint) with a tool missing from PATH, or a build
+dependency missing from dpkg's database (a copy with debhelper, say, taken
+out), fails before building anything, naming the Debian package to install.
 """
 
 import glob
@@ -403,6 +404,44 @@ def test_missing_tool_names_its_package(target, tool, pkg, tmp_path):
         # It stopped before anything: build/deb was not cleared.
         assert os.path.exists(stamp), p.stdout
         assert "dpkg-buildpackage -b" not in p.stdout
+    finally:
+        if os.path.exists(stamp):
+            os.unlink(stamp)
+
+
+def dpkg_db_without(tmp, packages):
+    """A copy of dpkg's database (its status file) with packages taken out:
+    to dpkg-checkbuilddeps, a machine without them."""
+    admindir = os.path.join(tmp, "dpkg")
+    os.mkdir(admindir)
+    with open("/var/lib/dpkg/status") as f:
+        stanzas = f.read().split("\n\n")
+    kept = [st for st in stanzas
+            if not any(st.startswith("Package: %s\n" % p) for p in packages)]
+    assert len(kept) == len(stanzas) - len(packages)
+    write(os.path.join(admindir, "status"), "\n\n".join(kept))
+    return admindir
+
+
+@pytest.mark.parametrize("gone,named", [
+    (["debhelper"], "debhelper"),
+    (["libwebsockets-dev", "libcmocka-dev"], "libwebsockets-dev libcmocka-dev"),
+])
+def test_missing_build_dependency_names_its_package(gone, named, tmp_path):
+    admindir = dpkg_db_without(str(tmp_path), gone)
+    stamp = os.path.join(DEB_DIR, ".untouched-%d" % os.getpid())
+    os.makedirs(DEB_DIR, exist_ok=True)
+    write(stamp, "")
+    try:
+        p = run(["make", "--no-print-directory", "-C", ROOT, "deb",
+                 "DEB_ADMINDIR=" + admindir], env=make_env(), check=False,
+                timeout=120)
+        assert p.returncode != 0, p.stdout
+        assert "dpkg-checkbuilddeps: error: Unmet build dependencies: " in \
+            p.stdout, p.stdout
+        assert "make deb: install them as root:  apt-get install %s " % \
+            named in p.stdout, p.stdout
+        assert os.path.exists(stamp), p.stdout
     finally:
         if os.path.exists(stamp):
             os.unlink(stamp)
