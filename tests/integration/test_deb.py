@@ -492,7 +492,8 @@ def test_units_start_the_installed_programs(installed):
         assert re.search(r"^StateDirectory=discoveryd$", f.read(), re.M)
     p = run(["systemd-analyze", "verify"] +
             ["/" + UNITS + u for u in ("discoveryd.service",
-                                       "discovery-agent.service")],
+                                       "discovery-agent.service",
+                                       "discovery-gate@.service")],
             check=False, timeout=60)
     assert p.returncode == 0, p.stdout
     assert not [l for l in p.stdout.splitlines() if "discovery" in l], \
