@@ -17,7 +17,8 @@ on its own) into build/deb, then:
   not run; tests/install/example.c builds against libagent-dev with
   `pkg-config --cflags --libs libagent` (shared and static) and runs, with
   the installed discovery-agent, against the installed discoveryd;
-- `dpkg -r` keeps the conffiles; `dpkg --purge` removes them,
+- a reinstall and `dpkg -r` keep the conffiles (an edit too);
+  `dpkg --purge` removes them,
   /etc/discovery and the units' enablement, and leaves no file dpkg -L
   listed.
 
@@ -605,6 +606,17 @@ def test_example_builds_against_libagent_dev(installed, tmp_path):
 
 # ---- removed and purged ------------------------------------------------------
 
+def test_reinstall_keeps_an_edited_conffile(installed, debs):
+    conf = "/etc/discovery/discoveryd.yaml"
+    with open(conf, "a") as f:
+        f.write("# a local edit\n")
+    dpkg("-i", debs["discoveryd"])
+    with open(conf) as f:
+        assert f.read().endswith("\n# a local edit\n")
+    p = run(["/usr/sbin/discoveryd", "-t", "-c", conf], timeout=WAIT)
+    assert "configuration OK" in p.stdout
+
+
 def test_remove_then_purge_leaves_nothing(installed):
     if SYSTEMD_RUNS:
         # The journal lives where systemd put it (StateDirectory, under
@@ -612,6 +624,8 @@ def test_remove_then_purge_leaves_nothing(installed):
         # (docs/deployment.md).
         run(["systemctl", "stop", "discoveryd.service"])
         run(["systemctl", "clean", "--what=state", "discoveryd.service"])
+    with open("/etc/discovery/discoveryd.yaml") as f:
+        conf = f.read()
     dpkg("--remove", *PACKAGES)
     for pkg in PACKAGES:
         confs = [f for f in FILES[pkg] if f.startswith("etc/")]
@@ -621,6 +635,8 @@ def test_remove_then_purge_leaves_nothing(installed):
             assert not known(pkg), status(pkg)
         for rel in FILES[pkg]:
             assert os.path.lexists("/" + rel) == rel.startswith("etc/"), rel
+    with open("/etc/discovery/discoveryd.yaml") as f:
+        assert f.read() == conf
     dpkg("--purge", *PACKAGES)
     for pkg in PACKAGES:
         assert not known(pkg), status(pkg)
