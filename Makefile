@@ -90,7 +90,7 @@ ALL_OBJ := $(call obj,$(COMMON_SRC) $(DAEMON_SRC) discoveryd/main.c \
              $(TEST_SUPPORT_SRC))
 
 .PHONY: all run test unit integration integration-valgrind attack deps clean \
-        bench fuzz install uninstall format format-check
+        bench fuzz install uninstall format format-check deb deb-lint
 .SECONDARY:
 all: $(PROGRAMS) $(AGENT_SO) $(AGENT_A)
 
@@ -150,18 +150,21 @@ $(BUILD)/bin/discoveryctl: $(call obj,$(CTL_SRC)) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS_CURL) $(LIBS_COMMON)
 
 # The sidecar uses libagent's public API only (linked against the shared
-# library) and libcommon for its own config keys and logging.
+# library) and libcommon for its own config keys and logging. AGENT_RPATH
+# finds build/lib (and PREFIX/lib once installed); the Debian packages
+# (debian/rules) set it empty: there libagent1 is on the system's path.
+AGENT_RPATH ?= -Wl,-rpath,'$$ORIGIN/../lib'
 $(BUILD)/bin/discovery-agent: $(call obj,$(SIDECAR_SRC)) $(AGENT_SO) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $(call obj,$(SIDECAR_SRC)) -L$(BUILD)/lib -lagent \
-	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
+	  $(AGENT_RPATH) $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_MHD) $(LIBS_SYSTEMD) $(LIBS_COMMON)
 
 # The gate, like the sidecar, uses libagent's public API only.
 $(BUILD)/bin/discovery-gate: $(call obj,$(GATE_SRC)) $(AGENT_SO) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $(call obj,$(GATE_SRC)) -L$(BUILD)/lib -lagent \
-	  -Wl,-rpath,'$$ORIGIN/../lib' $(COMMON_LIB) \
+	  $(AGENT_RPATH) $(COMMON_LIB) \
 	  $(ALL_LDFLAGS) $(LIBS_HTTP_PARSER) $(LIBS_COMMON)
 
 # Unit tests link libcommon. The daemon's module tests (test_registry,
@@ -196,7 +199,7 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             python3-websockets python3-prometheus-client curl openssl \
             nginx-light chromium wrk man-db systemd libhiredis-dev \
             redis-server redis-sentinel libhttp-parser-dev libldns-dev \
-            bind9-dnsutils haproxy jq
+            bind9-dnsutils haproxy jq dpkg-dev debhelper lintian
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
@@ -419,6 +422,46 @@ uninstall:
 	@echo "kept the configs in $(DESTDIR)$(SYSCONFDIR)/discovery"
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 	  echo ldconfig; ldconfig; fi
+
+# ---- Debian packages ---------------------------------------------------
+
+#   make deb        build/deb/*.deb (docs/deployment.md, "Debian packages")
+#   make deb-lint   lintian on them: fails on any error or warning
+#
+# dpkg-buildpackage -b from debian/ (debhelper 13; debian/rules builds and
+# installs with this Makefile, Debian's flags and paths): discoveryd,
+# discovery-agent, discovery-gate, libagent1, libagent-dev, and their
+# -dbgsym. It builds in a copy of the tree (build/deb/src, removed after),
+# so that its results land in build/deb/ rather than in the tree's parent,
+# and it gets no variable of this make (MAKEFLAGS): a package is always
+# the plain build with Debian's flags. DEB_BUILD_OPTIONS passes through
+# (nocheck: no unit suite in the build).
+DEB_DIR  := build/deb
+DEB_JOBS ?= 2
+# TOOL:PACKAGE for tests/check-tools.sh: a missing one is named with its
+# Debian package before anything runs.
+DEB_TOOLS  := dpkg-buildpackage:dpkg-dev dpkg-checkbuilddeps:dpkg-dev \
+              dh:debhelper
+LINT_TOOLS := lintian:lintian
+# Another dpkg database for the build-dependency check (the tests' copy).
+DEB_ADMINDIR ?=
+deb:
+	@sh tests/check-tools.sh "make deb" $(DEB_TOOLS)
+	@sh tests/check-builddeps.sh "make deb" $(DEB_ADMINDIR)
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	tar -c --exclude=./build --exclude=./.git --exclude-vcs-ignores . | \
+	  tar -x -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	  dpkg-buildpackage -b -us -uc -j$(DEB_JOBS)
+	rm -rf $(DEB_DIR)/src
+	@ls $(DEB_DIR)/*.deb
+
+deb-lint:
+	@sh tests/check-tools.sh "make deb-lint" $(LINT_TOOLS)
+	@ls $(DEB_DIR)/*.changes >/dev/null 2>&1 || \
+	  { echo "make deb-lint: no $(DEB_DIR)/*.changes: make deb first" >&2; \
+	  exit 1; }
+	lintian --fail-on error,warning --info $(DEB_DIR)/*.changes
 
 clean:
 	rm -rf build

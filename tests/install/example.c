@@ -2,7 +2,8 @@
  * example: a program written only against the names man libagent fixes, built
  * by tests/integration/test_install.py against an installed tree (with
  * `pkg-config --cflags --libs libagent`, shared and static) to prove that
- * what `make install` puts there is enough to build and run a client.
+ * what `make install` puts there is enough to build and run a client, and
+ * by tests/integration/test_deb.py against the installed libagent-dev.
  *
  *   example AGENT_YAML DEPENDENCY [SECONDS]
  *

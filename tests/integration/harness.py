@@ -117,9 +117,10 @@ class Discoveryd(Proc):
 
     def __init__(self, tmp, extra="", http_port=0, agents_port=0,
                  heartbeat="  interval: 500ms\n  timeout: 1500ms\n",
-                 tls=None, dns=False):
+                 tls=None, dns=False, binary=None):
         """tls: {"cert": path, "key": path, "ca": path} for https/wss;
-        dns: listen.dns on a free port too (self.dns_port)."""
+        dns: listen.dns on a free port too (self.dns_port); binary: another
+        discoveryd than BIN's (an installed one)."""
         self.tmp = tmp
         self.tls = tls
         if tls:
@@ -134,8 +135,8 @@ class Discoveryd(Proc):
                              "  dns: 127.0.0.1:0\n" if dns else "",
                              os.path.join(str(tmp), "state"), heartbeat,
                              extra))
-        super().__init__([os.path.join(BIN, "discoveryd"), "-c", self.config],
-                         "discoveryd")
+        super().__init__([binary or os.path.join(BIN, "discoveryd"), "-c",
+                          self.config], "discoveryd")
         http = self.wait_line(r"msg=listening listener=http addr=(\S+)")
         agents = self.wait_line(r"msg=listening listener=agents addr=(\S+)")
         if dns:
@@ -174,7 +175,8 @@ class Sidecar(Proc):
     """discovery-agent with a generated config; health on a free port."""
 
     def __init__(self, tmp, daemon_url, service, instance, depends_on=(),
-                 extra="", name=None):
+                 extra="", name=None, binary=None):
+        """binary: another discovery-agent than BIN's (an installed one)."""
         name = name or "agent-" + instance
         # SIGTERM drains for `drain` (5s by default) before it closes:
         # tests stop at once unless they say otherwise.
@@ -189,8 +191,8 @@ class Sidecar(Proc):
                             "health:\n  listen: 127.0.0.1:0\n%s" %
                             (daemon_url, service, instance,
                              ", ".join(depends_on), extra))
-        super().__init__([os.path.join(BIN, "discovery-agent"), "-c",
-                          self.config], name)
+        super().__init__([binary or os.path.join(BIN, "discovery-agent"),
+                          "-c", self.config], name)
         m = self.wait_line(r"msg=listening listener=health addr=(\S+)")
         self.health = "http://" + m.group(1)
 
