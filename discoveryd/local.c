@@ -57,8 +57,9 @@ static void compact(struct local *j)
 	if (evlog_compact(&h->log, state, n, keys) != 0)
 		log_warn("compaction failed", "errno=%d", errno);
 	else
-		log_info("compacted", "events=%zu services=%zu keys=%d",
-			 h->log.count, n, cJSON_GetArraySize(keys));
+		log_info("compacted", "events=%zu services=%zu keys=%d ms=%lld",
+			 h->log.count, n, cJSON_GetArraySize(keys),
+			 (long long)(clock_mono_ms() - now));
 	cJSON_Delete(keys);
 	free(state);
 }
