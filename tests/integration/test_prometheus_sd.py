@@ -181,20 +181,24 @@ def test_reader_role(tmp_path):
 def test_cluster_lists_every_node(tmp_path, redis):
     a = node(tmp_path, "node-a", redis.url)
     b = node(tmp_path, "node-b", redis.url)
-    cars = [sidecar(tmp_path, a, "web", "web-a", "127.0.0.1:8081"),
+    # api has an instance on node-b only.
+    cars = [sidecar(tmp_path, b, "api", "api-b", "127.0.0.1:8083"),
+            sidecar(tmp_path, a, "web", "web-a", "127.0.0.1:8081"),
             sidecar(tmp_path, b, "web", "web-b", "127.0.0.1:8082")]
     try:
         for n in (a, b):
             groups = wait_until(
-                lambda: len(targets(n)) == 2 and targets(n),
+                lambda: len(targets(n)) == 3 and targets(n),
                 what="both nodes' endpoints on " + n.http_addr)
             assert [(g["labels"]["__meta_discovery_node"],
                      g["labels"]["__meta_discovery_instance"])
-                    for g in groups] == [("node-a", "web-a"),
+                    for g in groups] == [("node-b", "api-b"),
+                                         ("node-a", "web-a"),
                                          ("node-b", "web-b")]
         cars.pop().kill(signal.SIGINT)
-        wait_until(lambda: instances(targets(a)) == ["web-a"],
+        wait_until(lambda: instances(targets(a)) == ["api-b", "web-a"],
                    what="web-b gone from node-a's answer")
+        assert instances(targets(a, "?service=api")) == ["api-b"]
     finally:
         for c in cars:
             c.stop()
