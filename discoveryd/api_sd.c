@@ -63,15 +63,22 @@ static void add_name(struct sd_filter *f, const char *s, size_t len)
 	f->n++;
 }
 
-/* libmicrohttpd's walk over the query, repeated keys included. */
+/* libmicrohttpd's walk over the query, repeated keys included. The
+ * lengths are its own: a %00 would end a C string early, and "web%00x"
+ * must not pass for "web". */
 static enum MHD_Result take_arg(void *cls, enum MHD_ValueKind kind,
-				const char *key, const char *value)
+				const char *key, size_t key_size,
+				const char *value, size_t value_size)
 {
 	struct sd_filter *f = cls;
 
 	(void)kind;
 	if (f->bad)
 		return MHD_NO;
+	if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+		f->bad = "a query parameter holds a NUL byte";
+		return MHD_NO;
+	}
 	if (strcmp(key, "token") == 0) /* a read's token (api_route) */
 		return MHD_YES;
 	if (strcmp(key, "service") != 0) {
@@ -242,7 +249,7 @@ enum MHD_Result api_route_sd(struct api *a, struct MHD_Connection *c,
 		return api_send_405(c, "GET, HEAD");
 	if (!(f = calloc(1, sizeof(*f))))
 		return MHD_NO;
-	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, take_arg, f);
+	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, take_arg, f);
 	if (f->bad) {
 		enum MHD_Result ret =
 			api_send_error(c, 400, "bad_request", "%s", f->bad);

@@ -27,7 +27,8 @@ def get(d, query="", headers=None, method="GET"):
             st, ct, text = r.status, r.headers["Content-Type"], r.read()
     except urllib.error.HTTPError as e:
         st, ct, text = e.code, e.headers["Content-Type"], e.read()
-    return st, ct, json.loads(text) if text else None
+    return st, ct, json.loads(text) if text and ct == "application/json" \
+        else text or None
 
 
 def targets(d, query=""):
@@ -156,6 +157,31 @@ def test_bad_filters_are_400(daemon):
     assert (st, body["error"]) == (405, "method_not_allowed")
     # The 400s were answered, and nothing broke: an empty list still.
     assert targets(d) == []
+
+
+def test_hostile_queries(tmp_path, daemon):
+    d = daemon
+    car = sidecar(tmp_path, d, "web", "web-1", "127.0.0.1:8081")
+    try:
+        wait_until(lambda: targets(d), what="web-1")
+        # A NUL must not cut a name short into another one.
+        for query in ("?service=web%00x", "?service%00=web",
+                      "?service=%00"):
+            st, _, body = get(d, query)
+            assert (st, body["error"]) == (400, "bad_request"), query
+        # A name repeated hundreds of times is one name.
+        assert instances(targets(d, "?" + "&".join(
+            ["service=web"] * 300))) == ["web-1"]
+        # 64 names of the longest kind: the most there may be.
+        longest = ["%s%s" % (i, "x" * 60) for i in range(100, 163)]
+        assert instances(targets(d, "?service=" + ",".join(
+            longest + ["web"]))) == ["web-1"]
+        # A URL past the header limit is refused whole, and the daemon
+        # answers the next one.
+        assert get(d, "?service=" + "a" * 40000)[0] == 414
+        assert instances(targets(d)) == ["web-1"]
+    finally:
+        assert car.stop() == 0
 
 
 def test_reader_role(tmp_path):
