@@ -308,10 +308,13 @@ static int start(struct sidecar *s)
 	hc.reset_input = reset_input;
 	hc.ud = s;
 	s->hooks = s->cancel_fd >= 0 ? hooks_start(&hc) : NULL;
-	s->stats = stats_new(s->agent, hooks_set(&s->conf));
-	if (!s->hooks || !s->stats) {
+	if (!s->hooks) {
 		log_error("start_failed", "reason=%s",
 			  "cannot start the hook thread");
+		return -1;
+	}
+	if (!(s->stats = stats_new(s->agent, hooks_set(&s->conf)))) {
+		log_error("start_failed", "reason=%s", "out of memory");
 		return -1;
 	}
 	if (s->conf.health_enabled) {
