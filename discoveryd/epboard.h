@@ -75,7 +75,9 @@ void epboard_forget(struct epboard *b, const char *service);
 struct epset *epboard_get(struct epboard *b, const char *service);
 /* Any thread. A reference to every service's set, sorted by service
  * name, in *sets (malloc'd: release each with epset_put, then free the
- * array): how many, or -1 (*sets NULL) when out of memory. */
+ * array): how many, or -1 (*sets NULL) when out of memory. The lock is
+ * held for a walk of the table (one pointer copy per service), so a
+ * publish may wait that long; the sort runs after. */
 long epboard_all(struct epboard *b, struct epset ***sets);
 void epset_hold(struct epset *s);
 void epset_put(struct epset *s);
