@@ -199,7 +199,8 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             python3-websockets python3-prometheus-client curl openssl \
             nginx-light chromium wrk man-db systemd libhiredis-dev \
             redis-server redis-sentinel libhttp-parser-dev libldns-dev \
-            bind9-dnsutils haproxy jq dpkg-dev debhelper lintian
+            bind9-dnsutils haproxy jq dpkg-dev debhelper lintian \
+            prometheus python3-yaml
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)

@@ -39,6 +39,7 @@ static const char *const route_names[R_COUNT] = {
 	"/api/discovery/info",
 	"/api/discovery/nodes/{node}/drain",
 	"/api/discovery/webhooks",
+	"/api/discovery/sd/prometheus",
 };
 
 static const unsigned codes[API_CODES] = {

@@ -38,6 +38,7 @@ enum route {
 	R_INFO,
 	R_DRAIN,
 	R_WEBHOOKS,
+	R_SD,
 	R_COUNT
 };
 
@@ -154,6 +155,10 @@ void api_http_metrics(struct api *a, struct metrics_text *t);
  * follows "webhooks" ("" or "/..."). */
 enum MHD_Result api_route_webhooks(struct api *a, struct MHD_Connection *c,
 				   const char *rest, const char *method);
+
+/* api_sd.c: GET /api/discovery/sd/prometheus (Prometheus's HTTP SD). */
+enum MHD_Result api_route_sd(struct api *a, struct MHD_Connection *c,
+			     const char *method);
 
 /* api_origin.c: Host, Origin, Sec-Fetch-Site and Referer (see there). */
 struct api_origin *api_origin_new(const struct dconf *conf);

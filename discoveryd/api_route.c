@@ -798,5 +798,9 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 		r->route = R_WEBHOOKS;
 		return api_route_webhooks(a, c, url + 8, method);
 	}
+	if (strcmp(url, "sd/prometheus") == 0) {
+		r->route = R_SD;
+		return api_route_sd(a, c, method);
+	}
 	return api_send_error(c, 404, "not_found", "no such route");
 }

@@ -278,6 +278,37 @@ struct epset *epboard_get(struct epboard *b, const char *service)
 	return set;
 }
 
+static int by_service(const void *a, const void *b)
+{
+	const struct epset *x = *(const struct epset *const *)a,
+			   *y = *(const struct epset *const *)b;
+
+	return strcmp(x->service, y->service);
+}
+
+long epboard_all(struct epboard *b, struct epset ***sets)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&b->mu);
+	/* Slots without a set (waiters only) are counted but not taken. */
+	*sets = malloc((b->slots.count ? b->slots.count : 1) * sizeof(**sets));
+	for (size_t i = 0; *sets && i < b->slots.size; i++)
+		for (struct hnode *h = b->slots.buckets[i]; h; h = h->next) {
+			struct slot *s = htab_entry(h, struct slot, node);
+
+			if (s->set) {
+				epset_hold(s->set);
+				(*sets)[n++] = s->set;
+			}
+		}
+	pthread_mutex_unlock(&b->mu);
+	if (!*sets)
+		return -1;
+	qsort(*sets, n, sizeof(**sets), by_service);
+	return (long)n;
+}
+
 struct epwaiter *epboard_wait(struct epboard *b, const char *service,
 			      uint64_t index, void (*fn)(void *arg), void *arg,
 			      int *err)

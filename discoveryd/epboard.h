@@ -1,7 +1,8 @@
 /*
  * epboard: every service's endpoints as the hub last published them, for
  * the threads that must never wait for the hub: the DNS server, blocking
- * HTTP queries, the endpoints answer (docs/design.md, "Endpoints").
+ * HTTP queries, the endpoints answer, Prometheus service discovery
+ * (docs/design.md, "Endpoints").
  *
  * The hub builds a service's set after its endpoints change (at most once
  * per coalescing window, endpoints.coalesce) and publishes it here; a set
@@ -72,6 +73,12 @@ void epboard_forget(struct epboard *b, const char *service);
 /* Any thread. A reference to service's set (release it with epset_put),
  * NULL when the hub has published none. */
 struct epset *epboard_get(struct epboard *b, const char *service);
+/* Any thread. A reference to every service's set, sorted by service
+ * name, in *sets (malloc'd: release each with epset_put, then free the
+ * array): how many, or -1 (*sets NULL) when out of memory. The lock is
+ * held for a walk of the table (one pointer copy per service), so a
+ * publish may wait that long; the sort runs after. */
+long epboard_all(struct epboard *b, struct epset ***sets);
 void epset_hold(struct epset *s);
 void epset_put(struct epset *s);
 

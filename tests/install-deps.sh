@@ -30,9 +30,9 @@ case " $missing " in
 	fi
 	;;
 esac
-# The same for the benchmark's peers (make bench): each run starts its own
-# on free ports, with its own files, and stops it.
-for svc in mosquitto nats-server etcd; do
+# The same for the benchmark's peers (make bench) and Prometheus: each run
+# starts its own on free ports, with its own files, and stops it.
+for svc in mosquitto nats-server etcd prometheus; do
 	case " $missing " in
 	*" $svc "* | *" $svc-server "*)
 		if [ -d /run/systemd/system ]; then

@@ -1,5 +1,6 @@
 /*
- * health: /ready, /healthz and /endpoints on libmicrohttpd (see health.h).
+ * health: /ready, /healthz, /endpoints and /metrics on libmicrohttpd (see
+ * health.h).
  * The /ready body is built per request from the agent's flags: a handful
  * of services, a few hundred bytes. /endpoints holds libagent's newest set
  * while it writes it out (epjson.c), and lets go before answering.
@@ -20,6 +21,7 @@
 #include "health.h"
 #include "log.h"
 #include "proto.h"
+#include "stats.h"
 
 #define HEALTH_CONNECTIONS 64 /* concurrent connections */
 #define HEALTH_TIMEOUT_S   10 /* idle connection timeout */
@@ -30,6 +32,7 @@ struct health {
 	struct MHD_Daemon *mhd;
 	agent_t *agent;
 	struct hooks *hooks;
+	struct stats *stats;
 	atomic_bool draining;
 };
 
@@ -71,6 +74,14 @@ static enum MHD_Result error(struct MHD_Connection *c, unsigned status,
 	return reply(c, status, "application/json", body);
 }
 
+/* What /ready answers (and /metrics says), from *hs and the drain. */
+static bool verdict(const struct health *h, const struct hooks_status *hs,
+		    bool draining)
+{
+	/* The app's state is stale until a pending reset has run. */
+	return agent_all_ready(h->agent) && !hs->reset_pending && !draining;
+}
+
 static enum MHD_Result ready(struct health *h, struct MHD_Connection *c)
 {
 	const agent_t *a = h->agent;
@@ -82,10 +93,9 @@ static enum MHD_Result ready(struct health *h, struct MHD_Connection *c)
 
 	if (!root)
 		return MHD_NO;
-	/* The app's state is stale until a pending reset has run. */
 	hooks_status(h->hooks, &hs);
 	draining = atomic_load(&h->draining);
-	all = agent_all_ready(a) && !hs.reset_pending && !draining;
+	all = verdict(h, &hs, draining);
 	cJSON_AddBoolToObject(root, "ready", all);
 	cJSON_AddBoolToObject(root, "draining", draining);
 	services = cJSON_AddObjectToObject(root, "services");
@@ -156,6 +166,24 @@ static enum MHD_Result endpoints(struct health *h, struct MHD_Connection *c,
 	return rc;
 }
 
+/* GET /metrics: Prometheus text (stats.h). */
+static enum MHD_Result metrics(struct health *h, struct MHD_Connection *c)
+{
+	struct hooks_status hs;
+	bool draining = atomic_load(&h->draining);
+	enum MHD_Result rc;
+	char *body;
+
+	hooks_status(h->hooks, &hs);
+	if (!(body = stats_text(h->stats, &hs, draining,
+				verdict(h, &hs, draining))))
+		return MHD_NO;
+	rc = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+		   body);
+	free(body);
+	return rc;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 			      const char *url, const char *method,
 			      const char *version, const char *upload_data,
@@ -182,6 +210,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		return ready(h, c);
 	if (!strcmp(url, "/healthz"))
 		return reply(c, MHD_HTTP_OK, "text/plain", "ok\n");
+	if (!strcmp(url, "/metrics"))
+		return metrics(h, c);
 	if (!strncmp(url, ENDPOINTS_PREFIX, strlen(ENDPOINTS_PREFIX)))
 		return endpoints(h, c, url + strlen(ENDPOINTS_PREFIX));
 	return reply(c, MHD_HTTP_NOT_FOUND, "application/json",
@@ -195,7 +225,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 struct health *health_start(const struct conf_addr *addr, agent_t *a,
-			    struct hooks *hooks, char *err, size_t errlen)
+			    struct hooks *hooks, struct stats *stats, char *err,
+			    size_t errlen)
 {
 	struct sockaddr_storage ss;
 	struct health *h;
@@ -214,6 +245,7 @@ struct health *health_start(const struct conf_addr *addr, agent_t *a,
 	}
 	h->agent = a;
 	h->hooks = hooks;
+	h->stats = stats;
 	atomic_init(&h->draining, false);
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;

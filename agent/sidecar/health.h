@@ -14,6 +14,8 @@
  *                 (epjson.h), X-Discovery-Index: the index; 404 when not
  *                 watched, 503 before its first set, 400 for another
  *                 state or a tag that is not a name
+ *   GET /metrics  Prometheus text: readiness, the link, hook runs
+ *                 (stats.h)
  *
  * Handlers only read libagent's and the hooks' lock-free state; nothing
  * here blocks on the agent or on a hook.
@@ -30,13 +32,15 @@
 #include "hooks.h"
 
 struct health;
+struct stats;
 
 /*
  * Bind addr (port 0: the kernel picks) and serve. Logs the bound address as
  * "msg=listening listener=health addr=HOST:PORT". NULL with err on failure.
  */
 struct health *health_start(const struct conf_addr *addr, agent_t *a,
-			    struct hooks *hooks, char *err, size_t errlen);
+			    struct hooks *hooks, struct stats *stats, char *err,
+			    size_t errlen);
 /* /ready answers 503 with "draining":true from now on. Any thread. */
 void health_set_draining(struct health *h, bool draining);
 void health_stop(struct health *h);

@@ -60,13 +60,49 @@ struct hooks {
 	/* hook thread only */
 	unsigned failures; /* resets failed in a row */
 	int64_t retry_at;  /* no reset starts before (monotonic ms) */
-	uint64_t runs;     /* run= of the log lines */
+	uint64_t run_ids;  /* run= of the log lines */
 	struct run_result result;
 
 	atomic_bool reset_pending;
 	atomic_size_t waiting, dropped;
+	atomic_uint_least64_t runs[HOOK_KINDS][HOOK_RESULTS];
 	pthread_t thread;
 };
+
+const char *const hook_kind_names[HOOK_KINDS] = {
+	"on_invalidate", "on_command",   "on_readiness",
+	"on_reset",      "on_endpoints",
+};
+
+const char *const hook_result_names[HOOK_RESULTS] = {
+	"ok", "failed", "signal", "timeout", "cancelled", "error",
+};
+
+/* Count one run of hook that ended as r did (NULL: it could not start). */
+static void count_run(struct hooks *h, const char *hook,
+		      const struct run_result *r)
+{
+	enum hook_result result = HOOK_ERROR;
+	size_t k;
+
+	for (k = 0; k < HOOK_KINDS; k++)
+		if (!strcmp(hook, hook_kind_names[k]))
+			break;
+	if (k == HOOK_KINDS)
+		return; /* a hook this table lacks: a bug, not counted */
+	if (r) {
+		switch (r->outcome) {
+		case RUN_EXITED:
+			result = r->status == 0 ? HOOK_OK : HOOK_FAILED;
+			break;
+		case RUN_SIGNALED: result = HOOK_SIGNAL; break;
+		case RUN_TIMEOUT: result = HOOK_TIMEOUT; break;
+		case RUN_CANCELLED: result = HOOK_CANCELLED; break;
+		case RUN_FAILED: result = HOOK_ERROR; break;
+		}
+	}
+	atomic_fetch_add_explicit(&h->runs[k][result], 1, memory_order_relaxed);
+}
 
 static void job_free(struct job *j)
 {
@@ -144,8 +180,10 @@ static void log_result(struct hooks *h, const struct job *j,
 	bool ok = r->outcome == RUN_EXITED && r->status == 0;
 	enum log_level level = ok ? LOG_INFO : LOG_WARN;
 	size_t parts = log_parts_count(r->output, r->output_len), used;
-	unsigned long long id = ++h->runs;
+	unsigned long long id = ++h->run_ids;
 
+	/* Counted before the line: whoever reads the line finds it counted. */
+	count_run(h, j->hook, r);
 	if (r->outcome == RUN_CANCELLED)
 		level = LOG_INFO;
 	snprintf(head, sizeof(head),
@@ -271,6 +309,7 @@ static bool run_reset(struct hooks *h)
 		log_result(h, j, r, extra);
 		job_free(j);
 	} else {
+		count_run(h, "on_reset", NULL);
 		log_error("hook",
 			  "hook=on_reset seq=%llu status=error:out-of-memory%s",
 			  (unsigned long long)req.seq, extra);
@@ -516,6 +555,11 @@ void hooks_status(struct hooks *h, struct hooks_status *out)
 	out->reset_pending = atomic_load(&h->reset_pending);
 	out->waiting = atomic_load(&h->waiting);
 	out->dropped = atomic_load(&h->dropped);
+	for (size_t k = 0; k < HOOK_KINDS; k++)
+		for (size_t r = 0; r < HOOK_RESULTS; r++)
+			out->runs[k][r] =
+				atomic_load_explicit(&h->runs[k][r],
+						     memory_order_relaxed);
 }
 
 void hooks_stop(struct hooks *h)

@@ -83,11 +83,34 @@ struct hooks_config {
 	void *ud;
 };
 
-/* What /ready shows; any thread, lock-free. */
+/* The hooks and the ways a run ends, as /metrics counts them
+ * (discovery_agent_hook_runs_total{hook,result}). */
+enum hook_kind {
+	HOOK_ON_INVALIDATE,
+	HOOK_ON_COMMAND,
+	HOOK_ON_READINESS,
+	HOOK_ON_RESET,
+	HOOK_ON_ENDPOINTS,
+	HOOK_KINDS
+};
+enum hook_result {
+	HOOK_OK,        /* exit 0 */
+	HOOK_FAILED,    /* another exit status */
+	HOOK_SIGNAL,    /* killed by a signal not ours */
+	HOOK_TIMEOUT,   /* killed past hooks.timeout */
+	HOOK_CANCELLED, /* killed at shutdown */
+	HOOK_ERROR,     /* could not start (or no memory to) */
+	HOOK_RESULTS
+};
+extern const char *const hook_kind_names[HOOK_KINDS];     /* "on_reset" */
+extern const char *const hook_result_names[HOOK_RESULTS]; /* "ok" */
+
+/* What /ready and /metrics show; any thread, lock-free. */
 struct hooks_status {
 	bool reset_pending; /* asked for, running or failed: not yet done */
 	size_t waiting;     /* runs in the queue */
 	size_t dropped;     /* runs dropped since start */
+	uint64_t runs[HOOK_KINDS][HOOK_RESULTS]; /* runs ended, since start */
 };
 
 /* Start the hook thread (*conf is copied). NULL on failure. */

@@ -6,10 +6,10 @@
  * invalidations, commands, readiness changes, resets and the endpoints of
  * watched services, hooks.c), this instance's readiness from `ready:` (a
  * constant or a periodic check) and its load from `load_command` (probe.c),
- * a local HTTP endpoint answering /ready and /endpoints (health.c), and the
- * drain on SIGTERM. It uses only the public <discovery/agent.h>; the
- * agent's keys in agent.yaml are read by agent_load_ex, the sidecar's own
- * by sconf.c.
+ * a local HTTP endpoint answering /ready, /endpoints and /metrics
+ * (health.c, stats.c), and the drain on SIGTERM. It uses only the public
+ * <discovery/agent.h>; the agent's keys in agent.yaml are read by
+ * agent_load_ex, the sidecar's own by sconf.c.
  *
  * Threads: main (signals, through sigwait on blocked signals; the drain
  * waits there too), the agent thread (whose callbacks only queue hook runs
@@ -39,6 +39,7 @@
 #include "log.h"
 #include "probe.h"
 #include "sconf.h"
+#include "stats.h"
 
 #define PROG "discovery-agent"
 
@@ -51,6 +52,7 @@ struct sidecar {
 	char service[64]; /* a reset's DISCOVERY_SERVICE */
 	struct probe *probe, *load_probe;
 	struct health *health;
+	struct stats *stats;
 	int cancel_fd; /* readable at shutdown */
 };
 
@@ -115,6 +117,7 @@ static void on_readiness(agent_t *a, const char *service, bool ready, void *ud)
 	struct hook_job job = { 0 };
 	char input[200];
 
+	stats_readiness(s->stats, service, ready);
 	if (!s->conf.on_readiness)
 		return;
 	snprintf(input, sizeof(input),
@@ -187,6 +190,7 @@ static void on_link(agent_t *a, enum agent_link_state state,
 	struct sidecar *s = ud;
 
 	(void)a;
+	stats_link(s->stats, state, info);
 	if (state == AGENT_LINK_LINKED && info->reset)
 		hooks_reset(s->hooks, info->seq, info->resumed);
 }
@@ -235,6 +239,16 @@ fail:
 }
 
 /* ---- life cycle -------------------------------------------------------- */
+
+/* The hooks configured, as stats_new wants them (bit k: hook_kind k). */
+static unsigned hooks_set(const struct sconf *c)
+{
+	return (c->on_invalidate ? 1u << HOOK_ON_INVALIDATE : 0) |
+	       (c->on_command ? 1u << HOOK_ON_COMMAND : 0) |
+	       (c->on_readiness ? 1u << HOOK_ON_READINESS : 0) |
+	       (c->on_reset ? 1u << HOOK_ON_RESET : 0) |
+	       (c->on_endpoints ? 1u << HOOK_ON_ENDPOINTS : 0);
+}
 
 static int load(struct sidecar *s, bool check_only)
 {
@@ -299,9 +313,13 @@ static int start(struct sidecar *s)
 			  "cannot start the hook thread");
 		return -1;
 	}
+	if (!(s->stats = stats_new(s->agent, hooks_set(&s->conf)))) {
+		log_error("start_failed", "reason=%s", "out of memory");
+		return -1;
+	}
 	if (s->conf.health_enabled) {
 		s->health = health_start(&s->conf.health_listen, s->agent,
-					 s->hooks, err, sizeof(err));
+					 s->hooks, s->stats, err, sizeof(err));
 		if (!s->health) {
 			char q[600];
 
@@ -371,6 +389,7 @@ static void stop(struct sidecar *s)
 	probe_stop(s->load_probe);
 	agent_destroy(s->agent); /* no callback runs after this */
 	hooks_stop(s->hooks);
+	stats_free(s->stats);
 	if (s->cancel_fd >= 0)
 		close(s->cancel_fd);
 	sconf_release(&s->conf);

@@ -49,7 +49,8 @@ def test_head_answers_as_get(daemon):
     daemon.call("POST", "/api/discovery/services/web/notready")
     for path in ("/healthz", "/", "/metrics", "/api/discovery/services",
                  "/api/discovery/services/web", "/api/discovery/agents",
-                 "/api/discovery/info", "/api/discovery/events"):
+                 "/api/discovery/info", "/api/discovery/events",
+                 "/api/discovery/sd/prometheus"):
         status, headers, body = head(daemon, path)
         assert status == 200, path
         assert body == b"", path

@@ -172,10 +172,12 @@ class Discoveryd(Proc):
 
 
 class Sidecar(Proc):
-    """discovery-agent with a generated config; health on a free port."""
+    """discovery-agent with a generated config; health on a free port (or
+    health_listen, when the test must know it before the start)."""
 
     def __init__(self, tmp, daemon_url, service, instance, depends_on=(),
-                 extra="", name=None, binary=None):
+                 extra="", name=None, health_listen="127.0.0.1:0",
+                 binary=None):
         """binary: another discovery-agent than BIN's (an installed one)."""
         name = name or "agent-" + instance
         # SIGTERM drains for `drain` (5s by default) before it closes:
@@ -188,9 +190,9 @@ class Sidecar(Proc):
                             "depends_on: [%s]\n"
                             "backoff: { initial: 50ms, max: 500ms }\n"
                             "heartbeat: { interval: 500ms, timeout: 1500ms }\n"
-                            "health:\n  listen: 127.0.0.1:0\n%s" %
+                            "health:\n  listen: %s\n%s" %
                             (daemon_url, service, instance,
-                             ", ".join(depends_on), extra))
+                             ", ".join(depends_on), health_listen, extra))
         super().__init__([binary or os.path.join(BIN, "discovery-agent"),
                           "-c", self.config], name)
         m = self.wait_line(r"msg=listening listener=health addr=(\S+)")

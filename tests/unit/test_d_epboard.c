@@ -2,7 +2,8 @@
  * test_d_epboard: the endpoint board (discoveryd/epboard.c). A set is
  * copied whole and sorted, its hosts parsed; a reader's reference outlives
  * a newer publish; a waiter fires once, when its own service's index
- * passes its own, never for another service's; cancel stops it firing.
+ * passes its own, never for another service's; cancel stops it firing;
+ * every set at once comes sorted by service, each held.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../discoveryd/epboard.h"
@@ -133,12 +135,42 @@ static void test_waiters_fire_once_for_their_service(void **state)
 	epboard_free(b);
 }
 
+static void test_all_sets_sorted_and_held(void **state)
+{
+	struct epboard *b = epboard_new();
+	struct epset **sets;
+	struct epwaiter *w;
+	int err, n = 0;
+
+	(void)state;
+	assert_int_equal(epboard_all(b, &sets), 0);
+	free(sets);
+	epboard_publish(b, make("web", 1, 1));
+	epboard_publish(b, make("api", 2, 3));
+	epboard_publish(b, make("db", 3, 0));
+	/* A slot with a waiter and no set is no service yet. */
+	w = epboard_wait(b, "cache", 0, fired, &n, &err);
+	assert_non_null(w);
+	assert_int_equal(epboard_all(b, &sets), 3);
+	assert_string_equal(sets[0]->service, "api");
+	assert_string_equal(sets[1]->service, "db");
+	assert_string_equal(sets[2]->service, "web");
+	epboard_forget(b, "api");
+	assert_int_equal(sets[0]->n, 3); /* held: still whole */
+	for (int i = 0; i < 3; i++)
+		epset_put(sets[i]);
+	free(sets);
+	epboard_cancel(b, w);
+	epboard_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_set_is_copied_sorted_and_parsed),
 		cmocka_unit_test(test_reader_keeps_its_set),
 		cmocka_unit_test(test_waiters_fire_once_for_their_service),
+		cmocka_unit_test(test_all_sets_sorted_and_held),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,11 +1,13 @@
 /*
- * metrics: what /metrics exposes, in the Prometheus text format (0.0.4).
+ * metrics: what /metrics exposes, in the Prometheus text format (0.0.4),
+ * for discoveryd and the sidecar alike.
  *
- * The numbers live with their owners: the hub's counters and histograms in
- * struct hub (written by the hub thread only), the HTTP counters in the API
- * (atomics, written by the pool's threads). This module gives them a shape
- * (a histogram with fixed buckets) and writes the exposition text; it keeps
- * no state of its own.
+ * The numbers live with their owners: in discoveryd the hub's counters and
+ * histograms in struct hub (written by the hub thread only), the HTTP
+ * counters in the API (atomics, written by the pool's threads); in the
+ * sidecar libagent's state, the hooks' counters and its own (stats.c).
+ * This module gives them a shape (a histogram with fixed buckets) and
+ * writes the exposition text; it keeps no state of its own.
  */
 #ifndef DISCOVERYD_METRICS_H
 #define DISCOVERYD_METRICS_H
