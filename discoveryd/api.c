@@ -395,6 +395,52 @@ static bool refuse_early(struct MHD_Connection *c, struct request *r,
 	       n - cap > API_DRAIN_MAX;
 }
 
+/*
+ * A request's con_cls until its first call, when its URI is refused
+ * before libmicrohttpd parses it (uri_seen, its URI log callback):
+ *
+ * - a query of more than API_QUERY_MAX parameters. libmicrohttpd 0.9.75
+ *   keeps each in the connection's 32 KiB pool, and when the pool runs
+ *   out (about 600 of them, a 7 KB URL) it logs a 431 it never sends:
+ *   the client hung until header_timeout. The query is ended at its '?'
+ *   (in the connection's own buffer, which the parse reads it from), and
+ *   the first call answers 414;
+ * - a %00 anywhere: decoded, it cut a value (?tag=blue%00x read as blue)
+ *   or a path (services/web%00x as services/web). 400.
+ */
+static char too_many_params, nul_in_uri;
+
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	char *q = strchr(uri, '?');
+	size_t n = 1;
+
+	(void)cls;
+	(void)c;
+	if (strstr(uri, "%00"))
+		return &nul_in_uri;
+	if (!q)
+		return NULL;
+	for (const char *p = q; *p; p++)
+		n += *p == '&';
+	if (n <= API_QUERY_MAX)
+		return NULL;
+	q[1] = '\0';
+	return &too_many_params;
+}
+
+/* The first call of a request uri_seen refused. */
+static enum MHD_Result send_uri_refusal(struct MHD_Connection *c,
+					const void *why)
+{
+	if (why == &too_many_params)
+		return api_send_error(c, 414, "uri_too_long",
+				      "the query has more than %d parameters",
+				      API_QUERY_MAX);
+	return api_send_error(c, 400, "bad_request",
+			      "the URI has a %%00 (a NUL) in it");
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			       const char *url, const char *method,
 			       const char *version, const char *upload,
@@ -403,15 +449,21 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 	struct api *a = cls;
 	struct request *r = *con_cls;
 	size_t cap = atomic_load(&a->max_body);
+	const void *refused = r == (void *)&too_many_params ||
+					      r == (void *)&nul_in_uri ?
+				      *con_cls :
+				      NULL;
 
 	(void)version;
-	if (!r) {
+	if (!r || refused) {
 		r = calloc(1, sizeof(*r));
+		*con_cls = r;
 		if (!r)
 			return MHD_NO;
-		*con_cls = r;
 		r->conn = api_conns_of(c);
 		api_conns_head(a->conns, r->conn);
+		if (refused)
+			return send_uri_refusal(c, refused);
 		return refuse_early(c, r, cap) ? send_too_large(a, c, r, cap) :
 						 MHD_YES;
 	}
@@ -458,6 +510,11 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 	(void)c;
 	(void)toe;
+	if (r == (void *)&too_many_params || r == (void *)&nul_in_uri) {
+		/* gone before its first call */
+		*con_cls = NULL;
+		return;
+	}
 	if (r) {
 		api_block_done(a->blocks, r); /* the peer left, or we stop */
 		api_conns_done(a->conns, r->conn);
@@ -521,6 +578,7 @@ static struct MHD_Daemon *start_mhd(struct api *a, const struct sockaddr *sa,
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32 * 1024, NULL);
 	OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, a);
+	OPT(MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_seen, NULL);
 	if (a->cert) {
 		flags |= MHD_USE_TLS;
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, a->cert);

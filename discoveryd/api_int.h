@@ -103,6 +103,8 @@ struct api {
  * it, or with Expect: 100-continue, the 413 goes at once.
  */
 #define API_DRAIN_MAX (1u << 20)
+/* Query parameters a request may carry; past it 414 (api.c, uri_seen). */
+#define API_QUERY_MAX 128
 
 /* Per-request state, from the first call of the handler to completion. */
 struct request {

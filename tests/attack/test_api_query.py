@@ -83,3 +83,49 @@ def test_head_cacheready_changes_nothing(daemon):
         buf += chunk
     s.close()
     assert buf.endswith(b'{"status":"ok"}')
+
+
+def test_too_many_query_parameters_get_414_at_once(daemon):
+    """libmicrohttpd keeps each parameter in a 32 KiB pool; from about 600
+    on it ran out, logged a 431 it never sent, and the client waited for
+    header_timeout. Past 128 the answer is 414, at once, on any route and
+    method."""
+    host, port = daemon.http_addr.rsplit(":", 1)
+    status, _ = daemon.call("GET", "/api/discovery/endpoints?" +
+                            "&".join("state=any" for _ in range(128)))
+    assert status != 414
+    for n in (129, 700, 5000):
+        query = "&".join("a%d=1" % i for i in range(n))
+        for method, path in (("GET", "/api/discovery/services"),
+                             ("POST", "/api/discovery/invalidate"),
+                             ("GET", "/api/discovery/events")):
+            c = http.client.HTTPConnection(host, int(port), timeout=5)
+            c.request(method, path + "?" + query,
+                      body=b'{"keys":["k"]}' if method == "POST" else None)
+            r = c.getresponse()
+            r.read()
+            assert r.status == 414, (n, method, path, r.status)
+            c.close()
+    # Nothing of the refused POSTs was applied.
+    status, body = daemon.call("GET", "/api/discovery/events?after=0")
+    assert status == 200 and body["events"] == [], body
+    assert daemon.call("GET", "/healthz")[0] == 200
+
+
+def test_a_nul_anywhere_in_the_uri_is_400(daemon):
+    """Decoded, a %00 cut what followed: ?tag=blue%00x was read as blue,
+    services/web%00x as services/web."""
+    daemon.call("POST", "/api/discovery/services/web/notready")
+    for path in ("/api/discovery/endpoints?service=web&tag=blue%00x",
+                 "/api/discovery/endpoints?service=web&state=any%00x",
+                 "/api/discovery/services/web%00x",
+                 "/api/discovery/services/web%00",
+                 "/api/discovery/events?after=0%00",
+                 "/healthz%00"):
+        status, body = daemon.call("GET", path)
+        assert status == 400, (path, status, body)
+        assert "NUL" in body["message"]
+    status, body = daemon.call("POST", "/api/discovery/services/web%00x/ready")
+    assert status == 400, body
+    assert daemon.call("GET", "/api/discovery/services/web")[1]["ready"] is \
+        False
