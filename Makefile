@@ -200,7 +200,7 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             nginx-light chromium wrk man-db systemd libhiredis-dev \
             redis-server redis-sentinel libhttp-parser-dev libldns-dev \
             bind9-dnsutils haproxy jq dpkg-dev debhelper lintian \
-            prometheus python3-yaml
+            prometheus python3-yaml python3-pytest-xdist
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
@@ -212,9 +212,17 @@ run: deps
 unit: $(UNIT_TESTS)
 	@sh tests/run-unit.sh $(UNIT_TESTS)
 
+# The Python suites run on PYTEST_JOBS workers (pytest-xdist): every test
+# has its own ports, directories and processes. test_deb.py, which installs
+# the packages on the machine (libagent in the system's library path),
+# runs alone after the rest.
+PYTEST_JOBS ?= 2
+PYTEST      := /usr/bin/python3 -m pytest -q -n $(PYTEST_JOBS)
 integration: all $(TOOLS)
 	DISCOVERY_BIN=$(abspath $(BUILD)/bin) DISCOVERY_SANITIZE=$(SANITIZE) \
-	  /usr/bin/python3 -m pytest -q tests/integration
+	  $(PYTEST) --ignore=tests/integration/test_deb.py tests/integration
+	DISCOVERY_BIN=$(abspath $(BUILD)/bin) DISCOVERY_SANITIZE=$(SANITIZE) \
+	  /usr/bin/python3 -m pytest -q tests/integration/test_deb.py
 
 # The integration suite with discoveryd under valgrind memcheck: no errors,
 # no definite leaks (each test checks the daemon's exit status).
@@ -225,7 +233,7 @@ integration: all $(TOOLS)
 VALGRIND_ENV := DISCOVERY_TEST_WAIT=60 DISCOVERY_TEST_WRAPPER="valgrind -q \
 	  --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
 integration-valgrind: all $(TOOLS)
-	$(VALGRIND_ENV) /usr/bin/python3 -m pytest -q tests/integration || \
+	$(VALGRIND_ENV) $(PYTEST) tests/integration || \
 	  $(VALGRIND_ENV) /usr/bin/python3 -m pytest -q --lf tests/integration
 
 # The adversarial suite (tests/attack): attackers and harsh operators
@@ -233,7 +241,7 @@ integration-valgrind: all $(TOOLS)
 attack: deps
 	@$(MAKE) --no-print-directory all $(TOOLS)
 	DISCOVERY_BIN=$(abspath $(BUILD)/bin) DISCOVERY_SANITIZE=$(SANITIZE) \
-	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/attack
+	  $(PYTEST) -p no:cacheprovider tests/attack
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(TOOLS)
