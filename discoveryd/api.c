@@ -195,7 +195,8 @@ static enum MHD_Result answer_write(struct MHD_Connection *c,
 }
 
 /*
- * Hub thread: the write is answered; libmicrohttpd calls handler again
+ * The hub thread, or the store's (store_submit): the write is answered;
+ * libmicrohttpd calls handler again
  * (or, its client gone, completes the request). r may go the moment the
  * connection is resumed: what is needed of it is read first.
  */

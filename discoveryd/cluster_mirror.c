@@ -194,6 +194,11 @@ void cluster_mirror_apply(struct hub *h, void *arg, struct hub_req *req)
 		req->status = 409;
 		return;
 	}
+	/* Each link's share of the batch in one write (link_send.c), as a
+	 * group commit's on a single node. A link closed meanwhile (its
+	 * queue full) is announced through Redis, later in the stream. */
+	if (b->n > 1)
+		hub_cork(h);
 	for (; i < b->n; i++) {
 		const struct cluster_entry *e = &b->entries[i];
 
@@ -210,6 +215,8 @@ void cluster_mirror_apply(struct hub *h, void *arg, struct hub_req *req)
 		}
 		apply_entry(c, h, e, true);
 	}
+	if (h->corked)
+		hub_uncork(h);
 	applied(c, &h->log, false);
 	if (h->n_parked)
 		link_unpark(h, false);

@@ -79,10 +79,15 @@ struct store_ops {
 	void (*free)(struct store *s);
 };
 
+struct store_pool; /* store.c */
+
 /* The part every backend begins with. */
 struct store {
 	const struct store_ops *ops;
 	struct hub *hub;
+	/* A backend whose calls block their thread: the threads that run
+	 * store_submit's calls (store_start to store_stop). */
+	struct store_pool *pool;
 	/* The log here may trail what agents hold (a mirror of another's):
 	 * a hello resuming past it waits this long for it. 0: never. */
 	int64_t catch_up_ms;
@@ -98,10 +103,11 @@ struct store *cluster_store_new(const struct dconf *conf, struct hub *h,
  * req->status and req->body; header and value are consumed. */
 void store_call(struct store *s, struct hub_req *req);
 /*
- * Whether s takes calls without a wait (its state is on the hub thread):
- * then store_submit runs req as store_call would and calls done(req, arg)
- * once it is answered, on the hub thread (or on this one, before it
- * returns, when the hub is stopping). req lives until then; what is left
+ * Whether s takes calls without a wait: then store_submit runs req as
+ * store_call would and calls done(req, arg) once it is answered, on the
+ * hub thread for a backend whose state is there, on one of the store's
+ * own threads for one whose calls block (Redis), or on this one, before
+ * it returns, when they are stopping. req lives until then; what is left
  * of its header and value is the caller's to free afterwards.
  */
 bool store_async(const struct store *s);
@@ -143,16 +149,9 @@ static inline void store_reload(struct store *s, const struct dconf *conf)
 		s->ops->reload(s, conf);
 }
 
-static inline int store_start(struct store *s)
-{
-	return s->ops->start ? s->ops->start(s) : 0;
-}
-
-static inline void store_stop(struct store *s)
-{
-	if (s && s->ops->stop)
-		s->ops->stop(s);
-}
+/* Main thread: the backend's threads, and the pool's (store.c). */
+int store_start(struct store *s);
+void store_stop(struct store *s);
 
 static inline void store_free(struct store *s)
 {
