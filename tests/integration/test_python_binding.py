@@ -1,0 +1,721 @@
+"""The Python binding (bindings/python, docs/python.md) against a real
+discoveryd: readiness, endpoints and pick, callbacks on a Python thread
+and on asyncio, the WSGI middleware (compared with the real gate's locked
+answer), pip install into a venv, and the bad inputs: a missing library,
+a bad YAML file, calls after close, wrong argument types. The binding's
+ctypes structs are checked against agent.h as the C compiler lays it
+out."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import wsgiref.simple_server
+
+import pytest
+
+from gate_harness import Gate
+from harness import BIN, ROOT, WAIT, Sidecar, write
+
+BINDING = os.path.join(ROOT, "bindings", "python")
+LIB = os.path.join(os.path.dirname(BIN), "lib", "libagent.so.1")
+
+# An ASan-built libagent cannot be dlopened by an uninstrumented python
+# (the sanitizer runtime must come first): the binding is tested on the
+# plain build.
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("DISCOVERY_SANITIZE")),
+    reason="a sanitized libagent cannot be loaded into python")
+
+os.environ["DISCOVERY_AGENT_LIB"] = LIB
+sys.path.insert(0, BINDING)
+
+import discovery_agent as da  # noqa: E402
+from discovery_agent.wsgi import AcceptanceMiddleware  # noqa: E402
+
+FAST = dict(backoff_initial_ms=50, backoff_max_ms=500,
+            heartbeat_interval_ms=500, heartbeat_timeout_ms=1500)
+
+
+def until(predicate, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.02)
+
+
+class Recorder:
+    """Callbacks that record (name, args, thread) and can be waited on."""
+
+    def __init__(self):
+        self.calls = []
+        self.cv = threading.Condition()
+
+    def cb(self, name):
+        def record(*args):
+            with self.cv:
+                self.calls.append((name, args, threading.get_ident()))
+                self.cv.notify_all()
+        return record
+
+    def wait(self, predicate, what):
+        with self.cv:
+            assert self.cv.wait_for(lambda: predicate(self.calls), WAIT), \
+                "timed out waiting for %s; calls %s" % (what, self.calls)
+
+
+def readiness(calls):
+    return [args for name, args, _ in calls if name == "readiness"]
+
+
+# ---- the binding matches the header -----------------------------------
+
+LAYOUT_C = r"""
+#include <stddef.h>
+#include <stdio.h>
+#include <discovery/agent.h>
+#define F(s, f) printf("%s %s %zu\n", #s, #f, offsetof(struct s, f));
+#define S(s) printf("%s sizeof %zu\n", #s, sizeof(struct s));
+int main(void) {
+BODY
+	return 0;
+}
+"""
+
+
+def test_structs_match_the_header(tmp_path):
+    """Every size and offset of the ctypes structs is the compiler's."""
+    from discovery_agent import _capi as C
+    structs = {"agent_config": C.AgentConfig,
+               "agent_link_info": C.AgentLinkInfo,
+               "agent_event": C.AgentEvent,
+               "agent_endpoint": C.AgentEndpoint,
+               "agent_endpoints": C.AgentEndpoints,
+               "agent_info": C.AgentInfo,
+               "agent_callbacks": C.AgentCallbacks}
+    lines = []
+    for cname, cls in structs.items():
+        lines.append("S(%s)" % cname)
+        lines += ["F(%s, %s)" % (cname, f[0]) for f in cls._fields_]
+    src = write(str(tmp_path / "layout.c"),
+                LAYOUT_C.replace("BODY", "\n".join(lines)))
+    exe = str(tmp_path / "layout")
+    subprocess.run(["cc", "-std=c11", "-I", os.path.join(ROOT, "agent",
+                                                           "include"),
+                    "-o", exe, src], check=True)
+    out = subprocess.run([exe], check=True, capture_output=True,
+                         text=True).stdout.split("\n")
+    checked = 0
+    for line in filter(None, out):
+        cname, field, value = line.split()
+        cls = structs[cname]
+        ours = ctypes_size(cls) if field == "sizeof" else \
+            getattr(cls, field).offset
+        assert ours == int(value), (cname, field, ours, value)
+        checked += 1
+    assert checked == sum(len(c._fields_) + 1 for c in structs.values())
+
+
+def ctypes_size(cls):
+    import ctypes
+    return ctypes.sizeof(cls)
+
+
+# ---- readiness --------------------------------------------------------
+
+def test_readiness_flips_when_dependencies_announce(daemon, tmp_path):
+    rec = Recorder()
+    with da.Agent(urls=[daemon.ws_url], service="web", instance="py-1",
+                  depends_on=["cache", "api"], **FAST,
+                  on_readiness=rec.cb("readiness"), on_link=rec.cb("link"),
+                  on_event=rec.cb("event")) as agent:
+        rec.wait(lambda c: any(n == "link" and a[0].state ==
+                               da.LinkState.LINKED for n, a, _ in c),
+                 "the welcome")
+        assert agent.linked
+        assert agent.dependencies == ("api", "cache")
+        assert not agent.is_ready("cache") and not agent.is_ready("api")
+        assert not agent.all_ready()
+        assert agent.waiting_for() == ["api", "cache"]
+        assert agent.wait_ready(0.2) is False
+
+        daemon.call("POST", "/api/discovery/cacheready")
+        rec.wait(lambda c: ("cache", True) in readiness(c), "cache ready")
+        assert agent.is_ready("cache") and not agent.all_ready()
+
+        # The real sidecar announces api ready.
+        api = Sidecar(tmp_path, daemon.ws_url, "api", "api-1")
+        try:
+            assert agent.wait_ready(WAIT) is True
+            assert agent.all_ready() and agent.is_ready("api")
+            assert agent.readiness() == {"api": True, "cache": True}
+        finally:
+            api.stop()
+        rec.wait(lambda c: ("api", False) in readiness(c), "api gone")
+        assert not agent.is_ready("api")
+        # Not a dependency: false, as in C.
+        assert agent.is_ready("nope") is False
+
+        ev = [a[0] for n, a, _ in rec.calls if n == "event" and
+              a[0].service == "cache"][0]
+        assert ev.kind == "readiness" and ev.ready and ev.seq >= 1
+        assert json.loads(ev.json)["kind"] == "readiness"
+        # Every callback ran on the agent's delivery thread: a Python
+        # thread, not the caller's, and the same one for all.
+        threads = {t for _, _, t in rec.calls}
+        assert len(threads) == 1
+        assert threads != {threading.get_ident()}
+        names = [t.name for t in threading.enumerate()
+                 if t.ident in threads]
+        assert names == ["discovery-agent-web"]
+    # Closed: the delivery thread is gone.
+    assert not [t for t in threading.enumerate() if t.ident in threads]
+
+
+def test_own_readiness_reaches_the_daemon(daemon):
+    with da.Agent(urls=daemon.ws_url, service="api", instance="py-api",
+                  address="127.0.0.1:7001", **FAST) as agent:
+        until(lambda: agent.linked, "the link")
+        assert daemon.call("GET", "/api/discovery/services/api")[1][
+            "ready"] is False
+        agent.set_ready(True)
+        until(lambda: daemon.call("GET", "/api/discovery/services/api")[1][
+            "ready"] is True, "api ready in the daemon")
+        agent.set_ready(False)
+        until(lambda: daemon.call("GET", "/api/discovery/services/api")[1][
+            "ready"] is False, "api not ready in the daemon")
+
+
+def test_load_from_yaml(daemon, tmp_path):
+    path = write(str(tmp_path / "agent.yaml"),
+                 "discovery: [%s]\nservice: web\ninstance: py-yaml\n"
+                 "depends_on: [cache]\nwatch: [api]\n"
+                 "backoff: { initial: 50ms, max: 500ms }\n"
+                 "ready: true\n" % daemon.ws_url)
+    # The sidecar's own key is refused unless allowed, as agent_load_ex.
+    with pytest.raises(da.ConfigError) as e:
+        da.Agent.load(path)
+    assert e.value.message.startswith(path + ":7:1:"), e.value.message
+    assert "ready" in e.value.message
+    with da.Agent.load(path, extra_keys=["ready"]) as agent:
+        assert agent.dependencies == ("cache",)
+        assert agent.watched == ("api",)
+        info = agent.info()
+        assert (info.service, info.instance, info.started) == \
+            ("web", "py-yaml", True)
+        until(lambda: agent.linked, "the link")
+        daemon.call("POST", "/api/discovery/cacheready")
+        assert agent.wait_ready(WAIT)
+
+
+# ---- endpoints and pick -----------------------------------------------
+
+def test_pick_and_endpoints_return_registered_endpoints(daemon, tmp_path):
+    rec = Recorder()
+    with da.Agent(urls=daemon.ws_url, service="web", instance="py-w",
+                  depends_on=["api"], watch_depends_on=True, **FAST,
+                  on_endpoints=rec.cb("endpoints")) as web, \
+            da.Agent(urls=daemon.ws_url, service="api", instance="api-py",
+                     address="127.0.0.1:7101", tags=["blue", "eu"],
+                     weight=300, **FAST) as api_py:
+        side = Sidecar(tmp_path, daemon.ws_url, "api", "api-side",
+                       extra="address: 127.0.0.1:7102\n")
+        try:
+            assert web.watched == ("api",)
+            api_py.set_ready(True)
+            api_py.set_load(0.25)
+            until(lambda: web.endpoints("api") is not None and
+                  web.endpoints("api").n_ready == 2 and
+                  web.endpoints("api").endpoints[0].load == 0.25,
+                  "two ready endpoints")
+            got = web.endpoints("api")
+            status, http = daemon.call(
+                "GET", "/api/discovery/services/api/endpoints?state=any")
+            assert status == 200
+            assert [e.instance for e in got] == ["api-py", "api-side"]
+            for ours, theirs in zip(got, http["endpoints"]):
+                assert ours.instance == theirs["instance"]
+                assert ours.address == theirs["address"]
+                assert (ours.host, ours.port) == (theirs["host"],
+                                                   theirs["port"])
+                assert list(ours.tags) == theirs["tags"]
+                assert ours.state.name.lower() == theirs["state"]
+                assert ours.weight == theirs["weight"]
+                assert ours.load == theirs["load"]
+                assert ours.node == theirs["node"] == "test-node"
+            assert got.endpoints[0].weight == 300
+            assert got.endpoints[1].load is None
+            assert got.service == "api" and got.index >= 1
+            picks = {web.pick("api") for _ in range(200)}
+            assert picks == {"127.0.0.1:7101", "127.0.0.1:7102"}
+
+            # Draining leaves the ready set: pick never returns it.
+            api_py.set_draining(True)
+            until(lambda: web.endpoints("api").n_ready == 1,
+                  "api-py draining")
+            assert web.endpoints("api").endpoints[0].state == \
+                da.EndpointState.DRAINING
+            assert {web.pick("api") for _ in range(50)} == \
+                {"127.0.0.1:7102"}
+        finally:
+            side.stop()
+        until(lambda: web.endpoints("api").n_ready == 0, "none ready")
+        with pytest.raises(da.NoEndpointError) as e:
+            web.pick("api")
+        assert e.value.code == -9 and "no ready endpoint" in str(e.value)
+        assert isinstance(e.value, LookupError)
+        # Not watched: an error naming what is.
+        with pytest.raises(da.NoEndpointError, match="not watched"):
+            web.endpoints("cache")
+        with pytest.raises(da.NoEndpointError):
+            web.pick("cache")
+        rec.wait(lambda c: any(a[0].n_ready == 2 for n, a, _ in c),
+                 "on_endpoints with both")
+        assert all(isinstance(a[0], da.EndpointSet) for _, a, _ in rec.calls)
+
+
+# ---- callbacks --------------------------------------------------------
+
+def test_callbacks_on_an_asyncio_loop(daemon):
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
+        seen = []
+        invalidated = asyncio.Event()
+
+        async def on_event(ev):          # a coroutine: run as a task
+            await asyncio.sleep(0)
+            seen.append(("event", ev.kind, ev.keys,
+                         threading.get_ident() == loop_thread))
+            if ev.kind == "invalidate":
+                invalidated.set()
+
+        def on_readiness(service, ready):
+            seen.append(("readiness", service, ready,
+                         threading.get_ident() == loop_thread))
+
+        with da.Agent(urls=daemon.ws_url, service="web", instance="py-aio",
+                      depends_on=["cache"], loop=loop, on_event=on_event,
+                      on_readiness=on_readiness, **FAST) as agent:
+            # The HTTP calls block: off the loop.
+            await loop.run_in_executor(None, until, lambda: agent.linked,
+                                       "the link")
+            await loop.run_in_executor(None, daemon.call, "POST",
+                                       "/api/discovery/cacheready")
+            assert await agent.wait_ready_async(WAIT)
+            await loop.run_in_executor(
+                None, daemon.call, "POST", "/api/discovery/invalidate",
+                {"keys": ["SimpleCacheItem", "k2"], "service": "web"})
+            await asyncio.wait_for(invalidated.wait(), WAIT)
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(main(), WAIT * 2))
+    assert ("readiness", "cache", True, True) in seen
+    assert ("event", "invalidate", ("SimpleCacheItem", "k2"), True) in seen
+    assert all(s[-1] for s in seen), seen
+
+
+def test_a_callback_may_raise_block_or_close(daemon, caplog):
+    """An exception is logged and delivery goes on; a callback that blocks
+    does not stall the link (heartbeats go on, on the agent thread); one
+    that closes the agent closes it."""
+    rec = Recorder()
+    release = threading.Event()
+
+    def on_readiness(service, ready):
+        rec.cb("readiness")(service, ready)
+        if len(readiness(rec.calls)) == 1:
+            raise RuntimeError("boom")
+        release.wait(WAIT)               # the second one blocks
+
+    agent = da.Agent(urls=daemon.ws_url, service="web", instance="py-cb",
+                     depends_on=["cache"], on_readiness=on_readiness, **FAST)
+    until(lambda: agent.linked, "the link")
+    daemon.call("POST", "/api/discovery/cacheready")
+    daemon.call("POST", "/api/discovery/services/cache/notready")
+    rec.wait(lambda c: len(readiness(c)) == 2, "two readiness calls")
+    assert any("boom" in r.getMessage() or "boom" in str(r.exc_info)
+               for r in caplog.records)
+    # While the delivery thread is blocked, three heartbeat timeouts pass
+    # and the link stays up: the agent thread never waits for Python code.
+    time.sleep(2.0)
+    assert agent.linked and agent.info().links == 1
+    release.set()
+
+    closed = threading.Event()
+
+    def close_me(service, ready):
+        agent.close()
+        closed.set()
+    agent.on_readiness = close_me        # callbacks may be swapped live
+    daemon.call("POST", "/api/discovery/cacheready")
+    assert closed.wait(WAIT)
+    assert agent.closed
+    with pytest.raises(da.AgentClosedError):
+        agent.is_ready("cache")
+
+
+# ---- the WSGI middleware ----------------------------------------------
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"the app: " + environ["PATH_INFO"].encode()]
+
+
+def serve(wsgi):
+    server = wsgiref.simple_server.make_server(
+        "127.0.0.1", 0, wsgi, handler_class=QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def get(url, accept=None):
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept
+                                 else {})
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_wsgi_middleware_locks_like_the_gate_then_passes(daemon, tmp_path):
+    agent = da.Agent(urls=daemon.ws_url, service="web", instance="py-wsgi",
+                     depends_on=["cache", "api"], **FAST)
+    gate = Gate(tmp_path, daemon, "http://127.0.0.1:9",
+                requires=("cache", "api"), extra="retry_after: 5s\n")
+    server = serve(AcceptanceMiddleware(app, agent, retry_after=5,
+                                        pass_paths=["/healthz"]))
+    base = "http://127.0.0.1:%d" % server.server_port
+    try:
+        until(lambda: agent.linked, "the link")
+        for accept in (None, "text/html,application/xhtml+xml"):
+            ours = get(base + "/orders", accept)
+            theirs = get(gate.url + "/orders", accept)
+            assert ours[0] == theirs[0] == 423
+            for h in ("Content-Type", "Cache-Control", "Retry-After",
+                      "Vary"):
+                assert ours[1][h] == theirs[1][h], h
+            assert int(ours[1]["Content-Length"]) == len(ours[2])
+            if accept is None:
+                assert json.loads(ours[2]) == json.loads(theirs[2]) == {
+                    "error": "locked",
+                    "message": "application components are loading",
+                    "waiting_for": ["api", "cache"], "retry_after": 5}
+            else:
+                page = ours[2].decode()
+                assert "Application components are loading" in page
+                assert "api, cache" in page
+                assert 'http-equiv="refresh" content="5"' in page
+        # A pass path reaches the app while locked; a dot segment does not.
+        assert get(base + "/healthz")[0] == 200
+        assert get(base + "/healthz/x")[0] == 200
+        assert get(base + "/healthzz")[0] == 423
+
+        daemon.call("POST", "/api/discovery/cacheready")
+        until(lambda: json.loads(get(base + "/")[2])["waiting_for"] ==
+              ["api"], "only api missing")
+        daemon.call("POST", "/api/discovery/services/api/ready")
+        until(lambda: get(base + "/orders")[0] == 200, "the app")
+        assert get(base + "/orders")[2] == b"the app: /orders"
+    finally:
+        server.shutdown()
+        server.server_close()
+        gate.stop()
+        agent.close()
+
+
+def test_wsgi_middleware_called_directly(daemon):
+    """With a real environ (wsgiref.util.setup_testing_defaults), no
+    server: requires a subset, 503, latch."""
+    import wsgiref.util
+    with da.Agent(urls=daemon.ws_url, service="web", instance="py-direct",
+                  depends_on=["cache", "api"], **FAST) as agent:
+        mw = AcceptanceMiddleware(app, agent, requires=["cache"],
+                                  locked_status=503, retry_after=1,
+                                  latch=True)
+
+        def call():
+            env = {"PATH_INFO": "/x", "REQUEST_METHOD": "GET"}
+            wsgiref.util.setup_testing_defaults(env)
+            got = {}
+
+            def start_response(status, headers):
+                got["status"], got["headers"] = status, dict(headers)
+            body = b"".join(mw(env, start_response))
+            return got["status"], got["headers"], body
+        until(lambda: agent.linked, "the link")
+        status, headers, body = call()
+        assert status == "503 Service Unavailable"
+        assert headers["Retry-After"] == "1"
+        assert json.loads(body)["waiting_for"] == ["cache"]
+        daemon.call("POST", "/api/discovery/cacheready")
+        until(lambda: call()[0] == "200 OK", "open on cache alone")
+        # Latched: cache going away keeps it open.
+        daemon.call("POST", "/api/discovery/services/cache/notready")
+        until(lambda: not agent.is_ready("cache"), "cache not ready")
+        assert call()[0] == "200 OK"
+        with pytest.raises(ValueError, match="not among"):
+            AcceptanceMiddleware(app, agent, requires=["db"])
+        with pytest.raises(ValueError, match="423 or 503"):
+            AcceptanceMiddleware(app, agent, locked_status=500)
+
+
+# ---- installing -------------------------------------------------------
+
+def test_pip_install_into_a_venv_then_import(tmp_path):
+    venv = str(tmp_path / "venv")
+    subprocess.run(["/usr/bin/python3", "-m", "venv",
+                    "--system-site-packages", venv], check=True)
+    # A copy of the tree: pip builds in place, and the checkout stays clean.
+    src = str(tmp_path / "src")
+    subprocess.run(["cp", "-r", BINDING, src], check=True)
+    pip = subprocess.run([os.path.join(venv, "bin", "pip"), "install",
+                          "--no-index", "--no-build-isolation",
+                          "--no-cache-dir", "--quiet", src],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    env = dict(os.environ, DISCOVERY_AGENT_LIB=LIB)
+    out = subprocess.run([os.path.join(venv, "bin", "python"), "-c",
+                          "import discovery_agent as d, "
+                          "discovery_agent.wsgi; "
+                          "print(d.__file__); print(d.version()); "
+                          "print(d.lib_path())"],
+                         cwd=str(tmp_path), env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    path, version, lib = out.stdout.split()
+    assert path.startswith(venv + "/lib/"), path
+    assert version == "0.1.0" and lib == LIB
+
+
+# ---- bad input --------------------------------------------------------
+
+def run_py(code, **env):
+    """code in a fresh interpreter (the library is loaded once per
+    process), with the binding on the path and env set."""
+    e = dict(os.environ, PYTHONPATH=BINDING, **env)
+    return subprocess.run(["/usr/bin/python3", "-c", code], env=e,
+                          capture_output=True, text=True, timeout=WAIT)
+
+
+def test_missing_library_is_a_clear_error(tmp_path):
+    code = ("import discovery_agent as d\n"
+            "try:\n"
+            "    d.Agent(urls='ws://127.0.0.1:9/', service='web')\n"
+            "except d.LibraryNotFoundError as e:\n"
+            "    print('ERR', e)\n")
+    nowhere = str(tmp_path / "nowhere" / "libagent.so.1")
+    out = run_py(code, DISCOVERY_AGENT_LIB=nowhere)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ERR libagent not found: " + nowhere +
+                                 " ($DISCOVERY_AGENT_LIB): ")
+    assert "No such file" in out.stdout
+    assert "set DISCOVERY_AGENT_LIB" in out.stdout
+    # A library that is not libagent (libc: no agent_* symbols).
+    out = run_py(code, DISCOVERY_AGENT_LIB="libc.so.6")
+    assert "not libagent" in out.stdout and "agent_strerror" in out.stdout
+    # A file that is no library at all.
+    junk = write(str(tmp_path / "junk.so"), "not an ELF file\n")
+    out = run_py(code, DISCOVERY_AGENT_LIB=junk)
+    assert out.stdout.startswith("ERR libagent not found: " + junk)
+    # Empty: said so, not the current directory.
+    out = run_py(code, DISCOVERY_AGENT_LIB="")
+    assert "$DISCOVERY_AGENT_LIB is empty" in out.stdout
+    # Without the variable, the soname through the loader: found with
+    # LD_LIBRARY_PATH (as an installed libagent1 would be).
+    env = dict(os.environ, PYTHONPATH=BINDING,
+               LD_LIBRARY_PATH=os.path.dirname(LIB))
+    env.pop("DISCOVERY_AGENT_LIB")
+    out = subprocess.run(["/usr/bin/python3", "-c",
+                          "import discovery_agent as d; "
+                          "print(d.lib_path(), d.version())"], env=env,
+                         capture_output=True, text=True, timeout=WAIT)
+    assert out.stdout.split() == ["libagent.so.1", "0.1.0"], out.stderr
+
+
+@pytest.mark.parametrize("text,where,what", [
+    ("discovery: [ws://127.0.0.1:9]\nservice: web\nbogus: 1\n", ":3:1:",
+     "bogus"),
+    ("discovery: [ws://127.0.0.1:9]\nservice: [web]\n", ":2:10:",
+     "service"),
+    ("discovery: [ws://127.0.0.1:9]\nservice: web\ndepends_on: [a, {b\n",
+     ":", ""),
+    ("discovery: [ws://127.0.0.1:9]\n", ":", "service"),
+    ("\tnot: yaml\n", ":", ""),
+])
+def test_bad_yaml_is_a_config_error(tmp_path, text, where, what):
+    path = write(str(tmp_path / "bad.yaml"), text)
+    with pytest.raises(da.ConfigError) as e:
+        da.Agent.load(path)
+    assert e.value.message.startswith(path + where), e.value.message
+    assert what in e.value.message
+    assert e.value.code == -1
+    assert e.value.strerror == da.strerror(-1)
+    assert isinstance(e.value, ValueError)
+    assert e.value.strerror in str(e.value)
+
+
+def test_missing_yaml_file(tmp_path):
+    path = str(tmp_path / "absent.yaml")
+    with pytest.raises(da.ConfigError) as e:
+        da.Agent.load(path)
+    assert e.value.message.startswith(path + ":"), e.value.message
+
+
+def test_calls_after_close_raise(daemon):
+    agent = da.Agent(urls=daemon.ws_url, service="web", instance="py-close",
+                     depends_on=["cache"], watch=["api"], **FAST)
+    until(lambda: agent.linked, "the link")
+    agent.close()
+    agent.close()                        # twice is once
+    assert agent.closed and "closed" in repr(agent)
+    calls = [lambda: agent.is_ready("cache"), agent.all_ready,
+             lambda: agent.set_ready(True), lambda: agent.set_draining(True),
+             lambda: agent.set_load(0.5), lambda: agent.pick("api"),
+             lambda: agent.endpoints("api"), agent.info, agent.start,
+             lambda: agent.linked, lambda: agent.wait_ready(1),
+             lambda: agent.set_log_level("debug"), agent.waiting_for]
+    for call in calls:
+        with pytest.raises(da.AgentClosedError) as e:
+            call()
+        assert e.value.code == -3
+        assert "the agent is closed" in str(e.value)
+    with agent:                          # exits closed, no error
+        pass
+
+
+def test_close_while_other_threads_call(daemon):
+    """Threads hammer the readers while close() runs: each call returns
+    or raises AgentClosedError; nothing crashes (a use after free would
+    take the interpreter with it)."""
+    for _ in range(5):
+        agent = da.Agent(urls=daemon.ws_url, service="web",
+                         instance="py-race", depends_on=["cache"],
+                         watch=["api"], **FAST)
+        until(lambda: agent.linked, "the link")
+        outcomes = {"ok": 0, "closed": 0}
+        lock = threading.Lock()
+
+        def hammer():
+            while True:
+                try:
+                    agent.is_ready("cache")
+                    agent.endpoints("api")
+                    agent.info()
+                    try:
+                        agent.pick("api")
+                    except da.NoEndpointError:
+                        pass
+                    with lock:
+                        outcomes["ok"] += 1
+                except da.AgentClosedError:
+                    with lock:
+                        outcomes["closed"] += 1
+                    return
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        agent.close()
+        for t in threads:
+            t.join(WAIT)
+        assert outcomes["closed"] == 4 and outcomes["ok"] > 0
+
+
+def test_start_twice_is_a_state_error(daemon):
+    with da.Agent(urls=daemon.ws_url, service="web", start=False,
+                  **FAST) as agent:
+        assert not agent.info().started
+        agent.start()
+        with pytest.raises(da.AgentError) as e:
+            agent.start()
+        assert e.value.code == -3
+        assert str(e.value).startswith("agent_start: ")
+
+
+def test_wrong_argument_types(daemon):
+    url = daemon.ws_url
+    bad = [
+        (dict(urls=5, service="web"), TypeError, "urls must be a list"),
+        (dict(urls=[url, 5], service="web"), TypeError, r"urls\[1\]"),
+        (dict(urls=url, service=None), TypeError, "service must be a str"),
+        (dict(urls=url, service=b"web"), TypeError, "not bytes"),
+        (dict(urls=url, service="web", depends_on="cache"), TypeError,
+         "depends_on must be a list of str, not str"),
+        (dict(urls=url, service="web", weight="5"), TypeError,
+         "weight must be an int"),
+        (dict(urls=url, service="web", weight=True), TypeError,
+         "weight must be an int"),
+        (dict(urls=url, service="web", weight=-1), ValueError,
+         "weight must be 0 to"),
+        (dict(urls=url, service="web", meta=[1]), TypeError, "meta must"),
+        (dict(urls=url, service="we\0b"), ValueError, "NUL"),
+        (dict(urls=url, service="web", on_disconnect="drop"), ValueError,
+         "'keep' or 'lock'"),
+        (dict(urls=url, service="web", log_level="loud"), ValueError,
+         "log_level"),
+        (dict(urls=url, service="web", on_readiness=5), TypeError,
+         "on_readiness must be callable"),
+        (dict(urls=url, service="web", loop=5), TypeError,
+         "loop must be an asyncio event loop"),
+        (dict(urls=url, service="web", watch_depends_on="yes"), TypeError,
+         "watch_depends_on must be a bool"),
+    ]
+    for kwargs, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            da.Agent(**kwargs, start=False)
+
+    async def coro(service, ready):
+        pass
+    with pytest.raises(TypeError, match="needs loop="):
+        da.Agent(urls=url, service="web", on_readiness=coro, start=False)
+    with pytest.raises(TypeError, match="path"):
+        da.Agent.load(42)
+
+    # Values of the right type that libagent refuses: its message.
+    refused = [
+        (dict(urls=url, service="Web!"), "service"),
+        (dict(urls="http://x/", service="web"), "ws://"),
+        (dict(urls=url, service="web", weight=5000), "weight"),
+        (dict(urls=url, service="web", address="nohost"), "address"),
+        (dict(urls=[], service="web"), "need at least one URL"),
+        (dict(urls=url, service="web", meta="[1]"), "meta"),
+    ]
+    for kwargs, match in refused:
+        with pytest.raises(da.ConfigError) as e:
+            da.Agent(**kwargs, start=False)
+        assert match in e.value.message, (kwargs, e.value.message)
+
+    with da.Agent(urls=url, service="web", depends_on=["cache"],
+                  start=False) as agent:
+        with pytest.raises(TypeError, match="service must be a str"):
+            agent.is_ready(5)
+        with pytest.raises(TypeError, match="ready must be a bool"):
+            agent.set_ready("yes")
+        with pytest.raises(TypeError, match="ready must be a bool"):
+            agent.set_ready(1)
+        with pytest.raises(TypeError, match="load must be a number"):
+            agent.set_load("0.5")
+        for load in (1.5, -0.1, float("nan")):
+            with pytest.raises(da.AgentError) as e:
+                agent.set_load(load)
+            assert e.value.code == -1
+            assert str(e.value).startswith("agent_set_load: ")
+        with pytest.raises(TypeError, match="service must be a str"):
+            agent.pick(None)
+        with pytest.raises(TypeError, match="timeout"):
+            agent.wait_ready("soon")
+        with pytest.raises(TypeError):
+            da.strerror("x")
+        assert da.strerror(-9) and da.strerror(12345) == "unknown error"
