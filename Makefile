@@ -196,7 +196,8 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             python3-websockets python3-prometheus-client curl openssl \
             nginx-light chromium wrk man-db systemd libhiredis-dev \
             redis-server redis-sentinel libhttp-parser-dev libldns-dev \
-            bind9-dnsutils haproxy jq
+            bind9-dnsutils haproxy jq python3-setuptools python3-wheel \
+            python3-venv python3-pip
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)

@@ -719,3 +719,33 @@ def test_wrong_argument_types(daemon):
         with pytest.raises(TypeError):
             da.strerror("x")
         assert da.strerror(-9) and da.strerror(12345) == "unknown error"
+
+
+def test_interpreter_exit_with_agents_open(daemon):
+    """Agents left open (linked, and retrying a dead URL), callbacks
+    still arriving: the interpreter exits 0 at once, the atexit handler
+    having closed them (the daemon sees the link close)."""
+    code = (
+        "import sys, time, discovery_agent as d\n"
+        "seen = []\n"
+        "a = d.Agent(urls=%r, service='web', instance='py-exit',\n"
+        "            depends_on=['cache'], on_link=seen.append,\n"
+        "            on_log=lambda l, s: seen.append(s))\n"
+        "b = d.Agent(urls='ws://127.0.0.1:9/', service='web',\n"
+        "            instance='py-dead', backoff_initial_ms=10,\n"
+        "            backoff_max_ms=20, on_link=seen.append)\n"
+        "while not a.linked: time.sleep(0.01)\n"
+        "time.sleep(0.3)\n"
+        "print('links', sum(1 for s in seen if getattr(s, 'state', 0) == 2))\n"
+        "print('dead', any(getattr(s, 'url', '') == 'ws://127.0.0.1:9/'\n"
+        "                  and not s.was_linked for s in seen\n"
+        "                  if getattr(s, 'state', 0) == 3))\n"
+        "sys.stdout.flush()\n" % daemon.ws_url)
+    mark = daemon.mark()
+    t0 = time.monotonic()
+    out = run_py(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["links", "1", "dead", "True"], out.stdout
+    assert time.monotonic() - t0 < 10
+    daemon.wait_line(r"msg=\"peer closing\" .*instance=py-exit code=1000",
+                     start=mark)
