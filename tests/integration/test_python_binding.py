@@ -749,3 +749,30 @@ def test_interpreter_exit_with_agents_open(daemon):
     assert time.monotonic() - t0 < 10
     daemon.wait_line(r"msg=\"peer closing\" .*instance=py-exit code=1000",
                      start=mark)
+
+
+def test_a_slow_consumer_is_bounded_and_loses_nothing(daemon):
+    """queue_max callbacks wait at most: past it libagent stops reading
+    (the daemon keeps the backlog, drops the link, and replays on
+    resume). Once the callback is quick again every event arrives once,
+    in order."""
+    gate = threading.Event()
+    seqs = []
+
+    def on_event(ev):
+        if ev.kind == "command":
+            gate.wait(WAIT)
+            seqs.append(ev.seq)
+    with da.Agent(urls=daemon.ws_url, service="web", instance="py-slow",
+                  on_event=on_event, queue_max=8, **FAST) as agent:
+        until(lambda: agent.linked, "the link")
+        sent = [daemon.call("POST", "/api/discovery/broadcast",
+                            {"command": "C%d" % i, "value": i})[1]["seq"]
+                for i in range(200)]
+        until(lambda: agent.pending == 8, "a full queue")
+        time.sleep(2.0)                  # past the heartbeat timeout
+        assert agent.pending == 8 and agent._delivery.peak == 8
+        gate.set()
+        until(lambda: len(seqs) >= 200, "every event", timeout=WAIT * 2)
+        assert seqs == sent
+        assert agent.info().links >= 2   # dropped and resumed meanwhile

@@ -175,24 +175,76 @@ def _run_callback(fn, args, loop=None):
         log.exception("callback %r raised", fn)
 
 
-class _ThreadDelivery:
+class _Delivery:
+    """What both ways of delivering share: a bound on the callbacks
+    queued and not run yet. At queue_max the agent thread waits in put()
+    (so libagent stops reading the link: the daemon keeps the backlog,
+    drops the link at its own limit, and replays on resume; nothing is
+    lost and nothing here grows), except for log lines, which are dropped
+    and counted. close() lifts the wait, so it never waits for a callback
+    that waits for it."""
+
+    def __init__(self, queue_max):
+        self.queue_max = queue_max
+        self.pending = 0
+        self.peak = 0
+        self.dropped_logs = 0
+        self.closing = False
+        self.cv = threading.Condition()
+
+    def _admit(self, droppable):
+        with self.cv:
+            if droppable and self.pending >= self.queue_max:
+                self.dropped_logs += 1
+                return False
+            while self.pending >= self.queue_max and not self.closing:
+                self.cv.wait()
+            self.pending += 1
+            self.peak = max(self.peak, self.pending)
+            return True
+
+    def _done(self):
+        with self.cv:
+            self.pending -= 1
+            self.cv.notify_all()
+
+    def _run(self, fn, args, loop=None):
+        try:
+            _run_callback(fn, args, loop)
+        finally:
+            self._done()
+
+    def take_dropped(self):
+        with self.cv:
+            n, self.dropped_logs = self.dropped_logs, 0
+            return n
+
+    def close(self):
+        with self.cv:
+            self.closing = True
+            self.cv.notify_all()
+
+
+class _ThreadDelivery(_Delivery):
     """Callbacks in order on a Python thread of their own."""
 
-    def __init__(self, name):
+    def __init__(self, name, queue_max):
+        super().__init__(queue_max)
         self.q = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name=name,
+        self.thread = threading.Thread(target=self._loop, name=name,
                                        daemon=True)
         self.thread.start()
 
-    def put(self, fn, *args):
-        self.q.put((fn, args))
+    def put(self, fn, *args, droppable=False):
+        if self._admit(droppable):
+            self.q.put((fn, args))
 
-    def _run(self):
+    def _loop(self):
         while True:
             item = self.q.get()
             if item is _STOP:
                 return
-            _run_callback(*item)
+            self._run(*item)
 
     def stop(self):
         """Deliver what is queued, then end (joined unless called from
@@ -202,18 +254,20 @@ class _ThreadDelivery:
             self.thread.join()
 
 
-class _LoopDelivery:
+class _LoopDelivery(_Delivery):
     """Callbacks in order on an asyncio loop (call_soon_threadsafe)."""
 
-    def __init__(self, loop):
+    def __init__(self, loop, queue_max):
+        super().__init__(queue_max)
         self.loop = loop
 
-    def put(self, fn, *args):
+    def put(self, fn, *args, droppable=False):
+        if not self._admit(droppable):
+            return
         try:
-            self.loop.call_soon_threadsafe(_run_callback, fn, args,
-                                           self.loop)
+            self.loop.call_soon_threadsafe(self._run, fn, args, self.loop)
         except RuntimeError:
-            pass  # the loop is closed: nobody is left to tell
+            self._done()  # the loop is closed: nobody is left to tell
 
     def stop(self):
         pass
@@ -275,7 +329,7 @@ class Agent:
                  heartbeat_timeout_ms=None, max_message=None, log_level=None,
                  watch=(), watch_depends_on=False, on_readiness=None,
                  on_event=None, on_link=None, on_endpoints=None, on_log=None,
-                 loop=None, start=True):
+                 loop=None, queue_max=1024, start=True):
         cbs = self._check_callbacks(locals(), loop)
         cfg = C.AgentConfig()
         lib = C.lib()
@@ -331,12 +385,12 @@ class Agent:
         handle = lib.agent_new(ctypes.byref(cfg), err, _ERRLEN)
         if not handle:
             raise _error(C.AGENT_E_INVALID, _dec(err.value), ConfigError)
-        self._setup(handle, cbs, loop, start)
+        self._setup(handle, cbs, loop, start, queue_max)
 
     @classmethod
     def load(cls, path, *, extra_keys=None, on_readiness=None, on_event=None,
              on_link=None, on_endpoints=None, on_log=None, loop=None,
-             start=True):
+             queue_max=1024, start=True):
         """An agent from a YAML file (agent_load: conf/agent.yaml's keys;
         extra_keys: other top-level keys to allow and skip). A bad file
         raises ConfigError with "FILE:LINE:COL: message"."""
@@ -351,7 +405,7 @@ class Agent:
         if not handle:
             raise _error(C.AGENT_E_INVALID, _dec(err.value), ConfigError)
         self = cls.__new__(cls)
-        self._setup(handle, cbs, loop, start)
+        self._setup(handle, cbs, loop, start, queue_max)
         return self
 
     @staticmethod
@@ -362,9 +416,12 @@ class Agent:
                             type(loop).__name__)
         if not isinstance(args["start"], bool):
             raise TypeError("start must be a bool")
+        _uint("queue_max", args["queue_max"])
+        if args["queue_max"] < 1:
+            raise ValueError("queue_max must be 1 or more")
         return {n: _callback(n, args[n], loop) for n in _CALLBACKS}
 
-    def _setup(self, handle, cbs, loop, start):
+    def _setup(self, handle, cbs, loop, start, queue_max):
         lib = C.lib()
         self._lib = lib
         self._handle = handle
@@ -394,9 +451,9 @@ class Agent:
             self._handle = None
             _check(rc, "agent_set_callbacks")
         self.service = self.info().service
-        self._delivery = (_LoopDelivery(loop) if loop is not None else
-                          _ThreadDelivery("discovery-agent-%s" %
-                                          self.service))
+        self._delivery = (_LoopDelivery(loop, queue_max) if loop is not None
+                          else _ThreadDelivery("discovery-agent-%s" %
+                                               self.service, queue_max))
         with _open_lock:
             _open_agents.add(self)
         if start:
@@ -438,7 +495,8 @@ class Agent:
 
     def _c_log(self, level, line, _ud):
         try:
-            self._delivery.put(self._fire_log, LogLevel(level), _dec(line))
+            self._delivery.put(self._fire_log, LogLevel(level), _dec(line),
+                               droppable=True)
         except BaseException:
             pass
 
@@ -453,6 +511,10 @@ class Agent:
         return fn(*args)
 
     def _fire_log(self, level, line):
+        dropped = self._delivery.take_dropped()
+        if dropped:
+            self._fire_log(LogLevel.WARN, "log_lines_dropped count=%d" %
+                           dropped)
         if self.on_log is not None:
             return self.on_log(level, line)
         log.log(_LOG_LEVELS.get(level, logging.INFO), "%s: %s",
@@ -499,6 +561,7 @@ class Agent:
                 return  # closed, or another thread is closing it
             handle, self._handle = self._handle, None
             self._cv.wait_for(lambda: self._busy == 0)
+        self._delivery.close()
         try:
             self._lib.agent_destroy(handle)  # GIL released meanwhile
             self._delivery.stop()
@@ -506,6 +569,11 @@ class Agent:
             with _open_lock:
                 _open_agents.discard(self)
             self._wake_waiters()
+
+    @property
+    def pending(self):
+        """Callbacks queued and not run yet (at most queue_max)."""
+        return self._delivery.pending
 
     @property
     def closed(self):
