@@ -776,3 +776,25 @@ def test_a_slow_consumer_is_bounded_and_loses_nothing(daemon):
         until(lambda: len(seqs) >= 200, "every event", timeout=WAIT * 2)
         assert seqs == sent
         assert agent.info().links >= 2   # dropped and resumed meanwhile
+
+
+def test_a_closed_loop_drops_callbacks_and_the_link_goes_on(daemon):
+    """loop= a loop that is closed while the agent runs: what was queued
+    for it is dropped, the agent thread never waits for it (the link
+    stays up past heartbeat timeouts), and close() returns."""
+    loop = asyncio.new_event_loop()
+    got = []
+    agent = da.Agent(urls=daemon.ws_url, service="web", instance="py-loop",
+                     loop=loop, queue_max=2, on_event=got.append, **FAST)
+    until(lambda: agent.linked, "the link")
+    loop.close()
+    for i in range(20):
+        daemon.call("POST", "/api/discovery/broadcast", {"command": "C"})
+    until(lambda: agent.info().events == 20, "20 events in libagent")
+    time.sleep(2.0)                      # past the heartbeat timeout
+    info = agent.info()
+    assert info.linked and info.links == 1
+    assert got == []                     # the loop never ran
+    t0 = time.monotonic()
+    agent.close()
+    assert time.monotonic() - t0 < 5

@@ -198,10 +198,16 @@ class _Delivery:
                 self.dropped_logs += 1
                 return False
             while self.pending >= self.queue_max and not self.closing:
-                self.cv.wait()
+                if self.dead():
+                    return False
+                self.cv.wait(0.25)
             self.pending += 1
             self.peak = max(self.peak, self.pending)
             return True
+
+    def dead(self):
+        """Nothing will ever run what is queued."""
+        return False
 
     def _done(self):
         with self.cv:
@@ -260,6 +266,9 @@ class _LoopDelivery(_Delivery):
     def __init__(self, loop, queue_max):
         super().__init__(queue_max)
         self.loop = loop
+
+    def dead(self):
+        return self.loop.is_closed()
 
     def put(self, fn, *args, droppable=False):
         if not self._admit(droppable):
@@ -445,15 +454,18 @@ class Agent:
             on_log=C.ON_LOG(self._c_log),
             ud=None,
             on_endpoints=C.ON_ENDPOINTS(self._c_endpoints))
-        rc = lib.agent_set_callbacks(handle, ctypes.byref(self._c))
-        if rc < 0:
+        try:
+            _check(lib.agent_set_callbacks(handle, ctypes.byref(self._c)),
+                   "agent_set_callbacks")
+            self.service = self.info().service
+            self._delivery = (
+                _LoopDelivery(loop, queue_max) if loop is not None else
+                _ThreadDelivery("discovery-agent-%s" % self.service,
+                                queue_max))
+        except BaseException:
             lib.agent_destroy(handle)
             self._handle = None
-            _check(rc, "agent_set_callbacks")
-        self.service = self.info().service
-        self._delivery = (_LoopDelivery(loop, queue_max) if loop is not None
-                          else _ThreadDelivery("discovery-agent-%s" %
-                                               self.service, queue_max))
+            raise
         with _open_lock:
             _open_agents.add(self)
         if start:
@@ -467,9 +479,9 @@ class Agent:
 
     def _c_readiness(self, _a, service, ready, _ud):
         try:
+            self._wake_waiters()  # the flag is set already
             self._delivery.put(self._fire, "on_readiness", _dec(service),
                                bool(ready))
-            self._wake_waiters()
         except BaseException:  # never into C
             pass
 
@@ -481,9 +493,9 @@ class Agent:
 
     def _c_link(self, _a, state, info, _ud):
         try:
+            self._wake_waiters()
             self._delivery.put(self._fire, "on_link",
                                _copy_link(state, info[0]))
-            self._wake_waiters()
         except BaseException:
             pass
 
@@ -531,7 +543,7 @@ class Agent:
             self._busy += 1
             return self._handle
 
-    def _leave(self):
+    def _leave(self, _handle=None):
         with self._cv:
             self._busy -= 1
             if not self._busy:
@@ -646,6 +658,7 @@ class Agent:
         whatever its state), or None before the first set came. A service
         that is not watched raises AgentError AGENT_E_NOENT."""
         name = _text("service", service)
+        self._leave(self._enter())  # closed: AgentClosedError first
         if service not in self.watched:
             raise _error(C.AGENT_E_NOENT,
                          "endpoints: %r is not watched (watched: %s)" %
