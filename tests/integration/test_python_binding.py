@@ -599,7 +599,7 @@ def test_close_while_other_threads_call(daemon):
     """Threads hammer the readers while close() runs: each call returns
     or raises AgentClosedError; nothing crashes (a use after free would
     take the interpreter with it)."""
-    for _ in range(5):
+    for _ in range(20):
         agent = da.Agent(urls=daemon.ws_url, service="web",
                          instance="py-race", depends_on=["cache"],
                          watch=["api"], **FAST)
@@ -626,7 +626,7 @@ def test_close_while_other_threads_call(daemon):
         threads = [threading.Thread(target=hammer) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.05)
+        time.sleep(0.02)
         agent.close()
         for t in threads:
             t.join(WAIT)
