@@ -138,6 +138,12 @@ def test_readiness_flips_when_dependencies_announce(daemon, tmp_path):
                                da.LinkState.LINKED for n, a, _ in c),
                  "the welcome")
         assert agent.linked
+        linked = [a[0] for n, a, _ in rec.calls if n == "link" and
+                  a[0].state == da.LinkState.LINKED][0]
+        epoch = daemon.call("GET", "/api/discovery/info")[1]["epoch"]
+        assert (linked.node, linked.epoch, linked.url) == \
+            ("test-node", epoch, daemon.ws_url)
+        assert linked.reset and not linked.resumed   # the first link
         assert agent.dependencies == ("api", "cache")
         assert not agent.is_ready("cache") and not agent.is_ready("api")
         assert not agent.all_ready()
@@ -798,3 +804,31 @@ def test_a_closed_loop_drops_callbacks_and_the_link_goes_on(daemon):
     t0 = time.monotonic()
     agent.close()
     assert time.monotonic() - t0 < 5
+
+
+def test_tokens_and_a_refused_handshake(tmp_path):
+    """token= reaches the handshake: a good one links; a wrong one is
+    refused, and on_link says so (UNLINKED, was_linked false, 401)."""
+    from harness import Discoveryd
+    from test_auth import issue, secret
+    s = secret(tmp_path, "secret")
+    d = Discoveryd(tmp_path, extra="auth:\n  secret_file: %s\n" % s)
+    try:
+        good = issue(s, "agent", "web")
+        with da.Agent(urls=d.ws_url, service="web", instance="py-tok",
+                      token=good, **FAST) as agent:
+            until(lambda: agent.linked, "the link with a good token")
+        rec = Recorder()
+        with da.Agent(urls=d.ws_url, service="web", instance="py-bad",
+                      token=good + "x", on_link=rec.cb("link"),
+                      **FAST) as agent:
+            rec.wait(lambda c: any(a[0].state == da.LinkState.UNLINKED
+                                   for _, a, _ in c), "the refusal")
+            assert not agent.linked
+        refused = [a[0] for _, a, _ in rec.calls
+                   if a[0].state == da.LinkState.UNLINKED][0]
+        assert refused.http_status == 401 and not refused.was_linked
+        assert refused.url == d.ws_url and refused.attempt >= 1
+        assert refused.retry_ms > 0
+    finally:
+        assert d.stop() == 0
