@@ -832,3 +832,35 @@ def test_tokens_and_a_refused_handshake(tmp_path):
         assert refused.retry_ms > 0
     finally:
         assert d.stop() == 0
+
+
+def test_wait_ready_async_times_out_and_is_woken(daemon):
+    async def main():
+        loop = asyncio.get_running_loop()
+        with da.Agent(urls=daemon.ws_url, service="web", instance="py-wr",
+                      depends_on=["cache"], **FAST) as agent:
+            t0 = time.monotonic()
+            assert await agent.wait_ready_async(0.3) is False
+            assert 0.25 < time.monotonic() - t0 < 5
+            # Cancelled: no waker is left behind.
+            task = asyncio.ensure_future(agent.wait_ready_async())
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not agent._wakers
+            waiter = asyncio.ensure_future(agent.wait_ready_async(WAIT))
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+            await loop.run_in_executor(None, daemon.call, "POST",
+                                       "/api/discovery/cacheready")
+            assert await waiter is True
+            # Closed under a waiter: it raises.
+            agent2 = da.Agent(urls=daemon.ws_url, service="web",
+                              instance="py-wr2", depends_on=["db"], **FAST)
+            waiter = asyncio.ensure_future(agent2.wait_ready_async())
+            await asyncio.sleep(0.05)
+            await loop.run_in_executor(None, agent2.close)
+            with pytest.raises(da.AgentClosedError):
+                await asyncio.wait_for(waiter, WAIT)
+    asyncio.run(asyncio.wait_for(main(), WAIT * 2))

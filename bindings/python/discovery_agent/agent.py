@@ -437,6 +437,7 @@ class Agent:
         self._busy = 0
         self._cv = threading.Condition()
         self._ready_cv = threading.Condition()
+        self._wakers = set()  # wait_ready_async's
         self.loop = loop
         for name, fn in cbs.items():
             setattr(self, name, fn)
@@ -515,6 +516,9 @@ class Agent:
     def _wake_waiters(self):
         with self._ready_cv:
             self._ready_cv.notify_all()
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
 
     def _fire(self, name, *args):
         fn = getattr(self, name)
@@ -719,6 +723,32 @@ class Agent:
             return True
 
     async def wait_ready_async(self, timeout=None):
-        """wait_ready for a coroutine (runs it in the default executor)."""
+        """wait_ready for a coroutine: woken on the running loop by each
+        readiness or link change (no thread waits for it, so cancelling
+        it leaves nothing behind)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.wait_ready, timeout)
+        changed = asyncio.Event()
+
+        def wake():
+            try:
+                loop.call_soon_threadsafe(changed.set)
+            except RuntimeError:
+                pass  # the loop is closed
+
+        async def until_ready():
+            while not self.all_ready():
+                await changed.wait()
+                changed.clear()
+            return True
+        with self._ready_cv:
+            self._wakers.add(wake)
+        try:
+            if timeout is None:
+                return await until_ready()
+            try:
+                return await asyncio.wait_for(until_ready(), timeout)
+            except asyncio.TimeoutError:
+                return False
+        finally:
+            with self._ready_cv:
+                self._wakers.discard(wake)
