@@ -475,6 +475,15 @@ def test_wsgi_middleware_called_directly(daemon):
             AcceptanceMiddleware(app, agent, requires=["db"])
         with pytest.raises(ValueError, match="423 or 503"):
             AcceptanceMiddleware(app, agent, locked_status=500)
+        unlatched = AcceptanceMiddleware(app, agent, requires=["api"])
+    # The agent closed (the app shutting down): locked, not a 500.
+    assert mw(dict(PATH_INFO="/", REQUEST_METHOD="GET"),
+              lambda status, headers: None)  # latched: still open
+    got = []
+    body = b"".join(unlatched(dict(PATH_INFO="/", REQUEST_METHOD="GET"),
+                              lambda status, headers: got.append(status)))
+    assert got == ["423 Locked"]
+    assert json.loads(body)["waiting_for"] == ["api"]
 
 
 # ---- installing -------------------------------------------------------

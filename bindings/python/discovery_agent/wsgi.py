@@ -20,6 +20,8 @@ check is libagent's lock-free flags: a few microseconds per request.
 import html
 import json
 
+from .errors import AgentClosedError
+
 _REASONS = {423: "Locked", 503: "Service Unavailable"}
 
 _PAGE = """<!doctype html>
@@ -102,8 +104,12 @@ class AcceptanceMiddleware:
         self.latched = False
 
     def waiting_for(self):
-        """The required services not ready now, sorted."""
-        return [r for r in self.requires if not self.agent.is_ready(r)]
+        """The required services not ready now, sorted. A closed agent
+        knows nothing: all of them (a locked answer, not a 500)."""
+        try:
+            return [r for r in self.requires if not self.agent.is_ready(r)]
+        except AgentClosedError:
+            return list(self.requires)
 
     def __call__(self, environ, start_response):
         waiting = [] if self.latched else self.waiting_for()
