@@ -873,3 +873,28 @@ def test_wait_ready_async_times_out_and_is_woken(daemon):
             with pytest.raises(da.AgentClosedError):
                 await asyncio.wait_for(waiter, WAIT)
     asyncio.run(asyncio.wait_for(main(), WAIT * 2))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(depends_on=["s%d" % i for i in range(65)]), "depends_on: too many"),
+    (dict(urls=["ws://h%d/" % i for i in range(17)]), "too many URLs"),
+    (dict(tags=["t%d" % i for i in range(33)]), "tags: more than 32"),
+    (dict(watch=["w%d" % i for i in range(65)]), "watch: more than 64"),
+    (dict(urls="ws://" + "a" * 600 + "/"), "URL longer than 511 bytes"),
+    (dict(token="x" * 5000), "token: empty or too long"),
+    (dict(instance="a b"), "not a valid instance id"),
+    (dict(max_message=10), "max_message must be 1KiB .. 64MiB"),
+    (dict(heartbeat_interval_ms=2000, heartbeat_timeout_ms=1000),
+     "interval < timeout"),
+    (dict(backoff_multiplier=11.0), "multiplier must be 1.0 .. 10.0"),
+])
+def test_each_limit_past_it_is_libagents_message(kwargs, message):
+    kwargs.setdefault("urls", "ws://127.0.0.1:9/")
+    with pytest.raises(da.ConfigError) as e:
+        da.Agent(service="web", start=False, **kwargs)
+    assert message in e.value.message
+    # One under the limit is fine.
+    for key in ("depends_on", "tags", "watch"):
+        if key in kwargs:
+            kwargs[key] = kwargs[key][:-1]
+            da.Agent(service="web", start=False, **kwargs).close()
