@@ -898,3 +898,28 @@ def test_each_limit_past_it_is_libagents_message(kwargs, message):
         if key in kwargs:
             kwargs[key] = kwargs[key][:-1]
             da.Agent(service="web", start=False, **kwargs).close()
+
+
+def test_agents_made_and_closed_leave_nothing(daemon):
+    """50 agents linked and closed, with callbacks: the process has the
+    same file descriptors and threads as before, and its memory settles
+    (a leak of an agent per cycle would show in each of the three)."""
+    def rss_kib():
+        with open("/proc/self/status") as f:
+            return int([l for l in f if l.startswith("VmRSS:")][0].split()[1])
+
+    def cycle(n):
+        for i in range(n):
+            with da.Agent(urls=daemon.ws_url, service="web",
+                          instance="py-leak", depends_on=["cache"],
+                          watch=["api"], on_link=lambda info: None,
+                          **FAST) as agent:
+                until(lambda: agent.linked, "the link")
+    cycle(10)                            # warm up (lws, allocator)
+    fds = sorted(os.listdir("/proc/self/fd"))
+    threads = threading.active_count()
+    rss = rss_kib()
+    cycle(50)
+    assert sorted(os.listdir("/proc/self/fd")) == fds
+    assert threading.active_count() == threads
+    assert rss_kib() - rss < 4096, (rss, rss_kib())
