@@ -923,3 +923,39 @@ def test_agents_made_and_closed_leave_nothing(daemon):
     assert sorted(os.listdir("/proc/self/fd")) == fds
     assert threading.active_count() == threads
     assert rss_kib() - rss < 4096, (rss, rss_kib())
+
+
+def test_the_example_app(daemon):
+    """bindings/python/examples/app.py, as a process: 423, then 200 once
+    the cache is ready; an invalidation reaches its on_event; SIGINT
+    closes its agent (code 1000)."""
+    import signal
+    from harness import Proc
+    probe = wsgiref.simple_server.make_server("127.0.0.1", 0, app)
+    port = probe.server_port
+    probe.server_close()
+    p = Proc(["/usr/bin/python3", os.path.join(BINDING, "examples",
+                                               "app.py"),
+              daemon.ws_url, str(port)], "app.py",
+             env=dict(os.environ, PYTHONPATH=BINDING))
+    try:
+        p.wait_line(r"^listening 127\.0\.0\.1:%d" % port)
+        base = "http://127.0.0.1:%d" % port
+        status, _, body = get(base + "/")
+        assert status == 423 and json.loads(body)["waiting_for"] == ["cache"]
+        until(lambda: (daemon.call("GET", "/api/discovery/services/web")[1]
+                       or {}).get("ready") is True, "web ready in the daemon")
+        daemon.call("POST", "/api/discovery/cacheready")
+        p.wait_line(r"^readiness cache True")
+        status, _, body = get(base + "/")
+        assert status == 200 and body.startswith(b"hello from web")
+        daemon.call("POST", "/api/discovery/invalidate",
+                    {"keys": ["hits"], "service": "web"})
+        p.wait_line(r"^invalidated hits")
+        mark = daemon.mark()
+        p.kill(signal.SIGINT)
+        assert p.p.wait(WAIT) == 0
+        daemon.wait_line(r"msg=\"peer closing\" .*instance=web-py code=1000",
+                         start=mark)
+    finally:
+        p.stop()
