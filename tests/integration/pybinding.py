@@ -12,22 +12,50 @@ import pytest
 from harness import BIN, ROOT, WAIT
 
 BINDING = os.path.join(ROOT, "bindings", "python")
-LIB = os.path.join(os.path.dirname(BIN), "lib", "libagent.so.1")
+# DISCOVERY_TEST_AGENT_LIB: another libagent to test the binding on (a
+# sanitized one, with its runtime in LD_PRELOAD: docs/python.md).
+LIB = os.environ.get("DISCOVERY_TEST_AGENT_LIB") or os.path.join(
+    os.path.dirname(BIN), "lib", "libagent.so.1")
 
-# An ASan-built libagent cannot be dlopened by an uninstrumented python
-# (the sanitizer runtime must come first): the binding is tested on the
-# plain build.
+# A sanitized libagent (make SANITIZE=...) cannot be dlopened by an
+# uninstrumented python unless the sanitizers' runtimes come first: the
+# tests skip in such a process, and test_python_binding_errors runs them
+# again in a python with the runtimes in LD_PRELOAD.
+SANITIZE = os.environ.get("DISCOVERY_SANITIZE", "")
+RUNTIMES = {"address": "libasan.so", "undefined": "libubsan.so"}
+
+
+def sanitizer_preload():
+    """LD_PRELOAD for DISCOVERY_SANITIZE's runtimes (gcc's), or None when
+    one is not known (thread, ...) or not found."""
+    libs = []
+    for s in filter(None, SANITIZE.split(",")):
+        if s not in RUNTIMES:
+            return None
+        path = subprocess.run(["gcc", "-print-file-name=" + RUNTIMES[s]],
+                              capture_output=True, text=True).stdout.strip()
+        if not os.path.isabs(path):
+            return None
+        libs.append(path)
+    return " ".join(libs)
+
+
+PRELOADED = bool(SANITIZE) and all(
+    RUNTIMES.get(s, "?") in os.environ.get("LD_PRELOAD", "")
+    for s in SANITIZE.split(","))
 SKIP_SANITIZED = pytest.mark.skipif(
-    bool(os.environ.get("DISCOVERY_SANITIZE")),
-    reason="a sanitized libagent cannot be loaded into python")
+    bool(SANITIZE) and not PRELOADED,
+    reason="a sanitized libagent needs its runtime preloaded into python "
+           "(test_binding_on_the_sanitized_libagent does it)")
 
 os.environ["DISCOVERY_AGENT_LIB"] = LIB
 sys.path.insert(0, BINDING)
 
 import discovery_agent as da  # noqa: E402
 
-__all__ = ["BINDING", "FAST", "LIB", "SKIP_SANITIZED", "Recorder", "da",
-           "readiness", "run_py", "until"]
+__all__ = ["BINDING", "FAST", "LIB", "PRELOADED", "SANITIZE",
+           "SKIP_SANITIZED", "Recorder", "da", "readiness", "run_py",
+           "sanitizer_preload", "until"]
 
 FAST = dict(backoff_initial_ms=50, backoff_max_ms=500,
             heartbeat_interval_ms=500, heartbeat_timeout_ms=1500)
