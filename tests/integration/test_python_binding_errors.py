@@ -74,11 +74,23 @@ def test_bad_yaml_is_a_config_error(tmp_path, text, where, what):
     assert e.value.strerror in str(e.value)
 
 
-def test_missing_yaml_file(tmp_path):
+def test_missing_yaml_file_a_directory_and_garbage(tmp_path):
     path = str(tmp_path / "absent.yaml")
     with pytest.raises(da.ConfigError) as e:
         da.Agent.load(path)
     assert e.value.message.startswith(path + ":"), e.value.message
+    with pytest.raises(da.ConfigError, match="Is a directory"):
+        da.Agent.load(tmp_path)          # an os.PathLike
+    big = str(tmp_path / "big.yaml")
+    with open(big, "wb") as f:
+        f.write(os.urandom(2 << 20))
+    with pytest.raises(da.ConfigError, match="larger than 1048576 bytes"):
+        da.Agent.load(big)
+    deep = write(str(tmp_path / "deep.yaml"), "a: " + "[" * 10000 + "\n")
+    with pytest.raises(da.ConfigError, match="nested deeper than"):
+        da.Agent.load(deep)
+    with pytest.raises(ValueError, match="NUL"):
+        da.Agent.load(path + "\0x")
 
 
 def test_calls_after_close_raise(daemon):
