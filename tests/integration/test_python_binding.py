@@ -132,7 +132,11 @@ def test_readiness_flips_when_dependencies_announce(daemon, tmp_path):
         names = [t.name for t in threading.enumerate()
                  if t.ident in threads]
         assert names == ["discovery-agent-web"]
-    # Closed: the delivery thread is gone.
+    # Closed: the last callback (the link's end, stopping: no retry) was
+    # delivered before close returned, and the delivery thread is gone.
+    name, (last,), _ = rec.calls[-1]
+    assert name == "link" and last.state == da.LinkState.UNLINKED
+    assert last.was_linked and last.retry_ms == 0, last
     assert not [t for t in threading.enumerate() if t.ident in threads]
 
 
