@@ -7,6 +7,7 @@ C compiler lays it out. Bad input: test_python_binding_errors.py."""
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import threading
@@ -618,3 +619,37 @@ def test_the_example_app(daemon):
                          start=mark)
     finally:
         p.stop()
+
+
+def test_log_lines_to_on_log_or_logging(daemon, caplog):
+    rec = Recorder()
+    with da.Agent(urls=daemon.ws_url, service="web", instance="py-log",
+                  depends_on=["cache"], log_level="debug",
+                  on_log=rec.cb("log"), **FAST) as agent:
+        rec.wait(lambda c: any(a[1].startswith("connecting url=" +
+                                               daemon.ws_url)
+                               for _, a, _ in c), "the connecting line")
+        assert all(isinstance(a[0], da.LogLevel) for _, a, _ in rec.calls)
+        assert (da.LogLevel.DEBUG, "connecting url=%s attempt=1" %
+                daemon.ws_url) in [a for _, a, _ in rec.calls]
+        until(lambda: agent.linked, "the link")
+        agent.set_log_level("error")
+        n = len(rec.calls)
+        daemon.call("POST", "/api/discovery/cacheready")
+        assert agent.wait_ready(WAIT)
+        time.sleep(0.2)
+        assert len(rec.calls) == n       # the info line was not made
+        agent.set_log_level(da.LogLevel.INFO)
+        daemon.call("POST", "/api/discovery/services/cache/notready")
+        rec.wait(lambda c: (da.LogLevel.INFO,
+                            "readiness service=cache ready=false") in
+                 [a for _, a, _ in c], "the readiness line")
+    # Without on_log: the logging logger "discovery_agent".
+    caplog.set_level(logging.DEBUG, logger="discovery_agent")
+    with da.Agent(urls=daemon.ws_url, service="web", instance="py-log2",
+                  log_level="debug", **FAST) as agent:
+        until(lambda: agent.linked, "the link")
+        until(lambda: any(r.name == "discovery_agent" and
+                          r.levelno == logging.DEBUG and
+                          "web: connecting url=" in r.getMessage()
+                          for r in caplog.records), "a logged line")
