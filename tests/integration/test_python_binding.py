@@ -653,3 +653,78 @@ def test_log_lines_to_on_log_or_logging(daemon, caplog):
                           r.levelno == logging.DEBUG and
                           "web: connecting url=" in r.getMessage()
                           for r in caplog.records), "a logged line")
+
+
+def test_asgi_middleware(daemon):
+    """The ASGI AcceptanceMiddleware in a real ASGI exchange (scope,
+    receive, send): the gate's locked answer, pass paths, an upgrade
+    refused while locked, lifespan untouched, then the app."""
+    from discovery_agent.asgi import AcceptanceMiddleware as Asgi
+
+    async def inner(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await send({"type": "lifespan.startup.complete"})
+            return
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"the app"})
+
+    async def exchange(mw, kind, path="/", accept=None, method="GET"):
+        scope = {"type": kind, "path": path, "method": method,
+                 "headers": [(b"accept", accept.encode())] if accept else [],
+                 "asgi": {"version": "3.0"}}
+        incoming = [{"type": kind + (".connect" if kind == "websocket"
+                                     else ".request" if kind == "http"
+                                     else ".startup")}]
+        sent = []
+
+        async def receive():
+            return incoming.pop(0) if incoming else {"type": kind +
+                                                     ".disconnect"}
+
+        async def send(msg):
+            sent.append(msg)
+        await mw(scope, receive, send)
+        return sent
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with da.Agent(urls=daemon.ws_url, service="web", instance="py-asgi",
+                      depends_on=["cache"], loop=loop, **FAST) as agent:
+            mw = Asgi(inner, agent, retry_after=7, pass_paths=["/healthz"])
+            await loop.run_in_executor(None, until, lambda: agent.linked,
+                                       "the link")
+            start, body = await exchange(mw, "http", "/orders")
+            assert start["status"] == 423
+            headers = dict(start["headers"])
+            assert headers[b"retry-after"] == b"7"
+            assert headers[b"cache-control"] == b"no-store"
+            assert headers[b"vary"] == b"Accept"
+            assert headers[b"content-type"] == b"application/json"
+            assert int(headers[b"content-length"]) == len(body["body"])
+            assert json.loads(body["body"]) == {
+                "error": "locked",
+                "message": "application components are loading",
+                "waiting_for": ["cache"], "retry_after": 7}
+            start, body = await exchange(mw, "http", "/", accept="text/html")
+            assert dict(start["headers"])[b"content-type"] == \
+                b"text/html; charset=utf-8"
+            assert b"Application components are loading" in body["body"]
+            assert (await exchange(mw, "http", "/healthz"))[0][
+                "status"] == 200
+            assert (await exchange(mw, "websocket", "/healthz")) == [
+                {"type": "websocket.close", "code": 1013}]
+            assert (await exchange(mw, "lifespan")) == [
+                {"type": "lifespan.startup.complete"}]
+            await loop.run_in_executor(None, daemon.call, "POST",
+                                       "/api/discovery/cacheready")
+            assert await agent.wait_ready_async(WAIT)
+            start, body = await exchange(mw, "http", "/orders")
+            assert (start["status"], body["body"]) == (200, b"the app")
+            assert (await exchange(mw, "websocket", "/ws")) == [
+                {"type": "websocket.accept"}]
+    asyncio.run(asyncio.wait_for(main(), WAIT * 2))

@@ -18,7 +18,7 @@ from ._capi import ENV_VAR, SONAME, lib_path
 from .agent import Agent, strerror, version
 from .errors import (AgentClosedError, AgentError, ConfigError,
                      LibraryNotFoundError, NoEndpointError)
-from .types import (Endpoint, EndpointSet, EndpointState, Event, Info,
+from ._types import (Endpoint, EndpointSet, EndpointState, Event, Info,
                     LinkInfo, LinkState, LogLevel, split_address)
 
 __version__ = "0.1.0"

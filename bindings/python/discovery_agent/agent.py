@@ -29,7 +29,7 @@ import time
 from . import _capi as C
 from .errors import (AgentClosedError, AgentError, ConfigError,
                      NoEndpointError)
-from .types import (Endpoint, EndpointSet, EndpointState, Event, Info,
+from ._types import (Endpoint, EndpointSet, EndpointState, Event, Info,
                     LinkInfo, LinkState, LogLevel)
 
 log = logging.getLogger("discovery_agent")
