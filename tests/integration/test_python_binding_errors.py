@@ -231,7 +231,8 @@ def test_wrong_argument_types(daemon):
             with pytest.raises(da.AgentError) as e:
                 agent.set_load(load)
             assert e.value.code == -1
-            assert str(e.value).startswith("agent_set_load: ")
+            assert str(e.value) == "agent_set_load: %s (code -1)" % \
+                da.strerror(-1)
         with pytest.raises(TypeError, match="service must be a str"):
             agent.pick(None)
         with pytest.raises(TypeError, match="timeout"):

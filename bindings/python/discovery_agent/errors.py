@@ -19,7 +19,7 @@ class AgentError(Exception):
         super().__init__(self.message)
 
     def __str__(self):
-        if self.message == self.strerror:
+        if self.strerror in self.message:
             return "%s (code %d)" % (self.message, self.code)
         return "%s (%s, code %d)" % (self.message, self.strerror, self.code)
 
