@@ -200,7 +200,8 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             nginx-light chromium wrk man-db systemd libhiredis-dev \
             redis-server redis-sentinel libhttp-parser-dev libldns-dev \
             bind9-dnsutils haproxy jq dpkg-dev debhelper lintian \
-            prometheus python3-yaml python3-pytest-xdist
+            prometheus python3-yaml python3-pytest-xdist python3-setuptools \
+            python3-wheel python3-venv python3-pip
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
