@@ -23,6 +23,10 @@
 /* A close frame's payload is at most 125 bytes: the code, then this. */
 #define CLOSE_REASON_MAX 123
 
+/* Every idle link pays for each byte (docs/bench.md, "Idle memory per
+ * link"): a field that every link does not need goes in link_aside. */
+_Static_assert(sizeof(struct link) <= 152, "struct link grew");
+
 static void unlink_instance(struct link *l);
 
 /* For the log: the instance, or "-" before the hello. */
