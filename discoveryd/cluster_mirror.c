@@ -250,7 +250,8 @@ void cluster_mirror_snapshot(struct hub *h, void *arg, struct hub_req *req)
 
 		if (l->state != LINK_ACTIVE)
 			continue;
-		snprintf(key, sizeof(key), "%s/%s", l->svc->name, l->instance);
+		snprintf(key, sizeof(key), "%s/%s", l->svc->name,
+			 link_instance(l));
 		cJSON_AddItemToObject(agents, key, hub_agent_json(h, l));
 	}
 	req->body = cJSON_PrintUnformatted(o);
@@ -284,7 +285,7 @@ void cluster_store_instance(struct store *s, struct link *l,
 	cJSON *a;
 
 	if (what == INSTANCE_MOVED) {
-		cluster_note_agent(c, l->svc->name, l->instance, NULL);
+		cluster_note_agent(c, l->svc->name, link_instance(l), NULL);
 		return;
 	}
 	cluster_store_announce(s, l->svc);
@@ -296,7 +297,7 @@ void cluster_store_instance(struct store *s, struct link *l,
 				     d->dependents - (gone ? 1 : 0));
 	}
 	a = gone ? NULL : hub_agent_json(c->hub, l);
-	cluster_note_agent(c, l->svc->name, l->instance,
+	cluster_note_agent(c, l->svc->name, link_instance(l),
 			   a ? cJSON_PrintUnformatted(a) : NULL);
 	cJSON_Delete(a);
 }

@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "event.h"
+#include "registry.h"
 
 struct event *event_new(enum event_kind kind, enum event_scope scope,
 			const char *command, cJSON *header, cJSON *value)
@@ -123,14 +124,14 @@ enum event_scope event_scope_parse(const char *name)
 }
 
 bool event_addressed_to(const struct event *ev, const char *service,
-			const char *instance, const char *const *deps,
+			const char *instance, struct service *const *deps,
 			size_t n_deps)
 {
 	switch (ev->scope) {
 	case SCOPE_ALL: return true;
 	case SCOPE_DEPENDENTS:
 		for (size_t i = 0; i < n_deps; i++)
-			if (strcmp(deps[i], ev->service) == 0)
+			if (deps[i] && strcmp(deps[i]->name, ev->service) == 0)
 				return true;
 		return false;
 	case SCOPE_SERVICE: return strcmp(service, ev->service) == 0;

@@ -74,10 +74,11 @@ enum event_scope event_scope_parse(const char *name);
 
 /*
  * Does an agent with this service, instance and dependencies receive ev?
- * deps holds service names (not owned).
+ * deps holds the services (not owned); a NULL one is none.
  */
+struct service;
 bool event_addressed_to(const struct event *ev, const char *service,
-			const char *instance, const char *const *deps,
+			const char *instance, struct service *const *deps,
 			size_t n_deps);
 
 #endif

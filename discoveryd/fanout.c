@@ -26,8 +26,8 @@ size_t hub_fanout(struct hub *h, struct event *ev)
 		struct link *l = h->links[i];
 
 		if (l->state != LINK_ACTIVE ||
-		    !event_addressed_to(ev, l->svc->name, l->instance,
-					l->dep_names, l->n_deps))
+		    !event_addressed_to(ev, l->svc->name, link_instance(l),
+					l->deps, l->n_deps))
 			continue;
 		link_send(l, ev);
 		delivered++;
@@ -57,8 +57,8 @@ static size_t count_targets(const struct hub *h, const struct event *ev)
 		const struct link *l = h->links[i];
 
 		n += l->state == LINK_ACTIVE &&
-		     event_addressed_to(ev, l->svc->name, l->instance,
-					l->dep_names, l->n_deps);
+		     event_addressed_to(ev, l->svc->name, link_instance(l),
+					l->deps, l->n_deps);
 	}
 	return n;
 }

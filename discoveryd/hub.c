@@ -64,6 +64,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 	for (size_t i = 0; i < h->n_links; i++) {
 		struct link *l = h->links[i];
 
+		link_queue_trim(l);
 		if (l->state == LINK_CLOSING ||
 		    link_auth_lapsed(h, l, now_s, secrets_changed))
 			continue;

@@ -181,18 +181,19 @@ static int build_local(struct hub *h, const struct service *s, struct build *b)
 		return -1;
 	for (const struct link *l = s->ep_links; l; l = l->ep_next) {
 		struct ep *e = &b->ep[b->n];
-		const char *t = l->tags;
+		const char *t = link_tags(l);
 
-		e->instance = l->instance;
+		e->instance = link_instance(l);
 		e->address = link_address(l);
 		e->node = h->node;
-		if (l->meta && !(e->meta = b->metas[b->n] =
-					 cJSON_PrintUnformatted(l->meta)))
+		if (link_meta(l) &&
+		    !(e->meta = b->metas[b->n] =
+			      cJSON_PrintUnformatted(link_meta(l))))
 			return -1;
 		b->n++;
 		e->tags = b->tags + b->n_tags;
 		e->n_tags = l->n_tags;
-		for (unsigned i = 0; i < l->n_tags; i++, t += strlen(t) + 1)
+		for (unsigned i = 0; i < e->n_tags; i++, t += strlen(t) + 1)
 			b->tags[b->n_tags++] = t;
 		e->state = (enum proto_state)l->status;
 		e->weight = l->weight;

@@ -87,67 +87,75 @@ struct admit_log {
 /*
  * One agent link; the lws per-session data (lws allocates and frees it).
  * Every idle link pays for each byte here, so only what every link needs is
- * inline: strings are allocated to their length when the link gets them and
- * freed with it (on_closed in link.c), the send queue once an event has had
- * to wait.
+ * inline, ordered so that it packs without holes (docs/design.md, "The
+ * link's footprint"). What its hello named is one allocation (deps), its
+ * token another (auth on), and what few links ever have (meta, watches, a
+ * message arriving in pieces, a parked hello, a close reason) a third, made
+ * when the first of them comes (link_aside). All go with the link
+ * (on_closed in link.c); the send queue once an event has had to wait,
+ * until a tick finds it empty.
  */
 struct link {
 	struct lws *wsi;
 	struct hub *hub;
-	size_t index; /* in hub->links */
-	enum link_state state;
-	unsigned token_secret; /* the id of the secret that signed its
-				  token (auth on) */
-	bool ping_due;
-	bool ready;      /* the instance's own report: state == READY */
-	uint8_t status;  /* enum proto_state, as it last reported */
-	uint8_t n_tags;  /* in tags */
-	uint16_t weight; /* 1-1000, from the hello */
-	uint16_t load;   /* as it last reported, in LINK_LOAD_SCALE steps of
-			    1; LINK_LOAD_NONE: never */
-	bool close_kind_set;
-	bool parked_once;          /* its hello waited already */
-	bool inherited;            /* ready is its zombie's, until it
-				      reports (link_set_ready) */
-	const char *peer;          /* the source address: the text of its
-				      peers.c record, held while the link
-				      lives (peer_of_addr) */
-	int64_t connected_ms;      /* monotonic */
-	int64_t connected_wall_ms; /* for the agents list */
-	int64_t last_rx_ms;        /* any frame, pongs included */
-	int64_t last_pong_wall_ms; /* 0 = none yet */
-	int64_t last_ping_ms;
-
-	/* From the hello. */
+	struct link_queue *queue; /* NULL until an event has to wait */
 	struct service *svc;
-	struct hnode index_node; /* in hub->index */
-	bool indexed;
-	char *instance;         /* NULL until the hello; its address
-				   follows it (link_address) */
-	struct service **deps;  /* one allocation with dep_names */
-	const char **dep_names; /* deps[i]->name, for event matching */
-	size_t n_deps;
-	cJSON *meta;
-	char *tags; /* n_tags names, each NUL-terminated; NULL: none */
-	struct link_parked *parked; /* a hello waiting for this node's
-				       log to read as far as the agent */
-
-	/* From its token (auth on): NULL = any service, no subject. */
-	char *token_svc;
-	char *token_sub;   /* who the token names, for the log */
-	int64_t token_exp; /* seconds since the epoch; 0 = none */
-
-	struct link_rx *rx;             /* a message arriving in pieces */
-	struct link_queue *queue;       /* NULL until an event has to wait */
+	struct service **deps;          /* NULL until the hello; then its
+					   dependencies (NULL once let go) and,
+					   in the same allocation, what else it
+					   named (link_instance) */
+	const char *peer;               /* the source address: the text of its
+					   peers.c record, held while the link
+					   lives (peer_of_addr) */
+	struct hnode index_node;        /* in hub->index */
 	struct link *ep_prev, *ep_next; /* its service's endpoints */
-	bool ep_listed;                 /* in them: it gave an address */
-	uint8_t n_watch;                /* in watch */
-	bool corked;                    /* in hub->corked_links */
-	struct watch *watch; /* the services whose endpoints it watches */
+	int64_t connected_ms;           /* monotonic */
+	int64_t connected_wall_ms;      /* for the agents list */
+	int64_t last_rx_ms;             /* any frame, pongs included */
+	int64_t last_pong_wall_ms;      /* 0 = none yet */
+	int64_t last_ping_ms;
+	struct link_token *token; /* auth on: from its token */
+	struct link_aside *aside; /* NULL until it has one of those */
+	uint32_t index;           /* in hub->links */
+	uint16_t weight;          /* 1-1000, from the hello */
+	uint16_t load;       /* as it last reported, in LINK_LOAD_SCALE steps
+				of 1; LINK_LOAD_NONE: never */
+	uint16_t close_code; /* != 0: close with it when writable */
+	uint8_t state;       /* enum link_state */
+	uint8_t status;      /* enum proto_state, as it last reported */
+	uint8_t close_kind;  /* enum close_kind, set by the first close or
+				kill (close_kind_set) */
+	uint8_t n_deps;      /* in deps */
+	uint8_t n_tags;      /* link_tags */
+	bool close_kind_set : 1;
+	bool ping_due : 1;
+	bool ready : 1;       /* the instance's own report: READY */
+	bool inherited : 1;   /* ready is its zombie's, until it reports
+				 (link_set_status) */
+	bool parked_once : 1; /* its hello waited already */
+	bool indexed : 1;     /* in hub->index */
+	bool ep_listed : 1;   /* in its endpoints: it gave an address */
+	bool corked : 1;      /* in hub->corked_links */
+};
 
-	enum close_kind close_kind; /* set by the first close or kill */
-	int close_code;             /* != 0: close with it when writable */
+/* From its token (auth on): one allocation with the claims' text. */
+struct link_token {
+	const char *svc; /* the service it is for; NULL = any */
+	const char *sub; /* who it names, for the log; NULL = none */
+	int64_t exp;     /* seconds since the epoch; 0 = none */
+	unsigned secret; /* the id of the secret that signed it */
+	char text[];     /* svc's text, then sub's */
+};
+
+/* What few links have; link_aside makes it. */
+struct link_aside {
+	cJSON *meta;         /* the hello's; NULL = none */
+	struct watch *watch; /* the services whose endpoints it watches */
+	struct link_rx *rx;  /* a message arriving in pieces */
+	struct link_parked *parked; /* a hello waiting for this node's log to
+				       read as far as the agent */
 	char *close_reason;         /* with close_code; NULL = none */
+	uint8_t n_watch;            /* in watch */
 };
 
 struct hub {
@@ -254,11 +262,41 @@ struct endpoints_filter;
 cJSON *hub_ep_answer(struct hub *h, const char *service,
 		     const struct endpoints_filter *f, uint64_t *index);
 
-/* The hello's address ("" when absent), kept just past the instance. */
+/* What l's hello named, kept just past its dependencies (l->deps): its
+ * instance, address and tags, each NUL-terminated. Only once it has one. */
+static inline const char *link_instance(const struct link *l)
+{
+	return (const char *)(l->deps + l->n_deps);
+}
+
+/* "" when the hello gave none. */
 static inline const char *link_address(const struct link *l)
 {
-	return l->instance + strlen(l->instance) + 1;
+	const char *instance = link_instance(l);
+
+	return instance + strlen(instance) + 1;
 }
+
+/* n_tags names, one after another. */
+static inline const char *link_tags(const struct link *l)
+{
+	const char *address = link_address(l);
+
+	return address + strlen(address) + 1;
+}
+
+static inline const cJSON *link_meta(const struct link *l)
+{
+	return l->aside ? l->aside->meta : NULL;
+}
+
+static inline size_t link_n_watch(const struct link *l)
+{
+	return l->aside ? l->aside->n_watch : 0;
+}
+
+/* link.c: l's aside, made if it has none; NULL without memory. */
+struct link_aside *link_aside(struct link *l);
 
 /* hub.c */
 void hub_announce_all(struct hub *h);
@@ -338,6 +376,7 @@ void link_send(struct link *l, struct event *ev);
 int link_flush(struct link *l);
 size_t link_queued(const struct link *l);
 void link_queue_clear(struct link *l);
+void link_queue_trim(struct link *l); /* an empty queue goes */
 /* Between these, links queue what they are sent; uncork writes each
  * one's share at once (a group commit's events: one write per link). */
 void hub_cork(struct hub *h);

@@ -119,7 +119,7 @@ cJSON *hub_agent_json(const struct hub *h, const struct link *l)
 	const char *t;
 
 	cJSON_AddStringToObject(o, "service", l->svc->name);
-	cJSON_AddStringToObject(o, "instance", l->instance);
+	cJSON_AddStringToObject(o, "instance", link_instance(l));
 	cJSON_AddStringToObject(o, "address", link_address(l));
 	cJSON_AddStringToObject(o, "peer", l->peer);
 	cJSON_AddStringToObject(o, "node", h->node);
@@ -134,15 +134,16 @@ cJSON *hub_agent_json(const struct hub *h, const struct link *l)
 	else
 		cJSON_AddNullToObject(o, "load");
 	tags = cJSON_AddArrayToObject(o, "tags");
-	t = l->tags;
+	t = link_tags(l);
 	for (unsigned i = 0; i < l->n_tags; i++, t += strlen(t) + 1)
 		cJSON_AddItemToArray(tags, cJSON_CreateString(t));
 	deps = cJSON_AddArrayToObject(o, "depends_on");
 	for (size_t i = 0; i < l->n_deps; i++)
-		cJSON_AddItemToArray(deps, cJSON_CreateString(l->dep_names[i]));
-	if (l->meta)
+		cJSON_AddItemToArray(deps,
+				     cJSON_CreateString(l->deps[i]->name));
+	if (link_meta(l))
 		cJSON_AddItemToObject(o, "meta",
-				      cJSON_Duplicate(l->meta, true));
+				      cJSON_Duplicate(link_meta(l), true));
 	return o;
 }
 

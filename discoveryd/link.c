@@ -23,12 +23,23 @@
 /* A close frame's payload is at most 125 bytes: the code, then this. */
 #define CLOSE_REASON_MAX 123
 
+/* Every idle link pays for each byte (docs/bench.md, "Idle memory per
+ * link"): a field that every link does not need goes in link_aside. */
+_Static_assert(sizeof(struct link) <= 152, "struct link grew");
+
 static void unlink_instance(struct link *l);
 
 /* For the log: the instance, or "-" before the hello. */
 static const char *instance_or_dash(const struct link *l)
 {
-	return l->instance ? l->instance : "-";
+	return l->deps ? link_instance(l) : "-";
+}
+
+struct link_aside *link_aside(struct link *l)
+{
+	if (!l->aside)
+		l->aside = calloc(1, sizeof(*l->aside));
+	return l->aside;
 }
 
 static int links_add(struct hub *h, struct link *l)
@@ -42,7 +53,7 @@ static int links_add(struct hub *h, struct link *l)
 		h->links = v;
 		h->cap_links = cap;
 	}
-	l->index = h->n_links;
+	l->index = (uint32_t)h->n_links;
 	h->links[h->n_links++] = l;
 	return 0;
 }
@@ -106,9 +117,10 @@ void link_close(struct link *l, int code, const char *reason)
 		 code, log_quote(q, sizeof(q), reason));
 	set_close_kind(l, classify(code, reason));
 	unlink_instance(l);
-	l->close_code = code;
+	l->close_code = (uint16_t)code;
 	/* Out of memory: the close goes out with its code alone. */
-	l->close_reason = strndup(reason, CLOSE_REASON_MAX);
+	if (link_aside(l))
+		l->aside->close_reason = strndup(reason, CLOSE_REASON_MAX);
 	link_queue_clear(l);
 	lws_callback_on_writable(l->wsi);
 	/* A peer that never reads would hold the close forever. */
@@ -159,7 +171,9 @@ void link_ping(struct link *l)
 static int on_writable(struct link *l)
 {
 	if (l->close_code) {
-		const char *reason = l->close_reason ? l->close_reason : "";
+		const char *reason = l->aside && l->aside->close_reason ?
+					     l->aside->close_reason :
+					     "";
 
 		lws_close_reason(l->wsi, (enum lws_close_status)l->close_code,
 				 (unsigned char *)reason, strlen(reason));
@@ -185,14 +199,15 @@ static void drop_deps(struct link *l, const struct service *keep)
 	struct registry *reg = &l->hub->registry;
 
 	for (size_t i = 0; i < l->n_deps; i++) {
-		l->deps[i]->dependents--;
-		if (l->deps[i] != keep)
-			registry_release_service(reg, l->deps[i]);
+		struct service *d = l->deps[i];
+
+		if (!d)
+			continue;
+		d->dependents--;
+		if (d != keep)
+			registry_release_service(reg, d);
+		l->deps[i] = NULL;
 	}
-	free(l->deps);
-	l->deps = NULL;
-	l->dep_names = NULL;
-	l->n_deps = 0;
 }
 
 /*
@@ -220,10 +235,7 @@ static void unlink_instance(struct link *l)
 		store_instance(h->store, l, INSTANCE_MOVED);
 		hub_ep_remove(h, l);
 		link_watch_drop(l);
-		free(l->deps);
-		l->deps = NULL;
-		l->dep_names = NULL;
-		l->n_deps = 0;
+		memset(l->deps, 0, l->n_deps * sizeof(l->deps[0]));
 		hub_sse_change(h, s->name);
 		l->svc = NULL;
 		return;
@@ -240,25 +252,20 @@ static void unlink_instance(struct link *l)
 	registry_release_service(&h->registry, s);
 }
 
-/* deps and dep_names share one allocation (freed as deps). */
+/* The hello's dependencies, counted as l's (in l->deps, made by
+ * take_hello). */
 static int take_deps(struct link *l, const struct proto_hello *hello)
 {
 	struct hub *h = l->hub;
-	size_t n = hello->n_depends + 1;
 
-	l->deps = calloc(n, sizeof(*l->deps) + sizeof(*l->dep_names));
-	if (!l->deps)
-		return -1;
-	l->dep_names = (const char **)(l->deps + n);
-	for (size_t i = 0; i < hello->n_depends; i++) {
+	for (size_t i = 0; i < l->n_deps; i++) {
 		struct service *d =
 			registry_get(&h->registry, hello->depends_on[i]);
 
 		if (!d)
 			return -1;
 		d->dependents++;
-		l->deps[l->n_deps] = d;
-		l->dep_names[l->n_deps++] = d->name;
+		l->deps[i] = d;
 	}
 	return 0;
 }
@@ -272,38 +279,46 @@ static void forget_service(struct link *l)
 	if (l->svc)
 		registry_release_service(&l->hub->registry, l->svc);
 	l->svc = NULL;
+	free(l->deps);
+	l->deps = NULL;
+	l->n_deps = l->n_tags = 0;
 }
 
-/* The hello's tags, packed: one allocation, NULL when there are none. */
-static int take_tags(struct link *l, const struct proto_hello *hello)
+/*
+ * What the hello names, in one allocation: room for its dependencies
+ * (take_deps finds them), then its instance, address and tags as text
+ * (link_instance).
+ */
+static int take_hello(struct link *l, const struct proto_hello *hello)
 {
-	size_t n = 0;
+	size_t n = hello->n_depends, text = strlen(hello->instance) + 1;
 	char *p;
 
-	l->weight = (uint16_t)hello->weight;
-	if (!hello->n_tags)
-		return 0;
+	text += strlen(hello->address) + 1;
 	for (size_t i = 0; i < hello->n_tags; i++)
-		n += strlen(hello->tags[i]) + 1;
-	if (!(p = l->tags = malloc(n)))
+		text += strlen(hello->tags[i]) + 1;
+	if (!(l->deps = calloc(1, n * sizeof(l->deps[0]) + text)))
 		return -1;
+	l->n_deps = (uint8_t)n;
+	l->n_tags = (uint8_t)hello->n_tags;
+	p = (char *)(l->deps + n);
+	p = stpcpy(p, hello->instance) + 1;
+	p = stpcpy(p, hello->address) + 1;
 	for (size_t i = 0; i < hello->n_tags; i++)
 		p = stpcpy(p, hello->tags[i]) + 1;
-	l->n_tags = (uint8_t)hello->n_tags;
+	l->weight = (uint16_t)hello->weight;
 	return 0;
 }
 
-/* The hello's instance, then its address: one allocation (link_address). */
-static int take_names(struct link *l, const struct proto_hello *hello)
+/* The hello's meta, kept aside (most hellos have none). */
+static int take_meta(struct link *l, struct proto_hello *hello)
 {
-	size_t ni = strlen(hello->instance) + 1;
-	size_t na = strlen(hello->address) + 1;
-
-	l->instance = malloc(ni + na);
-	if (!l->instance)
+	if (!hello->meta)
+		return 0;
+	if (!link_aside(l))
 		return -1;
-	memcpy(l->instance, hello->instance, ni);
-	memcpy(l->instance + ni, hello->address, na);
+	l->aside->meta = hello->meta;
+	hello->meta = NULL;
 	return 0;
 }
 
@@ -327,7 +342,7 @@ static struct event *make_welcome(struct link *l, bool recovered, size_t replay)
 		cJSON_AddBoolToObject(w.services, l->deps[i]->name,
 				      l->deps[i]->ready);
 	w.endpoints = link_watch_welcome(l);
-	if (l->n_watch && !w.endpoints) {
+	if (link_n_watch(l) && !w.endpoints) {
 		cJSON_Delete(w.services);
 		return NULL;
 	}
@@ -346,8 +361,8 @@ static size_t replay_missed(struct link *l, uint64_t after, bool send)
 	for (size_t i = evlog_find_after(log, after); i < log->count; i++) {
 		struct event *ev = evlog_at(log, i);
 
-		if (!event_addressed_to(ev, l->svc->name, l->instance,
-					l->dep_names, l->n_deps))
+		if (!event_addressed_to(ev, l->svc->name, link_instance(l),
+					l->deps, l->n_deps))
 			continue;
 		n++;
 		if (send)
@@ -380,24 +395,23 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 		link_close(l, 1013, not_yet);
 		return;
 	}
-	if (l->token_svc && strcmp(l->token_svc, hello->service) != 0) {
+	if (l->token && l->token->svc &&
+	    strcmp(l->token->svc, hello->service) != 0) {
 		link_close(l, 1008, "the token is for another service");
 		return;
 	}
 	l->svc = registry_get(&h->registry, hello->service);
+	if (l->svc && (take_hello(l, hello) != 0 || take_meta(l, hello) != 0)) {
+		forget_service(l);
+		link_close(l, 1011, "out of memory");
+		return;
+	}
 	if (!l->svc || take_deps(l, hello) != 0 ||
 	    link_watch_take(l, hello) != 0) {
 		forget_service(l);
 		link_close(l, 1013, "service table full");
 		return;
 	}
-	if (take_names(l, hello) != 0 || take_tags(l, hello) != 0) {
-		forget_service(l);
-		link_close(l, 1011, "out of memory");
-		return;
-	}
-	l->meta = hello->meta;
-	hello->meta = NULL;
 	/* Count this instance first: closing the zombie below must not see
 	 * the service unused and release it. */
 	l->svc->instances++;
@@ -407,7 +421,7 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	 * for heartbeat.timeout at most, as long as the zombie would have
 	 * lingered): the handover moves no count and announces nothing, so
 	 * dependents never see the service flap. */
-	zombie = link_index_find(h, l->svc, l->instance);
+	zombie = link_index_find(h, l->svc, link_instance(l));
 	if (zombie) {
 		l->ready = zombie->ready;
 		l->status = zombie->status;
@@ -444,10 +458,10 @@ static void on_hello(struct link *l, struct proto_hello *hello)
 	log_info("linked",
 		 "peer=%s service=%s instance=%s deps=%zu recovered=%s "
 		 "replay=%zu sub=%s",
-		 l->peer, l->svc->name, l->instance, l->n_deps,
+		 l->peer, l->svc->name, link_instance(l), (size_t)l->n_deps,
 		 recovered ? "true" : "false", replay,
 		 log_quote(sub, sizeof(sub),
-			   l->token_sub ? l->token_sub : "-"));
+			   l->token && l->token->sub ? l->token->sub : "-"));
 }
 
 /*
@@ -473,7 +487,7 @@ void link_set_status(struct link *l, enum proto_state state, uint16_t load)
 	l->status = (uint8_t)state;
 	l->load = load;
 	log_debug("status", "service=%s instance=%s state=%s load=%u",
-		  l->svc->name, l->instance, proto_state_name(state),
+		  l->svc->name, link_instance(l), proto_state_name(state),
 		  (unsigned)load);
 	store_instance(l->hub->store, l, INSTANCE_CHANGED);
 	if (l->ep_listed)
@@ -517,19 +531,18 @@ static bool park_hello(struct link *l, const struct proto_hello *hello,
 	struct hub *h = l->hub;
 	struct link_parked *p;
 
-	if (!h->store->catch_up_ms || l->parked_once || l->parked ||
-	    !hello->has_resume ||
+	if (!h->store->catch_up_ms || l->parked_once ||
+	    (l->aside && l->aside->parked) || !hello->has_resume ||
 	    strcmp(hello->resume_epoch, h->log.epoch) != 0 ||
 	    hello->resume_seq <= h->log.seq)
 		return false;
-	p = malloc(sizeof(*p) + len);
-	if (!p)
+	if (!link_aside(l) || !(p = malloc(sizeof(*p) + len)))
 		return false;
 	p->seq = hello->resume_seq;
 	p->deadline_ms = clock_mono_ms() + h->store->catch_up_ms;
 	p->len = len;
 	memcpy(p->text, buf, len);
-	l->parked = p;
+	l->aside->parked = p;
 	l->parked_once = true;
 	h->n_parked++;
 	log_debug("hello parked", "peer=%s seq=%llu have=%llu", l->peer,
@@ -539,10 +552,10 @@ static bool park_hello(struct link *l, const struct proto_hello *hello,
 
 static void drop_parked(struct link *l)
 {
-	if (!l->parked)
+	if (!l->aside || !l->aside->parked)
 		return;
-	free(l->parked);
-	l->parked = NULL;
+	free(l->aside->parked);
+	l->aside->parked = NULL;
 	l->hub->n_parked--;
 }
 
@@ -555,9 +568,9 @@ static void on_message(struct link *l, const char *buf, size_t len);
  */
 static void unpark(struct link *l)
 {
-	struct link_parked *p = l->parked;
+	struct link_parked *p = l->aside->parked;
 
-	l->parked = NULL;
+	l->aside->parked = NULL;
 	l->hub->n_parked--;
 	if (l->state == LINK_OPEN)
 		on_message(l, p->text, p->len);
@@ -570,7 +583,8 @@ void link_unpark(struct hub *h, bool all)
 
 	for (size_t i = 0; i < h->n_links && h->n_parked; i++) {
 		struct link *l = h->links[i];
-		const struct link_parked *p = l->parked;
+		const struct link_parked *p = l->aside ? l->aside->parked :
+							 NULL;
 
 		if (p && (all || p->seq <= h->log.seq || now >= p->deadline_ms))
 			unpark(l);
@@ -584,7 +598,7 @@ static void on_message(struct link *l, const char *buf, size_t len)
 	int rc;
 
 	/* A message behind a parked hello: the hello goes first, now. */
-	if (l->parked)
+	if (l->aside && l->aside->parked)
 		unpark(l);
 	rc = proto_decode(buf, len, l->hub->max_message, &msg, err,
 			  sizeof(err));
@@ -622,7 +636,7 @@ struct link_rx {
  */
 static int rx_append(struct link *l, const char *in, size_t len)
 {
-	struct link_rx *rx = l->rx;
+	struct link_rx *rx = l->aside ? l->aside->rx : NULL;
 	size_t max = l->hub->max_message;
 	size_t used = rx ? rx->len : 0;
 	size_t rest = lws_remaining_packet_payload(l->wsi);
@@ -633,12 +647,12 @@ static int rx_append(struct link *l, const char *in, size_t len)
 
 		if (rx && cap < 2 * rx->cap)
 			cap = 2 * rx->cap < max ? 2 * rx->cap : max;
-		grown = realloc(rx, sizeof(*grown) + cap);
-		if (!grown)
+		if (!link_aside(l) ||
+		    !(grown = realloc(rx, sizeof(*grown) + cap)))
 			return -1;
 		grown->len = used;
 		grown->cap = cap;
-		l->rx = rx = grown;
+		l->aside->rx = rx = grown;
 	}
 	memcpy(rx->data + rx->len, in, len);
 	rx->len += len;
@@ -654,6 +668,7 @@ static void on_receive(struct link *l, const char *in, size_t len)
 {
 	bool first = lws_is_first_fragment(l->wsi);
 	bool final = lws_is_final_fragment(l->wsi);
+	struct link_rx *rx = l->aside ? l->aside->rx : NULL;
 
 	l->last_rx_ms = clock_mono_ms();
 	if (l->state == LINK_CLOSING)
@@ -662,11 +677,11 @@ static void on_receive(struct link *l, const char *in, size_t len)
 		link_close(l, 1003, "binary frames are not accepted");
 		return;
 	}
-	if (first && final && !l->rx) {
+	if (first && final && !rx) {
 		on_message(l, in, len);
 		return;
 	}
-	if ((l->rx ? l->rx->len : 0) + len > l->hub->max_message) {
+	if ((rx ? rx->len : 0) + len > l->hub->max_message) {
 		link_close(l, 1009, "message over max_message");
 		return;
 	}
@@ -676,9 +691,10 @@ static void on_receive(struct link *l, const char *in, size_t len)
 	}
 	if (!final)
 		return;
-	on_message(l, l->rx->data, l->rx->len);
-	free(l->rx);
-	l->rx = NULL;
+	rx = l->aside->rx;
+	l->aside->rx = NULL;
+	on_message(l, rx->data, rx->len);
+	free(rx);
 }
 
 /* ---- the lws protocol --------------------------------------------------- */
@@ -742,12 +758,14 @@ static void on_closed(struct link *l)
 	l->hub->stats.closed[l->close_kind_set ? l->close_kind : CLOSE_GONE]++;
 	links_remove(l->hub, l);
 	peers_put(l->hub, peer_of_addr(l->peer));
-	cJSON_Delete(l->meta);
-	free(l->tags);
-	free(l->instance);
+	free(l->deps);
 	link_auth_forget(l);
-	free(l->close_reason);
-	free(l->rx);
+	if (l->aside) {
+		cJSON_Delete(l->aside->meta);
+		free(l->aside->close_reason);
+		free(l->aside->rx);
+		free(l->aside);
+	}
 	l->hub = NULL;
 }
 

@@ -88,15 +88,32 @@ int link_auth_confirm(struct hub *h, struct lws *wsi)
 
 void link_auth_forget(struct link *l)
 {
-	free(l->token_svc);
-	free(l->token_sub);
-	l->token_svc = NULL;
-	l->token_sub = NULL;
+	free(l->token);
+	l->token = NULL;
+}
+
+/* The claims l keeps, with their text, in one allocation (link_token). */
+static int keep_claims(struct link *l, const struct token_claims *claims,
+		       unsigned secret)
+{
+	const char *svc = claims->role == TOKEN_ROLE_AGENT ? claims->svc : "";
+	size_t ns = strlen(svc) + 1, nb = strlen(claims->sub) + 1;
+	struct link_token *t = malloc(sizeof(*t) + ns + nb);
+
+	if (!t)
+		return -1;
+	t->exp = claims->exp;
+	t->secret = secret;
+	memcpy(t->text, svc, ns);
+	memcpy(t->text + ns, claims->sub, nb);
+	t->svc = svc[0] ? t->text : NULL;
+	t->sub = claims->sub[0] ? t->text + ns : NULL;
+	l->token = t;
+	return 0;
 }
 
 int link_auth_take(struct hub *h, struct lws *wsi, struct link *l)
 {
-	const struct token_claims *claims;
 	struct auth_result ar;
 
 	if (!auth_enabled(h->auth))
@@ -104,18 +121,7 @@ int link_auth_take(struct hub *h, struct lws *wsi, struct link *l)
 	/* Checked before the upgrade already; again here for the claims. */
 	if (check_token(h, wsi, &ar) != 0)
 		return -1;
-	claims = &ar.claims;
-	l->token_exp = claims->exp;
-	l->token_secret = ar.secret;
-	if (claims->role == TOKEN_ROLE_AGENT && claims->svc[0] &&
-	    !(l->token_svc = strdup(claims->svc)))
-		goto fail;
-	if (claims->sub[0] && !(l->token_sub = strdup(claims->sub)))
-		goto fail;
-	return 0;
-fail:
-	link_auth_forget(l);
-	return -1;
+	return keep_claims(l, &ar.claims, ar.secret);
 }
 
 /*
@@ -126,13 +132,13 @@ fail:
 bool link_auth_lapsed(struct hub *h, struct link *l, int64_t now_s,
 		      bool secrets_changed)
 {
-	if (!l->token_exp)
+	if (!l->token || !l->token->exp)
 		return false;
-	if (now_s >= l->token_exp + TOKEN_LEEWAY) {
+	if (now_s >= l->token->exp + TOKEN_LEEWAY) {
 		link_close(l, 1008, "token expired");
 		return true;
 	}
-	if (secrets_changed && !auth_secret_kept(h->auth, l->token_secret)) {
+	if (secrets_changed && !auth_secret_kept(h->auth, l->token->secret)) {
 		link_close(l, 1008, "token secret dropped");
 		return true;
 	}

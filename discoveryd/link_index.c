@@ -24,7 +24,7 @@ struct link *link_index_find(const struct hub *h, const struct service *svc,
 	     n = htab_next(n, hv)) {
 		struct link *o = htab_entry(n, struct link, index_node);
 
-		if (o->svc == svc && strcmp(o->instance, instance) == 0)
+		if (o->svc == svc && strcmp(link_instance(o), instance) == 0)
 			return o;
 	}
 	return NULL;
@@ -35,7 +35,7 @@ struct link *link_index_find(const struct hub *h, const struct service *svc,
 void link_index_add(struct hub *h, struct link *l)
 {
 	l->indexed = htab_add(&h->index, &l->index_node,
-			      key_hash(h, l->svc, l->instance)) == 0;
+			      key_hash(h, l->svc, link_instance(l))) == 0;
 }
 
 void link_index_remove(struct hub *h, struct link *l)

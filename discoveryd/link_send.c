@@ -41,7 +41,9 @@ static int write_event(struct link *l, struct event *ev)
 /*
  * The events waiting for a link's socket: a ring of references, oldest
  * first. Allocated when the first event has to wait, so an idle link holds
- * none; kept once the link has needed it.
+ * none; kept while the link keeps needing it (a queue that empties and
+ * fills again with every event costs no malloc per event), freed by the
+ * tick that finds it empty (link_queue_trim).
  */
 struct link_queue {
 	size_t head, count, cap;
@@ -107,6 +109,14 @@ void link_queue_clear(struct link *l)
 		event_unref(ev);
 	free(l->queue);
 	l->queue = NULL;
+}
+
+void link_queue_trim(struct link *l)
+{
+	if (l->queue && !l->queue->count && !l->corked) {
+		free(l->queue);
+		l->queue = NULL;
+	}
 }
 
 size_t link_queued(const struct link *l)

@@ -32,16 +32,17 @@ int link_watch_take(struct link *l, const struct proto_hello *hello)
 {
 	struct hub *h = l->hub;
 	size_t n = hello->watch_deps ? hello->n_depends : hello->n_watch;
+	struct link_aside *a;
 
 	if (!n)
 		return 0;
-	if (!(l->watch = calloc(n, sizeof(*l->watch))))
+	if (!(a = link_aside(l)) || !(a->watch = calloc(n, sizeof(*a->watch))))
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		const char *name = hello->watch_deps ? hello->depends_on[i] :
 						       hello->watch[i];
 		struct service *s = registry_get(&h->registry, name);
-		struct watch *w = &l->watch[l->n_watch];
+		struct watch *w = &a->watch[a->n_watch];
 
 		if (!s)
 			return -1;
@@ -52,7 +53,7 @@ int link_watch_take(struct link *l, const struct proto_hello *hello)
 			w->next->prev = w;
 		s->watchers = w;
 		s->n_watchers++;
-		l->n_watch++;
+		a->n_watch++;
 	}
 	return 0;
 }
@@ -61,8 +62,12 @@ int link_watch_take(struct link *l, const struct proto_hello *hello)
  * the next flush (hub_ep.c), not here: the caller may be walking it. */
 void link_watch_drop(struct link *l)
 {
-	for (size_t i = 0; i < l->n_watch; i++) {
-		struct watch *w = &l->watch[i];
+	struct link_aside *a = l->aside;
+
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->n_watch; i++) {
+		struct watch *w = &a->watch[i];
 		struct service *s = w->s;
 
 		if (w->prev)
@@ -74,9 +79,9 @@ void link_watch_drop(struct link *l)
 		if (--s->n_watchers == 0)
 			hub_endpoints_moved(l->hub, s);
 	}
-	free(l->watch);
-	l->watch = NULL;
-	l->n_watch = 0;
+	free(a->watch);
+	a->watch = NULL;
+	a->n_watch = 0;
 }
 
 /* set's endpoints as the link carries them, into a new array. */
@@ -126,12 +131,12 @@ cJSON *link_watch_welcome(struct link *l)
 	struct hub *h = l->hub;
 	cJSON *all;
 
-	if (!l->n_watch)
+	if (!link_n_watch(l))
 		return NULL;
 	if (!(all = cJSON_CreateObject()))
 		return NULL;
-	for (size_t i = 0; i < l->n_watch; i++) {
-		struct watch *w = &l->watch[i];
+	for (size_t i = 0; i < l->aside->n_watch; i++) {
+		struct watch *w = &l->aside->watch[i];
 		cJSON *one = cJSON_AddObjectToObject(all, w->s->name);
 		const char *text;
 
