@@ -153,7 +153,8 @@ void api_http_metrics(struct api *a, struct metrics_text *t);
 /* api_webhook.c: /api/discovery/webhooks[/NAME[/ACTION]]; rest is what
  * follows "webhooks" ("" or "/..."). */
 enum MHD_Result api_route_webhooks(struct api *a, struct MHD_Connection *c,
-				   const char *rest, const char *method);
+				   const char *rest, const char *method,
+				   const struct request *r);
 
 /* api_origin.c: Host, Origin, Sec-Fetch-Site and Referer (see there). */
 struct api_origin *api_origin_new(const struct dconf *conf);

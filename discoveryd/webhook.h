@@ -77,6 +77,7 @@ enum webhook_op {
 	WEBHOOK_REPLAY, /* from: the first seq to send again */
 	WEBHOOK_DELETE,
 	WEBHOOK_TEST, /* post a test notice now, off the cursor */
+	WEBHOOK_PUT,  /* webhook_put */
 };
 
 /*
@@ -88,6 +89,19 @@ enum webhook_op {
  */
 int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
 		 uint64_t from, char *msg, size_t msglen);
+/*
+ * PUT /api/discovery/webhooks/NAME: create or replace the run-time
+ * endpoint name from def (checked by dconf_webhook_parse; copied) and json,
+ * its text, stored durably in state_dir/webhooks.json before the answer.
+ * A replaced endpoint goes on from its cursor unless fresh; a new one
+ * starts at the current seq. Returns 201 created, 200 replaced, 409 (a
+ * config entry's name, cluster mode, DCONF_WEBHOOKS_MAX reached), 500 not
+ * stored (nothing changed), 503 stopping; a message in msg. Any thread but
+ * the webhook one.
+ */
+int webhook_put(struct webhook *w, const char *name,
+		const struct dconf_webhook *def, const char *json, bool fresh,
+		char *msg, size_t msglen);
 /* GET /api/discovery/webhooks: {"webhooks":[...]}, malloc'd; NULL when out
  * of memory. Any thread. */
 char *webhook_list_json(struct webhook *w);

@@ -6,6 +6,7 @@
  * what changed, then lets the callers go. A test is answered only when its
  * request ends.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -105,8 +106,13 @@ static void start_test(struct webhook *w, struct wh_endpoint *ep,
 
 static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 {
-	struct wh_endpoint *ep = find(w, c->name);
+	struct wh_endpoint *ep;
 
+	if (c->op == WEBHOOK_PUT) {
+		wh_defs_put(w, c, now);
+		return;
+	}
+	ep = find(w, c->name);
 	c->status = 200;
 	if (!ep) {
 		c->status = 404;
@@ -167,13 +173,25 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 			 (unsigned long long)c->from);
 		break;
 	case WEBHOOK_TEST: start_test(w, ep, c); break;
+	case WEBHOOK_PUT: break; /* run above */
 	case WEBHOOK_DELETE:
+		/* Gone for good: its definition first, so that a crash
+		 * after leaves no endpoint coming back without a cursor. */
+		if (ep->runtime && wh_defs_remove(w, ep->name) != 0) {
+			c->status = 500;
+			snprintf(c->msg, c->msglen,
+				 "%s/webhooks.json not written (%s): %s is "
+				 "kept",
+				 w->state_dir, strerror(errno), ep->name);
+			return;
+		}
 		wh_test_done(w, ep, CURLE_OK, 409);
 		wh_window_clear(w, ep);
 		if (w->backend)
 			w->backend->remove(w->backend->arg, ep->name);
 		webhook_cursor_remove(&ep->cursor);
 		ep->removed = true;
+		wh_update_active(w);
 		log_info("webhook deleted", "webhook=%s", ep->name);
 		snprintf(c->msg, c->msglen, "deleted");
 		break;
@@ -206,14 +224,11 @@ void wh_run_cmds(struct webhook *w, int64_t now)
 	pthread_mutex_unlock(&w->mu);
 }
 
-int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
-		 uint64_t from, char *msg, size_t msglen)
+static int call(struct webhook *w, struct wh_cmd *cmd)
 {
-	struct wh_cmd c = { .op = op,
-			    .name = name,
-			    .from = from,
-			    .msg = msg,
-			    .msglen = msglen };
+	struct wh_cmd c = *cmd;
+	char *msg = c.msg;
+	size_t msglen = c.msglen;
 
 	pthread_mutex_lock(&w->mu);
 	if (!w->running) {
@@ -230,4 +245,31 @@ int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
 		pthread_cond_wait(&w->cv, &w->mu);
 	pthread_mutex_unlock(&w->mu);
 	return c.status;
+}
+
+int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
+		 uint64_t from, char *msg, size_t msglen)
+{
+	struct wh_cmd c = { .op = op,
+			    .name = name,
+			    .from = from,
+			    .msg = msg,
+			    .msglen = msglen };
+
+	return call(w, &c);
+}
+
+int webhook_put(struct webhook *w, const char *name,
+		const struct dconf_webhook *def, const char *json, bool fresh,
+		char *msg, size_t msglen)
+{
+	struct wh_cmd c = { .op = WEBHOOK_PUT,
+			    .name = name,
+			    .def = def,
+			    .json = json,
+			    .fresh = fresh,
+			    .msg = msg,
+			    .msglen = msglen };
+
+	return call(w, &c);
 }

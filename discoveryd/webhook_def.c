@@ -1,0 +1,346 @@
+/*
+ * webhook_def: the endpoints defined through the API (PUT
+ * /api/discovery/webhooks/NAME, docs/webhooks.md "Run-time endpoints").
+ *
+ * Their definitions are the JSON bodies the API took, each checked as a
+ * webhooks: entry of the config is (dconf_webhook_parse), and kept in a
+ * journal of their own, state_dir/webhooks-api: one record
+ * {"name":N,"webhook":{...}} per endpoint, the whole file rewritten
+ * (temporary file, fsync, rename, fsync of the directory) at each change,
+ * before the API answers. At start they are read again, checked again
+ * (their secret files read anew) and opened after the config's entries.
+ *
+ * The config's names are fixed: a PUT of one answers 409, and a stored
+ * definition whose name the config now has is dropped (the config's entry
+ * goes on from the same cursor). Everything here runs on the webhook
+ * thread, but for wh_defs_load (before it starts).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "log.h"
+#include "webhook_int.h"
+
+#define DEFS_FILE "webhooks-api"
+
+/* Rewrite the journal with defs, one record per endpoint. 0, or -1
+ * (errno set; the file is as it was). */
+static int defs_save(struct webhook *w, const cJSON *defs)
+{
+	char *records[DCONF_WEBHOOKS_MAX] = { 0 };
+	const cJSON *d;
+	size_t n = 0;
+	int rc = 0;
+
+	cJSON_ArrayForEach (d, defs) {
+		cJSON *r = cJSON_CreateObject();
+
+		if (n == DCONF_WEBHOOKS_MAX || !r ||
+		    !cJSON_AddStringToObject(r, "name", d->string) ||
+		    !cJSON_AddItemToObject(r, "webhook",
+					   cJSON_Duplicate(d, true)) ||
+		    !(records[n] = cJSON_PrintUnformatted(r))) {
+			cJSON_Delete(r);
+			rc = -1;
+			errno = ENOMEM;
+			break;
+		}
+		cJSON_Delete(r);
+		n++;
+	}
+	if (rc == 0)
+		rc = journal_rewrite(&w->defs_journal, records, n);
+	for (size_t i = 0; i < n; i++)
+		free(records[i]);
+	return rc;
+}
+
+static struct wh_endpoint *find_any(struct webhook *w, const char *name)
+{
+	for (size_t i = 0; i < w->n_eps; i++)
+		if (!w->eps[i].removed && strcmp(w->eps[i].name, name) == 0)
+			return &w->eps[i];
+	return NULL;
+}
+
+/* Check and open one stored definition as the next endpoint. */
+static int load_one(struct webhook *w, const char *name, const cJSON *def,
+		    char *err, size_t errlen)
+{
+	char *text = cJSON_PrintUnformatted(def), why[600];
+	struct dconf_webhook conf;
+	int rc = -1;
+
+	if (!text) {
+		snprintf(err, errlen, "%s/%s: out of memory", w->state_dir,
+			 DEFS_FILE);
+		return -1;
+	}
+	if (dconf_webhook_parse(text, strlen(text), DEFS_FILE, name, &conf, why,
+				sizeof(why)) != 0)
+		snprintf(err, errlen,
+			 "%s/%s: webhooks.%s: %s (fix its secret "
+			 "or files, or remove it with the API)",
+			 w->state_dir, DEFS_FILE, name, why);
+	else if (w->n_eps == DCONF_WEBHOOKS_MAX)
+		snprintf(err, errlen, "%s/%s: more than %d webhooks",
+			 w->state_dir, DEFS_FILE, DCONF_WEBHOOKS_MAX);
+	else if (wh_endpoint_init(&w->eps[w->n_eps], name, &conf, w->state_dir,
+				  true, err, errlen) == 0)
+		rc = 0;
+	if (rc == 0)
+		w->eps[w->n_eps++].runtime = true;
+	dconf_webhook_release(&conf);
+	free(text);
+	return rc;
+}
+
+/* Each record {"name":N,"webhook":{...}} into defs: 0, or -1. */
+static int take_records(struct webhook *w, cJSON *records, char *err,
+			size_t errlen)
+{
+	cJSON *r;
+
+	cJSON_ArrayForEach (r, records) {
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(r, "name");
+		cJSON *def =
+			cJSON_DetachItemFromObjectCaseSensitive(r, "webhook");
+
+		if (!cJSON_IsString(name) ||
+		    !proto_valid_name(name->valuestring) ||
+		    !cJSON_IsObject(def)) {
+			cJSON_Delete(def);
+			snprintf(err, errlen,
+				 "%s/%s: a record is not "
+				 "{\"name\":...,\"webhook\":{...}}",
+				 w->state_dir, DEFS_FILE);
+			return -1;
+		}
+		cJSON_DeleteItemFromObjectCaseSensitive(w->defs,
+							name->valuestring);
+		cJSON_AddItemToObject(w->defs, name->valuestring, def);
+	}
+	return 0;
+}
+
+int wh_defs_load(struct webhook *w, const struct dconf *conf, char *err,
+		 size_t errlen)
+{
+	struct journal_damage damage;
+	cJSON *records = NULL, *d, *next;
+	bool dropped = false;
+
+	if (!(w->defs = cJSON_CreateObject())) {
+		snprintf(err, errlen, "webhooks: out of memory");
+		return -1;
+	}
+	/* In cluster mode every node's config is the list (cluster_webhook
+	 * .c): run-time definitions are refused, and none is read. */
+	if (w->backend)
+		return 0;
+	if (journal_open_named(&w->defs_journal, conf->state_dir, DEFS_FILE,
+			       &records, &damage, err, errlen) != 0 ||
+	    take_records(w, records, err, errlen) != 0) {
+		cJSON_Delete(records);
+		return -1;
+	}
+	cJSON_Delete(records);
+	for (d = w->defs->child; d; d = next) {
+		next = d->next;
+		if (find_any(w, d->string)) {
+			log_warn("webhook definition dropped",
+				 "webhook=%s note=\"discoveryd.yaml has it "
+				 "now: its entry wins, from the same cursor\"",
+				 d->string);
+			cJSON_Delete(cJSON_DetachItemViaPointer(w->defs, d));
+			dropped = true;
+			continue;
+		}
+		if (load_one(w, d->string, d, err, errlen) != 0)
+			return -1;
+	}
+	if (dropped && defs_save(w, w->defs) != 0)
+		log_warn("webhook definitions not rewritten", "errno=%d",
+			 errno);
+	if (cJSON_GetArraySize(w->defs))
+		log_info("webhooks defined at run time", "endpoints=%d",
+			 cJSON_GetArraySize(w->defs));
+	return 0;
+}
+
+/* defs with name's definition replaced by json (NULL: removed), stored.
+ * 0, or -1 (errno set; nothing changed). */
+static int defs_store(struct webhook *w, const char *name, const char *json)
+{
+	cJSON *copy = cJSON_Duplicate(w->defs, true), *def = NULL;
+
+	if (!copy || (json && !(def = cJSON_Parse(json)))) {
+		cJSON_Delete(copy);
+		errno = ENOMEM;
+		return -1;
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(copy, name);
+	if (def)
+		cJSON_AddItemToObject(copy, name, def);
+	if (defs_save(w, copy) != 0) {
+		int saved = errno;
+
+		cJSON_Delete(copy);
+		errno = saved;
+		return -1;
+	}
+	cJSON_Delete(w->defs);
+	w->defs = copy;
+	return 0;
+}
+
+int wh_defs_remove(struct webhook *w, const char *name)
+{
+	return defs_store(w, name, NULL);
+}
+
+/* From the log's current position: what the endpoint gets is what
+ * follows (the config's new entry starts so, place_new). */
+static void start_now(struct webhook *w, struct wh_endpoint *ep, int64_t now)
+{
+	if (!w->epoch[0])
+		return; /* placed at the first mark, as the config's */
+	snprintf(ep->epoch, sizeof(ep->epoch), "%s", w->epoch);
+	ep->scanned = w->latest;
+	wh_save_cursor(w, ep, ep->scanned, now);
+}
+
+static void replace(struct webhook *w, struct wh_endpoint *ep, struct wh_cmd *c,
+		    int64_t now)
+{
+	int rc;
+
+	if (defs_store(w, ep->name, c->json) != 0) {
+		c->status = 500;
+		snprintf(c->msg, c->msglen,
+			 "%s/%s not written (%s): %s is unchanged",
+			 w->state_dir, DEFS_FILE, strerror(errno), ep->name);
+		return;
+	}
+	/* What is on the wire is dropped (libcurl lets go of it here) and
+	 * sent again from the cursor, to the new URL, signed with the new
+	 * secrets: at-least-once, the same webhook-id. */
+	wh_test_done(w, ep, CURLE_OK, 409);
+	wh_window_clear(w, ep);
+	pthread_mutex_lock(&w->mu); /* the list reads url, max_in_flight */
+	rc = wh_endpoint_set_conf(ep, c->def);
+	pthread_mutex_unlock(&w->mu);
+	snprintf(ep->epoch, sizeof(ep->epoch), "%s", ep->cursor.epoch);
+	ep->scanned = ep->cursor.seq;
+	if (rc != 0) {
+		c->status = 500;
+		snprintf(c->msg, c->msglen,
+			 "stored, but out of memory: %s is applied at the "
+			 "next start",
+			 ep->name);
+		return;
+	}
+	if (c->fresh)
+		start_now(w, ep, now);
+	log_info("webhook replaced", "webhook=%s cursor=%llu", ep->name,
+		 (unsigned long long)ep->cursor.seq);
+	snprintf(c->msg, c->msglen, "%s",
+		 c->fresh ? "replaced, from the current seq" :
+			    "replaced, from its cursor");
+}
+
+/* A slot for a new endpoint: a deleted one's, else the next. */
+static struct wh_endpoint *free_slot(struct webhook *w, size_t *index)
+{
+	for (size_t i = 0; i < w->n_eps; i++)
+		if (w->eps[i].removed) {
+			/* The list must not read it from here on. */
+			pthread_mutex_lock(&w->mu);
+			w->removed[i] = true;
+			pthread_mutex_unlock(&w->mu);
+			wh_endpoint_release(w, &w->eps[i]);
+			*index = i;
+			return &w->eps[i];
+		}
+	if (w->n_eps == DCONF_WEBHOOKS_MAX)
+		return NULL;
+	*index = w->n_eps;
+	return &w->eps[w->n_eps];
+}
+
+static void create(struct webhook *w, struct wh_cmd *c, int64_t now)
+{
+	char why[400];
+	size_t i;
+	struct wh_endpoint *ep = free_slot(w, &i);
+
+	if (!ep) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen,
+			 "there are %d webhooks already, the limit",
+			 DCONF_WEBHOOKS_MAX);
+		return;
+	}
+	why[0] = '\0';
+	if (wh_endpoint_init(ep, c->name, c->def, w->state_dir, true, why,
+			     sizeof(why)) != 0 ||
+	    defs_store(w, c->name, c->json) != 0) {
+		if (!why[0])
+			snprintf(why, sizeof(why), "%s/%s not written (%s)",
+				 w->state_dir, DEFS_FILE, strerror(errno));
+		webhook_cursor_remove(&ep->cursor);
+		ep->removed = true;
+		wh_endpoint_release(w, ep);
+		c->status = 500;
+		snprintf(c->msg, c->msglen, "%s", why);
+		return;
+	}
+	ep->runtime = true;
+	/* New, whatever a file left by an older endpoint of that name
+	 * says: it starts at the current seq, enabled. */
+	ep->cursor.found = false;
+	ep->cursor.disabled[0] = '\0';
+	ep->disabled = false;
+	ep->view.disabled_reason[0] = '\0';
+	pthread_mutex_lock(&w->mu);
+	ep->removed = false;
+	w->removed[i] = false;
+	w->views[i] = ep->view;
+	if (i == w->n_eps)
+		w->n_eps++;
+	pthread_mutex_unlock(&w->mu);
+	wh_update_active(w);
+	start_now(w, ep, now);
+	log_info("webhook created", "webhook=%s seq=%llu", ep->name,
+		 (unsigned long long)ep->scanned);
+	c->status = 201;
+	snprintf(c->msg, c->msglen, "created, from the current seq");
+}
+
+void wh_defs_put(struct webhook *w, struct wh_cmd *c, int64_t now)
+{
+	struct wh_endpoint *ep = find_any(w, c->name);
+
+	c->status = 200;
+	if (w->backend) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen,
+			 "in cluster mode the webhooks are the ones every "
+			 "node's discoveryd.yaml lists: add %s there",
+			 c->name);
+	} else if (ep && !ep->runtime) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen,
+			 "%s is defined in discoveryd.yaml: change it there "
+			 "(the config's entries are fixed at run time)",
+			 c->name);
+	} else if (ep) {
+		replace(w, ep, c, now);
+	} else {
+		create(w, c, now);
+	}
+}
