@@ -76,8 +76,9 @@ enum webhook_op {
 	WEBHOOK_ENABLE = 1,
 	WEBHOOK_REPLAY, /* from: the first seq to send again */
 	WEBHOOK_DELETE,
-	WEBHOOK_TEST, /* post a test notice now, off the cursor */
-	WEBHOOK_PUT,  /* webhook_put */
+	WEBHOOK_TEST,   /* post a test notice now, off the cursor */
+	WEBHOOK_PUT,    /* webhook_put */
+	WEBHOOK_RELOAD, /* webhook_reload_secrets */
 };
 
 /*
@@ -102,6 +103,12 @@ int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
 int webhook_put(struct webhook *w, const char *name,
 		const struct dconf_webhook *def, const char *json, bool fresh,
 		char *msg, size_t msglen);
+/* SIGHUP: every endpoint signs with its secrets read anew from the next
+ * attempt on: the config's with those conf (just loaded) read, the API's
+ * from their secret_file again (one that no longer reads keeps its old
+ * ones, logged). Nothing else of an endpoint changes. Any thread but the
+ * webhook one. */
+void webhook_reload_secrets(struct webhook *w, const struct dconf *conf);
 /* GET /api/discovery/webhooks: {"webhooks":[...]}, malloc'd; NULL when out
  * of memory. Any thread. */
 char *webhook_list_json(struct webhook *w);

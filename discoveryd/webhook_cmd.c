@@ -112,6 +112,11 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		wh_defs_put(w, c, now);
 		return;
 	}
+	if (c->op == WEBHOOK_RELOAD) {
+		wh_defs_reload_secrets(w, c->conf);
+		c->status = 200;
+		return;
+	}
 	ep = find(w, c->name);
 	c->status = 200;
 	if (!ep) {
@@ -173,7 +178,8 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 			 (unsigned long long)c->from);
 		break;
 	case WEBHOOK_TEST: start_test(w, ep, c); break;
-	case WEBHOOK_PUT: break; /* run above */
+	case WEBHOOK_PUT:
+	case WEBHOOK_RELOAD: break; /* run above */
 	case WEBHOOK_DELETE:
 		/* Gone for good: its definition first, so that a crash
 		 * after leaves no endpoint coming back without a cursor. */
@@ -272,4 +278,16 @@ int webhook_put(struct webhook *w, const char *name,
 			    .msglen = msglen };
 
 	return call(w, &c);
+}
+
+void webhook_reload_secrets(struct webhook *w, const struct dconf *conf)
+{
+	char msg[64];
+	struct wh_cmd c = { .op = WEBHOOK_RELOAD,
+			    .name = "",
+			    .conf = conf,
+			    .msg = msg,
+			    .msglen = sizeof(msg) };
+
+	call(w, &c);
 }

@@ -344,3 +344,55 @@ void wh_defs_put(struct webhook *w, struct wh_cmd *c, int64_t now)
 		create(w, c, now);
 	}
 }
+
+/* The keys of one endpoint, read anew. */
+static void take_keys(struct wh_endpoint *ep, const struct dconf_webhook *def)
+{
+	bool changed =
+		ep->conf.n_keys != def->n_keys ||
+		memcmp(ep->conf.keys, def->keys, sizeof(ep->conf.keys)) != 0;
+
+	memcpy(ep->conf.keys, def->keys, sizeof(ep->conf.keys));
+	ep->conf.n_keys = def->n_keys;
+	if (changed)
+		log_info("webhook secrets reloaded", "webhook=%s secrets=%zu",
+			 ep->name, def->n_keys);
+}
+
+static void reload_runtime(struct webhook *w, struct wh_endpoint *ep)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(w->defs, ep->name);
+	char *text = d ? cJSON_PrintUnformatted(d) : NULL;
+	struct dconf_webhook def;
+	char why[600], q[700];
+
+	if (!text)
+		return;
+	if (dconf_webhook_parse(text, strlen(text), DEFS_FILE, ep->name, &def,
+				why, sizeof(why)) == 0)
+		take_keys(ep, &def);
+	else
+		log_warn("webhook secrets kept", "webhook=%s error=%s",
+			 ep->name, log_quote(q, sizeof(q), why));
+	dconf_webhook_release(&def);
+	free(text);
+}
+
+void wh_defs_reload_secrets(struct webhook *w, const struct dconf *conf)
+{
+	const struct dconf_webhook *items = conf->webhooks.items;
+
+	for (size_t i = 0; i < w->n_eps; i++) {
+		struct wh_endpoint *ep = &w->eps[i];
+
+		if (ep->removed)
+			continue;
+		if (ep->runtime) {
+			reload_runtime(w, ep);
+			continue;
+		}
+		for (size_t k = 0; k < conf->webhooks.n; k++)
+			if (strcmp(conf->webhooks.names[k], ep->name) == 0)
+				take_keys(ep, &items[k]);
+	}
+}

@@ -126,6 +126,7 @@ struct wh_cmd {
 	const struct dconf_webhook *def;
 	const char *json;
 	bool fresh;
+	const struct dconf *conf; /* WEBHOOK_RELOAD */
 	int status;
 	char *msg;
 	size_t msglen;
@@ -208,6 +209,8 @@ void wh_update_active(struct webhook *w);
 int wh_defs_load(struct webhook *w, const struct dconf *conf, char *err,
 		 size_t errlen);
 void wh_defs_put(struct webhook *w, struct wh_cmd *c, int64_t now);
+/* WEBHOOK_RELOAD: take the secrets anew (webhook_reload_secrets). */
+void wh_defs_reload_secrets(struct webhook *w, const struct dconf *conf);
 /* Forget name's definition (its endpoint was deleted): 0, or -1. */
 int wh_defs_remove(struct webhook *w, const char *name);
 

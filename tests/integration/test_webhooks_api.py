@@ -220,3 +220,49 @@ def test_the_configs_entries_are_fixed(tmp_path):
     finally:
         assert d.stop() == 0, d.text()
         rx.close()
+
+
+def test_sighup_reads_every_secret_file_again(tmp_path):
+    """A rotation in place: the files are rewritten, SIGHUP, and the next
+    attempt of each endpoint, the config's and the API's, is signed with
+    the new secrets; nothing else of them changes."""
+    conf_path, conf_keys = secret(tmp_path, "conf")
+    api_path, api_keys = secret(tmp_path, "api")
+    rx_conf, rx_api = Receiver(conf_keys), Receiver(api_keys)
+    d = Discoveryd(tmp_path, extra=webhooks_yaml(
+        conf={"url": rx_conf.url, "secret_file": conf_path}))
+    try:
+        assert put(d, "api", {"url": rx_api.url,
+                              "secret_file": api_path})[0] == 201
+        first = post_events(d, 1)
+        for rx in (rx_conf, rx_api):
+            rx.wait(lambda r: len(r.acked) >= 1, what="the first event")
+        for name in ("conf", "api"):
+            wait_hook(d, name, lambda h: h["cursor"] == first[0], "cursor")
+        new_conf, new_api = new_secret(), new_secret()
+        write_secret(conf_path, new_conf)
+        write_secret(api_path, new_api)
+        rx_conf.secrets, rx_api.secrets = [new_conf], [new_api]
+        mark = d.mark()
+        d.kill(signal.SIGHUP)
+        d.wait_line(r"msg=reloaded", mark)
+        assert d.count(r"key=webhooks", mark) == 0  # no restart needed
+        assert d.count(r"msg=\"webhook secrets reloaded\"", mark) == 2
+        second = post_events(d, 2)
+        for rx in (rx_conf, rx_api):
+            rx.wait(lambda r: len(r.acked) >= 3, what="2 more events")
+            assert rx.bad == [] and rx.acked_seqs() == first + second
+        # A file that no longer reads: its old secrets stay, said once.
+        os.chmod(api_path, 0o644)
+        mark = d.mark()
+        d.kill(signal.SIGHUP)
+        d.wait_line(r"msg=reloaded", mark)
+        assert d.count(r"msg=\"webhook secrets kept\" webhook=api", mark) \
+            == 1
+        third = post_events(d, 1)
+        rx_api.wait(lambda r: len(r.acked) >= 4, what="the 4th event")
+        assert rx_api.bad == [] and rx_api.acked_seqs()[-1] == third[0]
+    finally:
+        assert d.stop() == 0, d.text()
+        rx_conf.close()
+        rx_api.close()
