@@ -507,7 +507,8 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 static void pump(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 		 int64_t *wait_ms)
 {
-	if (ep->removed || !holds(w, ep, now, wait_ms) || ep->disabled)
+	if (ep->removed || ep->broken || !holds(w, ep, now, wait_ms) ||
+	    ep->disabled)
 		return;
 	fill(w, ep, now);
 	for (size_t i = 0; i < ep->n_window; i++) {
@@ -541,7 +542,7 @@ void wh_publish(struct webhook *w)
 
 		snprintf(v->epoch, sizeof(v->epoch), "%s", ep->cursor.epoch);
 		v->cursor = ep->cursor.seq;
-		v->disabled = ep->disabled;
+		v->disabled = ep->disabled || ep->broken;
 		v->standby = ep->standby;
 		v->lag_events = strcmp(ep->epoch, w->epoch) == 0 &&
 						w->latest > settled(ep) ?

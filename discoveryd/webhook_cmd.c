@@ -144,6 +144,14 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 			 ep->name);
 		return;
 	}
+	if ((c->op == WEBHOOK_ENABLE || c->op == WEBHOOK_TEST) && ep->broken) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen,
+			 "%s's definition does not pass (%s): PUT it again, "
+			 "or fix it and send SIGHUP",
+			 ep->name, ep->view.disabled_reason);
+		return;
+	}
 	switch (c->op) {
 	case WEBHOOK_ENABLE:
 		if (ep->disabled)

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include <cJSON.h>
+#include <openssl/crypto.h>
 
 #include "log.h"
 #include "webhook_int.h"
@@ -67,33 +68,61 @@ static struct wh_endpoint *find_any(struct webhook *w, const char *name)
 	return NULL;
 }
 
-/* Check and open one stored definition as the next endpoint. */
+/* ep's state as its definition passes again (a PUT, a SIGHUP). */
+static void mend(struct wh_endpoint *ep)
+{
+	if (!ep->broken)
+		return;
+	ep->broken = false;
+	snprintf(ep->view.disabled_reason, sizeof(ep->view.disabled_reason),
+		 "%s", ep->disabled ? ep->cursor.disabled : "");
+	log_info("webhook definition passes again", "webhook=%s", ep->name);
+}
+
+/* Check and open one stored definition as the next endpoint. One that no
+ * longer passes its checks (its secret file went bad since) is opened
+ * broken: shown, not delivered, until it is fixed. */
 static int load_one(struct webhook *w, const char *name, const cJSON *def,
 		    char *err, size_t errlen)
 {
-	char *text = cJSON_PrintUnformatted(def), why[600];
+	char *text = cJSON_PrintUnformatted(def), why[600], q[700];
 	struct dconf_webhook conf;
-	int rc = -1;
+	struct wh_endpoint *ep = &w->eps[w->n_eps];
+	int rc = -1, parsed;
 
 	if (!text) {
 		snprintf(err, errlen, "%s/%s: out of memory", w->state_dir,
 			 DEFS_FILE);
 		return -1;
 	}
-	if (dconf_webhook_parse(text, strlen(text), DEFS_FILE, name, &conf, why,
-				sizeof(why)) != 0)
-		snprintf(err, errlen,
-			 "%s/%s: webhooks.%s: %s (fix its secret "
-			 "or files, or remove it with the API)",
-			 w->state_dir, DEFS_FILE, name, why);
+	parsed = dconf_webhook_parse(text, strlen(text), DEFS_FILE, name, &conf,
+				     why, sizeof(why));
+	if (parsed == -2) { /* rows passed: url and the rest are there */
+		OPENSSL_cleanse(conf.keys, sizeof(conf.keys));
+		conf.n_keys = 0;
+	}
+	if (parsed == -1)
+		snprintf(err, errlen, "%s/%s: webhooks.%s: %s", w->state_dir,
+			 DEFS_FILE, name, why);
 	else if (w->n_eps == DCONF_WEBHOOKS_MAX)
 		snprintf(err, errlen, "%s/%s: more than %d webhooks",
 			 w->state_dir, DEFS_FILE, DCONF_WEBHOOKS_MAX);
-	else if (wh_endpoint_init(&w->eps[w->n_eps], name, &conf, w->state_dir,
-				  true, err, errlen) == 0)
+	else if (wh_endpoint_init(ep, name, &conf, w->state_dir, true, err,
+				  errlen) == 0)
 		rc = 0;
-	if (rc == 0)
-		w->eps[w->n_eps++].runtime = true;
+	if (rc == 0) {
+		ep->runtime = true;
+		w->n_eps++;
+	}
+	if (rc == 0 && parsed == -2) {
+		ep->broken = true;
+		snprintf(ep->view.disabled_reason,
+			 sizeof(ep->view.disabled_reason), "%.159s", why);
+		log_error("webhook definition does not pass",
+			  "webhook=%s error=%s note=\"not delivered until a "
+			  "PUT or a SIGHUP reads it whole\"",
+			  name, log_quote(q, sizeof(q), why));
+	}
 	dconf_webhook_release(&conf);
 	free(text);
 	return rc;
@@ -244,6 +273,7 @@ static void replace(struct webhook *w, struct wh_endpoint *ep, struct wh_cmd *c,
 			 ep->name);
 		return;
 	}
+	mend(ep);
 	if (c->fresh)
 		start_now(w, ep, now);
 	log_info("webhook replaced", "webhook=%s cursor=%llu", ep->name,
@@ -369,9 +399,10 @@ static void reload_runtime(struct webhook *w, struct wh_endpoint *ep)
 	if (!text)
 		return;
 	if (dconf_webhook_parse(text, strlen(text), DEFS_FILE, ep->name, &def,
-				why, sizeof(why)) == 0)
+				why, sizeof(why)) == 0) {
 		take_keys(ep, &def);
-	else
+		mend(ep);
+	} else
 		log_warn("webhook secrets kept", "webhook=%s error=%s",
 			 ep->name, log_quote(q, sizeof(q), why));
 	dconf_webhook_release(&def);

@@ -109,7 +109,11 @@ struct wh_endpoint {
 	int64_t saved_ms; /* the cursor's last lazy save */
 	uint64_t rng;
 	bool disabled, removed;
-	bool runtime;        /* defined through the API (webhook_def.c) */
+	bool runtime; /* defined through the API (webhook_def.c) */
+	/* Its stored definition no longer passes (a secret file gone bad
+	 * since): loaded to be seen and fixed, never delivered until a PUT
+	 * or a SIGHUP reads it whole again. */
+	bool broken;
 	bool standby;        /* backend: another node holds the lease */
 	int64_t lease_ms;    /* backend: when to call lease again */
 	struct wh_view view; /* the thread's copy; published under mu */

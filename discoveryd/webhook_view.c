@@ -66,6 +66,7 @@ static cJSON *endpoint_json(const struct wh_endpoint *ep,
 		cJSON_Delete(by);
 		return NULL;
 	}
+	cJSON_AddStringToObject(o, "source", ep->runtime ? "api" : "config");
 	cJSON_AddStringToObject(o, "epoch", v->epoch);
 	/* A seq goes out exact, as everywhere in the API. */
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)v->cursor);

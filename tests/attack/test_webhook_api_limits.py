@@ -197,26 +197,38 @@ def test_a_put_racing_deliveries(daemon, tmp_path):
     assert errors == []
 
 
-def test_a_bad_stored_definition_stops_the_start(tmp_path):
-    """A stored definition whose secret went away: discoveryd does not
-    start without it (one line naming it), as with the config's."""
-    path = whsec(tmp_path)
+def test_a_stored_definition_gone_bad_is_shown_not_delivered(tmp_path):
+    """A stored definition whose secret file went bad while discoveryd was
+    down: it starts anyway (the API could not fix it otherwise), and shows
+    the endpoint disabled with why; nothing is sent (no signature could
+    be made) until SIGHUP or a PUT reads it whole again."""
+    import signal
+    keys = [new_secret()]
+    path = whsec(tmp_path, text=keys[0])
+    rx = Receiver(keys)
     d = Discoveryd(tmp_path)
     http = int(d.http_addr.rsplit(":", 1)[1])
     agents = int(d.agents_addr.rsplit(":", 1)[1])
-    assert put(d, "a", {"url": "http://127.0.0.1:9/h",
-                        "secret_file": path})[0] == 201
-    assert d.stop() == 0, d.text()
-    os.chmod(path, 0o644)
-    cfg = d.config
-    r = subprocess.run([os.path.join(BIN, "discoveryd"), "-c", cfg],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode != 0
-    assert "webhooks-api: webhooks.a: webhooks.a.secret_file:" in \
-        r.stdout + r.stderr, r.stdout + r.stderr
-    os.chmod(path, 0o600)
-    d = Discoveryd(tmp_path, http_port=http, agents_port=agents)
     try:
-        assert set(hooks(d)) == {"a"}
+        assert put(d, "a", {"url": rx.url, "secret_file": path})[0] == 201
+        assert d.stop() == 0, d.text()
+        os.chmod(path, 0o644)
+        d = Discoveryd(tmp_path, http_port=http, agents_port=agents)
+        d.wait_line(r"msg=\"webhook definition does not pass\" webhook=a")
+        h = hooks(d)["a"]
+        assert h["disabled"] is True and h["source"] == "api"
+        assert "secret_file" in h["disabled_reason"], h
+        for action in ("enable", "test"):
+            st, body = d.call("POST", "/api/discovery/webhooks/a/" + action)
+            assert st == 409 and "does not pass" in body["message"], body
+        held = post_events(d, 2)
+        os.chmod(path, 0o600)
+        mark = d.mark()
+        d.kill(signal.SIGHUP)
+        d.wait_line(r"msg=\"webhook definition passes again\"", mark)
+        rx.wait(lambda r: len(r.acked) >= 2, what="the held events")
+        assert rx.bad == [] and rx.acked_seqs() == held
+        assert hooks(d)["a"]["disabled"] is False
     finally:
         assert d.stop() == 0, d.text()
+        rx.close()
