@@ -159,3 +159,31 @@ def test_disabled_passes_to_the_next_holder(tmp_path, redis):
             if n.p.poll() is None:
                 assert n.stop() == 0, n.text()
         rx.close()
+
+
+def test_run_time_endpoints_are_refused_in_cluster_mode(tmp_path, redis):
+    """docs/webhooks.md, "Run-time endpoints": the nodes' configs are the
+    list in cluster mode; a PUT answers 409 whether or not the node has
+    webhooks: of its own, and nothing is defined."""
+    secret = new_secret()
+    path = write_secret(os.path.join(str(tmp_path), "whsec"), secret)
+    url = "redis://127.0.0.1:%d" % redis.port
+    with_hooks = node(tmp_path, "n1", url, extra=webhooks_yaml(
+        a={"url": "http://127.0.0.1:9/h", "secret_file": path}))
+    bare = node(tmp_path, "n2", url)
+    try:
+        for n in (with_hooks, bare):
+            for name in ("a", "b"):
+                st, body = n.call("PUT", "/api/discovery/webhooks/" + name,
+                                  {"url": "http://127.0.0.1:9/h",
+                                   "secret_file": path})
+                assert st == 409, body
+                assert "cluster mode" in body["message"], body
+        st, body = bare.call("GET", "/api/discovery/webhooks")
+        assert st == 200 and body == {"webhooks": []}
+        assert [h["name"] for h in
+                with_hooks.call("GET", "/api/discovery/webhooks")[1]
+                ["webhooks"]] == ["a"]
+    finally:
+        for n in (with_hooks, bare):
+            assert n.stop() == 0, n.text()
