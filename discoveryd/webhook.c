@@ -789,6 +789,15 @@ struct webhook *webhook_new(const struct dconf *conf,
 		return NULL;
 	}
 	w->backend = backend;
+	w->config_names.v = calloc(w->n_eps + 1, sizeof(char *));
+	for (size_t i = 0; w->config_names.v && i < w->n_eps; i++)
+		if ((w->config_names.v[i] = strdup(conf->webhooks.names[i])))
+			w->config_names.n++;
+	if (w->config_names.n != w->n_eps) {
+		snprintf(err, errlen, "webhooks: out of memory");
+		webhook_free(w);
+		return NULL;
+	}
 	/* No file open yet: what webhook_free closes is only what opened. */
 	for (size_t i = 0; i < DCONF_WEBHOOKS_MAX; i++)
 		w->eps[i].cursor.journal.fd = w->eps[i].cursor.journal.dir_fd =
@@ -849,6 +858,7 @@ void webhook_free(struct webhook *w)
 		curl_multi_cleanup(w->multi);
 	curl_global_cleanup();
 	cJSON_Delete(w->defs);
+	conf_strlist_release(&w->config_names);
 	journal_close(&w->defs_journal);
 	free(w->state_dir);
 	free(w->ring);

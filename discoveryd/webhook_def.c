@@ -351,6 +351,16 @@ static void create(struct webhook *w, struct wh_cmd *c, int64_t now)
 	snprintf(c->msg, c->msglen, "created, from the current seq");
 }
 
+/* A name webhooks: has, even if deleted until the next start (which
+ * brings it back). */
+static bool config_name(const struct webhook *w, const char *name)
+{
+	for (size_t i = 0; i < w->config_names.n; i++)
+		if (strcmp(w->config_names.v[i], name) == 0)
+			return true;
+	return false;
+}
+
 void wh_defs_put(struct webhook *w, struct wh_cmd *c, int64_t now)
 {
 	struct wh_endpoint *ep = find_any(w, c->name);
@@ -362,7 +372,7 @@ void wh_defs_put(struct webhook *w, struct wh_cmd *c, int64_t now)
 			 "in cluster mode the webhooks are the ones every "
 			 "node's discoveryd.yaml lists: add %s there",
 			 c->name);
-	} else if (ep && !ep->runtime) {
+	} else if (config_name(w, c->name)) {
 		c->status = 409;
 		snprintf(c->msg, c->msglen,
 			 "%s is defined in discoveryd.yaml: change it there "

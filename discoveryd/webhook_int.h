@@ -147,6 +147,7 @@ struct webhook {
 	struct wh_endpoint *eps;
 	size_t n_eps;
 	char *state_dir;
+	struct conf_strlist config_names; /* webhooks:'s, deleted ones too */
 	struct cJSON *defs; /* the API's definitions: name -> entry (thread) */
 	struct journal defs_journal; /* state_dir/webhooks-api (thread) */
 	/* Any endpoint at all: while none is, the hub's events are not

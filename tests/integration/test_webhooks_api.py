@@ -205,6 +205,10 @@ def test_the_configs_entries_are_fixed(tmp_path):
         st, body = put(d, "conf", {"url": rx.url, "secret_file": path})
         assert st == 409, body
         assert "discoveryd.yaml" in body["message"]
+        # Deleted, it is still the config's (it comes back at the start).
+        assert d.call("DELETE", "/api/discovery/webhooks/conf")[0] == 200
+        assert put(d, "conf", {"url": rx.url, "secret_file": path})[0] \
+            == 409
         assert put(d, "api", {"url": rx.url, "secret_file": path})[0] \
             == 201
         assert d.stop() == 0, d.text()
