@@ -104,6 +104,9 @@ def test_webhooks_put_and_delete(tmp_path):
                      rx.url, "--secret-file", new_path]):
             rc, _, err = ctl(d, *bad)
             assert rc == 2, (bad, err)
+        rc, out, err = ctl(d, "webhooks")
+        head, row = out.split("\n")[:2]
+        assert row.split()[head.split().index("SOURCE")] == "api", out
         rc, out, err = ctl(d, "webhooks", "delete", "a")
         assert rc == 0, err
         assert ctl(d, "webhooks", "delete", "a")[0] == 4
