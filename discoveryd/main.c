@@ -446,7 +446,7 @@ int main(int argc, char **argv)
 		api_add_metrics(api, more_metrics_hook, &more);
 	api_set_webhooks(api, wh);
 	if (wh)
-		log_info("webhooks", "endpoints=%zu", conf.webhooks.n);
+		log_info("webhooks", "endpoints=%zu", webhook_count(wh));
 	log_info("listening", "listener=http addr=%s", api_listen_address(api));
 	if (conf.auth_present)
 		log_info("auth", "mode=tokens secrets=%d",

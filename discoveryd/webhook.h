@@ -112,6 +112,8 @@ void webhook_reload_secrets(struct webhook *w, const struct dconf *conf);
 /* GET /api/discovery/webhooks: {"webhooks":[...]}, malloc'd; NULL when out
  * of memory. Any thread. */
 char *webhook_list_json(struct webhook *w);
+/* Endpoints now, the config's and the API's. Any thread. */
+size_t webhook_count(struct webhook *w);
 /* The webhook counters, for /metrics. Any thread. */
 void webhook_metrics(struct webhook *w, struct metrics_text *t);
 

@@ -126,6 +126,17 @@ char *webhook_list_json(struct webhook *w)
 	return text;
 }
 
+size_t webhook_count(struct webhook *w)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_eps; i++)
+		n += !w->removed[i];
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
 #define EACH(w, i)                                                             \
 	for (size_t i = 0; i < (w)->n_eps; i++)                                \
 		if (!(w)->removed[i])
