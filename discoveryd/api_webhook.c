@@ -63,7 +63,8 @@ static enum MHD_Result do_put(struct webhook *w, struct MHD_Connection *c,
 	if (!proto_valid_name(name))
 		return api_send_error(c, 400, "bad_request",
 				      "'%.*s' is not a webhook name (1 to %d "
-				      "of a-z, 0-9, '-', '_', '.')",
+				      "of a-z, 0-9, '-', '_', '.', the first "
+				      "a letter or digit)",
 				      PROTO_NAME_MAX, name, PROTO_NAME_MAX);
 	if (start && strcmp(start, "now") != 0 && strcmp(start, "cursor") != 0)
 		return api_send_error(c, 400, "bad_request",
@@ -93,20 +94,23 @@ static enum MHD_Result do_put(struct webhook *w, struct MHD_Connection *c,
 				      rc == -2 ? "invalid" : "bad_request",
 				      "%s", why);
 	}
-	rc = !text ? 503 :
-	     !w    ? 409 :
-		     webhook_put(w, name, &def, text,
-				 start && strcmp(start, "now") == 0, msg,
-				 sizeof(msg));
+	if (!text || !w) {
+		dconf_webhook_release(&def);
+		free(text);
+		if (!text)
+			return api_send_error(c, 503, "unavailable",
+					      "out of memory");
+		/* No webhook thread: cluster mode without webhooks:. */
+		return api_send_error(c, 409, "conflict",
+				      "in cluster mode the webhooks are the "
+				      "ones every node's discoveryd.yaml "
+				      "lists: add %s there",
+				      name);
+	}
+	rc = webhook_put(w, name, &def, text, start && !strcmp(start, "now"),
+			 msg, sizeof(msg));
 	dconf_webhook_release(&def);
 	free(text);
-	if (rc == 503 && !w)
-		snprintf(msg, sizeof(msg), "out of memory");
-	if (!w)
-		snprintf(msg, sizeof(msg),
-			 "in cluster mode the webhooks are the ones every "
-			 "node's discoveryd.yaml lists: add %s there",
-			 name);
 	return answer(c, rc, name, msg);
 }
 
