@@ -93,7 +93,7 @@ int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
 /*
  * PUT /api/discovery/webhooks/NAME: create or replace the run-time
  * endpoint name from def (checked by dconf_webhook_parse; copied) and json,
- * its text, stored durably in state_dir/webhooks.json before the answer.
+ * its text, stored durably in state_dir/webhooks-api before the answer.
  * A replaced endpoint goes on from its cursor unless fresh; a new one
  * starts at the current seq. Returns 201 created, 200 replaced, 409 (a
  * config entry's name, cluster mode, DCONF_WEBHOOKS_MAX reached), 500 not

@@ -194,7 +194,7 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		if (ep->runtime && wh_defs_remove(w, ep->name) != 0) {
 			c->status = 500;
 			snprintf(c->msg, c->msglen,
-				 "%s/webhooks.json not written (%s): %s is "
+				 "%s/webhooks-api not written (%s): %s is "
 				 "kept",
 				 w->state_dir, strerror(errno), ep->name);
 			return;

@@ -208,7 +208,7 @@ void wh_endpoint_release(struct webhook *w, struct wh_endpoint *ep);
 /* Copy events again if any endpoint is left, or stop (webhook_offer). */
 void wh_update_active(struct webhook *w);
 
-/* webhook_def.c: the API's definitions, state_dir/webhooks.json. */
+/* webhook_def.c: the API's definitions, state_dir/webhooks-api. */
 /* Read them and open their endpoints after the config's (webhook_new).
  * 0, or -1 with a message. */
 int wh_defs_load(struct webhook *w, const struct dconf *conf, char *err,
