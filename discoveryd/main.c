@@ -393,11 +393,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hub_attach(hub, store);
-	/* Webhooks follow the log from where it stands (webhook.h). A
-	 * single node always runs them: the API may define endpoints (it
-	 * copies no event while none is). In cluster mode the config's
-	 * entries are the list. */
-	if (conf.webhooks.n || !store_webhook_backend(store)) {
+	/* Webhooks follow the log from where it stands (webhook.h), always:
+	 * the API may define endpoints at any time (the thread copies no
+	 * event while there is none). */
+	{
 		wh = webhook_new(&conf, store_webhook_backend(store), err,
 				 sizeof(err));
 		if (!wh) {

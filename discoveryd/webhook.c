@@ -462,7 +462,11 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 	ep->lease_ms = now + (w->epoch[0] ? b->renew_ms : 100);
 	if (ep->lease_ms - now < *wait_ms)
 		*wait_ms = ep->lease_ms - now;
-	held = w->epoch[0] ? b->lease(b->arg, ep->name) : 0;
+	held = w->epoch[0] ? b->lease(b->arg, ep->name, ep->runtime) : 0;
+	if (held == -2) { /* deleted on another node */
+		wh_defs_gone(w, ep);
+		return false;
+	}
 	/* Taken anew while this node thought it held it (Redis was away,
 	 * and another node may have had it since): start again from the
 	 * cursor in Redis, never from this node's older one. */
@@ -614,6 +618,7 @@ static void *run(void *arg)
 		take_inbox(w);
 		now = clock_mono_ms();
 		wh_run_cmds(w, now);
+		wh_defs_sync(w, now);
 		for (size_t i = 0; i < w->n_eps; i++)
 			pump(w, &w->eps[i], now, &wait_ms);
 		/* A request sent may be answered before the poll (loopback):
@@ -774,6 +779,7 @@ struct webhook *webhook_new(const struct dconf *conf,
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	w->defs_journal.fd = w->defs_journal.dir_fd = -1;
+	w->defs_rev = -1;
 	w->cap = (size_t)conf->history;
 	w->n_eps = conf->webhooks.n;
 	w->ring = calloc(w->cap, sizeof(*w->ring));
@@ -814,6 +820,9 @@ struct webhook *webhook_new(const struct dconf *conf,
 		return NULL;
 	}
 	atomic_store(&w->active, w->n_eps > 0);
+	/* A list before the thread's first turn shows what was loaded (a
+	 * disabled endpoint disabled). */
+	wh_publish(w);
 	w->running = true;
 	return w;
 }

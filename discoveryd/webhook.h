@@ -18,6 +18,7 @@
 #ifndef DISCOVERYD_WEBHOOK_H
 #define DISCOVERYD_WEBHOOK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,7 @@
 
 struct webhook;
 struct event;
+struct cJSON;
 struct metrics_text;
 
 /*
@@ -38,8 +40,9 @@ struct webhook_backend {
 	/* 1: this node holds name's lease (renewed); 2: it has just taken
 	 * it (another node may have held it meanwhile and moved the
 	 * cursor); 0: another node holds it; -1: cannot tell (the backend
-	 * is away). */
-	int (*lease)(void *arg, const char *name);
+	 * is away); -2 (runtime only): its run-time definition is gone,
+	 * and no node may take it. */
+	int (*lease)(void *arg, const char *name, bool runtime);
 	/* 1 with epoch, seq and disabled ("" = not; else why, at most 159
 	 * bytes) filled: found; 0: none yet; -1: error. */
 	int (*load)(void *arg, const char *name, char *epoch, size_t size,
@@ -52,6 +55,15 @@ struct webhook_backend {
 	 * node holds its lease: 0, or -1. */
 	int (*disable)(void *arg, const char *name, const char *why);
 	void (*remove)(void *arg, const char *name);
+	/* The run-time definitions every node shares (webhook_def.c):
+	 * their revision (0 or -1), all of them as {NAME: entry} (NULL on
+	 * error), and one stored (json) with, if start, its cursor set to
+	 * (epoch, seq), or removed (json NULL) with its lease, cursor and
+	 * disabled state, atomically: 0, or -1. */
+	int (*defs_rev)(void *arg, long long *rev);
+	struct cJSON *(*defs_get)(void *arg);
+	int (*def_set)(void *arg, const char *name, const char *json,
+		       bool start, const char *epoch, uint64_t seq);
 	void (*release)(void *arg); /* the thread ends */
 };
 

@@ -124,6 +124,11 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		snprintf(c->msg, c->msglen, "no webhook named %s", c->name);
 		return;
 	}
+	/* A run-time endpoint leaves the cluster from any node: its
+	 * definition and keys go from Redis at once, and the node that
+	 * delivers it can no longer renew its lease (webhook_def.c). */
+	if (c->op == WEBHOOK_DELETE && ep->runtime)
+		goto run;
 	if (ep->standby && c->op != WEBHOOK_TEST) {
 		c->status = 409;
 		snprintf(c->msg, c->msglen,
@@ -144,6 +149,7 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 			 ep->name);
 		return;
 	}
+run:
 	if ((c->op == WEBHOOK_ENABLE || c->op == WEBHOOK_TEST) && ep->broken) {
 		c->status = 409;
 		snprintf(c->msg, c->msglen,
@@ -194,9 +200,9 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		if (ep->runtime && wh_defs_remove(w, ep->name) != 0) {
 			c->status = 500;
 			snprintf(c->msg, c->msglen,
-				 "%s/webhooks-api not written (%s): %s is "
-				 "kept",
-				 w->state_dir, strerror(errno), ep->name);
+				 "%s not written (%s): %s is kept",
+				 w->backend ? "Redis" : "webhooks-api",
+				 strerror(errno), ep->name);
 			return;
 		}
 		wh_test_done(w, ep, CURLE_OK, 409);

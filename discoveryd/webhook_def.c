@@ -201,11 +201,15 @@ int wh_defs_load(struct webhook *w, const struct dconf *conf, char *err,
 	return 0;
 }
 
-/* defs with name's definition replaced by json (NULL: removed), stored.
- * 0, or -1 (errno set; nothing changed). */
-static int defs_store(struct webhook *w, const char *name, const char *json)
+/* defs with name's definition replaced by json (NULL: removed), stored:
+ * in the journal, or in cluster mode in Redis (a new one, start, with its
+ * cursor at the current seq). 0, or -1 (errno set; nothing changed). */
+static int defs_store(struct webhook *w, const char *name, const char *json,
+		      bool start)
 {
+	const struct webhook_backend *b = w->backend;
 	cJSON *copy = cJSON_Duplicate(w->defs, true), *def = NULL;
+	int rc;
 
 	if (!copy || (json && !(def = cJSON_Parse(json)))) {
 		cJSON_Delete(copy);
@@ -215,8 +219,10 @@ static int defs_store(struct webhook *w, const char *name, const char *json)
 	cJSON_DeleteItemFromObjectCaseSensitive(copy, name);
 	if (def)
 		cJSON_AddItemToObject(copy, name, def);
-	if (defs_save(w, copy) != 0) {
-		int saved = errno;
+	rc = b ? b->def_set(b->arg, name, json, start, w->epoch, w->latest) :
+		 defs_save(w, copy);
+	if (rc != 0) {
+		int saved = b ? EIO : errno;
 
 		cJSON_Delete(copy);
 		errno = saved;
@@ -229,7 +235,7 @@ static int defs_store(struct webhook *w, const char *name, const char *json)
 
 int wh_defs_remove(struct webhook *w, const char *name)
 {
-	return defs_store(w, name, NULL);
+	return defs_store(w, name, NULL, false);
 }
 
 /* From the log's current position: what the endpoint gets is what
@@ -243,28 +249,39 @@ static void start_now(struct webhook *w, struct wh_endpoint *ep, int64_t now)
 	wh_save_cursor(w, ep, ep->scanned, now);
 }
 
+/* ep on def from its cursor. What is on the wire is dropped (libcurl
+ * lets go of it here) and sent again from the cursor, to the new URL,
+ * signed with the new secrets: at-least-once, the same webhook-id. 0, or
+ * -1 out of memory (ep as it was, but its window). */
+static int swap_conf(struct webhook *w, struct wh_endpoint *ep,
+		     const struct dconf_webhook *def)
+{
+	int rc;
+
+	wh_test_done(w, ep, CURLE_OK, 409);
+	wh_window_clear(w, ep);
+	pthread_mutex_lock(&w->mu); /* the list reads url, max_in_flight */
+	rc = wh_endpoint_set_conf(ep, def);
+	pthread_mutex_unlock(&w->mu);
+	snprintf(ep->epoch, sizeof(ep->epoch), "%s", ep->cursor.epoch);
+	ep->scanned = ep->cursor.seq;
+	return rc;
+}
+
 static void replace(struct webhook *w, struct wh_endpoint *ep, struct wh_cmd *c,
 		    int64_t now)
 {
 	int rc;
 
-	if (defs_store(w, ep->name, c->json) != 0) {
-		c->status = 500;
+	if (defs_store(w, ep->name, c->json, false) != 0) {
+		c->status = w->backend ? 503 : 500;
 		snprintf(c->msg, c->msglen,
-			 "%s/%s not written (%s): %s is unchanged",
-			 w->state_dir, DEFS_FILE, strerror(errno), ep->name);
+			 "%s not written (%s): %s is unchanged",
+			 w->backend ? "Redis" : DEFS_FILE, strerror(errno),
+			 ep->name);
 		return;
 	}
-	/* What is on the wire is dropped (libcurl lets go of it here) and
-	 * sent again from the cursor, to the new URL, signed with the new
-	 * secrets: at-least-once, the same webhook-id. */
-	wh_test_done(w, ep, CURLE_OK, 409);
-	wh_window_clear(w, ep);
-	pthread_mutex_lock(&w->mu); /* the list reads url, max_in_flight */
-	rc = wh_endpoint_set_conf(ep, c->def);
-	pthread_mutex_unlock(&w->mu);
-	snprintf(ep->epoch, sizeof(ep->epoch), "%s", ep->cursor.epoch);
-	ep->scanned = ep->cursor.seq;
+	rc = swap_conf(w, ep, c->def);
 	if (rc != 0) {
 		c->status = 500;
 		snprintf(c->msg, c->msglen,
@@ -302,6 +319,20 @@ static struct wh_endpoint *free_slot(struct webhook *w, size_t *index)
 	return &w->eps[w->n_eps];
 }
 
+/* The new endpoint in slot i, for the list and the loop. */
+static void publish_new(struct webhook *w, struct wh_endpoint *ep, size_t i)
+{
+	ep->runtime = true;
+	pthread_mutex_lock(&w->mu);
+	ep->removed = false;
+	w->removed[i] = false;
+	w->views[i] = ep->view;
+	if (i == w->n_eps)
+		w->n_eps++;
+	pthread_mutex_unlock(&w->mu);
+	wh_update_active(w);
+}
+
 static void create(struct webhook *w, struct wh_cmd *c, int64_t now)
 {
 	char why[400];
@@ -316,12 +347,13 @@ static void create(struct webhook *w, struct wh_cmd *c, int64_t now)
 		return;
 	}
 	why[0] = '\0';
-	if (wh_endpoint_init(ep, c->name, c->def, w->state_dir, true, why,
-			     sizeof(why)) != 0 ||
-	    defs_store(w, c->name, c->json) != 0) {
+	if (wh_endpoint_init(ep, c->name, c->def, w->state_dir, !w->backend,
+			     why, sizeof(why)) != 0 ||
+	    defs_store(w, c->name, c->json, true) != 0) {
 		if (!why[0])
-			snprintf(why, sizeof(why), "%s/%s not written (%s)",
-				 w->state_dir, DEFS_FILE, strerror(errno));
+			snprintf(why, sizeof(why), "%s not written (%s)",
+				 w->backend ? "Redis" : DEFS_FILE,
+				 strerror(errno));
 		webhook_cursor_remove(&ep->cursor);
 		ep->removed = true;
 		wh_endpoint_release(w, ep);
@@ -336,15 +368,10 @@ static void create(struct webhook *w, struct wh_cmd *c, int64_t now)
 	ep->cursor.disabled[0] = '\0';
 	ep->disabled = false;
 	ep->view.disabled_reason[0] = '\0';
-	pthread_mutex_lock(&w->mu);
-	ep->removed = false;
-	w->removed[i] = false;
-	w->views[i] = ep->view;
-	if (i == w->n_eps)
-		w->n_eps++;
-	pthread_mutex_unlock(&w->mu);
-	wh_update_active(w);
-	start_now(w, ep, now);
+	publish_new(w, ep, i);
+	/* In cluster mode the cursor was set with the definition. */
+	if (!w->backend)
+		start_now(w, ep, now);
 	log_info("webhook created", "webhook=%s seq=%llu", ep->name,
 		 (unsigned long long)ep->scanned);
 	c->status = 201;
@@ -366,23 +393,127 @@ void wh_defs_put(struct webhook *w, struct wh_cmd *c, int64_t now)
 	struct wh_endpoint *ep = find_any(w, c->name);
 
 	c->status = 200;
-	if (w->backend) {
-		c->status = 409;
-		snprintf(c->msg, c->msglen,
-			 "in cluster mode the webhooks are the ones every "
-			 "node's discoveryd.yaml lists: add %s there",
-			 c->name);
-	} else if (config_name(w, c->name)) {
+	if (config_name(w, c->name)) {
 		c->status = 409;
 		snprintf(c->msg, c->msglen,
 			 "%s is defined in discoveryd.yaml: change it there "
 			 "(the config's entries are fixed at run time)",
+			 c->name);
+	} else if (w->backend && !w->epoch[0]) {
+		c->status = 503;
+		snprintf(c->msg, c->msglen,
+			 "this node does not follow the stream yet: again "
+			 "soon");
+	} else if (w->backend && ep && c->fresh && ep->standby) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen,
+			 "another node delivers %s: send start=now to the "
+			 "node whose list shows it delivering",
 			 c->name);
 	} else if (ep) {
 		replace(w, ep, c, now);
 	} else {
 		create(w, c, now);
 	}
+}
+
+/* ---- cluster mode: the definitions in Redis ------------------------- */
+
+void wh_defs_gone(struct webhook *w, struct wh_endpoint *ep)
+{
+	wh_test_done(w, ep, CURLE_OK, 409);
+	wh_window_clear(w, ep);
+	ep->removed = true;
+	cJSON_DeleteItemFromObjectCaseSensitive(w->defs, ep->name);
+	wh_update_active(w);
+	log_info("webhook deleted", "webhook=%s note=\"on another node\"",
+		 ep->name);
+}
+
+/* One definition another node stored: taken as the API's PUT takes it,
+ * this node's files read (broken if they do not do here). */
+static void sync_one(struct webhook *w, const char *name, const cJSON *d)
+{
+	char *text = cJSON_PrintUnformatted(d), why[600], q[700];
+	struct wh_endpoint *ep = find_any(w, name);
+	struct dconf_webhook def;
+	size_t i;
+	int parsed;
+
+	if (!text)
+		return;
+	parsed = dconf_webhook_parse(text, strlen(text), "redis", name, &def,
+				     why, sizeof(why));
+	if (parsed == -2) {
+		OPENSSL_cleanse(def.keys, sizeof(def.keys));
+		def.n_keys = 0;
+	}
+	if (parsed == -1) {
+		log_warn("webhook definition skipped", "webhook=%s error=%s",
+			 name, log_quote(q, sizeof(q), why));
+	} else if (ep) {
+		if (swap_conf(w, ep, &def) == 0)
+			log_info("webhook replaced",
+				 "webhook=%s note=\"on another node\"", name);
+	} else if (!(ep = free_slot(w, &i))) {
+		log_warn("webhook definition skipped",
+			 "webhook=%s error=\"%d webhooks already\"", name,
+			 DCONF_WEBHOOKS_MAX);
+	} else if (wh_endpoint_init(ep, name, &def, w->state_dir, false, why,
+				    sizeof(why)) != 0) {
+		ep->removed = true;
+		wh_endpoint_release(w, ep);
+		ep = NULL;
+	} else {
+		publish_new(w, ep, i);
+		log_info("webhook created",
+			 "webhook=%s note=\"on another node\"", name);
+	}
+	if (ep && parsed == -2) {
+		ep->broken = true;
+		snprintf(ep->view.disabled_reason,
+			 sizeof(ep->view.disabled_reason), "%.159s", why);
+		log_error("webhook definition does not pass",
+			  "webhook=%s error=%s", name,
+			  log_quote(q, sizeof(q), why));
+	} else if (ep && parsed == 0) {
+		mend(ep);
+	}
+	dconf_webhook_release(&def);
+	free(text);
+}
+
+void wh_defs_sync(struct webhook *w, int64_t now)
+{
+	const struct webhook_backend *b = w->backend;
+	cJSON *remote, *d;
+	long long rev;
+
+	if (!b || !b->defs_rev || now < w->defs_sync_ms || !w->epoch[0])
+		return;
+	w->defs_sync_ms = now + (b->renew_ms > 0 ? b->renew_ms : 1000);
+	if (b->defs_rev(b->arg, &rev) != 0 || rev == w->defs_rev ||
+	    !(remote = b->defs_get(b->arg)))
+		return;
+	for (size_t i = 0; i < w->n_eps; i++) {
+		struct wh_endpoint *ep = &w->eps[i];
+
+		if (!ep->removed && ep->runtime &&
+		    !cJSON_GetObjectItemCaseSensitive(remote, ep->name))
+			wh_defs_gone(w, ep);
+	}
+	cJSON_ArrayForEach (d, remote) {
+		const cJSON *mine =
+			cJSON_GetObjectItemCaseSensitive(w->defs, d->string);
+
+		if (config_name(w, d->string) ||
+		    (mine && cJSON_Compare(mine, d, true)))
+			continue;
+		sync_one(w, d->string, d);
+	}
+	cJSON_Delete(w->defs);
+	w->defs = remote;
+	w->defs_rev = rev;
 }
 
 /* The keys of one endpoint, read anew. */

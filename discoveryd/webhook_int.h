@@ -150,6 +150,8 @@ struct webhook {
 	struct conf_strlist config_names; /* webhooks:'s, deleted ones too */
 	struct cJSON *defs; /* the API's definitions: name -> entry (thread) */
 	struct journal defs_journal; /* state_dir/webhooks-api (thread) */
+	long long defs_rev;          /* cluster: the revision taken, -1 none */
+	int64_t defs_sync_ms;        /* cluster: when to look again */
 	/* Any endpoint at all: while none is, the hub's events are not
 	 * copied, only the last seq noted (webhook_offer). */
 	atomic_bool active;
@@ -216,6 +218,10 @@ int wh_defs_load(struct webhook *w, const struct dconf *conf, char *err,
 void wh_defs_put(struct webhook *w, struct wh_cmd *c, int64_t now);
 /* WEBHOOK_RELOAD: take the secrets anew (webhook_reload_secrets). */
 void wh_defs_reload_secrets(struct webhook *w, const struct dconf *conf);
+/* Cluster mode: take the definitions the other nodes changed (every
+ * renewal); drop ep, deleted by another node (its keys are gone). */
+void wh_defs_sync(struct webhook *w, int64_t now);
+void wh_defs_gone(struct webhook *w, struct wh_endpoint *ep);
 /* Forget name's definition (its endpoint was deleted): 0, or -1. */
 int wh_defs_remove(struct webhook *w, const char *name);
 
