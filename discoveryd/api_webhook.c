@@ -100,12 +100,8 @@ static enum MHD_Result do_put(struct webhook *w, struct MHD_Connection *c,
 		if (!text)
 			return api_send_error(c, 503, "unavailable",
 					      "out of memory");
-		/* No webhook thread: cluster mode without webhooks:. */
-		return api_send_error(c, 409, "conflict",
-				      "in cluster mode the webhooks are the "
-				      "ones every node's discoveryd.yaml "
-				      "lists: add %s there",
-				      name);
+		return api_send_error(c, 503, "unavailable",
+				      "webhooks are not running");
 	}
 	rc = webhook_put(w, name, &def, text, start && !strcmp(start, "now"),
 			 msg, sizeof(msg));

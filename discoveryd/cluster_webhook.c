@@ -6,6 +6,8 @@
  *   PREFIX webhook:NAME:lease    the holder's node name, PX node_ttl
  *   PREFIX webhook:NAME:cursor   "EPOCH SEQ", the last acknowledged
  *   PREFIX webhook:NAME:disabled why it was disabled (absent: it is not)
+ *   PREFIX webhooks:defs         the API's endpoints: NAME -> entry (JSON)
+ *   PREFIX webhooks:rev          moved by each change of defs
  *
  * renewed every node_ttl/3; a node that dies lets it lapse, and another
  * takes it within node_ttl and goes on from the cursor. A cursor is saved

@@ -10,6 +10,12 @@
  * before the API answers. At start they are read again, checked again
  * (their secret files read anew) and opened after the config's entries.
  *
+ * In cluster mode the definitions live in Redis instead (the backend's
+ * defs_* calls, cluster_webhook.c), the same for every node: each node
+ * looks at their revision at every renewal and takes up what changed
+ * (wh_defs_sync), and a DELETE removes the definition with its keys, so
+ * that the lease of a run-time endpoint can no longer be renewed or taken.
+ *
  * The config's names are fixed: a PUT of one answers 409, and a stored
  * definition whose name the config now has is dropped (the config's entry
  * goes on from the same cursor). Everything here runs on the webhook
