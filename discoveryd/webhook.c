@@ -743,17 +743,12 @@ void wh_endpoint_release(struct webhook *w, struct wh_endpoint *ep)
 	ep->removed = true;
 }
 
-void wh_update_active(struct webhook *w)
+void wh_activate(struct webhook *w)
 {
-	bool any = false;
 	uint64_t idle;
 
-	for (size_t i = 0; i < w->n_eps && !any; i++)
-		any = !w->eps[i].removed;
-	if (!any || atomic_load(&w->active)) {
-		atomic_store(&w->active, any);
+	if (atomic_load(&w->active))
 		return;
-	}
 	atomic_store(&w->active, true);
 	/* The events the hub only noted meanwhile are not retained: the
 	 * log stands past them (a new endpoint starts there). */
@@ -762,6 +757,18 @@ void wh_update_active(struct webhook *w)
 		ring_clear(w);
 		w->latest = idle;
 	}
+}
+
+void wh_update_active(struct webhook *w)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < w->n_eps && !any; i++)
+		any = !w->eps[i].removed;
+	if (any)
+		wh_activate(w);
+	else
+		atomic_store(&w->active, false);
 }
 
 struct webhook *webhook_new(const struct dconf *conf,

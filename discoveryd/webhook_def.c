@@ -353,6 +353,9 @@ static void create(struct webhook *w, struct wh_cmd *c, int64_t now)
 		return;
 	}
 	why[0] = '\0';
+	/* Its start is the current seq: latest must be it (in cluster mode
+	 * it goes to Redis with the definition). */
+	wh_activate(w);
 	if (wh_endpoint_init(ep, c->name, c->def, w->state_dir, !w->backend,
 			     why, sizeof(why)) != 0 ||
 	    defs_store(w, c->name, c->json, true) != 0) {
@@ -363,6 +366,7 @@ static void create(struct webhook *w, struct wh_cmd *c, int64_t now)
 		webhook_cursor_remove(&ep->cursor);
 		ep->removed = true;
 		wh_endpoint_release(w, ep);
+		wh_update_active(w);
 		c->status = 500;
 		snprintf(c->msg, c->msglen, "%s", why);
 		return;

@@ -209,6 +209,9 @@ int wh_endpoint_init(struct wh_endpoint *ep, const char *name,
 void wh_endpoint_release(struct webhook *w, struct wh_endpoint *ep);
 /* Copy events again if any endpoint is left, or stop (webhook_offer). */
 void wh_update_active(struct webhook *w);
+/* Copy them from now on, latest brought to where the log stands: what a
+ * new endpoint's start is taken from. */
+void wh_activate(struct webhook *w);
 
 /* webhook_def.c: the API's definitions, state_dir/webhooks-api. */
 /* Read them and open their endpoints after the config's (webhook_new).

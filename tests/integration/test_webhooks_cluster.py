@@ -235,3 +235,34 @@ def test_run_time_endpoints_are_shared_by_every_node(tmp_path, redis):
         for n in nodes + ([late] if late else []):
             assert n.stop() == 0, n.text()
         rx.close()
+
+
+def test_a_run_time_endpoint_of_a_bare_cluster_starts_at_the_current_seq(
+        tmp_path, redis):
+    """Nodes without any endpoint copy no event (webhook_offer): the first
+    PUT still starts at where the log stands, not at where it stood when
+    the last endpoint left, so no reset notice comes first."""
+    secret = new_secret()
+    path = write_secret(os.path.join(str(tmp_path), "whsec"), secret)
+    rx = Receiver([secret])
+    url = "redis://127.0.0.1:%d" % redis.port
+    nodes = [node(tmp_path, "n%d" % i, url) for i in (1, 2)]
+    try:
+        before = post(nodes[0], 5)
+        deadline = time.monotonic() + 30
+        while True:  # n2 has read them from the stream
+            st, info = nodes[1].call("GET", "/api/discovery/info")
+            if info["seq"] >= before[-1] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        st, answer = nodes[1].call("PUT", "/api/discovery/webhooks/a",
+                                   {"url": rx.url, "secret_file": path})
+        assert st == 201, answer
+        after = post(nodes[0], 3, 5)
+        rx.wait(lambda r: len(r.acked) >= 3, what="3 events")
+        assert [a["id"] for a in rx.attempts if "reset" in a["id"]] == []
+        assert rx.acked_seqs() == after
+    finally:
+        for n in nodes:
+            assert n.stop() == 0, n.text()
+        rx.close()
