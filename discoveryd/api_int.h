@@ -156,7 +156,8 @@ void api_http_metrics(struct api *a, struct metrics_text *t);
 /* api_webhook.c: /api/discovery/webhooks[/NAME[/ACTION]]; rest is what
  * follows "webhooks" ("" or "/..."). */
 enum MHD_Result api_route_webhooks(struct api *a, struct MHD_Connection *c,
-				   const char *rest, const char *method);
+				   const char *rest, const char *method,
+				   const struct request *r);
 
 /* api_sd.c: GET /api/discovery/sd/prometheus (Prometheus's HTTP SD). */
 enum MHD_Result api_route_sd(struct api *a, struct MHD_Connection *c,

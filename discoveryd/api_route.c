@@ -796,7 +796,7 @@ enum MHD_Result api_route(struct api *a, struct MHD_Connection *c,
 	}
 	if (strncmp(url, "webhooks", 8) == 0 && (!url[8] || url[8] == '/')) {
 		r->route = R_WEBHOOKS;
-		return api_route_webhooks(a, c, url + 8, method);
+		return api_route_webhooks(a, c, url + 8, method, r);
 	}
 	if (strcmp(url, "sd/prometheus") == 0) {
 		r->route = R_SD;

@@ -5,6 +5,7 @@
  *   POST   /api/discovery/webhooks/NAME/enable       after a 410 or max_age
  *   POST   /api/discovery/webhooks/NAME/replay?from=SEQ
  *   POST   /api/discovery/webhooks/NAME/test         a test notice, now
+ *   PUT    /api/discovery/webhooks/NAME[?start=now]  create or replace
  *   DELETE /api/discovery/webhooks/NAME
  *
  * Reads need the reader role, changes the admin one (api_route checks
@@ -18,6 +19,7 @@
 #include <cJSON.h>
 
 #include "api_int.h"
+#include "dconf.h"
 #include "proto.h"
 #include "webhook.h"
 
@@ -27,11 +29,12 @@ static enum MHD_Result answer(struct MHD_Connection *c, int status,
 	cJSON *o;
 	char *text;
 
-	if (status != 200)
+	if (status != 200 && status != 201)
 		return api_send_error(c, status,
 				      status == 404 ? "not_found" :
 				      status == 409 ? "conflict" :
 				      status == 422 ? "not_retained" :
+				      status == 500 ? "internal" :
 				      status == 502 ? "bad_gateway" :
 				      status == 503 ? "unavailable" :
 						      "bad_request",
@@ -41,11 +44,75 @@ static enum MHD_Result answer(struct MHD_Connection *c, int status,
 	cJSON_AddStringToObject(o, "result", msg);
 	text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	return api_send_json(c, 200, text);
+	return api_send_json(c, status, text);
+}
+
+/* PUT .../webhooks/NAME: the body is a webhooks: entry, in JSON, taken
+ * by the config's own rows and checks (dconf_webhook_parse), so that both
+ * accept the same and say the same. */
+static enum MHD_Result do_put(struct webhook *w, struct MHD_Connection *c,
+			      const char *name, const struct request *r)
+{
+	const char *start =
+		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "start");
+	struct dconf_webhook def;
+	char why[600], msg[700], *text;
+	cJSON *json;
+	int rc;
+
+	if (!proto_valid_name(name))
+		return api_send_error(c, 400, "bad_request",
+				      "'%.*s' is not a webhook name (1 to %d "
+				      "of a-z, 0-9, '-', '_', '.', the first "
+				      "a letter or digit)",
+				      PROTO_NAME_MAX, name, PROTO_NAME_MAX);
+	if (start && strcmp(start, "now") != 0 && strcmp(start, "cursor") != 0)
+		return api_send_error(c, 400, "bad_request",
+				      "start is 'cursor' (the default) or "
+				      "'now'");
+	if (!r->len)
+		return api_send_error(c, 400, "bad_request",
+				      "a JSON body is required: the "
+				      "endpoint's url, secret_file, ...");
+	json = proto_parse_json(r->body, r->len, PROTO_DEPTH_MAX, why,
+				sizeof(why));
+	if (!json)
+		return api_send_error(c, 400, "bad_request",
+				      "the body is not JSON: %s", why);
+	if (!cJSON_IsObject(json)) {
+		cJSON_Delete(json);
+		return api_send_error(c, 400, "bad_request",
+				      "the body must be a JSON object");
+	}
+	rc = dconf_webhook_parse(r->body, r->len, "body", name, &def, why,
+				 sizeof(why));
+	text = rc == 0 ? cJSON_PrintUnformatted(json) : NULL;
+	cJSON_Delete(json);
+	if (rc != 0) {
+		dconf_webhook_release(&def);
+		return api_send_error(c, rc == -2 ? 422 : 400,
+				      rc == -2 ? "invalid" : "bad_request",
+				      "%s", why);
+	}
+	if (!text || !w) {
+		dconf_webhook_release(&def);
+		free(text);
+		if (!text)
+			return api_send_error(c, 503, "unavailable",
+					      "out of memory");
+		return api_send_error(c, 503, "unavailable",
+				      "webhooks are not running");
+	}
+	rc = webhook_put(w, name, &def, text, start && !strcmp(start, "now"),
+			 msg, sizeof(msg));
+	dconf_webhook_release(&def);
+	free(text);
+	return answer(c, rc, name, msg);
 }
 
 enum MHD_Result api_route_webhooks(struct api *a, struct MHD_Connection *c,
-				   const char *rest, const char *method)
+				   const char *rest, const char *method,
+				   const struct request *r)
 {
 	struct webhook *w =
 		atomic_load_explicit(&a->webhooks, memory_order_acquire);
@@ -66,13 +133,19 @@ enum MHD_Result api_route_webhooks(struct api *a, struct MHD_Connection *c,
 	slash = strchr(rest, '/');
 	n = slash ? (size_t)(slash - rest) : strlen(rest);
 	action = slash ? slash + 1 : "";
+	if (!slash && strcmp(method, "PUT") == 0) {
+		char put[PROTO_NAME_MAX + 2];
+
+		snprintf(put, sizeof(put), "%.*s", (int)n, rest);
+		return do_put(w, c, put, r);
+	}
 	if (n == 0 || n > PROTO_NAME_MAX)
 		return api_send_error(c, 404, "not_found", "no such webhook");
 	memcpy(name, rest, n);
 	name[n] = '\0';
 	if (!*action) {
 		if (strcmp(method, "DELETE") != 0)
-			return api_send_405(c, "DELETE");
+			return api_send_405(c, "PUT, DELETE");
 		op = WEBHOOK_DELETE;
 	} else if (strcmp(action, "enable") == 0 ||
 		   strcmp(action, "replay") == 0 ||

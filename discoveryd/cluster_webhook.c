@@ -6,6 +6,8 @@
  *   PREFIX webhook:NAME:lease    the holder's node name, PX node_ttl
  *   PREFIX webhook:NAME:cursor   "EPOCH SEQ", the last acknowledged
  *   PREFIX webhook:NAME:disabled why it was disabled (absent: it is not)
+ *   PREFIX webhooks:defs         the API's endpoints: NAME -> entry (JSON)
+ *   PREFIX webhooks:rev          moved by each change of defs
  *
  * renewed every node_ttl/3; a node that dies lets it lapse, and another
  * takes it within node_ttl and goes on from the cursor. A cursor is saved
@@ -20,12 +22,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "cluster_int.h"
 #include "log.h"
 #include "webhook.h"
 
-/* Renew the lease if ours: 1; take it if free: 2; else 0. */
+/* Renew the lease if ours: 1; take it if free: 2; else 0. A run-time
+ * endpoint (ARGV[3], its name) whose definition left the hash KEYS[2]:
+ * -2, and nobody holds it. */
 static const char lease_lua[] =
+	"if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 "
+	"then redis.call('DEL', KEYS[1]) return -2 end "
 	"local v = redis.call('GET', KEYS[1]) "
 	"if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
 	"return 1 end "
@@ -81,12 +89,12 @@ static void key(char *out, size_t size, const struct cluster *c,
 	snprintf(out, size, "%swebhook:%s:%s", c->prefix, name, what);
 }
 
-/* One EVAL with two keys at most; the reply's integer, or -1. */
+/* One EVAL (at most 13 keys and arguments); the reply's integer, or -1. */
 static long long eval(struct cluster_webhooks *cw, const char *script,
 		      int nkeys, const char **args, int nargs)
 {
 	redisContext *ctx = conn(cw);
-	const char *argv[8];
+	const char *argv[16]; /* 3 + nargs */
 	char n[4];
 	redisReply *r;
 	long long v = -1;
@@ -110,15 +118,115 @@ static long long eval(struct cluster_webhooks *cw, const char *script,
 	return v;
 }
 
-static int lease(void *arg, const char *name)
+/* Store (KEYS[1] the hash, ARGV[1] the name, ARGV[2] the entry) and, if
+ * ARGV[3] is not empty, set the cursor KEYS[3] to it and clear KEYS[4]
+ * (disabled); or with ARGV[2] empty remove the entry and the lease,
+ * cursor and disabled keys (KEYS[2..4]). The revision KEYS[5] moves. */
+static const char def_set_lua[] =
+	"if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) "
+	"redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) "
+	"else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+	"if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) "
+	"redis.call('DEL', KEYS[4]) end end "
+	"redis.call('INCR', KEYS[5]) return 1";
+
+static void defs_key(char *out, size_t size, const struct cluster *c,
+		     const char *what)
+{
+	snprintf(out, size, "%swebhooks:%s", c->prefix, what);
+}
+
+static int lease(void *arg, const char *name, bool runtime)
 {
 	struct cluster_webhooks *cw = of(arg);
-	char k[CLUSTER_KEY_MAX], ttl[24];
-	const char *args[3] = { k, cw->c->node, ttl };
+	char k[CLUSTER_KEY_MAX], h[CLUSTER_KEY_MAX], ttl[24];
+	const char *args[5] = { k, h, cw->c->node, ttl, runtime ? name : "" };
 
 	key(k, sizeof(k), cw->c, name, "lease");
+	defs_key(h, sizeof(h), cw->c, "defs");
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)cw->c->node_ttl_ms);
-	return (int)eval(cw, lease_lua, 1, args, 3);
+	return (int)eval(cw, lease_lua, 2, args, 5);
+}
+
+static int defs_rev(void *arg, long long *rev)
+{
+	struct cluster_webhooks *cw = of(arg);
+	redisContext *ctx = conn(cw);
+	char k[CLUSTER_KEY_MAX];
+	redisReply *r;
+	int rc = -1;
+
+	if (!ctx)
+		return -1;
+	defs_key(k, sizeof(k), cw->c, "rev");
+	r = cluster_check(ctx, redisCommand(ctx, "GET %s", k));
+	if (r && r->type == REDIS_REPLY_NIL) {
+		*rev = 0;
+		rc = 0;
+	} else if (r && r->type == REDIS_REPLY_STRING) {
+		*rev = strtoll(r->str, NULL, 10);
+		rc = 0;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+static cJSON *defs_get(void *arg)
+{
+	struct cluster_webhooks *cw = of(arg);
+	redisContext *ctx = conn(cw);
+	char k[CLUSTER_KEY_MAX];
+	redisReply *r;
+	cJSON *out;
+
+	if (!ctx)
+		return NULL;
+	defs_key(k, sizeof(k), cw->c, "defs");
+	r = cluster_check(ctx, redisCommand(ctx, "HGETALL %s", k));
+	if (!r || r->type != REDIS_REPLY_ARRAY ||
+	    !(out = cJSON_CreateObject())) {
+		freeReplyObject(r);
+		return NULL;
+	}
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		const redisReply *n = r->element[i], *v = r->element[i + 1];
+		cJSON *def = v->type == REDIS_REPLY_STRING ?
+				     cJSON_Parse(v->str) :
+				     NULL;
+
+		/* A field that is not an entry is skipped: the thread
+		 * checks each again anyway. */
+		if (n->type == REDIS_REPLY_STRING && proto_valid_name(n->str) &&
+		    cJSON_IsObject(def))
+			cJSON_AddItemToObject(out, n->str, def);
+		else
+			cJSON_Delete(def);
+	}
+	freeReplyObject(r);
+	return out;
+}
+
+static int def_set(void *arg, const char *name, const char *json, bool start,
+		   const char *epoch, uint64_t seq)
+{
+	struct cluster_webhooks *cw = of(arg);
+	char h[CLUSTER_KEY_MAX], lk[CLUSTER_KEY_MAX], ck[CLUSTER_KEY_MAX];
+	char dk[CLUSTER_KEY_MAX], rk[CLUSTER_KEY_MAX];
+	char cursor[PROTO_EPOCH_MAX + 32] = "";
+	const char *args[8] = { h,     lk, ck, dk, rk, name, json ? json : "",
+				cursor };
+
+	defs_key(h, sizeof(h), cw->c, "defs");
+	defs_key(rk, sizeof(rk), cw->c, "rev");
+	key(lk, sizeof(lk), cw->c, name, "lease");
+	key(ck, sizeof(ck), cw->c, name, "cursor");
+	key(dk, sizeof(dk), cw->c, name, "disabled");
+	if (json && start)
+		snprintf(cursor, sizeof(cursor), "%s %llu", epoch,
+			 (unsigned long long)seq);
+	if (eval(cw, def_set_lua, 5, args, 8) != 1)
+		return -1;
+	return cw->ctx && cluster_wait_replicas(cw->c, cw->ctx) == 0 ? 0 : -1;
 }
 
 static int load(void *arg, const char *name, char *epoch, size_t size,
@@ -224,6 +332,9 @@ const struct webhook_backend *cluster_webhook_backend(struct cluster *c)
 		.save = save,
 		.disable = disable,
 		.remove = remove_keys,
+		.defs_rev = defs_rev,
+		.defs_get = defs_get,
+		.def_set = def_set,
 		.release = release,
 	};
 	return &cw->ops;

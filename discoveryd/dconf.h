@@ -23,6 +23,8 @@
 #define DCONF_WEBHOOK_SECRETS_MAX 4
 #define DCONF_WEBHOOK_KEY_MIN     24
 #define DCONF_WEBHOOK_KEY_MAX     64
+/* Endpoints, the config's and the API's together. */
+#define DCONF_WEBHOOKS_MAX 64
 
 struct dconf_service {
 	int64_t min_ready;
@@ -151,6 +153,15 @@ extern const struct conf_key dconf_webhook_keys[];
 int dconf_webhooks_validate(const char *path, struct dconf *c, char *err,
 			    size_t errlen);
 void dconf_webhooks_wipe(struct dconf *c); /* the keys, before release */
+/* One entry from text (JSON or YAML: a run-time definition, from the API
+ * or state_dir), loaded by the same rows and checked by the same checks as
+ * the config's, w zeroed here. 0; -1, text refused ("origin:line:col:
+ * what" in err); -2, a check refused it ("webhooks.NAME.key: what"). w is
+ * to be released whatever the result. */
+int dconf_webhook_parse(const char *text, size_t len, const char *origin,
+			const char *name, struct dconf_webhook *w, char *err,
+			size_t errlen);
+void dconf_webhook_release(struct dconf_webhook *w); /* keys wiped */
 
 /* min_ready for a service: from services:, else 1. */
 int64_t dconf_min_ready(const struct dconf *c, const char *service);

@@ -220,6 +220,11 @@ int dconf_webhooks_validate(const char *path, struct dconf *c, char *err,
 	struct dconf_webhook *items = c->webhooks.items;
 	char why[512];
 
+	if (c->webhooks.n > DCONF_WEBHOOKS_MAX) {
+		snprintf(err, errlen, "%s: webhooks: more than %d endpoints",
+			 path, DCONF_WEBHOOKS_MAX);
+		return -1;
+	}
 	for (size_t i = 0; i < c->webhooks.n; i++)
 		if (check_one(&items[i], why, sizeof(why)) != 0) {
 			snprintf(err, errlen, "%s: webhooks.%s.%s", path,
@@ -235,4 +240,29 @@ void dconf_webhooks_wipe(struct dconf *c)
 
 	for (size_t i = 0; i < c->webhooks.n && items; i++)
 		OPENSSL_cleanse(items[i].keys, sizeof(items[i].keys));
+}
+
+int dconf_webhook_parse(const char *text, size_t len, const char *origin,
+			const char *name, struct dconf_webhook *w, char *err,
+			size_t errlen)
+{
+	char why[512];
+
+	memset(w, 0, sizeof(*w));
+	/* JSON is YAML's flow style: the rows and their messages are the
+	 * config file's own, with the position in text. */
+	if (conf_load_string(text, len, origin, dconf_webhook_keys, w, err,
+			     errlen) != 0)
+		return -1;
+	if (check_one(w, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "webhooks.%s.%s", name, why);
+		return -2;
+	}
+	return 0;
+}
+
+void dconf_webhook_release(struct dconf_webhook *w)
+{
+	OPENSSL_cleanse(w->keys, sizeof(w->keys));
+	conf_release(dconf_webhook_keys, w);
 }

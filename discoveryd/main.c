@@ -115,8 +115,8 @@ static bool cluster_changed(const struct dconf *old, const struct dconf *now)
 	return changed;
 }
 
-/* Any webhooks: entry added, removed or changed (its secrets included:
- * a rotation is a restart for now). */
+/* Any webhooks: entry added, removed or changed but for its secrets,
+ * which a reload reads anew (webhook_reload_secrets). */
 static bool webhooks_changed(const struct dconf *old, const struct dconf *now)
 {
 	const struct dconf_webhook *a = old->webhooks.items;
@@ -129,8 +129,6 @@ static bool webhooks_changed(const struct dconf *old, const struct dconf *now)
 			    0 ||
 		    strcmp(a[i].url, b[i].url) != 0 ||
 		    !same_str(a[i].ca_file, b[i].ca_file) ||
-		    a[i].n_keys != b[i].n_keys ||
-		    memcmp(a[i].keys, b[i].keys, sizeof(a[i].keys)) != 0 ||
 		    a[i].kinds_mask != b[i].kinds_mask ||
 		    a[i].services.n != b[i].services.n ||
 		    a[i].timeout_ms != b[i].timeout_ms ||
@@ -195,7 +193,7 @@ static void note_restart_needed(const struct dconf *old,
 }
 
 static void reload(const struct options *o, struct dconf *conf, struct hub *hub,
-		   struct api *api, struct auth *auth)
+		   struct api *api, struct auth *auth, struct webhook *wh)
 {
 	struct dconf fresh;
 	struct hub_req req = { .op = HUB_RELOAD };
@@ -218,6 +216,8 @@ static void reload(const struct options *o, struct dconf *conf, struct hub *hub,
 	hub_call(hub, &req);
 	free(req.body);
 	api_reload(api, &fresh);
+	if (wh)
+		webhook_reload_secrets(wh, &fresh);
 	dconf_release(conf);
 	*conf = fresh;
 	log_info("reloaded", "config=%s", o->config);
@@ -242,7 +242,8 @@ static void start_drain(const struct dconf *conf, struct hub *hub)
  */
 static void wait_for_signals(const struct options *o, struct dconf *conf,
 			     struct hub *hub, struct api *api,
-			     struct auth *auth, const sigset_t *set)
+			     struct auth *auth, struct webhook *wh,
+			     const sigset_t *set)
 {
 	const struct timespec step = { .tv_nsec = 100 * 1000000 };
 	int64_t drain_deadline = 0;
@@ -270,7 +271,7 @@ static void wait_for_signals(const struct options *o, struct dconf *conf,
 			return;
 		}
 		if (sig == SIGHUP) {
-			reload(o, conf, hub, api, auth);
+			reload(o, conf, hub, api, auth, wh);
 			continue;
 		}
 		if (sig == SIGTERM && conf->drain_present && !drain_deadline) {
@@ -392,8 +393,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hub_attach(hub, store);
-	/* Webhooks follow the log from where it stands (webhook.h). */
-	if (conf.webhooks.n) {
+	/* Webhooks follow the log from where it stands (webhook.h), always:
+	 * the API may define endpoints at any time (the thread copies no
+	 * event while there is none). */
+	{
 		wh = webhook_new(&conf, store_webhook_backend(store), err,
 				 sizeof(err));
 		if (!wh) {
@@ -442,7 +445,7 @@ int main(int argc, char **argv)
 		api_add_metrics(api, more_metrics_hook, &more);
 	api_set_webhooks(api, wh);
 	if (wh)
-		log_info("webhooks", "endpoints=%zu", conf.webhooks.n);
+		log_info("webhooks", "endpoints=%zu", webhook_count(wh));
 	log_info("listening", "listener=http addr=%s", api_listen_address(api));
 	if (conf.auth_present)
 		log_info("auth", "mode=tokens secrets=%d",
@@ -458,7 +461,7 @@ int main(int argc, char **argv)
 	sd_notifyf(0, "READY=1\nSTATUS=agents on %s, HTTP on %s",
 		   hub_listen_address(hub), api_listen_address(api));
 
-	wait_for_signals(&o, &conf, hub, api, auth, &set);
+	wait_for_signals(&o, &conf, hub, api, auth, wh, &set);
 
 	sd_notify(0, "STOPPING=1");
 	stop(hub, store, api, dns, wh);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
 #include <libwebsockets.h>
 
 #include "clock.h"
@@ -51,6 +52,15 @@ void webhook_offer(void *arg, const char *epoch, uint64_t seq,
 	 * whole history replayed at a start or a resync, and as much again
 	 * since) means it stalled, and the endpoints get a reset for the
 	 * gap. Marks do not count: they carry no event. */
+	/* No endpoint: note the seq a new one would start after, and copy
+	 * nothing. Against a PUT that sets active and then reads idle_seq,
+	 * the second look sees it set, or the PUT sees this seq (both
+	 * seq_cst): the event is not lost between them. */
+	if (ev && !atomic_load(&w->active)) {
+		atomic_store(&w->idle_seq, seq);
+		if (!atomic_load(&w->active))
+			return;
+	}
 	if (ev && atomic_load(&w->inbox_n) >= 2 * w->cap) {
 		atomic_fetch_add(&w->inbox_dropped, 1);
 		return;
@@ -486,7 +496,11 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 	if (ep->lease_ms - now < *wait_ms)
 		*wait_ms = ep->lease_ms - now;
 	sent = clock_mono_ms();
-	held = w->epoch[0] ? b->lease(b->arg, ep->name) : 0;
+	held = w->epoch[0] ? b->lease(b->arg, ep->name, ep->runtime) : 0;
+	if (held == -2) { /* deleted on another node */
+		wh_defs_gone(w, ep);
+		return false;
+	}
 	if (held >= 1)
 		ep->held_ms = sent;
 	else if (!ep->standby && clock_mono_ms() >= sure_ms)
@@ -531,7 +545,8 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 static void pump(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 		 int64_t *wait_ms)
 {
-	if (ep->removed || !holds(w, ep, now, wait_ms) || ep->disabled)
+	if (ep->removed || ep->broken || !holds(w, ep, now, wait_ms) ||
+	    ep->disabled)
 		return;
 	fill(w, ep, now);
 	for (size_t i = 0; i < ep->n_window; i++) {
@@ -565,7 +580,7 @@ void wh_publish(struct webhook *w)
 
 		snprintf(v->epoch, sizeof(v->epoch), "%s", ep->cursor.epoch);
 		v->cursor = ep->cursor.seq;
-		v->disabled = ep->disabled;
+		v->disabled = ep->disabled || ep->broken;
 		v->standby = ep->standby;
 		v->lag_events = strcmp(ep->epoch, w->epoch) == 0 &&
 						w->latest > settled(ep) ?
@@ -620,7 +635,7 @@ static void place_new(struct webhook *w)
 	for (size_t i = 0; i < w->n_eps; i++) {
 		struct wh_endpoint *ep = &w->eps[i];
 
-		if (ep->cursor.found)
+		if (ep->removed || ep->cursor.found)
 			continue;
 		snprintf(ep->epoch, sizeof(ep->epoch), "%s", w->epoch);
 		ep->scanned = w->latest;
@@ -639,6 +654,7 @@ static void *run(void *arg)
 		take_inbox(w);
 		now = clock_mono_ms();
 		wh_run_cmds(w, now);
+		wh_defs_sync(w, now);
 		for (size_t i = 0; i < w->n_eps; i++)
 			pump(w, &w->eps[i], now, &wait_ms);
 		/* A request sent may be answered before the poll (loopback):
@@ -670,34 +686,63 @@ static void *run(void *arg)
 
 /* ---- life -------------------------------------------------------------- */
 
-static int endpoint_init(struct wh_endpoint *ep, const char *name,
-			 const struct dconf_webhook *conf,
-			 const char *state_dir, bool files, char *err,
-			 size_t errlen)
+static void free_services(char **services, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		free(services[k]);
+	free(services);
+}
+
+int wh_endpoint_set_conf(struct wh_endpoint *ep,
+			 const struct dconf_webhook *def)
+{
+	char *url = strdup(def->url);
+	char *ca_file = def->ca_file ? strdup(def->ca_file) : NULL;
+	struct wh_slot *window =
+		calloc((size_t)def->max_in_flight, sizeof(*window));
+	char **services = calloc(def->services.n + 1, sizeof(*services));
+	size_t n = 0;
+	bool ok = url && (!def->ca_file || ca_file) && window && services;
+
+	for (; ok && n < def->services.n; n++)
+		ok = (services[n] = strdup(def->services.v[n])) != NULL;
+	if (!ok) {
+		free(url);
+		free(ca_file);
+		free(window);
+		free_services(services, n);
+		return -1;
+	}
+	free_services(ep->services, ep->n_services);
+	free(ep->window);
+	free(ep->conf.url);
+	free(ep->conf.ca_file);
+	explicit_bzero(ep->conf.keys, sizeof(ep->conf.keys));
+	ep->conf = *def;
+	ep->conf.url = url;
+	ep->conf.ca_file = ca_file;
+	ep->conf.secret_file = NULL;
+	memset(&ep->conf.kinds, 0, sizeof(ep->conf.kinds));
+	memset(&ep->conf.services, 0, sizeof(ep->conf.services));
+	ep->window = window;
+	ep->win_head = ep->n_window = 0;
+	ep->services = services;
+	ep->n_services = def->services.n;
+	return 0;
+}
+
+int wh_endpoint_init(struct wh_endpoint *ep, const char *name,
+		     const struct dconf_webhook *def, const char *state_dir,
+		     bool files, char *err, size_t errlen)
 {
 	char why[300];
 
 	snprintf(ep->name, sizeof(ep->name), "%s", name);
-	ep->conf = *conf;
-	ep->conf.url = strdup(conf->url);
-	ep->conf.ca_file = conf->ca_file ? strdup(conf->ca_file) : NULL;
-	ep->conf.secret_file = NULL;
-	memset(&ep->conf.kinds, 0, sizeof(ep->conf.kinds));
-	memset(&ep->conf.services, 0, sizeof(ep->conf.services));
-	ep->window = calloc((size_t)conf->max_in_flight, sizeof(*ep->window));
-	ep->services = calloc(conf->services.n + 1, sizeof(*ep->services));
-	if (!ep->conf.url || (conf->ca_file && !ep->conf.ca_file) ||
-	    !ep->window || !ep->services) {
+	ep->cursor.journal.fd = ep->cursor.journal.dir_fd = -1;
+	if (wh_endpoint_set_conf(ep, def) != 0) {
 		snprintf(err, errlen, "webhooks.%s: out of memory", name);
 		return -1;
 	}
-	for (size_t i = 0; i < conf->services.n; i++)
-		if (!(ep->services[ep->n_services++] =
-			      strdup(conf->services.v[i]))) {
-			snprintf(err, errlen, "webhooks.%s: out of memory",
-				 name);
-			return -1;
-		}
 	ep->rng = (uint64_t)clock_mono_us() ^ (uint64_t)(uintptr_t)ep;
 	if (!ep->rng)
 		ep->rng = 1;
@@ -717,6 +762,51 @@ static int endpoint_init(struct wh_endpoint *ep, const char *name,
 	return 0;
 }
 
+/* What ep holds; its cursor is closed unless deleted (closed then). */
+void wh_endpoint_release(struct webhook *w, struct wh_endpoint *ep)
+{
+	if (ep->window)
+		wh_window_clear(w, ep);
+	if (!ep->removed)
+		webhook_cursor_close(&ep->cursor);
+	free_services(ep->services, ep->n_services);
+	free(ep->window);
+	free(ep->conf.url);
+	free(ep->conf.ca_file);
+	explicit_bzero(ep->conf.keys, sizeof(ep->conf.keys));
+	memset(ep, 0, sizeof(*ep));
+	ep->cursor.journal.fd = ep->cursor.journal.dir_fd = -1;
+	ep->removed = true;
+}
+
+void wh_activate(struct webhook *w)
+{
+	uint64_t idle;
+
+	if (atomic_load(&w->active))
+		return;
+	atomic_store(&w->active, true);
+	/* The events the hub only noted meanwhile are not retained: the
+	 * log stands past them (a new endpoint starts there). */
+	idle = atomic_load(&w->idle_seq);
+	if (w->epoch[0] && idle > w->latest) {
+		ring_clear(w);
+		w->latest = idle;
+	}
+}
+
+void wh_update_active(struct webhook *w)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < w->n_eps && !any; i++)
+		any = !w->eps[i].removed;
+	if (any)
+		wh_activate(w);
+	else
+		atomic_store(&w->active, false);
+}
+
 struct webhook *webhook_new(const struct dconf *conf,
 			    const struct webhook_backend *backend, char *err,
 			    size_t errlen)
@@ -731,30 +821,51 @@ struct webhook *webhook_new(const struct dconf *conf,
 	}
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
+	w->defs_journal.fd = w->defs_journal.dir_fd = -1;
+	w->defs_rev = -1;
 	w->cap = (size_t)conf->history;
 	w->n_eps = conf->webhooks.n;
 	w->ring = calloc(w->cap, sizeof(*w->ring));
-	w->eps = calloc(w->n_eps ? w->n_eps : 1, sizeof(*w->eps));
-	w->views = calloc(w->n_eps ? w->n_eps : 1, sizeof(*w->views));
-	w->removed = calloc(w->n_eps ? w->n_eps : 1, sizeof(*w->removed));
+	w->eps = calloc(DCONF_WEBHOOKS_MAX, sizeof(*w->eps));
+	w->views = calloc(DCONF_WEBHOOKS_MAX, sizeof(*w->views));
+	w->removed = calloc(DCONF_WEBHOOKS_MAX, sizeof(*w->removed));
+	w->state_dir = strdup(conf->state_dir);
 	w->multi = curl_multi_init();
-	if (!w->ring || !w->eps || !w->views || !w->removed || !w->multi) {
+	if (!w->ring || !w->eps || !w->views || !w->removed || !w->multi ||
+	    !w->state_dir) {
 		snprintf(err, errlen, "webhooks: out of memory");
 		webhook_free(w);
 		return NULL;
 	}
 	w->backend = backend;
+	w->config_names.v = calloc(w->n_eps + 1, sizeof(char *));
+	for (size_t i = 0; w->config_names.v && i < w->n_eps; i++)
+		if ((w->config_names.v[i] = strdup(conf->webhooks.names[i])))
+			w->config_names.n++;
+	if (w->config_names.n != w->n_eps) {
+		snprintf(err, errlen, "webhooks: out of memory");
+		webhook_free(w);
+		return NULL;
+	}
 	/* No file open yet: what webhook_free closes is only what opened. */
-	for (size_t i = 0; i < w->n_eps; i++)
+	for (size_t i = 0; i < DCONF_WEBHOOKS_MAX; i++)
 		w->eps[i].cursor.journal.fd = w->eps[i].cursor.journal.dir_fd =
 			-1;
 	for (size_t i = 0; i < w->n_eps; i++)
-		if (endpoint_init(&w->eps[i], conf->webhooks.names[i],
-				  &items[i], conf->state_dir, !backend, err,
-				  errlen) != 0) {
+		if (wh_endpoint_init(&w->eps[i], conf->webhooks.names[i],
+				     &items[i], conf->state_dir, !backend, err,
+				     errlen) != 0) {
 			webhook_free(w);
 			return NULL;
 		}
+	if (wh_defs_load(w, conf, err, errlen) != 0) {
+		webhook_free(w);
+		return NULL;
+	}
+	atomic_store(&w->active, w->n_eps > 0);
+	/* A list before the thread's first turn shows what was loaded (a
+	 * disabled endpoint disabled). */
+	wh_publish(w);
 	w->running = true;
 	return w;
 }
@@ -784,21 +895,8 @@ void webhook_free(struct webhook *w)
 	if (!w)
 		return;
 	webhook_stop(w);
-	for (size_t i = 0; i < w->n_eps; i++) {
-		struct wh_endpoint *ep = &w->eps[i];
-
-		if (ep->window)
-			wh_window_clear(w, ep);
-		if (!ep->removed)
-			webhook_cursor_close(&ep->cursor);
-		for (size_t k = 0; k < ep->n_services; k++)
-			free(ep->services[k]);
-		free(ep->services);
-		free(ep->window);
-		free(ep->conf.url);
-		free(ep->conf.ca_file);
-		explicit_bzero(ep->conf.keys, sizeof(ep->conf.keys));
-	}
+	for (size_t i = 0; w->eps && i < w->n_eps; i++)
+		wh_endpoint_release(w, &w->eps[i]);
 	if (w->ring)
 		ring_clear(w);
 	e = atomic_exchange(&w->inbox, NULL);
@@ -811,6 +909,10 @@ void webhook_free(struct webhook *w)
 	if (w->multi)
 		curl_multi_cleanup(w->multi);
 	curl_global_cleanup();
+	cJSON_Delete(w->defs);
+	conf_strlist_release(&w->config_names);
+	journal_close(&w->defs_journal);
+	free(w->state_dir);
 	free(w->ring);
 	free(w->eps);
 	free(w->views);

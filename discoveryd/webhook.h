@@ -18,6 +18,7 @@
 #ifndef DISCOVERYD_WEBHOOK_H
 #define DISCOVERYD_WEBHOOK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,7 @@
 
 struct webhook;
 struct event;
+struct cJSON;
 struct metrics_text;
 
 /*
@@ -38,8 +40,9 @@ struct webhook_backend {
 	/* 1: this node holds name's lease (renewed); 2: it has just taken
 	 * it (another node may have held it meanwhile and moved the
 	 * cursor); 0: another node holds it; -1: cannot tell (the backend
-	 * is away). */
-	int (*lease)(void *arg, const char *name);
+	 * is away); -2 (runtime only): its run-time definition is gone,
+	 * and no node may take it. */
+	int (*lease)(void *arg, const char *name, bool runtime);
 	/* 1 with epoch, seq and disabled ("" = not; else why, at most 159
 	 * bytes) filled: found; 0: none yet; -1: error. */
 	int (*load)(void *arg, const char *name, char *epoch, size_t size,
@@ -52,6 +55,15 @@ struct webhook_backend {
 	 * node holds its lease: 0, or -1. */
 	int (*disable)(void *arg, const char *name, const char *why);
 	void (*remove)(void *arg, const char *name);
+	/* The run-time definitions every node shares (webhook_def.c):
+	 * their revision (0 or -1), all of them as {NAME: entry} (NULL on
+	 * error), and one stored (json) with, if start, its cursor set to
+	 * (epoch, seq), or removed (json NULL) with its lease, cursor and
+	 * disabled state, atomically: 0, or -1. */
+	int (*defs_rev)(void *arg, long long *rev);
+	struct cJSON *(*defs_get)(void *arg);
+	int (*def_set)(void *arg, const char *name, const char *json,
+		       bool start, const char *epoch, uint64_t seq);
 	void (*release)(void *arg); /* the thread ends */
 };
 
@@ -76,7 +88,9 @@ enum webhook_op {
 	WEBHOOK_ENABLE = 1,
 	WEBHOOK_REPLAY, /* from: the first seq to send again */
 	WEBHOOK_DELETE,
-	WEBHOOK_TEST, /* post a test notice now, off the cursor */
+	WEBHOOK_TEST,   /* post a test notice now, off the cursor */
+	WEBHOOK_PUT,    /* webhook_put */
+	WEBHOOK_RELOAD, /* webhook_reload_secrets */
 };
 
 /*
@@ -88,9 +102,30 @@ enum webhook_op {
  */
 int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
 		 uint64_t from, char *msg, size_t msglen);
+/*
+ * PUT /api/discovery/webhooks/NAME: create or replace the run-time
+ * endpoint name from def (checked by dconf_webhook_parse; copied) and json,
+ * its text, stored durably in state_dir/webhooks-api before the answer.
+ * A replaced endpoint goes on from its cursor unless fresh; a new one
+ * starts at the current seq. Returns 201 created, 200 replaced, 409 (a
+ * config entry's name, cluster mode, DCONF_WEBHOOKS_MAX reached), 500 not
+ * stored (nothing changed), 503 stopping; a message in msg. Any thread but
+ * the webhook one.
+ */
+int webhook_put(struct webhook *w, const char *name,
+		const struct dconf_webhook *def, const char *json, bool fresh,
+		char *msg, size_t msglen);
+/* SIGHUP: every endpoint signs with its secrets read anew from the next
+ * attempt on: the config's with those conf (just loaded) read, the API's
+ * from their secret_file again (one that no longer reads keeps its old
+ * ones, logged). Nothing else of an endpoint changes. Any thread but the
+ * webhook one. */
+void webhook_reload_secrets(struct webhook *w, const struct dconf *conf);
 /* GET /api/discovery/webhooks: {"webhooks":[...]}, malloc'd; NULL when out
  * of memory. Any thread. */
 char *webhook_list_json(struct webhook *w);
+/* Endpoints now, the config's and the API's. Any thread. */
+size_t webhook_count(struct webhook *w);
 /* The webhook counters, for /metrics. Any thread. */
 void webhook_metrics(struct webhook *w, struct metrics_text *t);
 

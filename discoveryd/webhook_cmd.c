@@ -6,6 +6,7 @@
  * what changed, then lets the callers go. A test is answered only when its
  * request ends.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -105,14 +106,29 @@ static void start_test(struct webhook *w, struct wh_endpoint *ep,
 
 static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 {
-	struct wh_endpoint *ep = find(w, c->name);
+	struct wh_endpoint *ep;
 
+	if (c->op == WEBHOOK_PUT) {
+		wh_defs_put(w, c, now);
+		return;
+	}
+	if (c->op == WEBHOOK_RELOAD) {
+		wh_defs_reload_secrets(w, c->conf);
+		c->status = 200;
+		return;
+	}
+	ep = find(w, c->name);
 	c->status = 200;
 	if (!ep) {
 		c->status = 404;
 		snprintf(c->msg, c->msglen, "no webhook named %s", c->name);
 		return;
 	}
+	/* A run-time endpoint leaves the cluster from any node: its
+	 * definition and keys go from Redis at once, and the node that
+	 * delivers it can no longer renew its lease (webhook_def.c). */
+	if (c->op == WEBHOOK_DELETE && ep->runtime)
+		goto run;
 	if (ep->standby && c->op != WEBHOOK_TEST) {
 		c->status = 409;
 		snprintf(c->msg, c->msglen,
@@ -131,6 +147,15 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 			 "every node's webhooks: (and a restart); disable "
 			 "it at the receiver (410) meanwhile",
 			 ep->name);
+		return;
+	}
+run:
+	if ((c->op == WEBHOOK_ENABLE || c->op == WEBHOOK_TEST) && ep->broken) {
+		c->status = 409;
+		snprintf(c->msg, c->msglen,
+			 "%s's definition does not pass (%s): PUT it again, "
+			 "or fix it and send SIGHUP",
+			 ep->name, ep->view.disabled_reason);
 		return;
 	}
 	switch (c->op) {
@@ -167,13 +192,26 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 			 (unsigned long long)c->from);
 		break;
 	case WEBHOOK_TEST: start_test(w, ep, c); break;
+	case WEBHOOK_PUT:
+	case WEBHOOK_RELOAD: break; /* run above */
 	case WEBHOOK_DELETE:
+		/* Gone for good: its definition first, so that a crash
+		 * after leaves no endpoint coming back without a cursor. */
+		if (ep->runtime && wh_defs_remove(w, ep->name) != 0) {
+			c->status = 500;
+			snprintf(c->msg, c->msglen,
+				 "%s not written (%s): %s is kept",
+				 w->backend ? "Redis" : "webhooks-api",
+				 strerror(errno), ep->name);
+			return;
+		}
 		wh_test_done(w, ep, CURLE_OK, 409);
 		wh_window_clear(w, ep);
 		if (w->backend)
 			w->backend->remove(w->backend->arg, ep->name);
 		webhook_cursor_remove(&ep->cursor);
 		ep->removed = true;
+		wh_update_active(w);
 		log_info("webhook deleted", "webhook=%s", ep->name);
 		snprintf(c->msg, c->msglen, "deleted");
 		break;
@@ -206,14 +244,11 @@ void wh_run_cmds(struct webhook *w, int64_t now)
 	pthread_mutex_unlock(&w->mu);
 }
 
-int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
-		 uint64_t from, char *msg, size_t msglen)
+static int call(struct webhook *w, struct wh_cmd *cmd)
 {
-	struct wh_cmd c = { .op = op,
-			    .name = name,
-			    .from = from,
-			    .msg = msg,
-			    .msglen = msglen };
+	struct wh_cmd c = *cmd;
+	char *msg = c.msg;
+	size_t msglen = c.msglen;
 
 	pthread_mutex_lock(&w->mu);
 	if (!w->running) {
@@ -230,4 +265,43 @@ int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
 		pthread_cond_wait(&w->cv, &w->mu);
 	pthread_mutex_unlock(&w->mu);
 	return c.status;
+}
+
+int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
+		 uint64_t from, char *msg, size_t msglen)
+{
+	struct wh_cmd c = { .op = op,
+			    .name = name,
+			    .from = from,
+			    .msg = msg,
+			    .msglen = msglen };
+
+	return call(w, &c);
+}
+
+int webhook_put(struct webhook *w, const char *name,
+		const struct dconf_webhook *def, const char *json, bool fresh,
+		char *msg, size_t msglen)
+{
+	struct wh_cmd c = { .op = WEBHOOK_PUT,
+			    .name = name,
+			    .def = def,
+			    .json = json,
+			    .fresh = fresh,
+			    .msg = msg,
+			    .msglen = msglen };
+
+	return call(w, &c);
+}
+
+void webhook_reload_secrets(struct webhook *w, const struct dconf *conf)
+{
+	char msg[64];
+	struct wh_cmd c = { .op = WEBHOOK_RELOAD,
+			    .name = "",
+			    .conf = conf,
+			    .msg = msg,
+			    .msglen = sizeof(msg) };
+
+	call(w, &c);
 }

@@ -109,6 +109,11 @@ struct wh_endpoint {
 	int64_t saved_ms; /* the cursor's last lazy save */
 	uint64_t rng;
 	bool disabled, removed;
+	bool runtime; /* defined through the API (webhook_def.c) */
+	/* Its stored definition no longer passes (a secret file gone bad
+	 * since): loaded to be seen and fixed, never delivered until a PUT
+	 * or a SIGHUP reads it whole again. */
+	bool broken;
 	bool standby;        /* backend: another node holds the lease */
 	int64_t lease_ms;    /* backend: when to call lease again */
 	int64_t held_ms;     /* backend: when the lease last said ours was
@@ -122,6 +127,12 @@ struct wh_cmd {
 	enum webhook_op op;
 	const char *name;
 	uint64_t from;
+	/* WEBHOOK_PUT (webhook_put): the definition, checked, its text as
+	 * stored, and whether it starts from the current seq. */
+	const struct dconf_webhook *def;
+	const char *json;
+	bool fresh;
+	const struct dconf *conf; /* WEBHOOK_RELOAD */
 	int status;
 	char *msg;
 	size_t msglen;
@@ -132,8 +143,21 @@ struct wh_cmd {
 
 struct webhook {
 	const struct webhook_backend *backend; /* NULL: the files */
+	/* DCONF_WEBHOOKS_MAX slots, allocated once: slots and transfers
+	 * point at their endpoint, which never moves. n_eps grows under mu
+	 * (a PUT); a deleted endpoint's slot is taken again by a PUT. */
 	struct wh_endpoint *eps;
 	size_t n_eps;
+	char *state_dir;
+	struct conf_strlist config_names; /* webhooks:'s, deleted ones too */
+	struct cJSON *defs; /* the API's definitions: name -> entry (thread) */
+	struct journal defs_journal; /* state_dir/webhooks-api (thread) */
+	long long defs_rev;          /* cluster: the revision taken, -1 none */
+	int64_t defs_sync_ms;        /* cluster: when to look again */
+	/* Any endpoint at all: while none is, the hub's events are not
+	 * copied, only the last seq noted (webhook_offer). */
+	atomic_bool active;
+	atomic_uint_least64_t idle_seq;
 	CURLM *multi;
 	pthread_t thread;
 	bool started;
@@ -176,6 +200,38 @@ void wh_rewind_cursor(struct webhook *w, struct wh_endpoint *ep, uint64_t seq,
 void wh_store_disabled(struct webhook *w, struct wh_endpoint *ep,
 		       const char *why); /* "" = enabled */
 void wh_publish(struct webhook *w);      /* the views, under mu */
+
+/* The endpoint's own copy of def (url, ca_file, services, a window of
+ * def->max_in_flight): 0, or -1 out of memory with ep unchanged. Its
+ * window must be empty. */
+int wh_endpoint_set_conf(struct wh_endpoint *ep,
+			 const struct dconf_webhook *def);
+/* Open ep (zeroed) as name with def: its copy, its cursor file (files)
+ * in state_dir. 0, or -1 with a message. */
+int wh_endpoint_init(struct wh_endpoint *ep, const char *name,
+		     const struct dconf_webhook *def, const char *state_dir,
+		     bool files, char *err, size_t errlen);
+void wh_endpoint_release(struct webhook *w, struct wh_endpoint *ep);
+/* Copy events again if any endpoint is left, or stop (webhook_offer). */
+void wh_update_active(struct webhook *w);
+/* Copy them from now on, latest brought to where the log stands: what a
+ * new endpoint's start is taken from. */
+void wh_activate(struct webhook *w);
+
+/* webhook_def.c: the API's definitions, state_dir/webhooks-api. */
+/* Read them and open their endpoints after the config's (webhook_new).
+ * 0, or -1 with a message. */
+int wh_defs_load(struct webhook *w, const struct dconf *conf, char *err,
+		 size_t errlen);
+void wh_defs_put(struct webhook *w, struct wh_cmd *c, int64_t now);
+/* WEBHOOK_RELOAD: take the secrets anew (webhook_reload_secrets). */
+void wh_defs_reload_secrets(struct webhook *w, const struct dconf *conf);
+/* Cluster mode: take the definitions the other nodes changed (every
+ * renewal); drop ep, deleted by another node (its keys are gone). */
+void wh_defs_sync(struct webhook *w, int64_t now);
+void wh_defs_gone(struct webhook *w, struct wh_endpoint *ep);
+/* Forget name's definition (its endpoint was deleted): 0, or -1. */
+int wh_defs_remove(struct webhook *w, const char *name);
 
 /* webhook_cmd.c: the queued commands, at the top of each turn; a test's
  * end (rc), or its drop (status != 0: the answer). */

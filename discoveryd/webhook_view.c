@@ -66,6 +66,7 @@ static cJSON *endpoint_json(const struct wh_endpoint *ep,
 		cJSON_Delete(by);
 		return NULL;
 	}
+	cJSON_AddStringToObject(o, "source", ep->runtime ? "api" : "config");
 	cJSON_AddStringToObject(o, "epoch", v->epoch);
 	/* A seq goes out exact, as everywhere in the API. */
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)v->cursor);
@@ -123,6 +124,17 @@ char *webhook_list_json(struct webhook *w)
 	text = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
 	return text;
+}
+
+size_t webhook_count(struct webhook *w)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_eps; i++)
+		n += !w->removed[i];
+	pthread_mutex_unlock(&w->mu);
+	return n;
 }
 
 #define EACH(w, i)                                                             \

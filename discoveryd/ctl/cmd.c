@@ -397,7 +397,8 @@ void cmd_drain(const struct cmd_args *args, struct cmd_request *req)
  * webhooks test NAME      post a test notice to NAME now
  * webhooks replay NAME SEQ  send again from SEQ
  * webhooks enable NAME    after a 410 or retry.max_age
- * webhooks delete NAME    stop delivering to NAME (until a restart)
+ * webhooks delete NAME    stop delivering to NAME
+ * webhooks put NAME ...   create or replace NAME (webhook_body.c)
  */
 void cmd_webhooks(const struct cmd_args *args, struct cmd_request *req)
 {
@@ -406,7 +407,8 @@ void cmd_webhooks(const struct cmd_args *args, struct cmd_request *req)
 		      strcmp(action, "replay") == 0 ? 3 :
 		      strcmp(action, "test") == 0 ||
 				      strcmp(action, "enable") == 0 ||
-				      strcmp(action, "delete") == 0 ?
+				      strcmp(action, "delete") == 0 ||
+				      strcmp(action, "put") == 0 ?
 						      2 :
 						      0;
 	const char *name;
@@ -415,11 +417,19 @@ void cmd_webhooks(const struct cmd_args *args, struct cmd_request *req)
 
 	if (!want)
 		util_usage_error("webhooks: '%s' is not list, test, replay, "
-				 "enable or delete",
+				 "enable, delete or put",
+				 action);
+	if (strcmp(action, "put") != 0 &&
+	    (args->url || args->ca_file || args->kinds || args->services ||
+	     args->max_in_flight || args->file || args->start_now ||
+	     args->secret_file))
+		util_usage_error("webhooks %s: the endpoint's flags go with "
+				 "put only",
 				 action);
 	if (args->npositional > want || (args->npositional < want && want > 1))
 		util_usage_error("usage: webhooks [list | test NAME | replay "
-				 "NAME SEQ | enable NAME | delete NAME]");
+				 "NAME SEQ | enable NAME | delete NAME | put "
+				 "NAME ...]");
 	req->body = NULL;
 	if (want == 1) {
 		req->method = "GET";
@@ -432,6 +442,13 @@ void cmd_webhooks(const struct cmd_args *args, struct cmd_request *req)
 	if (strcmp(action, "delete") == 0) {
 		req->method = "DELETE";
 		req->path = format_path(API "/webhooks/%s", name);
+		return;
+	}
+	if (strcmp(action, "put") == 0) {
+		req->method = "PUT";
+		req->body = webhook_put_body(args);
+		req->path = format_path(API "/webhooks/%s%s", name,
+					args->start_now ? "?start=now" : "");
 		return;
 	}
 	req->method = "POST";

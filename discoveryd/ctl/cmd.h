@@ -39,7 +39,15 @@ struct cmd_args {
 	const char *role;        /* token issue */
 	const char *secret_file; /* token issue */
 	const char *sub;         /* token issue */
-	const char **headers;    /* --header K=V, in order */
+	/* webhooks put (--secret-file too) */
+	const char *url;
+	const char *ca_file;
+	const char *kinds;    /* a,b,... */
+	const char *services; /* a,b,... */
+	const char *max_in_flight;
+	const char *file; /* JSON or YAML; "-": stdin */
+	bool start_now;
+	const char **headers; /* --header K=V, in order */
 	size_t nheaders;
 	const char **positional; /* arguments after the command word */
 	size_t npositional;
@@ -85,6 +93,8 @@ void cmd_cacheready(const struct cmd_args *args, struct cmd_request *req);
 void cmd_events(const struct cmd_args *args, struct cmd_request *req);
 void cmd_drain(const struct cmd_args *args, struct cmd_request *req);
 void cmd_webhooks(const struct cmd_args *args, struct cmd_request *req);
+/* webhook_body.c: the JSON body of `webhooks put` (malloc'd). */
+char *webhook_put_body(const struct cmd_args *args);
 
 /* Send req and print the answer. Returns the process exit code. */
 int cmd_run(const struct cmd_settings *settings, const struct cmd_request *req);

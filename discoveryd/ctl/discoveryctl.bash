@@ -15,13 +15,15 @@ _discoveryctl()
 	case $prev in
 	-s|--server)
 		COMPREPLY=($(compgen -W "http://127.0.0.1:5916" -- "$cur")); return ;;
-	--token-file|--cacert|--secret-file)
+	--token-file|--cacert|--secret-file|--ca-file|--file)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	--role)
 		COMPREPLY=($(compgen -W "agent admin reader" -- "$cur")); return ;;
 	--ttl|--timeout)
 		COMPREPLY=($(compgen -W "30s 5m 1h 24h" -- "$cur")); return ;;
-	--token|--command|--header|--value|--after|--instance|--sub)
+	--kinds)
+		COMPREPLY=($(compgen -W "readiness invalidate command readiness,invalidate" -- "$cur")); return ;;
+	--token|--command|--header|--value|--after|--instance|--sub|--url|--services|--max-in-flight)
 		return ;;
 	esac
 
@@ -29,7 +31,7 @@ _discoveryctl()
 	local i command=
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
-		-s|--server|--token|--token-file|--cacert|--timeout|--idempotency-key|--ttl|--service|--instance|--command|--header|--value|--after|--role|--secret-file|--sub)
+		-s|--server|--token|--token-file|--cacert|--timeout|--idempotency-key|--ttl|--service|--instance|--command|--header|--value|--after|--role|--secret-file|--sub|--url|--ca-file|--kinds|--services|--max-in-flight|--file)
 			((i++)) ;;
 		-*) ;;
 		*) command=${words[i]}; break ;;
@@ -48,7 +50,9 @@ _discoveryctl()
 	endpoints) COMPREPLY=($(compgen -W "--watch -w $global" -- "$cur")) ;;
 	webhooks)
 		if [[ $cword -eq $((i + 1)) ]]; then
-			COMPREPLY=($(compgen -W "list test replay enable delete" -- "$cur"))
+			COMPREPLY=($(compgen -W "list test replay enable delete put" -- "$cur"))
+		elif [[ ${words[i + 1]} == put ]]; then
+			COMPREPLY=($(compgen -W "--url --secret-file --ca-file --kinds --services --max-in-flight --file --start-now $global" -- "$cur"))
 		else
 			COMPREPLY=($(compgen -W "$global" -- "$cur"))
 		fi ;;

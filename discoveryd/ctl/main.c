@@ -55,6 +55,7 @@ enum {
 	ALLOW_SUB = 1u << 9,
 	ALLOW_FOLLOW = 1u << 10,
 	ALLOW_WATCH = 1u << 11,
+	ALLOW_WEBHOOK = 1u << 12, /* webhooks put */
 	GLOBAL = 1u << 15, /* valid anywhere, before or after the command */
 };
 
@@ -91,6 +92,13 @@ static const struct option options[] = {
 	{"role", 0, OPTION_STRING, ALLOW_ROLE, FIELD(role)},
 	{"secret-file", 0, OPTION_STRING, ALLOW_SECRET_FILE, FIELD(secret_file)},
 	{"sub", 0, OPTION_STRING, ALLOW_SUB, FIELD(sub)},
+	{"url", 0, OPTION_STRING, ALLOW_WEBHOOK, FIELD(url)},
+	{"ca-file", 0, OPTION_STRING, ALLOW_WEBHOOK, FIELD(ca_file)},
+	{"kinds", 0, OPTION_STRING, ALLOW_WEBHOOK, FIELD(kinds)},
+	{"services", 0, OPTION_STRING, ALLOW_WEBHOOK, FIELD(services)},
+	{"max-in-flight", 0, OPTION_STRING, ALLOW_WEBHOOK, FIELD(max_in_flight)},
+	{"file", 0, OPTION_STRING, ALLOW_WEBHOOK, FIELD(file)},
+	{"start-now", 0, OPTION_FLAG, ALLOW_WEBHOOK, FIELD(start_now)},
 	{NULL, 0, OPTION_FLAG, 0, 0},
 };
 /* clang-format on */
@@ -129,9 +137,9 @@ static const struct command commands[] = {
 	{"events", cmd_events, NULL, ALLOW_AFTER | ALLOW_FOLLOW, 0, 0,
 	 "events [--after SEQ] [--follow]"},
 	{"drain", cmd_drain, NULL, 0, 1, 1, "drain NODE"},
-	{"webhooks", cmd_webhooks, NULL, 0, 0, 3,
+	{"webhooks", cmd_webhooks, NULL, ALLOW_WEBHOOK | ALLOW_SECRET_FILE, 0, 3,
 	 "webhooks [list | test NAME | replay NAME SEQ | enable NAME | "
-	 "delete NAME]"},
+	 "delete NAME | put NAME ...]"},
 	{"token", NULL, issue_run,
 	 ALLOW_ROLE | ALLOW_SERVICE | ALLOW_TTL | ALLOW_SUB |
 		 ALLOW_SECRET_FILE,
@@ -197,7 +205,18 @@ static const char usage_text[] =
 	"                        send NAME the events from SEQ on again\n"
 	"  webhooks enable NAME  deliver to NAME again (after a 410 or\n"
 	"                        retry.max_age), from its cursor\n"
-	"  webhooks delete NAME  stop delivering to NAME until a restart\n"
+	"  webhooks delete NAME  stop delivering to NAME: for good if the API\n"
+	"                        defined it, until a restart if the config "
+	"did\n"
+	"  webhooks put NAME [--file FILE] [--url URL] [--secret-file FILE]\n"
+	"              [--ca-file FILE] [--kinds K,...] [--services S,...]\n"
+	"              [--max-in-flight N] [--start-now]\n"
+	"                        create or replace the run-time endpoint "
+	"NAME;\n"
+	"                        FILE (JSON or YAML, - for stdin) holds its\n"
+	"                        keys as in discoveryd.yaml, the flags set\n"
+	"                        theirs over it; a replace goes on from the\n"
+	"                        cursor unless --start-now\n"
 	"  token issue --role agent|admin|reader [--service S] [--ttl "
 	"DURATION]\n"
 	"              [--sub TEXT] --secret-file FILE\n"

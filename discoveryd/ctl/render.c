@@ -116,6 +116,7 @@ static const struct column webhook_columns[] = {
 	{"DISABLED", "disabled", CELL_TEXT},
 	{"LAST_STATUS", "last_status", CELL_TEXT},
 	{"FAILURES", "failures", CELL_TEXT},
+	{"SOURCE", "source", CELL_TEXT},
 	{"LAST_ERROR", "last_error", CELL_TEXT},
 	END_COLUMNS,
 };

@@ -97,3 +97,6 @@ def test_bash_completion():
     assert complete("token", "issue", "--role", "") == ["agent", "admin",
                                                         "reader"]
     assert "--follow" in complete("events", "--")
+    assert "put" in complete("webhooks", "")
+    assert "--start-now" in complete("webhooks", "put", "a", "--")
+    assert "--url" not in complete("webhooks", "list", "--")

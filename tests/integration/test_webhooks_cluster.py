@@ -159,3 +159,110 @@ def test_disabled_passes_to_the_next_holder(tmp_path, redis):
             if n.p.poll() is None:
                 assert n.stop() == 0, n.text()
         rx.close()
+
+
+def wait_views(nodes, cond, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        views = [{h["name"]: h for h in
+                  n.call("GET", "/api/discovery/webhooks")[1]["webhooks"]}
+                 for n in nodes]
+        if all(cond(v) for v in views):
+            return views
+        if time.monotonic() > deadline:
+            raise AssertionError("no %s: %r" % (what, views))
+        time.sleep(0.05)
+
+
+def test_run_time_endpoints_are_shared_by_every_node(tmp_path, redis):
+    """docs/webhooks.md, "Run-time endpoints": in cluster mode a PUT on any
+    node stores the definition in Redis, every node takes it up, exactly
+    one delivers it; a replace on another node reaches the one delivering
+    (a secret rotation); a DELETE on a third removes it everywhere, with
+    its keys; a node started later finds the definitions there."""
+    old, new = new_secret(), new_secret()
+    old_path = write_secret(os.path.join(str(tmp_path), "old"), old)
+    new_path = write_secret(os.path.join(str(tmp_path), "new"), new)
+    rx = Receiver([old])
+    url = "redis://127.0.0.1:%d" % redis.port
+    conf_path = write_secret(os.path.join(str(tmp_path), "c"), old)
+    nodes = [node(tmp_path, "n1", url, extra=webhooks_yaml(
+        conf={"url": "http://127.0.0.1:9/h", "secret_file": conf_path,
+              "retry": {"initial": "1h", "max": "1h"}}))] + \
+        [node(tmp_path, "n%d" % i, url) for i in (2, 3)]
+    late = None
+    try:
+        body = {"url": rx.url, "secret_file": old_path}
+        st, answer = nodes[0].call("PUT", "/api/discovery/webhooks/a", body)
+        assert st == 201, answer
+        # The config's names stay the config's, in cluster mode too.
+        st, answer = nodes[0].call("PUT", "/api/discovery/webhooks/conf",
+                                   body)
+        assert st == 409, answer
+        views = wait_views(nodes, lambda v: "a" in v, "a on every node")
+        assert all(v["a"]["source"] == "api" for v in views)
+        first = post(nodes[1], 5)
+        rx.wait(lambda r: len(r.acked) >= 5, what="5 events")
+        assert rx.acked_seqs() == first and rx.bad == []
+        views = wait_views(nodes, lambda v: True, "views")
+        assert sum(v["a"]["delivering"] for v in views) == 1
+        # A rotation through another node: the one delivering takes it
+        # within a renewal.
+        st, answer = nodes[2].call("PUT", "/api/discovery/webhooks/a",
+                                   {"url": rx.url, "secret_file": new_path})
+        assert st == 200, answer
+        rx.secrets = [new]
+        second = post(nodes[0], 3, 5)
+        rx.wait(lambda r: set(second) <= set(r.acked_seqs()), timeout=30,
+                what="the events after the rotation")
+        # A node started now finds the definition in Redis.
+        late = node(tmp_path, "n4", url)
+        wait_views([late], lambda v: "a" in v, "a on the late node")
+        st, answer = nodes[1].call("DELETE", "/api/discovery/webhooks/a")
+        assert st == 200, answer
+        wait_views(nodes + [late], lambda v: "a" not in v, "a gone")
+        assert "webhook:a:" not in redis.cli("KEYS", "*")
+        assert redis.cli("HKEYS", "discovery:webhooks:defs") == ""
+        n_before = len(rx.attempts)
+        # The name is free again, from the current seq.
+        st, answer = nodes[2].call("PUT", "/api/discovery/webhooks/a",
+                                   {"url": rx.url, "secret_file": new_path})
+        assert st == 201, answer
+        last = post(nodes[0], 1, 8)
+        rx.wait(lambda r: last[0] in r.acked_seqs(), what="the new a")
+        assert [a["body"]["seq"] for a in rx.attempts[n_before:]] == last
+    finally:
+        for n in nodes + ([late] if late else []):
+            assert n.stop() == 0, n.text()
+        rx.close()
+
+
+def test_a_run_time_endpoint_of_a_bare_cluster_starts_at_the_current_seq(
+        tmp_path, redis):
+    """Nodes without any endpoint copy no event (webhook_offer): the first
+    PUT still starts at where the log stands, not at where it stood when
+    the last endpoint left, so no reset notice comes first."""
+    secret = new_secret()
+    path = write_secret(os.path.join(str(tmp_path), "whsec"), secret)
+    rx = Receiver([secret])
+    url = "redis://127.0.0.1:%d" % redis.port
+    nodes = [node(tmp_path, "n%d" % i, url) for i in (1, 2)]
+    try:
+        before = post(nodes[0], 5)
+        deadline = time.monotonic() + 30
+        while True:  # n2 has read them from the stream
+            st, info = nodes[1].call("GET", "/api/discovery/info")
+            if info["seq"] >= before[-1] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        st, answer = nodes[1].call("PUT", "/api/discovery/webhooks/a",
+                                   {"url": rx.url, "secret_file": path})
+        assert st == 201, answer
+        after = post(nodes[0], 3, 5)
+        rx.wait(lambda r: len(r.acked) >= 3, what="3 events")
+        assert [a["id"] for a in rx.attempts if "reset" in a["id"]] == []
+        assert rx.acked_seqs() == after
+    finally:
+        for n in nodes:
+            assert n.stop() == 0, n.text()
+        rx.close()
