@@ -447,8 +447,8 @@ uninstall:
 # (build/deb/src, removed after), so that its results land in build/deb/
 # rather than in the tree's parent, and it gets no variable of this make
 # (MAKEFLAGS): a package is always the plain build with Debian's flags.
-# DEB_BUILD_OPTIONS passes through
-# (nocheck: no unit suite, no import check of the binding in the build).
+# DEB_BUILD_OPTIONS passes through (nocheck: no unit suite, no import
+# check of the binding in the build).
 DEB_DIR  := build/deb
 DEB_JOBS ?= 2
 # TOOL:PACKAGE for tests/check-tools.sh: a missing one is named with its
