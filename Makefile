@@ -201,7 +201,8 @@ DEB_PKGS := build-essential pkg-config libwebsockets-dev libmicrohttpd-dev \
             redis-server redis-sentinel libhttp-parser-dev libldns-dev \
             bind9-dnsutils haproxy jq dpkg-dev debhelper lintian \
             prometheus python3-yaml python3-pytest-xdist python3-setuptools \
-            python3-wheel python3-venv python3-pip
+            python3-wheel python3-venv python3-pip dh-python \
+            pybuild-plugin-pyproject python3-all
 
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
@@ -441,11 +442,13 @@ uninstall:
 # dpkg-buildpackage -b from debian/ (debhelper 13; debian/rules builds and
 # installs with this Makefile, Debian's flags and paths): discoveryd,
 # discovery-agent, discovery-gate, libagent1, libagent-dev, and their
-# -dbgsym. It builds in a copy of the tree (build/deb/src, removed after),
-# so that its results land in build/deb/ rather than in the tree's parent,
-# and it gets no variable of this make (MAKEFLAGS): a package is always
-# the plain build with Debian's flags. DEB_BUILD_OPTIONS passes through
-# (nocheck: no unit suite in the build).
+# -dbgsym, and python3-discovery-agent (Architecture: all, pybuild's build
+# of bindings/python, offline). It builds in a copy of the tree
+# (build/deb/src, removed after), so that its results land in build/deb/
+# rather than in the tree's parent, and it gets no variable of this make
+# (MAKEFLAGS): a package is always the plain build with Debian's flags.
+# DEB_BUILD_OPTIONS passes through (nocheck: no unit suite, no import
+# check of the binding in the build).
 DEB_DIR  := build/deb
 DEB_JOBS ?= 2
 # TOOL:PACKAGE for tests/check-tools.sh: a missing one is named with its

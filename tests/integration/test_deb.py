@@ -3,13 +3,17 @@
 One `make deb` (DEB_BUILD_OPTIONS=nocheck: `make test` runs the unit suite
 on its own) into build/deb, then:
 
-- the build: the five packages and their -dbgsym land in build/deb, none
-  in the tree's parent; `make deb-lint` (lintian) passes, and every
-  override says why; each package holds exactly its files, its configs as
-  conffiles, no maintainer script but debhelper's; the programs and
-  libagent are hardened (Debian's flags) and carry no RUNPATH; libagent's
-  exports are the symbols file's, and the programs that link it depend on
-  libagent1;
+- the build, in a network namespace of its own where one can be made
+  (unshare -n: offline): the six packages and the -dbgsym of the five
+  compiled ones land in build/deb, none in the tree's parent; `make
+  deb-lint` (lintian) passes, and every override says why; each package
+  holds exactly its files, its configs as conffiles, no maintainer script
+  but debhelper's; the programs and libagent are hardened (Debian's
+  flags) and carry no RUNPATH; libagent's exports are the symbols file's,
+  and the programs that link it depend on libagent1;
+  python3-discovery-agent (Architecture: all) holds the binding's modules
+  and dist-info in /usr/lib/python3/dist-packages and nothing else, and
+  depends on python3 and libagent1;
 - installed with `dpkg -i` on this machine (as root): discoveryd -t passes
   on the installed /etc/discovery/discoveryd.yaml (the sidecar and the gate
   on theirs), the units start the installed programs, discoveryd is
@@ -17,15 +21,20 @@ on its own) into build/deb, then:
   not run; tests/install/example.c builds against libagent-dev with
   `pkg-config --cflags --libs libagent` (shared and static) and runs, with
   the installed discovery-agent, against the installed discoveryd;
+  /usr/bin/python3 in an empty environment, outside the tree, imports
+  the installed discovery_agent, which loads the installed libagent.so.1
+  and links the installed discoveryd (readiness both ways);
 - a reinstall and `dpkg -r` keep the conffiles (an edit too);
   `dpkg --purge` removes them,
   /etc/discovery and the units' enablement, and leaves no file dpkg -L
-  listed.
+  listed (nor the binding's byte-code, compiled on install).
 
 The packages are purged at the end whatever happens (the fixture's
 finalizer). The test runs only where it may: as root, with none of the
 packages installed, no /etc/discovery and no libagent in /usr/local (a
-`make install` there would shadow the packages' library and header).
+`make install` there would shadow the packages' library and header), nor
+a discovery_agent that python3 would import before the package's (pip's
+in /usr/local or root's user site).
 
 Also: `make deb` (and deb-lint) with a tool missing from PATH, or a build
 dependency missing from dpkg's database (a copy with debhelper, say, taken
@@ -46,14 +55,20 @@ from harness import ROOT, WAIT, Discoveryd, Proc, Sidecar, write
 DEB_DIR = os.path.join(ROOT, "build", "deb")
 EXAMPLE = os.path.join(ROOT, "tests", "install", "example.c")
 PACKAGES = ["discoveryd", "discovery-agent", "discovery-gate", "libagent1",
-            "libagent-dev"]
+            "libagent-dev", "python3-discovery-agent"]
 ARCH = subprocess.run(["dpkg", "--print-architecture"],
                       stdout=subprocess.PIPE, text=True).stdout.strip()
+# Architecture: all (pure Python), no -dbgsym; the others are ARCH's.
+ARCH_ALL = ["python3-discovery-agent"]
+NO_DBGSYM = ["libagent-dev"] + ARCH_ALL
 MULTIARCH = subprocess.run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                            text=True).stdout.strip()
 LIB = "usr/lib/%s/" % MULTIARCH
 UNITS = "lib/systemd/system/"
+PY = "usr/lib/python3/dist-packages/"
+PY_MODULES = ["__init__.py", "_capi.py", "_gate.py", "_types.py",
+              "agent.py", "asgi.py", "errors.py", "wsgi.py"]
 
 
 def doc(pkg, *extra):
@@ -88,6 +103,13 @@ FILES = {
         "usr/include/discovery/agent.h", LIB + "libagent.a",
         LIB + "libagent.so", LIB + "pkgconfig/libagent.pc",
         "usr/share/man/man3/libagent.3.gz"] + doc("libagent-dev"),
+    # The wheel's modules and dist-info (as pip would install it), no
+    # byte-code (py3compile makes it on install), no tests, no egg-info.
+    "python3-discovery-agent": [PY + "discovery_agent/" + m
+                                for m in PY_MODULES] +
+    [PY + "discovery_agent-0.1.0.dist-info/" + f
+     for f in ("METADATA", "RECORD", "WHEEL", "top_level.txt")] + doc(
+        "python3-discovery-agent", "python.md.gz", "examples/app.py"),
 }
 ELVES = ["usr/sbin/discoveryd", "usr/bin/discoveryctl",
          "usr/bin/discovery-agent", "usr/bin/discovery-gate",
@@ -98,11 +120,18 @@ STATE_PATHS = ["/etc/discovery", "/etc/systemd/system",
                "/var/lib/systemd/deb-systemd-helper-enabled",
                "/var/lib/systemd/deb-systemd-helper-masked",
                "/var/lib/discoveryd", "/var/lib/private/discoveryd",
-               "/usr/include/discovery"]
-# A `make install` into /usr/local that would win over the packages.
+               "/usr/include/discovery",
+               "/" + PY + "discovery_agent",
+               "/" + PY + "discovery_agent-0.1.0.dist-info"]
+# A `make install` into /usr/local that would win over the packages, and
+# a discovery_agent that /usr/bin/python3 would import before theirs
+# (pip's, into /usr/local or root's user site).
 SHADOWS = ["/usr/local/lib/libagent.so.1", "/usr/local/lib/libagent.so",
            "/usr/local/include/discovery/agent.h",
            "/usr/local/lib/pkgconfig/libagent.pc"]
+PY_SHADOWS = ["/usr/local/lib/python3*/dist-packages/discovery_agent",
+              os.path.expanduser("~/.local/lib/python3*/site-packages/"
+                                 "discovery_agent")]
 SYSTEMD_RUNS = os.path.isdir("/run/systemd/system")
 
 
@@ -184,25 +213,42 @@ def why_not():
     if shadows:
         return "a make install in /usr/local shadows the packages (make " \
             "uninstall PREFIX=/usr/local): " + " ".join(shadows)
+    shadows = [p for pattern in PY_SHADOWS for p in glob.glob(pattern)]
+    if shadows:
+        return "python3 would import another discovery_agent than the " \
+            "package's (pip uninstall it): " + " ".join(shadows)
     return None
+
+
+def offline_prefix():
+    """unshare -n: a network namespace with no interface up (no route
+    anywhere, not even loopback); [] where one cannot be made (a
+    container without the right)."""
+    p = subprocess.run(["unshare", "-n", "true"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return ["unshare", "-n"] if p.returncode == 0 else []
+
+
+OFFLINE = offline_prefix()
 
 
 @pytest.fixture(scope="module")
 def debs():
-    """make deb; {package: path of its .deb}."""
+    """make deb, offline where it can be; {package: path of its .deb}."""
     reason = why_not()
     if reason:
         pytest.skip(reason)
     t0 = time.monotonic()
-    p = run(["make", "--no-print-directory", "-C", ROOT, "deb"],
+    p = run(OFFLINE + ["make", "--no-print-directory", "-C", ROOT, "deb"],
             env=make_env(DEB_BUILD_OPTIONS="nocheck"))
-    print("make deb: %.1f s" % (time.monotonic() - t0))
+    print("make deb: %.1f s%s" % (time.monotonic() - t0,
+                                  ", offline" if OFFLINE else ""))
     version = re.search(r"^VERSION\s*:=\s*(\S+)",
                         open(os.path.join(ROOT, "Makefile")).read(), re.M)
     found = {}
     for pkg in PACKAGES:
-        path = os.path.join(DEB_DIR, "%s_%s_%s.deb" % (pkg, version.group(1),
-                                                       ARCH))
+        path = os.path.join(DEB_DIR, "%s_%s_%s.deb" % (
+            pkg, version.group(1), "all" if pkg in ARCH_ALL else ARCH))
         assert os.path.isfile(path), "no %s in:\n%s" % (path, p.stdout[-4000:])
         found[pkg] = path
     return found
@@ -210,7 +256,7 @@ def debs():
 
 @pytest.fixture(scope="module")
 def installed(debs):
-    """dpkg -i the five packages; purged again at the end, whatever
+    """dpkg -i the six packages; purged again at the end, whatever
     happened. Yields the machine's state before and each package's dpkg -L."""
     before = snapshot()
     port_free = port_is_free(5916)
@@ -259,14 +305,14 @@ def test_results_land_in_build_deb(debs):
                    glob.glob(os.path.join(DEB_DIR, "*.deb")))
     want = sorted(os.path.basename(debs[p]) for p in PACKAGES) + sorted(
         os.path.basename(debs[p]).replace(p + "_", p + "-dbgsym_")
-        for p in PACKAGES if p != "libagent-dev")
+        for p in PACKAGES if p not in NO_DBGSYM)
     assert names == sorted(want)
     assert glob.glob(os.path.join(DEB_DIR, "discovery_*.changes"))
     assert not os.path.exists(os.path.join(DEB_DIR, "src"))
     parent = os.path.dirname(os.path.abspath(ROOT))
     stray = [f for f in os.listdir(parent)
-             if re.match(r"(discovery|libagent)\S*_.*\.(deb|changes|"
-                         r"buildinfo)$", f)]
+             if re.match(r"(discovery|libagent|python3-discovery)\S*_.*\."
+                         r"(deb|changes|buildinfo)$", f)]
     assert not stray, "dpkg-buildpackage wrote into %s: %s" % (parent, stray)
 
 
@@ -363,6 +409,37 @@ def test_libagent_exports_are_the_symbols_file_s(debs, tmp_path):
     assert re.search(r"\blibagent1 \(= [0-9.]+\)", depends), depends
 
 
+def test_python_package_is_the_wheel_s(debs, tmp_path):
+    deb = debs["python3-discovery-agent"]
+    fields = {f: run(["dpkg-deb", "-f", deb, f]).stdout.strip()
+              for f in ("Architecture", "Section", "Depends")}
+    assert fields["Architecture"] == "all" and fields["Section"] == "python"
+    # python3 from dh_python3; libagent1 at least this version (it binds
+    # this version's agent_* functions), by soname at run time.
+    depends = [d.strip() for d in fields["Depends"].split(",")]
+    assert "libagent1 (>= 0.1.0)" in depends, depends
+    assert any(re.match(r"python3(:any)?( \(>= 3\.\d+\~?\))?$", d)
+               for d in depends), depends
+    root, _ = extract(deb, str(tmp_path))
+    info = os.path.join(root, PY, "discovery_agent-0.1.0.dist-info")
+    with open(os.path.join(info, "METADATA")) as f:
+        meta = f.read()
+    assert re.search(r"^Name: discovery-agent$", meta, re.M), meta
+    assert re.search(r"^Version: 0\.1\.0$", meta, re.M), meta
+    # The dist-info's RECORD names what the package holds in
+    # dist-packages, each with its hash (RECORD itself has none).
+    with open(os.path.join(info, "RECORD")) as f:
+        record = [l.split(",") for l in f.read().splitlines()]
+    shipped = {f[len(PY):] for f in FILES["python3-discovery-agent"]
+               if f.startswith(PY)}
+    assert {r[0] for r in record} == shipped
+    for name, digest, size in record:
+        if name.endswith("/RECORD"):
+            continue
+        assert digest.startswith("sha256=") and \
+            int(size) == os.path.getsize(os.path.join(root, PY, name)), name
+
+
 # ---- make deb without its tools ---------------------------------------------
 
 def path_without(tmp, missing):
@@ -427,6 +504,7 @@ def dpkg_db_without(tmp, packages):
 @pytest.mark.parametrize("gone,named", [
     (["debhelper"], "debhelper"),
     (["libwebsockets-dev", "libcmocka-dev"], "libwebsockets-dev libcmocka-dev"),
+    (["pybuild-plugin-pyproject"], "pybuild-plugin-pyproject"),
 ])
 def test_missing_build_dependency_names_its_package(gone, named, tmp_path):
     admindir = dpkg_db_without(str(tmp_path), gone)
@@ -601,6 +679,90 @@ def test_example_builds_against_libagent_dev(installed, tmp_path):
     finally:
         for p in procs.values():
             p.stop()
+        assert d.stop() == 0, d.text()
+
+
+# The binding as an application would use it: /usr/bin/python3, nothing of
+# the tree's. argv: discoveryd's WebSocket URL, the wait, the tree.
+PY_CHECK = r"""
+import importlib.metadata, os, sys, time
+import discovery_agent as da
+
+url, wait, tree = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+print("file", da.__file__, flush=True)
+print("env", " ".join(sorted(k for k in os.environ if "DISCOVERY" in k or
+                             k.startswith("PYTHON"))) or "-", flush=True)
+print("path", " ".join(p for p in sys.path
+                       if os.path.abspath(p or ".").startswith(tree)) or "-")
+print("dist", importlib.metadata.version("discovery-agent"),
+      importlib.metadata.distribution("discovery-agent").locate_file(""))
+agent = da.Agent(urls=[url], service="pyapp", instance="py-1",
+                 address="127.0.0.1:8080", depends_on=["cache"],
+                 backoff_initial_ms=50, backoff_max_ms=500)
+print("lib", da.lib_path(), flush=True)
+with open("/proc/self/maps") as f:
+    maps = {l.split()[-1] for l in f if "libagent" in l}
+print("maps", " ".join(sorted(maps)), flush=True)
+deadline = time.monotonic() + wait
+while not agent.linked and time.monotonic() < deadline:
+    time.sleep(0.02)
+print("linked", agent.linked, flush=True)
+print("waiting cache=%s" % agent.is_ready("cache"), flush=True)
+agent.set_ready(True)
+print("ready", agent.wait_ready(timeout=wait), agent.is_ready("cache"),
+      flush=True)
+agent.close()
+"""
+
+
+def test_python_binding_uses_the_installed_libagent(installed, tmp_path):
+    # Byte-compiled on install (dh_python3's postinst, py3compile), for
+    # the purge to remove (py3clean).
+    cache = "/" + PY + "discovery_agent/__pycache__"
+    assert any(f.startswith("__init__.cpython-") and f.endswith(".pyc")
+               for f in os.listdir(cache)), cache
+    d = Discoveryd(tmp_path, binary="/usr/sbin/discoveryd")
+    home = str(tmp_path / "home")
+    os.mkdir(home)
+    # An empty environment (no DISCOVERY_AGENT_LIB, no PYTHONPATH, no
+    # LD_LIBRARY_PATH), in a directory outside the tree.
+    py = Proc(["env", "-i", "-C", home, "PATH=/usr/bin:/bin",
+               "HOME=" + home, "/usr/bin/python3", "-c", PY_CHECK,
+               d.ws_url, str(WAIT), ROOT], "python3")
+    try:
+        assert py.wait_line(r"^file (\S+)$").group(1) == \
+            "/" + PY + "discovery_agent/__init__.py"
+        assert py.wait_line(r"^env (.*)$").group(1) == "-"
+        assert py.wait_line(r"^path (.*)$").group(1) == "-"
+        m = py.wait_line(r"^dist (\S+) (\S+)$")
+        assert m.groups() == ("0.1.0", "/" + PY.rstrip("/")), m.groups()
+        # Loaded by soname through the dynamic loader: libagent1's file.
+        assert py.wait_line(r"^lib (\S+)$").group(1) == "libagent.so.1"
+        maps = py.wait_line(r"^maps (.*)$").group(1).split()
+        assert [os.path.realpath(m) for m in maps] == [os.path.realpath(
+            "/" + LIB + "libagent.so.1")], maps
+        assert py.wait_line(r"^linked (\S+)$").group(1) == "True", py.text()
+        d.wait_line(r"msg=linked .*service=pyapp instance=py-1 ")
+        assert py.wait_line(r"^waiting cache=(\S+)$").group(1) == "False"
+        # Its readiness reaches discoveryd: the endpoint is ready there.
+        deadline = time.monotonic() + WAIT
+        while True:
+            status_, body = d.call("GET",
+                                   "/api/discovery/services/pyapp/endpoints")
+            ready = [e["address"] for e in body["endpoints"]] \
+                if status_ == 200 else []
+            if ready or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert ready == ["127.0.0.1:8080"], (status_, body)
+        # And discoveryd's readiness reaches it.
+        status_, body = d.call("POST", "/api/discovery/cacheready")
+        assert status_ == 200 and body["ready"] is True, body
+        assert py.wait_line(r"^ready (\S+) (\S+)$").groups() == \
+            ("True", "True"), py.text()
+        assert py.p.wait(WAIT) == 0, py.text()
+    finally:
+        py.stop()
         assert d.stop() == 0, d.text()
 
 
