@@ -358,35 +358,68 @@ static char *snapshot_record(const struct evlog_service *state, size_t n)
 	return print_free(o);
 }
 
+/* A background rewrite's records, held until it is done: the strings
+ * made for it, and the events whose own record text it reads. */
+struct evlog_rw {
+	char **records, **owned;
+	size_t total;
+	struct event **pinned;
+	size_t n_pinned;
+};
+
+static void rw_release(struct evlog_rw *rw)
+{
+	if (!rw)
+		return;
+	for (size_t i = 0; i < rw->total; i++)
+		free(rw->owned[i]);
+	for (size_t i = 0; i < rw->n_pinned; i++)
+		event_unref(rw->pinned[i]);
+	free(rw->owned);
+	free(rw->records);
+	free(rw->pinned);
+	free(rw);
+}
+
 /*
  * Write a fresh journal: epoch, state, retained events. Used for compaction
- * and when a new epoch starts.
+ * (in the background: evlog_compact_poll finishes it) and when a new epoch
+ * starts.
  */
 static int rewrite(struct evlog *log, const struct evlog_service *state,
-		   size_t n, const cJSON *extra)
+		   size_t n, const cJSON *extra, bool background)
 {
 	size_t n_extra = (size_t)cJSON_GetArraySize(extra);
 	size_t total = 2 + log->count + n_extra, i = 0;
-	/* records[i] is owned[i], or an event's own record (borrowed). */
+	/* records[i] is owned[i], or an event's own record (borrowed; in
+	 * the background the event is pinned until the rewrite is done). */
+	struct evlog_rw *rw = calloc(1, sizeof(*rw));
 	char **records = calloc(total, sizeof(*records));
 	char **owned = calloc(total, sizeof(*owned));
+	struct event **pinned =
+		background ? calloc(log->count + 1, sizeof(*pinned)) : NULL;
 	const cJSON *x;
 	int rc = -1;
 
-	if (!records || !owned) {
+	if (!rw || !records || !owned || (background && !pinned)) {
+		free(rw);
 		free(records);
 		free(owned);
+		free(pinned);
 		return -1;
 	}
+	*rw = (struct evlog_rw){ records, owned, total, pinned, 0 };
 	records[i] = owned[i] = epoch_record(log);
 	i++;
 	records[i] = owned[i] = snapshot_record(state, n);
 	i++;
 	for (size_t k = 0; k < log->count; k++, i++) {
-		const struct event *ev = evlog_at(log, k);
+		struct event *ev = evlog_at(log, k);
 
 		if (!(records[i] = ev->record))
 			records[i] = owned[i] = print_free(event_record(ev));
+		else if (background)
+			pinned[rw->n_pinned++] = event_ref(ev);
 	}
 	cJSON_ArrayForEach (x, extra) {
 		records[i] = owned[i] = cJSON_PrintUnformatted(x);
@@ -394,14 +427,19 @@ static int rewrite(struct evlog *log, const struct evlog_service *state,
 	}
 	for (i = 0; i < total && records[i]; i++)
 		;
-	if (i == total)
+	if (i == total && background) {
+		rc = journal_rewrite_start(&log->journal, records, total);
+		if (rc == 0) { /* held until evlog_compact_poll */
+			log->rw = rw;
+			log->pending_extra = n_extra;
+			return 0;
+		}
+	} else if (i == total) {
 		rc = journal_rewrite(&log->journal, records, total);
-	if (rc == 0)
-		log->extra_records = n_extra;
-	for (i = 0; i < total; i++)
-		free(owned[i]);
-	free(owned);
-	free(records);
+		if (rc == 0)
+			log->extra_records = n_extra;
+	}
+	rw_release(rw);
 	return rc;
 }
 
@@ -444,7 +482,7 @@ int evlog_open(struct evlog *log, size_t history, const char *state_dir,
 		new_epoch(log->epoch, sizeof(log->epoch));
 		ring_clear(log);
 		if (rewrite(log, log->restored, log->n_restored,
-			    log->idem_records) != 0) {
+			    log->idem_records, false) != 0) {
 			snprintf(err, errlen,
 				 "cannot write the journal in %s: %s",
 				 state_dir, strerror(errno));
@@ -460,7 +498,8 @@ void evlog_release(struct evlog *log)
 	free(log->ring);
 	free(log->restored);
 	cJSON_Delete(log->idem_records);
-	journal_close(&log->journal);
+	journal_close(&log->journal); /* joins a background rewrite */
+	rw_release(log->rw);
 	memset(log, 0, sizeof(*log));
 	log->journal.fd = log->journal.dir_fd = -1;
 }
@@ -574,7 +613,7 @@ struct event *evlog_event_parse(const char *text, size_t len, const char *epoch,
 
 bool evlog_wants_compaction(const struct evlog *log)
 {
-	if (log->mirror)
+	if (log->mirror || log->journal.rw)
 		return false;
 	return log->journal.records - log->extra_records >=
 	       COMPACT_FACTOR * log->cap + COMPACT_SLACK;
@@ -583,7 +622,20 @@ bool evlog_wants_compaction(const struct evlog *log)
 int evlog_compact(struct evlog *log, const struct evlog_service *state,
 		  size_t n, const cJSON *extra)
 {
-	return rewrite(log, state, n, extra);
+	return rewrite(log, state, n, extra, true);
+}
+
+int evlog_compact_poll(struct evlog *log)
+{
+	int rc = journal_rewrite_poll(&log->journal);
+
+	if (rc > 0)
+		log->extra_records = log->pending_extra;
+	if (rc != 0) {
+		rw_release(log->rw);
+		log->rw = NULL;
+	}
+	return rc;
 }
 
 int evlog_append_record(struct evlog *log, const cJSON *record)

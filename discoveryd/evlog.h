@@ -42,6 +42,8 @@ struct evlog_decl {
 	int64_t expires_wall_ms;
 };
 
+struct evlog_rw; /* evlog.c */
+
 struct evlog {
 	char epoch[PROTO_EPOCH_MAX + 1];
 	uint64_t seq;        /* last assigned; 0 = none yet */
@@ -68,6 +70,8 @@ struct evlog {
 	bool tag_written;
 	cJSON *idem_records;
 	size_t extra_records;
+	size_t pending_extra; /* of the rewrite running in the background */
+	struct evlog_rw *rw;  /* its records, held until it is done */
 };
 
 /* How start-up went, for one log line. */
@@ -112,16 +116,22 @@ char *evlog_event_text(const struct event *ev);
 struct event *evlog_event_parse(const char *text, size_t len, const char *epoch,
 				uint64_t seq, int64_t wall_ms);
 
-/* Has the journal grown past about twice the history? */
+/* Has the journal grown past about twice the history (and is no
+ * compaction running)? */
 bool evlog_wants_compaction(const struct evlog *log);
 /*
  * Compact: the current state of every service (from the hub) plus the
  * retained events, then the records in extra (a cJSON array, may be NULL:
- * the live idempotency keys), replace the file, atomically. 0, or -1 (errno
- * set; the old journal stays in use).
+ * the live idempotency keys), replace the file, atomically, in the
+ * background (journal_rewrite_start): appends go on meanwhile, and
+ * evlog_compact_poll makes the switch once the new file is written. 0
+ * (started), or -1 (errno set; the old journal stays in use).
  */
 int evlog_compact(struct evlog *log, const struct evlog_service *state,
 		  size_t n, const cJSON *extra);
+/* 1: the compaction is done, the new file in use; 0: none is done; -1: it
+ * failed (errno set; the old journal stays in use). */
+int evlog_compact_poll(struct evlog *log);
 /* Append a record of the hub's own (an idempotency answer). 0 or -1. */
 int evlog_append_record(struct evlog *log, const cJSON *record);
 

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +296,172 @@ int journal_open_named(struct journal *j, const char *state_dir,
 	return 0;
 }
 
+/* ---- compaction in the background ------------------------------------ */
+
+struct journal_rw {
+	pthread_t thread;
+	int fd; /* the new file's */
+	/* The snapshot (the caller's), written by the thread. */
+	char *const *records;
+	size_t n;
+	off_t size; /* the thread's: bytes written */
+	int error;  /* the thread's: its errno, 0 when all went well */
+	atomic_bool done;
+	/* Appended since the snapshot was taken: they follow it. */
+	char **tail;
+	size_t n_tail, cap_tail;
+	bool lost; /* no memory to keep one: the compaction is dropped */
+};
+
+static void rw_free(struct journal_rw *rw)
+{
+	for (size_t i = 0; i < rw->n_tail; i++)
+		free(rw->tail[i]);
+	free(rw->tail);
+	free(rw);
+}
+
+/* The old file, unlinked by the rename: its last close frees its blocks,
+ * milliseconds for a big one, so a thread of its own does it. */
+static void *close_thread(void *arg)
+{
+	close((int)(intptr_t)arg);
+	return NULL;
+}
+
+static void close_later(int fd)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc = pthread_attr_init(&attr);
+
+	if (rc == 0 &&
+	    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0)
+		rc = pthread_create(&t, &attr, close_thread,
+				    (void *)(intptr_t)fd);
+	else
+		rc = -1;
+	if (rc == 0)
+		pthread_attr_destroy(&attr);
+	else
+		close(fd);
+}
+
+static void *rw_thread(void *arg)
+{
+	struct journal_rw *rw = arg;
+
+	rw->size = MAGIC_LEN;
+	if (write_all(rw->fd, MAGIC, MAGIC_LEN) != 0 ||
+	    write_records(rw->fd, rw->records, rw->n, &rw->size) != 0 ||
+	    fsync(rw->fd) != 0)
+		rw->error = errno ? errno : EIO;
+	atomic_store(&rw->done, true);
+	return NULL;
+}
+
+/* An append made while a compaction runs: the new file gets it too. */
+static void keep_for_rewrite(struct journal *j, const char *json, size_t len)
+{
+	struct journal_rw *rw = j->rw;
+	char *copy;
+
+	if (!rw || rw->lost)
+		return;
+	if (rw->n_tail == rw->cap_tail) {
+		size_t cap = rw->cap_tail ? 2 * rw->cap_tail : 64;
+		char **grown = realloc(rw->tail, cap * sizeof(*grown));
+
+		if (!grown) {
+			rw->lost = true;
+			return;
+		}
+		rw->tail = grown;
+		rw->cap_tail = cap;
+	}
+	if (!(copy = malloc(len + 1))) {
+		rw->lost = true;
+		return;
+	}
+	memcpy(copy, json, len);
+	copy[len] = '\0';
+	rw->tail[rw->n_tail++] = copy;
+}
+
+int journal_rewrite_start(struct journal *j, char *const *records, size_t n)
+{
+	struct journal_rw *rw;
+	int rc;
+
+	if (j->rw || j->fd < 0 || !(rw = calloc(1, sizeof(*rw)))) {
+		errno = j->rw ? EBUSY : j->fd < 0 ? EBADF : ENOMEM;
+		return -1;
+	}
+	rw->records = records;
+	rw->n = n;
+	rw->fd = open(j->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		      0640);
+	if (rw->fd < 0) {
+		rc = errno;
+		rw_free(rw);
+		errno = rc;
+		return -1;
+	}
+	if ((rc = pthread_create(&rw->thread, NULL, rw_thread, rw)) != 0) {
+		close(rw->fd);
+		unlink(j->tmp_path);
+		rw_free(rw);
+		errno = rc;
+		return -1;
+	}
+	j->rw = rw;
+	return 0;
+}
+
+/* The thread is done, its file dropped: the old journal goes on. */
+static int rw_drop(struct journal *j, int error)
+{
+	close(j->rw->fd);
+	unlink(j->tmp_path);
+	rw_free(j->rw);
+	j->rw = NULL;
+	errno = error;
+	return -1;
+}
+
+int journal_rewrite_poll(struct journal *j)
+{
+	struct journal_rw *rw = j->rw;
+	off_t size;
+
+	if (!rw || !atomic_load(&rw->done))
+		return 0;
+	pthread_join(rw->thread, NULL);
+	if (rw->error || rw->lost)
+		return rw_drop(j, rw->error ? rw->error : ENOMEM);
+	/* What came since the snapshot, then the switch. The records of a
+	 * group commit not yet made are among them: durable here first. */
+	size = rw->size;
+	if (write_records(rw->fd, rw->tail, rw->n_tail, &size) != 0 ||
+	    fdatasync(rw->fd) != 0 || rename(j->tmp_path, j->path) != 0)
+		return rw_drop(j, errno);
+	fsync(j->dir_fd);
+	close_later(j->fd);
+	j->fd = rw->fd;
+	if (fcntl(j->fd, F_SETFL, O_APPEND) != 0) {
+		close(j->fd);
+		j->fd = open(j->path, O_RDWR | O_APPEND | O_CLOEXEC);
+	}
+	j->size = j->synced = size;
+	j->records = rw->n + rw->n_tail;
+	rw->fd = -1;
+	rw_free(rw);
+	j->rw = NULL;
+	return j->fd < 0 ? -1 : 1;
+}
+
+/* ---- appends ------------------------------------------------------------ */
+
 int journal_append(struct journal *j, const char *json, size_t len)
 {
 	int64_t t0;
@@ -309,10 +477,12 @@ int journal_append(struct journal *j, const char *json, size_t len)
 			j->batch_t0_us = t0;
 		j->size += (off_t)(HEAD_LEN + len);
 		j->records++;
+		keep_for_rewrite(j, json, len);
 		return 0;
 	}
 	if (!j->batch && write_record(j->fd, json, len) == 0 &&
 	    fdatasync(j->fd) == 0) {
+		keep_for_rewrite(j, json, len);
 		histogram_observe(&j->fsync,
 				  (double)(clock_mono_us() - t0) / 1e6);
 		j->size += (off_t)(HEAD_LEN + len);
@@ -396,6 +566,10 @@ fail:
 
 void journal_close(struct journal *j)
 {
+	if (j->rw) { /* unfinished: the old file is whole */
+		pthread_join(j->rw->thread, NULL);
+		rw_drop(j, 0);
+	}
 	if (j->fd >= 0)
 		close(j->fd);
 	if (j->dir_fd >= 0)

@@ -24,6 +24,11 @@
  * Compaction writes a whole new file (a snapshot of the state plus the
  * retained events) to .journal.tmp, fsyncs it, renames it over journal and
  * fsyncs the directory: a crash at any point leaves one complete file.
+ * A background compaction (journal_rewrite_start) writes and fsyncs the
+ * snapshot on a thread of its own while appends go on to the old file;
+ * each is also kept, and journal_rewrite_poll, once the thread is done,
+ * writes them after the snapshot, fdatasyncs, renames and switches: the
+ * caller's thread waits for those few records, not the whole file.
  *
  * This module knows bytes and files, not what the records mean (evlog.c).
  */
@@ -42,6 +47,8 @@
 #define JOURNAL_RECORD_MAX                                                     \
 	(64u << 20) /* a record larger than this is corrupt */
 
+struct journal_rw; /* a background compaction, journal.c */
+
 struct journal {
 	int fd;     /* the open journal, O_APPEND; -1 when none */
 	int dir_fd; /* state_dir, for fsync after rename */
@@ -58,6 +65,7 @@ struct journal {
 	int64_t batch_t0_us;    /* the first of them: when it was written */
 	uint64_t commits;       /* fdatasyncs of a group commit */
 	uint64_t committed;     /* records they made durable */
+	struct journal_rw *rw;  /* a background compaction; NULL: none */
 };
 
 /* What start-up found wrong, if anything. */
@@ -109,6 +117,18 @@ int journal_commit(struct journal *j);
  * (errno set; the old journal is untouched and still in use).
  */
 int journal_rewrite(struct journal *j, char *const *records, size_t n);
+
+/*
+ * The same in the background: records must stay as they are until
+ * journal_rewrite_poll has said 1 or -1 (or journal_close returned).
+ * Appends meanwhile go to the old file and are kept for the new one. 0,
+ * or -1 (errno set; EBUSY: one runs already; the old journal goes on).
+ */
+int journal_rewrite_start(struct journal *j, char *const *records, size_t n);
+/* The caller's thread, any time: 0 while none is done (or none runs),
+ * 1 when the new file just became the journal, -1 when the compaction
+ * failed (errno set; the old journal goes on, the new one is gone). */
+int journal_rewrite_poll(struct journal *j);
 
 void journal_close(struct journal *j);
 

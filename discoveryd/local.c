@@ -31,6 +31,7 @@ static void compact(struct local *j)
 	struct hub *h = j->hub;
 	struct registry *r = &h->registry;
 	struct evlog_service *state = calloc(r->n ? r->n : 1, sizeof(*state));
+	int64_t t0 = clock_mono_us();
 	int64_t now = clock_mono_ms(), wall = clock_wall_ms();
 	cJSON *keys = local_idem_records(j);
 	size_t n = 0;
@@ -54,14 +55,35 @@ static void compact(struct local *j)
 		state[n].ready = s->ready;
 		n++;
 	}
+	j->compact_ms = now;
+	j->compact_services = n;
+	j->compact_keys = cJSON_GetArraySize(keys);
 	if (evlog_compact(&h->log, state, n, keys) != 0)
 		log_warn("compaction failed", "errno=%d", errno);
-	else
-		log_info("compacted", "events=%zu services=%zu keys=%d ms=%lld",
-			 h->log.count, n, cJSON_GetArraySize(keys),
-			 (long long)(clock_mono_ms() - now));
+	j->compact_hub_us = clock_mono_us() - t0;
 	cJSON_Delete(keys);
 	free(state);
+}
+
+/* A compaction running in the background: switch to its file once it is
+ * written (publish and the tick look). */
+static void compact_poll(struct local *j)
+{
+	struct hub *h = j->hub;
+	int64_t t0 = clock_mono_us();
+	int rc = evlog_compact_poll(&h->log);
+
+	if (rc < 0)
+		log_warn("compaction failed", "errno=%d", errno);
+	else if (rc > 0)
+		log_info("compacted",
+			 "events=%zu services=%zu keys=%d records=%zu ms=%lld "
+			 "start_us=%lld switch_us=%lld",
+			 h->log.count, j->compact_services, j->compact_keys,
+			 h->log.journal.records,
+			 (long long)(clock_mono_ms() - j->compact_ms),
+			 (long long)j->compact_hub_us,
+			 (long long)(clock_mono_us() - t0));
 }
 
 /*
@@ -80,7 +102,9 @@ static int publish(struct local *j, struct event *ev,
 			  ev ? event_kind_name(ev->kind) : "declaration");
 		return -1;
 	}
-	if (evlog_wants_compaction(&h->log))
+	if (h->log.journal.rw)
+		compact_poll(j);
+	else if (evlog_wants_compaction(&h->log))
 		compact(j);
 	*delivered = ev ? hub_deliver(h, ev) : 0;
 	return 0;
@@ -405,6 +429,8 @@ static void local_tick(struct store *st, int64_t now_ms)
 	struct local *j = local_of(st);
 
 	(void)now_ms;
+	if (j->hub->log.journal.rw)
+		compact_poll(j);
 	if (j->retry && !j->hub->stopping) {
 		j->retry = false;
 		hub_announce_all(j->hub);

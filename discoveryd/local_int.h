@@ -16,8 +16,12 @@ struct local {
 	int64_t grace_ms; /* restart_grace */
 	lws_sorted_usec_list_t ttl_sul;
 	lws_sorted_usec_list_t grace_sul;
-	bool retry; /* an announcement failed (the journal refused it):
-		       the tick tries again */
+	bool retry;         /* an announcement failed (the journal refused it):
+			       the tick tries again */
+	int64_t compact_ms; /* when the compaction running began */
+	int64_t compact_hub_us;  /* of it, what the hub thread spent */
+	size_t compact_services; /* in its snapshot */
+	int compact_keys;        /* idempotency keys in it */
 
 	/* Idempotency keys (local_idem.c). */
 	struct idem idem;
