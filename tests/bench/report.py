@@ -23,7 +23,8 @@ SYSTEMS = ["discoveryd", "floor", "socket.io", "fastapi", "lws-minimal",
            "redis", "nats", "mosquitto", "etcd", "discovery-gate", "nginx",
            "haproxy"]
 FANOUT_SYSTEMS = SYSTEMS[:8]
-SUSTAIN_SYSTEMS = ["discoveryd", "floor", "redis", "nats", "mosquitto"]
+SUSTAIN_SYSTEMS = ["discoveryd", "discoveryd-cluster3", "floor", "redis",
+                   "nats", "mosquitto"]
 DURABLE_SYSTEMS = ["discoveryd", "etcd"]
 GATE_SYSTEMS = ["discovery-gate", "nginx", "haproxy"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -291,6 +292,14 @@ def targets(res):
         ("17.1 10k last ≤ 1.1× floor", ratio(d_last, v(
             "fanout_10k_last_ms", "floor")), lambda r: r <= 1.1,
          "discoveryd ÷ floor = ×%.2f"),
+        ("17 cluster: 3 nodes' closed loop ≥ one node's", ratio(v(
+            "sustained_1k_closed_deliveries_per_s", "discoveryd-cluster3"),
+            v("sustained_1k_closed_deliveries_per_s")), lambda r: r >= 1,
+         "3 nodes ÷ 1 = ×%.2f"),
+        ("17 cluster: 3 nodes' open loop ≥ one node's", ratio(v(
+            "sustained_1k_open_deliveries_per_s", "discoveryd-cluster3"),
+            v("sustained_1k_open_deliveries_per_s")), lambda r: r >= 1,
+         "3 nodes ÷ 1 = ×%.2f"),
         ("17.2 CPU per delivery ≤ Redis", ratio(v("cpu_us_per_delivery"), v(
             "cpu_us_per_delivery", "redis")), lambda r: r <= 1,
          "discoveryd ÷ redis = ×%.2f"),

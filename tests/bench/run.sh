@@ -79,6 +79,15 @@ for system in $sustain_systems; do
 	one "sustained-$system-1000" "$system" 1000 tests/bench/fanout.sh \
 		"$system" 1000 -r 0 -w 1 -T "$round_s" -S "$storm_s" -Z "$window_s"
 done
+# The same through three nodes over one Redis (the links spread over them,
+# the writes to the first).
+case " $sustain_systems " in
+*" discoveryd "*)
+	one "sustained-discoveryd-cluster3-1000" "3 nodes" 1000 \
+		tests/bench/cluster.sh 1000 -r 0 -w 1 -T "$round_s" -S "$storm_s" \
+		-Z "$window_s"
+	;;
+esac
 
 # Durable writes, 1, 8 and 64 clients, the state on the real disk.
 for system in $durable_systems; do
