@@ -10,6 +10,7 @@ import threading
 import time
 
 from cluster_harness import Cut, node
+from test_webhooks_cluster import post, view
 from webhook_recv import Receiver, new_secret, webhooks_yaml, write_secret
 
 
@@ -27,20 +28,8 @@ class Stall(Cut):
         return data
 
 
-def post(n, count, start=0):
-    seqs = []
-    for i in range(count):
-        st, body = n.call("POST", "/api/discovery/invalidate",
-                          {"keys": ["k%d" % (start + i)], "service": "web"})
-        assert st == 202, body
-        seqs.append(body["seq"])
-    return seqs
-
-
 def delivering(n):
-    st, body = n.call("GET", "/api/discovery/webhooks")
-    assert st == 200, body
-    return body["webhooks"][0]["delivering"]
+    return view(n)["delivering"]
 
 
 def wait(cond, what, timeout=30):
