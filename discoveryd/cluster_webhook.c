@@ -294,6 +294,28 @@ static int save(void *arg, const char *name, const char *epoch, uint64_t seq,
 	return cw->ctx && cluster_wait_replicas(cw->c, cw->ctx) == 0 ? 0 : -1;
 }
 
+static int holder(void *arg, const char *name, char *out, size_t size)
+{
+	struct cluster_webhooks *cw = of(arg);
+	redisContext *ctx = conn(cw);
+	char k[CLUSTER_KEY_MAX];
+	redisReply *r;
+	int rc = -1;
+
+	if (!ctx)
+		return -1;
+	key(k, sizeof(k), cw->c, name, "lease");
+	r = cluster_check(ctx, redisCommand(ctx, "GET %s", k));
+	if (r &&
+	    (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL)) {
+		snprintf(out, size, "%s",
+			 r->type == REDIS_REPLY_STRING ? r->str : "");
+		rc = 0;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 static void remove_keys(void *arg, const char *name)
 {
 	struct cluster_webhooks *cw = of(arg);
@@ -332,6 +354,7 @@ const struct webhook_backend *cluster_webhook_backend(struct cluster *c)
 		.save = save,
 		.disable = disable,
 		.remove = remove_keys,
+		.holder = holder,
 		.defs_rev = defs_rev,
 		.defs_get = defs_get,
 		.def_set = def_set,

@@ -532,9 +532,16 @@ static bool holds(struct webhook *w, struct wh_endpoint *ep, int64_t now,
 			wh_save_cursor(w, ep, ep->scanned, now);
 		log_info("webhook delivering", "webhook=%s cursor=%llu",
 			 ep->name, (unsigned long long)ep->cursor.seq);
-	} else if (held == 0 && !ep->standby) {
-		stand_by(w, ep, "another node holds its lease");
+	} else if (held == 0) {
+		if (!ep->standby)
+			stand_by(w, ep, "another node holds its lease");
+		/* Who, for the list and for the 409 of what only it does. */
+		if (b->holder && b->holder(b->arg, ep->name, ep->view.holder,
+					   sizeof(ep->view.holder)) != 0)
+			ep->view.holder[0] = '\0';
 	}
+	if (!ep->standby)
+		ep->view.holder[0] = '\0';
 	/* -1 (Redis away): a holder goes on until sure_ms; saves fail
 	 * until Redis is back. */
 	if (!ep->standby && ep->held_ms + 2 * b->renew_ms - now < *wait_ms)

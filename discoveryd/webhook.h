@@ -55,6 +55,8 @@ struct webhook_backend {
 	 * node holds its lease: 0, or -1. */
 	int (*disable)(void *arg, const char *name, const char *why);
 	void (*remove)(void *arg, const char *name);
+	/* The node holding name's lease, into out ("" = none): 0, or -1. */
+	int (*holder)(void *arg, const char *name, char *out, size_t size);
 	/* The run-time definitions every node shares (webhook_def.c):
 	 * their revision (0 or -1), all of them as {NAME: entry} (NULL on
 	 * error), and one stored (json) with, if start, its cursor set to

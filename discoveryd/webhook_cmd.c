@@ -131,10 +131,15 @@ static void run_cmd(struct webhook *w, struct wh_cmd *c, int64_t now)
 		goto run;
 	if (ep->standby && c->op != WEBHOOK_TEST) {
 		c->status = 409;
-		snprintf(c->msg, c->msglen,
-			 "another node delivers %s: ask the node whose list "
-			 "shows it delivering",
-			 ep->name);
+		if (ep->view.holder[0])
+			snprintf(c->msg, c->msglen,
+				 "node %s delivers %s: ask it", ep->view.holder,
+				 ep->name);
+		else
+			snprintf(c->msg, c->msglen,
+				 "another node delivers %s: ask the node whose "
+				 "list shows it delivering",
+				 ep->name);
 		return;
 	}
 	/* The other nodes keep it in their config and would take its lease

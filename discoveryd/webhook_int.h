@@ -77,6 +77,8 @@ struct wh_slot {
 	struct wh_endpoint *ep;
 };
 
+#define WH_HOLDER_MAX 129 /* a node name (cluster.node) and its NUL */
+
 /* What the API shows of an endpoint: written under webhook.mu. */
 struct wh_view {
 	char epoch[PROTO_EPOCH_MAX + 1];
@@ -91,6 +93,7 @@ struct wh_view {
 	uint64_t delivered, retries, resets, cursor_failures;
 	bool disabled;
 	bool standby; /* another node delivers it (cluster mode) */
+	char holder[WH_HOLDER_MAX]; /* that node, when known; else "" */
 	char disabled_reason[160];
 };
 

@@ -77,6 +77,8 @@ static cJSON *endpoint_json(const struct wh_endpoint *ep,
 				(double)ep->conf.max_in_flight);
 	cJSON_AddBoolToObject(o, "disabled", v->disabled);
 	cJSON_AddBoolToObject(o, "delivering", !v->standby);
+	if (v->standby && v->holder[0])
+		cJSON_AddStringToObject(o, "holder", v->holder);
 	if (v->disabled)
 		cJSON_AddStringToObject(o, "disabled_reason",
 					v->disabled_reason);

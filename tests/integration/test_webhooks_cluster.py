@@ -60,6 +60,10 @@ def test_one_node_delivers_and_another_takes_over(tmp_path, redis):
         # The others refuse to act for it, and say who should.
         st, body = others[0].call("POST", "/api/discovery/webhooks/a/enable")
         assert st == 409, body
+        name = os.path.basename(str(holder.tmp))
+        assert "node %s delivers a" % name in body["message"], body
+        assert view(others[0])["holder"] == name
+        assert "holder" not in view(holder)
         holder.kill(signal.SIGKILL)
         holder.p.wait()
         second = post(others[0], 10, 10)
