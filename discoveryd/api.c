@@ -243,15 +243,17 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 /*
  * Before libmicrohttpd stops: new writes wait on their thread (as its
  * stop expects), and those the hub has are let finish, answered on
- * resumed connections. The hub runs meanwhile, so this is a commit's
- * time; the deadline only keeps a hub that stopped answering from
- * holding the stop for ever.
+ * resumed connections (those still queued for the store's threads, not
+ * begun, are answered 503 stopping: store_shed). The hub runs meanwhile,
+ * so this is a commit's time; the deadline only keeps a hub that stopped
+ * answering from holding the stop for ever.
  */
 static void quiet_writes(struct api *a)
 {
 	int64_t deadline = clock_mono_ms() + 30000;
 
 	atomic_store(&a->writes_wait, true);
+	store_shed(a->store, true);
 	while (atomic_load(&a->writes_away) && clock_mono_ms() < deadline)
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	if (atomic_load(&a->writes_away))
@@ -753,6 +755,7 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 	api_blocks_stop(a->blocks);
 	quiet_writes(a);
 	MHD_stop_daemon(a->mhd);
+	store_shed(a->store, false);
 	atomic_store(&a->writes_wait, false);
 	api_blocks_start(a->blocks);
 	a->mhd = fresh;

@@ -149,6 +149,9 @@ static inline void store_reload(struct store *s, const struct dconf *conf)
 		s->ops->reload(s, conf);
 }
 
+/* While on, the writes store_submit queued for the store's threads and
+ * that have not begun are answered 503 stopping, unrun (store.c). */
+void store_shed(struct store *s, bool on);
 /* Main thread: the backend's threads, and the pool's (store.c). */
 int store_start(struct store *s);
 void store_stop(struct store *s);

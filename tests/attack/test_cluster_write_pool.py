@@ -238,3 +238,74 @@ def test_pipelined_writes_apply_in_order(tmp_path, redis):
         assert st == 202 and ev["seq"] >= body["seq"], (body, ev)
     finally:
         assert a.stop() == 0, a.text()[-3000:]
+
+
+class SlowRedis(Cut):
+    """A relay that holds each command 0.4 s on its way to Redis: every
+    write takes a second or so of its pool thread."""
+
+    def relay(self, data, up, state):
+        if up:
+            time.sleep(0.4)
+        return data
+
+
+def read_answer(s):
+    """(status, body) of the one answer on s; (None, b"") if none came."""
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep and b"content-length:" in head.lower():
+                n = int(head.lower().split(b"content-length:")[1]
+                        .split(b"\r\n")[0])
+                if len(body) >= n:
+                    break
+    except OSError:
+        pass
+    if not data.startswith(b"HTTP/"):
+        return None, b""
+    return int(data.split()[1]), data.partition(b"\r\n\r\n")[2]
+
+
+def test_sigterm_with_a_long_queue(tmp_path, redis):
+    """1000 writes queued on 16 threads, each a second's work: more than
+    the 30 s the HTTP side waits at SIGTERM. libmicrohttpd aborts a stop
+    that finds a connection suspended (it did: SIGABRT after 30 s); those
+    not begun are answered 503 stopping instead, and are not applied."""
+    cut = SlowRedis(redis.port)
+    a = node(tmp_path, "node-a", cut.url, timeout="5s", node_ttl="10s",
+             extra="limits:\n  max_http: 4000\n  max_http_per_ip: 2000\n")
+    host, port = a.http_addr.rsplit(":", 1)
+    socks = []
+    try:
+        for i in range(1000):
+            body = json.dumps({"keys": ["w%d-0" % i]}).encode()
+            s = socket.create_connection((host, int(port)), timeout=20)
+            s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type:"
+                      b" application/json\r\nContent-Length: %d\r\n\r\n%s" %
+                      (INV.encode(), len(body), body))
+            socks.append(s)
+        time.sleep(1)
+        t0 = time.monotonic()
+        rc = a.stop(signal.SIGTERM, timeout=40)
+        took = time.monotonic() - t0
+        assert rc == 0, a.text()[-3000:]
+        assert took < 15, took
+        answers = [read_answer(s) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+        cut.close()
+    w = Writers(0, a.http_addr)
+    for i, (st, body) in enumerate(answers):
+        if st == 202:
+            w.ok.append("w%d-0" % i)
+        elif st == 503 and b"nothing was changed" in body:
+            w.refused.append("w%d-0" % i)
+    assert w.ok and w.refused, (len(w.ok), len(w.refused))
+    check_stream(redis, w)
