@@ -134,6 +134,8 @@ def test_sigterm_with_writes_queued(tmp_path, redis):
         assert time.monotonic() - t0 < 10
     finally:
         w.join()
+        if a.p.poll() is None:
+            a.stop()
     check_stream(redis, w)
 
 
@@ -164,9 +166,10 @@ def test_clients_leave_while_their_write_waits(tmp_path, redis):
         assert st == 202
     finally:
         w.join()
+        rc = a.stop()
+    assert rc == 0, a.text()[-3000:]
     assert not w.other, w.other[:5]
     check_stream(redis, w)
-    assert a.stop() == 0, a.text()[-3000:]
 
 
 def test_redis_cut_and_mended_under_load(tmp_path, redis):
@@ -194,9 +197,10 @@ def test_redis_cut_and_mended_under_load(tmp_path, redis):
     finally:
         w.join()
         cut.close()
+        rc = a.stop()
+    assert rc == 0, a.text()[-3000:]
     assert w.refused, "the cut refused nothing"
     check_stream(redis, w)
-    assert a.stop() == 0, a.text()[-3000:]
 
 
 def test_pipelined_writes_apply_in_order(tmp_path, redis):
@@ -301,6 +305,8 @@ def test_sigterm_with_a_long_queue(tmp_path, redis):
         for s in socks:
             s.close()
         cut.close()
+        if a.p.poll() is None:
+            a.stop()
     w = Writers(0, a.http_addr)
     for i, (st, body) in enumerate(answers):
         if st == 202:
