@@ -143,7 +143,8 @@ def test_clients_leave_while_their_write_waits(tmp_path, redis):
     """Hundreds of clients send a write and close at once, while the pool
     is busy: the answers go nowhere (MHD completes those requests while
     their calls are with the pool), and the node serves on and exits 0."""
-    a = node(tmp_path, "node-a", redis.url, timeout="2s", node_ttl="5s")
+    a = node(tmp_path, "node-a", redis.url, timeout="2s", node_ttl="5s",
+             extra="limits:\n  max_http: 4000\n  max_http_per_ip: 2000\n")
     host, port = a.http_addr.rsplit(":", 1)
     w = Writers(32, a.http_addr)
     try:
@@ -315,3 +316,47 @@ def test_sigterm_with_a_long_queue(tmp_path, redis):
             w.refused.append("w%d-0" % i)
     assert w.ok and w.refused, (len(w.ok), len(w.refused))
     check_stream(redis, w)
+
+
+def test_one_key_from_many_writers_at_once(tmp_path, redis):
+    """48 writers send the same Idempotency-Key at once, now truly in
+    parallel on the pool, ten rounds: one event per key in the stream;
+    every answer is the first one (202, or a byte-for-byte replay) or 409
+    in_flight; a retry afterwards replays it byte for byte."""
+    a = node(tmp_path, "node-a", redis.url, timeout="2s", node_ttl="5s")
+    host, port = a.http_addr.rsplit(":", 1)
+    try:
+        for round in range(10):
+            key, answers = "idem-%d" % round, []
+            body = json.dumps({"keys": ["i%d" % round]})
+            go = threading.Barrier(48)
+
+            def one():
+                c = http.client.HTTPConnection(host, int(port), timeout=30)
+                go.wait()
+                c.request("POST", INV, body=body,
+                          headers={"Content-Type": "application/json",
+                                   "Idempotency-Key": key})
+                r = c.getresponse()
+                answers.append((r.status, r.read()))
+                c.close()
+            ts = [threading.Thread(target=one) for _ in range(48)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            firsts = {b for st, b in answers if st == 202}
+            assert len(firsts) == 1, answers
+            assert all(st in (202, 409) for st, _ in answers), answers
+            c = http.client.HTTPConnection(host, int(port), timeout=30)
+            c.request("POST", INV, body=body,
+                      headers={"Content-Type": "application/json",
+                               "Idempotency-Key": key})
+            r = c.getresponse()
+            assert (r.status, r.read()) == (202, firsts.pop())
+            assert r.getheader("Idempotent-Replayed") == "true"
+            c.close()
+        keys = [k for k in stream_keys(redis) if k.startswith("i")]
+        assert keys == ["i%d" % r for r in range(10)], keys
+    finally:
+        assert a.stop() == 0, a.text()[-3000:]
