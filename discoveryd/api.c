@@ -246,11 +246,17 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
  * resumed connections (those still queued for the store's threads, not
  * begun, are answered 503 stopping: store_shed). The hub runs meanwhile,
  * so this is a commit's time; the deadline only keeps a hub that stopped
- * answering from holding the stop for ever.
+ * answering from holding the stop for ever. It is never shorter than the
+ * longest call of a store whose calls block (a write on a frozen Redis
+ * holds its thread for its timeouts): libmicrohttpd aborts a stop that
+ * finds a connection still suspended.
  */
 static void quiet_writes(struct api *a)
 {
-	int64_t deadline = clock_mono_ms() + 30000;
+	int64_t wait_ms = a->store->call_max_ms + 1000 > 30000 ?
+				  a->store->call_max_ms + 1000 :
+				  30000;
+	int64_t deadline = clock_mono_ms() + wait_ms;
 
 	atomic_store(&a->writes_wait, true);
 	store_shed(a->store, true);

@@ -91,6 +91,9 @@ struct store {
 	/* The log here may trail what agents hold (a mirror of another's):
 	 * a hello resuming past it waits this long for it. 0: never. */
 	int64_t catch_up_ms;
+	/* The longest one call may hold a store thread (its backend's
+	 * timeouts): the HTTP side's stop waits for that much at least. */
+	int64_t call_max_ms;
 };
 
 /* The backends: NULL with a message in err. Each opens the hub's log. */

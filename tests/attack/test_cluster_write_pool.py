@@ -360,3 +360,35 @@ def test_one_key_from_many_writers_at_once(tmp_path, redis):
         assert keys == ["i%d" % r for r in range(10)], keys
     finally:
         assert a.stop() == 0, a.text()[-3000:]
+
+
+def test_sigterm_with_writes_held_by_a_frozen_redis(tmp_path, redis):
+    """cluster.timeout 35s and Redis frozen (SIGSTOP) with 20 writes in
+    flight on the pool: their calls hold their threads for the timeout,
+    past the 30 s the HTTP side waited at SIGTERM before it stopped
+    anyway, and libmicrohttpd aborted (SIGABRT) on the suspended
+    connections. The wait now covers the store's longest call."""
+    a = node(tmp_path, "node-a", redis.url, timeout="35s", node_ttl="70s")
+    host, port = a.http_addr.rsplit(":", 1)
+    socks = []
+    try:
+        redis.kill(signal.SIGSTOP)
+        for i in range(20):
+            body = json.dumps({"keys": ["f%d" % i]}).encode()
+            s = socket.create_connection((host, int(port)), timeout=60)
+            s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type:"
+                      b" application/json\r\nContent-Length: %d\r\n\r\n%s" %
+                      (INV.encode(), len(body), body))
+            socks.append(s)
+        time.sleep(1)
+        rc = a.stop(signal.SIGTERM, timeout=60)
+        assert rc == 0, a.text()[-3000:]
+        for s in socks:
+            st, body = read_answer(s)
+            assert st == 503, (st, body)
+    finally:
+        redis.kill(signal.SIGCONT)
+        for s in socks:
+            s.close()
+        if a.p.poll() is None:
+            a.stop()
