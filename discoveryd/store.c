@@ -84,8 +84,9 @@ static void *pool_thread(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		if (shed)
 			hub_answer_error(j->req, 503, "stopping",
-					 "the daemon is stopping; nothing was "
-					 "changed");
+					 "the HTTP side is stopping (or taking "
+					 "a new certificate): nothing was "
+					 "changed, try again");
 		else
 			run(NULL, p->s, j->req);
 		j->done(j->req, j->arg);
