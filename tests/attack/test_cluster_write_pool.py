@@ -8,6 +8,7 @@ not."""
 
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ import threading
 import time
 
 from cluster_harness import Cut, node
+from harness import Discoveryd
+from test_tls import pki  # noqa: F401 (a fixture)
 
 INV = "/api/discovery/invalidate"
 
@@ -392,3 +395,43 @@ def test_sigterm_with_writes_held_by_a_frozen_redis(tmp_path, redis):
             s.close()
         if a.p.poll() is None:
             a.stop()
+
+
+def test_tls_reloads_with_writes_on_the_pool(tmp_path, redis, pki):  # noqa
+    """SIGHUP with TLS restarts the HTTP side while 32 writers keep the
+    pool busy: the node keeps running, and the answers hold (202 applied,
+    "nothing was changed" not)."""
+    key, crt = pki["server"]
+    d = os.path.join(str(tmp_path), "node-a")
+    os.makedirs(d)
+    a = Discoveryd(d, tls={"cert": crt, "key": key, "ca": pki["ca"][1]},
+                   extra="cluster:\n  redis: %s\n  node: node-a\n"
+                   "  node_ttl: 5s\n  timeout: 2s\n" % redis.url)
+    a.wait_line(r"msg=\"cluster synced\"")
+    w = TLSWriters(32, a.http_addr, a.ssl)
+    try:
+        for _ in range(4):
+            mark = len(w.ok)
+            deadline = time.monotonic() + 20
+            while len(w.ok) < mark + 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(w.ok) >= mark + 200, (len(w.ok), w.other[:3])
+            a.p.send_signal(signal.SIGHUP)
+        assert a.p.poll() is None, a.text()[-3000:]
+    finally:
+        w.join()
+        rc = a.stop()
+    assert rc == 0, a.text()[-3000:]
+    check_stream(redis, w)
+
+
+class TLSWriters(Writers):
+    def __init__(self, n, addr, ctx):
+        self.ctx = ctx
+        super().__init__(n, addr)
+
+    def conn(self):
+        host, port = self.addr.rsplit(":", 1)
+        return http.client.HTTPSConnection(host, int(port),
+                                           timeout=self.timeout,
+                                           context=self.ctx)
