@@ -198,16 +198,16 @@ static enum MHD_Result answer_write(struct MHD_Connection *c,
  * The hub thread, or the store's (store_submit): the write is answered;
  * libmicrohttpd calls handler again
  * (or, its client gone, completes the request). r may go the moment the
- * connection is resumed: what is needed of it is read first.
+ * connection is resumed. It stays in writes_away until completed: its
+ * answer sent, or its client gone. A stop that went on at the resume
+ * would close the connection before the answer is out.
  */
 static void write_done(struct hub_req *req, void *arg)
 {
 	struct request *r = arg;
-	struct api *a = r->api;
 
 	(void)req;
 	MHD_resume_connection(r->mhd);
-	atomic_fetch_sub(&a->writes_away, 1);
 }
 
 /*
@@ -231,6 +231,7 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 		*r->call = *req;
 		r->mhd = c;
 		r->api = a;
+		r->away = true;
 		MHD_suspend_connection(c);
 		store_submit(a->store, r->call, write_done, r);
 		return MHD_YES;
@@ -531,6 +532,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		 * hub is done with it: the answer had no one to go to. */
 		if (r->call)
 			drop_call(r);
+		if (r->away)
+			atomic_fetch_sub(&a->writes_away, 1);
 	}
 	if (r && r->stream) {
 		struct hub_req req = { .op = HUB_SSE_CLOSE,

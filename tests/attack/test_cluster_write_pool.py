@@ -318,6 +318,8 @@ def test_sigterm_with_a_long_queue(tmp_path, redis):
         elif st == 503 and b"nothing was changed" in body:
             w.refused.append("w%d-0" % i)
     assert w.ok and w.refused, (len(w.ok), len(w.refused))
+    assert len(w.ok) + len(w.refused) == len(answers), \
+        [a for a in answers if a[0] not in (202, 503)][:5]
     check_stream(redis, w)
 
 
