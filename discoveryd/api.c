@@ -198,16 +198,16 @@ static enum MHD_Result answer_write(struct MHD_Connection *c,
  * The hub thread, or the store's (store_submit): the write is answered;
  * libmicrohttpd calls handler again
  * (or, its client gone, completes the request). r may go the moment the
- * connection is resumed: what is needed of it is read first.
+ * connection is resumed. It stays in writes_away until completed: its
+ * answer sent, or its client gone. A stop that went on at the resume
+ * would close the connection before the answer is out.
  */
 static void write_done(struct hub_req *req, void *arg)
 {
 	struct request *r = arg;
-	struct api *a = r->api;
 
 	(void)req;
 	MHD_resume_connection(r->mhd);
-	atomic_fetch_sub(&a->writes_away, 1);
 }
 
 /*
@@ -231,6 +231,7 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 		*r->call = *req;
 		r->mhd = c;
 		r->api = a;
+		r->away = true;
 		MHD_suspend_connection(c);
 		store_submit(a->store, r->call, write_done, r);
 		return MHD_YES;
@@ -243,15 +244,23 @@ enum MHD_Result api_call_write(struct api *a, struct MHD_Connection *c,
 /*
  * Before libmicrohttpd stops: new writes wait on their thread (as its
  * stop expects), and those the hub has are let finish, answered on
- * resumed connections. The hub runs meanwhile, so this is a commit's
- * time; the deadline only keeps a hub that stopped answering from
- * holding the stop for ever.
+ * resumed connections (those still queued for the store's threads, not
+ * begun, are answered 503 stopping: store_shed). The hub runs meanwhile,
+ * so this is a commit's time; the deadline only keeps a hub that stopped
+ * answering from holding the stop for ever. It is never shorter than the
+ * longest call of a store whose calls block (a write on a frozen Redis
+ * holds its thread for its timeouts): libmicrohttpd aborts a stop that
+ * finds a connection still suspended.
  */
 static void quiet_writes(struct api *a)
 {
-	int64_t deadline = clock_mono_ms() + 30000;
+	int64_t wait_ms = a->store->call_max_ms + 1000 > 30000 ?
+				  a->store->call_max_ms + 1000 :
+				  30000;
+	int64_t deadline = clock_mono_ms() + wait_ms;
 
 	atomic_store(&a->writes_wait, true);
+	store_shed(a->store, true);
 	while (atomic_load(&a->writes_away) && clock_mono_ms() < deadline)
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	if (atomic_load(&a->writes_away))
@@ -523,6 +532,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		 * hub is done with it: the answer had no one to go to. */
 		if (r->call)
 			drop_call(r);
+		if (r->away)
+			atomic_fetch_sub(&a->writes_away, 1);
 	}
 	if (r && r->stream) {
 		struct hub_req req = { .op = HUB_SSE_CLOSE,
@@ -753,6 +764,7 @@ static void reload_tls(struct api *a, const struct dconf *conf)
 	api_blocks_stop(a->blocks);
 	quiet_writes(a);
 	MHD_stop_daemon(a->mhd);
+	store_shed(a->store, false);
 	atomic_store(&a->writes_wait, false);
 	api_blocks_start(a->blocks);
 	a->mhd = fresh;

@@ -123,6 +123,8 @@ struct request {
 	struct hub_req *call;
 	struct MHD_Connection *mhd;
 	struct api *api;
+	/* Counted in writes_away until its answer went (completed). */
+	bool away;
 	/* A write's Idempotency-Key, scoped by its sender ("" = none), and
 	 * the request's fingerprint (api_route.c). */
 	char idem_key[IDEM_SCOPED_MAX + 1];

@@ -449,6 +449,13 @@ struct store *cluster_store_new(const struct dconf *conf, struct hub *h,
 	c->base.ops = &cluster_ops;
 	c->base.hub = h;
 	c->base.catch_up_ms = conf->cluster_timeout_ms;
+	/* A write's Redis calls, each within cluster.timeout: the connect
+	 * (through each sentinel in turn), the script (again after a
+	 * NOSCRIPT), WAIT, the wait for its delivery, the acks' second,
+	 * the idempotency answer. */
+	c->base.call_max_ms = (int64_t)(8 + conf->cluster_sentinels.n) *
+				      conf->cluster_timeout_ms +
+			      1000;
 	if (conf->cluster_sentinels.n)
 		snprintf(where, sizeof(where), "sentinels=%s master_name=%s",
 			 conf->cluster_sentinels.v[0],

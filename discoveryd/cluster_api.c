@@ -78,6 +78,36 @@ static void unavailable(struct hub_req *req, const redisContext *ctx,
 }
 
 /*
+ * The connection failed with the script sent, before the socket's timeout:
+ * Redis may have run it and its answer been lost (a reset, a master that
+ * died after the run). Unlike a timeout, which the script's deadline makes
+ * harmless, this one's outcome is unknown, and the caller is told so.
+ */
+static void outcome_unknown(struct hub_req *req, const redisContext *ctx)
+{
+	char msg[400];
+
+	snprintf(msg, sizeof(msg),
+		 "the connection to the cluster backend (Redis) failed with "
+		 "the write sent: it may or may not have taken effect (a retry "
+		 "with the same Idempotency-Key is safe): %s",
+		 ctx->errstr);
+	log_warn("cluster write unknown", "error=\"%s\"", ctx->errstr);
+	hub_answer_error(req, 503, "unavailable", msg);
+}
+
+/* Why a script call on ctx, sent at sent_ms, came back without an answer. */
+static void call_failed(struct cluster *c, struct hub_req *req,
+			const redisContext *ctx, const redisReply *r,
+			int64_t sent_ms)
+{
+	if (!r && ctx && ctx->err && clock_wall_ms() - sent_ms < c->timeout_ms)
+		outcome_unknown(req, ctx);
+	else
+		unavailable(req, ctx, r);
+}
+
+/*
  * cluster.min_replicas: the script ran on the master, but WAIT did not see
  * enough replicas take it. It is not delivered until they do (the readers
  * wait for the same count), and a failover meanwhile may lose it: the
@@ -163,6 +193,7 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req, const char *op,
 	const cJSON *seq;
 	const char *argv[8];
 	struct cluster_idem_args idem;
+	int64_t sent = 0;
 	int n = argc, rc;
 
 	/* The key's four arguments follow the op's (cluster.lua). */
@@ -177,10 +208,11 @@ static cJSON *write_call(struct cluster *c, struct hub_req *req, const char *op,
 	 * (unless the network drops the answer itself: docs/cluster.md; the
 	 * caller's retry with the same Idempotency-Key is then safe). */
 	if (ctx)
-		r = cluster_script(c, ctx, clock_wall_ms() + c->timeout_ms / 2,
+		r = cluster_script(c, ctx,
+				   (sent = clock_wall_ms()) + c->timeout_ms / 2,
 				   op, n, argv);
 	if (!r || r->type != REDIS_REPLY_STRING) {
-		unavailable(req, ctx, r);
+		call_failed(c, req, ctx, r, sent);
 		if (ctx && (!r || ctx->err))
 			api_conn_failed(c);
 		freeReplyObject(r);
@@ -449,6 +481,7 @@ static void call_drain(struct store *s, struct hub_req *req)
 	char ttl[24];
 	const char *args[6] = { req->instance, ttl };
 	struct cluster_idem_args idem;
+	int64_t sent = 0;
 	int n = 2;
 	cJSON *o;
 
@@ -464,11 +497,12 @@ static void call_drain(struct store *s, struct hub_req *req)
 	}
 	ctx = api_conn(c);
 	if (ctx)
-		r = cluster_script(c, ctx, clock_wall_ms() + c->timeout_ms / 2,
+		r = cluster_script(c, ctx,
+				   (sent = clock_wall_ms()) + c->timeout_ms / 2,
 				   "drain", n, args);
 	if (!r || r->type != REDIS_REPLY_STRING) {
 		if (!self)
-			unavailable(req, ctx, r);
+			call_failed(c, req, ctx, r, sent);
 		if (ctx && (!r || ctx->err))
 			api_conn_failed(c); /* ctx is gone from here on */
 		freeReplyObject(r);

@@ -35,6 +35,7 @@ struct store_pool {
 	pthread_cond_t cv;
 	struct pool_job *head, *tail;
 	bool stopping;
+	bool shedding; /* store_shed */
 	size_t n_threads;
 	pthread_t threads[STORE_POOL_THREADS];
 };
@@ -65,6 +66,7 @@ bool store_async(const struct store *s)
 static void *pool_thread(void *arg)
 {
 	struct store_pool *p = arg;
+	bool shed;
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -78,8 +80,15 @@ static void *pool_thread(void *arg)
 		}
 		if (!(p->head = j->next))
 			p->tail = NULL;
+		shed = p->shedding;
 		pthread_mutex_unlock(&p->mu);
-		run(NULL, p->s, j->req);
+		if (shed)
+			hub_answer_error(j->req, 503, "stopping",
+					 "the HTTP side is stopping (or taking "
+					 "a new certificate): nothing was "
+					 "changed, try again");
+		else
+			run(NULL, p->s, j->req);
 		j->done(j->req, j->arg);
 		free(j);
 		pthread_mutex_lock(&p->mu);
@@ -169,6 +178,23 @@ void store_stop(struct store *s)
 	s->pool = NULL;
 	if (s->ops->stop)
 		s->ops->stop(s);
+}
+
+/*
+ * A queue as long as the HTTP side's connections, each write a Redis
+ * round trip or more, can take minutes to run out, and libmicrohttpd
+ * aborts a stop that finds a connection still suspended: what has not
+ * begun when the HTTP side stops is answered at once instead.
+ */
+void store_shed(struct store *s, bool on)
+{
+	struct store_pool *p = s->pool;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->shedding = on;
+	pthread_mutex_unlock(&p->mu);
 }
 
 void store_submit(struct store *s, struct hub_req *req,

@@ -91,6 +91,9 @@ struct store {
 	/* The log here may trail what agents hold (a mirror of another's):
 	 * a hello resuming past it waits this long for it. 0: never. */
 	int64_t catch_up_ms;
+	/* The longest one call may hold a store thread (its backend's
+	 * timeouts): the HTTP side's stop waits for that much at least. */
+	int64_t call_max_ms;
 };
 
 /* The backends: NULL with a message in err. Each opens the hub's log. */
@@ -149,6 +152,9 @@ static inline void store_reload(struct store *s, const struct dconf *conf)
 		s->ops->reload(s, conf);
 }
 
+/* While on, the writes store_submit queued for the store's threads and
+ * that have not begun are answered 503 stopping, unrun (store.c). */
+void store_shed(struct store *s, bool on);
 /* Main thread: the backend's threads, and the pool's (store.c). */
 int store_start(struct store *s);
 void store_stop(struct store *s);
