@@ -147,6 +147,7 @@ struct cluster {
 	bool started;
 	atomic_bool stop;
 	atomic_bool up;               /* the reader follows the stream */
+	atomic_llong read_ms;         /* mono ms: its last read came back */
 	atomic_bool writer_up;        /* the writer is connected */
 	atomic_llong api_pause_until; /* wall ms: an API call failed */
 	atomic_ullong errors;

@@ -442,6 +442,7 @@ void *cluster_reader_main(void *arg)
 		rc = read_once(c, ctx, &pos);
 		if (rc < 0)
 			goto failed;
+		atomic_store(&c->read_ms, clock_mono_ms());
 		synced = rc == 0;
 		continue;
 	failed:

@@ -136,12 +136,28 @@ static void defs_key(char *out, size_t size, const struct cluster *c,
 	snprintf(out, size, "%swebhooks:%s", c->prefix, what);
 }
 
+/*
+ * Whether this node follows the stream: its reader's last read came back
+ * within the longest a read blocks plus a call's timeout. A node whose
+ * reader is stuck (while its other calls go through) would deliver
+ * nothing new, and holding the lease, let no other node deliver either.
+ */
+static bool follows(const struct cluster *c)
+{
+	return clock_mono_ms() - atomic_load(&c->read_ms) <=
+	       READ_BLOCK_MS + c->timeout_ms + 1000;
+}
+
 static int lease(void *arg, const char *name, bool runtime)
 {
 	struct cluster_webhooks *cw = of(arg);
 	char k[CLUSTER_KEY_MAX], h[CLUSTER_KEY_MAX], ttl[24];
 	const char *args[5] = { k, h, cw->c->node, ttl, runtime ? name : "" };
 
+	/* Not following: as if Redis were away (a holder stands by before
+	 * its lease lapses, and no other node's is taken). */
+	if (!follows(cw->c))
+		return -1;
 	key(k, sizeof(k), cw->c, name, "lease");
 	defs_key(h, sizeof(h), cw->c, "defs");
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)cw->c->node_ttl_ms);

@@ -2,28 +2,18 @@
 the stream stall, every other Redis call of its goes through: its lease
 renewals too): it delivers nothing past what it has read, and while it
 kept renewing its lease no other node could take the endpoint over, which
-stalled for ever. A holder whose reader does not follow should let the
-lease go, so that another node delivers.
-
-Skipped: it fails (no event after the reader got stuck reaches the
-receiver, n1 keeps the lease). The obvious fix, the lease refused (-1, as
-with Redis away) while the reader's last stream read is older than
-cluster.timeout + 2 s, makes test_webhook_cutoff.py's
-test_a_holder_behind_the_stream_waits_for_the_cursor fail: there n1 is
-to take the endpoint back while its reader is stalled. Which of the two
-behaviours is wanted is the lead's call."""
+stalled for ever. A node whose reader's last read is older than a read's
+block plus cluster.timeout now renews and takes no lease (as if Redis were
+away): the holder stands by before its lease lapses, and another node
+delivers."""
 
 import os
-
-import pytest
 
 from cluster_harness import node
 from test_webhook_cutoff import ReaderStall, delivering, post, wait
 from webhook_recv import Receiver, new_secret, webhooks_yaml, write_secret
 
 
-@pytest.mark.skip(reason="fails: a holder whose reader is stuck keeps the "
-                  "lease for ever (see the docstring)")
 def test_a_holder_whose_reader_is_stuck_lets_the_endpoint_go(tmp_path,
                                                              redis):
     secret = new_secret()
