@@ -50,6 +50,7 @@ static void list_add(struct clients *s, struct client *c)
 		s->first = c;
 	s->last = c;
 	s->n++;
+	atomic_fetch_add_explicit(&s->load, 1, memory_order_relaxed);
 }
 
 static void list_remove(struct clients *s, struct client *c)
@@ -64,12 +65,14 @@ static void list_remove(struct clients *s, struct client *c)
 		s->last = c->prev;
 	c->prev = c->next = NULL;
 	s->n--;
+	atomic_fetch_sub_explicit(&s->load, 1, memory_order_relaxed);
 }
 
 void clients_init(struct clients *s, struct gate_env *env, struct loop *loop,
 		  struct upstream_pool *pool)
 {
 	memset(s, 0, sizeof(*s));
+	atomic_init(&s->load, 0);
 	s->env = env;
 	s->loop = loop;
 	s->pool = pool;
