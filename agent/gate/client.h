@@ -32,12 +32,16 @@
 #include "upstream.h"
 
 /* What every worker shares. */
+struct worker;
+
 struct gate_env {
 	const struct gconf *conf;
 	struct gate_state *state;
 	struct admit *admit;
 	struct forward_conf fwd;
-	atomic_int busy; /* requests being answered */
+	atomic_int busy;         /* requests being answered */
+	struct worker **workers; /* all of them: connections are shared out */
+	atomic_size_t n_workers; /* how many of those run */
 };
 
 #define SPARE_RINGS 64 /* idle pairs of body rings kept per worker */
@@ -51,6 +55,7 @@ struct clients {
 	struct upstream_pool *pool;
 	struct client *first, *last; /* oldest first */
 	size_t n;
+	atomic_long load; /* n, and those on their way here: others read it */
 	bool draining;
 	char *spare[SPARE_RINGS][2]; /* body rings of finished requests */
 	size_t n_spare;

@@ -69,6 +69,7 @@ static int start_workers(struct gate_server *s, struct sockaddr_storage *ss,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	s->env.workers = s->workers;
 	for (size_t i = 0; i < s->n_workers; i++) {
 		int fd = listen_on(ss);
 		char text[CONF_ADDR_TEXT];
@@ -87,6 +88,9 @@ static int start_workers(struct gate_server *s, struct sockaddr_storage *ss,
 		s->workers[i] = worker_start(&s->env, fd, err, errlen);
 		if (!s->workers[i])
 			return -1;
+		/* Now the others may hand it connections. */
+		atomic_store_explicit(&s->env.n_workers, i + 1,
+				      memory_order_release);
 	}
 	return 0;
 }
@@ -117,6 +121,7 @@ struct gate_server *server_start(const struct gconf *c, struct gate_state *st,
 		.trust_forwarded = c->trust_forwarded,
 	};
 	atomic_init(&s->env.busy, 0);
+	atomic_init(&s->env.n_workers, 0);
 	s->n_workers = threads;
 	s->env.admit =
 		admit_new((size_t)c->max_connections, (size_t)c->max_per_ip);

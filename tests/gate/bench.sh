@@ -1,15 +1,20 @@
 #!/bin/sh
 # Gate throughput against nginx proxy_pass and HAProxy, all in front of the
 # same fast upstream (nginx answering a small body itself, keepalive
-# upstreams; two nginx workers, two HAProxy threads), driven by wrk with 2
-# threads and 64 connections; and the gate's locked answers per second.
+# upstreams; two nginx workers, two HAProxy threads, two gate threads),
+# driven by wrk with 2 threads and 64 connections; and the gate's locked
+# answers per second.
 #
-#   sh tests/gate/bench.sh [-o FILE] [DURATION]
+#   sh tests/gate/bench.sh [-o FILE] [-r ROUNDS] [DURATION]
 #
-# DURATION is wrk's (default 5s); needs nginx, haproxy and wrk. It prints requests/s
-# and p99 for each; with -o it also writes one JSON object a line to FILE:
-# {"system","case","rps","p99_ms","non2xx","command"} (make bench reads it).
-# It asserts nothing (STYLE §6).
+# DURATION is wrk's (default 5s); needs nginx, haproxy and wrk. The systems
+# run in ROUNDS rounds (default 3), in a rotated order each round, so that
+# other work on the machine falls on all of them alike rather than on
+# whichever ran during it; each figure is the median of its rounds. It
+# prints requests/s and p99 for each run and the medians; with -o it also
+# writes one JSON object a line to FILE, the medians:
+# {"system","case","rps","p99_ms","non2xx","rounds","command"} (make bench
+# reads it). It asserts nothing (STYLE §6).
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=
@@ -17,6 +22,11 @@ if [ "${1:-}" = -o ]; then
   OUT=$2
   shift 2
   : > "$OUT"
+fi
+ROUNDS=3
+if [ "${1:-}" = -r ]; then
+  ROUNDS=$2
+  shift 2
 fi
 DUR=${1:-5s}
 T=$(mktemp -d)
@@ -70,6 +80,7 @@ requires: [$1]
 discovery: [ws://127.0.0.1:9]
 service: web
 log_level: warn
+limits: { threads: 2 } # as HAProxy's nbthread and nginx's workers
 YAML
   "$ROOT/build/bin/discovery-gate" -v -c $T/gate$2.yaml >/dev/null 2>$T/gate$2.log & echo $! >> $T/pids
   until grep -qs 'msg=ready' $T/gate$2.log; do :; done
@@ -77,13 +88,10 @@ YAML
 }
 OPEN=$(gate "" 1)
 LOCKED=$(gate "cache" 2)
-# run SYSTEM CASE TITLE URL: one wrk run, its summary, and its JSON line.
+# run SYSTEM CASE URL: one wrk run; its figures go to $T/runs.
 run() {
-  echo "== $3"
-  wrk -t2 -c64 -d$DUR --latency "$4" > $T/wrk.out
-  grep -E 'Requests/sec|99%|Non-2xx' $T/wrk.out
-  [ -n "$OUT" ] || return 0
-  awk -v sys="$1" -v kind="$2" -v cmd="wrk -t2 -c64 -d$DUR --latency $4" '
+  wrk -t2 -c64 -d$DUR --latency "$3" > $T/wrk.out
+  awk -v sys="$1" -v kind="$2" '
     function ms(v) {
       if (v ~ /us$/) return v * 0.001
       if (v ~ /ms$/) return v + 0
@@ -94,10 +102,35 @@ run() {
     /Requests\/sec/ { rps = $2 }
     $1 == "99%" { p99 = ms($2) }
     /Non-2xx/ { non2xx = $NF }
-    END { printf "{\"system\":\"%s\",\"case\":\"%s\",\"rps\":%s,\"p99_ms\":%.3f,\"non2xx\":%d,\"command\":\"%s\"}\n",
-                 sys, kind, rps, p99, non2xx, cmd }' $T/wrk.out >> "$OUT"
+    END { printf "%s %s %s %.3f %d\n", sys, kind, rps, p99, non2xx }' \
+    $T/wrk.out | tee -a $T/runs
 }
-run nginx proxy "nginx proxy_pass" http://127.0.0.1:$NGX/
-run haproxy proxy "haproxy" http://127.0.0.1:$HAP/
-run discovery-gate proxy "discovery-gate, open" http://$OPEN/
-run discovery-gate locked "discovery-gate, locked (423)" http://$LOCKED/
+set -- "nginx proxy http://127.0.0.1:$NGX/" \
+  "haproxy proxy http://127.0.0.1:$HAP/" \
+  "discovery-gate proxy http://$OPEN/" \
+  "discovery-gate locked http://$LOCKED/"
+echo "system case rps p99_ms non2xx"
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+  # Round r starts at system r mod 4: each takes each place in turn.
+  i=0
+  while [ $i -lt $# ]; do
+    k=$(( (i + r) % $# + 1 ))
+    eval "run \${$k}"
+    i=$((i + 1))
+  done
+  r=$((r + 1))
+done
+echo "== medians of $ROUNDS rounds"
+for s in "$@"; do
+  set -- $s
+  sort -k3,3n $T/runs | awk -v sys=$1 -v kind=$2 '$1 == sys && $2 == kind { r[n++] = $3 } END { print r[int(n / 2)] }' > $T/m.rps
+  sort -k4,4n $T/runs | awk -v sys=$1 -v kind=$2 '$1 == sys && $2 == kind { p[n] = $4; x[n++] = $5 } END { print p[int(n / 2)], x[int(n / 2)] }' > $T/m.p99
+  read rps < $T/m.rps
+  read p99 non2xx < $T/m.p99
+  echo "$1 $2 rps=$rps p99=${p99}ms non2xx=$non2xx"
+  [ -n "$OUT" ] || continue
+  printf '{"system":"%s","case":"%s","rps":%s,"p99_ms":%s,"non2xx":%d,"rounds":%d,"command":"%s"}\n' \
+    "$1" "$2" "$rps" "$p99" "$non2xx" "$ROUNDS" \
+    "wrk -t2 -c64 -d$DUR --latency $3 (median of $ROUNDS rounds)" >> "$OUT"
+done

@@ -3,6 +3,7 @@ proxied 200, never a broken one, while the gate flips open and locked."""
 
 import http.client
 import json
+import re
 import threading
 
 from gate_harness import Gate, Upstream
@@ -63,3 +64,38 @@ def test_whole_answers_during_transitions(daemon, tmp_path):
         stop.set()
         assert g.stop() == 0, g.text()
         u.stop()
+
+
+def test_connections_shared_out_evenly(tmp_path):
+    """The kernel's SO_REUSEPORT hash leaves one worker with a third more
+    keep-alive connections than another; the gate hands each new one to
+    the worker holding the fewest, so no worker holds two more than any
+    other, and a handed-over connection is served like any."""
+    g = Gate(tmp_path, None, "http://127.0.0.1:9",
+             extra="log_level: debug\nlimits: { threads: 3 }\n")
+    conns = []
+    try:
+        for _ in range(60):
+            c = g.conn()
+            c.request("GET", "/echo")
+            r = c.getresponse()
+            assert r.status == 423 and json.loads(r.read())["error"] == "locked"
+            conns.append(c)
+        owners = [0, 0, 0]
+        handed = 0
+        for m in re.finditer(r"msg=accepted worker=(\d) owner=(\d)", g.text()):
+            owners[int(m.group(2))] += 1
+            handed += m.group(1) != m.group(2)
+        assert sum(owners) == 60, owners
+        assert max(owners) - min(owners) <= 2, owners
+        # Every connection is still served, on whichever worker holds it.
+        for c in conns:
+            c.request("GET", "/echo")
+            r = c.getresponse()
+            assert r.status == 423
+            r.read()
+        print("owners", owners, "handed over", handed)
+    finally:
+        for c in conns:
+            c.close()
+        g.stop()

@@ -107,3 +107,50 @@ def test_504_when_upstream_slow(gate):
     assert e["error"] == "upstream_timeout" and "500 ms" in e["message"]
     # A fast request right after is fine.
     assert gate.request("GET", "/slow?ms=10")[0] == 200
+
+
+def test_answer_in_two_writes_does_not_wait_for_a_delayed_ack(daemon, tmp_path):
+    """An app that writes its head, then its body: the gate passes each on
+    as it comes, and the second must not wait for the client's delayed ACK
+    of the first (Nagle: 40 ms a request). TCP_NODELAY on client sockets."""
+    import statistics
+    import threading
+    import time
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve():
+        c, _ = srv.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+            while b"\r\n\r\n" in buf:
+                _, buf = buf.split(b"\r\n\r\n", 1)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                time.sleep(0.002)  # the app computes its body
+                c.sendall(b"hello")
+
+    threading.Thread(target=serve, daemon=True).start()
+    g = Gate(tmp_path, daemon, "http://127.0.0.1:%d" % srv.getsockname()[1],
+             requires=())
+    try:
+        c = g.conn()
+        took = []
+        for _ in range(20):
+            t = time.monotonic()
+            c.request("GET", "/")
+            r = c.getresponse()
+            assert r.status == 200 and r.read() == b"hello"
+            took.append(time.monotonic() - t)
+        c.close()
+        # Each would take 40 ms or more with the wait; 2 ms without.
+        assert statistics.median(took) < 0.025, took
+    finally:
+        g.stop()
+        srv.close()
