@@ -205,6 +205,28 @@ const char *MHD_lookup_connection_value(struct MHD_Connection *c,
 	return NULL;
 }
 
+/* The query's arguments one by one, with their lengths (api_sd.c). */
+int MHD_get_connection_values_n(struct MHD_Connection *c,
+				enum MHD_ValueKind kind,
+				MHD_KeyValueIteratorN iterator, void *cls)
+{
+	const char *p = c->query;
+	int n = 0;
+
+	if (kind != MHD_GET_ARGUMENT_KIND)
+		return 0;
+	for (size_t i = 0; i < c->n_args; i++, p += strlen(p) + 1) {
+		size_t k = strcspn(p, "=");
+
+		n++;
+		if (iterator &&
+		    iterator(cls, kind, p, k, p[k] ? p + k + 1 : NULL,
+			     p[k] ? strlen(p + k + 1) : 0) != MHD_YES)
+			break;
+	}
+	return n;
+}
+
 /* ---- the hub stand-in: checks what api.c promises it ------------------- */
 
 static bool valid_name_or_none(const char *s)
@@ -317,6 +339,19 @@ int webhook_call(struct webhook *w, enum webhook_op op, const char *name,
 	return 503;
 }
 
+int webhook_put(struct webhook *w, const char *name,
+		const struct dconf_webhook *def, const char *json, bool fresh,
+		char *msg, size_t msglen)
+{
+	(void)w;
+	(void)name;
+	(void)def;
+	(void)json;
+	(void)fresh;
+	snprintf(msg, msglen, "none");
+	return 503;
+}
+
 void hub_answer(struct hub_req *req, int status, cJSON *body)
 {
 	req->status = status;
@@ -341,6 +376,12 @@ void store_submit(struct store *s, struct hub_req *req,
 	(void)done;
 	(void)arg;
 	CHECK(!"store_submit without store_async");
+}
+
+void store_shed(struct store *s, bool on)
+{
+	(void)s;
+	(void)on;
 }
 
 void store_call(struct store *s, struct hub_req *req)

@@ -68,10 +68,12 @@ build_common() {
 # replaces the per-connection ones).
 extra_srcs() {
 	case $1 in
-	api) echo discoveryd/auth.c discoveryd/metrics.c discoveryd/sse.c \
+	api) echo discoveryd/auth.c discoveryd/sse.c \
 		discoveryd/api_origin.c discoveryd/api_conn.c discoveryd/idem.c \
 		discoveryd/api_block.c discoveryd/epboard.c \
 		discoveryd/endpoints.c discoveryd/api_webhook.c \
+		discoveryd/api_sd.c discoveryd/dconf_webhook.c \
+		discoveryd/webhook_sign.c discoveryd/event.c \
 		"$OUT/dashboard_html.o" ;;
 	conf) echo discoveryd/dconf_webhook.c discoveryd/webhook_sign.c \
 		discoveryd/event.c ;;
@@ -96,7 +98,8 @@ build_dashboard() {
 
 extra_libs() {
 	case $1 in
-	api) pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd ;;
+	api) pkg-config --libs libmicrohttpd libcurl 2>/dev/null ||
+		echo -lmicrohttpd -lcurl ;;
 	conf) pkg-config --libs libcurl 2>/dev/null || echo -lcurl ;;
 	gate) echo -lhttp_parser ;;
 	esac
