@@ -20,7 +20,7 @@
  * the HTTP connection waits suspended, as a journal's writes wait for
  * their group commit on the hub thread.
  */
-#define STORE_POOL_THREADS 16
+#define STORE_POOL_THREADS 64
 
 struct pool_job {
 	struct hub_req *req;

@@ -101,7 +101,7 @@ def check_stream(redis, w):
 
 
 def test_many_more_writers_than_threads(tmp_path, redis):
-    """64 writers on 16 threads: every write answered, every 202 in the
+    """64 writers on the pool: every write answered, every 202 in the
     stream, each writer's writes in the stream in the order it made them."""
     a = node(tmp_path, "node-a", redis.url, timeout="2s", node_ttl="5s")
     try:
@@ -123,7 +123,7 @@ def test_many_more_writers_than_threads(tmp_path, redis):
 
 
 def test_sigterm_with_writes_queued(tmp_path, redis):
-    """SIGTERM with 64 writers on 16 threads: the daemon exits 0 within
+    """SIGTERM with 64 writers on the pool: the daemon exits 0 within
     its wait, and what it answered 202 is in the stream."""
     a = node(tmp_path, "node-a", redis.url, timeout="2s", node_ttl="5s")
     w = Writers(64, a.http_addr)
@@ -281,7 +281,7 @@ def read_answer(s):
 
 
 def test_sigterm_with_a_long_queue(tmp_path, redis):
-    """1000 writes queued on 16 threads, each a second's work: more than
+    """1000 writes queued on the pool, each a second's work: more than
     the 30 s the HTTP side waits at SIGTERM. libmicrohttpd aborts a stop
     that finds a connection suspended (it did: SIGABRT after 30 s); those
     not begun are answered 503 stopping instead, and are not applied."""
