@@ -164,27 +164,37 @@ static int lease(void *arg, const char *name, bool runtime)
 	return (int)eval(cw, lease_lua, 2, args, 5);
 }
 
-static int defs_rev(void *arg, long long *rev)
+/* GET k into out ("" when there is none): 0, or -1. */
+static int get_text(struct cluster_webhooks *cw, const char *k, char *out,
+		    size_t size)
 {
-	struct cluster_webhooks *cw = of(arg);
 	redisContext *ctx = conn(cw);
-	char k[CLUSTER_KEY_MAX];
 	redisReply *r;
 	int rc = -1;
 
 	if (!ctx)
 		return -1;
-	defs_key(k, sizeof(k), cw->c, "rev");
 	r = cluster_check(ctx, redisCommand(ctx, "GET %s", k));
-	if (r && r->type == REDIS_REPLY_NIL) {
-		*rev = 0;
-		rc = 0;
-	} else if (r && r->type == REDIS_REPLY_STRING) {
-		*rev = strtoll(r->str, NULL, 10);
+	if (r &&
+	    (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL)) {
+		snprintf(out, size, "%s",
+			 r->type == REDIS_REPLY_STRING ? r->str : "");
 		rc = 0;
 	}
 	freeReplyObject(r);
 	return rc;
+}
+
+static int defs_rev(void *arg, long long *rev)
+{
+	struct cluster_webhooks *cw = of(arg);
+	char k[CLUSTER_KEY_MAX], v[32];
+
+	defs_key(k, sizeof(k), cw->c, "rev");
+	if (get_text(cw, k, v, sizeof(v)) != 0)
+		return -1;
+	*rev = strtoll(v, NULL, 10); /* none yet: 0 */
+	return 0;
 }
 
 static cJSON *defs_get(void *arg)
@@ -313,23 +323,10 @@ static int save(void *arg, const char *name, const char *epoch, uint64_t seq,
 static int holder(void *arg, const char *name, char *out, size_t size)
 {
 	struct cluster_webhooks *cw = of(arg);
-	redisContext *ctx = conn(cw);
 	char k[CLUSTER_KEY_MAX];
-	redisReply *r;
-	int rc = -1;
 
-	if (!ctx)
-		return -1;
 	key(k, sizeof(k), cw->c, name, "lease");
-	r = cluster_check(ctx, redisCommand(ctx, "GET %s", k));
-	if (r &&
-	    (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL)) {
-		snprintf(out, size, "%s",
-			 r->type == REDIS_REPLY_STRING ? r->str : "");
-		rc = 0;
-	}
-	freeReplyObject(r);
-	return rc;
+	return get_text(cw, k, out, size);
 }
 
 static void remove_keys(void *arg, const char *name)
