@@ -277,6 +277,7 @@ void cluster_apply_conf(struct cluster *c, const struct dconf *conf)
 			n++;
 	}
 	atomic_store(&c->idem_retention_ms, conf->idem_retention_ms);
+	atomic_store(&c->coalesce_ms, conf->cluster_coalesce_ms);
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < c->n_min; i++)
 		free(c->min[i].name);

@@ -132,9 +132,29 @@ static void unreplicated(struct cluster *c, struct hub_req *req,
 	hub_answer_error(req, 503, "unavailable", msg);
 }
 
+/* One node's ack, "NODE COUNT": 1 and its count when another node's. */
+static int ack_of(const struct cluster *c, const redisReply *e, size_t *count)
+{
+	const char *v, *sp;
+
+	if (!e || e->type != REDIS_REPLY_STRING)
+		return 0;
+	v = e->str;
+	sp = strrchr(v, ' ');
+	/* Our own ack is already counted (the hub told us). */
+	if (!sp || ((size_t)(sp - v) == strlen(c->node) &&
+		    strncmp(v, c->node, strlen(c->node)) == 0))
+		return 0;
+	*count += strtoull(sp + 1, NULL, 10);
+	return 1;
+}
+
 /*
  * How many links the other nodes delivered seq to: their acks, waited for
  * a short while (a slow or dying node's count is left out, not waited for).
+ * Those already pushed are taken in one round trip (pipelined LPOPs, one
+ * more than the others: this node pushes its own too); BLPOP waits for
+ * the rest.
  */
 static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
 			   int others)
@@ -142,10 +162,23 @@ static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
 	int64_t wait_ms = c->timeout_ms / 2 < 1000 ? c->timeout_ms / 2 : 1000;
 	int64_t end = clock_wall_ms() + wait_ms;
 	size_t sum = 0;
+	int asked = 0;
 	char key[CLUSTER_KEY_MAX], secs[32];
 
 	snprintf(key, sizeof(key), "%sack:%llu", c->prefix,
 		 (unsigned long long)seq);
+	for (int i = 0; i <= others; i++)
+		asked += redisAppendCommand(ctx, "LPOP %s", key) == REDIS_OK;
+	for (; asked > 0; asked--) {
+		redisReply *r = NULL;
+
+		if (redisGetReply(ctx, (void **)&r) != REDIS_OK) {
+			api_conn_failed(c);
+			return sum;
+		}
+		others -= ack_of(c, r, &sum);
+		freeReplyObject(r);
+	}
 	while (others > 0) {
 		int64_t left = end - clock_wall_ms();
 		redisReply *r;
@@ -154,25 +187,13 @@ static size_t collect_acks(struct cluster *c, redisContext *ctx, uint64_t seq,
 			break;
 		snprintf(secs, sizeof(secs), "%.3f", (double)left / 1000.0);
 		r = redisCommand(ctx, "BLPOP %s %s", key, secs);
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[1]->type != REDIS_REPLY_STRING) {
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
 			if (!r || ctx->err)
 				api_conn_failed(c);
 			freeReplyObject(r);
 			break;
 		}
-		{
-			const char *v = r->element[1]->str,
-				   *sp = strrchr(v, ' ');
-
-			/* Our own ack is already counted (the hub told us). */
-			if (sp &&
-			    !((size_t)(sp - v) == strlen(c->node) &&
-			      strncmp(v, c->node, strlen(c->node)) == 0)) {
-				sum += strtoull(sp + 1, NULL, 10);
-				others--;
-			}
-		}
+		others -= ack_of(c, r->element[1], &sum);
 		freeReplyObject(r);
 	}
 	return sum;

@@ -148,6 +148,7 @@ struct cluster {
 	atomic_bool stop;
 	atomic_bool up;               /* the reader follows the stream */
 	atomic_llong read_ms;         /* mono ms: its last read came back */
+	atomic_llong coalesce_ms;     /* cluster.coalesce (cluster_reader.c) */
 	atomic_bool writer_up;        /* the writer is connected */
 	atomic_llong api_pause_until; /* wall ms: an API call failed */
 	atomic_ullong errors;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster_int.h"
 #include "log.h"
@@ -341,6 +342,30 @@ static int hold(struct cluster *c, redisContext *ctx, struct position *pos,
 }
 
 /*
+ * cluster.coalesce: after a batch of more than one event (a sustained
+ * stream), pause before the next read for as long as the hub took to
+ * deliver it, up to coalesce_ms, so that the next batch gathers what comes
+ * meanwhile and each link gets it in one write. A lone event is read and
+ * delivered at once. A node holds a third of the links of one that serves
+ * them all, and so delivers three times as often, each event in its own
+ * write to every link, unless it waits: docs/design.md, "Coalescing".
+ */
+static void coalesce(struct cluster *c, const struct cluster_batch *b,
+		     int64_t took_us)
+{
+	int64_t cap_us = atomic_load(&c->coalesce_ms) * 1000;
+	struct timespec t;
+
+	if (b->n < 2 || cap_us <= 0 || took_us <= 0)
+		return;
+	if (took_us > cap_us)
+		took_us = cap_us;
+	t.tv_sec = (time_t)(took_us / 1000000);
+	t.tv_nsec = (long)(took_us % 1000000) * 1000;
+	nanosleep(&t, NULL);
+}
+
+/*
  * One XREAD: hand what came to the hub. 0 (read on), 1 (the history was
  * replaced: sync afresh), -1 (the connection failed).
  */
@@ -350,6 +375,7 @@ static int read_once(struct cluster *c, redisContext *ctx, struct position *pos)
 	const redisReply *list;
 	redisReply *r;
 	char from[32];
+	int64_t took;
 	int rc = 0, held;
 
 	snprintf(from, sizeof(from), "%llu-0", (unsigned long long)pos->seq);
@@ -394,9 +420,11 @@ static int read_once(struct cluster *c, redisContext *ctx, struct position *pos)
 		pos->seq = b->entries[b->n - 1].seq;
 		pos->ts = b->entries[b->n - 1].wall_ms;
 	}
+	took = clock_mono_us();
 	if (b->n && hand_over(c, b) != 0 && !atomic_load(&c->stop))
 		log_warn("cluster apply failed", "seq=%llu",
 			 (unsigned long long)pos->seq);
+	coalesce(c, b, clock_mono_us() - took);
 	batch_free(b);
 	freeReplyObject(r);
 	return rc;

@@ -114,6 +114,8 @@ static const struct conf_key cluster_keys[] = {
 	  .min = 300, .max = 10 * 60 * 1000, .def = "5s" },
 	{ .name = "timeout", .type = CONF_DURATION, .offset = F(cluster_timeout_ms),
 	  .min = 50, .max = 60 * 1000, .def = "2s" },
+	{ .name = "coalesce", .type = CONF_DURATION,
+	  .offset = F(cluster_coalesce_ms), .min = 0, .max = 1000, .def = "5ms" },
 	{ .name = NULL },
 };
 /* clang-format on */

@@ -100,6 +100,7 @@ struct dconf {
 	char *cluster_prefix;        /* key prefix in Redis */
 	int64_t cluster_node_ttl_ms; /* a silent node is dead after this */
 	int64_t cluster_timeout_ms;  /* one Redis call, at most */
+	int64_t cluster_coalesce_ms; /* the reader's pause after a batch */
 	struct redis_url redis;      /* cluster_redis, parsed (with sentinels:
 					user, password, db; no address) */
 

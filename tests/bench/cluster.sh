@@ -11,7 +11,8 @@
 #   tests/bench/cluster.sh N [LOADGEN-ARGS...]      NODES=3 by default
 #
 # N links over LOADGEN_PROCS workers (default: one per 10,000 links, at
-# least 2) and source addresses 127.0.0.1-127.0.0.4. KEEP=1 keeps the logs.
+# least 2) and source addresses 127.0.0.1-127.0.0.4. KEEP=1 keeps the logs;
+# COALESCE sets cluster.coalesce, DISCOVERYD another binary (A/B runs).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -79,10 +80,10 @@ for i in $(seq 1 "$NODES"); do
 	cat >"$TMP/node$i.yaml" <<-EOF
 	listen: { http: 127.0.0.1:0, agents: 127.0.0.1:0 }
 	state_dir: $TMP/node$i
-	cluster: { redis: "redis://127.0.0.1:$port", node: node-$i }
+	cluster: { redis: "redis://127.0.0.1:$port", node: node-$i${COALESCE:+, coalesce: $COALESCE} }
 	limits: { max_agents: 100000, max_agents_per_ip: 0, accept_rate: 0 }
 	EOF
-	"$ROOT/build/bin/discoveryd" -c "$TMP/node$i.yaml" >"$TMP/node$i.log" 2>&1 &
+	"${DISCOVERYD:-$ROOT/build/bin/discoveryd}" -c "$TMP/node$i.yaml" >"$TMP/node$i.log" 2>&1 &
 	pids="$pids $!"
 	rss="$rss -p $!"
 	wait_for "$TMP/node$i.log" 'msg="cluster synced"'

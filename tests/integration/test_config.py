@@ -53,6 +53,10 @@ def test_cluster_section_checked(tmp_path):
     rc, out, _ = check(tmp_path, "cluster:\n  redis: redis://127.0.0.1:6379/2\n"
                        "  node: n1\n  node_ttl: 6s\n")
     assert rc == 0, out
+    for ok in ("0", "0ms", "1s"):
+        rc, out, _ = check(tmp_path, "cluster:\n  redis: redis://x\n"
+                           "  coalesce: %s\n" % ok)
+        assert rc == 0, (ok, out)
     for bad, why in (("cluster:\n  node: n1\n", "redis"),
                      ("cluster:\n  redis: http://x\n", "cluster.redis"),
                      ("cluster:\n  redis: redis://x:0\n", "cluster.redis"),
@@ -63,6 +67,12 @@ def test_cluster_section_checked(tmp_path):
                       "timeout"),
                      ("cluster:\n  redis: redis://x\n  colour: red\n",
                       "colour"),
+                     ("cluster:\n  redis: redis://x\n  coalesce: 1001ms\n",
+                      "coalesce"),
+                     ("cluster:\n  redis: redis://x\n  coalesce: -1ms\n",
+                      "coalesce"),
+                     ("cluster:\n  redis: redis://x\n  coalesce: soon\n",
+                      "coalesce"),
                      ("cluster:\n  redis: redis://x\n  node_ttl: 3s\n",
                       "at most half")):
         rc, out, _ = check(tmp_path, bad)
