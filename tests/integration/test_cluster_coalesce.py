@@ -1,0 +1,77 @@
+"""cluster.coalesce: under a sustained stream a node's reader waits a
+little before it reads on, so that each link gets more in one write
+(docs/design.md, "Coalescing in cluster mode"). Nothing of it may cost
+an event or its order: writes from many clients at once, through two
+nodes, reach an agent on each node whole and in seq order, with the
+pause on (the default) and, after a SIGHUP, off (read again without a
+restart). Nothing here asserts a time."""
+
+import signal
+import threading
+
+from cluster_harness import node
+from harness import write
+from pyagent import PyAgent
+
+
+def burst(n, count, clients=8):
+    """count broadcasts from `clients` threads at once; their seqs."""
+    seqs, lock = [], threading.Lock()
+
+    def one(k):
+        for i in range(k, count, clients):
+            st, body = n.call("POST", "/api/discovery/broadcast",
+                              {"command": "C%d" % i})
+            assert st == 202, (st, body)
+            with lock:
+                seqs.append(body["seq"])
+
+    ts = [threading.Thread(target=one, args=(k,)) for k in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return sorted(seqs)
+
+
+def received(agent, seqs):
+    """The agent got exactly seqs, in order, after what it had."""
+    want = set(seqs)
+    agent.wait_for(lambda s: want <= {q for q, _ in s.events})
+    got = [q for q, _ in agent.events if q in want]
+    assert got == seqs, got
+
+
+def test_a_sustained_stream_arrives_whole_and_in_order(tmp_path, redis):
+    a = node(tmp_path, "node-a", redis.url)
+    b = node(tmp_path, "node-b", redis.url)
+    agents = []
+    try:
+        agents = [PyAgent(n.ws_url, "web", "web-%d" % i)
+                  for i, n in enumerate((a, b))]
+        for agent in agents:
+            agent.wait_for(lambda s: s.welcomes)
+        seqs = burst(a, 300)
+        assert len(set(seqs)) == 300
+        for agent in agents:
+            received(agent, seqs)
+
+        # Off, on SIGHUP: no restart for it, and the stream goes on.
+        for n in (a, b):
+            with open(n.config) as f:
+                text = f.read()
+            write(n.config, text.replace("cluster:\n",
+                                         "cluster:\n  coalesce: 0\n", 1))
+            mark = n.mark()
+            n.kill(signal.SIGHUP)
+            n.wait_line(r"msg=reloaded", start=mark)
+            assert n.count(r"key=cluster ", mark) == 0
+        seqs = burst(b, 100)
+        assert seqs[0] > 300
+        for agent in agents:
+            received(agent, seqs)
+    finally:
+        for agent in agents:
+            agent.stop()
+        codes = [n.stop() for n in (a, b)]
+        assert codes == [0, 0], codes
