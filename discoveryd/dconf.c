@@ -115,7 +115,7 @@ static const struct conf_key cluster_keys[] = {
 	{ .name = "timeout", .type = CONF_DURATION, .offset = F(cluster_timeout_ms),
 	  .min = 50, .max = 60 * 1000, .def = "2s" },
 	{ .name = "coalesce", .type = CONF_DURATION,
-	  .offset = F(cluster_coalesce_ms), .min = 0, .max = 1000, .def = "5ms" },
+	  .offset = F(cluster_coalesce_ms), .min = 0, .max = 1000, .def = "8ms" },
 	{ .name = NULL },
 };
 /* clang-format on */
