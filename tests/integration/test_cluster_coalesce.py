@@ -98,7 +98,8 @@ def test_an_ack_that_is_no_count_is_not_counted(tmp_path, redis):
         ahead = range(first["seq"] + 1, first["seq"] + 6)
         for seq in ahead:
             redis.cli("RPUSH", "discovery:ack:%d" % seq, "node-b -5",
-                      "node-b 7x", "node-b", " 3", "node-b 99999999999999999999")
+                      "node-b 7x", "node-b", " 3",
+                      "node-b 99999999999999999999")
         st, r = a.call("POST", "/api/discovery/broadcast", {"command": "C1"})
         assert st == 202 and r["seq"] in ahead, r
         assert r["delivered"] == 2, r
