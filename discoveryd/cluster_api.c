@@ -6,6 +6,8 @@
  * answered for the whole cluster, or from this node's view (the hub's)
  * while Redis is away.
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,20 +134,32 @@ static void unreplicated(struct cluster *c, struct hub_req *req,
 	hub_answer_error(req, 503, "unavailable", msg);
 }
 
-/* One node's ack, "NODE COUNT": 1 and its count when another node's. */
+/*
+ * One node's ack, "NODE COUNT": 1 and its count when another node's. A
+ * value that is not one (no name, a count not all digits, "-1" included,
+ * which strtoull would take as 2^64-1) is no node's ack: not counted.
+ */
 static int ack_of(const struct cluster *c, const redisReply *e, size_t *count)
 {
 	const char *v, *sp;
+	char *end;
+	unsigned long long n;
 
 	if (!e || e->type != REDIS_REPLY_STRING)
 		return 0;
 	v = e->str;
 	sp = strrchr(v, ' ');
-	/* Our own ack is already counted (the hub told us). */
-	if (!sp || ((size_t)(sp - v) == strlen(c->node) &&
-		    strncmp(v, c->node, strlen(c->node)) == 0))
+	if (!sp || sp == v || sp[1] < '0' || sp[1] > '9')
 		return 0;
-	*count += strtoull(sp + 1, NULL, 10);
+	errno = 0;
+	n = strtoull(sp + 1, &end, 10);
+	if (*end || errno || n > SIZE_MAX / 2)
+		return 0;
+	/* Our own ack is already counted (the hub told us). */
+	if ((size_t)(sp - v) == strlen(c->node) &&
+	    strncmp(v, c->node, strlen(c->node)) == 0)
+		return 0;
+	*count += (size_t)n;
 	return 1;
 }
 

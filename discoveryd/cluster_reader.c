@@ -424,7 +424,9 @@ static int read_once(struct cluster *c, redisContext *ctx, struct position *pos)
 	if (b->n && hand_over(c, b) != 0 && !atomic_load(&c->stop))
 		log_warn("cluster apply failed", "seq=%llu",
 			 (unsigned long long)pos->seq);
-	coalesce(c, b, clock_mono_us() - took);
+	/* Not when the history was replaced (a sync is due) or stopping. */
+	if (rc == 0 && !atomic_load(&c->stop))
+		coalesce(c, b, clock_mono_us() - took);
 	batch_free(b);
 	freeReplyObject(r);
 	return rc;

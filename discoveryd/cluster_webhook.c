@@ -138,14 +138,17 @@ static void defs_key(char *out, size_t size, const struct cluster *c,
 
 /*
  * Whether this node follows the stream: its reader's last read came back
- * within the longest a read blocks plus a call's timeout. A node whose
- * reader is stuck (while its other calls go through) would deliver
- * nothing new, and holding the lease, let no other node deliver either.
+ * within the longest a read blocks plus a call's timeout, plus the pause
+ * it may take after a batch (cluster.coalesce, up to 1s: a reader that
+ * waits on purpose is not stuck). A node whose reader is stuck (while its
+ * other calls go through) would deliver nothing new, and holding the
+ * lease, let no other node deliver either.
  */
 static bool follows(const struct cluster *c)
 {
 	return clock_mono_ms() - atomic_load(&c->read_ms) <=
-	       READ_BLOCK_MS + c->timeout_ms + 1000;
+	       READ_BLOCK_MS + c->timeout_ms + atomic_load(&c->coalesce_ms) +
+		       1000;
 }
 
 static int lease(void *arg, const char *name, bool runtime)

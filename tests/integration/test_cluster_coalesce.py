@@ -75,3 +75,36 @@ def test_a_sustained_stream_arrives_whole_and_in_order(tmp_path, redis):
             agent.stop()
         codes = [n.stop() for n in (a, b)]
         assert codes == [0, 0], codes
+
+
+def test_an_ack_that_is_no_count_is_not_counted(tmp_path, redis):
+    """The acks a write takes (pipelined LPOPs, then BLPOP) are "NODE
+    COUNT"; a value in the ack list that is not one, a negative count
+    (strtoull reads "-5" as 2^64-5) or a count with junk after it, is no
+    node's ack: `delivered` stays the links', and the real ack of node b
+    is still waited for."""
+    a = node(tmp_path, "node-a", redis.url)
+    b = node(tmp_path, "node-b", redis.url)
+    agents = []
+    try:
+        agents = [PyAgent(n.ws_url, "web", "web-%d" % i)
+                  for i, n in enumerate((a, b))]
+        for agent in agents:
+            agent.wait_for(lambda s: s.welcomes)
+        st, first = a.call("POST", "/api/discovery/broadcast",
+                           {"command": "C0"})
+        assert st == 202 and first["delivered"] == 2, first
+        # Whatever seq the next write takes, its ack list starts with them.
+        ahead = range(first["seq"] + 1, first["seq"] + 6)
+        for seq in ahead:
+            redis.cli("RPUSH", "discovery:ack:%d" % seq, "node-b -5",
+                      "node-b 7x", "node-b", " 3",
+                      "node-b 99999999999999999999")
+        st, r = a.call("POST", "/api/discovery/broadcast", {"command": "C1"})
+        assert st == 202 and r["seq"] in ahead, r
+        assert r["delivered"] == 2, r
+    finally:
+        for agent in agents:
+            agent.stop()
+        codes = [n.stop() for n in (a, b)]
+        assert codes == [0, 0], codes
