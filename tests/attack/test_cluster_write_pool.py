@@ -386,7 +386,11 @@ def test_sigterm_with_writes_held_by_a_frozen_redis(tmp_path, redis):
                       (INV.encode(), len(body), body))
             socks.append(s)
         time.sleep(1)
-        rc = a.stop(signal.SIGTERM, timeout=60)
+        # Up to ~60 s: the writes hold the HTTP side's stop for the 35 s
+        # timeout, and the writer's heartbeat, due node_ttl/3 (23 s) after
+        # the start and sent to the frozen Redis before the store's
+        # threads are told to stop, holds their join for its own 35 s.
+        rc = a.stop(signal.SIGTERM, timeout=120)
         assert rc == 0, a.text()[-3000:]
         for s in socks:
             st, body = read_answer(s)
