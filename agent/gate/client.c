@@ -37,7 +37,7 @@
 
 static const struct upstream_ops exchange_ops;
 static void process(struct client *c);
-static void flush(struct client *c);
+static void flush_soon(struct client *c);
 
 /* ---- the set ------------------------------------------------------------ */
 
@@ -200,7 +200,7 @@ static void answer_raw(struct client *c, const char *head, size_t head_len,
 	c->head_out = true;
 	c->resp = (struct framing){ .mode = FRAME_LENGTH };
 	c->resp_eof = true;
-	flush(c);
+	flush_soon(c);
 }
 
 static void answer_view(struct client *c, const struct answer *a)
@@ -351,6 +351,21 @@ static void flush(struct client *c)
 			return end_request(c);
 	}
 	set_interest(c);
+}
+
+static void flush_later(struct soon *s)
+{
+	struct client *c = (struct client *)((char *)s - offsetof(struct client,
+								  send_soon));
+
+	flush(c);
+}
+
+/* What is ready goes out at the end of the pass (loop.h). */
+static void flush_soon(struct client *c)
+{
+	if (!c->closed && c->head_out)
+		loop_soon(c->set->loop, &c->send_soon);
 }
 
 /* ---- reading the body ---------------------------------------------------- */
@@ -627,6 +642,7 @@ void clients_add(struct clients *s, int fd, const struct sockaddr *sa,
 	c->watch = (struct watch){ .fd = fd,
 				   .fn = on_event,
 				   .release = client_release };
+	c->send_soon.fn = flush_later;
 	c->set = s;
 	memcpy(&c->peer, sa, len < sizeof(c->peer) ? len : sizeof(c->peer));
 	addr = sa->sa_family == AF_INET6 ?
@@ -742,12 +758,12 @@ static void on_head(struct exchange *x)
 		};
 	else
 		c->resp = (struct framing){ .mode = FRAME_RAW };
-	flush(c);
+	flush_soon(c);
 }
 
 static void on_body(struct exchange *x)
 {
-	flush(x->owner);
+	flush_soon(x->owner);
 }
 
 static void on_room(struct exchange *x)
@@ -765,7 +781,7 @@ static void on_done(struct exchange *x, unsigned status, const char *why)
 
 	if (!why) {
 		c->resp_eof = true;
-		return flush(c);
+		return flush_soon(c);
 	}
 	if (c->head_out)
 		return client_close(

@@ -64,8 +64,9 @@ struct client {
 	bool resp_eof;       /* the whole body is in x.down */
 	bool head_out;       /* an answer's head is in `out` */
 	bool close_after;
-	bool refused; /* an error of ours, then the close */
-	bool blocked; /* the socket took less than offered */
+	bool refused;          /* an error of ours, then the close */
+	bool blocked;          /* the socket took less than offered */
+	struct soon send_soon; /* flush at the end of the pass */
 
 	struct exchange x;
 	struct relay relay;

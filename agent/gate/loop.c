@@ -18,6 +18,8 @@ int loop_init(struct loop *l)
 	l->due_ms = loop_now_ms() + 1000;
 	l->dead = NULL;
 	l->dead_tail = &l->dead;
+	l->soon = NULL;
+	l->soon_tail = &l->soon;
 	return l->epfd < 0 ? -1 : 0;
 }
 
@@ -86,6 +88,29 @@ void loop_due(struct loop *l, long long when)
 		l->due_ms = when;
 }
 
+void loop_soon(struct loop *l, struct soon *s)
+{
+	if (s->queued)
+		return;
+	s->queued = true;
+	s->next = NULL;
+	*l->soon_tail = s;
+	l->soon_tail = &s->next;
+}
+
+void loop_run_soon(struct loop *l)
+{
+	while (l->soon) {
+		struct soon *s = l->soon;
+
+		l->soon = s->next;
+		if (!l->soon)
+			l->soon_tail = &l->soon;
+		s->queued = false;
+		s->fn(s);
+	}
+}
+
 void loop_run_once(struct loop *l, int timeout_ms)
 {
 	struct epoll_event evs[MAX_EVENTS];
@@ -101,5 +126,6 @@ void loop_run_once(struct loop *l, int timeout_ms)
 		if (w->fn)
 			w->fn(w, evs[i].events);
 	}
+	loop_run_soon(l);
 	reap(l);
 }

@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,7 @@ int upstream_detach(struct exchange *x)
 }
 
 static void send_some(struct exchange *x);
+static void send_soon(struct exchange *x);
 
 /* Begin again on another connection: the one it had died before any
  * answer, and nothing but the head has left (it is sent again). */
@@ -273,7 +275,7 @@ static void attach(struct exchange *x)
 		pool_unlink(p, c);
 		c->x = x;
 		x->uc = c;
-		return send_some(x);
+		return send_soon(x);
 	}
 	if (conn_open(p, x, 0, err, sizeof(err)))
 		return finish(x, 502, err);
@@ -350,11 +352,28 @@ static void send_some(struct exchange *x)
 		x->ops->room(x);
 }
 
+static void send_later(struct soon *s)
+{
+	struct exchange *x =
+		(struct exchange *)((char *)s -
+				    offsetof(struct exchange, send_soon));
+
+	if (x->in_flight)
+		send_some(x);
+}
+
+/* What is ready goes at the end of the pass (loop.h). */
+static void send_soon(struct exchange *x)
+{
+	x->send_soon.fn = send_later;
+	loop_soon(x->pool->loop, &x->send_soon);
+}
+
 void upstream_send(struct exchange *x)
 {
 	/* Also after an early answer: the rest of the body may still go. */
 	if (x->in_flight && x->uc)
-		send_some(x);
+		send_soon(x);
 }
 
 /* ---- receiving ---------------------------------------------------------- */

@@ -94,6 +94,7 @@ struct exchange {
 	bool resp_started, complete, switched;
 	bool bad_byte; /* a control byte in the response head */
 	bool sent, recv_paused;
+	struct soon send_soon; /* send at the end of the pass */
 	long long deadline_ms;
 	struct exchange *prev, *next;
 };

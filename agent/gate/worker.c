@@ -256,6 +256,7 @@ static void *run(void *arg)
 	while (!atomic_load(&w->stopping)) {
 		loop_run_once(&w->loop, IDLE_MS);
 		upkeep(w);
+		loop_run_soon(&w->loop); /* answers of the deadlines (408) */
 	}
 	take_inbox(w, true);
 	clients_close_all(&w->clients);

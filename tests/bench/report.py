@@ -61,9 +61,12 @@ METRICS = [
     ("durable_writes_per_s_64c", "/s", ("durable", 64), "64 clients"),
     ("durable_write_p99_ms_64c", "ms", ("durable", "p99_64"),
      "wrk's p99, 64 clients"),
-    ("proxy_rps", "req/s", ("proxy", "rps"), "wrk -t2 -c64, small body"),
-    ("proxy_p99_ms", "ms", ("proxy", "p99_ms"), "wrk's p99"),
-    ("locked_rps", "req/s", ("locked", "rps"), "423 answers"),
+    ("proxy_rps", "req/s", ("proxy", "rps"),
+     "wrk -t2 -c64, small body, median of the rounds"),
+    ("proxy_p99_ms", "ms", ("proxy", "p99_ms"),
+     "wrk's p99, median of the rounds"),
+    ("locked_rps", "req/s", ("locked", "rps"),
+     "423 answers, median of the rounds"),
 ]
 
 
@@ -104,6 +107,21 @@ def load_gate(raw):
             continue
         gate[(g["system"], g["case"])] = g
     return gate
+
+
+def gate_note(gate):
+    """What the gate rows are: how many rounds, what wrk ran."""
+    if not gate:
+        return "No gate rows: tests/gate/bench.sh did not run."
+    rounds = sorted({g.get("rounds", 1) for g in gate.values()})
+    g = gate.get(("discovery-gate", "proxy")) or next(iter(gate.values()))
+    return ("The gate rows (proxy_rps, proxy_p99_ms, locked_rps) are each "
+            "the median of %s rounds of one wrk run per system, the order "
+            "rotated each round (tests/gate/bench.sh): wrk with 2 threads "
+            "and 64 connections; the gate with `threads: 2`, HAProxy with "
+            "`nbthread 2`, nginx with 2 workers. The gate's: `%s`. Compare "
+            "the ratios, not the figures across runs." % (
+                "/".join(str(r) for r in rounds), g.get("command", "?")))
 
 
 def load_blocking(raw):
@@ -589,8 +607,10 @@ rank); the figures above are medians over the rounds. The triggers:
   PINGREQ). The payload is the floor's event, the seq the publisher's.
 
 The gate rows come from tests/gate/bench.sh: nginx (two workers), HAProxy
-(two threads) and discovery-gate in front of the same upstream (an nginx
-`return 200`), wrk -t2 -c64; locked is the gate answering 423 itself.
+(two threads) and discovery-gate (two threads) in front of the same
+upstream (an nginx `return 200`), wrk -t2 -c64 (two threads, 64
+connections); locked is the gate answering 423 itself. Each figure is the
+median of the rounds (3 by default), the systems' order rotated each round.
 """
 
 
@@ -778,7 +798,8 @@ def report(raw, out, quick):
           "Ratios are this system's value ÷ discoveryd's (fan-out rows) or "
           "discovery-gate's (proxy rows). Fan-out figures: median over the "
           "rounds of each round's p50 / p99 / last link.", "",
-          table(res), "", "## The issue's targets (discoveryd, the gate)", "",
+          table(res), "", gate_note(gate), "",
+          "## The issue's targets (discoveryd, the gate)", "",
           targets(res), "", "## Fan-out by size", "", sizes_table(runs), "",
           "`trigger answer` is when the trigger's HTTP answer arrived.", ""]
     if plotted:
