@@ -345,10 +345,12 @@ static int hold(struct cluster *c, redisContext *ctx, struct position *pos,
  * cluster.coalesce: after a batch of more than one event (a sustained
  * stream), pause before the next read for as long as the hub took to
  * deliver it, up to coalesce_ms, so that the next batch gathers what comes
- * meanwhile and each link gets it in one write. A lone event is read and
- * delivered at once. A node holds a third of the links of one that serves
- * them all, and so delivers three times as often, each event in its own
- * write to every link, unless it waits: docs/design.md, "Coalescing".
+ * meanwhile and each link gets it in one write. A lone event after a quiet
+ * spell is read and delivered at once (one that comes during a pause waits
+ * for its end). A node holds a third of the links of one that serves them
+ * all, and so delivers three times as often, each event in its own write
+ * to every link, unless it waits: docs/design.md, "Coalescing in cluster
+ * mode".
  */
 static void coalesce(struct cluster *c, const struct cluster_batch *b,
 		     int64_t took_us)
