@@ -6,6 +6,7 @@ nodes, reach an agent on each node whole and in seq order, with the
 pause on (the default) and, after a SIGHUP, off (read again without a
 restart). Nothing here asserts a time."""
 
+import contextlib
 import signal
 import threading
 
@@ -42,7 +43,10 @@ def received(agent, seqs):
     assert got == seqs, got
 
 
-def test_a_sustained_stream_arrives_whole_and_in_order(tmp_path, redis):
+@contextlib.contextmanager
+def two_nodes(tmp_path, redis):
+    """Nodes a and b, each with one agent linked (web-0 on a, web-1 on
+    b); both stop cleanly after."""
     a = node(tmp_path, "node-a", redis.url)
     b = node(tmp_path, "node-b", redis.url)
     agents = []
@@ -51,6 +55,16 @@ def test_a_sustained_stream_arrives_whole_and_in_order(tmp_path, redis):
                   for i, n in enumerate((a, b))]
         for agent in agents:
             agent.wait_for(lambda s: s.welcomes)
+        yield a, b, agents
+    finally:
+        for agent in agents:
+            agent.stop()
+        codes = [n.stop() for n in (a, b)]
+        assert codes == [0, 0], codes
+
+
+def test_a_sustained_stream_arrives_whole_and_in_order(tmp_path, redis):
+    with two_nodes(tmp_path, redis) as (a, b, agents):
         seqs = burst(a, 300)
         assert len(set(seqs)) == 300
         for agent in agents:
@@ -70,11 +84,6 @@ def test_a_sustained_stream_arrives_whole_and_in_order(tmp_path, redis):
         assert seqs[0] > 300
         for agent in agents:
             received(agent, seqs)
-    finally:
-        for agent in agents:
-            agent.stop()
-        codes = [n.stop() for n in (a, b)]
-        assert codes == [0, 0], codes
 
 
 def test_an_ack_that_is_no_count_is_not_counted(tmp_path, redis):
@@ -83,14 +92,7 @@ def test_an_ack_that_is_no_count_is_not_counted(tmp_path, redis):
     (strtoull reads "-5" as 2^64-5) or a count with junk after it, is no
     node's ack: `delivered` stays the links', and the real ack of node b
     is still waited for."""
-    a = node(tmp_path, "node-a", redis.url)
-    b = node(tmp_path, "node-b", redis.url)
-    agents = []
-    try:
-        agents = [PyAgent(n.ws_url, "web", "web-%d" % i)
-                  for i, n in enumerate((a, b))]
-        for agent in agents:
-            agent.wait_for(lambda s: s.welcomes)
+    with two_nodes(tmp_path, redis) as (a, b, agents):
         st, first = a.call("POST", "/api/discovery/broadcast",
                            {"command": "C0"})
         assert st == 202 and first["delivered"] == 2, first
@@ -103,8 +105,3 @@ def test_an_ack_that_is_no_count_is_not_counted(tmp_path, redis):
         st, r = a.call("POST", "/api/discovery/broadcast", {"command": "C1"})
         assert st == 202 and r["seq"] in ahead, r
         assert r["delivered"] == 2, r
-    finally:
-        for agent in agents:
-            agent.stop()
-        codes = [n.stop() for n in (a, b)]
-        assert codes == [0, 0], codes
