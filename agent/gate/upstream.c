@@ -257,6 +257,7 @@ int upstream_detach(struct exchange *x)
 
 static void send_some(struct exchange *x);
 static void send_soon(struct exchange *x);
+static void send_later(struct soon *s);
 
 /* Begin again on another connection: the one it had died before any
  * answer, and nothing but the head has left (it is sent again). */
@@ -285,6 +286,7 @@ static void attach(struct exchange *x)
 void upstream_start(struct upstream_pool *p, struct exchange *x)
 {
 	x->pool = p;
+	x->send_soon.fn = send_later;
 	x->in_flight = true;
 	x->head.len = 0;
 	x->head_done = x->complete = x->switched = x->interim = false;
@@ -365,7 +367,6 @@ static void send_later(struct soon *s)
 /* What is ready goes at the end of the pass (loop.h). */
 static void send_soon(struct exchange *x)
 {
-	x->send_soon.fn = send_later;
 	loop_soon(x->pool->loop, &x->send_soon);
 }
 
